@@ -1,0 +1,41 @@
+import { describe, expect, test } from "bun:test";
+import { parseByteSize, parseChoice, parseInteger, parsePort, parseSize, rejectUnknown, UsageError } from "../lib/cli.ts";
+
+describe("command-line values", () => {
+  test("ports: in range, 0 only where allowed, exact message otherwise", () => {
+    expect(parsePort("--port", "9999")).toBe(9999);
+    expect(parsePort("--port", "0")).toBe(0);
+    expect(() => parsePort("--port", "70000")).toThrow("invalid --port=70000: expected a port 0..65535");
+    expect(() => parsePort("PORT", "0", false)).toThrow("invalid PORT=0: expected a port 1..65535");
+    expect(() => parsePort("--port", "12ab")).toThrow(UsageError);
+    expect(() => parsePort("--port", true)).toThrow("--port needs a value");
+  });
+
+  test("integers and repeated flags", () => {
+    expect(parseInteger("quality", "80", 1, 100)).toBe(80);
+    expect(() => parseInteger("quality", "0", 1, 100)).toThrow("invalid --quality=0: expected an integer 1..100");
+    expect(() => parseInteger("quality", "8.5", 1, 100)).toThrow(UsageError);
+    expect(() => parseInteger("fps", ["10", "20"], 1, 120)).toThrow("--fps given more than once");
+  });
+
+  test("sizes", () => {
+    expect(parseSize("size", "1280x720")).toEqual({ width: 1280, height: 720 });
+    for (const bad of ["1280", "1281x720", "0x0", "99999x10", "axb", "-2x4"]) {
+      expect(() => parseSize("size", bad)).toThrow(`invalid --size=${bad}`);
+    }
+  });
+
+  test("byte sizes", () => {
+    expect(parseByteSize("max-size", "20G")).toBe(20 * 1024 ** 3);
+    expect(parseByteSize("min-free", "500M")).toBe(500 * 1024 ** 2);
+    expect(parseByteSize("min-free", "1.5GiB")).toBe(1.5 * 1024 ** 3);
+    expect(() => parseByteSize("max-size", "lots")).toThrow("invalid --max-size=lots: expected a size such as 500M, 20G or 1T");
+    expect(() => parseByteSize("max-size", "0")).toThrow(UsageError);
+  });
+
+  test("choices and unknown flags", () => {
+    expect(parseChoice("container", "mkv", ["avi", "mkv"] as const)).toBe("mkv");
+    expect(() => parseChoice("container", "mp4", ["avi", "mkv"] as const)).toThrow("expected one of avi, mkv");
+    expect(() => rejectUnknown({ _: [], port: 1, prot: 2 }, ["port"])).toThrow("unknown option --prot");
+  });
+});
