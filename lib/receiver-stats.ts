@@ -1,0 +1,104 @@
+import { LatencyHistogram } from "./latency-histogram.ts";
+
+/** The JSON written by `client.ts --stats FILE`. */
+export interface StatsSummary {
+  framesReceived: number;
+  /** Frames of which some datagrams arrived but that could not be completed. */
+  framesIncomplete: number;
+  /** Frames of which nothing arrived (gaps in frame numbers). */
+  framesMissing: number;
+  /** framesIncomplete + framesMissing. */
+  framesDropped: number;
+  bytes: number;
+  durationSec: number;
+  latencyMs: { p50: number | null; p95: number | null; p99: number | null };
+  /** Frames completed in each whole second since the first frame. */
+  fpsPerSecond: number[];
+  receiveBufferBytes: number | null;
+  reconnects: number;
+  datagramsDropped: Record<string, number>;
+}
+
+/** A once-a-second view for the status line and receiver reports. */
+export interface StatusSnapshot {
+  fps: number;
+  mbps: number;
+  lossPercent: number;
+  latencyP50Ms: number | null;
+}
+
+const MAX_SECONDS = 86_400;
+
+/** Counts what a viewer received; the clock is passed in (ms). */
+export class ReceiverStats {
+  readonly latency = new LatencyHistogram();
+  readonly #recent = new LatencyHistogram();
+  framesReceived = 0;
+  framesIncomplete = 0;
+  framesMissing = 0;
+  bytes = 0;
+  reconnects = 0;
+  receiveBufferBytes: number | null = null;
+  #firstAt: number | null = null;
+  #lastAt = 0;
+  readonly #perSecond: number[] = [];
+  #window = { at: 0, frames: 0, bytes: 0, lost: 0 };
+
+  /** A completed frame; `latencyMs` is arrival minus capture time. */
+  frame(bytes: number, latencyMs: number, nowMs: number): void {
+    if (this.#firstAt === null) {
+      this.#firstAt = nowMs;
+      this.#window.at = nowMs;
+    }
+    this.#lastAt = nowMs;
+    this.framesReceived++;
+    this.bytes += bytes;
+    this.latency.add(latencyMs);
+    this.#recent.add(latencyMs);
+    const second = Math.floor((nowMs - this.#firstAt) / 1000);
+    if (second < MAX_SECONDS) {
+      while (this.#perSecond.length <= second) this.#perSecond.push(0);
+      this.#perSecond[second]!++;
+    }
+  }
+
+  /** Frames that never arrived or could not be completed. */
+  lost(missing: number, incomplete: number): void {
+    this.framesMissing += missing;
+    this.framesIncomplete += incomplete;
+  }
+
+  /** Rates since the previous snapshot; starts a new window. */
+  snapshot(nowMs: number): StatusSnapshot {
+    const lostNow = this.framesMissing + this.framesIncomplete;
+    const w = this.#window;
+    const seconds = Math.max((nowMs - w.at) / 1000, 1e-3);
+    const frames = this.framesReceived - w.frames;
+    const lost = lostNow - w.lost;
+    const snap: StatusSnapshot = {
+      fps: frames / seconds,
+      mbps: ((this.bytes - w.bytes) * 8) / seconds / 1e6,
+      lossPercent: frames + lost > 0 ? (100 * lost) / (frames + lost) : 0,
+      latencyP50Ms: this.#recent.percentile(50),
+    };
+    this.#window = { at: nowMs, frames: this.framesReceived, bytes: this.bytes, lost: lostNow };
+    this.#recent.reset();
+    return snap;
+  }
+
+  summary(datagramsDropped: Record<string, number>): StatsSummary {
+    return {
+      framesReceived: this.framesReceived,
+      framesIncomplete: this.framesIncomplete,
+      framesMissing: this.framesMissing,
+      framesDropped: this.framesIncomplete + this.framesMissing,
+      bytes: this.bytes,
+      durationSec: this.#firstAt === null ? 0 : (this.#lastAt - this.#firstAt) / 1000,
+      latencyMs: { p50: this.latency.percentile(50), p95: this.latency.percentile(95), p99: this.latency.percentile(99) },
+      fpsPerSecond: [...this.#perSecond],
+      receiveBufferBytes: this.receiveBufferBytes,
+      reconnects: this.reconnects,
+      datagramsDropped,
+    };
+  }
+}

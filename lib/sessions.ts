@@ -1,0 +1,95 @@
+/** What the server knows about one viewer. */
+export interface Session {
+  readonly id: number;
+  /** The TCP peer's address: the only place this session's frames go. */
+  readonly address: string;
+  readonly tcpPort: number;
+  readonly udpPort: number;
+  readonly name: string;
+  readonly joinedAt: number;
+  lastHeardAt: number;
+  framesSent: number;
+  datagramsSent: number;
+  /** Datagrams of an older frame not yet sent when a newer frame replaced them. */
+  datagramsSuperseded: number;
+  lastReport: ViewerReport | null;
+}
+
+/** The viewer's own account of what arrived (from its receiver reports). */
+export interface ViewerReport {
+  framesReceived: number;
+  framesLost: number;
+  framesIncomplete: number;
+  latencyP50Us: number;
+}
+
+/** Why a session ended, as written in the server log. */
+export type LeaveReason = "goodbye" | "timeout" | "connection closed" | "protocol error" | "server shutdown";
+
+/** Outcome of a join request. */
+export type Admission = { ok: true; session: Session } | { ok: false; reason: "full" };
+
+/**
+ * The set of active viewers: admission (bounded by maxClients), liveness and
+ * removal. Plain bookkeeping, no sockets: the clock is passed in.
+ */
+export class SessionTable {
+  readonly #sessions = new Map<number, Session>();
+  readonly #maxClients: number;
+  readonly #timeoutMs: number;
+  readonly #randomId: () => number;
+
+  constructor(opts: { maxClients: number; timeoutMs: number; randomId?: () => number }) {
+    this.#maxClients = opts.maxClients;
+    this.#timeoutMs = opts.timeoutMs;
+    this.#randomId = opts.randomId ?? (() => crypto.getRandomValues(new Uint32Array(1))[0]!);
+  }
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  /** Admits a viewer unless the server is full; ids are random, non-zero and unique. */
+  admit(peer: { address: string; tcpPort: number; udpPort: number; name: string }, nowMs: number): Admission {
+    if (this.#sessions.size >= this.#maxClients) return { ok: false, reason: "full" };
+    let id = 0;
+    for (let tries = 0; id === 0 || this.#sessions.has(id); tries++) {
+      if (tries > 64) throw new Error("cannot draw a unique session id");
+      id = this.#randomId() >>> 0;
+    }
+    const session: Session = {
+      id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs,
+      framesSent: 0, datagramsSent: 0, datagramsSuperseded: 0, lastReport: null,
+    };
+    this.#sessions.set(id, session);
+    return { ok: true, session };
+  }
+
+  get(id: number): Session | undefined {
+    return this.#sessions.get(id);
+  }
+
+  /** Any message from the viewer proves it is alive. */
+  heard(id: number, nowMs: number): void {
+    const s = this.#sessions.get(id);
+    if (s) s.lastHeardAt = nowMs;
+  }
+
+  /** Removes a session; returns it, or undefined when it was already gone. */
+  remove(id: number): Session | undefined {
+    const s = this.#sessions.get(id);
+    this.#sessions.delete(id);
+    return s;
+  }
+
+  /** Sessions silent for longer than the timeout. */
+  expired(nowMs: number): Session[] {
+    const out: Session[] = [];
+    for (const s of this.#sessions.values()) if (nowMs - s.lastHeardAt > this.#timeoutMs) out.push(s);
+    return out;
+  }
+
+  values(): IterableIterator<Session> {
+    return this.#sessions.values();
+  }
+}

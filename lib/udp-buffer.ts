@@ -1,0 +1,73 @@
+import { dlopen, FFIType, ptr } from "bun:ffi";
+
+/** What enlarging a socket's receive buffer achieved. */
+export interface BufferResult {
+  requested: number;
+  /** Bytes the kernel reports now (Linux reports twice the usable size), or null where unknown. */
+  actual: number | null;
+  /** Why it could not be set, when it could not. */
+  note?: string;
+}
+
+// Socket option numbers differ per platform.
+const CONSTANTS: Partial<Record<NodeJS.Platform, { lib: string; SOL_SOCKET: number; SO_RCVBUF: number; SO_RCVBUFFORCE?: number }>> = {
+  linux: { lib: "libc.so.6", SOL_SOCKET: 1, SO_RCVBUF: 8, SO_RCVBUFFORCE: 33 },
+  darwin: { lib: "libc.dylib", SOL_SOCKET: 0xffff, SO_RCVBUF: 0x1002 },
+};
+
+type Libc = {
+  setsockopt: (fd: number, level: number, name: number, value: number, len: number) => number;
+  getsockopt: (fd: number, level: number, name: number, value: number, len: number) => number;
+};
+let libc: Libc | null | undefined;
+
+function loadLibc(lib: string): Libc | null {
+  if (libc !== undefined) return libc;
+  try {
+    const { symbols } = dlopen(lib, {
+      setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+      getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+    });
+    libc = symbols as unknown as Libc;
+  } catch {
+    libc = null;
+  }
+  return libc;
+}
+
+/**
+ * Asks the kernel for a receive buffer of `bytes` on a socket's file descriptor.
+ * Bun's UDP socket has no option for this, and a 720p frame is bigger than the
+ * default buffer, so without it bursts are dropped silently by the kernel.
+ * Tries SO_RCVBUF, then SO_RCVBUFFORCE (which passes the rmem_max cap with CAP_NET_ADMIN).
+ */
+export function enlargeReceiveBuffer(fd: number | undefined, bytes: number): BufferResult {
+  const c = CONSTANTS[process.platform];
+  if (fd === undefined || fd < 0) return { requested: bytes, actual: null, note: "socket has no file descriptor" };
+  if (!c) return { requested: bytes, actual: null, note: `not supported on ${process.platform}` };
+  const lib = loadLibc(c.lib);
+  if (!lib) return { requested: bytes, actual: null, note: `cannot load ${c.lib}` };
+  const value = new Int32Array([bytes]);
+  lib.setsockopt(fd, c.SOL_SOCKET, c.SO_RCVBUF, ptr(value) as unknown as number, 4);
+  let actual = readBuffer(lib, fd, c.SOL_SOCKET, c.SO_RCVBUF);
+  if (actual !== null && actual < bytes && c.SO_RCVBUFFORCE !== undefined) {
+    if (lib.setsockopt(fd, c.SOL_SOCKET, c.SO_RCVBUFFORCE, ptr(value) as unknown as number, 4) === 0) {
+      actual = readBuffer(lib, fd, c.SOL_SOCKET, c.SO_RCVBUF);
+    }
+  }
+  const note = actual !== null && actual < bytes ? "capped by the kernel (raise net.core.rmem_max to allow more)" : undefined;
+  return { requested: bytes, actual, note };
+}
+
+function readBuffer(lib: Libc, fd: number, level: number, name: number): number | null {
+  const out = new Int32Array(1);
+  const len = new Uint32Array([4]);
+  const rc = lib.getsockopt(fd, level, name, ptr(out) as unknown as number, ptr(len) as unknown as number);
+  return rc === 0 ? out[0]! : null;
+}
+
+/** The file descriptor behind a Bun UDP socket (present at run time, missing from the typings). */
+export function socketFd(socket: object): number | undefined {
+  const fd = (socket as { fd?: unknown }).fd;
+  return typeof fd === "number" ? fd : undefined;
+}

@@ -1,0 +1,37 @@
+import { expect, test } from "bun:test";
+import { SessionTable } from "../lib/sessions.ts";
+
+const peer = (n: number) => ({ address: "127.0.0.1", tcpPort: 40000 + n, udpPort: 50000 + n, name: `v${n}` });
+
+test("admits up to maxClients, then refuses as full; a leave frees a place", () => {
+  const t = new SessionTable({ maxClients: 2, timeoutMs: 5000 });
+  const a = t.admit(peer(1), 0);
+  const b = t.admit(peer(2), 0);
+  expect(a.ok && b.ok).toBe(true);
+  expect(t.admit(peer(3), 0)).toEqual({ ok: false, reason: "full" });
+  if (!a.ok) throw new Error("unreachable");
+  expect(t.remove(a.session.id)?.udpPort).toBe(50001);
+  expect(t.remove(a.session.id)).toBeUndefined();
+  expect(t.admit(peer(3), 0).ok).toBe(true);
+});
+
+test("ids are non-zero and unique even when the random source repeats", () => {
+  const draws = [0, 7, 7, 7, 9];
+  const t = new SessionTable({ maxClients: 8, timeoutMs: 5000, randomId: () => draws.shift() ?? 11 });
+  const ids = [1, 2, 3].map((n) => {
+    const r = t.admit(peer(n), 0);
+    return r.ok ? r.session.id : -1;
+  });
+  expect(ids).toEqual([7, 9, 11]);
+});
+
+test("a session silent for longer than the timeout expires; hearing from it keeps it", () => {
+  const t = new SessionTable({ maxClients: 8, timeoutMs: 5000 });
+  const a = t.admit(peer(1), 0);
+  const b = t.admit(peer(2), 0);
+  if (!a.ok || !b.ok) throw new Error("unreachable");
+  t.heard(a.session.id, 4000);
+  expect(t.expired(5000)).toEqual([]);
+  expect(t.expired(5001).map((s) => s.id)).toEqual([b.session.id]);
+  expect(t.expired(9001).map((s) => s.id).sort()).toEqual([a.session.id, b.session.id].sort());
+});
