@@ -1,0 +1,148 @@
+#!/usr/bin/env bun
+// lancam client: shows a lancam server's stream in a window and records it.
+// This file only wires the parts in lib/ together.
+import mri from "mri";
+import { writeFileSync } from "node:fs";
+import { parseInteger, parseNumber, parsePort, rejectUnknown, UsageError } from "./lib/cli.ts";
+import { createLogger, FileSink, stderrSink, type Sink } from "./lib/log.ts";
+import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
+import { runMain, untilSignal } from "./lib/run-main.ts";
+import { checkWritable, SegmentWriter } from "./lib/segment-writer.ts";
+import { formatStatus, StatusLine } from "./lib/status-line.ts";
+import { versionReport } from "./lib/version.ts";
+import { Viewer, type FrameSink } from "./lib/viewer.ts";
+import { displayAvailable, ViewerWindow } from "./lib/viewer-window.ts";
+
+const HELP = `Usage: bun client.ts HOST PORT UDPPORT [options]
+
+Connects to a lancam server at HOST:PORT (TCP), receives its stream on UDPPORT
+(0 picks a free port), shows it in a window and records it into rolling segments.
+ESC or q in the window, or Ctrl-C, says goodbye and exits.
+
+Options:
+  --no-window          do not open a window (also automatic where there is no display)
+  --frames N           exit 0 after N frames
+  --duration S         exit 0 after S seconds
+  --stats FILE         write a JSON summary here at exit (frames, loss, latency, fps)
+  --out DIR            where recordings go (default recordings)
+  --no-record          do not record
+${RECORD_HELP}
+  --log FILE           also append log lines to FILE
+  --name NAME          a name for this viewer in the server's log
+  --version            print versions of lancam, Bun, OpenCV and the ffmpeg used
+  -h, --help           print this help
+
+Recordings: OUT/YYYY-MM-DD/HH-MM-SS.avi (local time of the segment's first frame).
+`;
+
+const STRING_FLAGS = ["frames", "duration", "stats", "out", "log", "name", ...RECORD_FLAGS];
+const BOOLEAN_FLAGS = ["help", "version", "window", "record"];
+const ESC = 27;
+const KEY_Q = "q".charCodeAt(0);
+
+async function main(): Promise<number> {
+  const args = mri(process.argv.slice(2), {
+    string: STRING_FLAGS, boolean: BOOLEAN_FLAGS, alias: { h: "help" }, default: { window: true, record: true },
+  });
+  if (args.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (args.version) {
+    console.log(await versionReport("lancam-client"));
+    return 0;
+  }
+  rejectUnknown(args, [...STRING_FLAGS, ...BOOLEAN_FLAGS, "h"]);
+  if (args._.length !== 3) {
+    throw new UsageError(`expected HOST PORT UDPPORT, got ${args._.length} argument${args._.length === 1 ? "" : "s"}`);
+  }
+  const host = String(args._[0]);
+  const port = parsePort("PORT", String(args._[1]), false);
+  const udpPort = parsePort("UDPPORT", String(args._[2]));
+  const maxFrames = args.frames === undefined ? 0 : parseInteger("frames", args.frames, 1, 2 ** 31);
+  const maxSeconds = args.duration === undefined ? 0 : parseNumber("duration", args.duration, 0.1, 10 * 365 * 86400);
+  const record = args.record === false ? null : { dir: String(args.out ?? "recordings"), ...parseRecordFlags(args) };
+  const name = args.name === undefined ? "" : String(args.name).slice(0, 64);
+
+  const status = new StatusLine();
+  // Log lines and the status line share stderr: clear the status first.
+  const toStderr: Sink = (line, level) => {
+    status.clear();
+    stderrSink(line, level);
+  };
+  using logFile = args.log ? new FileSink(String(args.log)) : null;
+  const log = createLogger("client", logFile ? [toStderr, logFile.sink] : [toStderr]);
+  if (record) checkWritable(record.dir);
+
+  let window: ViewerWindow | null = null;
+  if (args.window !== false) {
+    if (displayAvailable()) window = new ViewerWindow().open(`lancam ${host}:${port}`);
+    else log.warn("no display available; running without a window (pass --no-window to say so)");
+  }
+
+  let writer: SegmentWriter | null = null;
+  const sinks: FrameSink[] = [];
+  if (window) {
+    const w = window;
+    sinks.push((frame) => {
+      w.show(frame.jpeg);
+      const key = w.pollKey(1);
+      if (key === ESC || key === KEY_Q) viewer.stop();
+    });
+  }
+  if (record) sinks.push((frame) => writer?.write(frame));
+
+  const viewer: Viewer = new Viewer({
+    host, port, udpPort, log, sinks, maxFrames, maxSeconds,
+    onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
+    onWelcome: async (welcome) => {
+      if (record && !writer) {
+        writer = await SegmentWriter.open({ ...record, fps: welcome.fpsMillihertz / 1000, log: log.child("recorder") });
+      }
+    },
+    onSecond: (stats, welcome) => {
+      const snap = stats.snapshot(performance.now());
+      status.show(formatStatus(snap, { size: welcome ? `${welcome.width}x${welcome.height}` : undefined, recording: writer ? `${writer.stats.segmentsClosed} segs` : undefined }));
+    },
+  });
+
+  const signal = untilSignal();
+  void signal.promise.then((sig) => {
+    log.info("stopping", { signal: sig });
+    viewer.stop();
+  });
+  // Keys must be polled even when no frame arrives, or the window freezes and ESC goes unseen.
+  const keys = window
+    ? setInterval(() => {
+        const key = window!.pollKey(1);
+        if (key === ESC || key === KEY_Q) viewer.stop();
+      }, 50)
+    : null;
+
+  let code = 0;
+  try {
+    await viewer.run();
+  } finally {
+    signal.dispose();
+    if (keys) clearInterval(keys);
+    status.clear();
+    window?.close();
+    if (writer) await (writer as SegmentWriter).close();
+    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), recording: writer ? { ...(writer as SegmentWriter).stats } : null };
+    if (args.stats) {
+      try {
+        writeFileSync(String(args.stats), JSON.stringify(summary, null, 2) + "\n");
+      } catch (e) {
+        log.error("cannot write --stats file", { path: String(args.stats), error: (e as Error).message });
+        code = 1;
+      }
+    }
+    log.info("stopped", {
+      frames: summary.framesReceived, dropped: summary.framesDropped, latencyP50Ms: summary.latencyMs.p50,
+      recorded: writer ? (writer as SegmentWriter).stats.framesWritten : undefined,
+    });
+  }
+  return code;
+}
+
+await runMain("lancam-client", main);

@@ -1,0 +1,514 @@
+import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE } from "./datagram.ts";
+import { DecodeError, hex } from "./decode-error.ts";
+
+/*
+ * Control messages on the TCP connection. All fields big-endian.
+ *
+ * Framing (every message):
+ *  0                   1                   2
+ *  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3
+ * +-------------------------------+---------------+- - - - - - -
+ * |  length = 1 + body bytes (u16)|     type      |  body ...
+ * +-------------------------------+---------------+- - - - - - -
+ * A whole message (prefix + type + body) is at most MAX_MESSAGE_SIZE bytes.
+ *
+ * Bodies, offsets from the start of the body:
+ *
+ * hello (1, client to server)      welcome (2, server to client)
+ *   0  magic "LCAM"       4          0  session id          u32
+ *   4  protocol version   u8         4  width               u16
+ *   5  client UDP port    u16        6  height              u16
+ *   7  capabilities       u32        8  fps, millihertz     u32
+ *  11  name length        u8        12  fragment size       u16
+ *  12  name, UTF-8        0..64     14  UDP source port     u16
+ *                                   16  heartbeat interval  u16 ms
+ *                                   18  timeout             u16 ms
+ *                                   20  server flags        u32 (0)
+ *                                   24
+ *
+ * refuse (3, server to client)     heartbeat (4, both ways)
+ *   0  reason code        u8         0  sent at, µs epoch   u64
+ *   1  text length        u8         8
+ *   2  text, UTF-8        0..200
+ *
+ * report (5, client to server)     bye (6, both ways)
+ *   0  frames received    u32        0  reason code         u8
+ *   4  frames lost        u32        1
+ *   8  frames incomplete  u32
+ *  12  datagrams dropped  u32
+ *  16  latency p50        u32 µs
+ *  20  latency p95        u32 µs
+ *  24  fps, millihertz    u32
+ *  28
+ *
+ * Reserved, not implemented (decoding them is a bad-type error):
+ *   7 challenge (server nonce), 8 response (HMAC of the nonce with a shared token),
+ *   9 key (per-stream AEAD key wrapped for this client).
+ */
+
+/** Control protocol version carried in hello. */
+export const PROTOCOL_VERSION = 1;
+/** Largest framed message, prefix included. */
+export const MAX_MESSAGE_SIZE = 1024;
+/** Bytes of the length prefix. */
+export const LENGTH_SIZE = 2;
+/** Length prefix plus type byte. */
+export const FRAME_HEADER_SIZE = LENGTH_SIZE + 1;
+/** "LCAM" as a big-endian u32, first bytes of a hello body. */
+export const HELLO_MAGIC = 0x4c43414d;
+/** Longest client name, UTF-8 bytes. */
+export const MAX_NAME_BYTES = 64;
+/** Longest refuse text, UTF-8 bytes. */
+export const MAX_REFUSE_TEXT_BYTES = 200;
+/** Highest frame rate a welcome may announce, in millihertz (1000 fps). */
+export const MAX_FPS_MILLIHERTZ = 1_000_000;
+
+/** Message type numbers on the wire, including the reserved ones. */
+export const MessageType = {
+  Hello: 1,
+  Welcome: 2,
+  Refuse: 3,
+  Heartbeat: 4,
+  Report: 5,
+  Bye: 6,
+  /** Reserved: server nonce for token authentication. */
+  Challenge: 7,
+  /** Reserved: HMAC-SHA-256 of the nonce keyed with the shared token. */
+  Response: 8,
+  /** Reserved: the per-stream AEAD key, wrapped for this client. */
+  Key: 9,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/** hello capability bit 0: the client can answer a token challenge. */
+export const CAP_TOKEN_AUTH = 0x1;
+/** hello capability bit 1: the client can decrypt frames (reserved: send 0 for now). */
+export const CAP_DECRYPT = 0x2;
+
+/** Why a server refuses a hello. */
+export const RefuseReason = { VersionMismatch: 1, ServerFull: 2, BadHello: 3, AuthRequired: 4, Other: 255 } as const;
+export type RefuseReason = (typeof RefuseReason)[keyof typeof RefuseReason];
+
+/** Why either side ends a session. */
+export const ByeReason = { UserQuit: 1, Shutdown: 2, Timeout: 3, ProtocolError: 4, Other: 255 } as const;
+export type ByeReason = (typeof ByeReason)[keyof typeof ByeReason];
+
+const REFUSE_TEXT: Record<number, string> = {
+  [RefuseReason.VersionMismatch]: "protocol version mismatch",
+  [RefuseReason.ServerFull]: "server full",
+  [RefuseReason.BadHello]: "bad hello",
+  [RefuseReason.AuthRequired]: "authentication required",
+  [RefuseReason.Other]: "other reason",
+};
+
+const BYE_TEXT: Record<number, string> = {
+  [ByeReason.UserQuit]: "user quit",
+  [ByeReason.Shutdown]: "server shutting down",
+  [ByeReason.Timeout]: "timeout",
+  [ByeReason.ProtocolError]: "protocol error",
+  [ByeReason.Other]: "other reason",
+};
+
+/** Human text for a refuse reason code (unknown codes say so, with the code in hex). */
+export function refuseReasonText(code: number): string {
+  return REFUSE_TEXT[code] ?? `unknown refuse reason ${hex(code)}`;
+}
+
+/** Human text for a bye reason code (unknown codes say so, with the code in hex). */
+export function byeReasonText(code: number): string {
+  return BYE_TEXT[code] ?? `unknown bye reason ${hex(code)}`;
+}
+
+/** Client to server, first message: who I am and where to send frames. */
+export interface Hello {
+  type: "hello";
+  /** PROTOCOL_VERSION when sending; a decoded hello always has it (others are a bad-version error). */
+  version: number;
+  /** UDP port the client receives frames on, 1..65535. */
+  udpPort: number;
+  /** Bitfield, CAP_*; unknown bits are ignored by the server. */
+  capabilities: number;
+  /** Free text for logs, at most MAX_NAME_BYTES of UTF-8, no control characters. */
+  name: string;
+}
+
+/** Server to client: the session and what the stream looks like. */
+export interface Welcome {
+  type: "welcome";
+  sessionId: number;
+  width: number;
+  height: number;
+  /** Frames per second times 1000. */
+  fpsMillihertz: number;
+  /** Payload bytes per datagram (all but a frame's last). */
+  fragmentSize: number;
+  /** The port datagrams come from: the client drops datagrams from any other. */
+  udpSourcePort: number;
+  /** How often each side sends a heartbeat. */
+  heartbeatMs: number;
+  /** Silence after which either side ends the session; more than heartbeatMs. */
+  timeoutMs: number;
+  /** Server flags, reserved: 0 in version 1. */
+  flags: number;
+}
+
+/** Server to client instead of welcome; the server closes after it. */
+export interface Refuse {
+  type: "refuse";
+  reason: RefuseReason;
+  /** Details for the user, at most MAX_REFUSE_TEXT_BYTES of UTF-8, may be empty. */
+  text: string;
+}
+
+/** Both ways, every heartbeatMs: any message proves liveness, this one carries a clock. */
+export interface Heartbeat {
+  type: "heartbeat";
+  /** Sender's wall clock, µs since the Unix epoch. */
+  sentAt: number;
+}
+
+/** Client to server once a second; cumulative counters, clamped to 0xFFFFFFFF on encode. */
+export interface Report {
+  type: "report";
+  framesReceived: number;
+  framesLost: number;
+  framesIncomplete: number;
+  datagramsDropped: number;
+  latencyP50Us: number;
+  latencyP95Us: number;
+  fpsMillihertz: number;
+}
+
+/** Both ways: the session ends. */
+export interface Bye {
+  type: "bye";
+  reason: ByeReason;
+}
+
+/** Any implemented control message. */
+export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye;
+
+const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
+  hello: MessageType.Hello,
+  welcome: MessageType.Welcome,
+  refuse: MessageType.Refuse,
+  heartbeat: MessageType.Heartbeat,
+  report: MessageType.Report,
+  bye: MessageType.Bye,
+};
+
+const RESERVED_NAMES: Record<number, string> = {
+  [MessageType.Challenge]: "challenge",
+  [MessageType.Response]: "response",
+  [MessageType.Key]: "key",
+};
+
+const HELLO_FIXED = 12;
+const WELCOME_SIZE = 24;
+const REFUSE_FIXED = 2;
+const HEARTBEAT_SIZE = 8;
+const REPORT_SIZE = 28;
+const BYE_SIZE = 1;
+const MIN_FRAGMENT_SIZE = MIN_MTU - DATAGRAM_HEADER_SIZE;
+const U32_MAX = 0xffffffff;
+// Control characters would let a peer forge log lines or terminal escapes.
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+
+const utf8Encoder = new TextEncoder();
+// fatal: invalid UTF-8 is an error, not U+FFFD; ignoreBOM: keep a leading U+FEFF so bytes round-trip.
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+// ---------------------------------------------------------------- encoding
+
+function checkInt(what: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${what}=${v}: expected an integer ${min}..${max}`);
+}
+
+function checkText(what: string, s: string, maxBytes: number): Uint8Array {
+  if (CONTROL_CHARS.test(s)) throw new RangeError(`${what} ${JSON.stringify(s)} contains control characters`);
+  const bytes = utf8Encoder.encode(s);
+  if (bytes.length > maxBytes) throw new RangeError(`${what} is ${bytes.length} bytes of UTF-8, at most ${maxBytes} allowed`);
+  return bytes;
+}
+
+/** Counters are cumulative: past u32 they stick at the maximum rather than wrap. */
+function clampU32(what: string, v: number): number {
+  if (!(v >= 0) || !Number.isFinite(v) || !Number.isInteger(v)) throw new RangeError(`report ${what}=${v}: expected a non-negative integer`);
+  return Math.min(v, U32_MAX);
+}
+
+/**
+ * The framed bytes (length prefix, type, body) of one message.
+ * Throws RangeError for values the format cannot carry (a bug in the sender).
+ */
+export function encodeControl(msg: ControlMessage): Uint8Array {
+  let bodySize: number;
+  let text: Uint8Array | null = null;
+  switch (msg.type) {
+    case "hello":
+      checkInt("hello version", msg.version, 0, 0xff);
+      checkInt("hello udpPort", msg.udpPort, 1, 0xffff);
+      checkInt("hello capabilities", msg.capabilities, 0, U32_MAX);
+      text = checkText("hello name", msg.name, MAX_NAME_BYTES);
+      bodySize = HELLO_FIXED + text.length;
+      break;
+    case "welcome":
+      checkInt("welcome sessionId", msg.sessionId, 0, U32_MAX);
+      checkInt("welcome width", msg.width, 1, 0xffff);
+      checkInt("welcome height", msg.height, 1, 0xffff);
+      checkInt("welcome fpsMillihertz", msg.fpsMillihertz, 1, MAX_FPS_MILLIHERTZ);
+      checkInt("welcome fragmentSize", msg.fragmentSize, MIN_FRAGMENT_SIZE, MAX_FRAGMENT_SIZE);
+      checkInt("welcome udpSourcePort", msg.udpSourcePort, 1, 0xffff);
+      checkInt("welcome heartbeatMs", msg.heartbeatMs, 1, 0xfffe);
+      checkInt("welcome timeoutMs", msg.timeoutMs, msg.heartbeatMs + 1, 0xffff);
+      checkInt("welcome flags", msg.flags, 0, 0);
+      bodySize = WELCOME_SIZE;
+      break;
+    case "refuse":
+      if (!Object.hasOwn(REFUSE_TEXT, msg.reason)) throw new RangeError(`refuse reason=${msg.reason} is not a known reason code`);
+      text = checkText("refuse text", msg.text, MAX_REFUSE_TEXT_BYTES);
+      bodySize = REFUSE_FIXED + text.length;
+      break;
+    case "heartbeat":
+      checkInt("heartbeat sentAt", msg.sentAt, 0, Number.MAX_SAFE_INTEGER);
+      bodySize = HEARTBEAT_SIZE;
+      break;
+    case "report":
+      bodySize = REPORT_SIZE;
+      break;
+    case "bye":
+      if (!Object.hasOwn(BYE_TEXT, msg.reason)) throw new RangeError(`bye reason=${msg.reason} is not a known reason code`);
+      bodySize = BYE_SIZE;
+      break;
+    default:
+      throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
+  }
+  const out = new Uint8Array(FRAME_HEADER_SIZE + bodySize);
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  dv.setUint16(0, 1 + bodySize);
+  dv.setUint8(LENGTH_SIZE, TYPE_OF[msg.type]);
+  const b = FRAME_HEADER_SIZE;
+  switch (msg.type) {
+    case "hello":
+      dv.setUint32(b + 0, HELLO_MAGIC);
+      dv.setUint8(b + 4, msg.version);
+      dv.setUint16(b + 5, msg.udpPort);
+      dv.setUint32(b + 7, msg.capabilities);
+      dv.setUint8(b + 11, text!.length);
+      out.set(text!, b + 12);
+      break;
+    case "welcome":
+      dv.setUint32(b + 0, msg.sessionId);
+      dv.setUint16(b + 4, msg.width);
+      dv.setUint16(b + 6, msg.height);
+      dv.setUint32(b + 8, msg.fpsMillihertz);
+      dv.setUint16(b + 12, msg.fragmentSize);
+      dv.setUint16(b + 14, msg.udpSourcePort);
+      dv.setUint16(b + 16, msg.heartbeatMs);
+      dv.setUint16(b + 18, msg.timeoutMs);
+      dv.setUint32(b + 20, msg.flags);
+      break;
+    case "refuse":
+      dv.setUint8(b + 0, msg.reason);
+      dv.setUint8(b + 1, text!.length);
+      out.set(text!, b + 2);
+      break;
+    case "heartbeat":
+      dv.setBigUint64(b + 0, BigInt(msg.sentAt));
+      break;
+    case "report":
+      dv.setUint32(b + 0, clampU32("framesReceived", msg.framesReceived));
+      dv.setUint32(b + 4, clampU32("framesLost", msg.framesLost));
+      dv.setUint32(b + 8, clampU32("framesIncomplete", msg.framesIncomplete));
+      dv.setUint32(b + 12, clampU32("datagramsDropped", msg.datagramsDropped));
+      dv.setUint32(b + 16, clampU32("latencyP50Us", msg.latencyP50Us));
+      dv.setUint32(b + 20, clampU32("latencyP95Us", msg.latencyP95Us));
+      dv.setUint32(b + 24, clampU32("fpsMillihertz", msg.fpsMillihertz));
+      break;
+    case "bye":
+      dv.setUint8(b + 0, msg.reason);
+      break;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- decoding
+
+/** Sequential big-endian reads over one message body; every read checks the length first. */
+class BodyReader {
+  readonly #dv: DataView;
+  readonly #bytes: Uint8Array;
+  #pos = 0;
+  constructor(
+    readonly what: string,
+    body: Uint8Array,
+  ) {
+    this.#bytes = body;
+    this.#dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  }
+  #need(n: number, field: string): number {
+    const at = this.#pos;
+    if (at + n > this.#bytes.length) {
+      throw new DecodeError("truncated", `${this.what} body of ${hex(this.#bytes.length)} bytes ends inside ${field} (needs ${at + n})`);
+    }
+    this.#pos = at + n;
+    return at;
+  }
+  u8(field: string): number {
+    return this.#dv.getUint8(this.#need(1, field));
+  }
+  u16(field: string): number {
+    return this.#dv.getUint16(this.#need(2, field));
+  }
+  u32(field: string): number {
+    return this.#dv.getUint32(this.#need(4, field));
+  }
+  u64(field: string): bigint {
+    return this.#dv.getBigUint64(this.#need(8, field));
+  }
+  /** A u8 length followed by that many bytes of UTF-8 without control characters. */
+  text(field: string, maxBytes: number): string {
+    const n = this.u8(`${field} length`);
+    if (n > maxBytes) throw new DecodeError("bad-length", `${this.what} ${field} length ${hex(n)} exceeds ${maxBytes}`);
+    const at = this.#need(n, field);
+    let s: string;
+    try {
+      s = utf8Decoder.decode(this.#bytes.subarray(at, at + n));
+    } catch {
+      throw new DecodeError("bad-value", `${this.what} ${field} is not valid UTF-8 (first byte ${hex(this.#bytes[at] ?? 0)})`);
+    }
+    const bad = CONTROL_CHARS.exec(s);
+    if (bad) throw new DecodeError("bad-value", `${this.what} ${field} contains control character ${hex(bad[0].charCodeAt(0), 2)}`);
+    return s;
+  }
+  /** Called after the last field: bytes left over are an error. */
+  end(): void {
+    const left = this.#bytes.length - this.#pos;
+    if (left !== 0) throw new DecodeError("bad-length", `${this.what} body has ${hex(left)} trailing bytes`);
+  }
+}
+
+function range(what: string, v: number, min: number, max: number): number {
+  if (v < min || v > max) throw new DecodeError("bad-value", `${what} ${hex(v, v > 0xffff ? 4 : 2)} outside ${min}..${max}`);
+  return v;
+}
+
+function decodeHello(r: BodyReader): Hello {
+  const magic = r.u32("magic");
+  if (magic !== HELLO_MAGIC) throw new DecodeError("bad-magic", `hello magic ${hex(magic, 4)}, expected ${hex(HELLO_MAGIC, 4)} ("LCAM")`);
+  const version = r.u8("version");
+  if (version !== PROTOCOL_VERSION) {
+    throw new DecodeError("bad-version", `hello protocol version ${hex(version)}, this build speaks ${hex(PROTOCOL_VERSION)}`);
+  }
+  const udpPort = range("hello udp port", r.u16("udp port"), 1, 0xffff);
+  const capabilities = r.u32("capabilities");
+  const name = r.text("name", MAX_NAME_BYTES);
+  r.end();
+  return { type: "hello", version, udpPort, capabilities, name };
+}
+
+function decodeWelcome(r: BodyReader): Welcome {
+  const sessionId = r.u32("session id");
+  const width = range("welcome width", r.u16("width"), 1, 0xffff);
+  const height = range("welcome height", r.u16("height"), 1, 0xffff);
+  const fpsMillihertz = range("welcome fps millihertz", r.u32("fps"), 1, MAX_FPS_MILLIHERTZ);
+  const fragmentSize = range("welcome fragment size", r.u16("fragment size"), MIN_FRAGMENT_SIZE, MAX_FRAGMENT_SIZE);
+  const udpSourcePort = range("welcome udp source port", r.u16("udp source port"), 1, 0xffff);
+  const heartbeatMs = range("welcome heartbeat interval", r.u16("heartbeat interval"), 1, 0xfffe);
+  const timeoutMs = range("welcome timeout", r.u16("timeout"), heartbeatMs + 1, 0xffff);
+  const flags = r.u32("flags");
+  if (flags !== 0) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: no flags are defined in version 1`);
+  r.end();
+  return { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
+}
+
+function decodeRefuse(r: BodyReader): Refuse {
+  const reason = r.u8("reason");
+  if (!Object.hasOwn(REFUSE_TEXT, reason)) throw new DecodeError("bad-value", `refuse reason ${hex(reason)} is unknown`);
+  const text = r.text("text", MAX_REFUSE_TEXT_BYTES);
+  r.end();
+  return { type: "refuse", reason: reason as RefuseReason, text };
+}
+
+function decodeHeartbeat(r: BodyReader): Heartbeat {
+  const sentAt = r.u64("sent at");
+  if (sentAt > BigInt(Number.MAX_SAFE_INTEGER)) throw new DecodeError("bad-value", `heartbeat sent-at ${hex(sentAt, 8)} exceeds 2^53-1 µs`);
+  r.end();
+  return { type: "heartbeat", sentAt: Number(sentAt) };
+}
+
+function decodeReport(r: BodyReader): Report {
+  const msg: Report = {
+    type: "report",
+    framesReceived: r.u32("frames received"),
+    framesLost: r.u32("frames lost"),
+    framesIncomplete: r.u32("frames incomplete"),
+    datagramsDropped: r.u32("datagrams dropped"),
+    latencyP50Us: r.u32("latency p50"),
+    latencyP95Us: r.u32("latency p95"),
+    fpsMillihertz: r.u32("fps"),
+  };
+  r.end();
+  return msg;
+}
+
+function decodeBye(r: BodyReader): Bye {
+  const reason = r.u8("reason");
+  if (!Object.hasOwn(BYE_TEXT, reason)) throw new DecodeError("bad-value", `bye reason ${hex(reason)} is unknown`);
+  r.end();
+  return { type: "bye", reason: reason as ByeReason };
+}
+
+function checkType(type: number): void {
+  if (type >= MessageType.Hello && type <= MessageType.Bye) return;
+  const reserved = RESERVED_NAMES[type];
+  throw new DecodeError(
+    "bad-type",
+    reserved
+      ? `control type ${hex(type)} (${reserved}) is reserved and not implemented in version ${PROTOCOL_VERSION}`
+      : `control type ${hex(type)} is unknown`,
+  );
+}
+
+/**
+ * Size of the framed message at the start of `bytes` (prefix included), or null
+ * while its length prefix has not fully arrived. Rejects a bad length, and a bad
+ * type once its byte is there, before the body arrives. Throws DecodeError.
+ */
+export function peekMessageSize(bytes: Uint8Array): number | null {
+  if (bytes.length < LENGTH_SIZE) return null;
+  const length = (bytes[0]! << 8) | bytes[1]!;
+  if (length < 1 || LENGTH_SIZE + length > MAX_MESSAGE_SIZE) {
+    throw new DecodeError("bad-length", `control length ${hex(length, 2)} outside 1..${MAX_MESSAGE_SIZE - LENGTH_SIZE}`);
+  }
+  if (bytes.length > LENGTH_SIZE) checkType(bytes[LENGTH_SIZE]!);
+  return LENGTH_SIZE + length;
+}
+
+/** Decodes exactly one framed message; missing or extra bytes are an error. Throws DecodeError. */
+export function decodeControl(bytes: Uint8Array): ControlMessage {
+  const size = peekMessageSize(bytes);
+  if (size === null || bytes.length < FRAME_HEADER_SIZE || bytes.length < size) {
+    throw new DecodeError("truncated", `control message of ${hex(bytes.length, 2)} bytes, length prefix announces ${size === null ? "?" : hex(size, 2)}`);
+  }
+  if (bytes.length > size) throw new DecodeError("bad-length", `control message has ${hex(bytes.length - size, 2)} trailing bytes after ${hex(size, 2)}`);
+  const type = bytes[LENGTH_SIZE]!;
+  const body = bytes.subarray(FRAME_HEADER_SIZE, size);
+  switch (type) {
+    case MessageType.Hello:
+      return decodeHello(new BodyReader("hello", body));
+    case MessageType.Welcome:
+      return decodeWelcome(new BodyReader("welcome", body));
+    case MessageType.Refuse:
+      return decodeRefuse(new BodyReader("refuse", body));
+    case MessageType.Heartbeat:
+      return decodeHeartbeat(new BodyReader("heartbeat", body));
+    case MessageType.Report:
+      return decodeReport(new BodyReader("report", body));
+    case MessageType.Bye:
+      return decodeBye(new BodyReader("bye", body));
+    default:
+      // peekMessageSize already rejected it; kept so a new type cannot slip through.
+      throw new DecodeError("bad-type", `control type ${hex(type)} is unknown`);
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The one loader of the native OpenCV addon (native/build/lancam.node) and its
+ * typed surface. Loading is lazy so `--help` and pure-TypeScript paths never need
+ * OpenCV; a load failure becomes one CvLoadError that names the fix.
+ */
+
+/** The addon could not be loaded; the message says what is missing and how to fix it. */
+export class CvLoadError extends Error {
+  override name = "CvLoadError";
+}
+
+/** A JPEG picture with its size. */
+export interface JpegImage {
+  jpeg: Buffer;
+  width: number;
+  height: number;
+}
+
+/** One frame read from a native capture. */
+export interface CaptureRead extends JpegImage {
+  /** Microseconds between the frame's arrival in C++ and the promise resolving. */
+  ageMicros: number;
+}
+
+/** A decoded picture: packed BGR, 3 bytes per pixel, rows without padding. */
+export interface BgrImage {
+  bgr: Buffer;
+  width: number;
+  height: number;
+}
+
+/** Numeric capture properties (cv::CAP_PROP_*). */
+export type CaptureProperty = "width" | "height" | "fps" | "fourcc" | "posFrames" | "frameCount" | "bufferSize";
+
+/** A cv::VideoCapture. One operation at a time: a second concurrent open/read rejects. */
+export interface NativeCapture {
+  /**
+   * Opens a camera index, a file path (api "ffmpeg": FFmpeg only, when built in) or
+   * (api "gstreamer") a pipeline; false when OpenCV cannot.
+   */
+  open(source: number | string, api?: "any" | "ffmpeg" | "gstreamer"): Promise<boolean>;
+  /** Reads and JPEG-encodes the next frame on a worker thread; null at end of stream. */
+  readJpeg(quality: number): Promise<CaptureRead | null>;
+  /** Sets a property; false when the backend refuses. Throws while a read runs. */
+  set(prop: CaptureProperty, value: number): boolean;
+  /** Reads a property (0 when the backend does not know it). */
+  get(prop: CaptureProperty): number;
+  /** Requests a pixel format such as "MJPG"; false when refused. */
+  setFourcc(code: string): boolean;
+  /** The current pixel format as 4 characters, "" when unknown. */
+  getFourcc(): string;
+  /** The OpenCV backend in use ("V4L2", "FFMPEG", "GSTREAMER"), "" when closed. */
+  backendName(): string;
+  /** True after a successful open() until release(). */
+  isOpened(): boolean;
+  /** Releases the device or file; deferred until a running read completes. */
+  release(): void;
+}
+
+/** The synthetic frame renderer (keeps its background cached by size). */
+export interface NativeTestPattern {
+  /** Renders frame `frameNumber` (0..2^32-1) with `text` and the barcode, as JPEG. Rejects while busy. */
+  render(width: number, height: number, frameNumber: number, text: string, quality: number): Promise<Buffer>;
+}
+
+/** Barcode geometry as compiled into the addon (lib/test-pattern.ts holds the same numbers). */
+export interface NativeTestPatternLayout {
+  bandHeight: number;
+  cells: number;
+  minCellWidth: number;
+  minWidth: number;
+}
+
+/** Everything the addon exports. */
+export interface CvAddon {
+  /** OpenCV's CV_VERSION, e.g. "4.6.0". */
+  readonly opencvVersion: string;
+  readonly Capture: new () => NativeCapture;
+  readonly TestPattern: new () => NativeTestPattern;
+  readonly testPatternLayout: NativeTestPatternLayout;
+  /** Packed BGR (width*height*3 bytes) to JPEG at quality 1..100. */
+  encodeJpeg(bgr: Uint8Array, width: number, height: number, quality: number): Buffer;
+  /** Any image OpenCV reads to packed BGR; throws a clear Error on bytes that do not decode. */
+  decodeJpeg(jpeg: Uint8Array): BgrImage;
+  /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
+  displayAvailable(): boolean;
+  /** Creates a window now; throws when there is no display. */
+  openWindow(name: string): void;
+  /** Decodes and shows a frame; false when the bytes do not decode. */
+  showJpeg(name: string, jpeg: Uint8Array): boolean;
+  /** Runs the GUI event loop for `ms` (at least 1); the key pressed, or -1. */
+  pollKey(ms: number): number;
+  closeWindow(name: string): void;
+}
+
+const BUILD_FIX = "run `bash native/build.sh` (needs libopencv-dev: sudo apt-get install libopencv-dev)";
+
+let loaded: CvAddon | undefined;
+let failure: CvLoadError | undefined;
+
+/** The addon, loaded on first use and cached; throws CvLoadError when it cannot load. */
+export function cv(): CvAddon {
+  if (loaded) return loaded;
+  if (failure) throw failure;
+  try {
+    // A literal path, so `bun build --compile` embeds the addon.
+    loaded = require("../native/build/lancam.node") as CvAddon;
+    return loaded;
+  } catch (err) {
+    failure = new CvLoadError(describeLoadFailure(err));
+    throw failure;
+  }
+}
+
+/** Turns a require() failure of the addon into a message naming the fix (exported for tests). */
+export function describeLoadFailure(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === "MODULE_NOT_FOUND" || /Cannot find module|lancam\.node.*No such file/.test(message)) {
+    return `the OpenCV addon native/build/lancam.node is not built: ${BUILD_FIX}`;
+  }
+  const missing = /([\w.+-]+\.so(?:\.[\w.]+)?): cannot open shared object file/.exec(message)?.[1];
+  if (missing) {
+    const opencv = /^libopencv_(\w+)\.so\.(\d+)/.exec(missing);
+    if (opencv) {
+      // Debian names the runtime package after the module and the soname version:
+      // libopencv_videoio.so.406 ships in libopencv-videoio406.
+      const pkg = `libopencv-${opencv[1]!.replace(/_/g, "-")}${opencv[2]}`;
+      return (
+        `OpenCV library ${missing} is missing: sudo apt-get install ${pkg} (or libopencv-dev); ` +
+        `if a different OpenCV version is installed, rebuild the addon: bash native/build.sh`
+      );
+    }
+    return `${missing}, needed by OpenCV, is missing: sudo apt-get install --reinstall libopencv-dev (${message})`;
+  }
+  if (/undefined symbol/.test(message)) {
+    return `the OpenCV addon does not match the installed OpenCV (${message}): rebuild it with bash native/build.sh`;
+  }
+  return `cannot load the OpenCV addon native/build/lancam.node (${message}): ${BUILD_FIX}`;
+}
+
+let sharedRenderer: NativeTestPattern | undefined;
+let renderQueue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Renders one test-pattern frame as JPEG on a worker thread, using one shared
+ * renderer; concurrent calls run one after another.
+ */
+export function renderTestFrame(width: number, height: number, frameNumber: number, text: string, quality: number): Promise<Buffer> {
+  const renderer = (sharedRenderer ??= new (cv().TestPattern)());
+  const result = renderQueue.then(() => renderer.render(width, height, frameNumber, text, quality));
+  renderQueue = result.catch(() => undefined);
+  return result;
+}

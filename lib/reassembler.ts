@@ -1,0 +1,360 @@
+import { decodeDatagram, MAX_FRAME_BYTES, type DatagramHeader } from "./datagram.ts";
+import { DecodeError } from "./decode-error.ts";
+import { seqDiff, seqLess } from "./seq.ts";
+
+/**
+ * A frame number this far from the last delivered one (either way) means the
+ * sender's numbering changed (restart, long outage): start over instead of
+ * calling everything late or counting billions of frames missing.
+ */
+export const RESYNC_DISTANCE = 2 ** 16;
+/** Headroom when a pool buffer grows, so slowly growing frames do not reallocate every time. */
+const GROWTH = 1.25;
+
+/** How a Reassembler is bounded. */
+export interface ReassemblerOptions {
+  /** Datagrams with another session id are dropped. */
+  sessionId: number;
+  /** Frames announcing more bytes are dropped as "oversize" (default MAX_FRAME_BYTES). */
+  maxFrameBytes?: number;
+  /** Partial frames kept at once; one more evicts the oldest (default 4). */
+  maxInFlight?: number;
+  /** A partial frame older than this (since its first datagram) is dropped by sweep (default 500). */
+  frameTimeoutMs?: number;
+}
+
+/** One complete frame, delivered in frame-number order. */
+export interface ReassembledFrame {
+  frameNumber: number;
+  /** Capture time, µs since the Unix epoch (sender's clock). */
+  capturedAt: number;
+  /** View into a pooled buffer: valid until the next push, sweep or reset call. Copy to keep. */
+  jpeg: Uint8Array;
+  /** Frame numbers skipped since the previous delivered frame (0 for the first one after a (re)sync). */
+  missingBefore: number;
+}
+
+interface Counters {
+  /** Every datagram pushed. */
+  datagrams: number;
+  framesCompleted: number;
+  /** Frame numbers between delivered frames that never had a partial frame in flight. */
+  framesMissing: number;
+  /** Times the numbering was given up and started over (big jump, or only late datagrams for a while). */
+  resyncs: number;
+  /** Frames started but never completed, by why they were given up. */
+  incomplete: {
+    /** A newer frame completed first: a fragment of this one was lost. */
+    lostFragment: number;
+    /** Still partial frameTimeoutMs after its first datagram (found by sweep). */
+    timeout: number;
+    /** Pushed out by a newer frame when maxInFlight were partial, or dropped at a resync. */
+    evicted: number;
+  };
+  /** Datagrams not used, by why. */
+  dropped: {
+    /** Failed to decode (DecodeError). */
+    malformed: number;
+    wrongSession: number;
+    /** For a frame already delivered or given up. */
+    late: number;
+    /** Fragment already received. */
+    duplicate: number;
+    /** Frame length above maxFrameBytes. */
+    oversize: number;
+    /** Frame length, size, count or capture time disagree with the frame's first fragment. */
+    inconsistent: number;
+    /** Encrypted payload: this version cannot decrypt. */
+    unsupported: number;
+  };
+}
+
+/** Reassembler counters; cumulative for the object's life (reset keeps them). */
+export type ReassemblerStats = { readonly [K in keyof Counters]: Counters[K] extends object ? Readonly<Counters[K]> : Counters[K] };
+
+/** One pooled partial frame; its buffers are allocated once and grow only when a bigger frame needs them. */
+class Slot {
+  active = false;
+  frameNumber = 0;
+  frameLength = 0;
+  fragmentCount = 0;
+  fragmentSize = 0;
+  capturedAt = 0;
+  received = 0;
+  firstSeenMs = 0;
+  data = new Uint8Array(0);
+  /** seen[i] = 1 once fragment i arrived. */
+  seen = new Uint8Array(0);
+
+  start(h: DatagramHeader, nowMs: number, maxFrameBytes: number): void {
+    if (this.data.length < h.frameLength) this.data = new Uint8Array(Math.min(maxFrameBytes, Math.ceil(h.frameLength * GROWTH)));
+    if (this.seen.length < h.fragmentCount) this.seen = new Uint8Array(Math.ceil(h.fragmentCount * GROWTH));
+    this.seen.fill(0, 0, h.fragmentCount);
+    this.active = true;
+    this.frameNumber = h.frameNumber;
+    this.frameLength = h.frameLength;
+    this.fragmentCount = h.fragmentCount;
+    this.fragmentSize = h.fragmentSize;
+    this.capturedAt = h.capturedAt;
+    this.received = 0;
+    this.firstSeenMs = nowMs;
+  }
+
+  matches(h: DatagramHeader): boolean {
+    return (
+      h.frameLength === this.frameLength &&
+      h.fragmentCount === this.fragmentCount &&
+      h.fragmentSize === this.fragmentSize &&
+      h.capturedAt === this.capturedAt
+    );
+  }
+}
+
+/**
+ * Puts frames back together from datagrams: a pure state machine, driven by
+ * `push(datagram, nowMs)` and `sweep(nowMs)` with the caller's clock. Memory is
+ * bounded: at most maxInFlight pooled slots of at most maxFrameBytes each.
+ * Frames come out in frame-number order (wrapping at 2^32); a frame that cannot
+ * complete is dropped and counted under `stats.incomplete`.
+ */
+export class Reassembler {
+  readonly #stats: Counters = {
+    datagrams: 0,
+    framesCompleted: 0,
+    framesMissing: 0,
+    resyncs: 0,
+    incomplete: { lostFragment: 0, timeout: 0, evicted: 0 },
+    dropped: { malformed: 0, wrongSession: 0, late: 0, duplicate: 0, oversize: 0, inconsistent: 0, unsupported: 0 },
+  };
+  readonly #maxFrameBytes: number;
+  readonly #maxInFlight: number;
+  readonly #timeoutMs: number;
+  readonly #pool: Slot[] = [];
+  #sessionId = 0;
+  /** Frames at or before this number are late: delivered or given up. null before the first (re)sync. */
+  #floor: number | null = null;
+  #lastDelivered: number | null = null;
+  /** Frames started and given up since the last delivery, so they are not also counted missing. */
+  #givenUpSinceDelivery = 0;
+  #lastAcceptedMs = -Infinity;
+
+  constructor(opts: ReassemblerOptions) {
+    const { maxFrameBytes = MAX_FRAME_BYTES, maxInFlight = 4, frameTimeoutMs = 500 } = opts;
+    if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < 1 || maxFrameBytes > 0xffffffff) {
+      throw new RangeError(`invalid maxFrameBytes=${maxFrameBytes}: expected an integer 1..${0xffffffff}`);
+    }
+    if (!Number.isInteger(maxInFlight) || maxInFlight < 1 || maxInFlight > 1024) {
+      throw new RangeError(`invalid maxInFlight=${maxInFlight}: expected an integer 1..1024`);
+    }
+    if (!(frameTimeoutMs > 0) || !Number.isFinite(frameTimeoutMs)) {
+      throw new RangeError(`invalid frameTimeoutMs=${frameTimeoutMs}: expected a positive number`);
+    }
+    this.#maxFrameBytes = maxFrameBytes;
+    this.#maxInFlight = maxInFlight;
+    this.#timeoutMs = frameTimeoutMs;
+    this.#sessionId = checkSessionId(opts.sessionId);
+  }
+
+  /** Counters, live (the object changes as datagrams arrive). */
+  get stats(): ReassemblerStats {
+    return this.#stats;
+  }
+
+  /** The session whose datagrams are accepted. */
+  get sessionId(): number {
+    return this.#sessionId;
+  }
+
+  /** Partial frames held right now. */
+  get inFlight(): number {
+    let n = 0;
+    for (const s of this.#pool) if (s.active) n++;
+    return n;
+  }
+
+  /** Pooled slots allocated so far (never more than maxInFlight). */
+  get poolSize(): number {
+    return this.#pool.length;
+  }
+
+  /** Bytes held by the pool's frame buffers. */
+  get pooledBytes(): number {
+    let n = 0;
+    for (const s of this.#pool) n += s.data.length;
+    return n;
+  }
+
+  /** Forgets all partial frames and the numbering, and accepts `sessionId` from now on (counters keep counting). */
+  reset(sessionId: number): void {
+    this.#sessionId = checkSessionId(sessionId);
+    for (const s of this.#pool) s.active = false;
+    this.#floor = null;
+    this.#lastDelivered = null;
+    this.#givenUpSinceDelivery = 0;
+    this.#lastAcceptedMs = -Infinity;
+  }
+
+  /** Takes one datagram; returns the frame it completed, if any. Never throws for bad input: it counts it. */
+  push(datagram: Uint8Array, nowMs: number): ReassembledFrame | null {
+    const st = this.#stats;
+    st.datagrams++;
+    let h: DatagramHeader;
+    let payload: Uint8Array;
+    try {
+      ({ header: h, payload } = decodeDatagram(datagram));
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+      st.dropped.malformed++;
+      return null;
+    }
+    if (h.sessionId !== this.#sessionId) {
+      st.dropped.wrongSession++;
+      return null;
+    }
+    if (h.encrypted) {
+      st.dropped.unsupported++;
+      return null;
+    }
+    if (h.frameLength > this.#maxFrameBytes) {
+      st.dropped.oversize++;
+      return null;
+    }
+    const fn = h.frameNumber;
+    if (this.#floor !== null) {
+      const ahead = seqDiff(fn, this.#floor);
+      if (ahead > RESYNC_DISTANCE || ahead < -RESYNC_DISTANCE) {
+        this.#resync();
+      } else if (ahead <= 0) {
+        // Only late datagrams for a whole frame timeout: the sender restarted its numbering.
+        if (nowMs - this.#lastAcceptedMs <= this.#timeoutMs) {
+          st.dropped.late++;
+          return null;
+        }
+        this.#resync();
+      }
+    }
+    let slot: Slot | null = this.#find(fn) ?? null;
+    if (slot) {
+      if (!slot.matches(h)) {
+        st.dropped.inconsistent++;
+        return null;
+      }
+      if (slot.seen[h.fragmentIndex]) {
+        st.dropped.duplicate++;
+        return null;
+      }
+    } else {
+      // A one-datagram frame completes at once: older partial frames are lost, and their slots free.
+      if (h.fragmentCount === 1) this.#giveUpOlderThan(fn);
+      slot = this.#admit(h, nowMs);
+      if (!slot) return null;
+    }
+    slot.data.set(payload, h.fragmentIndex * slot.fragmentSize);
+    slot.seen[h.fragmentIndex] = 1;
+    slot.received++;
+    this.#lastAcceptedMs = nowMs;
+    return slot.received === slot.fragmentCount ? this.#deliver(slot) : null;
+  }
+
+  /** Drops partial frames whose first datagram is frameTimeoutMs old or older. */
+  sweep(nowMs: number): void {
+    const expired = this.#pool.filter((s) => s.active && nowMs - s.firstSeenMs >= this.#timeoutMs);
+    expired.sort((a, b) => seqDiff(a.frameNumber, b.frameNumber));
+    for (const s of expired) this.#giveUp(s, "timeout");
+  }
+
+  #find(fn: number): Slot | undefined {
+    for (const s of this.#pool) if (s.active && s.frameNumber === fn) return s;
+    return undefined;
+  }
+
+  #oldestActive(): Slot | undefined {
+    let oldest: Slot | undefined;
+    for (const s of this.#pool) if (s.active && (!oldest || seqLess(s.frameNumber, oldest.frameNumber))) oldest = s;
+    return oldest;
+  }
+
+  /** A slot for a new frame: a free one with room, a new one, a free one to grow, or the oldest partial one. */
+  #admit(h: DatagramHeader, nowMs: number): Slot | null {
+    let slot: Slot | undefined;
+    for (const s of this.#pool) {
+      if (!s.active && s.data.length >= h.frameLength) {
+        slot = s;
+        break;
+      }
+    }
+    if (!slot && this.#pool.length < this.#maxInFlight) {
+      slot = new Slot();
+      this.#pool.push(slot);
+    }
+    slot ??= this.#pool.find((s) => !s.active);
+    if (!slot) {
+      const oldest = this.#oldestActive()!;
+      if (seqLess(h.frameNumber, oldest.frameNumber)) {
+        // The newcomer is the oldest of all: it is the one that does not fit.
+        this.#countGivenUp("evicted");
+        this.#raiseFloor(h.frameNumber);
+        return null;
+      }
+      this.#giveUp(oldest, "evicted");
+      slot = oldest;
+    }
+    slot.start(h, nowMs, this.#maxFrameBytes);
+    return slot;
+  }
+
+  #deliver(slot: Slot): ReassembledFrame {
+    const fn = slot.frameNumber;
+    this.#giveUpOlderThan(fn);
+    slot.active = false;
+    let missingBefore = 0;
+    if (this.#lastDelivered !== null) {
+      missingBefore = seqDiff(fn, this.#lastDelivered) - 1;
+      this.#stats.framesMissing += Math.max(0, missingBefore - this.#givenUpSinceDelivery);
+    }
+    this.#givenUpSinceDelivery = 0;
+    this.#lastDelivered = fn;
+    this.#floor = fn;
+    this.#stats.framesCompleted++;
+    return { frameNumber: fn, capturedAt: slot.capturedAt, jpeg: slot.data.subarray(0, slot.frameLength), missingBefore };
+  }
+
+  #giveUpOlderThan(fn: number): void {
+    for (const s of this.#pool) if (s.active && seqLess(s.frameNumber, fn)) this.#giveUp(s, "lostFragment");
+  }
+
+  #giveUp(slot: Slot, why: keyof Counters["incomplete"]): void {
+    slot.active = false;
+    this.#countGivenUp(why);
+    // Only the oldest partial frame moves the floor: an older one may still complete.
+    const older = this.#oldestActive();
+    if (!older || seqLess(slot.frameNumber, older.frameNumber)) this.#raiseFloor(slot.frameNumber);
+  }
+
+  #countGivenUp(why: keyof Counters["incomplete"]): void {
+    this.#stats.incomplete[why]++;
+    this.#givenUpSinceDelivery++;
+  }
+
+  #raiseFloor(fn: number): void {
+    if (this.#floor === null || seqLess(this.#floor, fn)) this.#floor = fn;
+  }
+
+  /** Gives up the old numbering: partial frames go (counted evicted), the next frame starts afresh. */
+  #resync(): void {
+    for (const s of this.#pool) {
+      if (!s.active) continue;
+      s.active = false;
+      this.#stats.incomplete.evicted++;
+    }
+    this.#floor = null;
+    this.#lastDelivered = null;
+    this.#givenUpSinceDelivery = 0;
+    this.#stats.resyncs++;
+  }
+}
+
+function checkSessionId(id: number): number {
+  if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new RangeError(`invalid sessionId=${id}: expected a u32`);
+  return id;
+}

@@ -1,0 +1,752 @@
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+import { resolveFfmpeg, resolveFfprobe } from "./ffmpeg.ts";
+import type { Frame } from "./frame.ts";
+import type { Logger } from "./log.ts";
+import { MkvStream } from "./mkv-stream.ts";
+import { Retention, type RetentionEnv } from "./retention.ts";
+import { type Container, FFMPEG_FORMAT, finalPathFor, freeSegmentPaths, type SegmentPaths } from "./segment-naming.ts";
+import { activePartials, claimOutDir, recoverPartial, recoverPartials } from "./segment-recovery.ts";
+
+/**
+ * Records frames into rolling segments with ffmpeg (stream copy, never re-encoded).
+ *
+ *   write(frame) ──> SegmentTimeline (which segment, which slot) ──> Recording (one ffmpeg per segment)
+ *                                                                      │ stdin: MJPEG (AVI) or live Matroska
+ *                                                                      └─> <out>/<date>/.<HH-MM-SS>.<ext>.partial
+ *   rotation / close: stdin.end, wait for exit, rename to <HH-MM-SS>.<ext>; a dead ffmpeg's partial is repaired.
+ *
+ * AVI has a constant frame rate, so a gap in capture times is filled by repeating the previous
+ * frame; Matroska carries each frame's capture time. write() never throws and never waits: while
+ * ffmpeg has not taken the previous data, new frames are dropped and counted.
+ */
+
+/** The output folder cannot be used; the message says what to do. */
+export class RecordError extends Error {
+  override name = "RecordError";
+}
+
+/** One finished segment. */
+export interface SegmentInfo {
+  path: string;
+  /** Capture time of its first frame, µs since the epoch. */
+  startedAt: number;
+  /** Distinct frames in the file (for a repaired segment: what ffprobe counted, repeats included). */
+  frames: number;
+  /** AVI: copies of a previous frame written to fill gaps in capture times. */
+  repeats: number;
+  durationSec: number;
+  bytes: number;
+  /** True when ffmpeg died and the file was repaired from its partial. */
+  recovered: boolean;
+}
+
+/** Options of {@link SegmentWriter.open}; the client's flags map onto them. */
+export interface SegmentWriterOptions {
+  /** `--out` */
+  dir: string;
+  /** `--segment` */
+  segmentSeconds: number;
+  /** `--container` */
+  container: Container;
+  /** Nominal frame rate of the source: the AVI frame rate and the Matroska frame duration. */
+  fps: number;
+  /** Pass e.g. `log.child("recorder")`. */
+  log: Logger;
+  ffmpegPath?: string;
+  ffprobePath?: string;
+  /** `--keep-days` */
+  keepDays?: number;
+  /** `--max-size` in bytes */
+  maxBytes?: number;
+  /** `--min-free` in bytes */
+  minFreeBytes?: number;
+  /** Called after each segment is finished (and renamed), in the order they finish. */
+  onSegment?: (info: SegmentInfo) => void;
+  /** How long a closing ffmpeg may take before it is killed and its partial repaired. */
+  closeTimeoutMs?: number;
+  /** Clock and free-space reader for retention (tests). */
+  retentionEnv?: Partial<RetentionEnv>;
+}
+
+/** Counters since open. */
+export interface SegmentWriterStats {
+  /** Frames passed to write(). */
+  framesIn: number;
+  /** Frames handed to ffmpeg (repeats not included). */
+  framesWritten: number;
+  /** Copies of a previous frame written to keep AVI timing true. */
+  repeats: number;
+  /** Frames not recorded because ffmpeg or the disk was behind, or recording was waiting to retry. */
+  dropped: number;
+  /** Frames that were not one complete JPEG. */
+  rejected: number;
+  segmentsClosed: number;
+  /** ffmpeg runs that died, could not start, or failed to finish a file. */
+  ffmpegFailures: number;
+  /** Bytes handed to ffmpeg's stdin. */
+  bytesWritten: number;
+}
+
+/** Why a frame starts a new segment. */
+export type RotationReason = "first" | "length" | "size" | "clock";
+
+/** A capture time this far behind the previous one means the wall clock was stepped back. */
+export const CLOCK_BACK_MICROS = 1_000_000;
+
+/**
+ * Where frames go: segment boundaries and, within a segment, the constant-rate slot of each
+ * frame. Pure state, driven frame by frame.
+ */
+export class SegmentTimeline {
+  #start = 0;
+  #lastSlot = -1;
+  #lastAt = 0;
+  #width = 0;
+  #height = 0;
+  #open = false;
+
+  constructor(
+    readonly segmentMicros: number,
+    readonly intervalMicros: number,
+  ) {}
+
+  /** Capture time of the open segment's first frame. */
+  get start(): number {
+    return this.#start;
+  }
+
+  /** Slot of the last placed frame (-1 before the first). */
+  get lastSlot(): number {
+    return this.#lastSlot;
+  }
+
+  /** Why a frame must begin a new segment, or null when it belongs to the open one. */
+  rotation(capturedAt: number, width: number, height: number): RotationReason | null {
+    if (!this.#open) return "first";
+    if (width !== this.#width || height !== this.#height) return "size";
+    if (capturedAt < this.#lastAt - CLOCK_BACK_MICROS) return "clock";
+    if (capturedAt - this.#start >= this.segmentMicros) return "length";
+    return null;
+  }
+
+  /** Opens a segment whose first frame is captured at `capturedAt`. */
+  begin(capturedAt: number, width: number, height: number): void {
+    this.#open = true;
+    this.#start = capturedAt;
+    this.#lastSlot = -1;
+    this.#lastAt = capturedAt;
+    this.#width = width;
+    this.#height = height;
+  }
+
+  /**
+   * Places a frame of the open segment: its slot, round((capturedAt - start) / interval), and the
+   * slots left empty since the previous frame. A frame is never dropped for timing: one that falls
+   * on or before the previous slot takes the next one.
+   */
+  place(capturedAt: number): { slot: number; gap: number; offsetMicros: number } {
+    const ideal = Math.round((capturedAt - this.#start) / this.intervalMicros);
+    const slot = Math.max(ideal, this.#lastSlot + 1);
+    const gap = slot - this.#lastSlot - 1;
+    this.#lastSlot = slot;
+    this.#lastAt = Math.max(this.#lastAt, capturedAt);
+    return { slot, gap, offsetMicros: capturedAt - this.#start };
+  }
+
+  /** Forgets the open segment: the next frame begins a new one. */
+  reset(): void {
+    this.#open = false;
+  }
+}
+
+/** A reusable copy of one JPEG (the caller may reuse its buffer once write() returns). */
+class JpegCopy {
+  #buf = new Uint8Array(0);
+  bytes = new Uint8Array(0);
+
+  set(src: Uint8Array): void {
+    if (this.#buf.length < src.length) this.#buf = new Uint8Array(Math.ceil(src.length * 1.25));
+    this.#buf.set(src);
+    this.bytes = this.#buf.subarray(0, src.length);
+  }
+}
+
+const STDERR_LINES = 20;
+const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
+const RETRY_MAX_MS = 30_000;
+
+function isCompleteJpeg(b: Uint8Array): boolean {
+  const n = b.length;
+  return n >= 4 && b[0] === 0xff && b[1] === 0xd8 && b[n - 2] === 0xff && b[n - 1] === 0xd9;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * One ffmpeg process writing one segment: the pipe, its backpressure, the frames owed to it.
+ * Thin: the writer decides what to send.
+ */
+class Recording {
+  readonly proc: Subprocess<"pipe", "ignore", "pipe">;
+  readonly stderrTail: string[] = [];
+  readonly stderrDone: Promise<void>;
+  readonly mkv: MkvStream | null;
+  /** A write is waiting in the pipe's buffer: new frames are dropped until it drains. */
+  pending = false;
+  #token = 0;
+  /** AVI: repeats of `prev` still to write, then `held` (a frame that arrived after a gap). */
+  owed = 0;
+  held: JpegCopy | null = null;
+  spare = new JpegCopy();
+  prev = new JpegCopy();
+  frames = 0;
+  repeats = 0;
+  lastSlot = -1;
+  lastMs = 0;
+  closing = false;
+  #waiters: (() => void)[] = [];
+
+  constructor(
+    readonly paths: SegmentPaths,
+    readonly startedAt: number,
+    args: string[],
+    mkv: MkvStream | null,
+    readonly stats: SegmentWriterStats,
+    readonly onDrain: (rec: Recording) => void,
+  ) {
+    this.mkv = mkv;
+    this.proc = Bun.spawn(args, { stdin: "pipe", stdout: "ignore", stderr: "pipe" });
+    this.stderrDone = this.#readStderr();
+  }
+
+  async #readStderr(): Promise<void> {
+    const decoder = new TextDecoder();
+    let rest = "";
+    try {
+      for await (const chunk of this.proc.stderr) {
+        const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+        rest = lines.pop() ?? "";
+        for (const line of lines) this.#keep(line);
+      }
+    } catch {
+      // the pipe broke with the process; what was read is kept
+    }
+    this.#keep(rest);
+  }
+
+  #keep(line: string): void {
+    const l = line.trim();
+    if (!l) return;
+    this.stderrTail.push(l);
+    if (this.stderrTail.length > STDERR_LINES) this.stderrTail.shift();
+  }
+
+  /** True when a frame can be written now without queueing. */
+  get writable(): boolean {
+    return !this.pending && this.owed === 0 && this.held === null;
+  }
+
+  /** Resolves once `writable` (or the recording ended). */
+  whenWritable(): Promise<void> {
+    if (this.writable || this.closing) return Promise.resolve();
+    return new Promise((r) => this.#waiters.push(r));
+  }
+
+  wake(): void {
+    if (!this.writable && !this.closing) return;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Hands one chunk to ffmpeg; a pending write marks the pipe busy until it drains. */
+  send(chunk: Uint8Array): void {
+    this.stats.bytesWritten += chunk.length;
+    let r: unknown;
+    try {
+      r = this.proc.stdin.write(chunk);
+    } catch {
+      return; // ffmpeg is gone; its exit is handled by the writer
+    }
+    if (r instanceof Promise) {
+      this.pending = true;
+      const token = ++this.#token;
+      r.then(
+        () => {
+          if (token !== this.#token) return;
+          this.pending = false;
+          this.onDrain(this);
+        },
+        () => {
+          // EPIPE: ffmpeg died; the exit handler takes over
+          if (token === this.#token) this.pending = false;
+          this.wake();
+        },
+      );
+    }
+  }
+
+  /** Waits until the pipe has drained, or the deadline (performance.now() ms) passes. */
+  async drained(deadline: number): Promise<boolean> {
+    while (this.pending || this.owed > 0 || this.held) {
+      const left = deadline - performance.now();
+      if (left <= 0 || this.exitCode !== null) return false;
+      await Promise.race([new Promise<void>((r) => this.#waiters.push(r)), this.proc.exited, Bun.sleep(Math.min(left, 200))]);
+      this.onDrain(this);
+    }
+    return true;
+  }
+
+  get exitCode(): number | null {
+    return this.proc.exitCode ?? (this.proc.signalCode ? -1 : null);
+  }
+}
+
+/**
+ * Records frames into `<out>/<YYYY-MM-DD>/<HH-MM-SS>.<avi|mkv>` segments. Open with
+ * {@link SegmentWriter.open}; write() from the frame path; close() (or `await using`) at the end.
+ */
+export class SegmentWriter implements AsyncDisposable {
+  readonly #opts: SegmentWriterOptions;
+  readonly #dir: string;
+  readonly #ffmpeg: string;
+  readonly #ffprobe: string | undefined;
+  readonly #log: Logger;
+  readonly #retention: Retention;
+  readonly #releaseLock: () => void;
+  readonly #timeline: SegmentTimeline;
+  readonly #intervalMicros: number;
+  readonly #closeTimeoutMs: number;
+  readonly #stats: SegmentWriterStats = {
+    framesIn: 0, framesWritten: 0, repeats: 0, dropped: 0, rejected: 0, segmentsClosed: 0, ffmpegFailures: 0, bytesWritten: 0,
+  };
+  /** Final paths chosen by segments that are not renamed yet. */
+  readonly #reserved = new Set<string>();
+  readonly #finishing = new Set<Promise<unknown>>();
+  #current: Recording | null = null;
+  #closed = false;
+  #failuresInARow = 0;
+  #retryAt = 0;
+  #rejectWarned = false;
+  #writeErrorLogged = false;
+
+  private constructor(opts: SegmentWriterOptions, dir: string, ffmpeg: string, retention: Retention, releaseLock: () => void) {
+    this.#opts = opts;
+    this.#dir = dir;
+    this.#ffmpeg = ffmpeg;
+    this.#ffprobe = opts.ffprobePath;
+    this.#log = opts.log;
+    this.#retention = retention;
+    this.#releaseLock = releaseLock;
+    this.#intervalMicros = 1_000_000 / opts.fps;
+    this.#timeline = new SegmentTimeline(opts.segmentSeconds * 1_000_000, this.#intervalMicros);
+    this.#closeTimeoutMs = opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+  }
+
+  /**
+   * Checks that the output folder can be written (else {@link RecordError}), repairs `.partial`
+   * files left by an earlier crash, and applies retention.
+   */
+  static async open(opts: SegmentWriterOptions): Promise<SegmentWriter> {
+    if (!(opts.segmentSeconds > 0)) throw new RangeError(`segmentSeconds must be > 0, got ${opts.segmentSeconds}`);
+    if (!(opts.fps > 0 && opts.fps <= 1000)) throw new RangeError(`fps must be in (0, 1000], got ${opts.fps}`);
+    if (!(opts.container in FFMPEG_FORMAT)) throw new RangeError(`container must be avi or mkv, got ${String(opts.container)}`);
+    const dir = resolve(opts.dir);
+    checkWritable(dir);
+    let ffmpeg: string;
+    try {
+      ffmpeg = opts.ffmpegPath ?? resolveFfmpeg().path;
+    } catch (err) {
+      throw new RecordError(`cannot record: ${errorText(err)}; or pass --no-record`);
+    }
+    let ffprobe = opts.ffprobePath;
+    try {
+      ffprobe ??= resolveFfprobe();
+    } catch {
+      ffprobe = undefined; // only needed to report what a repair recovered
+    }
+    const log = opts.log;
+    const lock = claimOutDir(dir);
+    if (lock.otherPids.length > 0) {
+      log.warn("another recorder is writing into this folder; leaving .partial files alone", { dir, pids: lock.otherPids.join(",") });
+    } else {
+      await recoverPartials(dir, { ffmpegPath: ffmpeg, ffprobePath: ffprobe, log });
+    }
+    const policy = { keepDays: opts.keepDays, maxBytes: opts.maxBytes, minFreeBytes: opts.minFreeBytes };
+    const retention = await Retention.load(dir, policy, log, opts.retentionEnv);
+    retention.enforce();
+    log.info("recording", {
+      dir, container: opts.container, segment: opts.segmentSeconds, fps: opts.fps, ffmpeg,
+      keepDays: opts.keepDays, maxBytes: opts.maxBytes, minFreeBytes: opts.minFreeBytes,
+    });
+    return new SegmentWriter({ ...opts, ffprobePath: ffprobe }, dir, ffmpeg, retention, lock.release);
+  }
+
+  /** Counters since open (a live view: read it, do not keep it). */
+  get stats(): Readonly<SegmentWriterStats> {
+    return this.#stats;
+  }
+
+  /** The absolute output folder. */
+  get dir(): string {
+    return this.#dir;
+  }
+
+  /** Pid of the ffmpeg writing the open segment, if any (diagnostics and tests). */
+  get ffmpegPid(): number | null {
+    return this.#current?.proc.pid ?? null;
+  }
+
+  /** Partial path of the open segment, if any. */
+  get openPartial(): string | null {
+    return this.#current?.paths.partial ?? null;
+  }
+
+  /**
+   * Resolves when the next write() will not be dropped for backpressure. A live source never
+   * waits on this; a source that must not lose frames (a file replay, a test) can.
+   */
+  whenWritable(): Promise<void> {
+    return this.#current ? this.#current.whenWritable() : Promise.resolve();
+  }
+
+  /** Records one frame. Never throws and never waits; the caller may reuse `frame.jpeg` at once. */
+  write(frame: Frame): void {
+    const s = this.#stats;
+    s.framesIn++;
+    try {
+      if (this.#closed) {
+        s.dropped++;
+        return;
+      }
+      if (!isCompleteJpeg(frame.jpeg)) {
+        s.rejected++;
+        if (!this.#rejectWarned) {
+          this.#rejectWarned = true;
+          this.#log.warn("frame is not one complete JPEG (no FF D8 ... FF D9); not recorded", { seq: frame.seq, bytes: frame.jpeg.length });
+        }
+        return;
+      }
+      const reason = this.#timeline.rotation(frame.capturedAt, frame.width, frame.height);
+      if (reason !== null) {
+        if (this.#current) this.#finishInBackground(this.#current, reason);
+        if (performance.now() < this.#retryAt || !this.#startRecording(frame, reason)) {
+          s.dropped++;
+          return;
+        }
+      } else if (!this.#current || !this.#current.writable) {
+        s.dropped++;
+        return;
+      }
+      this.#append(this.#current!, frame);
+    } catch (err) {
+      s.dropped++;
+      if (!this.#writeErrorLogged) {
+        this.#writeErrorLogged = true;
+        this.#log.error("unexpected error while recording a frame", { error: errorText(err) });
+      }
+    }
+  }
+
+  /** Finishes the open segment and waits for every segment still being finished. */
+  async close(): Promise<SegmentInfo | null> {
+    if (this.#closed) return null;
+    this.#closed = true;
+    const rec = this.#current;
+    this.#current = null;
+    const info = rec ? await this.#finish(rec, "close") : null;
+    while (this.#finishing.size > 0) await Promise.allSettled([...this.#finishing]);
+    this.#releaseLock();
+    this.#log.info("recorder closed", { ...this.#stats });
+    return info;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #startRecording(frame: Frame, reason: RotationReason): boolean {
+    const { container } = this.#opts;
+    const taken = (p: string) => this.#reserved.has(p) || existsSync(p);
+    let paths: SegmentPaths;
+    try {
+      paths = freeSegmentPaths(this.#dir, frame.capturedAt, container, taken);
+      mkdirSync(paths.dateDir, { recursive: true });
+      // Created here, not by ffmpeg, so a failure shows now and the date folder is never empty
+      // for retention to remove under us.
+      closeSync(openSync(paths.partial, "wx"));
+    } catch (err) {
+      this.#failed(`cannot create segment file: ${errorText(err)}`, {});
+      return false;
+    }
+    const mkv = container === "mkv"
+      ? new MkvStream({ width: frame.width, height: frame.height, frameIntervalMicros: this.#intervalMicros, startedAtMicros: frame.capturedAt })
+      : null;
+    const input = container === "avi" ? ["-f", "mjpeg", "-framerate", String(this.#opts.fps)] : ["-f", "matroska"];
+    const args = [
+      this.#ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
+      ...input, "-i", "pipe:0", "-map", "0:v:0", "-c", "copy",
+      "-metadata", `creation_time=${new Date(Math.floor(frame.capturedAt / 1000)).toISOString()}`,
+      // Each frame reaches the file as it is muxed, so a crash loses only what is in the pipe.
+      "-flush_packets", "1",
+      "-f", FFMPEG_FORMAT[container], "-y", paths.partial,
+    ];
+    let rec: Recording;
+    try {
+      rec = new Recording(paths, frame.capturedAt, args, mkv, this.#stats, (r) => this.#pump(r));
+    } catch (err) {
+      try {
+        unlinkSync(paths.partial);
+      } catch {
+        // leave it; recovery removes empty partials
+      }
+      this.#failed(`cannot start ffmpeg: ${errorText(err)}`, { ffmpeg: this.#ffmpeg });
+      return false;
+    }
+    this.#reserved.add(paths.final);
+    activePartials.add(paths.partial);
+    this.#current = rec;
+    this.#timeline.begin(frame.capturedAt, frame.width, frame.height);
+    if (mkv) rec.send(mkv.header());
+    void rec.proc.exited.then(() => this.#onExit(rec));
+    this.#log.debug("segment started", { partial: paths.partial, reason, pid: rec.proc.pid });
+    return true;
+  }
+
+  /** Writes a placed frame, or queues it behind owed repeats (AVI) when the pipe fills up. */
+  #append(rec: Recording, frame: Frame): void {
+    const { slot, gap, offsetMicros } = this.#timeline.place(frame.capturedAt);
+    rec.lastSlot = slot;
+    if (rec.mkv) {
+      const { chunks, timeMs } = rec.mkv.frame(offsetMicros / 1000, frame.jpeg);
+      rec.lastMs = timeMs;
+      for (const c of chunks) rec.send(c);
+      this.#counted(rec);
+      return;
+    }
+    rec.owed = gap;
+    this.#pump(rec); // repeats of the previous frame first
+    if (rec.owed === 0 && !rec.pending) {
+      rec.send(frame.jpeg);
+      rec.prev.set(frame.jpeg);
+      this.#counted(rec);
+    } else {
+      const held = rec.spare;
+      held.set(frame.jpeg);
+      rec.held = held;
+    }
+  }
+
+  #counted(rec: Recording): void {
+    rec.frames++;
+    this.#stats.framesWritten++;
+  }
+
+  /** AVI: writes owed repeats, then the held frame, while the pipe takes them without queueing. */
+  #pump(rec: Recording): void {
+    while (rec.owed > 0 && !rec.pending && rec.exitCode === null) {
+      rec.send(rec.prev.bytes);
+      rec.owed--;
+      rec.repeats++;
+      this.#stats.repeats++;
+    }
+    if (rec.owed === 0 && rec.held && !rec.pending) {
+      const held = rec.held;
+      rec.held = null;
+      rec.send(held.bytes);
+      this.#counted(rec);
+      rec.spare = rec.prev;
+      rec.prev = held;
+    }
+    rec.wake();
+  }
+
+  #finishInBackground(rec: Recording, reason: string): void {
+    if (this.#current === rec) this.#current = null;
+    const p = this.#finish(rec, reason).catch((err) => this.#log.error("finishing a segment failed", { error: errorText(err) }));
+    this.#finishing.add(p);
+    void p.finally(() => this.#finishing.delete(p));
+  }
+
+  /** Ends ffmpeg's input, waits for it, and renames (or repairs) the partial into a finished segment. */
+  async #finish(rec: Recording, reason: string): Promise<SegmentInfo | null> {
+    const deadline = performance.now() + this.#closeTimeoutMs;
+    if (rec.exitCode === null) await rec.drained(deadline);
+    rec.closing = true;
+    rec.wake();
+    rec.held = null;
+    rec.owed = 0;
+    if (rec.exitCode !== null && !this.#endedByUs.has(rec)) {
+      return this.#salvageOnce(rec); // died on its own; the exit handler reports it
+    }
+    this.#endedByUs.add(rec);
+    let code: number | null = null;
+    try {
+      const ended = rec.proc.stdin.end();
+      if (ended instanceof Promise) ended.catch(() => {});
+    } catch {
+      // already closed
+    }
+    const left = Math.max(0, deadline - performance.now());
+    code = await Promise.race([rec.proc.exited, Bun.sleep(left).then(() => null)]);
+    if (code === null) {
+      this.#log.error("ffmpeg did not finish the segment in time; killing it and repairing the file", {
+        partial: rec.paths.partial, timeoutMs: this.#closeTimeoutMs,
+      });
+      rec.proc.kill("SIGKILL");
+      await rec.proc.exited;
+    }
+    if (code !== 0) {
+      await rec.stderrDone;
+      this.#stats.ffmpegFailures++;
+      if (code !== null) {
+        this.#log.error("ffmpeg failed to finish the segment; repairing it", {
+          partial: rec.paths.partial, code, stderr: rec.stderrTail.slice(-5).join(" | "),
+        });
+      }
+      return this.#salvageOnce(rec);
+    }
+    let path: string;
+    try {
+      const taken = (p: string) => existsSync(p) || (p !== rec.paths.final && this.#reserved.has(p));
+      path = finalPathFor(rec.paths.partial, taken);
+      renameSync(rec.paths.partial, path);
+    } catch (err) {
+      this.#release(rec);
+      this.#stats.ffmpegFailures++;
+      this.#log.error("cannot rename finished segment", { partial: rec.paths.partial, error: errorText(err) });
+      return null;
+    }
+    this.#release(rec);
+    this.#failuresInARow = 0;
+    const durationSec = rec.mkv ? rec.lastMs / 1000 + this.#intervalMicros / 1e6 : ((rec.lastSlot + 1) * this.#intervalMicros) / 1e6;
+    return this.#finished({
+      path, startedAt: rec.startedAt, frames: rec.frames, repeats: rec.repeats, durationSec, bytes: sizeOf(path), recovered: false,
+    }, reason);
+  }
+
+  readonly #endedByUs = new WeakSet<Recording>();
+  readonly #salvaged = new WeakMap<Recording, Promise<SegmentInfo | null>>();
+
+  /** Repairs a dead ffmpeg's partial (once, whoever asks first). */
+  #salvageOnce(rec: Recording): Promise<SegmentInfo | null> {
+    let p = this.#salvaged.get(rec);
+    if (!p) {
+      p = this.#salvage(rec);
+      this.#salvaged.set(rec, p);
+    }
+    return p;
+  }
+
+  async #salvage(rec: Recording): Promise<SegmentInfo | null> {
+    activePartials.delete(rec.paths.partial);
+    try {
+      const r = await recoverPartial(rec.paths.partial, { ffmpegPath: this.#ffmpeg, ffprobePath: this.#ffprobe, log: this.#log });
+      if (r.action !== "recovered" || !r.path) return null;
+      return this.#finished({
+        path: r.path, startedAt: rec.startedAt, frames: r.frames, repeats: 0, durationSec: r.durationSec ?? 0, bytes: sizeOf(r.path), recovered: true,
+      }, "repaired");
+    } finally {
+      this.#reserved.delete(rec.paths.final);
+    }
+  }
+
+  #release(rec: Recording): void {
+    this.#reserved.delete(rec.paths.final);
+    activePartials.delete(rec.paths.partial);
+  }
+
+  #finished(info: SegmentInfo, reason: string): SegmentInfo {
+    this.#stats.segmentsClosed++;
+    this.#log.info("segment finished", {
+      path: info.path, frames: info.frames, repeats: info.repeats, duration: info.durationSec.toFixed(3), bytes: info.bytes, reason,
+    });
+    this.#retention.add({ path: info.path, size: info.bytes, startedAtMs: info.startedAt / 1000 });
+    this.#retention.enforce();
+    try {
+      this.#opts.onSegment?.(info);
+    } catch (err) {
+      this.#log.error("onSegment callback threw", { error: errorText(err) });
+    }
+    return info;
+  }
+
+  /** ffmpeg exited: expected when we ended its input, a failure otherwise. */
+  async #onExit(rec: Recording): Promise<void> {
+    if (this.#endedByUs.has(rec)) return;
+    if (this.#current === rec) {
+      this.#current = null;
+      this.#timeline.reset();
+    }
+    this.#stats.ffmpegFailures++;
+    this.#scheduleRetry();
+    const done = this.#salvageOnce(rec);
+    this.#finishing.add(done);
+    void done.finally(() => this.#finishing.delete(done));
+    await Promise.race([rec.stderrDone, Bun.sleep(500)]);
+    this.#log.error("ffmpeg exited mid-segment; the next frame starts a new segment", {
+      partial: rec.paths.partial, code: rec.proc.exitCode, signal: rec.proc.signalCode, frames: rec.frames,
+      stderr: rec.stderrTail.slice(-5).join(" | ") || undefined,
+    });
+  }
+
+  #failed(message: string, fields: Record<string, string>): void {
+    this.#stats.ffmpegFailures++;
+    this.#timeline.reset();
+    const waitMs = this.#scheduleRetry();
+    this.#log.error(message, { ...fields, dir: this.#dir, retryInMs: waitMs });
+  }
+
+  /** First retry at once, then 1 s, 2 s, 4 s ... up to the segment length (at most 30 s). */
+  #scheduleRetry(): number {
+    this.#failuresInARow++;
+    const cap = Math.min(this.#opts.segmentSeconds * 1000, RETRY_MAX_MS);
+    const waitMs = this.#failuresInARow <= 1 ? 0 : Math.min(1000 * 2 ** (this.#failuresInARow - 2), cap);
+    this.#retryAt = performance.now() + waitMs;
+    return waitMs;
+  }
+}
+
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+const REASONS: Record<string, string> = {
+  ENOTDIR: "a part of the path is a file, not a folder",
+  EEXIST: "it exists and is not a folder",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EROFS: "read-only file system",
+  ENOSPC: "no space left on device",
+  ENOENT: "the folder cannot be created there",
+  EDQUOT: "disk quota exceeded",
+};
+
+/** Creates `dir` and writes a probe file in it, or throws a RecordError saying what to do. */
+export function checkWritable(dir: string): void {
+  const fail = (err: unknown): never => {
+    const code = (err as NodeJS.ErrnoException).code ?? "";
+    const reason = REASONS[code] ? `${REASONS[code]} (${code})` : errorText(err);
+    throw new RecordError(`cannot record into ${dir}: ${reason}; choose another --out or pass --no-record`);
+  };
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    fail(err);
+  }
+  const probe = join(dir, `.lancam-write-test-${process.pid}`);
+  try {
+    writeFileSync(probe, "");
+    unlinkSync(probe);
+  } catch (err) {
+    fail(err);
+  }
+}

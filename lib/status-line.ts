@@ -1,0 +1,35 @@
+import type { StatusSnapshot } from "./receiver-stats.ts";
+
+/** The once-a-second line a viewer shows on a terminal. */
+export function formatStatus(s: StatusSnapshot, extra: { size?: string; recording?: string } = {}): string {
+  const lat = s.latencyP50Ms === null ? "-" : `${s.latencyP50Ms.toFixed(1)} ms`;
+  const parts = [
+    `${s.fps.toFixed(1)} fps`,
+    `${s.mbps.toFixed(1)} Mbit/s`,
+    `loss ${s.lossPercent.toFixed(1)}%`,
+    `latency p50 ${lat}`,
+  ];
+  if (extra.size) parts.unshift(extra.size);
+  if (extra.recording) parts.push(`rec ${extra.recording}`);
+  return parts.join("  ");
+}
+
+/** Rewrites one terminal line in place; does nothing when stderr is not a terminal. */
+export class StatusLine {
+  #shown = false;
+  constructor(private readonly out: NodeJS.WriteStream = process.stderr) {}
+  get enabled(): boolean {
+    return Boolean(this.out.isTTY);
+  }
+  show(text: string): void {
+    if (!this.enabled) return;
+    const width = this.out.columns || 100;
+    this.out.write(`\r\x1b[2K${text.slice(0, width - 1)}`);
+    this.#shown = true;
+  }
+  /** Moves off the status line before an ordinary log line or exit. */
+  clear(): void {
+    if (this.#shown) this.out.write("\r\x1b[2K");
+    this.#shown = false;
+  }
+}

@@ -1,0 +1,356 @@
+import type { Socket, TCPSocketListener, udp } from "bun";
+import { ControlChannel } from "./control-channel.ts";
+import { ByeReason, RefuseReason, type ControlMessage } from "./control.ts";
+import { DecodeError } from "./decode-error.ts";
+import { Fragmenter } from "./fragmenter.ts";
+import type { Frame } from "./frame.ts";
+import type { Logger } from "./log.ts";
+import { Pacer } from "./pacer.ts";
+import { SessionTable, type LeaveReason, type Session } from "./sessions.ts";
+
+/** How the server is set up. */
+export interface StreamServerOptions {
+  port: number;
+  bind: string;
+  mtu: number;
+  maxClients: number;
+  stream: { width: number; height: number; fps: number };
+  log: Logger;
+  heartbeatMs?: number;
+  timeoutMs?: number;
+  /** Connections that have not said hello yet; more are closed at once. */
+  maxPending?: number;
+  /** Fraction of the frame interval a frame's datagrams are spread over. */
+  spread?: number;
+}
+
+/** Per-connection state kept on the Bun socket. */
+interface Conn {
+  channel: ControlChannel;
+  peer: string;
+  address: string;
+  openedAt: number;
+  session: Session | null;
+  fragmenter: Fragmenter | null;
+  ended: boolean;
+}
+
+/** Counters the server reports at exit. */
+export interface ServerStats {
+  framesBroadcast: number;
+  datagramsSent: number;
+  datagramsNotSent: number;
+  datagramsSuperseded: number;
+}
+
+/** Strips the IPv4-mapped prefix so addresses compare and print plainly. */
+function plainAddress(a: string): string {
+  return a.startsWith("::ffff:") ? a.slice(7) : a;
+}
+
+/**
+ * The fan-out server: TCP control connections (hello, heartbeats, reports, bye)
+ * and one UDP socket that sends every captured frame, encoded once, to every
+ * viewer, paced over part of the frame interval.
+ */
+export class StreamServer implements AsyncDisposable {
+  readonly stats: ServerStats = { framesBroadcast: 0, datagramsSent: 0, datagramsNotSent: 0, datagramsSuperseded: 0 };
+  readonly #opts: Required<StreamServerOptions>;
+  readonly #log: Logger;
+  readonly #sessions: SessionTable;
+  readonly #conns = new Set<Socket<Conn>>();
+  readonly #pacer = new Pacer<number>();
+  readonly #sendBuf: (Uint8Array | number | string)[] = [];
+  #listener!: TCPSocketListener<Conn>;
+  #udp!: udp.Socket<"buffer">;
+  #heartbeat: Timer | null = null;
+  #pacing: Timer | null = null;
+  #stopped = false;
+
+  private constructor(opts: StreamServerOptions) {
+    this.#opts = { heartbeatMs: 1000, timeoutMs: 5000, maxPending: 16, spread: 0.5, ...opts };
+    this.#log = opts.log;
+    this.#sessions = new SessionTable({ maxClients: opts.maxClients, timeoutMs: this.#opts.timeoutMs });
+  }
+
+  /** Binds the TCP listener and the UDP sender; throws with a clear message when the port is taken. */
+  static async start(opts: StreamServerOptions): Promise<StreamServer> {
+    const server = new StreamServer(opts);
+    await server.#open();
+    return server;
+  }
+
+  /** The TCP port clients connect to (the real one when 0 was asked for). */
+  get port(): number {
+    return this.#listener.port;
+  }
+
+  /** The UDP port frames leave from. */
+  get udpPort(): number {
+    return this.#udp.port;
+  }
+
+  get clientCount(): number {
+    return this.#sessions.size;
+  }
+
+  async #open(): Promise<void> {
+    const { port, bind } = this.#opts;
+    try {
+      this.#listener = Bun.listen<Conn>({
+        hostname: bind,
+        port,
+        socket: {
+          open: (s) => this.#onOpen(s),
+          data: (s, chunk) => this.#onData(s, chunk),
+          drain: (s) => s.data.channel.drain(),
+          close: (s) => this.#onClosed(s, "connection closed"),
+          end: (s) => this.#onClosed(s, "connection closed"),
+          error: (s, err) => {
+            this.#log.warn("connection error", { client: s.data?.peer, error: err.message });
+            this.#onClosed(s, "connection closed");
+          },
+        },
+      });
+    } catch (e) {
+      throw new Error(`cannot listen on ${bind}:${port}: ${(e as Error).message}${(e as { code?: string }).code === "EADDRINUSE" ? " (port in use; choose another --port or 0)" : ""}`);
+    }
+    try {
+      this.#udp = await Bun.udpSocket({ hostname: bind, port: 0, socket: { data: () => {} } });
+    } catch (e) {
+      this.#listener.stop(true);
+      throw new Error(`cannot open a UDP socket on ${bind}: ${(e as Error).message}`);
+    }
+    this.#heartbeat = setInterval(() => this.#onHeartbeat(), this.#opts.heartbeatMs);
+  }
+
+  /** Sends one frame to every viewer; never blocks and never queues more than one frame per viewer. */
+  broadcast(frame: Frame): void {
+    if (this.#stopped) return;
+    this.stats.framesBroadcast++;
+    if (this.#sessions.size === 0) return;
+    const now = performance.now();
+    const spreadMs = (1000 / this.#opts.stream.fps) * this.#opts.spread;
+    for (const conn of this.#activeConns()) {
+      const s = conn.session!;
+      let datagrams: Uint8Array[];
+      try {
+        datagrams = conn.fragmenter!.fragment(frame, s.id);
+      } catch (e) {
+        this.#log.warn("frame not sent", { seq: frame.seq, bytes: frame.jpeg.length, error: (e as Error).message });
+        return;
+      }
+      const superseded = this.#pacer.enqueue(s.id, { port: s.udpPort, address: s.address }, datagrams, now, spreadMs);
+      s.datagramsSuperseded += superseded;
+      this.stats.datagramsSuperseded += superseded;
+      s.framesSent++;
+    }
+    this.#pump();
+  }
+
+  *#activeConns(): Generator<Conn> {
+    for (const sock of this.#conns) if (sock.data.session && !sock.data.ended) yield sock.data;
+  }
+
+  #pump(): void {
+    const out = this.#sendBuf;
+    out.length = 0;
+    const due = this.#pacer.due(performance.now(), out);
+    if (due > 0) {
+      const sent = this.#udp.sendMany(out);
+      this.stats.datagramsSent += sent;
+      this.stats.datagramsNotSent += due - sent;
+      out.length = 0;
+    }
+    if (this.#pacer.idle) {
+      if (this.#pacing) clearInterval(this.#pacing);
+      this.#pacing = null;
+    } else if (!this.#pacing) {
+      this.#pacing = setInterval(() => this.#pump(), 1);
+    }
+  }
+
+  #onOpen(sock: Socket<Conn>): void {
+    const address = plainAddress(sock.remoteAddress);
+    const peer = `${address}:${(sock as unknown as { remotePort?: number }).remotePort ?? "?"}`;
+    sock.data = { channel: new ControlChannel(sock), peer, address, openedAt: performance.now(), session: null, fragmenter: null, ended: false };
+    let pending = 0;
+    for (const c of this.#conns) if (!c.data.session) pending++;
+    this.#conns.add(sock);
+    if (this.#stopped || pending >= this.#opts.maxPending) {
+      this.#log.warn("connection refused", { client: peer, reason: this.#stopped ? "shutting down" : "too many connections without hello" });
+      sock.data.ended = true;
+      sock.data.channel.close();
+    }
+  }
+
+  #onData(sock: Socket<Conn>, chunk: Uint8Array): void {
+    const conn = sock.data;
+    if (conn.ended) return;
+    let messages: ControlMessage[];
+    try {
+      messages = conn.channel.receive(chunk);
+    } catch (e) {
+      const why = e instanceof DecodeError ? e.message : String(e);
+      if (!conn.session && e instanceof DecodeError && e.code === "bad-version") {
+        // A newer or older client: tell it plainly instead of just hanging up.
+        this.#log.warn("client refused", { client: conn.peer, reason: "version mismatch", detail: why });
+        this.#refuse(conn, RefuseReason.VersionMismatch, `protocol version mismatch: ${why}`);
+        return;
+      }
+      this.#log.warn("malformed control message", { client: conn.peer, error: why });
+      if (conn.session) conn.channel.send({ type: "bye", reason: ByeReason.ProtocolError });
+      this.#end(conn, "protocol error");
+      return;
+    }
+    for (const msg of messages) {
+      if (conn.ended) return;
+      this.#onMessage(conn, msg);
+    }
+  }
+
+  #onMessage(conn: Conn, msg: ControlMessage): void {
+    const now = performance.now();
+    if (!conn.session) {
+      if (msg.type !== "hello") {
+        this.#log.warn("client refused", { client: conn.peer, reason: `expected hello, got ${msg.type}` });
+        this.#refuse(conn, RefuseReason.BadHello, `expected hello, got ${msg.type}`);
+        return;
+      }
+      this.#onHello(conn, msg, now);
+      return;
+    }
+    this.#sessions.heard(conn.session.id, now);
+    switch (msg.type) {
+      case "heartbeat":
+        return;
+      case "report":
+        conn.session.lastReport = {
+          framesReceived: msg.framesReceived,
+          framesLost: msg.framesLost,
+          framesIncomplete: msg.framesIncomplete,
+          latencyP50Us: msg.latencyP50Us,
+        };
+        return;
+      case "bye":
+        this.#end(conn, "goodbye");
+        return;
+      default:
+        this.#log.warn("unexpected control message", { client: conn.peer, type: msg.type });
+        conn.channel.send({ type: "bye", reason: ByeReason.ProtocolError });
+        this.#end(conn, "protocol error");
+    }
+  }
+
+  #onHello(conn: Conn, hello: Extract<ControlMessage, { type: "hello" }>, now: number): void {
+    const udp = hello.udpPort;
+    if (udp === 0) {
+      this.#log.warn("client refused", { client: conn.peer, udp, reason: "bad hello: UDP port 0" });
+      this.#refuse(conn, RefuseReason.BadHello, "UDP port 0 is not a port to send to");
+      return;
+    }
+    const admission = this.#sessions.admit({ address: conn.address, tcpPort: 0, udpPort: udp, name: hello.name }, now);
+    if (!admission.ok) {
+      this.#log.warn("client refused", { client: conn.peer, udp, reason: "server full", max: this.#opts.maxClients });
+      this.#refuse(conn, RefuseReason.ServerFull, `server full: ${this.#opts.maxClients} viewers already connected`);
+      return;
+    }
+    const s = admission.session;
+    conn.session = s;
+    conn.fragmenter = new Fragmenter(this.#opts.mtu);
+    const { width, height, fps } = this.#opts.stream;
+    conn.channel.send({
+      type: "welcome",
+      sessionId: s.id,
+      width,
+      height,
+      fpsMillihertz: Math.round(fps * 1000),
+      fragmentSize: conn.fragmenter.payloadSize,
+      udpSourcePort: this.#udp.port,
+      heartbeatMs: this.#opts.heartbeatMs,
+      timeoutMs: this.#opts.timeoutMs,
+      flags: 0,
+    });
+    this.#log.info("client joined", { client: conn.peer, udp, session: s.id.toString(16).padStart(8, "0"), name: hello.name || undefined, clients: this.#sessions.size });
+  }
+
+  #refuse(conn: Conn, reason: RefuseReason, text: string): void {
+    conn.ended = true;
+    conn.channel.finish({ type: "refuse", reason, text });
+  }
+
+  /** Ends a connection and its session once, logging the leave with its reason. */
+  #end(conn: Conn, reason: LeaveReason): void {
+    if (conn.ended) return;
+    conn.ended = true;
+    const s = conn.session;
+    if (s && this.#sessions.remove(s.id)) {
+      this.#pacer.remove(s.id);
+      const r = s.lastReport;
+      this.#log.info("client left", {
+        client: conn.peer,
+        udp: s.udpPort,
+        session: s.id.toString(16).padStart(8, "0"),
+        reason,
+        seconds: ((performance.now() - s.joinedAt) / 1000).toFixed(1),
+        framesSent: s.framesSent,
+        framesReceived: r?.framesReceived,
+        framesLost: r ? r.framesLost + r.framesIncomplete : undefined,
+        clients: this.#sessions.size,
+      });
+    }
+    conn.channel.finish();
+  }
+
+  #onClosed(sock: Socket<Conn>, reason: LeaveReason): void {
+    if (!sock.data) return;
+    this.#end(sock.data, reason);
+    this.#conns.delete(sock);
+  }
+
+  #onHeartbeat(): void {
+    const now = performance.now();
+    const sentAt = Math.round((performance.timeOrigin + now) * 1000);
+    for (const sock of this.#conns) {
+      const c = sock.data;
+      if (c.ended) continue;
+      if (!c.session) {
+        if (now - c.openedAt > this.#opts.timeoutMs) {
+          this.#log.warn("connection closed", { client: c.peer, reason: "no hello within timeout" });
+          c.ended = true;
+          c.channel.close();
+        }
+        continue;
+      }
+      if (now - c.session.lastHeardAt > this.#opts.timeoutMs) {
+        c.channel.send({ type: "bye", reason: ByeReason.Timeout });
+        this.#end(c, "timeout");
+        continue;
+      }
+      c.channel.send({ type: "heartbeat", sentAt });
+    }
+  }
+
+  /** Says goodbye to every viewer and closes the sockets. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#pacing) clearInterval(this.#pacing);
+    for (const sock of this.#conns) {
+      const c = sock.data;
+      if (c.ended) continue;
+      if (c.session) c.channel.send({ type: "bye", reason: ByeReason.Shutdown });
+      this.#end(c, "server shutdown");
+    }
+    // Give the goodbyes a moment to leave before the listener goes.
+    const deadline = performance.now() + 500;
+    while ([...this.#conns].some((s) => !s.data.channel.closed) && performance.now() < deadline) await Bun.sleep(10);
+    this.#listener.stop(true);
+    this.#udp.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}

@@ -1,0 +1,170 @@
+import type { Frame } from "./frame.ts";
+import { nowMicros } from "./frame.ts";
+import type { Logger } from "./log.ts";
+import { ReceiverStats } from "./receiver-stats.ts";
+import type { ReassembledFrame } from "./reassembler.ts";
+import { ConnectError, StreamClient, type SessionEnd, type Welcome } from "./stream-client.ts";
+
+/** Delay before reconnect attempt `n` (0-based): 0.5 s doubling to at most 5 s. */
+export function reconnectDelayMs(attempt: number): number {
+  return Math.min(5000, 500 * 2 ** Math.min(attempt, 10));
+}
+
+/** Where received frames go (window, recorder); each must not keep `frame.jpeg` past the call. */
+export type FrameSink = (frame: Frame) => void;
+
+/** How the viewer runs. */
+export interface ViewerOptions {
+  host: string;
+  port: number;
+  udpPort: number;
+  log: Logger;
+  sinks: FrameSink[];
+  /** Stop after this many frames (0 = no limit). */
+  maxFrames?: number;
+  /** Stop after this many seconds (0 = no limit). */
+  maxSeconds?: number;
+  /** Called about once a second with the stats (status line). */
+  onSecond?: (stats: ReceiverStats, welcome: Welcome | null) => void;
+  /** Called once the UDP port is bound, before connecting. */
+  onBound?: (udpPort: number, client: StreamClient) => void;
+  /** Awaited after each welcome, before frames are accepted (e.g. to open the recorder). */
+  onWelcome?: (welcome: Welcome) => void | Promise<void>;
+}
+
+/**
+ * Runs a viewer: connects (a failure on the first attempt is an error for the
+ * user), feeds every completed frame to the sinks, and when the server goes away
+ * reconnects with backoff until stopped.
+ */
+export class Viewer {
+  readonly stats = new ReceiverStats();
+  readonly #opts: ViewerOptions;
+  readonly #log: Logger;
+  #client: StreamClient | null = null;
+  #stopped = false;
+  #wake: (() => void) | null = null;
+  #welcome: Welcome | null = null;
+
+  constructor(opts: ViewerOptions) {
+    this.#opts = opts;
+    this.#log = opts.log;
+  }
+
+  /** The reassembler's drop counters, for the stats file. */
+  datagramDrops(): Record<string, number> {
+    const c = this.#client;
+    if (!c) return {};
+    const r = c.reassembly;
+    return { ...r.dropped, foreignAddress: c.droppedForeign.address, notReady: c.droppedForeign.notReady };
+  }
+
+  /** Resolves when stopped or a frame/duration limit is reached; rejects with ConnectError when the first connect fails. */
+  async run(): Promise<void> {
+    const { host, port, maxSeconds = 0 } = this.#opts;
+    const client = await StreamClient.open({
+      host, port, udpPort: this.#opts.udpPort, log: this.#log,
+      onFrame: (f, nowMs) => this.#onFrame(f, nowMs),
+    });
+    this.#client = client;
+    client.reports = () => {
+      const s = this.stats;
+      const p50 = s.latency.percentile(50) ?? 0;
+      const p95 = s.latency.percentile(95) ?? 0;
+      return {
+        type: "report", framesReceived: s.framesReceived, framesLost: s.framesMissing, framesIncomplete: s.framesIncomplete,
+        datagramsDropped: Object.values(this.datagramDrops()).reduce((a, b) => a + b, 0),
+        latencyP50Us: Math.round(p50 * 1000), latencyP95Us: Math.round(p95 * 1000), fpsMillihertz: 0,
+      };
+    };
+    const rb = client.receiveBuffer;
+    this.stats.receiveBufferBytes = rb?.actual ?? null;
+    this.#log.info("udp receive buffer", { requested: rb?.requested, got: rb?.actual ?? "unknown", note: rb?.note });
+    this.#opts.onBound?.(client.udpPort, client);
+    const ticker = setInterval(() => {
+      this.#syncLoss();
+      this.#opts.onSecond?.(this.stats, this.#welcome);
+    }, 1000);
+    const limit = maxSeconds > 0 ? setTimeout(() => this.stop(), maxSeconds * 1000) : null;
+    try {
+      let attempt = 0;
+      let everConnected = false;
+      while (!this.#stopped) {
+        try {
+          this.#welcome = await client.connect();
+        } catch (e) {
+          if (!everConnected || (e instanceof ConnectError && e.refused)) throw e;
+          const delay = reconnectDelayMs(attempt++);
+          this.#log.warn("reconnect failed", { error: (e as Error).message, retryInSec: delay / 1000 });
+          await this.#sleep(delay);
+          continue;
+        }
+        if (everConnected) this.stats.reconnects++;
+        everConnected = true;
+        attempt = 0;
+        const w = this.#welcome;
+        this.#log.info(this.stats.reconnects ? "reconnected" : "connected", {
+          server: `${host}:${port}`, session: w.sessionId.toString(16).padStart(8, "0"), size: `${w.width}x${w.height}`,
+          fps: w.fpsMillihertz / 1000, udp: client.udpPort,
+        });
+        await this.#opts.onWelcome?.(w);
+        if (this.#stopped) break;
+        client.resume();
+        const end: SessionEnd = await Promise.race([client.ended, new Promise<SessionEnd>((r) => (this.#wake = () => r({ reason: "stopped" })))]);
+        this.#wake = null;
+        if (this.#stopped || end.reason === "stopped") break;
+        const delay = reconnectDelayMs(attempt++);
+        this.#log.warn("server went away; reconnecting", { reason: end.reason, detail: "text" in end ? end.text : undefined, retryInSec: delay / 1000 });
+        await this.#sleep(delay);
+      }
+    } finally {
+      clearInterval(ticker);
+      if (limit) clearTimeout(limit);
+      await client.close();
+    }
+  }
+
+  #onFrame(f: ReassembledFrame, nowMs: number): void {
+    this.#syncLoss(f.missingBefore);
+    this.stats.frame(f.jpeg.length, (nowMicros() - f.capturedAt) / 1000, nowMs);
+    const w = this.#welcome;
+    const frame: Frame = { seq: f.frameNumber, capturedAt: f.capturedAt, width: w?.width ?? 0, height: w?.height ?? 0, jpeg: f.jpeg };
+    for (const sink of this.#opts.sinks) {
+      try {
+        sink(frame);
+      } catch (e) {
+        this.#log.error("frame sink failed", { error: (e as Error).message });
+      }
+    }
+    const max = this.#opts.maxFrames ?? 0;
+    if (max > 0 && this.stats.framesReceived >= max) this.stop();
+  }
+
+  /** Brings the loss counters up to the reassembler's (cumulative across reconnects). */
+  #syncLoss(missing = 0): void {
+    const i = this.#client?.reassembly.incomplete;
+    const incomplete = i ? i.lostFragment + i.timeout + i.evicted : 0;
+    this.stats.lost(missing, Math.max(0, incomplete - this.stats.framesIncomplete));
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.#wake = null;
+        resolve();
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  /** Stops the viewer: goodbye to the server, then `run()` resolves. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#client?.disconnect();
+    this.#wake?.();
+  }
+}

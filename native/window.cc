@@ -1,0 +1,110 @@
+// Window: show JPEG frames with highgui (Qt here) and read keys. All calls run
+// on the JS thread, which is the thread Qt's event loop belongs to.
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <opencv2/highgui.hpp>
+
+#include "lancam.h"
+
+namespace lancam {
+namespace {
+
+// Qt abort()s the whole process when it cannot reach the display, so ask Xlib
+// first. dlopen keeps libX11 a runtime detail instead of a link dependency.
+bool XDisplayOpens() {
+  const char* name = std::getenv("DISPLAY");
+  if (name == nullptr || *name == '\0') return false;
+  void* x11 = dlopen("libX11.so.6", RTLD_LAZY | RTLD_LOCAL);
+  if (x11 == nullptr) return false;
+  using OpenFn = void* (*)(const char*);
+  using CloseFn = int (*)(void*);
+  auto open = reinterpret_cast<OpenFn>(dlsym(x11, "XOpenDisplay"));
+  auto close = reinterpret_cast<CloseFn>(dlsym(x11, "XCloseDisplay"));
+  bool ok = false;
+  if (open != nullptr && close != nullptr) {
+    if (void* display = open(name)) {
+      close(display);
+      ok = true;
+    }
+  }
+  dlclose(x11);
+  return ok;
+}
+
+// Once a display has been seen it is assumed to stay; a failure is re-checked.
+bool displaySeen = false;
+
+void RequireDisplay(Napi::Env env) {
+  if (displaySeen) return;
+  displaySeen = XDisplayOpens();
+  if (!displaySeen) {
+    const char* name = std::getenv("DISPLAY");
+    throw Napi::Error::New(env, std::string("no X display: ") +
+                                    (name && *name ? "cannot open DISPLAY=" + std::string(name) : "DISPLAY is not set"));
+  }
+}
+
+Napi::Value DisplayAvailable(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), XDisplayOpens());
+}
+
+// openWindow(name): creates the window now rather than on the first frame.
+Napi::Value OpenWindow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>();
+  RequireDisplay(env);
+  Guard(env, "openWindow", [&] { cv::namedWindow(name, cv::WINDOW_AUTOSIZE | cv::WINDOW_GUI_NORMAL); });
+  return env.Undefined();
+}
+
+// showJpeg(name, jpeg): false when the bytes do not decode.
+Napi::Value ShowJpeg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>();
+  if (!info[1].IsTypedArray()) throw Napi::TypeError::New(env, "showJpeg: jpeg must be a Uint8Array");
+  auto jpeg = info[1].As<Napi::Uint8Array>();
+  RequireDisplay(env);
+  return Guard(env, "showJpeg", [&]() -> Napi::Value {
+    if (jpeg.ByteLength() == 0) return Napi::Boolean::New(env, false);
+    cv::Mat image = DecodeBgr(jpeg.Data(), jpeg.ByteLength());
+    if (image.empty()) return Napi::Boolean::New(env, false);
+    cv::imshow(name, image);
+    return Napi::Boolean::New(env, true);
+  });
+}
+
+// pollKey(ms): the key pressed within ms (at least 1), or -1.
+Napi::Value PollKey(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int ms = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1;
+  RequireDisplay(env);
+  // waitKey(0) would block forever.
+  return Napi::Number::New(env, Guard(env, "pollKey", [&] { return cv::waitKey(ms < 1 ? 1 : ms); }));
+}
+
+Napi::Value CloseWindow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>();
+  if (!displaySeen) return env.Undefined();  // nothing can have been opened
+  Guard(env, "closeWindow", [&] {
+    cv::destroyWindow(name);
+    cv::waitKey(1);  // let Qt process the close so the window really goes away
+  });
+  return env.Undefined();
+}
+
+}  // namespace
+
+void InitWindow(Napi::Env env, Napi::Object exports) {
+  exports.Set("displayAvailable", Napi::Function::New<DisplayAvailable>(env, "displayAvailable"));
+  exports.Set("openWindow", Napi::Function::New<OpenWindow>(env, "openWindow"));
+  exports.Set("showJpeg", Napi::Function::New<ShowJpeg>(env, "showJpeg"));
+  exports.Set("pollKey", Napi::Function::New<PollKey>(env, "pollKey"));
+  exports.Set("closeWindow", Napi::Function::New<CloseWindow>(env, "closeWindow"));
+}
+
+}  // namespace lancam

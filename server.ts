@@ -1,0 +1,102 @@
+#!/usr/bin/env bun
+// lancam server: captures one source, streams it to every viewer, optionally records it.
+// This file only wires the parts in lib/ together.
+import mri from "mri";
+import { parseInteger, parseNumber, parsePort, parseSize, rejectUnknown, UsageError } from "./lib/cli.ts";
+import { openSource, parseSourceSpec } from "./lib/capture.ts";
+import { createLogger, FileSink, stderrSink } from "./lib/log.ts";
+import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
+import { runMain, untilSignal } from "./lib/run-main.ts";
+import { SegmentWriter } from "./lib/segment-writer.ts";
+import { StreamServer } from "./lib/stream-server.ts";
+import { versionReport } from "./lib/version.ts";
+
+const HELP = `Usage: bun server.ts [options]
+
+Captures a camera (or file, pipeline, test pattern) once and streams it to every
+lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when ready.
+
+Options:
+  --port N             TCP control port (default 9999; 0 picks a free port)
+  --bind ADDR          address to listen on (default 0.0.0.0)
+  --source SRC         camera:N (default camera:0), test, gst:PIPELINE, or a video file
+  --loop               replay a video file from the start when it ends
+  --size WxH           capture size (camera, test; default 1280x720 for test)
+  --fps N              frames per second (camera, test; overrides a file's rate)
+  --quality Q          JPEG quality 1-100 (default 80)
+  --log FILE           append joins and leaves here (default lancam-server.log)
+  --max-clients N      viewers at once, 1-1024 (default 32)
+  --mtu BYTES          largest datagram, 576-65507 (default 1400)
+  --record DIR         also record the source into DIR (no network loss)
+${RECORD_HELP}
+  --version            print versions of lancam, Bun, OpenCV and the ffmpeg used
+  -h, --help           print this help
+`;
+
+const STRING_FLAGS = ["port", "bind", "source", "size", "fps", "quality", "log", "max-clients", "mtu", "record", ...RECORD_FLAGS];
+
+async function main(): Promise<number> {
+  const args = mri(process.argv.slice(2), { string: STRING_FLAGS, boolean: ["help", "version", "loop"], alias: { h: "help" } });
+  if (args.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (args.version) {
+    console.log(await versionReport("lancam-server"));
+    return 0;
+  }
+  rejectUnknown(args, [...STRING_FLAGS, "help", "version", "loop", "h"]);
+  if (args._.length > 0) throw new UsageError(`unexpected argument ${args._[0]}: the server takes only options`);
+  const port = args.port === undefined ? 9999 : parsePort("--port", args.port);
+  const bind = args.bind ?? "0.0.0.0";
+  const spec = parseSourceSpec(args.source ?? "camera:0");
+  const size = args.size === undefined ? undefined : parseSize("size", args.size);
+  const fps = args.fps === undefined ? undefined : parseNumber("fps", args.fps, 0.1, 240);
+  const quality = args.quality === undefined ? 80 : parseInteger("quality", args.quality, 1, 100);
+  const maxClients = args["max-clients"] === undefined ? 32 : parseInteger("max-clients", args["max-clients"], 1, 1024);
+  const mtu = args.mtu === undefined ? 1400 : parseInteger("mtu", args.mtu, 576, 65507);
+  const record = args.record === undefined ? null : { dir: String(args.record), ...parseRecordFlags(args) };
+  if (record && !record.dir) throw new UsageError("--record needs a folder");
+
+  using logFile = new FileSink(args.log ?? "lancam-server.log");
+  const log = createLogger("server", [stderrSink, logFile.sink]);
+  const signal = untilSignal();
+
+  await using source = await openSource(spec, { size, fps, quality, loop: Boolean(args.loop), log: log.child("capture") });
+  await using writer = record
+    ? await SegmentWriter.open({ ...record, fps: source.fps, log: log.child("recorder") })
+    : null;
+  await using server = await StreamServer.start({
+    port, bind, mtu, maxClients, log, stream: { width: source.width, height: source.height, fps: source.fps },
+  });
+  log.info("started", { source: source.description, size: `${source.width}x${source.height}`, fps: source.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
+  console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}`);
+
+  let stopping = false;
+  const stopped = signal.promise.then((sig) => {
+    stopping = true;
+    log.info("stopping", { signal: sig });
+  });
+  let exitCode = 0;
+  try {
+    while (!stopping) {
+      const frame = await Promise.race([source.next(), stopped.then(() => null)]);
+      if (!frame) {
+        if (!stopping) log.info("source ended", { source: source.description });
+        break;
+      }
+      server.broadcast(frame);
+      writer?.write(frame);
+    }
+  } catch (e) {
+    log.error("capture failed", { source: source.description, error: (e as Error).message });
+    exitCode = 1;
+  } finally {
+    signal.dispose();
+  }
+  // The `using` declarations close server, writer, source and log in reverse order.
+  log.info("stopped", { framesBroadcast: server.stats.framesBroadcast, datagramsSent: server.stats.datagramsSent });
+  return exitCode;
+}
+
+await runMain("lancam-server", main);

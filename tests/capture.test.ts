@@ -1,0 +1,244 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CaptureError, FramePacer, openSource, parseSourceSpec, type CaptureSource } from "../lib/capture.ts";
+import { UsageError } from "../lib/cli.ts";
+import { cv } from "../lib/cv.ts";
+import { resolveFfmpeg } from "../lib/ffmpeg.ts";
+import type { Frame } from "../lib/frame.ts";
+import { readFrameNumber } from "../lib/test-pattern.ts";
+
+const CLIP_FRAMES = 30;
+const CLIP_FPS = 25;
+let dir = "";
+let clip = "";
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "lancam-capture-"));
+  clip = join(dir, "clip.mp4");
+  const ffmpeg = resolveFfmpeg().path;
+  const p = Bun.spawnSync([
+    ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", `testsrc=size=320x240:rate=${CLIP_FPS}`,
+    "-frames:v", String(CLIP_FRAMES), "-c:v", "mpeg4", "-q:v", "3", clip,
+  ]);
+  if (p.exitCode !== 0) throw new Error(`ffmpeg failed: ${p.stderr.toString()}`);
+});
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function take(source: CaptureSource, n: number): Promise<Frame[]> {
+  const frames: Frame[] = [];
+  for (let i = 0; i < n; i++) {
+    const f = await source.next();
+    if (!f) break;
+    frames.push(f);
+  }
+  return frames;
+}
+
+function expectSeqFromZero(frames: Frame[]): void {
+  expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i));
+  for (let i = 1; i < frames.length; i++) expect(frames[i]!.capturedAt).toBeGreaterThan(frames[i - 1]!.capturedAt);
+}
+
+describe("parseSourceSpec", () => {
+  test("valid specs", () => {
+    expect(parseSourceSpec("test")).toEqual({ kind: "test" });
+    expect(parseSourceSpec("camera:0")).toEqual({ kind: "camera", index: 0 });
+    expect(parseSourceSpec("camera:12")).toEqual({ kind: "camera", index: 12 });
+    expect(parseSourceSpec("gst:videotestsrc ! appsink")).toEqual({ kind: "gst", pipeline: "videotestsrc ! appsink" });
+    expect(parseSourceSpec("/x/y.mp4")).toEqual({ kind: "file", path: "/x/y.mp4" });
+    expect(parseSourceSpec("file:/x/y.mp4")).toEqual({ kind: "file", path: "/x/y.mp4" });
+    expect(parseSourceSpec("clip.mkv")).toEqual({ kind: "file", path: "clip.mkv" });
+  });
+
+  test("invalid specs are usage errors with exact messages", () => {
+    const cases: [string, string][] = [
+      ["camera:x", "invalid --source=camera:x: expected camera:N with N a camera index 0..9999"],
+      ["camera:", "invalid --source=camera:: expected camera:N with N a camera index 0..9999"],
+      ["camera:-1", "invalid --source=camera:-1: expected camera:N with N a camera index 0..9999"],
+      ["gst:", "invalid --source=gst:: expected gst:PIPELINE ending in appsink"],
+      ["file:", "invalid --source=file:: expected file:PATH"],
+      ["", "invalid --source=: expected camera:N, test, gst:PIPELINE or a video file path"],
+    ];
+    for (const [spec, message] of cases) {
+      expect(() => parseSourceSpec(spec)).toThrow(UsageError);
+      expect(() => parseSourceSpec(spec)).toThrow(message);
+    }
+  });
+});
+
+describe("FramePacer", () => {
+  test("frame k is due at start + k/fps, never before now", () => {
+    const pacer = new FramePacer(10);
+    expect(pacer.schedule(1000)).toBe(1000);
+    expect(pacer.schedule(1001)).toBe(1100);
+    expect(pacer.schedule(1150)).toBe(1200);
+    // Slightly late (within one interval): out at once, schedule kept.
+    expect(pacer.schedule(1250)).toBe(1300);
+    expect(pacer.schedule(1390)).toBe(1400);
+  });
+
+  test("a long stall re-anchors instead of bursting", () => {
+    const pacer = new FramePacer(10);
+    pacer.schedule(0);
+    expect(pacer.schedule(5000)).toBe(5000);
+    expect(pacer.schedule(5001)).toBe(5100);
+    expect(pacer.schedule(5100)).toBe(5200);
+  });
+});
+
+describe("file source", () => {
+  test(
+    "yields every frame at the file's size and rate, then null",
+    async () => {
+      await using source = await openSource({ kind: "file", path: clip }, { quality: 80 });
+      expect(source.description).toBe(`file:${clip}`);
+      expect([source.width, source.height, source.fps]).toEqual([320, 240, CLIP_FPS]);
+      const start = performance.now();
+      const frames = await take(source, CLIP_FRAMES + 5);
+      const elapsed = performance.now() - start;
+      expect(frames.length).toBe(CLIP_FRAMES);
+      expect(await source.next()).toBeNull();
+      expectSeqFromZero(frames);
+      for (const f of frames) {
+        expect([f.width, f.height]).toEqual([320, 240]);
+        const img = cv().decodeJpeg(f.jpeg);
+        expect([img.width, img.height]).toEqual([320, 240]);
+      }
+      // Paced to 25 fps: frame 29 is not out before 29/25 s.
+      expect(elapsed).toBeGreaterThanOrEqual(((CLIP_FRAMES - 1) / CLIP_FPS) * 1000 - 5);
+    },
+    10_000,
+  );
+
+  test(
+    "loop keeps going past the end; --fps overrides the file's rate",
+    async () => {
+      await using source = await openSource({ kind: "file", path: clip }, { quality: 70, loop: true, fps: 200 });
+      expect(source.fps).toBe(200);
+      const frames = await take(source, CLIP_FRAMES * 2 + 10);
+      expect(frames.length).toBe(CLIP_FRAMES * 2 + 10);
+      expectSeqFromZero(frames);
+    },
+    10_000,
+  );
+
+  test("a missing file fails with the documented message", async () => {
+    const missing = join(dir, "nope.mp4");
+    const open = openSource({ kind: "file", path: missing }, { quality: 80 });
+    await expect(open).rejects.toThrow(CaptureError);
+    await expect(openSource({ kind: "file", path: missing }, { quality: 80 })).rejects.toThrow(
+      `cannot open video file ${missing}: no such file; use --source test for the built-in test pattern`,
+    );
+  });
+
+  test("a file that is not a video fails clearly", async () => {
+    // Random bytes: FFmpeg would play a text file (its "tty" demuxer renders ANSI art).
+    const junk = join(dir, "junk.mp4");
+    let x = 12345;
+    writeFileSync(junk, Uint8Array.from({ length: 20_000 }, () => ((x = (x * 1103515245 + 12345) >>> 0) >>> 24)));
+    await expect(openSource({ kind: "file", path: junk }, { quality: 80 })).rejects.toThrow(
+      `cannot open video file ${junk}: OpenCV cannot read it (not a video, or an unsupported codec); use --source test for the built-in test pattern`,
+    );
+  });
+
+  test("after close, next() is null", async () => {
+    const source = await openSource({ kind: "file", path: clip }, { quality: 80 });
+    expect(await source.next()).not.toBeNull();
+    await source.close();
+    expect(await source.next()).toBeNull();
+    await source.close();
+  });
+});
+
+describe("camera source", () => {
+  test("a camera that does not exist fails with the documented message", async () => {
+    await expect(openSource({ kind: "camera", index: 57 }, { quality: 80 })).rejects.toThrow(
+      "cannot open camera:57 (no such device): check the camera or use --source test",
+    );
+  });
+});
+
+describe("native capture", () => {
+  test("a second concurrent read is rejected, the first completes; reads after release reject", async () => {
+    const cap = new (cv().Capture)();
+    expect(cap.isOpened()).toBe(false);
+    expect(await cap.open(clip)).toBe(true);
+    expect(cap.isOpened()).toBe(true);
+    const first = cap.readJpeg(80);
+    await expect(cap.readJpeg(80)).rejects.toThrow(/capture is busy/);
+    expect(() => cap.get("width")).toThrow(/capture is busy/);
+    const got = await first;
+    expect(got && [got.width, got.height]).toEqual([320, 240]);
+    expect(got!.ageMicros).toBeGreaterThanOrEqual(0);
+    cap.release();
+    await expect(cap.readJpeg(80)).rejects.toThrow("capture read failed: the capture is not open");
+  });
+
+  test("release during a read waits for it", async () => {
+    const cap = new (cv().Capture)();
+    expect(await cap.open(clip)).toBe(true);
+    const pending = cap.readJpeg(80);
+    cap.release();
+    expect(await pending).not.toBeNull();
+    expect(cap.isOpened()).toBe(false);
+  });
+});
+
+describe("test source", () => {
+  test(
+    "yields decodable frames of the requested size at the requested rate, barcodes matching seq",
+    async () => {
+      const fps = 20;
+      const seconds = 2;
+      await using source = await openSource({ kind: "test" }, { size: { width: 320, height: 240 }, fps, quality: 75 });
+      expect([source.description, source.width, source.height, source.fps]).toEqual(["test", 320, 240, fps]);
+      const frames: Frame[] = [];
+      const start = performance.now();
+      while (performance.now() - start < seconds * 1000) {
+        const f = await source.next();
+        if (!f) throw new Error("the test source ended");
+        frames.push(f);
+      }
+      const expected = fps * seconds;
+      expect(frames.length).toBeGreaterThanOrEqual(Math.floor(0.8 * expected));
+      expect(frames.length).toBeLessThanOrEqual(Math.ceil(1.1 * expected));
+      expectSeqFromZero(frames);
+      for (const f of frames) {
+        const img = cv().decodeJpeg(f.jpeg);
+        expect([img.width, img.height, f.width, f.height]).toEqual([320, 240, 320, 240]);
+        expect(readFrameNumber(img.bgr, img.width, img.height)).toBe(f.seq);
+      }
+    },
+    10_000,
+  );
+
+  test("defaults to 1280x720 at 30 fps", async () => {
+    await using source = await openSource({ kind: "test" }, { quality: 80 });
+    expect([source.width, source.height, source.fps]).toEqual([1280, 720, 30]);
+    const f = await source.next();
+    expect(f && [f.seq, f.width, f.height]).toEqual([0, 1280, 720]);
+    const img = cv().decodeJpeg(f!.jpeg);
+    expect(readFrameNumber(img.bgr, img.width, img.height)).toBe(0);
+  });
+
+  test(
+    "a slow consumer gets no burst of catch-up frames",
+    async () => {
+      const fps = 50;
+      await using source = await openSource({ kind: "test" }, { size: { width: 320, height: 240 }, fps, quality: 60 });
+      await source.next();
+      await Bun.sleep(300); // the stall under test, not a wait for readiness
+      await source.next();
+      const start = performance.now();
+      for (let i = 0; i < 5; i++) await source.next();
+      // Without re-anchoring, the 15 frames "owed" would come out at once.
+      expect(performance.now() - start).toBeGreaterThanOrEqual((5 / fps) * 1000 * 0.9);
+    },
+    10_000,
+  );
+});

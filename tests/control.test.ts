@@ -1,0 +1,490 @@
+import { describe, expect, test } from "bun:test";
+import {
+  ByeReason,
+  byeReasonText,
+  decodeControl,
+  encodeControl,
+  MAX_MESSAGE_SIZE,
+  MessageType,
+  peekMessageSize,
+  PROTOCOL_VERSION,
+  RefuseReason,
+  refuseReasonText,
+  type ControlMessage,
+} from "../lib/control.ts";
+import { DecodeError } from "../lib/decode-error.ts";
+
+/** Small seeded PRNG (mulberry32): the same inputs on every run. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+interface Golden {
+  name: string;
+  bytes: number[];
+  msg: ControlMessage;
+}
+
+/** The one table every control-message test runs over. */
+const GOLDEN: Golden[] = [
+  {
+    name: "hello",
+    bytes: [
+      0x00, 0x10, //             length 16 = type + 12 fixed + 3 name bytes
+      0x01, //                   type hello
+      0x4c, 0x43, 0x41, 0x4d, // magic "LCAM"
+      0x01, //                   protocol version 1
+      0xc3, 0x50, //             UDP port 50000
+      0x00, 0x00, 0x00, 0x01, // capabilities: token auth
+      0x03, //                   name length 3
+      0x63, 0x61, 0x6d, //       name "cam"
+    ],
+    msg: { type: "hello", version: 1, udpPort: 50000, capabilities: 1, name: "cam" },
+  },
+  {
+    name: "hello with an empty name",
+    bytes: [
+      0x00, 0x0d, //             length 13
+      0x01, //                   type hello
+      0x4c, 0x43, 0x41, 0x4d, // magic "LCAM"
+      0x01, //                   protocol version 1
+      0x00, 0x01, //             UDP port 1
+      0x00, 0x00, 0x00, 0x00, // capabilities: none
+      0x00, //                   name length 0
+    ],
+    msg: { type: "hello", version: 1, udpPort: 1, capabilities: 0, name: "" },
+  },
+  {
+    name: "hello with a multi-byte UTF-8 name",
+    bytes: [
+      0x00, 0x17, //             length 23 = 1 + 12 + 10
+      0x01, //                   type hello
+      0x4c, 0x43, 0x41, 0x4d, // magic "LCAM"
+      0x01, //                   protocol version 1
+      0xff, 0xff, //             UDP port 65535
+      0x00, 0x00, 0x00, 0x03, // capabilities: token auth, decrypt
+      0x0a, //                   name length 10 bytes (7 characters)
+      0x4b, //                   "K"
+      0xc3, 0xbc, //             "ü"
+      0x63, 0x68, 0x65, 0x20, // "che "
+      0xe2, 0x98, 0x95, //       "☕" U+2615
+    ],
+    msg: { type: "hello", version: 1, udpPort: 65535, capabilities: 3, name: "Küche ☕" },
+  },
+  {
+    name: "welcome",
+    bytes: [
+      0x00, 0x19, //             length 25 = type + 24
+      0x02, //                   type welcome
+      0xde, 0xad, 0xbe, 0xef, // session id 0xDEADBEEF
+      0x05, 0x00, //             width 1280
+      0x02, 0xd0, //             height 720
+      0x00, 0x00, 0x75, 0x12, // fps 29.970 = 29970 mHz
+      0x05, 0xa0, //             fragment size 1440
+      0x9c, 0x40, //             UDP source port 40000
+      0x03, 0xe8, //             heartbeat every 1000 ms
+      0x13, 0x88, //             timeout 5000 ms
+      0x00, 0x00, 0x00, 0x00, // server flags: none
+    ],
+    msg: {
+      type: "welcome", sessionId: 0xdeadbeef, width: 1280, height: 720, fpsMillihertz: 29970, fragmentSize: 1440,
+      udpSourcePort: 40000, heartbeatMs: 1000, timeoutMs: 5000, flags: 0,
+    },
+  },
+  {
+    name: "welcome at the lower limits",
+    bytes: [
+      0x00, 0x19, //             length 25
+      0x02, //                   type welcome
+      0x00, 0x00, 0x00, 0x00, // session id 0
+      0x00, 0x01, //             width 1
+      0x00, 0x01, //             height 1
+      0x00, 0x00, 0x00, 0x01, // fps 0.001 = 1 mHz
+      0x02, 0x20, //             fragment size 544 (mtu 576 - 32)
+      0x00, 0x01, //             UDP source port 1
+      0x00, 0x01, //             heartbeat every 1 ms
+      0x00, 0x02, //             timeout 2 ms (must exceed the heartbeat)
+      0x00, 0x00, 0x00, 0x00, // server flags
+    ],
+    msg: {
+      type: "welcome", sessionId: 0, width: 1, height: 1, fpsMillihertz: 1, fragmentSize: 544,
+      udpSourcePort: 1, heartbeatMs: 1, timeoutMs: 2, flags: 0,
+    },
+  },
+  {
+    name: "refuse with text",
+    bytes: [
+      0x00, 0x10, //             length 16 = type + 2 + 13
+      0x03, //                   type refuse
+      0x02, //                   reason 2: server full
+      0x0d, //                   text length 13
+      0x38, 0x20, 0x76, 0x69, 0x65, 0x77, 0x65, 0x72, 0x73, 0x20, 0x6d, 0x61, 0x78, // "8 viewers max"
+    ],
+    msg: { type: "refuse", reason: RefuseReason.ServerFull, text: "8 viewers max" },
+  },
+  {
+    name: "refuse without text",
+    bytes: [
+      0x00, 0x03, //             length 3
+      0x03, //                   type refuse
+      0x01, //                   reason 1: version mismatch
+      0x00, //                   text length 0
+    ],
+    msg: { type: "refuse", reason: RefuseReason.VersionMismatch, text: "" },
+  },
+  {
+    name: "heartbeat",
+    bytes: [
+      0x00, 0x09, //             length 9
+      0x04, //                   type heartbeat
+      0x00, 0x06, 0x0a, 0x24, 0x18, 0x20, 0x22, 0x40, // sent at 1700000000123456 µs
+    ],
+    msg: { type: "heartbeat", sentAt: 1700000000123456 },
+  },
+  {
+    name: "report",
+    bytes: [
+      0x00, 0x1d, //             length 29 = type + 28
+      0x05, //                   type report
+      0x00, 0x00, 0x03, 0xe8, // frames received 1000
+      0x00, 0x00, 0x00, 0x02, // frames lost 2
+      0x00, 0x00, 0x00, 0x01, // frames incomplete 1
+      0x00, 0x00, 0x00, 0x05, // datagrams dropped 5
+      0x00, 0x00, 0x2e, 0xe0, // latency p50 12000 µs
+      0xff, 0xff, 0xff, 0xff, // latency p95 0xFFFFFFFF µs (clamped)
+      0x00, 0x00, 0x75, 0x12, // fps 29970 mHz
+    ],
+    msg: {
+      type: "report", framesReceived: 1000, framesLost: 2, framesIncomplete: 1, datagramsDropped: 5,
+      latencyP50Us: 12000, latencyP95Us: 0xffffffff, fpsMillihertz: 29970,
+    },
+  },
+  {
+    name: "bye",
+    bytes: [
+      0x00, 0x02, //             length 2
+      0x06, //                   type bye
+      0x03, //                   reason 3: timeout
+    ],
+    msg: { type: "bye", reason: ByeReason.Timeout },
+  },
+  {
+    name: "bye for another reason",
+    bytes: [
+      0x00, 0x02, //             length 2
+      0x06, //                   type bye
+      0xff, //                   reason 255: other
+    ],
+    msg: { type: "bye", reason: ByeReason.Other },
+  },
+];
+
+function decodeError(bytes: Uint8Array | number[]): DecodeError {
+  try {
+    decodeControl(bytes instanceof Uint8Array ? bytes : Uint8Array.from(bytes));
+  } catch (e) {
+    if (e instanceof DecodeError) return e;
+    throw e;
+  }
+  throw new Error(`decoded without error: ${Buffer.from(bytes).toString("hex")}`);
+}
+
+/** A framed message with this type and body, the length prefix made to match. */
+function frame(type: number, body: number[]): number[] {
+  const n = body.length + 1;
+  return [n >> 8, n & 0xff, type, ...body];
+}
+
+describe("golden control messages", () => {
+  test("the table covers every message type", () => {
+    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye"]));
+  });
+
+  for (const g of GOLDEN) {
+    describe(g.name, () => {
+      test("decodes", () => {
+        expect(decodeControl(Uint8Array.from(g.bytes))).toEqual(g.msg);
+      });
+
+      test("encodes", () => {
+        expect([...encodeControl(g.msg)]).toEqual(g.bytes);
+      });
+
+      test("round-trips", () => {
+        expect(decodeControl(encodeControl(g.msg))).toEqual(g.msg);
+      });
+
+      test("decodes from a view at an odd offset of a shared buffer (pooled Buffer)", () => {
+        const backing = new Uint8Array(g.bytes.length + 9).fill(0xa5);
+        backing.set(g.bytes, 5);
+        expect(decodeControl(Buffer.from(backing.buffer, 5, g.bytes.length))).toEqual(g.msg);
+      });
+
+      test("every truncated prefix is a DecodeError", () => {
+        for (let n = 0; n < g.bytes.length; n++) expect(decodeError(g.bytes.slice(0, n)).code).toBe("truncated");
+      });
+
+      test("every truncated body is a DecodeError, even with a length prefix that matches", () => {
+        const body = g.bytes.slice(3);
+        for (let n = 0; n < body.length; n++) expect(decodeError(frame(g.bytes[2]!, body.slice(0, n))).code).toBe("truncated");
+      });
+
+      test("a trailing byte is a DecodeError, inside the frame or after it", () => {
+        expect(decodeError([...g.bytes, 0]).code).toBe("bad-length");
+        expect(decodeError(frame(g.bytes[2]!, [...g.bytes.slice(3), 0])).code).toBe("bad-length");
+      });
+
+      test("peekMessageSize sees the whole size from the first two bytes", () => {
+        expect(peekMessageSize(Uint8Array.from(g.bytes.slice(0, 1)))).toBeNull();
+        expect(peekMessageSize(Uint8Array.from(g.bytes.slice(0, 2)))).toBe(g.bytes.length);
+        expect(peekMessageSize(Uint8Array.from(g.bytes))).toBe(g.bytes.length);
+      });
+    });
+  }
+});
+
+describe("framing", () => {
+  test("length 0 and lengths past MAX_MESSAGE_SIZE are bad-length", () => {
+    expect(MAX_MESSAGE_SIZE).toBe(1024);
+    expect(decodeError([0x00, 0x00]).code).toBe("bad-length");
+    const e = decodeError([0x03, 0xff, 0x04]);
+    expect(e.code).toBe("bad-length");
+    expect(e.message).toContain("0x03ff");
+    expect(() => peekMessageSize(Uint8Array.from([0xff, 0xff]))).toThrow(DecodeError);
+    // 2 + 1022 = 1024 is the largest message: its size is accepted (this body is wrong, so it fails later).
+    expect(peekMessageSize(Uint8Array.from([0x03, 0xfe, 0x05]))).toBe(1024);
+  });
+
+  test("every type byte but 1..6 is bad-type; 7..9 are named as reserved", () => {
+    for (let t = 0; t < 256; t++) {
+      if (t >= 1 && t <= 6) continue;
+      const e = decodeError(frame(t, [0, 0, 0, 0, 0, 0, 0, 0]));
+      expect(e.code).toBe("bad-type");
+      expect(e.message).toContain(`0x${t.toString(16).padStart(2, "0")}`);
+      if (t >= 7 && t <= 9) expect(e.message).toContain("reserved");
+    }
+    expect([MessageType.Challenge, MessageType.Response, MessageType.Key]).toEqual([7, 8, 9]);
+  });
+
+  test("a type bit flip of a golden message is a DecodeError", () => {
+    for (const g of GOLDEN) {
+      for (let bit = 0; bit < 8; bit++) {
+        const b = Uint8Array.from(g.bytes);
+        b[2]! ^= 1 << bit;
+        expect(decodeError(b)).toBeInstanceOf(DecodeError);
+      }
+    }
+  });
+});
+
+describe("hello checks magic and version before the rest", () => {
+  const hello = GOLDEN[0]!.bytes;
+
+  test("every bit flip in the magic is bad-magic", () => {
+    for (let byte = 3; byte < 7; byte++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const b = Uint8Array.from(hello);
+        b[byte]! ^= 1 << bit;
+        expect(decodeError(b).code).toBe("bad-magic");
+      }
+    }
+  });
+
+  test("every bit flip in the version is bad-version, the version named in hex", () => {
+    for (let bit = 0; bit < 8; bit++) {
+      const b = Uint8Array.from(hello);
+      b[7]! ^= 1 << bit;
+      const e = decodeError(b);
+      expect(e.code).toBe("bad-version");
+      expect(e.message).toContain(`0x${(1 ^ (1 << bit)).toString(16).padStart(2, "0")}`);
+    }
+  });
+
+  test("a hello from a newer client is bad-version even when its body is longer", () => {
+    const b = [...hello.slice(3), 0xaa, 0xbb];
+    b[4] = 2;
+    expect(decodeError(frame(1, b)).code).toBe("bad-version");
+    // A sender may encode another version (tests of the refusal path do).
+    const bytes = encodeControl({ type: "hello", version: 2, udpPort: 5000, capabilities: 0, name: "" });
+    expect(decodeError(bytes).code).toBe("bad-version");
+    expect(PROTOCOL_VERSION).toBe(1);
+  });
+});
+
+describe("out-of-range values are bad-value", () => {
+  /** The golden body of `name` with bytes replaced at body offset `at`. */
+  const body = (name: string, at: number, bytes: number[]) => {
+    const g = GOLDEN.find((x) => x.name === name)!;
+    const b = g.bytes.slice(3);
+    b.splice(at, bytes.length, ...bytes);
+    return frame(g.bytes[2]!, b);
+  };
+  const cases: [string, number[], string][] = [
+    ["hello UDP port 0", body("hello", 5, [0, 0]), "bad-value"],
+    ["hello name with invalid UTF-8", body("hello", 12, [0xff]), "bad-value"],
+    ["hello name with a control character", body("hello", 12, [0x1b]), "bad-value"],
+    ["hello name with DEL", body("hello", 13, [0x7f]), "bad-value"],
+    ["hello name longer than 64 bytes", frame(1, [0x4c, 0x43, 0x41, 0x4d, 1, 0, 1, 0, 0, 0, 0, 65, ...new Array(65).fill(0x61)]), "bad-length"],
+    ["welcome width 0", body("welcome", 4, [0, 0]), "bad-value"],
+    ["welcome height 0", body("welcome", 6, [0, 0]), "bad-value"],
+    ["welcome fps 0", body("welcome", 8, [0, 0, 0, 0]), "bad-value"],
+    ["welcome fps above 1000", body("welcome", 8, [0x00, 0x0f, 0x42, 0x41]), "bad-value"],
+    ["welcome fragment size below 544", body("welcome", 12, [0x02, 0x1f]), "bad-value"],
+    ["welcome fragment size above 65475", body("welcome", 12, [0xff, 0xc4]), "bad-value"],
+    ["welcome UDP source port 0", body("welcome", 14, [0, 0]), "bad-value"],
+    ["welcome heartbeat 0", body("welcome", 16, [0, 0]), "bad-value"],
+    ["welcome timeout equal to the heartbeat", body("welcome", 18, [0x03, 0xe8]), "bad-value"],
+    ["welcome with a server flag set", body("welcome", 20, [0, 0, 0, 1]), "bad-value"],
+    ["refuse with an unknown reason", body("refuse with text", 0, [7]), "bad-value"],
+    ["refuse reason 0", body("refuse with text", 0, [0]), "bad-value"],
+    ["refuse text with a newline", body("refuse with text", 3, [0x0a]), "bad-value"],
+    ["refuse text longer than 200 bytes", frame(3, [1, 201, ...new Array(201).fill(0x61)]), "bad-length"],
+    ["heartbeat beyond 2^53 - 1", body("heartbeat", 0, [0x00, 0x20, 0, 0, 0, 0, 0, 0]), "bad-value"],
+    ["bye with an unknown reason", body("bye", 0, [5]), "bad-value"],
+    ["bye reason 0", body("bye", 0, [0]), "bad-value"],
+  ];
+  for (const [name, bytes, code] of cases) {
+    test(name, () => {
+      const e = decodeError(bytes);
+      expect(e.code).toBe(code as DecodeError["code"]);
+      expect(e.message).toMatch(/0x[0-9a-f]+/);
+    });
+  }
+
+  test("every unknown reason code of refuse and bye", () => {
+    const known = [1, 2, 3, 4, 255];
+    for (let r = 0; r < 256; r++) {
+      if (known.includes(r)) {
+        expect(decodeControl(Uint8Array.from(frame(3, [r, 0])))).toEqual({ type: "refuse", reason: r as RefuseReason, text: "" });
+        expect(decodeControl(Uint8Array.from(frame(6, [r])))).toEqual({ type: "bye", reason: r as ByeReason });
+      } else {
+        expect(decodeError(frame(3, [r, 0])).code).toBe("bad-value");
+        expect(decodeError(frame(6, [r])).code).toBe("bad-value");
+      }
+    }
+  });
+
+  test("unknown capability bits are accepted (a newer client advertising more)", () => {
+    const msg = decodeControl(Uint8Array.from(body("hello", 7, [0x80, 0, 0, 0x04])));
+    expect(msg).toMatchObject({ type: "hello", capabilities: 0x80000004 });
+  });
+});
+
+describe("garbage", () => {
+  test("random bodies never throw anything but DecodeError, and what decodes is canonical", () => {
+    const rnd = prng(0xc0ffee);
+    const decoded = new Map<string, number>();
+    for (let i = 0; i < 6000; i++) {
+      const type = rnd() < 0.9 ? 1 + Math.floor(rnd() * 6) : Math.floor(rnd() * 256);
+      // Half the time the body has the type's own size, so decoders get past the length checks.
+      const natural = [0, 12 + Math.floor(rnd() * 8), 24, 2 + Math.floor(rnd() * 8), 8, 28, 1][type];
+      const length = natural !== undefined && rnd() < 0.5 ? natural : Math.floor(rnd() * 40);
+      const body = Array.from({ length }, () => Math.floor(rnd() * 256));
+      // And half the time the fields that random bytes rarely get right are fixed up, so later checks run too.
+      if (rnd() < 0.5) {
+        const fix = (at: number, bytes: number[]) => at + bytes.length <= body.length && body.splice(at, bytes.length, ...bytes);
+        const reason = [1, 2, 3, 4, 255][Math.floor(rnd() * 5)]!;
+        if (type === 1) fix(0, [0x4c, 0x43, 0x41, 0x4d, 1]) && fix(11, [body.length - 12]);
+        if (type === 2) fix(8, [0, Math.floor(rnd() * 16)]) && fix(16, [0]) && fix(18, [0xff]) && fix(20, [0, 0, 0, 0]);
+        if (type === 3) fix(0, [reason]) && fix(1, [body.length - 2]);
+        if (type === 4) fix(0, [0, Math.floor(rnd() * 0x20)]);
+        if (type === 6) fix(0, [reason]);
+      }
+      const bytes = Uint8Array.from(rnd() < 0.1 ? body : frame(type, body));
+      let msg: ControlMessage;
+      try {
+        msg = decodeControl(bytes);
+      } catch (e) {
+        if (!(e instanceof DecodeError)) throw e;
+        continue;
+      }
+      decoded.set(msg.type, (decoded.get(msg.type) ?? 0) + 1);
+      expect([...encodeControl(msg)]).toEqual([...bytes]);
+    }
+    // The generator is only useful if it reaches every decoder past its checks.
+    expect([...decoded.keys()].sort()).toEqual(["bye", "heartbeat", "hello", "refuse", "report", "welcome"]);
+  });
+
+  test("bit-flipped golden messages never throw anything but DecodeError", () => {
+    const rnd = prng(99);
+    for (let i = 0; i < 4000; i++) {
+      const g = GOLDEN[i % GOLDEN.length]!;
+      const bytes = Uint8Array.from(g.bytes);
+      const flips = 1 + Math.floor(rnd() * 3);
+      for (let f = 0; f < flips; f++) bytes[Math.floor(rnd() * bytes.length)]! ^= 1 << Math.floor(rnd() * 8);
+      try {
+        expect([...encodeControl(decodeControl(bytes))]).toEqual([...bytes]);
+      } catch (e) {
+        if (!(e instanceof DecodeError)) throw e;
+      }
+    }
+  });
+});
+
+describe("encoding", () => {
+  test("report counters past u32 stick at 0xFFFFFFFF", () => {
+    const bytes = encodeControl({
+      type: "report", framesReceived: 2 ** 40, framesLost: 0xffffffff + 1, framesIncomplete: 0, datagramsDropped: 0,
+      latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0,
+    });
+    expect(decodeControl(bytes)).toMatchObject({ framesReceived: 0xffffffff, framesLost: 0xffffffff, framesIncomplete: 0 });
+  });
+
+  test("the longest messages stay under MAX_MESSAGE_SIZE", () => {
+    const hello = encodeControl({ type: "hello", version: 1, udpPort: 1, capabilities: 0, name: "é".repeat(32) });
+    expect(hello.length).toBe(3 + 12 + 64);
+    const refuse = encodeControl({ type: "refuse", reason: RefuseReason.Other, text: "x".repeat(200) });
+    expect(refuse.length).toBe(3 + 2 + 200);
+    expect(decodeControl(refuse)).toEqual({ type: "refuse", reason: 255, text: "x".repeat(200) });
+  });
+
+  const bad: [string, ControlMessage][] = [
+    ["negative report counter", { type: "report", framesReceived: -1, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0 }],
+    ["NaN report counter", { type: "report", framesReceived: 0, framesLost: NaN, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0 }],
+    ["name of 65 bytes", { type: "hello", version: 1, udpPort: 1, capabilities: 0, name: "a".repeat(65) }],
+    ["name with a newline", { type: "hello", version: 1, udpPort: 1, capabilities: 0, name: "a\nb" }],
+    ["UDP port 0", { type: "hello", version: 1, udpPort: 0, capabilities: 0, name: "" }],
+    ["refuse text of 201 bytes", { type: "refuse", reason: RefuseReason.Other, text: "x".repeat(201) }],
+    ["unknown refuse reason", { type: "refuse", reason: 9 as RefuseReason, text: "" }],
+    ["unknown bye reason", { type: "bye", reason: 0 as ByeReason }],
+    ["heartbeat in the future of 2^53", { type: "heartbeat", sentAt: 2 ** 53 }],
+    [
+      "welcome timeout not above the heartbeat",
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 1000, flags: 0 },
+    ],
+    [
+      "welcome fragment size from an mtu below 576",
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 500, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 0 },
+    ],
+    ["unknown type", { type: "challenge" } as unknown as ControlMessage],
+  ];
+  for (const [name, msg] of bad) {
+    test(`rejects ${name} with a RangeError`, () => {
+      expect(() => encodeControl(msg)).toThrow(RangeError);
+    });
+  }
+});
+
+describe("reason texts", () => {
+  test("known codes read as words, unknown ones name the code in hex", () => {
+    expect(refuseReasonText(RefuseReason.VersionMismatch)).toBe("protocol version mismatch");
+    expect(refuseReasonText(RefuseReason.ServerFull)).toBe("server full");
+    expect(refuseReasonText(RefuseReason.BadHello)).toBe("bad hello");
+    expect(refuseReasonText(RefuseReason.AuthRequired)).toBe("authentication required");
+    expect(refuseReasonText(RefuseReason.Other)).toBe("other reason");
+    expect(refuseReasonText(7)).toBe("unknown refuse reason 0x07");
+    expect(byeReasonText(ByeReason.UserQuit)).toBe("user quit");
+    expect(byeReasonText(ByeReason.Shutdown)).toBe("server shutting down");
+    expect(byeReasonText(ByeReason.Timeout)).toBe("timeout");
+    expect(byeReasonText(ByeReason.ProtocolError)).toBe("protocol error");
+    expect(byeReasonText(ByeReason.Other)).toBe("other reason");
+    expect(byeReasonText(0)).toBe("unknown bye reason 0x00");
+  });
+});

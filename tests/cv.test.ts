@@ -1,0 +1,205 @@
+import { describe, expect, test } from "bun:test";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { cv, describeLoadFailure, renderTestFrame } from "../lib/cv.ts";
+import { BAND_HEIGHT, CELLS, MIN_CELL_WIDTH, MIN_WIDTH, cellWidth, readFrameNumber } from "../lib/test-pattern.ts";
+
+const W = 320;
+const H = 240;
+// Four flat quadrants: a JPEG round trip must keep each colour, not only the overall mean.
+const QUADRANTS: [number, number, number][] = [
+  [200, 30, 30],
+  [30, 200, 30],
+  [30, 30, 200],
+  [128, 128, 128],
+];
+
+function quadrantImage(): Uint8Array {
+  const bgr = new Uint8Array(W * H * 3);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const q = (y < H / 2 ? 0 : 2) + (x < W / 2 ? 0 : 1);
+      bgr.set(QUADRANTS[q]!, (y * W + x) * 3);
+    }
+  }
+  return bgr;
+}
+
+/** Mean B, G, R over the inner half of quadrant q (away from the JPEG-blurred edges). */
+function quadrantMean(bgr: Uint8Array, width: number, height: number, q: number): number[] {
+  const x0 = (q % 2) * (width / 2) + width / 8;
+  const y0 = Math.floor(q / 2) * (height / 2) + height / 8;
+  const sum = [0, 0, 0];
+  let n = 0;
+  for (let y = y0; y < y0 + height / 4; y++) {
+    for (let x = x0; x < x0 + width / 4; x++) {
+      for (let c = 0; c < 3; c++) sum[c]! += bgr[(y * width + x) * 3 + c]!;
+      n++;
+    }
+  }
+  return sum.map((s) => s / n);
+}
+
+describe("encodeJpeg / decodeJpeg", () => {
+  test("round trip keeps the size and each quadrant's colour", () => {
+    const jpeg = cv().encodeJpeg(quadrantImage(), W, H, 90);
+    expect([jpeg[0], jpeg[1]]).toEqual([0xff, 0xd8]);
+    const back = cv().decodeJpeg(jpeg);
+    expect(back.width).toBe(W);
+    expect(back.height).toBe(H);
+    expect(back.bgr.length).toBe(W * H * 3);
+    for (let q = 0; q < 4; q++) {
+      const mean = quadrantMean(back.bgr, W, H, q);
+      for (let c = 0; c < 3; c++) expect(Math.abs(mean[c]! - QUADRANTS[q]![c]!)).toBeLessThan(4);
+    }
+  });
+
+  test("encodeJpeg rejects a buffer of the wrong size", () => {
+    expect(() => cv().encodeJpeg(new Uint8Array(10), W, H, 80)).toThrow(/expected 230400 bytes of BGR for 320x240, got 10/);
+    expect(() => cv().encodeJpeg(quadrantImage(), W, H, 0)).toThrow(/quality must be 1\.\.100/);
+  });
+
+  test("garbage throws a clear error and never returns the previous image", () => {
+    const good = cv().encodeJpeg(quadrantImage(), W, H, 80);
+    const cases: [Uint8Array, RegExp][] = [
+      [new Uint8Array([1, 2, 3, 4, 5]), /not a decodable image \(5 bytes, starting with 01 02 03 04\)/],
+      [new Uint8Array(0), /not a decodable image \(0 bytes/],
+      [good.subarray(0, 20), /not a decodable image \(20 bytes, starting with ff d8 ff/],
+      [new TextEncoder().encode("<html>not an image</html>"), /not a decodable image/],
+    ];
+    for (const [bytes, message] of cases) {
+      // A successful decode first: OpenCV 4.6 would otherwise hand its result back.
+      cv().decodeJpeg(good);
+      expect(() => cv().decodeJpeg(bytes)).toThrow(message);
+    }
+  });
+});
+
+describe("test pattern", () => {
+  test("layout constants match the addon", () => {
+    expect(cv().testPatternLayout).toEqual({ bandHeight: BAND_HEIGHT, cells: CELLS, minCellWidth: MIN_CELL_WIDTH, minWidth: MIN_WIDTH });
+  });
+
+  const NUMBERS = [0, 1, 12345, 0x7fffffff, 0x80000000, 0xdeadbeef, 0xffffffff];
+  for (const [width, height] of [
+    [1280, 720],
+    [640, 480],
+    [MIN_WIDTH, 120],
+  ] as const) {
+    test(`renders ${width}x${height} and the barcode reads back at quality 50 and 80`, async () => {
+      for (const quality of [50, 80]) {
+        for (const n of NUMBERS) {
+          const jpeg = await renderTestFrame(width, height, n, `#${n} 2025-01-01T00:00:00.000Z`, quality);
+          const img = cv().decodeJpeg(jpeg);
+          expect([img.width, img.height]).toEqual([width, height]);
+          expect(readFrameNumber(img.bgr, img.width, img.height)).toBe(n);
+        }
+      }
+    });
+  }
+
+  test("readFrameNumber is null without a barcode or with a corrupted bit", async () => {
+    const plain = cv().decodeJpeg(cv().encodeJpeg(quadrantImage(), W, H, 90));
+    expect(readFrameNumber(plain.bgr, W, H)).toBeNull();
+
+    // Narrower than MIN_WIDTH: the renderer draws no barcode.
+    const narrow = cv().decodeJpeg(await renderTestFrame(MIN_WIDTH - 2, 120, 7, "x", 90));
+    expect(readFrameNumber(narrow.bgr, narrow.width, narrow.height)).toBeNull();
+
+    const img = cv().decodeJpeg(await renderTestFrame(640, 360, 12345, "x", 90));
+    expect(readFrameNumber(img.bgr, 640, 360)).toBe(12345);
+    // Invert data cell 5 (bit 28): the check nibble must catch it.
+    const cell = cellWidth(640);
+    for (let y = 0; y < BAND_HEIGHT; y++) {
+      for (let x = 5 * cell; x < 6 * cell; x++) {
+        for (let c = 0; c < 3; c++) img.bgr[(y * 640 + x) * 3 + c] = 255 - img.bgr[(y * 640 + x) * 3 + c]!;
+      }
+    }
+    expect(readFrameNumber(img.bgr, 640, 360)).toBeNull();
+    expect(() => readFrameNumber(new Uint8Array(10), 640, 360)).toThrow(RangeError);
+  });
+
+  test("one renderer rejects a second concurrent render; renderTestFrame serializes", async () => {
+    const renderer = new (cv().TestPattern)();
+    const first = renderer.render(320, 240, 1, "a", 80);
+    await expect(renderer.render(320, 240, 2, "b", 80)).rejects.toThrow(/already running/);
+    expect((await first).length).toBeGreaterThan(0);
+
+    const frames = await Promise.all([1, 2, 3].map((n) => renderTestFrame(320, 240, n, "c", 80)));
+    expect(frames.map((j) => readFrameNumber(cv().decodeJpeg(j).bgr, 320, 240))).toEqual([1, 2, 3]);
+  });
+
+  test("render validates its arguments", async () => {
+    const renderer = new (cv().TestPattern)();
+    expect(() => renderer.render(8, 8, 0, "", 80)).toThrow(/16x16/);
+    expect(() => renderer.render(320, 240, 2 ** 32, "", 80)).toThrow(/frameNumber/);
+    expect(() => renderer.render(320, 240, -1, "", 80)).toThrow(/frameNumber/);
+  });
+});
+
+describe("addon load failures", () => {
+  test("not built", () => {
+    const err = Object.assign(new Error("Cannot find module '../native/build/lancam.node'"), { code: "MODULE_NOT_FOUND" });
+    expect(describeLoadFailure(err)).toBe(
+      "the OpenCV addon native/build/lancam.node is not built: run `bash native/build.sh` (needs libopencv-dev: sudo apt-get install libopencv-dev)",
+    );
+  });
+
+  test("a missing OpenCV library names its Debian package", () => {
+    const err = Object.assign(new Error("libopencv_videoio.so.406: cannot open shared object file: No such file or directory"), {
+      code: "ERR_DLOPEN_FAILED",
+    });
+    expect(describeLoadFailure(err)).toMatch(/^OpenCV library libopencv_videoio\.so\.406 is missing: sudo apt-get install libopencv-videoio406 \(or libopencv-dev\)/);
+  });
+
+  test("another missing library and a symbol mismatch", () => {
+    expect(describeLoadFailure(new Error("libQt5Widgets.so.5: cannot open shared object file: No such file or directory"))).toMatch(
+      /^libQt5Widgets\.so\.5, needed by OpenCV, is missing: sudo apt-get install --reinstall libopencv-dev/,
+    );
+    expect(describeLoadFailure(new Error("lancam.node: undefined symbol: _ZN2cv3Mat10deallocateEv"))).toMatch(/rebuild it with bash native\/build\.sh/);
+  });
+
+  // A copy of lib/cv.ts in a scratch tree, where ../native/build/lancam.node is
+  // whatever the test puts there: Bun's real error for each failure goes through.
+  function loadInScratchTree(prepare: (root: string) => void): { name: string; message: string } {
+    const root = mkdtempSync(join(tmpdir(), "lancam-cv-load-"));
+    try {
+      mkdirSync(join(root, "lib"));
+      copyFileSync(join(import.meta.dir, "../lib/cv.ts"), join(root, "lib/cv.ts"));
+      prepare(root);
+      const script = `import { cv } from "./lib/cv.ts"; try { cv(); console.log("{}"); } catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }`;
+      const p = Bun.spawnSync([process.execPath, "-e", script], { cwd: root });
+      expect(p.exitCode).toBe(0);
+      return JSON.parse(p.stdout.toString());
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+
+  test("real failures: addon absent, OpenCV library absent", () => {
+    expect(loadInScratchTree(() => {})).toEqual({
+      name: "CvLoadError",
+      message: "the OpenCV addon native/build/lancam.node is not built: run `bash native/build.sh` (needs libopencv-dev: sudo apt-get install libopencv-dev)",
+    });
+    const cc = Bun.which("cc") ?? Bun.which("gcc");
+    if (!cc) return;
+    const failure = loadInScratchTree((root) => {
+      // An "addon" needing an OpenCV soname that does not exist on this machine.
+      mkdirSync(join(root, "native/build"), { recursive: true });
+      writeFileSync(join(root, "m.c"), "int m(void) { return 1; }\n");
+      writeFileSync(join(root, "a.c"), "int m(void); int a(void) { return m(); }\n");
+      const lib = join(root, "libopencv_videoio.so.499");
+      const build = (args: string[]) => expect(Bun.spawnSync([cc, ...args], { cwd: root }).exitCode).toBe(0);
+      build(["-shared", "-fPIC", "m.c", "-o", lib, "-Wl,-soname,libopencv_videoio.so.499"]);
+      build(["-shared", "-fPIC", "a.c", "-o", "native/build/lancam.node", lib]);
+      rmSync(lib);
+    });
+    expect(failure.name).toBe("CvLoadError");
+    expect(failure.message).toMatch(/^OpenCV library libopencv_videoio\.so\.499 is missing: sudo apt-get install libopencv-videoio499/);
+  });
+
+  test("the real addon loads and reports its OpenCV version", () => {
+    expect(cv().opencvVersion).toMatch(/^4\.\d+\.\d+/);
+  });
+});

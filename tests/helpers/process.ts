@@ -1,0 +1,93 @@
+import type { Subprocess } from "bun";
+import { join } from "node:path";
+
+/** The repository root (tests spawn the entry scripts from here). */
+export const ROOT = join(import.meta.dir, "..", "..");
+
+/** A child process whose output is collected as it arrives. */
+export interface Child extends AsyncDisposable {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  stdout: () => string;
+  stderr: () => string;
+  /** Resolves with the first stdout/stderr line matching `re`; rejects on exit or timeout. */
+  waitFor: (re: RegExp, timeoutMs?: number, stream?: "stdout" | "stderr") => Promise<RegExpMatchArray>;
+  /** Exit code once it has exited. */
+  exited: Promise<number>;
+}
+
+async function collect(stream: ReadableStream<Uint8Array>, into: { text: string }, notify: () => void): Promise<void> {
+  const decoder = new TextDecoder();
+  for await (const chunk of stream) {
+    into.text += decoder.decode(chunk, { stream: true });
+    notify();
+  }
+}
+
+/** Starts `bun <script> ...args` from the repository root. */
+export function spawnBun(args: string[], env: Record<string, string | undefined> = {}): Child {
+  return spawnChild([process.execPath, ...args], env);
+}
+
+/** Starts a command with collected output; killed (SIGKILL) on dispose if still running. */
+export function spawnChild(cmd: string[], env: Record<string, string | undefined> = {}): Child {
+  const proc = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
+  const out = { text: "" };
+  const err = { text: "" };
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const w of [...waiters]) w();
+  };
+  const done = Promise.all([collect(proc.stdout, out, notify), collect(proc.stderr, err, notify)]);
+  const exited = done.then(() => proc.exited).then((code) => {
+    notify();
+    return code;
+  });
+  let finished = false;
+  void exited.then(() => {
+    finished = true;
+    notify();
+  });
+  const waitFor = (re: RegExp, timeoutMs = 15_000, stream: "stdout" | "stderr" = "stdout") =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const m = (stream === "stdout" ? out : err).text.match(re);
+        if (m) {
+          cleanup();
+          resolve(m);
+        } else if (finished) {
+          cleanup();
+          reject(new Error(`process exited (${proc.exitCode}) before ${re} appeared on ${stream}\nstdout:\n${out.text}\nstderr:\n${err.text}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re} on ${stream}\nstdout:\n${out.text}\nstderr:\n${err.text}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+  return {
+    proc,
+    stdout: () => out.text,
+    stderr: () => err.text,
+    waitFor,
+    exited,
+    async [Symbol.asyncDispose]() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** Polls `cond` every 50 ms until it holds; throws with `what` after `timeoutMs`. */
+export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await cond())) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await Bun.sleep(50);
+  }
+}

@@ -1,0 +1,372 @@
+import { afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { probeVideo } from "../lib/ffprobe.ts";
+import { memoryLogger, silentLogger } from "../lib/log.ts";
+import { RecordError, type SegmentInfo, SegmentTimeline, SegmentWriter } from "../lib/segment-writer.ts";
+import { jpegFrames } from "./helpers/jpeg-frames.ts";
+
+const FPS = 30;
+const INTERVAL = 1_000_000 / FPS;
+const W = 640;
+const H = 480;
+/** 2025-01-02 03:04:05 local time, in µs. */
+const T0 = new Date(2025, 0, 2, 3, 4, 5).getTime() * 1000;
+
+let frames: Uint8Array[] = [];
+const temps: string[] = [];
+
+beforeAll(async () => {
+  frames = await jpegFrames(90, W, H, FPS);
+});
+
+afterEach(() => {
+  for (const d of temps.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "lancam-writer-"));
+  temps.push(d);
+  return d;
+}
+
+/** Every file under `dir`, relative, sorted. */
+function listFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else out.push(relative(dir, join(d, e.name)));
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+const pad = (n: number) => String(n).padStart(2, "0");
+
+/** `<YYYY-MM-DD>/<HH-MM-SS>` of a capture time in local time, computed independently of the writer. */
+function localStem(micros: number): string {
+  const d = new Date(micros / 1000);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}/${pad(d.getHours())}-${pad(d.getMinutes())}-${pad(d.getSeconds())}`;
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await Bun.sleep(5);
+  }
+}
+
+/** Capture times on the 30 fps grid, skipping `skips[i]` slots before frame i. */
+function captureTimes(count: number, skips: Record<number, number> = {}): number[] {
+  const out: number[] = [];
+  let slot = 0;
+  for (let i = 0; i < count; i++) {
+    slot += skips[i] ?? 0;
+    out.push(T0 + Math.round(slot * INTERVAL));
+    slot++;
+  }
+  return out;
+}
+
+/** Splits capture times into segments by the documented rule: a frame ≥ length after the start begins a new one. */
+function expectedSegments(times: number[], segmentSeconds: number): number[][] {
+  const groups: number[][] = [];
+  for (const t of times) {
+    const g = groups.at(-1);
+    if (!g || t - g[0]! >= segmentSeconds * 1_000_000) groups.push([t]);
+    else g.push(t);
+  }
+  return groups;
+}
+
+/** Feeds every time without drops (waiting for the writer between frames) and closes. */
+async function record(container: "avi" | "mkv", times: number[], segmentSeconds: number) {
+  const dir = tempDir();
+  const infos: SegmentInfo[] = [];
+  const log = memoryLogger("recorder");
+  const writer = await SegmentWriter.open({ dir, segmentSeconds, container, fps: FPS, log, onSegment: (i) => infos.push(i) });
+  for (let i = 0; i < times.length; i++) {
+    await writer.whenWritable();
+    writer.write({ seq: i, capturedAt: times[i]!, width: W, height: H, jpeg: frames[i % frames.length]! });
+  }
+  const last = await writer.close();
+  const byStart = infos.toSorted((a, b) => a.startedAt - b.startedAt); // reported in the order they finish
+  return { dir, infos: byStart, last, log, stats: { ...writer.stats } };
+}
+
+/** Checks names, codec, size, frame counts and durations of recorded segments against the capture times. */
+async function checkSegments(container: "avi" | "mkv", times: number[], segmentSeconds: number, r: Awaited<ReturnType<typeof record>>) {
+  const groups = expectedSegments(times, segmentSeconds);
+  const ext = container;
+  expect(r.stats.dropped).toBe(0);
+  expect(r.stats.framesWritten).toBe(times.length);
+  expect(r.stats.ffmpegFailures).toBe(0);
+  expect(r.infos.length).toBe(groups.length);
+  expect(r.last).toEqual(r.infos.at(-1)!); // close() returns the segment it finished, the last one
+  expect(listFiles(r.dir)).toEqual(groups.map((g) => `${localStem(g[0]!)}.${ext}`).sort());
+  let probedFrames = 0;
+  let repeats = 0;
+  for (let k = 0; k < groups.length; k++) {
+    const g = groups[k]!;
+    const info = r.infos[k]!;
+    expect(info.path).toBe(join(r.dir, `${localStem(g[0]!)}.${ext}`));
+    expect(info.startedAt).toBe(g[0]!);
+    expect(info.frames).toBe(g.length);
+    const probe = await probeVideo(info.path);
+    expect(probe.codec).toBe("mjpeg");
+    expect([probe.width, probe.height]).toEqual([W, H]);
+    const covered = (g.at(-1)! - g[0]! + INTERVAL) / 1e6;
+    expect(Math.abs(probe.durationSec! - covered)).toBeLessThanOrEqual(INTERVAL / 1e6);
+    expect(Math.abs(info.durationSec - covered)).toBeLessThanOrEqual(INTERVAL / 1e6);
+    expect(probe.frames).toBe(info.frames + info.repeats);
+    probedFrames += probe.frames!;
+    repeats += info.repeats;
+  }
+  expect(repeats).toBe(r.stats.repeats);
+  expect(probedFrames).toBe(r.stats.framesWritten + r.stats.repeats);
+  return { repeats };
+}
+
+describe("SegmentTimeline", () => {
+  test("rotates when a frame is a segment length after the start, and for size or clock changes", () => {
+    const t = new SegmentTimeline(2_000_000, INTERVAL);
+    expect(t.rotation(T0, W, H)).toBe("first");
+    t.begin(T0, W, H);
+    expect(t.place(T0)).toEqual({ slot: 0, gap: 0, offsetMicros: 0 });
+    expect(t.rotation(T0 + 1_999_999, W, H)).toBeNull();
+    expect(t.rotation(T0 + 2_000_000, W, H)).toBe("length");
+    expect(t.rotation(T0 + 100_000, 320, 240)).toBe("size");
+    t.place(T0 + 1_500_000);
+    expect(t.rotation(T0 + 1_500_000 - 1_000_001, W, H)).toBe("clock");
+    expect(t.rotation(T0 + 1_500_000 - 999_999, W, H)).toBeNull();
+    t.reset();
+    expect(t.rotation(T0 + 100_000, W, H)).toBe("first");
+  });
+
+  test("slots follow capture times, count gaps, and never drop a late or early frame", () => {
+    const t = new SegmentTimeline(10_000_000, INTERVAL);
+    t.begin(T0, W, H);
+    expect(t.place(T0).slot).toBe(0);
+    expect(t.place(T0 + 34_000)).toEqual({ slot: 1, gap: 0, offsetMicros: 34_000 }); // jitter rounds to the grid
+    expect(t.place(T0 + 500_000)).toEqual({ slot: 15, gap: 13, offsetMicros: 500_000 }); // lost frames
+    expect(t.place(T0 + 500_000)).toEqual({ slot: 16, gap: 0, offsetMicros: 500_000 }); // same time: next slot
+    expect(t.place(T0 + 400_000).slot).toBe(17); // slightly back in time: still kept
+  });
+});
+
+describe("SegmentWriter", () => {
+  for (const container of ["avi", "mkv"] as const) {
+    test(`${container}: 7 s at 30 fps in 2 s segments: names, codec, sizes, counts and durations`, async () => {
+      const times = captureTimes(7 * FPS);
+      const r = await record(container, times, 2);
+      expect(r.infos.map((i) => i.frames)).toEqual([60, 60, 60, 30]);
+      expect(r.infos.map((i) => i.recovered)).toEqual([false, false, false, false]);
+      const { repeats } = await checkSegments(container, times, 2, r);
+      expect(repeats).toBe(0);
+      expect(r.stats.segmentsClosed).toBe(4);
+      expect(r.log.lines.filter((l) => l.includes("segment finished")).length).toBe(4);
+    }, 30_000);
+
+    test(`${container}: lost frames (a 0.5 s hole, and one across a boundary) keep durations true`, async () => {
+      // 15 slots lost inside the first segment, 20 slots lost across the 4 s boundary.
+      const times = captureTimes(150, { 40: 15, 100: 20 });
+      const r = await record(container, times, 2);
+      const { repeats } = await checkSegments(container, times, 2, r);
+      if (container === "avi") expect(repeats).toBeGreaterThanOrEqual(15);
+      else expect(repeats).toBe(0);
+    }, 30_000);
+  }
+
+  test("a change of frame size starts a new segment", async () => {
+    const small = await jpegFrames(10, 320, 240, FPS);
+    const dir = tempDir();
+    const infos: SegmentInfo[] = [];
+    const writer = await SegmentWriter.open({ dir, segmentSeconds: 10, container: "mkv", fps: FPS, log: silentLogger, onSegment: (i) => infos.push(i) });
+    for (let i = 0; i < 20; i++) {
+      await writer.whenWritable();
+      const big = i < 10;
+      writer.write({ seq: i, capturedAt: T0 + Math.round(i * INTERVAL), width: big ? W : 320, height: big ? H : 240, jpeg: big ? frames[i]! : small[i - 10]! });
+    }
+    await writer.close();
+    expect(infos.length).toBe(2);
+    infos.sort((a, b) => a.startedAt - b.startedAt); // reported in the order they finish
+    const sizes = await Promise.all(infos.map(async (i) => probeVideo(i.path)));
+    expect(sizes.map((p) => `${p.width}x${p.height}:${p.frames}`)).toEqual(["640x480:10", "320x240:10"]);
+    expect(infos[1]!.path).toEndWith("-1.mkv"); // same second as the first: suffixed
+  }, 30_000);
+
+  for (const container of ["avi", "mkv"] as const) {
+    test(`${container}: ffmpeg killed mid-recording: logged, repaired, and a new segment starts within a second`, async () => {
+      const dir = tempDir();
+      const infos: SegmentInfo[] = [];
+      const log = memoryLogger("recorder");
+      const writer = await SegmentWriter.open({ dir, segmentSeconds: 60, container, fps: FPS, log, onSegment: (i) => infos.push(i) });
+      let i = 0;
+      const feed = () => writer.write({ seq: i, capturedAt: T0 + Math.round(i * INTERVAL), width: W, height: H, jpeg: frames[i++ % frames.length]! });
+      for (let k = 0; k < 60; k++) {
+        await writer.whenWritable();
+        feed();
+      }
+      const partial = writer.openPartial!;
+      await waitFor(() => statSync(partial).size > 200_000, 5_000, "ffmpeg to write the first frames");
+      const dead = writer.ffmpegPid!;
+      process.kill(dead, "SIGKILL");
+      const killedAt = performance.now();
+      // The live source keeps sending at its own pace; the recorder must pick up again by itself.
+      while (writer.ffmpegPid === null || writer.ffmpegPid === dead) {
+        if (performance.now() - killedAt > 1_000) throw new Error("no new segment within a second of ffmpeg's death");
+        await Bun.sleep(INTERVAL / 1000);
+        feed();
+      }
+      const restartMs = performance.now() - killedAt;
+      const firstAfter = i - 1;
+      for (let k = 0; k < 60; k++) {
+        await writer.whenWritable();
+        feed();
+      }
+      await writer.close();
+      expect(restartMs).toBeLessThan(1_000);
+      expect(writer.stats.ffmpegFailures).toBe(1);
+      expect(log.lines.some((l) => l.includes("ERROR [recorder] ffmpeg exited mid-segment") && l.includes("signal=SIGKILL"))).toBe(true);
+      expect(log.lines.some((l) => l.includes("INFO [recorder] recovered partial segment"))).toBe(true);
+      expect(infos.length).toBe(2);
+      // The repair may finish after the next segment: order by start.
+      const [repaired, next] = infos.sort((a, b) => a.startedAt - b.startedAt) as [SegmentInfo, SegmentInfo];
+      expect(repaired.recovered).toBe(true);
+      const repairedProbe = await probeVideo(repaired.path);
+      expect(repairedProbe.frames!).toBeGreaterThan(0);
+      expect(repairedProbe.frames!).toBeLessThanOrEqual(60 + (firstAfter - 60));
+      // Every frame from the restart on is in the later segment.
+      expect(next.recovered).toBe(false);
+      expect(next.startedAt).toBe(T0 + Math.round(firstAfter * INTERVAL));
+      expect(next.frames).toBe(i - firstAfter);
+      expect((await probeVideo(next.path)).frames).toBe(next.frames + next.repeats);
+      expect(listFiles(dir).filter((f) => f.endsWith(".partial"))).toEqual([]);
+    }, 30_000);
+  }
+
+  test("slow ffmpeg (SIGSTOP): frames are dropped and counted, memory stays flat, timing stays true", async () => {
+    const dir = tempDir();
+    const infos: SegmentInfo[] = [];
+    const writer = await SegmentWriter.open({ dir, segmentSeconds: 120, container: "avi", fps: FPS, log: silentLogger, onSegment: (i) => infos.push(i) });
+    let i = 0;
+    const feed = () => writer.write({ seq: i, capturedAt: T0 + Math.round(i * INTERVAL), width: W, height: H, jpeg: frames[i++ % frames.length]! });
+    for (let k = 0; k < 30; k++) {
+      await writer.whenWritable();
+      feed();
+    }
+    const pid = writer.ffmpegPid!;
+    process.kill(pid, "SIGSTOP");
+    try {
+      const before = { ...writer.stats };
+      Bun.gc(true);
+      const rssBefore = process.memoryUsage().rss;
+      const STOPPED = 1_500; // ~27 MB of JPEG if it were buffered
+      for (let k = 0; k < STOPPED; k++) {
+        feed();
+        if (k % 100 === 0) await Bun.sleep(1); // let pipe callbacks run, as a live loop would
+      }
+      Bun.gc(true);
+      const grew = process.memoryUsage().rss - rssBefore;
+      const accepted = writer.stats.framesWritten - before.framesWritten;
+      const dropped = writer.stats.dropped - before.dropped;
+      expect(accepted + dropped).toBe(STOPPED);
+      // What the pipe and the sink's buffer take before a write is left pending: well under 1 MB.
+      expect(accepted * frames[0]!.length).toBeLessThan(1_000_000);
+      expect(dropped).toBeGreaterThan(STOPPED - 60);
+      expect(grew).toBeLessThan(12_000_000);
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    for (let k = 0; k < 30; k++) {
+      await writer.whenWritable();
+      feed();
+    }
+    await writer.close();
+    expect(infos.length).toBe(1);
+    const info = infos[0]!;
+    const probe = await probeVideo(info.path);
+    // Dropped frames become repeats in AVI, so the file still spans every capture time.
+    expect(info.repeats).toBe(writer.stats.repeats);
+    expect(probe.frames).toBe(writer.stats.framesWritten + writer.stats.repeats);
+    const covered = ((i - 1) * INTERVAL + INTERVAL) / 1e6;
+    expect(Math.abs(probe.durationSec! - covered)).toBeLessThanOrEqual(INTERVAL / 1e6);
+  }, 60_000);
+
+  test("ffmpeg that cannot start: write() never throws, failures are logged and retried with backoff", async () => {
+    const dir = tempDir();
+    const log = memoryLogger("recorder");
+    const writer = await SegmentWriter.open({ dir, segmentSeconds: 2, container: "avi", fps: FPS, log, ffmpegPath: join(dir, "no-such-ffmpeg") });
+    for (let k = 0; k < 90; k++) writer.write({ seq: k, capturedAt: T0 + Math.round(k * INTERVAL), width: W, height: H, jpeg: frames[0]! });
+    expect(writer.stats.framesIn).toBe(90);
+    expect(writer.stats.dropped).toBe(90);
+    // Tried at once, again at the next frame, then waits a second: two attempts, not ninety.
+    expect(writer.stats.ffmpegFailures).toBe(2);
+    expect(log.lines.filter((l) => l.includes("ERROR [recorder] cannot start ffmpeg")).length).toBe(2);
+    expect(await writer.close()).toBeNull();
+    expect(listFiles(dir)).toEqual([]);
+  });
+
+  test("frames that are not a complete JPEG are rejected and counted, once logged", async () => {
+    const dir = tempDir();
+    const log = memoryLogger("recorder");
+    const writer = await SegmentWriter.open({ dir, segmentSeconds: 2, container: "avi", fps: FPS, log });
+    const truncated = frames[0]!.subarray(0, 1000);
+    writer.write({ seq: 0, capturedAt: T0, width: W, height: H, jpeg: truncated });
+    writer.write({ seq: 1, capturedAt: T0 + 33_333, width: W, height: H, jpeg: new Uint8Array(0) });
+    expect(writer.stats.rejected).toBe(2);
+    expect(writer.ffmpegPid).toBeNull();
+    expect(log.lines.filter((l) => l.includes("not one complete JPEG")).length).toBe(1);
+    await writer.close();
+    writer.write({ seq: 2, capturedAt: T0 + 66_666, width: W, height: H, jpeg: frames[0]! }); // after close: ignored, no throw
+    expect(writer.stats.dropped).toBe(1);
+  });
+
+  test("the caller may reuse its JPEG buffer as soon as write() returns", async () => {
+    const dir = tempDir();
+    const infos: SegmentInfo[] = [];
+    const writer = await SegmentWriter.open({ dir, segmentSeconds: 10, container: "avi", fps: FPS, log: silentLogger, onSegment: (i) => infos.push(i) });
+    const buf = new Uint8Array(64_000);
+    let i = 0;
+    const write = (jpeg: Uint8Array, at: number) => {
+      buf.set(jpeg);
+      writer.write({ seq: i++, capturedAt: at, width: W, height: H, jpeg: buf.subarray(0, jpeg.length) });
+      buf.fill(0x55); // clobber: the writer must have copied or sent what it keeps
+    };
+    write(frames[0]!, T0);
+    // A gap makes the writer repeat its copy of frame 0 later.
+    write(frames[1]!, T0 + Math.round(10 * INTERVAL));
+    await writer.close();
+    const copy = join(dir, "frames.jpg");
+    const ff = Bun.spawnSync(["ffmpeg", "-v", "error", "-i", infos[0]!.path, "-c", "copy", "-f", "image2pipe", copy]);
+    expect(ff.exitCode).toBe(0);
+    const bytes = new Uint8Array(await Bun.file(copy).arrayBuffer());
+    expect(bytes.length).toBe(frames[0]!.length * 10 + frames[1]!.length);
+    expect(Buffer.from(bytes.subarray(0, frames[0]!.length)).equals(frames[0]!)).toBe(true);
+    expect(Buffer.from(bytes.subarray(frames[0]!.length * 9, frames[0]!.length * 10)).equals(frames[0]!)).toBe(true);
+    expect(Buffer.from(bytes.subarray(frames[0]!.length * 10)).equals(frames[1]!)).toBe(true);
+  }, 30_000);
+
+  test("an output folder whose parent is a file fails at open with the documented message", async () => {
+    const dir = tempDir();
+    const file = join(dir, "not-a-folder");
+    writeFileSync(file, "x");
+    const out = join(file, "recordings");
+    const err = await SegmentWriter.open({ dir: out, segmentSeconds: 2, container: "avi", fps: FPS, log: silentLogger }).catch((e) => e);
+    expect(err).toBeInstanceOf(RecordError);
+    expect(err.message).toBe(
+      `cannot record into ${out}: a part of the path is a file, not a folder (ENOTDIR); choose another --out or pass --no-record`,
+    );
+  });
+
+  test("an output folder under /proc fails at open with the documented message", async () => {
+    const err = await SegmentWriter.open({ dir: "/proc/lancam-x", segmentSeconds: 2, container: "avi", fps: FPS, log: silentLogger }).catch((e) => e);
+    expect(err).toBeInstanceOf(RecordError);
+    expect(err.message).toStartWith("cannot record into /proc/lancam-x: ");
+    expect(err.message).toEndWith("; choose another --out or pass --no-record");
+  });
+});
