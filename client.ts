@@ -8,6 +8,7 @@ import { createLogger, FileSink, stderrSink, type Sink } from "./lib/log.ts";
 import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
 import { runMain, untilSignal } from "./lib/run-main.ts";
 import { checkWritable, SegmentWriter } from "./lib/segment-writer.ts";
+import { FrameCheck } from "./lib/frame-check.ts";
 import { formatStatus, StatusLine } from "./lib/status-line.ts";
 import { versionReport } from "./lib/version.ts";
 import { Viewer, type FrameSink } from "./lib/viewer.ts";
@@ -24,6 +25,7 @@ Options:
   --frames N           exit 0 after N frames
   --duration S         exit 0 after S seconds
   --stats FILE         write a JSON summary here at exit (frames, loss, latency, fps)
+  --verify             decode every frame and count the ones that fail (diagnostics)
   --out DIR            where recordings go (default recordings)
   --no-record          do not record
 ${RECORD_HELP}
@@ -36,7 +38,7 @@ Recordings: OUT/YYYY-MM-DD/HH-MM-SS.avi (local time of the segment's first frame
 `;
 
 const STRING_FLAGS = ["frames", "duration", "stats", "out", "log", "name", ...RECORD_FLAGS];
-const BOOLEAN_FLAGS = ["help", "version", "window", "record"];
+const BOOLEAN_FLAGS = ["help", "version", "window", "record", "verify"];
 const ESC = 27;
 const KEY_Q = "q".charCodeAt(0);
 
@@ -91,6 +93,8 @@ async function main(): Promise<number> {
     });
   }
   if (record) sinks.push((frame) => writer?.write(frame));
+  const verify = args.verify ? new FrameCheck() : null;
+  if (verify) sinks.push((frame) => verify.check(frame.jpeg, frame.width, frame.height));
 
   const viewer: Viewer = new Viewer({
     host, port, udpPort, log, sinks, maxFrames, maxSeconds,
@@ -128,7 +132,7 @@ async function main(): Promise<number> {
     status.clear();
     window?.close();
     if (writer) await (writer as SegmentWriter).close();
-    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), recording: writer ? { ...(writer as SegmentWriter).stats } : null };
+    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), recording: writer ? { ...(writer as SegmentWriter).stats } : null, verify: verify?.counts ?? null };
     if (args.stats) {
       try {
         writeFileSync(String(args.stats), JSON.stringify(summary, null, 2) + "\n");

@@ -6,8 +6,9 @@ export class UsageError extends Error {
 type Raw = string | number | boolean | string[] | undefined;
 
 function one(flag: string, raw: Raw): string {
-  if (Array.isArray(raw)) throw new UsageError(`--${flag} given more than once`);
-  if (raw === true || raw === false) throw new UsageError(`--${flag} needs a value`);
+  const name = flag.startsWith("-") || flag === flag.toUpperCase() ? flag : `--${flag}`;
+  if (Array.isArray(raw)) throw new UsageError(`${name} given more than once`);
+  if (raw === true || raw === false) throw new UsageError(`${name} needs a value`);
   return String(raw);
 }
 

@@ -86,8 +86,11 @@ class Slot {
   /** seen[i] = 1 once fragment i arrived. */
   seen = new Uint8Array(0);
 
-  start(h: DatagramHeader, nowMs: number, maxFrameBytes: number): void {
-    if (this.data.length < h.frameLength) this.data = new Uint8Array(Math.min(maxFrameBytes, Math.ceil(h.frameLength * GROWTH)));
+  /** `sizeHint`: the largest buffer in the pool, so slots converge on the stream's frame size instead of growing one by one. */
+  start(h: DatagramHeader, nowMs: number, maxFrameBytes: number, sizeHint: number): void {
+    if (this.data.length < h.frameLength) {
+      this.data = new Uint8Array(Math.min(maxFrameBytes, Math.max(sizeHint, Math.ceil(h.frameLength * GROWTH))));
+    }
     if (this.seen.length < h.fragmentCount) this.seen = new Uint8Array(Math.ceil(h.fragmentCount * GROWTH));
     this.seen.fill(0, 0, h.fragmentCount);
     this.active = true;
@@ -299,7 +302,9 @@ export class Reassembler {
       this.#giveUp(oldest, "evicted");
       slot = oldest;
     }
-    slot.start(h, nowMs, this.#maxFrameBytes);
+    let largest = 0;
+    for (const s of this.#pool) largest = Math.max(largest, s.data.length);
+    slot.start(h, nowMs, this.#maxFrameBytes, largest);
     return slot;
   }
 

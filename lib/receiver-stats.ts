@@ -7,6 +7,8 @@ export interface StatsSummary {
   framesIncomplete: number;
   /** Frames of which nothing arrived (gaps in frame numbers). */
   framesMissing: number;
+  /** Frames delivered with a number not above the previous one (must stay 0). */
+  framesOutOfOrder: number;
   /** framesIncomplete + framesMissing. */
   framesDropped: number;
   bytes: number;
@@ -36,6 +38,7 @@ export class ReceiverStats {
   framesReceived = 0;
   framesIncomplete = 0;
   framesMissing = 0;
+  framesOutOfOrder = 0;
   bytes = 0;
   reconnects = 0;
   receiveBufferBytes: number | null = null;
@@ -91,6 +94,7 @@ export class ReceiverStats {
       framesReceived: this.framesReceived,
       framesIncomplete: this.framesIncomplete,
       framesMissing: this.framesMissing,
+      framesOutOfOrder: this.framesOutOfOrder,
       framesDropped: this.framesIncomplete + this.framesMissing,
       bytes: this.bytes,
       durationSec: this.#firstAt === null ? 0 : (this.#lastAt - this.#firstAt) / 1000,

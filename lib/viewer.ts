@@ -3,6 +3,7 @@ import { nowMicros } from "./frame.ts";
 import type { Logger } from "./log.ts";
 import { ReceiverStats } from "./receiver-stats.ts";
 import type { ReassembledFrame } from "./reassembler.ts";
+import { seqLess } from "./seq.ts";
 import { ConnectError, StreamClient, type SessionEnd, type Welcome } from "./stream-client.ts";
 
 /** Delay before reconnect attempt `n` (0-based): 0.5 s doubling to at most 5 s. */
@@ -45,6 +46,9 @@ export class Viewer {
   #stopped = false;
   #wake: (() => void) | null = null;
   #welcome: Welcome | null = null;
+  #lastFrame: number | null = null;
+  /** A new session numbers frames afresh: the first frame after a welcome is never out of order. */
+  #resynced = false;
 
   constructor(opts: ViewerOptions) {
     this.#opts = opts;
@@ -109,6 +113,7 @@ export class Viewer {
         });
         await this.#opts.onWelcome?.(w);
         if (this.#stopped) break;
+        this.#resynced = true;
         client.resume();
         const end: SessionEnd = await Promise.race([client.ended, new Promise<SessionEnd>((r) => (this.#wake = () => r({ reason: "stopped" })))]);
         this.#wake = null;
@@ -126,6 +131,9 @@ export class Viewer {
 
   #onFrame(f: ReassembledFrame, nowMs: number): void {
     this.#syncLoss(f.missingBefore);
+    if (this.#lastFrame !== null && !this.#resynced && !seqLess(this.#lastFrame, f.frameNumber)) this.stats.framesOutOfOrder++;
+    this.#lastFrame = f.frameNumber;
+    this.#resynced = false;
     this.stats.frame(f.jpeg.length, (nowMicros() - f.capturedAt) / 1000, nowMs);
     const w = this.#welcome;
     const frame: Frame = { seq: f.frameNumber, capturedAt: f.capturedAt, width: w?.width ?? 0, height: w?.height ?? 0, jpeg: f.jpeg };

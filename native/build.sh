@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 out="$here/build/lancam.node"
-sources=("$here"/addon.cc "$here"/capture.cc "$here"/codec.cc "$here"/window.cc "$here"/test-pattern.cc)
+sources=("$here"/*.cc)
 inputs=("${sources[@]}" "$here"/*.h "$here/build.sh")
 
 if [[ -f "$out" ]]; then

@@ -2,6 +2,7 @@
 // as JPEG. One operation at a time per object; a second one is rejected.
 #include <chrono>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <vector>
 

@@ -10,8 +10,10 @@
 //
 // The check nibble is the XOR of the eight nibbles of the number. lib/test-pattern.ts
 // reads it back with the same constants (exported below as `testPatternLayout`).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 

@@ -4,7 +4,6 @@
 
 #include <cstdlib>
 #include <string>
-#include <vector>
 
 #include <opencv2/highgui.hpp>
 
@@ -15,37 +14,32 @@ namespace {
 
 // Qt abort()s the whole process when it cannot reach the display, so ask Xlib
 // first. dlopen keeps libX11 a runtime detail instead of a link dependency.
+//
+// The first connection that works is kept open for the life of the process: an
+// X server resets when its last client disconnects (Xvfb does, measured) and
+// refuses connections meanwhile, so probe-and-close would make the very next
+// connection, Qt's, fail and abort.
+void* heldDisplay = nullptr;
+
 bool XDisplayOpens() {
+  if (heldDisplay != nullptr) return true;
   const char* name = std::getenv("DISPLAY");
   if (name == nullptr || *name == '\0') return false;
   void* x11 = dlopen("libX11.so.6", RTLD_LAZY | RTLD_LOCAL);
   if (x11 == nullptr) return false;
   using OpenFn = void* (*)(const char*);
-  using CloseFn = int (*)(void*);
   auto open = reinterpret_cast<OpenFn>(dlsym(x11, "XOpenDisplay"));
-  auto close = reinterpret_cast<CloseFn>(dlsym(x11, "XCloseDisplay"));
-  bool ok = false;
-  if (open != nullptr && close != nullptr) {
-    if (void* display = open(name)) {
-      close(display);
-      ok = true;
-    }
-  }
-  dlclose(x11);
-  return ok;
+  if (open != nullptr) heldDisplay = open(name);
+  if (heldDisplay == nullptr) dlclose(x11);  // else libX11 must stay for the open Display
+  return heldDisplay != nullptr;
 }
 
-// Once a display has been seen it is assumed to stay; a failure is re-checked.
-bool displaySeen = false;
-
+// Qt is only touched once a display has been seen.
 void RequireDisplay(Napi::Env env) {
-  if (displaySeen) return;
-  displaySeen = XDisplayOpens();
-  if (!displaySeen) {
-    const char* name = std::getenv("DISPLAY");
-    throw Napi::Error::New(env, std::string("no X display: ") +
-                                    (name && *name ? "cannot open DISPLAY=" + std::string(name) : "DISPLAY is not set"));
-  }
+  if (XDisplayOpens()) return;
+  const char* name = std::getenv("DISPLAY");
+  throw Napi::Error::New(env, std::string("no X display: ") +
+                                  (name && *name ? "cannot open DISPLAY=" + std::string(name) : "DISPLAY is not set"));
 }
 
 Napi::Value DisplayAvailable(const Napi::CallbackInfo& info) {
@@ -89,7 +83,7 @@ Napi::Value PollKey(const Napi::CallbackInfo& info) {
 Napi::Value CloseWindow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = info[0].As<Napi::String>();
-  if (!displaySeen) return env.Undefined();  // nothing can have been opened
+  if (heldDisplay == nullptr) return env.Undefined();  // no window can have been opened
   Guard(env, "closeWindow", [&] {
     cv::destroyWindow(name);
     cv::waitKey(1);  // let Qt process the close so the window really goes away

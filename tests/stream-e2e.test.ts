@@ -1,0 +1,197 @@
+// End to end on 127.0.0.1: real server and client processes, the test source,
+// waiting on printed lines and conditions, never on fixed sleeps for readiness.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { StatsSummary } from "../lib/receiver-stats.ts";
+import { spawnBun, spawnChild, until, type Child } from "./helpers/process.ts";
+import { screenVariation, startXvfb } from "./helpers/xvfb.ts";
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "lancam-e2e-"));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+type Stats = StatsSummary & { verify: { decoded: number; failed: number; wrongSize: number } | null };
+
+async function startServer(name: string, extra: string[] = []): Promise<{ server: Child; port: number; log: string }> {
+  const log = join(dir, `${name}.log`);
+  const port = extra.includes("--port") ? [] : ["--port", "0"];
+  const server = spawnBun(["server.ts", "--source", "test", ...port, "--log", log, ...extra]);
+  const m = await server.waitFor(/lancam server listening tcp=(\d+) source=test size=(\d+x\d+) fps=(\d+)/);
+  return { server, port: Number(m[1]), log };
+}
+
+function startClient(port: number, name: string, extra: string[]): { client: Child; stats: string } {
+  const stats = join(dir, `${name}.json`);
+  const client = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-window", "--no-record", "--stats", stats, ...extra]);
+  return { client, stats };
+}
+
+const readStats = (path: string): Stats => JSON.parse(readFileSync(path, "utf8"));
+const udpOf = async (c: Child) => Number((await c.waitFor(/lancam client receiving udp=(\d+)/))[1]);
+const logLines = (path: string, what: string, udp: number) =>
+  readFileSync(path, "utf8").split("\n").filter((l) => l.includes(`[server] ${what} `) && l.includes(` udp=${udp} `));
+
+describe("streaming", () => {
+  test("three viewers of a 1280x720 30 fps source each get >= 95% of the frames sent to them, in order, decodable", async () => {
+    const { server, port, log } = await startServer("three", ["--size", "1280x720", "--fps", "30"]);
+    await using _s = server;
+    const clients = [0, 1, 2].map((i) => startClient(port, `three-${i}`, ["--duration", "5", "--verify"]));
+    try {
+      const udps = await Promise.all(clients.map((c) => udpOf(c.client)));
+      const codes = await Promise.all(clients.map((c) => c.client.exited));
+      expect(codes).toEqual([0, 0, 0]);
+      server.proc.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
+      for (const [i, c] of clients.entries()) {
+        const s = readStats(c.stats);
+        const joins = logLines(log, "client joined", udps[i]!);
+        const leaves = logLines(log, "client left", udps[i]!);
+        expect(joins).toHaveLength(1);
+        expect(leaves).toHaveLength(1);
+        expect(leaves[0]).toContain("reason=goodbye");
+        const sent = Number(/framesSent=(\d+)/.exec(leaves[0]!)![1]);
+        expect(sent).toBeGreaterThan(100); // ~150 in 5 s at 30 fps
+        expect(s.framesReceived).toBeGreaterThanOrEqual(Math.floor(0.95 * sent));
+        expect(s.framesOutOfOrder).toBe(0);
+        expect(s.verify).toEqual({ decoded: s.framesReceived, failed: 0, wrongSize: 0 });
+        expect(s.latencyMs.p50).not.toBeNull();
+      }
+    } finally {
+      for (const c of clients) await c.client[Symbol.asyncDispose]();
+    }
+  }, 40_000);
+
+  test("kill -9 of one viewer: the server logs its leave within 6 s and the others keep their frame rate", async () => {
+    const { server, port, log } = await startServer("kill9", ["--size", "640x480", "--fps", "30"]);
+    await using _s = server;
+    const clients = [0, 1, 2].map((i) => startClient(port, `kill9-${i}`, ["--duration", "8"]));
+    try {
+      const udps = await Promise.all(clients.map((c) => udpOf(c.client)));
+      await server.waitFor(new RegExp(`client joined .*udp=${udps[2]} `), 10_000, "stderr");
+      // Let the others run a few seconds before and after the kill.
+      await Bun.sleep(3000);
+      const victim = clients[0]!.client;
+      victim.proc.kill("SIGKILL");
+      const killedAt = performance.now();
+      await server.waitFor(new RegExp(`client left .*udp=${udps[0]} .*reason=(timeout|"connection closed")`), 6000, "stderr");
+      expect(performance.now() - killedAt).toBeLessThan(6000);
+      const codes = await Promise.all(clients.slice(1).map((c) => c.client.exited));
+      expect(codes).toEqual([0, 0]);
+      for (const c of clients.slice(1)) {
+        const fps = readStats(c.stats).fpsPerSecond;
+        // Seconds 1-2 are before the kill, 4-6 after it; the first and last may be partial.
+        const before = fps.slice(1, 3);
+        const after = fps.slice(4, 7);
+        const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+        expect(after.length).toBe(3);
+        expect(mean(after)).toBeGreaterThanOrEqual(0.9 * mean(before));
+      }
+      const lines = readFileSync(log, "utf8");
+      expect(lines).toContain(`udp=${udps[1]} session=`);
+    } finally {
+      for (const c of clients) await c.client[Symbol.asyncDispose]();
+    }
+  }, 40_000);
+
+  test("the server restarted under a running viewer: the viewer reconnects and frames resume", async () => {
+    const first = await startServer("restart-a", ["--size", "320x240", "--fps", "20"]);
+    const { client, stats } = startClient(first.port, "restart", []);
+    await using _c = client;
+    try {
+      await client.waitFor(/INFO \[client\] connected /, 10_000, "stderr");
+      first.server.proc.kill("SIGTERM");
+      expect(await first.server.exited).toBe(0);
+      await client.waitFor(/server went away; reconnecting/, 10_000, "stderr");
+      const second = await startServer("restart-b", ["--size", "320x240", "--fps", "20", "--port", String(first.port)]);
+      await using _s2 = second.server;
+      await client.waitFor(/INFO \[client\] reconnected /, 15_000, "stderr");
+      // Let frames flow for a while on the new session before stopping.
+      await Bun.sleep(1500);
+      client.proc.kill("SIGTERM");
+      expect(await client.exited).toBe(0);
+      const s = readStats(stats);
+      expect(s.reconnects).toBe(1);
+      const leave = readFileSync(second.log, "utf8").split("\n").find((l) => l.includes("client left"));
+      expect(leave).toContain("reason=goodbye");
+      const sentAfter = Number(/framesSent=(\d+)/.exec(leave!)![1]);
+      expect(sentAfter).toBeGreaterThan(10);
+      // The last second before exit had frames: the stream resumed.
+      expect(s.fpsPerSecond.at(-2)).toBeGreaterThan(5);
+    } finally {
+      await first.server[Symbol.asyncDispose]();
+    }
+  }, 40_000);
+
+  test("bad arguments, an unreachable server and a busy UDP port each give one clear message and exit non-zero", async () => {
+    const cases: [string[], number, RegExp][] = [
+      [["client.ts", "127.0.0.1", "70000", "0"], 2, /invalid PORT=70000: expected a port 1\.\.65535/],
+      [["client.ts", "127.0.0.1"], 2, /expected HOST PORT UDPPORT, got 1 argument/],
+      [["client.ts", "127.0.0.1", "1", "0", "--no-record", "--frames", "0"], 2, /invalid --frames=0: expected an integer 1\.\./],
+      [["client.ts", "127.0.0.1", "1", "0", "--container", "mp4"], 2, /invalid --container=mp4: expected one of avi, mkv/],
+      [["server.ts", "--quality", "0"], 2, /invalid --quality=0: expected an integer 1\.\.100/],
+      [["server.ts", "--bogus"], 2, /unknown option --bogus/],
+    ];
+    for (const [args, code, re] of cases) {
+      await using c = spawnBun(args);
+      expect(await c.exited).toBe(code);
+      expect(c.stderr()).toMatch(re);
+      expect(c.stderr()).not.toContain("    at ");
+    }
+    // Nothing listens on this port: find one by binding and closing.
+    const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const deadPort = probe.port;
+    probe.stop(true);
+    {
+      await using c = spawnBun(["client.ts", "127.0.0.1", String(deadPort), "0", "--no-record", "--no-window"]);
+      expect(await c.exited).toBe(1);
+      expect(c.stderr()).toContain(`cannot connect to 127.0.0.1:${deadPort}: connection refused`);
+    }
+    const busy = await Bun.udpSocket({ hostname: "0.0.0.0", port: 0, socket: { data() {} } });
+    try {
+      await using c = spawnBun(["client.ts", "127.0.0.1", String(deadPort), String(busy.port), "--no-record", "--no-window"]);
+      expect(await c.exited).toBe(1);
+      expect(c.stderr()).toContain(`cannot receive on UDP port ${busy.port}: it is in use`);
+    } finally {
+      busy.close();
+    }
+  }, 30_000);
+
+  test("a full server refuses the next viewer with a message it prints, and logs the refusal", async () => {
+    const { server, port, log } = await startServer("full", ["--size", "320x240", "--fps", "10", "--max-clients", "1"]);
+    await using _s = server;
+    const first = startClient(port, "full-1", ["--duration", "6"]);
+    await using _f = first.client;
+    await first.client.waitFor(/INFO \[client\] connected /, 10_000, "stderr");
+    const second = startClient(port, "full-2", []);
+    await using _c = second.client;
+    expect(await second.client.exited).toBe(1);
+    expect(second.client.stderr()).toContain(`server 127.0.0.1:${port} refused the session: server full: 1 viewers already connected`);
+    await until(() => readFileSync(log, "utf8").includes("reason=\"server full\""), 3000, "refusal in the log");
+  }, 30_000);
+
+  test("the window under Xvfb shows the stream, and ESC closes it with a goodbye", async () => {
+    await using x = await startXvfb();
+    const { server, port, log } = await startServer("window", ["--size", "640x480", "--fps", "15"]);
+    await using _s = server;
+    const client = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-record"], { DISPLAY: x.display });
+    await using _c = client;
+    await client.waitFor(/INFO \[client\] connected /, 10_000, "stderr");
+    const shot = join(dir, "window.jpg");
+    let variation = 0;
+    await until(async () => (variation = await screenVariation(x.display, shot)) > 10, 10_000, "a non-blank window on screen");
+    expect(variation).toBeGreaterThan(10);
+    const find = spawnChild(["xdotool", "search", "--name", `lancam 127.0.0.1:${port}`], { DISPLAY: x.display });
+    expect(await find.exited).toBe(0);
+    const id = find.stdout().trim().split("\n")[0]!;
+    const key = spawnChild(["xdotool", "windowfocus", "--sync", id, "key", "Escape"], { DISPLAY: x.display });
+    expect(await key.exited).toBe(0);
+    expect(await client.exited).toBe(0);
+    await until(() => /client left .*reason=goodbye/.test(readFileSync(log, "utf8")), 3000, "goodbye in the server log");
+  }, 40_000);
+});
