@@ -12,34 +12,59 @@ import { DecodeError, hex } from "./decode-error.ts";
  * +-------------------------------+---------------+- - - - - - -
  * A whole message (prefix + type + body) is at most MAX_MESSAGE_SIZE bytes.
  *
- * Bodies, offsets from the start of the body:
+ * Bodies (offset 0 = byte 3 of the framed message):
  *
- * hello (1, client to server)      welcome (2, server to client)
- *   0  magic "LCAM"       4          0  session id          u32
- *   4  protocol version   u8         4  width               u16
- *   5  client UDP port    u16        6  height              u16
- *   7  capabilities       u32        8  fps, millihertz     u32
- *  11  name length        u8        12  fragment size       u16
- *  12  name, UTF-8        0..64     14  UDP source port     u16
- *                                   16  heartbeat interval  u16 ms
- *                                   18  timeout             u16 ms
- *                                   20  server flags        u32 (0)
- *                                   24
+ * hello (1, client to server)
+ * +---------------------------------------------------------------+
+ * |                    magic "LCAM" 0x4C43414D                    |   0
+ * +---------------+-------------------------------+---------------+
+ * |    version    |        client UDP port        | capabilities  |   4
+ * +---------------+-------------------------------+               +
+ * |                  ... capabilities             |  name length  |   8
+ * +-----------------------------------------------+---------------+
+ * |                 name, UTF-8, 0..64 bytes ...                  |  12
  *
- * refuse (3, server to client)     heartbeat (4, both ways)
- *   0  reason code        u8         0  sent at, µs epoch   u64
- *   1  text length        u8         8
- *   2  text, UTF-8        0..200
+ * welcome (2, server to client)
+ * +---------------------------------------------------------------+
+ * |                          session id                           |   0
+ * +-------------------------------+-------------------------------+
+ * |             width             |            height             |   4
+ * +-------------------------------+-------------------------------+
+ * |              frames per second x 1000 (millihertz)            |   8
+ * +-------------------------------+-------------------------------+
+ * |         fragment size         |        UDP source port        |  12
+ * +-------------------------------+-------------------------------+
+ * |      heartbeat interval ms    |           timeout ms          |  16
+ * +-------------------------------+-------------------------------+
+ * |                   server flags (reserved, 0)                  |  20
+ * +---------------------------------------------------------------+  24
  *
- * report (5, client to server)     bye (6, both ways)
- *   0  frames received    u32        0  reason code         u8
- *   4  frames lost        u32        1
- *   8  frames incomplete  u32
- *  12  datagrams dropped  u32
- *  16  latency p50        u32 µs
- *  20  latency p95        u32 µs
- *  24  fps, millihertz    u32
- *  28
+ * refuse (3, server to client)
+ * +---------------+---------------+-------------------------------+
+ * |  reason code  |  text length  |  text, UTF-8, 0..200 bytes ...|   0
+ * +---------------+---------------+- - - - - - - - - - - - - - - -+
+ *
+ * heartbeat (4, both ways)
+ * +---------------------------------------------------------------+
+ * |          sent at, µs since the Unix epoch (u64) ...           |   0
+ * |                          ... sent at                          |   4
+ * +---------------------------------------------------------------+   8
+ *
+ * report (5, client to server): cumulative counters
+ * +---------------------------------------------------------------+
+ * |                        frames received                        |   0
+ * |                frames lost (never seen at all)                |   4
+ * |             frames incomplete (started, given up)             |   8
+ * |                       datagrams dropped                       |  12
+ * |                        latency p50, µs                        |  16
+ * |                        latency p95, µs                        |  20
+ * |                   receive rate, millihertz                    |  24
+ * +---------------------------------------------------------------+  28
+ *
+ * bye (6, both ways)
+ * +---------------+
+ * |  reason code  |   0
+ * +---------------+   1
  *
  * Reserved, not implemented (decoding them is a bad-type error):
  *   7 challenge (server nonce), 8 response (HMAC of the nonce with a shared token),
@@ -283,53 +308,79 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
   }
-  const out = new Uint8Array(FRAME_HEADER_SIZE + bodySize);
-  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  dv.setUint16(0, 1 + bodySize);
-  dv.setUint8(LENGTH_SIZE, TYPE_OF[msg.type]);
-  const b = FRAME_HEADER_SIZE;
+  const w = new Writer(new Uint8Array(FRAME_HEADER_SIZE + bodySize));
+  w.u16(1 + bodySize);
+  w.u8(TYPE_OF[msg.type]);
+  // Fields in diagram order.
   switch (msg.type) {
     case "hello":
-      dv.setUint32(b + 0, HELLO_MAGIC);
-      dv.setUint8(b + 4, msg.version);
-      dv.setUint16(b + 5, msg.udpPort);
-      dv.setUint32(b + 7, msg.capabilities);
-      dv.setUint8(b + 11, text!.length);
-      out.set(text!, b + 12);
+      w.u32(HELLO_MAGIC).u8(msg.version).u16(msg.udpPort).u32(msg.capabilities).u8(text!.length).bytes(text!);
       break;
     case "welcome":
-      dv.setUint32(b + 0, msg.sessionId);
-      dv.setUint16(b + 4, msg.width);
-      dv.setUint16(b + 6, msg.height);
-      dv.setUint32(b + 8, msg.fpsMillihertz);
-      dv.setUint16(b + 12, msg.fragmentSize);
-      dv.setUint16(b + 14, msg.udpSourcePort);
-      dv.setUint16(b + 16, msg.heartbeatMs);
-      dv.setUint16(b + 18, msg.timeoutMs);
-      dv.setUint32(b + 20, msg.flags);
+      w.u32(msg.sessionId).u16(msg.width).u16(msg.height).u32(msg.fpsMillihertz);
+      w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32(msg.flags);
       break;
     case "refuse":
-      dv.setUint8(b + 0, msg.reason);
-      dv.setUint8(b + 1, text!.length);
-      out.set(text!, b + 2);
+      w.u8(msg.reason).u8(text!.length).bytes(text!);
       break;
     case "heartbeat":
-      dv.setBigUint64(b + 0, BigInt(msg.sentAt));
+      w.u64(msg.sentAt);
       break;
     case "report":
-      dv.setUint32(b + 0, clampU32("framesReceived", msg.framesReceived));
-      dv.setUint32(b + 4, clampU32("framesLost", msg.framesLost));
-      dv.setUint32(b + 8, clampU32("framesIncomplete", msg.framesIncomplete));
-      dv.setUint32(b + 12, clampU32("datagramsDropped", msg.datagramsDropped));
-      dv.setUint32(b + 16, clampU32("latencyP50Us", msg.latencyP50Us));
-      dv.setUint32(b + 20, clampU32("latencyP95Us", msg.latencyP95Us));
-      dv.setUint32(b + 24, clampU32("fpsMillihertz", msg.fpsMillihertz));
+      w.u32(clampU32("framesReceived", msg.framesReceived));
+      w.u32(clampU32("framesLost", msg.framesLost));
+      w.u32(clampU32("framesIncomplete", msg.framesIncomplete));
+      w.u32(clampU32("datagramsDropped", msg.datagramsDropped));
+      w.u32(clampU32("latencyP50Us", msg.latencyP50Us));
+      w.u32(clampU32("latencyP95Us", msg.latencyP95Us));
+      w.u32(clampU32("fpsMillihertz", msg.fpsMillihertz));
       break;
     case "bye":
-      dv.setUint8(b + 0, msg.reason);
+      w.u8(msg.reason);
       break;
   }
-  return out;
+  return w.done();
+}
+
+/** Sequential big-endian writes into a buffer sized up front. */
+class Writer {
+  readonly #out: Uint8Array;
+  readonly #dv: DataView;
+  #pos = 0;
+  constructor(out: Uint8Array) {
+    this.#out = out;
+    this.#dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  }
+  u8(v: number): this {
+    this.#dv.setUint8(this.#pos, v);
+    this.#pos += 1;
+    return this;
+  }
+  u16(v: number): this {
+    this.#dv.setUint16(this.#pos, v);
+    this.#pos += 2;
+    return this;
+  }
+  u32(v: number): this {
+    this.#dv.setUint32(this.#pos, v);
+    this.#pos += 4;
+    return this;
+  }
+  u64(v: number): this {
+    this.#dv.setBigUint64(this.#pos, BigInt(v));
+    this.#pos += 8;
+    return this;
+  }
+  bytes(b: Uint8Array): this {
+    this.#out.set(b, this.#pos);
+    this.#pos += b.length;
+    return this;
+  }
+  /** The buffer, after checking the computed size was filled exactly. */
+  done(): Uint8Array {
+    if (this.#pos !== this.#out.length) throw new Error(`control encoder wrote ${this.#pos} of ${this.#out.length} bytes`);
+    return this.#out;
+  }
 }
 
 // ---------------------------------------------------------------- decoding
