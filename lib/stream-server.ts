@@ -192,10 +192,11 @@ export class StreamServer implements AsyncDisposable {
       messages = conn.channel.receive(chunk);
     } catch (e) {
       const why = e instanceof DecodeError ? e.message : String(e);
-      if (!conn.session && e instanceof DecodeError && e.code === "bad-version") {
-        // A newer or older client: tell it plainly instead of just hanging up.
-        this.#log.warn("client refused", { client: conn.peer, reason: "version mismatch", detail: why });
-        this.#refuse(conn, RefuseReason.VersionMismatch, `protocol version mismatch: ${why}`);
+      if (!conn.session && e instanceof DecodeError) {
+        // Tell a client of another version (or a broken one) plainly instead of just hanging up.
+        const mismatch = e.code === "bad-version";
+        this.#log.warn("client refused", { client: conn.peer, reason: mismatch ? "version mismatch" : "bad hello", detail: why });
+        this.#refuse(conn, mismatch ? RefuseReason.VersionMismatch : RefuseReason.BadHello, `${mismatch ? "protocol version mismatch" : "bad hello"}: ${why}`);
         return;
       }
       this.#log.warn("malformed control message", { client: conn.peer, error: why });
@@ -205,7 +206,14 @@ export class StreamServer implements AsyncDisposable {
     }
     for (const msg of messages) {
       if (conn.ended) return;
-      this.#onMessage(conn, msg);
+      try {
+        this.#onMessage(conn, msg);
+      } catch (e) {
+        // A bug here must cost one connection, not the server.
+        this.#log.error("control message handling failed", { client: conn.peer, type: msg.type, error: (e as Error).message });
+        this.#end(conn, "protocol error");
+        return;
+      }
     }
   }
 
@@ -244,11 +252,6 @@ export class StreamServer implements AsyncDisposable {
 
   #onHello(conn: Conn, hello: Extract<ControlMessage, { type: "hello" }>, now: number): void {
     const udp = hello.udpPort;
-    if (udp === 0) {
-      this.#log.warn("client refused", { client: conn.peer, udp, reason: "bad hello: UDP port 0" });
-      this.#refuse(conn, RefuseReason.BadHello, "UDP port 0 is not a port to send to");
-      return;
-    }
     const admission = this.#sessions.admit({ address: conn.address, tcpPort: 0, udpPort: udp, name: hello.name }, now);
     if (!admission.ok) {
       this.#log.warn("client refused", { client: conn.peer, udp, reason: "server full", max: this.#opts.maxClients });

@@ -1,3 +1,4 @@
+export {};
 // Reads bun's JUnit report and prints the closing line CI looks for:
 // "N passed, N failed[, N skipped]". Exits 1 when anything failed or nothing ran.
 const path = process.argv[2] ?? "test-results/junit.xml";

@@ -1,0 +1,146 @@
+// The server's control channel against hand-made clients on 127.0.0.1: refusals,
+// malformed input closing one connection only, and datagrams going only to the TCP peer.
+import { describe, expect, test } from "bun:test";
+import { encodeControl, PROTOCOL_VERSION, RefuseReason, type ControlMessage } from "../lib/control.ts";
+import { decodeDatagram } from "../lib/datagram.ts";
+import { memoryLogger } from "../lib/log.ts";
+import { MessageReader } from "../lib/message-reader.ts";
+import { StreamServer } from "../lib/stream-server.ts";
+import { until } from "./helpers/process.ts";
+
+interface RawClient {
+  messages: ControlMessage[];
+  closed: boolean;
+  send: (bytes: Uint8Array) => void;
+  end: () => void;
+}
+
+async function rawClient(port: number): Promise<RawClient> {
+  const reader = new MessageReader();
+  const c: RawClient = { messages: [], closed: false, send: () => {}, end: () => {} };
+  const sock = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data: (_s, chunk) => c.messages.push(...reader.push(chunk)),
+      close: () => {
+        c.closed = true;
+      },
+    },
+  });
+  c.send = (b) => void sock.write(b);
+  c.end = () => sock.end();
+  return c;
+}
+
+function helloBytes(udpPort: number, version = PROTOCOL_VERSION): Uint8Array {
+  const bytes = encodeControl({ type: "hello", version: PROTOCOL_VERSION, udpPort, capabilities: 0, name: "raw" });
+  bytes[3 + 4] = version; // type at 2, magic 3..6, version at 7
+  return bytes;
+}
+
+async function withServer(fn: (server: StreamServer, log: ReturnType<typeof memoryLogger>) => Promise<void>, maxClients = 4, timeoutMs = 5000) {
+  const log = memoryLogger("server");
+  await using server = await StreamServer.start({
+    port: 0, bind: "127.0.0.1", mtu: 1400, maxClients, log, stream: { width: 320, height: 240, fps: 30 },
+    heartbeatMs: Math.min(1000, Math.round(timeoutMs / 3)), timeoutMs,
+  });
+  await fn(server, log);
+}
+
+describe("stream server control channel", () => {
+  test("a client of another protocol version is refused with a reason it can print", async () => {
+    await withServer(async (server, log) => {
+      const c = await rawClient(server.port);
+      c.send(helloBytes(5000, PROTOCOL_VERSION + 1));
+      await until(() => c.closed, 3000, "server closes after refusing");
+      expect(c.messages).toHaveLength(1);
+      const m = c.messages[0]!;
+      expect(m.type).toBe("refuse");
+      if (m.type === "refuse") {
+        expect(m.reason).toBe(RefuseReason.VersionMismatch);
+        expect(m.text).toContain("protocol version mismatch");
+      }
+      expect(log.lines.some((l) => l.includes("client refused") && l.includes('reason="version mismatch"'))).toBe(true);
+    });
+  });
+
+  test("garbage instead of hello is refused as a bad hello; a malformed message later closes that connection only", async () => {
+    await withServer(async (server, log) => {
+      const junk = await rawClient(server.port);
+      junk.send(new Uint8Array([0x00, 0x05, 0x63, 1, 2, 3, 4]));
+      await until(() => junk.closed, 3000, "junk connection closed");
+      expect(junk.messages[0]?.type).toBe("refuse");
+
+      const good = await rawClient(server.port);
+      const bad = await rawClient(server.port);
+      good.send(helloBytes(5001));
+      bad.send(helloBytes(5002));
+      await until(() => good.messages.length > 0 && bad.messages.length > 0, 3000, "both welcomed");
+      expect(good.messages[0]!.type).toBe("welcome");
+      expect(server.clientCount).toBe(2);
+      bad.send(new Uint8Array([0xff, 0xff, 0x04]));
+      await until(() => bad.closed, 3000, "malformed connection closed");
+      expect(server.clientCount).toBe(1);
+      expect(good.closed).toBe(false);
+      expect(log.lines.some((l) => l.includes("client left") && l.includes("udp=5002") && l.includes('reason="protocol error"'))).toBe(true);
+      good.end();
+      await until(() => server.clientCount === 0, 3000, "good client gone");
+      expect(log.lines.some((l) => l.includes("client left") && l.includes("udp=5001") && l.includes('reason="connection closed"'))).toBe(true);
+    });
+  });
+
+  test("frames go to the TCP peer's address on the UDP port it asked for, each fragment stamped with its session", async () => {
+    const got: Uint8Array[] = [];
+    const udp = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => got.push(new Uint8Array(buf)) } });
+    try {
+      await withServer(async (server) => {
+        const c = await rawClient(server.port);
+        c.send(helloBytes(udp.port));
+        await until(() => c.messages.length > 0, 3000, "welcome");
+        const w = c.messages[0]!;
+        if (w.type !== "welcome") throw new Error(`expected welcome, got ${w.type}`);
+        expect(w.udpSourcePort).toBe(server.udpPort);
+        const jpeg = new Uint8Array(10_000).map((_, i) => i & 0xff);
+        server.broadcast({ seq: 7, capturedAt: 1_700_000_000_000_000, width: 320, height: 240, jpeg });
+        await until(() => got.length === Math.ceil(10_000 / w.fragmentSize), 3000, "all fragments");
+        for (const d of got) {
+          const { header } = decodeDatagram(d);
+          expect(header.sessionId).toBe(w.sessionId);
+          expect(header.frameNumber).toBe(7);
+          expect(header.frameLength).toBe(10_000);
+        }
+        c.end();
+      });
+    } finally {
+      udp.close();
+    }
+  });
+
+  test("a full server refuses with server full", async () => {
+    await withServer(async (server) => {
+      const a = await rawClient(server.port);
+      a.send(helloBytes(6001));
+      await until(() => a.messages.length > 0, 3000, "first welcomed");
+      const b = await rawClient(server.port);
+      b.send(helloBytes(6002));
+      await until(() => b.closed, 3000, "second refused");
+      expect(b.messages[0]).toMatchObject({ type: "refuse", reason: RefuseReason.ServerFull });
+      a.end();
+    }, 1);
+  });
+
+  test("a viewer that goes silent is dropped after the timeout and logged as such", async () => {
+    await withServer(async (server, log) => {
+      const c = await rawClient(server.port);
+      c.send(helloBytes(7001));
+      await until(() => c.messages.length > 0, 3000, "welcome");
+      const t0 = performance.now();
+      await until(() => c.closed, 5000, "server ends the silent session");
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(800);
+      expect(c.messages.some((m) => m.type === "heartbeat")).toBe(true);
+      expect(c.messages.at(-1)).toMatchObject({ type: "bye" });
+      expect(log.lines.some((l) => l.includes("client left") && l.includes("reason=timeout"))).toBe(true);
+    }, 4, 1000);
+  });
+});
