@@ -1,0 +1,93 @@
+// Recording end to end: real server and client processes on 127.0.0.1, then ffprobe
+// reads back what landed on disk.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { probeVideo } from "../lib/ffprobe.ts";
+import { spawnBun } from "./helpers/process.ts";
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "lancam-rec-e2e-"));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Every file below `root`, relative paths, sorted. */
+function filesUnder(root: string): string[] {
+  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import("node:fs").Dirent[])
+    .filter((d) => d.isFile())
+    .map((d) => join(d.parentPath, d.name).slice(root.length + 1))
+    .sort();
+}
+
+async function startServer(name: string, extra: string[]) {
+  const log = join(dir, `${name}.log`);
+  const server = spawnBun(["server.ts", "--source", "test", "--port", "0", "--log", log, ...extra]);
+  const m = await server.waitFor(/lancam server listening tcp=(\d+)/);
+  return { server, port: Number(m[1]), log };
+}
+
+describe("recording end to end", () => {
+  test("the client's segments hold exactly the frames its stats say it received and recorded", async () => {
+    const { server, port } = await startServer("client-rec", ["--size", "640x480", "--fps", "30"]);
+    await using _s = server;
+    const out = join(dir, "client-out");
+    const statsPath = join(dir, "client-rec.json");
+    await using client = spawnBun([
+      "client.ts", "127.0.0.1", String(port), "0", "--no-window", "--duration", "5", "--segment", "2", "--out", out, "--stats", statsPath,
+    ]);
+    expect(await client.exited).toBe(0);
+    const stats = JSON.parse(readFileSync(statsPath, "utf8"));
+    const rec = stats.recording;
+    expect(rec.framesIn).toBe(stats.framesReceived);
+    expect(rec.framesWritten + rec.dropped + rec.rejected).toBe(rec.framesIn);
+    expect(rec.framesWritten).toBeGreaterThanOrEqual(Math.floor(0.98 * stats.framesReceived));
+    const files = filesUnder(out);
+    expect(files.every((f) => /^\d{4}-\d\d-\d\d\/\d\d-\d\d-\d\d(-\d+)?\.avi$/.test(f))).toBe(true); // no partial left
+    expect(files.length).toBeGreaterThanOrEqual(3); // 5 s in 2 s segments
+    let frames = 0;
+    for (const f of files) {
+      const p = await probeVideo(join(out, f));
+      expect(p).toMatchObject({ codec: "mjpeg", width: 640, height: 480 });
+      frames += p.frames!;
+    }
+    expect(frames).toBe(rec.framesWritten + rec.repeats);
+  }, 40_000);
+
+  test("the server records its own source with --record, and finishes the segment on SIGTERM", async () => {
+    const out = join(dir, "server-out");
+    const { server, log } = await startServer("server-rec", ["--size", "320x240", "--fps", "20", "--record", out, "--container", "mkv", "--segment", "2"]);
+    await using _s = server;
+    // Wait until the first segment has rotated, so at least two files exist at the end.
+    await server.waitFor(/segment finished/, 10_000, "stderr");
+    server.proc.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    const closed = /recorder closed framesIn=(\d+) framesWritten=(\d+) repeats=(\d+) dropped=(\d+)/.exec(readFileSync(log, "utf8"));
+    expect(closed).not.toBeNull();
+    const [, framesIn, written, repeats, dropped] = closed!.map(Number);
+    expect(written! + dropped!).toBe(framesIn!);
+    const files = filesUnder(out);
+    expect(files.length).toBeGreaterThanOrEqual(2);
+    let frames = 0;
+    for (const f of files) {
+      expect(f).toMatch(/\.mkv$/);
+      const p = await probeVideo(join(out, f));
+      expect(p).toMatchObject({ codec: "mjpeg", width: 320, height: 240 });
+      frames += p.frames!;
+    }
+    expect(frames).toBe(written! + repeats!);
+  }, 40_000);
+
+  test("an output folder that cannot be created is a clear error before connecting", async () => {
+    const blocker = join(dir, "a-file");
+    writeFileSync(blocker, "not a folder");
+    await using client = spawnBun(["client.ts", "127.0.0.1", "9", "0", "--no-window", "--out", join(blocker, "rec")]);
+    expect(await client.exited).toBe(1);
+    expect(client.stderr()).toContain(`cannot record into ${join(blocker, "rec")}`);
+    expect(client.stderr()).toContain("choose another --out or pass --no-record");
+    expect(client.stderr()).not.toContain("cannot connect");
+  }, 20_000);
+});
