@@ -3,7 +3,7 @@
 // This file only wires the parts in lib/ together.
 import mri from "mri";
 import { writeFileSync } from "node:fs";
-import { parseInteger, parseNumber, parsePort, rejectUnknown, UsageError } from "./lib/cli.ts";
+import { parseByteSize, parseInteger, parseNumber, parsePort, rejectUnknown, UsageError } from "./lib/cli.ts";
 import { createLogger, FileSink, stderrSink, type Sink } from "./lib/log.ts";
 import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
 import { runMain, untilSignal } from "./lib/run-main.ts";
@@ -29,6 +29,7 @@ Options:
   --out DIR            where recordings go (default recordings)
   --no-record          do not record
 ${RECORD_HELP}
+  --recv-buffer SIZE   UDP receive buffer to ask the kernel for (default 4M)
   --log FILE           also append log lines to FILE
   --name NAME          a name for this viewer in the server's log
   --version            print versions of lancam, Bun, OpenCV and the ffmpeg used
@@ -37,7 +38,7 @@ ${RECORD_HELP}
 Recordings: OUT/YYYY-MM-DD/HH-MM-SS.avi (local time of the segment's first frame).
 `;
 
-const STRING_FLAGS = ["frames", "duration", "stats", "out", "log", "name", ...RECORD_FLAGS];
+const STRING_FLAGS = ["frames", "duration", "stats", "out", "log", "name", "recv-buffer", ...RECORD_FLAGS];
 const BOOLEAN_FLAGS = ["help", "version", "window", "record", "verify"];
 const ESC = 27;
 const KEY_Q = "q".charCodeAt(0);
@@ -64,6 +65,7 @@ async function main(): Promise<number> {
   const maxFrames = args.frames === undefined ? 0 : parseInteger("frames", args.frames, 1, 2 ** 31);
   const maxSeconds = args.duration === undefined ? 0 : parseNumber("duration", args.duration, 0.1, 10 * 365 * 86400);
   const record = args.record === false ? null : { dir: String(args.out ?? "recordings"), ...parseRecordFlags(args) };
+  const receiveBufferBytes = args["recv-buffer"] === undefined ? 4 << 20 : parseByteSize("recv-buffer", args["recv-buffer"]);
   const name = args.name === undefined ? "" : String(args.name).slice(0, 64);
 
   const status = new StatusLine();
@@ -97,7 +99,7 @@ async function main(): Promise<number> {
   if (verify) sinks.push((frame) => verify.check(frame.jpeg, frame.width, frame.height));
 
   const viewer: Viewer = new Viewer({
-    host, port, udpPort, log, sinks, maxFrames, maxSeconds,
+    host, port, udpPort, log, sinks, maxFrames, maxSeconds, receiveBufferBytes, name,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
     onWelcome: async (welcome) => {
       if (record && !writer) {

@@ -8,7 +8,7 @@ import { createLogger, FileSink, stderrSink } from "./lib/log.ts";
 import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
 import { runMain, untilSignal } from "./lib/run-main.ts";
 import { SegmentWriter } from "./lib/segment-writer.ts";
-import { StreamServer } from "./lib/stream-server.ts";
+import { DEFAULT_SPREAD, StreamServer } from "./lib/stream-server.ts";
 import { versionReport } from "./lib/version.ts";
 
 const HELP = `Usage: bun server.ts [options]
@@ -27,13 +27,16 @@ Options:
   --log FILE           append joins and leaves here (default lancam-server.log)
   --max-clients N      viewers at once, 1-1024 (default 32)
   --mtu BYTES          largest datagram, 576-65507 (default 1400)
+  --spread F           spread each frame's datagrams over this fraction of the frame
+                       interval, 0-1 (default 0.25); 0 sends each frame in one burst
+                       (lowest latency, but viewers with small UDP buffers lose frames)
   --record DIR         also record the source into DIR (no network loss)
 ${RECORD_HELP}
   --version            print versions of lancam, Bun, OpenCV and the ffmpeg used
   -h, --help           print this help
 `;
 
-const STRING_FLAGS = ["port", "bind", "source", "size", "fps", "quality", "log", "max-clients", "mtu", "record", ...RECORD_FLAGS];
+const STRING_FLAGS = ["port", "bind", "source", "size", "fps", "quality", "log", "max-clients", "mtu", "spread", "record", ...RECORD_FLAGS];
 
 async function main(): Promise<number> {
   const args = mri(process.argv.slice(2), { string: STRING_FLAGS, boolean: ["help", "version", "loop"], alias: { h: "help" } });
@@ -55,6 +58,7 @@ async function main(): Promise<number> {
   const quality = args.quality === undefined ? 80 : parseInteger("quality", args.quality, 1, 100);
   const maxClients = args["max-clients"] === undefined ? 32 : parseInteger("max-clients", args["max-clients"], 1, 1024);
   const mtu = args.mtu === undefined ? 1400 : parseInteger("mtu", args.mtu, 576, 65507);
+  const spread = args.spread === undefined ? DEFAULT_SPREAD : parseNumber("spread", args.spread, 0, 1);
   const record = args.record === undefined ? null : { dir: String(args.record), ...parseRecordFlags(args) };
   if (record && !record.dir) throw new UsageError("--record needs a folder");
 
@@ -67,7 +71,7 @@ async function main(): Promise<number> {
     ? await SegmentWriter.open({ ...record, fps: source.fps, log: log.child("recorder") })
     : null;
   await using server = await StreamServer.start({
-    port, bind, mtu, maxClients, log, stream: { width: source.width, height: source.height, fps: source.fps },
+    port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },
   });
   log.info("started", { source: source.description, size: `${source.width}x${source.height}`, fps: source.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
   console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}`);
@@ -95,7 +99,7 @@ async function main(): Promise<number> {
     signal.dispose();
   }
   // The `using` declarations close server, writer, source and log in reverse order.
-  log.info("stopped", { framesBroadcast: server.stats.framesBroadcast, datagramsSent: server.stats.datagramsSent });
+  log.info("stopped", { ...server.stats });
   return exitCode;
 }
 

@@ -3,6 +3,7 @@
  * typed surface. Loading is lazy so `--help` and pure-TypeScript paths never need
  * OpenCV; a load failure becomes one CvLoadError that names the fix.
  */
+import { tmpdir } from "node:os";
 
 /** The addon could not be loaded; the message says what is missing and how to fix it. */
 export class CvLoadError extends Error {
@@ -112,31 +113,71 @@ export function cv(): CvAddon {
   }
 }
 
-/** Turns a require() failure of the addon into a message naming the fix (exported for tests). */
-export function describeLoadFailure(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
+/** Where the addon failed to load: the fix differs per platform, and inside a compiled executable. */
+export interface LoadContext {
+  platform?: NodeJS.Platform;
+  /** True inside a `bun build --compile` executable, where there is no addon to rebuild. */
+  standalone?: boolean;
+}
+
+// The OpenCV modules native/build.sh links the addon against, as a bash brace list.
+const ADDON_MODULES = "{core,imgproc,imgcodecs,videoio,highgui}";
+
+/** Turns a require() failure of the addon into a one-line message naming the fix (exported for tests). */
+export function describeLoadFailure(err: unknown, where: LoadContext = {}): string {
+  const platform = where.platform ?? process.platform;
+  const standalone = where.standalone ?? Bun.isStandaloneExecutable;
+  const message = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, " ").trim();
   const code = (err as { code?: unknown } | null)?.code;
+  // A compiled executable unpacks the addon into the temporary folder and loads it from
+  // there; when it cannot write it, dlopen is handed the /$bunfs/ path instead.
+  if (/\/\$bunfs\/\S*\.node\b/.test(message)) {
+    return `cannot unpack the OpenCV addon into the temporary folder ${tmpdir()}: make it writable, or set TMPDIR to a folder that is (${message})`;
+  }
+  // Before "not built": a missing dependency's message may name lancam.node and "No such file" too.
+  const soMissing = /([\w.+-]+\.so(?:\.[\w.]+)?): cannot open shared object file/.exec(message)?.[1];
+  if (soMissing) {
+    const opencv = /^libopencv_(\w+)\.so\.([\w.]+)$/.exec(soMissing);
+    if (!opencv) return `${soMissing}, needed by OpenCV, is missing: sudo apt-get install --reinstall libopencv-dev (${message})`;
+    // Debian names each runtime package after the module and the soname version:
+    // libopencv_videoio.so.406 ships in libopencv-videoio406.
+    const so = opencv[2]!;
+    const pkg = `libopencv-${opencv[1]!.replace(/_/g, "-")}${so}`;
+    const version = /^\d{3}$/.test(so) ? `${so[0]}.${Number(so.slice(1))}` : so.replace(/[^\d.]+$/, "");
+    return (
+      `OpenCV library ${soMissing} is missing: sudo apt-get install ${pkg} (or libopencv-dev); ` +
+      `all that lancam needs: sudo apt-get install libopencv-${ADDON_MODULES}${so}; ${mismatchHint(standalone, `OpenCV ${version}`)}`
+    );
+  }
+  const dylibMissing = /Library not loaded: \S*?([^/\s]+\.dylib)/.exec(message)?.[1];
+  if (dylibMissing) {
+    const what = dylibMissing.startsWith("libopencv_") ? `OpenCV library ${dylibMissing}` : `${dylibMissing}, needed by OpenCV,`;
+    return `${what} is missing: brew install opencv; ${mismatchHint(standalone)}`;
+  }
+  if (platform === "win32" && code !== "MODULE_NOT_FOUND" && /specified module could not be found/i.test(message)) {
+    return (
+      "the OpenCV DLLs are not on PATH: add the bin folder of the OpenCV release the addon was built with " +
+      `(e.g. C:\\opencv\\build\\x64\\vc16\\bin, which holds opencv_world4xx.dll) to PATH; ${mismatchHint(standalone)}`
+    );
+  }
   if (code === "MODULE_NOT_FOUND" || /Cannot find module|lancam\.node.*No such file/.test(message)) {
     return `the OpenCV addon native/build/lancam.node is not built: ${BUILD_FIX}`;
   }
-  const missing = /([\w.+-]+\.so(?:\.[\w.]+)?): cannot open shared object file/.exec(message)?.[1];
-  if (missing) {
-    const opencv = /^libopencv_(\w+)\.so\.(\d+)/.exec(missing);
-    if (opencv) {
-      // Debian names the runtime package after the module and the soname version:
-      // libopencv_videoio.so.406 ships in libopencv-videoio406.
-      const pkg = `libopencv-${opencv[1]!.replace(/_/g, "-")}${opencv[2]}`;
-      return (
-        `OpenCV library ${missing} is missing: sudo apt-get install ${pkg} (or libopencv-dev); ` +
-        `if a different OpenCV version is installed, rebuild the addon: bash native/build.sh`
-      );
-    }
-    return `${missing}, needed by OpenCV, is missing: sudo apt-get install --reinstall libopencv-dev (${message})`;
+  if (/undefined symbol|Symbol not found/.test(message)) {
+    return standalone
+      ? `the installed OpenCV is not the one this executable was built with (${message}): build lancam on this machine (bun run build)`
+      : `the OpenCV addon does not match the installed OpenCV (${message}): rebuild it with bash native/build.sh`;
   }
-  if (/undefined symbol/.test(message)) {
-    return `the OpenCV addon does not match the installed OpenCV (${message}): rebuild it with bash native/build.sh`;
-  }
-  return `cannot load the OpenCV addon native/build/lancam.node (${message}): ${BUILD_FIX}`;
+  return standalone
+    ? `cannot load the OpenCV addon embedded in this executable (${message}): install OpenCV's runtime libraries (libopencv-dev, brew install opencv, or the OpenCV DLLs on PATH)`
+    : `cannot load the OpenCV addon native/build/lancam.node (${message}): ${BUILD_FIX}`;
+}
+
+/** What to do when the installed OpenCV is another version than the addon was linked with. */
+function mismatchHint(standalone: boolean, builtFor = "the OpenCV version it was built with"): string {
+  return standalone
+    ? `this executable needs ${builtFor}: where another version is installed, build lancam on that machine (bun run build)`
+    : "if a different OpenCV version is installed, rebuild the addon: bash native/build.sh";
 }
 
 let sharedRenderer: NativeTestPattern | undefined;

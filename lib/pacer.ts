@@ -4,7 +4,8 @@ export interface Target {
   address: string;
 }
 
-interface Queue {
+interface Queue<K> {
+  key: K;
   target: Target;
   datagrams: Uint8Array[];
   next: number;
@@ -21,13 +22,15 @@ interface Queue {
  * socket and the timer.
  */
 export class Pacer<K> {
-  readonly #queues = new Map<K, Queue>();
+  readonly #queues = new Map<K, Queue<K>>();
+  /** The queue each datagram of the last `due()` batch came from, in order. */
+  readonly #lastBatch: Queue<K>[] = [];
 
   /** Queues a frame's datagrams for one viewer; returns how many older ones it superseded. */
   enqueue(key: K, target: Target, datagrams: Uint8Array[], nowMs: number, spreadMs: number): number {
     const old = this.#queues.get(key);
     const superseded = old ? old.datagrams.length - old.next : 0;
-    this.#queues.set(key, { target, datagrams, next: 0, startMs: nowMs, spreadMs: Math.max(0, spreadMs) });
+    this.#queues.set(key, { key, target, datagrams, next: 0, startMs: nowMs, spreadMs: Math.max(0, spreadMs) });
     return superseded;
   }
 
@@ -46,17 +49,39 @@ export class Pacer<K> {
    * (`data, port, address, ...`), interleaving viewers; returns how many.
    */
   due(nowMs: number, out: (Uint8Array | number | string)[]): number {
-    let count = 0;
-    for (const [key, q] of this.#queues) {
+    this.#lastBatch.length = 0;
+    for (const q of this.#queues.values()) {
       const n = q.datagrams.length;
       const elapsed = nowMs - q.startMs;
       const upTo = q.spreadMs <= 0 || elapsed >= q.spreadMs ? n : Math.min(n, Math.floor((elapsed / q.spreadMs) * n) + 1);
       for (; q.next < upTo; q.next++) {
         out.push(q.datagrams[q.next]!, q.target.port, q.target.address);
-        count++;
+        this.#lastBatch.push(q);
       }
-      if (q.next >= n) this.#queues.delete(key);
     }
-    return count;
+    this.#dropFinished();
+    return this.#lastBatch.length;
+  }
+
+  /**
+   * The socket took only the first `sent` datagrams of the last batch (its send
+   * buffer was full): the rest go back to their queues, to be sent on the next
+   * call, unless a newer frame has replaced them by then.
+   */
+  unsent(sent: number): number {
+    const batch = this.#lastBatch;
+    let returned = 0;
+    for (let i = Math.max(sent, 0); i < batch.length; i++) {
+      const q = batch[i]!;
+      q.next--;
+      returned++;
+      if (!this.#queues.has(q.key)) this.#queues.set(q.key, q);
+    }
+    batch.length = Math.min(batch.length, Math.max(sent, 0));
+    return returned;
+  }
+
+  #dropFinished(): void {
+    for (const [key, q] of this.#queues) if (q.next >= q.datagrams.length) this.#queues.delete(key);
   }
 }

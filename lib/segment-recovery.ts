@@ -130,6 +130,15 @@ export async function recoverPartial(partial: string, opts: RecoveryOptions): Pr
   if (frames === 0) {
     rmQuiet(temp);
     const why = remux.stderr.trim().split("\n").slice(-2).join(" | ") || "no frames";
+    // The copy failed, but the partial may still hold frames (e.g. the disk is full): keep it for
+    // the next open rather than lose them.
+    let inPartial = 0;
+    try {
+      inPartial = (await probeVideo(partial, { ffprobePath: opts.ffprobePath })).frames ?? 0;
+    } catch {
+      inPartial = 0;
+    }
+    if (inPartial > 0) return fail("cannot repair partial segment; keeping it for the next start", { frames: inPartial, error: why });
     return remove(why);
   }
   try {

@@ -207,6 +207,7 @@ class Recording {
   repeats = 0;
   lastSlot = -1;
   lastMs = 0;
+  /** No more frames go to this recording (being finished, or ffmpeg died). */
   closing = false;
   #waiters: (() => void)[] = [];
 
@@ -371,14 +372,20 @@ export class SegmentWriter implements AsyncDisposable {
     }
     const log = opts.log;
     const lock = claimOutDir(dir);
-    if (lock.otherPids.length > 0) {
-      log.warn("another recorder is writing into this folder; leaving .partial files alone", { dir, pids: lock.otherPids.join(",") });
-    } else {
-      await recoverPartials(dir, { ffmpegPath: ffmpeg, ffprobePath: ffprobe, log });
+    let retention: Retention;
+    try {
+      if (lock.otherPids.length > 0) {
+        log.warn("another recorder is writing into this folder; leaving .partial files alone", { dir, pids: lock.otherPids.join(",") });
+      } else {
+        await recoverPartials(dir, { ffmpegPath: ffmpeg, ffprobePath: ffprobe, log });
+      }
+      const policy = { keepDays: opts.keepDays, maxBytes: opts.maxBytes, minFreeBytes: opts.minFreeBytes };
+      retention = await Retention.load(dir, policy, log, opts.retentionEnv);
+      retention.enforce();
+    } catch (err) {
+      lock.release();
+      throw err;
     }
-    const policy = { keepDays: opts.keepDays, maxBytes: opts.maxBytes, minFreeBytes: opts.minFreeBytes };
-    const retention = await Retention.load(dir, policy, log, opts.retentionEnv);
-    retention.enforce();
     log.info("recording", {
       dir, container: opts.container, segment: opts.segmentSeconds, fps: opts.fps, ffmpeg,
       keepDays: opts.keepDays, maxBytes: opts.maxBytes, minFreeBytes: opts.minFreeBytes,
@@ -423,11 +430,13 @@ export class SegmentWriter implements AsyncDisposable {
         s.dropped++;
         return;
       }
-      if (!isCompleteJpeg(frame.jpeg)) {
+      if (!isCompleteJpeg(frame.jpeg) || !(frame.width > 0 && frame.height > 0)) {
         s.rejected++;
         if (!this.#rejectWarned) {
           this.#rejectWarned = true;
-          this.#log.warn("frame is not one complete JPEG (no FF D8 ... FF D9); not recorded", { seq: frame.seq, bytes: frame.jpeg.length });
+          this.#log.warn("frame is not one complete JPEG (FF D8 ... FF D9) with a size; not recorded", {
+            seq: frame.seq, bytes: frame.jpeg.length, width: frame.width, height: frame.height,
+          });
         }
         return;
       }
@@ -578,6 +587,7 @@ export class SegmentWriter implements AsyncDisposable {
     if (rec.exitCode === null) await rec.drained(deadline);
     rec.closing = true;
     rec.wake();
+    if (rec.held) this.#stats.dropped++; // ffmpeg never took it in time
     rec.held = null;
     rec.owed = 0;
     if (rec.exitCode !== null && !this.#endedByUs.has(rec)) {
@@ -643,7 +653,6 @@ export class SegmentWriter implements AsyncDisposable {
   }
 
   async #salvage(rec: Recording): Promise<SegmentInfo | null> {
-    activePartials.delete(rec.paths.partial);
     try {
       const r = await recoverPartial(rec.paths.partial, { ffmpegPath: this.#ffmpeg, ffprobePath: this.#ffprobe, log: this.#log });
       if (r.action !== "recovered" || !r.path) return null;
@@ -651,7 +660,7 @@ export class SegmentWriter implements AsyncDisposable {
         path: r.path, startedAt: rec.startedAt, frames: r.frames, repeats: 0, durationSec: r.durationSec ?? 0, bytes: sizeOf(r.path), recovered: true,
       }, "repaired");
     } finally {
-      this.#reserved.delete(rec.paths.final);
+      this.#release(rec);
     }
   }
 
@@ -678,12 +687,15 @@ export class SegmentWriter implements AsyncDisposable {
   /** ffmpeg exited: expected when we ended its input, a failure otherwise. */
   async #onExit(rec: Recording): Promise<void> {
     if (this.#endedByUs.has(rec)) return;
+    rec.closing = true;
+    rec.wake();
     if (this.#current === rec) {
       this.#current = null;
       this.#timeline.reset();
     }
     this.#stats.ffmpegFailures++;
     this.#scheduleRetry();
+    this.#retention.enforce(); // a full disk is a common cause: make room before the retry
     const done = this.#salvageOnce(rec);
     this.#finishing.add(done);
     void done.finally(() => this.#finishing.delete(done));
@@ -699,6 +711,7 @@ export class SegmentWriter implements AsyncDisposable {
     this.#timeline.reset();
     const waitMs = this.#scheduleRetry();
     this.#log.error(message, { ...fields, dir: this.#dir, retryInMs: waitMs });
+    this.#retention.enforce();
   }
 
   /** First retry at once, then 1 s, 2 s, 4 s ... up to the segment length (at most 30 s). */

@@ -10,9 +10,11 @@ export interface BufferResult {
 }
 
 // Socket option numbers differ per platform.
-const CONSTANTS: Partial<Record<NodeJS.Platform, { lib: string; SOL_SOCKET: number; SO_RCVBUF: number; SO_RCVBUFFORCE?: number }>> = {
-  linux: { lib: "libc.so.6", SOL_SOCKET: 1, SO_RCVBUF: 8, SO_RCVBUFFORCE: 33 },
-  darwin: { lib: "libc.dylib", SOL_SOCKET: 0xffff, SO_RCVBUF: 0x1002 },
+interface Options { lib: string; SOL_SOCKET: number; receive: [number, number?]; send: [number, number?] }
+/** [SO_RCVBUF, SO_RCVBUFFORCE] and [SO_SNDBUF, SO_SNDBUFFORCE]; the FORCE variants exist on Linux only. */
+const CONSTANTS: Partial<Record<NodeJS.Platform, Options>> = {
+  linux: { lib: "libc.so.6", SOL_SOCKET: 1, receive: [8, 33], send: [7, 32] },
+  darwin: { lib: "libc.dylib", SOL_SOCKET: 0xffff, receive: [0x1002], send: [0x1001] },
 };
 
 type Libc = {
@@ -36,27 +38,35 @@ function loadLibc(lib: string): Libc | null {
 }
 
 /**
- * Asks the kernel for a receive buffer of `bytes` on a socket's file descriptor.
- * Bun's UDP socket has no option for this, and a 720p frame is bigger than the
- * default buffer, so without it bursts are dropped silently by the kernel.
- * Tries SO_RCVBUF, then SO_RCVBUFFORCE (which passes the rmem_max cap with CAP_NET_ADMIN).
+ * Asks the kernel for a socket buffer of `bytes` on a file descriptor. Bun's UDP
+ * socket has no option for this, and a 720p frame is bigger than the default
+ * buffer: without it a burst is dropped silently by the receiving kernel, or
+ * refused by the sending one. Tries SO_RCVBUF/SO_SNDBUF, then the FORCE variant
+ * (which passes the rmem_max/wmem_max cap with CAP_NET_ADMIN).
  */
-export function enlargeReceiveBuffer(fd: number | undefined, bytes: number): BufferResult {
+export function enlargeBuffer(fd: number | undefined, which: "receive" | "send", bytes: number): BufferResult {
   const c = CONSTANTS[process.platform];
   if (fd === undefined || fd < 0) return { requested: bytes, actual: null, note: "socket has no file descriptor" };
   if (!c) return { requested: bytes, actual: null, note: `not supported on ${process.platform}` };
   const lib = loadLibc(c.lib);
   if (!lib) return { requested: bytes, actual: null, note: `cannot load ${c.lib}` };
+  const [option, force] = c[which];
   const value = new Int32Array([bytes]);
-  lib.setsockopt(fd, c.SOL_SOCKET, c.SO_RCVBUF, ptr(value) as unknown as number, 4);
-  let actual = readBuffer(lib, fd, c.SOL_SOCKET, c.SO_RCVBUF);
-  if (actual !== null && actual < bytes && c.SO_RCVBUFFORCE !== undefined) {
-    if (lib.setsockopt(fd, c.SOL_SOCKET, c.SO_RCVBUFFORCE, ptr(value) as unknown as number, 4) === 0) {
-      actual = readBuffer(lib, fd, c.SOL_SOCKET, c.SO_RCVBUF);
+  lib.setsockopt(fd, c.SOL_SOCKET, option, ptr(value) as unknown as number, 4);
+  let actual = readBuffer(lib, fd, c.SOL_SOCKET, option);
+  if (actual !== null && actual < bytes && force !== undefined) {
+    if (lib.setsockopt(fd, c.SOL_SOCKET, force, ptr(value) as unknown as number, 4) === 0) {
+      actual = readBuffer(lib, fd, c.SOL_SOCKET, option);
     }
   }
-  const note = actual !== null && actual < bytes ? "capped by the kernel (raise net.core.rmem_max to allow more)" : undefined;
+  const sysctl = which === "receive" ? "net.core.rmem_max" : "net.core.wmem_max";
+  const note = actual !== null && actual < bytes ? `capped by the kernel (raise ${sysctl} to allow more)` : undefined;
   return { requested: bytes, actual, note };
+}
+
+/** The receive side of {@link enlargeBuffer}. */
+export function enlargeReceiveBuffer(fd: number | undefined, bytes: number): BufferResult {
+  return enlargeBuffer(fd, "receive", bytes);
 }
 
 function readBuffer(lib: Libc, fd: number, level: number, name: number): number | null {

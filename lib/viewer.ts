@@ -21,6 +21,10 @@ export interface ViewerOptions {
   udpPort: number;
   log: Logger;
   sinks: FrameSink[];
+  /** UDP receive buffer to ask for, bytes. */
+  receiveBufferBytes?: number;
+  /** This viewer's name in the server's log. */
+  name?: string;
   /** Stop after this many frames (0 = no limit). */
   maxFrames?: number;
   /** Stop after this many seconds (0 = no limit). */
@@ -68,6 +72,7 @@ export class Viewer {
     const { host, port, maxSeconds = 0 } = this.#opts;
     const client = await StreamClient.open({
       host, port, udpPort: this.#opts.udpPort, log: this.#log,
+      receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name,
       onFrame: (f, nowMs) => this.#onFrame(f, nowMs),
     });
     this.#client = client;

@@ -41,3 +41,20 @@ test("a newer frame replaces the unsent rest of the older one, and says how much
   p.remove("b");
   expect(p.idle).toBe(true);
 });
+
+test("datagrams the socket did not take go back to their queues and leave first next time", () => {
+  const p = new Pacer<string>();
+  p.enqueue("a", target(1001), grams(3, 1), 0, 0);
+  p.enqueue("b", target(1002), grams(2, 2), 0, 0);
+  const out: (Uint8Array | number | string)[] = [];
+  expect(p.due(0, out)).toBe(5);
+  // The socket took 2 of the 5 (a0, a1): a2, b0 and b1 are returned.
+  expect(p.unsent(2)).toBe(3);
+  expect(p.idle).toBe(false);
+  const again: (Uint8Array | number | string)[] = [];
+  expect(p.due(1, again)).toBe(3);
+  const sent = again.filter((x) => x instanceof Uint8Array).map((d) => `${(d as Uint8Array)[0]}:${(d as Uint8Array)[1]}`);
+  expect(sent).toEqual(["1:2", "2:0", "2:1"]);
+  expect(p.unsent(3)).toBe(0);
+  expect(p.idle).toBe(true);
+});

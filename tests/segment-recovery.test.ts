@@ -177,6 +177,30 @@ describe("recoverPartial", () => {
   }, 30_000);
 });
 
+describe("recoverPartial when the copy cannot be written", () => {
+  test("a partial that still holds frames is kept (e.g. disk full) and the failure logged", async () => {
+    const dir = tempDir();
+    const day = join(dir, "2025-01-02");
+    mkdirSync(day);
+    const frames = await jpegFrames(5, 320, 240);
+    const partial = join(day, ".03-04-05.avi.partial");
+    const ff = Bun.spawn([resolveFfmpeg().path, "-v", "error", "-f", "mjpeg", "-framerate", "30", "-i", "pipe:0", "-c", "copy", "-f", "avi", partial], { stdin: "pipe" });
+    for (const f of frames) ff.stdin.write(f);
+    await ff.stdin.end();
+    expect(await ff.exited).toBe(0);
+    const fake = join(dir, "ffmpeg-disk-full");
+    writeFileSync(fake, "#!/bin/sh\necho 'Error writing trailer: No space left on device' >&2\nexit 1\n", { mode: 0o755 });
+    const log = memoryLogger("recorder");
+    const r = await recoverPartial(partial, { ffmpegPath: fake, log });
+    expect(r.action).toBe("failed");
+    expect(existsSync(partial)).toBe(true);
+    expect(listFiles(dir)).toEqual(["2025-01-02/.03-04-05.avi.partial", "ffmpeg-disk-full"]);
+    const line = log.lines.find((l) => l.includes("ERROR [recorder] cannot repair partial segment; keeping it for the next start"));
+    expect(line).toContain("frames=5");
+    expect(line).toContain("No space left on device");
+  }, 30_000);
+});
+
 describe("who owns a partial", () => {
   test("findPartials lists partials in date folders and deletes leftovers of an interrupted repair", async () => {
     const dir = tempDir();

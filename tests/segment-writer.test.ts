@@ -297,6 +297,28 @@ describe("SegmentWriter", () => {
     expect(Math.abs(probe.durationSec! - covered)).toBeLessThanOrEqual(INTERVAL / 1e6);
   }, 60_000);
 
+  test("an ffmpeg that does not finish at close is killed after the timeout and its file repaired", async () => {
+    const dir = tempDir();
+    const log = memoryLogger("recorder");
+    const writer = await SegmentWriter.open({ dir, segmentSeconds: 60, container: "avi", fps: FPS, log, closeTimeoutMs: 300 });
+    for (let i = 0; i < 30; i++) {
+      await writer.whenWritable();
+      writer.write({ seq: i, capturedAt: T0 + Math.round(i * INTERVAL), width: W, height: H, jpeg: frames[i]! });
+    }
+    const partial = writer.openPartial!;
+    await waitFor(() => statSync(partial).size > 200_000, 5_000, "frames in the partial file");
+    process.kill(writer.ffmpegPid!, "SIGSTOP"); // hung: never reads the end of its input
+    const started = performance.now();
+    const info = await writer.close();
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(info).toMatchObject({ recovered: true, path: join(dir, `${localStem(T0)}.avi`) });
+    expect(info!.frames).toBeGreaterThan(0);
+    expect((await probeVideo(info!.path)).frames).toBe(info!.frames);
+    expect(log.lines.some((l) => l.includes("ERROR [recorder] ffmpeg did not finish the segment in time") && l.includes("timeoutMs=300"))).toBe(true);
+    expect(writer.stats.ffmpegFailures).toBe(1);
+    expect(listFiles(dir)).toEqual([`${localStem(T0)}.avi`]);
+  }, 30_000);
+
   test("ffmpeg that cannot start: write() never throws, failures are logged and retried with backoff", async () => {
     const dir = tempDir();
     const log = memoryLogger("recorder");

@@ -22,7 +22,9 @@ async function rawClient(port: number): Promise<RawClient> {
     hostname: "127.0.0.1",
     port,
     socket: {
-      data: (_s, chunk) => c.messages.push(...reader.push(chunk)),
+      data: (_s, chunk) => {
+        c.messages.push(...reader.push(chunk));
+      },
       close: () => {
         c.closed = true;
       },
@@ -92,7 +94,7 @@ describe("stream server control channel", () => {
 
   test("frames go to the TCP peer's address on the UDP port it asked for, each fragment stamped with its session", async () => {
     const got: Uint8Array[] = [];
-    const udp = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => got.push(new Uint8Array(buf)) } });
+    const udp = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => void got.push(new Uint8Array(buf)) } });
     try {
       await withServer(async (server) => {
         const c = await rawClient(server.port);
