@@ -6,7 +6,7 @@ import { writeFileSync } from "node:fs";
 import { parseByteSize, parseInteger, parseNumber, parsePort, rejectUnknown, UsageError } from "./lib/cli.ts";
 import { createLogger, FileSink, stderrSink, type Sink } from "./lib/log.ts";
 import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
-import { runMain, untilSignal } from "./lib/run-main.ts";
+import { invocation, runMain, untilSignal } from "./lib/run-main.ts";
 import { checkWritable, SegmentWriter } from "./lib/segment-writer.ts";
 import { FrameCheck } from "./lib/frame-check.ts";
 import { formatStatus, StatusLine } from "./lib/status-line.ts";
@@ -14,7 +14,7 @@ import { versionReport } from "./lib/version.ts";
 import { Viewer, type FrameSink } from "./lib/viewer.ts";
 import { displayAvailable, ViewerWindow } from "./lib/viewer-window.ts";
 
-const HELP = `Usage: bun client.ts HOST PORT UDPPORT [options]
+const HELP = `Usage: ${invocation("client.ts")} HOST PORT UDPPORT [options]
 
 Connects to a lancam server at HOST:PORT (TCP), receives its stream on UDPPORT
 (0 picks a free port), shows it in a window and records it into rolling segments.
@@ -151,4 +151,4 @@ async function main(): Promise<number> {
   return code;
 }
 
-await runMain("lancam-client", main);
+await runMain("lancam-client", "client.ts", main);

@@ -6,12 +6,12 @@ import { parseInteger, parseNumber, parsePort, parseSize, rejectUnknown, UsageEr
 import { openSource, parseSourceSpec } from "./lib/capture.ts";
 import { createLogger, FileSink, stderrSink } from "./lib/log.ts";
 import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
-import { runMain, untilSignal } from "./lib/run-main.ts";
+import { invocation, runMain, untilSignal } from "./lib/run-main.ts";
 import { SegmentWriter } from "./lib/segment-writer.ts";
 import { DEFAULT_SPREAD, StreamServer } from "./lib/stream-server.ts";
 import { versionReport } from "./lib/version.ts";
 
-const HELP = `Usage: bun server.ts [options]
+const HELP = `Usage: ${invocation("server.ts")} [options]
 
 Captures a camera (or file, pipeline, test pattern) once and streams it to every
 lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when ready.
@@ -103,4 +103,4 @@ async function main(): Promise<number> {
   return exitCode;
 }
 
-await runMain("lancam-server", main);
+await runMain("lancam-server", "server.ts", main);

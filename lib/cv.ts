@@ -134,6 +134,9 @@ export function describeLoadFailure(err: unknown, where: LoadContext = {}): stri
   if (/\/\$bunfs\/\S*\.node\b/.test(message)) {
     return `cannot unpack the OpenCV addon into the temporary folder ${tmpdir()}: make it writable, or set TMPDIR to a folder that is (${message})`;
   }
+  if (standalone && /failed to map segment from shared object/.test(message)) {
+    return `the temporary folder ${tmpdir()} does not allow loading code (mounted noexec?): set TMPDIR to another folder (${message})`;
+  }
   // Before "not built": a missing dependency's message may name lancam.node and "No such file" too.
   const soMissing = /([\w.+-]+\.so(?:\.[\w.]+)?): cannot open shared object file/.exec(message)?.[1];
   if (soMissing) {

@@ -69,7 +69,11 @@ export function extractBinary(bin: EmbeddedBinary, dir: string, name: string): s
     chmodSync(tmp, 0o755);
     renameSync(tmp, target);
   } catch (err) {
-    rmSync(tmp, { force: true });
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // the folder itself is the problem: nothing was written
+    }
     throw new Error(
       `cannot extract the embedded ffmpeg to ${target} (${err instanceof Error ? err.message : String(err)}); ` +
         "set XDG_CACHE_HOME to a writable folder, or FFMPEG_BIN=/path/to/ffmpeg",

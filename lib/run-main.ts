@@ -7,14 +7,14 @@ const USER_ERRORS = new Set(["UsageError", "ConnectError", "CaptureError", "Reco
  * Runs an entry script's main: a UsageError prints its message and the usage hint
  * with exit 2, a known error prints one line with exit 1, anything else its stack.
  */
-export async function runMain(program: string, main: () => Promise<number>): Promise<never> {
+export async function runMain(program: string, script: string, main: () => Promise<number>): Promise<never> {
   let code: number;
   try {
     code = await main();
   } catch (e) {
     const err = e instanceof Error ? e : new Error(String(e));
     if (err instanceof UsageError) {
-      process.stderr.write(`${program}: ${err.message}\nRun \`${program} --help\` for usage.\n`);
+      process.stderr.write(`${program}: ${err.message}\nRun \`${invocation(script)} --help\` for usage.\n`);
       code = 2;
     } else if (USER_ERRORS.has(err.name)) {
       process.stderr.write(`${program}: error: ${err.message}\n`);
@@ -46,4 +46,14 @@ export function untilSignal(): { promise: Promise<NodeJS.Signals>; dispose: () =
       process.off("SIGTERM", handler);
     },
   };
+}
+
+/** True inside a `bun build --compile` executable (its modules live in Bun's embedded filesystem). */
+export function isStandalone(): boolean {
+  return Bun.main.startsWith("/$bunfs/") || /^[A-Z]:\\~BUN\\/.test(Bun.main);
+}
+
+/** How the user started this program, for usage lines: `bun server.ts`, or the executable's name. */
+export function invocation(script: string): string {
+  return isStandalone() ? (process.execPath.split(/[\\/]/).pop() ?? script) : `bun ${script}`;
 }

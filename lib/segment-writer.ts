@@ -18,8 +18,9 @@ import { activePartials, claimOutDir, recoverPartial, recoverPartials } from "./
  *   rotation / close: stdin.end, wait for exit, rename to <HH-MM-SS>.<ext>; a dead ffmpeg's partial is repaired.
  *
  * AVI has a constant frame rate, so a gap in capture times is filled by repeating the previous
- * frame; Matroska carries each frame's capture time. write() never throws and never waits: while
- * ffmpeg has not taken the previous data, new frames are dropped and counted.
+ * frame; Matroska carries each frame's capture time. write() never throws and never waits: once
+ * ffmpeg's pipe is full and a small budget (maxQueuedBytes) waits behind it, new frames are
+ * dropped and counted, so memory stays bounded however slow ffmpeg or the disk is.
  */
 
 /** The output folder cannot be used; the message says what to do. */
@@ -66,6 +67,11 @@ export interface SegmentWriterOptions {
   onSegment?: (info: SegmentInfo) => void;
   /** How long a closing ffmpeg may take before it is killed and its partial repaired. */
   closeTimeoutMs?: number;
+  /**
+   * Bytes that may wait for ffmpeg once its pipe is full (default 2 MiB); beyond that frames are
+   * dropped. Absorbs a new ffmpeg starting up at each rotation and short disk stalls.
+   */
+  maxQueuedBytes?: number;
   /** Clock and free-space reader for retention (tests). */
   retentionEnv?: Partial<RetentionEnv>;
 }
@@ -175,6 +181,7 @@ class JpegCopy {
 
 const STDERR_LINES = 20;
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_QUEUED_BYTES = 2 * 1024 * 1024;
 const RETRY_MAX_MS = 30_000;
 
 function isCompleteJpeg(b: Uint8Array): boolean {
@@ -195,8 +202,10 @@ class Recording {
   readonly stderrTail: string[] = [];
   readonly stderrDone: Promise<void>;
   readonly mkv: MkvStream | null;
-  /** A write is waiting in the pipe's buffer: new frames are dropped until it drains. */
+  /** ffmpeg has not taken everything yet: the pipe is full and the sink holds the rest. */
   pending = false;
+  /** Bytes handed over since the pipe went pending (an upper bound of what the sink holds). */
+  queued = 0;
   #token = 0;
   /** AVI: repeats of `prev` still to write, then `held` (a frame that arrived after a gap). */
   owed = 0;
@@ -217,6 +226,7 @@ class Recording {
     args: string[],
     mkv: MkvStream | null,
     readonly stats: SegmentWriterStats,
+    readonly maxQueuedBytes: number,
     readonly onDrain: (rec: Recording) => void,
   ) {
     this.mkv = mkv;
@@ -246,9 +256,14 @@ class Recording {
     if (this.stderrTail.length > STDERR_LINES) this.stderrTail.shift();
   }
 
-  /** True when a frame can be written now without queueing. */
+  /** True while the sink holds less than the budget: more may be handed over. */
+  get hasRoom(): boolean {
+    return this.queued < this.maxQueuedBytes;
+  }
+
+  /** True when a frame can be written now (nothing owed before it, room in the budget). */
   get writable(): boolean {
-    return !this.pending && this.owed === 0 && this.held === null;
+    return this.hasRoom && this.owed === 0 && this.held === null;
   }
 
   /** Resolves once `writable` (or the recording ended). */
@@ -264,7 +279,7 @@ class Recording {
     for (const w of waiters) w();
   }
 
-  /** Hands one chunk to ffmpeg; a pending write marks the pipe busy until it drains. */
+  /** Hands one chunk to ffmpeg; once the pipe is full, what the sink buffers is counted. */
   send(chunk: Uint8Array): void {
     this.stats.bytesWritten += chunk.length;
     let r: unknown;
@@ -275,16 +290,22 @@ class Recording {
     }
     if (r instanceof Promise) {
       this.pending = true;
+      this.queued += chunk.length;
       const token = ++this.#token;
+      // The sink flushes in order, so when the latest write settles everything has.
       r.then(
         () => {
           if (token !== this.#token) return;
           this.pending = false;
+          this.queued = 0;
           this.onDrain(this);
         },
         () => {
           // EPIPE: ffmpeg died; the exit handler takes over
-          if (token === this.#token) this.pending = false;
+          if (token === this.#token) {
+            this.pending = false;
+            this.queued = 0;
+          }
           this.wake();
         },
       );
@@ -322,6 +343,7 @@ export class SegmentWriter implements AsyncDisposable {
   readonly #timeline: SegmentTimeline;
   readonly #intervalMicros: number;
   readonly #closeTimeoutMs: number;
+  readonly #maxQueuedBytes: number;
   readonly #stats: SegmentWriterStats = {
     framesIn: 0, framesWritten: 0, repeats: 0, dropped: 0, rejected: 0, segmentsClosed: 0, ffmpegFailures: 0, bytesWritten: 0,
   };
@@ -346,6 +368,7 @@ export class SegmentWriter implements AsyncDisposable {
     this.#intervalMicros = 1_000_000 / opts.fps;
     this.#timeline = new SegmentTimeline(opts.segmentSeconds * 1_000_000, this.#intervalMicros);
     this.#closeTimeoutMs = opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.#maxQueuedBytes = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
   }
 
   /**
@@ -506,7 +529,7 @@ export class SegmentWriter implements AsyncDisposable {
     ];
     let rec: Recording;
     try {
-      rec = new Recording(paths, frame.capturedAt, args, mkv, this.#stats, (r) => this.#pump(r));
+      rec = new Recording(paths, frame.capturedAt, args, mkv, this.#stats, this.#maxQueuedBytes, (r) => this.#pump(r));
     } catch (err) {
       try {
         unlinkSync(paths.partial);
@@ -539,7 +562,7 @@ export class SegmentWriter implements AsyncDisposable {
     }
     rec.owed = gap;
     this.#pump(rec); // repeats of the previous frame first
-    if (rec.owed === 0 && !rec.pending) {
+    if (rec.owed === 0 && rec.hasRoom) {
       rec.send(frame.jpeg);
       rec.prev.set(frame.jpeg);
       this.#counted(rec);
@@ -557,13 +580,13 @@ export class SegmentWriter implements AsyncDisposable {
 
   /** AVI: writes owed repeats, then the held frame, while the pipe takes them without queueing. */
   #pump(rec: Recording): void {
-    while (rec.owed > 0 && !rec.pending && rec.exitCode === null) {
+    while (rec.owed > 0 && rec.hasRoom && rec.exitCode === null) {
       rec.send(rec.prev.bytes);
       rec.owed--;
       rec.repeats++;
       this.#stats.repeats++;
     }
-    if (rec.owed === 0 && rec.held && !rec.pending) {
+    if (rec.owed === 0 && rec.held && rec.hasRoom) {
       const held = rec.held;
       rec.held = null;
       rec.send(held.bytes);

@@ -17,7 +17,7 @@ export async function versionReport(program: string): Promise<string> {
     const ff = resolveFfmpeg();
     lines.push(`ffmpeg ${ff.path} (from ${ff.origin})`);
   } catch (e) {
-    lines.push(`ffmpeg not found: ${(e as Error).message}`);
+    lines.push((e as Error).message);
   }
   return lines.join("\n");
 }

@@ -103,7 +103,8 @@ async function buildOne(entry: string, outfile: string, plugins: BunPlugin[], em
     throw new BuildError(`bun build of ${entry} failed:\n${result.logs.map((l) => `  ${String(l)}`).join("\n")}`);
   }
   // A computed require() path would build fine and fail on the lab machine: check the inputs.
-  const inputs = Object.keys(result.metafile?.inputs ?? {}).map((p) => resolve(ROOT, p));
+  // The metafile names inputs relative to the working folder.
+  const inputs = Object.keys(result.metafile?.inputs ?? {}).map((p) => resolve(p));
   if (!inputs.includes(ADDON)) throw new BuildError(`${entry}: the OpenCV addon was not embedded (lib/cv.ts must require it by a literal path)`);
   if (embedsFfmpeg && !inputs.includes(embedsFfmpeg)) throw new BuildError(`${entry}: ffmpeg ${embedsFfmpeg} was not embedded`);
 }

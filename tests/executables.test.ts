@@ -20,7 +20,7 @@ let run: string;
 let buildLog = "";
 
 /** The environment of a lab machine: no ffmpeg on PATH, nothing inherited from this shell. */
-function labEnv(): Record<string, string> {
+function labEnv(): { HOME: string; PATH: string; XDG_CACHE_HOME: string; TMPDIR: string } {
   return { HOME: join(work, "home"), PATH: join(work, "empty-bin"), XDG_CACHE_HOME: join(work, "cache"), TMPDIR: join(work, "tmp") };
 }
 
@@ -229,7 +229,9 @@ describe("on a machine without OpenCV", () => {
     );
     const tmpNotWritable = new Error("/$bunfs/root/lancam-prrbwyvk.node: cannot open shared object file: No such file or directory");
     expect(describeLoadFailure(tmpNotWritable, { platform: "linux", standalone: true })).toStartWith("cannot unpack the OpenCV addon into the temporary folder ");
-    const cases: [Error, NodeJS.Platform][] = [[linux, "linux"], [jammy, "linux"], [mac, "darwin"], [win, "win32"], [tmpNotWritable, "linux"]];
+    const noexec = new Error("/tmp/.bun-1000-f26066e958f85277.node: failed to map segment from shared object");
+    expect(describeLoadFailure(noexec, { platform: "linux", standalone: true })).toMatch(/does not allow loading code \(mounted noexec\?\): set TMPDIR to another folder/);
+    const cases: [Error, NodeJS.Platform][] = [[linux, "linux"], [jammy, "linux"], [mac, "darwin"], [win, "win32"], [tmpNotWritable, "linux"], [noexec, "linux"]];
     for (const [err, platform] of cases) {
       const text = describeLoadFailure(err, { platform, standalone: true });
       expect(text).not.toContain("native/build.sh");
