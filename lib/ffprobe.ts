@@ -11,6 +11,10 @@ export interface VideoProbe {
   durationSec: number | null;
   /** Frames actually read (`-count_frames`); null when not counted. */
   frames: number | null;
+  /** Frames the container declares (AVI: header length, empty chunks included); null if unknown. */
+  declaredFrames: number | null;
+  /** The stream's base frame rate as ffprobe prints it, e.g. `30/1`. */
+  frameRate: string;
 }
 
 /** ffprobe failed or found no video stream; the message carries ffprobe's stderr. */
@@ -19,7 +23,9 @@ export class ProbeError extends Error {
 }
 
 interface ProbeJson {
-  streams?: { codec_name?: string; width?: number; height?: number; duration?: string; nb_read_frames?: string }[];
+  streams?: {
+    codec_name?: string; width?: number; height?: number; duration?: string; nb_read_frames?: string; nb_frames?: string; r_frame_rate?: string;
+  }[];
   format?: { format_name?: string; duration?: string };
 }
 
@@ -34,7 +40,7 @@ export async function probeVideo(path: string, opts: { ffprobePath?: string; cou
   const args = [ffprobe, "-v", "error", "-select_streams", "v:0"];
   if (opts.countFrames ?? true) args.push("-count_frames");
   args.push(
-    "-show_entries", "stream=codec_name,width,height,duration,nb_read_frames:format=format_name,duration",
+    "-show_entries", "stream=codec_name,width,height,duration,nb_read_frames,nb_frames,r_frame_rate:format=format_name,duration",
     "-of", "json", path,
   );
   const proc = Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
@@ -55,5 +61,7 @@ export async function probeVideo(path: string, opts: { ffprobePath?: string; cou
     height: stream.height ?? 0,
     durationSec: num(json.format?.duration) ?? num(stream.duration),
     frames: num(stream.nb_read_frames),
+    declaredFrames: num(stream.nb_frames),
+    frameRate: stream.r_frame_rate ?? "",
   };
 }

@@ -518,10 +518,14 @@ export class SegmentWriter implements AsyncDisposable {
     const mkv = container === "mkv"
       ? new MkvStream({ width: frame.width, height: frame.height, frameIntervalMicros: this.#intervalMicros, startedAtMicros: frame.capturedAt })
       : null;
-    const input = container === "avi" ? ["-f", "mjpeg", "-framerate", String(this.#opts.fps)] : ["-f", "matroska"];
+    const fps = String(this.#opts.fps);
+    const input = container === "avi" ? ["-f", "mjpeg", "-framerate", fps] : ["-f", "matroska"];
+    // Without an output rate, a stream-copied AVI gets time base 1/(2 x fps) and an empty chunk
+    // after every frame (ffmpeg's "ticks per frame" heuristic): twice the rate, twice the index.
+    const output = container === "avi" ? ["-r", fps] : [];
     const args = [
       this.#ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
-      ...input, "-i", "pipe:0", "-map", "0:v:0", "-c", "copy",
+      ...input, "-i", "pipe:0", "-map", "0:v:0", "-c", "copy", ...output,
       "-metadata", `creation_time=${new Date(Math.floor(frame.capturedAt / 1000)).toISOString()}`,
       // Each frame reaches the file as it is muxed, so a crash loses only what is in the pipe.
       "-flush_packets", "1",

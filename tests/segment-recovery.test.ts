@@ -121,6 +121,7 @@ describe("kill -9 of the recording process", () => {
       expect([repaired.width, repaired.height]).toEqual([640, 480]);
       expect(repaired.frames!).toBeGreaterThan(0);
       expect(repaired.durationSec!).toBeGreaterThan(0);
+      if (container === "avi") expect([repaired.frameRate, repaired.declaredFrames]).toEqual(["30/1", repaired.frames]);
       const line = log.lines.find((l) => l.includes("INFO [recorder] recovered partial segment"));
       expect(line).toBeDefined();
       expect(line).toContain(`frames=${repaired.frames}`);

@@ -123,6 +123,11 @@ async function checkSegments(container: "avi" | "mkv", times: number[], segmentS
     expect(Math.abs(probe.durationSec! - covered)).toBeLessThanOrEqual(INTERVAL / 1e6);
     expect(Math.abs(info.durationSec - covered)).toBeLessThanOrEqual(INTERVAL / 1e6);
     expect(probe.frames).toBe(info.frames + info.repeats);
+    if (container === "avi") {
+      // A true 30 fps AVI: no empty "skip" chunks between frames, no doubled rate.
+      expect(probe.frameRate).toBe("30/1");
+      expect(probe.declaredFrames).toBe(probe.frames);
+    }
     probedFrames += probe.frames!;
     repeats += info.repeats;
   }
