@@ -128,6 +128,8 @@ export interface RetentionEnv {
  */
 export class Retention {
   readonly #files = new Map<string, SegmentFile>();
+  /** Segments being written or finished (partial path to start time, ms): never deleted, and nothing newer goes first. */
+  readonly #unfinished = new Map<string, number>();
 
   private constructor(
     readonly outDir: string,
@@ -154,6 +156,16 @@ export class Retention {
     if (this.active) this.#files.set(file.path, file);
   }
 
+  /** A segment was started: it is not a deletion candidate until it is finished. */
+  begin(partial: string, startedAtMs: number): void {
+    this.#unfinished.set(partial, startedAtMs);
+  }
+
+  /** A started segment is finished (then `add`ed) or given up. */
+  end(partial: string): void {
+    this.#unfinished.delete(partial);
+  }
+
   /** The segments currently known, oldest first. */
   get files(): SegmentFile[] {
     return [...this.#files.values()].sort((a, b) => a.startedAtMs - b.startedAtMs);
@@ -170,7 +182,12 @@ export class Retention {
         this.log.warn("cannot read free space; --min-free not applied", { dir: this.outDir, error: String(err) });
       }
     }
-    const plan = planDeletions([...this.#files.values()], this.policy, this.env.now(), free);
+    // Oldest first means oldest first: while an older segment is still being finished,
+    // nothing newer than it is deleted (the next enforce, once it is finished, goes on).
+    const floor = Math.min(Infinity, ...this.#unfinished.values());
+    const full = planDeletions([...this.#files.values()], this.policy, this.env.now(), free);
+    const blocked = full.findIndex((d) => (this.#files.get(d.path)?.startedAtMs ?? 0) >= floor);
+    const plan = blocked < 0 ? full : full.slice(0, blocked);
     const touched = new Set<string>();
     for (const d of plan) {
       this.#files.delete(d.path);

@@ -545,6 +545,7 @@ export class SegmentWriter implements AsyncDisposable {
     }
     this.#reserved.add(paths.final);
     activePartials.add(paths.partial);
+    this.#retention.begin(paths.partial, frame.capturedAt / 1000);
     this.#current = rec;
     this.#timeline.begin(frame.capturedAt, frame.width, frame.height);
     if (mkv) rec.send(mkv.header());
@@ -694,6 +695,7 @@ export class SegmentWriter implements AsyncDisposable {
   #release(rec: Recording): void {
     this.#reserved.delete(rec.paths.final);
     activePartials.delete(rec.paths.partial);
+    this.#retention.end(rec.paths.partial);
   }
 
   #finished(info: SegmentInfo, reason: string): SegmentInfo {

@@ -169,6 +169,30 @@ describe("Retention on disk", () => {
   });
 });
 
+describe("Retention while an older segment is still being finished", () => {
+  test("nothing newer than it is deleted first; once it is finished, deletion goes on oldest first", async () => {
+    const dir = tempDir();
+    const names = ["2025-01-10/11-00-00.avi", "2025-01-10/11-00-01.avi", "2025-01-10/11-00-02.avi", "2025-01-10/11-00-03.avi"];
+    const startOf = (i: number) => new Date(2025, 0, 10, 11, 0, i).getTime();
+    mkdirSync(join(dir, "2025-01-10"), { recursive: true });
+    const log = memoryLogger("recorder");
+    const r = await Retention.load(dir, { maxBytes: 250 }, log, { now: () => NOW, freeBytes: () => 1e12 });
+    // Segment 0 is finished; 1 is still closing; 2 and 3 finished before it.
+    for (const i of [0, 2, 3]) {
+      writeFileSync(join(dir, names[i]!), new Uint8Array(100));
+      r.add({ path: join(dir, names[i]!), size: 100, startedAtMs: startOf(i) });
+    }
+    r.begin(join(dir, "2025-01-10/.11-00-01.avi.partial"), startOf(1));
+    expect(r.enforce().map((d) => relative(dir, d.path))).toEqual([names[0]]);
+    expect(existsSync(join(dir, names[2]!))).toBe(true); // over the limit, but newer than the one still closing
+    writeFileSync(join(dir, names[1]!), new Uint8Array(100));
+    r.end(join(dir, "2025-01-10/.11-00-01.avi.partial"));
+    r.add({ path: join(dir, names[1]!), size: 100, startedAtMs: startOf(1) });
+    expect(r.enforce().map((d) => relative(dir, d.path))).toEqual([names[1]]);
+    expect(listFiles(dir)).toEqual([names[2], names[3]]);
+  });
+});
+
 describe("SegmentWriter applies retention", () => {
   test("at open (by age, injected clock) and at each rotation (by size), oldest first, never the open segment", async () => {
     const dir = tempDir();
