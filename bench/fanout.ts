@@ -45,6 +45,16 @@ function cpuSeconds(pid: number): number {
   }
 }
 
+/** Peak resident memory of a process in MiB (VmHWM). */
+function peakRssMiB(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.floor(s.length / 2)]! : NaN;
@@ -60,6 +70,8 @@ interface Row {
   latencyP95: number;
   latencyP99: number;
   serverCpuPct: number;
+  serverCpuMsPerFrame: number;
+  serverPeakRssMiB: number;
   clientCpuPct: number;
 }
 
@@ -88,6 +100,7 @@ async function run(n: number): Promise<Row> {
     }));
     const wall = (performance.now() - t0) / 1000;
     const serverCpu = cpuSeconds(server.proc.pid) - serverCpu0;
+    const serverRss = peakRssMiB(server.proc.pid);
     server.proc.kill("SIGTERM");
     await server.exited;
     const lines = readFileSync(log, "utf8").split("\n");
@@ -108,6 +121,8 @@ async function run(n: number): Promise<Row> {
       latencyP95: median(perClient.map((c) => c.stats.latencyMs.p95)),
       latencyP99: median(perClient.map((c) => c.stats.latencyMs.p99)),
       serverCpuPct: (100 * serverCpu) / wall,
+      serverCpuMsPerFrame: (1000 * serverCpu) / (wall * fps),
+      serverPeakRssMiB: serverRss,
       clientCpuPct: (100 * median(clientCpu)) / seconds,
     };
   } finally {
@@ -117,10 +132,10 @@ async function run(n: number): Promise<Row> {
 }
 
 console.log(`# fan-out: ${size} at ${fps} fps, ${sourceKind} source q80, ${seconds} s per run, ${cpus().length} cores (${cpus()[0]?.model}), Bun ${Bun.version}${extra.length ? `, server ${extra.join(" ")}` : ""}${clientExtra.length ? `, viewers ${clientExtra.join(" ")}` : ""}`);
-console.log("| viewers | frames sent/viewer | fps (median viewer) | loss % (median / worst) | latency p50 / p95 / p99 ms | server CPU % | CPU % per viewer |");
-console.log("|---|---|---|---|---|---|---|");
+console.log("| viewers | frames sent/viewer | fps (median viewer) | loss % (median / worst) | latency p50 / p95 / p99 ms | server CPU % (ms/frame) | server peak RSS MiB | CPU % per viewer |");
+console.log("|---|---|---|---|---|---|---|---|");
 for (const n of counts) {
   const r = await run(n);
   const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "-");
-  console.log(`| ${r.clients} | ${r.sentPerClient} | ${f(r.fpsMedian)} | ${f(r.lossPct, 2)} / ${f(r.worstLossPct, 2)} | ${f(r.latencyP50)} / ${f(r.latencyP95)} / ${f(r.latencyP99)} | ${f(r.serverCpuPct, 0)} | ${f(r.clientCpuPct, 0)} |`);
+  console.log(`| ${r.clients} | ${r.sentPerClient} | ${f(r.fpsMedian)} | ${f(r.lossPct, 2)} / ${f(r.worstLossPct, 2)} | ${f(r.latencyP50)} / ${f(r.latencyP95)} / ${f(r.latencyP99)} | ${f(r.serverCpuPct, 0)} (${f(r.serverCpuMsPerFrame, 2)}) | ${f(r.serverPeakRssMiB, 0)} | ${f(r.clientCpuPct, 0)} |`);
 }
