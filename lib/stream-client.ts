@@ -3,7 +3,6 @@ import { ControlChannel } from "./control-channel.ts";
 import { ByeReason, PROTOCOL_VERSION, byeReasonText, refuseReasonText, type ControlMessage } from "./control.ts";
 import { DecodeError } from "./decode-error.ts";
 import { nowMicros } from "./frame.ts";
-import type { Logger } from "./log.ts";
 import { Reassembler, type ReassembledFrame } from "./reassembler.ts";
 import { enlargeReceiveBuffer, socketFd, type BufferResult } from "./udp-buffer.ts";
 
@@ -26,7 +25,6 @@ export interface StreamClientOptions {
   host: string;
   port: number;
   udpPort: number;
-  log: Logger;
   name?: string;
   receiveBufferBytes?: number;
   connectTimeoutMs?: number;
@@ -59,7 +57,6 @@ export class StreamClient implements AsyncDisposable {
     type: "report", framesReceived: 0, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0,
   });
   readonly #opts: StreamClientOptions;
-  readonly #log: Logger;
   #udp!: udp.Socket<"buffer">;
   #serverIp = "";
   #reassembler = new Reassembler({ sessionId: 0 });
@@ -68,7 +65,6 @@ export class StreamClient implements AsyncDisposable {
 
   private constructor(opts: StreamClientOptions) {
     this.#opts = opts;
-    this.#log = opts.log;
   }
 
   /** Binds the UDP port; a port in use is a ConnectError naming it. */

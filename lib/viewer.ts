@@ -71,7 +71,7 @@ export class Viewer {
   async run(): Promise<void> {
     const { host, port, maxSeconds = 0 } = this.#opts;
     const client = await StreamClient.open({
-      host, port, udpPort: this.#opts.udpPort, log: this.#log,
+      host, port, udpPort: this.#opts.udpPort,
       receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name,
       onFrame: (f, nowMs) => this.#onFrame(f, nowMs),
     });

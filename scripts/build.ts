@@ -13,7 +13,6 @@ import { basename, join, relative, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
 const ADDON = join(ROOT, "native/build/lancam.node");
-const EMBED_MODULE = join(ROOT, "lib/embedded-ffmpeg.ts");
 // The one line of lib/embedded-ffmpeg.ts the plugin replaces.
 const EMBED_LINE = /^const EMBEDDED: EmbeddedBinary \| null = null;$/m;
 const EXE = process.platform === "win32" ? ".exe" : "";

@@ -13,18 +13,8 @@ import {
   type ControlMessage,
 } from "../lib/control.ts";
 import { DecodeError } from "../lib/decode-error.ts";
+import { prng } from "./helpers/prng.ts";
 
-/** Small seeded PRNG (mulberry32): the same inputs on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 interface Golden {
   name: string;

@@ -2,18 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { decodeDatagram, HEADER_SIZE, MAX_FRAME_BYTES, MAX_MTU, MIN_MTU } from "../lib/datagram.ts";
 import { Fragmenter } from "../lib/fragmenter.ts";
 import { Reassembler } from "../lib/reassembler.ts";
+import { prng } from "./helpers/prng.ts";
 
-/** Small seeded PRNG (mulberry32): the same inputs on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 function randomBytes(n: number, seed: number): Uint8Array {
   const rnd = prng(seed);

@@ -2,18 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { ByeReason, encodeControl, MAX_MESSAGE_SIZE, RefuseReason, type ControlMessage } from "../lib/control.ts";
 import { DecodeError } from "../lib/decode-error.ts";
 import { MessageReader } from "../lib/message-reader.ts";
+import { prng } from "./helpers/prng.ts";
 
-/** Small seeded PRNG (mulberry32): the same inputs on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const MESSAGES: ControlMessage[] = [
   { type: "hello", version: 1, udpPort: 50000, capabilities: 0, name: "Küche ☕" },

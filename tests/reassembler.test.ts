@@ -2,18 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { encodeDatagramHeader, HEADER_SIZE, PayloadType } from "../lib/datagram.ts";
 import { Reassembler, RESYNC_DISTANCE, type ReassemblerOptions } from "../lib/reassembler.ts";
 import { seqAdd } from "../lib/seq.ts";
+import { prng } from "./helpers/prng.ts";
 
-/** Small seeded PRNG (mulberry32): the same inputs on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const SESSION = 0x5e55;
 

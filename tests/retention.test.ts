@@ -1,37 +1,17 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { memoryLogger } from "../lib/log.ts";
 import { formatBytes, planDeletions, Retention, scanSegments, type SegmentFile } from "../lib/retention.ts";
 import { type SegmentInfo, SegmentWriter } from "../lib/segment-writer.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
+import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
+
+const tempDir = tempDirs("lancam-retention-");
 
 const DAY = 86_400_000;
 const NOW = new Date(2025, 0, 10, 12, 0, 0).getTime();
 const seg = (name: string, ageMs: number, size: number): SegmentFile => ({ path: `/rec/${name}`, size, startedAtMs: NOW - ageMs });
-
-const temps: string[] = [];
-afterEach(() => {
-  for (const d of temps.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "lancam-retention-"));
-  temps.push(d);
-  return d;
-}
-
-function listFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else out.push(relative(dir, join(d, e.name)));
-    }
-  };
-  walk(dir);
-  return out.sort();
-}
 
 describe("planDeletions", () => {
   test("no limits: nothing to delete", () => {
@@ -183,13 +163,13 @@ describe("Retention while an older segment is still being finished", () => {
       r.add({ path: join(dir, names[i]!), size: 100, startedAtMs: startOf(i) });
     }
     r.begin(join(dir, "2025-01-10/.11-00-01.avi.partial"), startOf(1));
-    expect(r.enforce().map((d) => relative(dir, d.path))).toEqual([names[0]]);
+    expect(r.enforce().map((d) => relative(dir, d.path))).toEqual([names[0]!]);
     expect(existsSync(join(dir, names[2]!))).toBe(true); // over the limit, but newer than the one still closing
     writeFileSync(join(dir, names[1]!), new Uint8Array(100));
     r.end(join(dir, "2025-01-10/.11-00-01.avi.partial"));
     r.add({ path: join(dir, names[1]!), size: 100, startedAtMs: startOf(1) });
-    expect(r.enforce().map((d) => relative(dir, d.path))).toEqual([names[1], names[2]]);
-    expect(listFiles(dir)).toEqual([names[3]]);
+    expect(r.enforce().map((d) => relative(dir, d.path))).toEqual([names[1]!, names[2]!]);
+    expect(listFiles(dir)).toEqual([names[3]!]);
   });
 });
 

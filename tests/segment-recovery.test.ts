@@ -1,6 +1,5 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { resolveFfmpeg } from "../lib/ffmpeg.ts";
 import { probeVideo } from "../lib/ffprobe.ts";
@@ -8,28 +7,9 @@ import { memoryLogger, silentLogger } from "../lib/log.ts";
 import { claimOutDir, findPartials, recoverPartial } from "../lib/segment-recovery.ts";
 import { SegmentWriter } from "../lib/segment-writer.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
+import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 
-const temps: string[] = [];
-afterEach(() => {
-  for (const d of temps.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "lancam-recovery-"));
-  temps.push(d);
-  return d;
-}
-
-function listFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else out.push(relative(dir, join(d, e.name)));
-    }
-  };
-  walk(dir);
-  return out.sort();
-}
+const tempDir = tempDirs("lancam-recovery-");
 
 async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const until = performance.now() + timeoutMs;

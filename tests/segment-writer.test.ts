@@ -1,11 +1,13 @@
-import { afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { beforeAll, describe, expect, test } from "bun:test";
+import { statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { probeVideo } from "../lib/ffprobe.ts";
 import { memoryLogger, silentLogger } from "../lib/log.ts";
 import { RecordError, type SegmentInfo, SegmentTimeline, SegmentWriter } from "../lib/segment-writer.ts";
 import { jpegFrames, splitJpegs } from "./helpers/jpeg-frames.ts";
+import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
+
+const tempDir = tempDirs("lancam-writer-");
 
 const FPS = 30;
 const INTERVAL = 1_000_000 / FPS;
@@ -15,34 +17,10 @@ const H = 480;
 const T0 = new Date(2025, 0, 2, 3, 4, 5).getTime() * 1000;
 
 let frames: Uint8Array[] = [];
-const temps: string[] = [];
 
 beforeAll(async () => {
   frames = await jpegFrames(90, W, H, FPS);
 });
-
-afterEach(() => {
-  for (const d of temps.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), "lancam-writer-"));
-  temps.push(d);
-  return d;
-}
-
-/** Every file under `dir`, relative, sorted. */
-function listFiles(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else out.push(relative(dir, join(d, e.name)));
-    }
-  };
-  walk(dir);
-  return out.sort();
-}
 
 const pad = (n: number) => String(n).padStart(2, "0");
 

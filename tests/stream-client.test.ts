@@ -1,7 +1,6 @@
 // The client's side of the session against a hand-made server on 127.0.0.1.
 import { expect, test } from "bun:test";
 import { encodeControl, type ControlMessage } from "../lib/control.ts";
-import { silentLogger } from "../lib/log.ts";
 import { MessageReader } from "../lib/message-reader.ts";
 import { StreamClient } from "../lib/stream-client.ts";
 
@@ -34,7 +33,7 @@ function silentServer(timeoutMs: number) {
 test("a server that goes silent ends the session as a timeout, after the client's heartbeats and reports", async () => {
   const { listener, heard } = silentServer(600);
   try {
-    await using client = await StreamClient.open({ host: "127.0.0.1", port: listener.port, udpPort: 0, log: silentLogger, onFrame: () => {} });
+    await using client = await StreamClient.open({ host: "127.0.0.1", port: listener.port, udpPort: 0, onFrame: () => {} });
     const welcome = await client.connect();
     expect(welcome.sessionId).toBe(42);
     const t0 = performance.now();
@@ -54,7 +53,7 @@ test("datagrams from an address or port other than the welcome's are dropped and
   const stranger = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   try {
     let frames = 0;
-    await using client = await StreamClient.open({ host: "127.0.0.1", port: listener.port, udpPort: 0, log: silentLogger, onFrame: () => frames++ });
+    await using client = await StreamClient.open({ host: "127.0.0.1", port: listener.port, udpPort: 0, onFrame: () => frames++ });
     await client.connect();
     client.resume();
     // The welcome named source port 1: anything from the stranger's port is foreign.
