@@ -144,7 +144,7 @@ async function main(): Promise<number> {
       }
     }
     log.info("stopped", {
-      frames: summary.framesReceived, dropped: summary.framesDropped, latencyP50Ms: summary.latencyMs.p50,
+      frames: summary.framesReceived, dropped: summary.framesDropped, latencyP50Ms: summary.latencyMs.p50?.toFixed(1),
       recorded: writer ? (writer as SegmentWriter).stats.framesWritten : undefined,
     });
   }

@@ -74,7 +74,7 @@ function rmQuiet(path: string): void {
 }
 
 async function run(args: string[]): Promise<{ code: number; stderr: string }> {
-  const proc = Bun.spawn(args, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+  const proc = Bun.spawn(args, { stdin: "ignore", stdout: "ignore", stderr: "pipe", detached: true }); // not stopped by the terminal's Ctrl-C
   const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
   return { code, stderr };
 }

@@ -230,7 +230,10 @@ class Recording {
     readonly onDrain: (rec: Recording) => void,
   ) {
     this.mkv = mkv;
-    this.proc = Bun.spawn(args, { stdin: "pipe", stdout: "ignore", stderr: "pipe" });
+    // Its own session: a Ctrl-C at the terminal goes to lancam, which ends the segment
+    // cleanly, not to ffmpeg, which would abandon it. If lancam dies, ffmpeg sees its
+    // input end and finishes the file.
+    this.proc = Bun.spawn(args, { stdin: "pipe", stdout: "ignore", stderr: "pipe", detached: true });
     this.stderrDone = this.#readStderr();
   }
 

@@ -81,6 +81,36 @@ describe("recording end to end", () => {
     expect(frames).toBe(written! + repeats!);
   }, 40_000);
 
+  test("Ctrl-C at a terminal (SIGINT to the whole process group) finishes the open segment cleanly", async () => {
+    const { server, port } = await startServer("ctrl-c", ["--size", "320x240", "--fps", "15"]);
+    await using _s = server;
+    const out = join(dir, "ctrl-c-out");
+    // Its own process group, like a shell job: the signal goes to every process in it.
+    const client = Bun.spawn([process.execPath, "client.ts", "127.0.0.1", String(port), "0", "--no-window", "--out", out], {
+      cwd: join(import.meta.dir, ".."), stdout: "pipe", stderr: "pipe", detached: true,
+    });
+    try {
+      let err = "";
+      const reader = (async () => {
+        for await (const chunk of client.stderr) err += new TextDecoder().decode(chunk);
+      })();
+      const deadline = performance.now() + 10_000;
+      while (!err.includes("INFO [recorder] recording") && performance.now() < deadline) await Bun.sleep(50);
+      await Bun.sleep(1000); // some frames into the segment
+      process.kill(-client.pid, "SIGINT");
+      expect(await client.exited).toBe(0);
+      await reader;
+      expect(err).toContain("reason=close");
+      expect(err).not.toContain("ffmpeg failed");
+      expect(err).not.toContain("ffmpeg exited mid-segment");
+      const files = filesUnder(out);
+      expect(files).toHaveLength(1);
+      expect((await probeVideo(join(out, files[0]!))).frames).toBeGreaterThan(5);
+    } finally {
+      if (client.exitCode === null) client.kill("SIGKILL");
+    }
+  }, 30_000);
+
   test("an output folder that cannot be created is a clear error before connecting", async () => {
     const blocker = join(dir, "a-file");
     writeFileSync(blocker, "not a folder");
