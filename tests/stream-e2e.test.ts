@@ -175,6 +175,15 @@ describe("streaming", () => {
     await until(() => readFileSync(log, "utf8").includes("reason=\"server full\""), 3000, "refusal in the log");
   }, 30_000);
 
+  test("without a display the viewer says so once and runs headless", async () => {
+    const { server, port } = await startServer("headless", ["--size", "320x240", "--fps", "20"]);
+    await using _s = server;
+    await using client = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-record", "--frames", "30"], { DISPLAY: undefined, WAYLAND_DISPLAY: undefined });
+    expect(await client.exited).toBe(0);
+    expect(client.stderr().match(/no display available; running without a window/g)).toHaveLength(1);
+    expect(client.stderr()).toMatch(/INFO \[client\] stopped frames=30 /);
+  }, 20_000);
+
   test("the window under Xvfb shows the stream, and ESC closes it with a goodbye", async () => {
     await using x = await startXvfb();
     const { server, port, log } = await startServer("window", ["--size", "640x480", "--fps", "15"]);

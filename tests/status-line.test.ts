@@ -1,0 +1,22 @@
+import { expect, test } from "bun:test";
+import { formatStatus, StatusLine } from "../lib/status-line.ts";
+
+test("the status line shows fps, Mbit/s, loss and latency; a dash before any latency", () => {
+  expect(formatStatus({ fps: 29.96, mbps: 10.24, lossPercent: 0.5, latencyP50Ms: 11.46 }, { size: "1280x720", recording: "3 segs" }))
+    .toBe("1280x720  30.0 fps  10.2 Mbit/s  loss 0.5%  latency p50 11.5 ms  rec 3 segs");
+  expect(formatStatus({ fps: 0, mbps: 0, lossPercent: 0, latencyP50Ms: null })).toBe("0.0 fps  0.0 Mbit/s  loss 0.0%  latency p50 -");
+});
+
+test("it rewrites one terminal line in place, and writes nothing when stderr is not a terminal", () => {
+  const written: string[] = [];
+  const fake = (isTTY: boolean) => ({ isTTY, columns: 20, write: (s: string) => written.push(s) }) as unknown as NodeJS.WriteStream;
+  const tty = new StatusLine(fake(true));
+  tty.show("a very long status line that does not fit");
+  tty.clear();
+  expect(written).toEqual(["\r\x1b[2Ka very long status ", "\r\x1b[2K"]);
+  written.length = 0;
+  const pipe = new StatusLine(fake(false));
+  pipe.show("x");
+  pipe.clear();
+  expect(written).toEqual([]);
+});
