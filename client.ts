@@ -18,7 +18,7 @@ const HELP = `Usage: ${invocation("client.ts")} HOST PORT UDPPORT [options]
 
 Connects to a lancam server at HOST:PORT (TCP), receives its stream on UDPPORT
 (0 picks a free port), shows it in a window and records it into rolling segments.
-ESC or q in the window, or Ctrl-C, says goodbye and exits.
+ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.
 
 Options:
   --no-window          do not open a window (also automatic where there is no display)
@@ -122,6 +122,10 @@ async function main(): Promise<number> {
     ? setInterval(() => {
         const key = window!.pollKey(1);
         if (key === ESC || key === KEY_Q) viewer.stop();
+        else if (!window!.visible) {
+          log.info("window closed");
+          viewer.stop();
+        }
       }, 50)
     : null;
 

@@ -91,6 +91,8 @@ export interface CvAddon {
   showJpeg(name: string, jpeg: Uint8Array): boolean;
   /** Runs the GUI event loop for `ms` (at least 1); the key pressed, or -1. */
   pollKey(ms: number): number;
+  /** False once the user has closed the window. */
+  windowVisible(name: string): boolean;
   closeWindow(name: string): void;
 }
 

@@ -56,6 +56,16 @@ export class ViewerWindow implements Disposable {
     return cv().pollKey(ms);
   }
 
+  /** False once the user has closed the window with its close button. */
+  get visible(): boolean {
+    if (this.#name === undefined) return false;
+    try {
+      return cv().windowVisible(this.#name);
+    } catch {
+      return false;
+    }
+  }
+
   /** Closes the window; safe to call twice. */
   close(): void {
     if (this.#name === undefined) return;

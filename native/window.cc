@@ -80,6 +80,16 @@ Napi::Value PollKey(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, Guard(env, "pollKey", [&] { return cv::waitKey(ms < 1 ? 1 : ms); }));
 }
 
+// windowVisible(name): false once the user has closed the window (its close button).
+Napi::Value WindowVisible(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>();
+  if (heldDisplay == nullptr) return Napi::Boolean::New(env, false);
+  return Guard(env, "windowVisible", [&]() -> Napi::Value {
+    return Napi::Boolean::New(env, cv::getWindowProperty(name, cv::WND_PROP_VISIBLE) >= 1.0);
+  });
+}
+
 Napi::Value CloseWindow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = info[0].As<Napi::String>();
@@ -98,6 +108,7 @@ void InitWindow(Napi::Env env, Napi::Object exports) {
   exports.Set("openWindow", Napi::Function::New<OpenWindow>(env, "openWindow"));
   exports.Set("showJpeg", Napi::Function::New<ShowJpeg>(env, "showJpeg"));
   exports.Set("pollKey", Napi::Function::New<PollKey>(env, "pollKey"));
+  exports.Set("windowVisible", Napi::Function::New<WindowVisible>(env, "windowVisible"));
   exports.Set("closeWindow", Napi::Function::New<CloseWindow>(env, "closeWindow"));
 }
 

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { StatsSummary } from "../lib/receiver-stats.ts";
 import { spawnBun, spawnChild, until, type Child } from "./helpers/process.ts";
+import { requestWindowClose } from "./helpers/x-close.ts";
 import { screenVariation, startXvfb } from "./helpers/xvfb.ts";
 
 let dir: string;
@@ -201,6 +202,21 @@ describe("streaming", () => {
     const key = spawnChild(["xdotool", "windowfocus", "--sync", id, "key", "Escape"], { DISPLAY: x.display });
     expect(await key.exited).toBe(0);
     expect(await client.exited).toBe(0);
+    await until(() => /client left .*reason=goodbye/.test(readFileSync(log, "utf8")), 3000, "goodbye in the server log");
+  }, 40_000);
+
+  test("closing the window with its close button ends the viewer with a goodbye", async () => {
+    await using x = await startXvfb();
+    const { server, port, log } = await startServer("window-close", ["--size", "320x240", "--fps", "15"]);
+    await using _s = server;
+    const client = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-record"], { DISPLAY: x.display });
+    await using _c = client;
+    await client.waitFor(/INFO \[client\] connected /, 10_000, "stderr");
+    const find = spawnChild(["xdotool", "search", "--sync", "--name", `lancam 127.0.0.1:${port}`], { DISPLAY: x.display });
+    expect(await find.exited).toBe(0);
+    requestWindowClose(x.display, Number(find.stdout().trim().split("\n")[0]));
+    expect(await client.exited).toBe(0);
+    expect(client.stderr()).toContain("INFO [client] window closed");
     await until(() => /client left .*reason=goodbye/.test(readFileSync(log, "utf8")), 3000, "goodbye in the server log");
   }, 40_000);
 });
