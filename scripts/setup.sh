@@ -2,7 +2,7 @@
 # Installs what lancam needs, skipping whatever is already there:
 # Debian packages, Bun, node modules, the OpenCV addon.
 #   bash scripts/setup.sh          # what the server and client need
-#   bash scripts/setup.sh --test   # plus what the tests need (Xvfb, xdotool, ImageMagick)
+#   bash scripts/setup.sh --test   # plus what the tests need (Xvfb, xdotool, ImageMagick, GStreamer test elements)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +11,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------
 pkgs=(libopencv-dev ffmpeg g++ pkg-config)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(xvfb xauth xdotool imagemagick)
+  pkgs+=(xvfb xauth xdotool imagemagick gstreamer1.0-plugins-base)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

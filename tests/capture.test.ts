@@ -163,6 +163,28 @@ describe("camera source", () => {
   });
 });
 
+describe("GStreamer pipeline source", () => {
+  const PIPELINE = "videotestsrc ! video/x-raw,width=320,height=240,framerate=20/1 ! videoconvert ! appsink";
+
+  test("a pipeline ending in appsink yields JPEG frames of its size, in order", async () => {
+    await using source = await openSource({ kind: "gst", pipeline: PIPELINE }, { quality: 80 });
+    expect({ w: source.width, h: source.height, fps: source.fps }).toEqual({ w: 320, h: 240, fps: 20 });
+    const frames = await take(source, 10);
+    expect(frames).toHaveLength(10);
+    expectSeqFromZero(frames);
+    const img = cv().decodeJpeg(frames[9]!.jpeg);
+    expect([img.width, img.height]).toEqual([320, 240]);
+  }, 20_000);
+
+  test("a pipeline that cannot start fails with a message naming it and suggesting --source test", async () => {
+    const bad = "nosuchelement ! appsink";
+    const err = await openSource({ kind: "gst", pipeline: bad }, { quality: 80 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CaptureError);
+    expect((err as Error).message).toContain(bad);
+    expect((err as Error).message).toContain("--source test");
+  }, 20_000);
+});
+
 describe("native capture", () => {
   test("a second concurrent read is rejected, the first completes; reads after release reject", async () => {
     const cap = new (cv().Capture)();
