@@ -7,7 +7,8 @@ import { parseByteSize, parseInteger, parseNumber, parsePort, rejectUnknown, Usa
 import { createLogger, FileSink, stderrSink, type Sink } from "./lib/log.ts";
 import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
 import { invocation, runMain, untilSignal } from "./lib/run-main.ts";
-import { checkWritable, SegmentWriter } from "./lib/segment-writer.ts";
+import { checkWritable } from "./lib/record-dir.ts";
+import { SegmentWriter } from "./lib/segment-writer.ts";
 import { FrameCheck } from "./lib/frame-check.ts";
 import { formatStatus, StatusLine } from "./lib/status-line.ts";
 import { versionReport } from "./lib/version.ts";

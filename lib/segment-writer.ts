@@ -1,13 +1,15 @@
-import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import type { Subprocess } from "bun";
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, unlinkSync } from "node:fs";
+import { resolve } from "node:path";
 import { resolveFfmpeg, resolveFfprobe } from "./ffmpeg.ts";
 import type { Frame } from "./frame.ts";
 import type { Logger } from "./log.ts";
 import { MkvStream } from "./mkv-stream.ts";
 import { Retention, type RetentionEnv } from "./retention.ts";
 import { type Container, FFMPEG_FORMAT, finalPathFor, freeSegmentPaths, type SegmentPaths } from "./segment-naming.ts";
+import { checkWritable, RecordError } from "./record-dir.ts";
+import { Recording } from "./segment-process.ts";
 import { activePartials, claimOutDir, recoverPartial, recoverPartials } from "./segment-recovery.ts";
+import { SegmentTimeline, type RotationReason } from "./segment-timeline.ts";
 
 /**
  * Records frames into rolling segments with ffmpeg (stream copy, never re-encoded).
@@ -23,10 +25,6 @@ import { activePartials, claimOutDir, recoverPartial, recoverPartials } from "./
  * dropped and counted, so memory stays bounded however slow ffmpeg or the disk is.
  */
 
-/** The output folder cannot be used; the message says what to do. */
-export class RecordError extends Error {
-  override name = "RecordError";
-}
 
 /** One finished segment. */
 export interface SegmentInfo {
@@ -95,91 +93,8 @@ export interface SegmentWriterStats {
   bytesWritten: number;
 }
 
-/** Why a frame starts a new segment. */
-export type RotationReason = "first" | "length" | "size" | "clock";
 
-/** A capture time this far behind the previous one means the wall clock was stepped back. */
-export const CLOCK_BACK_MICROS = 1_000_000;
 
-/**
- * Where frames go: segment boundaries and, within a segment, the constant-rate slot of each
- * frame. Pure state, driven frame by frame.
- */
-export class SegmentTimeline {
-  #start = 0;
-  #lastSlot = -1;
-  #lastAt = 0;
-  #width = 0;
-  #height = 0;
-  #open = false;
-
-  constructor(
-    readonly segmentMicros: number,
-    readonly intervalMicros: number,
-  ) {}
-
-  /** Capture time of the open segment's first frame. */
-  get start(): number {
-    return this.#start;
-  }
-
-  /** Slot of the last placed frame (-1 before the first). */
-  get lastSlot(): number {
-    return this.#lastSlot;
-  }
-
-  /** Why a frame must begin a new segment, or null when it belongs to the open one. */
-  rotation(capturedAt: number, width: number, height: number): RotationReason | null {
-    if (!this.#open) return "first";
-    if (width !== this.#width || height !== this.#height) return "size";
-    if (capturedAt < this.#lastAt - CLOCK_BACK_MICROS) return "clock";
-    if (capturedAt - this.#start >= this.segmentMicros) return "length";
-    return null;
-  }
-
-  /** Opens a segment whose first frame is captured at `capturedAt`. */
-  begin(capturedAt: number, width: number, height: number): void {
-    this.#open = true;
-    this.#start = capturedAt;
-    this.#lastSlot = -1;
-    this.#lastAt = capturedAt;
-    this.#width = width;
-    this.#height = height;
-  }
-
-  /**
-   * Places a frame of the open segment: its slot, round((capturedAt - start) / interval), and the
-   * slots left empty since the previous frame. A frame is never dropped for timing: one that falls
-   * on or before the previous slot takes the next one.
-   */
-  place(capturedAt: number): { slot: number; gap: number; offsetMicros: number } {
-    const ideal = Math.round((capturedAt - this.#start) / this.intervalMicros);
-    const slot = Math.max(ideal, this.#lastSlot + 1);
-    const gap = slot - this.#lastSlot - 1;
-    this.#lastSlot = slot;
-    this.#lastAt = Math.max(this.#lastAt, capturedAt);
-    return { slot, gap, offsetMicros: capturedAt - this.#start };
-  }
-
-  /** Forgets the open segment: the next frame begins a new one. */
-  reset(): void {
-    this.#open = false;
-  }
-}
-
-/** A reusable copy of one JPEG (the caller may reuse its buffer once write() returns). */
-class JpegCopy {
-  #buf = new Uint8Array(0);
-  bytes = new Uint8Array(0);
-
-  set(src: Uint8Array): void {
-    if (this.#buf.length < src.length) this.#buf = new Uint8Array(Math.ceil(src.length * 1.25));
-    this.#buf.set(src);
-    this.bytes = this.#buf.subarray(0, src.length);
-  }
-}
-
-const STDERR_LINES = 20;
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_QUEUED_BYTES = 2 * 1024 * 1024;
 const RETRY_MAX_MS = 30_000;
@@ -191,144 +106,6 @@ function isCompleteJpeg(b: Uint8Array): boolean {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * One ffmpeg process writing one segment: the pipe, its backpressure, the frames owed to it.
- * Thin: the writer decides what to send.
- */
-class Recording {
-  readonly proc: Subprocess<"pipe", "ignore", "pipe">;
-  readonly stderrTail: string[] = [];
-  readonly stderrDone: Promise<void>;
-  readonly mkv: MkvStream | null;
-  /** ffmpeg has not taken everything yet: the pipe is full and the sink holds the rest. */
-  pending = false;
-  /** Bytes handed over since the pipe went pending (an upper bound of what the sink holds). */
-  queued = 0;
-  #token = 0;
-  /** AVI: repeats of `prev` still to write, then `held` (a frame that arrived after a gap). */
-  owed = 0;
-  held: JpegCopy | null = null;
-  spare = new JpegCopy();
-  prev = new JpegCopy();
-  frames = 0;
-  repeats = 0;
-  lastSlot = -1;
-  lastMs = 0;
-  /** No more frames go to this recording (being finished, or ffmpeg died). */
-  closing = false;
-  #waiters: (() => void)[] = [];
-
-  constructor(
-    readonly paths: SegmentPaths,
-    readonly startedAt: number,
-    args: string[],
-    mkv: MkvStream | null,
-    readonly stats: SegmentWriterStats,
-    readonly maxQueuedBytes: number,
-    readonly onDrain: (rec: Recording) => void,
-  ) {
-    this.mkv = mkv;
-    // Its own session: a Ctrl-C at the terminal goes to lancam, which ends the segment
-    // cleanly, not to ffmpeg, which would abandon it. If lancam dies, ffmpeg sees its
-    // input end and finishes the file.
-    this.proc = Bun.spawn(args, { stdin: "pipe", stdout: "ignore", stderr: "pipe", detached: true });
-    this.stderrDone = this.#readStderr();
-  }
-
-  async #readStderr(): Promise<void> {
-    const decoder = new TextDecoder();
-    let rest = "";
-    try {
-      for await (const chunk of this.proc.stderr) {
-        const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
-        rest = lines.pop() ?? "";
-        for (const line of lines) this.#keep(line);
-      }
-    } catch {
-      // the pipe broke with the process; what was read is kept
-    }
-    this.#keep(rest);
-  }
-
-  #keep(line: string): void {
-    const l = line.trim();
-    if (!l) return;
-    this.stderrTail.push(l);
-    if (this.stderrTail.length > STDERR_LINES) this.stderrTail.shift();
-  }
-
-  /** True while the sink holds less than the budget: more may be handed over. */
-  get hasRoom(): boolean {
-    return this.queued < this.maxQueuedBytes;
-  }
-
-  /** True when a frame can be written now (nothing owed before it, room in the budget). */
-  get writable(): boolean {
-    return this.hasRoom && this.owed === 0 && this.held === null;
-  }
-
-  /** Resolves once `writable` (or the recording ended). */
-  whenWritable(): Promise<void> {
-    if (this.writable || this.closing) return Promise.resolve();
-    return new Promise((r) => this.#waiters.push(r));
-  }
-
-  wake(): void {
-    if (!this.writable && !this.closing) return;
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w();
-  }
-
-  /** Hands one chunk to ffmpeg; once the pipe is full, what the sink buffers is counted. */
-  send(chunk: Uint8Array): void {
-    this.stats.bytesWritten += chunk.length;
-    let r: unknown;
-    try {
-      r = this.proc.stdin.write(chunk);
-    } catch {
-      return; // ffmpeg is gone; its exit is handled by the writer
-    }
-    if (r instanceof Promise) {
-      this.pending = true;
-      this.queued += chunk.length;
-      const token = ++this.#token;
-      // The sink flushes in order, so when the latest write settles everything has.
-      r.then(
-        () => {
-          if (token !== this.#token) return;
-          this.pending = false;
-          this.queued = 0;
-          this.onDrain(this);
-        },
-        () => {
-          // EPIPE: ffmpeg died; the exit handler takes over
-          if (token === this.#token) {
-            this.pending = false;
-            this.queued = 0;
-          }
-          this.wake();
-        },
-      );
-    }
-  }
-
-  /** Waits until the pipe has drained, or the deadline (performance.now() ms) passes. */
-  async drained(deadline: number): Promise<boolean> {
-    while (this.pending || this.owed > 0 || this.held) {
-      const left = deadline - performance.now();
-      if (left <= 0 || this.exitCode !== null) return false;
-      await Promise.race([new Promise<void>((r) => this.#waiters.push(r)), this.proc.exited, Bun.sleep(Math.min(left, 200))]);
-      this.onDrain(this);
-    }
-    return true;
-  }
-
-  get exitCode(): number | null {
-    return this.proc.exitCode ?? (this.proc.signalCode ? -1 : null);
-  }
 }
 
 /**
@@ -764,34 +541,3 @@ function sizeOf(path: string): number {
   }
 }
 
-const REASONS: Record<string, string> = {
-  ENOTDIR: "a part of the path is a file, not a folder",
-  EEXIST: "it exists and is not a folder",
-  EACCES: "permission denied",
-  EPERM: "operation not permitted",
-  EROFS: "read-only file system",
-  ENOSPC: "no space left on device",
-  ENOENT: "the folder cannot be created there",
-  EDQUOT: "disk quota exceeded",
-};
-
-/** Creates `dir` and writes a probe file in it, or throws a RecordError saying what to do. */
-export function checkWritable(dir: string): void {
-  const fail = (err: unknown): never => {
-    const code = (err as NodeJS.ErrnoException).code ?? "";
-    const reason = REASONS[code] ? `${REASONS[code]} (${code})` : errorText(err);
-    throw new RecordError(`cannot record into ${dir}: ${reason}; choose another --out or pass --no-record`);
-  };
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    fail(err);
-  }
-  const probe = join(dir, `.lancam-write-test-${process.pid}`);
-  try {
-    writeFileSync(probe, "");
-    unlinkSync(probe);
-  } catch (err) {
-    fail(err);
-  }
-}

@@ -3,7 +3,9 @@ import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { probeVideo } from "../lib/ffprobe.ts";
 import { memoryLogger, silentLogger } from "../lib/log.ts";
-import { RecordError, type SegmentInfo, SegmentTimeline, SegmentWriter } from "../lib/segment-writer.ts";
+import { RecordError } from "../lib/record-dir.ts";
+import { type SegmentInfo, SegmentWriter } from "../lib/segment-writer.ts";
+import { SegmentTimeline } from "../lib/segment-timeline.ts";
 import { jpegFrames, splitJpegs } from "./helpers/jpeg-frames.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 
