@@ -4,12 +4,14 @@
 import mri from "mri";
 import { writeFileSync } from "node:fs";
 import { parseByteSize, parseInteger, parseNumber, parsePort, rejectUnknown, UsageError } from "./lib/cli.ts";
+import { nameProblem } from "./lib/control.ts";
 import { createLogger, FileSink, stderrSink, type Sink } from "./lib/log.ts";
 import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
-import { invocation, runMain, untilSignal } from "./lib/run-main.ts";
+import { invocation, runMain, StopSignal } from "./lib/run-main.ts";
 import { checkWritable } from "./lib/record-dir.ts";
 import { SegmentWriter } from "./lib/segment-writer.ts";
 import { FrameCheck } from "./lib/frame-check.ts";
+import { MAX_SOCKET_BUFFER } from "./lib/udp-buffer.ts";
 import { formatStatus, StatusLine } from "./lib/status-line.ts";
 import { versionReport } from "./lib/version.ts";
 import { Viewer, type FrameSink } from "./lib/viewer.ts";
@@ -66,9 +68,13 @@ async function main(): Promise<number> {
   const maxFrames = args.frames === undefined ? 0 : parseInteger("frames", args.frames, 1, 2 ** 31);
   const maxSeconds = args.duration === undefined ? 0 : parseNumber("duration", args.duration, 0.1, 10 * 365 * 86400);
   const record = args.record === false ? null : { dir: String(args.out ?? "recordings"), ...parseRecordFlags(args) };
-  const receiveBufferBytes = args["recv-buffer"] === undefined ? 4 << 20 : parseByteSize("recv-buffer", args["recv-buffer"]);
-  const name = args.name === undefined ? "" : String(args.name).slice(0, 64);
+  const receiveBufferBytes = args["recv-buffer"] === undefined ? 4 << 20 : parseByteSize("recv-buffer", args["recv-buffer"], MAX_SOCKET_BUFFER);
+  const name = args.name === undefined ? "" : String(args.name);
+  const bad = nameProblem(name);
+  if (bad) throw new UsageError(`invalid --name: ${bad}`);
 
+  // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
+  using signal = new StopSignal();
   const status = new StatusLine();
   // Log lines and the status line share stderr: clear the status first.
   const toStderr: Sink = (line, level) => {
@@ -103,18 +109,22 @@ async function main(): Promise<number> {
     host, port, udpPort, log, sinks, maxFrames, maxSeconds, receiveBufferBytes, name,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
     onWelcome: async (welcome) => {
-      if (record && !writer) {
-        writer = await SegmentWriter.open({ ...record, fps: welcome.fpsMillihertz / 1000, log: log.child("recorder") });
+      if (!record) return;
+      const fps = welcome.fpsMillihertz / 1000;
+      if (writer && writer.fps !== fps) {
+        // A server restarted at another rate: AVI timing needs a writer at the new one.
+        log.info("stream rate changed; starting a new recording", { from: writer.fps, to: fps });
+        await writer.close();
+        writer = null;
       }
+      writer ??= await SegmentWriter.open({ ...record, fps, log: log.child("recorder") });
     },
     onSecond: (stats, welcome) => {
       const snap = stats.snapshot(performance.now());
       status.show(formatStatus(snap, { size: welcome ? `${welcome.width}x${welcome.height}` : undefined, recording: writer ? `${writer.stats.segmentsClosed} segs` : undefined }));
     },
   });
-
-  const signal = untilSignal();
-  void signal.promise.then((sig) => {
+  signal.onStop((sig) => {
     log.info("stopping", { signal: sig });
     viewer.stop();
   });
@@ -134,12 +144,12 @@ async function main(): Promise<number> {
   try {
     await viewer.run();
   } finally {
-    signal.dispose();
     if (keys) clearInterval(keys);
     status.clear();
     window?.close();
-    if (writer) await (writer as SegmentWriter).close();
-    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), recording: writer ? { ...(writer as SegmentWriter).stats } : null, verify: verify?.counts ?? null };
+    const rec = writer as SegmentWriter | null;
+    if (rec) await rec.close();
+    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), recording: rec ? { ...rec.stats } : null, verify: verify?.counts ?? null };
     if (args.stats) {
       try {
         writeFileSync(String(args.stats), JSON.stringify(summary, null, 2) + "\n");
@@ -150,7 +160,7 @@ async function main(): Promise<number> {
     }
     log.info("stopped", {
       frames: summary.framesReceived, dropped: summary.framesDropped, latencyP50Ms: summary.latencyMs.p50?.toFixed(1),
-      recorded: writer ? (writer as SegmentWriter).stats.framesWritten : undefined,
+      recorded: rec?.stats.framesWritten,
     });
   }
   return code;

@@ -6,8 +6,9 @@ import { parseInteger, parseNumber, parsePort, parseSize, rejectUnknown, UsageEr
 import { openSource, parseSourceSpec } from "./lib/capture.ts";
 import { createLogger, FileSink, stderrSink } from "./lib/log.ts";
 import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
-import { invocation, runMain, untilSignal } from "./lib/run-main.ts";
+import { invocation, runMain, StopSignal } from "./lib/run-main.ts";
 import { SegmentWriter } from "./lib/segment-writer.ts";
+import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "./lib/datagram.ts";
 import { DEFAULT_SPREAD, StreamServer } from "./lib/stream-server.ts";
 import { versionReport } from "./lib/version.ts";
 
@@ -26,7 +27,7 @@ Options:
   --quality Q          JPEG quality 1-100 (default 80)
   --log FILE           append joins and leaves here (default lancam-server.log)
   --max-clients N      viewers at once, 1-1024 (default 32)
-  --mtu BYTES          largest datagram, 576-65507 (default 1400)
+  --mtu BYTES          largest datagram, ${MIN_MTU}-${MAX_MTU} (default ${DEFAULT_MTU})
   --spread F           spread each frame's datagrams over this fraction of the frame
                        interval, 0-1 (default 0.25); 0 sends each frame in one burst
                        (lowest latency, but viewers with small UDP buffers lose frames)
@@ -57,36 +58,34 @@ async function main(): Promise<number> {
   const fps = args.fps === undefined ? undefined : parseNumber("fps", args.fps, 0.1, 240);
   const quality = args.quality === undefined ? 80 : parseInteger("quality", args.quality, 1, 100);
   const maxClients = args["max-clients"] === undefined ? 32 : parseInteger("max-clients", args["max-clients"], 1, 1024);
-  const mtu = args.mtu === undefined ? 1400 : parseInteger("mtu", args.mtu, 576, 65507);
+  const mtu = args.mtu === undefined ? DEFAULT_MTU : parseInteger("mtu", args.mtu, MIN_MTU, MAX_MTU);
   const spread = args.spread === undefined ? DEFAULT_SPREAD : parseNumber("spread", args.spread, 0, 1);
   const record = args.record === undefined ? null : { dir: String(args.record), ...parseRecordFlags(args) };
   if (record && !record.dir) throw new UsageError("--record needs a folder");
 
+  // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
+  using signal = new StopSignal();
   using logFile = new FileSink(args.log ?? "lancam-server.log");
   const log = createLogger("server", [stderrSink, logFile.sink]);
-  const signal = untilSignal();
+  signal.onStop((sig) => log.info("stopping", { signal: sig }));
 
   await using source = await openSource(spec, { size, fps, quality, loop: Boolean(args.loop), log: log.child("capture") });
-  await using writer = record
-    ? await SegmentWriter.open({ ...record, fps: source.fps, log: log.child("recorder") })
-    : null;
+  // Bind before recovering old recordings (which can take a while): a taken port is said at once.
   await using server = await StreamServer.start({
     port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },
   });
+  await using writer = record
+    ? await SegmentWriter.open({ ...record, fps: source.fps, log: log.child("recorder") })
+    : null;
   log.info("started", { source: source.description, size: `${source.width}x${source.height}`, fps: source.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
   console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}`);
 
-  let stopping = false;
-  const stopped = signal.promise.then((sig) => {
-    stopping = true;
-    log.info("stopping", { signal: sig });
-  });
   let exitCode = 0;
   try {
-    while (!stopping) {
-      const frame = await Promise.race([source.next(), stopped.then(() => null)]);
+    while (!signal.stopped) {
+      const frame = await signal.race(source.next());
       if (!frame) {
-        if (!stopping) log.info("source ended", { source: source.description });
+        if (!signal.stopped) log.info("source ended", { source: source.description });
         break;
       }
       server.broadcast(frame);
@@ -95,10 +94,8 @@ async function main(): Promise<number> {
   } catch (e) {
     log.error("capture failed", { source: source.description, error: (e as Error).message });
     exitCode = 1;
-  } finally {
-    signal.dispose();
   }
-  // The `using` declarations close server, writer, source and log in reverse order.
+  // The `using` declarations close the writer, server, source, log and signal handlers in reverse order.
   log.info("stopped", { ...server.stats });
   return exitCode;
 }

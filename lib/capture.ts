@@ -8,6 +8,7 @@ import { UsageError } from "./cli.ts";
 import { cv, type NativeCapture, type NativeTestPattern } from "./cv.ts";
 import { nowMicros, type Frame } from "./frame.ts";
 import { silentLogger, type Logger } from "./log.ts";
+import { seqAdd } from "./seq.ts";
 
 /** Where frames come from, as given by `--source`. */
 export type SourceSpec =
@@ -159,7 +160,7 @@ function openTest(opts: OpenOptions, log: Logger): CaptureSource {
     const text = `#${seq} ${new Date(capturedAt / 1000).toISOString()}`;
     const jpeg = await renderer.render(width, height, seq, text, opts.quality);
     const frame: Frame = { seq, capturedAt, width, height, jpeg };
-    seq = (seq + 1) >>> 0;
+    seq = seqAdd(seq, 1);
     return frame;
   };
   const close = async () => {
@@ -244,7 +245,7 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
       return null;
     }
     const frame: Frame = { seq, capturedAt: nowMicros() - got.ageMicros, width: got.width, height: got.height, jpeg: got.jpeg };
-    seq = (seq + 1) >>> 0;
+    seq = seqAdd(seq, 1);
     return frame;
   };
   const close = async () => {

@@ -57,15 +57,23 @@ export function parseSize(flag: string, raw: Raw): { width: number; height: numb
 
 const UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
 
-/** A byte size like `20G`, `500M`, `1024` (binary units, optional trailing B). */
-export function parseByteSize(flag: string, raw: Raw): number {
+/** A byte size like `20G`, `500M`, `1024` (binary units, optional trailing B), at most `max`. */
+export function parseByteSize(flag: string, raw: Raw, max = Number.MAX_SAFE_INTEGER): number {
   const s = one(flag, raw).trim();
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(s);
   const n = m ? Number(m[1]) * UNITS[m[2]!.toUpperCase()]! : NaN;
-  if (!m || !Number.isFinite(n) || n <= 0 || n > Number.MAX_SAFE_INTEGER) {
+  if (!m || !Number.isFinite(n) || n <= 0) {
     throw new UsageError(`invalid --${flag}=${s}: expected a size such as 500M, 20G or 1T`);
   }
+  if (n > max) throw new UsageError(`invalid --${flag}=${s}: at most ${formatSize(max)}`);
   return Math.floor(n);
+}
+
+function formatSize(n: number): string {
+  for (const [unit, size] of [["T", UNITS.T!], ["G", UNITS.G!], ["M", UNITS.M!], ["K", UNITS.K!]] as const) {
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  }
+  return String(n);
 }
 
 /** One of a fixed set of words. */

@@ -256,6 +256,16 @@ function checkText(what: string, s: string, maxBytes: number): Uint8Array {
   return bytes;
 }
 
+/** Why `name` cannot be a viewer name (control characters, too long), or null when it can. */
+export function nameProblem(name: string): string | null {
+  try {
+    checkText("name", name, MAX_NAME_BYTES);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 /** Counters are cumulative: past u32 they stick at the maximum rather than wrap. */
 function clampU32(what: string, v: number): number {
   if (!(v >= 0) || !Number.isFinite(v) || !Number.isInteger(v)) throw new RangeError(`report ${what}=${v}: expected a non-negative integer`);

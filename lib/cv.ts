@@ -81,13 +81,21 @@ export interface CvAddon {
   readonly testPatternLayout: NativeTestPatternLayout;
   /** Packed BGR (width*height*3 bytes) to JPEG at quality 1..100. */
   encodeJpeg(bgr: Uint8Array, width: number, height: number, quality: number): Buffer;
-  /** Any image OpenCV reads to packed BGR; throws a clear Error on bytes that do not decode. */
+  /**
+   * JPEG to packed BGR; throws a clear Error on bytes that do not decode or whose
+   * header claims more than 7680x4320 (checked before anything is allocated).
+   */
   decodeJpeg(jpeg: Uint8Array): BgrImage;
+  /**
+   * The size of a JPEG that decodes in full within 7680x4320, without copying its
+   * pixels out; null otherwise.
+   */
+  jpegInfo(jpeg: Uint8Array): { width: number; height: number } | null;
   /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
   displayAvailable(): boolean;
   /** Creates a window now; throws when there is no display. */
   openWindow(name: string): void;
-  /** Decodes and shows a frame; false when the bytes do not decode. */
+  /** Decodes and shows a JPEG frame; false when it does not decode or exceeds 7680x4320. */
   showJpeg(name: string, jpeg: Uint8Array): boolean;
   /** Runs the GUI event loop for `ms` (at least 1); the key pressed, or -1. */
   pollKey(ms: number): number;

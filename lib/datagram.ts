@@ -66,8 +66,11 @@ export const MAX_DATAGRAM_SIZE = 65507;
 export const MIN_MTU = 576;
 /** Largest datagram budget: one maximal UDP payload. */
 export const MAX_MTU = MAX_DATAGRAM_SIZE;
-/** The budget for Ethernet without IP fragmentation (1500 - 20 IP - 8 UDP). */
-export const DEFAULT_MTU = 1472;
+/**
+ * The default budget: under Ethernet's 1472 (1500 - 20 IP - 8 UDP) with room for a
+ * VPN, PPPoE or VLAN header, so no datagram is fragmented on a typical LAN.
+ */
+export const DEFAULT_MTU = 1400;
 /** Largest fragment size the format allows. */
 export const MAX_FRAGMENT_SIZE = MAX_DATAGRAM_SIZE - HEADER_SIZE;
 /** Most fragments per frame (u16 count). */

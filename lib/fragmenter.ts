@@ -27,7 +27,7 @@ export class Fragmenter {
   /** Cached full-size views, one per slot of #buf; only a frame's last datagram needs a fresh one. */
   #slots: Uint8Array[] = [];
 
-  /** `mtu`: the UDP payload budget per datagram, MIN_MTU..MAX_MTU (1472 for Ethernet). */
+  /** `mtu`: the UDP payload budget per datagram, MIN_MTU..MAX_MTU (DEFAULT_MTU fits any Ethernet LAN). */
   constructor(mtu: number) {
     if (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU) {
       throw new RangeError(`invalid mtu=${mtu}: expected an integer ${MIN_MTU}..${MAX_MTU}`);

@@ -9,20 +9,20 @@ export interface FrameCheckCounts {
 
 /**
  * Decodes every received frame and checks its size against what the server
- * announced: a diagnostic for links and tests, costing one JPEG decode per frame.
+ * announced: a diagnostic for links and tests, costing one JPEG decode per frame
+ * (the pixels stay in the addon). A frame that does not decode, or whose header
+ * claims more than the addon's decode limit, counts as failed.
  */
 export class FrameCheck {
   readonly counts: FrameCheckCounts = { decoded: 0, failed: 0, wrongSize: 0 };
 
   check(jpeg: Uint8Array, width: number, height: number): void {
-    let img: { width: number; height: number };
-    try {
-      img = cv().decodeJpeg(jpeg);
-    } catch {
+    const size = cv().jpegInfo(jpeg);
+    if (!size) {
       this.counts.failed++;
       return;
     }
     this.counts.decoded++;
-    if (img.width !== width || img.height !== height) this.counts.wrongSize++;
+    if (size.width !== width || size.height !== height) this.counts.wrongSize++;
   }
 }

@@ -88,3 +88,22 @@ export function memoryLogger(part = "test"): Logger & { lines: string[] } {
   const log = createLogger(part, [(line) => lines.push(line)], "DEBUG");
   return Object.assign(log, { lines });
 }
+
+/**
+ * Wraps `emit` so it runs at most once per `intervalMs`; the next call that runs is
+ * told how many were suppressed in between. For events that can come per datagram.
+ */
+export function throttled(intervalMs: number, emit: (detail: string, suppressed: number) => void, now: () => number = () => performance.now()): (detail: string) => void {
+  let last = -Infinity;
+  let suppressed = 0;
+  return (detail) => {
+    const t = now();
+    if (t - last < intervalMs) {
+      suppressed++;
+      return;
+    }
+    last = t;
+    emit(detail, suppressed);
+    suppressed = 0;
+  };
+}

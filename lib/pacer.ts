@@ -21,10 +21,11 @@ interface Queue<K> {
  * viewer never accumulates a backlog. Pure bookkeeping: the caller owns the
  * socket and the timer.
  */
+/** Hands `datagrams[from..to)` to the socket for one viewer; returns how many it took. */
+export type SendFn<K> = (key: K, target: Target, datagrams: Uint8Array[], from: number, to: number) => number;
+
 export class Pacer<K> {
   readonly #queues = new Map<K, Queue<K>>();
-  /** The queue each datagram of the last `due()` batch came from, in order. */
-  readonly #lastBatch: Queue<K>[] = [];
 
   /** Queues a frame's datagrams for one viewer; returns how many older ones it superseded. */
   enqueue(key: K, target: Target, datagrams: Uint8Array[], nowMs: number, spreadMs: number): number {
@@ -45,43 +46,25 @@ export class Pacer<K> {
   }
 
   /**
-   * Appends every datagram due by `nowMs` to `out` as sendMany wants them
-   * (`data, port, address, ...`), interleaving viewers; returns how many.
+   * Sends, viewer by viewer, every datagram due by `nowMs`. What a viewer's send
+   * did not take (the socket's buffer was full, or it failed) stays queued for the
+   * next call, unless a newer frame replaces it first; other viewers are not held up.
    */
-  due(nowMs: number, out: (Uint8Array | number | string)[]): number {
-    this.#lastBatch.length = 0;
-    for (const q of this.#queues.values()) {
+  due(nowMs: number, send: SendFn<K>): { due: number; sent: number } {
+    let due = 0;
+    let sent = 0;
+    for (const [key, q] of this.#queues) {
       const n = q.datagrams.length;
       const elapsed = nowMs - q.startMs;
       const upTo = q.spreadMs <= 0 || elapsed >= q.spreadMs ? n : Math.min(n, Math.floor((elapsed / q.spreadMs) * n) + 1);
-      for (; q.next < upTo; q.next++) {
-        out.push(q.datagrams[q.next]!, q.target.port, q.target.address);
-        this.#lastBatch.push(q);
+      if (upTo > q.next) {
+        due += upTo - q.next;
+        const took = Math.max(0, Math.min(upTo - q.next, send(key, q.target, q.datagrams, q.next, upTo)));
+        q.next += took;
+        sent += took;
       }
+      if (q.next >= n) this.#queues.delete(key);
     }
-    this.#dropFinished();
-    return this.#lastBatch.length;
-  }
-
-  /**
-   * The socket took only the first `sent` datagrams of the last batch (its send
-   * buffer was full): the rest go back to their queues, to be sent on the next
-   * call, unless a newer frame has replaced them by then.
-   */
-  unsent(sent: number): number {
-    const batch = this.#lastBatch;
-    let returned = 0;
-    for (let i = Math.max(sent, 0); i < batch.length; i++) {
-      const q = batch[i]!;
-      q.next--;
-      returned++;
-      if (!this.#queues.has(q.key)) this.#queues.set(q.key, q);
-    }
-    batch.length = Math.min(batch.length, Math.max(sent, 0));
-    return returned;
-  }
-
-  #dropFinished(): void {
-    for (const [key, q] of this.#queues) if (q.next >= q.datagrams.length) this.#queues.delete(key);
+    return { due, sent };
   }
 }

@@ -65,6 +65,13 @@ export class ReceiverStats {
     }
   }
 
+  /** Frames completed in the last whole second before `nowMs` (0 before the first frame). */
+  lastSecondFps(nowMs: number): number {
+    if (this.#firstAt === null) return 0;
+    const second = Math.floor((nowMs - this.#firstAt) / 1000) - 1;
+    return second >= 0 && second < this.#perSecond.length ? this.#perSecond[second]! : 0;
+  }
+
   /** Frames that never arrived or could not be completed. */
   lost(missing: number, incomplete: number): void {
     this.framesMissing += missing;

@@ -27,25 +27,58 @@ export async function runMain(program: string, script: string, main: () => Promi
   process.exit(code);
 }
 
-/** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */
-export function untilSignal(): { promise: Promise<NodeJS.Signals>; dispose: () => void } {
-  let resolve!: (s: NodeJS.Signals) => void;
-  const promise = new Promise<NodeJS.Signals>((r) => (resolve = r));
-  let seen = false;
-  const handler = (sig: NodeJS.Signals) => {
-    if (seen) process.exit(130);
-    seen = true;
-    resolve(sig);
+/**
+ * SIGINT/SIGTERM as a stop request: the first asks the program to wind down (its
+ * teardown then runs), a second exits at once with 130. Dispose it last, after the
+ * teardown, so that second signal keeps that meaning throughout.
+ */
+export class StopSignal implements Disposable {
+  stopped = false;
+  readonly #waiters = new Set<() => void>();
+  readonly #listeners: ((signal: string) => void)[] = [];
+  readonly #handler = (sig: NodeJS.Signals) => {
+    if (this.stopped) process.exit(130);
+    this.stop(sig);
   };
-  process.on("SIGINT", handler);
-  process.on("SIGTERM", handler);
-  return {
-    promise,
-    dispose: () => {
-      process.off("SIGINT", handler);
-      process.off("SIGTERM", handler);
-    },
-  };
+
+  constructor() {
+    process.on("SIGINT", this.#handler);
+    process.on("SIGTERM", this.#handler);
+  }
+
+  /** Calls `fn` once, when stopped (at once if already stopped). */
+  onStop(fn: (signal: string) => void): void {
+    this.#listeners.push(fn);
+  }
+
+  stop(reason: string): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const w of this.#waiters) w();
+    for (const fn of this.#listeners) fn(reason);
+  }
+
+  /**
+   * `p`'s value, or null once stopped. Leaves nothing behind when `p` wins, so it can
+   * wrap every frame of a long-running loop (a race against one long-lived promise
+   * would add a reaction to it per frame, forever).
+   */
+  async race<T>(p: Promise<T>): Promise<T | null> {
+    if (this.stopped) return null;
+    let wake!: () => void;
+    const stop = new Promise<null>((resolve) => (wake = () => resolve(null)));
+    this.#waiters.add(wake);
+    try {
+      return await Promise.race([p, stop]);
+    } finally {
+      this.#waiters.delete(wake);
+    }
+  }
+
+  [Symbol.dispose](): void {
+    process.off("SIGINT", this.#handler);
+    process.off("SIGTERM", this.#handler);
+  }
 }
 
 /** True inside a `bun build --compile` executable (its modules live in Bun's embedded filesystem). */

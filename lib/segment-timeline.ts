@@ -1,14 +1,27 @@
 /** Why a frame starts a new segment. */
-export type RotationReason = "first" | "length" | "size" | "clock";
+export type RotationReason = "first" | "length" | "size" | "clock" | "gap";
 
 /** A capture time this far behind the previous one means the wall clock was stepped back. */
 export const CLOCK_BACK_MICROS = 1_000_000;
+
+/**
+ * A hole in capture times longer than this starts a new segment instead of being bridged. It is
+ * longer than any network hiccup that AVI's repeat-filling is meant for, and short enough that an
+ * outage or a reconnect never becomes gigabytes of one frame repeated (AVI) or a segment that
+ * silently spans minutes without a picture (Matroska).
+ */
+export const MAX_GAP_MICROS = 2_000_000;
 
 /**
  * Where frames go: segment boundaries and, within a segment, the constant-rate slot of each
  * frame. Pure state, driven frame by frame.
  */
 export class SegmentTimeline {
+  /**
+   * Holes longer than this start a new segment: {@link MAX_GAP_MICROS}, or two frame intervals
+   * when the source is that slow (under 1 fps a single lost frame is no outage).
+   */
+  readonly gapMicros: number;
   #start = 0;
   #lastSlot = -1;
   #lastAt = 0;
@@ -19,7 +32,9 @@ export class SegmentTimeline {
   constructor(
     readonly segmentMicros: number,
     readonly intervalMicros: number,
-  ) {}
+  ) {
+    this.gapMicros = Math.max(MAX_GAP_MICROS, 2 * intervalMicros);
+  }
 
   /** Capture time of the open segment's first frame. */
   get start(): number {
@@ -31,11 +46,20 @@ export class SegmentTimeline {
     return this.#lastSlot;
   }
 
-  /** Why a frame must begin a new segment, or null when it belongs to the open one. */
+  /** Latest capture time seen in the open segment, placed or skipped. */
+  get lastAt(): number {
+    return this.#lastAt;
+  }
+
+  /**
+   * Why a frame must begin a new segment, or null when it belongs to the open one. A hole counts
+   * as "gap" even when it also crosses the segment length: the file ends because capture stopped.
+   */
   rotation(capturedAt: number, width: number, height: number): RotationReason | null {
     if (!this.#open) return "first";
     if (width !== this.#width || height !== this.#height) return "size";
     if (capturedAt < this.#lastAt - CLOCK_BACK_MICROS) return "clock";
+    if (capturedAt - this.#lastAt > this.gapMicros) return "gap";
     if (capturedAt - this.#start >= this.segmentMicros) return "length";
     return null;
   }
@@ -62,6 +86,15 @@ export class SegmentTimeline {
     this.#lastSlot = slot;
     this.#lastAt = Math.max(this.#lastAt, capturedAt);
     return { slot, gap, offsetMicros: capturedAt - this.#start };
+  }
+
+  /**
+   * Notes a frame of the open segment that arrived but was not placed (the writer dropped it
+   * because ffmpeg was behind). The source did not stop, so the slots it leaves empty are filled
+   * as lost frames, never taken for a hole that starts a new segment.
+   */
+  skip(capturedAt: number): void {
+    if (this.#open) this.#lastAt = Math.max(this.#lastAt, capturedAt);
   }
 
   /** Forgets the open segment: the next frame begins a new one. */

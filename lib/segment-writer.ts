@@ -20,11 +20,12 @@ import { SegmentTimeline, type RotationReason } from "./segment-timeline.ts";
  *   rotation / close: stdin.end, wait for exit, rename to <HH-MM-SS>.<ext>; a dead ffmpeg's partial is repaired.
  *
  * AVI has a constant frame rate, so a gap in capture times is filled by repeating the previous
- * frame; Matroska carries each frame's capture time. write() never throws and never waits: once
- * ffmpeg's pipe is full and a small budget (maxQueuedBytes) waits behind it, new frames are
- * dropped and counted, so memory stays bounded however slow ffmpeg or the disk is.
+ * frame; Matroska carries each frame's capture time. A hole longer than MAX_GAP_MICROS (2 s, in
+ * segment-timeline.ts: an outage, a reconnect) is never bridged: the next frame starts a new
+ * segment in both containers. write() never throws and never waits: once ffmpeg's pipe is full
+ * and a small budget (maxQueuedBytes) waits behind it, new frames are dropped and counted, so
+ * memory stays bounded however slow ffmpeg or the disk is.
  */
-
 
 /** One finished segment. */
 export interface SegmentInfo {
@@ -35,6 +36,7 @@ export interface SegmentInfo {
   frames: number;
   /** AVI: copies of a previous frame written to fill gaps in capture times. */
   repeats: number;
+  /** From the first frame to the end of the last one (AVI: repeats included). */
   durationSec: number;
   bytes: number;
   /** True when ffmpeg died and the file was repaired from its partial. */
@@ -80,7 +82,7 @@ export interface SegmentWriterStats {
   framesIn: number;
   /** Frames handed to ffmpeg (repeats not included). */
   framesWritten: number;
-  /** Copies of a previous frame written to keep AVI timing true. */
+  /** Copies of a previous frame written to keep AVI timing true (gaps up to MAX_GAP_MICROS). */
   repeats: number;
   /** Frames not recorded because ffmpeg or the disk was behind, or recording was waiting to retry. */
   dropped: number;
@@ -92,8 +94,6 @@ export interface SegmentWriterStats {
   /** Bytes handed to ffmpeg's stdin. */
   bytesWritten: number;
 }
-
-
 
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_QUEUED_BYTES = 2 * 1024 * 1024;
@@ -201,6 +201,14 @@ export class SegmentWriter implements AsyncDisposable {
     return this.#stats;
   }
 
+  /**
+   * The nominal frame rate this writer was opened with; fixed for its lifetime (AVI frame rate,
+   * slot width, Matroska frame duration). A source at another rate needs a new writer.
+   */
+  get fps(): number {
+    return this.#opts.fps;
+  }
+
   /** The absolute output folder. */
   get dir(): string {
     return this.#dir;
@@ -245,12 +253,18 @@ export class SegmentWriter implements AsyncDisposable {
       }
       const reason = this.#timeline.rotation(frame.capturedAt, frame.width, frame.height);
       if (reason !== null) {
+        if (reason === "gap") {
+          this.#log.info("capture resumed after a gap; starting a new segment", {
+            gapSec: ((frame.capturedAt - this.#timeline.lastAt) / 1e6).toFixed(3), maxGapSec: this.#timeline.gapMicros / 1e6,
+          });
+        }
         if (this.#current) this.#finishInBackground(this.#current, reason);
         if (performance.now() < this.#retryAt || !this.#startRecording(frame, reason)) {
           s.dropped++;
           return;
         }
       } else if (!this.#current || !this.#current.writable) {
+        this.#timeline.skip(frame.capturedAt); // ffmpeg is behind, the source is not: no hole
         s.dropped++;
         return;
       }
@@ -503,14 +517,14 @@ export class SegmentWriter implements AsyncDisposable {
       this.#timeline.reset();
     }
     this.#stats.ffmpegFailures++;
-    this.#scheduleRetry();
+    const waitMs = this.#scheduleRetry();
     this.#retention.enforce(); // a full disk is a common cause: make room before the retry
     const done = this.#salvageOnce(rec);
     this.#finishing.add(done);
     void done.finally(() => this.#finishing.delete(done));
     await Promise.race([rec.stderrDone, Bun.sleep(500)]);
-    this.#log.error("ffmpeg exited mid-segment; the next frame starts a new segment", {
-      partial: rec.paths.partial, code: rec.proc.exitCode, signal: rec.proc.signalCode, frames: rec.frames,
+    this.#log.error(`ffmpeg exited mid-segment; ${retryText(waitMs)}`, {
+      partial: rec.paths.partial, code: rec.proc.exitCode, signal: rec.proc.signalCode, frames: rec.frames, retryInMs: waitMs,
       stderr: rec.stderrTail.slice(-5).join(" | ") || undefined,
     });
   }
@@ -519,11 +533,14 @@ export class SegmentWriter implements AsyncDisposable {
     this.#stats.ffmpegFailures++;
     this.#timeline.reset();
     const waitMs = this.#scheduleRetry();
-    this.#log.error(message, { ...fields, dir: this.#dir, retryInMs: waitMs });
+    this.#log.error(`${message}; ${retryText(waitMs)}`, { ...fields, dir: this.#dir, retryInMs: waitMs });
     this.#retention.enforce();
   }
 
-  /** First retry at once, then 1 s, 2 s, 4 s ... up to the segment length (at most 30 s). */
+  /**
+   * First retry at once (with the next frame), then 1 s, 2 s, 4 s ... up to the segment length (at
+   * most 30 s); a segment finished cleanly starts the count again. Returns the wait in ms.
+   */
   #scheduleRetry(): number {
     this.#failuresInARow++;
     const cap = Math.min(this.#opts.segmentSeconds * 1000, RETRY_MAX_MS);
@@ -531,6 +548,12 @@ export class SegmentWriter implements AsyncDisposable {
     this.#retryAt = performance.now() + waitMs;
     return waitMs;
   }
+}
+
+/** When the next attempt at a segment is, for the failure's log line. */
+function retryText(waitMs: number): string {
+  if (waitMs === 0) return "a new segment starts with the next frame";
+  return `next attempt in ${waitMs >= 1000 ? `${waitMs / 1000} s` : `${waitMs} ms`}; frames until then are dropped`;
 }
 
 function sizeOf(path: string): number {

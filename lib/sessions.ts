@@ -27,7 +27,7 @@ export interface ViewerReport {
 export type LeaveReason = "goodbye" | "timeout" | "connection closed" | "protocol error" | "server shutdown";
 
 /** Outcome of a join request. */
-export type Admission = { ok: true; session: Session } | { ok: false; reason: "full" };
+export type Admission = { ok: true; session: Session } | { ok: false; reason: "full" | "duplicate" };
 
 /**
  * The set of active viewers: admission (bounded by maxClients), liveness and
@@ -49,8 +49,15 @@ export class SessionTable {
     return this.#sessions.size;
   }
 
-  /** Admits a viewer unless the server is full; ids are random, non-zero and unique. */
+  /**
+   * Admits a viewer unless the server is full or that address and UDP port already
+   * get the stream (a second session would double the traffic to one socket); ids
+   * are random, non-zero and unique.
+   */
   admit(peer: { address: string; tcpPort: number; udpPort: number; name: string }, nowMs: number): Admission {
+    for (const s of this.#sessions.values()) {
+      if (s.address === peer.address && s.udpPort === peer.udpPort) return { ok: false, reason: "duplicate" };
+    }
     if (this.#sessions.size >= this.#maxClients) return { ok: false, reason: "full" };
     let id = 0;
     for (let tries = 0; id === 0 || this.#sessions.has(id); tries++) {
@@ -87,9 +94,5 @@ export class SessionTable {
     const out: Session[] = [];
     for (const s of this.#sessions.values()) if (nowMs - s.lastHeardAt > this.#timeoutMs) out.push(s);
     return out;
-  }
-
-  values(): IterableIterator<Session> {
-    return this.#sessions.values();
   }
 }

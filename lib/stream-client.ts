@@ -9,6 +9,9 @@ import { enlargeReceiveBuffer, socketFd, type BufferResult } from "./udp-buffer.
 /** What the server promised in its welcome. */
 export type Welcome = Extract<ControlMessage, { type: "welcome" }>;
 
+/** How often the reassembler gives up on stale partial frames (its timeout is 500 ms). */
+const SWEEP_MS = 100;
+
 /** A connection attempt that failed; the message is meant for the user as is. */
 export class ConnectError extends Error {
   override name = "ConnectError";
@@ -62,6 +65,9 @@ export class StreamClient implements AsyncDisposable {
   #reassembler = new Reassembler({ sessionId: 0 });
   #live: Live | null = null;
   #receiving = false;
+  #cancelConnect: (() => void) | null = null;
+  #ended: Promise<SessionEnd> = Promise.resolve({ reason: "stopped" });
+  #lastBeatAt = 0;
 
   private constructor(opts: StreamClientOptions) {
     this.#opts = opts;
@@ -95,16 +101,28 @@ export class StreamClient implements AsyncDisposable {
     return this.#reassembler.stats;
   }
 
-  /** Connects, says hello and waits for the welcome; ConnectError on failure or refusal. */
+  /**
+   * Connects, says hello and waits for the welcome; ConnectError on failure, refusal,
+   * or when the whole handshake (TCP connect included) takes longer than the timeout.
+   * `disconnect()` during it cancels it with a ConnectError.
+   */
   async connect(): Promise<Welcome> {
-    if (this.#live) throw new Error("already connected");
+    if (this.#live || this.#cancelConnect) throw new Error("already connected");
     const { host, port } = this.#opts;
-    this.#serverIp = await resolveIPv4(host);
+    const timeoutMs = this.#opts.connectTimeoutMs ?? 5000;
     let settle!: { ok: (w: Welcome) => void; fail: (e: Error) => void };
     const handshake = new Promise<Welcome>((ok, fail) => (settle = { ok, fail }));
-    let channel!: ControlChannel;
+    const timeout = setTimeout(() => settle.fail(new ConnectError(`server ${host}:${port} did not complete the handshake within ${timeoutMs / 1000} s`)), timeoutMs);
+    this.#cancelConnect = () => settle.fail(new ConnectError("connection attempt cancelled"));
+    let channel: ControlChannel | null = null;
     let welcomed = false;
     let live: Live | null = null;
+    // What ends the session before `live` exists (a bye in the same packet as the welcome).
+    let early: SessionEnd | null = null;
+    const endSession = (e: SessionEnd) => {
+      if (live) live.end(e);
+      else early ??= e;
+    };
     const onMessage = (msg: ControlMessage) => {
       if (!welcomed) {
         if (msg.type === "welcome") {
@@ -117,75 +135,82 @@ export class StreamClient implements AsyncDisposable {
         }
         return;
       }
-      if (!live) return;
-      live.lastHeardAt = performance.now();
-      if (msg.type === "bye") live.end({ reason: "server bye", text: byeReasonText(msg.reason) });
+      if (live) live.lastHeardAt = performance.now();
+      if (msg.type === "bye") endSession({ reason: "server bye", text: byeReasonText(msg.reason) });
     };
+    const socketHandlers = {
+      data: (_s: Socket<undefined>, chunk: Uint8Array) => {
+        if (!channel) return;
+        let msgs: ControlMessage[];
+        try {
+          msgs = channel.receive(chunk);
+        } catch (e) {
+          const text = e instanceof DecodeError ? e.message : String(e);
+          if (welcomed) endSession({ reason: "protocol error", text });
+          else settle.fail(new ConnectError(`server ${host}:${port} sent a malformed message: ${text}`));
+          channel.close();
+          return;
+        }
+        for (const m of msgs) onMessage(m);
+      },
+      drain: () => channel?.drain(),
+      close: () => {
+        if (welcomed) endSession({ reason: "connection closed" });
+        else settle.fail(new ConnectError(`server ${host}:${port} closed the connection during the handshake`));
+      },
+      error: (_s: Socket<undefined>, err: Error) => {
+        if (!welcomed) settle.fail(new ConnectError(`cannot talk to ${host}:${port}: ${err.message}`));
+      },
+    };
+    let connecting: Promise<Socket<undefined>> | null = null;
     let tcp: Socket<undefined>;
-    try {
-      tcp = await Bun.connect({
-        hostname: this.#serverIp,
-        port,
-        socket: {
-          data: (_s, chunk) => {
-            let msgs: ControlMessage[];
-            try {
-              msgs = channel.receive(chunk);
-            } catch (e) {
-              const text = e instanceof DecodeError ? e.message : String(e);
-              if (live) live.end({ reason: "protocol error", text });
-              else settle.fail(new ConnectError(`server ${host}:${port} sent a malformed message: ${text}`));
-              channel.close();
-              return;
-            }
-            for (const m of msgs) onMessage(m);
-          },
-          drain: () => channel.drain(),
-          close: () => {
-            if (live) live.end({ reason: "connection closed" });
-            else settle.fail(new ConnectError(`server ${host}:${port} closed the connection during the handshake`));
-          },
-          error: (_s, err) => {
-            if (!live) settle.fail(new ConnectError(`cannot talk to ${host}:${port}: ${err.message}`));
-          },
-        },
-      });
-    } catch (e) {
-      const code = (e as { code?: string }).code ?? (e as Error).message;
-      throw new ConnectError(`cannot connect to ${host}:${port}: ${code === "ECONNREFUSED" ? "connection refused (is lancam server running there?)" : code}`);
-    }
-    channel = new ControlChannel(tcp);
-    channel.send({ type: "hello", version: PROTOCOL_VERSION, udpPort: this.#udp.port, capabilities: 0, name: this.#opts.name ?? "" });
-    const timeout = setTimeout(
-      () => settle.fail(new ConnectError(`server ${host}:${port} did not answer the hello within ${(this.#opts.connectTimeoutMs ?? 5000) / 1000} s`)),
-      this.#opts.connectTimeoutMs ?? 5000,
-    );
     let welcome: Welcome;
     try {
+      this.#serverIp = await Promise.race([resolveIPv4(host), handshake.then(() => "")]);
+      connecting = Bun.connect({ hostname: this.#serverIp, port, socket: socketHandlers });
+      tcp = await Promise.race([
+        connecting.catch((e: unknown) => {
+          const code = (e as { code?: string }).code ?? (e as Error).message;
+          throw new ConnectError(`cannot connect to ${host}:${port}: ${code === "ECONNREFUSED" ? "connection refused (is lancam server running there?)" : code}`);
+        }),
+        handshake.then((): never => {
+          throw new Error("unreachable: welcome before connect");
+        }),
+      ]);
+      channel = new ControlChannel(tcp);
+      channel.send({ type: "hello", version: PROTOCOL_VERSION, udpPort: this.#udp.port, capabilities: 0, name: this.#opts.name ?? "" });
       welcome = await handshake;
     } catch (e) {
-      channel.close();
+      channel?.close();
+      // Given up (timeout, cancel, refusal): a connect still under way must not leave a socket behind.
+      void connecting?.then((late) => late.end(), () => {});
       throw e;
     } finally {
       clearTimeout(timeout);
+      this.#cancelConnect = null;
     }
     this.#reassembler.reset(welcome.sessionId);
     this.#receiving = false;
     let end!: (e: SessionEnd) => void;
     const ended = new Promise<SessionEnd>((resolve) => (end = resolve));
+    const ch = channel;
     const self: Live = {
-      tcp, channel, welcome, lastHeardAt: performance.now(), ended,
+      tcp, channel: ch, welcome, lastHeardAt: performance.now(), ended,
       end: (e) => {
         if (this.#live !== self) return;
         this.#live = null;
         clearInterval(self.timer);
-        channel.close();
+        ch.close();
         end(e);
       },
-      timer: setInterval(() => this.#tick(), Math.max(100, welcome.heartbeatMs)),
+      // Heartbeats and reports once per heartbeat interval; the reassembler is swept more often
+      // so an incomplete frame is given up close to its timeout.
+      timer: setInterval(() => this.#tick(), SWEEP_MS),
     };
     live = self;
     this.#live = self;
+    this.#ended = ended;
+    if (early) self.end(early);
     return welcome;
   }
 
@@ -194,9 +219,9 @@ export class StreamClient implements AsyncDisposable {
     this.#receiving = true;
   }
 
-  /** Resolves when the current session ends (immediately `stopped` when none is running). */
+  /** Resolves when the latest session ends (at once with `stopped` when none was made). */
   get ended(): Promise<SessionEnd> {
-    return this.#live?.ended ?? Promise.resolve({ reason: "stopped" });
+    return this.#ended;
   }
 
   #tick(): void {
@@ -208,6 +233,8 @@ export class StreamClient implements AsyncDisposable {
       live.end({ reason: "timeout" });
       return;
     }
+    if (now - this.#lastBeatAt < live.welcome.heartbeatMs) return;
+    this.#lastBeatAt = now;
     live.channel.send({ type: "heartbeat", sentAt: nowMicros() });
     live.channel.send(this.reports());
   }
@@ -230,11 +257,13 @@ export class StreamClient implements AsyncDisposable {
 
   /** Ends the session (saying goodbye) but keeps the UDP port for a reconnect. */
   disconnect(reason: ByeReason = ByeReason.UserQuit): void {
+    this.#cancelConnect?.();
     const live = this.#live;
     if (!live) return;
     live.channel.send({ type: "bye", reason });
     live.end({ reason: "stopped" });
   }
+
 
   /** Says goodbye and releases both sockets. */
   async close(): Promise<void> {

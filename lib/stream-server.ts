@@ -2,9 +2,10 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "./control-channel.ts";
 import { ByeReason, RefuseReason, type ControlMessage } from "./control.ts";
 import { DecodeError } from "./decode-error.ts";
+import { HEADER_SIZE, MAX_FRAGMENTS, MAX_FRAME_BYTES } from "./datagram.ts";
 import { Fragmenter } from "./fragmenter.ts";
 import type { Frame } from "./frame.ts";
-import type { Logger } from "./log.ts";
+import { throttled, type Logger } from "./log.ts";
 import { Pacer } from "./pacer.ts";
 import { SessionTable, type LeaveReason, type Session } from "./sessions.ts";
 import { enlargeBuffer, socketFd } from "./udp-buffer.ts";
@@ -30,6 +31,7 @@ interface Conn {
   channel: ControlChannel;
   peer: string;
   address: string;
+  tcpPort: number;
   openedAt: number;
   session: Session | null;
   fragmenter: Fragmenter | null;
@@ -42,7 +44,11 @@ export interface ServerStats {
   datagramsSent: number;
   /** Datagrams the socket did not take at once (send buffer full), sent again on a later tick. */
   sendRetries: number;
+  /** Send failures and ICMP errors reported by the socket. */
+  sendErrors: number;
   datagramsSuperseded: number;
+  /** Frames too big to send (more fragments than the header can count). */
+  framesTooBig: number;
 }
 
 /**
@@ -52,8 +58,19 @@ export interface ServerStats {
  */
 export const DEFAULT_SPREAD = 0.25;
 
+/** At most one warning line per kind in this interval (a dead peer can cause one per datagram). */
+const SEND_WARN_MS = 5000;
+
 /** Socket send buffer asked for: a few frames for several viewers. */
 const SEND_BUFFER_BYTES = 4 << 20;
+
+/** The server could not start (port in use, bad address); the message says what to do. */
+export class StartError extends Error {
+  override name = "StartError";
+}
+
+/** Connections without hello yet, from one address and in all: more are closed at once. */
+const MAX_PENDING_PER_ADDRESS = 4;
 
 /** Strips the IPv4-mapped prefix so addresses compare and print plainly. */
 function plainAddress(a: string): string {
@@ -66,13 +83,16 @@ function plainAddress(a: string): string {
  * viewer, paced over part of the frame interval.
  */
 export class StreamServer implements AsyncDisposable {
-  readonly stats: ServerStats = { framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, datagramsSuperseded: 0 };
+  readonly stats: ServerStats = { framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, datagramsSuperseded: 0, framesTooBig: 0 };
   readonly #opts: Required<StreamServerOptions>;
   readonly #log: Logger;
   readonly #sessions: SessionTable;
   readonly #conns = new Set<Socket<Conn>>();
   readonly #pacer = new Pacer<number>();
   readonly #sendBuf: (Uint8Array | number | string)[] = [];
+  readonly #warnSend: (detail: string) => void;
+  readonly #warnTooBig: (detail: string) => void;
+  readonly #maxFrameBytes: number;
   #listener!: TCPSocketListener<Conn>;
   #udp!: udp.Socket<"buffer">;
   #heartbeat: Timer | null = null;
@@ -80,9 +100,12 @@ export class StreamServer implements AsyncDisposable {
   #stopped = false;
 
   private constructor(opts: StreamServerOptions) {
-    this.#opts = { heartbeatMs: 1000, timeoutMs: 5000, maxPending: 16, spread: DEFAULT_SPREAD, ...opts };
+    this.#opts = { heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, ...opts };
     this.#log = opts.log;
     this.#sessions = new SessionTable({ maxClients: opts.maxClients, timeoutMs: this.#opts.timeoutMs });
+    this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
+    this.#warnTooBig = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame too big to send", { detail, similar: suppressed || undefined }));
+    this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (opts.mtu - HEADER_SIZE));
   }
 
   /** Binds the TCP listener and the UDP sender; throws with a clear message when the port is taken. */
@@ -125,15 +148,28 @@ export class StreamServer implements AsyncDisposable {
         },
       });
     } catch (e) {
-      throw new Error(`cannot listen on ${bind}:${port}: ${(e as Error).message}${(e as { code?: string }).code === "EADDRINUSE" ? " (port in use; choose another --port or 0)" : ""}`);
+      throw new StartError(`cannot listen on ${bind}:${port}: ${(e as Error).message}${(e as { code?: string }).code === "EADDRINUSE" ? " (port in use; choose another --port or 0)" : ""}`);
     }
     try {
-      this.#udp = await Bun.udpSocket({ hostname: bind, port: 0, socket: { data: () => {} } });
+      this.#udp = await Bun.udpSocket({
+        hostname: bind,
+        port: 0,
+        socket: {
+          data: () => {},
+          // ICMP errors come back here (port unreachable when a viewer's process died):
+          // counted, and logged at most every few seconds, never a crash or a stack dump.
+          error: (...args: unknown[]) => {
+            const err = args.find((a): a is Error => a instanceof Error);
+            this.stats.sendErrors++;
+            this.#warnSend(err?.message ?? "unknown UDP error");
+          },
+        },
+      });
       const sb = enlargeBuffer(socketFd(this.#udp), "send", SEND_BUFFER_BYTES);
       this.#log.info("udp send buffer", { requested: sb.requested, got: sb.actual ?? "unknown", note: sb.note });
     } catch (e) {
       this.#listener.stop(true);
-      throw new Error(`cannot open a UDP socket on ${bind}: ${(e as Error).message}`);
+      throw new StartError(`cannot open a UDP socket on ${bind}: ${(e as Error).message}`);
     }
     this.#heartbeat = setInterval(() => this.#onHeartbeat(), this.#opts.heartbeatMs);
   }
@@ -143,17 +179,16 @@ export class StreamServer implements AsyncDisposable {
     if (this.#stopped) return;
     this.stats.framesBroadcast++;
     if (this.#sessions.size === 0) return;
+    if (frame.jpeg.length > this.#maxFrameBytes) {
+      this.stats.framesTooBig++;
+      this.#warnTooBig(`frame ${frame.seq} is ${frame.jpeg.length} bytes, at most ${this.#maxFrameBytes} fit (lower --quality or --size, or raise --mtu)`);
+      return;
+    }
     const now = performance.now();
     const spreadMs = (1000 / this.#opts.stream.fps) * this.#opts.spread;
     for (const conn of this.#activeConns()) {
       const s = conn.session!;
-      let datagrams: Uint8Array[];
-      try {
-        datagrams = conn.fragmenter!.fragment(frame, s.id);
-      } catch (e) {
-        this.#log.warn("frame not sent", { seq: frame.seq, bytes: frame.jpeg.length, error: (e as Error).message });
-        return;
-      }
+      const datagrams = conn.fragmenter!.fragment(frame, s.id);
       const superseded = this.#pacer.enqueue(s.id, { port: s.udpPort, address: s.address }, datagrams, now, spreadMs);
       s.datagramsSuperseded += superseded;
       this.stats.datagramsSuperseded += superseded;
@@ -167,16 +202,10 @@ export class StreamServer implements AsyncDisposable {
   }
 
   #pump(): void {
-    const out = this.#sendBuf;
-    out.length = 0;
-    const due = this.#pacer.due(performance.now(), out);
-    if (due > 0) {
-      const sent = this.#udp.sendMany(out);
-      this.stats.datagramsSent += sent;
-      // A full send buffer: what did not go out waits for the next tick.
-      if (sent < due) this.stats.sendRetries += this.#pacer.unsent(sent);
-      out.length = 0;
-    }
+    const { due, sent } = this.#pacer.due(performance.now(), this.#send);
+    this.stats.datagramsSent += sent;
+    // A full send buffer: what did not go out waits for the next tick.
+    this.stats.sendRetries += due - sent;
     if (this.#pacer.idle) {
       if (this.#pacing) clearInterval(this.#pacing);
       this.#pacing = null;
@@ -185,15 +214,51 @@ export class StreamServer implements AsyncDisposable {
     }
   }
 
+  /** One viewer's due datagrams in one sendMany; a throw (EPERM, ENETUNREACH...) drops them, counted. */
+  readonly #send = (id: number, target: { port: number; address: string }, datagrams: Uint8Array[], from: number, to: number): number => {
+    const out = this.#sendBuf;
+    out.length = 0;
+    for (let i = from; i < to; i++) out.push(datagrams[i]!, target.port, target.address);
+    let took = -1;
+    // An ICMP error left by an earlier datagram (a dead viewer's port) is reported by
+    // whichever send comes next, for any viewer: that call took nothing, so try again.
+    for (let attempt = 0; attempt < 3 && took < 0; attempt++) {
+      try {
+        took = this.#udp.sendMany(out);
+      } catch (e) {
+        this.stats.sendErrors++;
+        this.#warnSend(`${(e as Error).message} (sending to ${target.address}:${target.port})`);
+      }
+    }
+    if (took < 0) took = to - from; // still failing: drop this viewer's due datagrams rather than spin
+    out.length = 0;
+    const s = this.#sessions.get(id);
+    if (s) s.datagramsSent += took;
+    return took;
+  };
+
   #onOpen(sock: Socket<Conn>): void {
     const address = plainAddress(sock.remoteAddress);
-    const peer = `${address}:${(sock as unknown as { remotePort?: number }).remotePort ?? "?"}`;
-    sock.data = { channel: new ControlChannel(sock), peer, address, openedAt: performance.now(), session: null, fragmenter: null, ended: false };
+    const tcpPort = (sock as unknown as { remotePort?: number }).remotePort ?? 0;
+    const peer = `${address}:${tcpPort || "?"}`;
+    sock.data = { channel: new ControlChannel(sock), peer, address, tcpPort, openedAt: performance.now(), session: null, fragmenter: null, ended: false };
     let pending = 0;
-    for (const c of this.#conns) if (!c.data.session) pending++;
+    let pendingHere = 0;
+    for (const c of this.#conns) {
+      if (c.data.session || c.data.ended) continue;
+      pending++;
+      if (c.data.address === address) pendingHere++;
+    }
     this.#conns.add(sock);
-    if (this.#stopped || pending >= this.#opts.maxPending) {
-      this.#log.warn("connection refused", { client: peer, reason: this.#stopped ? "shutting down" : "too many connections without hello" });
+    const refusal = this.#stopped
+      ? "shutting down"
+      : pendingHere >= MAX_PENDING_PER_ADDRESS
+        ? "too many connections without hello from this address"
+        : pending >= this.#opts.maxPending
+          ? "too many connections without hello"
+          : null;
+    if (refusal) {
+      this.#log.warn("connection refused", { client: peer, reason: refusal });
       sock.data.ended = true;
       sock.data.channel.close();
     }
@@ -267,10 +332,15 @@ export class StreamServer implements AsyncDisposable {
 
   #onHello(conn: Conn, hello: Extract<ControlMessage, { type: "hello" }>, now: number): void {
     const udp = hello.udpPort;
-    const admission = this.#sessions.admit({ address: conn.address, tcpPort: 0, udpPort: udp, name: hello.name }, now);
+    const admission = this.#sessions.admit({ address: conn.address, tcpPort: conn.tcpPort, udpPort: udp, name: hello.name }, now);
     if (!admission.ok) {
-      this.#log.warn("client refused", { client: conn.peer, udp, reason: "server full", max: this.#opts.maxClients });
-      this.#refuse(conn, RefuseReason.ServerFull, `server full: ${this.#opts.maxClients} viewers already connected`);
+      if (admission.reason === "duplicate") {
+        this.#log.warn("client refused", { client: conn.peer, udp, reason: "already streaming to that port" });
+        this.#refuse(conn, RefuseReason.BadHello, `already streaming to ${conn.address}:${udp} for another session; use another UDP port`);
+      } else {
+        this.#log.warn("client refused", { client: conn.peer, udp, reason: "server full", max: this.#opts.maxClients });
+        this.#refuse(conn, RefuseReason.ServerFull, `server full: ${this.#opts.maxClients} viewers already connected`);
+      }
       return;
     }
     const s = admission.session;
@@ -340,13 +410,19 @@ export class StreamServer implements AsyncDisposable {
         }
         continue;
       }
-      if (now - c.session.lastHeardAt > this.#opts.timeoutMs) {
-        c.channel.send({ type: "bye", reason: ByeReason.Timeout });
-        this.#end(c, "timeout");
-        continue;
-      }
       c.channel.send({ type: "heartbeat", sentAt });
     }
+    for (const s of this.#sessions.expired(now)) {
+      const c = this.#connOf(s.id);
+      if (!c) continue;
+      c.channel.send({ type: "bye", reason: ByeReason.Timeout });
+      this.#end(c, "timeout");
+    }
+  }
+
+  #connOf(id: number): Conn | undefined {
+    for (const sock of this.#conns) if (sock.data.session?.id === id) return sock.data;
+    return undefined;
   }
 
   /** Says goodbye to every viewer and closes the sockets. */

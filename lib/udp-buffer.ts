@@ -1,5 +1,8 @@
 import { dlopen, FFIType, ptr } from "bun:ffi";
 
+/** The largest buffer that can be asked for: setsockopt takes an int, which Linux then doubles. */
+export const MAX_SOCKET_BUFFER = 1 << 30;
+
 /** What enlarging a socket's receive buffer achieved. */
 export interface BufferResult {
   requested: number;
@@ -50,6 +53,7 @@ export function enlargeBuffer(fd: number | undefined, which: "receive" | "send",
   if (!c) return { requested: bytes, actual: null, note: `not supported on ${process.platform}` };
   const lib = loadLibc(c.lib);
   if (!lib) return { requested: bytes, actual: null, note: `cannot load ${c.lib}` };
+  if (!(bytes > 0 && bytes <= MAX_SOCKET_BUFFER)) return { requested: bytes, actual: null, note: `not set: ${bytes} is outside 1..${MAX_SOCKET_BUFFER}` };
   const [option, force] = c[which];
   const value = new Int32Array([bytes]);
   lib.setsockopt(fd, c.SOL_SOCKET, option, ptr(value) as unknown as number, 4);

@@ -83,7 +83,7 @@ export class Viewer {
       return {
         type: "report", framesReceived: s.framesReceived, framesLost: s.framesMissing, framesIncomplete: s.framesIncomplete,
         datagramsDropped: Object.values(this.datagramDrops()).reduce((a, b) => a + b, 0),
-        latencyP50Us: Math.round(p50 * 1000), latencyP95Us: Math.round(p95 * 1000), fpsMillihertz: 0,
+        latencyP50Us: Math.round(p50 * 1000), latencyP95Us: Math.round(p95 * 1000), fpsMillihertz: s.lastSecondFps(performance.now()) * 1000,
       };
     };
     const rb = client.receiveBuffer;
@@ -135,7 +135,7 @@ export class Viewer {
   }
 
   #onFrame(f: ReassembledFrame, nowMs: number): void {
-    this.#syncLoss(f.missingBefore);
+    this.#syncLoss();
     if (this.#lastFrame !== null && !this.#resynced && !seqLess(this.#lastFrame, f.frameNumber)) this.stats.framesOutOfOrder++;
     this.#lastFrame = f.frameNumber;
     this.#resynced = false;
@@ -154,10 +154,11 @@ export class Viewer {
   }
 
   /** Brings the loss counters up to the reassembler's (cumulative across reconnects). */
-  #syncLoss(missing = 0): void {
-    const i = this.#client?.reassembly.incomplete;
-    const incomplete = i ? i.lostFragment + i.timeout + i.evicted : 0;
-    this.stats.lost(missing, Math.max(0, incomplete - this.stats.framesIncomplete));
+  #syncLoss(): void {
+    const r = this.#client?.reassembly;
+    if (!r) return;
+    const incomplete = r.incomplete.lostFragment + r.incomplete.timeout + r.incomplete.evicted;
+    this.stats.lost(Math.max(0, r.framesMissing - this.stats.framesMissing), Math.max(0, incomplete - this.stats.framesIncomplete));
   }
 
   #sleep(ms: number): Promise<void> {

@@ -3,6 +3,7 @@
 
 #include <napi.h>
 
+#include <cstdint>
 #include <exception>
 #include <string>
 #include <utility>
@@ -17,8 +18,42 @@ void InitCodec(Napi::Env env, Napi::Object exports);
 void InitWindow(Napi::Env env, Napi::Object exports);
 void InitTestPattern(Napi::Env env, Napi::Object exports);
 
-// Decodes any image OpenCV reads into packed BGR; an empty Mat when it cannot.
-cv::Mat DecodeBgr(const uchar* data, size_t size);
+// The largest picture the addon decodes from caller bytes: the largest frame a
+// lancam server sends (lib/cli.ts parseSize). A JPEG header can claim 65535x65535
+// in a few hundred bytes, and libjpeg fills the missing data in.
+constexpr int kMaxDecodeWidth = 7680;
+constexpr int kMaxDecodeHeight = 4320;
+
+// The size in a JPEG's first SOFn frame header; false (and the outputs untouched)
+// when the bytes do not start with a well-formed header. Same walk as lib/jpeg-header.ts.
+bool ReadJpegSize(const uchar* data, size_t size, int* width, int* height);
+
+// Decodes JPEG bytes from a caller into packed BGR after checking the header
+// against kMaxDecodeWidth x kMaxDecodeHeight, so nothing larger is allocated.
+// An empty Mat when refused or undecodable, with the reason in `why` (when given).
+cv::Mat DecodeJpegBgr(const uchar* data, size_t size, std::string* why);
+
+// Argument checks: a TypeError "fn: arg must be ..." instead of N-API's generic
+// "A number was expected", or reading a Float32Array's bytes as pixels.
+inline Napi::Uint8Array Uint8ArrayArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* arg) {
+  Napi::Value v = info[index];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + arg + " must be a Uint8Array");
+  }
+  return v.As<Napi::Uint8Array>();
+}
+
+inline std::string StringArg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* arg) {
+  Napi::Value v = info[index];
+  if (!v.IsString()) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + arg + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+inline int32_t Int32Arg(const Napi::CallbackInfo& info, size_t index, const char* fn, const char* arg) {
+  Napi::Value v = info[index];
+  if (!v.IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + arg + " must be a number");
+  return v.As<Napi::Number>().Int32Value();
+}
 
 // "context: reason". OpenCV's `err` is the reason alone; `what()` would add the
 // source path of the OpenCV build, which means nothing to a user.

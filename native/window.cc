@@ -49,22 +49,21 @@ Napi::Value DisplayAvailable(const Napi::CallbackInfo& info) {
 // openWindow(name): creates the window now rather than on the first frame.
 Napi::Value OpenWindow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string name = info[0].As<Napi::String>();
+  std::string name = StringArg(info, 0, "openWindow", "name");
   RequireDisplay(env);
   Guard(env, "openWindow", [&] { cv::namedWindow(name, cv::WINDOW_AUTOSIZE | cv::WINDOW_GUI_NORMAL); });
   return env.Undefined();
 }
 
-// showJpeg(name, jpeg): false when the bytes do not decode.
+// showJpeg(name, jpeg): false when the bytes do not decode or the picture is
+// above the decode limit (the bytes come from the network).
 Napi::Value ShowJpeg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string name = info[0].As<Napi::String>();
-  if (!info[1].IsTypedArray()) throw Napi::TypeError::New(env, "showJpeg: jpeg must be a Uint8Array");
-  auto jpeg = info[1].As<Napi::Uint8Array>();
+  std::string name = StringArg(info, 0, "showJpeg", "name");
+  auto jpeg = Uint8ArrayArg(info, 1, "showJpeg", "jpeg");
   RequireDisplay(env);
   return Guard(env, "showJpeg", [&]() -> Napi::Value {
-    if (jpeg.ByteLength() == 0) return Napi::Boolean::New(env, false);
-    cv::Mat image = DecodeBgr(jpeg.Data(), jpeg.ByteLength());
+    cv::Mat image = DecodeJpegBgr(jpeg.Data(), jpeg.ByteLength(), nullptr);
     if (image.empty()) return Napi::Boolean::New(env, false);
     cv::imshow(name, image);
     return Napi::Boolean::New(env, true);
@@ -83,7 +82,7 @@ Napi::Value PollKey(const Napi::CallbackInfo& info) {
 // windowVisible(name): false once the user has closed the window (its close button).
 Napi::Value WindowVisible(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string name = info[0].As<Napi::String>();
+  std::string name = StringArg(info, 0, "windowVisible", "name");
   if (heldDisplay == nullptr) return Napi::Boolean::New(env, false);
   return Guard(env, "windowVisible", [&]() -> Napi::Value {
     return Napi::Boolean::New(env, cv::getWindowProperty(name, cv::WND_PROP_VISIBLE) >= 1.0);
@@ -92,7 +91,7 @@ Napi::Value WindowVisible(const Napi::CallbackInfo& info) {
 
 Napi::Value CloseWindow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string name = info[0].As<Napi::String>();
+  std::string name = StringArg(info, 0, "closeWindow", "name");
   if (heldDisplay == nullptr) return env.Undefined();  // no window can have been opened
   Guard(env, "closeWindow", [&] {
     cv::destroyWindow(name);

@@ -9,5 +9,5 @@ mkdir -p test-results
 rm -f test-results/junit.xml
 status=0
 bun test --timeout 60000 --reporter=junit --reporter-outfile=test-results/junit.xml "$@" || status=$?
-bun scripts/test-summary.ts test-results/junit.xml || status=${status:-1}
+bun scripts/test-summary.ts test-results/junit.xml || { [ "$status" -ne 0 ] || status=1; }
 [ "$status" -eq 0 ] || exit "$status"

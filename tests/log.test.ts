@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createLogger, FileSink, formatLine } from "../lib/log.ts";
+import { createLogger, FileSink, formatLine, throttled } from "../lib/log.ts";
 
 test("a log line reads `time LEVEL [part] message key=value` and quotes awkward values", () => {
   const at = new Date("2026-11-24T10:00:00.000Z");
@@ -34,4 +34,17 @@ test("levels below the minimum are dropped", () => {
   log.child("y").warn("loud");
   expect(lines).toHaveLength(1);
   expect(lines[0]).toContain("WARN [y] loud");
+});
+
+test("a throttled warning runs at most once per interval and then says how many it held back", () => {
+  let t = 0;
+  const seen: [string, number][] = [];
+  const warn = throttled(1000, (d, n) => seen.push([d, n]), () => t);
+  warn("a");
+  t = 10;
+  warn("b");
+  warn("c");
+  t = 1000;
+  warn("d");
+  expect(seen).toEqual([["a", 0], ["d", 2]]);
 });

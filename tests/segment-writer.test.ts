@@ -5,7 +5,7 @@ import { probeVideo } from "../lib/ffprobe.ts";
 import { memoryLogger, silentLogger } from "../lib/log.ts";
 import { RecordError } from "../lib/record-dir.ts";
 import { type SegmentInfo, SegmentWriter } from "../lib/segment-writer.ts";
-import { SegmentTimeline } from "../lib/segment-timeline.ts";
+import { MAX_GAP_MICROS, SegmentTimeline } from "../lib/segment-timeline.ts";
 import { jpegFrames, splitJpegs } from "./helpers/jpeg-frames.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 
@@ -52,12 +52,15 @@ function captureTimes(count: number, skips: Record<number, number> = {}): number
   return out;
 }
 
-/** Splits capture times into segments by the documented rule: a frame ≥ length after the start begins a new one. */
+/**
+ * Splits capture times into segments by the documented rules: a frame ≥ length after the start,
+ * or more than MAX_GAP_MICROS after the previous frame, begins a new one.
+ */
 function expectedSegments(times: number[], segmentSeconds: number): number[][] {
   const groups: number[][] = [];
   for (const t of times) {
     const g = groups.at(-1);
-    if (!g || t - g[0]! >= segmentSeconds * 1_000_000) groups.push([t]);
+    if (!g || t - g[0]! >= segmentSeconds * 1_000_000 || t - g.at(-1)! > MAX_GAP_MICROS) groups.push([t]);
     else g.push(t);
   }
   return groups;
@@ -132,6 +135,63 @@ describe("SegmentTimeline", () => {
     expect(t.rotation(T0 + 100_000, W, H)).toBe("first");
   });
 
+  test("a hole longer than MAX_GAP_MICROS after the latest frame starts a new segment", () => {
+    expect(MAX_GAP_MICROS).toBe(2_000_000);
+    const t = new SegmentTimeline(3_600_000_000, INTERVAL);
+    expect(t.gapMicros).toBe(MAX_GAP_MICROS);
+    t.begin(T0, W, H);
+    t.place(T0);
+    expect(t.rotation(T0 + MAX_GAP_MICROS, W, H)).toBeNull(); // exactly 2 s: still bridged
+    expect(t.rotation(T0 + MAX_GAP_MICROS + 1, W, H)).toBe("gap");
+    expect(t.rotation(T0 + 600_000_000, W, H)).toBe("gap"); // a 10 minute outage inside an hour segment
+    t.place(T0 + 1_000_000);
+    t.place(T0 + 900_000); // a little back in time: the hole is measured from the latest frame
+    expect(t.rotation(T0 + 3_000_000, W, H)).toBeNull();
+    expect(t.rotation(T0 + 3_000_001, W, H)).toBe("gap");
+    // Bridged holes keep being filled as lost slots.
+    expect(t.place(T0 + 2_900_000)).toEqual({ slot: 87, gap: 55, offsetMicros: 2_900_000 }); // after slots 0, 30, 31
+  });
+
+  test("a hole that also crosses the segment length is reported as a gap; size and clock come first", () => {
+    const t = new SegmentTimeline(2_000_000, INTERVAL);
+    t.begin(T0, W, H);
+    t.place(T0 + 1_000_000);
+    expect(t.rotation(T0 + 2_500_000, W, H)).toBe("length");
+    expect(t.rotation(T0 + 3_000_001, W, H)).toBe("gap");
+    expect(t.rotation(T0 + 3_000_001, 320, 240)).toBe("size");
+    expect(t.rotation(T0 - 100_000, W, H)).toBe("clock");
+  });
+
+  test("frames the writer skipped are no hole: the source kept sending", () => {
+    const t = new SegmentTimeline(60_000_000, INTERVAL);
+    t.begin(T0, W, H);
+    t.place(T0);
+    for (let k = 1; k <= 150; k++) {
+      const at = T0 + Math.round(k * INTERVAL);
+      expect(t.rotation(at, W, H)).toBeNull();
+      t.skip(at); // ffmpeg behind for 5 s
+    }
+    expect(t.lastAt).toBe(T0 + Math.round(150 * INTERVAL));
+    const next = T0 + Math.round(151 * INTERVAL);
+    expect(t.rotation(next, W, H)).toBeNull();
+    expect(t.place(next)).toEqual({ slot: 151, gap: 150, offsetMicros: next - T0 }); // AVI repeats what was dropped
+    t.reset();
+    t.skip(T0 + 100_000_000); // nothing open: ignored
+    expect(t.rotation(T0 + 100_000_000, W, H)).toBe("first");
+  });
+
+  test("below 1 fps the gap is two frame intervals, so the normal spacing is never a hole", () => {
+    const interval = 10_000_000; // 0.1 fps, the lowest --fps
+    const t = new SegmentTimeline(3_600_000_000, interval);
+    expect(t.gapMicros).toBe(2 * interval);
+    t.begin(T0, W, H);
+    t.place(T0);
+    expect(t.rotation(T0 + interval + 500_000, W, H)).toBeNull();
+    t.place(T0 + interval + 500_000);
+    expect(t.rotation(T0 + 4 * interval, W, H)).toBe("gap");
+    expect(new SegmentTimeline(3_600_000_000, 1_000_000).gapMicros).toBe(MAX_GAP_MICROS); // 1 fps: 2 s
+  });
+
   test("slots follow capture times, count gaps, and never drop a late or early frame", () => {
     const t = new SegmentTimeline(10_000_000, INTERVAL);
     t.begin(T0, W, H);
@@ -165,6 +225,34 @@ describe("SegmentWriter", () => {
       else expect(repeats).toBe(0);
     }, 30_000);
   }
+
+  for (const container of ["avi", "mkv"] as const) {
+    test(`${container}: a 3 s hole in capture times starts a new segment instead of being filled`, async () => {
+      // 60 frames, 90 slots (3 s) without frames, 60 frames, all inside one 60 s segment length.
+      const times = captureTimes(120, { 60: 90 });
+      expect(times[60]! - times[59]!).toBeGreaterThan(MAX_GAP_MICROS);
+      const r = await record(container, times, 60);
+      await checkSegments(container, times, 60, r); // the groups split at the hole; durations true
+      expect(r.infos.map((i) => [i.startedAt, i.frames, i.repeats])).toEqual([[T0, 60, 0], [times[60]!, 60, 0]]);
+      expect(r.stats.repeats).toBe(0);
+      // The segment before the hole ends at its last frame: 60 frames, 2 s, not 5 s.
+      const before = await probeVideo(r.infos[0]!.path);
+      expect(before.frames).toBe(60);
+      expect(Math.abs(before.durationSec! - 60 * INTERVAL / 1e6)).toBeLessThanOrEqual(INTERVAL / 1e6);
+      const finished = r.log.lines.filter((l) => l.includes("INFO [recorder] segment finished"));
+      expect(finished.length).toBe(2);
+      expect(finished.filter((l) => l.includes("reason=gap") && l.includes("frames=60 repeats=0")).length).toBe(1);
+      expect(finished.filter((l) => l.includes("reason=close")).length).toBe(1);
+      const resumed = r.log.lines.filter((l) => l.includes("INFO [recorder] capture resumed after a gap; starting a new segment"));
+      expect(resumed.length).toBe(1);
+      expect(resumed[0]).toContain(`gapSec=${((times[60]! - times[59]!) / 1e6).toFixed(3)} maxGapSec=2`);
+    }, 30_000);
+  }
+
+  test("fps reads back what the writer was opened with", async () => {
+    await using writer = await SegmentWriter.open({ dir: tempDir(), segmentSeconds: 2, container: "avi", fps: 12.5, log: silentLogger });
+    expect(writer.fps).toBe(12.5);
+  });
 
   test("a change of frame size starts a new segment", async () => {
     const small = await jpegFrames(10, 320, 240, FPS);
@@ -216,7 +304,7 @@ describe("SegmentWriter", () => {
       await writer.close();
       expect(restartMs).toBeLessThan(1_000);
       expect(writer.stats.ffmpegFailures).toBe(1);
-      expect(log.lines.some((l) => l.includes("ERROR [recorder] ffmpeg exited mid-segment") && l.includes("signal=SIGKILL"))).toBe(true);
+      expect(log.lines.some((l) => l.includes("ERROR [recorder] ffmpeg exited mid-segment; a new segment starts with the next frame") && l.includes("signal=SIGKILL") && l.includes("retryInMs=0"))).toBe(true);
       expect(log.lines.some((l) => l.includes("INFO [recorder] recovered partial segment"))).toBe(true);
       expect(infos.length).toBe(2);
       // The repair may finish after the next segment: order by start.
@@ -316,7 +404,13 @@ describe("SegmentWriter", () => {
     expect(writer.stats.dropped).toBe(90);
     // Tried at once, again at the next frame, then waits a second: two attempts, not ninety.
     expect(writer.stats.ffmpegFailures).toBe(2);
-    expect(log.lines.filter((l) => l.includes("ERROR [recorder] cannot start ffmpeg")).length).toBe(2);
+    const failures = log.lines.filter((l) => l.includes("ERROR [recorder] cannot start ffmpeg"));
+    expect(failures.length).toBe(2);
+    // Each line says when the next attempt is.
+    expect(failures[0]).toContain("; a new segment starts with the next frame");
+    expect(failures[0]).toContain("retryInMs=0");
+    expect(failures[1]).toContain("; next attempt in 1 s; frames until then are dropped");
+    expect(failures[1]).toContain("retryInMs=1000");
     expect(await writer.close()).toBeNull();
     expect(listFiles(dir)).toEqual([]);
   });

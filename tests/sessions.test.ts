@@ -35,3 +35,10 @@ test("a session silent for longer than the timeout expires; hearing from it keep
   expect(t.expired(5001).map((s) => s.id)).toEqual([b.session.id]);
   expect(t.expired(9001).map((s) => s.id).sort()).toEqual([a.session.id, b.session.id].sort());
 });
+
+test("a second session to the same address and UDP port is refused as a duplicate", () => {
+  const t = new SessionTable({ maxClients: 8, timeoutMs: 5000 });
+  expect(t.admit(peer(1), 0).ok).toBe(true);
+  expect(t.admit({ ...peer(2), udpPort: peer(1).udpPort }, 0)).toEqual({ ok: false, reason: "duplicate" });
+  expect(t.admit({ ...peer(1), address: "127.0.0.2" }, 0).ok).toBe(true);
+});

@@ -68,3 +68,65 @@ test("datagrams from an address or port other than the welcome's are dropped and
     listener.stop(true);
   }
 });
+
+/** A server that answers every hello with `reply` (raw bytes) and nothing more. */
+function scriptedServer(reply: (hello: ControlMessage) => Uint8Array | null) {
+  return Bun.listen<{ reader: MessageReader }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open: (s) => {
+        s.data = { reader: new MessageReader() };
+      },
+      data: (s, chunk) => {
+        for (const m of s.data.reader.push(chunk)) {
+          const bytes = m.type === "hello" ? reply(m) : null;
+          if (bytes) s.write(bytes);
+        }
+      },
+    },
+  });
+}
+
+const WELCOME = encodeControl({
+  type: "welcome", sessionId: 9, width: 64, height: 48, fpsMillihertz: 10_000, fragmentSize: 1368,
+  udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 0,
+});
+
+test("a goodbye in the same packet as the welcome ends the session as the server's goodbye", async () => {
+  const bye = encodeControl({ type: "bye", reason: 2 });
+  const listener = scriptedServer(() => new Uint8Array([...WELCOME, ...bye]));
+  try {
+    await using client = await StreamClient.open({ host: "127.0.0.1", port: listener.port, udpPort: 0, onFrame: () => {} });
+    await client.connect();
+    expect(await client.ended).toEqual({ reason: "server bye", text: "server shutting down" });
+  } finally {
+    listener.stop(true);
+  }
+});
+
+test("a server that never answers the hello: the handshake times out with a message naming it", async () => {
+  const listener = scriptedServer(() => null);
+  try {
+    await using client = await StreamClient.open({ host: "127.0.0.1", port: listener.port, udpPort: 0, onFrame: () => {}, connectTimeoutMs: 300 });
+    const t0 = performance.now();
+    await expect(client.connect()).rejects.toThrow(`server 127.0.0.1:${listener.port} did not complete the handshake within 0.3 s`);
+    expect(performance.now() - t0).toBeLessThan(2000);
+  } finally {
+    listener.stop(true);
+  }
+});
+
+test("disconnect() during the handshake cancels it at once", async () => {
+  const listener = scriptedServer(() => null);
+  try {
+    await using client = await StreamClient.open({ host: "127.0.0.1", port: listener.port, udpPort: 0, onFrame: () => {}, connectTimeoutMs: 10_000 });
+    const attempt = client.connect();
+    setTimeout(() => client.disconnect(), 50);
+    const t0 = performance.now();
+    await expect(attempt).rejects.toThrow("connection attempt cancelled");
+    expect(performance.now() - t0).toBeLessThan(1000);
+  } finally {
+    listener.stop(true);
+  }
+});

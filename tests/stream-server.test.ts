@@ -145,4 +145,60 @@ describe("stream server control channel", () => {
       expect(log.lines.some((l) => l.includes("client left") && l.includes("reason=timeout"))).toBe(true);
     }, 4, 1000);
   });
+
+  test("a second session asking for the same address and UDP port is refused", async () => {
+    await withServer(async (server) => {
+      const a = await rawClient(server.port);
+      a.send(helloBytes(8001));
+      await until(() => a.messages.length > 0, 3000, "first welcomed");
+      const b = await rawClient(server.port);
+      b.send(helloBytes(8001));
+      await until(() => b.closed, 3000, "duplicate refused");
+      expect(b.messages[0]).toMatchObject({ type: "refuse", reason: RefuseReason.BadHello });
+      expect((b.messages[0] as { text: string }).text).toContain("already streaming to 127.0.0.1:8001");
+      a.end();
+    });
+  });
+
+  test("one address cannot hold more than a few connections without hello", async () => {
+    await withServer(async (server, log) => {
+      const idle = await Promise.all([1, 2, 3, 4, 5].map(() => rawClient(server.port)));
+      await until(() => idle.some((c) => c.closed), 3000, "the fifth is closed");
+      expect(idle.filter((c) => c.closed)).toHaveLength(1);
+      expect(log.lines.some((l) => l.includes("too many connections without hello from this address"))).toBe(true);
+      for (const c of idle) c.end();
+    });
+  });
+
+  test("a viewer whose UDP port is closed (ICMP errors) costs the others nothing and never crashes the server", async () => {
+    const got: number[] = [];
+    const live = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => void got.push(buf.length) } });
+    const dead = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const deadPort = dead.port;
+    dead.close();
+    try {
+      await withServer(async (server, log) => {
+        const a = await rawClient(server.port);
+        const b = await rawClient(server.port);
+        a.send(helloBytes(deadPort));
+        b.send(helloBytes(live.port));
+        await until(() => a.messages.length > 0 && b.messages.length > 0, 3000, "both welcomed");
+        const w = b.messages[0]!;
+        if (w.type !== "welcome") throw new Error("expected welcome");
+        const jpeg = new Uint8Array(20_000).fill(7);
+        const perFrame = Math.ceil(jpeg.length / w.fragmentSize);
+        for (let i = 0; i < 20; i++) {
+          server.broadcast({ seq: i, capturedAt: 1_700_000_000_000_000 + i, width: 320, height: 240, jpeg });
+          await Bun.sleep(35);
+        }
+        await until(() => got.length === 20 * perFrame, 3000, "every datagram for the live viewer");
+        expect(server.stats.sendErrors).toBeGreaterThan(0);
+        expect(log.lines.filter((l) => l.includes("udp send failed")).length).toBeLessThanOrEqual(2);
+        a.end();
+        b.end();
+      });
+    } finally {
+      live.close();
+    }
+  });
 });
