@@ -137,6 +137,8 @@ describe("streaming", () => {
       [["client.ts", "127.0.0.1", "1", "0", "--container", "mp4"], 2, /invalid --container=mp4: expected one of avi, mkv/],
       [["server.ts", "--quality", "0"], 2, /invalid --quality=0: expected an integer 1\.\.100/],
       [["server.ts", "--bogus"], 2, /unknown option --bogus/],
+      [["client.ts", "127.0.0.1", "1", "0", "--name", "a\tb"], 2, /invalid --name: name "a\\tb" contains control characters/],
+      [["client.ts", "127.0.0.1", "1", "0", "--recv-buffer", "4G"], 2, /invalid --recv-buffer=4G: at most 1G/],
     ];
     for (const [args, code, re] of cases) {
       await using c = spawnBun(args);
@@ -152,6 +154,18 @@ describe("streaming", () => {
       await using c = spawnBun(["client.ts", "127.0.0.1", String(deadPort), "0", "--no-record", "--no-window"]);
       expect(await c.exited).toBe(1);
       expect(c.stderr()).toContain(`cannot connect to 127.0.0.1:${deadPort}: connection refused`);
+    }
+    {
+      const taken = Bun.listen({ hostname: "0.0.0.0", port: 0, socket: { data() {} } });
+      try {
+        await using c = spawnBun(["server.ts", "--source", "test", "--port", String(taken.port), "--log", join(dir, "taken.log")]);
+        expect(await c.exited).toBe(1);
+        expect(c.stderr()).toContain(`lancam-server: error: cannot listen on 0.0.0.0:${taken.port}`);
+        expect(c.stderr()).toContain("(port in use; choose another --port or 0)");
+        expect(c.stderr()).not.toContain("    at ");
+      } finally {
+        taken.stop(true);
+      }
     }
     const busy = await Bun.udpSocket({ hostname: "0.0.0.0", port: 0, socket: { data() {} } });
     try {
