@@ -153,6 +153,16 @@ export function encodeDatagramHeader(into: Uint8Array, offset: number, h: Datagr
 }
 
 /**
+ * Rewrites only the fragment index of a header already at `into[offset]`: the other
+ * fields of a frame's datagrams are the same, so a sender encodes (and checks) the
+ * header once per frame and copies it.
+ */
+export function setFragmentIndex(into: Uint8Array, offset: number, index: number): void {
+  into[offset + OFF_INDEX] = index >>> 8;
+  into[offset + OFF_INDEX + 1] = index & 0xff;
+}
+
+/**
  * Decodes one datagram. Checks everything one datagram can tell on its own,
  * including that the payload length matches index, count, size and frame length;
  * whether fragments of one frame agree with each other is the reassembler's job.

@@ -1,5 +1,6 @@
 import {
   encodeDatagramHeader,
+  setFragmentIndex,
   fragmentCountFor,
   HEADER_SIZE,
   MAX_FRAGMENTS,
@@ -78,10 +79,13 @@ export class Fragmenter {
       fragmentSize: p,
       capturedAt: frame.capturedAt,
     };
+    encodeDatagramHeader(buf, 0, header);
     for (let i = 0; i < count; i++) {
       const at = i * mtu;
-      header.fragmentIndex = i;
-      encodeDatagramHeader(buf, at, header);
+      if (i > 0) {
+        buf.copyWithin(at, 0, HEADER_SIZE);
+        setFragmentIndex(buf, at, i);
+      }
       buf.set(jpeg.subarray(i * p, Math.min(length, (i + 1) * p)), at + HEADER_SIZE);
     }
     const out = this.#slots.slice(0, count);
