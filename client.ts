@@ -16,6 +16,7 @@ import { formatStatus, StatusLine } from "./lib/status-line.ts";
 import { versionReport } from "./lib/version.ts";
 import { Viewer, type FrameSink } from "./lib/viewer.ts";
 import { displayAvailable, ViewerWindow } from "./lib/viewer-window.ts";
+import { WindowSink } from "./lib/window-sink.ts";
 
 const HELP = `Usage: ${invocation("client.ts")} HOST PORT UDPPORT [options]
 
@@ -93,14 +94,11 @@ async function main(): Promise<number> {
 
   let writer: SegmentWriter | null = null;
   const sinks: FrameSink[] = [];
-  if (window) {
-    const w = window;
-    sinks.push((frame) => {
-      w.show(frame.jpeg);
-      const key = w.pollKey(1);
-      if (key === ESC || key === KEY_Q) viewer.stop();
-    });
-  }
+  const onKey = (key: number) => {
+    if (key === ESC || key === KEY_Q) viewer.stop();
+  };
+  const display = window ? new WindowSink(window, onKey) : null;
+  if (display) sinks.push((frame) => display.push(frame.jpeg));
   if (record) sinks.push((frame) => writer?.write(frame));
   const verify = args.verify ? new FrameCheck() : null;
   if (verify) sinks.push((frame) => verify.check(frame.jpeg, frame.width, frame.height));
@@ -131,9 +129,8 @@ async function main(): Promise<number> {
   // Keys must be polled even when no frame arrives, or the window freezes and ESC goes unseen.
   const keys = window
     ? setInterval(() => {
-        const key = window!.pollKey(1);
-        if (key === ESC || key === KEY_Q) viewer.stop();
-        else if (!window!.visible) {
+        onKey(window!.pollKey(1));
+        if (!window!.visible) {
           log.info("window closed");
           viewer.stop();
         }
@@ -149,7 +146,7 @@ async function main(): Promise<number> {
     window?.close();
     const rec = writer as SegmentWriter | null;
     if (rec) await rec.close();
-    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), recording: rec ? { ...rec.stats } : null, verify: verify?.counts ?? null };
+    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), recording: rec ? { ...rec.stats } : null, verify: verify?.counts ?? null, window: display ? { shown: display.shown, skipped: display.skipped } : null };
     if (args.stats) {
       try {
         writeFileSync(String(args.stats), JSON.stringify(summary, null, 2) + "\n");
