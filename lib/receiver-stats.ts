@@ -9,6 +9,8 @@ export interface StatsSummary {
   framesMissing: number;
   /** Frames delivered with a number not above the previous one (must stay 0). */
   framesOutOfOrder: number;
+  /** Complete frames that were not a JPEG of the announced size (not shown, not recorded). */
+  framesRejected: number;
   /** framesIncomplete + framesMissing. */
   framesDropped: number;
   bytes: number;
@@ -39,6 +41,7 @@ export class ReceiverStats {
   framesIncomplete = 0;
   framesMissing = 0;
   framesOutOfOrder = 0;
+  framesRejected = 0;
   bytes = 0;
   reconnects = 0;
   receiveBufferBytes: number | null = null;
@@ -102,6 +105,7 @@ export class ReceiverStats {
       framesIncomplete: this.framesIncomplete,
       framesMissing: this.framesMissing,
       framesOutOfOrder: this.framesOutOfOrder,
+      framesRejected: this.framesRejected,
       framesDropped: this.framesIncomplete + this.framesMissing,
       bytes: this.bytes,
       durationSec: this.#firstAt === null ? 0 : (this.#lastAt - this.#firstAt) / 1000,

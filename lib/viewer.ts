@@ -1,7 +1,8 @@
 import type { Frame } from "./frame.ts";
 import { nowMicros } from "./frame.ts";
-import type { Logger } from "./log.ts";
+import { throttled, type Logger } from "./log.ts";
 import { ReceiverStats } from "./receiver-stats.ts";
+import { readJpegSize } from "./jpeg-header.ts";
 import type { ReassembledFrame } from "./reassembler.ts";
 import { seqLess } from "./seq.ts";
 import { ConnectError, StreamClient, type SessionEnd, type Welcome } from "./stream-client.ts";
@@ -51,12 +52,14 @@ export class Viewer {
   #wake: (() => void) | null = null;
   #welcome: Welcome | null = null;
   #lastFrame: number | null = null;
+  readonly #warnRejected: (detail: string) => void;
   /** A new session numbers frames afresh: the first frame after a welcome is never out of order. */
   #resynced = false;
 
   constructor(opts: ViewerOptions) {
     this.#opts = opts;
     this.#log = opts.log;
+    this.#warnRejected = throttled(5000, (detail, n) => this.#log.warn("frame rejected", { detail, similar: n || undefined }));
   }
 
   /** The reassembler's drop counters, for the stats file. */
@@ -139,9 +142,17 @@ export class Viewer {
     if (this.#lastFrame !== null && !this.#resynced && !seqLess(this.#lastFrame, f.frameNumber)) this.stats.framesOutOfOrder++;
     this.#lastFrame = f.frameNumber;
     this.#resynced = false;
-    this.stats.frame(f.jpeg.length, (nowMicros() - f.capturedAt) / 1000, nowMs);
     const w = this.#welcome;
-    const frame: Frame = { seq: f.frameNumber, capturedAt: f.capturedAt, width: w?.width ?? 0, height: w?.height ?? 0, jpeg: f.jpeg };
+    // Only a JPEG of the size the server announced reaches the window and the recorder:
+    // a header claiming a huge picture would otherwise cost gigabytes to decode.
+    const size = readJpegSize(f.jpeg);
+    if (!w || !size || size.width !== w.width || size.height !== w.height) {
+      this.stats.framesRejected++;
+      this.#warnRejected(size ? `${size.width}x${size.height}, expected ${w?.width}x${w?.height}` : "not a JPEG");
+      return;
+    }
+    this.stats.frame(f.jpeg.length, (nowMicros() - f.capturedAt) / 1000, nowMs);
+    const frame: Frame = { seq: f.frameNumber, capturedAt: f.capturedAt, width: w.width, height: w.height, jpeg: f.jpeg };
     for (const sink of this.#opts.sinks) {
       try {
         sink(frame);

@@ -95,7 +95,7 @@ cv::Mat DecodeJpegBgr(const uchar* data, size_t size, std::string* why) {
   // Not imdecode(buf, flags, &dst) into a reused Mat: in OpenCV 4.6 it returns dst
   // unchanged when libjpeg rejects the header, so a bad frame would "decode" as the
   // previous one. The plain overload is empty on every failure, and glibc hands the
-  // freed block back on the next call (measured: ~3 page faults per 720p decode).
+  // freed block back on the next call (measured: 0.2 page faults per 720p jpegInfo).
   cv::Mat image = cv::imdecode(bytes, cv::IMREAD_COLOR);
   if (image.empty()) return refuse(NotDecodable(data, size));
   return image;

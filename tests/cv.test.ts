@@ -3,7 +3,10 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cv, describeLoadFailure, renderTestFrame } from "../lib/cv.ts";
+import { FrameCheck } from "../lib/frame-check.ts";
+import { readJpegSize } from "../lib/jpeg-header.ts";
 import { BAND_HEIGHT, CELLS, MIN_CELL_WIDTH, MIN_WIDTH, cellWidth, readFrameNumber } from "../lib/test-pattern.ts";
+import { prng } from "./helpers/prng.ts";
 
 const W = 320;
 const H = 240;
@@ -202,4 +205,163 @@ describe("addon load failures", () => {
   test("the real addon loads and reports its OpenCV version", () => {
     expect(cv().opencvVersion).toMatch(/^4\.\d+\.\d+/);
   });
+});
+
+describe("decode limit and jpegInfo", () => {
+  // FF C0 = SOF0, length 17, precision 8: the addon's frame header (see tests/jpeg-header.test.ts).
+  function sofAt(jpeg: Uint8Array): number {
+    const at = Buffer.from(jpeg.buffer, jpeg.byteOffset, jpeg.byteLength).indexOf(Buffer.from([0xff, 0xc0, 0x00, 0x11, 0x08]));
+    if (at < 0) throw new Error("no SOF0 in the test JPEG");
+    return at;
+  }
+
+  /** A copy whose frame header claims width x height; the scan data stays that of the original. */
+  function withSize(jpeg: Uint8Array, width: number, height: number): Uint8Array {
+    const out = jpeg.slice();
+    const view = new DataView(out.buffer);
+    view.setUint16(sofAt(out) + 5, height);
+    view.setUint16(sofAt(out) + 7, width);
+    return out;
+  }
+
+  const small = () => new Uint8Array(cv().encodeJpeg(new Uint8Array(16 * 16 * 3).fill(128), 16, 16, 80));
+  const LIMIT = /exceeds the 7680x4320 limit/;
+
+  test("a few hundred bytes claiming 30000x30000 are refused at once, without allocating the picture", () => {
+    const bomb = withSize(small(), 30000, 30000);
+    expect(bomb.length).toBeLessThan(1000);
+    const t0 = performance.now();
+    expect(() => cv().decodeJpeg(bomb)).toThrow("decodeJpeg: JPEG of 30000x30000 exceeds the 7680x4320 limit");
+    expect(cv().jpegInfo(bomb)).toBeNull();
+    // Decoded, this was 2.7 GB of BGR, 5 GB of peak RSS and 15 s.
+    expect(performance.now() - t0).toBeLessThan(500);
+    expect(process.resourceUsage().maxRSS * 1024).toBeLessThan(500e6);
+  });
+
+  test("the limit is 7680x4320 inclusive, each side on its own", () => {
+    const big = new Uint8Array(cv().encodeJpeg(new Uint8Array(7680 * 4320 * 3), 7680, 4320, 50));
+    expect(cv().jpegInfo(big)).toEqual({ width: 7680, height: 4320 });
+    for (const [width, height] of [
+      [7681, 4320],
+      [7680, 4321],
+      [4320, 7680], // same pixel count, but no lancam server sends it
+    ] as const) {
+      const over = withSize(big, width, height);
+      expect(() => cv().decodeJpeg(over)).toThrow(`decodeJpeg: JPEG of ${width}x${height} exceeds the 7680x4320 limit`);
+      expect(cv().jpegInfo(over)).toBeNull();
+    }
+  }, 20_000);
+
+  test("jpegInfo: the size of a JPEG that decodes, null for anything else", async () => {
+    const good = new Uint8Array(cv().encodeJpeg(quadrantImage(), W, H, 80));
+    expect(cv().jpegInfo(good)).toEqual({ width: W, height: H });
+    expect(cv().jpegInfo(await renderTestFrame(1280, 720, 1, "x", 80))).toEqual({ width: 1280, height: 720 });
+    expect(cv().jpegInfo(Buffer.from(good))).toEqual({ width: W, height: H });
+    const unsupported = good.slice();
+    unsupported[sofAt(good) + 1] = 0xc5; // SOF5 (differential): a well-formed header libjpeg refuses
+    for (const bytes of [new Uint8Array([1, 2, 3, 4, 5]), new Uint8Array(0), good.subarray(0, 20), new TextEncoder().encode("<html>"), unsupported]) {
+      // A good frame first: OpenCV 4.6 hands the previous picture back when decoding into a reused Mat.
+      expect(cv().jpegInfo(good)).not.toBeNull();
+      expect(cv().jpegInfo(bytes)).toBeNull();
+    }
+    expect(() => cv().decodeJpeg(unsupported)).toThrow(/not a decodable image/);
+  });
+
+  test("the addon's header walk agrees with lib/jpeg-header.ts on seeded mutations", () => {
+    // Claiming 30000x30000 first, so no mutation that keeps the header readable reaches the decoder.
+    const header = withSize(small(), 30000, 30000);
+    const random = prng(0x5eed);
+    let refusedForSize = 0;
+    for (let i = 0; i < 2000; i++) {
+      const bytes = header.slice();
+      for (let k = 1 + Math.floor(random() * 3); k > 0; k--) {
+        bytes[Math.floor(random() * (sofAt(header) + 19))] = random() < 0.3 ? 0xff : Math.floor(random() * 256);
+      }
+      const size = readJpegSize(bytes);
+      if (size && size.width <= 7680 && size.height <= 4320) continue; // would decode: not this test's business
+      const message = size ? `decodeJpeg: JPEG of ${size.width}x${size.height} exceeds the 7680x4320 limit` : "decodeJpeg: not a decodable image";
+      if (size) refusedForSize++;
+      expect(() => cv().decodeJpeg(bytes)).toThrow(message);
+    }
+    expect(refusedForSize).toBeGreaterThan(500);
+  });
+
+  test("the addon's header walk skips the segments lib/jpeg-header.ts skips", () => {
+    const header = withSize(small(), 30000, 30000);
+    const at = sofAt(header);
+    const insert = (bytes: number[], where = at) => new Uint8Array([...header.subarray(0, where), ...bytes, ...header.subarray(where)]);
+    // Segments shaped like a frame header claiming 9000x9000: a walk that took one for
+    // the frame header would name 9000x9000, and nothing here reaches the decoder.
+    const decoy = (code: number) => [0xff, code, 0x00, 0x11, 0x08, 0x23, 0x28, 0x23, 0x28, 0x03, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1];
+    const refused = "decodeJpeg: JPEG of 30000x30000 exceeds the 7680x4320 limit";
+    const cases: [string, Uint8Array, string][] = [
+      ["DHT before SOF", insert(decoy(0xc4)), refused],
+      ["JPG before SOF", insert(decoy(0xc8)), refused],
+      ["DAC before SOF", insert(decoy(0xcc)), refused],
+      ["APP1 holding a frame header", insert([0xff, 0xe1, 0x00, 0x15, ...decoy(0xc0)]), refused],
+      ["fill bytes, RSTn and TEM", insert([0xff, 0xff, 0xd0, 0xff, 0x01, 0xff, 0xff]), refused],
+      ["SOF9 (arithmetic)", (() => { const b = header.slice(); b[at + 1] = 0xc9; return b; })(), refused],
+      ["a frame header without its FF", insert(decoy(0xc0).slice(1)), "decodeJpeg: not a decodable image"],
+      ["EOI before SOF", insert([0xff, 0xd9]), "decodeJpeg: not a decodable image"],
+      ["truncated inside SOF", header.subarray(0, at + 10), "decodeJpeg: not a decodable image"],
+    ];
+    for (const [name, bytes, message] of cases) {
+      expect({ name, ts: readJpegSize(bytes)?.width ?? null }).toEqual({ name, ts: message === refused ? 30000 : null });
+      expect(() => cv().decodeJpeg(bytes)).toThrow(message);
+    }
+  });
+
+  test("argument types are checked with TypeErrors that name the argument", () => {
+    const good = cv().encodeJpeg(quadrantImage(), W, H, 80);
+    expect(() => cv().jpegInfo(new Float32Array(4) as unknown as Uint8Array)).toThrow(new TypeError("jpegInfo: jpeg must be a Uint8Array"));
+    expect(() => cv().decodeJpeg(new Uint16Array(good.length) as unknown as Uint8Array)).toThrow(new TypeError("decodeJpeg: jpeg must be a Uint8Array"));
+    expect(() => cv().encodeJpeg(quadrantImage(), "320" as unknown as number, H, 80)).toThrow(new TypeError("encodeJpeg: width must be a number"));
+    expect(() => cv().encodeJpeg(new Uint8ClampedArray(W * H * 3) as unknown as Uint8Array, W, H, 80)).toThrow(
+      new TypeError("encodeJpeg: bgr must be a Uint8Array"),
+    );
+    expect(() => cv().showJpeg(1 as unknown as string, good)).toThrow(new TypeError("showJpeg: name must be a string"));
+    expect(() => cv().windowVisible(undefined as unknown as string)).toThrow(new TypeError("windowVisible: name must be a string"));
+  });
+
+  test("FrameCheck counts a refused frame as failed", () => {
+    const check = new FrameCheck();
+    const good = cv().encodeJpeg(quadrantImage(), W, H, 80);
+    check.check(good, W, H);
+    check.check(good, 640, 480);
+    check.check(withSize(small(), 30000, 30000), 30000, 30000);
+    check.check(new Uint8Array([1, 2, 3]), W, H);
+    expect(check.counts).toEqual({ decoded: 2, failed: 2, wrongSize: 1 });
+  });
+
+  const xvfbRun = Bun.which("xvfb-run");
+  test.skipIf(!xvfbRun)(
+    "showJpeg returns false for the 30000x30000 JPEG (under xvfb-run)",
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "lancam-limit-"));
+      try {
+        const bomb = withSize(small(), 30000, 30000);
+        const script = `
+          import { cv } from "./lib/cv.ts";
+          const c = cv();
+          c.openWindow("lancam limit");
+          const t0 = performance.now();
+          const bomb = c.showJpeg("lancam limit", new Uint8Array(${JSON.stringify(Array.from(bomb))}));
+          const ms = performance.now() - t0;
+          const good = c.showJpeg("lancam limit", c.encodeJpeg(new Uint8Array(64 * 48 * 3), 64, 48, 80));
+          c.closeWindow("lancam limit");
+          console.log(JSON.stringify({ bomb, good, fast: ms < 500, maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024) }));`;
+        const env: Record<string, string> = { XDG_RUNTIME_DIR: dir };
+        for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== "DISPLAY" && k !== "WAYLAND_DISPLAY") env[k] ??= v;
+        const p = Bun.spawn([xvfbRun!, "-a", process.execPath, "-e", script], { cwd: join(import.meta.dir, ".."), env, stdout: "pipe", stderr: "pipe" });
+        const [code, stdout, stderr] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()]);
+        expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
+        const seen = JSON.parse(stdout.trim().split("\n").at(-1)!);
+        expect(seen).toMatchObject({ bomb: false, good: true, fast: true });
+        expect(seen.maxRssMB).toBeLessThan(500);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    30_000,
+  );
 });
