@@ -69,8 +69,13 @@ export class StartError extends Error {
   override name = "StartError";
 }
 
-/** Connections without hello yet, from one address and in all: more are closed at once. */
-const MAX_PENDING_PER_ADDRESS = 4;
+/**
+ * Connections without hello yet from one address; more are refused at once. A real
+ * viewer says hello within a millisecond of connecting, but a lab machine may start
+ * many viewers at the same moment, so this is not tiny; it keeps one host from taking
+ * every pending place (maxPending) and locking the others out.
+ */
+export const MAX_PENDING_PER_ADDRESS = 16;
 
 /** Strips the IPv4-mapped prefix so addresses compare and print plainly. */
 function plainAddress(a: string): string {
@@ -259,8 +264,7 @@ export class StreamServer implements AsyncDisposable {
           : null;
     if (refusal) {
       this.#log.warn("connection refused", { client: peer, reason: refusal });
-      sock.data.ended = true;
-      sock.data.channel.close();
+      this.#refuse(sock.data, RefuseReason.Other, refusal);
     }
   }
 

@@ -5,7 +5,7 @@ import { encodeControl, PROTOCOL_VERSION, RefuseReason, type ControlMessage } fr
 import { decodeDatagram } from "../lib/datagram.ts";
 import { memoryLogger } from "../lib/log.ts";
 import { MessageReader } from "../lib/message-reader.ts";
-import { StreamServer } from "../lib/stream-server.ts";
+import { MAX_PENDING_PER_ADDRESS, StreamServer } from "../lib/stream-server.ts";
 import { until } from "./helpers/process.ts";
 
 interface RawClient {
@@ -162,9 +162,11 @@ describe("stream server control channel", () => {
 
   test("one address cannot hold more than a few connections without hello", async () => {
     await withServer(async (server, log) => {
-      const idle = await Promise.all([1, 2, 3, 4, 5].map(() => rawClient(server.port)));
-      await until(() => idle.some((c) => c.closed), 3000, "the fifth is closed");
-      expect(idle.filter((c) => c.closed)).toHaveLength(1);
+      const idle = await Promise.all(Array.from({ length: MAX_PENDING_PER_ADDRESS + 1 }, () => rawClient(server.port)));
+      await until(() => idle.some((c) => c.closed), 3000, "the one over the limit is closed");
+      const refused = idle.filter((c) => c.closed);
+      expect(refused).toHaveLength(1);
+      expect(refused[0]!.messages[0]).toMatchObject({ type: "refuse", text: "too many connections without hello from this address" });
       expect(log.lines.some((l) => l.includes("too many connections without hello from this address"))).toBe(true);
       for (const c of idle) c.end();
     });
