@@ -68,19 +68,6 @@ describe("streaming", () => {
     }
   }, 40_000);
 
-  test("ten viewers started at the same moment on one machine are all admitted", async () => {
-    const { server, port, log } = await startServer("burst", ["--size", "320x240", "--fps", "20"]);
-    await using _s = server;
-    const clients = Array.from({ length: 10 }, (_, i) => startClient(port, `burst-${i}`, ["--frames", "10"]));
-    try {
-      const codes = await Promise.all(clients.map((c) => c.client.exited));
-      expect(codes).toEqual(Array(10).fill(0));
-      expect(readFileSync(log, "utf8").match(/client joined/g)).toHaveLength(10);
-    } finally {
-      for (const c of clients) await c.client[Symbol.asyncDispose]();
-    }
-  }, 60_000);
-
   test("kill -9 of one viewer: the server logs its leave within 6 s and the others keep their frame rate", async () => {
     const { server, port, log } = await startServer("kill9", ["--size", "640x480", "--fps", "30"]);
     await using _s = server;

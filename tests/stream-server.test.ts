@@ -160,6 +160,17 @@ describe("stream server control channel", () => {
     });
   });
 
+  test("ten viewers connecting from one machine at the same moment are all admitted", async () => {
+    await withServer(async (server) => {
+      // All connected before any says hello, as when a lab machine starts them together.
+      const clients = await Promise.all(Array.from({ length: 10 }, () => rawClient(server.port)));
+      clients.forEach((c, i) => c.send(helloBytes(9100 + i)));
+      await until(() => clients.every((c) => c.messages.length > 0), 3000, "every client answered");
+      expect(clients.map((c) => c.messages[0]!.type)).toEqual(Array(10).fill("welcome"));
+      for (const c of clients) c.end();
+    }, 16);
+  });
+
   test("one address cannot hold more than a few connections without hello", async () => {
     await withServer(async (server, log) => {
       const idle = await Promise.all(Array.from({ length: MAX_PENDING_PER_ADDRESS + 1 }, () => rawClient(server.port)));
