@@ -7,6 +7,7 @@ import { FrameCheck } from "../lib/frame-check.ts";
 import { readJpegSize } from "../lib/jpeg-header.ts";
 import { BAND_HEIGHT, CELLS, MIN_CELL_WIDTH, MIN_WIDTH, cellWidth, readFrameNumber } from "../lib/test-pattern.ts";
 import { prng } from "./helpers/prng.ts";
+import { sofAt, withSize } from "./helpers/jpeg-bytes.ts";
 
 const W = 320;
 const H = 240;
@@ -208,24 +209,7 @@ describe("addon load failures", () => {
 });
 
 describe("decode limit and jpegInfo", () => {
-  // FF C0 = SOF0, length 17, precision 8: the addon's frame header (see tests/jpeg-header.test.ts).
-  function sofAt(jpeg: Uint8Array): number {
-    const at = Buffer.from(jpeg.buffer, jpeg.byteOffset, jpeg.byteLength).indexOf(Buffer.from([0xff, 0xc0, 0x00, 0x11, 0x08]));
-    if (at < 0) throw new Error("no SOF0 in the test JPEG");
-    return at;
-  }
-
-  /** A copy whose frame header claims width x height; the scan data stays that of the original. */
-  function withSize(jpeg: Uint8Array, width: number, height: number): Uint8Array {
-    const out = jpeg.slice();
-    const view = new DataView(out.buffer);
-    view.setUint16(sofAt(out) + 5, height);
-    view.setUint16(sofAt(out) + 7, width);
-    return out;
-  }
-
   const small = () => new Uint8Array(cv().encodeJpeg(new Uint8Array(16 * 16 * 3).fill(128), 16, 16, 80));
-  const LIMIT = /exceeds the 7680x4320 limit/;
 
   test("a few hundred bytes claiming 30000x30000 are refused at once, without allocating the picture", () => {
     const bomb = withSize(small(), 30000, 30000);

@@ -3,6 +3,7 @@ import { cv } from "../lib/cv.ts";
 import { readJpegSize } from "../lib/jpeg-header.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { prng } from "./helpers/prng.ts";
+import { sofAt, withSize } from "./helpers/jpeg-bytes.ts";
 
 /** A real baseline JPEG from the addon (a gradient, so the scan is not trivial). */
 function encode(width: number, height: number): Uint8Array {
@@ -11,25 +12,9 @@ function encode(width: number, height: number): Uint8Array {
   return new Uint8Array(cv().encodeJpeg(bgr, width, height, 80));
 }
 
-// FF C0 = SOF0, length 17 (three components), precision 8. Entropy-coded data never
-// holds FF C0 (a data FF is followed by 00 or RSTn), so this finds the frame header.
-const SOF0_3 = [0xff, 0xc0, 0x00, 0x11, 0x08];
+/** Bytes of a three-component SOF0 segment: marker (2) and its length field's 17. */
 const SOF_SEGMENT = 2 + 17;
 
-function sofAt(jpeg: Uint8Array): number {
-  const at = Buffer.from(jpeg.buffer, jpeg.byteOffset, jpeg.byteLength).indexOf(Buffer.from(SOF0_3));
-  if (at < 0) throw new Error("no SOF0 in the test JPEG");
-  return at;
-}
-
-/** A copy whose frame header claims width x height (only the header changes). */
-function withSize(jpeg: Uint8Array, width: number, height: number): Uint8Array {
-  const out = jpeg.slice();
-  const view = new DataView(out.buffer);
-  view.setUint16(sofAt(out) + 5, height);
-  view.setUint16(sofAt(out) + 7, width);
-  return out;
-}
 
 /** A copy whose SOF0 marker code is `code` (C2 = progressive, ...). */
 function withSofCode(jpeg: Uint8Array, code: number): Uint8Array {

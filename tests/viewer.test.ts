@@ -7,6 +7,7 @@ import { Fragmenter } from "../lib/fragmenter.ts";
 import { silentLogger } from "../lib/log.ts";
 import { Viewer } from "../lib/viewer.ts";
 import { fakeServer, welcome } from "./helpers/fake-server.ts";
+import { withSize } from "./helpers/jpeg-bytes.ts";
 import { until } from "./helpers/process.ts";
 
 const W = 64;
@@ -71,10 +72,7 @@ test("a frame with a lost fragment counts once as incomplete, a frame never seen
 
 test("a frame that is not a JPEG of the announced size never reaches the window or the recorder", async () => {
   const small = cv().encodeJpeg(new Uint8Array(32 * 24 * 3).fill(90), 32, 24, 90);
-  // A header claiming 30000x30000: the SOF0 height and width follow its length and precision bytes.
-  const bomb = jpeg(1).slice();
-  const sof = bomb.findIndex((b, i) => b === 0xff && bomb[i + 1] === 0xc0);
-  bomb.set([0x75, 0x30, 0x75, 0x30], sof + 5);
+  const bomb = withSize(jpeg(1), 30_000, 30_000);
   const { seen, stats } = await receive(1400, 1, [[0, small, null], [1, bomb, null], [2, new Uint8Array(500).fill(1), null], [3, jpeg(3), null]]);
   expect(seen).toEqual([3]);
   expect(stats.framesRejected).toBe(3);
