@@ -7,6 +7,10 @@ import type { ReassembledFrame } from "./reassembler.ts";
 import { seqLess } from "./seq.ts";
 import { ConnectError, StreamClient, type SessionEnd, type Welcome } from "./stream-client.ts";
 
+/** At most this many frames (and bytes) wait while the sinks get ready; more are counted and dropped. */
+const MAX_HELD_FRAMES = 120;
+const MAX_HELD_BYTES = 32 << 20;
+
 /** Delay before reconnect attempt `n` (0-based): 0.5 s doubling to at most 5 s. */
 export function reconnectDelayMs(attempt: number): number {
   return Math.min(5000, 500 * 2 ** Math.min(attempt, 10));
@@ -52,6 +56,9 @@ export class Viewer {
   #wake: (() => void) | null = null;
   #welcome: Welcome | null = null;
   #lastFrame: number | null = null;
+  /** Frames received while the sinks get ready for a new session, or null once they are. */
+  #held: Frame[] | null = null;
+  #heldBytes = 0;
   readonly #warnRejected: (detail: string) => void;
   /** A new session numbers frames afresh: the first frame after a welcome is never out of order. */
   #resynced = false;
@@ -119,10 +126,17 @@ export class Viewer {
           server: `${host}:${port}`, session: w.sessionId.toString(16).padStart(8, "0"), size: `${w.width}x${w.height}`,
           fps: w.fpsMillihertz / 1000, udp: client.udpPort,
         });
-        await this.#opts.onWelcome?.(w);
-        if (this.#stopped) break;
+        // Frames flow from now on; while the sinks get ready for this stream (the recorder
+        // opening), they are held, so a recording starts with the session's first frame.
         this.#resynced = true;
+        this.#held = [];
         client.resume();
+        try {
+          await this.#opts.onWelcome?.(w);
+        } finally {
+          this.#release();
+        }
+        if (this.#stopped) break;
         const end: SessionEnd = await Promise.race([client.ended, new Promise<SessionEnd>((r) => (this.#wake = () => r({ reason: "stopped" })))]);
         this.#wake = null;
         if (this.#stopped || end.reason === "stopped") break;
@@ -153,6 +167,33 @@ export class Viewer {
     }
     this.stats.frame(f.jpeg.length, (nowMicros() - f.capturedAt) / 1000, nowMs);
     const frame: Frame = { seq: f.frameNumber, capturedAt: f.capturedAt, width: w.width, height: w.height, jpeg: f.jpeg };
+    if (this.#held) {
+      this.#hold(frame);
+      return;
+    }
+    this.#deliver(frame);
+  }
+
+  /** Keeps a copy (the reassembler reuses its buffers) while the sinks are not ready; bounded. */
+  #hold(frame: Frame): void {
+    const held = this.#held!;
+    if (held.length >= MAX_HELD_FRAMES || this.#heldBytes + frame.jpeg.length > MAX_HELD_BYTES) {
+      this.stats.framesNotDelivered++;
+      return;
+    }
+    held.push({ ...frame, jpeg: frame.jpeg.slice() });
+    this.#heldBytes += frame.jpeg.length;
+  }
+
+  /** The sinks are ready: hands them what was held, in order. */
+  #release(): void {
+    const held = this.#held ?? [];
+    this.#held = null;
+    this.#heldBytes = 0;
+    for (const frame of held) this.#deliver(frame);
+  }
+
+  #deliver(frame: Frame): void {
     for (const sink of this.#opts.sinks) {
       try {
         sink(frame);

@@ -23,7 +23,7 @@ function jpeg(n: number): Uint8Array {
  * Runs a viewer (stopping after `maxFrames`) against a server that welcomes it and
  * then sends `frames` as [frame number, JPEG bytes, fragment index to leave out].
  */
-async function receive(mtu: number, maxFrames: number, frames: [number, Uint8Array, number | null][]) {
+async function receive(mtu: number, maxFrames: number, frames: [number, Uint8Array, number | null][], setupMs = 0) {
   const sender = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   let viewerUdp = 0;
   using server = fakeServer((hello) => {
@@ -32,16 +32,23 @@ async function receive(mtu: number, maxFrames: number, frames: [number, Uint8Arr
   });
   const seen: number[] = [];
   let welcomed = false;
+  let ready = false;
   const viewer = new Viewer({
     host: "127.0.0.1", port: server.port, udpPort: 0, log: silentLogger, maxFrames,
-    sinks: [(f) => void seen.push(f.seq)],
-    onWelcome: () => {
+    sinks: [(f) => {
+      if (!ready) throw new Error("a frame reached the sinks before they were ready");
+      seen.push(f.seq);
+    }],
+    onWelcome: async () => {
       welcomed = true;
+      // Like the recorder opening: the sinks are not ready until this resolves.
+      await Bun.sleep(setupMs);
+      ready = true;
     },
   });
   try {
     const running = viewer.run();
-    // The viewer accepts datagrams once its welcome is handled (right after onWelcome).
+    // The viewer takes datagrams from the welcome on.
     await until(() => viewerUdp !== 0 && welcomed, 5000, "hello and welcome");
     const frag = new Fragmenter(mtu);
     for (const [n, bytes, drop] of frames) {
@@ -77,4 +84,12 @@ test("a frame that is not a JPEG of the announced size never reaches the window 
   expect(seen).toEqual([3]);
   expect(stats.framesRejected).toBe(3);
   expect(stats.framesReceived).toBe(1);
+}, 15_000);
+
+test("frames that arrive while the sinks get ready (the recorder opening) are held and then delivered in order", async () => {
+  const frames: [number, Uint8Array, null][] = [0, 1, 2, 3, 4].map((n) => [n, jpeg(n), null]);
+  const { seen, stats } = await receive(1400, 5, frames, 300);
+  expect(seen).toEqual([0, 1, 2, 3, 4]);
+  expect(stats.framesReceived).toBe(5);
+  expect(stats.framesNotDelivered).toBe(0);
 }, 15_000);
