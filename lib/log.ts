@@ -58,13 +58,22 @@ export const stderrSink: Sink = (line) => {
   process.stderr.write(line + "\n");
 };
 
+/** The log file cannot be opened; the message says which and why. */
+export class LogFileError extends Error {
+  override name = "LogFileError";
+}
+
 /** An append-only log file, written synchronously so a crash loses no line. */
 export class FileSink implements Disposable {
   readonly #fd: number;
   #closed = false;
   constructor(readonly path: string) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.#fd = openSync(path, "a");
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      this.#fd = openSync(path, "a");
+    } catch (e) {
+      throw new LogFileError(`cannot open the log file ${path}: ${(e as Error).message}; choose another --log`);
+    }
   }
   readonly sink: Sink = (line) => {
     if (!this.#closed) writeSync(this.#fd, line + "\n");

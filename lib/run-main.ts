@@ -1,7 +1,7 @@
 import { UsageError } from "./cli.ts";
 
 /** Errors whose message is already the whole story for the user (no stack trace). */
-const USER_ERRORS = new Set(["UsageError", "ConnectError", "CaptureError", "RecordError", "CvLoadError", "FfmpegNotFoundError", "StartError"]);
+const USER_ERRORS = new Set(["UsageError", "ConnectError", "CaptureError", "RecordError", "CvLoadError", "FfmpegNotFoundError", "StartError", "LogFileError"]);
 
 /**
  * Runs an entry script's main: a UsageError prints its message and the usage hint

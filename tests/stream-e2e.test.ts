@@ -139,6 +139,7 @@ describe("streaming", () => {
       [["server.ts", "--bogus"], 2, /unknown option --bogus/],
       [["client.ts", "127.0.0.1", "1", "0", "--name", "a\tb"], 2, /invalid --name: name "a\\tb" contains control characters/],
       [["client.ts", "127.0.0.1", "1", "0", "--recv-buffer", "4G"], 2, /invalid --recv-buffer=4G: at most 1G/],
+      [["server.ts", "--source", "test", "--port", "0", "--log", "/proc/no-such/server.log"], 1, /error: cannot open the log file \/proc\/no-such\/server.log: .*; choose another --log/],
     ];
     for (const [args, code, re] of cases) {
       await using c = spawnBun(args);
