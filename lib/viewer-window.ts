@@ -50,6 +50,23 @@ export class ViewerWindow implements Disposable {
     return ok;
   }
 
+  /**
+   * Shows one frame, decoding it on a worker thread (only the drawing happens on this
+   * one); false (and counted) when it does not decode. Call one at a time.
+   */
+  async showAsync(jpeg: Uint8Array): Promise<boolean> {
+    if (this.#name === undefined) throw new Error("showAsync() before open()");
+    let ok = false;
+    try {
+      ok = (await cv().decodeForWindow(jpeg)) && this.#name !== undefined && cv().showDecoded(this.#name);
+    } catch {
+      ok = false;
+    }
+    if (ok) this.#shown++;
+    else this.#bad++;
+    return ok;
+  }
+
   /** Lets the window redraw for up to `ms`; the key pressed, or -1. */
   pollKey(ms: number): number {
     if (this.#name === undefined) return -1;

@@ -2,9 +2,10 @@ import type { ViewerWindow } from "./viewer-window.ts";
 
 /**
  * Feeds a window the newest frame only. Frames arrive from the network callback;
- * showing one (decode, draw, let the window process events) happens in a later turn
- * of the event loop, and a frame that arrives before that replaces the waiting one.
- * A slow display therefore skips frames instead of backing up the receive path.
+ * each is decoded on a worker thread and drawn when that finishes. A frame that
+ * arrives while one is being decoded waits (only the newest: it replaces any frame
+ * already waiting), so a slow display skips frames instead of backing up the
+ * receive path, and the JS thread never spends a decode's time per frame.
  */
 export class WindowSink {
   /** Frames drawn. */
@@ -13,28 +14,45 @@ export class WindowSink {
   skipped = 0;
   #buf = new Uint8Array(0);
   #len = 0;
-  #scheduled = false;
+  #waiting = false;
+  #busy = false;
+  /** Resolves when nothing is being decoded or waiting (for tests and shutdown). */
+  #idle: Promise<void> = Promise.resolve();
+  #settle: (() => void) | null = null;
 
   constructor(
-    private readonly window: ViewerWindow,
+    private readonly window: Pick<ViewerWindow, "showAsync" | "pollKey">,
     private readonly onKey: (key: number) => void,
   ) {}
 
-  /** Keeps a copy of `jpeg` (the caller's buffer is reused) and schedules drawing it. */
+  /** Keeps a copy of `jpeg` (the caller's buffer is reused) and has it drawn as soon as the window is free. */
   push(jpeg: Uint8Array): void {
-    if (this.#scheduled) this.skipped++;
+    if (this.#waiting) this.skipped++;
     if (this.#buf.length < jpeg.length) this.#buf = new Uint8Array(Math.ceil(jpeg.length * 1.25));
     this.#buf.set(jpeg);
     this.#len = jpeg.length;
-    if (this.#scheduled) return;
-    this.#scheduled = true;
-    setImmediate(() => this.#draw());
+    this.#waiting = true;
+    if (!this.#busy) {
+      this.#idle = new Promise((r) => (this.#settle = r));
+      void this.#drain();
+    }
   }
 
-  #draw(): void {
-    this.#scheduled = false;
-    if (this.window.show(this.#buf.subarray(0, this.#len))) this.shown++;
-    const key = this.window.pollKey(1);
-    if (key >= 0) this.onKey(key);
+  /** Resolves once every pushed frame has been drawn or skipped. */
+  idle(): Promise<void> {
+    return this.#idle;
+  }
+
+  async #drain(): Promise<void> {
+    this.#busy = true;
+    while (this.#waiting) {
+      this.#waiting = false;
+      // The native side copies the bytes before it returns, so #buf may be refilled meanwhile.
+      if (await this.window.showAsync(this.#buf.subarray(0, this.#len))) this.shown++;
+      const key = this.window.pollKey(1);
+      if (key >= 0) this.onKey(key);
+    }
+    this.#busy = false;
+    this.#settle?.();
   }
 }

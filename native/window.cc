@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <opencv2/highgui.hpp>
 
@@ -100,9 +101,56 @@ Napi::Value CloseWindow(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The picture decodeForWindow produced, waiting for showDecoded. Touched only on the
+// JS thread (the worker hands it over in OnOK), so it needs no lock.
+cv::Mat decodedForWindow;
+
+// decodeForWindow(jpeg) -> Promise<boolean>: decodes on a worker thread so the JS
+// thread only draws. The bytes are copied first (the caller reuses its buffer).
+// One at a time: the caller waits for the promise before the next.
+class DecodeForWindowWorker : public PromiseWorker {
+ public:
+  DecodeForWindowWorker(Napi::Env env, const uint8_t* data, size_t size)
+      : PromiseWorker(env, "decodeForWindow"), bytes_(data, data + size) {}
+
+ protected:
+  void Run() override { image_ = DecodeJpegBgr(bytes_.data(), bytes_.size(), nullptr); }
+  Napi::Value Result(Napi::Env env) override {
+    if (image_.empty()) return Napi::Boolean::New(env, false);
+    decodedForWindow = std::move(image_);
+    return Napi::Boolean::New(env, true);
+  }
+
+ private:
+  std::vector<uchar> bytes_;
+  cv::Mat image_;
+};
+
+Napi::Value DecodeForWindow(const Napi::CallbackInfo& info) {
+  auto jpeg = Uint8ArrayArg(info, 0, "decodeForWindow", "jpeg");
+  auto* worker = new DecodeForWindowWorker(info.Env(), jpeg.Data(), jpeg.ByteLength());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// showDecoded(name): draws what decodeForWindow last produced; false when nothing is waiting.
+Napi::Value ShowDecoded(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info, 0, "showDecoded", "name");
+  RequireDisplay(env);
+  return Guard(env, "showDecoded", [&]() -> Napi::Value {
+    if (decodedForWindow.empty()) return Napi::Boolean::New(env, false);
+    cv::imshow(name, decodedForWindow);
+    return Napi::Boolean::New(env, true);
+  });
+}
+
 }  // namespace
 
 void InitWindow(Napi::Env env, Napi::Object exports) {
+  exports.Set("decodeForWindow", Napi::Function::New<DecodeForWindow>(env, "decodeForWindow"));
+  exports.Set("showDecoded", Napi::Function::New<ShowDecoded>(env, "showDecoded"));
   exports.Set("displayAvailable", Napi::Function::New<DisplayAvailable>(env, "displayAvailable"));
   exports.Set("openWindow", Napi::Function::New<OpenWindow>(env, "openWindow"));
   exports.Set("showJpeg", Napi::Function::New<ShowJpeg>(env, "showJpeg"));

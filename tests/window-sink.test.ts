@@ -1,34 +1,37 @@
 import { expect, test } from "bun:test";
-import type { ViewerWindow } from "../lib/viewer-window.ts";
 import { WindowSink } from "../lib/window-sink.ts";
 
+/** A window whose decode takes a little while, like the real one on its worker thread. */
 function fakeWindow(keys: number[]) {
   const drawn: number[][] = [];
   const w = {
-    show: (jpeg: Uint8Array) => {
-      drawn.push([...jpeg]);
+    showAsync: async (jpeg: Uint8Array) => {
+      const copy = [...jpeg]; // what the native side copies before returning
+      await Bun.sleep(5);
+      drawn.push(copy);
       return true;
     },
     pollKey: () => keys.shift() ?? -1,
-  } as unknown as ViewerWindow;
+  };
   return { w, drawn };
 }
 
-test("frames that arrive faster than they can be drawn replace each other: only the newest is drawn", async () => {
+test("frames that arrive while one is being drawn replace each other: the newest is drawn next", async () => {
   const { w, drawn } = fakeWindow([]);
   const sink = new WindowSink(w, () => {});
   const buf = new Uint8Array(3);
-  for (const n of [1, 2, 3]) {
+  for (const n of [1, 2, 3, 4]) {
     buf.fill(n); // the caller reuses its buffer
     sink.push(buf);
   }
-  await new Promise((r) => setImmediate(r));
-  expect(drawn).toEqual([[3, 3, 3]]);
-  expect({ shown: sink.shown, skipped: sink.skipped }).toEqual({ shown: 1, skipped: 2 });
+  await sink.idle();
+  // 1 was being drawn when 2, 3 and 4 came; 2 and 3 were replaced before their turn.
+  expect(drawn).toEqual([[1, 1, 1], [4, 4, 4]]);
+  expect({ shown: sink.shown, skipped: sink.skipped }).toEqual({ shown: 2, skipped: 2 });
   sink.push(new Uint8Array([9]));
-  await new Promise((r) => setImmediate(r));
+  await sink.idle();
   expect(drawn.at(-1)).toEqual([9]);
-  expect(sink.shown).toBe(2);
+  expect(sink.shown).toBe(3);
 });
 
 test("a key pressed while drawing is handed on", async () => {
@@ -36,6 +39,6 @@ test("a key pressed while drawing is handed on", async () => {
   const { w } = fakeWindow([27]);
   const sink = new WindowSink(w, (k) => keys.push(k));
   sink.push(new Uint8Array([1]));
-  await new Promise((r) => setImmediate(r));
+  await sink.idle();
   expect(keys).toEqual([27]);
 });
