@@ -143,6 +143,7 @@ async function main(): Promise<number> {
   } finally {
     if (keys) clearInterval(keys);
     status.clear();
+    await display?.close();
     window?.close();
     const rec = writer as SegmentWriter | null;
     if (rec) await rec.close();

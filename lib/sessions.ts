@@ -24,7 +24,7 @@ export interface ViewerReport {
 }
 
 /** Why a session ended, as written in the server log. */
-export type LeaveReason = "goodbye" | "timeout" | "connection closed" | "protocol error" | "server shutdown";
+export type LeaveReason = "goodbye" | "timeout" | "connection closed" | "protocol error" | "server shutdown" | "replaced by a new session";
 
 /** Outcome of a join request. */
 export type Admission = { ok: true; session: Session } | { ok: false; reason: "full" | "duplicate" };

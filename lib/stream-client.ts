@@ -1,6 +1,6 @@
 import type { Socket, udp } from "bun";
 import { ControlChannel } from "./control-channel.ts";
-import { ByeReason, PROTOCOL_VERSION, byeReasonText, refuseReasonText, type ControlMessage } from "./control.ts";
+import { ByeReason, PROTOCOL_VERSION, RefuseReason, byeReasonText, refuseReasonText, type ControlMessage } from "./control.ts";
 import { DecodeError } from "./decode-error.ts";
 import { nowMicros } from "./frame.ts";
 import { Reassembler, type ReassembledFrame } from "./reassembler.ts";
@@ -15,8 +15,18 @@ const SWEEP_MS = 100;
 /** A connection attempt that failed; the message is meant for the user as is. */
 export class ConnectError extends Error {
   override name = "ConnectError";
-  constructor(message: string, readonly refused = false) {
+  /**
+   * `refusedFor`: the server's refuse reason when it answered with one. Only some of
+   * them are final for a viewer that is reconnecting (see `isFinal`).
+   */
+  constructor(message: string, readonly refusedFor: RefuseReason | null = null) {
     super(message);
+  }
+
+  /** A refusal that retrying cannot cure: another protocol version, a bad hello, auth. */
+  get isFinal(): boolean {
+    const r = this.refusedFor;
+    return r === RefuseReason.VersionMismatch || r === RefuseReason.BadHello || r === RefuseReason.AuthRequired;
   }
 }
 
@@ -129,7 +139,7 @@ export class StreamClient implements AsyncDisposable {
           welcomed = true;
           settle.ok(msg);
         } else if (msg.type === "refuse") {
-          settle.fail(new ConnectError(`server ${host}:${port} refused the session: ${msg.text || refuseReasonText(msg.reason)}`, true));
+          settle.fail(new ConnectError(`server ${host}:${port} refused the session: ${msg.text || refuseReasonText(msg.reason)}`, msg.reason));
         } else {
           settle.fail(new ConnectError(`server ${host}:${port} answered the hello with ${msg.type}, not welcome`));
         }

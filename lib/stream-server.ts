@@ -336,15 +336,21 @@ export class StreamServer implements AsyncDisposable {
 
   #onHello(conn: Conn, hello: Extract<ControlMessage, { type: "hello" }>, now: number): void {
     const udp = hello.udpPort;
-    const admission = this.#sessions.admit({ address: conn.address, tcpPort: conn.tcpPort, udpPort: udp, name: hello.name }, now);
-    if (!admission.ok) {
-      if (admission.reason === "duplicate") {
-        this.#log.warn("client refused", { client: conn.peer, udp, reason: "already streaming to that port" });
-        this.#refuse(conn, RefuseReason.BadHello, `already streaming to ${conn.address}:${udp} for another session; use another UDP port`);
-      } else {
-        this.#log.warn("client refused", { client: conn.peer, udp, reason: "server full", max: this.#opts.maxClients });
-        this.#refuse(conn, RefuseReason.ServerFull, `server full: ${this.#opts.maxClients} viewers already connected`);
+    const peer = { address: conn.address, tcpPort: conn.tcpPort, udpPort: udp, name: hello.name };
+    let admission = this.#sessions.admit(peer, now);
+    if (!admission.ok && admission.reason === "duplicate") {
+      // Only one socket can hold that address and port, so a new hello for it means the
+      // old session's viewer is gone (it reconnected before the server noticed): replace it.
+      const old = [...this.#conns].find((c) => c.data.session?.address === conn.address && c.data.session.udpPort === udp)?.data;
+      if (old) {
+        old.channel.send({ type: "bye", reason: ByeReason.Other });
+        this.#end(old, "replaced by a new session");
       }
+      admission = this.#sessions.admit(peer, now);
+    }
+    if (!admission.ok) {
+      this.#log.warn("client refused", { client: conn.peer, udp, reason: "server full", max: this.#opts.maxClients });
+      this.#refuse(conn, RefuseReason.ServerFull, `server full: ${this.#opts.maxClients} viewers already connected`);
       return;
     }
     const s = admission.session;

@@ -55,7 +55,7 @@ export class ViewerWindow implements Disposable {
    * one); false (and counted) when it does not decode. Call one at a time.
    */
   async showAsync(jpeg: Uint8Array): Promise<boolean> {
-    if (this.#name === undefined) throw new Error("showAsync() before open()");
+    if (this.#name === undefined) return false; // closed (or never opened): nothing to draw on
     let ok = false;
     try {
       ok = (await cv().decodeForWindow(jpeg)) && this.#name !== undefined && cv().showDecoded(this.#name);

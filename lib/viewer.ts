@@ -112,7 +112,9 @@ export class Viewer {
         try {
           this.#welcome = await client.connect();
         } catch (e) {
-          if (!everConnected || (e instanceof ConnectError && e.refused)) throw e;
+          if (this.#stopped) break; // stopping cancelled the attempt: not an error
+          // At start every failure is for the user to fix; later only a final refusal is.
+          if (!everConnected || (e instanceof ConnectError && e.isFinal)) throw e;
           const delay = reconnectDelayMs(attempt++);
           this.#log.warn("reconnect failed", { error: (e as Error).message, retryInSec: delay / 1000 });
           await this.#sleep(delay);
@@ -214,6 +216,7 @@ export class Viewer {
   }
 
   #sleep(ms: number): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.#wake = null;

@@ -16,6 +16,7 @@ export class WindowSink {
   #len = 0;
   #waiting = false;
   #busy = false;
+  #closed = false;
   /** Resolves when nothing is being decoded or waiting (for tests and shutdown). */
   #idle: Promise<void> = Promise.resolve();
   #settle: (() => void) | null = null;
@@ -27,6 +28,7 @@ export class WindowSink {
 
   /** Keeps a copy of `jpeg` (the caller's buffer is reused) and has it drawn as soon as the window is free. */
   push(jpeg: Uint8Array): void {
+    if (this.#closed) return;
     if (this.#waiting) this.skipped++;
     if (this.#buf.length < jpeg.length) this.#buf = new Uint8Array(Math.ceil(jpeg.length * 1.25));
     this.#buf.set(jpeg);
@@ -43,16 +45,30 @@ export class WindowSink {
     return this.#idle;
   }
 
+  /** No more frames are drawn; resolves once a draw under way has finished. */
+  close(): Promise<void> {
+    this.#closed = true;
+    this.#waiting = false;
+    return this.#idle;
+  }
+
   async #drain(): Promise<void> {
     this.#busy = true;
-    while (this.#waiting) {
-      this.#waiting = false;
-      // The native side copies the bytes before it returns, so #buf may be refilled meanwhile.
-      if (await this.window.showAsync(this.#buf.subarray(0, this.#len))) this.shown++;
-      const key = this.window.pollKey(1);
-      if (key >= 0) this.onKey(key);
+    try {
+      while (this.#waiting && !this.#closed) {
+        this.#waiting = false;
+        // The native side copies the bytes before it returns, so #buf may be refilled meanwhile.
+        if (await this.window.showAsync(this.#buf.subarray(0, this.#len))) this.shown++;
+        if (this.#closed) break;
+        const key = this.window.pollKey(1);
+        if (key >= 0) this.onKey(key);
+      }
+    } catch {
+      // A window that went away mid-draw: nothing more to show, and nothing to crash over.
+      this.#closed = true;
+    } finally {
+      this.#busy = false;
+      this.#settle?.();
     }
-    this.#busy = false;
-    this.#settle?.();
   }
 }

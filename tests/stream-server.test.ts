@@ -146,17 +146,19 @@ describe("stream server control channel", () => {
     }, 4, 1000);
   });
 
-  test("a second session asking for the same address and UDP port is refused", async () => {
-    await withServer(async (server) => {
+  test("a new session for the same address and UDP port replaces the old one (its viewer is gone)", async () => {
+    await withServer(async (server, log) => {
       const a = await rawClient(server.port);
       a.send(helloBytes(8001));
       await until(() => a.messages.length > 0, 3000, "first welcomed");
       const b = await rawClient(server.port);
       b.send(helloBytes(8001));
-      await until(() => b.closed, 3000, "duplicate refused");
-      expect(b.messages[0]).toMatchObject({ type: "refuse", reason: RefuseReason.BadHello });
-      expect((b.messages[0] as { text: string }).text).toContain("already streaming to 127.0.0.1:8001");
-      a.end();
+      await until(() => b.messages.length > 0 && a.closed, 3000, "second welcomed, first closed");
+      expect(b.messages[0]!.type).toBe("welcome");
+      expect(a.messages.at(-1)).toMatchObject({ type: "bye" });
+      expect(server.clientCount).toBe(1);
+      expect(log.lines.some((l) => l.includes("client left") && l.includes('reason="replaced by a new session"'))).toBe(true);
+      b.end();
     });
   });
 

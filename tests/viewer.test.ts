@@ -1,10 +1,10 @@
 // The viewer against a hand-made server on 127.0.0.1: what it counts as received,
 // incomplete, missing and rejected must match exactly what was sent.
 import { expect, test } from "bun:test";
-import { encodeControl } from "../lib/control.ts";
+import { encodeControl, RefuseReason } from "../lib/control.ts";
 import { cv } from "../lib/cv.ts";
 import { Fragmenter } from "../lib/fragmenter.ts";
-import { silentLogger } from "../lib/log.ts";
+import { memoryLogger, silentLogger } from "../lib/log.ts";
 import { Viewer } from "../lib/viewer.ts";
 import { fakeServer, welcome } from "./helpers/fake-server.ts";
 import { withSize } from "./helpers/jpeg-bytes.ts";
@@ -92,4 +92,39 @@ test("frames that arrive while the sinks get ready (the recorder opening) are he
   expect(seen).toEqual([0, 1, 2, 3, 4]);
   expect(stats.framesReceived).toBe(5);
   expect(stats.framesNotDelivered).toBe(0);
+}, 15_000);
+
+test("stopping while the first connection is still being made ends the viewer at once, without an error", async () => {
+  using server = fakeServer(() => null); // accepts, never answers
+  const log = memoryLogger();
+  const viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log, sinks: [] });
+  const running = viewer.run();
+  await until(() => server.heard.length > 0, 3000, "hello sent");
+  const t0 = performance.now();
+  viewer.stop();
+  await running;
+  expect(performance.now() - t0).toBeLessThan(500);
+  expect(log.lines.some((l) => l.includes("WARN"))).toBe(false);
+});
+
+test("a reconnecting viewer retries after a 'server full' refusal instead of giving up", async () => {
+  let hellos = 0;
+  using server = fakeServer((_hello, socket) => {
+    hellos++;
+    if (hellos === 1) {
+      setTimeout(() => socket.end(), 50); // the server goes away after the first welcome
+      return encodeControl(welcome());
+    }
+    if (hellos === 2) return encodeControl({ type: "refuse", reason: RefuseReason.ServerFull, text: "server full: 1 viewers already connected" });
+    return encodeControl(welcome());
+  });
+  const log = memoryLogger();
+  const viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log, sinks: [] });
+  const running = viewer.run();
+  await until(() => log.lines.some((l) => l.includes("INFO [test] reconnected")), 8000, "reconnected after the refusal");
+  expect(log.lines.some((l) => l.includes("reconnect failed") && l.includes("server full"))).toBe(true);
+  viewer.stop();
+  await running;
+  expect(viewer.stats.reconnects).toBe(1);
+  expect(hellos).toBe(3);
 }, 15_000);

@@ -42,3 +42,23 @@ test("a key pressed while drawing is handed on", async () => {
   await sink.idle();
   expect(keys).toEqual([27]);
 });
+
+test("a window that fails mid-draw stops the sink quietly; closing it waits for the draw under way", async () => {
+  let calls = 0;
+  const w = {
+    showAsync: async () => {
+      calls++;
+      await Bun.sleep(5);
+      throw new Error("the display went away");
+    },
+    pollKey: () => -1,
+  };
+  const sink = new WindowSink(w, () => {});
+  sink.push(new Uint8Array([1]));
+  sink.push(new Uint8Array([2]));
+  await sink.idle();
+  sink.push(new Uint8Array([3]));
+  await sink.close();
+  expect(calls).toBe(1);
+  expect(sink.shown).toBe(0);
+});

@@ -19,7 +19,9 @@ export function welcome(over: Partial<Welcome> = {}): Welcome {
 }
 
 /** Answers each hello with the bytes `answer` returns (nothing for null), and nothing else ever. */
-export function fakeServer(answer: (hello: Extract<ControlMessage, { type: "hello" }>) => Uint8Array | null): FakeServer {
+export function fakeServer(
+  answer: (hello: Extract<ControlMessage, { type: "hello" }>, socket: { end(): void }) => Uint8Array | null,
+): FakeServer {
   const heard: ControlMessage[] = [];
   const listener = Bun.listen<{ reader: MessageReader }>({
     hostname: "127.0.0.1",
@@ -31,7 +33,7 @@ export function fakeServer(answer: (hello: Extract<ControlMessage, { type: "hell
       data: (s, chunk) => {
         for (const m of s.data.reader.push(chunk)) {
           heard.push(m);
-          const bytes = m.type === "hello" ? answer(m) : null;
+          const bytes = m.type === "hello" ? answer(m, s) : null;
           if (bytes) s.write(bytes);
         }
       },
