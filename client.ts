@@ -5,10 +5,12 @@ import mri from "mri";
 import { writeFileSync } from "node:fs";
 import { parseByteSize, parseInteger, parseNumber, parsePort, rejectUnknown, UsageError } from "./lib/cli.ts";
 import { nameProblem } from "./lib/control.ts";
+import { resolveFfmpeg } from "./lib/ffmpeg.ts";
 import { createLogger, FileSink, stderrSink, type Sink } from "./lib/log.ts";
 import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
 import { invocation, runMain, StopSignal } from "./lib/run-main.ts";
 import { checkWritable } from "./lib/record-dir.ts";
+import { RecorderSink } from "./lib/recorder-sink.ts";
 import { SegmentWriter } from "./lib/segment-writer.ts";
 import { FrameCheck } from "./lib/frame-check.ts";
 import { MAX_SOCKET_BUFFER } from "./lib/udp-buffer.ts";
@@ -84,7 +86,11 @@ async function main(): Promise<number> {
   };
   using logFile = args.log ? new FileSink(String(args.log)) : null;
   const log = createLogger("client", logFile ? [toStderr, logFile.sink] : [toStderr]);
-  if (record) checkWritable(record.dir);
+  if (record) {
+    // Both are needed to record; say so now rather than after connecting.
+    checkWritable(record.dir);
+    resolveFfmpeg();
+  }
 
   let window: ViewerWindow | null = null;
   if (args.window !== false) {
@@ -92,14 +98,14 @@ async function main(): Promise<number> {
     else log.warn("no display available; running without a window (pass --no-window to say so)");
   }
 
-  let writer: SegmentWriter | null = null;
+  const recorder = record ? new RecorderSink() : null;
   const sinks: FrameSink[] = [];
   const onKey = (key: number) => {
     if (key === ESC || key === KEY_Q) viewer.stop();
   };
   const display = window ? new WindowSink(window, onKey) : null;
   if (display) sinks.push((frame) => display.push(frame.jpeg));
-  if (record) sinks.push((frame) => writer?.write(frame));
+  if (recorder) sinks.push(recorder.write);
   const verify = args.verify ? new FrameCheck() : null;
   if (verify) sinks.push((frame) => verify.check(frame.jpeg, frame.width, frame.height));
 
@@ -107,19 +113,24 @@ async function main(): Promise<number> {
     host, port, udpPort, log, sinks, maxFrames, maxSeconds, receiveBufferBytes, name,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
     onWelcome: async (welcome) => {
-      if (!record) return;
+      if (!record || !recorder) return;
       const fps = welcome.fpsMillihertz / 1000;
-      if (writer && writer.fps !== fps) {
+      if (recorder.fps === fps) return;
+      if (recorder.fps !== null) {
         // A server restarted at another rate: AVI timing needs a writer at the new one.
-        log.info("stream rate changed; starting a new recording", { from: writer.fps, to: fps });
-        await writer.close();
-        writer = null;
+        log.info("stream rate changed; starting a new recording", { from: recorder.fps, to: fps });
+        await recorder.detach();
       }
-      writer ??= await SegmentWriter.open({ ...record, fps, log: log.child("recorder") });
+      try {
+        recorder.attach(await SegmentWriter.open({ ...record, fps, log: log.child("recorder") }));
+      } catch (e) {
+        // The live view goes on; frames are counted as not recorded until a later welcome retries.
+        log.error("cannot start recording; viewing only", { error: (e as Error).message });
+      }
     },
     onSecond: (stats, welcome) => {
       const snap = stats.snapshot(performance.now());
-      status.show(formatStatus(snap, { size: welcome ? `${welcome.width}x${welcome.height}` : undefined, recording: writer ? `${writer.stats.segmentsClosed} segs` : undefined }));
+      status.show(formatStatus(snap, { size: welcome ? `${welcome.width}x${welcome.height}` : undefined, recording: recorder ? `${recorder.stats.segmentsClosed} segs` : undefined }));
     },
   });
   signal.onStop((sig) => {
@@ -145,9 +156,8 @@ async function main(): Promise<number> {
     status.clear();
     await display?.close();
     window?.close();
-    const rec = writer as SegmentWriter | null;
-    if (rec) await rec.close();
-    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), recording: rec ? { ...rec.stats } : null, verify: verify?.counts ?? null, window: display ? { shown: display.shown, skipped: display.skipped } : null };
+    await recorder?.close();
+    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), recording: recorder?.stats ?? null, verify: verify?.counts ?? null, window: display ? { shown: display.shown, skipped: display.skipped } : null };
     if (args.stats) {
       try {
         writeFileSync(String(args.stats), JSON.stringify(summary, null, 2) + "\n");
@@ -158,7 +168,7 @@ async function main(): Promise<number> {
     }
     log.info("stopped", {
       frames: summary.framesReceived, dropped: summary.framesDropped, latencyP50Ms: summary.latencyMs.p50?.toFixed(1),
-      recorded: rec?.stats.framesWritten,
+      recorded: recorder?.stats.framesWritten,
     });
   }
   return code;

@@ -11,8 +11,6 @@ export interface StatsSummary {
   framesOutOfOrder: number;
   /** Complete frames that were not a JPEG of the announced size (not shown, not recorded). */
   framesRejected: number;
-  /** Frames received while the recorder was opening, beyond what could be held for it. */
-  framesNotDelivered: number;
   /** framesIncomplete + framesMissing. */
   framesDropped: number;
   bytes: number;
@@ -44,7 +42,6 @@ export class ReceiverStats {
   framesMissing = 0;
   framesOutOfOrder = 0;
   framesRejected = 0;
-  framesNotDelivered = 0;
   bytes = 0;
   reconnects = 0;
   receiveBufferBytes: number | null = null;
@@ -109,7 +106,6 @@ export class ReceiverStats {
       framesMissing: this.framesMissing,
       framesOutOfOrder: this.framesOutOfOrder,
       framesRejected: this.framesRejected,
-      framesNotDelivered: this.framesNotDelivered,
       framesDropped: this.framesIncomplete + this.framesMissing,
       bytes: this.bytes,
       durationSec: this.#firstAt === null ? 0 : (this.#lastAt - this.#firstAt) / 1000,

@@ -7,10 +7,6 @@ import type { ReassembledFrame } from "./reassembler.ts";
 import { seqLess } from "./seq.ts";
 import { ConnectError, StreamClient, type SessionEnd, type Welcome } from "./stream-client.ts";
 
-/** At most this many frames (and bytes) wait while the sinks get ready; more are counted and dropped. */
-const MAX_HELD_FRAMES = 120;
-const MAX_HELD_BYTES = 32 << 20;
-
 /** Delay before reconnect attempt `n` (0-based): 0.5 s doubling to at most 5 s. */
 export function reconnectDelayMs(attempt: number): number {
   return Math.min(5000, 500 * 2 ** Math.min(attempt, 10));
@@ -38,7 +34,7 @@ export interface ViewerOptions {
   onSecond?: (stats: ReceiverStats, welcome: Welcome | null) => void;
   /** Called once the UDP port is bound, before connecting. */
   onBound?: (udpPort: number, client: StreamClient) => void;
-  /** Awaited after each welcome, before frames are accepted (e.g. to open the recorder). */
+  /** Awaited after each welcome; frames already flow to the sinks meanwhile. */
   onWelcome?: (welcome: Welcome) => void | Promise<void>;
 }
 
@@ -56,9 +52,9 @@ export class Viewer {
   #wake: (() => void) | null = null;
   #welcome: Welcome | null = null;
   #lastFrame: number | null = null;
-  /** Frames received while the sinks get ready for a new session, or null once they are. */
-  #held: Frame[] | null = null;
-  #heldBytes = 0;
+  /** Frames accepted for the sinks and frames handed to them, for an exact --frames. */
+  #accepted = 0;
+  #delivered = 0;
   readonly #warnRejected: (detail: string) => void;
   /** A new session numbers frames afresh: the first frame after a welcome is never out of order. */
   #resynced = false;
@@ -128,16 +124,11 @@ export class Viewer {
           server: `${host}:${port}`, session: w.sessionId.toString(16).padStart(8, "0"), size: `${w.width}x${w.height}`,
           fps: w.fpsMillihertz / 1000, udp: client.udpPort,
         });
-        // Frames flow from now on; while the sinks get ready for this stream (the recorder
-        // opening), they are held, so a recording starts with the session's first frame.
+        // Frames flow from now on; a sink that needs time to get ready for this stream
+        // (the recorder opening) holds them itself, so the window never waits for it.
         this.#resynced = true;
-        this.#held = [];
         client.resume();
-        try {
-          await this.#opts.onWelcome?.(w);
-        } finally {
-          this.#release();
-        }
+        await this.#opts.onWelcome?.(w);
         if (this.#stopped) break;
         const end: SessionEnd = await Promise.race([client.ended, new Promise<SessionEnd>((r) => (this.#wake = () => r({ reason: "stopped" })))]);
         this.#wake = null;
@@ -167,32 +158,11 @@ export class Viewer {
       this.#warnRejected(size ? `${size.width}x${size.height}, expected ${w?.width}x${w?.height}` : "not a JPEG");
       return;
     }
+    const max = this.#opts.maxFrames ?? 0;
+    if (max > 0 && this.#accepted >= max) return; // --frames reached: exactly that many are counted and delivered
+    this.#accepted++;
     this.stats.frame(f.jpeg.length, (nowMicros() - f.capturedAt) / 1000, nowMs);
-    const frame: Frame = { seq: f.frameNumber, capturedAt: f.capturedAt, width: w.width, height: w.height, jpeg: f.jpeg };
-    if (this.#held) {
-      this.#hold(frame);
-      return;
-    }
-    this.#deliver(frame);
-  }
-
-  /** Keeps a copy (the reassembler reuses its buffers) while the sinks are not ready; bounded. */
-  #hold(frame: Frame): void {
-    const held = this.#held!;
-    if (held.length >= MAX_HELD_FRAMES || this.#heldBytes + frame.jpeg.length > MAX_HELD_BYTES) {
-      this.stats.framesNotDelivered++;
-      return;
-    }
-    held.push({ ...frame, jpeg: frame.jpeg.slice() });
-    this.#heldBytes += frame.jpeg.length;
-  }
-
-  /** The sinks are ready: hands them what was held, in order. */
-  #release(): void {
-    const held = this.#held ?? [];
-    this.#held = null;
-    this.#heldBytes = 0;
-    for (const frame of held) this.#deliver(frame);
+    this.#deliver({ seq: f.frameNumber, capturedAt: f.capturedAt, width: w.width, height: w.height, jpeg: f.jpeg });
   }
 
   #deliver(frame: Frame): void {
@@ -204,7 +174,7 @@ export class Viewer {
       }
     }
     const max = this.#opts.maxFrames ?? 0;
-    if (max > 0 && this.stats.framesReceived >= max) this.stop();
+    if (max > 0 && ++this.#delivered >= max) this.stop();
   }
 
   /** Brings the loss counters up to the reassembler's (cumulative across reconnects). */
