@@ -13,6 +13,9 @@ interface Queue<K> {
   spreadMs: number;
 }
 
+/** Hands `datagrams[from..to)` to the socket for one viewer; returns how many it took. */
+export type SendFn<K> = (key: K, target: Target, datagrams: Uint8Array[], from: number, to: number) => number;
+
 /**
  * Spreads each frame's datagrams over a time window instead of one burst: a
  * 720p frame sent at once overflows a receiver's default socket buffer and the
@@ -21,9 +24,6 @@ interface Queue<K> {
  * viewer never accumulates a backlog. Pure bookkeeping: the caller owns the
  * socket and the timer.
  */
-/** Hands `datagrams[from..to)` to the socket for one viewer; returns how many it took. */
-export type SendFn<K> = (key: K, target: Target, datagrams: Uint8Array[], from: number, to: number) => number;
-
 export class Pacer<K> {
   readonly #queues = new Map<K, Queue<K>>();
 

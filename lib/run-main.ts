@@ -34,6 +34,7 @@ export async function runMain(program: string, script: string, main: () => Promi
  */
 export class StopSignal implements Disposable {
   stopped = false;
+  #reason = "";
   readonly #waiters = new Set<() => void>();
   readonly #listeners: ((signal: string) => void)[] = [];
   readonly #handler = (sig: NodeJS.Signals) => {
@@ -48,12 +49,14 @@ export class StopSignal implements Disposable {
 
   /** Calls `fn` once, when stopped (at once if already stopped). */
   onStop(fn: (signal: string) => void): void {
-    this.#listeners.push(fn);
+    if (this.stopped) fn(this.#reason);
+    else this.#listeners.push(fn);
   }
 
   stop(reason: string): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.#reason = reason;
     for (const w of this.#waiters) w();
     for (const fn of this.#listeners) fn(reason);
   }

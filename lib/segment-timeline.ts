@@ -18,8 +18,9 @@ export const MAX_GAP_MICROS = 2_000_000;
  */
 export class SegmentTimeline {
   /**
-   * Holes longer than this start a new segment: {@link MAX_GAP_MICROS}, or two frame intervals
-   * when the source is that slow (under 1 fps a single lost frame is no outage).
+   * Holes longer than this start a new segment: {@link MAX_GAP_MICROS}, or two and a half frame
+   * intervals when the source is that slow, so that one lost frame (a hole of two intervals,
+   * plus jitter) is bridged, never taken for an outage.
    */
   readonly gapMicros: number;
   #start = 0;
@@ -33,7 +34,7 @@ export class SegmentTimeline {
     readonly segmentMicros: number,
     readonly intervalMicros: number,
   ) {
-    this.gapMicros = Math.max(MAX_GAP_MICROS, 2 * intervalMicros);
+    this.gapMicros = Math.max(MAX_GAP_MICROS, 2.5 * intervalMicros);
   }
 
   /** Capture time of the open segment's first frame. */

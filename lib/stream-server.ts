@@ -44,11 +44,15 @@ export interface ServerStats {
   datagramsSent: number;
   /** Datagrams the socket did not take at once (send buffer full), sent again on a later tick. */
   sendRetries: number;
-  /** Send failures and ICMP errors reported by the socket. */
+  /** Sends that threw (a pending ICMP error is reported this way too; those are retried). */
   sendErrors: number;
+  /** ICMP errors the socket reported (port unreachable: a viewer's process is gone). */
+  icmpErrors: number;
+  /** Datagrams given up after sends kept failing. */
+  datagramsDropped: number;
   datagramsSuperseded: number;
-  /** Frames too big to send (more fragments than the header can count). */
-  framesTooBig: number;
+  /** Frames that cannot be sent: empty, or more fragments than the header can count. */
+  framesNotSent: number;
 }
 
 /**
@@ -88,7 +92,7 @@ function plainAddress(a: string): string {
  * viewer, paced over part of the frame interval.
  */
 export class StreamServer implements AsyncDisposable {
-  readonly stats: ServerStats = { framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, datagramsSuperseded: 0, framesTooBig: 0 };
+  readonly stats: ServerStats = { framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0 };
   readonly #opts: Required<StreamServerOptions>;
   readonly #log: Logger;
   readonly #sessions: SessionTable;
@@ -96,7 +100,7 @@ export class StreamServer implements AsyncDisposable {
   readonly #pacer = new Pacer<number>();
   readonly #sendBuf: (Uint8Array | number | string)[] = [];
   readonly #warnSend: (detail: string) => void;
-  readonly #warnTooBig: (detail: string) => void;
+  readonly #warnNotSent: (detail: string) => void;
   readonly #maxFrameBytes: number;
   #listener!: TCPSocketListener<Conn>;
   #udp!: udp.Socket<"buffer">;
@@ -109,7 +113,7 @@ export class StreamServer implements AsyncDisposable {
     this.#log = opts.log;
     this.#sessions = new SessionTable({ maxClients: opts.maxClients, timeoutMs: this.#opts.timeoutMs });
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
-    this.#warnTooBig = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame too big to send", { detail, similar: suppressed || undefined }));
+    this.#warnNotSent = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame not sent", { detail, similar: suppressed || undefined }));
     this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (opts.mtu - HEADER_SIZE));
   }
 
@@ -165,7 +169,7 @@ export class StreamServer implements AsyncDisposable {
           // counted, and logged at most every few seconds, never a crash or a stack dump.
           error: (...args: unknown[]) => {
             const err = args.find((a): a is Error => a instanceof Error);
-            this.stats.sendErrors++;
+            this.stats.icmpErrors++;
             this.#warnSend(err?.message ?? "unknown UDP error");
           },
         },
@@ -184,9 +188,12 @@ export class StreamServer implements AsyncDisposable {
     if (this.#stopped) return;
     this.stats.framesBroadcast++;
     if (this.#sessions.size === 0) return;
-    if (frame.jpeg.length > this.#maxFrameBytes) {
-      this.stats.framesTooBig++;
-      this.#warnTooBig(`frame ${frame.seq} is ${frame.jpeg.length} bytes, at most ${this.#maxFrameBytes} fit (lower --quality or --size, or raise --mtu)`);
+    const bytes = frame.jpeg.length;
+    if (bytes === 0 || bytes > this.#maxFrameBytes) {
+      this.stats.framesNotSent++;
+      this.#warnNotSent(bytes === 0
+        ? `frame ${frame.seq} is empty`
+        : `frame ${frame.seq} is ${bytes} bytes, at most ${this.#maxFrameBytes} fit (lower --quality or --size, or raise --mtu)`);
       return;
     }
     const now = performance.now();
@@ -208,7 +215,6 @@ export class StreamServer implements AsyncDisposable {
 
   #pump(): void {
     const { due, sent } = this.#pacer.due(performance.now(), this.#send);
-    this.stats.datagramsSent += sent;
     // A full send buffer: what did not go out waits for the next tick.
     this.stats.sendRetries += due - sent;
     if (this.#pacer.idle) {
@@ -235,8 +241,13 @@ export class StreamServer implements AsyncDisposable {
         this.#warnSend(`${(e as Error).message} (sending to ${target.address}:${target.port})`);
       }
     }
-    if (took < 0) took = to - from; // still failing: drop this viewer's due datagrams rather than spin
     out.length = 0;
+    if (took < 0) {
+      // Still failing: give up this viewer's due datagrams rather than spin on them.
+      this.stats.datagramsDropped += to - from;
+      return to - from;
+    }
+    this.stats.datagramsSent += took;
     const s = this.#sessions.get(id);
     if (s) s.datagramsSent += took;
     return took;

@@ -13,6 +13,11 @@
 namespace lancam {
 namespace {
 
+// The picture decodeForWindow produced, waiting for showDecoded, which draws and
+// releases it. Touched only on the JS thread that called them (the worker hands it
+// over in OnOK); windows belong to the main thread anyway, so no lock.
+cv::Mat decodedForWindow;
+
 // Qt abort()s the whole process when it cannot reach the display, so ask Xlib
 // first. dlopen keeps libX11 a runtime detail instead of a link dependency.
 //
@@ -95,15 +100,13 @@ Napi::Value CloseWindow(const Napi::CallbackInfo& info) {
   std::string name = StringArg(info, 0, "closeWindow", "name");
   if (heldDisplay == nullptr) return env.Undefined();  // no window can have been opened
   Guard(env, "closeWindow", [&] {
+    decodedForWindow.release();
     cv::destroyWindow(name);
     cv::waitKey(1);  // let Qt process the close so the window really goes away
   });
   return env.Undefined();
 }
 
-// The picture decodeForWindow produced, waiting for showDecoded. Touched only on the
-// JS thread (the worker hands it over in OnOK), so it needs no lock.
-cv::Mat decodedForWindow;
 
 // decodeForWindow(jpeg) -> Promise<boolean>: decodes on a worker thread so the JS
 // thread only draws. The bytes are copied first (the caller reuses its buffer).
@@ -142,6 +145,7 @@ Napi::Value ShowDecoded(const Napi::CallbackInfo& info) {
   return Guard(env, "showDecoded", [&]() -> Napi::Value {
     if (decodedForWindow.empty()) return Napi::Boolean::New(env, false);
     cv::imshow(name, decodedForWindow);
+    decodedForWindow.release();  // imshow keeps its own copy; do not hold a picture for nothing
     return Napi::Boolean::New(env, true);
   });
 }

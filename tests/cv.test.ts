@@ -349,3 +349,13 @@ describe("decode limit and jpegInfo", () => {
     30_000,
   );
 });
+
+describe("decodeForWindow", () => {
+  test("decodes on a worker: true for a JPEG, false for garbage or a picture over the limit, no throw", async () => {
+    const ok = cv().encodeJpeg(new Uint8Array(64 * 48 * 3).fill(100), 64, 48, 80);
+    expect(await cv().decodeForWindow(ok)).toBe(true);
+    expect(await cv().decodeForWindow(new Uint8Array(300).fill(7))).toBe(false);
+    expect(await cv().decodeForWindow(withSize(ok, 30_000, 30_000))).toBe(false);
+    expect(() => cv().decodeForWindow("x" as unknown as Uint8Array)).toThrow("decodeForWindow: jpeg must be a Uint8Array");
+  });
+});

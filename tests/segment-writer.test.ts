@@ -180,16 +180,19 @@ describe("SegmentTimeline", () => {
     expect(t.rotation(T0 + 100_000_000, W, H)).toBe("first");
   });
 
-  test("below 1 fps the gap is two frame intervals, so the normal spacing is never a hole", () => {
-    const interval = 10_000_000; // 0.1 fps, the lowest --fps
-    const t = new SegmentTimeline(3_600_000_000, interval);
-    expect(t.gapMicros).toBe(2 * interval);
-    t.begin(T0, W, H);
-    t.place(T0);
-    expect(t.rotation(T0 + interval + 500_000, W, H)).toBeNull();
-    t.place(T0 + interval + 500_000);
-    expect(t.rotation(T0 + 4 * interval, W, H)).toBe("gap");
-    expect(new SegmentTimeline(3_600_000_000, 1_000_000).gapMicros).toBe(MAX_GAP_MICROS); // 1 fps: 2 s
+  test("at slow rates one lost frame (plus jitter) is bridged; a longer hole is a gap", () => {
+    for (const interval of [10_000_000, 2_000_000, 1_000_000]) { // 0.1, 0.5 and 1 fps
+      const t = new SegmentTimeline(3_600_000_000, interval);
+      expect(t.gapMicros).toBe(Math.max(MAX_GAP_MICROS, 2.5 * interval));
+      t.begin(T0, W, H);
+      t.place(T0);
+      // Frame 1 lost; frame 2 arrives a little late.
+      const f2 = T0 + 2 * interval + 50_000;
+      expect(t.rotation(f2, W, H)).toBeNull();
+      t.place(f2);
+      expect(t.rotation(f2 + 4 * interval, W, H)).toBe("gap");
+    }
+    expect(new SegmentTimeline(3_600_000_000, 33_333).gapMicros).toBe(MAX_GAP_MICROS); // 30 fps: 2 s
   });
 
   test("slots follow capture times, count gaps, and never drop a late or early frame", () => {

@@ -207,7 +207,8 @@ describe("stream server control channel", () => {
           await Bun.sleep(35);
         }
         await until(() => got.length === 20 * perFrame, 3000, "every datagram for the live viewer");
-        expect(server.stats.sendErrors).toBeGreaterThan(0);
+        expect(server.stats.icmpErrors + server.stats.sendErrors).toBeGreaterThan(0);
+        expect(server.stats.datagramsDropped).toBe(0);
         expect(log.lines.filter((l) => l.includes("udp send failed")).length).toBeLessThanOrEqual(2);
         a.end();
         b.end();
@@ -215,5 +216,17 @@ describe("stream server control channel", () => {
     } finally {
       live.close();
     }
+  });
+
+  test("an empty frame is counted as not sent and the server goes on", async () => {
+    await withServer(async (server, log) => {
+      const c = await rawClient(server.port);
+      c.send(helloBytes(8201));
+      await until(() => c.messages.length > 0, 3000, "welcome");
+      server.broadcast({ seq: 1, capturedAt: 1, width: 320, height: 240, jpeg: new Uint8Array(0) });
+      expect(server.stats.framesNotSent).toBe(1);
+      expect(log.lines.some((l) => l.includes("frame not sent") && l.includes("empty"))).toBe(true);
+      c.end();
+    });
   });
 });
