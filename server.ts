@@ -95,7 +95,9 @@ async function main(): Promise<number> {
     log.error("capture failed", { source: source.description, error: (e as Error).message });
     exitCode = 1;
   }
-  // The `using` declarations close the writer, server, source, log and signal handlers in reverse order.
+  // Goodbyes first, so the last line sums up; the `using` declarations then close the
+  // writer, server (already stopped), source, log and signal handlers in reverse order.
+  await server.stop();
   log.info("stopped", { ...server.stats });
   return exitCode;
 }
