@@ -95,8 +95,6 @@ export interface CvAddon {
   displayAvailable(): boolean;
   /** Creates a window now; throws when there is no display. */
   openWindow(name: string): void;
-  /** Decodes and shows a JPEG frame; false when it does not decode or exceeds 7680x4320. */
-  showJpeg(name: string, jpeg: Uint8Array): boolean;
   /** Decodes on a worker thread for showDecoded (one at a time); false when the bytes do not decode or exceed the limit. */
   decodeForWindow(jpeg: Uint8Array): Promise<boolean>;
   /** Draws what decodeForWindow last produced; false when nothing has been decoded yet. */

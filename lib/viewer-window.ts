@@ -36,20 +36,6 @@ export class ViewerWindow implements Disposable {
     return this;
   }
 
-  /** Shows one frame; false (and counted) when it does not decode. */
-  show(jpeg: Uint8Array): boolean {
-    if (this.#name === undefined) throw new Error("show() before open()");
-    let ok = false;
-    try {
-      ok = cv().showJpeg(this.#name, jpeg);
-    } catch {
-      ok = false;
-    }
-    if (ok) this.#shown++;
-    else this.#bad++;
-    return ok;
-  }
-
   /**
    * Shows one frame, decoding it on a worker thread (only the drawing happens on this
    * one); false (and counted) when it does not decode. Call one at a time.

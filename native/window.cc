@@ -61,21 +61,6 @@ Napi::Value OpenWindow(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// showJpeg(name, jpeg): false when the bytes do not decode or the picture is
-// above the decode limit (the bytes come from the network).
-Napi::Value ShowJpeg(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::string name = StringArg(info, 0, "showJpeg", "name");
-  auto jpeg = Uint8ArrayArg(info, 1, "showJpeg", "jpeg");
-  RequireDisplay(env);
-  return Guard(env, "showJpeg", [&]() -> Napi::Value {
-    cv::Mat image = DecodeJpegBgr(jpeg.Data(), jpeg.ByteLength(), nullptr);
-    if (image.empty()) return Napi::Boolean::New(env, false);
-    cv::imshow(name, image);
-    return Napi::Boolean::New(env, true);
-  });
-}
-
 // pollKey(ms): the key pressed within ms (at least 1), or -1.
 Napi::Value PollKey(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -157,7 +142,6 @@ void InitWindow(Napi::Env env, Napi::Object exports) {
   exports.Set("showDecoded", Napi::Function::New<ShowDecoded>(env, "showDecoded"));
   exports.Set("displayAvailable", Napi::Function::New<DisplayAvailable>(env, "displayAvailable"));
   exports.Set("openWindow", Napi::Function::New<OpenWindow>(env, "openWindow"));
-  exports.Set("showJpeg", Napi::Function::New<ShowJpeg>(env, "showJpeg"));
   exports.Set("pollKey", Napi::Function::New<PollKey>(env, "pollKey"));
   exports.Set("windowVisible", Napi::Function::New<WindowVisible>(env, "windowVisible"));
   exports.Set("closeWindow", Napi::Function::New<CloseWindow>(env, "closeWindow"));

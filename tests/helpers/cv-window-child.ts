@@ -30,8 +30,8 @@ async function show(outDir: string): Promise<void> {
   const shot = join(outDir, "shot.jpg");
   using win = new ViewerWindow().open("lancam window test");
   const jpeg = await renderTestFrame(FRAME_SIZE.width, FRAME_SIZE.height, FRAME_NUMBER, `#${FRAME_NUMBER}`, 90);
-  const shown = win.show(jpeg);
-  const badShown = win.show(new Uint8Array([1, 2, 3]));
+  const shown = await win.showAsync(jpeg);
+  const badShown = await win.showAsync(new Uint8Array([1, 2, 3]));
   const t0 = performance.now();
   const key = win.pollKey(POLL_MS);
   const keyMs = performance.now() - t0;
@@ -60,7 +60,7 @@ function probe(): void {
   // Straight to the addon: it must refuse too, rather than let Qt abort().
   let showError = "";
   try {
-    cv().showJpeg("lancam probe", new Uint8Array([0xff, 0xd8]));
+    cv().showDecoded("lancam probe");
   } catch (err) {
     showError = (err as Error).message;
   }
