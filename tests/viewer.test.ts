@@ -5,7 +5,7 @@ import { encodeControl, RefuseReason } from "../lib/control.ts";
 import { cv } from "../lib/cv.ts";
 import { Fragmenter } from "../lib/fragmenter.ts";
 import { memoryLogger, silentLogger } from "../lib/log.ts";
-import { Viewer } from "../lib/viewer.ts";
+import { reconnectDelayMs, Viewer } from "../lib/viewer.ts";
 import { fakeServer, welcome } from "./helpers/fake-server.ts";
 import { withSize } from "./helpers/jpeg-bytes.ts";
 import { until } from "./helpers/process.ts";
@@ -128,3 +128,7 @@ test("a reconnecting viewer retries after a 'server full' refusal instead of giv
   expect(viewer.stats.reconnects).toBe(1);
   expect(hellos).toBe(3);
 }, 15_000);
+
+test("reconnect backoff: 0.5 s doubling, at most 5 s", () => {
+  expect([0, 1, 2, 3, 4, 10, 1000].map(reconnectDelayMs)).toEqual([500, 1000, 2000, 4000, 5000, 5000, 5000]);
+});
