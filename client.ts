@@ -3,22 +3,22 @@
 // This file only wires the parts in lib/ together.
 import mri from "mri";
 import { writeFileSync } from "node:fs";
-import { parseByteSize, parseInteger, parseNumber, parsePort, rejectUnknown, UsageError } from "./lib/cli.ts";
-import { nameProblem } from "./lib/control.ts";
-import { resolveFfmpeg } from "./lib/ffmpeg.ts";
-import { createLogger, FileSink, stderrSink, type Sink } from "./lib/log.ts";
-import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
-import { invocation, runMain, StopSignal } from "./lib/run-main.ts";
-import { checkWritable } from "./lib/record-dir.ts";
-import { RecorderSink } from "./lib/recorder-sink.ts";
-import { SegmentWriter } from "./lib/segment-writer.ts";
-import { FrameCheck } from "./lib/frame-check.ts";
-import { MAX_SOCKET_BUFFER } from "./lib/udp-buffer.ts";
-import { formatStatus, StatusLine } from "./lib/status-line.ts";
-import { versionReport } from "./lib/version.ts";
-import { Viewer, type FrameSink } from "./lib/viewer.ts";
-import { displayAvailable, ViewerWindow } from "./lib/viewer-window.ts";
-import { WindowSink } from "./lib/window-sink.ts";
+import { parseByteSize, parseInteger, parseNumber, parsePort, rejectUnknown, UsageError } from "./lib/app/cli.ts";
+import { nameProblem } from "./lib/wire/control.ts";
+import { resolveFfmpeg } from "./lib/record/ffmpeg.ts";
+import { createLogger, FileSink, stderrSink, type Sink } from "./lib/app/log.ts";
+import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/app/record-flags.ts";
+import { invocation, runMain, StopSignal } from "./lib/app/run-main.ts";
+import { checkWritable } from "./lib/record/record-dir.ts";
+import { RecorderSink } from "./lib/record/recorder-sink.ts";
+import { SegmentWriter } from "./lib/record/segment-writer.ts";
+import { FrameCheck } from "./lib/receive/frame-check.ts";
+import { MAX_SOCKET_BUFFER } from "./lib/net/udp-buffer.ts";
+import { formatStatus, StatusLine } from "./lib/display/status-line.ts";
+import { versionReport } from "./lib/app/version.ts";
+import { Viewer, type FrameSink } from "./lib/receive/viewer.ts";
+import { displayAvailable, ViewerWindow } from "./lib/display/viewer-window.ts";
+import { WindowSink } from "./lib/display/window-sink.ts";
 
 const HELP = `Usage: ${invocation("client.ts")} HOST PORT UDPPORT [options]
 

@@ -2,15 +2,15 @@
 // lancam server: captures one source, streams it to every viewer, optionally records it.
 // This file only wires the parts in lib/ together.
 import mri from "mri";
-import { parseInteger, parseNumber, parsePort, parseSize, rejectUnknown, UsageError } from "./lib/cli.ts";
-import { openSource, parseSourceSpec } from "./lib/capture.ts";
-import { createLogger, FileSink, stderrSink } from "./lib/log.ts";
-import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/record-flags.ts";
-import { invocation, runMain, StopSignal } from "./lib/run-main.ts";
-import { SegmentWriter } from "./lib/segment-writer.ts";
-import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "./lib/datagram.ts";
-import { DEFAULT_SPREAD, StreamServer } from "./lib/stream-server.ts";
-import { versionReport } from "./lib/version.ts";
+import { parseInteger, parseNumber, parsePort, parseSize, rejectUnknown, UsageError } from "./lib/app/cli.ts";
+import { openSource, parseSourceSpec } from "./lib/capture/capture.ts";
+import { createLogger, FileSink, stderrSink } from "./lib/app/log.ts";
+import { parseRecordFlags, RECORD_FLAGS, RECORD_HELP } from "./lib/app/record-flags.ts";
+import { invocation, runMain, StopSignal } from "./lib/app/run-main.ts";
+import { SegmentWriter } from "./lib/record/segment-writer.ts";
+import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "./lib/wire/datagram.ts";
+import { DEFAULT_SPREAD, StreamServer } from "./lib/send/stream-server.ts";
+import { versionReport } from "./lib/app/version.ts";
 
 const HELP = `Usage: ${invocation("server.ts")} [options]
 

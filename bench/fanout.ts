@@ -6,7 +6,7 @@ import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveFfmpeg } from "../lib/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
 import { spawnBun, type Child } from "../tests/helpers/process.ts";
 
 const args = mri(process.argv.slice(2), { string: ["clients", "seconds", "size", "fps", "extra", "client-extra", "source"] });

@@ -3,8 +3,8 @@
 //   bun bench/fragment.ts [--bytes 150000] [--mtu 1400] [--frames 3000]
 import mri from "mri";
 import { cpus } from "node:os";
-import { Fragmenter } from "../lib/fragmenter.ts";
-import { Reassembler } from "../lib/reassembler.ts";
+import { Fragmenter } from "../lib/send/fragmenter.ts";
+import { Reassembler } from "../lib/receive/reassembler.ts";
 
 const args = mri(process.argv.slice(2), { string: ["bytes", "mtu", "frames"] });
 const bytes = Number(args.bytes ?? 150_000);

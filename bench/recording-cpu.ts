@@ -9,9 +9,9 @@ import mri from "mri";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveFfmpeg } from "../lib/ffmpeg.ts";
-import { silentLogger } from "../lib/log.ts";
-import { SegmentWriter } from "../lib/segment-writer.ts";
+import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { silentLogger } from "../lib/app/log.ts";
+import { SegmentWriter } from "../lib/record/segment-writer.ts";
 import { splitJpegs } from "../tests/helpers/jpeg-frames.ts";
 
 const args = mri(process.argv.slice(2), { string: ["frames", "sizes", "runs", "variant", "input", "out", "fps"] });

@@ -28,7 +28,7 @@ function mtime(path: string): number {
 }
 
 function newestSource(): number {
-  const lib = readdirSync(join(ROOT, "lib")).map((f) => join(ROOT, "lib", f));
+  const lib = readdirSync(join(ROOT, "lib"), { recursive: true, encoding: "utf8" }).map((f) => join(ROOT, "lib", f));
   const files = [...lib, join(ROOT, "server.ts"), join(ROOT, "client.ts"), join(ROOT, "native/build/lancam.node"), join(ROOT, "scripts/build.ts")];
   return Math.max(...files.map(mtime));
 }

@@ -2,12 +2,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CaptureError, FramePacer, openSource, parseSourceSpec, type CaptureSource } from "../lib/capture.ts";
-import { UsageError } from "../lib/cli.ts";
-import { cv } from "../lib/cv.ts";
-import { resolveFfmpeg } from "../lib/ffmpeg.ts";
-import type { Frame } from "../lib/frame.ts";
-import { readFrameNumber } from "../lib/test-pattern.ts";
+import { CaptureError, FramePacer, openSource, parseSourceSpec, type CaptureSource } from "../lib/capture/capture.ts";
+import { UsageError } from "../lib/app/cli.ts";
+import { cv } from "../lib/native/cv.ts";
+import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import type { Frame } from "../lib/wire/frame.ts";
+import { readFrameNumber } from "./helpers/test-pattern.ts";
 
 const CLIP_FRAMES = 30;
 const CLIP_FPS = 25;

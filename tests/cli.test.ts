@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { parseByteSize, parseChoice, parseInteger, parsePort, parseSize, rejectUnknown, UsageError } from "../lib/cli.ts";
+import { parseByteSize, parseChoice, parseInteger, parsePort, parseSize, rejectUnknown, UsageError } from "../lib/app/cli.ts";
 
 describe("command-line values", () => {
   test("ports: in range, 0 only where allowed, exact message otherwise", () => {

@@ -11,8 +11,8 @@ import {
   RefuseReason,
   refuseReasonText,
   type ControlMessage,
-} from "../lib/control.ts";
-import { DecodeError } from "../lib/decode-error.ts";
+} from "../lib/wire/control.ts";
+import { DecodeError } from "../lib/wire/decode-error.ts";
 import { prng } from "./helpers/prng.ts";
 
 

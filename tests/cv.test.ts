@@ -2,10 +2,10 @@ import { describe, expect, test } from "bun:test";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cv, describeLoadFailure, renderTestFrame } from "../lib/cv.ts";
-import { FrameCheck } from "../lib/frame-check.ts";
-import { readJpegSize } from "../lib/jpeg-header.ts";
-import { BAND_HEIGHT, CELLS, MIN_CELL_WIDTH, MIN_WIDTH, cellWidth, readFrameNumber } from "../lib/test-pattern.ts";
+import { cv, describeLoadFailure, renderTestFrame } from "../lib/native/cv.ts";
+import { FrameCheck } from "../lib/receive/frame-check.ts";
+import { readJpegSize } from "../lib/wire/jpeg-header.ts";
+import { BAND_HEIGHT, CELLS, MIN_CELL_WIDTH, MIN_WIDTH, cellWidth, readFrameNumber } from "./helpers/test-pattern.ts";
 import { prng } from "./helpers/prng.ts";
 import { sofAt, withSize } from "./helpers/jpeg-bytes.ts";
 
@@ -164,15 +164,15 @@ describe("addon load failures", () => {
     expect(describeLoadFailure(new Error("lancam.node: undefined symbol: _ZN2cv3Mat10deallocateEv"))).toMatch(/rebuild it with bash native\/build\.sh/);
   });
 
-  // A copy of lib/cv.ts in a scratch tree, where ../native/build/lancam.node is
+  // A copy of lib/native/cv.ts in a scratch tree, where ../../native/build/lancam.node is
   // whatever the test puts there: Bun's real error for each failure goes through.
   function loadInScratchTree(prepare: (root: string) => void): { name: string; message: string } {
     const root = mkdtempSync(join(tmpdir(), "lancam-cv-load-"));
     try {
-      mkdirSync(join(root, "lib"));
-      copyFileSync(join(import.meta.dir, "../lib/cv.ts"), join(root, "lib/cv.ts"));
+      mkdirSync(join(root, "lib/native"), { recursive: true });
+      copyFileSync(join(import.meta.dir, "../lib/native/cv.ts"), join(root, "lib/native/cv.ts"));
       prepare(root);
-      const script = `import { cv } from "./lib/cv.ts"; try { cv(); console.log("{}"); } catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }`;
+      const script = `import { cv } from "./lib/native/cv.ts"; try { cv(); console.log("{}"); } catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }`;
       const p = Bun.spawnSync([process.execPath, "-e", script], { cwd: root });
       expect(p.exitCode).toBe(0);
       return JSON.parse(p.stdout.toString());
@@ -251,7 +251,7 @@ describe("decode limit and jpegInfo", () => {
     expect(() => cv().decodeJpeg(unsupported)).toThrow(/not a decodable image/);
   });
 
-  test("the addon's header walk agrees with lib/jpeg-header.ts on seeded mutations", () => {
+  test("the addon's header walk agrees with lib/wire/jpeg-header.ts on seeded mutations", () => {
     // Claiming 30000x30000 first, so no mutation that keeps the header readable reaches the decoder.
     const header = withSize(small(), 30000, 30000);
     const random = prng(0x5eed);
@@ -270,7 +270,7 @@ describe("decode limit and jpegInfo", () => {
     expect(refusedForSize).toBeGreaterThan(500);
   });
 
-  test("the addon's header walk skips the segments lib/jpeg-header.ts skips", () => {
+  test("the addon's header walk skips the segments lib/wire/jpeg-header.ts skips", () => {
     const header = withSize(small(), 30000, 30000);
     const at = sofAt(header);
     const insert = (bytes: number[], where = at) => new Uint8Array([...header.subarray(0, where), ...bytes, ...header.subarray(where)]);
@@ -325,7 +325,7 @@ describe("decode limit and jpegInfo", () => {
       try {
         const bomb = withSize(small(), 30000, 30000);
         const script = `
-          import { cv } from "./lib/cv.ts";
+          import { cv } from "./lib/native/cv.ts";
           const c = cv();
           c.openWindow("lancam limit");
           const t0 = performance.now();

@@ -8,8 +8,8 @@ import {
   MAX_DATAGRAM_SIZE,
   VERSION,
   type DatagramHeader,
-} from "../lib/datagram.ts";
-import { DecodeError } from "../lib/decode-error.ts";
+} from "../lib/wire/datagram.ts";
+import { DecodeError } from "../lib/wire/decode-error.ts";
 import { prng } from "./helpers/prng.ts";
 
 

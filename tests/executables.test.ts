@@ -6,9 +6,9 @@ import { accessSync, chmodSync, constants, copyFileSync, existsSync, mkdirSync, 
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import pkg from "../package.json" with { type: "json" };
-import { describeLoadFailure } from "../lib/cv.ts";
-import { probeVideo } from "../lib/ffprobe.ts";
-import type { StatsSummary } from "../lib/receiver-stats.ts";
+import { describeLoadFailure } from "../lib/native/cv.ts";
+import { probeVideo } from "../lib/record/ffprobe.ts";
+import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { ROOT, until } from "./helpers/process.ts";
 
 const BUILD_TIMEOUT_MS = 180_000;

@@ -2,8 +2,8 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cacheRoot, embeddedFfmpeg, embeddedFfmpegInfo, extractBinary, type EmbeddedBinary } from "../lib/embedded-ffmpeg.ts";
-import { FfmpegNotFoundError, resolveFfmpeg, type FfmpegProbe } from "../lib/ffmpeg.ts";
+import { cacheRoot, embeddedFfmpeg, embeddedFfmpegInfo, extractBinary, type EmbeddedBinary } from "../lib/record/embedded-ffmpeg.ts";
+import { FfmpegNotFoundError, resolveFfmpeg, type FfmpegProbe } from "../lib/record/ffmpeg.ts";
 
 function probe(over: Partial<FfmpegProbe> & { executables?: string[] }): FfmpegProbe {
   const executables = new Set(over.executables ?? []);

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { decodeDatagram, HEADER_SIZE, MAX_FRAME_BYTES, MAX_MTU, MIN_MTU } from "../lib/datagram.ts";
-import { Fragmenter } from "../lib/fragmenter.ts";
-import { Reassembler } from "../lib/reassembler.ts";
+import { decodeDatagram, HEADER_SIZE, MAX_FRAME_BYTES, MAX_MTU, MIN_MTU } from "../lib/wire/datagram.ts";
+import { Fragmenter } from "../lib/send/fragmenter.ts";
+import { Reassembler } from "../lib/receive/reassembler.ts";
 import { prng } from "./helpers/prng.ts";
 
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { cv } from "../lib/cv.ts";
-import { readJpegSize } from "../lib/jpeg-header.ts";
+import { cv } from "../lib/native/cv.ts";
+import { readJpegSize } from "../lib/wire/jpeg-header.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { prng } from "./helpers/prng.ts";
 import { sofAt, withSize } from "./helpers/jpeg-bytes.ts";

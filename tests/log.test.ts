@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createLogger, FileSink, formatLine, throttled } from "../lib/log.ts";
+import { createLogger, FileSink, formatLine, throttled } from "../lib/app/log.ts";
 
 test("a log line reads `time LEVEL [part] message key=value` and quotes awkward values", () => {
   const at = new Date("2026-11-24T10:00:00.000Z");

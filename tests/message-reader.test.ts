@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { ByeReason, encodeControl, MAX_MESSAGE_SIZE, RefuseReason, type ControlMessage } from "../lib/control.ts";
-import { DecodeError } from "../lib/decode-error.ts";
-import { MessageReader } from "../lib/message-reader.ts";
+import { ByeReason, encodeControl, MAX_MESSAGE_SIZE, RefuseReason, type ControlMessage } from "../lib/wire/control.ts";
+import { DecodeError } from "../lib/wire/decode-error.ts";
+import { MessageReader } from "../lib/wire/message-reader.ts";
 import { prng } from "./helpers/prng.ts";
 
 

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { Pacer, type SendFn } from "../lib/pacer.ts";
+import { Pacer, type SendFn } from "../lib/send/pacer.ts";
 
 const grams = (n: number, tag: number) => Array.from({ length: n }, (_, i) => new Uint8Array([tag, i]));
 const target = (port: number) => ({ port, address: "127.0.0.1" });

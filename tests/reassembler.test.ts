@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { encodeDatagramHeader, HEADER_SIZE, PayloadType } from "../lib/datagram.ts";
-import { Reassembler, RESYNC_DISTANCE, type ReassemblerOptions } from "../lib/reassembler.ts";
-import { seqAdd } from "../lib/seq.ts";
+import { encodeDatagramHeader, HEADER_SIZE, PayloadType } from "../lib/wire/datagram.ts";
+import { Reassembler, RESYNC_DISTANCE, type ReassemblerOptions } from "../lib/receive/reassembler.ts";
+import { seqAdd } from "../lib/wire/seq.ts";
 import { prng } from "./helpers/prng.ts";
 
 

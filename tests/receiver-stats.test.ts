@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import { LatencyHistogram } from "../lib/latency-histogram.ts";
-import { ReceiverStats } from "../lib/receiver-stats.ts";
+import { LatencyHistogram } from "../lib/receive/latency-histogram.ts";
+import { ReceiverStats } from "../lib/receive/receiver-stats.ts";
 
 test("latency percentiles are exact to one bucket and clamp absurd values", () => {
   const h = new LatencyHistogram();

@@ -1,9 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { memoryLogger } from "../lib/log.ts";
-import { formatBytes, planDeletions, Retention, scanSegments, type SegmentFile } from "../lib/retention.ts";
-import { type SegmentInfo, SegmentWriter } from "../lib/segment-writer.ts";
+import { memoryLogger } from "../lib/app/log.ts";
+import { formatBytes, planDeletions, Retention, scanSegments, type SegmentFile } from "../lib/record/retention.ts";
+import { type SegmentInfo, SegmentWriter } from "../lib/record/segment-writer.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { StopSignal } from "../lib/run-main.ts";
+import { StopSignal } from "../lib/app/run-main.ts";
 
 test("a stop signal wakes a pending race with null, leaves a won race alone, and runs late listeners at once", async () => {
   using signal = new StopSignal();

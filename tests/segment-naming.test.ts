@@ -7,7 +7,7 @@ import {
   parseSegmentPath,
   segmentPaths,
   segmentStem,
-} from "../lib/segment-naming.ts";
+} from "../lib/record/segment-naming.ts";
 
 /** 2025-01-02T03:04:05.678Z in µs. */
 const UTC_MICROS = Date.UTC(2025, 0, 2, 3, 4, 5, 678) * 1000;

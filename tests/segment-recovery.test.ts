@@ -1,11 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { resolveFfmpeg } from "../lib/ffmpeg.ts";
-import { probeVideo } from "../lib/ffprobe.ts";
-import { memoryLogger, silentLogger } from "../lib/log.ts";
-import { claimOutDir, findPartials, recoverPartial } from "../lib/segment-recovery.ts";
-import { SegmentWriter } from "../lib/segment-writer.ts";
+import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { probeVideo } from "../lib/record/ffprobe.ts";
+import { memoryLogger, silentLogger } from "../lib/app/log.ts";
+import { claimOutDir, findPartials, recoverPartial } from "../lib/record/segment-recovery.ts";
+import { SegmentWriter } from "../lib/record/segment-writer.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 
@@ -43,8 +43,8 @@ const lib = (name: string) => JSON.stringify(join(import.meta.dir, "..", name));
 
 /** A recorder in its own process, fed in real time, that prints its ffmpeg pid and open partial. */
 const CHILD = `
-import { SegmentWriter } from ${lib("lib/segment-writer.ts")};
-import { silentLogger } from ${lib("lib/log.ts")};
+import { SegmentWriter } from ${lib("lib/record/segment-writer.ts")};
+import { silentLogger } from ${lib("lib/app/log.ts")};
 import { jpegFrames } from ${lib("tests/helpers/jpeg-frames.ts")};
 const [dir, container] = process.argv.slice(2);
 const frames = await jpegFrames(30, 640, 480);

@@ -1,11 +1,11 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { probeVideo } from "../lib/ffprobe.ts";
-import { memoryLogger, silentLogger } from "../lib/log.ts";
-import { RecordError } from "../lib/record-dir.ts";
-import { type SegmentInfo, SegmentWriter } from "../lib/segment-writer.ts";
-import { MAX_GAP_MICROS, SegmentTimeline } from "../lib/segment-timeline.ts";
+import { probeVideo } from "../lib/record/ffprobe.ts";
+import { memoryLogger, silentLogger } from "../lib/app/log.ts";
+import { RecordError } from "../lib/record/record-dir.ts";
+import { type SegmentInfo, SegmentWriter } from "../lib/record/segment-writer.ts";
+import { MAX_GAP_MICROS, SegmentTimeline } from "../lib/record/segment-timeline.ts";
 import { jpegFrames, splitJpegs } from "./helpers/jpeg-frames.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { SEQ_HALF, seqAdd, seqDiff, seqLess } from "../lib/seq.ts";
+import { SEQ_HALF, seqAdd, seqDiff, seqLess } from "../lib/wire/seq.ts";
 import { prng } from "./helpers/prng.ts";
 
 

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { SessionTable } from "../lib/sessions.ts";
+import { SessionTable } from "../lib/send/sessions.ts";
 
 const peer = (n: number) => ({ address: "127.0.0.1", tcpPort: 40000 + n, udpPort: 50000 + n, name: `v${n}` });
 

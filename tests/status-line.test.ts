@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { formatStatus, StatusLine } from "../lib/status-line.ts";
+import { formatStatus, StatusLine } from "../lib/display/status-line.ts";
 
 test("the status line shows fps, Mbit/s, loss and latency; a dash before any latency", () => {
   expect(formatStatus({ fps: 29.96, mbps: 10.24, lossPercent: 0.5, latencyP50Ms: 11.46 }, { size: "1280x720", recording: "3 segs" }))

@@ -1,7 +1,7 @@
 // The client's side of the session against a hand-made server on 127.0.0.1.
 import { expect, test } from "bun:test";
-import { encodeControl } from "../lib/control.ts";
-import { StreamClient } from "../lib/stream-client.ts";
+import { encodeControl } from "../lib/wire/control.ts";
+import { StreamClient } from "../lib/receive/stream-client.ts";
 import { fakeServer, welcome, welcomingServer } from "./helpers/fake-server.ts";
 import { until } from "./helpers/process.ts";
 

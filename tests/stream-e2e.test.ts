@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { StatsSummary } from "../lib/receiver-stats.ts";
+import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { spawnBun, spawnChild, until, type Child } from "./helpers/process.ts";
 import { requestWindowClose } from "./helpers/x-close.ts";
 import { screenVariation, startXvfb } from "./helpers/xvfb.ts";

@@ -1,11 +1,11 @@
 // The server's control channel against hand-made clients on 127.0.0.1: refusals,
 // malformed input closing one connection only, and datagrams going only to the TCP peer.
 import { describe, expect, test } from "bun:test";
-import { encodeControl, PROTOCOL_VERSION, RefuseReason, type ControlMessage } from "../lib/control.ts";
-import { decodeDatagram } from "../lib/datagram.ts";
-import { memoryLogger } from "../lib/log.ts";
-import { MessageReader } from "../lib/message-reader.ts";
-import { MAX_PENDING_PER_ADDRESS, StreamServer } from "../lib/stream-server.ts";
+import { encodeControl, PROTOCOL_VERSION, RefuseReason, type ControlMessage } from "../lib/wire/control.ts";
+import { decodeDatagram } from "../lib/wire/datagram.ts";
+import { memoryLogger } from "../lib/app/log.ts";
+import { MessageReader } from "../lib/wire/message-reader.ts";
+import { MAX_PENDING_PER_ADDRESS, StreamServer } from "../lib/send/stream-server.ts";
 import { until } from "./helpers/process.ts";
 
 interface RawClient {

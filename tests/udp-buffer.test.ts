@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { enlargeBuffer, enlargeReceiveBuffer, MAX_SOCKET_BUFFER, socketFd } from "../lib/udp-buffer.ts";
+import { enlargeBuffer, enlargeReceiveBuffer, MAX_SOCKET_BUFFER, socketFd } from "../lib/net/udp-buffer.ts";
 
 test("a UDP socket's buffers can be enlarged, and what the kernel granted is read back", async () => {
   const s = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });

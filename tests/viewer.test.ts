@@ -1,11 +1,11 @@
 // The viewer against a hand-made server on 127.0.0.1: what it counts as received,
 // incomplete, missing and rejected must match exactly what was sent.
 import { expect, test } from "bun:test";
-import { encodeControl, RefuseReason } from "../lib/control.ts";
-import { cv } from "../lib/cv.ts";
-import { Fragmenter } from "../lib/fragmenter.ts";
-import { memoryLogger, silentLogger } from "../lib/log.ts";
-import { reconnectDelayMs, Viewer } from "../lib/viewer.ts";
+import { encodeControl, RefuseReason } from "../lib/wire/control.ts";
+import { cv } from "../lib/native/cv.ts";
+import { Fragmenter } from "../lib/send/fragmenter.ts";
+import { memoryLogger, silentLogger } from "../lib/app/log.ts";
+import { reconnectDelayMs, Viewer } from "../lib/receive/viewer.ts";
 import { fakeServer, welcome } from "./helpers/fake-server.ts";
 import { withSize } from "./helpers/jpeg-bytes.ts";
 import { until } from "./helpers/process.ts";

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { WindowSink } from "../lib/window-sink.ts";
+import { WindowSink } from "../lib/display/window-sink.ts";
 
 /** A window whose decode takes a little while, like the real one on its worker thread. */
 function fakeWindow(keys: number[]) {

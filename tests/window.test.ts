@@ -2,8 +2,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cv } from "../lib/cv.ts";
-import { readFrameNumber } from "../lib/test-pattern.ts";
+import { cv } from "../lib/native/cv.ts";
+import { readFrameNumber } from "./helpers/test-pattern.ts";
 import { FRAME_NUMBER, FRAME_SIZE } from "./helpers/cv-window-child.ts";
 
 const CHILD = join(import.meta.dir, "helpers/cv-window-child.ts");

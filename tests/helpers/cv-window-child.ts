@@ -7,8 +7,8 @@
 //
 // Prints one JSON line with what it saw.
 import { join } from "node:path";
-import { cv, renderTestFrame } from "../../lib/cv.ts";
-import { ViewerWindow, displayAvailable } from "../../lib/viewer-window.ts";
+import { cv, renderTestFrame } from "../../lib/native/cv.ts";
+import { ViewerWindow, displayAvailable } from "../../lib/display/viewer-window.ts";
 
 export const FRAME_NUMBER = 4242;
 export const FRAME_SIZE = { width: 640, height: 360 };

@@ -1,6 +1,6 @@
 import type { TCPSocketListener } from "bun";
-import { encodeControl, type ControlMessage, type Welcome } from "../../lib/control.ts";
-import { MessageReader } from "../../lib/message-reader.ts";
+import { encodeControl, type ControlMessage, type Welcome } from "../../lib/wire/control.ts";
+import { MessageReader } from "../../lib/wire/message-reader.ts";
 
 /** A hand-made lancam control server on 127.0.0.1 for client-side tests. */
 export interface FakeServer extends Disposable {

@@ -1,4 +1,4 @@
-import { resolveFfmpeg } from "../../lib/ffmpeg.ts";
+import { resolveFfmpeg } from "../../lib/record/ffmpeg.ts";
 
 /**
  * Generates `count` distinct JPEG frames at `width`x`height` with ffmpeg's test source, so tests

@@ -1,4 +1,4 @@
-import { cv } from "../../lib/cv.ts";
+import { cv } from "../../lib/native/cv.ts";
 import { spawnChild, type Child } from "./process.ts";
 
 /** A private X server for window tests; DISPLAY is `display`. */

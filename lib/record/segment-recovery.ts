@@ -3,7 +3,7 @@ import { readdir } from "node:fs/promises";
 import { uptime } from "node:os";
 import { join } from "node:path";
 import { probeVideo } from "./ffprobe.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../app/log.ts";
 import { FFMPEG_FORMAT, finalPathFor, isDateDirName, parseSegmentPath, PARTIAL_SUFFIX } from "./segment-naming.ts";
 
 /**

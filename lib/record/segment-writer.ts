@@ -1,8 +1,8 @@
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, unlinkSync } from "node:fs";
 import { resolve } from "node:path";
 import { resolveFfmpeg, resolveFfprobe } from "./ffmpeg.ts";
-import type { Frame } from "./frame.ts";
-import type { Logger } from "./log.ts";
+import type { Frame } from "../wire/frame.ts";
+import type { Logger } from "../app/log.ts";
 import { MkvStream } from "./mkv-stream.ts";
 import { Retention, type RetentionEnv } from "./retention.ts";
 import { type Container, FFMPEG_FORMAT, finalPathFor, freeSegmentPaths, type SegmentPaths } from "./segment-naming.ts";

@@ -1,14 +1,14 @@
 import type { Socket, TCPSocketListener, udp } from "bun";
-import { ControlChannel } from "./control-channel.ts";
-import { ByeReason, RefuseReason, type ControlMessage } from "./control.ts";
-import { DecodeError } from "./decode-error.ts";
-import { HEADER_SIZE, MAX_FRAGMENTS, MAX_FRAME_BYTES } from "./datagram.ts";
+import { ControlChannel } from "../net/control-channel.ts";
+import { ByeReason, RefuseReason, type ControlMessage } from "../wire/control.ts";
+import { DecodeError } from "../wire/decode-error.ts";
+import { HEADER_SIZE, MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { Fragmenter } from "./fragmenter.ts";
-import type { Frame } from "./frame.ts";
-import { throttled, type Logger } from "./log.ts";
+import type { Frame } from "../wire/frame.ts";
+import { throttled, type Logger } from "../app/log.ts";
 import { Pacer } from "./pacer.ts";
 import { SessionTable, type LeaveReason, type Session } from "./sessions.ts";
-import { enlargeBuffer, socketFd } from "./udp-buffer.ts";
+import { enlargeBuffer, socketFd } from "../net/udp-buffer.ts";
 
 /** How the server is set up. */
 export interface StreamServerOptions {

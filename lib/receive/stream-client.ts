@@ -1,10 +1,10 @@
 import type { Socket, udp } from "bun";
-import { ControlChannel } from "./control-channel.ts";
-import { ByeReason, PROTOCOL_VERSION, RefuseReason, byeReasonText, refuseReasonText, type ControlMessage } from "./control.ts";
-import { DecodeError } from "./decode-error.ts";
-import { nowMicros } from "./frame.ts";
+import { ControlChannel } from "../net/control-channel.ts";
+import { ByeReason, PROTOCOL_VERSION, RefuseReason, byeReasonText, refuseReasonText, type ControlMessage } from "../wire/control.ts";
+import { DecodeError } from "../wire/decode-error.ts";
+import { nowMicros } from "../wire/frame.ts";
 import { Reassembler, type ReassembledFrame } from "./reassembler.ts";
-import { enlargeReceiveBuffer, socketFd, type BufferResult } from "./udp-buffer.ts";
+import { enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
 
 /** What the server promised in its welcome. */
 export type Welcome = Extract<ControlMessage, { type: "welcome" }>;

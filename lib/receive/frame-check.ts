@@ -1,4 +1,4 @@
-import { cv } from "./cv.ts";
+import { cv } from "../native/cv.ts";
 
 /** What `client.ts --verify` found. */
 export interface FrameCheckCounts {

@@ -1,5 +1,5 @@
 import { parseByteSize, parseChoice, parseNumber } from "./cli.ts";
-import type { SegmentWriterOptions } from "./segment-writer.ts";
+import type { SegmentWriterOptions } from "../record/segment-writer.ts";
 
 /** Flags every recording command takes, for mri's `string` list. */
 export const RECORD_FLAGS = ["segment", "container", "keep-days", "max-size", "min-free"] as const;

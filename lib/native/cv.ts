@@ -117,7 +117,7 @@ export function cv(): CvAddon {
   if (failure) throw failure;
   try {
     // A literal path, so `bun build --compile` embeds the addon.
-    loaded = require("../native/build/lancam.node") as CvAddon;
+    loaded = require("../../native/build/lancam.node") as CvAddon;
     return loaded;
   } catch (err) {
     failure = new CvLoadError(describeLoadFailure(err));

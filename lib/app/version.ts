@@ -1,4 +1,4 @@
-import pkg from "../package.json" with { type: "json" };
+import pkg from "../../package.json" with { type: "json" };
 
 /** lancam's own version, from package.json (embedded by `bun build --compile`). */
 export const LANCAM_VERSION: string = pkg.version;
@@ -7,13 +7,13 @@ export const LANCAM_VERSION: string = pkg.version;
 export async function versionReport(program: string): Promise<string> {
   const lines = [`${program} ${LANCAM_VERSION}`, `bun ${Bun.version}`];
   try {
-    const { cv } = await import("./cv.ts");
+    const { cv } = await import("../native/cv.ts");
     lines.push(`opencv ${cv().opencvVersion}`);
   } catch (e) {
     lines.push(`opencv not loadable: ${(e as Error).message}`);
   }
   try {
-    const { resolveFfmpeg } = await import("./ffmpeg.ts");
+    const { resolveFfmpeg } = await import("../record/ffmpeg.ts");
     const ff = resolveFfmpeg();
     lines.push(`ffmpeg ${ff.path} (from ${ff.origin})`);
   } catch (e) {

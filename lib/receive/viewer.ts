@@ -1,10 +1,10 @@
-import type { Frame } from "./frame.ts";
-import { nowMicros } from "./frame.ts";
-import { throttled, type Logger } from "./log.ts";
+import type { Frame } from "../wire/frame.ts";
+import { nowMicros } from "../wire/frame.ts";
+import { throttled, type Logger } from "../app/log.ts";
 import { ReceiverStats } from "./receiver-stats.ts";
-import { readJpegSize } from "./jpeg-header.ts";
+import { readJpegSize } from "../wire/jpeg-header.ts";
 import type { ReassembledFrame } from "./reassembler.ts";
-import { seqLess } from "./seq.ts";
+import { seqLess } from "../wire/seq.ts";
 import { ConnectError, StreamClient, type SessionEnd, type Welcome } from "./stream-client.ts";
 
 /** Delay before reconnect attempt `n` (0-based): 0.5 s doubling to at most 5 s. */

@@ -2,7 +2,7 @@
  * A desktop window showing JPEG frames (OpenCV highgui). Calls must come from
  * the main thread; a bad frame is counted and skipped, never thrown.
  */
-import { cv } from "./cv.ts";
+import { cv } from "../native/cv.ts";
 
 /** True when an X display can be opened (probed without Qt, which would abort the process). */
 export function displayAvailable(): boolean {

@@ -1,4 +1,4 @@
-import type { Frame } from "./frame.ts";
+import type { Frame } from "../wire/frame.ts";
 import type { SegmentWriter, SegmentWriterStats } from "./segment-writer.ts";
 
 /** Frames (and bytes) kept while no writer is attached; more are counted as not recorded. */

@@ -8,8 +8,8 @@ import {
   MAX_MTU,
   MIN_MTU,
   PayloadType,
-} from "./datagram.ts";
-import type { Frame } from "./frame.ts";
+} from "../wire/datagram.ts";
+import type { Frame } from "../wire/frame.ts";
 
 /** Headroom when the buffer grows, so a stream whose frames creep up in size does not regrow every frame. */
 const GROWTH = 1.25;

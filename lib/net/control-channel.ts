@@ -1,5 +1,5 @@
-import { encodeControl, type ControlMessage } from "./control.ts";
-import { MessageReader } from "./message-reader.ts";
+import { encodeControl, type ControlMessage } from "../wire/control.ts";
+import { MessageReader } from "../wire/message-reader.ts";
 
 /** The part of a Bun TCP socket the channel needs (both Bun.listen's and Bun.connect's sockets fit). */
 export interface ByteSocket {

@@ -1,7 +1,7 @@
 import { readdir, stat } from "node:fs/promises";
 import { rmdirSync, statfsSync, unlinkSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../app/log.ts";
 import { isDateDirName, parseSegmentPath } from "./segment-naming.ts";
 
 /** One finished segment on disk. */

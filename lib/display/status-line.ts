@@ -1,4 +1,4 @@
-import type { StatusSnapshot } from "./receiver-stats.ts";
+import type { StatusSnapshot } from "../receive/receiver-stats.ts";
 
 /** The once-a-second line a viewer shows on a terminal. */
 export function formatStatus(s: StatusSnapshot, extra: { size?: string; recording?: string } = {}): string {

@@ -4,11 +4,11 @@
  * pattern are paced to their fps; cameras and pipelines pace themselves.
  */
 import { existsSync, statSync } from "node:fs";
-import { UsageError } from "./cli.ts";
-import { cv, type NativeCapture, type NativeTestPattern } from "./cv.ts";
-import { nowMicros, type Frame } from "./frame.ts";
-import { silentLogger, type Logger } from "./log.ts";
-import { seqAdd } from "./seq.ts";
+import { UsageError } from "../app/cli.ts";
+import { cv, type NativeCapture, type NativeTestPattern } from "../native/cv.ts";
+import { nowMicros, type Frame } from "../wire/frame.ts";
+import { silentLogger, type Logger } from "../app/log.ts";
+import { seqAdd } from "../wire/seq.ts";
 
 /** Where frames come from, as given by `--source`. */
 export type SourceSpec =

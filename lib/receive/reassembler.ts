@@ -1,6 +1,6 @@
-import { decodeDatagram, MAX_FRAME_BYTES, type DatagramHeader } from "./datagram.ts";
-import { DecodeError } from "./decode-error.ts";
-import { seqDiff, seqLess } from "./seq.ts";
+import { decodeDatagram, MAX_FRAME_BYTES, type DatagramHeader } from "../wire/datagram.ts";
+import { DecodeError } from "../wire/decode-error.ts";
+import { seqDiff, seqLess } from "../wire/seq.ts";
 
 /**
  * A frame number this far from the last delivered one (either way) means the
