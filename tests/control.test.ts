@@ -20,6 +20,8 @@ interface Golden {
   name: string;
   bytes: number[];
   msg: ControlMessage;
+  /** Body length from which the rest is an optional tail (a shorter valid message). */
+  optionalFrom?: number;
 }
 
 /** The one table every control-message test runs over. */
@@ -174,6 +176,21 @@ const GOLDEN: Golden[] = [
     ],
     msg: { type: "bye", reason: ByeReason.Other },
   },
+  {
+    name: "bye with a viewer's final totals",
+    bytes: [
+      0x00, 0x12, //             length 18
+      0x06, //                   type bye
+      0x01, //                   reason 1: user quit
+      0x00, 0x00, 0x00, 0x95, // frames received 149
+      0x00, 0x00, 0x00, 0x02, // frames lost 2
+      0x00, 0x00, 0x00, 0x01, // frames incomplete 1
+      0x00, 0x00, 0x00, 0x94, // frames recorded 148
+    ],
+    msg: { type: "bye", reason: ByeReason.UserQuit, totals: { framesReceived: 149, framesLost: 2, framesIncomplete: 1, framesRecorded: 148 } },
+    // The totals are optional: a body cut after the reason is a plain bye, one cut inside them has a bad length.
+    optionalFrom: 1,
+  },
 ];
 
 function decodeError(bytes: Uint8Array | number[]): DecodeError {
@@ -223,7 +240,12 @@ describe("golden control messages", () => {
 
       test("every truncated body is a DecodeError, even with a length prefix that matches", () => {
         const body = g.bytes.slice(3);
-        for (let n = 0; n < body.length; n++) expect(decodeError(frame(g.bytes[2]!, body.slice(0, n))).code).toBe("truncated");
+        const optionalFrom = g.optionalFrom ?? body.length;
+        for (let n = 0; n < body.length; n++) {
+          const cut = frame(g.bytes[2]!, body.slice(0, n));
+          if (n === optionalFrom) expect(decodeControl(Uint8Array.from(cut)).type).toBe(g.msg.type);
+          else expect(decodeError(cut).code).toBe(n < optionalFrom ? "truncated" : "bad-length");
+        }
       });
 
       test("a trailing byte is a DecodeError, inside the frame or after it", () => {
@@ -339,6 +361,7 @@ describe("out-of-range values are bad-value", () => {
     ["heartbeat beyond 2^53 - 1", body("heartbeat", 0, [0x00, 0x20, 0, 0, 0, 0, 0, 0]), "bad-value"],
     ["bye with an unknown reason", body("bye", 0, [5]), "bad-value"],
     ["bye reason 0", body("bye", 0, [0]), "bad-value"],
+    ["bye with part of its totals", frame(6, [1, 0, 0, 0, 1]), "bad-length"],
   ];
   for (const [name, bytes, code] of cases) {
     test(name, () => {

@@ -61,10 +61,16 @@ import { DecodeError, hex } from "./decode-error.ts";
  * |                   receive rate, millihertz                    |  24
  * +---------------------------------------------------------------+  28
  *
- * bye (6, both ways)
+ * bye (6, both ways); a viewer's bye may carry its final totals (body 17 bytes),
+ * so the server's leave line agrees exactly with the viewer's own count
  * +---------------+
  * |  reason code  |   0
- * +---------------+   1
+ * +---------------+-----------------------------------------------+
+ * |                 frames received (optional)                    |   1
+ * |                 frames lost                                   |   5
+ * |                 frames incomplete                             |   9
+ * |                 frames recorded                               |  13
+ * +---------------------------------------------------------------+  17
  *
  * Reserved, not implemented (decoding them is a bad-type error):
  *   7 challenge (server nonce), 8 response (HMAC of the nonce with a shared token),
@@ -204,10 +210,19 @@ export interface Report {
   fpsMillihertz: number;
 }
 
-/** Both ways: the session ends. */
+/** A viewer's final counts, sent with its bye (cumulative, clamped to 0xFFFFFFFF on encode). */
+export interface ByeTotals {
+  framesReceived: number;
+  framesLost: number;
+  framesIncomplete: number;
+  framesRecorded: number;
+}
+
+/** Both ways: the session ends. A viewer's bye may carry its final totals. */
 export interface Bye {
   type: "bye";
   reason: ByeReason;
+  totals?: ByeTotals;
 }
 
 /** Any implemented control message. */
@@ -234,6 +249,7 @@ const REFUSE_FIXED = 2;
 const HEARTBEAT_SIZE = 8;
 const REPORT_SIZE = 28;
 const BYE_SIZE = 1;
+const BYE_TOTALS_SIZE = 16;
 const MIN_FRAGMENT_SIZE = MIN_MTU - DATAGRAM_HEADER_SIZE;
 const U32_MAX = 0xffffffff;
 // Control characters would let a peer forge log lines or terminal escapes.
@@ -313,7 +329,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "bye":
       if (!Object.hasOwn(BYE_TEXT, msg.reason)) throw new RangeError(`bye reason=${msg.reason} is not a known reason code`);
-      bodySize = BYE_SIZE;
+      bodySize = BYE_SIZE + (msg.totals ? BYE_TOTALS_SIZE : 0);
       break;
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
@@ -347,6 +363,12 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "bye":
       w.u8(msg.reason);
+      if (msg.totals) {
+        w.u32(clampU32("framesReceived", msg.totals.framesReceived));
+        w.u32(clampU32("framesLost", msg.totals.framesLost));
+        w.u32(clampU32("framesIncomplete", msg.totals.framesIncomplete));
+        w.u32(clampU32("framesRecorded", msg.totals.framesRecorded));
+      }
       break;
   }
   return w.done();
@@ -414,6 +436,10 @@ class BodyReader {
     }
     this.#pos = at + n;
     return at;
+  }
+  /** Bytes not yet read. */
+  get remaining(): number {
+    return this.#bytes.length - this.#pos;
   }
   u8(field: string): number {
     return this.#dv.getUint8(this.#need(1, field));
@@ -516,8 +542,18 @@ function decodeReport(r: BodyReader): Report {
 function decodeBye(r: BodyReader): Bye {
   const reason = r.u8("reason");
   if (!Object.hasOwn(BYE_TEXT, reason)) throw new DecodeError("bad-value", `bye reason ${hex(reason)} is unknown`);
+  if (r.remaining === 0) return { type: "bye", reason: reason as ByeReason };
+  if (r.remaining !== BYE_TOTALS_SIZE) {
+    throw new DecodeError("bad-length", `bye body of ${hex(BYE_SIZE + r.remaining)} bytes: expected ${BYE_SIZE} or ${BYE_SIZE + BYE_TOTALS_SIZE}`);
+  }
+  const totals: ByeTotals = {
+    framesReceived: r.u32("frames received"),
+    framesLost: r.u32("frames lost"),
+    framesIncomplete: r.u32("frames incomplete"),
+    framesRecorded: r.u32("frames recorded"),
+  };
   r.end();
-  return { type: "bye", reason: reason as ByeReason };
+  return { type: "bye", reason: reason as ByeReason, totals };
 }
 
 function checkType(type: number): void {
