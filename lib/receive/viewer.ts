@@ -36,6 +36,8 @@ export interface ViewerOptions {
   onBound?: (udpPort: number, client: StreamClient) => void;
   /** Awaited after each welcome; frames already flow to the sinks meanwhile. */
   onWelcome?: (welcome: Welcome) => void | Promise<void>;
+  /** How many frames the recorder has written so far (0 without one); the final bye reports it. */
+  recordedFrames?: () => number;
 }
 
 /**
@@ -43,12 +45,14 @@ export interface ViewerOptions {
  * user), feeds every completed frame to the sinks, and when the server goes away
  * reconnects with backoff until stopped.
  */
-export class Viewer {
+export class Viewer implements AsyncDisposable {
   readonly stats = new ReceiverStats();
   readonly #opts: ViewerOptions;
   readonly #log: Logger;
   #client: StreamClient | null = null;
   #stopped = false;
+  /** The running `run()`, so disposal can wait for its teardown. */
+  #running: Promise<void> | null = null;
   #wake: (() => void) | null = null;
   #welcome: Welcome | null = null;
   #lastFrame: number | null = null;
@@ -74,7 +78,13 @@ export class Viewer {
   }
 
   /** Resolves when stopped or a frame/duration limit is reached; rejects with ConnectError when the first connect fails. */
-  async run(): Promise<void> {
+  run(): Promise<void> {
+    const running = this.#run();
+    this.#running = running;
+    return running;
+  }
+
+  async #run(): Promise<void> {
     const { host, port, maxSeconds = 0 } = this.#opts;
     const client = await StreamClient.open({
       host, port, udpPort: this.#opts.udpPort,
@@ -205,5 +215,11 @@ export class Viewer {
     this.#stopped = true;
     this.#client?.disconnect();
     this.#wake?.();
+  }
+
+  /** Stops and waits until `run()` has released its sockets; its outcome is the caller's of `run()`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.stop();
+    await this.#running?.catch(() => {});
   }
 }
