@@ -1,0 +1,59 @@
+import { describe, expect, test } from "bun:test";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { ROOT } from "./helpers/process.ts";
+import { tempDirs } from "./helpers/temp-dirs.ts";
+
+const tempDir = tempDirs("lancam-deps-");
+const DEPCRUISE = join(ROOT, "node_modules/.bin/depcruise");
+const CONFIG = join(ROOT, ".dependency-cruiser.cjs");
+
+/** Runs the layering check over `targets` in `cwd`; returns its exit code and report. */
+function cruise(cwd: string, targets: string[]): { code: number; out: string } {
+  const p = Bun.spawnSync([DEPCRUISE, "--config", CONFIG, "--output-type", "err", ...targets], { cwd });
+  return { code: p.exitCode ?? -1, out: p.stdout.toString() + p.stderr.toString() };
+}
+
+describe("layering of lib/", () => {
+  test("the project keeps every dependency rule", () => {
+    const { code, out } = cruise(ROOT, ["server.ts", "client.ts", "lib"]);
+    expect(out).not.toContain("error");
+    expect(code).toBe(0);
+  }, 60_000);
+
+  test("each rule catches the import it forbids", () => {
+    const dir = tempDir();
+    copyFileSync(join(ROOT, "tsconfig.json"), join(dir, "tsconfig.json"));
+    const files: Record<string, string> = {
+      "lib/send/server.ts": `import { x } from "../receive/client.ts";\nimport { y } from "../app/cli.ts";\nexport const s = x + y;\n`,
+      "lib/receive/client.ts": `import { s } from "../send/server.ts";\nexport const x = 1 + s;\n`,
+      "lib/wire/codec.ts": `import { readFileSync } from "node:fs";\nimport { l } from "../app/log.ts";\nexport const c = readFileSync + l;\n`,
+      "lib/record/writer.ts": `import { n } from "../native/cv.ts";\nexport const w = n;\n`,
+      "lib/native/cv.ts": `export const n = 1;\n`,
+      "lib/capture/source.ts": `import { y } from "../app/cli.ts";\nimport { l } from "../app/log.ts";\nexport const src = y + l;\n`,
+      "lib/app/cli.ts": `export const y = 1;\n`,
+      "lib/app/log.ts": `export const l = 1;\n`,
+    };
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(join(dir, dirname(path)), { recursive: true });
+      writeFileSync(join(dir, path), text);
+    }
+    const { code, out } = cruise(dir, ["lib"]);
+    expect(code).not.toBe(0);
+    const broken = new Set([...out.matchAll(/error ([a-z-]+): (\S+) → (\S+)/g)].map((m) => `${m[1]} ${m[2]} ${m[3]}`));
+    for (const line of [
+      "send-not-receive lib/send/server.ts lib/receive/client.ts",
+      "receive-not-send lib/receive/client.ts lib/send/server.ts",
+      "stages-log-only-from-app lib/send/server.ts lib/app/cli.ts",
+      "stages-log-only-from-app lib/capture/source.ts lib/app/cli.ts",
+      "wire-is-pure lib/wire/codec.ts lib/app/log.ts",
+      "wire-no-runtime lib/wire/codec.ts fs",
+      "record-no-network-no-opencv lib/record/writer.ts lib/native/cv.ts",
+    ]) {
+      expect(broken).toContain(line);
+    }
+    // Logging is allowed from every stage but the codecs.
+    expect(broken).not.toContain("stages-log-only-from-app lib/capture/source.ts lib/app/log.ts");
+    expect(out).toMatch(/error no-cycles: lib\/(send|receive)\//);
+  }, 60_000);
+});
