@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { memoryLogger } from "../lib/app/log.ts";
+import { OpenPartials } from "../lib/record/open-partials.ts";
 import { formatBytes, planDeletions, Retention, scanSegments, type SegmentFile } from "../lib/record/retention.ts";
 import { type SegmentInfo, SegmentWriter } from "../lib/record/segment-writer.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
@@ -156,17 +157,19 @@ describe("Retention while an older segment is still being finished", () => {
     const startOf = (i: number) => new Date(2025, 0, 10, 11, 0, i).getTime();
     mkdirSync(join(dir, "2025-01-10"), { recursive: true });
     const log = memoryLogger("recorder");
-    const r = await Retention.load(dir, { maxBytes: 150 }, log, { now: () => NOW, freeBytes: () => 1e12 });
+    const open = new OpenPartials();
+    const r = await Retention.load(dir, { maxBytes: 150 }, log, { now: () => NOW, freeBytes: () => 1e12 }, open);
     // Segment 0 is finished; 1 is still closing; 2 and 3 finished before it.
     for (const i of [0, 2, 3]) {
       writeFileSync(join(dir, names[i]!), new Uint8Array(100));
       r.add({ path: join(dir, names[i]!), size: 100, startedAtMs: startOf(i) });
     }
-    r.begin(join(dir, "2025-01-10/.11-00-01.avi.partial"), startOf(1));
+    const partial = join(dir, "2025-01-10/.11-00-01.avi.partial");
+    open.add({ partial, final: join(dir, names[1]!), startedAtMs: startOf(1) });
     expect(r.enforce().map((d) => relative(dir, d.path))).toEqual([names[0]!]);
     expect(existsSync(join(dir, names[2]!))).toBe(true); // over the limit, but newer than the one still closing
     writeFileSync(join(dir, names[1]!), new Uint8Array(100));
-    r.end(join(dir, "2025-01-10/.11-00-01.avi.partial"));
+    open.delete(partial);
     r.add({ path: join(dir, names[1]!), size: 100, startedAtMs: startOf(1) });
     expect(r.enforce().map((d) => relative(dir, d.path))).toEqual([names[1]!, names[2]!]);
     expect(listFiles(dir)).toEqual([names[3]!]);

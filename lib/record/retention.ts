@@ -1,8 +1,9 @@
-import { readdir, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { rmdirSync, statfsSync, unlinkSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import type { Logger } from "../app/log.ts";
-import { isDateDirName, parseSegmentPath } from "./segment-naming.ts";
+import { OpenPartials } from "./open-partials.ts";
+import { scanDateFolders } from "./segment-scan.ts";
 
 /** One finished segment on disk. */
 export interface SegmentFile {
@@ -80,30 +81,13 @@ export function planDeletions(segments: readonly SegmentFile[], policy: Retentio
 /** Finished segments under `outDir` (`<date>/<HH-MM-SS>[-N].<ext>`); partials and other files are ignored. */
 export async function scanSegments(outDir: string): Promise<SegmentFile[]> {
   const found: SegmentFile[] = [];
-  let days: string[];
-  try {
-    days = await readdir(outDir);
-  } catch {
-    return found;
-  }
-  for (const day of days) {
-    if (!isDateDirName(day)) continue;
-    let names: string[];
+  for (const { path, segment } of await scanDateFolders(outDir)) {
+    if (!segment || segment.partial) continue;
     try {
-      names = await readdir(join(outDir, day));
+      const st = await stat(path);
+      if (st.isFile()) found.push({ path, size: st.size, startedAtMs: Number.isFinite(segment.startedAtMs) ? segment.startedAtMs : st.mtimeMs });
     } catch {
-      continue; // not a folder, or vanished
-    }
-    for (const name of names) {
-      const path = join(outDir, day, name);
-      const parsed = parseSegmentPath(path);
-      if (!parsed || parsed.partial) continue;
-      try {
-        const st = await stat(path);
-        if (st.isFile()) found.push({ path, size: st.size, startedAtMs: Number.isFinite(parsed.startedAtMs) ? parsed.startedAtMs : st.mtimeMs });
-      } catch {
-        // vanished between readdir and stat
-      }
+      // vanished between readdir and stat
     }
   }
   return found;
@@ -128,14 +112,14 @@ export interface RetentionEnv {
  */
 export class Retention {
   readonly #files = new Map<string, SegmentFile>();
-  /** Segments being written or finished (partial path to start time, ms): never deleted, and nothing newer goes first. */
-  readonly #unfinished = new Map<string, number>();
 
   private constructor(
     readonly outDir: string,
     readonly policy: RetentionPolicy,
     readonly log: Logger,
     readonly env: RetentionEnv,
+    /** The writer's unfinished segments: nothing newer than the oldest of them is deleted first. */
+    readonly open: OpenPartials,
   ) {}
 
   /** True when any limit is set. */
@@ -144,9 +128,18 @@ export class Retention {
     return p.keepDays !== undefined || p.maxBytes !== undefined || p.minFreeBytes !== undefined;
   }
 
-  /** Loads the finished segments under `outDir` (skipped when no limit is set). */
-  static async load(outDir: string, policy: RetentionPolicy, log: Logger, env: Partial<RetentionEnv> = {}): Promise<Retention> {
-    const r = new Retention(outDir, policy, log, { now: env.now ?? Date.now, freeBytes: env.freeBytes ?? freeBytesAt });
+  /**
+   * Loads the finished segments under `outDir` (skipped when no limit is set). `open` is the
+   * writer's set of unfinished segments, consulted at each enforce().
+   */
+  static async load(
+    outDir: string,
+    policy: RetentionPolicy,
+    log: Logger,
+    env: Partial<RetentionEnv> = {},
+    open: OpenPartials = new OpenPartials(),
+  ): Promise<Retention> {
+    const r = new Retention(outDir, policy, log, { now: env.now ?? Date.now, freeBytes: env.freeBytes ?? freeBytesAt }, open);
     if (r.active) for (const f of await scanSegments(outDir)) r.#files.set(f.path, f);
     return r;
   }
@@ -154,16 +147,6 @@ export class Retention {
   /** Records a newly finished segment. */
   add(file: SegmentFile): void {
     if (this.active) this.#files.set(file.path, file);
-  }
-
-  /** A segment was started: it is not a deletion candidate until it is finished. */
-  begin(partial: string, startedAtMs: number): void {
-    this.#unfinished.set(partial, startedAtMs);
-  }
-
-  /** A started segment is finished (then `add`ed) or given up. */
-  end(partial: string): void {
-    this.#unfinished.delete(partial);
   }
 
   /** The segments currently known, oldest first. */
@@ -184,7 +167,7 @@ export class Retention {
     }
     // Oldest first means oldest first: while an older segment is still being finished,
     // nothing newer than it is deleted (the next enforce, once it is finished, goes on).
-    const floor = Math.min(Infinity, ...this.#unfinished.values());
+    const floor = this.open.oldestStartMs();
     const full = planDeletions([...this.#files.values()], this.policy, this.env.now(), free);
     const blocked = full.findIndex((d) => (this.#files.get(d.path)?.startedAtMs ?? 0) >= floor);
     const plan = blocked < 0 ? full : full.slice(0, blocked);

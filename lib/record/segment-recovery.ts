@@ -1,10 +1,8 @@
-import { existsSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { readdir } from "node:fs/promises";
-import { uptime } from "node:os";
-import { join } from "node:path";
+import { existsSync, renameSync, statSync, unlinkSync } from "node:fs";
 import { probeVideo } from "./ffprobe.ts";
 import type { Logger } from "../app/log.ts";
-import { FFMPEG_FORMAT, finalPathFor, isDateDirName, parseSegmentPath, PARTIAL_SUFFIX } from "./segment-naming.ts";
+import { FFMPEG_FORMAT, finalPathFor, parseSegmentPath, PARTIAL_SUFFIX } from "./segment-naming.ts";
+import { scanDateFolders } from "./segment-scan.ts";
 
 /**
  * Turns `.partial` files (left by `kill -9`, a crash, or an ffmpeg that died) into finished
@@ -14,10 +12,6 @@ import { FFMPEG_FORMAT, finalPathFor, isDateDirName, parseSegmentPath, PARTIAL_S
 
 /** Suffix of the remux output while it is being written; a leftover one is garbage. */
 export const REPAIR_SUFFIX = ".repair";
-const LOCK_RE = /^\.lancam-(\d+)-(\d+)\.lock$/;
-
-/** Partials being written by writers in this process: never touched by recovery. */
-export const activePartials = new Set<string>();
 
 /** How one partial file was handled. */
 export interface RecoveryResult {
@@ -39,27 +33,11 @@ export interface RecoveryOptions {
 /** `.partial` files under `<out>/<date>/`, oldest name first; leftover repair outputs are deleted. */
 export async function findPartials(outDir: string): Promise<string[]> {
   const found: string[] = [];
-  let days: string[];
-  try {
-    days = await readdir(outDir);
-  } catch {
-    return found;
-  }
-  for (const day of days.filter(isDateDirName).sort()) {
-    let names: string[];
-    try {
-      names = await readdir(join(outDir, day));
-    } catch {
-      continue;
-    }
-    for (const name of names.sort()) {
-      const path = join(outDir, day, name);
-      if (name.startsWith(".") && name.endsWith(PARTIAL_SUFFIX + REPAIR_SUFFIX)) {
-        rmQuiet(path); // a repair interrupted by another crash; its partial is still there
-        continue;
-      }
-      const parsed = parseSegmentPath(path);
-      if (parsed?.partial && !activePartials.has(path)) found.push(path);
+  for (const { path, name, segment } of await scanDateFolders(outDir)) {
+    if (name.startsWith(".") && name.endsWith(PARTIAL_SUFFIX + REPAIR_SUFFIX)) {
+      rmQuiet(path); // a repair interrupted by another crash; its partial is still there
+    } else if (segment?.partial) {
+      found.push(path);
     }
   }
   return found;
@@ -153,47 +131,12 @@ export async function recoverPartial(partial: string, opts: RecoveryOptions): Pr
   }
 }
 
-/** Recovers every partial under `outDir` not being written by a live writer. */
+/**
+ * Recovers every partial under `outDir`. Only for a folder no live writer records into (see
+ * out-dir-lock.ts): a partial being written looks just like one left by a crash.
+ */
 export async function recoverPartials(outDir: string, opts: RecoveryOptions): Promise<RecoveryResult[]> {
   const results: RecoveryResult[] = [];
   for (const partial of await findPartials(outDir)) results.push(await recoverPartial(partial, opts));
   return results;
-}
-
-let lockCounter = 0;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/**
- * Marks `outDir` as written by this writer (`.lancam-<pid>-<n>.lock`) and reports other live
- * processes writing into it, whose partial files must not be "recovered" under them. Locks of dead
- * processes, or from before the last boot, are removed.
- */
-export function claimOutDir(outDir: string): { lockPath: string; otherPids: number[]; release: () => void } {
-  const bootMs = Date.now() - uptime() * 1000;
-  const otherPids: number[] = [];
-  for (const name of readdirSync(outDir)) {
-    const m = LOCK_RE.exec(name);
-    if (!m) continue;
-    const pid = Number(m[1]);
-    const path = join(outDir, name);
-    let stale = !alive(pid);
-    try {
-      if (statSync(path).mtimeMs < bootMs - 60_000) stale = true;
-    } catch {
-      continue;
-    }
-    if (stale) rmQuiet(path);
-    else if (pid !== process.pid) otherPids.push(pid);
-  }
-  const lockPath = join(outDir, `.lancam-${process.pid}-${++lockCounter}.lock`);
-  writeFileSync(lockPath, `${process.pid}\n`);
-  return { lockPath, otherPids, release: () => rmQuiet(lockPath) };
 }

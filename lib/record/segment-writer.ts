@@ -1,30 +1,34 @@
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, unlinkSync } from "node:fs";
 import { resolve } from "node:path";
-import { resolveFfmpeg, resolveFfprobe } from "./ffmpeg.ts";
-import type { Frame } from "../wire/frame.ts";
 import type { Logger } from "../app/log.ts";
-import { MkvStream } from "./mkv-stream.ts";
+import type { Frame } from "../wire/frame.ts";
+import { resolveFfmpeg, resolveFfprobe } from "./ffmpeg.ts";
+import { OpenPartials } from "./open-partials.ts";
+import { OpenSegment } from "./open-segment.ts";
+import { claimOutDir } from "./out-dir-lock.ts";
+import { checkWritable, CLIENT_RECORD_FLAGS, type RecordCliFlags, RecordError } from "./record-dir.ts";
 import { Retention, type RetentionEnv } from "./retention.ts";
 import { type Container, FFMPEG_FORMAT, finalPathFor, freeSegmentPaths, type SegmentPaths } from "./segment-naming.ts";
-import { checkWritable, RecordError } from "./record-dir.ts";
-import { Recording } from "./segment-process.ts";
-import { activePartials, claimOutDir, recoverPartial, recoverPartials } from "./segment-recovery.ts";
-import { SegmentTimeline, type RotationReason } from "./segment-timeline.ts";
+import { segmentArgs } from "./segment-process.ts";
+import { recoverPartial, recoverPartials } from "./segment-recovery.ts";
+import { type RotationReason, SegmentTimeline } from "./segment-timeline.ts";
 
 /**
  * Records frames into rolling segments with ffmpeg (stream copy, never re-encoded).
  *
- *   write(frame) ──> SegmentTimeline (which segment, which slot) ──> Recording (one ffmpeg per segment)
- *                                                                      │ stdin: MJPEG (AVI) or live Matroska
- *                                                                      └─> <out>/<date>/.<HH-MM-SS>.<ext>.partial
+ *   write(frame) ──> SegmentTimeline (which segment, which slot) ──> OpenSegment (one per segment)
+ *                                                                      │ AVI: GapFiller repeats, then the frame
+ *                                                                      │ mkv: MkvStream blocks at capture times
+ *                                                                      └─> SegmentProcess: ffmpeg, stdin pipe
+ *                                                                           └─> <out>/<date>/.<HH-MM-SS>.<ext>.partial
  *   rotation / close: stdin.end, wait for exit, rename to <HH-MM-SS>.<ext>; a dead ffmpeg's partial is repaired.
  *
- * AVI has a constant frame rate, so a gap in capture times is filled by repeating the previous
- * frame; Matroska carries each frame's capture time. A hole longer than MAX_GAP_MICROS (2 s, in
- * segment-timeline.ts: an outage, a reconnect) is never bridged: the next frame starts a new
- * segment in both containers. write() never throws and never waits: once ffmpeg's pipe is full
- * and a small budget (maxQueuedBytes) waits behind it, new frames are dropped and counted, so
- * memory stays bounded however slow ffmpeg or the disk is.
+ * The writer owns what spans segments: naming (with OpenPartials, the segments not finished yet),
+ * retention, repair, and the retry backoff after ffmpeg failures, paced by an injected clock. The
+ * timing rules (the 2 s hole that starts a new segment, AVI gap filling) live in
+ * segment-timeline.ts. write() never throws and never waits: once ffmpeg's pipe is full and a
+ * small budget (maxQueuedBytes) waits behind it, new frames are dropped and counted, so memory
+ * stays bounded however slow ffmpeg or the disk is.
  */
 
 /** One finished segment. */
@@ -74,6 +78,13 @@ export interface SegmentWriterOptions {
   maxQueuedBytes?: number;
   /** Clock and free-space reader for retention (tests). */
   retentionEnv?: Partial<RetentionEnv>;
+  /**
+   * Monotonic milliseconds (default `performance.now`): when the next attempt after an ffmpeg
+   * failure may start. Tests pass a fake one to step through the backoff without waiting.
+   */
+  now?: () => number;
+  /** How the caller's flags name the folder and turn recording off, for error messages (default: the client's). */
+  cliFlags?: RecordCliFlags;
 }
 
 /** Counters since open. */
@@ -99,6 +110,9 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_QUEUED_BYTES = 2 * 1024 * 1024;
 const RETRY_MAX_MS = 30_000;
 
+/** Counters kept by the writer itself; the open segments keep the rest until they are done. */
+type OwnCounts = Omit<SegmentWriterStats, "framesWritten" | "repeats" | "bytesWritten">;
+
 function isCompleteJpeg(b: Uint8Array): boolean {
   const n = b.length;
   return n >= 4 && b[0] === 0xff && b[1] === 0xd8 && b[n - 2] === 0xff && b[n - 1] === 0xd9;
@@ -106,6 +120,15 @@ function isCompleteJpeg(b: Uint8Array): boolean {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A timer whose promise resolves after `ms` unless cancelled first (then it never does). */
+function timeoutAfter(ms: number): { expired: Promise<void>; cancel: () => void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<void>((r) => {
+    timer = setTimeout(r, ms);
+  });
+  return { expired, cancel: () => clearTimeout(timer) };
 }
 
 /**
@@ -118,31 +141,43 @@ export class SegmentWriter implements AsyncDisposable {
   readonly #ffmpeg: string;
   readonly #ffprobe: string | undefined;
   readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #open: OpenPartials;
   readonly #retention: Retention;
   readonly #releaseLock: () => void;
   readonly #timeline: SegmentTimeline;
   readonly #intervalMicros: number;
   readonly #closeTimeoutMs: number;
   readonly #maxQueuedBytes: number;
-  readonly #stats: SegmentWriterStats = {
-    framesIn: 0, framesWritten: 0, repeats: 0, dropped: 0, rejected: 0, segmentsClosed: 0, ffmpegFailures: 0, bytesWritten: 0,
-  };
-  /** Final paths chosen by segments that are not renamed yet. */
-  readonly #reserved = new Set<string>();
+  readonly #counts: OwnCounts = { framesIn: 0, dropped: 0, rejected: 0, segmentsClosed: 0, ffmpegFailures: 0 };
+  /** What segments that are done handed to ffmpeg. */
+  readonly #doneCounts = { framesWritten: 0, repeats: 0, bytesWritten: 0 };
+  /** Segments started and not done yet (being written, finished or repaired). */
+  readonly #live = new Set<OpenSegment>();
   readonly #finishing = new Set<Promise<unknown>>();
-  #current: Recording | null = null;
+  readonly #salvaged = new WeakMap<OpenSegment, Promise<SegmentInfo | null>>();
+  #current: OpenSegment | null = null;
   #closed = false;
   #failuresInARow = 0;
-  #retryAt = 0;
+  #retryAt = Number.NEGATIVE_INFINITY;
   #rejectWarned = false;
   #writeErrorLogged = false;
 
-  private constructor(opts: SegmentWriterOptions, dir: string, ffmpeg: string, retention: Retention, releaseLock: () => void) {
+  private constructor(
+    opts: SegmentWriterOptions,
+    dir: string,
+    ffmpeg: string,
+    open: OpenPartials,
+    retention: Retention,
+    releaseLock: () => void,
+  ) {
     this.#opts = opts;
     this.#dir = dir;
     this.#ffmpeg = ffmpeg;
     this.#ffprobe = opts.ffprobePath;
     this.#log = opts.log;
+    this.#now = opts.now ?? (() => performance.now());
+    this.#open = open;
     this.#retention = retention;
     this.#releaseLock = releaseLock;
     this.#intervalMicros = 1_000_000 / opts.fps;
@@ -159,13 +194,14 @@ export class SegmentWriter implements AsyncDisposable {
     if (!(opts.segmentSeconds > 0)) throw new RangeError(`segmentSeconds must be > 0, got ${opts.segmentSeconds}`);
     if (!(opts.fps > 0 && opts.fps <= 1000)) throw new RangeError(`fps must be in (0, 1000], got ${opts.fps}`);
     if (!(opts.container in FFMPEG_FORMAT)) throw new RangeError(`container must be avi or mkv, got ${String(opts.container)}`);
+    const flags = opts.cliFlags ?? CLIENT_RECORD_FLAGS;
     const dir = resolve(opts.dir);
-    checkWritable(dir);
+    checkWritable(dir, flags);
     let ffmpeg: string;
     try {
       ffmpeg = opts.ffmpegPath ?? resolveFfmpeg().path;
     } catch (err) {
-      throw new RecordError(`cannot record: ${errorText(err)}; or pass --no-record`);
+      throw new RecordError(`cannot record: ${errorText(err)}; or ${flags.off}`);
     }
     let ffprobe = opts.ffprobePath;
     try {
@@ -175,6 +211,7 @@ export class SegmentWriter implements AsyncDisposable {
     }
     const log = opts.log;
     const lock = claimOutDir(dir);
+    const open = new OpenPartials();
     let retention: Retention;
     try {
       if (lock.otherPids.length > 0) {
@@ -183,7 +220,7 @@ export class SegmentWriter implements AsyncDisposable {
         await recoverPartials(dir, { ffmpegPath: ffmpeg, ffprobePath: ffprobe, log });
       }
       const policy = { keepDays: opts.keepDays, maxBytes: opts.maxBytes, minFreeBytes: opts.minFreeBytes };
-      retention = await Retention.load(dir, policy, log, opts.retentionEnv);
+      retention = await Retention.load(dir, policy, log, opts.retentionEnv, open);
       retention.enforce();
     } catch (err) {
       lock.release();
@@ -193,12 +230,23 @@ export class SegmentWriter implements AsyncDisposable {
       dir, container: opts.container, segment: opts.segmentSeconds, fps: opts.fps, ffmpeg,
       keepDays: opts.keepDays, maxBytes: opts.maxBytes, minFreeBytes: opts.minFreeBytes,
     });
-    return new SegmentWriter({ ...opts, ffprobePath: ffprobe }, dir, ffmpeg, retention, lock.release);
+    return new SegmentWriter({ ...opts, ffprobePath: ffprobe }, dir, ffmpeg, open, retention, lock.release);
   }
 
-  /** Counters since open (a live view: read it, do not keep it). */
+  /** Counters since open, as of this call. */
   get stats(): Readonly<SegmentWriterStats> {
-    return this.#stats;
+    let { framesWritten, repeats, bytesWritten } = this.#doneCounts;
+    for (const seg of this.#live) {
+      framesWritten += seg.frames;
+      repeats += seg.repeats;
+      bytesWritten += seg.bytes;
+    }
+    const c = this.#counts;
+    // In the documented order: the "recorder closed" log line prints them as they come.
+    return {
+      framesIn: c.framesIn, framesWritten, repeats, dropped: c.dropped, rejected: c.rejected,
+      segmentsClosed: c.segmentsClosed, ffmpegFailures: c.ffmpegFailures, bytesWritten,
+    };
   }
 
   /**
@@ -216,7 +264,7 @@ export class SegmentWriter implements AsyncDisposable {
 
   /** Pid of the ffmpeg writing the open segment, if any (diagnostics and tests). */
   get ffmpegPid(): number | null {
-    return this.#current?.proc.pid ?? null;
+    return this.#current?.pid ?? null;
   }
 
   /** Partial path of the open segment, if any. */
@@ -234,15 +282,15 @@ export class SegmentWriter implements AsyncDisposable {
 
   /** Records one frame. Never throws and never waits; the caller may reuse `frame.jpeg` at once. */
   write(frame: Frame): void {
-    const s = this.#stats;
-    s.framesIn++;
+    const c = this.#counts;
+    c.framesIn++;
     try {
       if (this.#closed) {
-        s.dropped++;
+        c.dropped++;
         return;
       }
       if (!isCompleteJpeg(frame.jpeg) || !(frame.width > 0 && frame.height > 0)) {
-        s.rejected++;
+        c.rejected++;
         if (!this.#rejectWarned) {
           this.#rejectWarned = true;
           this.#log.warn("frame is not one complete JPEG (FF D8 ... FF D9) with a size; not recorded", {
@@ -259,18 +307,18 @@ export class SegmentWriter implements AsyncDisposable {
           });
         }
         if (this.#current) this.#finishInBackground(this.#current, reason);
-        if (performance.now() < this.#retryAt || !this.#startRecording(frame, reason)) {
-          s.dropped++;
+        if (this.#now() < this.#retryAt || !this.#startSegment(frame, reason)) {
+          c.dropped++;
           return;
         }
       } else if (!this.#current || !this.#current.writable) {
         this.#timeline.skip(frame.capturedAt); // ffmpeg is behind, the source is not: no hole
-        s.dropped++;
+        c.dropped++;
         return;
       }
-      this.#append(this.#current!, frame);
+      this.#current!.write(frame.jpeg, this.#timeline.place(frame.capturedAt));
     } catch (err) {
-      s.dropped++;
+      c.dropped++;
       if (!this.#writeErrorLogged) {
         this.#writeErrorLogged = true;
         this.#log.error("unexpected error while recording a frame", { error: errorText(err) });
@@ -282,12 +330,12 @@ export class SegmentWriter implements AsyncDisposable {
   async close(): Promise<SegmentInfo | null> {
     if (this.#closed) return null;
     this.#closed = true;
-    const rec = this.#current;
+    const seg = this.#current;
     this.#current = null;
-    const info = rec ? await this.#finish(rec, "close") : null;
+    const info = seg ? await this.#finish(seg, "close") : null;
     while (this.#finishing.size > 0) await Promise.allSettled([...this.#finishing]);
     this.#releaseLock();
-    this.#log.info("recorder closed", { ...this.#stats });
+    this.#log.info("recorder closed", { ...this.stats });
     return info;
   }
 
@@ -295,9 +343,9 @@ export class SegmentWriter implements AsyncDisposable {
     await this.close();
   }
 
-  #startRecording(frame: Frame, reason: RotationReason): boolean {
+  #startSegment(frame: Frame, reason: RotationReason): boolean {
     const { container } = this.#opts;
-    const taken = (p: string) => this.#reserved.has(p) || existsSync(p);
+    const taken = (p: string) => this.#open.claims(p) || existsSync(p);
     let paths: SegmentPaths;
     try {
       paths = freeSegmentPaths(this.#dir, frame.capturedAt, container, taken);
@@ -309,25 +357,13 @@ export class SegmentWriter implements AsyncDisposable {
       this.#failed(`cannot create segment file: ${errorText(err)}`, {});
       return false;
     }
-    const mkv = container === "mkv"
-      ? new MkvStream({ width: frame.width, height: frame.height, frameIntervalMicros: this.#intervalMicros, startedAtMicros: frame.capturedAt })
-      : null;
-    const fps = String(this.#opts.fps);
-    const input = container === "avi" ? ["-f", "mjpeg", "-framerate", fps] : ["-f", "matroska"];
-    // Without an output rate, a stream-copied AVI gets time base 1/(2 x fps) and an empty chunk
-    // after every frame (ffmpeg's "ticks per frame" heuristic): twice the rate, twice the index.
-    const output = container === "avi" ? ["-r", fps] : [];
-    const args = [
-      this.#ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
-      ...input, "-i", "pipe:0", "-map", "0:v:0", "-c", "copy", ...output,
-      "-metadata", `creation_time=${new Date(Math.floor(frame.capturedAt / 1000)).toISOString()}`,
-      // Each frame reaches the file as it is muxed, so a crash loses only what is in the pipe.
-      "-flush_packets", "1",
-      "-f", FFMPEG_FORMAT[container], "-y", paths.partial,
-    ];
-    let rec: Recording;
+    let seg: OpenSegment;
     try {
-      rec = new Recording(paths, frame.capturedAt, args, mkv, this.#stats, this.#maxQueuedBytes, (r) => this.#pump(r));
+      seg = new OpenSegment({
+        paths, container, startedAt: frame.capturedAt, width: frame.width, height: frame.height,
+        intervalMicros: this.#intervalMicros, maxQueuedBytes: this.#maxQueuedBytes,
+        args: segmentArgs({ ffmpeg: this.#ffmpeg, container, fps: this.#opts.fps, startedAtMicros: frame.capturedAt, output: paths.partial }),
+      });
     } catch (err) {
       try {
         unlinkSync(paths.partial);
@@ -337,163 +373,97 @@ export class SegmentWriter implements AsyncDisposable {
       this.#failed(`cannot start ffmpeg: ${errorText(err)}`, { ffmpeg: this.#ffmpeg });
       return false;
     }
-    this.#reserved.add(paths.final);
-    activePartials.add(paths.partial);
-    this.#retention.begin(paths.partial, frame.capturedAt / 1000);
-    this.#current = rec;
+    this.#open.add({ partial: paths.partial, final: paths.final, startedAtMs: frame.capturedAt / 1000 });
+    this.#live.add(seg);
+    this.#current = seg;
     this.#timeline.begin(frame.capturedAt, frame.width, frame.height);
-    if (mkv) rec.send(mkv.header());
-    void rec.proc.exited.then(() => this.#onExit(rec));
-    this.#log.debug("segment started", { partial: paths.partial, reason, pid: rec.proc.pid });
+    void seg.exited.then(() => this.#onExit(seg));
+    this.#log.debug("segment started", { partial: paths.partial, reason, pid: seg.pid });
     return true;
   }
 
-  /** Writes a placed frame, or queues it behind owed repeats (AVI) when the pipe fills up. */
-  #append(rec: Recording, frame: Frame): void {
-    const { slot, gap, offsetMicros } = this.#timeline.place(frame.capturedAt);
-    rec.lastSlot = slot;
-    if (rec.mkv) {
-      const { chunks, timeMs } = rec.mkv.frame(offsetMicros / 1000, frame.jpeg);
-      rec.lastMs = timeMs;
-      for (const c of chunks) rec.send(c);
-      this.#counted(rec);
-      return;
-    }
-    rec.owed = gap;
-    this.#pump(rec); // repeats of the previous frame first
-    if (rec.owed === 0 && rec.hasRoom) {
-      rec.send(frame.jpeg);
-      rec.prev.set(frame.jpeg);
-      this.#counted(rec);
-    } else {
-      const held = rec.spare;
-      held.set(frame.jpeg);
-      rec.held = held;
-    }
-  }
-
-  #counted(rec: Recording): void {
-    rec.frames++;
-    this.#stats.framesWritten++;
-  }
-
-  /** AVI: writes owed repeats, then the held frame, while the pipe takes them without queueing. */
-  #pump(rec: Recording): void {
-    while (rec.owed > 0 && rec.hasRoom && rec.exitCode === null) {
-      rec.send(rec.prev.bytes);
-      rec.owed--;
-      rec.repeats++;
-      this.#stats.repeats++;
-    }
-    if (rec.owed === 0 && rec.held && rec.hasRoom) {
-      const held = rec.held;
-      rec.held = null;
-      rec.send(held.bytes);
-      this.#counted(rec);
-      rec.spare = rec.prev;
-      rec.prev = held;
-    }
-    rec.wake();
-  }
-
-  #finishInBackground(rec: Recording, reason: string): void {
-    if (this.#current === rec) this.#current = null;
-    const p = this.#finish(rec, reason).catch((err) => this.#log.error("finishing a segment failed", { error: errorText(err) }));
+  #finishInBackground(seg: OpenSegment, reason: string): void {
+    if (this.#current === seg) this.#current = null;
+    const p = this.#finish(seg, reason).catch((err) => this.#log.error("finishing a segment failed", { error: errorText(err) }));
     this.#finishing.add(p);
     void p.finally(() => this.#finishing.delete(p));
   }
 
   /** Ends ffmpeg's input, waits for it, and renames (or repairs) the partial into a finished segment. */
-  async #finish(rec: Recording, reason: string): Promise<SegmentInfo | null> {
-    const deadline = performance.now() + this.#closeTimeoutMs;
-    if (rec.exitCode === null) await rec.drained(deadline);
-    rec.closing = true;
-    rec.wake();
-    if (rec.held) this.#stats.dropped++; // ffmpeg never took it in time
-    rec.held = null;
-    rec.owed = 0;
-    if (rec.exitCode !== null && !this.#endedByUs.has(rec)) {
-      return this.#salvageOnce(rec); // died on its own; the exit handler reports it
-    }
-    this.#endedByUs.add(rec);
-    let code: number | null = null;
+  async #finish(seg: OpenSegment, reason: string): Promise<SegmentInfo | null> {
+    const timeout = timeoutAfter(this.#closeTimeoutMs);
     try {
-      const ended = rec.proc.stdin.end();
-      if (ended instanceof Promise) ended.catch(() => {});
-    } catch {
-      // already closed
-    }
-    const left = Math.max(0, deadline - performance.now());
-    code = await Promise.race([rec.proc.exited, Bun.sleep(left).then(() => null)]);
-    if (code === null) {
-      this.#log.error("ffmpeg did not finish the segment in time; killing it and repairing the file", {
-        partial: rec.paths.partial, timeoutMs: this.#closeTimeoutMs,
-      });
-      rec.proc.kill("SIGKILL");
-      await rec.proc.exited;
-    }
-    if (code !== 0) {
-      await rec.stderrDone;
-      this.#stats.ffmpegFailures++;
-      if (code !== null) {
-        this.#log.error("ffmpeg failed to finish the segment; repairing it", {
-          partial: rec.paths.partial, code, stderr: rec.stderrTail.slice(-5).join(" | "),
+      if (seg.exitCode === null) await seg.flush(timeout.expired);
+      if (seg.stop()) this.#counts.dropped++; // ffmpeg never took it in time
+      if (seg.exitCode !== null) return await this.#salvageOnce(seg); // died on its own; the exit handler reports it
+      seg.endInput();
+      const code = await Promise.race([seg.exited, timeout.expired.then(() => null)]);
+      if (code === null) {
+        this.#log.error("ffmpeg did not finish the segment in time; killing it and repairing the file", {
+          partial: seg.paths.partial, timeoutMs: this.#closeTimeoutMs,
         });
+        seg.kill();
+        await seg.exited;
       }
-      return this.#salvageOnce(rec);
+      if (code !== 0) {
+        await seg.stderrDone;
+        this.#counts.ffmpegFailures++;
+        if (code !== null) {
+          this.#log.error("ffmpeg failed to finish the segment; repairing it", { partial: seg.paths.partial, code, stderr: seg.stderrTail() });
+        }
+        return await this.#salvageOnce(seg);
+      }
+    } finally {
+      timeout.cancel();
     }
     let path: string;
     try {
-      const taken = (p: string) => existsSync(p) || (p !== rec.paths.final && this.#reserved.has(p));
-      path = finalPathFor(rec.paths.partial, taken);
-      renameSync(rec.paths.partial, path);
+      const taken = (p: string) => existsSync(p) || (p !== seg.paths.final && this.#open.claims(p));
+      path = finalPathFor(seg.paths.partial, taken);
+      renameSync(seg.paths.partial, path);
     } catch (err) {
-      this.#release(rec);
-      this.#stats.ffmpegFailures++;
-      this.#log.error("cannot rename finished segment", { partial: rec.paths.partial, error: errorText(err) });
+      this.#release(seg);
+      this.#counts.ffmpegFailures++;
+      this.#log.error("cannot rename finished segment", { partial: seg.paths.partial, error: errorText(err) });
       return null;
     }
-    this.#release(rec);
+    this.#release(seg);
     this.#failuresInARow = 0;
-    const durationSec = rec.mkv ? rec.lastMs / 1000 + this.#intervalMicros / 1e6 : ((rec.lastSlot + 1) * this.#intervalMicros) / 1e6;
     return this.#finished({
-      path, startedAt: rec.startedAt, frames: rec.frames, repeats: rec.repeats, durationSec, bytes: sizeOf(path), recovered: false,
+      path, startedAt: seg.startedAt, frames: seg.frames, repeats: seg.repeats, durationSec: seg.durationSec, bytes: sizeOf(path), recovered: false,
     }, reason);
   }
 
-  readonly #endedByUs = new WeakSet<Recording>();
-  readonly #salvaged = new WeakMap<Recording, Promise<SegmentInfo | null>>();
-
   /** Repairs a dead ffmpeg's partial (once, whoever asks first). */
-  #salvageOnce(rec: Recording): Promise<SegmentInfo | null> {
-    let p = this.#salvaged.get(rec);
+  #salvageOnce(seg: OpenSegment): Promise<SegmentInfo | null> {
+    let p = this.#salvaged.get(seg);
     if (!p) {
-      p = this.#salvage(rec);
-      this.#salvaged.set(rec, p);
+      p = this.#salvage(seg);
+      this.#salvaged.set(seg, p);
     }
     return p;
   }
 
-  async #salvage(rec: Recording): Promise<SegmentInfo | null> {
-    try {
-      const r = await recoverPartial(rec.paths.partial, { ffmpegPath: this.#ffmpeg, ffprobePath: this.#ffprobe, log: this.#log });
-      if (r.action !== "recovered" || !r.path) return null;
-      return this.#finished({
-        path: r.path, startedAt: rec.startedAt, frames: r.frames, repeats: 0, durationSec: r.durationSec ?? 0, bytes: sizeOf(r.path), recovered: true,
-      }, "repaired");
-    } finally {
-      this.#release(rec);
-    }
+  async #salvage(seg: OpenSegment): Promise<SegmentInfo | null> {
+    const r = await recoverPartial(seg.paths.partial, { ffmpegPath: this.#ffmpeg, ffprobePath: this.#ffprobe, log: this.#log })
+      .finally(() => this.#release(seg));
+    if (r.action !== "recovered" || !r.path) return null;
+    return this.#finished({
+      path: r.path, startedAt: seg.startedAt, frames: r.frames, repeats: 0, durationSec: r.durationSec ?? 0, bytes: sizeOf(r.path), recovered: true,
+    }, "repaired");
   }
 
-  #release(rec: Recording): void {
-    this.#reserved.delete(rec.paths.final);
-    activePartials.delete(rec.paths.partial);
-    this.#retention.end(rec.paths.partial);
+  /** The segment is done: its name is free again and its counts join the totals. */
+  #release(seg: OpenSegment): void {
+    this.#open.delete(seg.paths.partial);
+    if (!this.#live.delete(seg)) return;
+    this.#doneCounts.framesWritten += seg.frames;
+    this.#doneCounts.repeats += seg.repeats;
+    this.#doneCounts.bytesWritten += seg.bytes;
   }
 
   #finished(info: SegmentInfo, reason: string): SegmentInfo {
-    this.#stats.segmentsClosed++;
+    this.#counts.segmentsClosed++;
     this.#log.info("segment finished", {
       path: info.path, frames: info.frames, repeats: info.repeats, duration: info.durationSec.toFixed(3), bytes: info.bytes, reason,
     });
@@ -508,29 +478,28 @@ export class SegmentWriter implements AsyncDisposable {
   }
 
   /** ffmpeg exited: expected when we ended its input, a failure otherwise. */
-  async #onExit(rec: Recording): Promise<void> {
-    if (this.#endedByUs.has(rec)) return;
-    rec.closing = true;
-    rec.wake();
-    if (this.#current === rec) {
+  async #onExit(seg: OpenSegment): Promise<void> {
+    if (seg.inputEnded) return;
+    if (seg.stop()) this.#counts.dropped++; // the frame it was waiting to take
+    if (this.#current === seg) {
       this.#current = null;
       this.#timeline.reset();
     }
-    this.#stats.ffmpegFailures++;
+    this.#counts.ffmpegFailures++;
     const waitMs = this.#scheduleRetry();
     this.#retention.enforce(); // a full disk is a common cause: make room before the retry
-    const done = this.#salvageOnce(rec);
+    const done = this.#salvageOnce(seg);
     this.#finishing.add(done);
     void done.finally(() => this.#finishing.delete(done));
-    await Promise.race([rec.stderrDone, Bun.sleep(500)]);
+    await Promise.race([seg.stderrDone, Bun.sleep(500)]);
     this.#log.error(`ffmpeg exited mid-segment; ${retryText(waitMs)}`, {
-      partial: rec.paths.partial, code: rec.proc.exitCode, signal: rec.proc.signalCode, frames: rec.frames, retryInMs: waitMs,
-      stderr: rec.stderrTail.slice(-5).join(" | ") || undefined,
+      partial: seg.paths.partial, code: seg.exitCode, signal: seg.signalCode, frames: seg.frames, retryInMs: waitMs,
+      stderr: seg.stderrTail() || undefined,
     });
   }
 
   #failed(message: string, fields: Record<string, string>): void {
-    this.#stats.ffmpegFailures++;
+    this.#counts.ffmpegFailures++;
     this.#timeline.reset();
     const waitMs = this.#scheduleRetry();
     this.#log.error(`${message}; ${retryText(waitMs)}`, { ...fields, dir: this.#dir, retryInMs: waitMs });
@@ -545,7 +514,7 @@ export class SegmentWriter implements AsyncDisposable {
     this.#failuresInARow++;
     const cap = Math.min(this.#opts.segmentSeconds * 1000, RETRY_MAX_MS);
     const waitMs = this.#failuresInARow <= 1 ? 0 : Math.min(1000 * 2 ** (this.#failuresInARow - 2), cap);
-    this.#retryAt = performance.now() + waitMs;
+    this.#retryAt = this.#now() + waitMs;
     return waitMs;
   }
 }
@@ -563,4 +532,3 @@ function sizeOf(path: string): number {
     return 0;
   }
 }
-
