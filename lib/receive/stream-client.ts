@@ -1,37 +1,13 @@
-import type { Socket, udp } from "bun";
+import type { Socket, SocketHandler, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
-import { ByeReason, PROTOCOL_VERSION, RefuseReason, byeReasonText, refuseReasonText, type ControlMessage } from "../wire/control.ts";
+import type { ByeTotals, Report, Welcome } from "../wire/control.ts";
 import { DecodeError } from "../wire/decode-error.ts";
-import { nowMicros } from "../wire/frame.ts";
+import { ConnectError, Handshake, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
 import { Reassembler, type ReassembledFrame } from "./reassembler.ts";
 import { enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
 
-/** What the server promised in its welcome. */
-export type Welcome = Extract<ControlMessage, { type: "welcome" }>;
-
-/** How often the reassembler gives up on stale partial frames (its timeout is 500 ms). */
-const SWEEP_MS = 100;
-
-/** A connection attempt that failed; the message is meant for the user as is. */
-export class ConnectError extends Error {
-  override name = "ConnectError";
-  /**
-   * `refusedFor`: the server's refuse reason when it answered with one. Only some of
-   * them are final for a viewer that is reconnecting (see `isFinal`).
-   */
-  constructor(message: string, readonly refusedFor: RefuseReason | null = null) {
-    super(message);
-  }
-
-  /** A refusal that retrying cannot cure: another protocol version, a bad hello, auth. */
-  get isFinal(): boolean {
-    const r = this.refusedFor;
-    return r === RefuseReason.VersionMismatch || r === RefuseReason.BadHello || r === RefuseReason.AuthRequired;
-  }
-}
-
-/** Why a running session ended. */
-export type SessionEnd = { reason: "stopped" } | { reason: "server bye"; text: string } | { reason: "connection closed" } | { reason: "timeout" } | { reason: "protocol error"; text: string };
+/** How often the reassembler gives up on stale partial frames (its timeout is 500 ms), and the handshake is ticked. */
+const TICK_MS = 100;
 
 /** The client's options. */
 export interface StreamClientOptions {
@@ -44,43 +20,57 @@ export interface StreamClientOptions {
   onFrame: (frame: ReassembledFrame, nowMs: number) => void;
   /** Every datagram accepted by the address filter, counted before reassembly. */
   onDatagram?: () => void;
+  /** The counters for each report, cumulative. */
+  report: () => Report;
+  /** The final counts for the goodbye, asked for when it is built. */
+  totals: () => ByeTotals;
+  /** A session was welcomed; called before its first datagram is taken, so the owner can set up for the stream. */
+  onWelcome?: (welcome: Welcome) => void;
+  /** A session ended or a reconnect attempt failed; the next attempt follows after `afterMs`. */
+  onRetry?: (afterMs: number, cause: SessionEnd | ConnectError) => void;
+  /** Monotonic clock in ms (default performance.now). */
+  now?: () => number;
 }
 
-interface Live {
-  tcp: Socket<undefined>;
-  channel: ControlChannel;
-  welcome: Welcome;
-  lastHeardAt: number;
-  timer: Timer;
-  end: (e: SessionEnd) => void;
-  ended: Promise<SessionEnd>;
+/** One TCP connection attempt; its socket events count only while it is the current one. */
+interface Connection {
+  /** The server's IPv4 address, once resolved: datagrams must come from it. */
+  ip: string | null;
+  channel: ControlChannel | null;
 }
 
 /**
  * One viewer's network side: a UDP socket bound once (kept across reconnects, so the
- * port stays), and a TCP control session made by `connect()` and run until `ended`.
+ * port stays), and TCP control connections made and ended as the `Handshake` says.
+ * This class only moves bytes and carries out the machine's actions.
  * Datagrams count only when they come from the TCP peer's address and the port the
  * welcome named, with the session id it gave.
  */
 export class StreamClient implements AsyncDisposable {
-  /** Datagrams dropped before reassembly: from another address or port, or before `resume()`. */
+  /** Datagrams dropped before reassembly: from another address or port, or outside a session. */
   readonly droppedForeign = { address: 0, notReady: 0 };
   receiveBuffer: BufferResult | null = null;
-  reports: () => Extract<ControlMessage, { type: "report" }> = () => ({
-    type: "report", framesReceived: 0, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0,
-  });
   readonly #opts: StreamClientOptions;
+  readonly #now: () => number;
   #udp!: udp.Socket<"buffer">;
-  #serverIp = "";
+  #machine!: Handshake;
   #reassembler = new Reassembler({ sessionId: 0 });
-  #live: Live | null = null;
-  #receiving = false;
-  #cancelConnect: (() => void) | null = null;
-  #ended: Promise<SessionEnd> = Promise.resolve({ reason: "stopped" });
-  #lastBeatAt = 0;
+  #conn: Connection | null = null;
+  /** Where the current session's datagrams come from; null outside a session. */
+  #source: { ip: string; port: number } | null = null;
+  /** A channel still flushing its goodbye; at most one is kept. */
+  #lingering: ControlChannel | null = null;
+  readonly #queue: HandshakeAction[] = [];
+  #applying = false;
+  #ticker: Timer | null = null;
+  #retryTimer: Timer | null = null;
+  #outcome: { error: ConnectError | null } | null = null;
+  #running: Promise<void> | null = null;
+  #settle: { resolve: () => void; reject: (e: Error) => void } | null = null;
 
   private constructor(opts: StreamClientOptions) {
     this.#opts = opts;
+    this.#now = opts.now ?? (() => performance.now());
   }
 
   /** Binds the UDP port; a port in use is a ConnectError naming it. */
@@ -98,6 +88,10 @@ export class StreamClient implements AsyncDisposable {
       throw new ConnectError(`cannot receive on UDP port ${opts.udpPort}: ${why}`);
     }
     c.receiveBuffer = enlargeReceiveBuffer(socketFd(c.#udp), opts.receiveBufferBytes ?? 4 << 20);
+    c.#machine = new Handshake({
+      server: `${opts.host}:${opts.port}`, udpPort: c.#udp.port, name: opts.name, connectTimeoutMs: opts.connectTimeoutMs,
+      report: opts.report, totals: opts.totals,
+    });
     return c;
   }
 
@@ -112,188 +106,176 @@ export class StreamClient implements AsyncDisposable {
   }
 
   /**
-   * Connects, says hello and waits for the welcome; ConnectError on failure, refusal,
-   * or when the whole handshake (TCP connect included) takes longer than the timeout.
-   * `disconnect()` during it cancels it with a ConnectError.
+   * Connects and keeps a session, reconnecting when the server goes away, until
+   * `stop()`. Rejects with ConnectError when the first attempt fails or a refusal is
+   * final. Calling it again returns the same run.
    */
-  async connect(): Promise<Welcome> {
-    if (this.#live || this.#cancelConnect) throw new Error("already connected");
-    const { host, port } = this.#opts;
-    const timeoutMs = this.#opts.connectTimeoutMs ?? 5000;
-    let settle!: { ok: (w: Welcome) => void; fail: (e: Error) => void };
-    const handshake = new Promise<Welcome>((ok, fail) => (settle = { ok, fail }));
-    const timeout = setTimeout(() => settle.fail(new ConnectError(`server ${host}:${port} did not complete the handshake within ${timeoutMs / 1000} s`)), timeoutMs);
-    this.#cancelConnect = () => settle.fail(new ConnectError("connection attempt cancelled"));
-    let channel: ControlChannel | null = null;
-    let welcomed = false;
-    let live: Live | null = null;
-    // What ends the session before `live` exists (a bye in the same packet as the welcome).
-    let early: SessionEnd | null = null;
-    const endSession = (e: SessionEnd) => {
-      if (live) live.end(e);
-      else early ??= e;
-    };
-    const onMessage = (msg: ControlMessage) => {
-      if (!welcomed) {
-        if (msg.type === "welcome") {
-          welcomed = true;
-          settle.ok(msg);
-        } else if (msg.type === "refuse") {
-          settle.fail(new ConnectError(`server ${host}:${port} refused the session: ${msg.text || refuseReasonText(msg.reason)}`, msg.reason));
-        } else {
-          settle.fail(new ConnectError(`server ${host}:${port} answered the hello with ${msg.type}, not welcome`));
-        }
-        return;
-      }
-      if (live) live.lastHeardAt = performance.now();
-      if (msg.type === "bye") endSession({ reason: "server bye", text: byeReasonText(msg.reason) });
-    };
-    const socketHandlers = {
-      data: (_s: Socket<undefined>, chunk: Uint8Array) => {
-        if (!channel) return;
-        let msgs: ControlMessage[];
-        try {
-          msgs = channel.receive(chunk);
-        } catch (e) {
-          const text = e instanceof DecodeError ? e.message : String(e);
-          if (welcomed) endSession({ reason: "protocol error", text });
-          else settle.fail(new ConnectError(`server ${host}:${port} sent a malformed message: ${text}`));
-          channel.close();
-          return;
-        }
-        for (const m of msgs) onMessage(m);
-      },
-      drain: () => channel?.drain(),
-      close: () => {
-        if (welcomed) endSession({ reason: "connection closed" });
-        else settle.fail(new ConnectError(`server ${host}:${port} closed the connection during the handshake`));
-      },
-      error: (_s: Socket<undefined>, err: Error) => {
-        if (!welcomed) settle.fail(new ConnectError(`cannot talk to ${host}:${port}: ${err.message}`));
-      },
-    };
-    let connecting: Promise<Socket<undefined>> | null = null;
-    let tcp: Socket<undefined>;
-    let welcome: Welcome;
-    try {
-      this.#serverIp = await Promise.race([resolveIPv4(host), handshake.then(() => "")]);
-      connecting = Bun.connect({ hostname: this.#serverIp, port, socket: socketHandlers });
-      tcp = await Promise.race([
-        connecting.catch((e: unknown) => {
-          const code = (e as { code?: string }).code ?? (e as Error).message;
-          throw new ConnectError(`cannot connect to ${host}:${port}: ${code === "ECONNREFUSED" ? "connection refused (is lancam server running there?)" : code}`);
-        }),
-        handshake.then((): never => {
-          throw new Error("unreachable: welcome before connect");
-        }),
-      ]);
-      channel = new ControlChannel(tcp);
-      channel.send({ type: "hello", version: PROTOCOL_VERSION, udpPort: this.#udp.port, capabilities: 0, name: this.#opts.name ?? "" });
-      welcome = await handshake;
-    } catch (e) {
-      channel?.close();
-      // Given up (timeout, cancel, refusal): a connect still under way must not leave a socket behind.
-      void connecting?.then((late) => late.end(), () => {});
-      throw e;
-    } finally {
-      clearTimeout(timeout);
-      this.#cancelConnect = null;
+  run(): Promise<void> {
+    if (this.#running) return this.#running;
+    if (this.#outcome) {
+      this.#running = this.#outcome.error ? Promise.reject(this.#outcome.error) : Promise.resolve();
+      return this.#running;
     }
-    this.#reassembler.reset(welcome.sessionId);
-    this.#receiving = false;
-    let end!: (e: SessionEnd) => void;
-    const ended = new Promise<SessionEnd>((resolve) => (end = resolve));
-    const ch = channel;
-    const self: Live = {
-      tcp, channel: ch, welcome, lastHeardAt: performance.now(), ended,
-      end: (e) => {
-        if (this.#live !== self) return;
-        this.#live = null;
-        clearInterval(self.timer);
-        ch.close();
-        end(e);
-      },
-      // Heartbeats and reports once per heartbeat interval; the reassembler is swept more often
-      // so an incomplete frame is given up close to its timeout.
-      timer: setInterval(() => this.#tick(), SWEEP_MS),
-    };
-    live = self;
-    this.#live = self;
-    this.#ended = ended;
-    if (early) self.end(early);
-    return welcome;
+    this.#running = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
+    this.#ticker = setInterval(() => this.#tick(), TICK_MS);
+    this.#push({ type: "start" });
+    return this.#running;
   }
 
-  /** Starts accepting the session's datagrams (after the caller has set up for the stream the welcome describes). */
-  resume(): void {
-    this.#receiving = true;
+  /** Says goodbye (with the totals) when in a session, and ends `run()` at once, also during a connect or a backoff. */
+  stop(): void {
+    this.#push({ type: "stop" });
   }
 
-  /** Resolves when the latest session ends (at once with `stopped` when none was made). */
-  get ended(): Promise<SessionEnd> {
-    return this.#ended;
-  }
-
-  #tick(): void {
-    const live = this.#live;
-    if (!live) return;
-    const now = performance.now();
-    this.#reassembler.sweep(now);
-    if (now - live.lastHeardAt > live.welcome.timeoutMs) {
-      live.end({ reason: "timeout" });
-      return;
-    }
-    if (now - this.#lastBeatAt < live.welcome.heartbeatMs) return;
-    this.#lastBeatAt = now;
-    live.channel.send({ type: "heartbeat", sentAt: nowMicros() });
-    live.channel.send(this.reports());
-  }
-
-  #onDatagram(buf: Uint8Array, port: number, addr: string): void {
-    const live = this.#live;
-    if (!live || !this.#receiving) {
-      this.droppedForeign.notReady++;
-      return;
-    }
-    if (addr !== this.#serverIp || port !== live.welcome.udpSourcePort) {
-      this.droppedForeign.address++;
-      return;
-    }
-    this.#opts.onDatagram?.();
-    const now = performance.now();
-    const frame = this.#reassembler.push(buf, now);
-    if (frame) this.#opts.onFrame(frame, now);
-  }
-
-  /** Ends the session (saying goodbye) but keeps the UDP port for a reconnect. */
-  disconnect(reason: ByeReason = ByeReason.UserQuit): void {
-    this.#cancelConnect?.();
-    const live = this.#live;
-    if (!live) return;
-    live.channel.send({ type: "bye", reason });
-    live.end({ reason: "stopped" });
-  }
-
-
-  /** Says goodbye and releases both sockets. */
+  /** Stops and releases both sockets. */
   async close(): Promise<void> {
-    this.disconnect();
+    this.stop();
+    this.#lingering?.close();
+    this.#lingering = null;
     this.#udp.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+
+  #tick(): void {
+    if (this.#source) this.#reassembler.sweep(this.#now());
+    this.#push({ type: "tick" });
+  }
+
+  /** Feeds the machine and carries out its actions; an action that feeds it again queues behind the rest. */
+  #push(input: HandshakeInput): void {
+    this.#queue.push(...this.#machine.push(input, this.#now()));
+    if (this.#applying) return;
+    this.#applying = true;
+    try {
+      for (let a = this.#queue.shift(); a; a = this.#queue.shift()) this.#carryOut(a);
+    } finally {
+      this.#applying = false;
+    }
+  }
+
+  #carryOut(a: HandshakeAction): void {
+    switch (a.type) {
+      case "connect":
+        this.#connect();
+        return;
+      case "send":
+        this.#conn?.channel?.send(a.msg);
+        return;
+      case "receive": {
+        const ip = this.#conn?.ip;
+        if (!ip) throw new Error("a welcome without a connection");
+        this.#reassembler.reset(a.welcome.sessionId);
+        this.#opts.onWelcome?.(a.welcome);
+        this.#source = { ip, port: a.welcome.udpSourcePort };
+        return;
+      }
+      case "close": {
+        this.#source = null;
+        const channel = this.#conn?.channel;
+        this.#conn = null;
+        if (channel) this.#finish(channel);
+        return;
+      }
+      case "retry":
+        if (this.#retryTimer) clearTimeout(this.#retryTimer);
+        this.#retryTimer = setTimeout(() => this.#tick(), a.afterMs);
+        this.#opts.onRetry?.(a.afterMs, a.cause);
+        return;
+      case "finished":
+        if (this.#ticker) clearInterval(this.#ticker);
+        if (this.#retryTimer) clearTimeout(this.#retryTimer);
+        this.#ticker = this.#retryTimer = null;
+        this.#outcome = { error: a.error };
+        if (a.error) this.#settle?.reject(a.error);
+        else this.#settle?.resolve();
+        return;
+    }
+  }
+
+  /** Closes a channel once what it holds (a goodbye) is written. */
+  #finish(channel: ControlChannel): void {
+    // A peer that never reads must not keep channels open across reconnects.
+    this.#lingering?.close();
+    channel.finish();
+    this.#lingering = channel.closed ? null : channel;
+  }
+
+  #connect(): void {
+    const conn: Connection = { ip: null, channel: null };
+    this.#conn = conn;
+    void this.#open(conn);
+  }
+
+  async #open(conn: Connection): Promise<void> {
+    const { host, port } = this.#opts;
+    const ip = await resolveIPv4(host);
+    if (this.#conn !== conn) return;
+    if (!ip) return this.#push({ type: "connect-failed", text: `cannot resolve ${host} to an IPv4 address` });
+    conn.ip = ip;
+    const handlers: SocketHandler<undefined> = {
+      open: (tcp) => {
+        // Given up meanwhile (timeout, stop): a late connection must not stay open.
+        if (this.#conn !== conn) return void tcp.end();
+        conn.channel = new ControlChannel(tcp);
+        this.#push({ type: "connected" });
+      },
+      data: (_tcp, chunk) => {
+        if (this.#conn !== conn || !conn.channel) return;
+        let msgs;
+        try {
+          msgs = conn.channel.receive(chunk);
+        } catch (e) {
+          return this.#push({ type: "decode-error", text: e instanceof DecodeError ? e.message : String(e) });
+        }
+        for (const msg of msgs) {
+          if (this.#conn !== conn) return; // closed by an earlier message in the same chunk
+          this.#push({ type: "message", msg });
+        }
+      },
+      drain: () => conn.channel?.drain(),
+      close: () => {
+        if (this.#conn === conn) this.#push({ type: "closed" });
+      },
+      error: (_tcp, err) => {
+        if (this.#conn === conn) this.#push({ type: "closed", error: err.message });
+      },
+    };
+    try {
+      await Bun.connect({ hostname: ip, port, socket: handlers });
+    } catch (e) {
+      if (this.#conn !== conn) return;
+      const code = (e as { code?: string }).code ?? (e as Error).message;
+      this.#push({ type: "connect-failed", text: `cannot connect to ${host}:${port}: ${code === "ECONNREFUSED" ? "connection refused (is lancam server running there?)" : code}` });
+    }
+  }
+
+  #onDatagram(buf: Uint8Array, port: number, addr: string): void {
+    const src = this.#source;
+    if (!src) {
+      this.droppedForeign.notReady++;
+      return;
+    }
+    if (addr !== src.ip || port !== src.port) {
+      this.droppedForeign.address++;
+      return;
+    }
+    this.#opts.onDatagram?.();
+    const now = this.#now();
+    const frame = this.#reassembler.push(buf, now);
+    if (frame) this.#opts.onFrame(frame, now);
+  }
 }
 
-/** An IPv4 address for a host name or literal (the UDP filter compares literals). */
-async function resolveIPv4(host: string): Promise<string> {
+/** An IPv4 address for a host name or literal (the UDP filter compares literals); null when there is none. */
+async function resolveIPv4(host: string): Promise<string | null> {
   if (/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) return host;
   try {
     const found = await Bun.dns.lookup(host, { family: 4 });
-    if (found[0]) return found[0].address;
+    return found[0]?.address ?? null;
   } catch {
-    // reported below
+    return null;
   }
-  throw new ConnectError(`cannot resolve ${host} to an IPv4 address`);
 }

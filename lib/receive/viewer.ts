@@ -5,12 +5,9 @@ import { ReceiverStats } from "./receiver-stats.ts";
 import { readJpegSize } from "../wire/jpeg-header.ts";
 import type { ReassembledFrame } from "./reassembler.ts";
 import { seqLess } from "../wire/seq.ts";
-import { ConnectError, StreamClient, type SessionEnd, type Welcome } from "./stream-client.ts";
-
-/** Delay before reconnect attempt `n` (0-based): 0.5 s doubling to at most 5 s. */
-export function reconnectDelayMs(attempt: number): number {
-  return Math.min(5000, 500 * 2 ** Math.min(attempt, 10));
-}
+import type { ByeTotals, Report, Welcome } from "../wire/control.ts";
+import { ConnectError } from "./handshake.ts";
+import { StreamClient } from "./stream-client.ts";
 
 /** Where received frames go (window, recorder); each must not keep `frame.jpeg` past the call. */
 export type FrameSink = (frame: Frame) => void;
@@ -34,7 +31,10 @@ export interface ViewerOptions {
   onSecond?: (stats: ReceiverStats, welcome: Welcome | null) => void;
   /** Called once the UDP port is bound, before connecting. */
   onBound?: (udpPort: number, client: StreamClient) => void;
-  /** Awaited after each welcome; frames already flow to the sinks meanwhile. */
+  /**
+   * Run after each welcome, one at a time; frames already flow to the sinks meanwhile.
+   * A failure stops the viewer, and `run()` rejects with it.
+   */
   onWelcome?: (welcome: Welcome) => void | Promise<void>;
   /** How many frames the recorder has written so far (0 without one); the final bye reports it. */
   recordedFrames?: () => number;
@@ -53,14 +53,17 @@ export class Viewer implements AsyncDisposable {
   #stopped = false;
   /** The running `run()`, so disposal can wait for its teardown. */
   #running: Promise<void> | null = null;
-  #wake: (() => void) | null = null;
+  #everWelcomed = false;
+  /** The owner's set-ups for each welcome, one after another; the first failure ends the viewer. */
+  #settingUp: Promise<void> = Promise.resolve();
+  #setupError: unknown = null;
   #welcome: Welcome | null = null;
   #lastFrame: number | null = null;
   /** Frames accepted for the sinks and frames handed to them, for an exact --frames. */
   #accepted = 0;
   #delivered = 0;
   readonly #warnRejected: (detail: string) => void;
-  /** A new session numbers frames afresh: the first frame after a welcome is never out of order. */
+  /** Set by a welcome: the next frame starts a new numbering, so it cannot be out of order. */
   #resynced = false;
 
   constructor(opts: ViewerOptions) {
@@ -90,18 +93,16 @@ export class Viewer implements AsyncDisposable {
       host, port, udpPort: this.#opts.udpPort,
       receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name,
       onFrame: (f, nowMs) => this.#onFrame(f, nowMs),
+      report: () => this.#report(),
+      totals: () => this.#totals(),
+      onWelcome: (w) => this.#onWelcome(w),
+      onRetry: (afterMs, cause) => {
+        const retryInSec = afterMs / 1000;
+        if (cause instanceof ConnectError) this.#log.warn("reconnect failed", { error: cause.message, retryInSec });
+        else this.#log.warn("server went away; reconnecting", { reason: cause.reason, detail: "text" in cause ? cause.text : undefined, retryInSec });
+      },
     });
     this.#client = client;
-    client.reports = () => {
-      const s = this.stats;
-      const p50 = s.latency.percentile(50) ?? 0;
-      const p95 = s.latency.percentile(95) ?? 0;
-      return {
-        type: "report", framesReceived: s.framesReceived, framesLost: s.framesMissing, framesIncomplete: s.framesIncomplete,
-        datagramsDropped: Object.values(this.datagramDrops()).reduce((a, b) => a + b, 0),
-        latencyP50Us: Math.round(p50 * 1000), latencyP95Us: Math.round(p95 * 1000), fpsMillihertz: s.lastSecondFps(performance.now()) * 1000,
-      };
-    };
     const rb = client.receiveBuffer;
     this.stats.receiveBufferBytes = rb?.actual ?? null;
     this.#log.info("udp receive buffer", { requested: rb?.requested, got: rb?.actual ?? "unknown", note: rb?.note });
@@ -112,46 +113,64 @@ export class Viewer implements AsyncDisposable {
     }, 1000);
     const limit = maxSeconds > 0 ? setTimeout(() => this.stop(), maxSeconds * 1000) : null;
     try {
-      let attempt = 0;
-      let everConnected = false;
-      while (!this.#stopped) {
-        try {
-          this.#welcome = await client.connect();
-        } catch (e) {
-          if (this.#stopped) break; // stopping cancelled the attempt: not an error
-          // At start every failure is for the user to fix; later only a final refusal is.
-          if (!everConnected || (e instanceof ConnectError && e.isFinal)) throw e;
-          const delay = reconnectDelayMs(attempt++);
-          this.#log.warn("reconnect failed", { error: (e as Error).message, retryInSec: delay / 1000 });
-          await this.#sleep(delay);
-          continue;
-        }
-        if (everConnected) this.stats.reconnects++;
-        everConnected = true;
-        attempt = 0;
-        const w = this.#welcome;
-        this.#log.info(this.stats.reconnects ? "reconnected" : "connected", {
-          server: `${host}:${port}`, session: w.sessionId.toString(16).padStart(8, "0"), size: `${w.width}x${w.height}`,
-          fps: w.fpsMillihertz / 1000, udp: client.udpPort,
-        });
-        // Frames flow from now on; a sink that needs time to get ready for this stream
-        // (the recorder opening) holds them itself, so the window never waits for it.
-        this.#resynced = true;
-        client.resume();
-        await this.#opts.onWelcome?.(w);
-        if (this.#stopped) break;
-        const end: SessionEnd = await Promise.race([client.ended, new Promise<SessionEnd>((r) => (this.#wake = () => r({ reason: "stopped" })))]);
-        this.#wake = null;
-        if (this.#stopped || end.reason === "stopped") break;
-        const delay = reconnectDelayMs(attempt++);
-        this.#log.warn("server went away; reconnecting", { reason: end.reason, detail: "text" in end ? end.text : undefined, retryInSec: delay / 1000 });
-        await this.#sleep(delay);
-      }
+      // Stopped before the socket was bound: nothing to connect.
+      if (this.#stopped) client.stop();
+      await client.run();
     } finally {
       clearInterval(ticker);
       if (limit) clearTimeout(limit);
       await client.close();
+      // A sink still getting ready (the recorder opening) finishes before run() does.
+      await this.#settingUp;
     }
+    if (this.#setupError) throw this.#setupError;
+  }
+
+  /** A welcome: frames of this session reach the sinks from now on. */
+  #onWelcome(w: Welcome): void {
+    const client = this.#client!;
+    if (this.#everWelcomed) this.stats.reconnects++;
+    this.#everWelcomed = true;
+    this.#welcome = w;
+    this.#resynced = true;
+    const { host, port } = this.#opts;
+    this.#log.info(this.stats.reconnects ? "reconnected" : "connected", {
+      server: `${host}:${port}`, session: w.sessionId.toString(16).padStart(8, "0"), size: `${w.width}x${w.height}`,
+      fps: w.fpsMillihertz / 1000, udp: client.udpPort,
+    });
+    // Frames flow at once; a sink that needs time to get ready for this stream (the
+    // recorder opening) holds them itself, so the window never waits for it. Set-ups
+    // run one after another, so a quick reconnect cannot overlap the previous one.
+    const onWelcome = this.#opts.onWelcome;
+    if (!onWelcome) return;
+    this.#settingUp = this.#settingUp
+      .then(() => onWelcome(w))
+      .catch((e: unknown) => {
+        this.#setupError ??= e;
+        this.stop();
+      });
+  }
+
+  #report(): Report {
+    const s = this.stats;
+    const p50 = s.latency.percentile(50) ?? 0;
+    const p95 = s.latency.percentile(95) ?? 0;
+    return {
+      type: "report", framesReceived: s.framesReceived, framesLost: s.framesMissing, framesIncomplete: s.framesIncomplete,
+      datagramsDropped: Object.values(this.datagramDrops()).reduce((a, b) => a + b, 0),
+      latencyP50Us: Math.round(p50 * 1000), latencyP95Us: Math.round(p95 * 1000), fpsMillihertz: s.lastSecondFps(performance.now()) * 1000,
+    };
+  }
+
+  /**
+   * The final counts for the goodbye: the same counters the stats file shows. Built
+   * when the bye is, after which the client takes no more datagrams, so nothing is
+   * counted later and the server's leave line equals the stats file.
+   */
+  #totals(): ByeTotals {
+    this.#syncLoss();
+    const s = this.stats;
+    return { framesReceived: s.framesReceived, framesLost: s.framesMissing, framesIncomplete: s.framesIncomplete, framesRecorded: this.#opts.recordedFrames?.() ?? 0 };
   }
 
   #onFrame(f: ReassembledFrame, nowMs: number): void {
@@ -195,26 +214,11 @@ export class Viewer implements AsyncDisposable {
     this.stats.lost(Math.max(0, r.framesMissing - this.stats.framesMissing), Math.max(0, incomplete - this.stats.framesIncomplete));
   }
 
-  #sleep(ms: number): Promise<void> {
-    if (this.#stopped) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.#wake = null;
-        resolve();
-      }, ms);
-      this.#wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
-  }
-
   /** Stops the viewer: goodbye to the server, then `run()` resolves. */
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.#client?.disconnect();
-    this.#wake?.();
+    this.#client?.stop();
   }
 
   /** Stops and waits until `run()` has released its sockets; its outcome is the caller's of `run()`. */
