@@ -94,6 +94,9 @@ type State =
   | { kind: "backoff"; retryAt: number }
   | { kind: "finished" };
 
+/** Where the machine is: not started, connecting or waiting for the welcome, in a session, waiting to reconnect, done. */
+export type HandshakeState = State["kind"];
+
 /**
  * A viewer's side of the control protocol, apart from sockets: connect, hello,
  * welcome or refuse, heartbeats and reports, the silence timeout, bye, and
@@ -119,10 +122,11 @@ export class Handshake {
   }
 
   /** Where the machine is (for logs and tests). */
-  get state(): State["kind"] {
+  get state(): HandshakeState {
     return this.#state.kind;
   }
 
+  /** Takes one input at `now`; an input that does not fit the state (a late answer from a connection given up) changes nothing. */
   push(input: HandshakeInput, now: number): HandshakeAction[] {
     const s = this.#state;
     switch (input.type) {
