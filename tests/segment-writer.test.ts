@@ -1,11 +1,12 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
 import { probeVideo } from "../lib/record/ffprobe.ts";
 import { memoryLogger, silentLogger } from "../lib/app/log.ts";
-import { RecordError } from "../lib/record/record-dir.ts";
+import { checkWritable, RecordError } from "../lib/record/record-dir.ts";
 import { type SegmentInfo, SegmentWriter } from "../lib/record/segment-writer.ts";
-import { MAX_GAP_MICROS, SegmentTimeline } from "../lib/record/segment-timeline.ts";
+import { MAX_GAP_MICROS } from "../lib/record/segment-timeline.ts";
 import { jpegFrames, splitJpegs } from "./helpers/jpeg-frames.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 
@@ -119,93 +120,6 @@ async function checkSegments(container: "avi" | "mkv", times: number[], segmentS
   return { repeats };
 }
 
-describe("SegmentTimeline", () => {
-  test("rotates when a frame is a segment length after the start, and for size or clock changes", () => {
-    const t = new SegmentTimeline(2_000_000, INTERVAL);
-    expect(t.rotation(T0, W, H)).toBe("first");
-    t.begin(T0, W, H);
-    expect(t.place(T0)).toEqual({ slot: 0, gap: 0, offsetMicros: 0 });
-    expect(t.rotation(T0 + 1_999_999, W, H)).toBeNull();
-    expect(t.rotation(T0 + 2_000_000, W, H)).toBe("length");
-    expect(t.rotation(T0 + 100_000, 320, 240)).toBe("size");
-    t.place(T0 + 1_500_000);
-    expect(t.rotation(T0 + 1_500_000 - 1_000_001, W, H)).toBe("clock");
-    expect(t.rotation(T0 + 1_500_000 - 999_999, W, H)).toBeNull();
-    t.reset();
-    expect(t.rotation(T0 + 100_000, W, H)).toBe("first");
-  });
-
-  test("a hole longer than MAX_GAP_MICROS after the latest frame starts a new segment", () => {
-    expect(MAX_GAP_MICROS).toBe(2_000_000);
-    const t = new SegmentTimeline(3_600_000_000, INTERVAL);
-    expect(t.gapMicros).toBe(MAX_GAP_MICROS);
-    t.begin(T0, W, H);
-    t.place(T0);
-    expect(t.rotation(T0 + MAX_GAP_MICROS, W, H)).toBeNull(); // exactly 2 s: still bridged
-    expect(t.rotation(T0 + MAX_GAP_MICROS + 1, W, H)).toBe("gap");
-    expect(t.rotation(T0 + 600_000_000, W, H)).toBe("gap"); // a 10 minute outage inside an hour segment
-    t.place(T0 + 1_000_000);
-    t.place(T0 + 900_000); // a little back in time: the hole is measured from the latest frame
-    expect(t.rotation(T0 + 3_000_000, W, H)).toBeNull();
-    expect(t.rotation(T0 + 3_000_001, W, H)).toBe("gap");
-    // Bridged holes keep being filled as lost slots.
-    expect(t.place(T0 + 2_900_000)).toEqual({ slot: 87, gap: 55, offsetMicros: 2_900_000 }); // after slots 0, 30, 31
-  });
-
-  test("a hole that also crosses the segment length is reported as a gap; size and clock come first", () => {
-    const t = new SegmentTimeline(2_000_000, INTERVAL);
-    t.begin(T0, W, H);
-    t.place(T0 + 1_000_000);
-    expect(t.rotation(T0 + 2_500_000, W, H)).toBe("length");
-    expect(t.rotation(T0 + 3_000_001, W, H)).toBe("gap");
-    expect(t.rotation(T0 + 3_000_001, 320, 240)).toBe("size");
-    expect(t.rotation(T0 - 100_000, W, H)).toBe("clock");
-  });
-
-  test("frames the writer skipped are no hole: the source kept sending", () => {
-    const t = new SegmentTimeline(60_000_000, INTERVAL);
-    t.begin(T0, W, H);
-    t.place(T0);
-    for (let k = 1; k <= 150; k++) {
-      const at = T0 + Math.round(k * INTERVAL);
-      expect(t.rotation(at, W, H)).toBeNull();
-      t.skip(at); // ffmpeg behind for 5 s
-    }
-    expect(t.lastAt).toBe(T0 + Math.round(150 * INTERVAL));
-    const next = T0 + Math.round(151 * INTERVAL);
-    expect(t.rotation(next, W, H)).toBeNull();
-    expect(t.place(next)).toEqual({ slot: 151, gap: 150, offsetMicros: next - T0 }); // AVI repeats what was dropped
-    t.reset();
-    t.skip(T0 + 100_000_000); // nothing open: ignored
-    expect(t.rotation(T0 + 100_000_000, W, H)).toBe("first");
-  });
-
-  test("at slow rates one lost frame (plus jitter) is bridged; a longer hole is a gap", () => {
-    for (const interval of [10_000_000, 2_000_000, 1_000_000]) { // 0.1, 0.5 and 1 fps
-      const t = new SegmentTimeline(3_600_000_000, interval);
-      expect(t.gapMicros).toBe(Math.max(MAX_GAP_MICROS, 2.5 * interval));
-      t.begin(T0, W, H);
-      t.place(T0);
-      // Frame 1 lost; frame 2 arrives a little late.
-      const f2 = T0 + 2 * interval + 50_000;
-      expect(t.rotation(f2, W, H)).toBeNull();
-      t.place(f2);
-      expect(t.rotation(f2 + 4 * interval, W, H)).toBe("gap");
-    }
-    expect(new SegmentTimeline(3_600_000_000, 33_333).gapMicros).toBe(MAX_GAP_MICROS); // 30 fps: 2 s
-  });
-
-  test("slots follow capture times, count gaps, and never drop a late or early frame", () => {
-    const t = new SegmentTimeline(10_000_000, INTERVAL);
-    t.begin(T0, W, H);
-    expect(t.place(T0).slot).toBe(0);
-    expect(t.place(T0 + 34_000)).toEqual({ slot: 1, gap: 0, offsetMicros: 34_000 }); // jitter rounds to the grid
-    expect(t.place(T0 + 500_000)).toEqual({ slot: 15, gap: 13, offsetMicros: 500_000 }); // lost frames
-    expect(t.place(T0 + 500_000)).toEqual({ slot: 16, gap: 0, offsetMicros: 500_000 }); // same time: next slot
-    expect(t.place(T0 + 400_000).slot).toBe(17); // slightly back in time: still kept
-  });
-});
-
 describe("SegmentWriter", () => {
   for (const container of ["avi", "mkv"] as const) {
     test(`${container}: 7 s at 30 fps in 2 s segments: names, codec, sizes, counts and durations`, async () => {
@@ -307,6 +221,8 @@ describe("SegmentWriter", () => {
       await writer.close();
       expect(restartMs).toBeLessThan(1_000);
       expect(writer.stats.ffmpegFailures).toBe(1);
+      // Every frame is accounted for, the one ffmpeg died holding included.
+      expect(writer.stats.framesWritten + writer.stats.dropped).toBe(writer.stats.framesIn);
       expect(log.lines.some((l) => l.includes("ERROR [recorder] ffmpeg exited mid-segment; a new segment starts with the next frame") && l.includes("signal=SIGKILL") && l.includes("retryInMs=0"))).toBe(true);
       expect(log.lines.some((l) => l.includes("INFO [recorder] recovered partial segment"))).toBe(true);
       expect(infos.length).toBe(2);
@@ -418,6 +334,93 @@ describe("SegmentWriter", () => {
     expect(listFiles(dir)).toEqual([]);
   });
 
+  /** A clock the test moves by hand: the writer's retries follow it, not the time the test takes. */
+  function fakeClock(startMs = 5_000) {
+    let t = startMs;
+    return { now: () => t, advance: (ms: number) => void (t += ms) };
+  }
+
+  /** `retryInMs` of each failure line so far. */
+  const retryWaits = (lines: string[]) => lines.filter((l) => l.includes("ERROR [recorder]")).map((l) => Number(/retryInMs=(\d+)/.exec(l)![1]));
+
+  test("repeated failures wait 1, 2, 4 ... s, at most 30 s, on the injected clock; frames in between start nothing", async () => {
+    const dir = tempDir();
+    const log = memoryLogger("recorder");
+    const clock = fakeClock();
+    const writer = await SegmentWriter.open({
+      dir, segmentSeconds: 60, container: "avi", fps: FPS, log, ffmpegPath: join(dir, "no-such-ffmpeg"), now: clock.now,
+    });
+    let k = 0;
+    const feed = () => writer.write({ seq: k, capturedAt: T0 + Math.round(k++ * INTERVAL), width: W, height: H, jpeg: frames[0]! });
+    feed();
+    feed(); // the first retry is at once
+    expect(retryWaits(log.lines)).toEqual([0, 1000]);
+    for (const wait of [1000, 2000, 4000, 8000, 16000, 30000, 30000]) {
+      const before = writer.stats.ffmpegFailures;
+      clock.advance(wait - 1);
+      feed(); // a millisecond early: dropped, nothing tried
+      expect(writer.stats.ffmpegFailures).toBe(before);
+      clock.advance(1);
+      feed();
+      expect(writer.stats.ffmpegFailures).toBe(before + 1);
+    }
+    expect(retryWaits(log.lines)).toEqual([0, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+    expect(log.lines.at(-1)).toContain("; next attempt in 30 s; frames until then are dropped");
+    expect(writer.stats).toMatchObject({ framesIn: k, dropped: k, ffmpegFailures: 9 });
+    await writer.close();
+  });
+
+  test("the backoff never waits longer than a segment", async () => {
+    const dir = tempDir();
+    const log = memoryLogger("recorder");
+    const clock = fakeClock();
+    const writer = await SegmentWriter.open({ dir, segmentSeconds: 2, container: "mkv", fps: FPS, log, ffmpegPath: join(dir, "no-such-ffmpeg"), now: clock.now });
+    for (let k = 0; k < 6; k++) {
+      writer.write({ seq: k, capturedAt: T0 + Math.round(k * INTERVAL), width: W, height: H, jpeg: frames[0]! });
+      clock.advance(2000); // every wait is over by the next frame: each one is an attempt
+    }
+    expect(retryWaits(log.lines)).toEqual([0, 1000, 2000, 2000, 2000, 2000]);
+    await writer.close();
+  });
+
+  test("a cleanly finished segment starts the backoff count again (ffmpeg that dies at start, then works)", async () => {
+    const dir = tempDir();
+    const works = join(dir, "ffmpeg-works");
+    const flaky = join(dir, "flaky-ffmpeg");
+    // Dies at once until the flag file exists, then is the real ffmpeg.
+    writeFileSync(flaky, `#!/bin/sh\n[ -e '${works}' ] && exec '${resolveFfmpeg().path}' "$@"\nexit 1\n`, { mode: 0o755 });
+    const log = memoryLogger("recorder");
+    const clock = fakeClock();
+    const infos: SegmentInfo[] = [];
+    const writer = await SegmentWriter.open({
+      dir: join(dir, "rec"), segmentSeconds: 3, container: "avi", fps: FPS, log, ffmpegPath: flaky, now: clock.now, onSegment: (i) => infos.push(i),
+    });
+    let k = 0;
+    const feed = () => writer.write({ seq: k, capturedAt: T0 + Math.round(k++ * INTERVAL), width: W, height: H, jpeg: frames[k % frames.length]! });
+    const failuresSoFar = () => log.lines.filter((l) => l.includes("ffmpeg exited mid-segment")).length;
+    for (let n = 1; n <= 3; n++) {
+      feed();
+      expect(writer.ffmpegPid).not.toBeNull(); // started, then dies
+      await waitFor(() => failuresSoFar() === n, 5_000, `failure ${n} to be handled`);
+      clock.advance(1000 * 2 ** (n - 2));
+    }
+    expect(retryWaits(log.lines)).toEqual([0, 1000, 2000]);
+    writeFileSync(works, "");
+    // 3 s of frames, then the next one rotates: the first segment finishes cleanly.
+    for (let n = 0; n <= 3 * FPS; n++) {
+      await writer.whenWritable();
+      feed();
+    }
+    const second = writer.ffmpegPid!;
+    await waitFor(() => infos.length === 1, 10_000, "the first segment to finish");
+    expect(infos[0]!.recovered).toBe(false);
+    process.kill(second, "SIGKILL");
+    await waitFor(() => failuresSoFar() === 4, 5_000, "the killed ffmpeg to be handled");
+    expect(retryWaits(log.lines)).toEqual([0, 1000, 2000, 0]); // not 4000: the count started again
+    await writer.close();
+    expect(writer.stats.ffmpegFailures).toBe(4);
+  }, 30_000);
+
   test("frames that are not a complete JPEG are rejected and counted, once logged", async () => {
     const dir = tempDir();
     const log = memoryLogger("recorder");
@@ -483,5 +486,36 @@ describe("SegmentWriter", () => {
     expect(err).toBeInstanceOf(RecordError);
     expect(err.message).toStartWith("cannot record into /proc/lancam-x: ");
     expect(err.message).toEndWith("; choose another --out or pass --no-record");
+  });
+
+  test("errors give the caller's own flags when it passes them (the server records with --record DIR)", async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "a-file"), "x");
+    const out = join(dir, "a-file", "rec");
+    const cliFlags = { dir: "--record", off: "leave out --record" };
+    const err = await SegmentWriter.open({ dir: out, segmentSeconds: 2, container: "avi", fps: FPS, log: silentLogger, cliFlags }).catch((e) => e);
+    expect(err).toBeInstanceOf(RecordError);
+    expect(err.message).toBe(`cannot record into ${out}: a part of the path is a file, not a folder (ENOTDIR); choose another --record or leave out --record`);
+    expect(() => checkWritable(out, cliFlags)).toThrow(err.message);
+    expect(() => checkWritable(out)).toThrow(`${out}: a part of the path is a file, not a folder (ENOTDIR); choose another --out or pass --no-record`);
+  });
+
+  test("no usable ffmpeg: a RecordError that says how to go on without recording, in the caller's flags", async () => {
+    const saved = process.env.FFMPEG_BIN;
+    const bogus = join(tempDir(), "not-ffmpeg");
+    process.env.FFMPEG_BIN = bogus;
+    try {
+      const open = (cliFlags?: { dir: string; off: string }) =>
+        SegmentWriter.open({ dir: tempDir(), segmentSeconds: 2, container: "avi", fps: FPS, log: silentLogger, cliFlags }).catch((e) => e);
+      const client = await open();
+      expect(client).toBeInstanceOf(RecordError);
+      expect(client.message).toStartWith(`cannot record: FFMPEG_BIN=${bogus} is not an executable file`);
+      expect(client.message).toEndWith("; or pass --no-record");
+      const server = await open({ dir: "--record", off: "leave out --record" });
+      expect(server.message).toBe(client.message.replace("; or pass --no-record", "; or leave out --record"));
+    } finally {
+      if (saved === undefined) delete process.env.FFMPEG_BIN;
+      else process.env.FFMPEG_BIN = saved;
+    }
   });
 });
