@@ -47,9 +47,9 @@ export interface SegmentInfo {
   recovered: boolean;
 }
 
-/** Options of {@link SegmentWriter.open}; the client's flags map onto them. */
+/** Options of {@link SegmentWriter.open}; the commands' flags map onto them. */
 export interface SegmentWriterOptions {
-  /** `--out` */
+  /** `--out` (client) or `--record` (server) */
   dir: string;
   /** `--segment` */
   segmentSeconds: number;
@@ -76,11 +76,12 @@ export interface SegmentWriterOptions {
    * dropped. Absorbs a new ffmpeg starting up at each rotation and short disk stalls.
    */
   maxQueuedBytes?: number;
-  /** Clock and free-space reader for retention (tests). */
+  /** Wall clock (segment ages) and free-space reader for retention (tests). */
   retentionEnv?: Partial<RetentionEnv>;
   /**
    * Monotonic milliseconds (default `performance.now`): when the next attempt after an ffmpeg
-   * failure may start. Tests pass a fake one to step through the backoff without waiting.
+   * failure may start. Monotonic, so a wall clock stepped back cannot hold recording off.
+   * Tests pass a fake one to step through the backoff without waiting.
    */
   now?: () => number;
   /** How the caller's flags name the folder and turn recording off, for error messages (default: the client's). */
