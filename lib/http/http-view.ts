@@ -1,0 +1,452 @@
+/**
+ * The browser view: an HTTP server (Bun.serve) fed the frames the UDP viewers get,
+ * encoded once. Routes:
+ *
+ *   /               the page: live picture, the stream's figures, who is watching, a chart
+ *   /stream.mjpg    multipart MJPEG (browsers' <img>, VLC, ffplay); newest frame per reader
+ *   /snapshot.jpg   the newest frame
+ *   /state          JSON: source, uptime, counters, every viewer, the last minute
+ *   /metrics        Prometheus text format (own registry)
+ *   /assets/...     the page's script and styles, and uPlot, all embedded
+ *
+ * The server gives it a state provider (source, UDP viewers, totals), an admission
+ * hook (so browsers count toward the viewer limit) and, optionally, an access check.
+ */
+import type { Server } from "bun";
+import pageHtml from "./page.html" with { type: "text" };
+import pageCss from "./page.css" with { type: "text" };
+import pageJs from "./page.js" with { type: "text" };
+import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
+import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
+import type { Logger } from "../app/log.ts";
+import { nowMicros, type Frame } from "../wire/frame.ts";
+import { ViewMetrics } from "./metrics.ts";
+import { MjpegReaders } from "./mjpeg-readers.ts";
+import { MJPEG_CONTENT_TYPE, PART_END, partHeader, STREAM_START, timestampHeader } from "./mjpeg-part.ts";
+import { CountRates, StreamMeter } from "./rates.ts";
+import { readerName } from "./reader-name.ts";
+import { AUTH_CHALLENGE, type AuthCheck } from "./token-auth.ts";
+import { lossPercent, ViewHistory, type ViewState } from "./view-state.ts";
+import type { AdmissionHook, BrowserLeaveReason, ServerState, ViewerInfo } from "./viewer-info.ts";
+
+/** How the view is set up. */
+export interface HttpViewOptions {
+  /** TCP port; 0 picks a free one. */
+  port: number;
+  /** Address to listen on, as --http-bind gives it. */
+  bind: string;
+  log: Logger;
+  /** The server's side, asked on every /state, /metrics and once a second; keep it cheap. */
+  state: () => ServerState;
+  /** The server's say over browser readers; without it every reader up to maxReaders is admitted. */
+  admission?: AdmissionHook;
+  /** Access check for every route but /assets/; none: open to the network like the UDP stream. */
+  auth?: AuthCheck | null;
+  /** MJPEG readers at once whatever the hook says (default DEFAULT_MAX_READERS). */
+  maxReaders?: number;
+  /** A reader that leaves a frame untaken this long is dropped (default DEFAULT_STALL_MS). */
+  stallMs?: number;
+  /** When the server started, ms since the epoch (default: now). */
+  startedAt?: number;
+}
+
+/** Readers at once when the options say nothing: each costs one connection and kernel buffers. */
+export const DEFAULT_MAX_READERS = 64;
+/** A reader silent this long has stopped reading (a frozen tab, a paused player). */
+export const DEFAULT_STALL_MS = 5000;
+
+/** Seconds of history the chart shows. */
+const HISTORY_SECONDS = 60;
+/** At most one warning line of a kind per interval: a scanner can send thousands of requests. */
+const WARN_EVERY_MS = 1000;
+/** Requests carry no body; anything larger is refused by Bun before it reaches a route. */
+const MAX_BODY_BYTES = 16 * 1024;
+/** Idle keep-alive connections (the page's polls) are closed after this, s. */
+const IDLE_TIMEOUT_S = 30;
+/** After a stalled reader is dropped, Bun closes its connection once it has been idle this long, s. */
+const DROP_GRACE_S = 1;
+
+const NO_STORE = { "cache-control": "no-store" };
+const ASSETS: Record<string, { body: string; type: string }> = {
+  "/assets/page.js": { body: pageJs, type: "text/javascript; charset=utf-8" },
+  "/assets/page.css": { body: pageCss, type: "text/css; charset=utf-8" },
+  "/assets/uPlot.iife.min.js": { body: uplotJs, type: "text/javascript; charset=utf-8" },
+  "/assets/uPlot.min.css": { body: uplotCss, type: "text/css; charset=utf-8" },
+};
+// Bun types a .html import as an HTML bundle; imported as text it is the file's text.
+const PAGE = pageHtml as unknown as string;
+
+/** The view could not start (port in use, bad address); the message says what to do. */
+export class HttpStartError extends Error {
+  override name = "HttpStartError";
+}
+
+/** Per-connection state of one MJPEG reader. */
+interface ReaderConn {
+  request: Request;
+  controller: ReadableStreamDefaultController<Uint8Array>;
+  /** Set while the connection waits for a frame: push() calls it. */
+  wake: (() => void) | null;
+  client: string;
+  joinedAtMs: number;
+}
+
+/** Strips the IPv4-mapped prefix so addresses compare and print plainly. */
+function plainAddress(a: string): string {
+  return a.startsWith("::ffff:") ? a.slice(7) : a;
+}
+
+function text(status: number, body: string, headers: Record<string, string> = {}): Response {
+  return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8", ...NO_STORE, ...headers } });
+}
+
+/** A line at most every WARN_EVERY_MS; the next one says how many were left out. */
+function rateLimited(emit: (suppressed: number) => void): () => void {
+  let last = -Infinity;
+  let suppressed = 0;
+  return () => {
+    const now = performance.now();
+    if (now - last < WARN_EVERY_MS) {
+      suppressed++;
+      return;
+    }
+    last = now;
+    emit(suppressed);
+    suppressed = 0;
+  };
+}
+
+/** The browser view's HTTP server. */
+export class HttpView implements AsyncDisposable {
+  readonly #log: Logger;
+  readonly #provider: () => ServerState;
+  readonly #admission: AdmissionHook | null;
+  readonly #auth: AuthCheck | null;
+  readonly #maxReaders: number;
+  readonly #stallMs: number;
+  readonly #startedAt: number;
+  readonly #readers: MjpegReaders;
+  readonly #conns = new Map<string, ReaderConn>();
+  readonly #meter = new StreamMeter();
+  readonly #udpRates = new CountRates();
+  readonly #history = new ViewHistory(HISTORY_SECONDS);
+  readonly #metrics = new ViewMetrics();
+  readonly #counts = { framesEncoded: 0, readersStalled: 0, readersRefused: 0 };
+  #latest: Frame | null = null;
+  #nextId = 0;
+  #server!: Server<undefined>;
+  #tick: Timer | null = null;
+  #sweep: Timer | null = null;
+  #stopped = false;
+  #lastUnauthorized = { client: "", path: "", why: "" };
+  readonly #warnUnauthorized = rateLimited((similar) =>
+    this.#log.warn("unauthorized request", { ...this.#lastUnauthorized, similar: similar || undefined }));
+  #lastFailure = { path: "", error: "" };
+  readonly #warnFailure = rateLimited((similar) =>
+    this.#log.error("request failed", { ...this.#lastFailure, similar: similar || undefined }));
+  #lastStateError = "";
+  readonly #warnStateError = rateLimited((similar) =>
+    this.#log.error("server state unavailable", { error: this.#lastStateError, similar: similar || undefined }));
+
+  private constructor(opts: HttpViewOptions) {
+    this.#log = opts.log;
+    this.#provider = opts.state;
+    this.#admission = opts.admission ?? null;
+    this.#auth = opts.auth ?? null;
+    this.#maxReaders = opts.maxReaders ?? DEFAULT_MAX_READERS;
+    this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
+    this.#startedAt = opts.startedAt ?? Date.now();
+    this.#readers = new MjpegReaders({ maxReaders: this.#maxReaders, stallMs: this.#stallMs });
+  }
+
+  /** Listens on bind:port; throws HttpStartError when it cannot. */
+  static async start(opts: HttpViewOptions): Promise<HttpView> {
+    const view = new HttpView(opts);
+    view.#open(opts.bind, opts.port);
+    return view;
+  }
+
+  /** The port it listens on (the real one when 0 was asked for). */
+  get port(): number {
+    return this.#server.port ?? 0;
+  }
+
+  /** The page's address, e.g. http://0.0.0.0:8080/. */
+  get url(): string {
+    return this.#server.url.href;
+  }
+
+  #open(bind: string, port: number): void {
+    try {
+      this.#server = Bun.serve({
+        hostname: bind,
+        port,
+        development: false,
+        idleTimeout: IDLE_TIMEOUT_S,
+        maxRequestBodySize: MAX_BODY_BYTES,
+        fetch: (req, server) => this.#route(req, server),
+        error: (e) => {
+          this.#log.error("request failed", { error: e.message });
+          return text(500, "internal error\n");
+        },
+      });
+    } catch (e) {
+      const inUse = (e as { code?: string }).code === "EADDRINUSE";
+      throw new HttpStartError(`cannot listen on ${bind}:${port} for the browser view: ${(e as Error).message}${inUse ? " (port in use; choose another --http port or 0)" : ""}`);
+    }
+    this.#tick = setInterval(() => this.#onTick(), 1000);
+    // Stalls are looked for several times per stall period, so a drop comes on time.
+    this.#sweep = setInterval(() => this.#onSweep(), Math.min(1000, this.#stallMs / 4));
+  }
+
+  /** Offers a frame to every reader and to /snapshot.jpg; never blocks, never queues more than one per reader. */
+  push(frame: Frame): void {
+    if (this.#stopped) return;
+    this.#latest = frame;
+    this.#counts.framesEncoded++;
+    this.#meter.frame(frame.jpeg.length, performance.now());
+    for (const id of this.#readers.push(frame)) this.#conns.get(id)?.wake?.();
+  }
+
+  /** The MJPEG readers as viewer rows (the server may want them for its own summaries). */
+  browserViewers(): ViewerInfo[] {
+    return this.#readers.all().map((r) => ({
+      id: r.id,
+      kind: "browser",
+      address: r.address,
+      port: r.port,
+      name: r.name,
+      joinedAt: this.#conns.get(r.id)?.joinedAtMs ?? 0,
+      framesSent: r.framesSent,
+      framesReceived: null,
+      framesMissing: null,
+      framesIncomplete: null,
+      framesDropped: r.framesSkipped,
+      framesRecorded: null,
+      fps: r.fps,
+      latencyP50Ms: r.latencyP50Ms,
+      bytesSent: r.bytesSent,
+    }));
+  }
+
+  /** The body of /state; throws when the server's state provider does. */
+  state(): ViewState {
+    const server = this.#provider();
+    const udp = server.viewers.map((v) => (v.fps === null ? { ...v, fps: this.#udpRates.rate(v.id) } : v));
+    const viewers = [...udp, ...this.browserViewers()].map((v) => ({ ...v, lossPercent: lossPercent(v) }));
+    const t = this.#readers.totals;
+    const latest = this.#latest;
+    return {
+      startedAt: new Date(this.#startedAt).toISOString(),
+      uptimeSec: Math.max(0, (Date.now() - this.#startedAt) / 1000),
+      source: {
+        ...server.source,
+        measuredFps: this.#meter.fps,
+        bitsPerSecond: this.#meter.bitsPerSecond,
+        lastFrame: latest ? { seq: latest.seq, capturedAt: latest.capturedAt } : null,
+      },
+      counters: {
+        ...server.counters,
+        framesEncoded: this.#counts.framesEncoded,
+        browser: {
+          framesSent: t.framesSent,
+          framesSkipped: t.framesSkipped,
+          bytesSent: t.bytesSent,
+          readersStalled: this.#counts.readersStalled,
+          readersRefused: this.#counts.readersRefused,
+        },
+      },
+      viewers,
+      history: this.#history.columns(),
+    };
+  }
+
+  async #route(req: Request, server: Server<undefined>): Promise<Response> {
+    const url = new URL(req.url);
+    const ip = server.requestIP(req);
+    const address = plainAddress(ip?.address ?? "?");
+    const port = ip?.port ?? 0;
+    if (req.method !== "GET" && req.method !== "HEAD") return text(405, "only GET and HEAD\n", { allow: "GET, HEAD" });
+    // The page's own files hold nothing secret and load before a token can be added to them.
+    const asset = ASSETS[url.pathname];
+    if (asset) return new Response(asset.body, { headers: { "content-type": asset.type, "cache-control": "no-cache" } });
+    if (this.#auth) {
+      const verdict = this.#auth(req, url);
+      if (!verdict.ok) {
+        // The path only: the query may hold a (wrong) token, which does not belong in a log.
+        this.#lastUnauthorized = { client: `${address}:${port}`, path: url.pathname, why: verdict.why };
+        this.#warnUnauthorized();
+        return text(401, "a valid token is needed: add ?token=TOKEN or use it as the password\n", { "www-authenticate": AUTH_CHALLENGE });
+      }
+    }
+    try {
+      switch (url.pathname) {
+        case "/":
+        case "/index.html":
+          return new Response(PAGE, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
+        case "/stream.mjpg":
+          return this.#openStream(req, server, url, address, port);
+        case "/favicon.ico":
+          // Browsers ask for it on every page; no icon, and no error in their console.
+          return new Response(null, { status: 204 });
+        case "/snapshot.jpg":
+          return this.#snapshot();
+        case "/state":
+          return Response.json(this.state(), { headers: NO_STORE });
+        case "/metrics":
+          return text(200, await this.#metrics.render(this.state()), { "content-type": this.#metrics.contentType });
+        default:
+          return text(404, `not found: ${url.pathname}\n`);
+      }
+    } catch (e) {
+      // A failing state provider or hook costs this request, never the server.
+      this.#lastFailure = { path: url.pathname, error: (e as Error).message };
+      this.#warnFailure();
+      return text(500, `internal error: ${(e as Error).message}\n`);
+    }
+  }
+
+  #snapshot(): Response {
+    const f = this.#latest;
+    if (!f) return text(503, "no frame yet\n", { "retry-after": "1" });
+    return new Response(f.jpeg, {
+      headers: { "content-type": "image/jpeg", ...NO_STORE, "x-timestamp": timestampHeader(f.capturedAt), "x-frame-number": String(f.seq) },
+    });
+  }
+
+  #openStream(req: Request, server: Server<undefined>, url: URL, address: string, port: number): Response {
+    const headers = { "content-type": MJPEG_CONTENT_TYPE, "cache-control": "no-cache, no-store, must-revalidate", pragma: "no-cache" };
+    if (req.method === "HEAD") return new Response(null, { headers });
+    const id = `http-${++this.#nextId}`;
+    const client = `${address}:${port}`;
+    const name = readerName(url, req.headers.get("user-agent"));
+    const refuse = (reason: string) => {
+      this.#counts.readersRefused++;
+      this.#log.warn("client refused", { client, kind: "browser", name: name || undefined, reason });
+      return text(503, `refused: ${reason}\n`, { "retry-after": "5" });
+    };
+    if (this.#stopped) return refuse("shutting down");
+    // Our own bound first: a refusal here must not leave the server counting a reader that never came.
+    if (this.#readers.size >= this.#maxReaders) return refuse(`${this.#maxReaders} browser viewers already watching`);
+    const verdict = this.#admission ? this.#admission.admit({ id, kind: "browser", address, port, name }) : { ok: true as const };
+    if (!verdict.ok) return refuse(verdict.reason);
+    this.#readers.add({ id, address, port, name }, performance.now());
+    // Stalls are detected here, per frame; Bun's idle timer would also cut a reader off while the source pauses.
+    server.timeout(req, 0);
+    const conn: ReaderConn = { request: req, controller: null!, wake: null, client, joinedAtMs: Date.now() };
+    this.#conns.set(id, conn);
+    this.#log.info("client joined", { client, kind: "browser", session: id, name: name || undefined, readers: this.#readers.size });
+    const body = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        conn.controller = c;
+        c.enqueue(STREAM_START);
+        this.#readers.addBytes(id, STREAM_START.length);
+      },
+      pull: () => this.#pull(id, conn),
+      cancel: () => this.#leave(id, "connection closed"),
+    }, { highWaterMark: 0 });
+    return new Response(body, { headers });
+  }
+
+  /** Bun asks for more only when the connection has taken what it had: the newest frame goes next. */
+  #pull(id: string, conn: ReaderConn): Promise<void> | void {
+    if (this.#sendNext(id, conn) || !this.#conns.has(id)) return;
+    return new Promise<void>((resolve) => {
+      conn.wake = () => {
+        conn.wake = null;
+        this.#sendNext(id, conn);
+        resolve();
+      };
+    });
+  }
+
+  #sendNext(id: string, conn: ReaderConn): boolean {
+    const f = this.#readers.take(id, performance.now(), nowMicros());
+    if (!f) return false;
+    const header = partHeader(f);
+    // The JPEG is the one frame every viewer shares: enqueued as is, never copied per reader.
+    conn.controller.enqueue(header);
+    conn.controller.enqueue(f.jpeg);
+    conn.controller.enqueue(PART_END);
+    this.#readers.addBytes(id, header.length + PART_END.length);
+    return true;
+  }
+
+  /** Ends a reader once: its bookkeeping, its stream, the server's count, the leave line. */
+  #leave(id: string, reason: BrowserLeaveReason): void {
+    const conn = this.#conns.get(id);
+    if (!conn) return;
+    this.#conns.delete(id);
+    const r = this.#readers.remove(id);
+    // Ended before waking the pull, so the stream never asks again for a reader that is gone.
+    if (reason !== "connection closed") {
+      try {
+        if (reason === "stalled") conn.controller.error(new Error("reader stalled"));
+        else conn.controller.close();
+      } catch {
+        // Already closed by the other side.
+      }
+    }
+    conn.wake?.();
+    if (reason === "stalled") {
+      // Erroring the stream alone leaves the socket open while its buffers are full.
+      this.#server.timeout(conn.request, DROP_GRACE_S);
+    }
+    try {
+      this.#admission?.left(id, reason);
+    } catch (e) {
+      this.#log.error("admission hook failed", { session: id, error: (e as Error).message });
+    }
+    const fields = {
+      client: conn.client,
+      kind: "browser",
+      session: id,
+      name: r?.name || undefined,
+      reason,
+      seconds: ((Date.now() - conn.joinedAtMs) / 1000).toFixed(1),
+      framesSent: r?.framesSent,
+      framesSkipped: r?.framesSkipped,
+      readers: this.#readers.size,
+    };
+    if (reason === "stalled") this.#log.warn("client left", { ...fields, stalledSec: this.#stallMs / 1000 });
+    else this.#log.info("client left", fields);
+  }
+
+  #onSweep(): void {
+    for (const r of this.#readers.stalled(performance.now())) {
+      this.#counts.readersStalled++;
+      this.#leave(r.id, "stalled");
+    }
+  }
+
+  #onTick(): void {
+    const now = performance.now();
+    this.#readers.sample(now);
+    this.#meter.sample(now);
+    let server: ServerState;
+    try {
+      server = this.#provider();
+    } catch (e) {
+      this.#lastStateError = (e as Error).message;
+      this.#warnStateError();
+      return;
+    }
+    this.#udpRates.sample(server.viewers.filter((v) => v.framesReceived !== null).map((v) => [v.id, v.framesReceived!] as [string, number]), now);
+    const udp = server.viewers.map((v) => (v.fps === null ? { ...v, fps: this.#udpRates.rate(v.id) } : v));
+    this.#history.add(Date.now() / 1000, this.#meter.fps, [...udp, ...this.browserViewers()]);
+  }
+
+  /** Ends every reader ("server shutdown" in the log) and closes the listener. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#tick) clearInterval(this.#tick);
+    if (this.#sweep) clearInterval(this.#sweep);
+    for (const id of [...this.#conns.keys()]) this.#leave(id, "server shutdown");
+    await this.#server.stop(true);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}

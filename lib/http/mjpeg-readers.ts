@@ -1,0 +1,175 @@
+import type { Frame } from "../wire/frame.ts";
+
+/**
+ * Newest-frame-per-reader bookkeeping for MJPEG over HTTP. Each reader holds at most
+ * one pending frame: a newer frame replaces it (the older one is counted as skipped),
+ * so a slow reader gets the newest picture, never a backlog, and memory stays at one
+ * frame reference per reader. No sockets: the wrapper calls take() when its
+ * connection wants more, and the clock (ms) is passed in.
+ */
+
+/** One MJPEG reader and its counters. */
+export interface MjpegReader {
+  readonly id: string;
+  readonly address: string;
+  readonly port: number;
+  readonly name: string;
+  /** Clock ms when it was added. */
+  readonly joinedAt: number;
+  framesSent: number;
+  /** Frames replaced by a newer one before the reader took them. */
+  framesSkipped: number;
+  bytesSent: number;
+  /** Frames taken per second over the last sample() window. */
+  fps: number;
+  /** Median capture-to-take time over the last sample() window, ms; null when it took none. */
+  latencyP50Ms: number | null;
+}
+
+interface ReaderState extends MjpegReader {
+  pending: Frame | null;
+  /** The connection asked for a frame and none was there: push() wakes it. */
+  waiting: boolean;
+  /** Clock ms of the last take that returned a frame (or of joining). */
+  lastTakeAt: number;
+  window: { at: number; frames: number; latencies: number[] };
+}
+
+/** Latencies kept per window; a reader at any sane rate takes fewer in a second. */
+const MAX_WINDOW_SAMPLES = 256;
+
+/** The reader limit is reached; the message says how many. */
+export class ReadersFullError extends Error {
+  override name = "ReadersFullError";
+}
+
+function median(values: number[]): number | null {
+  if (values.length === 0) return null;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** The set of MJPEG readers, bounded by maxReaders. */
+export class MjpegReaders {
+  /** Sums over every reader since the start, including those that left. */
+  readonly totals = { framesSent: 0, framesSkipped: 0, bytesSent: 0 };
+  readonly #readers = new Map<string, ReaderState>();
+  readonly #maxReaders: number;
+  readonly #stallMs: number;
+
+  /** `stallMs`: a reader that leaves a frame untaken this long is reported by stalled(). */
+  constructor(opts: { maxReaders: number; stallMs: number }) {
+    if (!(opts.maxReaders >= 1)) throw new RangeError(`maxReaders must be at least 1, got ${opts.maxReaders}`);
+    if (!(opts.stallMs > 0)) throw new RangeError(`stallMs must be positive, got ${opts.stallMs}`);
+    this.#maxReaders = opts.maxReaders;
+    this.#stallMs = opts.stallMs;
+  }
+
+  get size(): number {
+    return this.#readers.size;
+  }
+
+  /** Adds a reader; throws ReadersFullError at the limit and RangeError for a known id. */
+  add(peer: { id: string; address: string; port: number; name: string }, nowMs: number): MjpegReader {
+    if (this.#readers.has(peer.id)) throw new RangeError(`reader ${peer.id} already exists`);
+    if (this.#readers.size >= this.#maxReaders) throw new ReadersFullError(`${this.#maxReaders} MJPEG readers already connected`);
+    const r: ReaderState = {
+      ...peer, joinedAt: nowMs, framesSent: 0, framesSkipped: 0, bytesSent: 0, fps: 0, latencyP50Ms: null,
+      pending: null, waiting: false, lastTakeAt: nowMs, window: { at: nowMs, frames: 0, latencies: [] },
+    };
+    this.#readers.set(peer.id, r);
+    return r;
+  }
+
+  /**
+   * Offers a frame to every reader. Returns the ids of readers that were waiting for
+   * one: their connections should call take() now.
+   */
+  push(frame: Frame): string[] {
+    const wake: string[] = [];
+    for (const r of this.#readers.values()) {
+      if (r.pending) {
+        r.framesSkipped++;
+        this.totals.framesSkipped++;
+      }
+      r.pending = frame;
+      if (r.waiting) {
+        r.waiting = false;
+        wake.push(r.id);
+      }
+    }
+    return wake;
+  }
+
+  /**
+   * The reader's connection wants a frame: returns the newest one not yet taken and
+   * counts it as sent, or null (then the reader waits and push() names it).
+   * `nowMicros` is wall-clock time, for the latency from capture.
+   */
+  take(id: string, nowMs: number, nowMicros: number): Frame | null {
+    const r = this.#readers.get(id);
+    if (!r) return null;
+    const f = r.pending;
+    if (!f) {
+      r.waiting = true;
+      return null;
+    }
+    r.pending = null;
+    r.waiting = false;
+    r.lastTakeAt = nowMs;
+    r.framesSent++;
+    r.bytesSent += f.jpeg.length;
+    this.totals.framesSent++;
+    this.totals.bytesSent += f.jpeg.length;
+    r.window.frames++;
+    if (r.window.latencies.length < MAX_WINDOW_SAMPLES) r.window.latencies.push((nowMicros - f.capturedAt) / 1000);
+    return f;
+  }
+
+  /** Counts bytes the connection wrote around the frame (part headers). */
+  addBytes(id: string, bytes: number): void {
+    const r = this.#readers.get(id);
+    if (!r) return;
+    r.bytesSent += bytes;
+    this.totals.bytesSent += bytes;
+  }
+
+  /**
+   * Readers that have left a frame untaken for longer than stallMs: they stopped
+   * reading. A reader with nothing pending is not stalled (the source may be paused).
+   */
+  stalled(nowMs: number): MjpegReader[] {
+    const out: MjpegReader[] = [];
+    for (const r of this.#readers.values()) if (r.pending && nowMs - r.lastTakeAt > this.#stallMs) out.push(r);
+    return out;
+  }
+
+  /** Ends each reader's rate window: fps and latency now describe the time since the last call. */
+  sample(nowMs: number): void {
+    for (const r of this.#readers.values()) {
+      const seconds = (nowMs - r.window.at) / 1000;
+      if (seconds <= 0) continue;
+      r.fps = r.window.frames / seconds;
+      r.latencyP50Ms = median(r.window.latencies);
+      r.window = { at: nowMs, frames: 0, latencies: [] };
+    }
+  }
+
+  get(id: string): MjpegReader | undefined {
+    return this.#readers.get(id);
+  }
+
+  /** Removes a reader and drops its pending frame; returns it, or undefined when already gone. */
+  remove(id: string): MjpegReader | undefined {
+    const r = this.#readers.get(id);
+    if (!r) return undefined;
+    this.#readers.delete(id);
+    r.pending = null;
+    return r;
+  }
+
+  all(): MjpegReader[] {
+    return [...this.#readers.values()];
+  }
+}

@@ -1,0 +1,88 @@
+import type { ServerCounters, SourceInfo, ViewerInfo } from "./viewer-info.ts";
+
+/** One viewers-table row: the viewer as the server or the view counts it, plus its loss. */
+export interface ViewerRow extends ViewerInfo {
+  /** framesDropped over frames delivered plus dropped, since it joined, %; null when unknown. */
+  lossPercent: number | null;
+}
+
+/** The last minute for the page's chart, as columns (the layout uPlot draws). */
+export interface HistoryColumns {
+  /** Seconds since the Unix epoch. */
+  t: number[];
+  streamFps: number[];
+  /** Lowest fps among viewers at that second; null with no viewer. */
+  slowestViewerFps: (number | null)[];
+  /** Highest median latency among viewers at that second, ms; null when none is known. */
+  worstLatencyMs: (number | null)[];
+}
+
+/** The body of GET /state. */
+export interface ViewState {
+  /** ISO 8601. */
+  startedAt: string;
+  uptimeSec: number;
+  source: SourceInfo & {
+    /** Frames per second reaching the view, over the last second. */
+    measuredFps: number;
+    /** JPEG bits per second of the stream, over the last second. */
+    bitsPerSecond: number;
+    lastFrame: { seq: number; capturedAt: number } | null;
+  };
+  counters: ServerCounters & {
+    /** Frames encoded once and offered to every viewer. */
+    framesEncoded: number;
+    browser: {
+      framesSent: number;
+      framesSkipped: number;
+      bytesSent: number;
+      /** Readers dropped because they stopped reading. */
+      readersStalled: number;
+      /** Readers refused (server full, reader limit). */
+      readersRefused: number;
+    };
+  };
+  viewers: ViewerRow[];
+  history: HistoryColumns;
+}
+
+/** The viewer's loss since it joined, %, from the counters it has. */
+export function lossPercent(v: ViewerInfo): number | null {
+  const delivered = v.kind === "browser" ? v.framesSent : v.framesReceived;
+  if (v.framesDropped === null || delivered === null) return null;
+  const total = delivered + v.framesDropped;
+  return total > 0 ? (100 * v.framesDropped) / total : 0;
+}
+
+/** A ring of the last `capacity` once-a-second points. */
+export class ViewHistory {
+  readonly #capacity: number;
+  readonly #points: { t: number; streamFps: number; slowestViewerFps: number | null; worstLatencyMs: number | null }[] = [];
+
+  constructor(capacity = 60) {
+    if (!(capacity >= 1)) throw new RangeError(`history capacity must be at least 1, got ${capacity}`);
+    this.#capacity = capacity;
+  }
+
+  /** Adds the point for this second, summing up the viewers as they are now. */
+  add(tSeconds: number, streamFps: number, viewers: readonly ViewerInfo[]): void {
+    let slowest: number | null = null;
+    let worst: number | null = null;
+    for (const v of viewers) {
+      if (v.fps !== null) slowest = slowest === null ? v.fps : Math.min(slowest, v.fps);
+      if (v.latencyP50Ms !== null) worst = worst === null ? v.latencyP50Ms : Math.max(worst, v.latencyP50Ms);
+    }
+    this.#points.push({ t: tSeconds, streamFps, slowestViewerFps: slowest, worstLatencyMs: worst });
+    if (this.#points.length > this.#capacity) this.#points.shift();
+  }
+
+  columns(): HistoryColumns {
+    const p = this.#points;
+    return {
+      t: p.map((x) => x.t),
+      streamFps: p.map((x) => x.streamFps),
+      slowestViewerFps: p.map((x) => x.slowestViewerFps),
+      worstLatencyMs: p.map((x) => x.worstLatencyMs),
+    };
+  }
+}

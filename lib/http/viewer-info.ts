@@ -1,0 +1,105 @@
+/**
+ * What the browser view shows and what it asks of the server: the viewer rows, the
+ * server's state, and the admission hook. Plain types, so the server can fill them
+ * from its own session table without this folder importing the sending side.
+ *
+ * Counter names are those of the viewer's `--stats` file (framesReceived,
+ * framesMissing, framesIncomplete, framesDropped), so the page, /state and the
+ * client's summary read alike.
+ */
+
+/** How a viewer watches: the lancam UDP protocol, or MJPEG over HTTP. */
+export type ViewerKind = "udp" | "browser";
+
+/** One row of the viewers table, as /state returns it. */
+export interface ViewerInfo {
+  /** Session id (UDP: 8 hex digits as in the server log; browser: "http-N"). */
+  id: string;
+  kind: ViewerKind;
+  address: string;
+  /** UDP: the viewer's UDP port; browser: its TCP port. */
+  port: number;
+  name: string;
+  /** Wall-clock ms since the Unix epoch. */
+  joinedAt: number;
+  /** Frames the server handed to this viewer. */
+  framesSent: number;
+  /** The viewer's own count (UDP: from its last report); null when it has not said. */
+  framesReceived: number | null;
+  /** Frames of which nothing arrived; null when unknown. */
+  framesMissing: number | null;
+  /** Frames started but never completed; null when unknown. */
+  framesIncomplete: number | null;
+  /**
+   * Frames this viewer never got: framesMissing + framesIncomplete for UDP, frames
+   * replaced by a newer one before a slow browser took them for MJPEG.
+   */
+  framesDropped: number | null;
+  /** Frames the viewer wrote to its recordings; null when unknown (browsers never record). */
+  framesRecorded: number | null;
+  /** Frames per second over the last second; null lets the view derive it from framesReceived. */
+  fps: number | null;
+  /**
+   * Median capture-to-arrival time over the last report, ms. For a browser this is
+   * capture to the moment the frame is handed to its connection (the server cannot see further).
+   */
+  latencyP50Ms: number | null;
+  /** Bytes of JPEG handed to this viewer; null when unknown. */
+  bytesSent: number | null;
+}
+
+/** The stream as captured. */
+export interface SourceInfo {
+  /** "test", "camera:0", "file:/x.mp4", "gst:..." */
+  description: string;
+  width: number;
+  height: number;
+  /** Nominal frames per second. */
+  fps: number;
+}
+
+/** The server's totals since start, shown in /state and /metrics. */
+export interface ServerCounters {
+  /** Frames read from the source (an encode failure counts here, not in framesEncoded). */
+  framesCaptured: number;
+  /** UDP frames handed to the sender, summed over viewers. */
+  framesSent: number;
+  /** UDP payload bytes sent; null when the server does not count them. */
+  bytesSent: number | null;
+  /** What was not sent, by reason (e.g. datagramsDropped, datagramsSuperseded, framesNotSent). */
+  drops: Record<string, number>;
+}
+
+/** What the server tells the view on every request for /state, /metrics and the page. */
+export interface ServerState {
+  source: SourceInfo;
+  /** The UDP viewers; the view adds its own browser readers. */
+  viewers: ViewerInfo[];
+  counters: ServerCounters;
+}
+
+/** A browser asking to watch. */
+export interface AdmissionRequest {
+  id: string;
+  kind: "browser";
+  address: string;
+  port: number;
+  name: string;
+}
+
+/** The server's answer: a place, or the reason there is none (sent to the browser, logged). */
+export type AdmissionResult = { ok: true } | { ok: false; reason: string };
+
+/** Why a browser reader ended, as written in the leave line. */
+export type BrowserLeaveReason = "connection closed" | "stalled" | "server shutdown";
+
+/**
+ * The server's say over browser readers, so they count toward its viewer limit. The
+ * view writes the join, leave and refusal lines itself; the hook only keeps count.
+ */
+export interface AdmissionHook {
+  /** Called before a reader gets a frame; a refusal ends the request with 503 and the reason. */
+  admit(request: AdmissionRequest): AdmissionResult;
+  /** Called once for every admitted reader when it ends. */
+  left(id: string, reason: BrowserLeaveReason): void;
+}
