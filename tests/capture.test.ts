@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CaptureError, FramePacer, openSource, parseSourceSpec, type CaptureSource } from "../lib/capture/capture.ts";
-import { UsageError } from "../lib/app/cli.ts";
+import { CaptureError, FramePacer, openSource, type CaptureSource } from "../lib/capture/capture.ts";
 import { cv } from "../lib/native/cv.ts";
 import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
 import type { Frame } from "../lib/wire/frame.ts";
@@ -43,33 +42,6 @@ function expectSeqFromZero(frames: Frame[]): void {
   expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i));
   for (let i = 1; i < frames.length; i++) expect(frames[i]!.capturedAt).toBeGreaterThan(frames[i - 1]!.capturedAt);
 }
-
-describe("parseSourceSpec", () => {
-  test("valid specs", () => {
-    expect(parseSourceSpec("test")).toEqual({ kind: "test" });
-    expect(parseSourceSpec("camera:0")).toEqual({ kind: "camera", index: 0 });
-    expect(parseSourceSpec("camera:12")).toEqual({ kind: "camera", index: 12 });
-    expect(parseSourceSpec("gst:videotestsrc ! appsink")).toEqual({ kind: "gst", pipeline: "videotestsrc ! appsink" });
-    expect(parseSourceSpec("/x/y.mp4")).toEqual({ kind: "file", path: "/x/y.mp4" });
-    expect(parseSourceSpec("file:/x/y.mp4")).toEqual({ kind: "file", path: "/x/y.mp4" });
-    expect(parseSourceSpec("clip.mkv")).toEqual({ kind: "file", path: "clip.mkv" });
-  });
-
-  test("invalid specs are usage errors with exact messages", () => {
-    const cases: [string, string][] = [
-      ["camera:x", "invalid --source=camera:x: expected camera:N with N a camera index 0..9999"],
-      ["camera:", "invalid --source=camera:: expected camera:N with N a camera index 0..9999"],
-      ["camera:-1", "invalid --source=camera:-1: expected camera:N with N a camera index 0..9999"],
-      ["gst:", "invalid --source=gst:: expected gst:PIPELINE ending in appsink"],
-      ["file:", "invalid --source=file:: expected file:PATH"],
-      ["", "invalid --source=: expected camera:N, test, gst:PIPELINE or a video file path"],
-    ];
-    for (const [spec, message] of cases) {
-      expect(() => parseSourceSpec(spec)).toThrow(UsageError);
-      expect(() => parseSourceSpec(spec)).toThrow(message);
-    }
-  });
-});
 
 describe("FramePacer", () => {
   test("frame k is due at start + k/fps, never before now", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { parseByteSize, parseChoice, parseInteger, parsePort, parseSize, rejectUnknown, UsageError } from "../lib/app/cli.ts";
+import { flagLabel, parseByteSize, parseChoice, parseInteger, parsePort, parseSize, UsageError } from "../lib/app/cli.ts";
 
 describe("command-line values", () => {
   test("ports: in range, 0 only where allowed, exact message otherwise", () => {
@@ -33,9 +33,17 @@ describe("command-line values", () => {
     expect(() => parseByteSize("max-size", "0")).toThrow(UsageError);
   });
 
-  test("choices and unknown flags", () => {
+  test("choices", () => {
     expect(parseChoice("container", "mkv", ["avi", "mkv"] as const)).toBe("mkv");
-    expect(() => parseChoice("container", "mp4", ["avi", "mkv"] as const)).toThrow("expected one of avi, mkv");
-    expect(() => rejectUnknown({ _: [], port: 1, prot: 2 }, ["port"])).toThrow("unknown option --prot");
+    expect(() => parseChoice("container", "mp4", ["avi", "mkv"] as const)).toThrow("invalid --container=mp4: expected one of avi, mkv");
+  });
+
+  test("a flag is named the same however the caller spells it; an operand keeps its capitals", () => {
+    expect(flagLabel("quality")).toBe("--quality");
+    expect(flagLabel("--quality")).toBe("--quality");
+    expect(flagLabel("PORT")).toBe("PORT");
+    expect(() => parseInteger("--quality", "0", 1, 100)).toThrow("invalid --quality=0: expected an integer 1..100");
+    expect(() => parsePort("port", "x")).toThrow("invalid --port=x: expected a port 0..65535");
+    expect(() => parseSize("--size", true)).toThrow("--size needs a value");
   });
 });

@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
 import type { Frame } from "../lib/wire/frame.ts";
+import { memoryLogger, silentLogger } from "../lib/app/log.ts";
 import { MAX_HELD_FRAMES, RecorderSink, type Writer } from "../lib/record/recorder-sink.ts";
 
 const frame = (seq: number, buf = new Uint8Array([seq & 0xff])): Frame => ({ seq, capturedAt: seq * 33_333, width: 64, height: 48, jpeg: buf });
@@ -27,8 +28,11 @@ function fakeWriter(fps = 30) {
   return { w, got, isClosed: () => closed };
 }
 
+/** A sink whose writers are attached by hand. */
+const manualSink = () => new RecorderSink({ log: silentLogger, open: () => Promise.reject(new Error("not used")) });
+
 test("frames before the writer exists are held and handed over first, in order, then live ones", async () => {
-  const sink = new RecorderSink();
+  const sink = manualSink();
   const buf = new Uint8Array(1);
   for (let i = 0; i < 5; i++) {
     buf[0] = i; // the caller reuses its buffer
@@ -43,7 +47,7 @@ test("frames before the writer exists are held and handed over first, in order, 
 });
 
 test("holding is bounded: what does not fit is counted, not kept", async () => {
-  const sink = new RecorderSink();
+  const sink = manualSink();
   for (let i = 0; i < MAX_HELD_FRAMES + 7; i++) sink.write(frame(i));
   const { w, got } = fakeWriter();
   sink.attach(w);
@@ -53,7 +57,7 @@ test("holding is bounded: what does not fit is counted, not kept", async () => {
 });
 
 test("replacing the writer (another frame rate) keeps the totals of both and loses nothing in between", async () => {
-  const sink = new RecorderSink();
+  const sink = manualSink();
   const a = fakeWriter(30);
   sink.attach(a.w);
   sink.write(frame(1));
@@ -71,4 +75,104 @@ test("replacing the writer (another frame rate) keeps the totals of both and los
   expect(sink.stats).toMatchObject({ framesIn: 3, framesWritten: 3, segmentsClosed: 2, framesNotRecorded: 0 });
   sink.write(frame(4));
   expect(sink.stats.framesNotRecorded).toBe(1);
+});
+
+/** A sink whose writers come from a factory, each opened only when `release` is called. */
+function factorySink() {
+  const log = memoryLogger("client");
+  const opened: ReturnType<typeof fakeWriter>[] = [];
+  const pending: { fps: number; release: (fail?: string) => void }[] = [];
+  const sink = new RecorderSink({
+    log,
+    open: (fps) =>
+      new Promise<Writer>((resolve, reject) => {
+        pending.push({
+          fps,
+          release: (fail) => {
+            if (fail) return reject(new Error(fail));
+            const writer = fakeWriter(fps);
+            opened.push(writer);
+            resolve(writer.w);
+          },
+        });
+      }),
+  });
+  /** Resolves once the sink has asked for its `n`-th writer. */
+  const asked = async (n: number) => {
+    for (let i = 0; i < 100 && pending.length < n; i++) await Bun.sleep(1);
+    expect(pending).toHaveLength(n);
+    return pending[n - 1]!;
+  };
+  return { sink, log, opened, pending, asked };
+}
+
+test("the first stream rate opens a writer, which gets the frames held meanwhile; the same rate again opens nothing", async () => {
+  const { sink, opened, pending, log, asked } = factorySink();
+  const welcome = sink.onStreamRate(30);
+  sink.write(frame(1));
+  (await asked(1)).release();
+  expect(pending.map((p) => p.fps)).toEqual([30]);
+  await welcome;
+  sink.write(frame(2));
+  await sink.onStreamRate(30);
+  expect(pending).toHaveLength(1);
+  await sink.close();
+  expect(opened[0]!.got).toEqual([1, 2]);
+  expect(opened[0]!.isClosed()).toBe(true);
+  expect(log.lines).toEqual([]);
+});
+
+test("another stream rate finishes the current writer and opens one at the new rate, saying so", async () => {
+  const { sink, opened, pending, log, asked } = factorySink();
+  const first = sink.onStreamRate(30);
+  (await asked(1)).release();
+  await first;
+  sink.write(frame(1));
+  const second = sink.onStreamRate(15);
+  const next = await asked(2);
+  expect(opened[0]!.isClosed()).toBe(true);
+  sink.write(frame(2)); // held while the new writer opens
+  expect(pending.map((p) => p.fps)).toEqual([30, 15]);
+  next.release();
+  await second;
+  expect(sink.fps).toBe(15);
+  await sink.close();
+  expect([opened[0]!.got, opened[1]!.got]).toEqual([[1], [2]]);
+  expect(log.lines).toHaveLength(1);
+  expect(log.lines[0]).toEndWith("INFO [client] stream rate changed; starting a new recording from=30 to=15");
+});
+
+test("a writer that cannot open is logged, not thrown; frames are held and the next welcome tries again", async () => {
+  const { sink, opened, log, asked } = factorySink();
+  const first = sink.onStreamRate(30);
+  (await asked(1)).release("ffmpeg would not start");
+  await first;
+  expect(sink.fps).toBeNull();
+  expect(log.lines).toHaveLength(1);
+  expect(log.lines[0]).toEndWith('ERROR [client] cannot start recording; viewing only error="ffmpeg would not start"');
+  sink.write(frame(1));
+  const retry = sink.onStreamRate(30);
+  (await asked(2)).release();
+  await retry;
+  await sink.close();
+  expect(opened[0]!.got).toEqual([1]);
+  expect(sink.stats).toMatchObject({ framesWritten: 1, framesNotRecorded: 0 });
+});
+
+test("disposing while a writer is still opening waits for it and closes it, rather than leaving it running", async () => {
+  const { sink, opened, pending, asked } = factorySink();
+  const welcome = sink.onStreamRate(30);
+  sink.write(frame(1));
+  const opening = await asked(1);
+  let disposed = false;
+  const disposing = sink[Symbol.asyncDispose]().then(() => (disposed = true));
+  await Bun.sleep(5);
+  expect(disposed).toBe(false);
+  opening.release();
+  await Promise.all([welcome, disposing]);
+  expect(opened[0]!.isClosed()).toBe(true);
+  expect(opened[0]!.got).toEqual([1]);
+  // Closed for good: a late welcome opens nothing.
+  await sink.onStreamRate(25);
+  expect(pending).toHaveLength(1);
 });

@@ -20,3 +20,13 @@ test("it rewrites one terminal line in place, and writes nothing when stderr is 
   pipe.clear();
   expect(written).toEqual([]);
 });
+
+test("disposing it moves off a shown status line, so the shell prompt starts on a clean line", () => {
+  const written: string[] = [];
+  const fake = { isTTY: true, columns: 80, write: (s: string) => written.push(s) } as unknown as NodeJS.WriteStream;
+  {
+    using status = new StatusLine(fake);
+    status.show("30.0 fps");
+  }
+  expect(written).toEqual(["\r\x1b[2K30.0 fps", "\r\x1b[2K"]);
+});

@@ -3,38 +3,49 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-type Raw = string | number | boolean | string[] | undefined;
+/** What mri hands over for one flag: a string, or an array when the flag was given twice. */
+export type Raw = string | number | boolean | string[] | undefined;
 
-function one(flag: string, raw: Raw): string {
-  const name = flag.startsWith("-") || flag === flag.toUpperCase() ? flag : `--${flag}`;
-  if (Array.isArray(raw)) throw new UsageError(`${name} given more than once`);
-  if (raw === true || raw === false) throw new UsageError(`${name} needs a value`);
-  return String(raw);
+/**
+ * How a flag or operand is named in messages: `--port` stays, `port` becomes `--port`,
+ * and an operand written in capitals (`PORT`) stays as it is.
+ */
+export function flagLabel(flag: string): string {
+  return flag.startsWith("-") || flag === flag.toUpperCase() ? flag : `--${flag}`;
 }
 
-/** An integer in [min, max]; `--port=70000` reads `invalid --port=70000: expected 1..65535`. */
+function one(name: string, raw: Raw): string {
+  if (Array.isArray(raw)) throw new UsageError(`${name} given more than once`);
+  if (raw === true || raw === false || raw === undefined) throw new UsageError(`${name} needs a value`);
+  return String(raw).trim();
+}
+
+/** An integer in [min, max]; `--quality=0` reads `invalid --quality=0: expected an integer 1..100`. */
 export function parseInteger(flag: string, raw: Raw, min: number, max: number): number {
-  const s = one(flag, raw).trim();
+  const name = flagLabel(flag);
+  const s = one(name, raw);
   const n = /^[+-]?\d+$/.test(s) ? Number(s) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`invalid --${flag}=${s}: expected an integer ${min}..${max}`);
+    throw new UsageError(`invalid ${name}=${s}: expected an integer ${min}..${max}`);
   }
   return n;
 }
 
 /** A decimal number in [min, max]. */
 export function parseNumber(flag: string, raw: Raw, min: number, max: number): number {
-  const s = one(flag, raw).trim();
+  const name = flagLabel(flag);
+  const s = one(name, raw);
   const n = /^[+-]?(\d+\.?\d*|\.\d+)$/.test(s) ? Number(s) : NaN;
   if (!Number.isFinite(n) || n < min || n > max) {
-    throw new UsageError(`invalid --${flag}=${s}: expected a number ${min}..${max}`);
+    throw new UsageError(`invalid ${name}=${s}: expected a number ${min}..${max}`);
   }
   return n;
 }
 
 /** A TCP/UDP port; 0 means "pick a free one" where `allowZero`. */
-export function parsePort(name: string, raw: Raw, allowZero = true): number {
-  const s = one(name, raw).trim();
+export function parsePort(flag: string, raw: Raw, allowZero = true): number {
+  const name = flagLabel(flag);
+  const s = one(name, raw);
   const n = /^\d+$/.test(s) ? Number(s) : NaN;
   const min = allowZero ? 0 : 1;
   if (!Number.isSafeInteger(n) || n < min || n > 65535) {
@@ -45,12 +56,13 @@ export function parsePort(name: string, raw: Raw, allowZero = true): number {
 
 /** `WxH`, each side even and within 16..7680 x 16..4320. */
 export function parseSize(flag: string, raw: Raw): { width: number; height: number } {
-  const s = one(flag, raw).trim();
+  const name = flagLabel(flag);
+  const s = one(name, raw);
   const m = /^(\d{1,5})x(\d{1,5})$/i.exec(s);
   const width = m ? Number(m[1]) : NaN;
   const height = m ? Number(m[2]) : NaN;
   if (!m || width < 16 || width > 7680 || height < 16 || height > 4320 || width % 2 || height % 2) {
-    throw new UsageError(`invalid --${flag}=${s}: expected WIDTHxHEIGHT with even sides, 16x16..7680x4320`);
+    throw new UsageError(`invalid ${name}=${s}: expected WIDTHxHEIGHT with even sides, 16x16..7680x4320`);
   }
   return { width, height };
 }
@@ -59,13 +71,14 @@ const UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 **
 
 /** A byte size like `20G`, `500M`, `1024` (binary units, optional trailing B), at most `max`. */
 export function parseByteSize(flag: string, raw: Raw, max = Number.MAX_SAFE_INTEGER): number {
-  const s = one(flag, raw).trim();
+  const name = flagLabel(flag);
+  const s = one(name, raw);
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(s);
   const n = m ? Number(m[1]) * UNITS[m[2]!.toUpperCase()]! : NaN;
   if (!m || !Number.isFinite(n) || n <= 0) {
-    throw new UsageError(`invalid --${flag}=${s}: expected a size such as 500M, 20G or 1T`);
+    throw new UsageError(`invalid ${name}=${s}: expected a size such as 500M, 20G or 1T`);
   }
-  if (n > max) throw new UsageError(`invalid --${flag}=${s}: at most ${formatSize(max)}`);
+  if (n > max) throw new UsageError(`invalid ${name}=${s}: at most ${formatSize(max)}`);
   return Math.floor(n);
 }
 
@@ -78,17 +91,10 @@ function formatSize(n: number): string {
 
 /** One of a fixed set of words. */
 export function parseChoice<T extends string>(flag: string, raw: Raw, choices: readonly T[]): T {
-  const s = one(flag, raw).trim();
+  const name = flagLabel(flag);
+  const s = one(name, raw);
   if (!(choices as readonly string[]).includes(s)) {
-    throw new UsageError(`invalid --${flag}=${s}: expected one of ${choices.join(", ")}`);
+    throw new UsageError(`invalid ${name}=${s}: expected one of ${choices.join(", ")}`);
   }
   return s as T;
-}
-
-/** Rejects flags the command does not know, naming the first. */
-export function rejectUnknown(args: Record<string, unknown>, known: readonly string[]): void {
-  for (const key of Object.keys(args)) {
-    if (key === "_") continue;
-    if (!known.includes(key)) throw new UsageError(`unknown option ${key.length === 1 ? "-" : "--"}${key} (see --help)`);
-  }
 }

@@ -4,7 +4,6 @@
  * pattern are paced to their fps; cameras and pipelines pace themselves.
  */
 import { existsSync, statSync } from "node:fs";
-import { UsageError } from "../app/cli.ts";
 import { cv, type NativeCapture, type NativeTestPattern } from "../native/cv.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import { silentLogger, type Logger } from "../app/log.ts";
@@ -50,28 +49,6 @@ export interface OpenOptions {
 const TEST_DEFAULT = { width: 1280, height: 720, fps: 30 };
 const FILE_FALLBACK_FPS = 25;
 const TRY_TEST = "use --source test for the built-in test pattern";
-
-/** Parses `--source`: "camera:N", "test", "gst:PIPELINE", "file:PATH" or a file path. */
-export function parseSourceSpec(s: string): SourceSpec {
-  if (s === "") throw new UsageError("invalid --source=: expected camera:N, test, gst:PIPELINE or a video file path");
-  if (s === "test") return { kind: "test" };
-  if (s.startsWith("camera:")) {
-    const n = s.slice("camera:".length);
-    if (!/^\d{1,4}$/.test(n)) throw new UsageError(`invalid --source=${s}: expected camera:N with N a camera index 0..9999`);
-    return { kind: "camera", index: Number(n) };
-  }
-  if (s.startsWith("gst:")) {
-    const pipeline = s.slice("gst:".length).trim();
-    if (!pipeline) throw new UsageError(`invalid --source=${s}: expected gst:PIPELINE ending in appsink`);
-    return { kind: "gst", pipeline };
-  }
-  if (s.startsWith("file:")) {
-    const path = s.slice("file:".length);
-    if (!path) throw new UsageError(`invalid --source=${s}: expected file:PATH`);
-    return { kind: "file", path };
-  }
-  return { kind: "file", path: s };
-}
 
 /** The `description` of a spec: "test", "camera:0", "file:/x.mp4", "gst:...". */
 export function describeSource(spec: SourceSpec): string {

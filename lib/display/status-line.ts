@@ -1,7 +1,13 @@
-import type { StatusSnapshot } from "../receive/receiver-stats.ts";
+/** The figures the status line shows; the receiver's stats snapshot has this shape. */
+export interface StatusFigures {
+  fps: number;
+  mbps: number;
+  lossPercent: number;
+  latencyP50Ms: number | null;
+}
 
 /** The once-a-second line a viewer shows on a terminal. */
-export function formatStatus(s: StatusSnapshot, extra: { size?: string; recording?: string } = {}): string {
+export function formatStatus(s: StatusFigures, extra: { size?: string; recording?: string } = {}): string {
   const lat = s.latencyP50Ms === null ? "-" : `${s.latencyP50Ms.toFixed(1)} ms`;
   const parts = [
     `${s.fps.toFixed(1)} fps`,
@@ -15,7 +21,7 @@ export function formatStatus(s: StatusSnapshot, extra: { size?: string; recordin
 }
 
 /** Rewrites one terminal line in place; does nothing when stderr is not a terminal. */
-export class StatusLine {
+export class StatusLine implements Disposable {
   #shown = false;
   constructor(private readonly out: NodeJS.WriteStream = process.stderr) {}
   get enabled(): boolean {
@@ -31,5 +37,8 @@ export class StatusLine {
   clear(): void {
     if (this.#shown) this.out.write("\r\x1b[2K");
     this.#shown = false;
+  }
+  [Symbol.dispose](): void {
+    this.clear();
   }
 }

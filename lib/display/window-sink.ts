@@ -1,17 +1,38 @@
-import type { ViewerWindow } from "./viewer-window.ts";
+import { ViewerWindow } from "./viewer-window.ts";
+
+const ESC = 27;
+const KEY_Q = "q".charCodeAt(0);
+/** How often keys are read when no frame is being drawn. */
+const KEY_POLL_MS = 50;
+
+/** Why the user asked the viewer to stop: ESC or q pressed, or the window's close button. */
+export type QuitReason = "key" | "closed";
+
+/** The part of a ViewerWindow the sink uses (tests pass a fake). */
+export type WindowLike = Pick<ViewerWindow, "showAsync" | "pollKey" | "visible" | "close">;
 
 /**
- * Feeds a window the newest frame only. Frames arrive from the network callback;
- * each is decoded on a worker thread and drawn when that finishes. A frame that
- * arrives while one is being decoded waits (only the newest: it replaces any frame
- * already waiting), so a slow display skips frames instead of backing up the
- * receive path, and the JS thread never spends a decode's time per frame.
+ * The viewer's window as a frame sink, and the user's way out of it.
+ *
+ * Frames: only the newest is drawn. Frames arrive from the network callback; each
+ * is decoded on a worker thread and drawn when that finishes. A frame that arrives
+ * while one is being decoded waits (only the newest: it replaces any frame already
+ * waiting), so a slow display skips frames instead of backing up the receive path,
+ * and the JS thread never spends a decode's time per frame.
+ *
+ * Quitting: ESC or q, or closing the window, calls `onQuit` once. Keys are read after
+ * every draw and on a timer, because with no frames coming the window would
+ * otherwise freeze and never see ESC.
  */
-export class WindowSink {
+export class WindowSink implements AsyncDisposable {
   /** Frames drawn. */
   shown = 0;
   /** Frames replaced by a newer one before they could be drawn. */
   skipped = 0;
+  readonly #window: WindowLike;
+  readonly #onQuit: (reason: QuitReason) => void;
+  readonly #keys: ReturnType<typeof setInterval>;
+  #quit = false;
   #buf = new Uint8Array(0);
   #len = 0;
   #waiting = false;
@@ -21,10 +42,16 @@ export class WindowSink {
   #idle: Promise<void> = Promise.resolve();
   #settle: (() => void) | null = null;
 
-  constructor(
-    private readonly window: Pick<ViewerWindow, "showAsync" | "pollKey">,
-    private readonly onKey: (key: number) => void,
-  ) {}
+  constructor(window: WindowLike, onQuit: (reason: QuitReason) => void, keyPollMs = KEY_POLL_MS) {
+    this.#window = window;
+    this.#onQuit = onQuit;
+    this.#keys = setInterval(() => this.#pollKeys(), keyPollMs);
+  }
+
+  /** Opens a window titled `title` on the display and feeds it. */
+  static open(title: string, onQuit: (reason: QuitReason) => void): WindowSink {
+    return new WindowSink(new ViewerWindow().open(title), onQuit);
+  }
 
   /** Keeps a copy of `jpeg` (the caller's buffer is reused) and has it drawn as soon as the window is free. */
   push(jpeg: Uint8Array): void {
@@ -45,11 +72,32 @@ export class WindowSink {
     return this.#idle;
   }
 
-  /** No more frames are drawn; resolves once a draw under way has finished. */
-  close(): Promise<void> {
+  /** No more frames are drawn or keys read; once a draw under way has finished, the window closes. */
+  async close(): Promise<void> {
+    clearInterval(this.#keys);
     this.#closed = true;
     this.#waiting = false;
-    return this.#idle;
+    await this.#idle;
+    this.#window.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #pollKeys(): void {
+    this.#key(this.#window.pollKey(1));
+    if (!this.#window.visible) this.#quitFor("closed");
+  }
+
+  #key(key: number): void {
+    if (key === ESC || key === KEY_Q) this.#quitFor("key");
+  }
+
+  #quitFor(reason: QuitReason): void {
+    if (this.#quit) return;
+    this.#quit = true;
+    this.#onQuit(reason);
   }
 
   async #drain(): Promise<void> {
@@ -58,10 +106,9 @@ export class WindowSink {
       while (this.#waiting && !this.#closed) {
         this.#waiting = false;
         // The native side copies the bytes before it returns, so #buf may be refilled meanwhile.
-        if (await this.window.showAsync(this.#buf.subarray(0, this.#len))) this.shown++;
+        if (await this.#window.showAsync(this.#buf.subarray(0, this.#len))) this.shown++;
         if (this.#closed) break;
-        const key = this.window.pollKey(1);
-        if (key >= 0) this.onKey(key);
+        this.#key(this.#window.pollKey(1));
       }
     } catch {
       // A window that went away mid-draw: nothing more to show, and nothing to crash over.

@@ -1,3 +1,4 @@
+import type { Logger } from "../app/log.ts";
 import type { Frame } from "../wire/frame.ts";
 import type { SegmentWriter, SegmentWriterStats } from "./segment-writer.ts";
 
@@ -16,6 +17,14 @@ export interface RecordingStats extends SegmentWriterStats {
   framesNotRecorded: number;
 }
 
+/** How a RecorderSink gets its writers. */
+export interface RecorderSinkOptions {
+  /** Opens a writer for a stream of `fps` frames per second, e.g. `SegmentWriter.open({ ...settings, fps })`. */
+  open: (fps: number) => Promise<Writer>;
+  /** Where rate changes and writers that cannot open are reported. */
+  log: Logger;
+}
+
 const ZERO: SegmentWriterStats = {
   framesIn: 0, framesWritten: 0, repeats: 0, dropped: 0, rejected: 0, segmentsClosed: 0, ffmpegFailures: 0, bytesWritten: 0,
 };
@@ -27,14 +36,25 @@ const ZERO: SegmentWriterStats = {
  * then handed over in order at the writer's pace, so a recording starts with the
  * session's first frame and nothing held is dropped for backpressure.
  */
-export class RecorderSink {
+export class RecorderSink implements AsyncDisposable {
+  readonly #open: (fps: number) => Promise<Writer>;
+  readonly #log: Logger;
   #writer: Writer | null = null;
+  /** A writer being opened for a new stream rate; closing waits for it. */
+  #opening: Promise<void> | null = null;
   #held: Frame[] = [];
   #heldBytes = 0;
   #flushing: Promise<void> | null = null;
   #closed = false;
+  /** Set when close() starts: no writer opens after that. */
+  #closing = false;
   readonly #totals: SegmentWriterStats = { ...ZERO };
   #notRecorded = 0;
+
+  constructor(opts: RecorderSinkOptions) {
+    this.#open = opts.open;
+    this.#log = opts.log;
+  }
 
   /** The attached writer's frame rate, or null while none is attached. */
   get fps(): number | null {
@@ -56,6 +76,39 @@ export class RecorderSink {
     }
   };
 
+  /**
+   * The stream's frame rate, told at every welcome. The first opens a writer; a
+   * different one (a server restarted at another rate) finishes the current writer
+   * and opens another, since an AVI's timing is fixed by its rate. Frames are held
+   * meanwhile. A writer that cannot open is logged, not thrown: the live view goes
+   * on, and the next welcome tries again.
+   */
+  onStreamRate(fps: number): Promise<void> {
+    const opening = this.#switchTo(fps);
+    this.#opening = opening;
+    return opening.finally(() => {
+      if (this.#opening === opening) this.#opening = null;
+    });
+  }
+
+  async #switchTo(fps: number): Promise<void> {
+    // One change at a time: a welcome that comes while a writer opens waits for it.
+    if (this.#opening) await this.#opening;
+    if (this.#closing || this.fps === fps) return;
+    if (this.fps !== null) {
+      this.#log.info("stream rate changed; starting a new recording", { from: this.fps, to: fps });
+      await this.detach();
+    }
+    let writer: Writer;
+    try {
+      writer = await this.#open(fps);
+    } catch (e) {
+      this.#log.error("cannot start recording; viewing only", { error: (e as Error).message });
+      return;
+    }
+    this.attach(writer);
+  }
+
   /** Starts recording into `writer`: first what was held, then live frames. */
   attach(writer: Writer): void {
     this.#writer = writer;
@@ -76,10 +129,17 @@ export class RecorderSink {
 
   /** Records what is still held, closes the writer, and takes no more frames. */
   async close(): Promise<void> {
+    this.#closing = true;
+    // A writer still opening is closed too, not left running behind us.
+    if (this.#opening) await this.#opening;
     await this.detach();
     this.#closed = true;
     this.#notRecorded += this.#held.length;
     this.#held = [];
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** Totals over every writer, the current one included. */

@@ -1,0 +1,47 @@
+import { MAX_SOCKET_BUFFER } from "../net/udp-buffer.ts";
+import type { RecordCliFlags } from "../record/record-dir.ts";
+import { nameProblem } from "../wire/control.ts";
+import { parseByteSize, parseInteger, parseNumber, parsePort, UsageError } from "./cli.ts";
+import { booleanFlag, defineCommand, flagSpelling, operand, valueFlag } from "./flags.ts";
+import { RECORD_FLAGS } from "./record-flags.ts";
+
+const text = (raw: string) => raw;
+
+/** The client's command line. */
+export const CLIENT_COMMAND = defineCommand({
+  role: "client",
+  script: "client.ts",
+  about: `Connects to a lancam server at HOST:PORT (TCP), receives its stream on UDPPORT
+(0 picks a free port), shows it in a window and records it into rolling segments.
+ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
+  operands: {
+    host: operand("HOST", text),
+    port: operand("PORT", (raw, name) => parsePort(name, raw, false)),
+    udpPort: operand("UDPPORT", (raw, name) => parsePort(name, raw)),
+  },
+  flags: {
+    window: booleanFlag("window", "do not open a window (also automatic where there is no display)", { default: true }),
+    frames: valueFlag("frames", "N", 0, (raw, flag) => parseInteger(flag, raw, 1, 2 ** 31), "exit 0 after N frames"),
+    duration: valueFlag("duration", "S", 0, (raw, flag) => parseNumber(flag, raw, 0.1, 10 * 365 * 86400), "exit 0 after S seconds"),
+    stats: valueFlag<string | null>("stats", "FILE", null, text, "write a JSON summary here at exit (frames, loss, latency, fps)"),
+    verify: booleanFlag("verify", "decode every frame and count the ones that fail (diagnostics)"),
+    out: valueFlag("out", "DIR", "recordings", text, "where recordings go (default recordings)"),
+    record: booleanFlag("record", "do not record", { default: true }),
+    ...RECORD_FLAGS,
+    recvBuffer: valueFlag("recv-buffer", "SIZE", 4 << 20, (raw, flag) => parseByteSize(flag, raw, MAX_SOCKET_BUFFER),
+      "UDP receive buffer to ask the kernel for (default 4M)"),
+    log: valueFlag<string | null>("log", "FILE", null, text, "also append log lines to FILE"),
+    name: valueFlag("name", "NAME", "", (raw, flag) => {
+      const bad = nameProblem(raw);
+      if (bad) throw new UsageError(`invalid ${flag}: ${bad}`);
+      return raw;
+    }, "a name for this viewer in the server's log"),
+  },
+  footer: "Recordings: OUT/YYYY-MM-DD/HH-MM-SS.avi (local time of the segment's first frame).",
+});
+
+/** How recording errors tell the client's user to fix or avoid them. */
+export const CLIENT_RECORD_CLI: RecordCliFlags = {
+  dir: flagSpelling(CLIENT_COMMAND.flags.out),
+  off: `pass ${flagSpelling(CLIENT_COMMAND.flags.record)}`,
+};

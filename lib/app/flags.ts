@@ -1,0 +1,200 @@
+/**
+ * A program's command line as one table: each flag's name, kind, default, help line
+ * and parser. Parsing (with mri), the --help text and the unknown-flag check all read
+ * the same table, so a flag cannot be accepted without being documented, or the reverse.
+ */
+import mri from "mri";
+import { UsageError } from "./cli.ts";
+import { invocation } from "./run-main.ts";
+
+/** A flag that is on or off. One that is on by default is documented as `--no-NAME`. */
+export interface BooleanFlag {
+  readonly kind: "boolean";
+  readonly name: string;
+  readonly default: boolean;
+  readonly help: string;
+  /** A one-letter alias, e.g. `h` for `--help`. */
+  readonly short?: string;
+}
+
+/** A flag that takes a value; `parse` turns it into T or throws a UsageError naming `flag`. */
+export interface ValueFlag<T> {
+  readonly kind: "value";
+  readonly name: string;
+  /** The value in help lines: `N` in `--port N`. */
+  readonly placeholder: string;
+  readonly default: T;
+  /** One line, or several joined with "\n" (continuations are indented under the first). */
+  readonly help: string;
+  readonly parse: (raw: string, flag: string) => T;
+}
+
+/** One row of a flag table. */
+export type Flag = BooleanFlag | ValueFlag<unknown>;
+
+/** A program's flags, keyed by the name its code reads them under. */
+export type FlagTable = Readonly<Record<string, Flag>>;
+
+/** What parsing a table yields: the parsed value (or default) of every flag. */
+export type FlagValues<T extends FlagTable> = { -readonly [K in keyof T]: T[K] extends ValueFlag<infer V> ? V : boolean };
+
+/** A positional argument, such as the client's HOST. */
+export interface Operand<T> {
+  readonly name: string;
+  readonly parse: (raw: string, name: string) => T;
+}
+
+/** A program's positional arguments, in order, keyed like a flag table. */
+export type OperandTable = Readonly<Record<string, Operand<unknown>>>;
+
+/** The parsed positional arguments. */
+export type OperandValues<T extends OperandTable> = { -readonly [K in keyof T]: T[K] extends Operand<infer V> ? V : never };
+
+/** Everything one program accepts on its command line. */
+export interface Command<F extends FlagTable, O extends OperandTable> {
+  /** What the program is, for messages: "server" in "the server takes only options". */
+  readonly role: string;
+  /** The entry script, for the usage line (`bun server.ts`, or the executable's name). */
+  readonly script: string;
+  /** The paragraph under the usage line. */
+  readonly about: string;
+  readonly operands: O;
+  /** Every flag, --version and --help included. */
+  readonly flags: F & typeof STANDARD_FLAGS;
+  /** A paragraph after the options, if any. */
+  readonly footer?: string;
+}
+
+/** A table row for an on/off flag. */
+export function booleanFlag(name: string, help: string, options: { default?: boolean; short?: string } = {}): BooleanFlag {
+  return { kind: "boolean", name, default: options.default ?? false, help, ...(options.short ? { short: options.short } : {}) };
+}
+
+/** A table row for a flag with a value. */
+export function valueFlag<T>(name: string, placeholder: string, defaultValue: T, parse: (raw: string, flag: string) => T, help: string): ValueFlag<T> {
+  return { kind: "value", name, placeholder, default: defaultValue, parse, help };
+}
+
+/** A positional argument. */
+export function operand<T>(name: string, parse: (raw: string, name: string) => T): Operand<T> {
+  return { name, parse };
+}
+
+/** The flags every program has. */
+export const STANDARD_FLAGS = {
+  version: booleanFlag("version", "print versions of lancam, Bun, OpenCV and the ffmpeg used"),
+  help: booleanFlag("help", "print this help", { short: "h" }),
+} as const;
+
+/** A program's command line: its own flags followed by --version and --help. */
+export function defineCommand<F extends FlagTable, O extends OperandTable>(spec: Omit<Command<F, O>, "flags"> & { flags: F }): Command<F, O> {
+  return { ...spec, flags: { ...spec.flags, ...STANDARD_FLAGS } };
+}
+
+/** What the user asked for. */
+export type CommandLine<F extends FlagTable, O extends OperandTable> =
+  | { readonly action: "help" }
+  | { readonly action: "version" }
+  | { readonly action: "run"; readonly flags: FlagValues<F & typeof STANDARD_FLAGS>; readonly operands: OperandValues<O> };
+
+/** How a flag is written where it is documented: `--port`, `--no-window`. */
+export function flagSpelling(flag: Flag): string {
+  return flag.kind === "boolean" && flag.default ? `--no-${flag.name}` : `--${flag.name}`;
+}
+
+/** The documented spelling of every flag the command accepts, in table order. */
+export function flagSpellings(cmd: Command<FlagTable, OperandTable>): string[] {
+  return Object.values(cmd.flags).map(flagSpelling);
+}
+
+/**
+ * Parses `argv` against the command's table. Throws UsageError for an unknown flag,
+ * `--no-X` of a flag that takes a value, a flag given twice, a missing or bad value,
+ * or the wrong number of positional arguments.
+ */
+export function parseCommandLine<F extends FlagTable, O extends OperandTable>(cmd: Command<F, O>, argv: readonly string[]): CommandLine<F, O> {
+  const rows = Object.entries(cmd.flags) as [string, Flag][];
+  const known = new Set<string>();
+  const alias: Record<string, string> = {};
+  for (const [, flag] of rows) {
+    known.add(flag.name);
+    if (flag.kind === "boolean" && flag.short) {
+      known.add(flag.short);
+      alias[flag.short] = flag.name;
+    }
+  }
+  const args = mri([...argv], {
+    string: rows.filter(([, f]) => f.kind === "value").map(([, f]) => f.name),
+    boolean: rows.filter(([, f]) => f.kind === "boolean").map(([, f]) => f.name),
+    alias,
+  });
+  // Whoever asks for help gets it, whatever else is wrong on the line.
+  if (isOn(args.help)) return { action: "help" };
+  if (isOn(args.version)) return { action: "version" };
+
+  for (const key of Object.keys(args)) {
+    if (key === "_" || known.has(key)) continue;
+    // mri reads `--no-foo` as foo=false: name the option the way the user wrote it.
+    const written = args[key] === false ? `--no-${key}` : key.length === 1 ? `-${key}` : `--${key}`;
+    throw new UsageError(`unknown option ${written}`);
+  }
+
+  const operands = parseOperands(cmd, args._.map(String));
+  const flags: Record<string, unknown> = {};
+  for (const [key, flag] of rows) flags[key] = flag.kind === "boolean" ? readBoolean(flag, args[flag.name]) : readValue(flag, args[flag.name]);
+  return { action: "run", flags: flags as FlagValues<F & typeof STANDARD_FLAGS>, operands };
+}
+
+function isOn(raw: unknown): boolean {
+  return Array.isArray(raw) ? raw.at(-1) === true : raw === true;
+}
+
+function readBoolean(flag: BooleanFlag, raw: unknown): boolean {
+  if (raw === undefined) return flag.default;
+  // Given more than once, the last one counts, so a later flag can override an earlier one.
+  return isOn(raw);
+}
+
+function readValue(flag: ValueFlag<unknown>, raw: unknown): unknown {
+  const written = `--${flag.name}`;
+  if (raw === undefined) return flag.default;
+  if (raw === false || (Array.isArray(raw) && raw.includes(false))) {
+    throw new UsageError(`${written} takes a value; --no-${flag.name} is not an option`);
+  }
+  if (Array.isArray(raw)) throw new UsageError(`${written} given more than once`);
+  const s = String(raw);
+  // mri gives "" for a flag at the end of the line or followed by another flag.
+  if (s.trim() === "") throw new UsageError(`${written} needs a value`);
+  return flag.parse(s, written);
+}
+
+function parseOperands<O extends OperandTable>(cmd: Command<FlagTable, O>, given: string[]): OperandValues<O> {
+  const rows = Object.entries(cmd.operands) as [string, Operand<unknown>][];
+  if (rows.length === 0 && given.length > 0) throw new UsageError(`unexpected argument ${given[0]}: the ${cmd.role} takes only options`);
+  if (given.length !== rows.length) {
+    const names = rows.map(([, o]) => o.name).join(" ");
+    throw new UsageError(`expected ${names}, got ${given.length} argument${given.length === 1 ? "" : "s"}`);
+  }
+  const values: Record<string, unknown> = {};
+  for (const [i, [key, op]] of rows.entries()) values[key] = op.parse(given[i]!, op.name);
+  return values as OperandValues<O>;
+}
+
+/** Column where help text starts, after the flag and its placeholder. */
+const HELP_COLUMN = 23;
+
+/** The `--help` text: usage line, about paragraph, one row per flag, footer. */
+export function helpText(cmd: Command<FlagTable, OperandTable>): string {
+  const operands = Object.values(cmd.operands).map((o) => `${o.name} `).join("");
+  const rows = Object.values(cmd.flags).map(helpRow);
+  const footer = cmd.footer ? `\n${cmd.footer}\n` : "";
+  return `Usage: ${invocation(cmd.script)} ${operands}[options]\n\n${cmd.about}\n\nOptions:\n${rows.join("\n")}\n${footer}`;
+}
+
+function helpRow(flag: Flag): string {
+  const spelled = flag.kind === "value" ? `--${flag.name} ${flag.placeholder}` : flagSpelling(flag);
+  const head = `  ${flag.kind === "boolean" && flag.short ? `-${flag.short}, ` : ""}${spelled}`;
+  const [first, ...more] = flag.help.split("\n");
+  const indent = " ".repeat(HELP_COLUMN);
+  return [head + " ".repeat(Math.max(1, HELP_COLUMN - head.length)) + first, ...more.map((line) => indent + line)].join("\n");
+}

@@ -1,0 +1,298 @@
+import { describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseInteger, UsageError } from "../lib/app/cli.ts";
+import { CLIENT_COMMAND, CLIENT_RECORD_CLI } from "../lib/app/client-flags.ts";
+import {
+  booleanFlag, defineCommand, flagSpellings, helpText, operand, parseCommandLine, valueFlag,
+  type Command, type FlagTable, type OperandTable,
+} from "../lib/app/flags.ts";
+import { checkCanRecord } from "../lib/app/record-check.ts";
+import { recordSettings } from "../lib/app/record-flags.ts";
+import { parseSourceFlag, SERVER_COMMAND, SERVER_RECORD_CLI } from "../lib/app/server-flags.ts";
+import { RecordError } from "../lib/record/record-dir.ts";
+import { ROOT, spawnBun } from "./helpers/process.ts";
+import { tempDirs } from "./helpers/temp-dirs.ts";
+
+const tempDir = tempDirs("lancam-flags-");
+
+/** A small command exercising every kind of row. */
+const DEMO = defineCommand({
+  role: "demo",
+  script: "demo.ts",
+  about: "Does nothing, for the tests.",
+  operands: { host: operand("HOST", (s) => s) },
+  flags: {
+    count: valueFlag("count", "N", 3, (raw, flag) => parseInteger(flag, raw, 1, 9), "how many (default 3)"),
+    outDir: valueFlag("out-dir", "DIR", "out", (raw) => raw, "where to write\nsecond line of help"),
+    loud: booleanFlag("loud", "speak up"),
+    window: booleanFlag("window", "no window", { default: true }),
+  },
+});
+
+/** The parsed flags, or the UsageError's message. */
+function run<F extends FlagTable, O extends OperandTable>(cmd: Command<F, O>, argv: string[]) {
+  const cli = parseCommandLine(cmd, argv);
+  if (cli.action !== "run") throw new Error(`expected a run, got ${cli.action}`);
+  return cli;
+}
+
+function usageError<F extends FlagTable, O extends OperandTable>(cmd: Command<F, O>, argv: string[]): string {
+  try {
+    parseCommandLine(cmd, argv);
+  } catch (e) {
+    expect(e).toBeInstanceOf(UsageError);
+    return (e as Error).message;
+  }
+  throw new Error(`no usage error for ${argv.join(" ")}`);
+}
+
+describe("a flag table", () => {
+  test("gives defaults for what is not given, parsed values for what is", () => {
+    expect(run(DEMO, ["h"])).toEqual({ action: "run", operands: { host: "h" }, flags: { count: 3, outDir: "out", loud: false, window: true, version: false, help: false } });
+    const cli = run(DEMO, ["--count", "7", "h", "--out-dir=x", "--loud", "--no-window"]);
+    expect(cli.flags).toMatchObject({ count: 7, outDir: "x", loud: true, window: false });
+  });
+
+  test("--no-X is a boolean's other setting, and the last of several wins", () => {
+    expect(run(DEMO, ["h", "--no-loud"]).flags.loud).toBe(false);
+    expect(run(DEMO, ["h", "--window"]).flags.window).toBe(true);
+    expect(run(DEMO, ["h", "--no-window", "--window"]).flags.window).toBe(true);
+    expect(run(DEMO, ["h", "--loud", "--loud"]).flags.loud).toBe(true);
+  });
+
+  test("--no-X of a flag that takes a value is a usage error, wherever it stands", () => {
+    expect(usageError(DEMO, ["h", "--no-count"])).toBe("--count takes a value; --no-count is not an option");
+    expect(usageError(DEMO, ["h", "--no-out-dir", "--out-dir", "x"])).toBe("--out-dir takes a value; --no-out-dir is not an option");
+    expect(usageError(DEMO, ["h", "--out-dir", "x", "--no-out-dir"])).toBe("--out-dir takes a value; --no-out-dir is not an option");
+  });
+
+  test("a missing, repeated or bad value, an unknown flag and a wrong argument count are usage errors", () => {
+    expect(usageError(DEMO, ["h", "--count"])).toBe("--count needs a value");
+    expect(usageError(DEMO, ["h", "--out-dir", "--loud"])).toBe("--out-dir needs a value");
+    expect(usageError(DEMO, ["h", "--count", "1", "--count=2"])).toBe("--count given more than once");
+    expect(usageError(DEMO, ["h", "--count", "10"])).toBe("invalid --count=10: expected an integer 1..9");
+    expect(usageError(DEMO, ["h", "--cuont", "1"])).toBe("unknown option --cuont");
+    expect(usageError(DEMO, ["h", "--no-such"])).toBe("unknown option --no-such");
+    expect(usageError(DEMO, ["h", "-x"])).toBe("unknown option -x");
+    expect(usageError(DEMO, [])).toBe("expected HOST, got 0 arguments");
+    expect(usageError(DEMO, ["a", "b"])).toBe("expected HOST, got 2 arguments");
+  });
+
+  test("--help and -h win over anything else on the line; then --version", () => {
+    expect(parseCommandLine(DEMO, ["--bogus", "--count", "99", "-h"])).toEqual({ action: "help" });
+    expect(parseCommandLine(DEMO, ["--help", "--version"])).toEqual({ action: "help" });
+    expect(parseCommandLine(DEMO, ["--version", "--no-count"])).toEqual({ action: "version" });
+  });
+
+  test("the help text lists every row, its placeholder and its help under one column", () => {
+    expect(helpText(DEMO)).toBe(`Usage: bun demo.ts HOST [options]
+
+Does nothing, for the tests.
+
+Options:
+  --count N            how many (default 3)
+  --out-dir DIR        where to write
+                       second line of help
+  --loud               speak up
+  --no-window          no window
+  --version            print versions of lancam, Bun, OpenCV and the ffmpeg used
+  -h, --help           print this help
+`);
+    expect(flagSpellings(DEMO)).toEqual(["--count", "--out-dir", "--loud", "--no-window", "--version", "--help"]);
+  });
+});
+
+describe("the server's command line", () => {
+  test("defaults", () => {
+    const { flags } = run(SERVER_COMMAND, []);
+    expect(flags).toMatchObject({
+      port: 9999, bind: "0.0.0.0", source: { kind: "camera", index: 0 }, loop: false, size: undefined, fps: undefined,
+      quality: 80, log: "lancam-server.log", maxClients: 32, mtu: 1400, spread: 0.25, record: null,
+    });
+    expect(recordSettings(flags)).toEqual({ segmentSeconds: 15, container: "avi", keepDays: undefined, maxBytes: undefined, minFreeBytes: undefined });
+  });
+
+  test("--no-record and --no-log are usage errors, not a folder or a file named false", () => {
+    expect(usageError(SERVER_COMMAND, ["--no-record"])).toBe("--record takes a value; --no-record is not an option");
+    expect(usageError(SERVER_COMMAND, ["--no-log"])).toBe("--log takes a value; --no-log is not an option");
+    expect(usageError(SERVER_COMMAND, ["--record"])).toBe("--record needs a value");
+    expect(usageError(SERVER_COMMAND, ["camera:1"])).toBe("unexpected argument camera:1: the server takes only options");
+  });
+
+  test("values are checked with exact messages", () => {
+    expect(usageError(SERVER_COMMAND, ["--port", "70000"])).toBe("invalid --port=70000: expected a port 0..65535");
+    expect(usageError(SERVER_COMMAND, ["--mtu", "100"])).toBe("invalid --mtu=100: expected an integer 576..65507");
+    expect(usageError(SERVER_COMMAND, ["--spread", "2"])).toBe("invalid --spread=2: expected a number 0..1");
+    expect(usageError(SERVER_COMMAND, ["--size", "640"])).toBe("invalid --size=640: expected WIDTHxHEIGHT with even sides, 16x16..7680x4320");
+    expect(usageError(SERVER_COMMAND, ["--record", "r", "--segment", "0"])).toBe("invalid --segment=0: expected a number 1..86400");
+    const { flags } = run(SERVER_COMMAND, ["--record", "rec", "--container", "mkv", "--max-size", "20G", "--source", "test", "--loop"]);
+    expect(flags).toMatchObject({ record: "rec", container: "mkv", maxBytes: 20 * 1024 ** 3, source: { kind: "test" }, loop: true });
+  });
+});
+
+describe("the client's command line", () => {
+  test("operands and defaults", () => {
+    const cli = run(CLIENT_COMMAND, ["10.0.0.5", "9999", "0"]);
+    expect(cli.operands).toEqual({ host: "10.0.0.5", port: 9999, udpPort: 0 });
+    expect(cli.flags).toMatchObject({
+      window: true, frames: 0, duration: 0, stats: null, verify: false, out: "recordings", record: true, recvBuffer: 4 << 20, log: null, name: "",
+    });
+    expect(usageError(CLIENT_COMMAND, ["h", "0", "0"])).toBe("invalid PORT=0: expected a port 1..65535");
+    expect(usageError(CLIENT_COMMAND, ["h", "1", "x"])).toBe("invalid UDPPORT=x: expected a port 0..65535");
+  });
+
+  test("--no-window and --no-record switch off; --no-out is a usage error, not a folder named false", () => {
+    expect(run(CLIENT_COMMAND, ["h", "1", "0", "--no-window", "--no-record"]).flags).toMatchObject({ window: false, record: false });
+    expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--no-out"])).toBe("--out takes a value; --no-out is not an option");
+    expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--no-stats"])).toBe("--stats takes a value; --no-stats is not an option");
+    expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--name", "a\tb"])).toBe('invalid --name: name "a\\tb" contains control characters');
+  });
+});
+
+describe("both programs", () => {
+  for (const cmd of [SERVER_COMMAND, CLIENT_COMMAND] as Command<FlagTable, OperandTable>[]) {
+    const operands = Object.values(cmd.operands).map((o) => (o.name === "HOST" ? "h" : "1"));
+    const rows = Object.values(cmd.flags);
+
+    test(`${cmd.role}: --no-X of every flag that takes a value is refused; of every on/off flag, accepted`, () => {
+      for (const flag of rows) {
+        const argv = [...operands, `--no-${flag.name}`];
+        if (flag.kind === "value") expect(usageError(cmd, argv)).toBe(`--${flag.name} takes a value; --no-${flag.name} is not an option`);
+        else expect(parseCommandLine(cmd, argv).action).toBe("run");
+      }
+    });
+
+    test(`${cmd.role}: its help and its recording advice name only its own flags`, () => {
+      const own = new Set([...flagSpellings(cmd), ...rows.map((f) => `--${f.name}`)]);
+      const advice = cmd === SERVER_COMMAND ? SERVER_RECORD_CLI : CLIENT_RECORD_CLI;
+      expect(advice.dir).toMatch(/^--[a-z]/);
+      expect(advice.off).toMatch(/ --[a-z]/);
+      const named = [...`${helpText(cmd)} ${advice.dir} ${advice.off}`.matchAll(/--[a-z][a-z-]*/g)].map((m) => m[0]);
+      expect(named.filter((f) => !own.has(f))).toEqual([]);
+    });
+  }
+
+  test("the recording flags are the same rows in both tables", () => {
+    for (const key of ["segmentSeconds", "container", "keepDays", "maxBytes", "minFreeBytes"] as const) {
+      expect(SERVER_COMMAND.flags[key]).toBe(CLIENT_COMMAND.flags[key]);
+    }
+  });
+});
+
+describe("--source", () => {
+  test("valid specs", () => {
+    expect(parseSourceFlag("test")).toEqual({ kind: "test" });
+    expect(parseSourceFlag("camera:0")).toEqual({ kind: "camera", index: 0 });
+    expect(parseSourceFlag("camera:12")).toEqual({ kind: "camera", index: 12 });
+    expect(parseSourceFlag("gst:videotestsrc ! appsink")).toEqual({ kind: "gst", pipeline: "videotestsrc ! appsink" });
+    expect(parseSourceFlag("/x/y.mp4")).toEqual({ kind: "file", path: "/x/y.mp4" });
+    expect(parseSourceFlag("file:/x/y.mp4")).toEqual({ kind: "file", path: "/x/y.mp4" });
+    expect(parseSourceFlag("clip.mkv")).toEqual({ kind: "file", path: "clip.mkv" });
+  });
+
+  test("invalid specs are usage errors with exact messages", () => {
+    const cases: [string, string][] = [
+      ["camera:x", "invalid --source=camera:x: expected camera:N with N a camera index 0..9999"],
+      ["camera:", "invalid --source=camera:: expected camera:N with N a camera index 0..9999"],
+      ["camera:-1", "invalid --source=camera:-1: expected camera:N with N a camera index 0..9999"],
+      ["gst:", "invalid --source=gst:: expected gst:PIPELINE ending in appsink"],
+      ["file:", "invalid --source=file:: expected file:PATH"],
+      ["", "invalid --source=: expected camera:N, test, gst:PIPELINE or a video file path"],
+    ];
+    for (const [spec, message] of cases) {
+      expect(() => parseSourceFlag(spec)).toThrow(UsageError);
+      expect(() => parseSourceFlag(spec)).toThrow(message);
+    }
+    expect(usageError(SERVER_COMMAND, ["--source", "camera:x"])).toBe("invalid --source=camera:x: expected camera:N with N a camera index 0..9999");
+  });
+});
+
+describe("a folder recording cannot use", () => {
+  test("is a RecordError ending in the advice of the program that says it", () => {
+    const blocker = join(tempDir(), "a-file");
+    writeFileSync(blocker, "not a folder");
+    const dir = join(blocker, "rec");
+    let err: unknown;
+    try {
+      checkCanRecord(dir, SERVER_RECORD_CLI);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(RecordError);
+    expect((err as Error).message).toBe(`cannot record into ${dir}: a part of the path is a file, not a folder (ENOTDIR); choose another --record or run without --record`);
+  });
+});
+
+/** The rows of the flag table in README's section `heading`, and the flags in its usage block. */
+function readmeSection(heading: string): { table: Set<string>; usage: Set<string> } {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const start = readme.indexOf(`\n${heading}\n`);
+  expect(start).toBeGreaterThan(0);
+  const end = readme.indexOf("\n### ", start + 1);
+  const section = readme.slice(start, end);
+  const flags = (text: string) => new Set([...text.matchAll(/--[a-z][a-z-]*/g)].map((m) => m[0]));
+  const firstCells = section.split("\n").filter((l) => l.startsWith("| `")).map((l) => l.split("|")[1]!);
+  const usage = /```\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+  return { table: flags(firstCells.join(" ")), usage: flags(usage) };
+}
+
+describe("README", () => {
+  for (const [heading, cmd] of [["### Server", SERVER_COMMAND], ["### Client", CLIENT_COMMAND]] as const) {
+    test(`${heading}: the table lists exactly the flags the program accepts, and so does the usage block but for --version and --help`, () => {
+      const { table, usage } = readmeSection(heading);
+      const accepted = flagSpellings(cmd);
+      expect([...table].sort()).toEqual([...accepted].sort());
+      expect([...usage].sort()).toEqual(accepted.filter((f) => f !== "--version" && f !== "--help").sort());
+    });
+  }
+});
+
+describe("the programs, run", () => {
+  const cases: [string[], string][] = [
+    [["server.ts", "--no-record"], "lancam-server: --record takes a value; --no-record is not an option\nRun `bun server.ts --help` for usage.\n"],
+    [["server.ts", "--no-log"], "lancam-server: --log takes a value; --no-log is not an option\nRun `bun server.ts --help` for usage.\n"],
+    [["client.ts", "127.0.0.1", "1", "0", "--no-out"], "lancam-client: --out takes a value; --no-out is not an option\nRun `bun client.ts --help` for usage.\n"],
+  ];
+  for (const [argv, stderr] of cases) {
+    test(`bun ${argv.join(" ")}: exit 2, one line saying why and the usual pointer to --help, nothing created`, async () => {
+      // Run from an empty folder, where a folder or log file named "false" would show.
+      const cwd = tempDir();
+      const p = Bun.spawn([process.execPath, join(ROOT, argv[0]!), ...argv.slice(1)], { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+      const [code, out, err] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()]);
+      expect({ code, stdout: out, stderr: err }).toEqual({ code: 2, stdout: "", stderr });
+      expect(readdirSync(cwd)).toEqual([]);
+    }, 15_000);
+  }
+
+  test("the server's unusable --record folder is one line naming --record, exit 1", async () => {
+    const dir = tempDir();
+    const blocker = join(dir, "a-file");
+    writeFileSync(blocker, "");
+    await using p = spawnBun(["server.ts", "--source", "test", "--port", "0", "--log", join(dir, "s.log"), "--record", join(blocker, "rec")]);
+    expect({ code: await p.exited, stdout: p.stdout(), stderr: p.stderr() }).toEqual({
+      code: 1, stdout: "",
+      stderr: `lancam-server: error: cannot record into ${join(blocker, "rec")}: a part of the path is a file, not a folder (ENOTDIR); choose another --record or run without --record\n`,
+    });
+  }, 15_000);
+
+  test("without ffmpeg, each program says how to run without recording in its own flags, exit 1", async () => {
+    const dir = tempDir();
+    const runs: [string[], string][] = [
+      [["server.ts", "--source", "test", "--port", "0", "--log", join(dir, "s.log"), "--record", join(dir, "rec")], "lancam-server: error: cannot record: FFMPEG_BIN=/nope is not an executable file; fix or unset it"],
+      [["client.ts", "127.0.0.1", "9", "0", "--no-window", "--out", join(dir, "rec")], "lancam-client: error: cannot record: FFMPEG_BIN=/nope is not an executable file; fix or unset it"],
+    ];
+    for (const [argv, start] of runs) {
+      await using p = spawnBun(argv, { FFMPEG_BIN: "/nope" });
+      expect(await p.exited).toBe(1);
+      expect(p.stderr().split("\n")).toHaveLength(2);
+      expect(p.stderr()).toStartWith(start);
+      expect(p.stderr()).toEndWith(argv[0] === "server.ts" ? "; or run without --record\n" : "; or pass --no-record\n");
+    }
+  }, 15_000);
+
+  test("--help prints the table's help on stdout and exits 0", async () => {
+    await using p = spawnBun(["server.ts", "--help"]);
+    expect({ code: await p.exited, stdout: p.stdout(), stderr: p.stderr() }).toEqual({ code: 0, stdout: helpText(SERVER_COMMAND), stderr: "" });
+  }, 15_000);
+});
