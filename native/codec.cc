@@ -1,11 +1,14 @@
 // JPEG encode/decode between packed BGR buffers and JPEG bytes (synchronous).
 // Decoding reads the JPEG header first and refuses pictures above the limit.
+#include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "lancam.h"
 
@@ -164,12 +167,140 @@ Napi::Value JpegInfo(const Napi::CallbackInfo& info) {
   });
 }
 
+// fitJpeg: a JPEG that fits in one datagram for viewers that cannot reassemble
+// (the classroom protocol). Size falls roughly with the pixel count, so each try
+// aims at the byte budget from the last one's size; quality drops only once the
+// picture is as small as it may get, since a smaller sharp picture beats a big
+// blurred one in the classroom window.
+constexpr double kFitHeadroom = 0.9;   // aim below the budget: the estimate is rough
+constexpr double kFitMaxShrink = 0.9;  // each miss shrinks the sides by at least 10 %
+constexpr int kFitMinSide = 16;        // smallest side the picture is shrunk to
+constexpr int kFitQualityStep = 15;
+constexpr int kFitMinQuality = 10;
+constexpr int kFitMaxTries = 16;
+
+class FitJpegWorker : public PromiseWorker {
+ public:
+  FitJpegWorker(Napi::Env env, const uchar* data, size_t size, size_t maxBytes, int quality)
+      : PromiseWorker(env, "fitJpeg"), input_(data, data + size), maxBytes_(maxBytes), quality_(quality) {}
+
+ protected:
+  // A failure is a result ({jpeg: null, reason}), never a rejection: a frame that
+  // cannot be fitted is skipped by the caller, like any other frame it cannot use.
+  void Run() override {
+    try {
+      Fit();
+    } catch (const std::exception& e) {
+      Fail(Describe("fitJpeg", e));
+    } catch (...) {
+      Fail("fitJpeg: unknown native exception");
+    }
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    if (!fitted_) {
+      out.Set("jpeg", env.Null());
+      out.Set("reason", reason_);
+      return out;
+    }
+    const std::vector<uchar>& bytes = passedThrough_ ? input_ : output_;
+    out.Set("jpeg", Napi::Buffer<uchar>::Copy(env, bytes.data(), bytes.size()));
+    out.Set("width", width_);
+    out.Set("height", height_);
+    out.Set("quality", quality_);
+    return out;
+  }
+
+ private:
+  void Fail(std::string reason) {
+    fitted_ = false;
+    reason_ = std::move(reason);
+  }
+
+  void Fit() {
+    int width = 0;
+    int height = 0;
+    if (input_.size() <= maxBytes_ && ReadJpegSize(input_.data(), input_.size(), &width, &height)) {
+      passedThrough_ = fitted_ = true;
+      width_ = width;
+      height_ = height;
+      quality_ = 0;  // unknown: the caller's picture, as it came
+      return;
+    }
+    std::string why;
+    cv::Mat image = DecodeJpegBgr(input_.data(), input_.size(), &why);
+    if (image.empty()) return Fail("fitJpeg: " + why);
+    // Never below kFitMinSide on the shorter side (or the original, if smaller).
+    double minScale = std::min(1.0, static_cast<double>(kFitMinSide) / std::min(image.cols, image.rows));
+    double scale = std::clamp(std::sqrt(kFitHeadroom * maxBytes_ / input_.size()), minScale, 1.0);
+    int quality = quality_;
+    cv::Mat small;
+    for (int tries = 0; tries < kFitMaxTries; tries++) {
+      int w = std::max(1, static_cast<int>(std::lround(image.cols * scale)));
+      int h = std::max(1, static_cast<int>(std::lround(image.rows * scale)));
+      if (w == image.cols && h == image.rows) {
+        small = image;
+      } else {
+        cv::resize(image, small, cv::Size(w, h), 0, 0, cv::INTER_AREA);
+      }
+      if (!cv::imencode(".jpg", small, output_, {cv::IMWRITE_JPEG_QUALITY, quality})) {
+        return Fail("fitJpeg: OpenCV could not encode the image");
+      }
+      if (output_.size() <= maxBytes_) {
+        fitted_ = true;
+        width_ = w;
+        height_ = h;
+        quality_ = quality;
+        return;
+      }
+      double shrink = std::min(kFitMaxShrink, std::sqrt(kFitHeadroom * maxBytes_ / output_.size()));
+      if (scale > minScale) {
+        scale = std::max(minScale, scale * shrink);
+      } else if (quality > kFitMinQuality) {
+        quality = std::max(kFitMinQuality, quality - kFitQualityStep);
+      } else {
+        return Fail("fitJpeg: " + std::to_string(output_.size()) + " bytes at " + std::to_string(w) + "x" +
+                    std::to_string(h) + " quality " + std::to_string(quality) + ", more than the " +
+                    std::to_string(maxBytes_) + " allowed");
+      }
+    }
+    Fail("fitJpeg: no fit within " + std::to_string(kFitMaxTries) + " tries for " + std::to_string(maxBytes_) +
+         " bytes");
+  }
+
+  std::vector<uchar> input_;
+  std::vector<uchar> output_;
+  size_t maxBytes_;
+  int quality_;
+  bool fitted_ = false;
+  bool passedThrough_ = false;
+  int width_ = 0;
+  int height_ = 0;
+  std::string reason_;
+};
+
+// fitJpeg(jpeg, maxBytes, quality): Promise<{jpeg, width, height, quality} | {jpeg: null, reason}>
+Napi::Value FitJpeg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto jpeg = Uint8ArrayArg(info, 0, "fitJpeg", "jpeg");
+  int maxBytes = Int32Arg(info, 1, "fitJpeg", "maxBytes");
+  int quality = Int32Arg(info, 2, "fitJpeg", "quality");
+  if (maxBytes < 1) throw Napi::RangeError::New(env, "fitJpeg: maxBytes must be positive");
+  if (quality < 1 || quality > 100) throw Napi::RangeError::New(env, "fitJpeg: quality must be 1..100");
+  auto* worker = new FitJpegWorker(env, jpeg.Data(), jpeg.ByteLength(), static_cast<size_t>(maxBytes), quality);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 }  // namespace
 
 void InitCodec(Napi::Env env, Napi::Object exports) {
   exports.Set("encodeJpeg", Napi::Function::New<EncodeJpeg>(env, "encodeJpeg"));
   exports.Set("decodeJpeg", Napi::Function::New<DecodeJpeg>(env, "decodeJpeg"));
   exports.Set("jpegInfo", Napi::Function::New<JpegInfo>(env, "jpegInfo"));
+  exports.Set("fitJpeg", Napi::Function::New<FitJpeg>(env, "fitJpeg"));
 }
 
 }  // namespace lancam

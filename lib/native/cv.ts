@@ -30,6 +30,11 @@ export interface BgrImage {
   height: number;
 }
 
+/** What fitJpeg made: the fitted picture (`quality` 0 when the input already fitted), or why there is none. */
+export type FitJpegResult =
+  | { jpeg: Buffer; width: number; height: number; quality: number }
+  | { jpeg: null; reason: string };
+
 /** Numeric capture properties (cv::CAP_PROP_*). */
 export type CaptureProperty = "width" | "height" | "fps" | "fourcc" | "posFrames" | "frameCount" | "bufferSize";
 
@@ -91,6 +96,13 @@ export interface CvAddon {
    * pixels out; null otherwise.
    */
   jpegInfo(jpeg: Uint8Array): { width: number; height: number } | null;
+  /**
+   * A JPEG of at most `maxBytes` bytes showing the same picture, made on a worker
+   * thread: the input as it is when it already fits, else decoded, shrunk (INTER_AREA)
+   * and re-encoded at `quality`, lowering the quality only at the smallest size.
+   * Never rejects for bad input: `jpeg` is null and `reason` says why.
+   */
+  fitJpeg(jpeg: Uint8Array, maxBytes: number, quality: number): Promise<FitJpegResult>;
   /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
   displayAvailable(): boolean;
   /** Creates a window now; throws when there is no display. */

@@ -1,0 +1,314 @@
+import type { Frame } from "../wire/frame.ts";
+import { MAX_CLASSIC_DATAGRAM, decodeClassicAnswer } from "../wire/classic.ts";
+import { DecodeError } from "../wire/decode-error.ts";
+import { seqLess } from "../wire/seq.ts";
+
+/** How often the owner should tick the machine while it has viewers. */
+export const CLASSIC_TICK_MS = 50;
+/**
+ * Wait after a join before the first picture. The classroom viewer binds its UDP
+ * port only after sending the port number, so a picture sent at once usually meets
+ * a closed port; the resend would recover, but half a second later.
+ */
+export const FIRST_SEND_DELAY_MS = 50;
+/** Shortest quiet period that ends settling after a resend (see `ClassicViewers`). */
+const MIN_SETTLE_MS = 100;
+/** Answer time assumed before one has been measured (the classroom viewer waits 50 ms per picture). */
+const DEFAULT_ANSWER_MS = 60;
+
+/** Why a classic viewer left, as written in the server log. */
+export type ClassicLeaveReason =
+  | "end" // it said "end"
+  | "closed" // its TCP connection closed
+  | "timeout" // no answer for timeoutMs while pictures were sent to it
+  | "replaced" // a new connection announced the same address and port
+  | "shutdown"; // the server is stopping
+
+/** One classic viewer, as the server's log and status see it. */
+export interface ClassicViewer {
+  /** The owner's id for its TCP connection. */
+  readonly id: number;
+  /** The TCP peer's address: the only place its pictures go. */
+  readonly address: string;
+  /** The UDP port it announced. */
+  readonly port: number;
+  readonly joinedAt: number;
+  /** Pictures sent, resends included. */
+  framesSent: number;
+  resends: number;
+  /** "continue" answers, late ones included. */
+  answers: number;
+  /** Answers taken for copies that were resent, which release no picture. */
+  lateAnswers: number;
+  lastAnswerAt: number | null;
+}
+
+/** What the owner feeds in; `now` is a monotonic clock in ms. */
+export type ClassicInput =
+  /** A TCP connection on the control port announced UDP `port` (classifyFirstBytes said "classic"). */
+  | { type: "join"; id: number; address: string; port: number }
+  /** That TCP connection closed. */
+  | { type: "closed"; id: number }
+  /** The newest picture, already fitted to one datagram (ClassicEncoder). */
+  | { type: "frame"; frame: Frame }
+  /** A datagram on the socket the pictures leave from, with its source address. */
+  | { type: "answer"; address: string; port: number; bytes: Uint8Array }
+  /** Time passes: at least every CLASSIC_TICK_MS while there are viewers. */
+  | { type: "tick" }
+  /** The server stops: everyone leaves. */
+  | { type: "shutdown" };
+
+/** What the owner must do. */
+export type ClassicAction =
+  /** Send `jpeg` as one datagram to address:port from the pictures' socket. */
+  | { type: "send"; id: number; address: string; port: number; seq: number; jpeg: Uint8Array; resend: boolean }
+  /** Log the join. */
+  | { type: "joined"; viewer: Readonly<ClassicViewer> }
+  /** Close that connection: the server is full (a classic viewer cannot be told why). */
+  | { type: "refused"; id: number; address: string; port: number; reason: "full" }
+  /** Log the leave and close its TCP connection (already closed for "closed"). */
+  | { type: "left"; viewer: Readonly<ClassicViewer>; reason: ClassicLeaveReason };
+
+/** Limits and timings; the defaults suit the classroom viewer on a LAN. */
+export interface ClassicViewersOptions {
+  /** Classic viewers at once (default 32); one more is refused. */
+  maxViewers?: number;
+  /** Silence after a picture before the newest one is sent again (default 500 ms). */
+  resendMs?: number;
+  /** Silence after a picture before the viewer is dropped (default 5000 ms). */
+  timeoutMs?: number;
+  /** Largest picture sent (default MAX_CLASSIC_DATAGRAM): a bigger datagram would never arrive. */
+  maxBytes?: number;
+}
+
+/** Datagrams and frames that were not used, by reason. */
+export interface ClassicCounters {
+  /** Answers from an address:port that is no viewer's. */
+  foreign: number;
+  /** Answers that were neither "continue" nor "end". */
+  invalid: number;
+  /** Frames not newer than the newest already held. */
+  staleFrames: number;
+  /** Frames over maxBytes (never sent). */
+  oversizeFrames: number;
+  /** Joins refused because the server was full. */
+  refused: number;
+}
+
+interface ViewerState extends ClassicViewer {
+  key: string;
+  /** When the first picture may go (FIRST_SEND_DELAY_MS after the join). */
+  firstSendAt: number;
+  lastSentSeq: number | null;
+  lastSentAt: number;
+  /** Pictures sent since the last answer. */
+  unanswered: number;
+  /** When the oldest unanswered picture was sent; null when none is. */
+  waitingSince: number | null;
+  /** While set, answers are taken as late and only push this further (see the class comment). */
+  settleUntil: number | null;
+  /** Smoothed time from a picture to its answer, when one has been measured cleanly. */
+  answerMs: number | null;
+}
+
+/** Drops the IPv4-mapped IPv6 prefix, so a TCP peer and a UDP source compare equal. */
+export function normalizeAddress(address: string): string {
+  return address.toLowerCase().startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}
+
+const keyOf = (address: string, port: number) => `${normalizeAddress(address)}:${port}`;
+
+/**
+ * Serves classroom viewers: each gets the newest picture whenever it has answered the
+ * last one, so a slow viewer gets fewer pictures, never a share of the camera or a
+ * backlog, and never holds up another. Answers are matched by source address and
+ * port. Plain bookkeeping: the owner moves the datagrams and passes the clock.
+ *
+ * Resending: a picture unanswered for resendMs is taken as lost and the newest is
+ * sent again. If the viewer was only slow, both copies arrive and both are answered,
+ * and answers carry nothing to tell them apart; taking each as a request would keep
+ * two pictures in flight for good (a growing delay at the viewer). So the first answer
+ * after a resend starts a quiet period (twice the viewer's usual answer time); answers
+ * within it are late ones for the extra copies, and the next picture goes when it ends.
+ */
+export class ClassicViewers {
+  readonly counters: ClassicCounters = { foreign: 0, invalid: 0, staleFrames: 0, oversizeFrames: 0, refused: 0 };
+  readonly #byKey = new Map<string, ViewerState>();
+  readonly #byId = new Map<number, ViewerState>();
+  readonly #maxViewers: number;
+  readonly #resendMs: number;
+  readonly #timeoutMs: number;
+  readonly #maxBytes: number;
+  #newest: Frame | null = null;
+
+  constructor(opts: ClassicViewersOptions = {}) {
+    this.#maxViewers = opts.maxViewers ?? 32;
+    this.#resendMs = opts.resendMs ?? 500;
+    this.#timeoutMs = opts.timeoutMs ?? 5000;
+    this.#maxBytes = opts.maxBytes ?? MAX_CLASSIC_DATAGRAM;
+    if (!(this.#resendMs > 0 && this.#timeoutMs > this.#resendMs)) {
+      throw new RangeError(`need 0 < resendMs < timeoutMs, got ${this.#resendMs} and ${this.#timeoutMs}`);
+    }
+  }
+
+  /** Classic viewers connected now; frames are worth fitting only while this is above 0. */
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  /** The viewers, for status and logs. */
+  viewers(): Readonly<ClassicViewer>[] {
+    return [...this.#byId.values()].map(publicView);
+  }
+
+  /** Feeds one input; returns what to do, in order. */
+  push(input: ClassicInput, now: number): ClassicAction[] {
+    const out: ClassicAction[] = [];
+    switch (input.type) {
+      case "join":
+        this.#join(input.id, input.address, input.port, now, out);
+        break;
+      case "closed": {
+        const v = this.#byId.get(input.id);
+        if (v) this.#leave(v, "closed", out);
+        break;
+      }
+      case "frame":
+        this.#frame(input.frame, now, out);
+        break;
+      case "answer":
+        this.#answer(input.address, input.port, input.bytes, now, out);
+        break;
+      case "tick":
+        for (const v of this.#byId.values()) this.#tick(v, now, out);
+        break;
+      case "shutdown":
+        for (const v of [...this.#byId.values()]) this.#leave(v, "shutdown", out);
+        this.#newest = null;
+        break;
+    }
+    return out;
+  }
+
+  #join(id: number, address: string, port: number, now: number, out: ClassicAction[]): void {
+    if (this.#byId.has(id)) throw new Error(`classic viewer id ${id} joined twice`);
+    const key = keyOf(address, port);
+    const previous = this.#byKey.get(key);
+    // The same socket asked again (a restarted viewer): two streams to one socket
+    // would double its traffic, and the old connection is the stale one.
+    if (previous) this.#leave(previous, "replaced", out);
+    if (this.#byId.size >= this.#maxViewers) {
+      this.counters.refused++;
+      out.push({ type: "refused", id, address: normalizeAddress(address), port, reason: "full" });
+      return;
+    }
+    const v: ViewerState = {
+      id, address: normalizeAddress(address), port, joinedAt: now, framesSent: 0, resends: 0, answers: 0, lateAnswers: 0,
+      lastAnswerAt: null, key, firstSendAt: now + FIRST_SEND_DELAY_MS, lastSentSeq: null, lastSentAt: now, unanswered: 0,
+      waitingSince: null, settleUntil: null, answerMs: null,
+    };
+    this.#byId.set(id, v);
+    this.#byKey.set(key, v);
+    out.push({ type: "joined", viewer: publicView(v) });
+  }
+
+  #frame(frame: Frame, now: number, out: ClassicAction[]): void {
+    if (frame.jpeg.length > this.#maxBytes) {
+      this.counters.oversizeFrames++;
+      return;
+    }
+    // Fits finish out of order when a newer frame needed no work: never go back.
+    if (this.#newest && !seqLess(this.#newest.seq, frame.seq)) {
+      this.counters.staleFrames++;
+      return;
+    }
+    this.#newest = frame;
+    for (const v of this.#byId.values()) if (this.#ready(v, now)) this.#send(v, now, false, out);
+  }
+
+  #answer(address: string, port: number, bytes: Uint8Array, now: number, out: ClassicAction[]): void {
+    const v = this.#byKey.get(keyOf(address, port));
+    if (!v) {
+      this.counters.foreign++;
+      return;
+    }
+    let answer;
+    try {
+      answer = decodeClassicAnswer(bytes);
+    } catch (e) {
+      if (!(e instanceof DecodeError)) throw e;
+      this.counters.invalid++;
+      return;
+    }
+    if (answer === "end") {
+      this.#leave(v, "end", out);
+      return;
+    }
+    v.answers++;
+    v.lastAnswerAt = now;
+    if (v.settleUntil !== null) {
+      v.lateAnswers++;
+      v.settleUntil = now + this.#settleMs(v);
+      return;
+    }
+    const resent = v.unanswered > 1;
+    if (v.unanswered === 1) {
+      const took = now - v.lastSentAt;
+      v.answerMs = v.answerMs === null ? took : v.answerMs + (took - v.answerMs) / 8;
+    }
+    v.unanswered = 0;
+    v.waitingSince = null;
+    if (resent) {
+      v.settleUntil = now + this.#settleMs(v);
+      return;
+    }
+    if (this.#ready(v, now)) this.#send(v, now, false, out);
+  }
+
+  #tick(v: ViewerState, now: number, out: ClassicAction[]): void {
+    if (v.settleUntil !== null && now >= v.settleUntil) v.settleUntil = null;
+    if (v.waitingSince !== null) {
+      if (now - v.waitingSince >= this.#timeoutMs) {
+        this.#leave(v, "timeout", out);
+        return;
+      }
+      if (now - v.lastSentAt >= this.#resendMs && this.#newest) this.#send(v, now, true, out);
+      return;
+    }
+    if (this.#ready(v, now)) this.#send(v, now, false, out);
+  }
+
+  /** Waiting for nothing, past the first-send delay, and there is a picture it has not had. */
+  #ready(v: ViewerState, now: number): boolean {
+    return (
+      v.waitingSince === null && v.settleUntil === null && now >= v.firstSendAt &&
+      this.#newest !== null && v.lastSentSeq !== this.#newest.seq
+    );
+  }
+
+  #settleMs(v: ViewerState): number {
+    return Math.min(this.#resendMs, Math.max(MIN_SETTLE_MS, 2 * (v.answerMs ?? DEFAULT_ANSWER_MS)));
+  }
+
+  #send(v: ViewerState, now: number, resend: boolean, out: ClassicAction[]): void {
+    const f = this.#newest!;
+    v.lastSentSeq = f.seq;
+    v.lastSentAt = now;
+    v.waitingSince ??= now;
+    v.unanswered++;
+    v.framesSent++;
+    if (resend) v.resends++;
+    out.push({ type: "send", id: v.id, address: v.address, port: v.port, seq: f.seq, jpeg: f.jpeg, resend });
+  }
+
+  #leave(v: ViewerState, reason: ClassicLeaveReason, out: ClassicAction[]): void {
+    this.#byId.delete(v.id);
+    if (this.#byKey.get(v.key) === v) this.#byKey.delete(v.key);
+    out.push({ type: "left", viewer: publicView(v), reason });
+  }
+}
+
+function publicView(v: ViewerState): Readonly<ClassicViewer> {
+  const { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, lastAnswerAt } = v;
+  return { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, lastAnswerAt };
+}
