@@ -1,0 +1,140 @@
+// The classroom program itself (tests/fixtures/classroom, run through its shim) against
+// lancam's classic pieces: its server with lancam's classic client, and its viewer
+// with the classic modules wired as the server will wire them.
+import { describe, expect, test } from "bun:test";
+import { createLogger } from "../lib/app/log.ts";
+import { cv } from "../lib/native/cv.ts";
+import { ClassicClient } from "../lib/receive/classic-client.ts";
+import { MAX_CLASSIC_DATAGRAM } from "../lib/wire/classic.ts";
+import { readJpegSize } from "../lib/wire/jpeg-header.ts";
+import {
+  classroomPython,
+  freeUdpPort,
+  noisyCameraJpegs,
+  startClassicFront,
+  startPythonServer,
+  startPythonViewer,
+  untilDecoded,
+} from "./helpers/classic-python.ts";
+import { until } from "./helpers/process.ts";
+import { tempDirs } from "./helpers/temp-dirs.ts";
+
+const tempDir = tempDirs("lancam-classroom-");
+const silent = createLogger("test", []);
+/** The classroom server's log lines name a viewer as ('IP', PORT). */
+const joinLine = (port: number) => `客户端('127.0.0.1', ${port}) 接入`;
+const leaveLine = (port: number) => `客户端('127.0.0.1', ${port}) 退出`;
+
+describe("classroom program", () => {
+  test("a Python with OpenCV is installed (scripts/setup.sh --test)", () => {
+    expect(classroomPython()).toMatch(/python3$/);
+  });
+});
+
+describe("lancam's classic client on the classroom server", () => {
+  test("pictures arrive at the server's rate, decodable; stopping says end and the server logs the leave", async () => {
+    const dir = tempDir();
+    await using server = await startPythonServer(dir, { fps: 30 });
+    const sizes: string[] = [];
+    let undecodable = 0;
+    let client: ClassicClient | null = await ClassicClient.open({
+      host: "127.0.0.1", port: server.port, udpPort: 0, log: silent,
+      sinks: [
+        (f) => {
+          const info = cv().jpegInfo(f.jpeg);
+          if (info) sizes.push(`${info.width}x${info.height}`);
+          else undecodable++;
+        },
+      ],
+    });
+    try {
+      const udpPort = client.udpPort;
+      await until(() => server.log().includes(joinLine(udpPort)), 5000, "the server logging the join");
+      await until(() => client!.stream !== null, 10_000, "the rate measured");
+      // One viewer answering at once gets every picture of the 30 fps camera.
+      expect(client.stream).toMatchObject({ width: 160, height: 90 });
+      expect(client.stream!.fpsMillihertz).toBeGreaterThan(22_000);
+      expect(client.stream!.fpsMillihertz).toBeLessThan(34_000);
+      expect(undecodable).toBe(0);
+      expect(new Set(sizes)).toEqual(new Set(["160x90"]));
+      expect(client.drops).toEqual({ foreign: 0, notJpeg: 0, wrongSize: 0 });
+      expect(server.log()).not.toContain(leaveLine(udpPort));
+      client.stop();
+      expect(await client.ended).toEqual({ reason: "stopped" });
+      client = null;
+      await until(() => server.log().includes(leaveLine(udpPort)), 5000, "the server logging the leave");
+      expect(server.child.stderr()).not.toContain("Traceback");
+    } finally {
+      await client?.[Symbol.asyncDispose]();
+    }
+  }, 30_000);
+});
+
+describe("classroom viewers (harness for the server-side tests)", () => {
+  test("on the classroom server: the viewer shows pictures; ESC says end, it exits 0 and the server logs the leave", async () => {
+    const dir = tempDir();
+    await using server = await startPythonServer(dir);
+    const udpPort = await freeUdpPort();
+    await using viewer = startPythonViewer(dir, "127.0.0.1", server.port, udpPort);
+    await untilDecoded([viewer], 15);
+    expect(viewer.lastSize()).toBe("160x90");
+    expect(viewer.undecodable()).toBe(0);
+    expect(server.log()).toContain(joinLine(udpPort));
+    viewer.pressEsc();
+    expect(await viewer.child.exited).toBe(0);
+    expect(viewer.child.stdout()).toMatch(/classroom-viewer esc\n[^]*classroom-viewer done decoded=\d+ written=\d+\n$/);
+    expect(viewer.child.stderr()).not.toContain("Traceback");
+    await until(() => server.log().includes(leaveLine(udpPort)), 5000, "the server logging the leave");
+  }, 30_000);
+
+  test("on the classic modules: pictures fitted to one datagram, end from one viewer ends that one only, a killed one is dropped", async () => {
+    const dir = tempDir();
+    const jpegs = noisyCameraJpegs(3);
+    expect(jpegs.every((j) => j.length > MAX_CLASSIC_DATAGRAM)).toBe(true);
+    await using front = await startClassicFront(jpegs, 30);
+    const ports = [await freeUdpPort(), await freeUdpPort()];
+    await using first = startPythonViewer(dir, "127.0.0.1", front.port, ports[0]!);
+    await using second = startPythonViewer(dir, "127.0.0.1", front.port, ports[1]!);
+    await untilDecoded([first, second], 20);
+    expect(front.classified).toMatchObject({ classic: 2, lancam: 0, invalid: 0 });
+    for (const v of [first, second]) {
+      const [w, h] = v.lastSize()!.split("x").map(Number);
+      expect(Math.abs(w! / h! - 16 / 9)).toBeLessThan(0.02);
+      expect(w!).toBeLessThan(1280);
+      expect(v.undecodable()).toBe(0);
+    }
+    expect(front.encoder.stats.failed).toBe(0);
+    first.pressEsc();
+    expect(await first.child.exited).toBe(0);
+    await until(() => front.events.some((e) => e.type === "left"), 5000, "the leave");
+    const left = front.events.filter((e) => e.type === "left");
+    expect(left).toMatchObject([{ reason: "end", viewer: { port: ports[0] } }]);
+    // The other goes on.
+    const before = second.decoded();
+    await untilDecoded([second], before + 10);
+    second.child.proc.kill("SIGKILL");
+    await until(() => front.machine.size === 0, 5000, "the killed viewer dropped");
+    expect(front.events.filter((e) => e.type === "left").at(-1)).toMatchObject({ reason: "closed", viewer: { port: ports[1] } });
+  }, 40_000);
+
+  test("the stand-in picks apart lancam, classroom and other first bytes on one port", async () => {
+    await using front = await startClassicFront([readyJpeg()], 30);
+    const send = async (bytes: Uint8Array) => {
+      const closed = Promise.withResolvers<void>();
+      const s = await Bun.connect({ hostname: "127.0.0.1", port: front.port, socket: { data() {}, close: () => closed.resolve() } });
+      s.write(bytes);
+      return { s, closed: closed.promise };
+    };
+    const lancam = await send(new Uint8Array([0x00, 0x0d, 0x01, 0x4c, 0x43, 0x41, 0x4d]));
+    const http = await send(new TextEncoder().encode("GET / HTTP/1.1\r\n"));
+    await Promise.all([lancam.closed, http.closed]);
+    expect(front.classified).toMatchObject({ lancam: 1, invalid: 1, classic: 0 });
+    expect(front.machine.size).toBe(0);
+  });
+});
+
+function readyJpeg(): Uint8Array {
+  const jpeg = cv().encodeJpeg(new Uint8Array(64 * 36 * 3), 64, 36, 80);
+  expect(readJpegSize(jpeg)).toEqual({ width: 64, height: 36 });
+  return jpeg;
+}
