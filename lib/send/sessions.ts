@@ -8,6 +8,7 @@ export interface Session {
   readonly name: string;
   readonly joinedAt: number;
   lastHeardAt: number;
+  /** The sender's counts, bumped as it sends; the leave line reports framesSent. */
   framesSent: number;
   datagramsSent: number;
   /** Datagrams of an older frame not yet sent when a newer frame replaced them. */

@@ -1,13 +1,13 @@
 import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
-import { ByeReason, RefuseReason, type ControlMessage } from "../wire/control.ts";
-import { DecodeError } from "../wire/decode-error.ts";
+import type { ControlMessage } from "../wire/control.ts";
 import { HEADER_SIZE, MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { Fragmenter } from "./fragmenter.ts";
 import type { Frame } from "../wire/frame.ts";
 import { throttled, type Logger } from "../app/log.ts";
 import { Pacer } from "./pacer.ts";
-import { SessionTable, type LeaveReason, type Session } from "./sessions.ts";
+import type { Session } from "./sessions.ts";
+import { Admission, type AdmissionAction, type ConnId } from "./admission.ts";
 import { enlargeBuffer, socketFd } from "../net/udp-buffer.ts";
 
 /** How the server is set up. */
@@ -28,14 +28,18 @@ export interface StreamServerOptions {
 
 /** Per-connection state kept on the Bun socket. */
 interface Conn {
+  id: ConnId;
   channel: ControlChannel;
   peer: string;
-  address: string;
-  tcpPort: number;
-  openedAt: number;
-  session: Session | null;
-  fragmenter: Fragmenter | null;
-  ended: boolean;
+  /** Admission let go of it: what arrives now is ignored. */
+  closing: boolean;
+  stream: Stream | null;
+}
+
+/** One viewer's frames: where they go and the buffer they are cut into. */
+interface Stream {
+  session: Session;
+  fragmenter: Fragmenter;
 }
 
 /** Counters the server reports at exit. */
@@ -65,6 +69,12 @@ export const DEFAULT_SPREAD = 0.25;
 /** At most one warning line per kind in this interval (a dead peer can cause one per datagram). */
 const SEND_WARN_MS = 5000;
 
+/**
+ * How often admission hears the time: heartbeats, the hello deadline and the
+ * silence timeout happen within this much of when they are due.
+ */
+const TICK_MS = 100;
+
 /** Socket send buffer asked for: a few frames for several viewers. */
 const SEND_BUFFER_BYTES = 4 << 20;
 
@@ -72,14 +82,6 @@ const SEND_BUFFER_BYTES = 4 << 20;
 export class StartError extends Error {
   override name = "StartError";
 }
-
-/**
- * Connections without hello yet from one address; more are refused at once. A real
- * viewer says hello within a millisecond of connecting, but a lab machine may start
- * many viewers at the same moment, so this is not tiny; it keeps one host from taking
- * every pending place (maxPending) and locking the others out.
- */
-export const MAX_PENDING_PER_ADDRESS = 16;
 
 /** Strips the IPv4-mapped prefix so addresses compare and print plainly. */
 function plainAddress(a: string): string {
@@ -89,29 +91,31 @@ function plainAddress(a: string): string {
 /**
  * The fan-out server: TCP control connections (hello, heartbeats, reports, bye)
  * and one UDP socket that sends every captured frame, encoded once, to every
- * viewer, paced over part of the frame interval.
+ * viewer, paced over part of the frame interval. The protocol decisions are
+ * Admission's; this class moves bytes and carries out what it returns.
  */
 export class StreamServer implements AsyncDisposable {
   readonly stats: ServerStats = { framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0 };
   readonly #opts: Required<StreamServerOptions>;
   readonly #log: Logger;
-  readonly #sessions: SessionTable;
-  readonly #conns = new Set<Socket<Conn>>();
-  readonly #pacer = new Pacer<number>();
+  readonly #conns = new Map<ConnId, Socket<Conn>>();
+  readonly #streams = new Set<Stream>();
+  readonly #pacer = new Pacer<Stream>();
   readonly #sendBuf: (Uint8Array | number | string)[] = [];
   readonly #warnSend: (detail: string) => void;
   readonly #warnNotSent: (detail: string) => void;
   readonly #maxFrameBytes: number;
+  #admission!: Admission;
   #listener!: TCPSocketListener<Conn>;
   #udp!: udp.Socket<"buffer">;
-  #heartbeat: Timer | null = null;
+  #nextConnId = 1;
+  #ticker: Timer | null = null;
   #pacing: Timer | null = null;
   #stopped = false;
 
   private constructor(opts: StreamServerOptions) {
     this.#opts = { heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, ...opts };
     this.#log = opts.log;
-    this.#sessions = new SessionTable({ maxClients: opts.maxClients, timeoutMs: this.#opts.timeoutMs });
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
     this.#warnNotSent = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame not sent", { detail, similar: suppressed || undefined }));
     this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (opts.mtu - HEADER_SIZE));
@@ -135,30 +139,12 @@ export class StreamServer implements AsyncDisposable {
   }
 
   get clientCount(): number {
-    return this.#sessions.size;
+    return this.#admission.sessionCount;
   }
 
   async #open(): Promise<void> {
     const { port, bind } = this.#opts;
-    try {
-      this.#listener = Bun.listen<Conn>({
-        hostname: bind,
-        port,
-        socket: {
-          open: (s) => this.#onOpen(s),
-          data: (s, chunk) => this.#onData(s, chunk),
-          drain: (s) => s.data.channel.drain(),
-          close: (s) => this.#onClosed(s, "connection closed"),
-          end: (s) => this.#onClosed(s, "connection closed"),
-          error: (s, err) => {
-            this.#log.warn("connection error", { client: s.data?.peer, error: err.message });
-            this.#onClosed(s, "connection closed");
-          },
-        },
-      });
-    } catch (e) {
-      throw new StartError(`cannot listen on ${bind}:${port}: ${(e as Error).message}${(e as { code?: string }).code === "EADDRINUSE" ? " (port in use; choose another --port or 0)" : ""}`);
-    }
+    // The UDP socket comes first: every welcome names its port.
     try {
       this.#udp = await Bun.udpSocket({
         hostname: bind,
@@ -174,20 +160,54 @@ export class StreamServer implements AsyncDisposable {
           },
         },
       });
-      const sb = enlargeBuffer(socketFd(this.#udp), "send", SEND_BUFFER_BYTES);
-      this.#log.info("udp send buffer", { requested: sb.requested, got: sb.actual ?? "unknown", note: sb.note });
     } catch (e) {
-      this.#listener.stop(true);
       throw new StartError(`cannot open a UDP socket on ${bind}: ${(e as Error).message}`);
     }
-    this.#heartbeat = setInterval(() => this.#onHeartbeat(), this.#opts.heartbeatMs);
+    const { width, height, fps } = this.#opts.stream;
+    try {
+      this.#admission = new Admission({
+        maxClients: this.#opts.maxClients,
+        maxPending: this.#opts.maxPending,
+        heartbeatMs: this.#opts.heartbeatMs,
+        timeoutMs: this.#opts.timeoutMs,
+        // Built once here so a bad --mtu fails at start, not at the first hello.
+        stream: { width, height, fpsMillihertz: Math.round(fps * 1000), fragmentSize: new Fragmenter(this.#opts.mtu).payloadSize, udpSourcePort: this.#udp.port },
+        wallClockUs: (now) => Math.round((performance.timeOrigin + now) * 1000),
+      });
+    } catch (e) {
+      this.#udp.close();
+      throw e;
+    }
+    try {
+      this.#listener = Bun.listen<Conn>({
+        hostname: bind,
+        port,
+        socket: {
+          open: (s) => this.#onOpen(s),
+          data: (s, chunk) => this.#onData(s, chunk),
+          drain: (s) => s.data.channel.drain(),
+          close: (s) => this.#onClosed(s),
+          end: (s) => this.#onClosed(s),
+          error: (s, err) => {
+            this.#log.warn("connection error", { client: s.data?.peer, error: err.message });
+            this.#onClosed(s);
+          },
+        },
+      });
+    } catch (e) {
+      this.#udp.close();
+      throw new StartError(`cannot listen on ${bind}:${port}: ${(e as Error).message}${(e as { code?: string }).code === "EADDRINUSE" ? " (port in use; choose another --port or 0)" : ""}`);
+    }
+    const sb = enlargeBuffer(socketFd(this.#udp), "send", SEND_BUFFER_BYTES);
+    this.#log.info("udp send buffer", { requested: sb.requested, got: sb.actual ?? "unknown", note: sb.note });
+    this.#ticker = setInterval(() => this.#apply(this.#admission.tick(performance.now())), Math.min(TICK_MS, this.#opts.heartbeatMs));
   }
 
   /** Sends one frame to every viewer; never blocks and never queues more than one frame per viewer. */
   broadcast(frame: Frame): void {
     if (this.#stopped) return;
     this.stats.framesBroadcast++;
-    if (this.#sessions.size === 0) return;
+    if (this.#streams.size === 0) return;
     const bytes = frame.jpeg.length;
     if (bytes === 0 || bytes > this.#maxFrameBytes) {
       this.stats.framesNotSent++;
@@ -198,19 +218,15 @@ export class StreamServer implements AsyncDisposable {
     }
     const now = performance.now();
     const spreadMs = (1000 / this.#opts.stream.fps) * this.#opts.spread;
-    for (const conn of this.#activeConns()) {
-      const s = conn.session!;
-      const datagrams = conn.fragmenter!.fragment(frame, s.id);
-      const superseded = this.#pacer.enqueue(s.id, { port: s.udpPort, address: s.address }, datagrams, now, spreadMs);
+    for (const stream of this.#streams) {
+      const s = stream.session;
+      const datagrams = stream.fragmenter.fragment(frame, s.id);
+      const superseded = this.#pacer.enqueue(stream, { port: s.udpPort, address: s.address }, datagrams, now, spreadMs);
       s.datagramsSuperseded += superseded;
       this.stats.datagramsSuperseded += superseded;
       s.framesSent++;
     }
     this.#pump();
-  }
-
-  *#activeConns(): Generator<Conn> {
-    for (const sock of this.#conns) if (sock.data.session && !sock.data.ended) yield sock.data;
   }
 
   #pump(): void {
@@ -226,7 +242,7 @@ export class StreamServer implements AsyncDisposable {
   }
 
   /** One viewer's due datagrams in one sendMany; a throw (EPERM, ENETUNREACH...) drops them, counted. */
-  readonly #send = (id: number, target: { port: number; address: string }, datagrams: Uint8Array[], from: number, to: number): number => {
+  readonly #send = (stream: Stream, target: { port: number; address: string }, datagrams: Uint8Array[], from: number, to: number): number => {
     const out = this.#sendBuf;
     out.length = 0;
     for (let i = from; i < to; i++) out.push(datagrams[i]!, target.port, target.address);
@@ -248,219 +264,83 @@ export class StreamServer implements AsyncDisposable {
       return to - from;
     }
     this.stats.datagramsSent += took;
-    const s = this.#sessions.get(id);
-    if (s) s.datagramsSent += took;
+    stream.session.datagramsSent += took;
     return took;
   };
 
   #onOpen(sock: Socket<Conn>): void {
     const address = plainAddress(sock.remoteAddress);
     const tcpPort = (sock as unknown as { remotePort?: number }).remotePort ?? 0;
-    const peer = `${address}:${tcpPort || "?"}`;
-    sock.data = { channel: new ControlChannel(sock), peer, address, tcpPort, openedAt: performance.now(), session: null, fragmenter: null, ended: false };
-    let pending = 0;
-    let pendingHere = 0;
-    for (const c of this.#conns) {
-      if (c.data.session || c.data.ended) continue;
-      pending++;
-      if (c.data.address === address) pendingHere++;
-    }
-    this.#conns.add(sock);
-    const refusal = this.#stopped
-      ? "shutting down"
-      : pendingHere >= MAX_PENDING_PER_ADDRESS
-        ? "too many connections without hello from this address"
-        : pending >= this.#opts.maxPending
-          ? "too many connections without hello"
-          : null;
-    if (refusal) {
-      this.#log.warn("connection refused", { client: peer, reason: refusal });
-      this.#refuse(sock.data, RefuseReason.Other, refusal);
-    }
+    const id = this.#nextConnId++;
+    sock.data = { id, channel: new ControlChannel(sock), peer: `${address}:${tcpPort || "?"}`, closing: false, stream: null };
+    this.#conns.set(id, sock);
+    this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
 
   #onData(sock: Socket<Conn>, chunk: Uint8Array): void {
     const conn = sock.data;
-    if (conn.ended) return;
+    if (conn.closing) return;
     let messages: ControlMessage[];
     try {
       messages = conn.channel.receive(chunk);
     } catch (e) {
-      const why = e instanceof DecodeError ? e.message : String(e);
-      if (!conn.session && e instanceof DecodeError) {
-        // Tell a client of another version (or a broken one) plainly instead of just hanging up.
-        const mismatch = e.code === "bad-version";
-        this.#log.warn("client refused", { client: conn.peer, reason: mismatch ? "version mismatch" : "bad hello", detail: why });
-        this.#refuse(conn, mismatch ? RefuseReason.VersionMismatch : RefuseReason.BadHello, `${mismatch ? "protocol version mismatch" : "bad hello"}: ${why}`);
-        return;
-      }
-      this.#log.warn("malformed control message", { client: conn.peer, error: why });
-      if (conn.session) conn.channel.send({ type: "bye", reason: ByeReason.ProtocolError });
-      this.#end(conn, "protocol error");
+      this.#apply(this.#admission.decodeFailed(conn.id, e, performance.now()));
       return;
     }
     for (const msg of messages) {
-      if (conn.ended) return;
-      try {
-        this.#onMessage(conn, msg);
-      } catch (e) {
-        // A bug here must cost one connection, not the server.
-        this.#log.error("control message handling failed", { client: conn.peer, type: msg.type, error: (e as Error).message });
-        this.#end(conn, "protocol error");
-        return;
-      }
+      if (conn.closing) return;
+      this.#apply(this.#admission.received(conn.id, msg, performance.now()));
     }
   }
 
-  #onMessage(conn: Conn, msg: ControlMessage): void {
-    const now = performance.now();
-    if (!conn.session) {
-      if (msg.type !== "hello") {
-        this.#log.warn("client refused", { client: conn.peer, reason: `expected hello, got ${msg.type}` });
-        this.#refuse(conn, RefuseReason.BadHello, `expected hello, got ${msg.type}`);
-        return;
-      }
-      this.#onHello(conn, msg, now);
-      return;
-    }
-    this.#sessions.heard(conn.session.id, now);
-    switch (msg.type) {
-      case "heartbeat":
-        return;
-      case "report":
-        conn.session.lastReport = {
-          framesReceived: msg.framesReceived,
-          framesLost: msg.framesLost,
-          framesIncomplete: msg.framesIncomplete,
-          latencyP50Us: msg.latencyP50Us,
-        };
-        return;
-      case "bye":
-        this.#end(conn, "goodbye");
-        return;
-      default:
-        this.#log.warn("unexpected control message", { client: conn.peer, type: msg.type });
-        conn.channel.send({ type: "bye", reason: ByeReason.ProtocolError });
-        this.#end(conn, "protocol error");
-    }
-  }
-
-  #onHello(conn: Conn, hello: Extract<ControlMessage, { type: "hello" }>, now: number): void {
-    const udp = hello.udpPort;
-    const peer = { address: conn.address, tcpPort: conn.tcpPort, udpPort: udp, name: hello.name };
-    let admission = this.#sessions.admit(peer, now);
-    if (!admission.ok && admission.reason === "duplicate") {
-      // Only one socket can hold that address and port, so a new hello for it means the
-      // old session's viewer is gone (it reconnected before the server noticed): replace it.
-      const old = [...this.#conns].find((c) => c.data.session?.address === conn.address && c.data.session.udpPort === udp)?.data;
-      if (old) {
-        old.channel.send({ type: "bye", reason: ByeReason.Other });
-        this.#end(old, "replaced by a new session");
-      }
-      admission = this.#sessions.admit(peer, now);
-    }
-    if (!admission.ok) {
-      this.#log.warn("client refused", { client: conn.peer, udp, reason: "server full", max: this.#opts.maxClients });
-      this.#refuse(conn, RefuseReason.ServerFull, `server full: ${this.#opts.maxClients} viewers already connected`);
-      return;
-    }
-    const s = admission.session;
-    conn.session = s;
-    conn.fragmenter = new Fragmenter(this.#opts.mtu);
-    const { width, height, fps } = this.#opts.stream;
-    conn.channel.send({
-      type: "welcome",
-      sessionId: s.id,
-      width,
-      height,
-      fpsMillihertz: Math.round(fps * 1000),
-      fragmentSize: conn.fragmenter.payloadSize,
-      udpSourcePort: this.#udp.port,
-      heartbeatMs: this.#opts.heartbeatMs,
-      timeoutMs: this.#opts.timeoutMs,
-      flags: 0,
-    });
-    this.#log.info("client joined", { client: conn.peer, udp, session: s.id.toString(16).padStart(8, "0"), name: hello.name || undefined, clients: this.#sessions.size });
-  }
-
-  #refuse(conn: Conn, reason: RefuseReason, text: string): void {
-    conn.ended = true;
-    conn.channel.finish({ type: "refuse", reason, text });
-  }
-
-  /** Ends a connection and its session once, logging the leave with its reason. */
-  #end(conn: Conn, reason: LeaveReason): void {
-    if (conn.ended) return;
-    conn.ended = true;
-    const s = conn.session;
-    if (s && this.#sessions.remove(s.id)) {
-      this.#pacer.remove(s.id);
-      const r = s.lastReport;
-      this.#log.info("client left", {
-        client: conn.peer,
-        udp: s.udpPort,
-        session: s.id.toString(16).padStart(8, "0"),
-        reason,
-        seconds: ((performance.now() - s.joinedAt) / 1000).toFixed(1),
-        framesSent: s.framesSent,
-        framesReceived: r?.framesReceived,
-        framesLost: r ? r.framesLost + r.framesIncomplete : undefined,
-        clients: this.#sessions.size,
-      });
-    }
-    conn.channel.finish();
-  }
-
-  #onClosed(sock: Socket<Conn>, reason: LeaveReason): void {
+  #onClosed(sock: Socket<Conn>): void {
     if (!sock.data) return;
-    this.#end(sock.data, reason);
-    this.#conns.delete(sock);
+    this.#apply(this.#admission.closed(sock.data.id, performance.now()));
+    this.#conns.delete(sock.data.id);
   }
 
-  #onHeartbeat(): void {
-    const now = performance.now();
-    const sentAt = Math.round((performance.timeOrigin + now) * 1000);
-    for (const sock of this.#conns) {
-      const c = sock.data;
-      if (c.ended) continue;
-      if (!c.session) {
-        if (now - c.openedAt > this.#opts.timeoutMs) {
-          this.#log.warn("connection closed", { client: c.peer, reason: "no hello within timeout" });
-          c.ended = true;
-          c.channel.close();
-        }
+  #apply(actions: AdmissionAction[]): void {
+    for (const a of actions) {
+      if (a.kind === "log") {
+        this.#log[a.level](a.message, a.fields);
         continue;
       }
-      c.channel.send({ type: "heartbeat", sentAt });
+      // Gone already when its socket closed while earlier actions were carried out.
+      const conn = this.#conns.get(a.conn)?.data;
+      if (!conn) continue;
+      switch (a.kind) {
+        case "send":
+          conn.channel.send(a.msg);
+          break;
+        case "start":
+          conn.stream = { session: a.session, fragmenter: new Fragmenter(this.#opts.mtu) };
+          this.#streams.add(conn.stream);
+          break;
+        case "stop":
+          if (conn.stream) {
+            this.#streams.delete(conn.stream);
+            this.#pacer.remove(conn.stream);
+            conn.stream = null;
+          }
+          break;
+        case "close":
+          conn.closing = true;
+          conn.channel.finish();
+          break;
+      }
     }
-    for (const s of this.#sessions.expired(now)) {
-      const c = this.#connOf(s.id);
-      if (!c) continue;
-      c.channel.send({ type: "bye", reason: ByeReason.Timeout });
-      this.#end(c, "timeout");
-    }
-  }
-
-  #connOf(id: number): Conn | undefined {
-    for (const sock of this.#conns) if (sock.data.session?.id === id) return sock.data;
-    return undefined;
   }
 
   /** Says goodbye to every viewer and closes the sockets. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#ticker) clearInterval(this.#ticker);
     if (this.#pacing) clearInterval(this.#pacing);
-    for (const sock of this.#conns) {
-      const c = sock.data;
-      if (c.ended) continue;
-      if (c.session) c.channel.send({ type: "bye", reason: ByeReason.Shutdown });
-      this.#end(c, "server shutdown");
-    }
+    this.#apply(this.#admission.shutdown(performance.now()));
     // Give the goodbyes a moment to leave before the listener goes.
     const deadline = performance.now() + 500;
-    while ([...this.#conns].some((s) => !s.data.channel.closed) && performance.now() < deadline) await Bun.sleep(10);
+    while ([...this.#conns.values()].some((s) => !s.data.channel.closed) && performance.now() < deadline) await Bun.sleep(10);
     this.#listener.stop(true);
     this.#udp.close();
   }

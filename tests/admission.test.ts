@@ -1,0 +1,293 @@
+// The server's control protocol driven directly, with a fake clock: every timeout
+// here is a number passed in, never a wait.
+import { describe, expect, test } from "bun:test";
+import { formatLine } from "../lib/app/log.ts";
+import { Admission, MAX_PENDING_PER_ADDRESS, type AdmissionAction, type AdmissionOptions, type ConnId } from "../lib/send/admission.ts";
+import {
+  ByeReason,
+  encodeControl,
+  MAX_REFUSE_TEXT_BYTES,
+  PROTOCOL_VERSION,
+  RefuseReason,
+  type ControlMessage,
+  type Hello,
+} from "../lib/wire/control.ts";
+import { DecodeError } from "../lib/wire/decode-error.ts";
+
+const HERE = "192.168.1.20";
+const THERE = "192.168.1.30";
+const WALL_START_US = 1_700_000_000_000_000;
+const STREAM = { width: 320, height: 240, fpsMillihertz: 30_000, fragmentSize: 1368, udpSourcePort: 40_000 };
+
+function machine(over: Partial<AdmissionOptions> = {}): Admission {
+  let id = 0x100;
+  return new Admission({
+    maxClients: 4, maxPending: 64, heartbeatMs: 1000, timeoutMs: 5000, stream: STREAM,
+    wallClockUs: (now) => WALL_START_US + now * 1000, randomId: () => id++, ...over,
+  });
+}
+
+const hello = (udpPort: number, name = "v"): Hello => ({ type: "hello", version: PROTOCOL_VERSION, udpPort, capabilities: 0, name });
+const heartbeat: ControlMessage = { type: "heartbeat", sentAt: WALL_START_US };
+const report = (framesReceived: number, framesLost = 0, framesIncomplete = 0): ControlMessage => ({
+  type: "report", framesReceived, framesLost, framesIncomplete, datagramsDropped: 0, latencyP50Us: 900, latencyP95Us: 2000, fpsMillihertz: 30_000,
+});
+
+/** Messages sent to one connection. */
+const sentTo = (actions: AdmissionAction[], conn: ConnId) =>
+  actions.flatMap((a) => (a.kind === "send" && a.conn === conn ? [a.msg] : []));
+
+/** Log actions as the server's log would print them, without the timestamp. */
+const lines = (actions: AdmissionAction[]) =>
+  actions.flatMap((a) => (a.kind === "log" ? [formatLine(new Date(0), a.level.toUpperCase() as "INFO", "server", a.message, a.fields).replace(/^\S+ /, "")] : []));
+
+/** Action kinds in order, with the connection they are for. */
+const kinds = (actions: AdmissionAction[]) => actions.map((a) => (a.kind === "log" ? `log ${a.message}` : `${a.kind} ${a.conn}`));
+
+/** Connects and says hello; returns what the hello produced. */
+function join(m: Admission, conn: ConnId, udpPort: number, now = 0, address = HERE): AdmissionAction[] {
+  expect(m.connected(conn, { address, port: 50_000 + conn }, now)).toEqual([]);
+  return m.received(conn, hello(udpPort), now);
+}
+
+function sessionOf(actions: AdmissionAction[]) {
+  const start = actions.find((a) => a.kind === "start");
+  if (!start || start.kind !== "start") throw new Error(`no session started: ${kinds(actions).join(", ")}`);
+  return start.session;
+}
+
+describe("hello", () => {
+  test("is answered with a welcome describing the stream; frames start for the TCP peer's address and the hello's UDP port", () => {
+    const m = machine();
+    const out = join(m, 1, 8001);
+    expect(kinds(out)).toEqual(["send 1", "start 1", "log client joined"]);
+    expect(sentTo(out, 1)).toEqual([{ type: "welcome", sessionId: 0x100, ...STREAM, heartbeatMs: 1000, timeoutMs: 5000, flags: 0 }]);
+    expect(sessionOf(out)).toMatchObject({ id: 0x100, address: HERE, udpPort: 8001, tcpPort: 50_001, name: "v" });
+    expect(lines(out)).toEqual(["INFO [server] client joined client=192.168.1.20:50001 udp=8001 session=00000100 name=v clients=1"]);
+    expect(m.sessionCount).toBe(1);
+    expect(m.pendingCount).toBe(0);
+  });
+
+  test("of another protocol version is refused as a version mismatch, saying why", () => {
+    const m = machine();
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const out = m.decodeFailed(1, new DecodeError("bad-version", "hello protocol version 0x02, this build speaks 0x01"), 0);
+    expect(kinds(out)).toEqual(["log client refused", "send 1", "close 1"]);
+    expect(sentTo(out, 1)).toEqual([{ type: "refuse", reason: RefuseReason.VersionMismatch, text: "protocol version mismatch: hello protocol version 0x02, this build speaks 0x01" }]);
+    expect(lines(out)[0]).toContain('reason="version mismatch"');
+    expect(m.pendingCount).toBe(0);
+  });
+
+  test("that does not decode is refused as a bad hello; a refuse text too long to carry is cut to fit", () => {
+    const m = machine();
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const out = m.decodeFailed(1, new DecodeError("bad-magic", "hello magic 0x4c43414e, expected 0x4c43414d (\"LCAM\")"), 0);
+    expect(sentTo(out, 1)).toEqual([{ type: "refuse", reason: RefuseReason.BadHello, text: 'bad hello: hello magic 0x4c43414e, expected 0x4c43414d ("LCAM")' }]);
+
+    m.connected(2, { address: HERE, port: 50_002 }, 0);
+    const long = sentTo(m.decodeFailed(2, new DecodeError("bad-value", "é".repeat(400)), 0), 2)[0]!;
+    if (long.type !== "refuse") throw new Error(`expected refuse, got ${long.type}`);
+    expect(new TextEncoder().encode(long.text).length).toBeLessThanOrEqual(MAX_REFUSE_TEXT_BYTES);
+    expect(long.text).toEndWith("...");
+    expect(() => encodeControl(long)).not.toThrow();
+  });
+
+  test("input that fails for another reason than a decode error ends the connection without a refuse", () => {
+    const m = machine();
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const out = m.decodeFailed(1, new Error("reader broke"), 0);
+    expect(kinds(out)).toEqual(["log malformed control message", "close 1"]);
+    expect(lines(out)).toEqual(['WARN [server] malformed control message client=192.168.1.20:50001 error="Error: reader broke"']);
+  });
+
+  test("a first message other than hello is refused as a bad hello", () => {
+    const m = machine();
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const out = m.received(1, heartbeat, 0);
+    expect(sentTo(out, 1)).toEqual([{ type: "refuse", reason: RefuseReason.BadHello, text: "expected hello, got heartbeat" }]);
+    expect(kinds(out).at(-1)).toBe("close 1");
+    // Forgotten: what still arrives is ignored.
+    expect(m.received(1, hello(8001), 1)).toEqual([]);
+    expect(m.sessionCount).toBe(0);
+  });
+
+  test("must come within timeoutMs of connecting", () => {
+    const m = machine();
+    m.connected(1, { address: HERE, port: 50_001 }, 1000);
+    expect(m.tick(6000)).toEqual([]);
+    const out = m.tick(6001);
+    expect(kinds(out)).toEqual(["log connection closed", "close 1"]);
+    expect(lines(out)).toEqual(['WARN [server] connection closed client=192.168.1.20:50001 reason="no hello within timeout"']);
+    expect(m.pendingCount).toBe(0);
+    expect(m.received(1, hello(8001), 6002)).toEqual([]);
+  });
+});
+
+describe("pending connections", () => {
+  test("one address holds at most MAX_PENDING_PER_ADDRESS without hello; others are not locked out", () => {
+    const m = machine();
+    for (let i = 0; i < MAX_PENDING_PER_ADDRESS; i++) expect(m.connected(i, { address: HERE, port: 50_000 + i }, 0)).toEqual([]);
+    const over = m.connected(100, { address: HERE, port: 50_100 }, 0);
+    expect(kinds(over)).toEqual(["log connection refused", "send 100", "close 100"]);
+    expect(sentTo(over, 100)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello from this address" }]);
+    expect(m.connected(101, { address: THERE, port: 50_101 }, 0)).toEqual([]);
+    // A hello moves a connection out of the pending count, making room.
+    expect(sentTo(m.received(0, hello(8000), 0), 0)[0]!.type).toBe("welcome");
+    expect(m.connected(102, { address: HERE, port: 50_102 }, 0)).toEqual([]);
+  });
+
+  test("all addresses together hold at most maxPending; a closed one frees its place", () => {
+    const m = machine({ maxPending: 2 });
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    m.connected(2, { address: THERE, port: 50_002 }, 0);
+    const over = m.connected(3, { address: "192.168.1.40", port: 50_003 }, 0);
+    expect(sentTo(over, 3)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello" }]);
+    expect(m.closed(1, 1)).toEqual([{ kind: "close", conn: 1, reason: "connection closed" }]);
+    expect(m.connected(4, { address: "192.168.1.40", port: 50_004 }, 1)).toEqual([]);
+  });
+});
+
+describe("admission", () => {
+  test("a full server refuses with server full; a leave makes room", () => {
+    const m = machine({ maxClients: 1 });
+    join(m, 1, 8001);
+    m.connected(2, { address: THERE, port: 50_002 }, 0);
+    const out = m.received(2, hello(8002), 0);
+    expect(kinds(out)).toEqual(["log client refused", "send 2", "close 2"]);
+    expect(sentTo(out, 2)).toEqual([{ type: "refuse", reason: RefuseReason.ServerFull, text: "server full: 1 viewers already connected" }]);
+    expect(lines(out)[0]).toBe('WARN [server] client refused client=192.168.1.30:50002 udp=8002 reason="server full" max=1');
+    m.received(1, { type: "bye", reason: ByeReason.UserQuit }, 10);
+    expect(sentTo(join(m, 3, 8003, 10, THERE), 3)[0]!.type).toBe("welcome");
+  });
+
+  test("a hello for an address and UDP port that has a session replaces that stale session, even when full", () => {
+    const m = machine({ maxClients: 1 });
+    const old = sessionOf(join(m, 1, 8001));
+    old.framesSent = 40;
+    m.received(1, report(38, 1, 1), 1000);
+    const out = join(m, 2, 8001, 1500);
+    expect(kinds(out)).toEqual(["send 1", "stop 1", "log client left", "close 1", "send 2", "start 2", "log client joined"]);
+    expect(sentTo(out, 1)).toEqual([{ type: "bye", reason: ByeReason.Other }]);
+    expect(sentTo(out, 2)[0]!.type).toBe("welcome");
+    expect(lines(out)[0]).toBe(
+      'INFO [server] client left client=192.168.1.20:50001 udp=8001 session=00000100 reason="replaced by a new session" seconds=1.5 framesSent=40 framesReceived=38 framesLost=2 clients=0',
+    );
+    expect(m.sessionCount).toBe(1);
+    // The old connection is forgotten: its late bye changes nothing.
+    expect(m.received(1, { type: "bye", reason: ByeReason.UserQuit }, 1600)).toEqual([]);
+  });
+
+  test("the same UDP port on another address is another viewer, not a replacement", () => {
+    const m = machine();
+    join(m, 1, 8001, 0, HERE);
+    const out = join(m, 2, 8001, 0, THERE);
+    expect(kinds(out)).toEqual(["send 2", "start 2", "log client joined"]);
+    expect(m.sessionCount).toBe(2);
+  });
+
+  test("a failure while handling a message costs that connection only", () => {
+    const m = machine({ randomId: () => 0 }); // never a usable session id
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const out = m.received(1, hello(8001), 0);
+    expect(kinds(out)).toEqual(["log control message handling failed", "close 1"]);
+    expect(lines(out)[0]).toContain('error="cannot draw a unique session id"');
+    expect(m.pendingCount).toBe(0);
+    expect(m.sessionCount).toBe(0);
+  });
+
+  test("a welcome the codec cannot carry is refused when the machine is built, not at every hello", () => {
+    expect(() => machine({ heartbeatMs: 5000, timeoutMs: 5000 })).toThrow(RangeError);
+  });
+});
+
+describe("liveness", () => {
+  test("heartbeats go every heartbeatMs from the welcome, stamped with the wall clock; after a stall, one, not a burst", () => {
+    const m = machine();
+    join(m, 1, 8001, 0);
+    expect(m.tick(999)).toEqual([]);
+    expect(m.tick(1000)).toEqual([{ kind: "send", conn: 1, msg: { type: "heartbeat", sentAt: WALL_START_US + 1_000_000 } }]);
+    expect(m.tick(1999)).toEqual([]);
+    expect(sentTo(m.tick(2000), 1)).toHaveLength(1);
+    m.received(1, heartbeat, 3000);
+    expect(sentTo(m.tick(4700), 1)).toEqual([{ type: "heartbeat", sentAt: WALL_START_US + 4_700_000 }]);
+    expect(m.tick(5699)).toEqual([]);
+    expect(sentTo(m.tick(5700), 1)).toHaveLength(1);
+  });
+
+  test("a session silent for longer than timeoutMs gets bye timeout and leaves; any message keeps it", () => {
+    const m = machine();
+    join(m, 1, 8001, 0);
+    m.received(1, report(59), 2000);
+    expect(sentTo(m.tick(7000), 1).map((msg) => msg.type)).toEqual(["heartbeat"]);
+    const out = m.tick(7001);
+    expect(kinds(out)).toEqual(["send 1", "stop 1", "log client left", "close 1"]);
+    expect(sentTo(out, 1)).toEqual([{ type: "bye", reason: ByeReason.Timeout }]);
+    expect(lines(out)[0]).toBe("INFO [server] client left client=192.168.1.20:50001 udp=8001 session=00000100 reason=timeout seconds=7.0 framesSent=0 framesReceived=59 framesLost=0 clients=0");
+    expect(m.sessionCount).toBe(0);
+    expect(m.tick(20_000)).toEqual([]);
+  });
+
+  test("a closed connection ends its session without a bye; a pending one just goes", () => {
+    const m = machine();
+    join(m, 1, 8001, 0);
+    m.connected(2, { address: HERE, port: 50_002 }, 0);
+    const out = m.closed(1, 2000);
+    expect(kinds(out)).toEqual(["stop 1", "log client left", "close 1"]);
+    expect(lines(out)[0]).toContain('reason="connection closed"');
+    expect(lines(out)[0]).not.toContain("framesReceived=");
+    expect(m.closed(2, 2000)).toEqual([{ kind: "close", conn: 2, reason: "connection closed" }]);
+    expect(m.closed(2, 2001)).toEqual([]);
+    expect(m.pendingCount + m.sessionCount).toBe(0);
+  });
+});
+
+describe("leaving", () => {
+  test("a bye with the viewer's totals is logged with those exact totals, not the last report", () => {
+    const m = machine();
+    const s = sessionOf(join(m, 1, 8001, 0));
+    s.framesSent = 150;
+    m.received(1, report(147, 1, 0), 4000);
+    const out = m.received(1, { type: "bye", reason: ByeReason.UserQuit, totals: { framesReceived: 149, framesLost: 1, framesIncomplete: 0, framesRecorded: 149 } }, 5000);
+    expect(kinds(out)).toEqual(["stop 1", "log client left", "close 1"]);
+    expect(sentTo(out, 1)).toEqual([]);
+    expect(lines(out)).toEqual([
+      "INFO [server] client left client=192.168.1.20:50001 udp=8001 session=00000100 reason=goodbye seconds=5.0 framesSent=150 framesReceived=149 framesLost=1 framesRecorded=149 clients=0",
+    ]);
+  });
+
+  test("a bye without totals (an older viewer) falls back to the last report", () => {
+    const m = machine();
+    join(m, 1, 8001, 0);
+    m.received(1, report(147, 2, 1), 4000);
+    const [line] = lines(m.received(1, { type: "bye", reason: ByeReason.UserQuit }, 5000));
+    expect(line).toContain("reason=goodbye");
+    expect(line).toContain("framesReceived=147 framesLost=3 clients=0");
+    expect(line).not.toContain("framesRecorded=");
+  });
+
+  test("a malformed or unexpected message after the welcome gets bye protocol error", () => {
+    const m = machine();
+    join(m, 1, 8001, 0);
+    join(m, 2, 8002, 0);
+    const bad = m.decodeFailed(1, new DecodeError("bad-length", "control length 0xffff outside 1..1022"), 100);
+    expect(kinds(bad)).toEqual(["log malformed control message", "send 1", "stop 1", "log client left", "close 1"]);
+    expect(sentTo(bad, 1)).toEqual([{ type: "bye", reason: ByeReason.ProtocolError }]);
+    expect(lines(bad)[1]).toContain('reason="protocol error"');
+    const again = m.received(2, hello(8002), 100);
+    expect(lines(again)[0]).toBe("WARN [server] unexpected control message client=192.168.1.20:50002 type=hello");
+    expect(sentTo(again, 2)).toEqual([{ type: "bye", reason: ByeReason.ProtocolError }]);
+    expect(m.sessionCount).toBe(0);
+  });
+
+  test("shutdown says bye to every viewer, closes waiting connections quietly and refuses new ones", () => {
+    const m = machine();
+    join(m, 1, 8001, 0);
+    m.connected(2, { address: HERE, port: 50_002 }, 0);
+    const out = m.shutdown(3000);
+    expect(kinds(out)).toEqual(["send 1", "stop 1", "log client left", "close 1", "close 2"]);
+    expect(sentTo(out, 1)).toEqual([{ type: "bye", reason: ByeReason.Shutdown }]);
+    expect(lines(out)[0]).toContain('reason="server shutdown"');
+    expect(sentTo(m.connected(3, { address: HERE, port: 50_003 }, 3001), 3)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "shutting down" }]);
+    expect(m.tick(10_000)).toEqual([]);
+  });
+});
