@@ -171,6 +171,11 @@ export class HttpView implements AsyncDisposable {
     return this.#server.port ?? 0;
   }
 
+  /** Requests being answered now, streams included: a dropped reader's connection leaves this count. */
+  get openRequests(): number {
+    return this.#server.pendingRequests;
+  }
+
   /** The page's address, e.g. http://0.0.0.0:8080/. */
   get url(): string {
     return this.#server.url.href;

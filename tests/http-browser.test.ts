@@ -1,0 +1,112 @@
+import { expect, test } from "bun:test";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium, type BrowserContext } from "playwright-core";
+import { memoryLogger } from "../lib/app/log.ts";
+import { HttpView } from "../lib/http/http-view.ts";
+import type { ServerState } from "../lib/http/viewer-info.ts";
+import { nowMicros } from "../lib/wire/frame.ts";
+import { jpegFrames } from "./helpers/jpeg-frames.ts";
+import { ROOT } from "./helpers/process.ts";
+import { tempDirs } from "./helpers/temp-dirs.ts";
+
+// Debian's chromium (scripts/setup.sh --test installs it); playwright-core only drives it.
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+const W = 640;
+const H = 360;
+const FPS = 30;
+const tempDir = tempDirs("lancam-browser-");
+
+/** The server's side as the page sees it: one UDP viewer receiving 30 frames a second. */
+function fakeServer(): () => ServerState {
+  const joinedAt = Date.now();
+  return () => {
+    const received = Math.floor(((Date.now() - joinedAt) / 1000) * FPS);
+    return {
+      source: { description: "test", width: W, height: H, fps: FPS },
+      viewers: [{
+        id: "0badf00d", kind: "udp", address: "10.77.0.5", port: 8888, name: "lab-3", joinedAt,
+        framesSent: received + 3, framesReceived: received, framesMissing: 2, framesIncomplete: 1, framesDropped: 3,
+        framesRecorded: received - 5, fps: null, latencyP50Ms: 11.6, bytesSent: null,
+      }],
+      counters: { framesCaptured: received, framesSent: received, bytesSent: null, drops: {} },
+    };
+  };
+}
+
+async function launch(viewport: { width: number; height: number }): Promise<BrowserContext> {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run bash scripts/setup.sh --test (it installs Debian's chromium)`);
+  // A fresh profile each time: nothing cached from an earlier run.
+  return await chromium.launchPersistentContext(tempDir(), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport });
+}
+
+test("the page shows the moving picture and lists the UDP viewer and the browser itself, on a desktop and a phone", async () => {
+  const frames = await jpegFrames(30, W, H);
+  const log = memoryLogger("http");
+  await using view = await HttpView.start({ port: 0, bind: "127.0.0.1", log, state: fakeServer() });
+  let seq = 0;
+  const feeder = setInterval(() => {
+    view.push({ seq, capturedAt: nowMicros(), width: W, height: H, jpeg: frames[seq % frames.length]! });
+    seq++;
+  }, 1000 / FPS);
+  const errors: string[] = [];
+  const context = await launch({ width: 1280, height: 720 });
+  try {
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(`page error: ${e.message}`));
+    page.on("console", (m) => {
+      if (m.type() === "error") errors.push(`console: ${m.text()}`);
+    });
+    await page.goto(`http://127.0.0.1:${view.port}/`);
+
+    const img = page.locator("#live");
+    await page.waitForFunction(() => (document.getElementById("live") as HTMLImageElement).naturalWidth > 0, null, { timeout: 15_000 });
+    expect(await img.evaluate((e: HTMLImageElement) => [e.naturalWidth, e.naturalHeight])).toEqual([W, H]);
+    const first = await img.screenshot();
+    await page.waitForTimeout(1000);
+    const second = await img.screenshot();
+    // The picture moved: a live stream, not one frame.
+    expect(first.equals(second)).toBe(false);
+
+    const rows = page.locator("#viewers tbody tr");
+    await page.waitForFunction(() => document.querySelectorAll("#viewers tbody tr").length === 2, null, { timeout: 10_000 });
+    const udp = (await rows.filter({ hasText: "UDP" }).allInnerTexts()).join("");
+    expect(udp).toContain("10.77.0.5:8888");
+    expect(udp).toContain("lab-3");
+    expect(udp).toContain("12 ms");
+    expect(udp).toContain("%");
+    const me = (await rows.filter({ hasText: "browser" }).allInnerTexts()).join("");
+    expect(me).toMatch(/^127\.0\.0\.1:\d+\s+Chrome \d+\s+browser/);
+    // The page's own stream is counted by the view as it serves it.
+    await page.waitForFunction(() => /\d/.test(document.querySelector('#viewers tr[data-kind="browser"] td:nth-child(4)')!.textContent!), null, { timeout: 5000 });
+    expect(Number((await rows.filter({ hasText: "browser" }).locator("td").nth(3).innerText()))).toBeGreaterThan(10);
+    expect(await page.locator("#size").innerText()).toBe(`${W}×${H}`);
+    expect(await page.locator("#bitrate").innerText()).toMatch(/^\d+\.\d Mbit\/s$/);
+    await page.waitForSelector("#chart canvas");
+    expect(log.lines.some((l) => / client joined .*kind=browser .*name="Chrome \d+"/.test(l))).toBe(true);
+    mkdirSync(join(ROOT, "test-results"), { recursive: true });
+    await page.screenshot({ path: join(ROOT, "test-results", "browser-view.png") });
+
+    // A phone: everything fits the width, nothing to scroll sideways.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(300);
+    const [scrollWidth, clientWidth] = await page.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+    expect(scrollWidth).toBeLessThanOrEqual(clientWidth);
+    const box = (await img.boundingBox())!;
+    expect(box.width).toBeLessThanOrEqual(390);
+    expect(box.width).toBeGreaterThan(300);
+    await page.screenshot({ path: join(ROOT, "test-results", "browser-view-phone.png"), fullPage: true });
+    expect(errors).toEqual([]);
+  } finally {
+    await context.close();
+    clearInterval(feeder);
+  }
+  // Closing the browser ends its stream like any reader.
+  const left = () => log.lines.some((l) => / client left .*kind=browser .*reason="connection closed"/.test(l));
+  for (const deadline = performance.now() + 5000; !left() && performance.now() < deadline;) await Bun.sleep(20);
+  expect(left()).toBe(true);
+}, 60_000);
