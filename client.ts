@@ -63,7 +63,7 @@ async function main(): Promise<number> {
 
   const viewer: Viewer = new Viewer({
     host, port, udpPort, log, sinks, maxFrames, maxSeconds, receiveBufferBytes, name,
-    recordedFrames: () => recorder?.stats.framesWritten ?? 0,
+    recordedFrames: () => recorder?.framesAccepted ?? 0,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
     onWelcome: (welcome) => recorder?.onStreamRate(welcome.fpsMillihertz / 1000),
     onSecond: (stats, welcome) => {

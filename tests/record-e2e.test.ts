@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { probeVideo } from "../lib/record/ffprobe.ts";
-import { spawnBun } from "./helpers/process.ts";
+import { spawnBun, until } from "./helpers/process.ts";
 
 let dir: string;
 beforeAll(() => {
@@ -58,6 +58,26 @@ describe("recording end to end", () => {
       frames += p.frames!;
     }
     expect(frames).toBe(rec.framesWritten + rec.repeats);
+  }, 40_000);
+
+  test("after a clean exit the server's leave line agrees exactly with the viewer's --stats file", async () => {
+    const { server, port, log } = await startServer("leave-totals", ["--size", "640x480", "--fps", "30"]);
+    await using _s = server;
+    const statsPath = join(dir, "leave-totals.json");
+    await using client = spawnBun([
+      "client.ts", "127.0.0.1", String(port), "0", "--no-window", "--frames", "149", "--out", join(dir, "leave-out"), "--stats", statsPath, "--name", "counted",
+    ]);
+    expect(await client.exited).toBe(0);
+    const leaveLine = () => readFileSync(log, "utf8").split("\n").find((l) => l.includes("client left"));
+    await until(() => leaveLine() !== undefined, 5000, "the server's leave line");
+    const fields = Object.fromEntries([...leaveLine()!.matchAll(/(\w+)=(\S+)/g)].map((m) => [m[1], m[2]]));
+    const stats = JSON.parse(readFileSync(statsPath, "utf8"));
+    expect(stats.framesReceived).toBe(149);
+    expect(fields.reason).toBe("goodbye");
+    expect(Number(fields.framesReceived)).toBe(stats.framesReceived);
+    expect(Number(fields.framesLost)).toBe(stats.framesDropped);
+    expect(Number(fields.framesRecorded)).toBe(stats.recording.framesWritten);
+    expect(stats.recording.framesWritten).toBeGreaterThan(140);
   }, 40_000);
 
   test("the server records its own source with --record, and finishes the segment on SIGTERM", async () => {

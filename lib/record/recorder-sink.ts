@@ -149,6 +149,16 @@ export class RecorderSink implements AsyncDisposable {
     return { ...t, framesNotRecorded: this.#notRecorded };
   }
 
+  /**
+   * Frames written or on their way to be: held, queued, or written, less those dropped or
+   * rejected. After a clean close it equals `stats.framesWritten`, so a viewer can report
+   * its final count before the last segment has finished.
+   */
+  get framesAccepted(): number {
+    const s = this.stats;
+    return s.framesIn - s.dropped - s.rejected + this.#held.length;
+  }
+
   #add(s: Readonly<SegmentWriterStats>): void {
     for (const k of Object.keys(this.#totals) as (keyof SegmentWriterStats)[]) this.#totals[k] += s[k];
   }
