@@ -51,13 +51,15 @@ describe("lancam's classic client on the classroom server", () => {
       const udpPort = client.udpPort;
       await until(() => server.log().includes(joinLine(udpPort)), 5000, "the server logging the join");
       await until(() => client!.stream !== null, 10_000, "the rate measured");
-      // One viewer answering at once gets every picture of the 30 fps camera.
+      // One viewer answering at once gets about every picture of the 30 fps camera
+      // (less on a busy machine; a stall would cost a whole second).
       expect(client.stream).toMatchObject({ width: 160, height: 90 });
-      expect(client.stream!.fpsMillihertz).toBeGreaterThan(22_000);
+      expect(client.stream!.fpsMillihertz).toBeGreaterThan(15_000);
       expect(client.stream!.fpsMillihertz).toBeLessThan(34_000);
       expect(undecodable).toBe(0);
       expect(new Set(sizes)).toEqual(new Set(["160x90"]));
       expect(client.drops).toEqual({ foreign: 0, notJpeg: 0, wrongSize: 0 });
+      expect(client.nudges).toBe(0);
       expect(server.log()).not.toContain(leaveLine(udpPort));
       client.stop();
       expect(await client.ended).toEqual({ reason: "stopped" });

@@ -38,6 +38,8 @@ describe("classifyFirstBytes", () => {
       bytes: [0x00, 0x0d, 0x01, 0x4c, 0x43, 0x41, 0x4d, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00],
       want: "lancam",
     },
+    { name: "a lancam message up to the largest length", bytes: [0x04, 0x00, 0x01], want: "lancam" }, // length 1024
+    { name: "above any lancam length, below the digits", bytes: [0x05], want: "invalid" },
     { name: "port 0", bytes: [0x30], want: "invalid" }, // "0"
     { name: "port 65536", bytes: [0x36, 0x35, 0x35, 0x33, 0x36], want: "invalid" }, // "65536"
     { name: "six digits", bytes: [0x31, 0x32, 0x33, 0x34, 0x35, 0x36], want: "invalid" }, // "123456"
@@ -68,7 +70,7 @@ describe("classifyFirstBytes", () => {
       const bytes = Uint8Array.from({ length: Math.floor(rand() * 8) }, () => (rand() < 0.5 ? 0x30 + Math.floor(rand() * 10) : Math.floor(rand() * 256)));
       const got = classifyFirstBytes(bytes);
       if (got.kind === "classic") expect(/^\d{1,5}(\r?\n)?$/.test(new TextDecoder().decode(bytes))).toBe(true);
-      if (got.kind === "lancam") expect(bytes[0]).toBe(0);
+      if (got.kind === "lancam") expect(bytes[0]).toBeLessThanOrEqual(4);
     }
   });
 

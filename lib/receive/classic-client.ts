@@ -165,7 +165,10 @@ export class ClassicClient implements AsyncDisposable {
         data: (_s, bytes) => {
           this.unexpectedTcpBytes += bytes.length;
         },
-        close: () => this.#finish({ reason: "closed" }),
+        // Only once connected: a failed attempt is open()'s error, not a session end.
+        close: () => {
+          if (this.#tcp) this.#finish({ reason: "closed" });
+        },
         error: (_s, e) => this.#log.warn("classic server connection failed", { error: e.message }),
       },
     }).catch((e: Error) => {
@@ -174,6 +177,10 @@ export class ClassicClient implements AsyncDisposable {
     let tcp: Socket<undefined>;
     try {
       tcp = await Promise.race([connecting, timeout]);
+    } catch (e) {
+      // Timed out: a connection that still comes is closed, a late failure is no one's.
+      connecting.then((late) => late.end(), () => {});
+      throw e;
     } finally {
       clearTimeout(timer);
     }

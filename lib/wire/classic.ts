@@ -1,3 +1,4 @@
+import { MAX_MESSAGE_SIZE } from "./control.ts";
 import { DecodeError, hex } from "./decode-error.ts";
 
 /*
@@ -16,17 +17,18 @@ import { DecodeError, hex } from "./decode-error.ts";
  * "continue" (63 6f 6e 74 69 6e 75 65) for the next picture, or "end" (65 6e 64)
  * to leave.
  *
- * A lancam control connection starts with a hello: a u16 big-endian length below
- * 256, so its first byte is 0x00, which is never an ASCII digit. The first byte
- * alone tells the two apart, so nobody waits for bytes that never come.
+ * A lancam control connection starts with a hello: a u16 big-endian length of at
+ * most MAX_MESSAGE_SIZE (1024), so its first byte is 0x00..0x04 (0x00 for every hello
+ * so far), never an ASCII digit (0x30..0x39). The first byte alone tells the two
+ * apart, so nobody waits for bytes that never come.
  */
 
 /** Largest UDP payload over IPv4 (65 535 - 20 IP - 8 UDP): a classic picture must fit in it. */
 export const MAX_CLASSIC_DATAGRAM = 65_507;
 /** Most digits a port number has. */
 export const MAX_PORT_DIGITS = 5;
-/** The first byte of every lancam hello (length high byte). */
-const LANCAM_FIRST_BYTE = 0x00;
+/** The highest first byte of a lancam message (its length's high byte). */
+const LANCAM_MAX_FIRST_BYTE = MAX_MESSAGE_SIZE >> 8;
 const DIGIT_0 = 0x30;
 const DIGIT_9 = 0x39;
 const CR = 0x0d;
@@ -53,7 +55,7 @@ const isDigit = (b: number) => b >= DIGIT_0 && b <= DIGIT_9;
 export function classifyFirstBytes(bytes: Uint8Array): FirstBytes {
   if (bytes.length === 0) return { kind: "undecided" };
   const first = bytes[0]!;
-  if (first === LANCAM_FIRST_BYTE) return { kind: "lancam" };
+  if (first <= LANCAM_MAX_FIRST_BYTE) return { kind: "lancam" };
   if (!isDigit(first)) return { kind: "invalid", reason: `first byte ${hex(first)} is neither a lancam hello nor an ASCII port number` };
   let digits = 0;
   while (digits < bytes.length && isDigit(bytes[digits]!)) digits++;
