@@ -1,5 +1,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import net from "node:net";
+import { join } from "node:path";
 import { memoryLogger } from "../lib/app/log.ts";
 import { HttpView, type HttpViewOptions } from "../lib/http/http-view.ts";
 import { tokenAuth } from "../lib/http/token-auth.ts";
@@ -8,12 +10,15 @@ import type { AdmissionHook, AdmissionRequest, BrowserLeaveReason, ServerState }
 import { resolveFfprobe } from "../lib/record/ffmpeg.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
+import { ROOT } from "./helpers/process.ts";
+import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const W = 320;
 const H = 240;
 const FPS = 30;
 const BOUNDARY = "lancamframe";
 let frames: Uint8Array[] = [];
+const tempDir = tempDirs("lancam-http-");
 
 beforeAll(async () => {
   frames = await jpegFrames(30, W, H);
@@ -218,7 +223,7 @@ describe("routes", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("image/jpeg");
     expect(res.headers.get("cache-control")).toBe("no-store");
-    const body = new Uint8Array(await res.arrayBuffer());
+    const body: Uint8Array = new Uint8Array(await res.arrayBuffer());
     expect(isJpeg(body)).toBe(true);
     const seq = Number(res.headers.get("x-frame-number"));
     expect(seq).toBeGreaterThanOrEqual(4);
@@ -485,6 +490,45 @@ describe("access token", () => {
     // The page's own files carry nothing secret and load before the page can add the token.
     expect((await fetch(`${v.base}/assets/page.js`)).status).toBe(200);
   });
+});
+
+describe("single executable", () => {
+  test("a compiled executable serves the page, uPlot and the metrics with no node_modules around it", async () => {
+    const dir = tempDir();
+    const entry = join(dir, "view.ts");
+    writeFileSync(entry, [
+      `import { HttpView } from ${JSON.stringify(join(ROOT, "lib/http/http-view.ts"))};`,
+      `import { silentLogger } from ${JSON.stringify(join(ROOT, "lib/app/log.ts"))};`,
+      `const view = await HttpView.start({ port: 0, bind: "127.0.0.1", log: silentLogger,`,
+      `  state: () => ({ source: { description: "test", width: 2, height: 2, fps: 1 }, viewers: [], counters: { framesCaptured: 0, framesSent: 0, bytesSent: null, drops: {} } }) });`,
+      `console.log("listening port=" + view.port);`,
+      `setInterval(() => {}, 1000);`,
+    ].join("\n"));
+    const exe = join(dir, "view");
+    const build = Bun.spawnSync([process.execPath, "build", "--compile", entry, "--outfile", exe], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    expect(build.stderr.toString()).not.toContain("error");
+    expect(build.exitCode).toBe(0);
+    // Run from an empty folder: whatever it serves must be inside the executable.
+    const proc = Bun.spawn([exe], { cwd: tempDir(), stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+    await using _kill = { [Symbol.asyncDispose]: async () => void (proc.kill(), await proc.exited) };
+    const reader = proc.stdout.getReader();
+    let out = "";
+    while (!/listening port=\d+/.test(out)) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error(`the executable exited before listening: ${out}`);
+      out += new TextDecoder().decode(value);
+    }
+    const port = /listening port=(\d+)/.exec(out)![1];
+    const base = `http://127.0.0.1:${port}`;
+    const page = await fetch(`${base}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<img id="live"');
+    const uplot = await fetch(`${base}/assets/uPlot.iife.min.js`);
+    expect(uplot.status).toBe(200);
+    expect((await uplot.text()).length).toBe(Bun.file(join(ROOT, "node_modules/uplot/dist/uPlot.iife.min.js")).size);
+    expect(await (await fetch(`${base}/assets/page.js`)).text()).toBe(await Bun.file(join(ROOT, "lib/http/page.js")).text());
+    expect(await (await fetch(`${base}/metrics`)).text()).toContain("lancam_frames_encoded_total 0");
+  }, 60_000);
 });
 
 /**
