@@ -5,6 +5,7 @@ import { parsePublishCodec, PublishCodecError } from "../lib/publish/publish-pro
 import {
   parsePublishCredentials,
   parsePublishUrl,
+  type PublishScheme,
   PublishUrlError,
   readPublishTokenFile,
   redactSecrets,
@@ -18,7 +19,7 @@ import { tempDirs } from "./helpers/temp-dirs.ts";
 const tempDir = tempDirs("lancam-publish-url-");
 
 /** Accepted URLs and what they split into. */
-const VALID: { text: string; url: string; redacted: string; scheme: string; host: string; port: number; path: string; creds: boolean }[] = [
+const VALID: { text: string; url: string; redacted: string; scheme: PublishScheme; host: string; port: number; path: string; creds: boolean }[] = [
   { text: "rtsp://127.0.0.1:8554/classroom", url: "rtsp://127.0.0.1:8554/classroom", redacted: "rtsp://127.0.0.1:8554/classroom", scheme: "rtsp", host: "127.0.0.1", port: 8554, path: "/classroom", creds: false },
   { text: "rtsp://media.school.example/room/4b", url: "rtsp://media.school.example/room/4b", redacted: "rtsp://media.school.example/room/4b", scheme: "rtsp", host: "media.school.example", port: 554, path: "/room/4b", creds: false },
   { text: "rtsps://media:8322/classroom", url: "rtsps://media:8322/classroom", redacted: "rtsps://media:8322/classroom", scheme: "rtsps", host: "media", port: 8322, path: "/classroom", creds: false },
@@ -124,7 +125,8 @@ describe("redaction", () => {
       .toBe("[rtsp @ 0x55d1] rtsp://***@127.0.0.1:8554/x: Connection refused");
     expect(redactUrlsIn("Output #0, rtsp, to 'rtsps://a:b@h/p?jwt=zz':"))
       .toBe("Output #0, rtsp, to 'rtsps://***@h/p?jwt=***':");
-    expect(redactUrlsIn("[tcp @ 0x1] Connection to tcp://127.0.0.1:9 failed")).toBe("[tcp @ 0x1] Connection to tcp://127.0.0.1:9 failed");
+    expect(redactUrlsIn("[tcp @ 0x1] Connection to tcp://127.0.0.1:9?timeout=0 failed")).toBe("[tcp @ 0x1] Connection to tcp://127.0.0.1:9?timeout=0 failed");
+    expect(redactUrlsIn("tcp://u:p@127.0.0.1:9?timeout=0")).toBe("tcp://***@127.0.0.1:9?timeout=0");
   });
 
   test("redactSecrets also replaces secrets outside URLs, unless too short to replace safely", () => {

@@ -235,7 +235,7 @@ export function withCredentials(target: PublishTarget, creds: PublishCredentials
 
 /**
  * One URL (valid or not) safe to show: everything between `://` and the last `@` before the
- * query becomes `***`, and so does each query value.
+ * query becomes `***`, and so does each query value (but for ffmpeg's tcp:// and udp:// URLs).
  */
 export function redactUrl(text: string): string {
   const scheme = SCHEME.exec(text);
@@ -244,7 +244,9 @@ export function redactUrl(text: string): string {
   const at = userinfoEnd(rest);
   if (at >= 0) rest = `${REDACTED}${rest.slice(at)}`;
   const q = rest.indexOf("?");
-  return q < 0 ? head + rest : head + rest.slice(0, q + 1) + redactQuery(rest.slice(q + 1));
+  // ffmpeg's socket URLs carry its own options (tcp://host:port?timeout=0), never ours.
+  if (q < 0 || /^(tcp|udp):\/\/$/i.test(head)) return head + rest;
+  return head + rest.slice(0, q + 1) + redactQuery(rest.slice(q + 1));
 }
 
 function redactQuery(query: string): string {

@@ -1,0 +1,107 @@
+import type { Logger } from "../app/log.ts";
+import { resolveFfmpeg } from "../record/ffmpeg.ts";
+import type { Frame } from "../wire/frame.ts";
+import type { PublishTimings } from "./publish-link.ts";
+import type { PublishCodec } from "./publish-process.ts";
+import type { PublishCredentials, PublishTarget } from "./publish-url.ts";
+import { parsePublishUrl, PublishUrlError, withCredentials } from "./publish-url.ts";
+import { Publisher, type PublisherStats } from "./publisher.ts";
+
+/** Options of {@link Publishers}: the server's `--publish*` flags, parsed. */
+export interface PublishersOptions {
+  /** Every `--publish` URL, parsed with parsePublishUrl (credentials applied). */
+  targets: readonly PublishTarget[];
+  /** `--publish-codec` */
+  codec: PublishCodec;
+  /** Nominal frame rate of the source. */
+  fps: number;
+  /** Pass e.g. `log.child("publish")`. */
+  log: Logger;
+  ffmpegPath?: string;
+  timings?: Partial<PublishTimings>;
+  closeTimeoutMs?: number;
+}
+
+/** Sums over every target, for a one-line summary. */
+export interface PublishTotals {
+  targets: number;
+  /** Targets whose server is taking the stream now. */
+  publishing: number;
+  sent: number;
+  dropped: number;
+  reconnects: number;
+}
+
+/**
+ * Most targets one server may publish to: each costs an ffmpeg (and with h264 an encoder), and a
+ * long list is more likely a mistake than a plan.
+ */
+export const MAX_PUBLISH_TARGETS = 8;
+
+/**
+ * The targets of `--publish` (repeatable), each checked, with `--publish-token-file`'s
+ * credentials applied to those that carry none; throws {@link PublishUrlError}.
+ */
+export function parsePublishTargets(urls: readonly string[], credentials?: PublishCredentials, flag = "--publish"): PublishTarget[] {
+  if (urls.length > MAX_PUBLISH_TARGETS) {
+    throw new PublishUrlError(`too many ${flag} targets: ${urls.length}, at most ${MAX_PUBLISH_TARGETS}`);
+  }
+  const targets = urls.map((u) => parsePublishUrl(u, flag)).map((t) => (credentials ? withCredentials(t, credentials) : t));
+  const seen = new Set<string>();
+  for (const t of targets) {
+    // Two pushes to one path fight over it: the server takes one and refuses the other.
+    const key = `${t.scheme}://${t.host.toLowerCase()}:${t.port}${t.path}`;
+    if (seen.has(key)) throw new PublishUrlError(`invalid ${flag}=${t.redacted}: the same target is given twice`);
+    seen.add(key);
+  }
+  return targets;
+}
+
+/** Every publish target behind one write(): the frame path sees a single sink. */
+export class Publishers implements AsyncDisposable {
+  readonly #list: Publisher[];
+
+  /** One Publisher per target; ffmpeg is resolved once (FfmpegNotFoundError when missing). */
+  constructor(opts: PublishersOptions) {
+    const ffmpegPath = opts.targets.length > 0 ? opts.ffmpegPath ?? resolveFfmpeg().path : undefined;
+    this.#list = opts.targets.map((target) => new Publisher({
+      target, codec: opts.codec, fps: opts.fps, log: opts.log, ffmpegPath, timings: opts.timings, closeTimeoutMs: opts.closeTimeoutMs,
+    }));
+  }
+
+  /** The publishers, in the order of their targets. */
+  get publishers(): readonly Publisher[] {
+    return this.#list;
+  }
+
+  /** A FrameSink: hands the frame to every target; never throws, never waits. */
+  readonly write = (frame: Frame): void => {
+    for (const p of this.#list) p.write(frame);
+  };
+
+  /** One snapshot per target, in the order of their targets. */
+  get stats(): PublisherStats[] {
+    return this.#list.map((p) => p.stats);
+  }
+
+  /** Sums over every target. */
+  get totals(): PublishTotals {
+    const t: PublishTotals = { targets: this.#list.length, publishing: 0, sent: 0, dropped: 0, reconnects: 0 };
+    for (const s of this.stats) {
+      if (s.state === "publishing") t.publishing++;
+      t.sent += s.sent;
+      t.dropped += s.dropped;
+      t.reconnects += s.reconnects;
+    }
+    return t;
+  }
+
+  /** Ends every connection at once and waits for all of them. */
+  async close(): Promise<void> {
+    await Promise.all(this.#list.map((p) => p.close()));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,476 @@
+import { beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { memoryLogger } from "../lib/app/log.ts";
+import { cv, renderTestFrame } from "../lib/native/cv.ts";
+import { Publisher } from "../lib/publish/publisher.ts";
+import { Publishers, parsePublishTargets } from "../lib/publish/publishers.ts";
+import { parsePublishUrl, readPublishTokenFile } from "../lib/publish/publish-url.ts";
+import { resolveFfmpeg, resolveFfprobe } from "../lib/record/ffmpeg.ts";
+import { probeVideo } from "../lib/record/ffprobe.ts";
+import type { Frame } from "../lib/wire/frame.ts";
+import { splitJpegs, jpegFrames } from "./helpers/jpeg-frames.ts";
+import { type Child, spawnChild, until } from "./helpers/process.ts";
+import { tempDirs } from "./helpers/temp-dirs.ts";
+import { readFrameNumber } from "./helpers/test-pattern.ts";
+
+// The receiving end is ffmpeg's own RTSP server mode (a real RTSP implementation, one
+// publisher per run); frames come from the native test pattern, as the server's capture makes
+// them, with the frame number drawn as a barcode.
+
+const FPS = 30;
+const WIDTH = 640;
+const HEIGHT = 360;
+const USER = "room-4b";
+const PASSWORD = "Tr0ub4dor-and-3";
+const ffmpeg = resolveFfmpeg().path;
+const ffprobe = resolveFfprobe();
+const tempDir = tempDirs("lancam-publish-");
+
+/** Distinct frames: more than any test writes, so frame numbers never repeat within a test. */
+const PATTERN_FRAMES = 450;
+const frames: Uint8Array[] = [];
+beforeAll(async () => {
+  for (let n = 0; n < PATTERN_FRAMES; n++) frames.push(new Uint8Array(await renderTestFrame(WIDTH, HEIGHT, n, `#${n}`, 80)));
+});
+
+/** A port nothing listens on right now. */
+function freePort(): number {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
+
+/** True when something listens on 127.0.0.1:`port` (read from the kernel, so no connection is used up). */
+function listening(port: number): boolean {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return readFileSync("/proc/net/tcp", "utf8").split("\n").some((l) => {
+    const f = l.trim().split(/\s+/);
+    return f[1] === local && f[3] === "0A";
+  });
+}
+
+/** ffmpeg as an RTSP server for one publisher, writing what it gets into `out` (stream copy). */
+async function receiver(port: number, out: string): Promise<Child> {
+  const child = spawnChild([
+    ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "info", "-rtsp_flags", "listen",
+    "-i", `rtsp://127.0.0.1:${port}/classroom`, "-c", "copy", "-y", out,
+  ]);
+  let exited = false;
+  void child.exited.then(() => (exited = true));
+  await until(() => exited || listening(port), 10_000, `the receiver listens on ${port}`);
+  if (exited) throw new Error(`the receiver exited at once:\n${child.stderr()}`);
+  return child;
+}
+
+/** Frame times of a file, in seconds, as a player decodes them. */
+async function frameTimes(path: string): Promise<number[]> {
+  const p = Bun.spawn([ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time", "-of", "csv=p=0", path], { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`ffprobe failed on ${path}: ${err}`);
+  return out.split("\n").filter((l) => l.trim() !== "").map(Number);
+}
+
+/**
+ * How far the frame times are from the capture rate: each gap should be a whole number of frame
+ * intervals (a dropped frame leaves a double one), and each whole second should hold fps ± 1.
+ */
+function timingProblems(times: number[], fps: number): string[] {
+  const interval = 1 / fps;
+  const problems: string[] = [];
+  for (let i = 1; i < times.length; i++) {
+    const gap = times[i]! - times[i - 1]!;
+    const n = Math.round(gap / interval);
+    // Matroska keeps milliseconds: 33 or 34 ms for 33.3.
+    if (n < 1 || Math.abs(gap - n * interval) > 0.0025) problems.push(`gap ${(gap * 1000).toFixed(1)} ms before frame ${i}`);
+  }
+  for (let s = times[0]!; s + 1 <= times.at(-1)!; s += 1) {
+    const count = times.filter((t) => t >= s && t < s + 1).length;
+    if (Math.abs(count - fps) > 1) problems.push(`${count} frames in the second from ${s.toFixed(3)} s`);
+  }
+  return problems;
+}
+
+/** The frame number the test pattern drew into the first or last frame of a copy-published file. */
+async function barcode(path: string, which: "first" | "last"): Promise<number | null> {
+  const input = which === "first" ? ["-i", path, "-frames:v", "1"] : ["-sseof", "-0.5", "-i", path];
+  const p = Bun.spawn([ffmpeg, "-hide_banner", "-loglevel", "error", ...input, "-c", "copy", "-f", "image2pipe", "pipe:1"], { stdout: "pipe", stderr: "pipe" });
+  const jpegs = splitJpegs(new Uint8Array(await new Response(p.stdout).arrayBuffer()));
+  await p.exited;
+  const jpeg = which === "first" ? jpegs[0] : jpegs.at(-1);
+  if (!jpeg) return null;
+  const img = cv().decodeJpeg(jpeg);
+  return readFrameNumber(img.bgr, img.width, img.height);
+}
+
+interface Drive {
+  /** Stops writing; resolves when the loop has ended. */
+  stop(): Promise<void>;
+  /** Resolves when the loop has ended (after `count` frames, or stop()). */
+  done: Promise<void>;
+  /** Each write: when (ms), how long it took (ms), and what it returned. */
+  writes: { at: number; ms: number; returned: unknown }[];
+  /** Frames written so far. */
+  count(): number;
+}
+
+/**
+ * Writes frames at `fps` in the background. Capture times are exactly 1/fps apart, but each
+ * delivery is `jitterMs` early or late in turn, as a busy capture loop would deliver them: only
+ * a publisher that sends capture times, not arrival times, gets a steady rate through.
+ */
+function drive(sink: { write: (f: Frame) => unknown }, source: Uint8Array[], opts: { jitterMs?: number; width?: number; height?: number; count?: number } = {}): Drive {
+  const jitter = opts.jitterMs ?? 12;
+  const t0 = Date.now() * 1000;
+  const start = performance.now() + 20;
+  const writes: Drive["writes"] = [];
+  let stopped = false;
+  let n = 0;
+  const loop = (async () => {
+    while (!stopped && n < (opts.count ?? Infinity)) {
+      const due = start + (n * 1000) / FPS + (n % 2 ? jitter : -jitter);
+      const wait = due - performance.now();
+      if (wait > 0) await Bun.sleep(wait);
+      if (stopped) break;
+      const frame: Frame = {
+        seq: n, capturedAt: t0 + Math.round((n * 1e6) / FPS), width: opts.width ?? WIDTH, height: opts.height ?? HEIGHT, jpeg: source[n % source.length]!,
+      };
+      const at = performance.now();
+      const returned = sink.write(frame);
+      writes.push({ at, ms: performance.now() - at, returned });
+      n++;
+    }
+  })();
+  return {
+    writes,
+    done: loop,
+    count: () => n,
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
+/** Nothing that could identify the credentials in what the publisher logged or reports. */
+function expectNoSecrets(lines: string[], state: unknown): void {
+  const all = lines.join("\n") + JSON.stringify(state);
+  for (const secret of [USER, PASSWORD, encodeURIComponent(PASSWORD), Buffer.from(`${USER}:${PASSWORD}`).toString("base64")]) {
+    expect(all).not.toContain(secret);
+  }
+}
+
+describe("publishing to a real RTSP server", () => {
+  test("copy: the server gets the JPEG frames as they are, at their size, with their capture times", async () => {
+    const port = freePort();
+    const out = join(tempDir(), "copy.mkv");
+    await using recv = await receiver(port, out);
+    const log = memoryLogger("publish");
+    const pub = new Publisher({ target: parsePublishUrl(`rtsp://${USER}:${PASSWORD}@127.0.0.1:${port}/classroom`), codec: "copy", fps: FPS, log });
+    await drive(pub, frames, { count: 3 * FPS }).done;
+    await pub.close();
+    expect(await recv.exited).toBe(0); // the publisher ended the session; the receiver finished its file
+
+    const s = pub.stats;
+    expect(s).toMatchObject({ state: "closed", frames: 3 * FPS, failures: 0, reconnects: 0, rejected: 0, url: `rtsp://***@127.0.0.1:${port}/classroom` });
+    expect(s.sent + s.dropped).toBe(s.frames);
+    expect(s.published).toBe(s.sent);
+    const probe = await probeVideo(out);
+    expect({ codec: probe.codec, width: probe.width, height: probe.height }).toEqual({ codec: "mjpeg", width: WIDTH, height: HEIGHT });
+    expect(probe.frames).toBe(s.published);
+    const times = await frameTimes(out);
+    expect(times.length).toBe(s.published);
+    expect(timingProblems(times, FPS)).toEqual([]);
+    expect(await barcode(out, "first")).toBe(0);
+    expect(log.lines.some((l) => / INFO \[publish\] publishing url=rtsp:\/\/\*\*\*@127\.0\.0\.1:\d+\/classroom codec=copy connectMs=\d+$/.test(l))).toBe(true);
+    expectNoSecrets(log.lines, s);
+  }, 30_000);
+
+  test("h264: any JPEG (here 4:4:4 with optimized tables, which copy refuses) is encoded once, with a keyframe every second", async () => {
+    const port = freePort();
+    const out = join(tempDir(), "h264.mkv");
+    const any = await jpegFrames(60, WIDTH, HEIGHT);
+    await using recv = await receiver(port, out);
+    const log = memoryLogger("publish");
+    const pub = new Publisher({ target: parsePublishUrl(`rtsp://${USER}:${PASSWORD}@127.0.0.1:${port}/classroom`), codec: "h264", fps: FPS, log });
+    await drive(pub, any, { count: 3 * FPS }).done;
+    await pub.close();
+    expect(await recv.exited).toBe(0);
+
+    const s = pub.stats;
+    expect(s).toMatchObject({ state: "closed", frames: 3 * FPS, failures: 0, rejected: 0 });
+    const probe = await probeVideo(out);
+    expect({ codec: probe.codec, width: probe.width, height: probe.height }).toEqual({ codec: "h264", width: WIDTH, height: HEIGHT });
+    expect(probe.frames).toBe(s.published);
+    expect(s.published).toBeGreaterThanOrEqual(3 * FPS - 3);
+    expect(timingProblems(await frameTimes(out), FPS)).toEqual([]);
+    const keys = await keyframeTimes(out);
+    expect(keys[0]).toBe(0);
+    for (let i = 1; i < keys.length; i++) expect(keys[i]! - keys[i - 1]!).toBeCloseTo(1, 1);
+    expect(keys.length).toBeGreaterThanOrEqual(2);
+    expectNoSecrets(log.lines, s);
+  }, 30_000);
+
+  test("the receiver stops and starts again: writes never wait, frames meanwhile are dropped and counted, the publisher reconnects with back-off, and the second file plays", async () => {
+    const port = freePort();
+    const dir = tempDir();
+    const log = memoryLogger("publish");
+    let recv = await receiver(port, join(dir, "first.mkv"));
+    const pub = new Publisher({ target: parsePublishUrl(`rtsp://${USER}:${PASSWORD}@127.0.0.1:${port}/classroom`), codec: "copy", fps: FPS, log });
+    const d = drive(pub, frames);
+    try {
+      await until(() => pub.stats.state === "publishing" && pub.stats.published >= FPS, 10_000, "publishing for a second");
+
+      recv.proc.kill("SIGINT"); // ffmpeg finishes its file and closes the connection
+      await recv.exited;
+      await until(() => pub.stats.state !== "publishing", 10_000, "the publisher notices");
+      const outageFrom = d.writes.length;
+      const before = pub.stats;
+      // Lost (retry in 0.5 s), then refused while the server is down (retry in 1 s): back-off doubles.
+      await until(() => log.lines.some((l) => l.includes("cannot publish; retrying in 1 s")), 10_000, "a refused retry");
+      const outage = d.writes.slice(outageFrom);
+      const during = pub.stats;
+      expect(during.state).toBe("backoff");
+      // Every frame is accounted for; those not handed to a connection attempt are dropped.
+      expect(during.dropped - before.dropped + during.sent - before.sent).toBe(outage.length);
+      expect(during.dropped - before.dropped).toBeGreaterThan(during.sent - before.sent);
+
+      recv = await receiver(port, join(dir, "second.mkv"));
+      const publishedBefore = pub.stats.published;
+      await until(() => pub.stats.state === "publishing" && pub.stats.published >= publishedBefore + FPS, 15_000, "publishing again for a second");
+      await d.stop();
+      await pub.close();
+      expect(await recv.exited).toBe(0);
+
+      // Writes during the outage returned at once, and returned nothing to wait on.
+      expect(outage.length).toBeGreaterThan(10);
+      expect(outage.every((w) => w.returned === undefined)).toBe(true);
+      const slowest = Math.max(...outage.map((w) => w.ms));
+      expect(slowest).toBeLessThan(20);
+
+      const s = pub.stats;
+      expect(s.reconnects).toBeGreaterThanOrEqual(2);
+      expect(s.failures).toBe(s.reconnects);
+      expect(s.droppedOffline).toBeGreaterThan(0);
+      expect(s.sent + s.dropped).toBe(s.frames);
+      const warnings = log.lines.filter((l) => l.includes(" WARN "));
+      expect(warnings[0]).toMatch(/ WARN \[publish\] publishing stopped; retrying in 0\.5 s url=rtsp:\/\/\*\*\*@127\.0\.0\.1:\d+\/classroom code=\d+ /);
+      expect(warnings[1]).toMatch(/ WARN \[publish\] cannot publish; retrying in 1 s .*error=".*Connection refused/);
+      expect(log.lines.filter((l) => / INFO \[publish\] publishing /.test(l))).toHaveLength(2);
+      expect(log.lines.some((l) => / INFO \[publish\] reconnecting .*attempt=2/.test(l))).toBe(true);
+
+      for (const name of ["first.mkv", "second.mkv"]) {
+        const probe = await probeVideo(join(dir, name));
+        expect({ name, codec: probe.codec, width: probe.width, height: probe.height }).toEqual({ name, codec: "mjpeg", width: WIDTH, height: HEIGHT });
+        expect(probe.frames!).toBeGreaterThanOrEqual(FPS);
+      }
+      // The second file continues the live stream: it starts after the first one ended.
+      const lastOfFirst = await barcode(join(dir, "first.mkv"), "last");
+      const firstOfSecond = await barcode(join(dir, "second.mkv"), "first");
+      expect(lastOfFirst).not.toBeNull();
+      expect(firstOfSecond).not.toBeNull();
+      expect(firstOfSecond! - lastOfFirst!).toBeGreaterThan(outage.length / 2);
+      expectNoSecrets(log.lines, s);
+    } finally {
+      await d.stop();
+      await pub.close();
+      await recv[Symbol.asyncDispose]();
+    }
+  }, 45_000);
+
+  test("credentials from a token file reach the server encoded as it expects, and no log line or state shows them", async () => {
+    const requests: string[] = [];
+    // A server that asks for Basic credentials and refuses whatever it gets.
+    const server = Bun.listen<{ buf: string }>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open(sock) {
+          sock.data = { buf: "" };
+        },
+        data(sock, chunk) {
+          sock.data.buf += chunk.toString("latin1");
+          let end: number;
+          while ((end = sock.data.buf.indexOf("\r\n\r\n")) >= 0) {
+            const req = sock.data.buf.slice(0, end);
+            sock.data.buf = sock.data.buf.slice(end + 4);
+            requests.push(req);
+            const cseq = /^CSeq:\s*(\d+)/im.exec(req)?.[1] ?? "0";
+            sock.write(`RTSP/1.0 401 Unauthorized\r\nCSeq: ${cseq}\r\nWWW-Authenticate: Basic realm="lancam"\r\n\r\n`);
+          }
+        },
+      },
+    });
+    const dir = tempDir();
+    const tokenFile = join(dir, "publish-token");
+    const password = `p@ss:${PASSWORD}/%`; // every character the URL must escape
+    writeFileSync(tokenFile, `${USER}:${password}\n`);
+    const log = memoryLogger("publish");
+    const [target] = parsePublishTargets([`rtsp://127.0.0.1:${server.port}/classroom`], readPublishTokenFile(tokenFile));
+    const pub = new Publisher({ target: target!, codec: "copy", fps: FPS, log });
+    const d = drive(pub, frames);
+    try {
+      await until(() => pub.stats.failures >= 2, 10_000, "two refused attempts");
+    } finally {
+      await d.stop();
+      await pub.close();
+      server.stop(true);
+    }
+    const auth = requests.map((r) => /^Authorization:\s*Basic\s+(\S+)/im.exec(r)?.[1]).filter((a) => a !== undefined);
+    expect(auth.length).toBeGreaterThan(0);
+    expect(Buffer.from(auth[0]!, "base64").toString()).toBe(`${USER}:${password}`);
+    const s = pub.stats;
+    expect(s.lastError).toContain("401 Unauthorized");
+    expect(log.lines.some((l) => l.includes("401 Unauthorized"))).toBe(true);
+    expectNoSecrets(log.lines, s);
+    for (const secret of [password, encodeURIComponent(password)]) expect(log.lines.join("\n") + JSON.stringify(s)).not.toContain(secret);
+  }, 30_000);
+});
+
+/** Times of the keyframes of a file's video stream, in seconds. */
+async function keyframeTimes(path: string): Promise<number[]> {
+  const p = Bun.spawn([ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time,key_frame", "-of", "csv=p=0", path], { stdout: "pipe" });
+  const out = await new Response(p.stdout).text();
+  await p.exited;
+  return out.split("\n").map((l) => l.split(",")).filter(([k]) => k === "1").map(([, t]) => Number(t));
+}
+
+/**
+ * Writes a stand-in for ffmpeg: a shell script that records its input into `dir`/<pid>.mkv (or,
+ * with `stall`, never reads it) and reports `frame=1` on stdout as ffmpeg's -progress does (or,
+ * with `silent`, nothing).
+ */
+function fakeFfmpeg(dir: string, mode: "record" | "stall" | "silent"): string {
+  const path = join(dir, `fake-ffmpeg-${mode}`);
+  const body = mode === "record"
+    ? `echo frame=1\nexec cat > "${dir}/$$.mkv"\n`
+    : mode === "stall" ? "echo frame=1\nexec sleep 60\n" : "exec sleep 60\n";
+  writeFileSync(path, `#!/bin/sh\n${body}`);
+  chmodSync(path, 0o755);
+  return path;
+}
+
+describe("a publisher on its own", () => {
+  test("a server that stops reading: frames are dropped as slow without waiting, and after stallMs ffmpeg is replaced", async () => {
+    const log = memoryLogger("publish");
+    const pub = new Publisher({
+      target: parsePublishUrl("rtsp://127.0.0.1:9/classroom"), codec: "copy", fps: FPS, log,
+      ffmpegPath: fakeFfmpeg(tempDir(), "stall"), timings: { stallMs: 400, firstRetryMs: 100 }, closeTimeoutMs: 200,
+    });
+    const d = drive(pub, frames, { jitterMs: 0 });
+    try {
+      await until(() => pub.stats.reconnects >= 1 && pub.stats.state === "publishing", 10_000, "replaced after a stall");
+    } finally {
+      await d.stop();
+      await pub.close();
+    }
+    const s = pub.stats;
+    expect(s.droppedSlow).toBeGreaterThan(0);
+    expect(s.sent + s.dropped).toBe(s.frames);
+    const warnings = log.lines.filter((l) => l.includes(" WARN "));
+    expect(warnings[0]).toMatch(/ WARN \[publish\] the server stopped taking the stream; retrying in 0\.1 s .*signal=SIGKILL .*state=publishing waitedMs=(\d+)$/);
+    expect(Number(/waitedMs=(\d+)$/.exec(warnings[0]!)![1])).toBeGreaterThanOrEqual(400);
+    expect(s.lastError).toMatch(/^the server stopped taking the stream \(waited 0\.\d+ s\)$/);
+    expect(Math.max(...d.writes.map((w) => w.ms))).toBeLessThan(20);
+    // Closing does not hang on an ffmpeg that takes no input either.
+    expect(log.lines.some((l) => / WARN \[publish\] ffmpeg did not end in time; killing it .*timeoutMs=200$/.test(l))).toBe(true);
+    expect(log.lines.at(-1)).toMatch(/ INFO \[publish\] publisher closed .*state=closed /);
+  }, 20_000);
+
+  test("a server that never answers: the attempt is ended after connectTimeoutMs and retried", async () => {
+    const log = memoryLogger("publish");
+    const pub = new Publisher({
+      target: parsePublishUrl("rtsp://127.0.0.1:9/classroom"), codec: "copy", fps: FPS, log,
+      ffmpegPath: fakeFfmpeg(tempDir(), "silent"), timings: { connectTimeoutMs: 300, firstRetryMs: 100 },
+    });
+    const d = drive(pub, frames, { jitterMs: 0 });
+    try {
+      await until(() => pub.stats.failures >= 2, 10_000, "two timed-out attempts");
+    } finally {
+      await d.stop();
+      await pub.close();
+    }
+    const warnings = log.lines.filter((l) => l.includes(" WARN "));
+    expect(warnings[0]).toMatch(/ WARN \[publish\] the server did not accept the stream in time; retrying in 0\.1 s .*state=connecting waitedMs=\d+$/);
+    expect(warnings[1]).toMatch(/ WARN \[publish\] the server did not accept the stream in time; retrying in 0\.2 s /);
+    expect(pub.stats.published).toBe(0);
+  }, 20_000);
+
+  test("ffmpeg that cannot be started is retried with back-off, and said so", async () => {
+    const log = memoryLogger("publish");
+    const pub = new Publisher({
+      target: parsePublishUrl("rtsp://127.0.0.1:9/classroom"), codec: "copy", fps: FPS, log,
+      ffmpegPath: join(tempDir(), "no-such-ffmpeg"), timings: { firstRetryMs: 100 },
+    });
+    const d = drive(pub, frames, { jitterMs: 0 });
+    try {
+      await until(() => pub.stats.failures >= 2, 10_000, "two failed starts");
+    } finally {
+      await d.stop();
+      await pub.close();
+    }
+    const errors = log.lines.filter((l) => l.includes(" ERROR [publish] cannot start ffmpeg: "));
+    expect(errors[0]).toMatch(/; retrying in 0\.1 s url=/);
+    expect(errors[1]).toMatch(/; retrying in 0\.2 s url=/);
+    expect(pub.stats.sent + pub.stats.dropped).toBe(pub.stats.frames);
+  }, 20_000);
+
+  test("a new frame size restarts the stream at once with the new size, without counting a failure", async () => {
+    const dir = tempDir();
+    const log = memoryLogger("publish");
+    const pub = new Publisher({ target: parsePublishUrl("rtsp://127.0.0.1:9/classroom"), codec: "copy", fps: FPS, log, ffmpegPath: fakeFfmpeg(dir, "record") });
+    const small = [new Uint8Array(await renderTestFrame(320, 240, 1, "small", 80))];
+    let d = drive(pub, frames);
+    await until(() => pub.stats.sent >= 10, 10_000, "10 frames sent");
+    await d.stop();
+    d = drive(pub, small, { width: 320, height: 240 });
+    await until(() => pub.stats.reconnects === 1 && pub.stats.sent >= 20, 10_000, "10 frames sent at the new size");
+    await d.stop();
+    await pub.close();
+    expect(pub.stats).toMatchObject({ failures: 0, reconnects: 1 });
+    expect(log.lines.some((l) => / INFO \[publish\] frame size changed; reconnecting with the new size .*from=640x360 to=320x240/.test(l))).toBe(true);
+    const sizes: string[] = [];
+    for (const f of readdirSync(dir).filter((f) => f.endsWith(".mkv")).sort((a, b) => Number.parseInt(a) - Number.parseInt(b))) {
+      const probe = await probeVideo(join(dir, f));
+      sizes.push(`${probe.width}x${probe.height}`);
+    }
+    expect(sizes).toEqual(["640x360", "320x240"]);
+  }, 20_000);
+
+  test("copy refuses frames RTP/JPEG cannot carry: counted, said once with the way out, nothing started", async () => {
+    const log = memoryLogger("publish");
+    const pub = new Publisher({ target: parsePublishUrl("rtsp://127.0.0.1:9/classroom"), codec: "copy", fps: FPS, log, ffmpegPath: "/bin/false" });
+    const bad = await jpegFrames(3, 320, 240);
+    for (let i = 0; i < 30; i++) pub.write({ seq: i, capturedAt: i * 33_333, width: 320, height: 240, jpeg: bad[i % 3]! });
+    expect(pub.stats).toMatchObject({ state: "idle", frames: 30, rejected: 30, dropped: 30, sent: 0 });
+    // ffmpeg's own JPEGs are 4:4:4 with optimized tables: the first problem met is named.
+    expect(pub.stats.lastError).toBe("frames rejected: optimized (non-standard) Huffman tables; RTP/JPEG needs the standard ones");
+    const errors = log.lines.filter((l) => l.includes(" ERROR "));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain("frame cannot be published: optimized (non-standard) Huffman tables");
+    expect(errors[0]).toContain("; publish with --publish-codec h264, which re-encodes any JPEG");
+    await pub.close();
+  });
+
+  test("Publishers hands every frame to every target and sums them up", async () => {
+    const dir = tempDir();
+    const log = memoryLogger("publish");
+    await using pubs = new Publishers({
+      targets: parsePublishTargets(["rtsp://127.0.0.1:9/a", "rtsp://127.0.0.1:9/b"], { user: USER, password: PASSWORD }),
+      codec: "copy", fps: FPS, log, ffmpegPath: fakeFfmpeg(dir, "record"),
+    });
+    const d = drive(pubs, frames);
+    await until(() => pubs.totals.publishing === 2 && pubs.totals.sent >= 20, 10_000, "both targets publishing");
+    await d.stop();
+    await pubs.close();
+    const [a, b] = pubs.stats;
+    expect([a!.url, b!.url]).toEqual(["rtsp://***@127.0.0.1:9/a", "rtsp://***@127.0.0.1:9/b"]);
+    expect(a!.frames).toBe(d.count());
+    expect(b!.frames).toBe(d.count());
+    expect(pubs.totals).toEqual({ targets: 2, publishing: 0, sent: a!.sent + b!.sent, dropped: a!.dropped + b!.dropped, reconnects: 0 });
+    expect(readdirSync(dir).filter((f) => f.endsWith(".mkv"))).toHaveLength(2);
+    expectNoSecrets(log.lines, pubs.stats);
+  }, 20_000);
+});
+
