@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { chromium, type BrowserContext } from "playwright-core";
 import { memoryLogger } from "../lib/app/log.ts";
 import { HttpView } from "../lib/http/http-view.ts";
+import { tokenAuth } from "../lib/http/token-auth.ts";
 import type { ServerState } from "../lib/http/viewer-info.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
@@ -47,7 +48,8 @@ async function launch(viewport: { width: number; height: number }): Promise<Brow
 test("the page shows the moving picture and lists the UDP viewer and the browser itself, on a desktop and a phone", async () => {
   const frames = await jpegFrames(30, W, H);
   const log = memoryLogger("http");
-  await using view = await HttpView.start({ port: 0, bind: "127.0.0.1", log, state: fakeServer() });
+  // With a token: the page must carry it from its own address to every request it makes.
+  await using view = await HttpView.start({ port: 0, bind: "127.0.0.1", log, state: fakeServer(), auth: tokenAuth("s3cret") });
   let seq = 0;
   const feeder = setInterval(() => {
     view.push({ seq, capturedAt: nowMicros(), width: W, height: H, jpeg: frames[seq % frames.length]! });
@@ -61,7 +63,7 @@ test("the page shows the moving picture and lists the UDP viewer and the browser
     page.on("console", (m) => {
       if (m.type() === "error") errors.push(`console: ${m.text()}`);
     });
-    await page.goto(`http://127.0.0.1:${view.port}/`);
+    await page.goto(`http://127.0.0.1:${view.port}/?token=s3cret`);
 
     const img = page.locator("#live");
     // Browser-side code goes as text: these files are type-checked without the DOM library.
@@ -102,6 +104,7 @@ test("the page shows the moving picture and lists the UDP viewer and the browser
     expect(box.width).toBeGreaterThan(300);
     await page.screenshot({ path: join(ROOT, "test-results", "browser-view-phone.png"), fullPage: true });
     expect(errors).toEqual([]);
+    expect(log.lines.filter((l) => l.includes("unauthorized"))).toEqual([]);
   } finally {
     await context.close();
     clearInterval(feeder);

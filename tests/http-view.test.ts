@@ -262,6 +262,25 @@ describe("routes", () => {
     expect(h.worstLatencyMs.at(-1)).toBe(12.5);
   });
 
+  test("a failing state provider costs the request (500, one log line), not the view", async () => {
+    let fail = false;
+    const good = fakeServer();
+    await using v = await startView({ state: () => {
+      if (fail) throw new Error("session table gone");
+      return good();
+    } });
+    fail = true;
+    for (const path of ["/state", "/metrics"]) {
+      const res = await fetch(`${v.base}${path}`);
+      expect(res.status).toBe(500);
+      expect(await res.text()).toBe("internal error: session table gone\n");
+    }
+    expect(v.log.lines.filter((l) => / ERROR \[http\] request failed path=\/state error="session table gone"$/.test(l))).toHaveLength(1);
+    expect((await fetch(`${v.base}/snapshot.jpg`)).status).not.toBe(500);
+    fail = false;
+    expect((await fetch(`${v.base}/state`)).status).toBe(200);
+  });
+
   test("/metrics is Prometheus text from the view's own registry", async () => {
     await using v = await startView();
     await until("a few frames", () => v.pushed() >= 5);

@@ -275,6 +275,8 @@ export class HttpView implements AsyncDisposable {
     // The page's own files hold nothing secret and load before a token can be added to them.
     const asset = ASSETS[url.pathname];
     if (asset) return new Response(asset.body, { headers: { "content-type": asset.type, "cache-control": "no-cache" } });
+    // Browsers ask for it on every page, without the page's token: no icon, and no error in their console.
+    if (url.pathname === "/favicon.ico") return new Response(null, { status: 204 });
     if (this.#auth) {
       const verdict = this.#auth(req, url);
       if (!verdict.ok) {
@@ -291,9 +293,6 @@ export class HttpView implements AsyncDisposable {
           return new Response(PAGE, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
         case "/stream.mjpg":
           return this.#openStream(req, server, url, address, port);
-        case "/favicon.ico":
-          // Browsers ask for it on every page; no icon, and no error in their console.
-          return new Response(null, { status: 204 });
         case "/snapshot.jpg":
           return this.#snapshot();
         case "/state":
