@@ -156,6 +156,11 @@ export class ClassicViewers {
     return this.#byId.size;
   }
 
+  /** Whether a viewer receives at address:port, so a join there would replace it rather than add one. */
+  holds(address: string, port: number): boolean {
+    return this.#byKey.has(keyOf(address, port));
+  }
+
   /** The viewers, for status and logs. */
   viewers(): Readonly<ClassicViewer>[] {
     return [...this.#byId.values()].map(publicView);

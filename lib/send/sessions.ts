@@ -22,6 +22,8 @@ export interface ViewerReport {
   framesLost: number;
   framesIncomplete: number;
   latencyP50Us: number;
+  /** Frames per second it received over its last second, x 1000. */
+  fpsMillihertz: number;
 }
 
 /** Why a session ended, as written in the server log. */
@@ -53,13 +55,14 @@ export class SessionTable {
   /**
    * Admits a viewer unless the server is full or that address and UDP port already
    * get the stream (a second session would double the traffic to one socket); ids
-   * are random, non-zero and unique.
+   * are random, non-zero and unique. `others` is how many viewers of other kinds
+   * (classroom viewers, browsers) share the maxClients places.
    */
-  admit(peer: { address: string; tcpPort: number; udpPort: number; name: string }, nowMs: number): Admission {
+  admit(peer: { address: string; tcpPort: number; udpPort: number; name: string }, nowMs: number, others = 0): Admission {
     for (const s of this.#sessions.values()) {
       if (s.address === peer.address && s.udpPort === peer.udpPort) return { ok: false, reason: "duplicate" };
     }
-    if (this.#sessions.size >= this.#maxClients) return { ok: false, reason: "full" };
+    if (this.#sessions.size + others >= this.#maxClients) return { ok: false, reason: "full" };
     let id = 0;
     for (let tries = 0; id === 0 || this.#sessions.has(id); tries++) {
       if (tries > 64) throw new Error("cannot draw a unique session id");
@@ -71,6 +74,11 @@ export class SessionTable {
     };
     this.#sessions.set(id, session);
     return { ok: true, session };
+  }
+
+  /** Every session, in the order they joined. */
+  values(): IterableIterator<Session> {
+    return this.#sessions.values();
   }
 
   get(id: number): Session | undefined {

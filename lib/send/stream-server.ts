@@ -7,8 +7,12 @@ import type { Frame } from "../wire/frame.ts";
 import { throttled, type Logger } from "../app/log.ts";
 import { Pacer } from "./pacer.ts";
 import type { Session } from "./sessions.ts";
-import { Admission, type AdmissionAction, type ConnId } from "./admission.ts";
+import { Admission, type AdmissionAction, type ConnId, type OtherCounters, type ViewerSummary } from "./admission.ts";
+import { ClassicEncoder, type FitFunction } from "./classic-encoder.ts";
+import { CLASSIC_TICK_MS } from "./classic-viewers.ts";
 import { enlargeBuffer, socketFd } from "../net/udp-buffer.ts";
+
+export type { OtherCounters, ViewerSummary } from "./admission.ts";
 
 /** How the server is set up. */
 export interface StreamServerOptions {
@@ -24,6 +28,11 @@ export interface StreamServerOptions {
   maxPending?: number;
   /** Fraction of the frame interval a frame's datagrams are spread over. */
   spread?: number;
+  /**
+   * Classroom viewers: JPEG quality of pictures re-encoded to fit one datagram
+   * (default 80), their resend and timeout, and the fit function (tests pass their own).
+   */
+  classic?: { quality?: number; resendMs?: number; timeoutMs?: number; fit?: FitFunction };
 }
 
 /** Per-connection state kept on the Bun socket. */
@@ -57,6 +66,14 @@ export interface ServerStats {
   datagramsSuperseded: number;
   /** Frames that cannot be sent: empty, or more fragments than the header can count. */
   framesNotSent: number;
+  /** Pictures sent to classroom viewers, one datagram each, resends included. */
+  classicDatagramsSent: number;
+  /** Pictures for classroom viewers the socket did not take or that kept failing (their resend covers them). */
+  classicSendErrors: number;
+  /** Frames that could not be fitted into one classroom datagram (skipped). */
+  classicFitFailures: number;
+  /** Datagrams on the UDP socket that were no classroom viewer's answer (strangers, garbage). */
+  classicAnswersIgnored: number;
 }
 
 /**
@@ -95,7 +112,10 @@ function plainAddress(a: string): string {
  * Admission's; this class moves bytes and carries out what it returns.
  */
 export class StreamServer implements AsyncDisposable {
-  readonly stats: ServerStats = { framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0 };
+  readonly stats: ServerStats = {
+    framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0,
+    classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0,
+  };
   readonly #opts: Required<StreamServerOptions>;
   readonly #log: Logger;
   readonly #conns = new Map<ConnId, Socket<Conn>>();
@@ -104,21 +124,27 @@ export class StreamServer implements AsyncDisposable {
   readonly #sendBuf: (Uint8Array | number | string)[] = [];
   readonly #warnSend: (detail: string) => void;
   readonly #warnNotSent: (detail: string) => void;
+  readonly #warnNotFitted: (detail: string) => void;
   readonly #maxFrameBytes: number;
+  readonly #encoder: ClassicEncoder;
   #admission!: Admission;
   #listener!: TCPSocketListener<Conn>;
   #udp!: udp.Socket<"buffer">;
   #nextConnId = 1;
   #ticker: Timer | null = null;
+  /** Runs only while classroom viewers are connected. */
+  #classicTicker: Timer | null = null;
   #pacing: Timer | null = null;
   #stopped = false;
 
   private constructor(opts: StreamServerOptions) {
-    this.#opts = { heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, ...opts };
+    this.#opts = { heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, ...opts };
     this.#log = opts.log;
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
     this.#warnNotSent = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame not sent", { detail, similar: suppressed || undefined }));
+    this.#warnNotFitted = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame not fitted for classroom viewers", { detail, similar: suppressed || undefined }));
     this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (opts.mtu - HEADER_SIZE));
+    this.#encoder = new ClassicEncoder({ quality: opts.classic?.quality, fit: opts.classic?.fit });
   }
 
   /** Binds the TCP listener and the UDP sender; throws with a clear message when the port is taken. */
@@ -138,19 +164,52 @@ export class StreamServer implements AsyncDisposable {
     return this.#udp.port;
   }
 
+  /** Lancam viewers with a session (viewerCount counts every kind). */
   get clientCount(): number {
     return this.#admission.sessionCount;
   }
 
+  /** Viewers of every kind: lancam, classroom and those admitted with admitOther; --max-clients bounds it. */
+  get viewerCount(): number {
+    return this.#admission.viewerCount;
+  }
+
+  /** Every viewer, lancam, classroom and served elsewhere, in the order they joined. */
+  viewers(): ViewerSummary[] {
+    return this.#admission.viewers();
+  }
+
+  /**
+   * A viewer served by another part of the server (`kind`: "browser", ...) asks for one
+   * of the --max-clients places. The join (`kind=KIND`) or the refusal is logged.
+   */
+  admitOther(kind: string, address: string, name: string): { id: number } | { refused: string } {
+    const id = this.#nextConnId++;
+    const r = this.#admission.admitOther(id, kind, plainAddress(address), name, performance.now());
+    this.#apply(r.actions);
+    return r.refused === null ? { id } : { refused: r.refused };
+  }
+
+  /** What a viewer admitted with admitOther has received so far; false when `id` is not one. */
+  updateOther(id: number, counters: Partial<OtherCounters>): boolean {
+    return this.#admission.updateOther(id, counters);
+  }
+
+  /** A viewer admitted with admitOther ended: its place is free and its leave is logged with `reason`. */
+  leaveOther(id: number, reason: string): void {
+    this.#apply(this.#admission.leaveOther(id, reason, performance.now()));
+  }
+
   async #open(): Promise<void> {
     const { port, bind } = this.#opts;
-    // The UDP socket comes first: every welcome names its port.
+    // The UDP socket comes first: every welcome names its port. It also receives:
+    // classroom viewers answer each picture to the address it came from.
     try {
       this.#udp = await Bun.udpSocket({
         hostname: bind,
         port: 0,
         socket: {
-          data: () => {},
+          data: (_s, bytes, port, address) => this.#onAnswer(bytes, port, address),
           // ICMP errors come back here (port unreachable when a viewer's process died):
           // counted, and logged at most every few seconds, never a crash or a stack dump.
           error: (...args: unknown[]) => {
@@ -170,6 +229,7 @@ export class StreamServer implements AsyncDisposable {
         maxPending: this.#opts.maxPending,
         heartbeatMs: this.#opts.heartbeatMs,
         timeoutMs: this.#opts.timeoutMs,
+        classic: { resendMs: this.#opts.classic.resendMs, timeoutMs: this.#opts.classic.timeoutMs },
         // Built once here so a bad --mtu fails at start, not at the first hello.
         stream: { width, height, fpsMillihertz: Math.round(fps * 1000), fragmentSize: new Fragmenter(this.#opts.mtu).payloadSize, udpSourcePort: this.#udp.port },
         wallClockUs: (now) => Math.round((performance.timeOrigin + now) * 1000),
@@ -207,6 +267,12 @@ export class StreamServer implements AsyncDisposable {
   broadcast(frame: Frame): void {
     if (this.#stopped) return;
     this.stats.framesBroadcast++;
+    this.#toLancam(frame);
+    // After the lancam viewers' datagrams are queued; the fit runs off the event loop.
+    if (this.#admission.classicCount > 0) this.#toClassic(frame);
+  }
+
+  #toLancam(frame: Frame): void {
     if (this.#streams.size === 0) return;
     const bytes = frame.jpeg.length;
     if (bytes === 0 || bytes > this.#maxFrameBytes) {
@@ -227,6 +293,59 @@ export class StreamServer implements AsyncDisposable {
       s.framesSent++;
     }
     this.#pump();
+  }
+
+  /** Fits the frame into one datagram (once for every classroom viewer) and hands it to them. */
+  #toClassic(frame: Frame): void {
+    this.#encoder
+      .fit(frame)
+      .then((fitted) => {
+        const { failed, lastFailure } = this.#encoder.stats;
+        if (failed > this.stats.classicFitFailures) {
+          this.stats.classicFitFailures = failed;
+          this.#warnNotFitted(`frame ${frame.seq}: ${lastFailure}`);
+        }
+        if (fitted && !this.#stopped) this.#apply(this.#admission.classicFrame(fitted, performance.now()));
+      })
+      .catch((e: unknown) => this.#log.error("classroom frame failed", { error: (e as Error).message }));
+  }
+
+  /** A datagram on the UDP socket: a classroom viewer's answer, or a stranger's (counted). */
+  #onAnswer(bytes: Uint8Array, port: number, address: string): void {
+    // Before the machine exists nobody has been sent a picture to answer.
+    if (this.#stopped || !this.#admission) return;
+    this.#apply(this.#admission.answer(plainAddress(address), port, bytes, performance.now()));
+    const c = this.#admission.classicCounters;
+    this.stats.classicAnswersIgnored = c.foreign + c.invalid;
+  }
+
+  /** One classroom picture, one datagram. Not taken or failing, it is left to the viewer's resend. */
+  #sendPicture(address: string, port: number, bytes: Uint8Array): void {
+    // As in #send: an earlier datagram's ICMP error may surface on this call; try again.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        if (this.#udp.send(bytes, port, address)) {
+          this.stats.classicDatagramsSent++;
+          return;
+        }
+        break;
+      } catch (e) {
+        this.stats.sendErrors++;
+        this.#warnSend(`${(e as Error).message} (sending to ${address}:${port})`);
+      }
+    }
+    this.stats.classicSendErrors++;
+  }
+
+  /** Classroom viewers need time to pass (resends, timeouts) only while there are some. */
+  #syncClassicTicker(): void {
+    const wanted = !this.#stopped && this.#admission.classicCount > 0;
+    if (wanted && !this.#classicTicker) {
+      this.#classicTicker = setInterval(() => this.#apply(this.#admission.classicTick(performance.now())), CLASSIC_TICK_MS);
+    } else if (!wanted && this.#classicTicker) {
+      clearInterval(this.#classicTicker);
+      this.#classicTicker = null;
+    }
   }
 
   #pump(): void {
@@ -277,12 +396,17 @@ export class StreamServer implements AsyncDisposable {
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
 
+  /** Admission decides what the bytes are: control messages (a "control" action) or a classroom port. */
   #onData(sock: Socket<Conn>, chunk: Uint8Array): void {
     const conn = sock.data;
     if (conn.closing) return;
+    this.#apply(this.#admission.arrived(conn.id, chunk, performance.now()));
+  }
+
+  #decode(conn: Conn, bytes: Uint8Array): void {
     let messages: ControlMessage[];
     try {
-      messages = conn.channel.receive(chunk);
+      messages = conn.channel.receive(bytes);
     } catch (e) {
       this.#apply(this.#admission.decodeFailed(conn.id, e, performance.now()));
       return;
@@ -303,6 +427,10 @@ export class StreamServer implements AsyncDisposable {
     for (const a of actions) {
       if (a.kind === "log") {
         this.#log[a.level](a.message, a.fields);
+        continue;
+      }
+      if (a.kind === "datagram") {
+        this.#sendPicture(a.address, a.port, a.bytes);
         continue;
       }
       // Gone already when its socket closed while earlier actions were carried out.
@@ -327,8 +455,12 @@ export class StreamServer implements AsyncDisposable {
           conn.closing = true;
           conn.channel.finish();
           break;
+        case "control":
+          this.#decode(conn, a.bytes);
+          break;
       }
     }
+    this.#syncClassicTicker();
   }
 
   /** Says goodbye to every viewer and closes the sockets. */
@@ -337,6 +469,7 @@ export class StreamServer implements AsyncDisposable {
     this.#stopped = true;
     if (this.#ticker) clearInterval(this.#ticker);
     if (this.#pacing) clearInterval(this.#pacing);
+    // Classroom viewers leave here too (no goodbye exists for them: their TCP closes).
     this.#apply(this.#admission.shutdown(performance.now()));
     // Give the goodbyes a moment to leave before the listener goes.
     const deadline = performance.now() + 500;
