@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { memoryLogger } from "../lib/app/log.ts";
-import { HttpView, type HttpViewOptions } from "../lib/http/http-view.ts";
+import { HttpStartError, HttpView, type HttpViewOptions } from "../lib/http/http-view.ts";
 import { tokenAuth } from "../lib/http/token-auth.ts";
 import type { ViewState } from "../lib/http/view-state.ts";
 import type { AdmissionHook, AdmissionRequest, BrowserLeaveReason, ServerState } from "../lib/http/viewer-info.ts";
@@ -260,6 +260,14 @@ describe("routes", () => {
     const h = s.history;
     for (const col of [h.streamFps, h.slowestViewerFps, h.worstLatencyMs]) expect(col).toHaveLength(h.t.length);
     expect(h.worstLatencyMs.at(-1)).toBe(12.5);
+  });
+
+  test("a taken port is one clear error", async () => {
+    await using v = await startView({ feed: false });
+    const err = await HttpView.start({ port: v.view.port, bind: "127.0.0.1", log: v.log, state: fakeServer() }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(HttpStartError);
+    expect((err as Error).message).toStartWith(`cannot listen on 127.0.0.1:${v.view.port} for the browser view: `);
+    expect((err as Error).message).toEndWith("(port in use; choose another --http port or 0)");
   });
 
   test("a failing state provider costs the request (500, one log line), not the view", async () => {

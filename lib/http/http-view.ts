@@ -18,7 +18,7 @@ import pageCss from "./page.css" with { type: "text" };
 import pageJs from "./page.js" with { type: "text" };
 import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
 import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
-import type { Logger } from "../app/log.ts";
+import { throttled, type Fields, type Logger } from "../app/log.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import { ViewMetrics } from "./metrics.ts";
 import { MjpegReaders } from "./mjpeg-readers.ts";
@@ -100,19 +100,13 @@ function text(status: number, body: string, headers: Record<string, string> = {}
   return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8", ...NO_STORE, ...headers } });
 }
 
-/** A line at most every WARN_EVERY_MS; the next one says how many were left out. */
-function rateLimited(emit: (suppressed: number) => void): () => void {
-  let last = -Infinity;
-  let suppressed = 0;
-  return () => {
-    const now = performance.now();
-    if (now - last < WARN_EVERY_MS) {
-      suppressed++;
-      return;
-    }
-    last = now;
-    emit(suppressed);
-    suppressed = 0;
+/** One line at most every WARN_EVERY_MS, with the facts of the latest event; the next says how many were left out. */
+function limitedLine(emit: (fields: Fields) => void): (fields: Fields) => void {
+  let latest: Fields = {};
+  const line = throttled(WARN_EVERY_MS, (_detail, suppressed) => emit({ ...latest, similar: suppressed || undefined }));
+  return (fields) => {
+    latest = fields;
+    line("");
   };
 }
 
@@ -138,15 +132,9 @@ export class HttpView implements AsyncDisposable {
   #tick: Timer | null = null;
   #sweep: Timer | null = null;
   #stopped = false;
-  #lastUnauthorized = { client: "", path: "", why: "" };
-  readonly #warnUnauthorized = rateLimited((similar) =>
-    this.#log.warn("unauthorized request", { ...this.#lastUnauthorized, similar: similar || undefined }));
-  #lastFailure = { path: "", error: "" };
-  readonly #warnFailure = rateLimited((similar) =>
-    this.#log.error("request failed", { ...this.#lastFailure, similar: similar || undefined }));
-  #lastStateError = "";
-  readonly #warnStateError = rateLimited((similar) =>
-    this.#log.error("server state unavailable", { error: this.#lastStateError, similar: similar || undefined }));
+  readonly #warnUnauthorized = limitedLine((f) => this.#log.warn("unauthorized request", f));
+  readonly #warnFailure = limitedLine((f) => this.#log.error("request failed", f));
+  readonly #warnStateError = limitedLine((f) => this.#log.error("server state unavailable", f));
 
   private constructor(opts: HttpViewOptions) {
     this.#log = opts.log;
@@ -187,6 +175,9 @@ export class HttpView implements AsyncDisposable {
         hostname: bind,
         port,
         development: false,
+        // Bun turns SO_REUSEPORT on when development is false: a second lancam on the same
+        // port would then share it silently instead of failing with "port in use".
+        reusePort: false,
         idleTimeout: IDLE_TIMEOUT_S,
         maxRequestBodySize: MAX_BODY_BYTES,
         fetch: (req, server) => this.#route(req, server),
@@ -281,8 +272,7 @@ export class HttpView implements AsyncDisposable {
       const verdict = this.#auth(req, url);
       if (!verdict.ok) {
         // The path only: the query may hold a (wrong) token, which does not belong in a log.
-        this.#lastUnauthorized = { client: `${address}:${port}`, path: url.pathname, why: verdict.why };
-        this.#warnUnauthorized();
+        this.#warnUnauthorized({ client: `${address}:${port}`, path: url.pathname, why: verdict.why });
         return text(401, "a valid token is needed: add ?token=TOKEN or use it as the password\n", { "www-authenticate": AUTH_CHALLENGE });
       }
     }
@@ -304,8 +294,7 @@ export class HttpView implements AsyncDisposable {
       }
     } catch (e) {
       // A failing state provider or hook costs this request, never the server.
-      this.#lastFailure = { path: url.pathname, error: (e as Error).message };
-      this.#warnFailure();
+      this.#warnFailure({ path: url.pathname, error: (e as Error).message });
       return text(500, `internal error: ${(e as Error).message}\n`);
     }
   }
@@ -431,8 +420,7 @@ export class HttpView implements AsyncDisposable {
     try {
       server = this.#provider();
     } catch (e) {
-      this.#lastStateError = (e as Error).message;
-      this.#warnStateError();
+      this.#warnStateError({ error: (e as Error).message });
       return;
     }
     this.#udpRates.sample(server.viewers.filter((v) => v.framesReceived !== null).map((v) => [v.id, v.framesReceived!] as [string, number]), now);
