@@ -7,7 +7,7 @@ import { HttpStartError, HttpView, type HttpViewOptions } from "../lib/http/http
 import { tokenAuth } from "../lib/http/token-auth.ts";
 import type { ViewState } from "../lib/http/view-state.ts";
 import type { AdmissionHook, AdmissionRequest, BrowserLeaveReason, ServerState } from "../lib/http/viewer-info.ts";
-import { resolveFfprobe } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg, resolveFfprobe } from "../lib/record/ffmpeg.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { ROOT } from "./helpers/process.ts";
@@ -345,7 +345,7 @@ describe("/stream.mjpg", () => {
     expect((await v.state()).viewers.filter((x) => x.kind === "browser")).toEqual([]);
   });
 
-  test("ffprobe reads it as MJPEG at the stream's size", async () => {
+  test("ffprobe reads it as MJPEG at the stream's size and ffmpeg decodes it", async () => {
     await using v = await startView();
     const p = Bun.spawn([resolveFfprobe(), "-v", "error", "-show_entries", "format=format_name:stream=codec_type,codec_name,width,height", "-of", "json", `${v.base}/stream.mjpg`], {
       stdout: "pipe", stderr: "pipe", stdin: "ignore",
@@ -359,6 +359,15 @@ describe("/stream.mjpg", () => {
     expect(probe.format.format_name).toBe("mpjpeg");
     expect(probe.streams).toEqual([{ codec_name: "mjpeg", codec_type: "video", width: W, height: H }]);
     await until("ffprobe's leave", () => v.log.lines.some((l) => / client left .*name=ffmpeg /.test(l)));
+    // ffplay plays what ffmpeg decodes: 20 whole frames, no error.
+    const dec = Bun.spawn([resolveFfmpeg().path, "-v", "error", "-nostdin", "-i", `${v.base}/stream.mjpg`, "-frames:v", "20", "-f", "null", "-"], {
+      stdout: "ignore", stderr: "pipe", stdin: "ignore",
+    });
+    const decKiller = setTimeout(() => dec.kill(), 20_000);
+    const [decErr, decCode] = await Promise.all([new Response(dec.stderr).text(), dec.exited]);
+    clearTimeout(decKiller);
+    expect(decErr).toBe("");
+    expect(decCode).toBe(0);
   }, 30_000);
 
   test("a slow reader gets the newest frame, not a backlog; what it missed is counted", async () => {
