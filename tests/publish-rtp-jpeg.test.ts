@@ -1,9 +1,7 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { renderTestFrame } from "../lib/native/cv.ts";
 import { rtpJpegProblem } from "../lib/publish/rtp-jpeg.ts";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
 import { withSize } from "./helpers/jpeg-bytes.ts";
-import { splitJpegs } from "./helpers/jpeg-frames.ts";
 
 const SOI = [0xff, 0xd8];
 
@@ -38,16 +36,6 @@ function patch(jpeg: Uint8Array, code: number, offset: number, value: number): U
   return out;
 }
 
-/** JPEGs from ffmpeg's own encoder, which optimizes Huffman tables unless told not to. */
-function ffmpegJpeg(pixFmt: string, huffman: "default" | "optimal"): Uint8Array {
-  const p = Bun.spawnSync([
-    resolveFfmpeg().path, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30",
-    "-frames:v", "3", "-pix_fmt", pixFmt, "-c:v", "mjpeg", "-huffman", huffman, "-f", "image2pipe", "pipe:1",
-  ]);
-  if (p.exitCode !== 0) throw new Error(p.stderr.toString());
-  return splitJpegs(new Uint8Array(p.stdout))[0]!;
-}
-
 // OpenCV's imencode (libjpeg): what the server's capture sends.
 let opencv: Uint8Array;
 beforeAll(async () => {
@@ -80,6 +68,12 @@ describe("rtpJpegProblem", () => {
     { name: "one value of a table changed", jpeg: () => patch(opencv, 0xc4, 4 + 17 + 3, 0x04), problem: "optimized (non-standard) Huffman tables; RTP/JPEG needs the standard ones" },
     { name: "a table under another id", jpeg: () => patch(opencv, 0xc4, 4, 0x02), problem: "optimized (non-standard) Huffman tables; RTP/JPEG needs the standard ones" },
     { name: "a table missing", jpeg: () => edit(opencv, (c, i) => c === 0xc4 && i === 7), problem: "incomplete Huffman tables; RTP/JPEG needs the four standard tables (or none)" },
+    { name: "one quantization table", jpeg: () => edit(opencv, (c, i) => c === 0xdb && i === 2), problem: "1 quantization table; RTP/JPEG carries exactly two, 0 (luma) then 1 (chroma)" },
+    { name: "two tables with one id", jpeg: () => { const j = edit(opencv, () => false); j[segments(j)[2]!.start + 4] = 0x00; return j; }, problem: "quantization tables 0, 0; RTP/JPEG carries exactly two, 0 (luma) then 1 (chroma)" },
+    { name: "chroma quantized with the luma table", jpeg: () => patch(opencv, 0xc0, 15, 0), problem: "quantization tables used Y 0, Cb 0, Cr 1; RTP/JPEG rebuilds Y 0, Cb 1, Cr 1" },
+    // SOS from its marker: FF DA, length (2), Ns, then per component: id, DC/AC tables.
+    { name: "chroma coded with the luma Huffman tables", jpeg: () => patch(opencv, 0xda, 10, 0x00), problem: "Huffman tables used Y 0/0, Cb 1/1, Cr 0/0 (DC/AC); RTP/JPEG rebuilds Y 0/0, Cb 1/1, Cr 1/1" },
+    { name: "a scan of one component", jpeg: () => patch(opencv, 0xda, 4, 1), problem: "a scan of 1 component; RTP/JPEG carries one scan of Y, Cb and Cr" },
     { name: "16-bit quantization table", jpeg: () => patch(opencv, 0xdb, 4, 0x10), problem: "16-bit quantization tables; RTP/JPEG carries 8-bit tables only" },
     { name: "restart markers", jpeg: () => edit(opencv, () => false, [0xff, 0xdd, 0x00, 0x04, 0x00, 0x10]), problem: "restart markers (DRI); ffmpeg's RTP/JPEG does not carry them" },
     { name: "no frame header", jpeg: () => edit(opencv, (c) => c === 0xc0), problem: "no baseline frame header (SOF0) before the scan" },
@@ -106,47 +100,3 @@ describe("rtpJpegProblem", () => {
     expect(rtpJpegProblem(withSize(opencv, 2040, 2040))).toBeNull();
   });
 });
-
-/**
- * Sends one JPEG through ffmpeg's RTP muxer to a local UDP port; how many datagrams arrived
- * and what ffmpeg said. A frame it cannot carry makes an error line and no datagram.
- */
-async function throughFfmpegRtp(jpeg: Uint8Array): Promise<{ datagrams: number; stderr: string }> {
-  let datagrams = 0;
-  const sock = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: () => void datagrams++ } });
-  try {
-    const proc = Bun.spawn([
-      resolveFfmpeg().path, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "mjpeg", "-i", "pipe:0",
-      "-c", "copy", "-f", "rtp", `rtp://127.0.0.1:${sock.port}`,
-    ], { stdin: "pipe", stdout: "ignore", stderr: "pipe" });
-    proc.stdin.write(jpeg);
-    proc.stdin.write(jpeg);
-    await proc.stdin.end();
-    const [stderr] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
-    await Bun.sleep(100); // loopback datagrams are in flight for microseconds
-    return { datagrams, stderr };
-  } finally {
-    sock.close();
-  }
-}
-
-test("the check agrees with ffmpeg's RTP/JPEG packetizer on OpenCV's and on ffmpeg's own encodings", async () => {
-  const samples: { name: string; jpeg: Uint8Array; problem: string | null }[] = [
-    { name: "OpenCV 4:2:0", jpeg: opencv, problem: null },
-    // ffmpeg writes 4:2:2 as Y 2x2 with chroma 1x2, which its own packetizer refuses.
-    { name: "ffmpeg 4:2:2, standard tables", jpeg: ffmpegJpeg("yuvj422p", "default"), problem: "chroma subsampling 4:2:2 (Y 2x2, Cb 1x2, Cr 1x2); RTP/JPEG carries 4:2:0 or 4:2:2 with Y 2x2 or 2x1 and Cb, Cr 1x1 only" },
-    { name: "ffmpeg 4:2:0, standard tables", jpeg: ffmpegJpeg("yuvj420p", "default"), problem: null },
-    { name: "ffmpeg 4:2:0, optimized tables (its default)", jpeg: ffmpegJpeg("yuvj420p", "optimal"), problem: "optimized (non-standard) Huffman tables; RTP/JPEG needs the standard ones" },
-    { name: "ffmpeg 4:4:4", jpeg: ffmpegJpeg("yuvj444p", "default"), problem: "chroma subsampling 4:4:4 (Y 1x2, Cb 1x2, Cr 1x2); RTP/JPEG carries 4:2:0 or 4:2:2 with Y 2x2 or 2x1 and Cb, Cr 1x1 only" },
-  ];
-  for (const s of samples) {
-    expect({ name: s.name, problem: rtpJpegProblem(s.jpeg) }).toEqual({ name: s.name, problem: s.problem });
-    const { datagrams, stderr } = await throughFfmpegRtp(s.jpeg);
-    if (s.problem === null) {
-      expect({ name: s.name, stderr, sent: datagrams > 0 }).toEqual({ name: s.name, stderr: "", sent: true });
-    } else {
-      expect({ name: s.name, sent: datagrams > 0 }).toEqual({ name: s.name, sent: false });
-      expect(stderr).toMatch(/Unsupported pixel format|standard Huffman tables|chroma blocks/);
-    }
-  }
-}, 30_000);

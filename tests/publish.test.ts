@@ -5,6 +5,7 @@ import { memoryLogger } from "../lib/app/log.ts";
 import { cv, renderTestFrame } from "../lib/native/cv.ts";
 import { Publisher } from "../lib/publish/publisher.ts";
 import { Publishers, parsePublishTargets } from "../lib/publish/publishers.ts";
+import { rtpJpegProblem } from "../lib/publish/rtp-jpeg.ts";
 import { parsePublishUrl, readPublishTokenFile } from "../lib/publish/publish-url.ts";
 import { resolveFfmpeg, resolveFfprobe } from "../lib/record/ffmpeg.ts";
 import { probeVideo } from "../lib/record/ffprobe.ts";
@@ -350,6 +351,65 @@ function fakeFfmpeg(dir: string, mode: "record" | "stall" | "silent"): string {
   chmodSync(path, 0o755);
   return path;
 }
+
+/** JPEGs from ffmpeg's own encoder: one quantization table, optimized Huffman tables unless told not to. */
+function ffmpegJpegs(pixFmt: string, huffman: "default" | "optimal"): Uint8Array[] {
+  const p = Bun.spawnSync([
+    ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", `testsrc=size=${WIDTH}x${HEIGHT}:rate=${FPS}`,
+    "-frames:v", "10", "-pix_fmt", pixFmt, "-c:v", "mjpeg", "-huffman", huffman, "-f", "image2pipe", "pipe:1",
+  ]);
+  if (p.exitCode !== 0) throw new Error(p.stderr.toString());
+  return splitJpegs(new Uint8Array(p.stdout));
+}
+
+/**
+ * Publishes `jpegs` with ffmpeg as an RTSP client exactly as the publisher's ffmpeg does (stream
+ * copy), into a receiver; the pictures the receiver wrote, and what each side said.
+ */
+async function throughRtsp(jpegs: Uint8Array[]): Promise<{ received: Uint8Array[]; sender: string; receiver: string }> {
+  const port = freePort();
+  const out = join(tempDir(), "rtp-jpeg.mkv");
+  await using recv = await receiver(port, out);
+  const send = Bun.spawn([
+    ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "warning", "-f", "mjpeg", "-framerate", String(FPS), "-i", "pipe:0",
+    "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp", `rtsp://127.0.0.1:${port}/classroom`,
+  ], { stdin: "pipe", stdout: "ignore", stderr: "pipe" });
+  for (const j of jpegs) send.stdin.write(j);
+  await send.stdin.end();
+  const [stderr] = await Promise.all([new Response(send.stderr).text(), send.exited, recv.exited]);
+  const p = Bun.spawn([ffmpeg, "-hide_banner", "-loglevel", "quiet", "-i", out, "-c", "copy", "-f", "image2pipe", "pipe:1"], { stdout: "pipe", stderr: "ignore" });
+  const bytes = new Uint8Array(await new Response(p.stdout).arrayBuffer());
+  await p.exited; // no file, or no stream in it: nothing came through
+  return { received: bytes.length > 0 ? splitJpegs(bytes) : [], sender: stderr, receiver: recv.stderr() };
+}
+
+/** True when both decode to the very same pixels. */
+function samePicture(a: Uint8Array, b: Uint8Array): boolean {
+  const x = cv().decodeJpeg(a);
+  const y = cv().decodeJpeg(b);
+  return x.width === y.width && x.height === y.height && Buffer.compare(x.bgr, y.bgr) === 0;
+}
+
+describe("RTP/JPEG through a real RTSP server", () => {
+  test("what the check accepts arrives as the very same pictures without a complaint; what it refuses, ffmpeg drops or the receiver complains about", async () => {
+    const samples: { name: string; jpegs: Uint8Array[]; problem: string | null; sender: RegExp; receiver: RegExp | null }[] = [
+      { name: "OpenCV 4:2:0", jpegs: frames.slice(0, 10), problem: null, sender: /^$/, receiver: null },
+      // ffmpeg's receiver still makes a picture of it, but says every frame is invalid.
+      { name: "ffmpeg 4:2:0, standard tables", jpegs: ffmpegJpegs("yuvj420p", "default"), problem: "1 quantization table; RTP/JPEG carries exactly two, 0 (luma) then 1 (chroma)", sender: /suggests two quantization tables, 1 provided/, receiver: /Invalid RTP\/JPEG packet\. Invalid qtable length 64/ },
+      { name: "ffmpeg 4:2:0, optimized tables (its default)", jpegs: ffmpegJpegs("yuvj420p", "optimal"), problem: "optimized (non-standard) Huffman tables; RTP/JPEG needs the standard ones", sender: /requires standard Huffman tables/, receiver: null },
+      { name: "ffmpeg 4:4:4", jpegs: ffmpegJpegs("yuvj444p", "default"), problem: "chroma subsampling 4:4:4 (Y 1x2, Cb 1x2, Cr 1x2); RTP/JPEG carries 4:2:0 or 4:2:2 with Y 2x2 or 2x1 and Cb, Cr 1x1 only", sender: /Unsupported pixel format|chroma blocks/, receiver: null },
+    ];
+    for (const s of samples) {
+      const got = await throughRtsp(s.jpegs);
+      const intact = got.received.length === s.jpegs.length && got.received.every((r, i) => samePicture(r, s.jpegs[i]!));
+      const complaint = /Invalid RTP\/JPEG|error/i.test(got.receiver);
+      expect({ name: s.name, problem: rtpJpegProblem(s.jpegs[0]!), intactWithoutComplaint: intact && !complaint })
+        .toEqual({ name: s.name, problem: s.problem, intactWithoutComplaint: s.problem === null });
+      expect(got.sender.trim()).toMatch(s.sender);
+      if (s.receiver) expect(got.receiver).toMatch(s.receiver);
+    }
+  }, 40_000);
+});
 
 describe("a publisher on its own", () => {
   test("a server that stops reading: frames are dropped as slow without waiting, and after stallMs ffmpeg is replaced", async () => {

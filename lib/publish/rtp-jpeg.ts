@@ -1,21 +1,25 @@
 /**
- * Whether ffmpeg's RTP/JPEG packetizer (RFC 2435) can carry a JPEG as it is.
+ * Whether a JPEG survives RTP/JPEG (RFC 2435) as ffmpeg sends it and receivers rebuild it.
  *
  * RTP/JPEG sends no Huffman tables and no sampling factors: the receiver rebuilds the header
  * from a type byte (0 = 4:2:2, 1 = 4:2:0), the size in 8-pixel blocks (one byte each: at most
- * 2040) and the quantization tables. So only baseline 8-bit YCbCr with standard Huffman tables
- * survives. ffmpeg does not refuse anything else up front: it logs an error per frame, sends
- * nothing and keeps counting frames, so a bad source would look healthy. OpenCV's imencode
- * (libjpeg, 4:2:0, standard tables) and camera MJPEG (which usually omits the tables) fit.
+ * 2040) and the two quantization tables. So only baseline 8-bit YCbCr laid out the way RFC 2435
+ * rebuilds it comes through. ffmpeg refuses nothing up front: some frames it drops with an
+ * error per frame while counting them as sent, others it sends and the receiver discards, so a
+ * bad source would look healthy. OpenCV's imencode (libjpeg, 4:2:0, standard tables) and camera
+ * MJPEG (which usually omits the Huffman tables) fit; ffmpeg's own MJPEG encoder does not (one
+ * quantization table, optimized Huffman tables).
  *
  * The header, as far as it is read here (ITU T.81 B.2):
  *
  *   FF D8                                     SOI
- *   FF DB | len | Pq/Tq | 64 or 128 bytes ... DQT   Pq must be 0 (8-bit)
+ *   FF DB | len | Pq/Tq | 64 bytes ...         DQT   two 8-bit tables in all, ids 0 then 1
  *   FF C4 | len | Tc/Th | 16 counts | values  DHT   the four tables of Annex K.3, or none
  *   FF DD | len | restart interval             DRI   must be 0 (no restart markers)
- *   FF C0 | len | P | H | W | Nf | Nf x (C, Hi/Vi, Tq)   SOF0: P = 8, Nf = 3, Y 2x1 or 2x2, Cb Cr 1x1
- *   FF DA ...                                 SOS: the scan; the header ends here
+ *   FF C0 | len | P | H | W | Nf | Nf x (C, Hi/Vi, Tq)   SOF0: P = 8, Nf = 3, Y 2x1 or 2x2, Cb Cr 1x1,
+ *                                                         quantization tables Y 0, Cb 1, Cr 1
+ *   FF DA | len | Ns | Ns x (Cs, Td/Ta) | ...  SOS   Y, Cb, Cr with Huffman tables 0/0, 1/1, 1/1;
+ *                                                    the scan follows and the header ends here
  */
 
 const MARKER = 0xff;
@@ -75,9 +79,11 @@ export function rtpJpegProblem(jpeg: Uint8Array): string | null {
   if (jpeg.length < 4 || jpeg[0] !== MARKER || jpeg[1] !== SOI) return "not a JPEG (no FF D8 at the start)";
   const view = new DataView(jpeg.buffer, jpeg.byteOffset, jpeg.byteLength);
   const huffman = new Set<number>();
-  let sof: { width: number; height: number } | null = null;
+  const quantIds: number[] = [];
+  let sof: Sof | null = null;
+  let sos: Uint8Array | null = null;
   let pos = 2;
-  for (;;) {
+  while (!sos) {
     if (pos >= jpeg.length || jpeg[pos] !== MARKER) return "malformed JPEG header";
     while (pos < jpeg.length && jpeg[pos] === MARKER) pos++;
     if (pos >= jpeg.length) return "malformed JPEG header";
@@ -88,9 +94,10 @@ export function rtpJpegProblem(jpeg: Uint8Array): string | null {
     if (length < 2 || pos + length > jpeg.length) return "truncated JPEG header";
     const body = jpeg.subarray(pos + 2, pos + length);
     pos += length;
-    if (code === SOS) break;
-    if (code === SOF0) {
-      const problem = checkSof0(body);
+    if (code === SOS) {
+      sos = body;
+    } else if (code === SOF0) {
+      const problem = readSof0(body);
       if (typeof problem === "string") return problem;
       sof = problem;
     } else if (isSof(code)) {
@@ -99,13 +106,26 @@ export function rtpJpegProblem(jpeg: Uint8Array): string | null {
       const problem = checkDht(body, huffman);
       if (problem) return problem;
     } else if (code === DQT) {
-      const problem = checkDqt(body);
+      const problem = readDqt(body, quantIds);
       if (problem) return problem;
     } else if (code === DRI) {
       if (body.length >= 2 && (body[0]! << 8 | body[1]!) !== 0) return "restart markers (DRI); ffmpeg's RTP/JPEG does not carry them";
     }
   }
   if (!sof) return "no baseline frame header (SOF0) before the scan";
+  // The receiver rebuilds the header as RFC 2435 appendix A does: quantization table 0 for Y,
+  // 1 for Cb and Cr, sent in that order; Huffman tables the same way.
+  if (quantIds.length !== 2 || quantIds[0] !== 0 || quantIds[1] !== 1) {
+    return `${quantIds.length === 2 ? `quantization tables ${quantIds.join(", ")}` : `${quantIds.length} quantization table${quantIds.length === 1 ? "" : "s"}`}; RTP/JPEG carries exactly two, 0 (luma) then 1 (chroma)`;
+  }
+  const tq = sof.components.map((c) => c.tq);
+  if (tq.join() !== "0,1,1") return `quantization tables used Y ${tq[0]}, Cb ${tq[1]}, Cr ${tq[2]}; RTP/JPEG rebuilds Y 0, Cb 1, Cr 1`;
+  const scan = readSos(sos);
+  if (typeof scan === "string") return scan;
+  if (scan.join() !== "0,17,17") {
+    const f = (b: number) => `${b >> 4}/${b & 15}`;
+    return `Huffman tables used Y ${f(scan[0]!)}, Cb ${f(scan[1]!)}, Cr ${f(scan[2]!)} (DC/AC); RTP/JPEG rebuilds Y 0/0, Cb 1/1, Cr 1/1`;
+  }
   if (huffman.size > 0 && huffman.size !== STANDARD_TABLES.size) {
     return "incomplete Huffman tables; RTP/JPEG needs the four standard tables (or none)";
   }
@@ -119,24 +139,39 @@ export function rtpJpegProblem(jpeg: Uint8Array): string | null {
   return null;
 }
 
-function checkSof0(body: Uint8Array): { width: number; height: number } | string {
-  // P, height, width, Nf, then three bytes per component.
+/** What the frame header says, as far as RTP/JPEG cares. */
+interface Sof {
+  width: number;
+  height: number;
+  /** Y, Cb, Cr: sampling factors (H << 4 | V) and quantization table. */
+  components: { hv: number; tq: number }[];
+}
+
+function readSof0(body: Uint8Array): Sof | string {
+  // P, height, width, Nf, then per component: id, H/V, table.
   if (body.length < 6) return "truncated frame header";
   const precision = body[0]!;
   const height = (body[1]! << 8) | body[2]!;
   const width = (body[3]! << 8) | body[4]!;
-  const components = body[5]!;
+  const count = body[5]!;
   if (precision !== 8) return `${precision}-bit samples; RTP/JPEG carries 8-bit only`;
-  if (components !== 3) return `${components === 1 ? "grayscale" : `${components}-component`} JPEG; RTP/JPEG carries YCbCr (3 components) only`;
-  if (body.length < 6 + 3 * components) return "truncated frame header";
-  const y = body[7]!;
-  const cb = body[10]!;
-  const cr = body[13]!;
+  if (count !== 3) return `${count === 1 ? "grayscale" : `${count}-component`} JPEG; RTP/JPEG carries YCbCr (3 components) only`;
+  if (body.length < 6 + 3 * count) return "truncated frame header";
+  const components = [0, 1, 2].map((i) => ({ hv: body[7 + 3 * i]!, tq: body[8 + 3 * i]! }));
+  const [y, cb, cr] = components.map((c) => c.hv) as [number, number, number];
   if (cb !== 0x11 || cr !== 0x11 || (y !== 0x22 && y !== 0x21)) {
     return `chroma subsampling ${sampling(y, cb, cr)}; RTP/JPEG carries 4:2:0 or 4:2:2 with Y 2x2 or 2x1 and Cb, Cr 1x1 only`;
   }
   if (width === 0 || height === 0) return `frame size ${width}x${height}`;
-  return { width, height };
+  return { width, height, components };
+}
+
+/** The scan's DC/AC table selectors per component, in order. */
+function readSos(body: Uint8Array): number[] | string {
+  const count = body[0] ?? 0;
+  if (body.length < 1 + 2 * count + 3) return "truncated scan header";
+  if (count !== 3) return `a scan of ${count} component${count === 1 ? "" : "s"}; RTP/JPEG carries one scan of Y, Cb and Cr`;
+  return [0, 1, 2].map((i) => body[2 + 2 * i]!);
 }
 
 /** E.g. `4:2:2 (Y 2x2, Cb 1x2, Cr 1x2)`: the ratio, and the factors RTP/JPEG cares about. */
@@ -166,11 +201,12 @@ function checkDht(body: Uint8Array, seen: Set<number>): string | null {
   return null;
 }
 
-function checkDqt(body: Uint8Array): string | null {
+/** Appends the ids of the tables in one DQT segment to `ids`. */
+function readDqt(body: Uint8Array, ids: number[]): string | null {
   let at = 0;
   while (at < body.length) {
-    const precision = body[at]! >> 4;
-    if (precision !== 0) return "16-bit quantization tables; RTP/JPEG carries 8-bit tables only";
+    if (body[at]! >> 4 !== 0) return "16-bit quantization tables; RTP/JPEG carries 8-bit tables only";
+    ids.push(body[at]! & 15);
     at += 1 + 64;
   }
   return at === body.length ? null : "truncated quantization table";
