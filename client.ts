@@ -1,5 +1,5 @@
 #!/usr/bin/env bun
-// lancam client: shows a lancam server's stream in a window and records it.
+// lancam client: shows a lancam (or classroom) server's stream in a window and records it.
 // This file only wires the parts in lib/ together.
 import { writeFileSync } from "node:fs";
 import { CLIENT_COMMAND, CLIENT_RECORD_CLI } from "./lib/app/client-flags.ts";
@@ -13,7 +13,8 @@ import { formatStatus, StatusLine } from "./lib/display/status-line.ts";
 import { displayAvailable } from "./lib/display/viewer-window.ts";
 import { WindowSink } from "./lib/display/window-sink.ts";
 import { FrameCheck } from "./lib/receive/frame-check.ts";
-import { Viewer, type FrameSink } from "./lib/receive/viewer.ts";
+import type { FrameSink } from "./lib/receive/viewer.ts";
+import { createWatcher, type Watcher } from "./lib/receive/watcher.ts";
 import { RecorderSink } from "./lib/record/recorder-sink.ts";
 import { SegmentWriter } from "./lib/record/segment-writer.ts";
 
@@ -61,14 +62,15 @@ async function main(): Promise<number> {
   if (recorder) sinks.push(recorder.write);
   if (verify) sinks.push((frame) => verify.check(frame.jpeg, frame.width, frame.height));
 
-  const viewer: Viewer = new Viewer({
+  const viewer: Watcher = createWatcher({
+    protocol: cli.flags.classic ? "classic" : "lancam",
     host, port, udpPort, log, sinks, maxFrames, maxSeconds, receiveBufferBytes, name,
     recordedFrames: () => recorder?.framesAccepted ?? 0,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
-    onWelcome: (welcome) => recorder?.onStreamRate(welcome.fpsMillihertz / 1000),
-    onSecond: (stats, welcome) => {
+    onStreamRate: (fps) => recorder?.onStreamRate(fps),
+    onSecond: (stats, size) => {
       const snap = stats.snapshot(performance.now());
-      status.show(formatStatus(snap, { size: welcome ? `${welcome.width}x${welcome.height}` : undefined, recording: recorder ? `${recorder.stats.segmentsClosed} segs` : undefined }));
+      status.show(formatStatus(snap, { size: size ?? undefined, recording: recorder ? `${recorder.stats.segmentsClosed} segs` : undefined }));
     },
   });
   signal.onStop((sig) => {

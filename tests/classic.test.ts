@@ -3,6 +3,10 @@ import type { Socket } from "bun";
 import { createLogger } from "../lib/app/log.ts";
 import { cv, type FitJpegResult } from "../lib/native/cv.ts";
 import { ClassicClient, ClassicConnectError, RATE_WINDOW_MS } from "../lib/receive/classic-client.ts";
+import { ClassicWatcher } from "../lib/receive/classic-watcher.ts";
+import { ConnectError } from "../lib/receive/handshake.ts";
+import { Viewer } from "../lib/receive/viewer.ts";
+import { createWatcher } from "../lib/receive/watcher.ts";
 import { ClassicEncoder } from "../lib/send/classic-encoder.ts";
 import { ClassicViewers, FIRST_SEND_DELAY_MS, normalizeAddress, type ClassicAction } from "../lib/send/classic-viewers.ts";
 import {
@@ -462,7 +466,7 @@ describe("ClassicEncoder", () => {
 /** A classroom server in a few lines: sends `pictures` in turn, one per "continue", at most every `intervalMs`. */
 async function fakeClassroomServer(pictures: Uint8Array[], intervalMs = 20) {
   const heard: string[] = [];
-  const state = { viewerPort: 0, closed: false, next: 0, ignoreAnswers: 0, lastSentAt: 0, disposed: false, icmpErrors: 0 };
+  const state = { viewerPort: 0, closed: false, next: 0, ignoreAnswers: 0, lastSentAt: 0, disposed: false, icmpErrors: 0, silent: false };
   let tcp: Socket<undefined> | null = null;
   const udp = await Bun.udpSocket({
     hostname: "127.0.0.1",
@@ -485,7 +489,7 @@ async function fakeClassroomServer(pictures: Uint8Array[], intervalMs = 20) {
   const sendNext = () => {
     const wait = Math.max(0, state.lastSentAt + intervalMs - performance.now());
     setTimeout(() => {
-      if (state.disposed) return;
+      if (state.disposed || state.silent) return;
       state.lastSentAt = performance.now();
       udp.send(pictures[state.next++ % pictures.length]!, state.viewerPort, "127.0.0.1");
     }, wait);
@@ -580,12 +584,22 @@ describe("ClassicClient", () => {
     expect(c.nudges).toBe(1);
   });
 
-  test("the server hanging up ends the session with reason closed", async () => {
+  test("the server hanging up TCP ends nothing (the classroom server does so when the next viewer connects); silence ends the session", async () => {
     using server = await fakeClassroomServer(smallJpegs(2));
-    await using c = await ClassicClient.open({ host: "127.0.0.1", port: server.port, udpPort: 0, log: silent, sinks: [] });
+    await using c = await ClassicClient.open({ host: "127.0.0.1", port: server.port, udpPort: 0, log: silent, sinks: [], stallMs: 100, silenceMs: 600 });
     await until(() => c.stats.framesReceived > 2, 3000, "pictures");
     server.hangUp();
-    expect(await c.ended).toEqual({ reason: "closed" });
+    await until(() => c.tcpClosed, 2000, "the close noticed");
+    const before = c.stats.framesReceived;
+    await until(() => c.stats.framesReceived > before + 5, 3000, "pictures after the close");
+    server.state.silent = true;
+    const silentFrom = performance.now();
+    const end = await c.ended;
+    expect(end.reason).toBe("silent");
+    if (end.reason === "silent") expect(end.silentMs).toBeGreaterThanOrEqual(600);
+    expect(performance.now() - silentFrom).toBeLessThan(1500);
+    // Nudged while silent, in case only an answer was lost.
+    expect(c.nudges).toBeGreaterThan(0);
   });
 
   test("a 65 507-byte picture arrives whole", async () => {
@@ -616,5 +630,83 @@ describe("ClassicClient", () => {
     } finally {
       taken.close();
     }
+  });
+});
+
+describe("ClassicWatcher (client.ts --classic)", () => {
+  const options = (port: number) => ({ host: "127.0.0.1", port, udpPort: 0, log: silent, sinks: [] });
+
+  test("--frames: exactly that many frames reach the sinks and the stats, then end is said once", async () => {
+    using server = await fakeClassroomServer(smallJpegs(3), 10);
+    const got: number[] = [];
+    await using w = new ClassicWatcher({ ...options(server.port), sinks: [(f) => got.push(f.seq)], maxFrames: 12 });
+    await w.run();
+    expect(got).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    expect(w.stats.framesReceived).toBe(12);
+    await until(() => server.heard.includes("end"), 2000, "end");
+    await Bun.sleep(100);
+    expect(server.heard.filter((h) => h === "end")).toHaveLength(1);
+  });
+
+  test("--duration ends with end; the bound port, the measured rate and the size once a second reach the owner", async () => {
+    using server = await fakeClassroomServer(smallJpegs(3), 20);
+    const bound: number[] = [];
+    const rates: number[] = [];
+    const sizes: (string | null)[] = [];
+    await using w = new ClassicWatcher({
+      ...options(server.port), maxSeconds: 2.2,
+      onBound: (p) => bound.push(p), onStreamRate: (fps) => void rates.push(fps), onSecond: (_stats, size) => sizes.push(size),
+    });
+    const started = performance.now();
+    await w.run();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(2150);
+    expect(performance.now() - started).toBeLessThan(3500);
+    expect(bound).toEqual([server.state.viewerPort]);
+    expect(rates).toHaveLength(1);
+    expect(rates[0]!).toBeGreaterThan(35);
+    expect(rates[0]!).toBeLessThan(55);
+    expect(sizes.at(-1)).toBe("160x90");
+    await until(() => server.heard.includes("end"), 2000, "end");
+    expect(w.datagramDrops()).toEqual({ foreignAddress: 0, notJpeg: 0, wrongSize: 0 });
+  });
+
+  test("stop() (ESC, a closed window, Ctrl-C) says end; run() resolves", async () => {
+    using server = await fakeClassroomServer(smallJpegs(3), 10);
+    const w = new ClassicWatcher(options(server.port));
+    const running = w.run();
+    await until(() => w.stats.framesReceived >= 3, 3000, "pictures");
+    w.stop();
+    await running;
+    await until(() => server.heard.includes("end") && server.state.closed, 2000, "end and the TCP close");
+  });
+
+  test("a server that falls silent, or is not there, is a ConnectError naming it; a failing recorder set-up stops the run with its error", async () => {
+    using server = await fakeClassroomServer(smallJpegs(2), 10);
+    const w = new ClassicWatcher({ ...options(server.port), silenceMs: 400 });
+    const running = w.run();
+    await until(() => w.stats.framesReceived >= 3, 3000, "pictures");
+    server.state.silent = true;
+    await expect(running).rejects.toThrow(`no pictures from the classroom server at 127.0.0.1:${server.port}`);
+    await expect(running).rejects.toBeInstanceOf(ConnectError);
+
+    const closed = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const nobody = closed.port;
+    closed.stop(true);
+    const refused = new ClassicWatcher(options(nobody)).run();
+    await expect(refused).rejects.toBeInstanceOf(ConnectError);
+    // Named so the entry script prints it as one line rather than a stack.
+    await expect(refused).rejects.toMatchObject({ name: "ConnectError" });
+
+    using other = await fakeClassroomServer(smallJpegs(2), 10);
+    const failing = new ClassicWatcher({ ...options(other.port), onStreamRate: async () => { throw new Error("disk gone"); } });
+    await expect(failing.run()).rejects.toThrow("disk gone");
+    await until(() => other.heard.includes("end"), 2000, "end after the failure");
+  });
+
+  test("createWatcher picks the watcher for the protocol", async () => {
+    await using classic = createWatcher({ protocol: "classic", ...options(1) });
+    await using lancam = createWatcher({ protocol: "lancam", ...options(1) });
+    expect(classic).toBeInstanceOf(ClassicWatcher);
+    expect(lancam).toBeInstanceOf(Viewer);
   });
 });

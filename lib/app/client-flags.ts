@@ -13,6 +13,7 @@ export const CLIENT_COMMAND = defineCommand({
   script: "client.ts",
   about: `Connects to a lancam server at HOST:PORT (TCP), receives its stream on UDPPORT
 (0 picks a free port), shows it in a window and records it into rolling segments.
+With --classic the server is the classroom program instead.
 ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
   operands: {
     host: operand("HOST", text),
@@ -20,6 +21,7 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
     udpPort: operand("UDPPORT", (raw, name) => parsePort(name, raw)),
   },
   flags: {
+    classic: booleanFlag("classic", "the server is the classroom program (one JPEG per UDP datagram, answered continue or end)"),
     window: booleanFlag("window", "do not open a window (also automatic where there is no display)", { default: true }),
     frames: valueFlag("frames", "N", 0, (raw, flag) => parseInteger(flag, raw, 1, 2 ** 31), "exit 0 after N frames"),
     duration: valueFlag("duration", "S", 0, (raw, flag) => parseNumber(flag, raw, 0.1, 10 * 365 * 86400), "exit 0 after S seconds"),

@@ -4,6 +4,7 @@ import { encodeClassicAnswer, encodeClassicPort } from "../wire/classic.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import { readJpegSize } from "../wire/jpeg-header.ts";
 import { seqAdd } from "../wire/seq.ts";
+import { ConnectError } from "./handshake.ts";
 import { ReceiverStats } from "./receiver-stats.ts";
 import type { FrameSink } from "./viewer.ts";
 
@@ -25,13 +26,17 @@ export interface ClassicStreamInfo {
   fpsMillihertz: number;
 }
 
-/** How a classic session ended. */
-export type ClassicEnd = { reason: "stopped" } | { reason: "closed" };
+/**
+ * How a classic session ended: stopped, or no picture for silenceMs (the server is
+ * gone: nothing else tells, see ClassicClient).
+ */
+export type ClassicEnd = { reason: "stopped" } | { reason: "silent"; silentMs: number };
 
-/** The classic client could not start; the message says what to change. */
-export class ClassicConnectError extends Error {
-  override name = "ClassicConnectError";
-}
+/**
+ * The classic client could not start; the message says what to change. A ConnectError
+ * (and named so), so the client reports it as one line, like any failed connection.
+ */
+export class ClassicConnectError extends ConnectError {}
 
 /** How the classic client runs. */
 export interface ClassicClientOptions {
@@ -48,6 +53,8 @@ export interface ClassicClientOptions {
   connectTimeoutMs?: number;
   /** Silence after an answer before "continue" is sent again (default 1000 ms). */
   stallMs?: number;
+  /** No picture for this long, nudges notwithstanding, ends the session (default 5000 ms). */
+  silenceMs?: number;
   /** Monotonic clock in ms (default performance.now). */
   now?: () => number;
 }
@@ -70,6 +77,11 @@ export interface ClassicDrops {
  * the same sinks as a lancam viewer's frames. A stream that stalls (a lost picture or
  * answer leaves the classroom server waiting for ever) is nudged with another
  * "continue" every stallMs.
+ *
+ * The TCP connection says nothing about the session: the classroom server drops its
+ * socket for a viewer when the next viewer connects (the variable holding it is
+ * reused), and streams on regardless. So only silence, no picture for silenceMs,
+ * means the server is gone.
  */
 export class ClassicClient implements AsyncDisposable {
   /** Frames and bytes as a lancam viewer counts them; latency is 0 (no capture time is sent). */
@@ -81,7 +93,9 @@ export class ClassicClient implements AsyncDisposable {
   sendErrors = 0;
   /** Bytes the server sent on TCP, which it never should (ignored). */
   unexpectedTcpBytes = 0;
-  /** Resolves when the session ends: stopped, or the server closed the connection. */
+  /** The server closed the TCP connection (which it does when another viewer connects). */
+  tcpClosed = false;
+  /** Resolves when the session ends: stopped, or the server fell silent. */
   readonly ended: Promise<ClassicEnd>;
   readonly #opts: ClassicClientOptions;
   readonly #log: Logger;
@@ -97,6 +111,8 @@ export class ClassicClient implements AsyncDisposable {
   #arrivals = 0;
   #seq = 0;
   #lastHeardAt = 0;
+  /** The last picture's arrival (or the start); nudges do not move it. */
+  #lastPictureAt = 0;
   #stallTimer: Timer | null = null;
   #endedWith: (end: ClassicEnd) => void = () => {};
   #done = false;
@@ -136,8 +152,9 @@ export class ClassicClient implements AsyncDisposable {
       throw e;
     }
     const stallMs = opts.stallMs ?? 1000;
-    c.#lastHeardAt = c.#now();
-    c.#stallTimer = setInterval(() => c.#checkStall(stallMs), Math.max(10, stallMs / 4));
+    const silenceMs = opts.silenceMs ?? 5000;
+    c.#lastHeardAt = c.#lastPictureAt = c.#now();
+    c.#stallTimer = setInterval(() => c.#checkStall(stallMs, silenceMs), Math.max(10, Math.min(stallMs, silenceMs) / 4));
     return c;
   }
 
@@ -165,9 +182,11 @@ export class ClassicClient implements AsyncDisposable {
         data: (_s, bytes) => {
           this.unexpectedTcpBytes += bytes.length;
         },
-        // Only once connected: a failed attempt is open()'s error, not a session end.
+        // Only once connected: a failed attempt is open()'s error. Not an end (see the class comment).
         close: () => {
-          if (this.#tcp) this.#finish({ reason: "closed" });
+          if (!this.#tcp || this.#done || this.tcpClosed) return;
+          this.tcpClosed = true;
+          this.#log.info("the classroom server closed the TCP connection; its pictures keep coming over UDP");
         },
         error: (_s, e) => this.#log.warn("classic server connection failed", { error: e.message }),
       },
@@ -200,7 +219,7 @@ export class ClassicClient implements AsyncDisposable {
     }
     this.#source ??= { ip, port };
     const now = this.#now();
-    this.#lastHeardAt = now;
+    this.#lastHeardAt = this.#lastPictureAt = now;
     // Answered before anything else, whatever it holds: the server sends nothing more until it is.
     this.#udp.send(CONTINUE, port, ip);
     const size = truncated ? null : readJpegSize(buf);
@@ -245,9 +264,15 @@ export class ClassicClient implements AsyncDisposable {
     }
   }
 
-  #checkStall(stallMs: number): void {
-    if (this.#done || !this.#source) return;
+  #checkStall(stallMs: number, silenceMs: number): void {
+    if (this.#done) return;
     const now = this.#now();
+    const silentMs = now - this.#lastPictureAt;
+    if (silentMs >= silenceMs) {
+      this.#finish({ reason: "silent", silentMs });
+      return;
+    }
+    if (!this.#source) return;
     if (now - this.#lastHeardAt < stallMs) return;
     this.#lastHeardAt = now;
     this.nudges++;
@@ -269,7 +294,7 @@ export class ClassicClient implements AsyncDisposable {
     this.#done = true;
     if (this.#stallTimer) clearInterval(this.#stallTimer);
     this.#stallTimer = null;
-    if (end.reason === "closed") this.#log.warn("classroom server closed the connection");
+    if (end.reason === "silent") this.#log.warn("no pictures from the classroom server", { seconds: (end.silentMs / 1000).toFixed(1) });
     this.#tcp?.end();
     this.#tcp = null;
     this.#udp.close();

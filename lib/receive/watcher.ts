@@ -1,0 +1,62 @@
+import type { Logger } from "../app/log.ts";
+import { ClassicWatcher } from "./classic-watcher.ts";
+import type { ReceiverStats } from "./receiver-stats.ts";
+import { Viewer, type FrameSink } from "./viewer.ts";
+
+/** One viewing session as the client runs it, whichever program the server is. */
+export interface Watcher extends AsyncDisposable {
+  /** Resolves when stopped or a frame/duration limit is reached; rejects with ConnectError when the first connection fails. */
+  run(): Promise<void>;
+  /** Says goodbye to the server (bye, or the classroom "end"); `run()` then resolves. */
+  stop(): void;
+  /** What arrived, for the status line and the stats file. */
+  readonly stats: ReceiverStats;
+  /** Datagrams not used, by reason, for the stats file. */
+  datagramDrops(): Record<string, number>;
+}
+
+/** How to watch; the sinks and callbacks are the same for either server. */
+export interface WatcherOptions {
+  /** "lancam": a lancam server; "classic": the classroom program's server. */
+  protocol: "lancam" | "classic";
+  host: string;
+  port: number;
+  udpPort: number;
+  log: Logger;
+  sinks: FrameSink[];
+  /** Stop after this many frames (0 = no limit). */
+  maxFrames?: number;
+  /** Stop after this many seconds (0 = no limit). */
+  maxSeconds?: number;
+  /** Lancam only: the UDP receive buffer to ask for (a classroom server has one picture in flight). */
+  receiveBufferBytes?: number;
+  /** Lancam only: this viewer's name in the server's log. */
+  name?: string;
+  /** Lancam only: frames the recorder has written, for the final bye. */
+  recordedFrames?: () => number;
+  /** Once the UDP port is bound, before connecting. */
+  onBound?: (udpPort: number) => void;
+  /**
+   * The stream's frame rate, once known (a lancam welcome says it; a classroom stream's
+   * is measured over its first second). A failure stops the watcher and `run()` rejects with it.
+   */
+  onStreamRate?: (fps: number) => void | Promise<void>;
+  /** About once a second, with the picture size once known ("1280x720"). */
+  onSecond?: (stats: ReceiverStats, size: string | null) => void;
+}
+
+/** The watcher for `protocol`: a lancam Viewer or a ClassicWatcher, run the same way. */
+export function createWatcher(opts: WatcherOptions): Watcher {
+  const { host, port, udpPort, log, sinks, maxFrames, maxSeconds } = opts;
+  if (opts.protocol === "classic") {
+    if (opts.name) log.warn("a classroom server has no place for a viewer's name; --name is not sent", { name: opts.name });
+    return new ClassicWatcher({ host, port, udpPort, log, sinks, maxFrames, maxSeconds, onBound: opts.onBound, onStreamRate: opts.onStreamRate, onSecond: opts.onSecond });
+  }
+  return new Viewer({
+    host, port, udpPort, log, sinks, maxFrames, maxSeconds,
+    receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, recordedFrames: opts.recordedFrames,
+    onBound: opts.onBound && ((bound) => opts.onBound!(bound)),
+    onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000)),
+    onSecond: opts.onSecond && ((stats, welcome) => opts.onSecond!(stats, welcome ? `${welcome.width}x${welcome.height}` : null)),
+  });
+}
