@@ -1,5 +1,6 @@
 // The server's control protocol driven directly, with a fake clock: every timeout
-// here is a number passed in, never a wait.
+// here is a number passed in, never a wait. Classroom viewers and viewers served
+// elsewhere go through the same machine, which counts every kind against maxClients.
 import { describe, expect, test } from "bun:test";
 import { formatLine } from "../lib/app/log.ts";
 import { Admission, MAX_PENDING_PER_ADDRESS, type AdmissionAction, type AdmissionOptions, type ConnId } from "../lib/send/admission.ts";
@@ -13,6 +14,8 @@ import {
   type Hello,
 } from "../lib/wire/control.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
+import type { Frame } from "../lib/wire/frame.ts";
+import { prng } from "./helpers/prng.ts";
 
 const HERE = "192.168.1.20";
 const THERE = "192.168.1.30";
@@ -289,5 +292,233 @@ describe("leaving", () => {
     expect(lines(out)[0]).toContain('reason="server shutdown"');
     expect(sentTo(m.connected(3, { address: HERE, port: 50_003 }, 3001), 3)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "shutting down" }]);
     expect(m.tick(10_000)).toEqual([]);
+  });
+});
+
+// --- first bytes, classroom viewers, and one count for every kind ----------------------
+
+const ascii = (s: string) => new TextEncoder().encode(s);
+const FRAME = (seq: number): Frame => ({ seq, capturedAt: 0, width: 16, height: 9, jpeg: new Uint8Array([0xff, 0xd8, seq & 0xff]) });
+/** Datagrams sent, as "address:port seq-byte". */
+const datagrams = (actions: AdmissionAction[]) =>
+  actions.flatMap((a) => (a.kind === "datagram" ? [`${a.address}:${a.port} ${a.bytes[2]}`] : []));
+
+/** Connects and announces a classroom viewer's UDP port. */
+function classic(m: Admission, conn: ConnId, udpPort: number, now = 0, address = HERE): AdmissionAction[] {
+  expect(m.connected(conn, { address, port: 50_000 + conn }, now)).toEqual([]);
+  return m.arrived(conn, ascii(String(udpPort)), now);
+}
+
+describe("first bytes", () => {
+  test("a lancam connection's bytes all go to the control decoder, from its very first byte", () => {
+    const m = machine();
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const bytes = encodeControl(hello(8001));
+    expect(m.arrived(1, bytes.subarray(0, 1), 0)).toEqual([{ kind: "control", conn: 1, bytes: bytes.subarray(0, 1) }]);
+    expect(m.arrived(1, bytes.subarray(1), 0)).toEqual([{ kind: "control", conn: 1, bytes: bytes.subarray(1) }]);
+    expect(m.arrived(1, new Uint8Array(0), 0)).toEqual([]);
+    // Still waiting for the hello the decoder will hand over.
+    expect(m.pendingCount).toBe(1);
+    expect(kinds(m.received(1, hello(8001), 1))).toEqual(["send 1", "start 1", "log client joined"]);
+  });
+
+  test("an ASCII port number is a classroom viewer, at once or once a CR's LF has come", () => {
+    const m = machine();
+    const out = classic(m, 1, 8888);
+    expect(lines(out)).toEqual(["INFO [server] client joined client=192.168.1.20:50001 kind=classic udp=8888 clients=1"]);
+    m.connected(2, { address: THERE, port: 50_002 }, 0);
+    expect(m.arrived(2, ascii("80\r"), 0)).toEqual([]);
+    expect(lines(m.arrived(2, ascii("\n"), 0))).toEqual(["INFO [server] client joined client=192.168.1.30:50002 kind=classic udp=80 clients=2"]);
+    expect(m.classicCount).toBe(2);
+    expect(m.pendingCount).toBe(0);
+  });
+
+  test("anything else is closed without a refuse (it would mean nothing to the peer) and logged with the bytes", () => {
+    const m = machine();
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const out = m.arrived(1, ascii("GET / HTTP/1.1\r\n"), 0);
+    expect(kinds(out)).toEqual(["log client refused", "close 1"]);
+    expect(lines(out)).toEqual(['WARN [server] client refused client=192.168.1.20:50001 reason="bad first bytes" detail="first byte 0x47 is neither a lancam hello nor an ASCII port number"']);
+    expect(m.pendingCount).toBe(0);
+    expect(m.arrived(1, ascii("more"), 1)).toEqual([]);
+  });
+
+  test("undecided bytes wait at most the hello deadline, and count as pending", () => {
+    const m = machine({ maxPending: 2 });
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    expect(m.arrived(1, ascii("8\r"), 0)).toEqual([]);
+    m.connected(2, { address: THERE, port: 50_002 }, 0);
+    expect(sentTo(m.connected(3, { address: THERE, port: 50_003 }, 0), 3)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello" }]);
+    expect(m.tick(5000)).toEqual([]);
+    const out = m.tick(5001);
+    expect(lines(out)).toEqual([
+      'WARN [server] connection closed client=192.168.1.20:50001 reason="no hello within timeout"',
+      'WARN [server] connection closed client=192.168.1.30:50002 reason="no hello within timeout"',
+    ]);
+    expect(kinds(out).filter((k) => k.startsWith("close"))).toEqual(["close 1", "close 2"]);
+  });
+
+  test("a joined classroom viewer is no longer pending: it frees its place and gets no hello deadline or heartbeats", () => {
+    const m = machine({ maxClients: 32 });
+    for (let i = 0; i < MAX_PENDING_PER_ADDRESS; i++) classic(m, i, 9000 + i);
+    expect(m.pendingCount).toBe(0);
+    expect(m.connected(100, { address: HERE, port: 50_100 }, 0)).toEqual([]);
+    // Only the connection that said nothing meets the deadline; with no picture sent,
+    // nothing was left unanswered, so the classroom viewers stay.
+    expect(kinds(m.tick(60_000))).toEqual(["log connection closed", "close 100"]);
+    expect(m.classicTick(60_000)).toEqual([]);
+    expect(m.classicCount).toBe(MAX_PENDING_PER_ADDRESS);
+  });
+
+  test("bytes a classroom viewer sends after its port are counted and ignored", () => {
+    const m = machine();
+    classic(m, 1, 8888);
+    expect(m.arrived(1, ascii("8888 and more"), 10)).toEqual([]);
+    expect(m.classicExtraBytes).toBe(13);
+    expect(m.classicCount).toBe(1);
+  });
+
+  test("hostile first bytes never throw; the first byte alone decides lancam or refusal", () => {
+    const rand = prng(11);
+    const m = machine({ maxPending: 10_000 });
+    for (let conn = 1; conn <= 2000; conn++) {
+      m.connected(conn, { address: `10.0.${conn >> 8}.${conn & 0xff}`, port: 1 }, 0);
+      for (let chunk = 0; chunk < 3; chunk++) {
+        const bytes = Uint8Array.from({ length: 1 + Math.floor(rand() * 6) }, () => (rand() < 0.6 ? 0x30 + Math.floor(rand() * 10) : Math.floor(rand() * 256)));
+        const out = m.arrived(conn, bytes, 0);
+        if (chunk > 0) continue;
+        if (bytes[0]! <= 4) expect(out).toEqual([{ kind: "control", conn, bytes }]);
+        else if (bytes[0]! < 0x30 || bytes[0]! > 0x39) expect(kinds(out)).toEqual(["log client refused", `close ${conn}`]);
+        else expect(out.every((a) => a.kind === "log" || a.kind === "close")).toBe(true);
+      }
+    }
+    expect(m.viewerCount).toBe(4); // the first four classroom viewers; the rest found the server full
+  });
+});
+
+describe("classroom viewers", () => {
+  test("get the newest frame per answer at the address and port they announced; end leaves, logged with reason and counts", () => {
+    const m = machine();
+    classic(m, 1, 8888);
+    expect(m.classicFrame(FRAME(1), 10)).toEqual([]); // the first-send delay
+    expect(datagrams(m.classicTick(100))).toEqual([`${HERE}:8888 1`]);
+    m.classicFrame(FRAME(2), 110);
+    m.classicFrame(FRAME(3), 120);
+    expect(datagrams(m.answer(HERE, 8888, ascii("continue"), 150))).toEqual([`${HERE}:8888 3`]);
+    // From anyone else, an answer is counted and does nothing.
+    expect(m.answer(THERE, 8888, ascii("end"), 160)).toEqual([]);
+    expect(m.answer(HERE, 8889, ascii("continue"), 160)).toEqual([]);
+    expect(m.answer(HERE, 8888, ascii("continu"), 160)).toEqual([]);
+    expect(m.classicCounters).toMatchObject({ foreign: 2, invalid: 1 });
+    const out = m.answer(HERE, 8888, ascii("end"), 1000);
+    expect(kinds(out)).toEqual(["log client left", "close 1"]);
+    expect(lines(out)).toEqual(["INFO [server] client left client=192.168.1.20:50001 kind=classic udp=8888 reason=end seconds=1.0 framesSent=2 framesReceived=1 resends=0 clients=0"]);
+    expect(m.classicCount).toBe(0);
+    expect(m.closed(1, 1001)).toEqual([]);
+  });
+
+  test("a closed connection, silence on UDP and shutdown end them too", () => {
+    const m = machine();
+    classic(m, 1, 8001);
+    classic(m, 2, 8002);
+    classic(m, 3, 8003);
+    m.classicFrame(FRAME(1), 0);
+    m.classicTick(50);
+    m.answer(HERE, 8002, ascii("continue"), 60);
+    m.answer(HERE, 8003, ascii("continue"), 60);
+    expect(lines(m.closed(1, 1000))[0]).toContain("kind=classic udp=8001 reason=closed ");
+    // 8002 and 8003 answered; given a new picture, 8002 never answers it again.
+    m.classicFrame(FRAME(2), 100);
+    m.answer(HERE, 8003, ascii("continue"), 150);
+    let timedOut: string[] = [];
+    for (let t = 150; t <= 5200 && timedOut.length === 0; t += 50) {
+      m.answer(HERE, 8003, ascii("continue"), t);
+      m.classicFrame(FRAME(3 + t), t);
+      timedOut = lines(m.classicTick(t)).filter((l) => l.includes("client left"));
+    }
+    expect(timedOut).toHaveLength(1);
+    expect(timedOut[0]).toContain("udp=8002 reason=timeout ");
+    const out = m.shutdown(6000);
+    expect(lines(out)).toEqual([expect.stringContaining("kind=classic udp=8003 reason=shutdown ")]);
+    expect(kinds(out)).toEqual(["log client left", "close 3"]);
+    expect(m.viewerCount).toBe(0);
+  });
+
+  test("a new connection announcing the same address and port replaces the old one", () => {
+    const m = machine({ maxClients: 1 });
+    classic(m, 1, 8888);
+    const out = classic(m, 2, 8888, 500);
+    expect(kinds(out)).toEqual(["log client left", "close 1", "log client joined"]);
+    expect(lines(out)[0]).toContain("reason=replaced");
+    expect(m.classicCount).toBe(1);
+  });
+});
+
+describe("one count of viewers of every kind", () => {
+  test("lancam sessions, classroom viewers and viewers served elsewhere share maxClients", () => {
+    const m = machine({ maxClients: 3 });
+    join(m, 1, 8001);
+    classic(m, 2, 8002);
+    const browser = m.admitOther(100, "browser", THERE, "Firefox", 0);
+    expect(browser.refused).toBeNull();
+    expect(lines(browser.actions)).toEqual(["INFO [server] client joined client=192.168.1.30 kind=browser name=Firefox clients=3"]);
+    expect(m.viewerCount).toBe(3);
+
+    const lancam = join(m, 3, 8003);
+    expect(sentTo(lancam, 3)).toEqual([{ type: "refuse", reason: RefuseReason.ServerFull, text: "server full: 3 viewers already connected" }]);
+    const classicOut = classic(m, 4, 8004);
+    expect(kinds(classicOut)).toEqual(["log client refused", "close 4"]);
+    expect(lines(classicOut)).toEqual(['WARN [server] client refused client=192.168.1.20:50004 kind=classic udp=8004 reason="server full" max=3']);
+    const other = m.admitOther(101, "browser", THERE, "", 0);
+    expect(other.refused).toBe("server full: 3 viewers already connected");
+    expect(lines(other.actions)).toEqual(['WARN [server] client refused client=192.168.1.30 kind=browser reason="server full" max=3']);
+
+    // Any leave makes room for any kind.
+    expect(lines(m.leaveOther(100, "connection closed", 2500))).toEqual([
+      'INFO [server] client left client=192.168.1.30 kind=browser name=Firefox reason="connection closed" seconds=2.5 framesSent=0 clients=2',
+    ]);
+    expect(lines(classic(m, 5, 8005, 2500))[0]).toContain("kind=classic udp=8005 clients=3");
+    m.closed(5, 2600);
+    expect(sentTo(join(m, 6, 8006, 2600), 6)[0]!.type).toBe("welcome");
+    expect(lines(m.closed(1, 2700))[0]).toContain("clients=2");
+  });
+
+  test("viewers() lists every kind with what is known of it; updateOther and leaveOther change only their own", () => {
+    const m = machine();
+    const s = sessionOf(join(m, 1, 8001, 1000));
+    s.framesSent = 60;
+    m.received(1, report(57, 2, 1), 2000);
+    classic(m, 2, 8888, 1500);
+    m.classicFrame(FRAME(1), 1500);
+    m.classicTick(1600);
+    m.answer(HERE, 8888, ascii("continue"), 1650);
+    expect(m.admitOther(7, "browser", THERE, "Chrome 120", 1700).refused).toBeNull();
+    expect(m.updateOther(7, { framesSent: 40, framesReceived: 38, fps: 29.5 })).toBe(true);
+    expect(m.updateOther(8, { framesSent: 1 })).toBe(false);
+    const wall = (t: number) => WALL_START_US / 1000 + t;
+    expect(m.viewers()).toEqual([
+      { id: 1, kind: "udp", address: HERE, udpPort: 8001, name: "v", joinedAt: wall(1000), framesSent: 60, framesReceived: 57, framesLost: 3, latencyP50Ms: 0.9, fps: 30 },
+      { id: 2, kind: "classic", address: HERE, udpPort: 8888, name: "", joinedAt: wall(1500), framesSent: 1, framesReceived: 1, framesLost: null, latencyP50Ms: null, fps: null },
+      { id: 7, kind: "browser", address: THERE, udpPort: null, name: "Chrome 120", joinedAt: wall(1700), framesSent: 40, framesReceived: 38, framesLost: null, latencyP50Ms: null, fps: 29.5 },
+    ]);
+    expect(lines(m.leaveOther(7, "stalled", 3700))).toEqual([
+      "INFO [server] client left client=192.168.1.30 kind=browser name=\"Chrome 120\" reason=stalled seconds=2.0 framesSent=40 framesReceived=38 clients=2",
+    ]);
+    expect(m.leaveOther(7, "stalled", 3800)).toEqual([]);
+    expect(m.viewers().map((v) => v.kind)).toEqual(["udp", "classic"]);
+  });
+
+  test("admitOther refuses names of this machine's own kinds, odd kinds and ids in use, and everyone once shutting down", () => {
+    const m = machine();
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    expect(() => m.admitOther(2, "udp", HERE, "", 0)).toThrow(RangeError);
+    expect(() => m.admitOther(2, "classic", HERE, "", 0)).toThrow(RangeError);
+    expect(() => m.admitOther(2, "Browser view", HERE, "", 0)).toThrow(RangeError);
+    expect(() => m.admitOther(1, "browser", HERE, "", 0)).toThrow(/in use/);
+    m.shutdown(0);
+    expect(m.admitOther(3, "browser", HERE, "", 0)).toEqual({
+      refused: "shutting down",
+      actions: [{ kind: "log", level: "warn", message: "client refused", fields: { client: HERE, kind: "browser", name: undefined, reason: "shutting down", max: 4 } }],
+    });
   });
 });

@@ -6,7 +6,10 @@ import { decodeDatagram } from "../lib/wire/datagram.ts";
 import { memoryLogger } from "../lib/app/log.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
 import { MAX_PENDING_PER_ADDRESS } from "../lib/send/admission.ts";
-import { StreamServer } from "../lib/send/stream-server.ts";
+import { StreamServer, type StreamServerOptions } from "../lib/send/stream-server.ts";
+import type { FitJpegResult } from "../lib/native/cv.ts";
+import { MAX_CLASSIC_DATAGRAM } from "../lib/wire/classic.ts";
+import type { Frame } from "../lib/wire/frame.ts";
 import { until } from "./helpers/process.ts";
 
 interface RawClient {
@@ -42,11 +45,13 @@ function helloBytes(udpPort: number, version = PROTOCOL_VERSION): Uint8Array {
   return bytes;
 }
 
-async function withServer(fn: (server: StreamServer, log: ReturnType<typeof memoryLogger>) => Promise<void>, maxClients = 4, timeoutMs = 5000) {
+async function withServer(
+  fn: (server: StreamServer, log: ReturnType<typeof memoryLogger>) => Promise<void>, maxClients = 4, timeoutMs = 5000, extra: Partial<StreamServerOptions> = {},
+) {
   const log = memoryLogger("server");
   await using server = await StreamServer.start({
     port: 0, bind: "127.0.0.1", mtu: 1400, maxClients, log, stream: { width: 320, height: 240, fps: 30 },
-    heartbeatMs: Math.min(1000, Math.round(timeoutMs / 3)), timeoutMs,
+    heartbeatMs: Math.min(1000, Math.round(timeoutMs / 3)), timeoutMs, ...extra,
   });
   await fn(server, log);
 }
@@ -244,5 +249,196 @@ describe("stream server control channel", () => {
       expect(log.lines.some((l) => l.includes("frame not sent") && l.includes("empty"))).toBe(true);
       c.end();
     });
+  });
+});
+
+// --- classroom viewers on the same port, and viewers of other kinds ------------------
+
+/** A classroom viewer by hand: a UDP socket, and its port number sent on TCP. */
+async function classicViewer(serverPort: number) {
+  const got: { bytes: Uint8Array; port: number; address: string }[] = [];
+  const udp = await Bun.udpSocket({
+    hostname: "127.0.0.1", port: 0,
+    socket: { data: (_s, buf, port, address) => void got.push({ bytes: new Uint8Array(buf), port, address }) },
+  });
+  const state = { closed: false };
+  const tcp = await Bun.connect({ hostname: "127.0.0.1", port: serverPort, socket: { data() {}, close: () => void (state.closed = true) } });
+  tcp.write(String(udp.port));
+  return {
+    port: udp.port,
+    got,
+    state,
+    /** Answers the last picture, to where it came from, as the classroom viewer does. */
+    answer: (text: "continue" | "end") => udp.send(text, got.at(-1)!.port, got.at(-1)!.address),
+    close: () => {
+      tcp.end();
+      udp.close();
+    },
+  };
+}
+
+const picture = (seq: number, bytes = 2000): Frame => ({ seq, capturedAt: 1_700_000_000_000_000 + seq, width: 320, height: 240, jpeg: new Uint8Array(bytes).fill(seq & 0xff) });
+
+/** Broadcasts a new picture every `ms` until disposed. */
+function camera(server: StreamServer, ms = 20, bytes = 2000): Disposable & { seq: number } {
+  const cam = {
+    seq: 0,
+    timer: setInterval(() => server.broadcast(picture(cam.seq++, bytes)), ms),
+    [Symbol.dispose]: () => clearInterval(cam.timer),
+  };
+  return cam;
+}
+
+describe("classroom viewers on the control port", () => {
+  test("get one picture per answer from the UDP port the welcome names, at their own address and port; end leaves, logged", async () => {
+    await withServer(async (server, log) => {
+      using _cam = camera(server);
+      const v = await classicViewer(server.port);
+      try {
+        await until(() => v.got.length === 1, 3000, "a first picture");
+        expect(v.got[0]).toMatchObject({ port: server.udpPort, address: "127.0.0.1" });
+        expect(log.lines.some((l) => l.includes(`client joined client=127.0.0.1:`) && l.includes(`kind=classic udp=${v.port} clients=1`))).toBe(true);
+        // Unanswered, no second picture comes (the resend is 500 ms away).
+        await Bun.sleep(150);
+        expect(v.got).toHaveLength(1);
+        for (let i = 2; i <= 5; i++) {
+          v.answer("continue");
+          await until(() => v.got.length === i, 3000, `picture ${i}`);
+        }
+        // Each one the newest at the time: numbers only go up.
+        const seqs = v.got.map((g) => g.bytes[0]!);
+        expect(seqs.every((n, i) => i === 0 || n > seqs[i - 1]!)).toBe(true);
+        expect(server.viewerCount).toBe(1);
+        expect(server.clientCount).toBe(0);
+        v.answer("end");
+        await until(() => v.state.closed, 3000, "the server closing its TCP connection");
+        const left = log.lines.find((l) => l.includes("client left") && l.includes("kind=classic"));
+        expect(left).toMatch(new RegExp(`kind=classic udp=${v.port} reason=end seconds=[\\d.]+ framesSent=5 framesReceived=4 resends=0 clients=0$`));
+        expect(server.viewerCount).toBe(0);
+        expect(server.stats.classicDatagramsSent).toBe(5);
+      } finally {
+        v.close();
+      }
+    });
+  });
+
+  test("one that stops answering gets the newest picture again, then is dropped, its TCP closed", async () => {
+    await withServer(async (server, log) => {
+      using _cam = camera(server);
+      const v = await classicViewer(server.port);
+      try {
+        await until(() => v.state.closed, 3000, "the silent viewer dropped");
+        expect(v.got.length).toBeGreaterThanOrEqual(3); // the first, then resends every 100 ms
+        expect(log.lines.some((l) => l.includes(`kind=classic udp=${v.port} reason=timeout `))).toBe(true);
+      } finally {
+        v.close();
+      }
+    }, 4, 5000, { classic: { resendMs: 100, timeoutMs: 450 } });
+  });
+
+  test("a frame over one datagram is fitted once for all classroom viewers, only while there are any; lancam viewers get it whole", async () => {
+    const fits: number[] = [];
+    const fit = async (jpeg: Uint8Array, maxBytes: number): Promise<FitJpegResult> => {
+      fits.push(jpeg.length);
+      return { jpeg: Buffer.alloc(maxBytes - 7, jpeg[0]!), width: 160, height: 120, quality: 50 };
+    };
+    const lancamGot: number[] = [];
+    const udp = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => void lancamGot.push(buf.length) } });
+    try {
+      await withServer(async (server) => {
+        const big = 70_000;
+        server.broadcast(picture(1, big));
+        await Bun.sleep(20);
+        expect(fits).toEqual([]);
+        const c = await rawClient(server.port);
+        c.send(helloBytes(udp.port));
+        const a = await classicViewer(server.port);
+        const b = await classicViewer(server.port);
+        try {
+          await until(() => server.viewerCount === 3, 3000, "three viewers");
+          await Bun.sleep(60); // past the classroom viewers' first-send delay
+          server.broadcast(picture(2, big));
+          await until(() => a.got.length === 1 && b.got.length === 1, 3000, "the fitted picture at both");
+          expect(fits).toEqual([big]);
+          for (const v of [a, b]) expect(v.got[0]!.bytes.length).toBe(MAX_CLASSIC_DATAGRAM - 7);
+          await until(() => lancamGot.reduce((x, y) => x + y, 0) >= big, 3000, "the whole frame at the lancam viewer");
+          c.end();
+        } finally {
+          a.close();
+          b.close();
+        }
+      }, 4, 5000, { classic: { fit } });
+    } finally {
+      udp.close();
+    }
+  });
+
+  test("bytes that are neither are closed and logged; a port number cut short waits only the hello deadline", async () => {
+    await withServer(async (server, log) => {
+      const http = await rawClient(server.port);
+      http.send(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"));
+      await until(() => http.closed, 3000, "the HTTP request closed");
+      expect(http.messages).toEqual([]);
+      expect(log.lines.some((l) => l.includes('client refused') && l.includes('reason="bad first bytes"') && l.includes("0x47"))).toBe(true);
+      const cut = await rawClient(server.port);
+      const sentAt = performance.now();
+      cut.send(new TextEncoder().encode("80\r"));
+      await until(() => cut.closed, 3000, "the undecided connection closed");
+      expect(performance.now() - sentAt).toBeGreaterThanOrEqual(550);
+      expect(log.lines.some((l) => l.includes("reason=\"no hello within timeout\""))).toBe(true);
+      expect(server.viewerCount).toBe(0);
+    }, 4, 600);
+  });
+
+  test("stopping the server closes classroom viewers' connections, logged as shutdown", async () => {
+    const log = memoryLogger("server");
+    const server = await StreamServer.start({ port: 0, bind: "127.0.0.1", mtu: 1400, maxClients: 4, log, stream: { width: 320, height: 240, fps: 30 } });
+    const v = await classicViewer(server.port);
+    try {
+      await until(() => server.viewerCount === 1, 3000, "joined");
+      await server.stop();
+      await until(() => v.state.closed, 3000, "closed by the server");
+      expect(log.lines.some((l) => l.includes(`kind=classic udp=${v.port} reason=shutdown `))).toBe(true);
+    } finally {
+      v.close();
+      await server.stop();
+    }
+  });
+});
+
+describe("viewers of every kind", () => {
+  test("viewers() lists lancam, classroom and other viewers; admitOther shares --max-clients, and updateOther and leaveOther keep its row", async () => {
+    await withServer(async (server, log) => {
+      const c = await rawClient(server.port);
+      c.send(helloBytes(7301));
+      await until(() => c.messages.length > 0, 3000, "welcome");
+      const v = await classicViewer(server.port);
+      try {
+        await until(() => server.viewerCount === 2, 3000, "the classroom viewer joined");
+        const other = server.admitOther("browser", "::ffff:127.0.0.1", "Firefox 120");
+        if (!("id" in other)) throw new Error(`refused: ${other.refused}`);
+        expect(log.lines.at(-1)).toMatch(/INFO \[server\] client joined client=127\.0\.0\.1 kind=browser name="Firefox 120" clients=3$/);
+        expect(server.admitOther("browser", "127.0.0.1", "")).toEqual({ refused: "server full: 3 viewers already connected" });
+        const refusedLancam = await rawClient(server.port);
+        refusedLancam.send(helloBytes(7302));
+        await until(() => refusedLancam.closed, 3000, "the lancam viewer refused");
+        expect(refusedLancam.messages[0]).toMatchObject({ type: "refuse", reason: RefuseReason.ServerFull });
+
+        expect(server.updateOther(other.id, { framesSent: 12, framesReceived: 11, latencyP50Ms: 4.5 })).toBe(true);
+        const rows = server.viewers();
+        expect(rows.map((r) => [r.kind, r.udpPort, r.name])).toEqual([["udp", 7301, "raw"], ["classic", v.port, ""], ["browser", null, "Firefox 120"]]);
+        expect(new Set(rows.map((r) => r.id)).size).toBe(3);
+        expect(rows.every((r) => Math.abs(r.joinedAt - Date.now()) < 5000)).toBe(true);
+        expect(rows[2]).toMatchObject({ id: other.id, address: "127.0.0.1", framesSent: 12, framesReceived: 11, latencyP50Ms: 4.5, framesLost: null, fps: null });
+
+        server.leaveOther(other.id, "connection closed");
+        expect(log.lines.at(-1)).toMatch(/client left client=127\.0\.0\.1 kind=browser name="Firefox 120" reason="connection closed" seconds=[\d.]+ framesSent=12 framesReceived=11 clients=2$/);
+        expect(server.viewers().map((r) => r.kind)).toEqual(["udp", "classic"]);
+        expect(server.updateOther(other.id, { framesSent: 13 })).toBe(false);
+        c.end();
+      } finally {
+        v.close();
+      }
+    }, 3);
   });
 });
