@@ -3,13 +3,11 @@
  * its shim: a synthetic 30 fps camera, no window, files only in a temporary folder.
  * Tests and benches use it to check lancam against the real thing in both roles.
  */
-import type { Socket } from "bun";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { memoryLogger } from "../../lib/app/log.ts";
 import { cv } from "../../lib/native/cv.ts";
-import { ClassicEncoder } from "../../lib/send/classic-encoder.ts";
-import { CLASSIC_TICK_MS, ClassicViewers, type ClassicAction } from "../../lib/send/classic-viewers.ts";
-import { classifyFirstBytes, type FirstBytes } from "../../lib/wire/classic.ts";
+import { StreamServer } from "../../lib/send/stream-server.ts";
 import { nowMicros } from "../../lib/wire/frame.ts";
 import { readJpegSize } from "../../lib/wire/jpeg-header.ts";
 import { prng } from "./prng.ts";
@@ -114,112 +112,35 @@ export function untilDecoded(viewers: PythonViewer[], n: number, timeoutMs = 15_
   });
 }
 
-// --- A stand-in for lancam's server side --------------------------------------------
-//
-// The classic modules wired the way the server's admission will wire them: the first
-// bytes of each TCP connection decide, classic viewers join the state machine, pictures
-// leave fitted from one UDP socket, answers come back to it. Until the server does this
-// itself, tests and benches run the classroom viewer against this.
+// --- A lancam server in this process, for the classroom viewer ----------------------
 
-/** What the stand-in did, for assertions. */
+/** A lancam server whose camera is a list of pictures. */
 export interface ClassicFront extends AsyncDisposable {
   /** Its TCP port on 127.0.0.1. */
   port: number;
-  machine: ClassicViewers;
-  encoder: ClassicEncoder;
-  /** Joins, leaves and refusals, in order. */
-  events: ClassicAction[];
-  /** Connections by what their first bytes were. */
-  classified: Record<FirstBytes["kind"], number>;
-  /** ICMP errors on the pictures' socket (a picture to a port not bound yet). */
-  udpErrors: number;
+  server: StreamServer;
+  /** Its log lines (joins, leaves, refusals), as they were written. */
+  log: string[];
 }
 
-/** Serves `jpegs` in turn at `fps` (as the camera would, numbered from 0) to classroom viewers. */
+/** Starts a lancam server on 127.0.0.1 that broadcasts `jpegs` in turn at `fps` (numbered from 0). */
 export async function startClassicFront(jpegs: Uint8Array[], fps = 30): Promise<ClassicFront> {
-  const machine = new ClassicViewers();
-  const encoder = new ClassicEncoder();
-  const events: ClassicAction[] = [];
-  const classified: ClassicFront["classified"] = { lancam: 0, classic: 0, undecided: 0, invalid: 0 };
-  const conns = new Map<number, Socket<{ id: number; head: Uint8Array; decided: boolean }>>();
-  let udpErrors = 0;
-  let nextId = 1;
-  const udp = await Bun.udpSocket({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      data: (_s, bytes, port, address) => apply(machine.push({ type: "answer", address, port, bytes }, performance.now())),
-      error: () => {
-        udpErrors++;
-      },
-    },
-  });
-  const apply = (actions: ClassicAction[]) => {
-    for (const a of actions) {
-      if (a.type === "send") {
-        udp.send(a.jpeg, a.port, a.address);
-        continue;
-      }
-      events.push(a);
-      if (a.type === "refused") conns.get(a.id)?.end();
-      if (a.type === "left") conns.get(a.viewer.id)?.end();
-    }
-  };
-  const listener = Bun.listen<{ id: number; head: Uint8Array; decided: boolean }>({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      open: (s) => {
-        s.data = { id: nextId++, head: new Uint8Array(0), decided: false };
-        conns.set(s.data.id, s);
-      },
-      data: (s, bytes) => {
-        if (s.data.decided) return; // a classroom viewer sends nothing more; anything else is ignored
-        const head = new Uint8Array(Math.min(16, s.data.head.length + bytes.length));
-        head.set(s.data.head.subarray(0, head.length));
-        head.set(bytes.subarray(0, head.length - s.data.head.length), s.data.head.length);
-        s.data.head = head;
-        const c = classifyFirstBytes(head);
-        if (c.kind === "undecided") return;
-        s.data.decided = true;
-        classified[c.kind]++;
-        if (c.kind === "classic") apply(machine.push({ type: "join", id: s.data.id, address: s.remoteAddress, port: c.port }, performance.now()));
-        else s.end(); // the stand-in speaks no lancam
-      },
-      close: (s) => {
-        conns.delete(s.data.id);
-        apply(machine.push({ type: "closed", id: s.data.id }, performance.now()));
-      },
-    },
-  });
+  const size = readJpegSize(jpegs[0]!);
+  if (!size) throw new Error("the first picture is not a JPEG");
+  const log = memoryLogger("server");
+  const server = await StreamServer.start({ port: 0, bind: "127.0.0.1", mtu: 1400, maxClients: 32, log, stream: { ...size, fps } });
   let seq = 0;
   const camera = setInterval(() => {
-    const jpeg = jpegs[seq % jpegs.length]!;
-    const size = readJpegSize(jpeg) ?? { width: 0, height: 0 };
-    const frame = { seq, capturedAt: nowMicros(), ...size, jpeg };
+    server.broadcast({ seq, capturedAt: nowMicros(), ...size, jpeg: jpegs[seq % jpegs.length]! });
     seq++;
-    // Fitted only while someone watches, as the server will.
-    if (machine.size === 0) return;
-    void encoder.fit(frame).then((f) => {
-      if (f) apply(machine.push({ type: "frame", frame: f }, performance.now()));
-    });
   }, 1000 / fps);
-  const ticker = setInterval(() => apply(machine.push({ type: "tick" }, performance.now())), CLASSIC_TICK_MS);
   return {
-    port: listener.port,
-    machine,
-    encoder,
-    events,
-    classified,
-    get udpErrors() {
-      return udpErrors;
-    },
+    port: server.port,
+    server,
+    log: log.lines,
     async [Symbol.asyncDispose]() {
       clearInterval(camera);
-      clearInterval(ticker);
-      apply(machine.push({ type: "shutdown" }, performance.now()));
-      listener.stop(true);
-      udp.close();
+      await server.stop();
     },
   };
 }
