@@ -9,6 +9,8 @@ import { runMain, StopSignal } from "./lib/app/run-main.ts";
 import { SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
 import { versionReport } from "./lib/app/version.ts";
 import { openSource } from "./lib/capture/capture.ts";
+import { browserAdmission, serverState } from "./lib/app/browser-view.ts";
+import { HttpView } from "./lib/http/http-view.ts";
 import { SegmentWriter } from "./lib/record/segment-writer.ts";
 import { StreamServer } from "./lib/send/stream-server.ts";
 
@@ -22,7 +24,7 @@ async function main(): Promise<number> {
     console.log(await versionReport("lancam-server"));
     return 0;
   }
-  const { port, bind, source: spec, size, fps, quality, loop, log: logPath, maxClients, mtu, spread } = cli.flags;
+  const { port, bind, source: spec, size, fps, quality, loop, log: logPath, maxClients, mtu, spread, http: httpPort, httpBind } = cli.flags;
   const record = cli.flags.record === null ? null : { dir: cli.flags.record, ...recordSettings(cli.flags) };
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
@@ -38,11 +40,20 @@ async function main(): Promise<number> {
   await using server = await StreamServer.start({
     port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },
   });
+  let framesCaptured = 0;
+  const startedAt = Date.now();
+  await using http = httpPort === null
+    ? null
+    : await HttpView.start({
+        port: httpPort, bind: httpBind, log: log.child("http"), startedAt, logViewers: false, admission: browserAdmission(server),
+        state: serverState(server, { description: source.description, width: source.width, height: source.height, fps: source.fps }, () => framesCaptured),
+      });
   await using writer = record
     ? await SegmentWriter.open({ ...record, fps: source.fps, log: log.child("recorder"), cliFlags: SERVER_RECORD_CLI })
     : null;
   log.info("started", { source: source.description, size: `${source.width}x${source.height}`, fps: source.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
   console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}`);
+  if (http) console.log(`lancam http listening url=${http.url}`);
 
   let exitCode = 0;
   try {
@@ -52,7 +63,9 @@ async function main(): Promise<number> {
         if (!signal.stopped) log.info("source ended", { source: source.description });
         break;
       }
+      framesCaptured++;
       server.broadcast(frame);
+      http?.push(frame);
       writer?.write(frame);
     }
   } catch (e) {
@@ -61,6 +74,7 @@ async function main(): Promise<number> {
   }
   // Goodbyes first, so the last line sums up; the `using` declarations then close the
   // writer, server (already stopped), source, log and signal handlers in reverse order.
+  await http?.stop();
   await server.stop();
   log.info("stopped", { ...server.stats });
   return exitCode;

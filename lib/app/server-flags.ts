@@ -56,6 +56,9 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
       `spread each frame's datagrams over this fraction of the frame
 interval, 0-1 (default ${DEFAULT_SPREAD}); 0 sends each frame in one burst
 (lowest latency, but viewers with small UDP buffers lose frames)`),
+    http: valueFlag<number | null>("http", "PORT", null, (raw, flag) => parsePort(flag, raw),
+      "also serve a browser view on this port: live page, MJPEG, snapshot,\n/state and /metrics (default off; 0 picks a free port)"),
+    httpBind: valueFlag("http-bind", "ADDR", "0.0.0.0", text, "address the browser view listens on (default 0.0.0.0)"),
     record: valueFlag<string | null>("record", "DIR", null, text, "also record the source into DIR (no network loss)"),
     ...RECORD_FLAGS,
   },

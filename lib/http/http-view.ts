@@ -48,6 +48,8 @@ export interface HttpViewOptions {
   stallMs?: number;
   /** When the server started, ms since the epoch (default: now). */
   startedAt?: number;
+  /** Write browser joins, leaves and refusals here (default true); false where the server's admission logs every viewer itself. */
+  logViewers?: boolean;
 }
 
 /** Readers at once when the options say nothing: each costs one connection and kernel buffers. */
@@ -115,6 +117,7 @@ export class HttpView implements AsyncDisposable {
   readonly #log: Logger;
   readonly #provider: () => ServerState;
   readonly #admission: AdmissionHook | null;
+  readonly #logViewers: boolean;
   readonly #auth: AuthCheck | null;
   readonly #maxReaders: number;
   readonly #stallMs: number;
@@ -140,6 +143,7 @@ export class HttpView implements AsyncDisposable {
     this.#log = opts.log;
     this.#provider = opts.state;
     this.#admission = opts.admission ?? null;
+    this.#logViewers = opts.logViewers ?? true;
     this.#auth = opts.auth ?? null;
     this.#maxReaders = opts.maxReaders ?? DEFAULT_MAX_READERS;
     this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
@@ -313,14 +317,17 @@ export class HttpView implements AsyncDisposable {
     const id = `http-${++this.#nextId}`;
     const client = `${address}:${port}`;
     const name = readerName(url, req.headers.get("user-agent"));
+    // Without our own viewer lines, a refusal by the server's admission is logged there.
+    let admissionAsked = false;
     const refuse = (reason: string) => {
       this.#counts.readersRefused++;
-      this.#log.warn("client refused", { client, kind: "browser", name: name || undefined, reason });
+      if (this.#logViewers || !admissionAsked) this.#log.warn("client refused", { client, kind: "browser", name: name || undefined, reason });
       return text(503, `refused: ${reason}\n`, { "retry-after": "5" });
     };
     if (this.#stopped) return refuse("shutting down");
     // Our own bound first: a refusal here must not leave the server counting a reader that never came.
     if (this.#readers.size >= this.#maxReaders) return refuse(`${this.#maxReaders} browser viewers already watching`);
+    admissionAsked = true;
     const verdict = this.#admission ? this.#admission.admit({ id, kind: "browser", address, port, name }) : { ok: true as const };
     if (!verdict.ok) return refuse(verdict.reason);
     this.#readers.add({ id, address, port, name }, performance.now());
@@ -328,7 +335,7 @@ export class HttpView implements AsyncDisposable {
     server.timeout(req, 0);
     const conn: ReaderConn = { request: req, controller: null!, wake: null, client, joinedAtMs: Date.now() };
     this.#conns.set(id, conn);
-    this.#log.info("client joined", { client, kind: "browser", session: id, name: name || undefined, readers: this.#readers.size });
+    if (this.#logViewers) this.#log.info("client joined", { client, kind: "browser", session: id, name: name || undefined, readers: this.#readers.size });
     const body = new ReadableStream<Uint8Array>({
       start: (c) => {
         conn.controller = c;
@@ -386,10 +393,11 @@ export class HttpView implements AsyncDisposable {
       this.#server.timeout(conn.request, DROP_GRACE_S);
     }
     try {
-      this.#admission?.left(id, reason);
+      this.#admission?.left(id, reason, { framesSent: r?.framesSent ?? 0, framesSkipped: r?.framesSkipped ?? 0 });
     } catch (e) {
       this.#log.error("admission hook failed", { session: id, error: (e as Error).message });
     }
+    if (!this.#logViewers) return;
     const fields = {
       client: conn.client,
       kind: "browser",

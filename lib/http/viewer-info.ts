@@ -8,8 +8,8 @@
  * client's summary read alike.
  */
 
-/** How a viewer watches: the lancam UDP protocol, or MJPEG over HTTP. */
-export type ViewerKind = "udp" | "browser";
+/** How a viewer watches: the lancam UDP protocol, the classroom program, or MJPEG over HTTP. */
+export type ViewerKind = "udp" | "classic" | "browser";
 
 /** One row of the viewers table, as /state returns it. */
 export interface ViewerInfo {
@@ -93,13 +93,21 @@ export type AdmissionResult = { ok: true } | { ok: false; reason: string };
 /** Why a browser reader ended, as written in the leave line. */
 export type BrowserLeaveReason = "connection closed" | "stalled" | "server shutdown";
 
+/** What a browser reader was given, told to the hook when it leaves. */
+export interface ReaderTotals {
+  framesSent: number;
+  /** Frames replaced by a newer one before the reader took them. */
+  framesSkipped: number;
+}
+
 /**
  * The server's say over browser readers, so they count toward its viewer limit. The
- * view writes the join, leave and refusal lines itself; the hook only keeps count.
+ * view writes the join, leave and refusal lines itself unless told the server does
+ * (HttpViewOptions.logViewers false).
  */
 export interface AdmissionHook {
   /** Called before a reader gets a frame; a refusal ends the request with 503 and the reason. */
   admit(request: AdmissionRequest): AdmissionResult;
-  /** Called once for every admitted reader when it ends. */
-  left(id: string, reason: BrowserLeaveReason): void;
+  /** Called once for every admitted reader when it ends, with what it was given. */
+  left(id: string, reason: BrowserLeaveReason, totals: ReaderTotals): void;
 }

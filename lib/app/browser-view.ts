@@ -1,0 +1,71 @@
+/**
+ * Joins the browser view to the stream server: the view's state provider (every
+ * viewer the server has, in the --stats counter names) and its admission hook (browser
+ * readers take places under --max-clients, and the server logs them like any viewer).
+ */
+import type { AdmissionHook, ServerState, SourceInfo, ViewerInfo } from "../http/viewer-info.ts";
+import type { ViewerSummary } from "../send/admission.ts";
+import type { StreamServer } from "../send/stream-server.ts";
+
+/** The parts of the server the view needs (tests pass a fake). */
+export type ViewedServer = Pick<StreamServer, "viewers" | "admitOther" | "updateOther" | "leaveOther" | "stats">;
+
+/** One server viewer as a row of the page's table; null for browsers (the view lists its own). */
+export function viewerRow(v: ViewerSummary): ViewerInfo | null {
+  if (v.kind !== "udp" && v.kind !== "classic") return null;
+  return {
+    id: v.kind === "udp" ? v.id.toString(16).padStart(8, "0") : `classic-${v.id}`,
+    kind: v.kind,
+    address: v.address,
+    port: v.udpPort ?? 0,
+    name: v.name,
+    joinedAt: v.joinedAt,
+    framesSent: v.framesSent,
+    framesReceived: v.framesReceived,
+    // The server keeps lost plus incomplete as one figure: the viewer's framesDropped.
+    framesMissing: null,
+    framesIncomplete: null,
+    framesDropped: v.framesLost,
+    framesRecorded: null,
+    fps: v.fps,
+    latencyP50Ms: v.latencyP50Ms,
+    bytesSent: null,
+  };
+}
+
+/** The state provider for HttpView: source, viewers and the server's counters. */
+export function serverState(server: ViewedServer, source: SourceInfo, framesCaptured: () => number): () => ServerState {
+  return () => {
+    const s = server.stats;
+    return {
+      source,
+      viewers: server.viewers().flatMap((v) => viewerRow(v) ?? []),
+      counters: {
+        framesCaptured: framesCaptured(),
+        framesSent: s.framesBroadcast,
+        bytesSent: null,
+        drops: { datagramsDropped: s.datagramsDropped, datagramsSuperseded: s.datagramsSuperseded, framesNotSent: s.framesNotSent },
+      },
+    };
+  };
+}
+
+/** Browser readers take places under --max-clients; the server writes their join and leave lines. */
+export function browserAdmission(server: ViewedServer): AdmissionHook {
+  const ids = new Map<string, number>();
+  return {
+    admit(r) {
+      const verdict = server.admitOther("browser", r.address, r.name);
+      if ("refused" in verdict) return { ok: false, reason: verdict.refused };
+      ids.set(r.id, verdict.id);
+      return { ok: true };
+    },
+    left(id, reason, totals) {
+      const serverId = ids.get(id);
+      if (serverId === undefined) return;
+      ids.delete(id);
+      server.updateOther(serverId, { framesSent: totals.framesSent + totals.framesSkipped, framesReceived: totals.framesSent, framesLost: totals.framesSkipped });
+      server.leaveOther(serverId, reason);
+    },
+  };
+}
