@@ -1,0 +1,64 @@
+// The browser view on a real server process: a real lancam viewer and a real browser
+// (Debian's chromium driven by playwright-core) watching at once, sharing --max-clients.
+import { expect, test } from "bun:test";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+import { ROOT, spawnBun, until } from "./helpers/process.ts";
+import { tempDirs } from "./helpers/temp-dirs.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+const tempDir = tempDirs("lancam-http-e2e-");
+
+test("server --http: the page shows the live picture and lists a lancam viewer and the browser; browsers share --max-clients and are logged", async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run bash scripts/setup.sh --test (it installs Debian's chromium)`);
+  const dir = tempDir();
+  const log = join(dir, "server.log");
+  await using server = spawnBun([
+    "server.ts", "--source", "test", "--size", "640x360", "--fps", "30", "--port", "0", "--http", "0", "--http-bind", "127.0.0.1",
+    "--max-clients", "2", "--log", log,
+  ]);
+  const tcp = Number((await server.waitFor(/lancam server listening tcp=(\d+)/))[1]);
+  const url = (await server.waitFor(/lancam http listening url=(\S+)/))[1]!;
+
+  await using viewer = spawnBun(["client.ts", "127.0.0.1", String(tcp), "0", "--no-window", "--no-record", "--duration", "20", "--name", "lab-viewer"]);
+  const state = async () => (await (await fetch(`${url}state`)).json()) as { viewers: { kind: string; name: string; framesReceived: number | null }[] };
+  await until(async () => (await state()).viewers.some((v) => v.kind === "udp" && v.name === "lab-viewer" && (v.framesReceived ?? 0) > 0), 10_000, "the lancam viewer in /state with its report");
+
+  const context = await chromium.launchPersistentContext(tempDir(), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 800 } });
+  try {
+    const page = await context.newPage();
+    await page.goto(url);
+    await page.waitForFunction("document.getElementById('live').naturalWidth > 0", null, { timeout: 15_000 });
+    const img = page.locator("#live");
+    const first = await img.screenshot();
+    await page.waitForTimeout(1000);
+    const second = await img.screenshot();
+    expect(first.equals(second)).toBe(false);
+
+    await page.waitForFunction("document.querySelectorAll('#viewers tbody tr').length === 2", null, { timeout: 10_000 });
+    const rows = page.locator("#viewers tbody tr");
+    expect((await rows.filter({ hasText: "UDP" }).allInnerTexts()).join("")).toContain("lab-viewer");
+    expect((await rows.filter({ hasText: "browser" }).allInnerTexts()).join("")).toMatch(/127\.0\.0\.1:\d+\s+Chrome \d+\s+browser/);
+    await page.waitForSelector("#chart canvas");
+    await page.waitForTimeout(1500); // a few points on the chart for the picture below
+    mkdirSync(join(ROOT, "test-results"), { recursive: true });
+    await page.screenshot({ path: join(ROOT, "test-results", "browser-view-server.png") });
+
+    // The lancam viewer and this browser fill --max-clients 2: the next reader is refused.
+    const refused = await fetch(`${url}stream.mjpg`);
+    expect(refused.status).toBe(503);
+    expect(await refused.text()).toContain("server full");
+  } finally {
+    await context.close();
+  }
+  await until(() => / client left client=127\.0\.0\.1 kind=browser .*reason="connection closed"/.test(readFileSync(log, "utf8")), 5000, "the browser's leave line");
+  const lines = readFileSync(log, "utf8");
+  expect(lines).toMatch(/ client joined client=127\.0\.0\.1 kind=browser name="Chrome \d+" clients=2/);
+  expect(lines).toMatch(/ client refused client=127\.0\.0\.1 kind=browser .*reason="server full"/);
+  expect(lines).toMatch(/ client joined client=127\.0\.0\.1:\d+ .*name=lab-viewer/);
+}, 60_000);
