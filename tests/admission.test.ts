@@ -497,7 +497,7 @@ describe("one count of viewers of every kind", () => {
     expect(m.updateOther(8, { framesSent: 1 })).toBe(false);
     const wall = (t: number) => WALL_START_US / 1000 + t;
     expect(m.viewers()).toEqual([
-      { id: 1, kind: "udp", address: HERE, udpPort: 8001, name: "v", joinedAt: wall(1000), framesSent: 60, framesReceived: 57, framesLost: 3, latencyP50Ms: 0.9, fps: 30 },
+      { id: 0x100, kind: "udp", address: HERE, udpPort: 8001, name: "v", joinedAt: wall(1000), framesSent: 60, framesReceived: 57, framesLost: 3, latencyP50Ms: 0.9, fps: 30 },
       { id: 2, kind: "classic", address: HERE, udpPort: 8888, name: "", joinedAt: wall(1500), framesSent: 1, framesReceived: 1, framesLost: null, latencyP50Ms: null, fps: null },
       { id: 7, kind: "browser", address: THERE, udpPort: null, name: "Chrome 120", joinedAt: wall(1700), framesSent: 40, framesReceived: 38, framesLost: null, latencyP50Ms: null, fps: 29.5 },
     ]);

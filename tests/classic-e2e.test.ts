@@ -95,11 +95,12 @@ describe("classroom viewers on a lancam server", () => {
     expect(await server.exited).toBe(0);
     expect(server.stderr()).not.toMatch(/ERROR|unexpected error/);
 
-    // The lancam viewer had frames in every whole second it ran (a busy machine may slow
-    // the capture, so no exact rate), decodable, got what was sent, and had one session.
+    // The lancam viewer had frames in every whole second it ran (the machine may be busy
+    // with other work, so no exact rate), decodable, got what was sent, one session.
     const s: Stats = JSON.parse(readFileSync(stats, "utf8"));
-    expect(s.fpsPerSecond.length).toBeGreaterThanOrEqual(9);
-    expect(s.fpsPerSecond.slice(0, -1).filter((n) => n < 5)).toEqual([]);
+    const seconds = s.fpsPerSecond.slice(0, -1);
+    expect(seconds.length).toBeGreaterThanOrEqual(8);
+    if (seconds.includes(0)) throw new Error(`the lancam viewer's frames per second had a gap: ${JSON.stringify(s.fpsPerSecond)}`);
     expect(s.verify).toEqual({ decoded: s.framesReceived, failed: 0, wrongSize: 0 });
     expect(s.reconnects).toBe(0);
     const text = readFileSync(log, "utf8");

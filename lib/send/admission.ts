@@ -88,7 +88,10 @@ export interface AdmissionOptions {
 
 /** A viewer of any kind, for status pages and the server's own view of who watches. */
 export interface ViewerSummary {
-  /** Unique among the server's viewers while it watches: its connection's number, or admitOther's id. */
+  /**
+   * Unique among viewers of its kind: a lancam viewer's session id (the log's
+   * `session=`, in hex), a classroom viewer's connection number, admitOther's id.
+   */
   id: number;
   /** "udp" (lancam), "classic" (the classroom program), or the kind given to admitOther. */
   kind: string;
@@ -418,7 +421,7 @@ export class Admission {
       const s = c.session!;
       const r = s.lastReport;
       out.push({
-        id: c.id, kind: "udp", address: s.address, udpPort: s.udpPort, name: s.name, joinedAt: wallMs(s.joinedAt), framesSent: s.framesSent,
+        id: s.id, kind: "udp", address: s.address, udpPort: s.udpPort, name: s.name, joinedAt: wallMs(s.joinedAt), framesSent: s.framesSent,
         framesReceived: r ? r.framesReceived : null, framesLost: r ? r.framesLost + r.framesIncomplete : null,
         latencyP50Ms: r ? r.latencyP50Us / 1000 : null, fps: r ? r.fpsMillihertz / 1000 : null,
       });
