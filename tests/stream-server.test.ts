@@ -270,6 +270,7 @@ async function classicViewer(serverPort: number) {
     state,
     /** Answers the last picture, to where it came from, as the classroom viewer does. */
     answer: (text: "continue" | "end") => udp.send(text, got.at(-1)!.port, got.at(-1)!.address),
+    tcpWrite: (text: string) => tcp.write(text),
     close: () => {
       tcp.end();
       udp.close();
@@ -310,6 +311,13 @@ describe("classroom viewers on the control port", () => {
         expect(seqs.every((n, i) => i === 0 || n > seqs[i - 1]!)).toBe(true);
         expect(server.viewerCount).toBe(1);
         expect(server.clientCount).toBe(0);
+        // Strangers' datagrams and more TCP bytes from the viewer are counted, not obeyed.
+        const stranger = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+        stranger.send("end", server.udpPort, "127.0.0.1");
+        v.tcpWrite("8888 more");
+        await until(() => server.stats.classicAnswersIgnored === 1 && server.stats.classicTcpBytesIgnored === 9, 3000, "both counted");
+        stranger.close();
+        expect(server.viewerCount).toBe(1);
         v.answer("end");
         await until(() => v.state.closed, 3000, "the server closing its TCP connection");
         const left = log.lines.find((l) => l.includes("client left") && l.includes("kind=classic"));

@@ -74,6 +74,8 @@ export interface ServerStats {
   classicFitFailures: number;
   /** Datagrams on the UDP socket that were no classroom viewer's answer (strangers, garbage). */
   classicAnswersIgnored: number;
+  /** Bytes classroom viewers sent on TCP after their port number, which they never should. */
+  classicTcpBytesIgnored: number;
 }
 
 /**
@@ -114,7 +116,7 @@ function plainAddress(a: string): string {
 export class StreamServer implements AsyncDisposable {
   readonly stats: ServerStats = {
     framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0,
-    classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0,
+    classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0, classicTcpBytesIgnored: 0,
   };
   readonly #opts: Required<StreamServerOptions>;
   readonly #log: Logger;
@@ -401,6 +403,7 @@ export class StreamServer implements AsyncDisposable {
     const conn = sock.data;
     if (conn.closing) return;
     this.#apply(this.#admission.arrived(conn.id, chunk, performance.now()));
+    this.stats.classicTcpBytesIgnored = this.#admission.classicExtraBytes;
   }
 
   #decode(conn: Conn, bytes: Uint8Array): void {
