@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
-pkgs=(libopencv-dev ffmpeg g++ pkg-config)
+pkgs=(libopencv-dev libturbojpeg0-dev ffmpeg g++ pkg-config)
 if [ "${1:-}" = "--test" ]; then
   pkgs+=(xvfb xauth xdotool imagemagick gstreamer1.0-plugins-base python3-opencv python3-numpy chromium)
 fi
