@@ -3,6 +3,8 @@ import { chmodSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { memoryLogger } from "../lib/app/log.ts";
 import { cv, renderTestFrame } from "../lib/native/cv.ts";
+import { H264Encoder } from "../lib/publish/h264-encoder.ts";
+import { TS_PACKET, type TsPiece, TsSplitter } from "../lib/publish/mpegts.ts";
 import { Publisher } from "../lib/publish/publisher.ts";
 import { Publishers, parsePublishTargets } from "../lib/publish/publishers.ts";
 import { rtpJpegProblem } from "../lib/publish/rtp-jpeg.ts";
@@ -200,7 +202,13 @@ describe("publishing to a real RTSP server", () => {
     expect(await recv.exited).toBe(0);
 
     const s = pub.stats;
-    expect(s).toMatchObject({ state: "closed", frames: 3 * FPS, failures: 0, rejected: 0 });
+    const e = pub.encoderStats!;
+    expect(e).toMatchObject({ state: "closed", frames: 3 * FPS, restarts: 0, failures: 0, rejected: 0 });
+    expect(e.sent + e.dropped).toBe(e.frames);
+    expect(e.encoded).toBe(e.sent);
+    // The connection takes what the encoder made, from its first keyframe on.
+    expect(s).toMatchObject({ state: "closed", frames: e.encoded, failures: 0, rejected: 0 });
+    expect(s.sent + s.dropped).toBe(s.frames);
     const probe = await probeVideo(out);
     expect({ codec: probe.codec, width: probe.width, height: probe.height }).toEqual({ codec: "h264", width: WIDTH, height: HEIGHT });
     expect(probe.frames).toBe(s.published);
@@ -337,16 +345,67 @@ async function keyframeTimes(path: string): Promise<number[]> {
   return out.split("\n").map((l) => l.split(",")).filter(([k]) => k === "1").map(([, t]) => Number(t));
 }
 
+/** Command lines of this process's children (ffmpeg runs in its own session, but stays our child). */
+function childCommands(): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      // The fields after the command name, which is in parentheses and may hold spaces.
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === process.pid) out.push(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" "));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Noisy JPEGs: H.264 cannot shrink them much, so a slow reader falls behind fast. */
+function noisyJpegs(count: number): Uint8Array[] {
+  const p = Bun.spawnSync([
+    ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", `testsrc2=size=${WIDTH}x${HEIGHT}:rate=${FPS},noise=alls=40:allf=t`,
+    "-frames:v", String(count), "-c:v", "mjpeg", "-q:v", "3", "-f", "image2pipe", "pipe:1",
+  ]);
+  if (p.exitCode !== 0) throw new Error(p.stderr.toString());
+  return splitJpegs(new Uint8Array(p.stdout));
+}
+
+/** Each frame of a TS stream: its PTS (90 kHz) from the PES header, and whether it is a keyframe. */
+function tsFrames(pieces: TsPiece[]): { pts: number; key: boolean }[] {
+  return pieces.filter((p) => p.start).map((p) => {
+    const pes = p.bytes.subarray(p.bytes.length - TS_PACKET);
+    const payload = pes[3]! & 0x20 ? 5 + pes[4]! : 4;
+    // 00 00 01 id, length (2), flags (2), header length, then the PTS in 5 bytes with marker bits.
+    const b = pes.subarray(payload + 9, payload + 14);
+    const pts = (((b[0]! >> 1) & 7) * 2 ** 30) + (b[1]! << 22) + ((b[2]! >> 1) << 15) + (b[3]! << 7) + (b[4]! >> 1);
+    return { pts, key: p.key };
+  });
+}
+
+/** What ffmpeg says decoding `path` from start to end: empty when every frame decodes cleanly. */
+async function decodeErrors(path: string): Promise<string> {
+  const p = Bun.spawn([ffmpeg, "-hide_banner", "-v", "error", "-i", path, "-f", "null", "-"], { stdout: "ignore", stderr: "pipe" });
+  const [err] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+  return err.trim();
+}
+
 /**
- * Writes a stand-in for ffmpeg: a shell script that records its input into `dir`/<pid>.mkv (or,
- * with `stall`, never reads it) and reports `frame=1` on stdout as ffmpeg's -progress does (or,
- * with `silent`, nothing).
+ * Writes a stand-in for a target's ffmpeg: a shell script that reports `frame=1` on stdout as
+ * ffmpeg's -progress does, then records its input into `dir`/<pid>.mkv (record), never reads it
+ * (stall), reads it slowly into `dir`/<pid>.ts (slow); or that says nothing and never reads
+ * (silent), or fails at once (fail).
  */
-function fakeFfmpeg(dir: string, mode: "record" | "stall" | "silent"): string {
+function fakeFfmpeg(dir: string, mode: "record" | "stall" | "silent" | "slow" | "fail"): string {
   const path = join(dir, `fake-ffmpeg-${mode}`);
-  const body = mode === "record"
-    ? `echo frame=1\nexec cat > "${dir}/$$.mkv"\n`
-    : mode === "stall" ? "echo frame=1\nexec sleep 60\n" : "exec sleep 60\n";
+  const body = {
+    record: `echo frame=1\nexec cat > "${dir}/$$.mkv"\n`,
+    stall: "echo frame=1\nexec sleep 60\n",
+    silent: "exec sleep 60\n",
+    // Takes 64 KB twice a second, like a server on a slow link.
+    slow: `echo frame=1\nwhile :; do\n  n=$(head -c 65536 | tee -a "${dir}/$$.ts" | wc -c)\n  [ "$n" -gt 0 ] || exit 0\n  sleep 0.5\ndone\n`,
+    fail: "echo 'Connection refused' >&2\nexit 1\n",
+  }[mode];
   writeFileSync(path, `#!/bin/sh\n${body}`);
   chmodSync(path, 0o755);
   return path;
@@ -409,6 +468,118 @@ describe("RTP/JPEG through a real RTSP server", () => {
       if (s.receiver) expect(got.receiver).toMatch(s.receiver);
     }
   }, 40_000);
+});
+
+describe("h264 for several targets", () => {
+  test("two servers get one encoding; a server that comes up late gets the stream from a keyframe", async () => {
+    const [portA, portB] = [freePort(), freePort()];
+    const dir = tempDir();
+    await using recvA = await receiver(portA, join(dir, "a.mkv"));
+    const log = memoryLogger("publish");
+    const pubs = new Publishers({
+      targets: parsePublishTargets([portA, portB].map((p) => `rtsp://${USER}:${PASSWORD}@127.0.0.1:${p}/classroom`)),
+      codec: "h264", fps: FPS, log,
+    });
+    const d = drive(pubs, frames);
+    let recvB: Child | null = null;
+    try {
+      await until(() => pubs.stats[0]!.state === "publishing" && pubs.stats[1]!.failures >= 1, 10_000, "A publishing, B refused");
+      const x264 = childCommands().filter((c) => c.includes("libx264"));
+      expect(x264).toHaveLength(1);
+      recvB = await receiver(portB, join(dir, "b.mkv"));
+      await until(() => pubs.stats[1]!.state === "publishing" && pubs.stats[1]!.published >= FPS, 15_000, "B publishing for a second");
+      expect(childCommands().filter((c) => c.includes("libx264"))).toHaveLength(1);
+    } finally {
+      await d.stop();
+      await pubs.close();
+      await recvB?.[Symbol.asyncDispose]();
+    }
+    expect(await recvA.exited).toBe(0);
+    expect(await recvB!.exited).toBe(0);
+    const e = pubs.encoder!;
+    expect(e).toMatchObject({ state: "closed", frames: d.count(), restarts: 0, failures: 0 });
+    const [a, b] = pubs.stats;
+    expect(a!.frames).toBe(e.encoded);
+    expect(b!.frames).toBe(e.encoded);
+    for (const [name, s] of [["a.mkv", a!], ["b.mkv", b!]] as const) {
+      const probe = await probeVideo(join(dir, name));
+      expect({ name, codec: probe.codec, width: probe.width, height: probe.height }).toEqual({ name, codec: "h264", width: WIDTH, height: HEIGHT });
+      expect(probe.frames).toBe(s.published);
+      expect(await decodeErrors(join(dir, name))).toBe("");
+    }
+    expect((await keyframeTimes(join(dir, "b.mkv")))[0]).toBe(0);
+    expect(log.lines.filter((l) => l.includes("encoder starting"))).toHaveLength(1);
+    expectNoSecrets(log.lines, pubs.stats);
+  }, 45_000);
+
+  test("a target that falls behind drops frames and resumes at a keyframe: what it got decodes cleanly", async () => {
+    const dir = tempDir();
+    const log = memoryLogger("publish");
+    await using encoder = new H264Encoder({ fps: FPS, log });
+    const pub = new Publisher({ target: parsePublishUrl("rtsp://127.0.0.1:9/classroom"), codec: "h264", fps: FPS, log, encoder, ffmpegPath: fakeFfmpeg(dir, "slow"), closeTimeoutMs: 500 });
+    // Everything the encoder made, to tell the target's drops from the encoder's own.
+    const encoded: TsPiece[] = [];
+    encoder.subscribe({ piece: (p) => p.start && encoded.push(p), wantsInput: () => false });
+    const d = drive(encoder, noisyJpegs(30), { jitterMs: 0 });
+    try {
+      await until(() => pub.stats.droppedSlow > 0, 10_000, "frames dropped");
+      const sentAtFirstDrop = pub.stats.sent;
+      // At this rate mostly keyframes get through: each one sent after a drop is a resumption.
+      // The stand-in reads what it is sent seconds later: it is to have read some of them.
+      await until(() => pub.stats.sent >= sentAtFirstDrop + 6, 15_000, "six resumptions");
+    } finally {
+      await d.stop();
+      await encoder.close();
+      await pub.close();
+    }
+    const recorded = readdirSync(dir).filter((f) => f.endsWith(".ts"));
+    expect(recorded.length).toBeGreaterThan(0);
+    let gaps = 0;
+    for (const f of recorded) {
+      // The stand-in was killed mid-read at the end: its last frame may be cut short.
+      const pieces = new TsSplitter().push(new Uint8Array(readFileSync(join(dir, f))));
+      const whole = pieces.slice(0, pieces.findLastIndex((p) => p.start));
+      const got = tsFrames(whole);
+      expect(got.length).toBeGreaterThan(3);
+      expect(got[0]!.key).toBe(true);
+      // Wherever the target skipped some of the encoder's frames, the next one it sent is a keyframe.
+      const position = new Map(tsFrames(encoded).map((e, i) => [e.pts, i]));
+      for (let i = 1; i < got.length; i++) {
+        if (position.get(got[i]!.pts)! !== position.get(got[i - 1]!.pts)! + 1) {
+          gaps++;
+          expect({ f, frame: i, key: got[i]!.key }).toEqual({ f, frame: i, key: true });
+        }
+      }
+      writeFileSync(join(dir, `whole-${f}`), Buffer.concat(whole.map((p) => p.bytes)));
+      expect({ f, errors: await decodeErrors(join(dir, `whole-${f}`)) }).toEqual({ f, errors: "" });
+    }
+    expect(gaps).toBeGreaterThanOrEqual(2);
+    expect(pub.stats.sent + pub.stats.dropped).toBe(pub.stats.frames);
+  }, 40_000);
+
+  test("while no target takes the stream the encoder stops, and starts again when one wants it", async () => {
+    const dir = tempDir();
+    const log = memoryLogger("publish");
+    await using encoder = new H264Encoder({ fps: FPS, log, idleStopMs: 200 });
+    const pub = new Publisher({
+      target: parsePublishUrl("rtsp://127.0.0.1:9/classroom"), codec: "h264", fps: FPS, log, encoder,
+      ffmpegPath: fakeFfmpeg(dir, "fail"), timings: { firstRetryMs: 1500 },
+    });
+    const d = drive(encoder, frames, { jitterMs: 0 });
+    try {
+      await until(() => pub.stats.failures >= 2, 15_000, "two attempts");
+    } finally {
+      await d.stop();
+      await pub.close();
+    }
+    const e = encoder.stats;
+    expect(e.droppedIdle).toBeGreaterThan(10);
+    expect(e.restarts).toBeGreaterThanOrEqual(1);
+    expect(e.failures).toBe(0);
+    expect(log.lines.some((l) => / INFO \[publish\] no target is taking the stream; encoding stops until one is idleMs=\d+$/.test(l))).toBe(true);
+    expect(log.lines.some((l) => / INFO \[publish\] encoder restarting /.test(l))).toBe(true);
+    expect(pub.stats.lastError).toBe("Connection refused");
+  }, 30_000);
 });
 
 describe("a publisher on its own", () => {

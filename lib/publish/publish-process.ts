@@ -2,16 +2,14 @@ import type { Subprocess } from "bun";
 import { redactSecrets, type PublishTarget } from "./publish-url.ts";
 
 /**
- * One ffmpeg pushing one connection's worth of stream to an RTSP server:
+ * One ffmpeg run of a publisher: a connection to an RTSP server, or the shared H.264 encoder.
  *
- *   frames ──> stdin: live Matroska (MJPEG, real capture times) ──> ffmpeg ──> RTSP over TCP
- *                                     copy: RTP/JPEG as it is; h264: libx264 once, then RTP/H.264
- *   stdout: -progress (frame=N)  ──> "the server is taking the stream", frames out
- *   stderr: last lines, redacted ──> the reason when it fails
+ *   copy target:  live Matroska (MJPEG, capture times) ──> ffmpeg -c copy ──> RTSP (RTP/JPEG)
+ *   encoder:      live Matroska (MJPEG, capture times) ──> ffmpeg libx264 ──> MPEG-TS on stdout
+ *   h264 target:  MPEG-TS frames from the encoder       ──> ffmpeg -c copy ──> RTSP (RTP/H.264)
  *
- * Thin: the publisher decides what to send. Nothing is queued here: a write that Bun cannot
- * hand to the pipe at once leaves the pipe "full" until it drains, and the publisher drops
- * frames meanwhile.
+ * Thin: the owner decides what to send. Nothing is queued here: a write that Bun cannot hand to
+ * ffmpeg at once leaves its input "full" until it drains, and the owner drops frames meanwhile.
  */
 
 /** How frames reach the server: as they are, or encoded to H.264 once. */
@@ -31,46 +29,65 @@ export function parsePublishCodec(text: string, flag = "--publish-codec"): Publi
   throw new PublishCodecError(`invalid ${flag}=${text}: expected ${PUBLISH_CODECS.join(" or ")}`);
 }
 
-/** What one ffmpeg run needs to know. */
-export interface PublishArgs {
-  ffmpeg: string;
-  target: PublishTarget;
-  codec: PublishCodec;
-  /** Nominal frames per second: the H.264 keyframe interval is one second of them. */
-  fps: number;
-  width: number;
-  height: number;
-}
-
 /** ffmpeg's progress report period: how soon "publishing" is noticed. */
 export const PROGRESS_PERIOD_S = 0.5;
 /** ffmpeg's last stderr lines kept for the log when it fails. */
 const STDERR_LINES = 12;
 
-/** The ffmpeg command line for one connection. */
-export function publishArgs(a: PublishArgs): string[] {
-  const gop = String(Math.max(1, Math.round(a.fps)));
-  const encode = a.codec === "copy"
-    ? ["-c:v", "copy"]
-    : [
-      // Odd sides cannot be 4:2:0; cropping one pixel costs nothing (no copy).
-      ...(a.width % 2 || a.height % 2 ? ["-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2"] : []),
-      "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-      // Constrained baseline 4:2:0 in limited range is what every WebRTC browser decodes.
-      "-profile:v", "baseline", "-pix_fmt", "yuv420p",
-      // A keyframe every second: how long a new WebRTC/HLS reader waits for a picture.
-      "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
-      // Each frame keeps its capture time: no frames duplicated or dropped to fit a rate.
-      "-fps_mode", "passthrough",
-    ];
+const COMMON = ["-hide_banner", "-nostdin", "-nostats"];
+// Start from the first frame: the stream's own header already says what it is.
+const NO_PROBING = ["-probesize", "32", "-analyzeduration", "0"];
+
+/**
+ * The ffmpeg command line of one connection to `target`: its input is live Matroska of JPEG
+ * frames (copy), or the shared encoder's MPEG-TS (h264); both are sent on without re-encoding.
+ */
+export function targetArgs(ffmpeg: string, target: PublishTarget, input: "matroska" | "mpegts"): string[] {
   return [
-    a.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
-    "-progress", "pipe:1", "-stats_period", String(PROGRESS_PERIOD_S),
-    // Start from the first frame: the Matroska header already says what the stream is.
-    "-probesize", "32", "-analyzeduration", "0",
-    "-f", "matroska", "-i", "pipe:0", "-map", "0:v:0", ...encode,
-    "-f", "rtsp", "-rtsp_transport", "tcp", a.target.url,
+    ffmpeg, ...COMMON, "-loglevel", "warning", "-progress", "pipe:1", "-stats_period", String(PROGRESS_PERIOD_S), ...NO_PROBING,
+    "-f", input, "-i", "pipe:0", "-map", "0:v:0", "-c:v", "copy",
+    // TCP: a frame is hundreds of packets, and UDP on a busy network loses some of every frame.
+    "-f", "rtsp", "-rtsp_transport", "tcp", target.url,
   ];
+}
+
+/**
+ * The shared H.264 encoder's command line: live Matroska of JPEG frames in, MPEG-TS with tables
+ * before every frame out (see mpegts.ts), each frame flushed as soon as it is encoded.
+ */
+export function encoderArgs(ffmpeg: string, fps: number, width: number, height: number): string[] {
+  const gop = String(Math.max(1, Math.round(fps)));
+  return [
+    // Errors only: swscale warns about JPEG's full-range pixel format once per thread, per run.
+    ffmpeg, ...COMMON, "-loglevel", "error", ...NO_PROBING, "-f", "matroska", "-i", "pipe:0", "-map", "0:v:0",
+    // Odd sides cannot be 4:2:0; cropping one pixel costs nothing (no copy).
+    ...(width % 2 || height % 2 ? ["-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2"] : []),
+    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+    // Constrained baseline 4:2:0 in limited range is what every WebRTC browser decodes.
+    "-profile:v", "baseline", "-pix_fmt", "yuv420p",
+    // A keyframe every second: how long a new reader, or a target that fell behind, waits.
+    "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
+    // Each frame keeps its capture time: no frames duplicated or dropped to fit a rate.
+    "-fps_mode", "passthrough",
+    "-f", "mpegts", "-mpegts_flags", "+pat_pmt_at_frames", "-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1", "pipe:1",
+  ];
+}
+
+/** Reads ffmpeg's `-progress` reports: calls `onFrames` with each `frame=N`. */
+export function progressReader(onFrames: (frames: number) => void): (chunk: Uint8Array) => void {
+  const decoder = new TextDecoder();
+  let rest = "";
+  return (chunk) => {
+    const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
+    rest = lines.pop() ?? "";
+    // A line longer than any report is not ffmpeg's progress: keep memory bounded.
+    if (rest.length > 4096) rest = "";
+    for (const line of lines) {
+      if (!line.startsWith("frame=")) continue;
+      const n = Number(line.slice(6).trim());
+      if (Number.isSafeInteger(n) && n >= 0) onFrames(n);
+    }
+  };
 }
 
 /** One running ffmpeg. */
@@ -82,25 +99,28 @@ export class PublishProcess {
   readonly outputDone: Promise<void>;
   /** Exit code, or null when killed by a signal. */
   readonly exited: Promise<number | null>;
-  /** Frames ffmpeg says it has sent (its -progress `frame=`). */
-  framesOut = 0;
-  /** When a write last found the pipe full and is still waiting, else null. */
+  /** When a write last found ffmpeg's input full and is still waiting, else null. */
   pipeFullSince: number | null = null;
   #token = 0;
 
   /**
-   * Starts ffmpeg. `onProgress` gets ffmpeg's frame count each report; throws when ffmpeg
-   * cannot be started at all.
+   * Starts ffmpeg; `onOutput` gets its stdout as it comes. Throws when ffmpeg cannot be started.
+   * `secrets` are redacted from every stderr line before it is kept.
    */
-  constructor(args: string[], readonly secrets: readonly string[], readonly onProgress: (framesOut: number, from: PublishProcess) => void) {
+  constructor(args: string[], readonly secrets: readonly string[], onOutput: (chunk: Uint8Array) => void) {
     // Its own session: a Ctrl-C at the terminal reaches lancam, which ends the stream in order.
     // If lancam dies, ffmpeg reads the end of its input and stops.
     this.proc = Bun.spawn(args, { stdin: "pipe", stdout: "pipe", stderr: "pipe", detached: true });
-    this.outputDone = Promise.all([this.#readProgress(), this.#readStderr()]).then(() => {});
+    this.outputDone = Promise.all([this.#readStdout(onOutput), this.#readStderr()]).then(() => {});
     this.exited = this.proc.exited.then(() => this.proc.exitCode);
   }
 
-  /** Hands chunks to ffmpeg in order; never waits. `now` marks when the pipe filled up. */
+  /** True until ffmpeg has exited. */
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** Hands chunks to ffmpeg in order; never waits. `now` marks when its input filled up. */
   send(chunks: readonly Uint8Array[], now: number): number {
     let bytes = 0;
     let pending: Promise<number> | null = null;
@@ -126,7 +146,7 @@ export class PublishProcess {
     return bytes;
   }
 
-  /** Ends ffmpeg's input: it sends what it has, tears the session down and exits. */
+  /** Ends ffmpeg's input: it sends what it has, ends the session and exits. */
   end(): void {
     try {
       const r = this.proc.stdin.end();
@@ -138,7 +158,7 @@ export class PublishProcess {
 
   /** Ends ffmpeg at once (stuck, or being replaced): nothing of a live stream is worth waiting for. */
   kill(): void {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill("SIGKILL");
+    if (this.running) this.proc.kill("SIGKILL");
   }
 
   /** The last stderr lines (redacted), or null when ffmpeg said nothing. */
@@ -146,22 +166,9 @@ export class PublishProcess {
     return this.stderrTail.length > 0 ? this.stderrTail.slice(-lines).join(" | ") : null;
   }
 
-  async #readProgress(): Promise<void> {
-    const decoder = new TextDecoder();
-    let rest = "";
+  async #readStdout(onOutput: (chunk: Uint8Array) => void): Promise<void> {
     try {
-      for await (const chunk of this.proc.stdout) {
-        const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
-        rest = lines.pop() ?? "";
-        for (const line of lines) {
-          if (!line.startsWith("frame=")) continue;
-          const n = Number(line.slice(6).trim());
-          if (Number.isSafeInteger(n) && n >= this.framesOut) {
-            this.framesOut = n;
-            this.onProgress(n, this);
-          }
-        }
-      }
+      for await (const chunk of this.proc.stdout) onOutput(chunk);
     } catch {
       // the pipe broke with the process
     }
@@ -186,8 +193,8 @@ export class PublishProcess {
     // "[tcp @ 0x55d1c0a0] ..." : the address is noise in a log line.
     const l = line.trim().replace(/^\[([\w-]+) @ 0x[0-9a-f]+\]/, "[$1]");
     if (!l) return;
-    // Redacted before it is kept: nothing later can leak what is never stored.
-    this.stderrTail.push(redactSecrets(l, this.secrets));
+    // Redacted before it is kept (and before it is shortened, which could cut a URL in two).
+    this.stderrTail.push(redactSecrets(l, this.secrets).slice(0, 500));
     if (this.stderrTail.length > STDERR_LINES) this.stderrTail.shift();
   }
 }

@@ -1,9 +1,11 @@
 import type { Fields, Logger } from "../app/log.ts";
 import { resolveFfmpeg } from "../record/ffmpeg.ts";
-import { MkvStream } from "../record/mkv-stream.ts";
 import type { Frame } from "../wire/frame.ts";
+import { FrameStream } from "./frame-stream.ts";
+import { type EncoderStats, H264Encoder } from "./h264-encoder.ts";
+import type { TsPiece } from "./mpegts.ts";
 import { PublishLink, type PublishState, type PublishTimings, type StopReason } from "./publish-link.ts";
-import { type PublishCodec, PublishProcess, publishArgs } from "./publish-process.ts";
+import { type PublishCodec, PublishProcess, progressReader, targetArgs } from "./publish-process.ts";
 import type { PublishTarget } from "./publish-url.ts";
 import { rtpJpegProblem } from "./rtp-jpeg.ts";
 
@@ -11,13 +13,15 @@ import { rtpJpegProblem } from "./rtp-jpeg.ts";
  * Pushes the live stream to one RTSP server with ffmpeg, beside the viewers and the recorder,
  * from the same encoded frames.
  *
- *   write(frame) ──> PublishLink (start / send / drop / stop) ──> PublishProcess (one ffmpeg per connection)
+ *   copy:  write(frame) ──> PublishLink ──> ffmpeg (Matroska of the JPEGs in, RTP/JPEG out)
+ *   h264:  write(frame) ──> H264Encoder (shared) ──> TS frames ──> PublishLink ──> ffmpeg (copy, RTP/H.264 out)
  *
  * A sink like the recorder, never a brake: write() never throws, never waits and never queues.
  * While the server is down, refusing, or slower than the camera, frames for it are dropped and
  * counted; ffmpeg is restarted after 0.5 s, 1 s, 2 s ... at most 10 s. Each connection carries
- * the frames' capture times (Matroska into ffmpeg, RTP timestamps out), so the server sees when
- * each frame was taken, not when it arrived.
+ * the frames' capture times (Matroska or MPEG-TS into ffmpeg, RTP timestamps out), so the server
+ * sees when each frame was taken, not when it arrived. With h264 a connection starts, and after
+ * dropping frames resumes, at a keyframe (one a second).
  */
 
 /** Options of a {@link Publisher}; the server's flags map onto them. */
@@ -32,6 +36,8 @@ export interface PublisherOptions {
   log: Logger;
   /** Resolved with resolveFfmpeg() when not given. */
   ffmpegPath?: string;
+  /** h264: the encoder shared with other targets (see Publishers); without one, the publisher runs its own. */
+  encoder?: H264Encoder;
   /** Retry waits and timeouts (tests shorten them). */
   timings?: Partial<PublishTimings>;
   /** How long close() lets ffmpeg finish before killing it (default 3000 ms). */
@@ -48,7 +54,7 @@ export interface PublisherStats {
   state: PublishState;
   /** Milliseconds in the current state. */
   stateMs: number;
-  /** Frames passed to write(). */
+  /** Frames offered to this target (copy: passed to write(); h264: that came out of the encoder). */
   frames: number;
   /** Frames handed to ffmpeg. */
   sent: number;
@@ -56,11 +62,11 @@ export interface PublisherStats {
   published: number;
   /** Frames not sent: dropped = droppedOffline + droppedSlow + rejected. */
   dropped: number;
-  /** While no connection could take them (connecting, backing off, stopping, closed). */
+  /** While no connection could take them (connecting, backing off, stopping, closed; h264: waiting for a keyframe to start with). */
   droppedOffline: number;
-  /** While ffmpeg or the server was behind (its input pipe full). */
+  /** While ffmpeg or the server was behind (h264: and the frames until the next keyframe). */
   droppedSlow: number;
-  /** Frames that cannot go out as they are (copy: not RTP/JPEG-compatible; any: not a JPEG). */
+  /** copy: frames RTP/JPEG cannot carry as they are. */
   rejected: number;
   /** Connections started after the first. */
   reconnects: number;
@@ -82,19 +88,17 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function isCompleteJpeg(b: Uint8Array): boolean {
-  const n = b.length;
-  return n >= 4 && b[0] === 0xff && b[1] === 0xd8 && b[n - 2] === 0xff && b[n - 1] === 0xd9;
-}
-
-/** One connection: its ffmpeg, its Matroska stream and the frame size it was started for. */
+/** One connection: its ffmpeg and what feeds it. */
 interface Run {
   process: PublishProcess;
-  mkv: MkvStream;
-  width: number;
-  height: number;
-  /** Capture time of the run's first frame (µs): Matroska time 0. */
-  origin: number;
+  /** Frames ffmpeg reported sent. */
+  framesOut: number;
+  /** copy: the Matroska stream of this connection. */
+  stream?: FrameStream;
+  /** h264: the encoder run this connection's stream comes from. */
+  generation?: number;
+  /** h264: frames were dropped; the next one sent must be a keyframe. */
+  needKey: boolean;
   /** Set when the link ended this run itself, and why. */
   stopped?: { why: StopReason; waitedMs: number };
 }
@@ -115,17 +119,22 @@ export class Publisher implements AsyncDisposable {
   readonly #now: () => number;
   readonly #closeTimeoutMs: number;
   readonly #link: PublishLink;
+  readonly #encoder: H264Encoder | null;
+  readonly #ownsEncoder: boolean;
+  readonly #unsubscribe: () => void = () => {};
   #run: Run | null = null;
-  /** A start decided in write(), spawned right after it returns. */
+  /** copy: a start decided in write(), spawned right after it returns. */
   #startTimer: ReturnType<typeof setImmediate> | null = null;
+  /** h264: the frame whose pieces are arriving goes to ffmpeg (its start was sent). */
+  #sendingFrame = false;
   #closing: Promise<void> | null = null;
-  #publishedBefore = 0;
+  #published = 0;
   #lastError: string | null = null;
   #rejectReason: string | null = null;
   #writeErrorLogged = false;
   readonly #counts = { frames: 0, sent: 0, droppedOffline: 0, droppedSlow: 0, rejected: 0, bytesSent: 0 };
 
-  /** Checks the options (RangeError) and resolves ffmpeg (FfmpegNotFoundError); starts nothing yet. */
+  /** Checks the options (RangeError) and resolves ffmpeg (FfmpegNotFoundError); connects with the first frame. */
   constructor(opts: PublisherOptions) {
     if (!(opts.fps > 0 && opts.fps <= 1000)) throw new RangeError(`fps must be in (0, 1000], got ${opts.fps}`);
     if (opts.codec !== "copy" && opts.codec !== "h264") throw new RangeError(`codec must be copy or h264, got ${String(opts.codec)}`);
@@ -137,11 +146,26 @@ export class Publisher implements AsyncDisposable {
     this.#now = opts.now ?? (() => performance.now());
     this.#closeTimeoutMs = opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.#link = new PublishLink(opts.timings, this.#now());
+    if (opts.codec === "h264") {
+      this.#ownsEncoder = !opts.encoder;
+      this.#encoder = opts.encoder ?? new H264Encoder({
+        fps: opts.fps, log: opts.log, ffmpegPath: this.#ffmpeg, timings: opts.timings, closeTimeoutMs: opts.closeTimeoutMs, now: opts.now,
+      });
+      this.#unsubscribe = this.#encoder.subscribe({ piece: (p, g) => this.#piece(p, g), wantsInput: (now) => this.#wantsInput(now) });
+    } else {
+      this.#ownsEncoder = false;
+      this.#encoder = null;
+    }
   }
 
   /** The target, redacted. */
   get url(): string {
     return this.#target.redacted;
+  }
+
+  /** h264: the encoder's counters (shared between targets when it is shared); copy: null. */
+  get encoderStats(): EncoderStats | null {
+    return this.#encoder?.stats ?? null;
   }
 
   /** A snapshot of state and counters. */
@@ -155,7 +179,7 @@ export class Publisher implements AsyncDisposable {
       stateMs: Math.max(0, Math.round(now - this.#link.since)),
       frames: c.frames,
       sent: c.sent,
-      published: this.#publishedBefore + (this.#run?.process.framesOut ?? 0),
+      published: this.#published,
       dropped: c.droppedOffline + c.droppedSlow + c.rejected,
       droppedOffline: c.droppedOffline,
       droppedSlow: c.droppedSlow,
@@ -173,12 +197,19 @@ export class Publisher implements AsyncDisposable {
     return this.#run?.process.proc.pid ?? null;
   }
 
-  /** A FrameSink: never throws, never waits; the caller may reuse `frame.jpeg` once it returns. */
+  /**
+   * A FrameSink: never throws, never waits; the caller may reuse `frame.jpeg` once it returns.
+   * h264: the frame goes to the encoder, which takes each frame once however many targets pass it on.
+   */
   readonly write = (frame: Frame): void => {
+    if (this.#encoder) {
+      this.#encoder.write(frame);
+      return;
+    }
     const c = this.#counts;
     c.frames++;
     try {
-      const problem = this.#codec === "copy" ? rtpJpegProblem(frame.jpeg) : isCompleteJpeg(frame.jpeg) ? null : "not one complete JPEG (FF D8 ... FF D9)";
+      const problem = rtpJpegProblem(frame.jpeg);
       if (problem) {
         c.rejected++;
         this.#reject(problem, frame);
@@ -186,9 +217,9 @@ export class Publisher implements AsyncDisposable {
       }
       this.#rejectReason = null;
       const run = this.#run;
-      if (run && (run.width !== frame.width || run.height !== frame.height) && !this.#link.ending && this.#link.restart()) {
+      if (run?.stream?.differs(frame) && !this.#link.ending && this.#link.restart()) {
         this.#log.info("frame size changed; reconnecting with the new size", {
-          url: this.url, from: `${run.width}x${run.height}`, to: `${frame.width}x${frame.height}`,
+          url: this.url, from: `${run.stream.width}x${run.stream.height}`, to: `${frame.width}x${frame.height}`,
         });
         run.process.kill();
       }
@@ -199,34 +230,25 @@ export class Publisher implements AsyncDisposable {
           this.#startSoon(frame, now);
           return;
         case "send":
-          if (this.#run) this.#send(this.#run, frame, now);
+          if (this.#run) this.#sendFrame(this.#run, frame, now);
           else c.droppedOffline++; // ffmpeg is being started
           return;
         case "drop":
           if (d.why === "slow") c.droppedSlow++;
           else c.droppedOffline++;
           return;
-        case "stop": {
+        case "stop":
           c.droppedOffline++;
-          const run = this.#run;
-          if (run) {
-            const since = d.why === "stalled" ? run.process.pipeFullSince ?? now : this.#link.since;
-            run.stopped = { why: d.why, waitedMs: Math.round(now - since) };
-            run.process.kill(); // its exit is logged, with the reason, by #onExit
-          }
+          this.#stop(d.why, now);
           return;
-        }
       }
     } catch (err) {
       c.droppedOffline++;
-      if (!this.#writeErrorLogged) {
-        this.#writeErrorLogged = true;
-        this.#log.error("unexpected error while publishing a frame", { url: this.url, error: errorText(err) });
-      }
+      this.#unexpected(err);
     }
   };
 
-  /** Ends the connection: ffmpeg gets the end of its input and tears the session down; killed if it takes too long. */
+  /** Ends the connection: ffmpeg gets the end of its input and ends the session; killed if it takes too long. */
   close(): Promise<void> {
     this.#closing ??= this.#close();
     return this.#closing;
@@ -237,6 +259,9 @@ export class Publisher implements AsyncDisposable {
   }
 
   async #close(): Promise<void> {
+    // Its own encoder first: the frames it still holds reach this connection before it ends.
+    if (this.#ownsEncoder) await this.#encoder?.close();
+    this.#unsubscribe();
     if (this.#startTimer) {
       clearImmediate(this.#startTimer);
       this.#startTimer = null;
@@ -258,8 +283,8 @@ export class Publisher implements AsyncDisposable {
   }
 
   /**
-   * Starts ffmpeg with `frame` as the first of the stream. Spawning takes milliseconds, so it
-   * runs just after write() returns: the frame's other sinks never wait for it.
+   * copy: starts ffmpeg with `frame` as the first of the stream. Spawning takes milliseconds, so
+   * it runs just after write() returns: the frame's other sinks never wait for it.
    */
   #startSoon(frame: Frame, now: number): void {
     this.#link.started(now);
@@ -267,65 +292,149 @@ export class Publisher implements AsyncDisposable {
     const first: Frame = { ...frame, jpeg: frame.jpeg.slice() };
     this.#startTimer = setImmediate(() => {
       this.#startTimer = null;
-      this.#start(first);
+      if (this.#link.state !== "connecting") return; // closed meanwhile
+      const stream = new FrameStream(first, this.#fps);
+      const run = this.#spawn("matroska", { stream, needKey: false }, `${first.width}x${first.height}`);
+      if (!run) {
+        this.#counts.droppedOffline++;
+        return;
+      }
+      this.#counts.bytesSent += run.process.send([stream.header()], this.#now());
+      this.#sendFrame(run, first, this.#now());
     });
   }
 
-  #start(frame: Frame): void {
-    if (this.#link.state !== "connecting") return; // closed meanwhile
-    const now = this.#now();
-    const attempt = this.#link.starts;
-    const args = publishArgs({ ffmpeg: this.#ffmpeg, target: this.#target, codec: this.#codec, fps: this.#fps, width: frame.width, height: frame.height });
-    let process: PublishProcess;
-    try {
-      process = new PublishProcess(args, this.#target.secrets, (n, from) => this.#onProgress(from, n));
-    } catch (err) {
-      const ended = this.#link.ended(now);
-      this.#counts.droppedOffline++;
-      this.#lastError = `cannot start ffmpeg: ${errorText(err)}`;
-      this.#log.error(`${this.#lastError}; retrying in ${seconds(ended.retryInMs)}`, { url: this.url, ffmpeg: this.#ffmpeg });
-      return;
-    }
-    const mkv = new MkvStream({
-      width: frame.width, height: frame.height, frameIntervalMicros: 1_000_000 / this.#fps, startedAtMicros: frame.capturedAt,
-    });
-    const run: Run = { process, mkv, width: frame.width, height: frame.height, origin: frame.capturedAt };
-    this.#run = run;
-    this.#counts.bytesSent += process.send([mkv.header()], now);
-    this.#send(run, frame, now);
-    void process.exited.then(() => this.#onExit(run));
-    this.#log.info(attempt === 1 ? "connecting" : "reconnecting", {
-      url: this.url, codec: this.#codec, size: `${frame.width}x${frame.height}`, attempt, pid: process.proc.pid,
-    });
-  }
-
-  #send(run: Run, frame: Frame, now: number): void {
-    const { chunks } = run.mkv.frame((frame.capturedAt - run.origin) / 1000, frame.jpeg);
-    this.#counts.bytesSent += run.process.send(chunks, now);
+  #sendFrame(run: Run, frame: Frame, now: number): void {
+    this.#counts.bytesSent += run.process.send(run.stream!.chunks(frame), now);
     this.#counts.sent++;
   }
 
-  #onProgress(process: PublishProcess, framesOut: number): void {
-    if (this.#run?.process !== process || framesOut === 0) return;
+  /** h264: a piece of the encoder's output. Runs in the encoder's output task, never in write(). */
+  #piece(piece: TsPiece, generation: number): void {
+    const c = this.#counts;
+    try {
+      const run = this.#run;
+      if (!piece.start) {
+        if (this.#sendingFrame && run) c.bytesSent += run.process.send([piece.bytes], this.#now());
+        return;
+      }
+      c.frames++;
+      this.#sendingFrame = false;
+      if (run && run.generation !== generation && !this.#link.ending && this.#link.restart()) {
+        this.#log.info("the encoder restarted; reconnecting with its new stream", { url: this.url });
+        run.process.kill();
+      }
+      const now = this.#now();
+      const d = this.#link.offer(now, this.#run?.process.pipeFullSince ?? null);
+      switch (d.do) {
+        case "start": {
+          // A connection must begin with a keyframe: without one the server has nothing to show.
+          if (!piece.key) {
+            c.droppedOffline++;
+            return;
+          }
+          this.#link.started(now);
+          const started = this.#spawn("mpegts", { generation, needKey: false }, "h264");
+          if (!started) {
+            c.droppedOffline++;
+            return;
+          }
+          this.#sendPiece(started, piece, now);
+          return;
+        }
+        case "send": {
+          const r = this.#run;
+          if (!r || (r.needKey && !piece.key)) {
+            c.droppedSlow++;
+            return;
+          }
+          r.needKey = false;
+          this.#sendPiece(r, piece, now);
+          return;
+        }
+        case "drop":
+          // A frame missing from H.264 spoils the ones after it: resume at the next keyframe.
+          if (this.#run) this.#run.needKey = true;
+          if (d.why === "slow") c.droppedSlow++;
+          else c.droppedOffline++;
+          return;
+        case "stop":
+          c.droppedOffline++;
+          this.#stop(d.why, now);
+          return;
+      }
+    } catch (err) {
+      c.droppedOffline++;
+      this.#unexpected(err);
+    }
+  }
+
+  #sendPiece(run: Run, piece: TsPiece, now: number): void {
+    this.#sendingFrame = true;
+    this.#counts.bytesSent += run.process.send([piece.bytes], now);
+    this.#counts.sent++;
+  }
+
+  /** h264: whether this target takes frames now, so the shared encoder keeps encoding. */
+  #wantsInput(now: number): boolean {
+    const state = this.#link.state;
+    return state !== "closed" && (state !== "backoff" || this.#link.retryIn(now) === 0);
+  }
+
+  /** Starts ffmpeg for one connection (the link has been told); null (and a back-off) when it cannot start. */
+  #spawn(input: "matroska" | "mpegts", feed: Pick<Run, "stream" | "generation" | "needKey">, what: string): Run | null {
+    const now = this.#now();
+    const attempt = this.#link.starts;
+    let run: Run | undefined;
+    let process: PublishProcess;
+    try {
+      const onFrames = progressReader((n) => run && this.#onProgress(run, n));
+      process = new PublishProcess(targetArgs(this.#ffmpeg, this.#target, input), this.#target.secrets, onFrames);
+    } catch (err) {
+      const ended = this.#link.ended(now);
+      this.#lastError = `cannot start ffmpeg: ${errorText(err)}`;
+      this.#log.error(`${this.#lastError}; retrying in ${seconds(ended.retryInMs)}`, { url: this.url, ffmpeg: this.#ffmpeg });
+      return null;
+    }
+    const started: Run = { ...feed, process, framesOut: 0 };
+    run = started;
+    this.#run = started;
+    void process.exited.then(() => this.#onExit(started));
+    this.#log.info(attempt === 1 ? "connecting" : "reconnecting", { url: this.url, codec: this.#codec, size: what, attempt, pid: process.proc.pid });
+    return started;
+  }
+
+  /** The link gave up on the running ffmpeg (stalled, or never connected): end it; its exit says why. */
+  #stop(why: StopReason, now: number): void {
+    const run = this.#run;
+    if (!run) return;
+    const since = why === "stalled" ? run.process.pipeFullSince ?? now : this.#link.since;
+    run.stopped = { why, waitedMs: Math.round(now - since) };
+    run.process.kill();
+  }
+
+  #onProgress(run: Run, framesOut: number): void {
+    if (framesOut <= run.framesOut) return;
+    // Counted as reported, also after the run has ended: its last report can come after its exit.
+    this.#published += framesOut - run.framesOut;
+    run.framesOut = framesOut;
+    if (this.#run !== run) return;
     const now = this.#now();
     const connectMs = Math.round(now - this.#link.since);
-    if (this.#link.publishing(now)) {
-      this.#log.info("publishing", { url: this.url, codec: this.#codec, connectMs });
-    }
+    if (this.#link.publishing(now)) this.#log.info("publishing", { url: this.url, codec: this.#codec, connectMs });
   }
 
   async #onExit(run: Run): Promise<void> {
     if (this.#run !== run) return;
     this.#run = null;
-    this.#publishedBefore += run.process.framesOut;
-    const now = this.#now();
-    const ended = this.#link.ended(now);
+    this.#sendingFrame = false;
+    const ended = this.#link.ended(this.#now());
     if (!ended.failure) return;
     await Promise.race([run.process.outputDone, Bun.sleep(STDERR_WAIT_MS)]);
     const code = run.process.proc.exitCode;
     const signal = run.process.proc.signalCode;
     const retry = this.#link.state === "closed" ? "closing" : `retrying in ${seconds(ended.retryInMs)}`;
-    const fields: Fields = { url: this.url, code, signal: signal ?? undefined, framesOut: run.process.framesOut, retryInMs: ended.retryInMs };
+    const fields: Fields = { url: this.url, code, signal: signal ?? undefined, framesOut: run.framesOut, retryInMs: ended.retryInMs };
     if (run.stopped) {
       this.#lastError = `${STOPPED[run.stopped.why]} (waited ${seconds(run.stopped.waitedMs)})`;
       this.#log.warn(`${STOPPED[run.stopped.why]}; ${retry}`, { ...fields, state: ended.was, waitedMs: run.stopped.waitedMs });
@@ -340,9 +449,16 @@ export class Publisher implements AsyncDisposable {
   #reject(problem: string, frame: Frame): void {
     if (this.#rejectReason === problem) return;
     this.#rejectReason = problem;
-    const advice = this.#codec === "copy" ? "; publish with --publish-codec h264, which re-encodes any JPEG" : "";
     this.#lastError = `frames rejected: ${problem}`;
-    this.#log.error(`frame cannot be published: ${problem}${advice}`, { url: this.url, seq: frame.seq, size: `${frame.width}x${frame.height}` });
+    this.#log.error(`frame cannot be published: ${problem}; publish with --publish-codec h264, which re-encodes any JPEG`, {
+      url: this.url, seq: frame.seq, size: `${frame.width}x${frame.height}`,
+    });
+  }
+
+  #unexpected(err: unknown): void {
+    if (this.#writeErrorLogged) return;
+    this.#writeErrorLogged = true;
+    this.#log.error("unexpected error while publishing a frame", { url: this.url, error: errorText(err) });
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Logger } from "../app/log.ts";
 import { resolveFfmpeg } from "../record/ffmpeg.ts";
 import type { Frame } from "../wire/frame.ts";
+import { type EncoderStats, H264Encoder } from "./h264-encoder.ts";
 import type { PublishTimings } from "./publish-link.ts";
 import type { PublishCodec } from "./publish-process.ts";
 import type { PublishCredentials, PublishTarget } from "./publish-url.ts";
@@ -32,10 +33,7 @@ export interface PublishTotals {
   reconnects: number;
 }
 
-/**
- * Most targets one server may publish to: each costs an ffmpeg (and with h264 an encoder), and a
- * long list is more likely a mistake than a plan.
- */
+/** Most targets one server may publish to: each costs an ffmpeg, and a long list is more likely a mistake than a plan. */
 export const MAX_PUBLISH_TARGETS = 8;
 
 /**
@@ -57,15 +55,23 @@ export function parsePublishTargets(urls: readonly string[], credentials?: Publi
   return targets;
 }
 
-/** Every publish target behind one write(): the frame path sees a single sink. */
+/**
+ * Every publish target behind one write(): the frame path sees a single sink. With h264 the
+ * targets share one encoder, so the stream is encoded once however many servers receive it.
+ */
 export class Publishers implements AsyncDisposable {
   readonly #list: Publisher[];
+  readonly #encoder: H264Encoder | null;
 
   /** One Publisher per target; ffmpeg is resolved once (FfmpegNotFoundError when missing). */
   constructor(opts: PublishersOptions) {
     const ffmpegPath = opts.targets.length > 0 ? opts.ffmpegPath ?? resolveFfmpeg().path : undefined;
+    this.#encoder = opts.codec === "h264" && opts.targets.length > 0
+      ? new H264Encoder({ fps: opts.fps, log: opts.log, ffmpegPath, timings: opts.timings, closeTimeoutMs: opts.closeTimeoutMs })
+      : null;
+    const encoder = this.#encoder ?? undefined;
     this.#list = opts.targets.map((target) => new Publisher({
-      target, codec: opts.codec, fps: opts.fps, log: opts.log, ffmpegPath, timings: opts.timings, closeTimeoutMs: opts.closeTimeoutMs,
+      target, codec: opts.codec, fps: opts.fps, log: opts.log, ffmpegPath, encoder, timings: opts.timings, closeTimeoutMs: opts.closeTimeoutMs,
     }));
   }
 
@@ -74,14 +80,20 @@ export class Publishers implements AsyncDisposable {
     return this.#list;
   }
 
-  /** A FrameSink: hands the frame to every target; never throws, never waits. */
+  /** A FrameSink: hands the frame to every target (with h264, to the encoder once); never throws, never waits. */
   readonly write = (frame: Frame): void => {
-    for (const p of this.#list) p.write(frame);
+    if (this.#encoder) this.#encoder.write(frame);
+    else for (const p of this.#list) p.write(frame);
   };
 
   /** One snapshot per target, in the order of their targets. */
   get stats(): PublisherStats[] {
     return this.#list.map((p) => p.stats);
+  }
+
+  /** The shared encoder's counters (h264), else null. */
+  get encoder(): EncoderStats | null {
+    return this.#encoder?.stats ?? null;
   }
 
   /** Sums over every target. */
@@ -96,8 +108,9 @@ export class Publishers implements AsyncDisposable {
     return t;
   }
 
-  /** Ends every connection at once and waits for all of them. */
+  /** Ends the encoder (its last frames still go out), then every connection at once, and waits for all. */
   async close(): Promise<void> {
+    await this.#encoder?.close();
     await Promise.all(this.#list.map((p) => p.close()));
   }
 
