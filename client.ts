@@ -40,7 +40,7 @@ async function main(): Promise<number> {
     status.clear();
     stderrSink(line, level);
   };
-  using logFile = cli.flags.log === null ? null : new FileSink(cli.flags.log);
+  using logFile = cli.flags.log === null ? null : new FileSink(cli.flags.log, { maxBytes: cli.flags.logMax });
   const log = createLogger("client", logFile ? [toStderr, logFile.sink] : [toStderr]);
   // Both are needed to record; say so now rather than after connecting.
   if (record) checkCanRecord(record.dir, CLIENT_RECORD_CLI);

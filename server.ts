@@ -29,7 +29,7 @@ async function main(): Promise<number> {
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
-  using logFile = new FileSink(logPath);
+  using logFile = new FileSink(logPath, { maxBytes: cli.flags.logMax });
   const log = createLogger("server", [stderrSink, logFile.sink]);
   signal.onStop((sig) => log.info("stopping", { signal: sig }));
   // Said before the camera opens, not after old recordings were repaired.

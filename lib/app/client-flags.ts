@@ -3,6 +3,7 @@ import type { RecordCliFlags } from "../record/record-dir.ts";
 import { nameProblem } from "../wire/control.ts";
 import { parseByteSize, parseInteger, parseNumber, parsePort, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, operand, valueFlag } from "./flags.ts";
+import { LOG_MAX_FLAG } from "./log-flags.ts";
 import { RECORD_FLAGS } from "./record-flags.ts";
 
 const text = (raw: string) => raw;
@@ -33,6 +34,7 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
     recvBuffer: valueFlag("recv-buffer", "SIZE", 4 << 20, (raw, flag) => parseByteSize(flag, raw, MAX_SOCKET_BUFFER),
       "UDP receive buffer to ask the kernel for (default 4M)"),
     log: valueFlag<string | null>("log", "FILE", null, text, "also append log lines to FILE"),
+    logMax: LOG_MAX_FLAG,
     name: valueFlag("name", "NAME", "", (raw, flag) => {
       const bad = nameProblem(raw);
       if (bad) throw new UsageError(`invalid ${flag}: ${bad}`);

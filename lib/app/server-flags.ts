@@ -4,6 +4,7 @@ import { DEFAULT_SPREAD } from "../send/stream-server.ts";
 import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "../wire/datagram.ts";
 import { parseInteger, parseNumber, parsePort, parseSize, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, valueFlag } from "./flags.ts";
+import { LOG_MAX_FLAG } from "./log-flags.ts";
 import { RECORD_FLAGS } from "./record-flags.ts";
 
 /** Parses `--source`: "camera:N", "test", "gst:PIPELINE", "file:PATH" or a file path. */
@@ -49,6 +50,7 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
       "frames per second (camera, test; overrides a file's rate)"),
     quality: valueFlag("quality", "Q", 80, (raw, flag) => parseInteger(flag, raw, 1, 100), "JPEG quality 1-100 (default 80)"),
     log: valueFlag("log", "FILE", "lancam-server.log", text, "append joins and leaves here (default lancam-server.log)"),
+    logMax: LOG_MAX_FLAG,
     maxClients: valueFlag("max-clients", "N", 32, (raw, flag) => parseInteger(flag, raw, 1, 1024), "viewers at once, 1-1024 (default 32)"),
     mtu: valueFlag("mtu", "BYTES", DEFAULT_MTU, (raw, flag) => parseInteger(flag, raw, MIN_MTU, MAX_MTU),
       `largest datagram, ${MIN_MTU}-${MAX_MTU} (default ${DEFAULT_MTU})`),
