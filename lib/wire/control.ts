@@ -254,6 +254,7 @@ const MIN_FRAGMENT_SIZE = MIN_MTU - DATAGRAM_HEADER_SIZE;
 const U32_MAX = 0xffffffff;
 // Control characters would let a peer forge log lines or terminal escapes.
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+const LONE_SURROGATE = /\p{Cs}/u;
 
 const utf8Encoder = new TextEncoder();
 // fatal: invalid UTF-8 is an error, not U+FFFD; ignoreBOM: keep a leading U+FEFF so bytes round-trip.
@@ -267,6 +268,8 @@ function checkInt(what: string, v: number, min: number, max: number): void {
 
 function checkText(what: string, s: string, maxBytes: number): Uint8Array {
   if (CONTROL_CHARS.test(s)) throw new RangeError(`${what} ${JSON.stringify(s)} contains control characters`);
+  // UTF-8 cannot carry half a surrogate pair: TextEncoder would send U+FFFD instead, another text.
+  if (LONE_SURROGATE.test(s)) throw new RangeError(`${what} ${JSON.stringify(s)} is not well-formed Unicode (a lone surrogate)`);
   const bytes = utf8Encoder.encode(s);
   if (bytes.length > maxBytes) throw new RangeError(`${what} is ${bytes.length} bytes of UTF-8, at most ${maxBytes} allowed`);
   return bytes;
