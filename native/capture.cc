@@ -1,5 +1,7 @@
 // Capture: a cv::VideoCapture whose reads run on a worker thread and come back
-// as JPEG. One operation at a time per object; a second one is rejected.
+// as JPEG, three ways: decoded to BGR and encoded by OpenCV; raw YUV encoded by
+// TurboJPEG (no BGR in between); or the source's own packet, which for MJPEG is
+// the JPEG itself. One operation at a time per object; a second one is rejected.
 #include <chrono>
 #include <cstdlib>
 #include <stdexcept>
@@ -12,6 +14,7 @@
 #include <opencv2/videoio/registry.hpp>
 
 #include "lancam.h"
+#include "yuv-encode.h"
 
 namespace lancam {
 namespace {
@@ -29,6 +32,25 @@ int PropertyId(Napi::Env env, const std::string& name) {
   throw Napi::TypeError::New(env, "unknown capture property: " + name);
 }
 
+std::string FourccText(double value) {
+  int v = static_cast<int>(value);
+  if (v == 0 || v == -1) return "";
+  std::string code;
+  for (int i = 0; i < 4; i++) {
+    char c = static_cast<char>((v >> (8 * i)) & 0xFF);
+    code += (c >= 32 && c < 127) ? c : '?';
+  }
+  return code;
+}
+
+// What one read does with the frame it gets.
+enum class ReadMode {
+  kJpeg,    // decoded to BGR by OpenCV, encoded by imencode
+  kYuv,     // a raw YUV packet, encoded by TurboJPEG
+  kPacket,  // the raw packet, copied out as it is
+  kGrab,    // taken from the source and dropped: nothing decoded (raw) or converted
+};
+
 class Capture : public Napi::ObjectWrap<Capture> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -36,6 +58,10 @@ class Capture : public Napi::ObjectWrap<Capture> {
                        {
                            InstanceMethod<&Capture::Open>("open"),
                            InstanceMethod<&Capture::ReadJpeg>("readJpeg"),
+                           InstanceMethod<&Capture::ReadYuvJpeg>("readYuvJpeg"),
+                           InstanceMethod<&Capture::ReadPacket>("readPacket"),
+                           InstanceMethod<&Capture::Grab>("grab"),
+                           InstanceMethod<&Capture::SetRawPackets>("setRawPackets"),
                            InstanceMethod<&Capture::Set>("set"),
                            InstanceMethod<&Capture::Get>("get"),
                            InstanceMethod<&Capture::SetFourcc>("setFourcc"),
@@ -56,6 +82,32 @@ class Capture : public Napi::ObjectWrap<Capture> {
   Napi::Value Open(const Napi::CallbackInfo& info);
   // readJpeg(quality): Promise<{jpeg, width, height, ageMicros} | null>
   Napi::Value ReadJpeg(const Napi::CallbackInfo& info);
+  // readYuvJpeg(layout, width, height, quality, limitedRange):
+  //   Promise<{jpeg, width, height, ageMicros} | {jpeg: null, reason, ageMicros} | null>
+  Napi::Value ReadYuvJpeg(const Napi::CallbackInfo& info);
+  // readPacket(): Promise<{packet, ageMicros} | null>
+  Napi::Value ReadPacket(const Napi::CallbackInfo& info);
+  // grab(): Promise<boolean>, false at end of stream
+  Napi::Value Grab(const Napi::CallbackInfo& info);
+  Napi::Value QueueRead(Napi::Env env, ReadMode mode);
+
+  // setRawPackets(): boolean. Reads then return what the source delivers, undecoded:
+  // the demuxed packet on FFmpeg, the driver's buffer on V4L2. Before the first read.
+  Napi::Value SetRawPackets(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    CheckIdle(env);
+    return Napi::Boolean::New(env, Guard(env, "capture raw packets", [&] {
+      if (!cap_.isOpened()) return false;
+      std::string backend = cap_.getBackendName();
+      bool ok = false;
+      if (backend == "FFMPEG") {
+        ok = cap_.set(cv::CAP_PROP_FORMAT, -1);
+      } else if (backend == "V4L2") {
+        ok = cap_.set(cv::CAP_PROP_CONVERT_RGB, 0);
+      }
+      return ok;
+    }));
+  }
 
   Napi::Value Set(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -81,16 +133,19 @@ class Capture : public Napi::ObjectWrap<Capture> {
     return Napi::Boolean::New(env, Guard(env, "capture set FOURCC", [&] { return cap_.set(cv::CAP_PROP_FOURCC, fourcc); }));
   }
 
+  // getFourcc(which = "fourcc" | "pixelFormat"): the codec's tag, or (FFmpeg) the
+  // pixel format its packets decode to; "" when unknown.
   Napi::Value GetFourcc(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CheckIdle(env);
-    int v = static_cast<int>(Guard(env, "capture get FOURCC", [&] { return cap_.get(cv::CAP_PROP_FOURCC); }));
-    std::string code;
-    for (int i = 0; i < 4; i++) {
-      char c = static_cast<char>((v >> (8 * i)) & 0xFF);
-      code += (c >= 32 && c < 127) ? c : '?';
+    std::string which = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "fourcc";
+    int prop = cv::CAP_PROP_FOURCC;
+    if (which == "pixelFormat") {
+      prop = cv::CAP_PROP_CODEC_PIXEL_FORMAT;
+    } else if (which != "fourcc") {
+      throw Napi::TypeError::New(env, "getFourcc: expected \"fourcc\" or \"pixelFormat\", got \"" + which + "\"");
     }
-    return Napi::String::New(env, v == 0 ? "" : code);
+    return Napi::String::New(env, FourccText(Guard(env, "capture get FOURCC", [&] { return cap_.get(prop); })));
   }
 
   Napi::Value BackendName(const Napi::CallbackInfo& info) {
@@ -139,6 +194,12 @@ class Capture : public Napi::ObjectWrap<Capture> {
   cv::Mat frame_;
   std::vector<uchar> jpeg_;
   std::vector<int> params_{cv::IMWRITE_JPEG_QUALITY, 80};
+  YuvEncoder yuv_;
+  // The request of the read in flight (set on the JS thread before it is queued).
+  YuvLayout yuvLayout_ = YuvLayout::kI420;
+  int yuvWidth_ = 0;
+  int yuvHeight_ = 0;
+  bool yuvLimitedRange_ = true;
   bool busy_ = false;            // touched on the JS thread only
   bool releasePending_ = false;  // ditto
   bool opened_ = false;          // ditto
@@ -171,26 +232,68 @@ class Capture::OpenWorker : public PromiseWorker {
 
 class Capture::ReadWorker : public PromiseWorker {
  public:
-  ReadWorker(Napi::Env env, Capture* owner)
-      : PromiseWorker(env, "capture read failed"), owner_(owner), self_(Napi::Persistent(owner->Value())) {}
+  ReadWorker(Napi::Env env, Capture* owner, ReadMode mode)
+      : PromiseWorker(env, "capture read failed"), owner_(owner), self_(Napi::Persistent(owner->Value())), mode_(mode) {}
 
  private:
   void Run() override {
     Capture& c = *owner_;
     if (!c.cap_.isOpened()) throw std::runtime_error("the capture is not open");
+    if (mode_ == ReadMode::kGrab) {
+      got_ = c.cap_.grab();
+      return;
+    }
     if (!c.cap_.read(c.frame_) || c.frame_.empty()) return;  // end of stream
     grabbedAt_ = Clock::now();
-    if (!cv::imencode(".jpg", c.frame_, c.jpeg_, c.params_)) throw std::runtime_error("JPEG encoding failed");
     got_ = true;
+    switch (mode_) {
+      case ReadMode::kJpeg:
+        if (!cv::imencode(".jpg", c.frame_, c.jpeg_, c.params_)) throw std::runtime_error("JPEG encoding failed");
+        break;
+      case ReadMode::kYuv:
+        // A raw packet is one row of bytes; a V4L2 buffer may come as rows of pixels.
+        if (!c.frame_.isContinuous()) {
+          reason_ = "the raw frame is not one block of memory";
+        } else {
+          encoded_ = c.yuv_.Encode(c.frame_.data, c.frame_.total() * c.frame_.elemSize(), c.yuvWidth_, c.yuvHeight_,
+                                   c.yuvLayout_, c.yuvLimitedRange_, c.params_[1], &reason_);
+        }
+        break;
+      case ReadMode::kPacket:
+        if (!c.frame_.isContinuous()) throw std::runtime_error("the raw packet is not one block of memory");
+        break;
+      case ReadMode::kGrab:
+        break;
+    }
   }
 
   Napi::Value Result(Napi::Env env) override {
+    if (mode_ == ReadMode::kGrab) return Napi::Boolean::New(env, got_);
     if (!got_) return env.Null();
     Capture& c = *owner_;
     Napi::Object out = Napi::Object::New(env);
-    out.Set("jpeg", Napi::Buffer<uchar>::Copy(env, c.jpeg_.data(), c.jpeg_.size()));
-    out.Set("width", c.frame_.cols);
-    out.Set("height", c.frame_.rows);
+    switch (mode_) {
+      case ReadMode::kJpeg:
+        out.Set("jpeg", Napi::Buffer<uchar>::Copy(env, c.jpeg_.data(), c.jpeg_.size()));
+        out.Set("width", c.frame_.cols);
+        out.Set("height", c.frame_.rows);
+        break;
+      case ReadMode::kYuv:
+        if (encoded_) {
+          out.Set("jpeg", Napi::Buffer<uchar>::Copy(env, c.yuv_.data(), c.yuv_.size()));
+          out.Set("width", c.yuvWidth_);
+          out.Set("height", c.yuvHeight_);
+        } else {
+          out.Set("jpeg", env.Null());
+          out.Set("reason", reason_);
+        }
+        break;
+      case ReadMode::kPacket:
+        out.Set("packet", Napi::Buffer<uchar>::Copy(env, c.frame_.data, c.frame_.total() * c.frame_.elemSize()));
+        break;
+      case ReadMode::kGrab:
+        break;
+    }
     // Age rather than a timestamp, so JS can subtract it from its own clock.
     auto age = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - grabbedAt_);
     out.Set("ageMicros", static_cast<double>(age.count()));
@@ -201,8 +304,11 @@ class Capture::ReadWorker : public PromiseWorker {
 
   Capture* owner_;
   Napi::ObjectReference self_;
+  ReadMode mode_;
   Clock::time_point grabbedAt_;
   bool got_ = false;
+  bool encoded_ = false;
+  std::string reason_;
 };
 
 Napi::Value Capture::Open(const Napi::CallbackInfo& info) {
@@ -235,16 +341,58 @@ Napi::Value Capture::Open(const Napi::CallbackInfo& info) {
   return worker->Promise();
 }
 
+Napi::Value Capture::QueueRead(Napi::Env env, ReadMode mode) {
+  auto* worker = new ReadWorker(env, this, mode);
+  busy_ = true;
+  worker->Queue();
+  return worker->Promise();
+}
+
 Napi::Value Capture::ReadJpeg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (busy_) return RejectedPromise(env, kBusy);
   int quality = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 80;
   if (quality < 1 || quality > 100) throw Napi::RangeError::New(env, "readJpeg: quality must be 1..100");
   params_[1] = quality;
-  auto* worker = new ReadWorker(env, this);
-  busy_ = true;
-  worker->Queue();
-  return worker->Promise();
+  return QueueRead(env, ReadMode::kJpeg);
+}
+
+Napi::Value Capture::ReadYuvJpeg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (busy_) return RejectedPromise(env, kBusy);
+  std::string layout = StringArg(info, 0, "readYuvJpeg", "layout");
+  int width = Int32Arg(info, 1, "readYuvJpeg", "width");
+  int height = Int32Arg(info, 2, "readYuvJpeg", "height");
+  int quality = Int32Arg(info, 3, "readYuvJpeg", "quality");
+  if (layout == "i420") {
+    yuvLayout_ = YuvLayout::kI420;
+  } else if (layout == "yuyv") {
+    yuvLayout_ = YuvLayout::kYuyv;
+  } else {
+    throw Napi::TypeError::New(env, "readYuvJpeg: layout must be \"i420\" or \"yuyv\", got \"" + layout + "\"");
+  }
+  if (width < 1 || height < 1 || width > kMaxDecodeWidth || height > kMaxDecodeHeight) {
+    throw Napi::RangeError::New(env, "readYuvJpeg: size must be within 1x1.." + std::to_string(kMaxDecodeWidth) + "x" +
+                                         std::to_string(kMaxDecodeHeight));
+  }
+  if (quality < 1 || quality > 100) throw Napi::RangeError::New(env, "readYuvJpeg: quality must be 1..100");
+  yuvWidth_ = width;
+  yuvHeight_ = height;
+  yuvLimitedRange_ = !info[4].IsBoolean() || info[4].As<Napi::Boolean>().Value();
+  params_[1] = quality;
+  return QueueRead(env, ReadMode::kYuv);
+}
+
+Napi::Value Capture::ReadPacket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (busy_) return RejectedPromise(env, kBusy);
+  return QueueRead(env, ReadMode::kPacket);
+}
+
+Napi::Value Capture::Grab(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (busy_) return RejectedPromise(env, kBusy);
+  return QueueRead(env, ReadMode::kGrab);
 }
 
 }  // namespace

@@ -294,6 +294,72 @@ Napi::Value FitJpeg(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// reencodeJpeg: a damaged JPEG from a source that is otherwise passed through,
+// decoded as far as libjpeg gets and encoded again, so what leaves is whole. The
+// rare path: it copies its input and allocates freely.
+class ReencodeJpegWorker : public PromiseWorker {
+ public:
+  ReencodeJpegWorker(Napi::Env env, const uchar* data, size_t size, int quality)
+      : PromiseWorker(env, "reencodeJpeg"), input_(data, data + size), quality_(quality) {}
+
+ protected:
+  // A failure is a result ({jpeg: null, reason}), never a rejection: the caller
+  // drops that frame and counts it, like any other frame it cannot use.
+  void Run() override {
+    try {
+      std::string why;
+      cv::Mat image = DecodeJpegBgr(input_.data(), input_.size(), &why);
+      if (image.empty()) {
+        reason_ = why;
+        return;
+      }
+      if (!cv::imencode(".jpg", image, output_, {cv::IMWRITE_JPEG_QUALITY, quality_})) {
+        reason_ = "OpenCV could not encode the image";
+        return;
+      }
+      width_ = image.cols;
+      height_ = image.rows;
+    } catch (const std::exception& e) {
+      reason_ = Describe("decode", e);
+    } catch (...) {
+      reason_ = "unknown native exception";
+    }
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    if (width_ == 0) {
+      out.Set("jpeg", env.Null());
+      out.Set("reason", reason_);
+      return out;
+    }
+    out.Set("jpeg", Napi::Buffer<uchar>::Copy(env, output_.data(), output_.size()));
+    out.Set("width", width_);
+    out.Set("height", height_);
+    return out;
+  }
+
+ private:
+  std::vector<uchar> input_;
+  std::vector<uchar> output_;
+  int quality_;
+  int width_ = 0;
+  int height_ = 0;
+  std::string reason_;
+};
+
+// reencodeJpeg(jpeg, quality): Promise<{jpeg, width, height} | {jpeg: null, reason}>
+Napi::Value ReencodeJpeg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto jpeg = Uint8ArrayArg(info, 0, "reencodeJpeg", "jpeg");
+  int quality = Int32Arg(info, 1, "reencodeJpeg", "quality");
+  if (quality < 1 || quality > 100) throw Napi::RangeError::New(env, "reencodeJpeg: quality must be 1..100");
+  auto* worker = new ReencodeJpegWorker(env, jpeg.Data(), jpeg.ByteLength(), quality);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 }  // namespace
 
 void InitCodec(Napi::Env env, Napi::Object exports) {
@@ -301,6 +367,7 @@ void InitCodec(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeJpeg", Napi::Function::New<DecodeJpeg>(env, "decodeJpeg"));
   exports.Set("jpegInfo", Napi::Function::New<JpegInfo>(env, "jpegInfo"));
   exports.Set("fitJpeg", Napi::Function::New<FitJpeg>(env, "fitJpeg"));
+  exports.Set("reencodeJpeg", Napi::Function::New<ReencodeJpeg>(env, "reencodeJpeg"));
 }
 
 }  // namespace lancam

@@ -135,10 +135,15 @@ bool YuvEncoder::Encode(const unsigned char* data, size_t size, int width, int h
       planes = planes_.data();
     }
 
-    const size_t chromaPlane = static_cast<size_t>(tjPlaneWidth(1, width, TJSAMP_420)) * tjPlaneHeight(1, height, TJSAMP_420);
+    // Explicit strides: TurboJPEG's default pads an odd luma width to even, which is
+    // not how FFmpeg lays out an odd-sized frame. (For an odd height it reads one row
+    // past the luma plane, into the chroma that follows: in bounds, and cropped away.)
+    const int chromaWidth = (width + 1) / 2;
+    const size_t chromaPlane = static_cast<size_t>(chromaWidth) * ((height + 1) / 2);
     const unsigned char* src[3] = {planes, planes + lumaBytes, planes + lumaBytes + chromaPlane};
+    const int strides[3] = {width, chromaWidth, chromaWidth};
     unsigned long jpegSize = outCapacity_;
-    if (tjCompressFromYUVPlanes(tj_, src, width, nullptr, height, TJSAMP_420, &out_, &jpegSize, quality,
+    if (tjCompressFromYUVPlanes(tj_, src, width, strides, height, TJSAMP_420, &out_, &jpegSize, quality,
                                 TJFLAG_NOREALLOC) != 0) {
       *why = std::string("TurboJPEG: ") + tjGetErrorStr2(tj_);
       return false;

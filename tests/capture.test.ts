@@ -5,7 +5,10 @@ import { join } from "node:path";
 import { CaptureError, FramePacer, openSource, type CaptureSource } from "../lib/capture/capture.ts";
 import { cv } from "../lib/native/cv.ts";
 import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { StreamClient } from "../lib/receive/stream-client.ts";
+import type { ByeTotals, Report } from "../lib/wire/control.ts";
 import type { Frame } from "../lib/wire/frame.ts";
+import { spawnBun, until } from "./helpers/process.ts";
 import { readFrameNumber } from "./helpers/test-pattern.ts";
 
 const CLIP_FRAMES = 30;
@@ -234,5 +237,90 @@ describe("test source", () => {
       expect(performance.now() - start).toBeGreaterThanOrEqual((5 / fps) * 1000 * 0.9);
     },
     10_000,
+  );
+});
+
+describe("pausing: nothing to do, nothing done", () => {
+  test(
+    "the test pattern renders nothing while paused, and the first frame after comes within a frame interval",
+    async () => {
+      const fps = 20;
+      await using source = await openSource({ kind: "test" }, { size: { width: 320, height: 240 }, fps, quality: 80 });
+      let paused = true;
+      source.pauseWhile(() => paused);
+      let resumedAt = 0;
+      const first = source.next().then((f) => ({ f, at: performance.now() }));
+      await until(() => source.stats.framesIdle >= 6, 3000, "six frame slots skipped");
+      expect(source.stats.framesEncoded).toBe(0);
+      paused = false;
+      resumedAt = performance.now();
+      const { f, at } = await first;
+      expect(f && [f.seq, f.width]).toEqual([0, 320]);
+      // One interval at most to the next slot, plus the render.
+      expect(at - resumedAt).toBeLessThan(1000 / fps + 40);
+      expect(source.stats.framesEncoded).toBe(1);
+      source.pauseWhile(null);
+      expect((await source.next())?.seq).toBe(1);
+    },
+    10_000,
+  );
+
+  test(
+    "a paused file keeps its place in time: frames are taken from it, not converted or encoded",
+    async () => {
+      await using source = await openSource({ kind: "file", path: clip }, { quality: 80, fps: 50 });
+      let paused = true;
+      source.pauseWhile(() => paused);
+      const first = source.next();
+      await until(() => source.stats.framesIdle >= 10, 3000, "ten frames grabbed");
+      paused = false;
+      const frames = [(await first)!, ...(await take(source, CLIP_FRAMES))];
+      const { framesIdle, framesEncoded } = source.stats;
+      // Every frame of the file was either skipped while paused or encoded after.
+      expect(frames.length + framesIdle).toBe(CLIP_FRAMES);
+      expect(framesEncoded).toBe(frames.length);
+      expect(framesIdle).toBeGreaterThanOrEqual(10);
+      expectSeqFromZero(frames);
+    },
+    10_000,
+  );
+
+  test(
+    "a server with no viewer encodes nothing; a viewer that joins gets frames within a frame interval or two",
+    async () => {
+      const fps = 10;
+      const log = join(dir, "pause-server.log");
+      await using server = spawnBun(["server.ts", "--source", "test", "--size", "320x240", "--fps", String(fps), "--port", "0", "--log", log]);
+      const port = Number((await server.waitFor(/tcp=(\d+)/))[1]);
+      await Bun.sleep(1000); // the time without viewers under test
+      let welcomedAt = 0;
+      const arrivals: number[] = [];
+      const report = (): Report => ({ type: "report", framesReceived: arrivals.length, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0 });
+      const totals = (): ByeTotals => ({ framesReceived: arrivals.length, framesLost: 0, framesIncomplete: 0, framesRecorded: 0 });
+      await using client = await StreamClient.open({
+        host: "127.0.0.1", port, udpPort: 0, report, totals,
+        onWelcome: () => (welcomedAt = performance.now()),
+        onFrame: () => arrivals.push(performance.now()),
+      });
+      const running = client.run();
+      await until(() => arrivals.length >= 5, 5000, "five frames");
+      client.stop();
+      await running;
+      await server.waitFor(/client left/, 5000, "stderr");
+      server.proc.kill("SIGTERM");
+      expect(await server.exited).toBe(0);
+
+      // The next frame slot, the render and the send spread (a quarter interval) at most.
+      expect(arrivals[0]! - welcomedAt).toBeLessThan((2 * 1000) / fps);
+      const stop = server.stderr().split("\n").find((l) => l.includes("stopped")) ?? "";
+      const count = (name: string) => Number(new RegExp(` ${name}=(\\d+)`).exec(stop)?.[1]);
+      // A second alone at 10 fps: about ten frames skipped, none encoded.
+      expect(count("framesIdle")).toBeGreaterThanOrEqual(5);
+      expect(count("framesEncoded")).toBeGreaterThanOrEqual(5);
+      expect(count("framesEncoded")).toBeLessThanOrEqual(count("framesBroadcast"));
+      // Encoded while the viewer was there: what it received and the few in flight as it left.
+      expect(count("framesEncoded")).toBeLessThanOrEqual(arrivals.length + 3);
+    },
+    20_000,
   );
 });

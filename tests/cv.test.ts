@@ -80,6 +80,27 @@ describe("encodeJpeg / decodeJpeg", () => {
   });
 });
 
+describe("reencodeJpeg", () => {
+  test("a cut-short JPEG comes back whole, at the quality asked for, with its colours", async () => {
+    const good = cv().encodeJpeg(quadrantImage(), W, H, 90);
+    // Cut inside the last quarter: libjpeg fills the missing rows with grey.
+    const cut = good.subarray(0, Math.floor(good.length * 0.9));
+    const r = await cv().reencodeJpeg(cut, 50);
+    if (!r.jpeg) throw new Error(r.reason);
+    expect([r.width, r.height, r.jpeg[0], r.jpeg[1], r.jpeg.at(-2), r.jpeg.at(-1)]).toEqual([W, H, 0xff, 0xd8, 0xff, 0xd9]);
+    const back = cv().decodeJpeg(r.jpeg);
+    const mean = quadrantMean(back.bgr, W, H, 0);
+    for (let c = 0; c < 3; c++) expect(Math.abs(mean[c]! - QUADRANTS[0]![c]!)).toBeLessThan(6);
+  });
+
+  test("bytes that do not decode are a reason, never a rejection; a bad quality throws", async () => {
+    expect(await cv().reencodeJpeg(new Uint8Array([0, 0, 0xff, 0xe0]), 80)).toEqual({ jpeg: null, reason: "not a decodable image (4 bytes, starting with 00 00 ff e0)" });
+    const huge = withSize(cv().encodeJpeg(quadrantImage(), W, H, 80), 60000, 60000);
+    expect(await cv().reencodeJpeg(huge, 80)).toEqual({ jpeg: null, reason: "JPEG of 60000x60000 exceeds the 7680x4320 limit" });
+    expect(() => cv().reencodeJpeg(new Uint8Array(4), 0)).toThrow("reencodeJpeg: quality must be 1..100");
+  });
+});
+
 describe("test pattern", () => {
   test("layout constants match the addon", () => {
     expect(cv().testPatternLayout).toEqual({ bandHeight: BAND_HEIGHT, cells: CELLS, minCellWidth: MIN_CELL_WIDTH, minWidth: MIN_WIDTH });

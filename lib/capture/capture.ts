@@ -2,12 +2,21 @@
  * Capture sources: a camera, a video file, a GStreamer pipeline or the built-in
  * test pattern, all yielding JPEG Frames one at a time. Files and the test
  * pattern are paced to their fps; cameras and pipelines pace themselves.
+ *
+ * A source that already delivers JPEG (an MJPEG file, a camera in MJPG mode) has
+ * its JPEG sent as it is, checked first; raw YUV (rawvideo files, YUYV cameras) is
+ * encoded straight from its planes; everything else is decoded by OpenCV and
+ * encoded again. While nobody needs frames (pauseWhile), nothing is encoded.
  */
 import { existsSync, statSync } from "node:fs";
 import { cv, type NativeCapture, type NativeTestPattern } from "../native/cv.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
-import { silentLogger, type Logger } from "../app/log.ts";
+import { silentLogger, throttled, type Logger } from "../app/log.ts";
 import { seqAdd } from "../wire/seq.ts";
+import { choosePath, type CapturePath, type PathChoice } from "./capture-path.ts";
+import { checkSourceJpeg } from "./jpeg-check.ts";
+
+export type { CapturePath } from "./capture-path.ts";
 
 /** Where frames come from, as given by `--source`. */
 export type SourceSpec =
@@ -21,6 +30,22 @@ export class CaptureError extends Error {
   override name = "CaptureError";
 }
 
+/** What a source has done with its frames, for the server's stop line and stats. */
+export interface CaptureStats {
+  /** How frames become JPEG now (a raw source that turns out not to fit falls back to "bgr"). */
+  capturePath: CapturePath;
+  /** JPEG encodes: every frame on the bgr and yuv paths and the test pattern, plus re-encoded bad frames. */
+  framesEncoded: number;
+  /** The source's own JPEG, sent as it came. */
+  framesPassedThrough: number;
+  /** The source's JPEG failed the check, and was decoded and encoded again. */
+  framesReencoded: number;
+  /** Frames that failed the check and could not be re-encoded either (or raw frames of the wrong size): never sent. */
+  framesBadDropped: number;
+  /** Frames taken from the source (or, for the test pattern, skipped) without encoding while paused. */
+  framesIdle: number;
+}
+
 /** An open source of frames. */
 export interface CaptureSource extends AsyncDisposable {
   /** "test", "camera:0", "file:/x.mp4", "gst:...". */
@@ -28,8 +53,20 @@ export interface CaptureSource extends AsyncDisposable {
   readonly width: number;
   readonly height: number;
   readonly fps: number;
-  /** The next frame, paced; null when a non-looping file or a pipeline ends, or after close(). */
+  /** Live counters (the object is updated in place). */
+  readonly stats: Readonly<CaptureStats>;
+  /**
+   * The next frame, paced; null when a non-looping file or a pipeline ends, or after
+   * close(). While paused it does not resolve: see pauseWhile.
+   */
   next(): Promise<Frame | null>;
+  /**
+   * Asked before every frame: while `paused()` is true nothing is decoded or encoded,
+   * but the source keeps going (a camera's frames are grabbed and dropped, a file
+   * keeps its place in time, the test pattern skips frames), so the first frame after
+   * it turns false is a fresh one, within a frame interval. null: never paused.
+   */
+  pauseWhile(paused: (() => boolean) | null): void;
   close(): Promise<void>;
 }
 
@@ -43,12 +80,25 @@ export interface OpenOptions {
   quality: number;
   /** Rewind a file at its end instead of ending. */
   loop?: boolean;
+  /**
+   * Use what the source delivers undecoded where lancam can (default true): its JPEG
+   * as it is, raw YUV encoded from the planes. False decodes every frame with OpenCV.
+   */
+  rawPackets?: boolean;
+  /** Never send the source's own JPEG; encode every frame at `quality` (--reencode). */
+  reencode?: boolean;
   log?: Logger;
 }
 
 const TEST_DEFAULT = { width: 1280, height: 720, fps: 30 };
 const FILE_FALLBACK_FPS = 25;
 const TRY_TEST = "use --source test for the built-in test pattern";
+/** At most one warning about bad frames per this many ms; the rest are counted in it. */
+const BAD_FRAME_WARN_MS = 10_000;
+
+function newStats(capturePath: CapturePath): CaptureStats {
+  return { capturePath, framesEncoded: 0, framesPassedThrough: 0, framesReencoded: 0, framesBadDropped: 0, framesIdle: 0 };
+}
 
 /** The `description` of a spec: "test", "camera:0", "file:/x.mp4", "gst:...". */
 export function describeSource(spec: SourceSpec): string {
@@ -126,19 +176,29 @@ function openTest(opts: OpenOptions, log: Logger): CaptureSource {
   const renderer: NativeTestPattern = new (cv().TestPattern)();
   const pacer = new FramePacer(fps);
   const serial = new Serial();
+  const stats = newStats("bgr");
+  let paused: (() => boolean) | null = null;
   let seq = 0;
   let closed = false;
-  log.info("opened source", { source: "test", width, height, fps });
+  log.info("opened source", { source: "test", width, height, fps, path: stats.capturePath });
 
   const produce = async (): Promise<Frame | null> => {
-    if (closed) return null;
-    await waitUntil(pacer);
-    const capturedAt = nowMicros();
-    const text = `#${seq} ${new Date(capturedAt / 1000).toISOString()}`;
-    const jpeg = await renderer.render(width, height, seq, text, opts.quality);
-    const frame: Frame = { seq, capturedAt, width, height, jpeg };
-    seq = seqAdd(seq, 1);
-    return frame;
+    for (;;) {
+      if (closed) return null;
+      await waitUntil(pacer);
+      if (closed) return null;
+      if (paused?.()) {
+        stats.framesIdle++;
+        continue;
+      }
+      const capturedAt = nowMicros();
+      const text = `#${seq} ${new Date(capturedAt / 1000).toISOString()}`;
+      const jpeg = await renderer.render(width, height, seq, text, opts.quality);
+      stats.framesEncoded++;
+      const frame: Frame = { seq, capturedAt, width, height, jpeg };
+      seq = seqAdd(seq, 1);
+      return frame;
+    }
   };
   const close = async () => {
     closed = true;
@@ -149,10 +209,22 @@ function openTest(opts: OpenOptions, log: Logger): CaptureSource {
     width,
     height,
     fps,
+    stats,
     next: () => serial.run(produce),
+    pauseWhile: (p) => {
+      paused = p;
+    },
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** One frame read from a device, before it gets its sequence number. */
+interface DeviceRead {
+  jpeg: Uint8Array;
+  width: number;
+  height: number;
+  capturedAt: number;
 }
 
 async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: OpenOptions, log: Logger): Promise<CaptureSource> {
@@ -183,47 +255,128 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
   if (spec.kind === "camera" && opts.size && (width !== opts.size.width || height !== opts.size.height)) {
     log.warn("camera chose another size", { requested: `${opts.size.width}x${opts.size.height}`, got: `${width}x${height}` });
   }
-  log.info("opened source", { source: description, backend: cap.backendName(), width, height, fps, fourcc: cap.getFourcc() });
+  const format = { backend: cap.backendName(), fourcc: cap.getFourcc(), pixelFormat: spec.kind === "file" ? cap.getFourcc("pixelFormat") : "" };
+  let choice: PathChoice = choosePath(format, { rawPackets: opts.rawPackets ?? true, reencode: opts.reencode ?? false });
+  if (choice.path !== "bgr" && !cap.setRawPackets()) {
+    log.warn("the source cannot hand over raw frames; decoding them instead", { source: description, backend: format.backend });
+    choice = { path: "bgr" };
+  }
+  const stats = newStats(choice.path);
+  log.info("opened source", { source: description, backend: format.backend, width, height, fps, fourcc: format.fourcc, path: choice.path });
 
   // Only files are paced here: a camera or a live pipeline delivers at its own rate.
   const pacer = spec.kind === "file" ? new FramePacer(fps) : undefined;
   const serial = new Serial();
+  let paused: (() => boolean) | null = null;
   let seq = 0;
   let closed = false;
+  // A raw YUV source whose first frame does not fit its layout goes back to OpenCV's decoding.
+  let yuvProven = false;
+  const warnBad = throttled(BAD_FRAME_WARN_MS, (detail, suppressed) =>
+    log.warn("bad frame from the source", { source: description, detail, similar: suppressed || undefined }));
 
-  const read = async () => {
+  const native = async <T>(op: () => Promise<T>): Promise<T> => {
     try {
-      return await cap.readJpeg(opts.quality);
+      return await op();
     } catch (err) {
       throw new CaptureError(`${description}: ${err instanceof Error ? err.message : String(err)}`);
     }
   };
+  const reopen = async () => {
+    cap.release();
+    if (!(await open())) throw new CaptureError(`${description}: cannot reopen the source`);
+    if (choice.path !== "bgr" && !cap.setRawPackets()) throw new CaptureError(`${description}: raw frames refused after reopening`);
+  };
   const rewind = async () => {
     log.info("end of file; looping", { source: description });
-    if (cap.set("posFrames", 0)) {
-      const first = await read();
-      if (first) return first;
-    }
     // Some containers cannot seek: reopen instead.
-    cap.release();
-    if (!(await open())) throw new CaptureError(`${description}: cannot reopen the file to loop it`);
-    const first = await read();
-    if (!first) throw new CaptureError(`${description}: the file has no readable frames`);
-    return first;
+    if (!cap.set("posFrames", 0)) await reopen();
   };
-  const produce = async (): Promise<Frame | null> => {
-    if (closed) return null;
-    if (pacer) await waitUntil(pacer);
-    let got = await read();
-    if (!got && spec.kind === "file" && opts.loop) got = await rewind();
-    if (!got) {
-      if (spec.kind === "camera") throw new CaptureError(`${description} stopped delivering frames (unplugged?)`);
-      log.info("end of stream", { source: description, frames: seq });
-      return null;
+
+  // null at the end of the stream; "dropped" for a frame that cannot be sent (counted).
+  const read = async (): Promise<DeviceRead | null | "dropped"> => {
+    switch (choice.path) {
+      case "bgr": {
+        const r = await native(() => cap.readJpeg(opts.quality));
+        if (!r) return null;
+        stats.framesEncoded++;
+        return { jpeg: r.jpeg, width: r.width, height: r.height, capturedAt: nowMicros() - r.ageMicros };
+      }
+      case "yuv": {
+        const layout = choice.layout;
+        const r = await native(() => cap.readYuvJpeg(layout, width, height, opts.quality));
+        if (!r) return null;
+        const capturedAt = nowMicros() - r.ageMicros;
+        if (r.jpeg) {
+          yuvProven = true;
+          stats.framesEncoded++;
+          return { jpeg: r.jpeg, width, height, capturedAt };
+        }
+        if (!yuvProven) {
+          log.warn("raw frames do not match their format; decoding them instead", { source: description, reason: r.reason });
+          choice = { path: "bgr" };
+          stats.capturePath = "bgr";
+          await reopen();
+          return read();
+        }
+        stats.framesBadDropped++;
+        warnBad(`${r.reason} (dropped)`);
+        return "dropped";
+      }
+      case "passthrough": {
+        const r = await native(() => cap.readPacket());
+        if (!r) return null;
+        const capturedAt = nowMicros() - r.ageMicros;
+        const bad = checkSourceJpeg(r.packet, width, height);
+        if (bad === null) {
+          stats.framesPassedThrough++;
+          return { jpeg: r.packet, width, height, capturedAt };
+        }
+        const again = await cv().reencodeJpeg(r.packet, opts.quality);
+        if (again.jpeg && again.width === width && again.height === height) {
+          stats.framesReencoded++;
+          stats.framesEncoded++;
+          warnBad(`${bad} (re-encoded)`);
+          return { jpeg: again.jpeg, width, height, capturedAt };
+        }
+        stats.framesBadDropped++;
+        warnBad(`${bad} (dropped: ${again.jpeg ? `it decodes as ${again.width}x${again.height}` : again.reason})`);
+        return "dropped";
+      }
     }
-    const frame: Frame = { seq, capturedAt: nowMicros() - got.ageMicros, width: got.width, height: got.height, jpeg: got.jpeg };
-    seq = seqAdd(seq, 1);
-    return frame;
+  };
+
+  const produce = async (): Promise<Frame | null> => {
+    // Set right after a rewind: a file whose first read ends it again has nothing to play.
+    let rewound = false;
+    for (;;) {
+      if (closed) return null;
+      // A rewind is not a new frame: the first frame of the file takes the slot of the one that was missing.
+      if (pacer && !rewound) await waitUntil(pacer);
+      if (closed) return null;
+      const idle = paused?.() ?? false;
+      const got = idle ? ((await native(() => cap.grab())) ? "idle" : null) : await read();
+      if (got === null) {
+        if (spec.kind === "file" && opts.loop) {
+          if (rewound) throw new CaptureError(`${description}: the file has no readable frames`);
+          await rewind();
+          rewound = true;
+          continue;
+        }
+        if (spec.kind === "camera") throw new CaptureError(`${description} stopped delivering frames (unplugged?)`);
+        log.info("end of stream", { source: description, frames: seq });
+        return null;
+      }
+      rewound = false;
+      if (got === "idle") {
+        stats.framesIdle++;
+        continue;
+      }
+      if (got === "dropped") continue;
+      const frame: Frame = { seq, ...got };
+      seq = seqAdd(seq, 1);
+      return frame;
+    }
   };
   const close = async () => {
     if (closed) return;
@@ -235,7 +388,11 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     width,
     height,
     fps,
+    stats,
     next: () => serial.run(produce),
+    pauseWhile: (p) => {
+      paused = p;
+    },
     close,
     [Symbol.asyncDispose]: close,
   };

@@ -23,6 +23,19 @@ export interface CaptureRead extends JpegImage {
   ageMicros: number;
 }
 
+/** One raw YUV frame encoded by TurboJPEG, or why it could not be (wrong size for its layout). */
+export type YuvRead = CaptureRead | { jpeg: null; reason: string; ageMicros: number };
+
+/** How a raw YUV frame's bytes are laid out: planar 4:2:0, or packed 4:2:2 (Y0 U Y1 V). */
+export type YuvLayout = "i420" | "yuyv";
+
+/** What a source delivered, undecoded (for MJPEG: the JPEG file itself). */
+export interface PacketRead {
+  packet: Buffer;
+  /** Microseconds between the packet's arrival in C++ and the promise resolving. */
+  ageMicros: number;
+}
+
 /** A decoded picture: packed BGR, 3 bytes per pixel, rows without padding. */
 export interface BgrImage {
   bgr: Buffer;
@@ -47,14 +60,33 @@ export interface NativeCapture {
   open(source: number | string, api?: "any" | "ffmpeg" | "gstreamer"): Promise<boolean>;
   /** Reads and JPEG-encodes the next frame on a worker thread; null at end of stream. */
   readJpeg(quality: number): Promise<CaptureRead | null>;
+  /**
+   * After setRawPackets: reads the next raw YUV frame and encodes it with TurboJPEG
+   * straight from its planes (4:2:0 JPEG), stretching limited-range video levels to
+   * JPEG's full range unless `limitedRange` is false. `jpeg` is null, with the reason,
+   * when the frame's size does not match the layout at width x height. Null at end of stream.
+   */
+  readYuvJpeg(layout: YuvLayout, width: number, height: number, quality: number, limitedRange?: boolean): Promise<YuvRead | null>;
+  /** After setRawPackets: the next packet as the source delivered it; null at end of stream. */
+  readPacket(): Promise<PacketRead | null>;
+  /** Takes the next frame from the source without decoding or converting it; false at end of stream. */
+  grab(): Promise<boolean>;
+  /**
+   * Makes reads return undecoded packets (FFmpeg backend: CAP_PROP_FORMAT -1; V4L2:
+   * CAP_PROP_CONVERT_RGB off). Before the first read; false where the backend cannot.
+   */
+  setRawPackets(): boolean;
   /** Sets a property; false when the backend refuses. Throws while a read runs. */
   set(prop: CaptureProperty, value: number): boolean;
   /** Reads a property (0 when the backend does not know it). */
   get(prop: CaptureProperty): number;
   /** Requests a pixel format such as "MJPG"; false when refused. */
   setFourcc(code: string): boolean;
-  /** The current pixel format as 4 characters, "" when unknown. */
-  getFourcc(): string;
+  /**
+   * The codec's FOURCC ("MJPG", "I420", "YUYV" on a camera), or with "pixelFormat" the
+   * pixel format FFmpeg decodes it to ("I420", "YUY2"); "" when unknown.
+   */
+  getFourcc(which?: "fourcc" | "pixelFormat"): string;
   /** The OpenCV backend in use ("V4L2", "FFMPEG", "GSTREAMER"), "" when closed. */
   backendName(): string;
   /** True after a successful open() until release(). */
@@ -103,6 +135,12 @@ export interface CvAddon {
    * Never rejects for bad input: `jpeg` is null and `reason` says why.
    */
   fitJpeg(jpeg: Uint8Array, maxBytes: number, quality: number): Promise<FitJpegResult>;
+  /**
+   * Decodes a JPEG as far as it decodes (within 7680x4320) and encodes it again at
+   * `quality`, on a worker thread, so a damaged frame leaves whole. Never rejects for
+   * bad input: `jpeg` is null and `reason` says why.
+   */
+  reencodeJpeg(jpeg: Uint8Array, quality: number): Promise<JpegImage | { jpeg: null; reason: string }>;
   /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
   displayAvailable(): boolean;
   /** Creates a window now; throws when there is no display. */
