@@ -35,7 +35,7 @@ async function main(): Promise<number> {
   // Said before the camera opens, not after old recordings were repaired.
   if (record) checkCanRecord(record.dir, SERVER_RECORD_CLI);
 
-  await using source = await openSource(spec, { size, fps, quality, loop, log: log.child("capture") });
+  await using source = await openSource(spec, { size, fps, quality, loop, reencode: cli.flags.reencode, log: log.child("capture") });
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.
   await using server = await StreamServer.start({
     port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },
@@ -51,6 +51,9 @@ async function main(): Promise<number> {
   await using writer = record
     ? await SegmentWriter.open({ ...record, fps: source.fps, log: log.child("recorder"), cliFlags: SERVER_RECORD_CLI })
     : null;
+  // Nothing to do, nothing done: with no viewer of any kind and no recorder the source
+  // keeps its place (so the next viewer starts at once) but encodes nothing.
+  source.pauseWhile(() => server.viewerCount === 0 && writer === null);
   log.info("started", { source: source.description, size: `${source.width}x${source.height}`, fps: source.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
   console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}`);
   if (http) console.log(`lancam http listening url=${http.url}`);
@@ -76,7 +79,7 @@ async function main(): Promise<number> {
   // writer, server (already stopped), source, log and signal handlers in reverse order.
   await http?.stop();
   await server.stop();
-  log.info("stopped", { ...server.stats });
+  log.info("stopped", { ...server.stats, ...source.stats });
   return exitCode;
 }
 

@@ -49,6 +49,7 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
     fps: valueFlag<number | undefined>("fps", "N", undefined, (raw, flag) => parseNumber(flag, raw, 0.1, 240),
       "frames per second (camera, test; overrides a file's rate)"),
     quality: valueFlag("quality", "Q", 80, (raw, flag) => parseInteger(flag, raw, 1, 100), "JPEG quality 1-100 (default 80)"),
+    reencode: booleanFlag("reencode", "encode every frame at --quality even where the source already\ndelivers JPEG (default: send a camera's or MJPEG file's JPEG as it is)"),
     log: valueFlag("log", "FILE", "lancam-server.log", text, "append joins and leaves here (default lancam-server.log)"),
     logMax: LOG_MAX_FLAG,
     maxClients: valueFlag("max-clients", "N", 32, (raw, flag) => parseInteger(flag, raw, 1, 1024), "viewers at once, 1-1024 (default 32)"),
