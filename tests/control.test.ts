@@ -10,6 +10,8 @@ import {
   PROTOCOL_VERSION,
   RefuseReason,
   refuseReasonText,
+  TAGGED_BIT,
+  WELCOME_ENCRYPTED,
   type ControlMessage,
 } from "../lib/wire/control.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
@@ -22,6 +24,11 @@ interface Golden {
   msg: ControlMessage;
   /** Body length from which the rest is an optional tail (a shorter valid message). */
   optionalFrom?: number;
+}
+
+/** `n` bytes counting up from `from`: recognisable in a hex dump. */
+function bytes(from: number, n: number): Uint8Array {
+  return Uint8Array.from({ length: n }, (_, i) => (from + i) & 0xff);
 }
 
 /** The one table every control-message test runs over. */
@@ -191,6 +198,109 @@ const GOLDEN: Golden[] = [
     // The totals are optional: a body cut after the reason is a plain bye, one cut inside them has a bad length.
     optionalFrom: 1,
   },
+  {
+    name: "hello of a reconnecting viewer, with its resume secret",
+    bytes: [
+      0x00, 0x1e, //             length 30 = type + 12 + 1 name byte + 16
+      0x01, //                   type hello
+      0x4c, 0x43, 0x41, 0x4d, // magic "LCAM"
+      0x01, //                   protocol version 1
+      0x22, 0xb8, //             UDP port 8888
+      0x00, 0x00, 0x00, 0x07, // capabilities: token auth, decrypt, resume
+      0x01, //                   name length 1
+      0x61, //                   name "a"
+      0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, // resume secret
+      0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
+    ],
+    msg: { type: "hello", version: 1, udpPort: 8888, capabilities: 7, name: "a", resume: bytes(0xa0, 16) },
+    // Without the secret it is a plain hello; part of one is a bad length.
+    optionalFrom: 13,
+  },
+  {
+    name: "welcome to an encrypted stream, with a resume secret, tagged",
+    bytes: [
+      0x00, 0x39, //             length 57 = type + 24 + 16 resume + 16 tag
+      0x82, //                   type welcome, T set: a tag ends the message
+      0x00, 0x00, 0x01, 0x00, // session id 0x100
+      0x02, 0x80, //             width 640
+      0x01, 0xe0, //             height 480
+      0x00, 0x00, 0x75, 0x30, // fps 30 = 30000 mHz
+      0x05, 0x48, //             fragment size 1352 (mtu 1400 - 32 header - 16 tag)
+      0x9c, 0x41, //             UDP source port 40001
+      0x03, 0xe8, //             heartbeat every 1000 ms
+      0x13, 0x88, //             timeout 5000 ms
+      0x00, 0x00, 0x00, 0x01, // server flags: frames encrypted
+      0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, // resume secret
+      0xb8, 0xb9, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf,
+      0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, // tag
+      0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf,
+    ],
+    msg: {
+      type: "welcome", sessionId: 0x100, width: 640, height: 480, fpsMillihertz: 30000, fragmentSize: 1352,
+      udpSourcePort: 40001, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_ENCRYPTED, resume: bytes(0xb0, 16), tag: bytes(0xc0, 16),
+    },
+  },
+  {
+    name: "challenge",
+    bytes: [
+      0x00, 0x21, //             length 33 = type + 32
+      0x07, //                   type challenge
+      0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, // server nonce, 32 bytes
+      0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+      0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17,
+      0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+    ],
+    msg: { type: "challenge", serverNonce: bytes(0x00, 32) },
+  },
+  {
+    name: "response",
+    bytes: [
+      0x00, 0x41, //             length 65 = type + 32 + 32
+      0x08, //                   type response
+      0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, // client nonce, 32 bytes
+      0x28, 0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f,
+      0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37,
+      0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f,
+      0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, // proof, 32 bytes
+      0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f,
+      0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57,
+      0x58, 0x59, 0x5a, 0x5b, 0x5c, 0x5d, 0x5e, 0x5f,
+    ],
+    msg: { type: "response", clientNonce: bytes(0x20, 32), proof: bytes(0x40, 32) },
+  },
+  {
+    name: "key, tagged",
+    bytes: [
+      0x00, 0x51, //             length 81 = type + 64 + 16 tag
+      0x89, //                   type key, T set
+      0x12, 0x34, //             key id 0x1234
+      0x00, 0x00, //             reserved
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // wrap nonce, 12 bytes
+      0x00, 0x00, 0x00, 0x02,
+      0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, // wrapped key: 32 bytes of ciphertext
+      0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f,
+      0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77,
+      0x78, 0x79, 0x7a, 0x7b, 0x7c, 0x7d, 0x7e, 0x7f,
+      0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, // ... and its 16-byte GCM tag
+      0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d, 0x8e, 0x8f,
+      0xd0, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, // message tag
+      0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf,
+    ],
+    msg: {
+      type: "key", keyId: 0x1234, nonce: Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]), wrapped: bytes(0x60, 48), tag: bytes(0xd0, 16),
+    },
+  },
+  {
+    name: "heartbeat, tagged",
+    bytes: [
+      0x00, 0x19, //             length 25 = type + 8 + 16 tag
+      0x84, //                   type heartbeat, T set
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a, // sent at 42 µs
+      0xe0, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, // tag
+      0xe8, 0xe9, 0xea, 0xeb, 0xec, 0xed, 0xee, 0xef,
+    ],
+    msg: { type: "heartbeat", sentAt: 42, tag: bytes(0xe0, 16) },
+  },
 ];
 
 function decodeError(bytes: Uint8Array | number[]): DecodeError {
@@ -203,6 +313,18 @@ function decodeError(bytes: Uint8Array | number[]): DecodeError {
   throw new Error(`decoded without error: ${Buffer.from(bytes).toString("hex")}`);
 }
 
+/** Bytes that fail to decode, or decode to a message that encodes back to exactly them. */
+function expectErrorOrCanonical(bytes: number[]): void {
+  let msg: ControlMessage;
+  try {
+    msg = decodeControl(Uint8Array.from(bytes));
+  } catch (e) {
+    expect(e).toBeInstanceOf(DecodeError);
+    return;
+  }
+  expect([...encodeControl(msg)]).toEqual(bytes);
+}
+
 /** A framed message with this type and body, the length prefix made to match. */
 function frame(type: number, body: number[]): number[] {
   const n = body.length + 1;
@@ -211,7 +333,8 @@ function frame(type: number, body: number[]): number[] {
 
 describe("golden control messages", () => {
   test("the table covers every message type", () => {
-    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye"]));
+    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key"]));
+    expect(GOLDEN.filter((g) => g.msg.tag).length).toBeGreaterThan(1);
   });
 
   for (const g of GOLDEN) {
@@ -239,13 +362,27 @@ describe("golden control messages", () => {
       });
 
       test("every truncated body is a DecodeError, even with a length prefix that matches", () => {
+        const tagged = (g.bytes[2]! & TAGGED_BIT) !== 0;
         const body = g.bytes.slice(3);
         const optionalFrom = g.optionalFrom ?? body.length;
         for (let n = 0; n < body.length; n++) {
           const cut = frame(g.bytes[2]!, body.slice(0, n));
-          if (n === optionalFrom) expect(decodeControl(Uint8Array.from(cut)).type).toBe(g.msg.type);
+          // Cutting a tagged message moves the tag into the body: an error, or (where an optional
+          // tail was) another message, which its tag would then fail; never a silent misread.
+          if (tagged) expectErrorOrCanonical(cut);
+          else if (n === optionalFrom) expect(decodeControl(Uint8Array.from(cut)).type).toBe(g.msg.type);
           else expect(decodeError(cut).code).toBe(n < optionalFrom ? "truncated" : "bad-length");
         }
+      });
+
+      test("the T bit is the only difference between the message with and without its tag", () => {
+        const { tag, ...bare } = g.msg;
+        const plain = encodeControl(bare as ControlMessage);
+        const withTag = encodeControl({ ...bare, tag: tag ?? bytes(0xf0, 16) } as ControlMessage);
+        expect(withTag.length).toBe(plain.length + 16);
+        expect(withTag[2]).toBe(plain[2]! | TAGGED_BIT);
+        expect([...withTag.subarray(3, plain.length)]).toEqual([...plain.subarray(3)]);
+        expect(decodeControl(withTag).tag).toEqual(tag ?? bytes(0xf0, 16));
       });
 
       test("a trailing byte is a DecodeError, inside the frame or after it", () => {
@@ -274,26 +411,35 @@ describe("framing", () => {
     expect(peekMessageSize(Uint8Array.from([0x03, 0xfe, 0x05]))).toBe(1024);
   });
 
-  test("every type byte but 1..6 is bad-type; 7..9 are named as reserved", () => {
+  test("every type byte but 1..9, with or without the T bit, is bad-type", () => {
     for (let t = 0; t < 256; t++) {
-      if (t >= 1 && t <= 6) continue;
-      const e = decodeError(frame(t, [0, 0, 0, 0, 0, 0, 0, 0]));
+      const type = t & 0x7f;
+      if (type >= 1 && type <= 9) continue;
+      const e = decodeError(frame(t, new Array(24).fill(0)));
       expect(e.code).toBe("bad-type");
       expect(e.message).toContain(`0x${t.toString(16).padStart(2, "0")}`);
-      if (t >= 7 && t <= 9) expect(e.message).toContain("reserved");
+      expect(() => peekMessageSize(Uint8Array.from(frame(t, [0])))).toThrow(DecodeError);
     }
     expect([MessageType.Challenge, MessageType.Response, MessageType.Key]).toEqual([7, 8, 9]);
+    expect(TAGGED_BIT).toBe(0x80);
   });
 
-  test("a type bit flip of a golden message is a DecodeError", () => {
+  test("a tagged message too short to hold its tag is truncated", () => {
+    expect(decodeError(frame(0x84, new Array(15).fill(0))).code).toBe("truncated");
+  });
+
+  test("a type bit flip of a golden message is a DecodeError, or (same-sized bodies) another message, canonical", () => {
     for (const g of GOLDEN) {
+      // Bit 7 is T: it turns the last 16 body bytes into a tag, which can leave a valid shorter message;
+      // response and key have bodies of the same size, 0x08 and 0x09 one bit apart.
       for (let bit = 0; bit < 8; bit++) {
-        const b = Uint8Array.from(g.bytes);
+        const b = [...g.bytes];
         b[2]! ^= 1 << bit;
-        expect(decodeError(b)).toBeInstanceOf(DecodeError);
+        expectErrorOrCanonical(b);
       }
     }
   });
+
 });
 
 describe("hello checks magic and version before the rest", () => {
@@ -348,12 +494,15 @@ describe("out-of-range values are bad-value", () => {
     ["welcome height 0", body("welcome", 6, [0, 0]), "bad-value"],
     ["welcome fps 0", body("welcome", 8, [0, 0, 0, 0]), "bad-value"],
     ["welcome fps above 1000", body("welcome", 8, [0x00, 0x0f, 0x42, 0x41]), "bad-value"],
-    ["welcome fragment size below 544", body("welcome", 12, [0x02, 0x1f]), "bad-value"],
+    ["welcome fragment size below 528", body("welcome", 12, [0x02, 0x0f]), "bad-value"],
     ["welcome fragment size above 65475", body("welcome", 12, [0xff, 0xc4]), "bad-value"],
     ["welcome UDP source port 0", body("welcome", 14, [0, 0]), "bad-value"],
     ["welcome heartbeat 0", body("welcome", 16, [0, 0]), "bad-value"],
     ["welcome timeout equal to the heartbeat", body("welcome", 18, [0x03, 0xe8]), "bad-value"],
-    ["welcome with a server flag set", body("welcome", 20, [0, 0, 0, 1]), "bad-value"],
+    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 2]), "bad-value"],
+    ["welcome with part of a resume secret", frame(2, [...GOLDEN[3]!.bytes.slice(3), 1, 2, 3]), "bad-length"],
+    ["hello with part of a resume secret", frame(1, [...GOLDEN[0]!.bytes.slice(3), 1, 2, 3]), "bad-length"],
+    ["key with its reserved field set", body("key, tagged", 3, [1]), "bad-value"],
     ["refuse with an unknown reason", body("refuse with text", 0, [7]), "bad-value"],
     ["refuse reason 0", body("refuse with text", 0, [0]), "bad-value"],
     ["refuse text with a newline", body("refuse with text", 3, [0x0a]), "bad-value"],
@@ -395,9 +544,9 @@ describe("garbage", () => {
     const rnd = prng(0xc0ffee);
     const decoded = new Map<string, number>();
     for (let i = 0; i < 6000; i++) {
-      const type = rnd() < 0.9 ? 1 + Math.floor(rnd() * 6) : Math.floor(rnd() * 256);
+      const type = rnd() < 0.9 ? 1 + Math.floor(rnd() * 9) : Math.floor(rnd() * 256);
       // Half the time the body has the type's own size, so decoders get past the length checks.
-      const natural = [0, 12 + Math.floor(rnd() * 8), 24, 2 + Math.floor(rnd() * 8), 8, 28, 1][type];
+      const natural = [0, 12 + Math.floor(rnd() * 8), 24, 2 + Math.floor(rnd() * 8), 8, 28, 1, 32, 64, 64][type];
       const length = natural !== undefined && rnd() < 0.5 ? natural : Math.floor(rnd() * 40);
       const body = Array.from({ length }, () => Math.floor(rnd() * 256));
       // And half the time the fields that random bytes rarely get right are fixed up, so later checks run too.
@@ -409,6 +558,7 @@ describe("garbage", () => {
         if (type === 3) fix(0, [reason]) && fix(1, [body.length - 2]);
         if (type === 4) fix(0, [0, Math.floor(rnd() * 0x20)]);
         if (type === 6) fix(0, [reason]);
+        if (type === 9) fix(2, [0, 0]);
       }
       const bytes = Uint8Array.from(rnd() < 0.1 ? body : frame(type, body));
       let msg: ControlMessage;
@@ -422,7 +572,7 @@ describe("garbage", () => {
       expect([...encodeControl(msg)]).toEqual([...bytes]);
     }
     // The generator is only useful if it reaches every decoder past its checks.
-    expect([...decoded.keys()].sort()).toEqual(["bye", "heartbeat", "hello", "refuse", "report", "welcome"]);
+    expect([...decoded.keys()].sort()).toEqual(["bye", "challenge", "heartbeat", "hello", "key", "refuse", "report", "response", "welcome"]);
   });
 
   test("bit-flipped golden messages never throw anything but DecodeError", () => {
@@ -474,9 +624,18 @@ describe("encoding", () => {
     ],
     [
       "welcome fragment size from an mtu below 576",
-      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 500, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 0 },
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 527, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 0 },
     ],
-    ["unknown type", { type: "challenge" } as unknown as ControlMessage],
+    ["unknown type", { type: "hug" } as unknown as ControlMessage],
+    ["challenge without its nonce", { type: "challenge" } as unknown as ControlMessage],
+    ["response with a short proof", { type: "response", clientNonce: new Uint8Array(32), proof: new Uint8Array(31) }],
+    ["key id above u16", { type: "key", keyId: 0x10000, nonce: new Uint8Array(12), wrapped: new Uint8Array(48) }],
+    ["tag of 15 bytes", { type: "heartbeat", sentAt: 1, tag: new Uint8Array(15) }],
+    ["resume secret of 8 bytes", { type: "hello", version: 1, udpPort: 1, capabilities: 4, name: "", resume: new Uint8Array(8) }],
+    [
+      "welcome with an unknown flag",
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 2 },
+    ],
   ];
   for (const [name, msg] of bad) {
     test(`rejects ${name} with a RangeError`, () => {

@@ -6,6 +6,9 @@ import {
   HEADER_SIZE,
   MAGIC,
   MAX_DATAGRAM_SIZE,
+  SESSION_ID_OFFSET,
+  SESSION_ID_SIZE,
+  TAG_SIZE,
   VERSION,
   type DatagramHeader,
 } from "../lib/wire/datagram.ts";
@@ -94,7 +97,7 @@ const GOLDEN: Golden[] = [
     },
   },
   {
-    name: "encrypted flag and every number at its maximum",
+    name: "encrypted fragment: key id in the header, the GCM tag after the payload",
     bytes: [
       0x4c, 0x43, //             magic "LC"
       0x01, //                   version 1
@@ -103,18 +106,20 @@ const GOLDEN: Golden[] = [
       0xff, 0xff, 0xff, 0xff, // frame number 0xFFFFFFFF
       0x00, 0x00, //             fragment index 0
       0x00, 0x01, //             fragment count 1
-      0x00, 0x00, 0x00, 0x01, // frame length 1
-      0xff, 0xc3, //             fragment size 65475 (largest: 65507 - 32)
-      0x00, 0x00, //             reserved
+      0x00, 0x00, 0x00, 0x01, // frame length 1 (plaintext)
+      0xff, 0xb3, //             fragment size 65459 (largest with a tag: 65507 - 32 - 16)
+      0xbe, 0xef, //             key id 0xBEEF
       0x00, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // capture time 2^53 - 1 µs
-      0xab, //                   payload
+      0xab, //                   payload: 1 byte of ciphertext
+      0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, // its 16-byte tag
+      0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
     ],
     msg: {
       header: {
-        encrypted: true, payloadType: 0, sessionId: 0xffffffff, frameNumber: 0xffffffff, fragmentIndex: 0, fragmentCount: 1,
-        frameLength: 1, fragmentSize: 65475, capturedAt: Number.MAX_SAFE_INTEGER,
+        encrypted: true, keyId: 0xbeef, payloadType: 0, sessionId: 0xffffffff, frameNumber: 0xffffffff, fragmentIndex: 0, fragmentCount: 1,
+        frameLength: 1, fragmentSize: 65459, capturedAt: Number.MAX_SAFE_INTEGER,
       },
-      payload: [0xab],
+      payload: [0xab, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f],
     },
   },
 ];
@@ -142,6 +147,7 @@ describe("golden datagrams", () => {
     expect(MAGIC).toBe(0x4c43);
     expect(VERSION).toBe(1);
     for (const g of GOLDEN) expect(g.bytes.length).toBe(HEADER_SIZE + g.msg.payload.length);
+    expect(GOLDEN.some((g) => g.msg.header.encrypted)).toBe(true);
   });
 
   for (const g of GOLDEN) {
@@ -237,13 +243,33 @@ describe("bit flips in magic, version, flags and reserved are rejected", () => {
     }
   });
 
-  test("bit 0 is the encrypted flag, not an error", () => {
-    expect(decodeDatagram(flip(3, 0)).header.encrypted).toBe(true);
+  test("bit 0 is the encrypted flag: it asks for a 16-byte tag after the payload", () => {
+    expect(decodeError(flip(3, 0)).code).toBe("truncated");
+    const withTag = Uint8Array.from([...flip(3, 0), ...new Array(TAG_SIZE).fill(0)]);
+    expect(decodeDatagram(withTag).header).toMatchObject({ encrypted: true, keyId: 0 });
+    expect("keyId" in decodeDatagram(base.length ? Uint8Array.from(base) : withTag).header).toBe(false);
     expect(FLAG_ENCRYPTED).toBe(1);
+    expect(TAG_SIZE).toBe(16);
   });
 
-  test("reserved u16", () => {
+  test("the u16 at 22 must be 0 without encryption", () => {
     for (const byte of [22, 23]) for (let bit = 0; bit < 8; bit++) expect(decodeError(flip(byte, bit)).code).toBe("bad-value");
+  });
+
+  test("with encryption the u16 at 22 is the key id, any value", () => {
+    const enc = GOLDEN.find((g) => g.msg.header.encrypted)!;
+    for (const keyId of [0, 1, 0x8000, 0xffff]) {
+      const b = Uint8Array.from(enc.bytes);
+      b.set([keyId >> 8, keyId & 0xff], 22);
+      expect(decodeDatagram(b).header.keyId).toBe(keyId);
+    }
+  });
+
+  test("the session id is at 4..8, the one field encryption leaves out", () => {
+    const b = Uint8Array.from(base);
+    b.set([0xaa, 0xbb, 0xcc, 0xdd], SESSION_ID_OFFSET);
+    expect(SESSION_ID_SIZE).toBe(4);
+    expect(decodeDatagram(b).header.sessionId).toBe(0xaabbccdd);
   });
 });
 
@@ -341,6 +367,8 @@ describe("encoding rejects what the format cannot carry", () => {
     ["count not matching length and size", { fragmentCount: 4 }],
     ["zero frame length", { frameLength: 0, fragmentCount: 0 }],
     ["fragment size above 65475", { fragmentSize: 65476 }],
+    ["a key id without encryption", { keyId: 1 }],
+    ["a key id above u16", { encrypted: true, keyId: 0x10000 }],
   ];
   for (const [name, patch] of cases) {
     test(name, () => {

@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
   decodeDatagram, encodeDatagramHeader, fragmentPayloadLength, HEADER_SIZE, MAX_CAPTURE_TIME, MAX_DATAGRAM_SIZE, MAX_FRAGMENT_SIZE,
-  MAX_FRAGMENTS, type Datagram, type DatagramHeader,
+  MAX_FRAGMENTS, TAG_SIZE, type Datagram, type DatagramHeader,
 } from "../lib/wire/datagram.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
 
@@ -30,6 +30,7 @@ const header: fc.Arbitrary<DatagramHeader> = fragmentSize
   .chain((shape) =>
     fc.record({
       encrypted: fc.boolean(),
+      keyId: fc.integer({ min: 0, max: 0xffff }),
       payloadType: fc.constant(0 as const),
       sessionId: fc.integer({ min: 0, max: 0xffffffff }),
       frameNumber: fc.integer({ min: 0, max: 0xffffffff }),
@@ -39,11 +40,15 @@ const header: fc.Arbitrary<DatagramHeader> = fragmentSize
       fragmentSize: fc.constant(shape.fragmentSize),
       capturedAt: fc.oneof(fc.integer({ min: 0, max: 2 ** 32 }), fc.constant(MAX_CAPTURE_TIME), fc.integer({ min: 0, max: MAX_CAPTURE_TIME })),
     }),
-  );
+  )
+  // The key id is a field only of encrypted datagrams; the others carry 0 there.
+  .map(({ keyId, ...h }): DatagramHeader => (h.encrypted ? { ...h, keyId } : h))
+  // An encrypted fragment carries its tag too, and the whole still fits one UDP datagram.
+  .filter((h) => HEADER_SIZE + fragmentPayloadLength(h) + (h.encrypted ? TAG_SIZE : 0) <= MAX_DATAGRAM_SIZE);
 
 /** A whole datagram: header plus the payload its fields call for, filled from `fill`. */
 const datagram = fc.tuple(header, fc.integer({ min: 0, max: 255 })).map(([h, fill]) => {
-  const bytes = new Uint8Array(HEADER_SIZE + fragmentPayloadLength(h));
+  const bytes = new Uint8Array(HEADER_SIZE + fragmentPayloadLength(h) + (h.encrypted ? TAG_SIZE : 0));
   encodeDatagramHeader(bytes, 0, h);
   for (let i = HEADER_SIZE; i < bytes.length; i++) bytes[i] = (fill + i * 31) & 0xff;
   return { header: h, bytes };

@@ -30,7 +30,8 @@ function frame(fn: number, m: Make = {}): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (let i = 0; i < count; i++) {
     const payload = jpeg.subarray(i * size, Math.min(length, (i + 1) * size));
-    const d = new Uint8Array(HEADER_SIZE + payload.length);
+    // An encrypted fragment carries a 16-byte tag after its bytes (zeros here: no key checks it).
+    const d = new Uint8Array(HEADER_SIZE + payload.length + (encrypted ? 16 : 0));
     encodeDatagramHeader(d, 0, {
       encrypted, payloadType: PayloadType.Jpeg, sessionId: session, frameNumber: fn, fragmentIndex: i, fragmentCount: count,
       frameLength: length, fragmentSize: size, capturedAt,

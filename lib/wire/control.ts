@@ -1,4 +1,4 @@
-import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE } from "./datagram.ts";
+import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE, TAG_SIZE as DATAGRAM_TAG_SIZE } from "./datagram.ts";
 import { DecodeError, hex } from "./decode-error.ts";
 
 /*
@@ -7,10 +7,15 @@ import { DecodeError, hex } from "./decode-error.ts";
  * Framing (every message):
  *  0                   1                   2
  *  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3
- * +-------------------------------+---------------+- - - - - - -
- * |  length = 1 + body bytes (u16)|     type      |  body ...
- * +-------------------------------+---------------+- - - - - - -
- * A whole message (prefix + type + body) is at most MAX_MESSAGE_SIZE bytes.
+ * +-------------------------------+-+-------------+- - - - - - -+- - - - - - - - - -+
+ * |  length (u16) = 1 + body      |T|    type     |  body ...   | tag, 16 bytes if T |
+ * |                 (+ 16 if T)   | |             |             |                    |
+ * +-------------------------------+-+-------------+- - - - - - -+- - - - - - - - - -+
+ * A whole message (prefix + type + body + tag) is at most MAX_MESSAGE_SIZE bytes.
+ * T (bit 7 of the type byte): a 16-byte message authentication tag ends the message.
+ * The codec only carries it; lib/net/control-mac.ts computes and checks it over the
+ * framed bytes before the tag (with T set), so a decoded message re-encodes to the
+ * exact bytes the tag covers.
  *
  * Bodies (offset 0 = byte 3 of the framed message):
  *
@@ -23,6 +28,8 @@ import { DecodeError, hex } from "./decode-error.ts";
  * |                  ... capabilities             |  name length  |   8
  * +-----------------------------------------------+---------------+
  * |                 name, UTF-8, 0..64 bytes ...                  |  12
+ * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+
+ * |   resume secret from the last welcome (optional, 16 bytes)    |  12 + name
  *
  * welcome (2, server to client)
  * +---------------------------------------------------------------+
@@ -36,8 +43,10 @@ import { DecodeError, hex } from "./decode-error.ts";
  * +-------------------------------+-------------------------------+
  * |      heartbeat interval ms    |           timeout ms          |  16
  * +-------------------------------+-------------------------------+
- * |                   server flags (reserved, 0)                  |  20
- * +---------------------------------------------------------------+  24
+ * |                server flags (bit 0: frames encrypted)         |  20
+ * +---------------------------------------------------------------+
+ * |   resume secret (optional, 16 bytes; for a CAP_RESUME hello)  |  24
+ * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+  40
  *
  * refuse (3, server to client)
  * +---------------+---------------+-------------------------------+
@@ -72,9 +81,26 @@ import { DecodeError, hex } from "./decode-error.ts";
  * |                 frames recorded                               |  13
  * +---------------------------------------------------------------+  17
  *
- * Reserved, not implemented (decoding them is a bad-type error):
- *   7 challenge (server nonce), 8 response (HMAC of the nonce with a shared token),
- *   9 key (per-stream AEAD key wrapped for this client).
+ * challenge (7, server to client): answers a CAP_TOKEN_AUTH hello when a token is set
+ * +---------------------------------------------------------------+
+ * |                  server nonce, 32 random bytes                |   0
+ * +---------------------------------------------------------------+  32
+ *
+ * response (8, client to server)
+ * +---------------------------------------------------------------+
+ * |                  client nonce, 32 random bytes                |   0
+ * +---------------------------------------------------------------+
+ * |      client proof, HMAC-SHA-256 over the handshake (32)       |  32
+ * +---------------------------------------------------------------+  64
+ *
+ * key (9, server to client, always tagged): a stream key wrapped for this session
+ * +-------------------------------+-------------------------------+
+ * |            key id             |        reserved (0)           |   0
+ * +-------------------------------+-------------------------------+
+ * |                  wrap nonce, 12 bytes                         |   4
+ * +---------------------------------------------------------------+
+ * |     wrapped key: 32 bytes AES-256-GCM ciphertext + 16 tag     |  16
+ * +---------------------------------------------------------------+  64
  */
 
 /** Control protocol version carried in hello. */
@@ -94,7 +120,7 @@ export const MAX_REFUSE_TEXT_BYTES = 200;
 /** Highest frame rate a welcome may announce, in millihertz (1000 fps). */
 export const MAX_FPS_MILLIHERTZ = 1_000_000;
 
-/** Message type numbers on the wire, including the reserved ones. */
+/** Message type numbers on the wire (bits 0-6 of the type byte). */
 export const MessageType = {
   Hello: 1,
   Welcome: 2,
@@ -102,19 +128,40 @@ export const MessageType = {
   Heartbeat: 4,
   Report: 5,
   Bye: 6,
-  /** Reserved: server nonce for token authentication. */
+  /** The server's nonce for token authentication. */
   Challenge: 7,
-  /** Reserved: HMAC-SHA-256 of the nonce keyed with the shared token. */
+  /** The client's nonce and its proof of the token. */
   Response: 8,
-  /** Reserved: the per-stream AEAD key, wrapped for this client. */
+  /** A stream key, wrapped for one session. */
   Key: 9,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
+/** Type byte bit 7: a 16-byte authentication tag ends the message. */
+export const TAGGED_BIT = 0x80;
+/** Bytes of a control message's authentication tag. */
+export const CONTROL_TAG_SIZE = 16;
+/** Bytes of each side's handshake nonce. */
+export const NONCE_SIZE = 32;
+/** Bytes of the client's proof (an HMAC-SHA-256). */
+export const PROOF_SIZE = 32;
+/** Bytes of the resume secret a welcome gives and a reconnecting hello returns. */
+export const RESUME_SECRET_SIZE = 16;
+/** Bytes of a key message's wrap nonce (AES-GCM's 96 bits). */
+export const WRAP_NONCE_SIZE = 12;
+/** Bytes of a wrapped stream key: the 32-byte key and its 16-byte GCM tag. */
+export const WRAPPED_KEY_SIZE = 48;
+
 /** hello capability bit 0: the client can answer a token challenge. */
 export const CAP_TOKEN_AUTH = 0x1;
-/** hello capability bit 1: the client can decrypt frames (reserved: send 0 for now). */
+/** hello capability bit 1: the client can decrypt frames. */
 export const CAP_DECRYPT = 0x2;
+/** hello capability bit 2: the client keeps a welcome's resume secret and presents it when it reconnects. */
+export const CAP_RESUME = 0x4;
+
+/** welcome server flag bit 0: frames are encrypted; a key message follows the welcome. */
+export const WELCOME_ENCRYPTED = 0x1;
+const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED;
 
 /** Why a server refuses a hello. */
 export const RefuseReason = { VersionMismatch: 1, ServerFull: 2, BadHello: 3, AuthRequired: 4, Other: 255 } as const;
@@ -150,8 +197,17 @@ export function byeReasonText(code: number): string {
   return BYE_TEXT[code] ?? `unknown bye reason ${hex(code)}`;
 }
 
+/**
+ * Every message may end with an authentication tag (after the handshake, every one
+ * does). The codec carries it; lib/net/control-mac.ts makes and checks it.
+ */
+interface Taggable {
+  /** CONTROL_TAG_SIZE bytes; present when the type byte's T bit is set. */
+  tag?: Uint8Array;
+}
+
 /** Client to server, first message: who I am and where to send frames. */
-export interface Hello {
+export interface Hello extends Taggable {
   type: "hello";
   /** PROTOCOL_VERSION when sending; a decoded hello always has it (others are a bad-version error). */
   version: number;
@@ -161,10 +217,12 @@ export interface Hello {
   capabilities: number;
   /** Free text for logs, at most MAX_NAME_BYTES of UTF-8, no control characters. */
   name: string;
+  /** RESUME_SECRET_SIZE bytes from the previous session's welcome, when reconnecting. */
+  resume?: Uint8Array;
 }
 
 /** Server to client: the session and what the stream looks like. */
-export interface Welcome {
+export interface Welcome extends Taggable {
   type: "welcome";
   sessionId: number;
   width: number;
@@ -179,12 +237,14 @@ export interface Welcome {
   heartbeatMs: number;
   /** Silence after which either side ends the session; more than heartbeatMs. */
   timeoutMs: number;
-  /** Server flags, reserved: 0 in version 1. */
+  /** Server flags: WELCOME_ENCRYPTED or 0. */
   flags: number;
+  /** RESUME_SECRET_SIZE bytes the viewer presents when it reconnects; only for a CAP_RESUME hello. */
+  resume?: Uint8Array;
 }
 
 /** Server to client instead of welcome; the server closes after it. */
-export interface Refuse {
+export interface Refuse extends Taggable {
   type: "refuse";
   reason: RefuseReason;
   /** Details for the user, at most MAX_REFUSE_TEXT_BYTES of UTF-8, may be empty. */
@@ -192,14 +252,14 @@ export interface Refuse {
 }
 
 /** Both ways, every heartbeatMs: any message proves liveness, this one carries a clock. */
-export interface Heartbeat {
+export interface Heartbeat extends Taggable {
   type: "heartbeat";
   /** Sender's wall clock, µs since the Unix epoch. */
   sentAt: number;
 }
 
 /** Client to server once a second; cumulative counters, clamped to 0xFFFFFFFF on encode. */
-export interface Report {
+export interface Report extends Taggable {
   type: "report";
   framesReceived: number;
   framesLost: number;
@@ -219,14 +279,41 @@ export interface ByeTotals {
 }
 
 /** Both ways: the session ends. A viewer's bye may carry its final totals. */
-export interface Bye {
+export interface Bye extends Taggable {
   type: "bye";
   reason: ByeReason;
   totals?: ByeTotals;
 }
 
-/** Any implemented control message. */
-export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye;
+/** Server to client after a CAP_TOKEN_AUTH hello when the server has a token. */
+export interface Challenge extends Taggable {
+  type: "challenge";
+  /** NONCE_SIZE random bytes. */
+  serverNonce: Uint8Array;
+}
+
+/** Client to server: its nonce and the proof that it holds the token. */
+export interface Response extends Taggable {
+  type: "response";
+  /** NONCE_SIZE random bytes. */
+  clientNonce: Uint8Array;
+  /** PROOF_SIZE bytes: HMAC-SHA-256 over the handshake (lib/net/session-keys.ts). */
+  proof: Uint8Array;
+}
+
+/** Server to client: a stream key, wrapped under this session's key-wrap key. */
+export interface Key extends Taggable {
+  type: "key";
+  /** Names the key in the datagram header of every frame it encrypts. */
+  keyId: number;
+  /** WRAP_NONCE_SIZE bytes, never repeated for one session's wrap key. */
+  nonce: Uint8Array;
+  /** WRAPPED_KEY_SIZE bytes: AES-256-GCM ciphertext of the key, then its tag. */
+  wrapped: Uint8Array;
+}
+
+/** Any control message. */
+export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key;
 
 const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   hello: MessageType.Hello,
@@ -235,12 +322,9 @@ const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   heartbeat: MessageType.Heartbeat,
   report: MessageType.Report,
   bye: MessageType.Bye,
-};
-
-const RESERVED_NAMES: Record<number, string> = {
-  [MessageType.Challenge]: "challenge",
-  [MessageType.Response]: "response",
-  [MessageType.Key]: "key",
+  challenge: MessageType.Challenge,
+  response: MessageType.Response,
+  key: MessageType.Key,
 };
 
 const HELLO_FIXED = 12;
@@ -250,7 +334,11 @@ const HEARTBEAT_SIZE = 8;
 const REPORT_SIZE = 28;
 const BYE_SIZE = 1;
 const BYE_TOTALS_SIZE = 16;
-const MIN_FRAGMENT_SIZE = MIN_MTU - DATAGRAM_HEADER_SIZE;
+const CHALLENGE_SIZE = NONCE_SIZE;
+const RESPONSE_SIZE = NONCE_SIZE + PROOF_SIZE;
+const KEY_SIZE = 4 + WRAP_NONCE_SIZE + WRAPPED_KEY_SIZE;
+/** An encrypted datagram's payload also carries a GCM tag, so its fragments are that much smaller. */
+const MIN_FRAGMENT_SIZE = MIN_MTU - DATAGRAM_HEADER_SIZE - DATAGRAM_TAG_SIZE;
 const U32_MAX = 0xffffffff;
 // Control characters would let a peer forge log lines or terminal escapes.
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
@@ -291,9 +379,14 @@ function clampU32(what: string, v: number): number {
   return Math.min(v, U32_MAX);
 }
 
+function checkBytes(what: string, b: Uint8Array | undefined, size: number): Uint8Array {
+  if (!(b instanceof Uint8Array) || b.length !== size) throw new RangeError(`${what} must be ${size} bytes, got ${b instanceof Uint8Array ? b.length : typeof b}`);
+  return b;
+}
+
 /**
- * The framed bytes (length prefix, type, body) of one message.
- * Throws RangeError for values the format cannot carry (a bug in the sender).
+ * The framed bytes (length prefix, type, body, and the tag when `msg.tag` is set) of
+ * one message. Throws RangeError for values the format cannot carry (a bug in the sender).
  */
 export function encodeControl(msg: ControlMessage): Uint8Array {
   let bodySize: number;
@@ -304,7 +397,8 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("hello udpPort", msg.udpPort, 1, 0xffff);
       checkInt("hello capabilities", msg.capabilities, 0, U32_MAX);
       text = checkText("hello name", msg.name, MAX_NAME_BYTES);
-      bodySize = HELLO_FIXED + text.length;
+      if (msg.resume !== undefined) checkBytes("hello resume", msg.resume, RESUME_SECRET_SIZE);
+      bodySize = HELLO_FIXED + text.length + (msg.resume ? RESUME_SECRET_SIZE : 0);
       break;
     case "welcome":
       checkInt("welcome sessionId", msg.sessionId, 0, U32_MAX);
@@ -315,8 +409,10 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("welcome udpSourcePort", msg.udpSourcePort, 1, 0xffff);
       checkInt("welcome heartbeatMs", msg.heartbeatMs, 1, 0xfffe);
       checkInt("welcome timeoutMs", msg.timeoutMs, msg.heartbeatMs + 1, 0xffff);
-      checkInt("welcome flags", msg.flags, 0, 0);
-      bodySize = WELCOME_SIZE;
+      checkInt("welcome flags", msg.flags, 0, U32_MAX);
+      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED is defined`);
+      if (msg.resume !== undefined) checkBytes("welcome resume", msg.resume, RESUME_SECRET_SIZE);
+      bodySize = WELCOME_SIZE + (msg.resume ? RESUME_SECRET_SIZE : 0);
       break;
     case "refuse":
       if (!Object.hasOwn(REFUSE_TEXT, msg.reason)) throw new RangeError(`refuse reason=${msg.reason} is not a known reason code`);
@@ -334,20 +430,39 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       if (!Object.hasOwn(BYE_TEXT, msg.reason)) throw new RangeError(`bye reason=${msg.reason} is not a known reason code`);
       bodySize = BYE_SIZE + (msg.totals ? BYE_TOTALS_SIZE : 0);
       break;
+    case "challenge":
+      checkBytes("challenge serverNonce", msg.serverNonce, NONCE_SIZE);
+      bodySize = CHALLENGE_SIZE;
+      break;
+    case "response":
+      checkBytes("response clientNonce", msg.clientNonce, NONCE_SIZE);
+      checkBytes("response proof", msg.proof, PROOF_SIZE);
+      bodySize = RESPONSE_SIZE;
+      break;
+    case "key":
+      checkInt("key keyId", msg.keyId, 0, 0xffff);
+      checkBytes("key nonce", msg.nonce, WRAP_NONCE_SIZE);
+      checkBytes("key wrapped", msg.wrapped, WRAPPED_KEY_SIZE);
+      bodySize = KEY_SIZE;
+      break;
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
   }
-  const w = new Writer(new Uint8Array(FRAME_HEADER_SIZE + bodySize));
-  w.u16(1 + bodySize);
-  w.u8(TYPE_OF[msg.type]);
+  if (msg.tag !== undefined) checkBytes(`${msg.type} tag`, msg.tag, CONTROL_TAG_SIZE);
+  const tagSize = msg.tag ? CONTROL_TAG_SIZE : 0;
+  const w = new Writer(new Uint8Array(FRAME_HEADER_SIZE + bodySize + tagSize));
+  w.u16(1 + bodySize + tagSize);
+  w.u8(TYPE_OF[msg.type] | (msg.tag ? TAGGED_BIT : 0));
   // Fields in diagram order.
   switch (msg.type) {
     case "hello":
       w.u32(HELLO_MAGIC).u8(msg.version).u16(msg.udpPort).u32(msg.capabilities).u8(text!.length).bytes(text!);
+      if (msg.resume) w.bytes(msg.resume);
       break;
     case "welcome":
       w.u32(msg.sessionId).u16(msg.width).u16(msg.height).u32(msg.fpsMillihertz);
       w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32(msg.flags);
+      if (msg.resume) w.bytes(msg.resume);
       break;
     case "refuse":
       w.u8(msg.reason).u8(text!.length).bytes(text!);
@@ -373,7 +488,17 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
         w.u32(clampU32("framesRecorded", msg.totals.framesRecorded));
       }
       break;
+    case "challenge":
+      w.bytes(msg.serverNonce);
+      break;
+    case "response":
+      w.bytes(msg.clientNonce).bytes(msg.proof);
+      break;
+    case "key":
+      w.u16(msg.keyId).u16(0).bytes(msg.nonce).bytes(msg.wrapped);
+      break;
   }
+  if (msg.tag) w.bytes(msg.tag);
   return w.done();
 }
 
@@ -456,6 +581,11 @@ class BodyReader {
   u64(field: string): bigint {
     return this.#dv.getBigUint64(this.#need(8, field));
   }
+  /** `n` bytes, copied: a decoded message must not alias the reader's reused buffer. */
+  bytes(n: number, field: string): Uint8Array {
+    const at = this.#need(n, field);
+    return this.#bytes.slice(at, at + n);
+  }
   /** A u8 length followed by that many bytes of UTF-8 without control characters. */
   text(field: string, maxBytes: number): string {
     const n = this.u8(`${field} length`);
@@ -493,8 +623,14 @@ function decodeHello(r: BodyReader): Hello {
   const udpPort = range("hello udp port", r.u16("udp port"), 1, 0xffff);
   const capabilities = r.u32("capabilities");
   const name = r.text("name", MAX_NAME_BYTES);
+  const msg: Hello = { type: "hello", version, udpPort, capabilities, name };
+  if (r.remaining === 0) return msg;
+  if (r.remaining !== RESUME_SECRET_SIZE) {
+    throw new DecodeError("bad-length", `hello has ${hex(r.remaining)} bytes after its name: expected none or a ${RESUME_SECRET_SIZE}-byte resume secret`);
+  }
+  msg.resume = r.bytes(RESUME_SECRET_SIZE, "resume secret");
   r.end();
-  return { type: "hello", version, udpPort, capabilities, name };
+  return msg;
 }
 
 function decodeWelcome(r: BodyReader): Welcome {
@@ -507,9 +643,15 @@ function decodeWelcome(r: BodyReader): Welcome {
   const heartbeatMs = range("welcome heartbeat interval", r.u16("heartbeat interval"), 1, 0xfffe);
   const timeoutMs = range("welcome timeout", r.u16("timeout"), heartbeatMs + 1, 0xffff);
   const flags = r.u32("flags");
-  if (flags !== 0) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: no flags are defined in version 1`);
+  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bit 0 (frames encrypted) is defined`);
+  const msg: Welcome = { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
+  if (r.remaining === 0) return msg;
+  if (r.remaining !== RESUME_SECRET_SIZE) {
+    throw new DecodeError("bad-length", `welcome body of ${hex(WELCOME_SIZE + r.remaining)} bytes: expected ${WELCOME_SIZE} or ${WELCOME_SIZE + RESUME_SECRET_SIZE}`);
+  }
+  msg.resume = r.bytes(RESUME_SECRET_SIZE, "resume secret");
   r.end();
-  return { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
+  return msg;
 }
 
 function decodeRefuse(r: BodyReader): Refuse {
@@ -559,15 +701,32 @@ function decodeBye(r: BodyReader): Bye {
   return { type: "bye", reason: reason as ByeReason, totals };
 }
 
-function checkType(type: number): void {
-  if (type >= MessageType.Hello && type <= MessageType.Bye) return;
-  const reserved = RESERVED_NAMES[type];
-  throw new DecodeError(
-    "bad-type",
-    reserved
-      ? `control type ${hex(type)} (${reserved}) is reserved and not implemented in version ${PROTOCOL_VERSION}`
-      : `control type ${hex(type)} is unknown`,
-  );
+function decodeChallenge(r: BodyReader): Challenge {
+  const msg: Challenge = { type: "challenge", serverNonce: r.bytes(NONCE_SIZE, "server nonce") };
+  r.end();
+  return msg;
+}
+
+function decodeResponse(r: BodyReader): Response {
+  const msg: Response = { type: "response", clientNonce: r.bytes(NONCE_SIZE, "client nonce"), proof: r.bytes(PROOF_SIZE, "proof") };
+  r.end();
+  return msg;
+}
+
+function decodeKey(r: BodyReader): Key {
+  const keyId = r.u16("key id");
+  const reserved = r.u16("reserved");
+  if (reserved !== 0) throw new DecodeError("bad-value", `key reserved field ${hex(reserved, 2)}, expected 0`);
+  const msg: Key = { type: "key", keyId, nonce: r.bytes(WRAP_NONCE_SIZE, "wrap nonce"), wrapped: r.bytes(WRAPPED_KEY_SIZE, "wrapped key") };
+  r.end();
+  return msg;
+}
+
+/** The type byte, T bit included: anything but 1..9 with or without T is an error. */
+function checkType(typeByte: number): void {
+  const type = typeByte & ~TAGGED_BIT;
+  if (type >= MessageType.Hello && type <= MessageType.Key) return;
+  throw new DecodeError("bad-type", `control type ${hex(typeByte)} is unknown`);
 }
 
 /**
@@ -592,8 +751,21 @@ export function decodeControl(bytes: Uint8Array): ControlMessage {
     throw new DecodeError("truncated", `control message of ${hex(bytes.length, 2)} bytes, length prefix announces ${size === null ? "?" : hex(size, 2)}`);
   }
   if (bytes.length > size) throw new DecodeError("bad-length", `control message has ${hex(bytes.length - size, 2)} trailing bytes after ${hex(size, 2)}`);
-  const type = bytes[LENGTH_SIZE]!;
-  const body = bytes.subarray(FRAME_HEADER_SIZE, size);
+  const typeByte = bytes[LENGTH_SIZE]!;
+  const tagged = (typeByte & TAGGED_BIT) !== 0;
+  let bodyEnd = size;
+  if (tagged) {
+    bodyEnd -= CONTROL_TAG_SIZE;
+    if (bodyEnd < FRAME_HEADER_SIZE) {
+      throw new DecodeError("truncated", `tagged control message of ${hex(size, 2)} bytes is too short for its ${CONTROL_TAG_SIZE}-byte tag`);
+    }
+  }
+  const msg = decodeBody(typeByte & ~TAGGED_BIT, bytes.subarray(FRAME_HEADER_SIZE, bodyEnd));
+  if (tagged) msg.tag = bytes.slice(bodyEnd, size);
+  return msg;
+}
+
+function decodeBody(type: number, body: Uint8Array): ControlMessage {
   switch (type) {
     case MessageType.Hello:
       return decodeHello(new BodyReader("hello", body));
@@ -607,6 +779,12 @@ export function decodeControl(bytes: Uint8Array): ControlMessage {
       return decodeReport(new BodyReader("report", body));
     case MessageType.Bye:
       return decodeBye(new BodyReader("bye", body));
+    case MessageType.Challenge:
+      return decodeChallenge(new BodyReader("challenge", body));
+    case MessageType.Response:
+      return decodeResponse(new BodyReader("response", body));
+    case MessageType.Key:
+      return decodeKey(new BodyReader("key", body));
     default:
       // peekMessageSize already rejected it; kept so a new type cannot slip through.
       throw new DecodeError("bad-type", `control type ${hex(type)} is unknown`);

@@ -16,19 +16,23 @@ import { DecodeError, hex } from "./decode-error.ts";
  * +-------------------------------+-------------------------------+
  * |                   frame length (bytes, >= 1)                  |  16
  * +-------------------------------+-------------------------------+
- * |   fragment size (bytes, >= 1) |     reserved (must be 0)      |  20
+ * |   fragment size (bytes, >= 1) | key id (E set) or reserved (0)|  20
  * +-------------------------------+-------------------------------+
  * |                                                               |  24
  * +            capture time, µs since the Unix epoch (u64)        +
  * |                                                               |  28
  * +---------------------------------------------------------------+
  * |                        payload ...                            |  32
+ * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+
+ * |        AES-256-GCM tag, 16 bytes (only when E is set)         |
  *
- * flags: E (bit 0) = payload encrypted (reserved: per-frame AEAD, see docs/protocol.md),
+ * flags: E (bit 0) = payload encrypted: the fragment's bytes are AES-256-GCM
+ *        ciphertext under the stream key named by the key id, followed by the tag;
  *        type (bits 1-3) = payload type, 0 = JPEG; R (bits 4-7) must be 0.
+ * frame length, fragment size: plaintext bytes, with or without E; the tag is extra.
  * fragment size: payload bytes of every fragment but the last, which carries the rest.
  *   It makes each datagram checkable on its own: count = ceil(length / size) and the
- *   payload length follows from index, count, size and length.
+ *   payload length follows from index, count, size and length (+ 16 when E is set).
  */
 
 /** "LC" as a big-endian u16. */
@@ -47,11 +51,17 @@ const OFF_INDEX = 12;
 const OFF_COUNT = 14;
 const OFF_LENGTH = 16;
 const OFF_FRAGMENT_SIZE = 20;
-const OFF_RESERVED = 22;
+const OFF_KEY_ID = 22;
 const OFF_CAPTURED = 24;
 
-/** flags bit 0: the payload is AEAD ciphertext (reserved; nothing sends it yet). */
+/** flags bit 0: the payload is AES-256-GCM ciphertext followed by its tag. */
 export const FLAG_ENCRYPTED = 0x01;
+/** Bytes of the GCM tag after an encrypted fragment. */
+export const TAG_SIZE = 16;
+/** Where the session id sits: the one header field the frame's encryption does not cover. */
+export const SESSION_ID_OFFSET = 4;
+/** Bytes of the session id field. */
+export const SESSION_ID_SIZE = 4;
 const PAYLOAD_TYPE_SHIFT = 1;
 const PAYLOAD_TYPE_MASK = 0x0e;
 const RESERVED_FLAGS_MASK = 0xf0;
@@ -82,23 +92,25 @@ export const MAX_CAPTURE_TIME = Number.MAX_SAFE_INTEGER;
 
 /** The decoded fixed header of one datagram. */
 export interface DatagramHeader {
-  /** Payload is AEAD ciphertext (reserved; receivers of this version drop such frames). */
+  /** Payload is AES-256-GCM ciphertext of the fragment, then a TAG_SIZE tag. */
   encrypted: boolean;
+  /** The stream key that encrypted it: present exactly when `encrypted` is. */
+  keyId?: number;
   payloadType: PayloadType;
   sessionId: number;
   frameNumber: number;
   /** 0-based position of this fragment in its frame. */
   fragmentIndex: number;
   fragmentCount: number;
-  /** Bytes in the whole frame (ciphertext and tag when encrypted). */
+  /** Bytes in the whole frame (plaintext: tags are not counted). */
   frameLength: number;
-  /** Payload bytes of every fragment but the last. */
+  /** Frame bytes in every fragment but the last (plaintext: tags are not counted). */
   fragmentSize: number;
   /** Capture time, µs since the Unix epoch. */
   capturedAt: number;
 }
 
-/** A decoded datagram; `payload` is a view into the input, not a copy. */
+/** A decoded datagram; `payload` (ciphertext and tag when encrypted) is a view into the input, not a copy. */
 export interface Datagram {
   header: DatagramHeader;
   payload: Uint8Array;
@@ -109,7 +121,7 @@ export function fragmentCountFor(frameLength: number, fragmentSize: number): num
   return Math.ceil(frameLength / fragmentSize);
 }
 
-/** Payload bytes that fragment `index` of such a frame carries. */
+/** Frame bytes that fragment `index` of such a frame carries (its payload, less the tag when encrypted). */
 export function fragmentPayloadLength(h: Pick<DatagramHeader, "fragmentIndex" | "fragmentCount" | "fragmentSize" | "frameLength">): number {
   return h.fragmentIndex < h.fragmentCount - 1 ? h.fragmentSize : h.frameLength - (h.fragmentCount - 1) * h.fragmentSize;
 }
@@ -133,6 +145,7 @@ export function encodeDatagramHeader(into: Uint8Array, offset: number, h: Datagr
   checkInt("fragmentCount", h.fragmentCount, 1, MAX_FRAGMENTS);
   checkInt("fragmentIndex", h.fragmentIndex, 0, h.fragmentCount - 1);
   checkInt("capturedAt", h.capturedAt, 0, MAX_CAPTURE_TIME);
+  checkInt("keyId", h.keyId ?? 0, 0, h.encrypted ? 0xffff : 0);
   const expected = fragmentCountFor(h.frameLength, h.fragmentSize);
   if (h.fragmentCount !== expected) {
     throw new RangeError(`datagram fragmentCount=${h.fragmentCount}: ${h.frameLength} bytes in ${h.fragmentSize}-byte fragments need ${expected}`);
@@ -147,7 +160,7 @@ export function encodeDatagramHeader(into: Uint8Array, offset: number, h: Datagr
   dv.setUint16(OFF_COUNT, h.fragmentCount);
   dv.setUint32(OFF_LENGTH, h.frameLength);
   dv.setUint16(OFF_FRAGMENT_SIZE, h.fragmentSize);
-  dv.setUint16(OFF_RESERVED, 0);
+  dv.setUint16(OFF_KEY_ID, h.keyId ?? 0);
   dv.setBigUint64(OFF_CAPTURED, BigInt(h.capturedAt));
   return offset + HEADER_SIZE;
 }
@@ -184,8 +197,9 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
   if (flags & RESERVED_FLAGS_MASK) throw new DecodeError("bad-value", `datagram flags ${hex(flags)} set reserved bits ${hex(flags & RESERVED_FLAGS_MASK)}`);
   const payloadType = (flags & PAYLOAD_TYPE_MASK) >> PAYLOAD_TYPE_SHIFT;
   if (payloadType !== PayloadType.Jpeg) throw new DecodeError("bad-type", `datagram payload type ${hex(payloadType)} is unknown (flags ${hex(flags)})`);
-  const reserved = dv.getUint16(OFF_RESERVED);
-  if (reserved !== 0) throw new DecodeError("bad-value", `datagram reserved field ${hex(reserved, 2)}, expected 0`);
+  const encrypted = (flags & FLAG_ENCRYPTED) !== 0;
+  const keyId = dv.getUint16(OFF_KEY_ID);
+  if (!encrypted && keyId !== 0) throw new DecodeError("bad-value", `datagram reserved field ${hex(keyId, 2)}, expected 0 without encryption`);
 
   const frameLength = dv.getUint32(OFF_LENGTH);
   if (frameLength === 0) throw new DecodeError("bad-length", `datagram frame length ${hex(frameLength, 4)}: a frame has at least one byte`);
@@ -210,7 +224,7 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
     throw new DecodeError("bad-value", `datagram capture time ${hex(captured, 8)} exceeds 2^53-1 µs`);
   }
   const header: DatagramHeader = {
-    encrypted: (flags & FLAG_ENCRYPTED) !== 0,
+    encrypted,
     payloadType: PayloadType.Jpeg,
     sessionId: dv.getUint32(OFF_SESSION),
     frameNumber: dv.getUint32(OFF_FRAME),
@@ -220,12 +234,13 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
     fragmentSize,
     capturedAt: Number(captured),
   };
+  if (encrypted) header.keyId = keyId;
   const payloadLength = bytes.length - HEADER_SIZE;
-  const expectedPayload = fragmentPayloadLength(header);
+  const expectedPayload = fragmentPayloadLength(header) + (encrypted ? TAG_SIZE : 0);
   if (payloadLength !== expectedPayload) {
     throw new DecodeError(
       payloadLength < expectedPayload ? "truncated" : "bad-length",
-      `datagram payload of ${hex(payloadLength, 2)} bytes, fragment ${fragmentIndex}/${fragmentCount} of a ${frameLength}-byte frame carries ${hex(expectedPayload, 2)}`,
+      `datagram payload of ${hex(payloadLength, 2)} bytes, fragment ${fragmentIndex}/${fragmentCount} of a ${frameLength}-byte frame carries ${hex(expectedPayload, 2)}${encrypted ? " with its tag" : ""}`,
     );
   }
   return { header, payload: bytes.subarray(HEADER_SIZE) };
