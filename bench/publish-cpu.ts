@@ -1,10 +1,12 @@
 // What publishing costs the server per frame, at 1280x720 and 30 fps:
-//   none   frames written at 30 fps to no publisher (the floor every variant shares)
-//   copy   Publisher --publish-codec copy: the JPEGs as RTP/JPEG through ffmpeg, no re-encode
-//   h264   Publisher --publish-codec h264: ffmpeg decodes each JPEG and encodes it with libx264
-// Each run is a child process driving one publisher in real time; its CPU is the child's rusage,
-// which includes the ffmpeg it started and waited for. The receiving RTSP server (ffmpeg in
-// listen mode, discarding what it gets) is started by this parent, so its CPU is not counted.
+//   none     frames written at 30 fps to no publisher (the floor every variant shares)
+//   copy     --publish-codec copy: the JPEGs as RTP/JPEG through ffmpeg, no re-encode
+//   h264     --publish-codec h264: one ffmpeg decodes each JPEG and encodes it with libx264,
+//            another sends the result as RTP/H.264
+//   h264 x2  the same to two servers: still one encoder, one more sending ffmpeg
+// Each run is a child process driving Publishers in real time; its CPU is the child's rusage,
+// which includes the ffmpegs it started and waited for. The receiving RTSP servers (ffmpeg in
+// listen mode, discarding what they get) are started by this parent, so their CPU is not counted.
 // Frames published and dropped are summed over all runs of a variant.
 //   bun bench/publish-cpu.ts [--seconds 10] [--runs 3] [--size 1280x720]
 import mri from "mri";
@@ -13,42 +15,49 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "../lib/app/log.ts";
 import { cv } from "../lib/native/cv.ts";
-import { Publisher, type PublisherStats } from "../lib/publish/publisher.ts";
-import { parsePublishUrl } from "../lib/publish/publish-url.ts";
+import type { PublisherStats } from "../lib/publish/publisher.ts";
+import { Publishers, parsePublishTargets } from "../lib/publish/publishers.ts";
+import { parsePublishCodec, type PublishCodec } from "../lib/publish/publish-process.ts";
 import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
 import { splitJpegs } from "../tests/helpers/jpeg-frames.ts";
 
-const args = mri(process.argv.slice(2), { string: ["seconds", "runs", "size", "variant", "input", "url"] });
+const args = mri(process.argv.slice(2), { string: ["seconds", "runs", "size", "variant", "input", "urls"] });
 const FPS = 30;
-const VARIANTS = ["none", "copy", "h264"] as const;
+/** Name, codec and number of targets. */
+const VARIANTS = [
+  { name: "none", codec: "copy", targets: 0 },
+  { name: "copy", codec: "copy", targets: 1 },
+  { name: "h264", codec: "h264", targets: 1 },
+  { name: "h264 x2", codec: "h264", targets: 2 },
+] as const;
 type Variant = (typeof VARIANTS)[number];
 
 interface ChildReport {
   frames: number;
+  /** The first target's. */
   stats: PublisherStats | null;
-  /** Dropped after the first second (connecting, probing and encoder start-up are over by then). */
+  /** Dropped after the first two seconds: start-up (encoder, connection, h264: the wait for a keyframe) is over by then. */
   droppedSteady: number;
 }
 
-/** Child mode: write the frames of `input` at 30 fps for `seconds` to one publisher (or none). */
-async function child(variant: Variant, input: string, url: string, seconds: number): Promise<void> {
+/** Child mode: write the frames of `input` at 30 fps for `seconds` to a publisher per URL (or none). */
+async function child(codec: PublishCodec, input: string, urls: string[], seconds: number): Promise<void> {
   const frames = splitJpegs(new Uint8Array(readFileSync(input)));
   const [width, height] = (/(\d+)x(\d+)\.mjpeg$/.exec(input) ?? []).slice(1).map(Number);
-  const pub = variant === "none" ? null : new Publisher({ target: parsePublishUrl(url), codec: variant, fps: FPS, log: silentLogger });
+  const pubs = urls.length > 0 ? new Publishers({ targets: parsePublishTargets(urls), codec, fps: FPS, log: silentLogger }) : null;
   const count = seconds * FPS;
   const t0 = Date.now() * 1000;
   const start = performance.now();
-  let droppedAtOneSecond = 0;
+  let droppedAtStart = 0;
   for (let n = 0; n < count; n++) {
-    if (n === FPS) droppedAtOneSecond = pub?.stats.dropped ?? 0;
+    if (n === 2 * FPS) droppedAtStart = pubs?.stats[0]?.dropped ?? 0;
     const wait = start + (n * 1000) / FPS - performance.now();
     if (wait > 0) await Bun.sleep(wait);
-    const frame = { seq: n, capturedAt: t0 + Math.round((n * 1e6) / FPS), width: width!, height: height!, jpeg: frames[n % frames.length]! };
-    pub?.write(frame);
+    pubs?.write({ seq: n, capturedAt: t0 + Math.round((n * 1e6) / FPS), width: width!, height: height!, jpeg: frames[n % frames.length]! });
   }
-  await pub?.close();
-  const stats = pub?.stats ?? null;
-  const report: ChildReport = { frames: count, stats, droppedSteady: (stats?.dropped ?? 0) - droppedAtOneSecond };
+  await pubs?.close();
+  const stats = pubs?.stats[0] ?? null;
+  const report: ChildReport = { frames: count, stats, droppedSteady: (stats?.dropped ?? 0) - droppedAtStart };
   process.stdout.write(JSON.stringify(report));
 }
 
@@ -99,45 +108,44 @@ function listening(port: number): boolean {
 }
 
 interface Run {
+  frames: number;
   cpuMsPerFrame: number;
   stats: PublisherStats | null;
   droppedSteady: number;
 }
 
 async function measure(variant: Variant, input: string, seconds: number): Promise<Run> {
-  const port = freePort();
-  const url = `rtsp://127.0.0.1:${port}/bench`;
-  const receiver = variant === "none" ? null : Bun.spawn(
+  const ports = Array.from({ length: variant.targets }, freePort);
+  const urls = ports.map((p) => `rtsp://127.0.0.1:${p}/bench`);
+  const receivers = urls.map((url) => Bun.spawn(
     [resolveFfmpeg().path, "-hide_banner", "-nostdin", "-loglevel", "error", "-rtsp_flags", "listen", "-i", url, "-c", "copy", "-f", "null", "-"],
     { stdout: "ignore", stderr: "inherit" },
-  );
+  ));
   try {
     const deadline = performance.now() + 10_000;
-    while (receiver && !listening(port)) {
-      if (performance.now() > deadline) throw new Error("the receiver does not listen");
+    while (!ports.every(listening)) {
+      if (performance.now() > deadline) throw new Error("a receiver does not listen");
       await Bun.sleep(20);
     }
-    const proc = Bun.spawn([process.execPath, import.meta.path, "--variant", variant, "--input", input, "--url", url, "--seconds", String(seconds)], {
+    const proc = Bun.spawn([process.execPath, import.meta.path, "--variant", variant.codec, "--input", input, "--urls", urls.join(","), "--seconds", String(seconds)], {
       stdout: "pipe", stderr: "inherit",
     });
     const out = await new Response(proc.stdout).text();
-    if ((await proc.exited) !== 0) throw new Error(`${variant} child failed`);
+    if ((await proc.exited) !== 0) throw new Error(`${variant.name} child failed`);
     const ru = proc.resourceUsage();
     if (!ru) throw new Error("no resource usage");
     const report = JSON.parse(out) as ChildReport;
     const cpuMs = (Number(ru.cpuTime.user) + Number(ru.cpuTime.system)) / 1000;
-    return { cpuMsPerFrame: cpuMs / report.frames, stats: report.stats, droppedSteady: report.droppedSteady };
+    return { frames: report.frames, cpuMsPerFrame: cpuMs / report.frames, stats: report.stats, droppedSteady: report.droppedSteady };
   } finally {
-    if (receiver) {
-      // It ends by itself when the publisher tears the session down; a leftover is killed.
-      await Promise.race([receiver.exited, Bun.sleep(3000)]);
-      receiver.kill("SIGKILL");
-    }
+    // They end by themselves when the publisher ends the session; a leftover is killed.
+    await Promise.race([Promise.all(receivers.map((r) => r.exited)), Bun.sleep(3000)]);
+    for (const r of receivers) r.kill("SIGKILL");
   }
 }
 
 if (args.variant) {
-  await child(String(args.variant) as Variant, String(args.input), String(args.url), Number(args.seconds));
+  await child(parsePublishCodec(String(args.variant)), String(args.input), String(args.urls ?? "").split(",").filter(Boolean), Number(args.seconds));
   process.exit(0);
 }
 
@@ -154,21 +162,22 @@ try {
     // Interleaved so drift in machine load hits every variant alike.
     for (const v of VARIANTS) results.get(v)!.push(await measure(v, input, seconds));
   }
-  const floor = median(results.get("none")!.map((r) => r.cpuMsPerFrame));
+  const floor = median(results.get(VARIANTS[0])!.map((r) => r.cpuMsPerFrame));
   console.log(`# publishing CPU per frame: ${size} at ${FPS} fps, ${kb.toFixed(0)} KB JPEGs, ${seconds} s per run, median of ${runs} runs, ${cpus().length} cores (${cpus()[0]?.model}), Bun ${Bun.version}`);
-  console.log("| variant | server CPU ms/frame (bun + its ffmpeg) | publishing's share ms/frame | % of one core | frames published / written | dropped in the first second, after it |");
+  console.log("| variant | server CPU ms/frame (bun + its ffmpeg) | publishing's share ms/frame | % of one core | frames published / written (first target) | dropped in the first 2 s, after them |");
   console.log("|---|---|---|---|---|---|");
   for (const v of VARIANTS) {
     const rs = results.get(v)!;
     const cpu = median(rs.map((r) => r.cpuMsPerFrame));
     const extra = cpu - floor;
     const published = rs.reduce((a, r) => a + (r.stats?.published ?? 0), 0);
-    const written = rs.reduce((a, r) => a + (r.stats?.frames ?? 0), 0);
+    const written = rs.reduce((a, r) => a + r.frames, 0);
     const dropped = rs.reduce((a, r) => a + (r.stats?.dropped ?? 0), 0);
     const steady = rs.reduce((a, r) => a + r.droppedSteady, 0);
-    const delivery = v === "none" ? "-" : `${published} / ${written}`;
-    const drops = v === "none" ? "-" : `${dropped - steady}, ${steady}`;
-    console.log(`| ${v} | ${cpu.toFixed(2)} | ${v === "none" ? "-" : extra.toFixed(2)} | ${v === "none" ? "-" : `${((extra * FPS) / 10).toFixed(1)} %`} | ${delivery} | ${drops} |`);
+    const none = v.targets === 0;
+    const delivery = none ? "-" : `${published} / ${written}`;
+    const drops = none ? "-" : `${dropped - steady}, ${steady}`;
+    console.log(`| ${v.name} | ${cpu.toFixed(2)} | ${none ? "-" : extra.toFixed(2)} | ${none ? "-" : `${((extra * FPS) / 10).toFixed(1)} %`} | ${delivery} | ${drops} |`);
   }
 } finally {
   rmSync(work, { recursive: true, force: true });

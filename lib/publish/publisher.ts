@@ -320,6 +320,8 @@ export class Publisher implements AsyncDisposable {
       }
       c.frames++;
       this.#sendingFrame = false;
+      // A new encoder run is a new stream (its own timestamps and tables): a new connection, which
+      // starts at the new run's next keyframe once this one has exited.
       if (run && run.generation !== generation && !this.#link.ending && this.#link.restart()) {
         this.#log.info("the encoder restarted; reconnecting with its new stream", { url: this.url });
         run.process.kill();
@@ -334,7 +336,7 @@ export class Publisher implements AsyncDisposable {
             return;
           }
           this.#link.started(now);
-          const started = this.#spawn("mpegts", { generation, needKey: false }, "h264");
+          const started = this.#spawn("mpegts", { generation, needKey: false });
           if (!started) {
             c.droppedOffline++;
             return;
@@ -382,7 +384,7 @@ export class Publisher implements AsyncDisposable {
   }
 
   /** Starts ffmpeg for one connection (the link has been told); null (and a back-off) when it cannot start. */
-  #spawn(input: "matroska" | "mpegts", feed: Pick<Run, "stream" | "generation" | "needKey">, what: string): Run | null {
+  #spawn(input: "matroska" | "mpegts", feed: Pick<Run, "stream" | "generation" | "needKey">, size?: string): Run | null {
     const now = this.#now();
     const attempt = this.#link.starts;
     let run: Run | undefined;
@@ -400,7 +402,7 @@ export class Publisher implements AsyncDisposable {
     run = started;
     this.#run = started;
     void process.exited.then(() => this.#onExit(started));
-    this.#log.info(attempt === 1 ? "connecting" : "reconnecting", { url: this.url, codec: this.#codec, size: what, attempt, pid: process.proc.pid });
+    this.#log.info(attempt === 1 ? "connecting" : "reconnecting", { url: this.url, codec: this.#codec, size, attempt, pid: process.proc.pid });
     return started;
   }
 
