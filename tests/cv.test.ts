@@ -178,6 +178,12 @@ describe("addon load failures", () => {
     expect(describeLoadFailure(err)).toMatch(/^OpenCV library libopencv_videoio\.so\.406 is missing: sudo apt-get install libopencv-videoio406 \(or libopencv-dev\)/);
   });
 
+  test("a missing TurboJPEG library names its Debian package", () => {
+    expect(describeLoadFailure(new Error("libturbojpeg.so.0: cannot open shared object file: No such file or directory"))).toBe(
+      "libturbojpeg.so.0, the TurboJPEG library, is missing: sudo apt-get install libturbojpeg0 (libturbojpeg.so.0: cannot open shared object file: No such file or directory)",
+    );
+  });
+
   test("another missing library and a symbol mismatch", () => {
     expect(describeLoadFailure(new Error("libQt5Widgets.so.5: cannot open shared object file: No such file or directory"))).toMatch(
       /^libQt5Widgets\.so\.5, needed by OpenCV, is missing: sudo apt-get install --reinstall libopencv-dev/,

@@ -201,6 +201,10 @@ export function describeLoadFailure(err: unknown, where: LoadContext = {}): stri
   }
   // Before "not built": a missing dependency's message may name lancam.node and "No such file" too.
   const soMissing = /([\w.+-]+\.so(?:\.[\w.]+)?): cannot open shared object file/.exec(message)?.[1];
+  // The addon's one library besides OpenCV: the TurboJPEG API, for raw YUV sources.
+  if (soMissing?.startsWith("libturbojpeg.so")) {
+    return `${soMissing}, the TurboJPEG library, is missing: sudo apt-get install libturbojpeg0 (${message})`;
+  }
   if (soMissing) {
     const opencv = /^libopencv_(\w+)\.so\.([\w.]+)$/.exec(soMissing);
     if (!opencv) return `${soMissing}, needed by OpenCV, is missing: sudo apt-get install --reinstall libopencv-dev (${message})`;
