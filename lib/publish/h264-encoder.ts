@@ -117,6 +117,7 @@ export class H264Encoder implements AsyncDisposable {
   #last: { seq: number; capturedAt: number } | null = null;
   #closing: Promise<void> | null = null;
   #rejectLogged = false;
+  #errorLogged = false;
   #lastError: string | null = null;
   readonly #counts = { frames: 0, sent: 0, encoded: 0, droppedSlow: 0, droppedOffline: 0, droppedIdle: 0, rejected: 0 };
 
@@ -149,11 +150,6 @@ export class H264Encoder implements AsyncDisposable {
     };
   }
 
-  /** Pid of the running ffmpeg, if any (tests and diagnostics). */
-  get ffmpegPid(): number | null {
-    return this.#run?.process.proc.pid ?? null;
-  }
-
   /**
    * Encodes one frame. Never throws, never waits; the caller may reuse `frame.jpeg` once it
    * returns. The same frame handed again (each target of a fan-out passes it on) is ignored.
@@ -171,45 +167,53 @@ export class H264Encoder implements AsyncDisposable {
       }
       return;
     }
-    const now = this.#now();
-    if (this.#link.state !== "closed" && !this.#wanted(now)) {
-      c.droppedIdle++;
-      this.#idleSince ??= now;
-      const run = this.#run;
-      if (run && now - this.#idleSince >= this.#idleStopMs && !this.#link.ending && this.#link.restart()) {
-        this.#log.info("no target is taking the stream; encoding stops until one is", { idleMs: Math.round(now - this.#idleSince) });
-        run.process.end();
-      }
-      return;
-    }
-    this.#idleSince = null;
-    const run = this.#run;
-    if (run && run.stream.differs(frame) && !this.#link.ending && this.#link.restart()) {
-      this.#log.info("frame size changed; restarting the encoder", { from: `${run.stream.width}x${run.stream.height}`, to: `${frame.width}x${frame.height}` });
-      run.process.kill();
-    }
-    const d = this.#link.offer(now, this.#run?.process.pipeFullSince ?? null);
-    switch (d.do) {
-      case "start":
-        this.#startSoon(frame, now);
-        return;
-      case "send":
-        if (this.#run) this.#send(this.#run, frame, now);
-        else c.droppedOffline++;
-        return;
-      case "drop":
-        if (d.why === "slow") c.droppedSlow++;
-        else c.droppedOffline++;
-        return;
-      case "stop": {
-        c.droppedOffline++;
-        const r = this.#run;
-        if (r) {
-          const since = d.why === "stalled" ? r.process.pipeFullSince ?? now : this.#link.since;
-          r.stopped = { why: d.why, waitedMs: Math.round(now - since) };
-          r.process.kill();
+    try {
+      const now = this.#now();
+      if (this.#link.state !== "closed" && !this.#wanted(now)) {
+        c.droppedIdle++;
+        this.#idleSince ??= now;
+        const run = this.#run;
+        if (run && now - this.#idleSince >= this.#idleStopMs && !this.#link.ending && this.#link.restart()) {
+          this.#log.info("no target is taking the stream; encoding stops until one is", { idleMs: Math.round(now - this.#idleSince) });
+          run.process.end();
         }
         return;
+      }
+      this.#idleSince = null;
+      const run = this.#run;
+      if (run && run.stream.differs(frame) && !this.#link.ending && this.#link.restart()) {
+        this.#log.info("frame size changed; restarting the encoder", { from: `${run.stream.width}x${run.stream.height}`, to: `${frame.width}x${frame.height}` });
+        run.process.kill();
+      }
+      const d = this.#link.offer(now, this.#run?.process.pipeFullSince ?? null);
+      switch (d.do) {
+        case "start":
+          this.#startSoon(frame, now);
+          return;
+        case "send":
+          if (this.#run) this.#send(this.#run, frame, now);
+          else c.droppedOffline++;
+          return;
+        case "drop":
+          if (d.why === "slow") c.droppedSlow++;
+          else c.droppedOffline++;
+          return;
+        case "stop": {
+          c.droppedOffline++;
+          const r = this.#run;
+          if (r) {
+            const since = d.why === "stalled" ? r.process.pipeFullSince ?? now : this.#link.since;
+            r.stopped = { why: d.why, waitedMs: Math.round(now - since) };
+            r.process.kill();
+          }
+          return;
+        }
+      }
+    } catch (err) {
+      c.droppedOffline++;
+      if (!this.#errorLogged) {
+        this.#errorLogged = true;
+        this.#log.error("unexpected error while encoding a frame", { error: errorText(err) });
       }
     }
   }

@@ -30,7 +30,7 @@ export function parsePublishCodec(text: string, flag = "--publish-codec"): Publi
 }
 
 /** ffmpeg's progress report period: how soon "publishing" is noticed. */
-export const PROGRESS_PERIOD_S = 0.5;
+const PROGRESS_PERIOD_S = 0.5;
 /** ffmpeg's last stderr lines kept for the log when it fails. */
 const STDERR_LINES = 12;
 

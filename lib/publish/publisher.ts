@@ -192,11 +192,6 @@ export class Publisher implements AsyncDisposable {
     };
   }
 
-  /** Pid of the running ffmpeg, if any (tests and diagnostics). */
-  get ffmpegPid(): number | null {
-    return this.#run?.process.proc.pid ?? null;
-  }
-
   /**
    * A FrameSink: never throws, never waits; the caller may reuse `frame.jpeg` once it returns.
    * h264: the frame goes to the encoder, which takes each frame once however many targets pass it on.

@@ -75,11 +75,6 @@ export class Publishers implements AsyncDisposable {
     }));
   }
 
-  /** The publishers, in the order of their targets. */
-  get publishers(): readonly Publisher[] {
-    return this.#list;
-  }
-
   /** A FrameSink: hands the frame to every target (with h264, to the encoder once); never throws, never waits. */
   readonly write = (frame: Frame): void => {
     if (this.#encoder) this.#encoder.write(frame);

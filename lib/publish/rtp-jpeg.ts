@@ -38,7 +38,7 @@ const RST7 = 0xd7;
 /** RFC 2435 carries width and height as a byte of 8-pixel blocks. */
 export const RTP_JPEG_MAX_SIDE = 255 * 8;
 /** The block the sizes are counted in. */
-export const RTP_JPEG_BLOCK = 8;
+const RTP_JPEG_BLOCK = 8;
 
 /** Annex K.3 tables: class/id byte, 16 code counts, then the values, as they appear in a DHT. */
 const STANDARD_TABLES: ReadonlyMap<number, string> = new Map<number, string>([
