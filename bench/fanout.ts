@@ -1,15 +1,17 @@
 // Fan-out benchmark: one server on the test source, N headless viewers on 127.0.0.1.
 // Reports per-viewer frame rate, loss against what the server sent, latency, and the
 // CPU the server and each viewer used.
-//   bun bench/fanout.ts [--clients 1,4,8] [--seconds 10] [--size 1280x720] [--fps 30] [--extra=--spread=0.25] [--client-extra=--recv-buffer=200K]
+//   bun bench/fanout.ts [--clients 1,4,8] [--browsers 0] [--seconds 10] [--size 1280x720] [--fps 30] [--extra=--spread=0.25] [--client-extra=--recv-buffer=200K]
+// --browsers B adds B MJPEG readers (curl on /stream.mjpg of the server's --http view) to every run.
 import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
-import { spawnBun, type Child } from "../tests/helpers/process.ts";
+import { spawnBun, spawnChild, type Child } from "../tests/helpers/process.ts";
 
-const args = mri(process.argv.slice(2), { string: ["clients", "seconds", "size", "fps", "extra", "client-extra", "source"] });
+const args = mri(process.argv.slice(2), { string: ["clients", "browsers", "seconds", "size", "fps", "extra", "client-extra", "source"] });
+const browsers = Number(args.browsers ?? 0);
 const counts = String(args.clients ?? "1,4,8").split(",").map(Number);
 const seconds = Number(args.seconds ?? 10);
 const size = String(args.size ?? "1280x720");
@@ -78,10 +80,17 @@ interface Row {
 async function run(n: number): Promise<Row> {
   const dir = mkdtempSync(join(tmpdir(), "lancam-bench-"));
   const log = join(dir, "server.log");
-  await using server = spawnBun(["server.ts", ...SOURCE, "--port", "0", "--log", log, "--quality", "80", ...extra]);
+  const http = browsers > 0 ? ["--http", "0", "--http-bind", "127.0.0.1"] : [];
+  await using server = spawnBun(["server.ts", ...SOURCE, "--port", "0", "--log", log, "--quality", "80", "--max-clients", "1024", ...http, ...extra]);
   const port = (await server.waitFor(/tcp=(\d+)/))[1]!;
   const clients: Child[] = [];
+  const readers: Child[] = [];
   try {
+    if (browsers > 0) {
+      const url = (await server.waitFor(/lancam http listening url=(\S+)/))[1]!;
+      // Readers run a little longer than the viewers, so they cover the whole measured window.
+      for (let i = 0; i < browsers; i++) readers.push(spawnChild(["curl", "-s", "-o", "/dev/null", "-m", String(seconds + 2), `${url}stream.mjpg`]));
+    }
     for (let i = 0; i < n; i++) {
       clients.push(spawnBun(["client.ts", "127.0.0.1", port, "0", "--no-window", "--no-record", "--duration", String(seconds), "--stats", join(dir, `c${i}.json`), ...clientExtra]));
     }
@@ -126,12 +135,12 @@ async function run(n: number): Promise<Row> {
       clientCpuPct: (100 * median(clientCpu)) / seconds,
     };
   } finally {
-    for (const c of clients) await c[Symbol.asyncDispose]();
+    for (const c of [...clients, ...readers]) await c[Symbol.asyncDispose]();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-console.log(`# fan-out: ${size} at ${fps} fps, ${sourceKind} source q80, ${seconds} s per run, ${cpus().length} cores (${cpus()[0]?.model}), Bun ${Bun.version}${extra.length ? `, server ${extra.join(" ")}` : ""}${clientExtra.length ? `, viewers ${clientExtra.join(" ")}` : ""}`);
+console.log(`# fan-out: ${size} at ${fps} fps, ${sourceKind} source q80, ${seconds} s per run,${browsers ? ` plus ${browsers} browser readers,` : ""} ${cpus().length} cores (${cpus()[0]?.model}), Bun ${Bun.version}${extra.length ? `, server ${extra.join(" ")}` : ""}${clientExtra.length ? `, viewers ${clientExtra.join(" ")}` : ""}`);
 console.log("| viewers | frames sent/viewer | fps (median viewer) | loss % (median / worst) | latency p50 / p95 / p99 ms | server CPU % (ms/frame) | server peak RSS MiB | CPU % per viewer |");
 console.log("|---|---|---|---|---|---|---|---|");
 for (const n of counts) {
