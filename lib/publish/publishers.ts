@@ -4,8 +4,7 @@ import type { Frame } from "../wire/frame.ts";
 import { type EncoderStats, H264Encoder } from "./h264-encoder.ts";
 import type { PublishTimings } from "./publish-link.ts";
 import type { PublishCodec } from "./publish-process.ts";
-import type { PublishCredentials, PublishTarget } from "./publish-url.ts";
-import { parsePublishUrl, PublishUrlError, withCredentials } from "./publish-url.ts";
+import { type PublishCredentials, type PublishTarget, parsePublishUrl, PublishUrlError, withCredentials } from "./publish-url.ts";
 import { Publisher, type PublisherStats } from "./publisher.ts";
 
 /** Options of {@link Publishers}: the server's `--publish*` flags, parsed. */
