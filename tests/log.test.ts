@@ -193,6 +193,21 @@ describe("repeated lines about one address", () => {
     ]);
   });
 
+  test("each summary comes when its own interval ends, also when a later one was held first", async () => {
+    const lines: string[] = [];
+    const log = createLogger("server", [(l) => lines.push(l)], "INFO", () => AT, { perAddress: { burst: 1, intervalMs: 400, maxAddresses: 8 } });
+    const started = performance.now();
+    log.warn("refused", { client: "10.0.0.1:1" });
+    await Bun.sleep(200);
+    log.warn("refused", { client: "10.0.0.2:1" });
+    log.warn("refused", { client: "10.0.0.2:2" }); // held: its interval ends at 600 ms
+    log.warn("refused", { client: "10.0.0.1:2" }); // held: its interval ends at 400 ms
+    while (!lines.some((l) => l.includes("10.0.0.1:2")) && performance.now() - started < 2000) await Bun.sleep(5);
+    expect(lines.filter((l) => l.includes("similar="))).toEqual([`${AT.toISOString()} WARN [server] refused client=10.0.0.1:2 similar=1`]);
+    while (lines.length < 4 && performance.now() - started < 2000) await Bun.sleep(5);
+    expect(lines.at(-1)).toBe(`${AT.toISOString()} WARN [server] refused client=10.0.0.2:2 similar=1`);
+  });
+
   test("without a limit every line is written", () => {
     const lines: string[] = [];
     const log = createLogger("server", [(l) => lines.push(l)], "INFO", () => AT, { perAddress: null });

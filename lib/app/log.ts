@@ -195,6 +195,8 @@ interface Shared {
   now: () => number;
   limiter: AddressLimiter | null;
   timer: Timer | null;
+  /** When `timer` fires, on the `now` clock. */
+  timerAt: number;
 }
 
 /** A logger writing to the given sinks at `minLevel` and above. */
@@ -208,7 +210,7 @@ export function createLogger(
   const perAddress = options.perAddress === undefined ? DEFAULT_PER_ADDRESS : options.perAddress;
   const shared: Shared = {
     sinks, minLevel, clock, now: options.now ?? (() => performance.now()),
-    limiter: perAddress ? new AddressLimiter(perAddress) : null, timer: null,
+    limiter: perAddress ? new AddressLimiter(perAddress) : null, timer: null, timerAt: Infinity,
   };
   return partLogger(shared, part);
 }
@@ -262,9 +264,10 @@ function flushDue(shared: Shared, now: number): void {
 
 // The summary of a burst is due when its interval ends, whether or not the peer speaks again.
 function schedule(shared: Shared, now: number): void {
-  if (shared.timer) return;
   const at = shared.limiter!.nextSummaryAt();
-  if (at === null) return;
+  if (at === null || (shared.timer && shared.timerAt <= at)) return;
+  if (shared.timer) clearTimeout(shared.timer);
+  shared.timerAt = at;
   shared.timer = setTimeout(() => {
     shared.timer = null;
     try {
