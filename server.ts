@@ -6,7 +6,8 @@ import { createLogger, FileSink, stderrSink } from "./lib/app/log.ts";
 import { checkCanRecord } from "./lib/app/record-check.ts";
 import { recordSettings } from "./lib/app/record-flags.ts";
 import { runMain, StopSignal } from "./lib/app/run-main.ts";
-import { SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
+import { publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
+import { Publishers } from "./lib/publish/publishers.ts";
 import { versionReport } from "./lib/app/version.ts";
 import { openSource } from "./lib/capture/capture.ts";
 import { browserAdmission, serverState } from "./lib/app/browser-view.ts";
@@ -26,6 +27,7 @@ async function main(): Promise<number> {
   }
   const { port, bind, source: spec, size, fps, quality, loop, log: logPath, maxClients, mtu, spread, http: httpPort, httpBind } = cli.flags;
   const record = cli.flags.record === null ? null : { dir: cli.flags.record, ...recordSettings(cli.flags) };
+  const targets = publishTargets(cli.flags);
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
@@ -40,20 +42,25 @@ async function main(): Promise<number> {
   await using server = await StreamServer.start({
     port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },
   });
+  // Publishing never holds up the rest: frames for a server that is down or slow are dropped and counted.
+  await using publishers = targets.length === 0
+    ? null
+    : new Publishers({ targets, codec: cli.flags.publishCodec, fps: source.fps, log: log.child("publish") });
   let framesCaptured = 0;
   const startedAt = Date.now();
   await using http = httpPort === null
     ? null
     : await HttpView.start({
         port: httpPort, bind: httpBind, log: log.child("http"), startedAt, logViewers: false, admission: browserAdmission(server),
-        state: serverState(server, { description: source.description, width: source.width, height: source.height, fps: source.fps }, () => framesCaptured),
+        state: serverState(server, { description: source.description, width: source.width, height: source.height, fps: source.fps }, () => framesCaptured,
+          () => publishers?.stats.map(({ url, codec, state, sent, dropped, reconnects, lastError }) => ({ url, codec, state, sent, dropped, reconnects, lastError })) ?? []),
       });
   await using writer = record
     ? await SegmentWriter.open({ ...record, fps: source.fps, log: log.child("recorder"), cliFlags: SERVER_RECORD_CLI })
     : null;
-  // Nothing to do, nothing done: with no viewer of any kind and no recorder the source
-  // keeps its place (so the next viewer starts at once) but encodes nothing.
-  source.pauseWhile(() => server.viewerCount === 0 && writer === null);
+  // Nothing to do, nothing done: with no viewer of any kind, no recorder and no publishing
+  // the source keeps its place (so the next viewer starts at once) but encodes nothing.
+  source.pauseWhile(() => server.viewerCount === 0 && writer === null && publishers === null);
   log.info("started", { source: source.description, size: `${source.width}x${source.height}`, fps: source.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
   console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}`);
   if (http) console.log(`lancam http listening url=${http.url}`);
@@ -70,6 +77,7 @@ async function main(): Promise<number> {
       server.broadcast(frame);
       http?.push(frame);
       writer?.write(frame);
+      publishers?.write(frame);
     }
   } catch (e) {
     log.error("capture failed", { source: source.description, error: (e as Error).message });
@@ -79,7 +87,12 @@ async function main(): Promise<number> {
   // writer, server (already stopped), source, log and signal handlers in reverse order.
   await http?.stop();
   await server.stop();
-  log.info("stopped", { ...server.stats, ...source.stats });
+  await publishers?.close();
+  const published = publishers?.totals;
+  log.info("stopped", {
+    ...server.stats, ...source.stats,
+    ...(published ? { publishTargets: published.targets, publishSent: published.sent, publishDropped: published.dropped, publishReconnects: published.reconnects } : {}),
+  });
   return exitCode;
 }
 

@@ -142,6 +142,10 @@ describe("metrics", () => {
       browser: { framesSent: 300, framesSkipped: 7, bytesSent: 9000, readersStalled: 1, readersRefused: 2 },
     },
     viewers,
+    publish: [
+      { url: "rtsp://***@media:8554/classroom", codec: "copy", state: "publishing", sent: 350, dropped: 2, reconnects: 1, lastError: null },
+      { url: "rtsp://backup:8554/x", codec: "copy", state: "backoff", sent: 0, dropped: 360, reconnects: 4, lastError: "connection refused" },
+    ],
     history: { t: [], streamFps: [], slowestViewerFps: [], worstLatencyMs: [] },
   });
 
@@ -170,6 +174,12 @@ describe("metrics", () => {
       'lancam_viewer_loss_ratio{id="00000001",kind="udp",address="10.0.0.5",name="say \\"hi\\""} 0.05',
       'lancam_viewer_latency_seconds{id="00000001",kind="udp",address="10.0.0.5",name="say \\"hi\\""} 0.012',
       'lancam_viewer_fps{id="http-1",kind="browser",address="127.0.0.1",name="Chrome 131"} 30',
+      'lancam_viewers{kind="classic"} 0',
+      'lancam_publish_up{url="rtsp://***@media:8554/classroom",codec="copy"} 1',
+      'lancam_publish_up{url="rtsp://backup:8554/x",codec="copy"} 0',
+      'lancam_publish_frames_sent{url="rtsp://***@media:8554/classroom",codec="copy"} 350',
+      'lancam_publish_frames_dropped{url="rtsp://backup:8554/x",codec="copy"} 360',
+      'lancam_publish_reconnects{url="rtsp://backup:8554/x",codec="copy"} 4',
     ]) expect(lines).toContain(want);
     // Unknown values are left out rather than shown as 0.
     expect(lines.some((l) => l.startsWith('lancam_bytes_sent_total{kind="udp"}'))).toBe(false);

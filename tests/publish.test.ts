@@ -13,6 +13,7 @@ import { resolveFfmpeg, resolveFfprobe } from "../lib/record/ffmpeg.ts";
 import { probeVideo } from "../lib/record/ffprobe.ts";
 import type { Frame } from "../lib/wire/frame.ts";
 import { splitJpegs, jpegFrames } from "./helpers/jpeg-frames.ts";
+import { freePort, listening, receiver } from "./helpers/rtsp-receiver.ts";
 import { type Child, spawnChild, until } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 import { readFrameNumber } from "./helpers/test-pattern.ts";
@@ -36,36 +37,6 @@ const frames: Uint8Array[] = [];
 beforeAll(async () => {
   for (let n = 0; n < PATTERN_FRAMES; n++) frames.push(new Uint8Array(await renderTestFrame(WIDTH, HEIGHT, n, `#${n}`, 80)));
 });
-
-/** A port nothing listens on right now. */
-function freePort(): number {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
-
-/** True when something listens on 127.0.0.1:`port` (read from the kernel, so no connection is used up). */
-function listening(port: number): boolean {
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  return readFileSync("/proc/net/tcp", "utf8").split("\n").some((l) => {
-    const f = l.trim().split(/\s+/);
-    return f[1] === local && f[3] === "0A";
-  });
-}
-
-/** ffmpeg as an RTSP server for one publisher, writing what it gets into `out` (stream copy). */
-async function receiver(port: number, out: string): Promise<Child> {
-  const child = spawnChild([
-    ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "info", "-rtsp_flags", "listen",
-    "-i", `rtsp://127.0.0.1:${port}/classroom`, "-c", "copy", "-y", out,
-  ]);
-  let exited = false;
-  void child.exited.then(() => (exited = true));
-  await until(() => exited || listening(port), 10_000, `the receiver listens on ${port}`);
-  if (exited) throw new Error(`the receiver exited at once:\n${child.stderr()}`);
-  return child;
-}
 
 /** Frame times of a file, in seconds, as a player decodes them. */
 async function frameTimes(path: string): Promise<number[]> {

@@ -3,7 +3,7 @@
  * viewer the server has, in the --stats counter names) and its admission hook (browser
  * readers take places under --max-clients, and the server logs them like any viewer).
  */
-import type { AdmissionHook, ServerState, SourceInfo, ViewerInfo } from "../http/viewer-info.ts";
+import type { AdmissionHook, PublishTargetInfo, ServerState, SourceInfo, ViewerInfo } from "../http/viewer-info.ts";
 import type { ViewerSummary } from "../send/admission.ts";
 import type { StreamServer } from "../send/stream-server.ts";
 
@@ -33,8 +33,8 @@ export function viewerRow(v: ViewerSummary): ViewerInfo | null {
   };
 }
 
-/** The state provider for HttpView: source, viewers and the server's counters. */
-export function serverState(server: ViewedServer, source: SourceInfo, framesCaptured: () => number): () => ServerState {
+/** The state provider for HttpView: source, viewers, the server's counters and where it publishes. */
+export function serverState(server: ViewedServer, source: SourceInfo, framesCaptured: () => number, publish: () => PublishTargetInfo[] = () => []): () => ServerState {
   return () => {
     const s = server.stats;
     return {
@@ -46,6 +46,7 @@ export function serverState(server: ViewedServer, source: SourceInfo, framesCapt
         bytesSent: null,
         drops: { datagramsDropped: s.datagramsDropped, datagramsSuperseded: s.datagramsSuperseded, framesNotSent: s.framesNotSent },
       },
+      publish: publish(),
     };
   };
 }

@@ -27,6 +27,8 @@ export interface ValueFlag<T> {
   /** One line, or several joined with "\n" (continuations are indented under the first). */
   readonly help: string;
   readonly parse: (raw: string, flag: string) => T;
+  /** Given more than once, every value is kept (T is then an array; parse gets one value and returns [it]). */
+  readonly repeatable?: boolean;
 }
 
 /** One row of a flag table. */
@@ -73,6 +75,11 @@ export function booleanFlag(name: string, help: string, options: { default?: boo
 /** A table row for a flag with a value. */
 export function valueFlag<T>(name: string, placeholder: string, defaultValue: T, parse: (raw: string, flag: string) => T, help: string): ValueFlag<T> {
   return { kind: "value", name, placeholder, default: defaultValue, parse, help };
+}
+
+/** A table row for a flag that may be given several times; its value is every one given, in order ([] when none). */
+export function listFlag<T>(name: string, placeholder: string, parse: (raw: string, flag: string) => T, help: string): ValueFlag<T[]> {
+  return { kind: "value", name, placeholder, default: [], parse: (raw, flag) => [parse(raw, flag)], help, repeatable: true };
 }
 
 /** A positional argument. */
@@ -161,11 +168,11 @@ function readValue(flag: ValueFlag<unknown>, raw: unknown): unknown {
   if (raw === false || (Array.isArray(raw) && raw.includes(false))) {
     throw new UsageError(`${written} takes a value; --no-${flag.name} is not an option`);
   }
-  if (Array.isArray(raw)) throw new UsageError(`${written} given more than once`);
-  const s = String(raw);
+  if (Array.isArray(raw) && !flag.repeatable) throw new UsageError(`${written} given more than once`);
+  const values = (Array.isArray(raw) ? raw : [raw]).map(String);
   // mri gives "" for a flag at the end of the line or followed by another flag.
-  if (s.trim() === "") throw new UsageError(`${written} needs a value`);
-  return flag.parse(s, written);
+  if (values.some((s) => s.trim() === "")) throw new UsageError(`${written} needs a value`);
+  return flag.repeatable ? values.flatMap((s) => flag.parse(s, written) as unknown[]) : flag.parse(values[0]!, written);
 }
 
 function parseOperands<O extends OperandTable>(cmd: Command<FlagTable, O>, given: string[]): OperandValues<O> {

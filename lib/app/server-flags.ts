@@ -1,9 +1,12 @@
 import type { SourceSpec } from "../capture/capture.ts";
 import type { RecordCliFlags } from "../record/record-dir.ts";
 import { DEFAULT_SPREAD } from "../send/stream-server.ts";
+import { parsePublishCodec, PublishCodecError, type PublishCodec } from "../publish/publish-process.ts";
+import { parsePublishUrl, PublishUrlError, readPublishTokenFile, type PublishTarget } from "../publish/publish-url.ts";
+import { parsePublishTargets } from "../publish/publishers.ts";
 import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "../wire/datagram.ts";
 import { parseInteger, parseNumber, parsePort, parseSize, UsageError } from "./cli.ts";
-import { booleanFlag, defineCommand, flagSpelling, valueFlag } from "./flags.ts";
+import { booleanFlag, defineCommand, flagSpelling, listFlag, valueFlag } from "./flags.ts";
 import { LOG_MAX_FLAG } from "./log-flags.ts";
 import { RECORD_FLAGS } from "./record-flags.ts";
 
@@ -30,6 +33,16 @@ export function parseSourceFlag(s: string, flag = "--source"): SourceSpec {
 }
 
 const text = (raw: string) => raw;
+
+/** Runs a parser of another layer, turning its own error type into a usage error (exit 2). */
+function usage<T>(parse: () => T, errorType: new (...args: never[]) => Error): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (e instanceof errorType) throw new UsageError(e.message);
+    throw e;
+  }
+}
 
 /** The server's command line. */
 export const SERVER_COMMAND = defineCommand({
@@ -62,6 +75,11 @@ interval, 0-1 (default ${DEFAULT_SPREAD}); 0 sends each frame in one burst
     http: valueFlag<number | null>("http", "PORT", null, (raw, flag) => parsePort(flag, raw),
       "also serve a browser view on this port: live page, MJPEG, snapshot,\n/state and /metrics (default off; 0 picks a free port)"),
     httpBind: valueFlag("http-bind", "ADDR", "0.0.0.0", text, "address the browser view listens on (default 0.0.0.0)"),
+    publish: listFlag<string>("publish", "URL", (raw, flag) => usage(() => (parsePublishUrl(raw, flag), raw), PublishUrlError),
+      "also push the stream to an RTSP server (MediaMTX and the like),\nrtsp:// or rtsps://; repeatable for several targets"),
+    publishCodec: valueFlag<PublishCodec>("publish-codec", "C", "copy", (raw, flag) => usage(() => parsePublishCodec(raw, flag), PublishCodecError),
+      "copy (the JPEG frames as RTP/JPEG, default) or h264 (encoded once,\nfor servers that offer WebRTC or HLS)"),
+    publishTokenFile: valueFlag<string | null>("publish-token-file", "FILE", null, text, "USER:PASSWORD for --publish URLs without credentials of their own"),
     record: valueFlag<string | null>("record", "DIR", null, text, "also record the source into DIR (no network loss)"),
     ...RECORD_FLAGS,
   },
@@ -72,3 +90,9 @@ export const SERVER_RECORD_CLI: RecordCliFlags = {
   dir: flagSpelling(SERVER_COMMAND.flags.record),
   off: `run without ${flagSpelling(SERVER_COMMAND.flags.record)}`,
 };
+
+/** The RTSP targets of --publish with --publish-token-file's credentials; UsageError when they do not fit together. */
+export function publishTargets(flags: { publish: string[]; publishTokenFile: string | null }): PublishTarget[] {
+  if (flags.publishTokenFile !== null && flags.publish.length === 0) throw new UsageError("--publish-token-file needs at least one --publish URL");
+  return usage(() => parsePublishTargets(flags.publish, flags.publishTokenFile === null ? undefined : readPublishTokenFile(flags.publishTokenFile)), PublishUrlError);
+}

@@ -257,6 +257,7 @@ export class HttpView implements AsyncDisposable {
         },
       },
       viewers,
+      publish: server.publish ?? [],
       history: this.#history.columns(),
     };
   }

@@ -61,9 +61,17 @@ export class ViewMetrics {
 
     new Gauge({ name: "lancam_viewers", help: "Viewers watching now, by kind.", labelNames: ["kind"], registers, collect() {
       const s = state();
-      this.set({ kind: "udp" }, s.viewers.filter((v) => v.kind === "udp").length);
-      this.set({ kind: "browser" }, s.viewers.filter((v) => v.kind === "browser").length);
+      for (const kind of ["udp", "classic", "browser"] as const) this.set({ kind }, s.viewers.filter((v) => v.kind === kind).length);
     } });
+    const perTarget = (name: string, help: string, value: (t: ViewState["publish"][number]) => number) =>
+      new Gauge({ name, help, labelNames: ["url", "codec"], registers, collect() {
+        this.reset();
+        for (const t of state().publish) this.set({ url: t.url, codec: t.codec }, value(t));
+      } });
+    perTarget("lancam_publish_up", "1 while a --publish target is publishing, else 0.", (t) => (t.state === "publishing" ? 1 : 0));
+    perTarget("lancam_publish_frames_sent", "Frames handed to a --publish target's ffmpeg.", (t) => t.sent);
+    perTarget("lancam_publish_frames_dropped", "Frames a --publish target did not get (down, slow, or not carriable).", (t) => t.dropped);
+    perTarget("lancam_publish_reconnects", "Connections to a --publish target after the first.", (t) => t.reconnects);
     const perViewer = (name: string, help: string, value: (v: ViewState["viewers"][number]) => number | null) =>
       new Gauge({ name, help, labelNames: VIEWER_LABELS, registers, collect() {
         this.reset();

@@ -1,4 +1,4 @@
-import type { ServerCounters, SourceInfo, ViewerInfo } from "./viewer-info.ts";
+import type { PublishTargetInfo, ServerCounters, SourceInfo, ViewerInfo } from "./viewer-info.ts";
 
 /** One viewers-table row: the viewer as the server or the view counts it, plus its loss. */
 export interface ViewerRow extends ViewerInfo {
@@ -43,6 +43,8 @@ export interface ViewState {
     };
   };
   viewers: ViewerRow[];
+  /** Media servers the stream is pushed to (--publish). */
+  publish: PublishTargetInfo[];
   history: HistoryColumns;
 }
 

@@ -70,12 +70,28 @@ export interface ServerCounters {
   drops: Record<string, number>;
 }
 
+/** One media server the stream is pushed to (--publish), credentials already redacted. */
+export interface PublishTargetInfo {
+  url: string;
+  codec: string;
+  /** idle, connecting, publishing, backoff or closed. */
+  state: string;
+  /** Frames handed to its ffmpeg. */
+  sent: number;
+  /** Frames not sent: it was down, slow, or could not carry them. */
+  dropped: number;
+  reconnects: number;
+  lastError: string | null;
+}
+
 /** What the server tells the view on every request for /state, /metrics and the page. */
 export interface ServerState {
   source: SourceInfo;
   /** The UDP viewers; the view adds its own browser readers. */
   viewers: ViewerInfo[];
   counters: ServerCounters;
+  /** Where the stream is published; absent or empty when nowhere. */
+  publish?: PublishTargetInfo[];
 }
 
 /** A browser asking to watch. */
