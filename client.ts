@@ -9,6 +9,9 @@ import { checkCanRecord } from "./lib/app/record-check.ts";
 import { recordSettings } from "./lib/app/record-flags.ts";
 import { runMain, StopSignal } from "./lib/app/run-main.ts";
 import { versionReport } from "./lib/app/version.ts";
+import { UsageError } from "./lib/app/cli.ts";
+import { tokenSource } from "./lib/app/token-flags.ts";
+import { setUpToken } from "./lib/app/token-setup.ts";
 import { formatStatus, StatusLine } from "./lib/display/status-line.ts";
 import { displayAvailable } from "./lib/display/viewer-window.ts";
 import { WindowSink } from "./lib/display/window-sink.ts";
@@ -31,6 +34,9 @@ async function main(): Promise<number> {
   const { host, port, udpPort } = cli.operands;
   const { frames: maxFrames, duration: maxSeconds, recvBuffer: receiveBufferBytes, name, stats: statsPath } = cli.flags;
   const record = cli.flags.record ? { dir: cli.flags.out, ...recordSettings(cli.flags) } : null;
+  const tokens = tokenSource(cli.flags, process.env);
+  if (tokens.kind === "auto") throw new UsageError("LANCAM_TOKEN=auto is for the server; give the viewer the token the server printed");
+  if (tokens.kind !== "none" && cli.flags.classic) throw new UsageError("--classic: the classroom program has no token; run without one");
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
@@ -44,6 +50,8 @@ async function main(): Promise<number> {
   const log = createLogger("client", logFile ? [toStderr, logFile.sink] : [toStderr]);
   // Both are needed to record; say so now rather than after connecting.
   if (record) checkCanRecord(record.dir, CLIENT_RECORD_CLI);
+  const token = setUpToken(tokens, null);
+  for (const w of token?.warnings ?? []) log.warn(w);
 
   const windowed = cli.flags.window && displayAvailable();
   if (cli.flags.window && !windowed) log.warn("no display available; running without a window (pass --no-window to say so)");
@@ -64,7 +72,7 @@ async function main(): Promise<number> {
 
   const viewer: Watcher = createWatcher({
     protocol: cli.flags.classic ? "classic" : "lancam",
-    host, port, udpPort, log, sinks, maxFrames, maxSeconds, receiveBufferBytes, name,
+    host, port, udpPort, log, sinks, maxFrames, maxSeconds, receiveBufferBytes, name, token: token?.key ?? null,
     recordedFrames: () => recorder?.framesAccepted ?? 0,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
     onStreamRate: (fps) => recorder?.onStreamRate(fps),

@@ -12,8 +12,12 @@ import { versionReport } from "./lib/app/version.ts";
 import { openSource } from "./lib/capture/capture.ts";
 import { browserAdmission, serverState } from "./lib/app/browser-view.ts";
 import { HttpView } from "./lib/http/http-view.ts";
+import { tokenAuth } from "./lib/http/token-auth.ts";
 import { SegmentWriter } from "./lib/record/segment-writer.ts";
-import { StreamServer } from "./lib/send/stream-server.ts";
+import { StartError, StreamServer } from "./lib/send/stream-server.ts";
+import { tokenSource } from "./lib/app/token-flags.ts";
+import { checkBrowserViewWithToken, joinCommand, reachableAddress, setUpToken } from "./lib/app/token-setup.ts";
+import { TokenError } from "./lib/net/token.ts";
 
 async function main(): Promise<number> {
   const cli = parseCommandLine(SERVER_COMMAND, process.argv.slice(2));
@@ -28,6 +32,8 @@ async function main(): Promise<number> {
   const { port, bind, source: spec, size, fps, quality, loop, log: logPath, maxClients, mtu, spread, http: httpPort, httpBind } = cli.flags;
   const record = cli.flags.record === null ? null : { dir: cli.flags.record, ...recordSettings(cli.flags) };
   const targets = publishTargets(cli.flags);
+  const tokens = tokenSource(cli.flags, process.env);
+  if (tokens.kind !== "none" && httpPort !== null) checkBrowserViewWithToken(httpBind);
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
@@ -36,11 +42,20 @@ async function main(): Promise<number> {
   signal.onStop((sig) => log.info("stopping", { signal: sig }));
   // Said before the camera opens, not after old recordings were repaired.
   if (record) checkCanRecord(record.dir, SERVER_RECORD_CLI);
+  let token;
+  try {
+    token = setUpToken(tokens, logPath);
+  } catch (e) {
+    if (e instanceof TokenError) throw new StartError(e.message);
+    throw e;
+  }
+  for (const w of token?.warnings ?? []) log.warn(w);
 
   await using source = await openSource(spec, { size, fps, quality, loop, reencode: cli.flags.reencode, log: log.child("capture") });
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.
   await using server = await StreamServer.start({
     port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },
+    maxPerHost: cli.flags.maxPerHost, token: token?.key ?? null,
   });
   // Publishing never holds up the rest: frames for a server that is down or slow are dropped and counted.
   await using publishers = targets.length === 0
@@ -52,6 +67,7 @@ async function main(): Promise<number> {
     ? null
     : await HttpView.start({
         port: httpPort, bind: httpBind, log: log.child("http"), startedAt, logViewers: false, admission: browserAdmission(server),
+        auth: token ? tokenAuth(token.token) : null,
         state: serverState(server, { description: source.description, width: source.width, height: source.height, fps: source.fps }, () => framesCaptured,
           () => publishers?.stats.map(({ url, codec, state, sent, dropped, reconnects, lastError }) => ({ url, codec, state, sent, dropped, reconnects, lastError })) ?? []),
       });
@@ -62,7 +78,14 @@ async function main(): Promise<number> {
   // the source keeps its place (so the next viewer starts at once) but encodes nothing.
   source.pauseWhile(() => server.viewerCount === 0 && writer === null && publishers === null);
   log.info("started", { source: source.description, size: `${source.width}x${source.height}`, fps: source.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
+  if (token) log.info("token required: viewers prove it, frames are encrypted", { tokenFile: token.file?.path });
+  else log.warn("no token: anyone on the network can watch this stream; start with --token auto to require one");
   console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}`);
+  // The token goes to the terminal only, never to the log.
+  if (token?.file) {
+    console.log(`lancam server token file=${token.file.path} (${token.file.created ? "new" : "kept from an earlier start"})`);
+    console.log(`join with: ${joinCommand(reachableAddress(bind), server.port, token.token)}`);
+  }
   if (http) console.log(`lancam http listening url=${http.url}`);
 
   let exitCode = 0;

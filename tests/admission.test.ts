@@ -8,6 +8,7 @@ import {
   ByeReason,
   encodeControl,
   MAX_REFUSE_TEXT_BYTES,
+  CAP_RESUME,
   PROTOCOL_VERSION,
   RefuseReason,
   type ControlMessage,
@@ -114,39 +115,56 @@ describe("hello", () => {
     expect(m.sessionCount).toBe(0);
   });
 
-  test("must come within timeoutMs of connecting", () => {
+  test("must come within the hello deadline (2 s by default, shorter than the session timeout)", () => {
     const m = machine();
     m.connected(1, { address: HERE, port: 50_001 }, 1000);
-    expect(m.tick(6000)).toEqual([]);
-    const out = m.tick(6001);
+    expect(m.tick(3000)).toEqual([]);
+    const out = m.tick(3001);
     expect(kinds(out)).toEqual(["log connection closed", "close 1"]);
     expect(lines(out)).toEqual(['WARN [server] connection closed client=192.168.1.20:50001 reason="no hello within timeout"']);
     expect(m.pendingCount).toBe(0);
-    expect(m.received(1, hello(8001), 6002)).toEqual([]);
+    expect(m.received(1, hello(8001), 3002)).toEqual([]);
+    const slow = machine({ helloTimeoutMs: 500 });
+    slow.connected(1, { address: HERE, port: 50_001 }, 0);
+    expect(kinds(slow.tick(501))).toEqual(["log connection closed", "close 1"]);
   });
 });
 
 describe("pending connections", () => {
-  test("one address holds at most MAX_PENDING_PER_ADDRESS without hello; others are not locked out", () => {
+  test("one address holds at most MAX_PENDING_PER_ADDRESS without hello: one more evicts that address's oldest, no one else's", () => {
     const m = machine();
-    for (let i = 0; i < MAX_PENDING_PER_ADDRESS; i++) expect(m.connected(i, { address: HERE, port: 50_000 + i }, 0)).toEqual([]);
-    const over = m.connected(100, { address: HERE, port: 50_100 }, 0);
-    expect(kinds(over)).toEqual(["log connection refused", "send 100", "close 100"]);
-    expect(sentTo(over, 100)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello from this address" }]);
-    expect(m.connected(101, { address: THERE, port: 50_101 }, 0)).toEqual([]);
-    // A hello moves a connection out of the pending count, making room.
-    expect(sentTo(m.received(0, hello(8000), 0), 0)[0]!.type).toBe("welcome");
-    expect(m.connected(102, { address: HERE, port: 50_102 }, 0)).toEqual([]);
+    expect(m.connected(99, { address: THERE, port: 50_099 }, 0)).toEqual([]);
+    for (let i = 0; i < MAX_PENDING_PER_ADDRESS; i++) expect(m.connected(i, { address: HERE, port: 50_000 + i }, i)).toEqual([]);
+    const over = m.connected(100, { address: HERE, port: 50_100 }, 100);
+    expect(kinds(over)).toEqual(["log connection evicted", "send 0", "close 0"]);
+    expect(sentTo(over, 0)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello from this address" }]);
+    expect(lines(over)).toEqual(['WARN [server] connection evicted client=192.168.1.20:50000 reason="too many connections without hello from this address"']);
+    expect(m.pendingCount).toBe(MAX_PENDING_PER_ADDRESS + 1);
+    expect(m.pendingEvicted).toBe(1);
+    // The newest is the one that stays; the evicted one's hello is too late.
+    expect(m.received(0, hello(8000), 101)).toEqual([]);
+    expect(sentTo(m.received(100, hello(8100), 101), 100)[0]!.type).toBe("welcome");
+    expect(sentTo(m.received(99, hello(8099), 101), 99)[0]!.type).toBe("welcome");
   });
 
-  test("all addresses together hold at most maxPending; a closed one frees its place", () => {
+  test("all addresses together hold at most maxPending: one more evicts the oldest; a closed one frees its place", () => {
     const m = machine({ maxPending: 2 });
     m.connected(1, { address: HERE, port: 50_001 }, 0);
-    m.connected(2, { address: THERE, port: 50_002 }, 0);
-    const over = m.connected(3, { address: "192.168.1.40", port: 50_003 }, 0);
-    expect(sentTo(over, 3)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello" }]);
-    expect(m.closed(1, 1)).toEqual([{ kind: "close", conn: 1, reason: "connection closed" }]);
-    expect(m.connected(4, { address: "192.168.1.40", port: 50_004 }, 1)).toEqual([]);
+    m.connected(2, { address: THERE, port: 50_002 }, 1);
+    const over = m.connected(3, { address: "192.168.1.40", port: 50_003 }, 2);
+    expect(kinds(over)).toEqual(["log connection evicted", "send 1", "close 1"]);
+    expect(sentTo(over, 1)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello" }]);
+    expect(m.closed(2, 3)).toEqual([{ kind: "close", conn: 2, reason: "connection closed" }]);
+    expect(m.connected(4, { address: "192.168.1.40", port: 50_004 }, 3)).toEqual([]);
+    expect(m.pendingCount).toBe(2);
+  });
+
+  test("a flood of silent connections cannot keep a viewer out: it connects and is welcomed", () => {
+    const m = machine({ maxPending: 8 });
+    for (let i = 0; i < 1000; i++) m.connected(1000 + i, { address: `10.0.${i >> 8}.${i & 0xff}`, port: 40_000 }, i);
+    expect(m.pendingCount).toBe(8);
+    expect(kinds(m.connected(1, { address: HERE, port: 50_001 }, 1000))).toEqual(["log connection evicted", "send 1992", "close 1992"]);
+    expect(sentTo(m.received(1, hello(8001), 1000), 1)[0]!.type).toBe("welcome");
   });
 });
 
@@ -163,12 +181,17 @@ describe("admission", () => {
     expect(sentTo(join(m, 3, 8003, 10, THERE), 3)[0]!.type).toBe("welcome");
   });
 
-  test("a hello for an address and UDP port that has a session replaces that stale session, even when full", () => {
-    const m = machine({ maxClients: 1 });
-    const old = sessionOf(join(m, 1, 8001));
+  test("a hello for an address and UDP port that has a session, with that session's resume secret, replaces it, even when full", () => {
+    const m = machine({ maxClients: 1, randomSecret: () => new Uint8Array(16).fill(0x5e) });
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const first = m.received(1, { ...hello(8001), capabilities: CAP_RESUME }, 0);
+    const welcome = sentTo(first, 1)[0]!;
+    expect(welcome).toMatchObject({ type: "welcome", resume: new Uint8Array(16).fill(0x5e) });
+    const old = sessionOf(first);
     old.framesSent = 40;
     m.received(1, report(38, 1, 1), 1000);
-    const out = join(m, 2, 8001, 1500);
+    m.connected(2, { address: HERE, port: 50_002 }, 1500);
+    const out = m.received(2, { ...hello(8001), capabilities: CAP_RESUME, resume: (welcome as { resume: Uint8Array }).resume }, 1500);
     expect(kinds(out)).toEqual(["send 1", "stop 1", "log client left", "close 1", "send 2", "start 2", "log client joined"]);
     expect(sentTo(out, 1)).toEqual([{ type: "bye", reason: ByeReason.Other }]);
     expect(sentTo(out, 2)[0]!.type).toBe("welcome");
@@ -178,6 +201,23 @@ describe("admission", () => {
     expect(m.sessionCount).toBe(1);
     // The old connection is forgotten: its late bye changes nothing.
     expect(m.received(1, { type: "bye", reason: ByeReason.UserQuit }, 1600)).toEqual([]);
+  });
+
+  test("any other hello for that address and UDP port is refused: no secret, or a wrong one", () => {
+    const m = machine({ randomSecret: () => new Uint8Array(16).fill(0x5e) });
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    m.received(1, { ...hello(8001), capabilities: CAP_RESUME }, 0);
+    for (const [conn, resume] of [[2, undefined], [3, new Uint8Array(16).fill(0x5f)]] as const) {
+      m.connected(conn, { address: HERE, port: 50_000 + conn }, 100);
+      const out = m.received(conn, { ...hello(8001), capabilities: CAP_RESUME, resume }, 100);
+      expect(kinds(out)).toEqual(["log client refused", `send ${conn}`, `close ${conn}`]);
+      expect(sentTo(out, conn)).toEqual([
+        { type: "refuse", reason: RefuseReason.Other, text: "UDP port 8001 of 192.168.1.20 is already receiving this stream; it is freed when that viewer leaves or is silent for 5 s" },
+      ]);
+      expect(lines(out)[0]).toBe(`WARN [server] client refused client=192.168.1.20:5000${conn} udp=8001 reason="udp port in use"`);
+    }
+    expect(m.sessionCount).toBe(1);
+    expect(m.viewers()[0]!.udpPort).toBe(8001);
   });
 
   test("the same UDP port on another address is another viewer, not a replacement", () => {
@@ -219,13 +259,13 @@ describe("liveness", () => {
 
   test("a session silent for longer than timeoutMs gets bye timeout and leaves; any message keeps it", () => {
     const m = machine();
-    join(m, 1, 8001, 0);
+    sessionOf(join(m, 1, 8001, 0)).framesSent = 60;
     m.received(1, report(59), 2000);
     expect(sentTo(m.tick(7000), 1).map((msg) => msg.type)).toEqual(["heartbeat"]);
     const out = m.tick(7001);
     expect(kinds(out)).toEqual(["send 1", "stop 1", "log client left", "close 1"]);
     expect(sentTo(out, 1)).toEqual([{ type: "bye", reason: ByeReason.Timeout }]);
-    expect(lines(out)[0]).toBe("INFO [server] client left client=192.168.1.20:50001 udp=8001 session=00000100 reason=timeout seconds=7.0 framesSent=0 framesReceived=59 framesLost=0 clients=0");
+    expect(lines(out)[0]).toBe("INFO [server] client left client=192.168.1.20:50001 udp=8001 session=00000100 reason=timeout seconds=7.0 framesSent=60 framesReceived=59 framesLost=0 clients=0");
     expect(m.sessionCount).toBe(0);
     expect(m.tick(20_000)).toEqual([]);
   });
@@ -260,7 +300,7 @@ describe("leaving", () => {
 
   test("a bye without totals (an older viewer) falls back to the last report", () => {
     const m = machine();
-    join(m, 1, 8001, 0);
+    sessionOf(join(m, 1, 8001, 0)).framesSent = 150;
     m.received(1, report(147, 2, 1), 4000);
     const [line] = lines(m.received(1, { type: "bye", reason: ByeReason.UserQuit }, 5000));
     expect(line).toContain("reason=goodbye");
@@ -348,14 +388,15 @@ describe("first bytes", () => {
     m.connected(1, { address: HERE, port: 50_001 }, 0);
     expect(m.arrived(1, ascii("8\r"), 0)).toEqual([]);
     m.connected(2, { address: THERE, port: 50_002 }, 0);
-    expect(sentTo(m.connected(3, { address: THERE, port: 50_003 }, 0), 3)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello" }]);
-    expect(m.tick(5000)).toEqual([]);
-    const out = m.tick(5001);
+    // The undecided one is pending like any other: the oldest, it makes room for the newest.
+    expect(sentTo(m.connected(3, { address: THERE, port: 50_003 }, 0), 1)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello" }]);
+    expect(m.tick(2000)).toEqual([]);
+    const out = m.tick(2001);
     expect(lines(out)).toEqual([
-      'WARN [server] connection closed client=192.168.1.20:50001 reason="no hello within timeout"',
       'WARN [server] connection closed client=192.168.1.30:50002 reason="no hello within timeout"',
+      'WARN [server] connection closed client=192.168.1.30:50003 reason="no hello within timeout"',
     ]);
-    expect(kinds(out).filter((k) => k.startsWith("close"))).toEqual(["close 1", "close 2"]);
+    expect(kinds(out).filter((k) => k.startsWith("close"))).toEqual(["close 2", "close 3"]);
   });
 
   test("a joined classroom viewer is no longer pending: it frees its place and gets no hello deadline or heartbeats", () => {

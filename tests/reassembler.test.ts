@@ -330,11 +330,13 @@ describe("Reassembler", () => {
     expect(r.stats.dropped.late).toBe(0);
   });
 
-  test("resync after a jump of more than RESYNC_DISTANCE ahead", () => {
+  test("resync after a jump of more than RESYNC_DISTANCE ahead, once the stream has been quiet", () => {
     const r = make();
     feed(r, frame(10));
     const far = seqAdd(10, RESYNC_DISTANCE + 1);
-    const out = feed(r, frame(far));
+    expect(feed(r, frame(far), 500)).toEqual([]);
+    expect(r.stats.dropped.unconfirmed).toBe(3);
+    const out = feed(r, frame(far), 501);
     expect(out).toEqual([{ frameNumber: far, missingBefore: 0, length: 10 }]);
     expect(r.stats.resyncs).toBe(1);
     expect(r.stats.framesMissing).toBe(0);
@@ -343,18 +345,50 @@ describe("Reassembler", () => {
   test("a jump within RESYNC_DISTANCE is a gap, not a resync", () => {
     const r = make();
     feed(r, frame(10));
-    const out = feed(r, frame(10 + RESYNC_DISTANCE));
+    const out = feed(r, frame(10 + RESYNC_DISTANCE), 501);
     expect(out[0]!.missingBefore).toBe(RESYNC_DISTANCE - 1);
     expect(r.stats.resyncs).toBe(0);
     expect(r.stats.framesMissing).toBe(RESYNC_DISTANCE - 1);
   });
 
-  test("resync after a jump of more than RESYNC_DISTANCE behind (sender restarted its numbering)", () => {
+  test("resync after a jump of more than RESYNC_DISTANCE behind (sender restarted its numbering), once the stream has been quiet", () => {
     const r = make();
     feed(r, frame(0x00100000));
-    expect(numbers(feed(r, [...frame(0), ...frame(1)]))).toEqual([0, 1]);
+    expect(feed(r, frame(0), 10)).toEqual([]);
+    expect(numbers(feed(r, [...frame(0), ...frame(1)], 511))).toEqual([0, 1]);
     expect(r.stats.resyncs).toBe(1);
     expect(r.stats.dropped.late).toBe(0);
+  });
+
+  test("frames spoofed far ahead of a live stream are not taken as its position; the real ones keep coming", () => {
+    // The attack this stops: frames numbered ahead, from the server's address, made every
+    // real datagram "late" and the viewer showed the forgeries.
+    const r = make();
+    const shown: number[] = [];
+    for (let fn = 100; fn < 160; fn++) {
+      const now = (fn - 100) * 33;
+      shown.push(...numbers(feed(r, frame(fn), now)));
+      // Three forgeries per real frame, each far ahead (just past maxJump and beyond).
+      for (const ahead of [65, 194, 5000]) shown.push(...numbers(feed(r, frame(fn + ahead), now + 1)));
+    }
+    expect(shown).toEqual(Array.from({ length: 60 }, (_, i) => 100 + i));
+    expect(r.stats.dropped.unconfirmed).toBe(60 * 3 * 3);
+    expect(r.stats.dropped.late).toBe(0);
+    expect(r.stats.resyncs).toBe(0);
+  });
+
+  test("a jump up to maxJump is a gap; past it, it waits for the stream to go quiet for a frame timeout", () => {
+    const r = make({ maxJump: 64, frameTimeoutMs: 500 });
+    feed(r, frame(1), 0);
+    expect(numbers(feed(r, frame(65), 10))).toEqual([65]);
+    expect(feed(r, frame(130), 20)).toEqual([]);
+    expect(feed(r, frame(131), 510)).toEqual([]);
+    expect(r.stats.dropped.unconfirmed).toBe(6);
+    // Nothing near 65 for more than 500 ms: the far frames are confirmed as the stream.
+    expect(numbers(feed(r, frame(132), 511))).toEqual([132]);
+    expect(numbers(feed(r, frame(133), 530))).toEqual([133]);
+    expect(r.stats.framesMissing).toBe(63 + 66);
+    expect(() => make({ maxJump: 0 })).toThrow(RangeError);
   });
 
   test("a small step back is late at first, but only-late for a frame timeout means the numbering restarted", () => {

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { SessionTable } from "../lib/send/sessions.ts";
 
-const peer = (n: number) => ({ address: "127.0.0.1", tcpPort: 40000 + n, udpPort: 50000 + n, name: `v${n}` });
+const peer = (n: number) => ({ address: "127.0.0.1", tcpPort: 40000 + n, udpPort: 50000 + n, name: `v${n}`, resume: new Uint8Array(16).fill(n) });
 
 test("admits up to maxClients, then refuses as full; a leave frees a place", () => {
   const t = new SessionTable({ maxClients: 2, timeoutMs: 5000 });

@@ -1,7 +1,7 @@
 // The server's control channel against hand-made clients on 127.0.0.1: refusals,
 // malformed input closing one connection only, and datagrams going only to the TCP peer.
 import { describe, expect, test } from "bun:test";
-import { ByeReason, encodeControl, PROTOCOL_VERSION, RefuseReason, type ControlMessage } from "../lib/wire/control.ts";
+import { ByeReason, CAP_RESUME, encodeControl, PROTOCOL_VERSION, RefuseReason, type ControlMessage, type Welcome } from "../lib/wire/control.ts";
 import { decodeDatagram } from "../lib/wire/datagram.ts";
 import { memoryLogger } from "../lib/app/log.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
@@ -158,6 +158,8 @@ describe("stream server control channel", () => {
       const c = await rawClient(server.port);
       c.send(helloBytes(7101));
       await until(() => c.messages.length > 0, 3000, "welcome");
+      // The counts must be possible: 150 frames went to it.
+      for (let i = 0; i < 150; i++) server.broadcast({ seq: i, capturedAt: 1_700_000_000_000_000 + i, width: 320, height: 240, jpeg: new Uint8Array(100).fill(i) });
       c.send(encodeControl({ type: "report", framesReceived: 147, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0 }));
       c.send(encodeControl({ type: "bye", reason: ByeReason.UserQuit, totals: { framesReceived: 149, framesLost: 0, framesIncomplete: 1, framesRecorded: 149 } }));
       await until(() => c.closed, 3000, "server closes after the bye");
@@ -167,13 +169,20 @@ describe("stream server control channel", () => {
     });
   });
 
-  test("a new session for the same address and UDP port replaces the old one (its viewer is gone)", async () => {
+  test("a new session for the same address and UDP port, with the old one's resume secret, replaces it; without, it is refused", async () => {
     await withServer(async (server, log) => {
       const a = await rawClient(server.port);
-      a.send(helloBytes(8001));
+      a.send(encodeControl({ type: "hello", version: PROTOCOL_VERSION, udpPort: 8001, capabilities: CAP_RESUME, name: "raw" }));
       await until(() => a.messages.length > 0, 3000, "first welcomed");
+      const { resume } = a.messages[0] as Welcome;
+      expect(resume).toHaveLength(16);
+      const stranger = await rawClient(server.port);
+      stranger.send(helloBytes(8001));
+      await until(() => stranger.closed, 3000, "a stranger's hello for that port refused");
+      expect(stranger.messages).toMatchObject([{ type: "refuse", reason: RefuseReason.Other }]);
+      expect(a.closed).toBe(false);
       const b = await rawClient(server.port);
-      b.send(helloBytes(8001));
+      b.send(encodeControl({ type: "hello", version: PROTOCOL_VERSION, udpPort: 8001, capabilities: CAP_RESUME, name: "raw", resume }));
       await until(() => b.messages.length > 0 && a.closed, 3000, "second welcomed, first closed");
       expect(b.messages[0]!.type).toBe("welcome");
       expect(a.messages.at(-1)).toMatchObject({ type: "bye" });

@@ -4,6 +4,7 @@ import { nameProblem } from "../wire/control.ts";
 import { parseByteSize, parseInteger, parseNumber, parsePort, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, operand, valueFlag } from "./flags.ts";
 import { LOG_MAX_FLAG } from "./log-flags.ts";
+import { CLIENT_TOKEN_FLAGS } from "./token-flags.ts";
 import { RECORD_FLAGS } from "./record-flags.ts";
 
 const text = (raw: string) => raw;
@@ -35,6 +36,7 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
       "UDP receive buffer to ask the kernel for (default 4M)"),
     log: valueFlag<string | null>("log", "FILE", null, text, "also append log lines to FILE"),
     logMax: LOG_MAX_FLAG,
+    ...CLIENT_TOKEN_FLAGS,
     name: valueFlag("name", "NAME", "", (raw, flag) => {
       const bad = nameProblem(raw);
       if (bad) throw new UsageError(`invalid ${flag}: ${bad}`);

@@ -1,5 +1,6 @@
 import type { SourceSpec } from "../capture/capture.ts";
 import type { RecordCliFlags } from "../record/record-dir.ts";
+import { DEFAULT_MAX_PER_HOST } from "../send/admission.ts";
 import { DEFAULT_SPREAD } from "../send/stream-server.ts";
 import { parsePublishCodec, PublishCodecError, type PublishCodec } from "../publish/publish-process.ts";
 import { parsePublishUrl, PublishUrlError, readPublishTokenFile, type PublishTarget } from "../publish/publish-url.ts";
@@ -8,6 +9,7 @@ import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "../wire/datagram.ts";
 import { parseInteger, parseNumber, parsePort, parseSize, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, listFlag, valueFlag } from "./flags.ts";
 import { LOG_MAX_FLAG } from "./log-flags.ts";
+import { SERVER_TOKEN_FLAGS } from "./token-flags.ts";
 import { RECORD_FLAGS } from "./record-flags.ts";
 
 /** Parses `--source`: "camera:N", "test", "gst:PIPELINE", "file:PATH" or a file path. */
@@ -66,6 +68,9 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
     log: valueFlag("log", "FILE", "lancam-server.log", text, "append joins and leaves here (default lancam-server.log)"),
     logMax: LOG_MAX_FLAG,
     maxClients: valueFlag("max-clients", "N", 32, (raw, flag) => parseInteger(flag, raw, 1, 1024), "viewers at once, 1-1024 (default 32)"),
+    maxPerHost: valueFlag("max-per-host", "N", DEFAULT_MAX_PER_HOST, (raw, flag) => parseInteger(flag, raw, 1, 1024),
+      `viewers at once from one address, 1-1024 (default ${DEFAULT_MAX_PER_HOST})`),
+    ...SERVER_TOKEN_FLAGS,
     mtu: valueFlag("mtu", "BYTES", DEFAULT_MTU, (raw, flag) => parseInteger(flag, raw, MIN_MTU, MAX_MTU),
       `largest datagram, ${MIN_MTU}-${MAX_MTU} (default ${DEFAULT_MTU})`),
     spread: valueFlag("spread", "F", DEFAULT_SPREAD, (raw, flag) => parseNumber(flag, raw, 0, 1),

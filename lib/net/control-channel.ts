@@ -1,10 +1,13 @@
 import { encodeControl, type ControlMessage } from "../wire/control.ts";
 import { MessageReader } from "../wire/message-reader.ts";
+import type { ControlMac } from "./control-mac.ts";
 
 /** The part of a Bun TCP socket the channel needs (both Bun.listen's and Bun.connect's sockets fit). */
 export interface ByteSocket {
   write(data: Uint8Array): number;
   end(): void;
+  /** Closes at once, dropping what is unwritten (a peer that stopped reading would hold end() up). */
+  terminate?(): void;
 }
 
 /** Most control bytes a channel holds for a peer that does not read; past this it is closed. */
@@ -14,17 +17,27 @@ export const MAX_PENDING_BYTES = 64 * 1024;
  * One TCP control connection: framed messages in, framed messages out, with a
  * bounded outgoing buffer that resumes on `drain`. Malformed input ends this
  * connection only. The owner forwards the socket's data/drain events here.
+ *
+ * Once `secure` is called, every message sent carries a tag and every message
+ * received must pass `authentic` before it is acted on.
  */
 export class ControlChannel {
   readonly #socket: ByteSocket;
   readonly #reader = new MessageReader();
+  readonly #maxPendingBytes: number;
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #closing = false;
+  #mac: ControlMac | null = null;
+  /** A tagged message has checked out: from then on nothing untagged is believed. */
+  #heardTagged = false;
   closed = false;
+  /** Closed because the peer stopped reading and the outgoing buffer reached its bound. */
+  overflowed = false;
 
-  constructor(socket: ByteSocket) {
+  constructor(socket: ByteSocket, opts: { maxPendingBytes?: number } = {}) {
     this.#socket = socket;
+    this.#maxPendingBytes = opts.maxPendingBytes ?? MAX_PENDING_BYTES;
   }
 
   /** Decodes what arrived; throws DecodeError on a malformed message (the caller closes). */
@@ -32,10 +45,40 @@ export class ControlChannel {
     return this.#reader.push(chunk);
   }
 
+  /** From now on messages are tagged and checked with `mac`. */
+  secure(mac: ControlMac): void {
+    this.#mac = mac;
+  }
+
+  /** Whether messages are tagged and checked. */
+  get secured(): boolean {
+    return this.#mac !== null;
+  }
+
+  /** Messages received with a missing or wrong tag (dropped by the owner). */
+  get forged(): number {
+    return this.#mac?.forged ?? 0;
+  }
+
+  /**
+   * Whether a received message may be acted on: always on a connection that is not
+   * secured; on one that is, only with the right tag. One exception: an untagged
+   * refuse before any tagged message, which is how a server that could not check the
+   * client's proof (a wrong token) says so; it can only end the attempt, as a reset would.
+   */
+  authentic(msg: ControlMessage): boolean {
+    const mac = this.#mac;
+    if (!mac) return true;
+    if (!msg.tag && msg.type === "refuse" && !this.#heardTagged) return true;
+    const ok = mac.open(msg);
+    if (ok) this.#heardTagged = true;
+    return ok;
+  }
+
   /** Queues a message; returns false (and closes) when the peer has stopped reading. */
   send(msg: ControlMessage): boolean {
     if (this.closed) return false;
-    const bytes = encodeControl(msg);
+    const bytes = this.#mac ? this.#mac.seal(msg) : encodeControl(msg);
     if (this.#pending.length === 0) {
       const n = this.#socket.write(bytes);
       if (n < 0) {
@@ -47,7 +90,8 @@ export class ControlChannel {
     } else {
       this.#queue(bytes);
     }
-    if (this.#pendingBytes > MAX_PENDING_BYTES) {
+    if (this.#pendingBytes > this.#maxPendingBytes) {
+      this.overflowed = true;
       this.close();
       return false;
     }
@@ -85,7 +129,8 @@ export class ControlChannel {
     this.closed = true;
     this.#pending = [];
     this.#pendingBytes = 0;
-    this.#socket.end();
+    if (this.overflowed && this.#socket.terminate) this.#socket.terminate();
+    else this.#socket.end();
   }
 
   #queue(bytes: Uint8Array): void {

@@ -1,6 +1,8 @@
+import { unwrapStreamKey } from "../net/frame-cipher.ts";
+import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
-  ByeReason, PROTOCOL_VERSION, RefuseReason, byeReasonText, refuseReasonText,
-  type ByeTotals, type ControlMessage, type Report, type Welcome,
+  ByeReason, CAP_DECRYPT, CAP_RESUME, CAP_TOKEN_AUTH, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, byeReasonText, refuseReasonText,
+  type ByeTotals, type Challenge, type ControlMessage, type Hello, type Key, type Report, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
 
@@ -30,6 +32,11 @@ export class ConnectError extends Error {
   }
 }
 
+/** A failure about the token on either side: final, as a refusal for auth is. */
+function authError(message: string): ConnectError {
+  return new ConnectError(message, RefuseReason.AuthRequired);
+}
+
 /** Why a running session ended (the viewer stopping is not an end: it finishes the machine). */
 export type SessionEnd =
   | { reason: "server bye"; text: string }
@@ -46,6 +53,8 @@ export type HandshakeInput =
   /** It could not be opened (refused, unresolvable); `text` is for the user. */
   | { type: "connect-failed"; text: string }
   | { type: "message"; msg: ControlMessage }
+  /** A message whose tag was missing or wrong (the channel dropped it). */
+  | { type: "forged" }
   /** The control stream could not be decoded; its framing is lost. */
   | { type: "decode-error"; text: string }
   /** The peer closed the connection; `error` when a socket error closed it. */
@@ -60,8 +69,15 @@ export type HandshakeAction =
   /** Open a TCP connection to the server (then report `connected` or `connect-failed`). */
   | { type: "connect" }
   | { type: "send"; msg: ControlMessage }
-  /** Start accepting datagrams from the server's address and `welcome.udpSourcePort` for `welcome.sessionId`. */
+  /** From now on tag what is sent and check what comes (after the response is sent). */
+  | { type: "secure"; keys: SessionKeys }
+  /**
+   * Start accepting datagrams from the server's address and `welcome.udpSourcePort` for
+   * `welcome.sessionId`; encrypted ones (welcome.flags) only open with the keys that follow.
+   */
   | { type: "receive"; welcome: Welcome }
+  /** A stream key for this session's datagrams. */
+  | { type: "key"; id: number; key: Uint8Array }
   /** Stop accepting datagrams and close the connection after what was sent; ignore its further events. */
   | { type: "close"; reason: string }
   /** Tick again after `afterMs`: the next connection attempt is due then. */
@@ -85,12 +101,17 @@ export interface HandshakeOptions {
   totals: () => ByeTotals;
   /** Wall clock for heartbeats, µs since the Unix epoch. */
   wallClockMicros?: () => number;
+  /**
+   * The token (stretched): the server must ask for it and prove it holds it too, and
+   * frames must be encrypted. Without one, a server that asks for a token is an error.
+   */
+  auth?: { token: TokenKey; nonce?: () => Uint8Array } | null;
 }
 
 type State =
   | { kind: "idle" }
-  | { kind: "handshake"; connected: boolean; deadline: number }
-  | { kind: "session"; welcome: Welcome; lastHeardAt: number; nextBeatAt: number }
+  | { kind: "handshake"; connected: boolean; deadline: number; hello: Hello | null; keys: SessionKeys | null }
+  | { kind: "session"; welcome: Welcome; lastHeardAt: number; nextBeatAt: number; keys: SessionKeys | null }
   | { kind: "backoff"; retryAt: number }
   | { kind: "finished" };
 
@@ -114,6 +135,8 @@ export class Handshake {
   /** Reconnect attempts since the last welcome, for the backoff. */
   #attempt = 0;
   #welcomed = false;
+  /** The last welcome's resume secret: the next hello presents it, so the server lets it replace that session. */
+  #resume: Uint8Array | null = null;
 
   constructor(opts: HandshakeOptions) {
     this.#opts = opts;
@@ -136,10 +159,22 @@ export class Handshake {
         return this.#stop();
       case "tick":
         return this.#tick(now);
-      case "connected":
+      case "connected": {
         if (s.kind !== "handshake" || s.connected) return [];
         s.connected = true;
-        return [{ type: "send", msg: { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities: 0, name: this.#opts.name ?? "" } }];
+        const capabilities = CAP_RESUME | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0);
+        const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities, name: this.#opts.name ?? "" };
+        if (this.#resume) hello.resume = this.#resume;
+        s.hello = hello;
+        return [{ type: "send", msg: hello }];
+      }
+      case "forged":
+        // Before the welcome, a message that fails its tag can only come from a server that
+        // does not hold the token (or from someone in between): the server has not proved itself.
+        if (s.kind === "handshake" && s.keys) {
+          return this.#fail(authError(`server ${this.#server} could not prove it holds the token (it has another token, or it is not the server you meant)`), now);
+        }
+        return [];
       case "connect-failed":
         return s.kind === "handshake" && !s.connected ? this.#fail(new ConnectError(input.text), now) : [];
       case "message":
@@ -159,28 +194,75 @@ export class Handshake {
   }
 
   #connect(now: number): HandshakeAction[] {
-    this.#state = { kind: "handshake", connected: false, deadline: now + this.#connectTimeoutMs };
+    this.#state = { kind: "handshake", connected: false, deadline: now + this.#connectTimeoutMs, hello: null, keys: null };
     return [{ type: "connect" }];
   }
 
   #message(msg: ControlMessage, now: number): HandshakeAction[] {
     const s = this.#state;
     if (s.kind === "session") {
-      // Any message is a sign of life; only a bye needs more.
+      // Any message is a sign of life; only a bye and a key need more.
       s.lastHeardAt = now;
-      return msg.type === "bye" ? this.#end({ reason: "server bye", text: byeReasonText(msg.reason) }, now) : [];
+      if (msg.type === "bye") return this.#end({ reason: "server bye", text: byeReasonText(msg.reason) }, now);
+      if (msg.type === "key") return this.#key(s.keys, msg, now);
+      return [];
     }
     if (s.kind !== "handshake" || !s.connected) return [];
-    if (msg.type === "welcome") {
-      this.#welcomed = true;
-      this.#attempt = 0;
-      this.#state = { kind: "session", welcome: msg, lastHeardAt: now, nextBeatAt: now + msg.heartbeatMs };
-      return [{ type: "receive", welcome: msg }];
+    switch (msg.type) {
+      case "challenge":
+        return this.#challenge(s, msg, now);
+      case "welcome":
+        return this.#welcome(s, msg, now);
+      case "refuse": {
+        const why = msg.text || refuseReasonText(msg.reason);
+        const hint = msg.reason === RefuseReason.AuthRequired && this.#opts.auth && s.keys ? " (the viewer's token is not the server's)" : "";
+        return this.#fail(new ConnectError(`server ${this.#server} refused the session: ${why}${hint}`, msg.reason), now);
+      }
+      default:
+        return this.#fail(new ConnectError(`server ${this.#server} answered the hello with ${msg.type}, not welcome`), now);
     }
-    if (msg.type === "refuse") {
-      return this.#fail(new ConnectError(`server ${this.#server} refused the session: ${msg.text || refuseReasonText(msg.reason)}`, msg.reason), now);
+  }
+
+  /** The server asks for the token: answer with a fresh nonce and the proof; from then on the channel is tagged. */
+  #challenge(s: Extract<State, { kind: "handshake" }>, challenge: Challenge, now: number): HandshakeAction[] {
+    const auth = this.#opts.auth;
+    if (!auth) {
+      return this.#fail(authError(`server ${this.#server} needs a token: run the viewer with --token or --token-file (or set LANCAM_TOKEN)`), now);
     }
-    return this.#fail(new ConnectError(`server ${this.#server} answered the hello with ${msg.type}, not welcome`), now);
+    if (s.keys || !s.hello) return this.#fail(new ConnectError(`server ${this.#server} sent a second challenge`), now);
+    const transcript = { hello: s.hello, challenge, clientNonce: (auth.nonce ?? randomNonce)() };
+    const keys = deriveSessionKeys(auth.token, transcript);
+    s.keys = keys;
+    return [
+      { type: "send", msg: { type: "response", clientNonce: transcript.clientNonce, proof: clientProof(keys, transcript) } },
+      { type: "secure", keys },
+    ];
+  }
+
+  /**
+   * With a token, the welcome arrives only through the channel's tag check, under a
+   * key the server could derive only from the token and this viewer's fresh nonce:
+   * it is the server's proof. A server that welcomes without a challenge has no token.
+   */
+  #welcome(s: Extract<State, { kind: "handshake" }>, welcome: Welcome, now: number): HandshakeAction[] {
+    const encrypted = (welcome.flags & WELCOME_ENCRYPTED) !== 0;
+    if (this.#opts.auth && !s.keys) {
+      return this.#fail(authError(`server ${this.#server} does not ask for a token: anyone on the network can watch it; run the viewer without a token to watch anyway`), now);
+    }
+    if (s.keys && !encrypted) return this.#fail(authError(`server ${this.#server} proved the token but does not encrypt its frames`), now);
+    if (!s.keys && encrypted) return this.#fail(new ConnectError(`server ${this.#server} encrypts its frames but never asked for a token`), now);
+    this.#welcomed = true;
+    this.#attempt = 0;
+    this.#resume = welcome.resume ?? null;
+    this.#state = { kind: "session", welcome, lastHeardAt: now, nextBeatAt: now + welcome.heartbeatMs, keys: s.keys };
+    return [{ type: "receive", welcome }];
+  }
+
+  /** A stream key, unwrapped with this session's wrap key; one that does not unwrap ends the session. */
+  #key(keys: SessionKeys | null, msg: Key, now: number): HandshakeAction[] {
+    const key = keys ? unwrapStreamKey(keys.wrap, msg.nonce, msg.keyId, msg.wrapped) : null;
+    if (!key) return this.#end({ reason: "protocol error", text: keys ? "a stream key that does not unwrap" : "a stream key for a session that is not encrypted" }, now);
+    return [{ type: "key", id: msg.keyId, key }];
   }
 
   #tick(now: number): HandshakeAction[] {

@@ -1,6 +1,7 @@
 import { decodeDatagram, MAX_FRAME_BYTES, type DatagramHeader } from "../wire/datagram.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { seqDiff, seqLess } from "../wire/seq.ts";
+import type { FrameOpener } from "./frame-opener.ts";
 
 /**
  * A frame number this far from the last delivered one (either way) means the
@@ -8,6 +9,13 @@ import { seqDiff, seqLess } from "../wire/seq.ts";
  * calling everything late or counting billions of frames missing.
  */
 export const RESYNC_DISTANCE = 2 ** 16;
+/**
+ * A frame number further ahead than this of the last delivered one is not believed
+ * while the stream is live: it becomes the position only once nothing nearer has been
+ * accepted for frameTimeoutMs (a datagram spoofed with a number far ahead would
+ * otherwise make every real datagram "late").
+ */
+export const DEFAULT_MAX_JUMP = 64;
 /** Headroom when a pool buffer grows, so slowly growing frames do not reallocate every time. */
 const GROWTH = 1.25;
 
@@ -21,6 +29,8 @@ export interface ReassemblerOptions {
   maxInFlight?: number;
   /** A partial frame older than this (since its first datagram) is dropped by sweep (default 500). */
   frameTimeoutMs?: number;
+  /** Largest jump ahead accepted at once while the stream is live (default DEFAULT_MAX_JUMP). */
+  maxJump?: number;
 }
 
 /** One complete frame, delivered in frame-number order. */
@@ -64,8 +74,10 @@ interface Counters {
     oversize: number;
     /** Frame length, size, count or capture time disagree with the frame's first fragment. */
     inconsistent: number;
-    /** Encrypted payload: this version cannot decrypt. */
+    /** Encrypted payload in a session without keys (the server did not say it would encrypt). */
     unsupported: number;
+    /** A frame number far from the live stream's, not (yet) confirmed by the stream going quiet. */
+    unconfirmed: number;
   };
 }
 
@@ -127,8 +139,10 @@ export class Reassembler {
     framesMissing: 0,
     resyncs: 0,
     incomplete: { lostFragment: 0, timeout: 0, evicted: 0 },
-    dropped: { malformed: 0, wrongSession: 0, late: 0, duplicate: 0, oversize: 0, inconsistent: 0, unsupported: 0 },
+    dropped: { malformed: 0, wrongSession: 0, late: 0, duplicate: 0, oversize: 0, inconsistent: 0, unsupported: 0, unconfirmed: 0 },
   };
+  readonly #maxJump: number;
+  #opener: FrameOpener | null = null;
   readonly #maxFrameBytes: number;
   readonly #maxInFlight: number;
   readonly #timeoutMs: number;
@@ -142,7 +156,11 @@ export class Reassembler {
   #lastAcceptedMs = -Infinity;
 
   constructor(opts: ReassemblerOptions) {
-    const { maxFrameBytes = MAX_FRAME_BYTES, maxInFlight = 4, frameTimeoutMs = 500 } = opts;
+    const { maxFrameBytes = MAX_FRAME_BYTES, maxInFlight = 4, frameTimeoutMs = 500, maxJump = DEFAULT_MAX_JUMP } = opts;
+    if (!Number.isInteger(maxJump) || maxJump < 1 || maxJump > RESYNC_DISTANCE) {
+      throw new RangeError(`invalid maxJump=${maxJump}: expected an integer 1..${RESYNC_DISTANCE}`);
+    }
+    this.#maxJump = maxJump;
     if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < 1 || maxFrameBytes > 0xffffffff) {
       throw new RangeError(`invalid maxFrameBytes=${maxFrameBytes}: expected an integer 1..${0xffffffff}`);
     }
@@ -187,9 +205,14 @@ export class Reassembler {
     return n;
   }
 
-  /** Forgets all partial frames and the numbering, and accepts `sessionId` from now on (counters keep counting). */
-  reset(sessionId: number): void {
+  /**
+   * Forgets all partial frames and the numbering, and accepts `sessionId` from now on
+   * (counters keep counting). With `opener` the session is encrypted: every datagram
+   * must open with its keys before it counts for anything.
+   */
+  reset(sessionId: number, opener: FrameOpener | null = null): void {
     this.#sessionId = checkSessionId(sessionId);
+    this.#opener = opener;
     for (const s of this.#pool) s.active = false;
     this.#floor = null;
     this.#lastDelivered = null;
@@ -214,7 +237,16 @@ export class Reassembler {
       st.dropped.wrongSession++;
       return null;
     }
-    if (h.encrypted) {
+    if (this.#opener) {
+      // Before anything else looks at the numbers: a forged datagram must not move them.
+      const opened = this.#opener.open(h, datagram, payload, nowMs);
+      if (typeof opened === "string") {
+        // A held datagram is counted when it comes back (or when it expires, by the opener).
+        if (opened === "held") st.datagrams--;
+        return null;
+      }
+      payload = opened;
+    } else if (h.encrypted) {
       st.dropped.unsupported++;
       return null;
     }
@@ -225,8 +257,17 @@ export class Reassembler {
     const fn = h.frameNumber;
     if (this.#floor !== null) {
       const ahead = seqDiff(fn, this.#floor);
-      if (ahead > RESYNC_DISTANCE || ahead < -RESYNC_DISTANCE) {
-        this.#resync();
+      const live = nowMs - this.#lastAcceptedMs <= this.#timeoutMs;
+      if ((ahead > this.#maxJump || ahead < -RESYNC_DISTANCE) && !this.#find(fn)) {
+        // Far away while the stream is live: one stray (or spoofed) datagram does not get
+        // to move the position. Once the stream has been quiet for a frame timeout, the
+        // datagrams still arriving from afar are the stream (and the rest of a frame
+        // begun that way belongs to it).
+        if (live) {
+          st.dropped.unconfirmed++;
+          return null;
+        }
+        if (ahead > RESYNC_DISTANCE || ahead < -RESYNC_DISTANCE) this.#resync();
       } else if (ahead <= 0) {
         // Only late datagrams for a whole frame timeout: the sender restarted its numbering.
         if (nowMs - this.#lastAcceptedMs <= this.#timeoutMs) {

@@ -1,7 +1,10 @@
 import type { Socket, SocketHandler, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
-import type { ByeTotals, Report, Welcome } from "../wire/control.ts";
+import { ControlMac } from "../net/control-mac.ts";
+import type { TokenKey } from "../net/session-keys.ts";
+import { WELCOME_ENCRYPTED, type ByeTotals, type Report, type Welcome } from "../wire/control.ts";
 import { DecodeError } from "../wire/decode-error.ts";
+import { FrameOpener, type OpenerCounters } from "./frame-opener.ts";
 import { ConnectError, Handshake, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
 import { Reassembler, type ReassembledFrame } from "./reassembler.ts";
 import { enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
@@ -30,6 +33,8 @@ export interface StreamClientOptions {
   onRetry?: (afterMs: number, cause: SessionEnd | ConnectError) => void;
   /** Monotonic clock in ms (default performance.now). */
   now?: () => number;
+  /** The token, stretched: the server must ask for it, prove it holds it, and encrypt. */
+  token?: TokenKey | null;
 }
 
 /** One TCP connection attempt; its socket events count only while it is the current one. */
@@ -50,7 +55,10 @@ export class StreamClient implements AsyncDisposable {
   /** Datagrams dropped before reassembly: from another address or port, or outside a session. */
   readonly droppedForeign = { address: 0, notReady: 0 };
   receiveBuffer: BufferResult | null = null;
+  /** Control messages dropped because their tag was missing or wrong. */
+  controlForged = 0;
   readonly #opts: StreamClientOptions;
+  readonly #opener = new FrameOpener();
   readonly #now: () => number;
   #udp!: udp.Socket<"buffer">;
   #machine!: Handshake;
@@ -90,9 +98,14 @@ export class StreamClient implements AsyncDisposable {
     c.receiveBuffer = enlargeReceiveBuffer(socketFd(c.#udp), opts.receiveBufferBytes ?? 4 << 20);
     c.#machine = new Handshake({
       server: `${opts.host}:${opts.port}`, udpPort: c.#udp.port, name: opts.name, connectTimeoutMs: opts.connectTimeoutMs,
-      report: opts.report, totals: opts.totals,
+      report: opts.report, totals: opts.totals, auth: opts.token ? { token: opts.token } : null,
     });
     return c;
+  }
+
+  /** Datagrams that failed their tag or came under a key this viewer does not hold (cumulative). */
+  get keyDrops(): Readonly<OpenerCounters> {
+    return this.#opener.counters;
   }
 
   /** The UDP port frames arrive on (the real one when 0 was asked for). */
@@ -140,7 +153,11 @@ export class StreamClient implements AsyncDisposable {
   }
 
   #tick(): void {
-    if (this.#source) this.#reassembler.sweep(this.#now());
+    if (this.#source) {
+      const now = this.#now();
+      this.#reassembler.sweep(now);
+      this.#opener.expire(now);
+    }
     this.#push({ type: "tick" });
   }
 
@@ -164,12 +181,23 @@ export class StreamClient implements AsyncDisposable {
       case "send":
         this.#conn?.channel?.send(a.msg);
         return;
+      case "secure":
+        this.#conn?.channel?.secure(new ControlMac({ send: a.keys.clientMac, receive: a.keys.serverMac }));
+        return;
       case "receive": {
         const ip = this.#conn?.ip;
         if (!ip) throw new Error("a welcome without a connection");
-        this.#reassembler.reset(a.welcome.sessionId);
+        const encrypted = (a.welcome.flags & WELCOME_ENCRYPTED) !== 0;
+        this.#opener.reset();
+        this.#reassembler.reset(a.welcome.sessionId, encrypted ? this.#opener : null);
         this.#opts.onWelcome?.(a.welcome);
         this.#source = { ip, port: a.welcome.udpSourcePort };
+        return;
+      }
+      case "key": {
+        const now = this.#now();
+        // Datagrams that came before their key (UDP overtaking TCP) are taken now.
+        for (const held of this.#opener.addKey(a.id, a.key, now)) this.#accept(held, now);
         return;
       }
       case "close": {
@@ -232,6 +260,11 @@ export class StreamClient implements AsyncDisposable {
         }
         for (const msg of msgs) {
           if (this.#conn !== conn) return; // closed by an earlier message in the same chunk
+          if (!conn.channel.authentic(msg)) {
+            this.controlForged++;
+            this.#push({ type: "forged" });
+            continue;
+          }
           this.#push({ type: "message", msg });
         }
       },
@@ -263,8 +296,11 @@ export class StreamClient implements AsyncDisposable {
       return;
     }
     this.#opts.onDatagram?.();
-    const now = this.#now();
-    const frame = this.#reassembler.push(buf, now);
+    this.#accept(buf, this.#now());
+  }
+
+  #accept(datagram: Uint8Array, now: number): void {
+    const frame = this.#reassembler.push(datagram, now);
     if (frame) this.#opts.onFrame(frame, now);
   }
 }

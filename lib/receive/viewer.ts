@@ -5,7 +5,8 @@ import { ReceiverStats } from "./receiver-stats.ts";
 import { readJpegSize } from "../wire/jpeg-header.ts";
 import type { ReassembledFrame } from "./reassembler.ts";
 import { seqLess } from "../wire/seq.ts";
-import type { ByeTotals, Report, Welcome } from "../wire/control.ts";
+import type { TokenKey } from "../net/session-keys.ts";
+import { WELCOME_ENCRYPTED, type ByeTotals, type Report, type Welcome } from "../wire/control.ts";
 import { ConnectError } from "./handshake.ts";
 import { StreamClient } from "./stream-client.ts";
 
@@ -38,6 +39,8 @@ export interface ViewerOptions {
   onWelcome?: (welcome: Welcome) => void | Promise<void>;
   /** How many frames the recorder has written so far (0 without one); the final bye reports it. */
   recordedFrames?: () => number;
+  /** The token (stretched): only a server that proves it holds it is watched, and only encrypted. */
+  token?: TokenKey | null;
 }
 
 /**
@@ -65,6 +68,12 @@ export class Viewer implements AsyncDisposable {
   readonly #warnRejected: (detail: string) => void;
   /** Set by a welcome: the next frame starts a new numbering, so it cannot be out of order. */
   #resynced = false;
+  /**
+   * The counts at the latest welcome: reports and the bye speak for the session, which
+   * is what the server can check them against (it knows what it sent in this session).
+   */
+  #base = { framesReceived: 0, framesMissing: 0, framesIncomplete: 0, framesRecorded: 0 };
+  #warnedOpen = false;
 
   constructor(opts: ViewerOptions) {
     this.#opts = opts;
@@ -77,7 +86,7 @@ export class Viewer implements AsyncDisposable {
     const c = this.#client;
     if (!c) return {};
     const r = c.reassembly;
-    return { ...r.dropped, foreignAddress: c.droppedForeign.address, notReady: c.droppedForeign.notReady };
+    return { ...r.dropped, ...c.keyDrops, foreignAddress: c.droppedForeign.address, notReady: c.droppedForeign.notReady };
   }
 
   /** Resolves when stopped or a frame/duration limit is reached; rejects with ConnectError when the first connect fails. */
@@ -91,7 +100,7 @@ export class Viewer implements AsyncDisposable {
     const { host, port, maxSeconds = 0 } = this.#opts;
     const client = await StreamClient.open({
       host, port, udpPort: this.#opts.udpPort,
-      receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name,
+      receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name, token: this.#opts.token,
       onFrame: (f, nowMs) => this.#onFrame(f, nowMs),
       report: () => this.#report(),
       totals: () => this.#totals(),
@@ -133,11 +142,19 @@ export class Viewer implements AsyncDisposable {
     this.#everWelcomed = true;
     this.#welcome = w;
     this.#resynced = true;
+    this.#syncLoss();
+    const s = this.stats;
+    this.#base = { framesReceived: s.framesReceived, framesMissing: s.framesMissing, framesIncomplete: s.framesIncomplete, framesRecorded: this.#opts.recordedFrames?.() ?? 0 };
     const { host, port } = this.#opts;
+    const encrypted = (w.flags & WELCOME_ENCRYPTED) !== 0;
     this.#log.info(this.stats.reconnects ? "reconnected" : "connected", {
       server: `${host}:${port}`, session: w.sessionId.toString(16).padStart(8, "0"), size: `${w.width}x${w.height}`,
-      fps: w.fpsMillihertz / 1000, udp: client.udpPort,
+      fps: w.fpsMillihertz / 1000, udp: client.udpPort, encrypted: encrypted ? "yes" : "no",
     });
+    if (!encrypted && !this.#warnedOpen) {
+      this.#warnedOpen = true;
+      this.#log.warn("this server has no token: anyone on the network can watch this stream, and send this viewer pictures of their own");
+    }
     // Frames flow at once; a sink that needs time to get ready for this stream (the
     // recorder opening) holds them itself, so the window never waits for it. Set-ups
     // run one after another, so a quick reconnect cannot overlap the previous one.
@@ -155,8 +172,10 @@ export class Viewer implements AsyncDisposable {
     const s = this.stats;
     const p50 = s.latency.percentile(50) ?? 0;
     const p95 = s.latency.percentile(95) ?? 0;
+    const b = this.#base;
     return {
-      type: "report", framesReceived: s.framesReceived, framesLost: s.framesMissing, framesIncomplete: s.framesIncomplete,
+      type: "report", framesReceived: s.framesReceived - b.framesReceived, framesLost: s.framesMissing - b.framesMissing,
+      framesIncomplete: s.framesIncomplete - b.framesIncomplete,
       datagramsDropped: Object.values(this.datagramDrops()).reduce((a, b) => a + b, 0),
       latencyP50Us: Math.round(p50 * 1000), latencyP95Us: Math.round(p95 * 1000), fpsMillihertz: s.lastSecondFps(performance.now()) * 1000,
     };
@@ -170,7 +189,11 @@ export class Viewer implements AsyncDisposable {
   #totals(): ByeTotals {
     this.#syncLoss();
     const s = this.stats;
-    return { framesReceived: s.framesReceived, framesLost: s.framesMissing, framesIncomplete: s.framesIncomplete, framesRecorded: this.#opts.recordedFrames?.() ?? 0 };
+    const b = this.#base;
+    return {
+      framesReceived: s.framesReceived - b.framesReceived, framesLost: s.framesMissing - b.framesMissing,
+      framesIncomplete: s.framesIncomplete - b.framesIncomplete, framesRecorded: (this.#opts.recordedFrames?.() ?? 0) - b.framesRecorded,
+    };
   }
 
   #onFrame(f: ReassembledFrame, nowMs: number): void {

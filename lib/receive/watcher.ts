@@ -1,4 +1,5 @@
 import type { Logger } from "../app/log.ts";
+import type { TokenKey } from "../net/session-keys.ts";
 import { ClassicWatcher } from "./classic-watcher.ts";
 import type { ReceiverStats } from "./receiver-stats.ts";
 import { Viewer, type FrameSink } from "./viewer.ts";
@@ -34,6 +35,8 @@ export interface WatcherOptions {
   name?: string;
   /** Lancam only: frames the recorder has written, for the final bye. */
   recordedFrames?: () => number;
+  /** Lancam only: the token (stretched) the server must ask for and prove. */
+  token?: TokenKey | null;
   /** Once the UDP port is bound, before connecting. */
   onBound?: (udpPort: number) => void;
   /**
@@ -54,7 +57,7 @@ export function createWatcher(opts: WatcherOptions): Watcher {
   }
   return new Viewer({
     host, port, udpPort, log, sinks, maxFrames, maxSeconds,
-    receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, recordedFrames: opts.recordedFrames,
+    receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, recordedFrames: opts.recordedFrames, token: opts.token,
     onBound: opts.onBound && ((bound) => opts.onBound!(bound)),
     onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000)),
     onSecond: opts.onSecond && ((stats, welcome) => opts.onSecond!(stats, welcome ? `${welcome.width}x${welcome.height}` : null)),

@@ -1,45 +1,68 @@
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { Fields } from "../app/log.ts";
+import { deriveSessionKeys, proofMatches, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
   ByeReason,
+  CAP_DECRYPT,
+  CAP_RESUME,
+  CAP_TOKEN_AUTH,
   encodeControl,
+  MAX_FPS_MILLIHERTZ,
   MAX_REFUSE_TEXT_BYTES,
   RefuseReason,
+  RESUME_SECRET_SIZE,
+  WELCOME_ENCRYPTED,
   type ByeTotals,
+  type Challenge,
   type ControlMessage,
   type Hello,
+  type Response,
   type Welcome,
 } from "../wire/control.ts";
 import { classifyFirstBytes } from "../wire/classic.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import type { Frame } from "../wire/frame.ts";
+import { seqDiff } from "../wire/seq.ts";
+import { AuthLockout, type LockoutOptions } from "./auth-lockout.ts";
 import { ClassicViewers, type ClassicAction, type ClassicCounters } from "./classic-viewers.ts";
 import { SessionTable, type LeaveReason, type Session } from "./sessions.ts";
 
 /*
  * One connection's life on the server:
  *
- *   connected --(over a pending limit, or shutting down: refuse 255)--------> ended
- *       |
+ *   connected --(shutting down: refuse 255)----------------------------------> ended
+ *       |      (over a pending limit: the oldest pending connection is evicted instead)
  *       v
  *   first bytes --(neither lancam nor classroom; nothing decided within
- *       |   |      timeoutMs; connection closed; shutdown)------------------> ended
+ *       |   |      helloTimeoutMs; connection closed; shutdown)-------------> ended
  *       |   |
  *       |   | an ASCII port number: a classroom viewer (ClassicViewers), out of
  *       |   | hello and heartbeat handling, until "end", its silence on UDP, a
- *       |   | close or shutdown; refused (closed) when the server is full -----> ended
+ *       |   | close or shutdown; refused (closed) when the server is full or
+ *       |   | has a token (a classroom viewer cannot prove one) ----------------> ended
  *       |
  *       | a lancam message's first byte: every byte so far goes to the decoder
  *       v
  *    pending --(malformed hello: refuse 1 or 3; first message not a hello:
- *       |       refuse 3; server full: refuse 2; no hello within timeoutMs;
+ *       |       refuse 3; with a token: no token capability, or the address is
+ *       |       locked out: refuse 4; no hello within helloTimeoutMs;
  *       |       connection closed; shutdown)--------------------------------> ended
  *       |
- *       | hello admitted: welcome, start streaming
+ *       | with a token: challenge (server nonce)
+ *       v
+ *   challenged --(anything but a response, or none within helloTimeoutMs;
+ *       |          a wrong proof: refuse 4, counted toward the address's lockout)-> ended
+ *       |
+ *       | admitted (right proof, or no token): unless its address and UDP port
+ *       | are taken (its own viewer's resume secret replaces that session),
+ *       | maxPerHost or maxClients is reached (refuse 255 or 2):
+ *       | [secure: tags from here on], welcome, start streaming
  *       v
  *   streaming --(bye; silent for timeoutMs: bye 3; malformed or unexpected
- *                message: bye 4; replaced by a new session for the same address
- *                and UDP port: bye 255; shutdown: bye 2; connection closed)
- *                stop streaming, log the leave ------------------------------> ended
+ *                message: bye 4; replaced by its own viewer: bye 255; its UDP
+ *                port answering only with ICMP errors for unreachableMs: bye 255;
+ *                not reading its control messages; shutdown: bye 2; connection
+ *                closed) stop streaming, log the leave ------------------------> ended
  *
  * Only connections in one of these states are held; an ended one is forgotten at
  * once, so input that still arrives for it is ignored. Classroom viewers, lancam
@@ -59,7 +82,12 @@ export type AdmissionAction =
   | { kind: "control"; conn: ConnId; bytes: Uint8Array }
   /** Send `bytes` as one UDP datagram to a classroom viewer, from the socket its answers come to. */
   | { kind: "datagram"; conn: ConnId; address: string; port: number; bytes: Uint8Array }
-  /** Start sending frames to session.address:session.udpPort stamped with session.id. */
+  /**
+   * From now on tag what is sent to this connection and check what comes from it
+   * (`keys`: its session keys; `keys.wrap` wraps the stream keys sent to it).
+   */
+  | { kind: "secure"; conn: ConnId; keys: SessionKeys }
+  /** Start sending frames to session.address:session.udpPort stamped with session.id (and, when secured, its stream key first). */
   | { kind: "start"; conn: ConnId; session: Session }
   | { kind: "stop"; conn: ConnId }
   /** Close once what was sent has been written; the connection is already forgotten. */
@@ -75,8 +103,18 @@ export interface AdmissionOptions {
   /** Connections that have not said hello yet, from all addresses together. */
   maxPending: number;
   heartbeatMs: number;
-  /** Silence after which a session ends; also how long a connection may wait before its hello. */
+  /** Silence after which a session ends. */
   timeoutMs: number;
+  /** How long a connection may take to say hello, and (with a token) to answer the challenge (default 2000). */
+  helloTimeoutMs?: number;
+  /** Viewers of every kind from one address (default DEFAULT_MAX_PER_HOST). */
+  maxPerHost?: number;
+  /** How long a session's UDP port may answer only with ICMP errors before it ends (default 5000). */
+  unreachableMs?: number;
+  /** With a token: viewers prove it before they are welcomed, and frames are encrypted. */
+  auth?: AdmissionAuth | null;
+  /** Resume secrets; random by default. */
+  randomSecret?: () => Uint8Array;
   stream: StreamDescription;
   /** The wall clock (µs since the Unix epoch) at `now`, for heartbeats. */
   wallClockUs: (now: number) => number;
@@ -85,6 +123,24 @@ export interface AdmissionOptions {
   /** Classroom viewers' resend and timeout (ClassicViewers' defaults: 500 and 5000 ms). */
   classic?: { resendMs?: number; timeoutMs?: number };
 }
+
+/** How viewers prove the token. */
+export interface AdmissionAuth {
+  /** The server's token, stretched (lib/net/session-keys.ts). */
+  token: TokenKey;
+  /** Server nonces; random by default. */
+  nonce?: () => Uint8Array;
+  lockout?: LockoutOptions;
+}
+
+/** Viewers from one address by default: generous (a lab machine may run several), but not the whole server. */
+export const DEFAULT_MAX_PER_HOST = 16;
+/** The hello deadline by default: a real viewer says hello within a millisecond of connecting. */
+export const DEFAULT_HELLO_TIMEOUT_MS = 2000;
+/** ICMP errors further apart than this are not one streak (Linux rate-limits them). */
+const UNREACHABLE_GAP_MS = 2000;
+/** How far a viewer's counts may run ahead of what was sent to it (a report is up to a second old either way). */
+const REPORT_MARGIN = 8;
 
 /** A viewer of any kind, for status pages and the server's own view of who watches. */
 export interface ViewerSummary {
@@ -123,10 +179,10 @@ export interface OtherAdmission {
 }
 
 /**
- * Connections without hello yet from one address; more are refused at once. A real
- * viewer says hello within a millisecond of connecting, but a lab machine may start
- * many viewers at the same moment, so this is not tiny; it keeps one host from taking
- * every pending place (maxPending) and locking the others out.
+ * Connections without hello yet from one address; one more evicts that address's
+ * oldest. A real viewer says hello within a millisecond of connecting, but a lab
+ * machine may start many viewers at the same moment, so this is not tiny; it keeps one
+ * host from taking every pending place (maxPending) and locking the others out.
  */
 export const MAX_PENDING_PER_ADDRESS = 16;
 
@@ -137,6 +193,11 @@ interface Conn {
   readonly address: string;
   readonly tcpPort: number;
   readonly openedAt: number;
+  /** Until when it may wait for its hello, or its response to the challenge. */
+  deadline: number;
+  /** With a token: the hello it is being challenged for, and the challenge; null otherwise. */
+  hello: Hello | null;
+  challenge: Challenge | null;
   /** What its first bytes said it is; null until they decide. */
   speaks: "lancam" | "classic" | null;
   /**
@@ -192,15 +253,33 @@ export class Admission {
   readonly #conns = new Map<ConnId, Conn>();
   readonly #bySession = new Map<number, Conn>();
   readonly #others = new Map<number, OtherViewer>();
+  readonly #lockout: AuthLockout;
+  readonly #helloTimeoutMs: number;
+  readonly #maxPerHost: number;
+  readonly #unreachableMs: number;
+  readonly #randomSecret: () => Uint8Array;
+  readonly #nonce: () => Uint8Array;
   #shuttingDown = false;
   /** Bytes a classroom viewer sent after its port number, which it never should (ignored). */
   classicExtraBytes = 0;
+  /** Wrong token proofs (each logged as refused reason=auth). */
+  authFailures = 0;
+  /** Reports and bye totals that claimed more frames than were sent (ignored). */
+  reportsRejected = 0;
+  /** Pending connections closed to make room for newer ones. */
+  pendingEvicted = 0;
 
   constructor(opts: AdmissionOptions) {
     // A welcome the codec cannot carry (timers out of range, a zero port) would fail at
     // every hello; encoding one now turns that into one clear error at start.
     encodeControl({ type: "welcome", sessionId: 0, ...opts.stream, heartbeatMs: opts.heartbeatMs, timeoutMs: opts.timeoutMs, flags: 0 });
     this.#opts = opts;
+    this.#lockout = new AuthLockout(opts.auth?.lockout);
+    this.#helloTimeoutMs = opts.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS;
+    this.#maxPerHost = opts.maxPerHost ?? DEFAULT_MAX_PER_HOST;
+    this.#unreachableMs = opts.unreachableMs ?? 5000;
+    this.#randomSecret = opts.randomSecret ?? (() => new Uint8Array(randomBytes(RESUME_SECRET_SIZE)));
+    this.#nonce = opts.auth?.nonce ?? randomNonce;
     this.#sessions = new SessionTable({ maxClients: opts.maxClients, timeoutMs: opts.timeoutMs, randomId: opts.randomId });
     this.#classic = new ClassicViewers({ ...opts.classic, maxViewers: opts.maxClients });
   }
@@ -232,31 +311,54 @@ export class Admission {
     return this.#classic.counters;
   }
 
-  /** A TCP connection opened; refused at once when its address or the server has too many waiting. */
+  /** Whether viewers must prove a token (and frames are encrypted). */
+  get requiresToken(): boolean {
+    return !!this.#opts.auth;
+  }
+
+  /**
+   * A TCP connection opened. When its address or the server already has too many
+   * waiting for their hello, the oldest of those is evicted to make room: a host that
+   * opens connections and says nothing cannot keep newer viewers out.
+   */
   connected(id: ConnId, from: { address: string; port: number }, now: number): AdmissionAction[] {
     const out: AdmissionAction[] = [];
     const peer = `${from.address}:${from.port || "?"}`;
+    if (this.#shuttingDown) {
+      out.push({ kind: "log", level: "warn", message: "connection refused", fields: { client: peer, reason: "shutting down" } });
+      out.push({ kind: "send", conn: id, msg: { type: "refuse", reason: RefuseReason.Other, text: "shutting down" } });
+      out.push({ kind: "close", conn: id, reason: "shutting down" });
+      return out;
+    }
     let pending = 0;
+    let oldest: Conn | null = null;
     let pendingHere = 0;
+    let oldestHere: Conn | null = null;
     for (const c of this.#conns.values()) {
       if (!isPending(c)) continue;
       pending++;
-      if (c.address === from.address) pendingHere++;
+      // Map order is arrival order: the first seen is the oldest.
+      oldest ??= c;
+      if (c.address !== from.address) continue;
+      pendingHere++;
+      oldestHere ??= c;
     }
-    const refusal = this.#shuttingDown
-      ? "shutting down"
-      : pendingHere >= MAX_PENDING_PER_ADDRESS
-        ? "too many connections without hello from this address"
-        : pending >= this.#opts.maxPending
-          ? "too many connections without hello"
-          : null;
-    if (refusal) {
-      out.push({ kind: "log", level: "warn", message: "connection refused", fields: { client: peer, reason: refusal } });
-      out.push({ kind: "send", conn: id, msg: { type: "refuse", reason: RefuseReason.Other, text: refusal } });
-      out.push({ kind: "close", conn: id, reason: refusal });
-      return out;
+    const evict = pendingHere >= MAX_PENDING_PER_ADDRESS
+      ? { c: oldestHere!, why: "too many connections without hello from this address" }
+      : pending >= this.#opts.maxPending
+        ? { c: oldest!, why: "too many connections without hello" }
+        : null;
+    if (evict) {
+      this.pendingEvicted++;
+      out.push({ kind: "log", level: "warn", message: "connection evicted", fields: { client: evict.c.peer, reason: evict.why } });
+      this.#conns.delete(evict.c.id);
+      out.push({ kind: "send", conn: evict.c.id, msg: { type: "refuse", reason: RefuseReason.Other, text: evict.why } });
+      out.push({ kind: "close", conn: evict.c.id, reason: evict.why });
     }
-    this.#conns.set(id, { id, peer, address: from.address, tcpPort: from.port, openedAt: now, speaks: null, head: EMPTY, session: null, nextHeartbeatAt: Infinity });
+    this.#conns.set(id, {
+      id, peer, address: from.address, tcpPort: from.port, openedAt: now, deadline: now + this.#helloTimeoutMs, hello: null, challenge: null,
+      speaks: null, head: EMPTY, session: null, nextHeartbeatAt: Infinity,
+    });
     return out;
   }
 
@@ -335,6 +437,33 @@ export class Admission {
     if (c.session) out.push({ kind: "send", conn: c.id, msg: { type: "bye", reason: ByeReason.ProtocolError } });
     this.#end(c, "protocol error", now, out);
     return out;
+  }
+
+  /** The connection's outgoing buffer reached its bound: its viewer is not reading. */
+  stalled(id: ConnId, now: number): AdmissionAction[] {
+    const out: AdmissionAction[] = [];
+    const c = this.#conns.get(id);
+    if (c?.speaks === "classic") this.#classicActions(this.#classic.push({ type: "closed", id }, now), now, out);
+    else if (c) this.#end(c, "not reading", now, out);
+    return out;
+  }
+
+  /**
+   * The UDP socket reported ICMP errors (port unreachable) since the last call. The
+   * error does not say for whom, so every session sent to meanwhile (`sessionIds`) is
+   * suspect; tick ends one whose errors go on for unreachableMs while its own reports
+   * show nothing arriving. A suspect that receives is never ended.
+   */
+  unreachable(sessionIds: Iterable<number>, now: number): void {
+    for (const id of sessionIds) {
+      const s = this.#bySession.get(id)?.session;
+      if (!s) continue;
+      if (s.unreachableSince === null || now - s.unreachableLastAt > UNREACHABLE_GAP_MS) {
+        s.unreachableSince = now;
+        s.receivedWhenUnreachable = s.lastReport?.framesReceived ?? 0;
+      }
+      s.unreachableLastAt = now;
+    }
   }
 
   /** The peer closed the connection (or it failed). */
@@ -446,15 +575,27 @@ export class Admission {
   tick(now: number): AdmissionAction[] {
     const out: AdmissionAction[] = [];
     for (const c of this.#conns.values()) {
-      if (!isPending(c) || now - c.openedAt <= this.#opts.timeoutMs) continue;
-      out.push({ kind: "log", level: "warn", message: "connection closed", fields: { client: c.peer, reason: "no hello within timeout" } });
-      this.#end(c, "no hello within timeout", now, out);
+      if (!isPending(c) || now <= c.deadline) continue;
+      const why = c.challenge ? "no response within timeout" : "no hello within timeout";
+      out.push({ kind: "log", level: "warn", message: "connection closed", fields: { client: c.peer, reason: why } });
+      this.#end(c, why, now, out);
     }
     for (const s of this.#sessions.expired(now)) {
       const c = this.#bySession.get(s.id);
       if (!c) continue;
       out.push({ kind: "send", conn: c.id, msg: { type: "bye", reason: ByeReason.Timeout } });
       this.#end(c, "timeout", now, out);
+    }
+    for (const c of [...this.#bySession.values()]) {
+      const s = c.session!;
+      if (s.unreachableSince === null) continue;
+      if (now - s.unreachableLastAt > UNREACHABLE_GAP_MS || (s.lastReport?.framesReceived ?? 0) > s.receivedWhenUnreachable) {
+        s.unreachableSince = null;
+        continue;
+      }
+      if (now - s.unreachableSince < this.#unreachableMs) continue;
+      out.push({ kind: "send", conn: c.id, msg: { type: "bye", reason: ByeReason.Other } });
+      this.#end(c, "udp port unreachable", now, out);
     }
     const { heartbeatMs } = this.#opts;
     let sentAt: number | undefined;
@@ -488,6 +629,12 @@ export class Admission {
    * viewer), which frees its own.
    */
   #classicJoin(c: Conn, port: number, now: number, out: AdmissionAction[]): void {
+    if (this.#opts.auth) {
+      // It could not prove the token, and its pictures would go out unencrypted.
+      out.push({ kind: "log", level: "warn", message: "client refused", fields: { reason: "auth", client: c.peer, kind: "classic", udp: port, detail: "a classroom viewer cannot prove the token" } });
+      this.#end(c, "auth", now, out);
+      return;
+    }
     const max = this.#opts.maxClients;
     const replacing = this.#classic.holds(c.address, port) ? 1 : 0;
     if (this.viewerCount - replacing >= max) {
@@ -550,6 +697,7 @@ export class Admission {
   #receive(c: Conn, msg: ControlMessage, now: number, out: AdmissionAction[]): void {
     const s = c.session;
     if (!s) {
+      if (c.challenge) return this.#response(c, msg, now, out);
       if (msg.type === "hello") return this.#hello(c, msg, now, out);
       out.push({ kind: "log", level: "warn", message: "client refused", fields: { client: c.peer, reason: `expected hello, got ${msg.type}` } });
       this.#refuse(c, RefuseReason.BadHello, `expected hello, got ${msg.type}`, out);
@@ -559,12 +707,21 @@ export class Admission {
     switch (msg.type) {
       case "heartbeat":
         return;
-      case "report":
+      case "report": {
+        const bad = implausible(s, msg);
+        if (bad) {
+          this.#rejectReport(c, s, "report", bad, out);
+          return;
+        }
         s.lastReport = { framesReceived: msg.framesReceived, framesLost: msg.framesLost, framesIncomplete: msg.framesIncomplete, latencyP50Us: msg.latencyP50Us, fpsMillihertz: msg.fpsMillihertz };
         return;
-      case "bye":
-        this.#end(c, "goodbye", now, out, msg.totals);
+      }
+      case "bye": {
+        const bad = msg.totals && implausible(s, msg.totals);
+        if (bad) this.#rejectReport(c, s, "bye totals", bad, out);
+        this.#end(c, "goodbye", now, out, bad ? undefined : msg.totals);
         return;
+      }
       default:
         out.push({ kind: "log", level: "warn", message: "unexpected control message", fields: { client: c.peer, type: msg.type } });
         out.push({ kind: "send", conn: c.id, msg: { type: "bye", reason: ByeReason.ProtocolError } });
@@ -572,36 +729,126 @@ export class Admission {
     }
   }
 
-  #hello(c: Conn, hello: Hello, now: number, out: AdmissionAction[]): void {
-    const udp = hello.udpPort;
-    const peer = { address: c.address, tcpPort: c.tcpPort, udpPort: udp, name: hello.name };
-    const others = this.#classic.size + this.#others.size;
-    let admission = this.#sessions.admit(peer, now, others);
-    if (!admission.ok && admission.reason === "duplicate") {
-      // Only one socket can hold that address and port, so a new hello for it means the
-      // old session's viewer is gone (it reconnected before the server noticed): replace it.
-      for (const old of this.#bySession.values()) {
-        if (old.session!.address !== c.address || old.session!.udpPort !== udp) continue;
-        out.push({ kind: "send", conn: old.id, msg: { type: "bye", reason: ByeReason.Other } });
-        this.#end(old, "replaced by a new session", now, out);
-        break;
-      }
-      admission = this.#sessions.admit(peer, now, others);
+  /** Counted and ignored; logged once per session, so a viewer sending nonsense cannot fill the log. */
+  #rejectReport(c: Conn, s: Session, what: string, why: string, out: AdmissionAction[]): void {
+    this.reportsRejected++;
+    if (s.reportsRejected++ === 0) {
+      out.push({ kind: "log", level: "warn", message: "report rejected", fields: { client: c.peer, udp: s.udpPort, session: sessionHex(s), what, why } });
     }
-    if (!admission.ok) {
+  }
+
+  /** A refusal for a reason of authentication, logged `client refused reason=auth` (final for the viewer). */
+  #refuseAuth(c: Conn, detail: string, text: string, out: AdmissionAction[], extra: Fields = {}): void {
+    out.push({ kind: "log", level: "warn", message: "client refused", fields: { reason: "auth", client: c.peer, detail, ...extra } });
+    this.#refuse(c, RefuseReason.AuthRequired, text, out);
+  }
+
+  #hello(c: Conn, hello: Hello, now: number, out: AdmissionAction[]): void {
+    const auth = this.#opts.auth;
+    if (!auth) return this.#admit(c, hello, null, now, out);
+    const locked = this.#lockout.lockedFor(c.address, now);
+    if (locked > 0) {
+      const seconds = Math.ceil(locked / 1000);
+      return this.#refuseAuth(c, "locked out", `wrong token too often from ${c.address}: try again in ${seconds} s`, out, { retryInSec: seconds });
+    }
+    if (!(hello.capabilities & CAP_TOKEN_AUTH)) {
+      return this.#refuseAuth(c, "no token", "this server needs a token: run the viewer with --token or --token-file (or LANCAM_TOKEN)", out);
+    }
+    if (!(hello.capabilities & CAP_DECRYPT)) {
+      return this.#refuseAuth(c, "cannot decrypt", "this server encrypts its frames and this viewer cannot decrypt them", out);
+    }
+    c.hello = hello;
+    c.challenge = { type: "challenge", serverNonce: this.#nonce() };
+    c.deadline = now + this.#helloTimeoutMs;
+    out.push({ kind: "send", conn: c.id, msg: c.challenge });
+  }
+
+  /**
+   * The answer to the challenge. The proof covers both nonces and the hello and
+   * challenge as sent, so one recorded from another connection (replay) is wrong here;
+   * a client nonce equal to the server's own (a reflection) is refused outright.
+   */
+  #response(c: Conn, msg: ControlMessage, now: number, out: AdmissionAction[]): void {
+    if (msg.type !== "response") {
+      out.push({ kind: "log", level: "warn", message: "client refused", fields: { client: c.peer, reason: `expected response, got ${msg.type}` } });
+      this.#refuse(c, RefuseReason.BadHello, `expected response, got ${msg.type}`, out);
+      return;
+    }
+    const hello = c.hello!;
+    const challenge = c.challenge!;
+    const transcript = { hello, challenge, clientNonce: (msg as Response).clientNonce };
+    const reflected = timingSafeEqual(transcript.clientNonce, challenge.serverNonce);
+    const keys = deriveSessionKeys(this.#opts.auth!.token, transcript);
+    if (reflected || !proofMatches(keys, transcript, msg.proof)) {
+      this.authFailures++;
+      const { failures, lockedMs } = this.#lockout.failed(c.address, now);
+      this.#refuseAuth(c, reflected ? "reflected nonce" : "wrong token", "wrong token", out, { udp: hello.udpPort, failures });
+      if (lockedMs > 0) out.push({ kind: "log", level: "warn", message: "auth lockout", fields: { address: c.address, seconds: lockedMs / 1000, failures } });
+      return;
+    }
+    this.#lockout.succeeded(c.address);
+    c.challenge = null;
+    this.#admit(c, hello, keys, now, out);
+  }
+
+  /** Viewers of every kind at `address`. */
+  #viewersAt(address: string): number {
+    let n = 0;
+    for (const c of this.#bySession.values()) if (c.address === address) n++;
+    for (const v of this.#classic.viewers()) if (v.address === address) n++;
+    for (const v of this.#others.values()) if (v.address === address) n++;
+    return n;
+  }
+
+  /** A viewer that said hello (and proved the token, when `keys`): welcomed unless something stands in the way. */
+  #admit(c: Conn, hello: Hello, keys: SessionKeys | null, now: number, out: AdmissionAction[]): void {
+    const udp = hello.udpPort;
+    let replacing: Conn | null = null;
+    for (const old of this.#bySession.values()) if (old.address === c.address && old.session!.udpPort === udp) replacing = old;
+    if (replacing) {
+      const secret = replacing.session!.resume;
+      // Only one socket can hold that port, so only that session's own viewer, reconnecting
+      // before the server noticed it had gone, can have a reason to ask for it again.
+      if (!hello.resume || !timingSafeEqual(hello.resume, secret)) {
+        out.push({ kind: "log", level: "warn", message: "client refused", fields: { client: c.peer, udp, reason: "udp port in use" } });
+        const text = `UDP port ${udp} of ${c.address} is already receiving this stream; it is freed when that viewer leaves or is silent for ${this.#opts.timeoutMs / 1000} s`;
+        this.#refuse(c, RefuseReason.Other, text, out);
+        return;
+      }
+    }
+    if (!replacing && this.#viewersAt(c.address) >= this.#maxPerHost) {
+      const max = this.#maxPerHost;
+      out.push({ kind: "log", level: "warn", message: "client refused", fields: { client: c.peer, udp, reason: "too many viewers from this address", max } });
+      this.#refuse(c, RefuseReason.Other, `too many viewers from ${c.address}: at most ${max} per address`, out);
+      return;
+    }
+    if (!replacing && this.viewerCount >= this.#opts.maxClients) {
       const max = this.#opts.maxClients;
       out.push({ kind: "log", level: "warn", message: "client refused", fields: { client: c.peer, udp, reason: "server full", max } });
       this.#refuse(c, RefuseReason.ServerFull, `server full: ${max} viewers already connected`, out);
       return;
     }
+    if (replacing) {
+      out.push({ kind: "send", conn: replacing.id, msg: { type: "bye", reason: ByeReason.Other } });
+      this.#end(replacing, "replaced by a new session", now, out);
+    }
+    const peer = { address: c.address, tcpPort: c.tcpPort, udpPort: udp, name: hello.name, resume: this.#randomSecret() };
+    const admission = this.#sessions.admit(peer, now, this.#classic.size + this.#others.size);
+    if (!admission.ok) throw new Error(`session table refused an admitted viewer: ${admission.reason}`);
     const s = admission.session;
     c.session = s;
     c.nextHeartbeatAt = now + this.#opts.heartbeatMs;
     this.#bySession.set(s.id, c);
     const { heartbeatMs, timeoutMs } = this.#opts;
-    out.push({ kind: "send", conn: c.id, msg: { type: "welcome", sessionId: s.id, ...this.#opts.stream, heartbeatMs, timeoutMs, flags: 0 } });
+    if (keys) out.push({ kind: "secure", conn: c.id, keys });
+    const welcome: Welcome = { type: "welcome", sessionId: s.id, ...this.#opts.stream, heartbeatMs, timeoutMs, flags: keys ? WELCOME_ENCRYPTED : 0 };
+    if (hello.capabilities & CAP_RESUME) welcome.resume = s.resume;
+    out.push({ kind: "send", conn: c.id, msg: welcome });
     out.push({ kind: "start", conn: c.id, session: s });
-    out.push({ kind: "log", level: "info", message: "client joined", fields: { client: c.peer, udp, session: sessionHex(s), name: hello.name || undefined, clients: this.viewerCount } });
+    out.push({
+      kind: "log", level: "info", message: "client joined",
+      fields: { client: c.peer, udp, session: sessionHex(s), name: hello.name || undefined, auth: keys ? "token" : undefined, clients: this.viewerCount },
+    });
   }
 
   #refuse(c: Conn, reason: RefuseReason, text: string, out: AdmissionAction[]): void {
@@ -615,7 +862,7 @@ export class Admission {
    * final totals, when its bye carries them, are exact; otherwise its last report
    * (up to a second old) is the best there is.
    */
-  #end(c: Conn, reason: LeaveReason | "no hello within timeout" | "bad first bytes" | "server full", now: number, out: AdmissionAction[], totals?: ByeTotals): void {
+  #end(c: Conn, reason: LeaveReason | "no hello within timeout" | "no response within timeout" | "bad first bytes" | "server full" | "auth", now: number, out: AdmissionAction[], totals?: ByeTotals): void {
     if (!this.#conns.delete(c.id)) return;
     const s = c.session;
     if (s) {
@@ -643,6 +890,21 @@ export class Admission {
     }
     out.push({ kind: "close", conn: c.id, reason });
   }
+}
+
+/**
+ * Why a viewer's counts cannot be true for this session, or null when they can: it
+ * cannot have received more frames than were sent to it, nor accounted (received,
+ * lost, incomplete) for more frame numbers than the ones sent span.
+ */
+function implausible(s: Session, counts: { framesReceived: number; framesLost: number; framesIncomplete: number; fpsMillihertz?: number }): string | null {
+  const span = s.firstFrame === null || s.lastFrame === null ? 0 : seqDiff(s.lastFrame, s.firstFrame) + 1;
+  const numbers = Math.max(s.framesSent, span);
+  if (counts.framesReceived > s.framesSent + REPORT_MARGIN) return `framesReceived=${counts.framesReceived} of ${s.framesSent} frames sent`;
+  const accounted = counts.framesReceived + counts.framesLost + counts.framesIncomplete;
+  if (accounted > numbers + REPORT_MARGIN) return `received, lost and incomplete frames add up to ${accounted}, ${numbers} were sent`;
+  if (counts.fpsMillihertz !== undefined && counts.fpsMillihertz > MAX_FPS_MILLIHERTZ) return `fpsMillihertz=${counts.fpsMillihertz}`;
+  return null;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -8,8 +8,10 @@ import {
   MAX_MTU,
   MIN_MTU,
   PayloadType,
+  TAG_SIZE,
 } from "../wire/datagram.ts";
 import type { Frame } from "../wire/frame.ts";
+import type { SealedFrame } from "./frame-sealer.ts";
 
 /** Headroom when the buffer grows, so a stream whose frames creep up in size does not regrow every frame. */
 const GROWTH = 1.25;
@@ -18,12 +20,16 @@ const GROWTH = 1.25;
  * Cuts frames into datagrams (header + payload <= mtu) for one session, writing
  * them into one reused buffer: datagram i sits at i * mtu. The buffer grows only
  * when a bigger frame arrives; per-datagram allocations would cost page faults.
+ * An encrypted frame comes already sealed (FrameSealer, once for all viewers): only
+ * this session's header is written around each fragment's ciphertext.
  */
 export class Fragmenter {
   /** Largest datagram this fragmenter makes (UDP payload bytes). */
   readonly mtu: number;
   /** Payload bytes in every datagram but a frame's last. */
   readonly payloadSize: number;
+  /** Frame bytes in every encrypted datagram but a frame's last: the payload less the GCM tag. */
+  readonly sealedFragmentSize: number;
   #buf = new Uint8Array(0);
   /** Cached full-size views, one per slot of #buf; only a frame's last datagram needs a fresh one. */
   #slots: Uint8Array[] = [];
@@ -35,6 +41,7 @@ export class Fragmenter {
     }
     this.mtu = mtu;
     this.payloadSize = mtu - HEADER_SIZE;
+    this.sealedFragmentSize = this.payloadSize - TAG_SIZE;
   }
 
   /** Datagrams needed for a frame of `length` bytes. */
@@ -88,9 +95,43 @@ export class Fragmenter {
       }
       buf.set(jpeg.subarray(i * p, Math.min(length, (i + 1) * p)), at + HEADER_SIZE);
     }
+    return this.#views(count, HEADER_SIZE + length - (count - 1) * p);
+  }
+
+  /**
+   * The datagrams of a frame FrameSealer encrypted (with fragments of
+   * sealedFragmentSize), stamped with `sessionId`. Like `fragment`, the bytes are
+   * overwritten by the next call.
+   */
+  fragmentSealed(sealed: SealedFrame, sessionId: number): Uint8Array[] {
+    const { count, fragmentSize, length } = sealed;
+    if (fragmentSize !== this.sealedFragmentSize) throw new RangeError(`sealed fragments of ${fragmentSize} bytes, this fragmenter makes ${this.sealedFragmentSize}`);
+    this.#reserve(count);
+    const buf = this.#buf;
+    const mtu = this.mtu;
+    const stride = fragmentSize + TAG_SIZE;
+    encodeDatagramHeader(buf, 0, {
+      encrypted: true, keyId: sealed.keyId, payloadType: PayloadType.Jpeg, sessionId, frameNumber: sealed.seq,
+      fragmentIndex: 0, fragmentCount: count, frameLength: length, fragmentSize, capturedAt: sealed.capturedAt,
+    });
+    const lastPiece = length - (count - 1) * fragmentSize;
+    for (let i = 0; i < count; i++) {
+      const at = i * mtu;
+      if (i > 0) {
+        buf.copyWithin(at, 0, HEADER_SIZE);
+        setFragmentIndex(buf, at, i);
+      }
+      const n = (i < count - 1 ? fragmentSize : lastPiece) + TAG_SIZE;
+      buf.set(sealed.payloads.subarray(i * stride, i * stride + n), at + HEADER_SIZE);
+    }
+    return this.#views(count, HEADER_SIZE + lastPiece + TAG_SIZE);
+  }
+
+  /** The first `count` slots, the last cut to `lastBytes`. */
+  #views(count: number, lastBytes: number): Uint8Array[] {
     const out = this.#slots.slice(0, count);
-    const lastAt = (count - 1) * mtu;
-    out[count - 1] = buf.subarray(lastAt, lastAt + HEADER_SIZE + length - (count - 1) * p);
+    const lastAt = (count - 1) * this.mtu;
+    out[count - 1] = this.#buf.subarray(lastAt, lastAt + lastBytes);
     return out;
   }
 

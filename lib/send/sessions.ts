@@ -7,13 +7,25 @@ export interface Session {
   readonly udpPort: number;
   readonly name: string;
   readonly joinedAt: number;
+  /** What its viewer presents to replace it after reconnecting; nobody else can. */
+  readonly resume: Uint8Array;
   lastHeardAt: number;
   /** The sender's counts, bumped as it sends; the leave line reports framesSent. */
   framesSent: number;
   datagramsSent: number;
   /** Datagrams of an older frame not yet sent when a newer frame replaced them. */
   datagramsSuperseded: number;
+  /** Frame numbers of the first and the latest frame sent to it; null before the first. */
+  firstFrame: number | null;
+  lastFrame: number | null;
   lastReport: ViewerReport | null;
+  /** Reports (and bye totals) that claimed more than was sent, ignored. */
+  reportsRejected: number;
+  /** A streak of ICMP errors while it was being sent to: when it began (null: none), when last seen. */
+  unreachableSince: number | null;
+  unreachableLastAt: number;
+  /** Its report's framesReceived when the streak began: a viewer whose count grows is receiving. */
+  receivedWhenUnreachable: number;
 }
 
 /** The viewer's own account of what arrived (from its receiver reports). */
@@ -27,7 +39,9 @@ export interface ViewerReport {
 }
 
 /** Why a session ended, as written in the server log. */
-export type LeaveReason = "goodbye" | "timeout" | "connection closed" | "protocol error" | "server shutdown" | "replaced by a new session";
+export type LeaveReason =
+  | "goodbye" | "timeout" | "connection closed" | "protocol error" | "server shutdown" | "replaced by a new session"
+  | "udp port unreachable" | "not reading";
 
 /** Outcome of a join request. */
 export type Admission = { ok: true; session: Session } | { ok: false; reason: "full" | "duplicate" };
@@ -58,7 +72,7 @@ export class SessionTable {
    * are random, non-zero and unique. `others` is how many viewers of other kinds
    * (classroom viewers, browsers) share the maxClients places.
    */
-  admit(peer: { address: string; tcpPort: number; udpPort: number; name: string }, nowMs: number, others = 0): Admission {
+  admit(peer: { address: string; tcpPort: number; udpPort: number; name: string; resume: Uint8Array }, nowMs: number, others = 0): Admission {
     for (const s of this.#sessions.values()) {
       if (s.address === peer.address && s.udpPort === peer.udpPort) return { ok: false, reason: "duplicate" };
     }
@@ -70,7 +84,8 @@ export class SessionTable {
     }
     const session: Session = {
       id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs,
-      framesSent: 0, datagramsSent: 0, datagramsSuperseded: 0, lastReport: null,
+      framesSent: 0, datagramsSent: 0, datagramsSuperseded: 0, firstFrame: null, lastFrame: null, lastReport: null, reportsRejected: 0,
+      unreachableSince: null, unreachableLastAt: 0, receivedWhenUnreachable: 0,
     };
     this.#sessions.set(id, session);
     return { ok: true, session };

@@ -1,13 +1,18 @@
 import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
-import type { ControlMessage } from "../wire/control.ts";
-import { HEADER_SIZE, MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
+import { ControlMac } from "../net/control-mac.ts";
+import { wrapStreamKey } from "../net/frame-cipher.ts";
+import type { TokenKey } from "../net/session-keys.ts";
+import { WRAP_NONCE_SIZE, type ControlMessage } from "../wire/control.ts";
+import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
+import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
 import { Fragmenter } from "./fragmenter.ts";
 import type { Frame } from "../wire/frame.ts";
 import { throttled, type Logger } from "../app/log.ts";
 import { Pacer } from "./pacer.ts";
 import type { Session } from "./sessions.ts";
 import { Admission, type AdmissionAction, type ConnId, type OtherCounters, type ViewerSummary } from "./admission.ts";
+import type { LockoutOptions } from "./auth-lockout.ts";
 import { ClassicEncoder, type FitFunction } from "./classic-encoder.ts";
 import { CLASSIC_TICK_MS } from "./classic-viewers.ts";
 import { enlargeBuffer, socketFd } from "../net/udp-buffer.ts";
@@ -24,8 +29,20 @@ export interface StreamServerOptions {
   log: Logger;
   heartbeatMs?: number;
   timeoutMs?: number;
-  /** Connections that have not said hello yet; more are closed at once. */
+  /** Connections that have not said hello yet; one more evicts the oldest. */
   maxPending?: number;
+  /** How long a connection may take to say hello (and answer the challenge). */
+  helloTimeoutMs?: number;
+  /** Viewers of every kind from one address. */
+  maxPerHost?: number;
+  /** How long a viewer's UDP port may answer only with ICMP errors before its session ends. */
+  unreachableMs?: number;
+  /** The token, stretched: viewers must prove it, and every frame is encrypted. Null: open to anyone. */
+  token?: TokenKey | null;
+  /** How repeated wrong tokens from one address are slowed down. */
+  lockout?: LockoutOptions;
+  /** Most control bytes held for a viewer that does not read (default MAX_PENDING_BYTES). */
+  maxControlBacklog?: number;
   /** Fraction of the frame interval a frame's datagrams are spread over. */
   spread?: number;
   /**
@@ -43,12 +60,18 @@ interface Conn {
   /** Admission let go of it: what arrives now is ignored. */
   closing: boolean;
   stream: Stream | null;
+  /** An authenticated connection's key-wrap key and how many keys it was sent (each needs its own nonce). */
+  wrap: { key: Uint8Array; sent: number } | null;
 }
 
 /** One viewer's frames: where they go and the buffer they are cut into. */
 interface Stream {
   session: Session;
   fragmenter: Fragmenter;
+  /** Its connection, for the stream keys it is sent. */
+  conn: Conn;
+  /** When datagrams last went to it (an ICMP error is blamed on those sent to lately). */
+  lastSentAt: number;
 }
 
 /** Counters the server reports at exit. */
@@ -76,6 +99,20 @@ export interface ServerStats {
   classicAnswersIgnored: number;
   /** Bytes classroom viewers sent on TCP after their port number, which they never should. */
   classicTcpBytesIgnored: number;
+  /** Connections reset before the server could look at them (no peer address left). */
+  connectionsGoneAtOpen: number;
+  /** Control messages with a missing or wrong tag (dropped). */
+  controlForged: number;
+  /** Wrong token proofs (each logged as refused reason=auth). */
+  authFailures: number;
+  /** Reports and bye totals that claimed more than was sent (ignored). */
+  reportsRejected: number;
+  /** Connections closed to make room for newer ones while many waited for their hello. */
+  pendingEvicted: number;
+  /** Frames encrypted: once each, whatever the number of viewers. */
+  framesEncrypted: number;
+  /** Stream keys started after the first (viewers leaving, counters running out). */
+  keyRotations: number;
 }
 
 /**
@@ -108,6 +145,16 @@ function plainAddress(a: string): string {
 }
 
 /**
+ * The peer of a just-opened socket, or null when it has none: a connection reset
+ * before its open callback ran has no remote address any more.
+ */
+export function peerOf(sock: { remoteAddress?: string | null; remotePort?: number }): { address: string; port: number } | null {
+  const a = sock.remoteAddress;
+  if (typeof a !== "string" || a === "") return null;
+  return { address: plainAddress(a), port: sock.remotePort ?? 0 };
+}
+
+/**
  * The fan-out server: TCP control connections (hello, heartbeats, reports, bye)
  * and one UDP socket that sends every captured frame, encoded once, to every
  * viewer, paced over part of the frame interval. The protocol decisions are
@@ -117,6 +164,7 @@ export class StreamServer implements AsyncDisposable {
   readonly stats: ServerStats = {
     framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0,
     classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0, classicTcpBytesIgnored: 0,
+    connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
   };
   readonly #opts: Required<StreamServerOptions>;
   readonly #log: Logger;
@@ -127,7 +175,16 @@ export class StreamServer implements AsyncDisposable {
   readonly #warnSend: (detail: string) => void;
   readonly #warnNotSent: (detail: string) => void;
   readonly #warnNotFitted: (detail: string) => void;
+  readonly #warnForged: (detail: string) => void;
   readonly #maxFrameBytes: number;
+  /** Encrypts each frame once for all viewers; null without a token. */
+  readonly #sealer: FrameSealer | null;
+  readonly #sealedFragmentSize: number;
+  /** A viewer left: a new stream key before the next frame, so it cannot read what follows. */
+  #rekey = false;
+  /** ICMP errors since the last tick (they do not say for whom). */
+  #icmpSinceTick = false;
+  #lastTickAt = 0;
   readonly #encoder: ClassicEncoder;
   #admission!: Admission;
   #listener!: TCPSocketListener<Conn>;
@@ -140,12 +197,19 @@ export class StreamServer implements AsyncDisposable {
   #stopped = false;
 
   private constructor(opts: StreamServerOptions) {
-    this.#opts = { heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, ...opts };
+    this.#opts = {
+      heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: 2000, maxPerHost: 16, unreachableMs: 5000,
+      token: null, lockout: {}, maxControlBacklog: 64 * 1024, ...opts,
+    };
     this.#log = opts.log;
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
     this.#warnNotSent = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame not sent", { detail, similar: suppressed || undefined }));
     this.#warnNotFitted = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame not fitted for classroom viewers", { detail, similar: suppressed || undefined }));
-    this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (opts.mtu - HEADER_SIZE));
+    this.#warnForged = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("control message with a wrong tag dropped", { client: detail, similar: suppressed || undefined }));
+    this.#sealer = opts.token ? new FrameSealer() : null;
+    const probe = new Fragmenter(opts.mtu);
+    this.#sealedFragmentSize = probe.sealedFragmentSize;
+    this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (this.#sealer ? probe.sealedFragmentSize : probe.payloadSize));
     this.#encoder = new ClassicEncoder({ quality: opts.classic?.quality, fit: opts.classic?.fit });
   }
 
@@ -164,6 +228,11 @@ export class StreamServer implements AsyncDisposable {
   /** The UDP port frames leave from. */
   get udpPort(): number {
     return this.#udp.port;
+  }
+
+  /** Whether viewers must prove a token and frames are encrypted. */
+  get encrypted(): boolean {
+    return this.#sealer !== null;
   }
 
   /** Lancam viewers with a session (viewerCount counts every kind). */
@@ -217,6 +286,7 @@ export class StreamServer implements AsyncDisposable {
           error: (...args: unknown[]) => {
             const err = args.find((a): a is Error => a instanceof Error);
             this.stats.icmpErrors++;
+            this.#icmpSinceTick = true;
             this.#warnSend(err?.message ?? "unknown UDP error");
           },
         },
@@ -226,14 +296,22 @@ export class StreamServer implements AsyncDisposable {
     }
     const { width, height, fps } = this.#opts.stream;
     try {
+      // Built once here so a bad --mtu fails at start, not at the first hello.
+      const fragmenter = new Fragmenter(this.#opts.mtu);
       this.#admission = new Admission({
         maxClients: this.#opts.maxClients,
         maxPending: this.#opts.maxPending,
         heartbeatMs: this.#opts.heartbeatMs,
         timeoutMs: this.#opts.timeoutMs,
+        helloTimeoutMs: this.#opts.helloTimeoutMs,
+        maxPerHost: this.#opts.maxPerHost,
+        unreachableMs: this.#opts.unreachableMs,
+        auth: this.#opts.token ? { token: this.#opts.token, lockout: this.#opts.lockout } : null,
         classic: { resendMs: this.#opts.classic.resendMs, timeoutMs: this.#opts.classic.timeoutMs },
-        // Built once here so a bad --mtu fails at start, not at the first hello.
-        stream: { width, height, fpsMillihertz: Math.round(fps * 1000), fragmentSize: new Fragmenter(this.#opts.mtu).payloadSize, udpSourcePort: this.#udp.port },
+        stream: {
+          width, height, fpsMillihertz: Math.round(fps * 1000), udpSourcePort: this.#udp.port,
+          fragmentSize: this.#sealer ? fragmenter.sealedFragmentSize : fragmenter.payloadSize,
+        },
         wallClockUs: (now) => Math.round((performance.timeOrigin + now) * 1000),
       });
     } catch (e) {
@@ -262,7 +340,31 @@ export class StreamServer implements AsyncDisposable {
     }
     const sb = enlargeBuffer(socketFd(this.#udp), "send", SEND_BUFFER_BYTES);
     this.#log.info("udp send buffer", { requested: sb.requested, got: sb.actual ?? "unknown", note: sb.note });
-    this.#ticker = setInterval(() => this.#apply(this.#admission.tick(performance.now())), Math.min(TICK_MS, this.#opts.heartbeatMs));
+    this.#ticker = setInterval(() => this.#tick(), Math.min(TICK_MS, this.#opts.heartbeatMs));
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    if (this.#icmpSinceTick) {
+      this.#icmpSinceTick = false;
+      // The errors name no one: every session sent to since the last tick is a suspect.
+      const since = this.#lastTickAt - TICK_MS;
+      this.#admission.unreachable([...this.#streams].filter((st) => st.lastSentAt >= since).map((st) => st.session.id), now);
+    }
+    this.#lastTickAt = now;
+    this.#apply(this.#admission.tick(now));
+    this.#syncStats();
+  }
+
+  #syncStats(): void {
+    const a = this.#admission;
+    this.stats.authFailures = a.authFailures;
+    this.stats.reportsRejected = a.reportsRejected;
+    this.stats.pendingEvicted = a.pendingEvicted;
+    if (this.#sealer) {
+      this.stats.framesEncrypted = this.#sealer.framesSealed;
+      this.stats.keyRotations = this.#sealer.rotations;
+    }
   }
 
   /** Sends one frame to every viewer; never blocks and never queues more than one frame per viewer. */
@@ -286,9 +388,20 @@ export class StreamServer implements AsyncDisposable {
     }
     const now = performance.now();
     const spreadMs = (1000 / this.#opts.stream.fps) * this.#opts.spread;
+    let sealed: SealedFrame | null = null;
+    if (this.#sealer) {
+      this.#rotateIfDue();
+      const r = this.#sealer.seal(frame, this.#sealedFragmentSize);
+      // The key ran out (or the numbering went back): its holders get the new one before these datagrams.
+      if (r.rotated) this.#sendKeyToAll();
+      sealed = r.sealed;
+      this.stats.framesEncrypted = this.#sealer.framesSealed;
+    }
     for (const stream of this.#streams) {
       const s = stream.session;
-      const datagrams = stream.fragmenter.fragment(frame, s.id);
+      const datagrams = sealed ? stream.fragmenter.fragmentSealed(sealed, s.id) : stream.fragmenter.fragment(frame, s.id);
+      s.firstFrame ??= frame.seq;
+      s.lastFrame = frame.seq;
       const superseded = this.#pacer.enqueue(stream, { port: s.udpPort, address: s.address }, datagrams, now, spreadMs);
       s.datagramsSuperseded += superseded;
       this.stats.datagramsSuperseded += superseded;
@@ -386,14 +499,52 @@ export class StreamServer implements AsyncDisposable {
     }
     this.stats.datagramsSent += took;
     stream.session.datagramsSent += took;
+    stream.lastSentAt = performance.now();
     return took;
   };
 
+  /** After a viewer left: a new key, sent to every viewer still here, before the next frame is sealed. */
+  #rotateIfDue(): void {
+    if (!this.#rekey || !this.#sealer) return;
+    this.#rekey = false;
+    this.#sealer.rotate();
+    this.stats.keyRotations = this.#sealer.rotations;
+    this.#sendKeyToAll();
+  }
+
+  #sendKeyToAll(): void {
+    for (const st of this.#streams) this.#sendKey(st.conn);
+  }
+
+  /** The current stream key, wrapped for this connection alone. */
+  #sendKey(conn: Conn): void {
+    const wrap = conn.wrap;
+    if (!wrap || !this.#sealer) return;
+    const { id, key } = this.#sealer.current;
+    // A counter, not randomness: one wrap key never sees the same nonce twice.
+    const nonce = new Uint8Array(WRAP_NONCE_SIZE);
+    new DataView(nonce.buffer).setBigUint64(4, BigInt(++wrap.sent));
+    this.#sendTo(conn, { type: "key", keyId: id, nonce, wrapped: wrapStreamKey(wrap.key, nonce, id, key) });
+  }
+
+  /** Sends on a connection; one whose viewer stopped reading ends its session. */
+  #sendTo(conn: Conn, msg: ControlMessage): void {
+    if (conn.channel.send(msg) || !conn.channel.overflowed || conn.closing) return;
+    this.#apply(this.#admission.stalled(conn.id, performance.now()));
+  }
+
   #onOpen(sock: Socket<Conn>): void {
-    const address = plainAddress(sock.remoteAddress);
-    const tcpPort = (sock as unknown as { remotePort?: number }).remotePort ?? 0;
+    const from = peerOf(sock);
+    if (!from) {
+      // Reset by the peer before this callback ran: there is no one to serve or to log.
+      this.stats.connectionsGoneAtOpen++;
+      sock.terminate();
+      return;
+    }
+    const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
-    sock.data = { id, channel: new ControlChannel(sock), peer: `${address}:${tcpPort || "?"}`, closing: false, stream: null };
+    const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, stream: null, wrap: null };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -416,6 +567,12 @@ export class StreamServer implements AsyncDisposable {
     }
     for (const msg of messages) {
       if (conn.closing) return;
+      // Checked one by one as they are handled: the channel is secured by the response, mid-chunk.
+      if (!conn.channel.authentic(msg)) {
+        this.stats.controlForged++;
+        this.#warnForged(conn.peer);
+        continue;
+      }
       this.#apply(this.#admission.received(conn.id, msg, performance.now()));
     }
   }
@@ -441,17 +598,26 @@ export class StreamServer implements AsyncDisposable {
       if (!conn) continue;
       switch (a.kind) {
         case "send":
-          conn.channel.send(a.msg);
+          this.#sendTo(conn, a.msg);
+          break;
+        case "secure":
+          conn.channel.secure(new ControlMac({ send: a.keys.serverMac, receive: a.keys.clientMac }));
+          conn.wrap = { key: a.keys.wrap, sent: 0 };
           break;
         case "start":
-          conn.stream = { session: a.session, fragmenter: new Fragmenter(this.#opts.mtu) };
+          conn.stream = { session: a.session, fragmenter: new Fragmenter(this.#opts.mtu), conn, lastSentAt: -Infinity };
           this.#streams.add(conn.stream);
+          // After the welcome, before its first datagram; a key someone who left knows is never sent.
+          if (this.#rekey) this.#rotateIfDue();
+          else this.#sendKey(conn);
           break;
         case "stop":
           if (conn.stream) {
             this.#streams.delete(conn.stream);
             this.#pacer.remove(conn.stream);
             conn.stream = null;
+            // It holds the current key: frames from now on go under a new one.
+            if (this.#sealer && !this.#stopped) this.#rekey = true;
           }
           break;
         case "close":
@@ -464,6 +630,8 @@ export class StreamServer implements AsyncDisposable {
       }
     }
     this.#syncClassicTicker();
+    // At once, not at the next frame: the key reaches the others while the next frame is captured.
+    if (this.#rekey && this.#streams.size > 0) this.#rotateIfDue();
   }
 
   /** Says goodbye to every viewer and closes the sockets. */
