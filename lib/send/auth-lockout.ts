@@ -59,7 +59,7 @@ export class AuthLockout {
     r.lastFailureAt = now;
     const over = r.failures - this.#free;
     // 2^over overflows to Infinity long after maxMs is reached; min() keeps it finite.
-    const lockedMs = over >= 0 ? Math.min(this.#maxMs, this.#baseMs * 2 ** over) : 0;
+    const lockedMs = over > 0 ? Math.min(this.#maxMs, this.#baseMs * 2 ** (over - 1)) : 0;
     r.lockedUntil = now + lockedMs;
     this.#records.delete(address);
     this.#records.set(address, r);
