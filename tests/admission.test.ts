@@ -563,3 +563,81 @@ describe("one count of viewers of every kind", () => {
     });
   });
 });
+
+describe("hardening", () => {
+  test("--max-per-host counts every kind of viewer from one address; other addresses are not affected", () => {
+    const m = machine({ maxClients: 32, maxPerHost: 3 });
+    join(m, 1, 8001);
+    join(m, 2, 8002);
+    m.admitOther(900, "browser", HERE, "", 0);
+    m.connected(3, { address: HERE, port: 50_003 }, 0);
+    const out = m.received(3, hello(8003), 0);
+    expect(sentTo(out, 3)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many viewers from 192.168.1.20: at most 3 per address" }]);
+    expect(lines(out)[0]).toBe('WARN [server] client refused client=192.168.1.20:50003 udp=8003 reason="too many viewers from this address" max=3');
+    expect(sentTo(join(m, 4, 8004, 0, THERE), 4)[0]!.type).toBe("welcome");
+    // A leave frees a place for that address.
+    m.leaveOther(900, "closed", 1);
+    expect(sentTo(join(m, 5, 8005, 1), 5)[0]!.type).toBe("welcome");
+  });
+
+  test("a report claiming more than was sent is rejected and counted (logged once), not taken; a plausible one is", () => {
+    const m = machine();
+    const s = sessionOf(join(m, 1, 8001, 0));
+    s.framesSent = 100;
+    s.firstFrame = 1000;
+    s.lastFrame = 1099;
+    expect(m.received(1, report(90, 5, 3), 1000)).toEqual([]);
+    expect(s.lastReport).toMatchObject({ framesReceived: 90, framesLost: 5, framesIncomplete: 3 });
+    const all = 0xffffffff;
+    const out = m.received(1, { type: "report", framesReceived: all, framesLost: all, framesIncomplete: all, datagramsDropped: all, latencyP50Us: all, latencyP95Us: all, fpsMillihertz: all }, 2000);
+    expect(lines(out)).toEqual(["WARN [server] report rejected client=192.168.1.20:50001 udp=8001 session=00000100 what=report why=\"framesReceived=4294967295 of 100 frames sent\""]);
+    expect(m.received(1, report(100, 50, 0), 3000)).toEqual([]); // 150 of 100 numbers: rejected, not logged again
+    expect(m.reportsRejected).toBe(2);
+    expect(s.lastReport).toMatchObject({ framesReceived: 90 });
+    // Bye totals are checked the same way: impossible ones fall back to the last report.
+    const bye = m.received(1, { type: "bye", reason: ByeReason.UserQuit, totals: { framesReceived: all, framesLost: all, framesIncomplete: all, framesRecorded: all } }, 4000);
+    const left = lines(bye).find((l) => l.includes("client left"))!;
+    expect(left).toContain("framesReceived=90 framesLost=8 clients=0");
+    expect(left).not.toContain("8589934590");
+    expect(m.reportsRejected).toBe(3);
+  });
+
+  test("a session whose UDP port answers only with ICMP errors for unreachableMs, while its reports show nothing arriving, is ended", () => {
+    const m = machine({ unreachableMs: 5000 });
+    join(m, 1, 8001, 0);
+    const live = sessionOf(join(m, 2, 8002, 0));
+    live.framesSent = 1000;
+    // Errors do not say for whom: both are suspects. Only the one whose reports do not grow goes.
+    let out: AdmissionAction[] = [];
+    for (let t = 100; t <= 6000; t += 100) {
+      m.unreachable([0x100, 0x101], t);
+      if (t % 1000 === 0) {
+        m.received(2, report(t / 40), t);
+        m.received(1, report(0), t);
+      }
+      out = out.concat(m.tick(t));
+    }
+    const left = lines(out).filter((l) => l.includes("client left"));
+    expect(left).toHaveLength(1);
+    expect(left[0]).toContain('udp=8001 session=00000100 reason="udp port unreachable"');
+    expect(sentTo(out, 1).at(-1)).toEqual({ type: "bye", reason: ByeReason.Other });
+    expect(m.sessionCount).toBe(1);
+    // Errors that stop (more than 2 s apart) end nothing.
+    const quiet = machine({ unreachableMs: 5000 });
+    join(quiet, 1, 8001, 0);
+    for (let t = 0; t <= 12_000; t += 2500) {
+      quiet.unreachable([0x100], t);
+      quiet.received(1, heartbeat, t);
+      expect(lines(quiet.tick(t)).filter((l) => l.includes("client left"))).toEqual([]);
+    }
+  });
+
+  test("a viewer that stops reading its control connection is ended once its buffer is full", () => {
+    const m = machine();
+    join(m, 1, 8001, 0);
+    const out = m.stalled(1, 3000);
+    expect(kinds(out)).toEqual(["stop 1", "log client left", "close 1"]);
+    expect(lines(out)[0]).toContain('reason="not reading"');
+    expect(m.stalled(1, 3001)).toEqual([]);
+  });
+});

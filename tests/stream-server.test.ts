@@ -1,12 +1,16 @@
 // The server's control channel against hand-made clients on 127.0.0.1: refusals,
 // malformed input closing one connection only, and datagrams going only to the TCP peer.
 import { describe, expect, test } from "bun:test";
-import { ByeReason, CAP_RESUME, encodeControl, PROTOCOL_VERSION, RefuseReason, type ControlMessage, type Welcome } from "../lib/wire/control.ts";
+import {
+  ByeReason, CAP_DECRYPT, CAP_RESUME, CAP_TOKEN_AUTH, encodeControl, PROTOCOL_VERSION, RefuseReason, type ControlMessage, type Hello, type Welcome,
+} from "../lib/wire/control.ts";
+import { ControlMac } from "../lib/net/control-mac.ts";
+import { clientProof, deriveSessionKeys, tokenKey, type SessionKeys, type TokenKey } from "../lib/net/session-keys.ts";
 import { decodeDatagram } from "../lib/wire/datagram.ts";
 import { memoryLogger } from "../lib/app/log.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
 import { MAX_PENDING_PER_ADDRESS } from "../lib/send/admission.ts";
-import { StreamServer, type StreamServerOptions } from "../lib/send/stream-server.ts";
+import { peerOf, StreamServer, type StreamServerOptions } from "../lib/send/stream-server.ts";
 import type { FitJpegResult } from "../lib/native/cv.ts";
 import { MAX_CLASSIC_DATAGRAM } from "../lib/wire/classic.ts";
 import type { Frame } from "../lib/wire/frame.ts";
@@ -203,7 +207,7 @@ describe("stream server control channel", () => {
     }, 16);
   });
 
-  test("one address cannot hold more than a few connections without hello", async () => {
+  test("one address cannot hold more than a few connections without hello: one more evicts the oldest", async () => {
     await withServer(async (server, log) => {
       const idle = await Promise.all(Array.from({ length: MAX_PENDING_PER_ADDRESS + 1 }, () => rawClient(server.port)));
       await until(() => idle.some((c) => c.closed), 3000, "the one over the limit is closed");
@@ -285,6 +289,110 @@ async function classicViewer(serverPort: number) {
       udp.close();
     },
   };
+}
+
+describe("hardening, through real sockets", () => {
+  test("a viewer whose UDP port answers only with ICMP errors is ended after unreachableMs; one whose reports grow is not", async () => {
+    const got: number[] = [];
+    const live = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => void got.push(buf.length) } });
+    const dead = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    const deadPort = dead.port;
+    dead.close();
+    try {
+      await withServer(async (server, log) => {
+        const a = await rawClient(server.port);
+        const b = await rawClient(server.port);
+        a.send(helloBytes(deadPort));
+        b.send(helloBytes(live.port));
+        await until(() => a.messages.length > 0 && b.messages.length > 0, 3000, "both welcomed");
+        using cam = camera(server, 30, 5000);
+        const perFrame = Math.ceil(5000 / 1368);
+        // The live viewer reports what it got, as a real one does; the dead one says nothing.
+        const reports = setInterval(() => b.send(encodeControl({
+          type: "report", framesReceived: Math.floor(got.length / perFrame), framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0,
+        })), 200);
+        try {
+          await until(() => a.closed, 4000, "the unreachable viewer ended");
+          expect(b.closed).toBe(false);
+          await Bun.sleep(300);
+          expect(b.closed).toBe(false);
+        } finally {
+          clearInterval(reports);
+        }
+        expect(server.stats.icmpErrors).toBeGreaterThan(0);
+        expect(log.lines.find((l) => l.includes("client left"))).toContain(`udp=${deadPort} `);
+        expect(log.lines.find((l) => l.includes("client left"))).toContain('reason="udp port unreachable"');
+        expect(a.messages.at(-1)).toEqual({ type: "bye", reason: ByeReason.Other });
+        b.end();
+      }, 4, 5000, { unreachableMs: 800 });
+    } finally {
+      live.close();
+    }
+  });
+
+  test("a connection with no remote address left (reset before it was handled) has no peer; nothing reads a.startsWith of undefined", () => {
+    expect(peerOf({ remoteAddress: undefined, remotePort: 5 })).toBeNull();
+    expect(peerOf({ remoteAddress: "" })).toBeNull();
+    expect(peerOf({ remoteAddress: null })).toBeNull();
+    expect(peerOf({ remoteAddress: "::ffff:10.0.0.7", remotePort: 4242 })).toEqual({ address: "10.0.0.7", port: 4242 });
+  });
+
+  test("with a token: each viewer is sent the stream key after its welcome; when one leaves the others get a new one before the next frame", async () => {
+    const token = tokenKey("stream-server key rotation test");
+    const udp = await Promise.all([0, 1].map(() => Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } })));
+    const keyIds: number[][] = [[], []];
+    const seenIds = new Set<number>();
+    const probe = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => void seenIds.add(decodeDatagram(buf).header.keyId!) } });
+    try {
+      await withServer(async (server, log) => {
+        const viewers = await Promise.all([udp[0]!.port, udp[1]!.port, probe.port].map((p) => authedClient(server.port, token, p)));
+        await until(() => server.clientCount === 3, 3000, "three welcomed");
+        await until(() => viewers.every((v) => v.got.some((m) => m.type === "key")), 3000, "a key each");
+        server.broadcast(picture(1, 3000));
+        await until(() => seenIds.has(0), 3000, "a frame under key 0");
+        viewers[0]!.send({ type: "bye", reason: ByeReason.UserQuit });
+        await until(() => server.clientCount === 2, 3000, "one left");
+        await until(() => viewers[1]!.got.filter((m) => m.type === "key").length === 2, 3000, "a new key for those still here");
+        for (const [i, v] of viewers.slice(0, 2).entries()) keyIds[i] = v.got.flatMap((m) => (m.type === "key" ? [m.keyId] : []));
+        expect(keyIds).toEqual([[0], [0, 1]]);
+        expect(server.stats.keyRotations).toBe(1);
+        server.broadcast(picture(2, 3000));
+        await until(() => seenIds.has(1), 3000, "the next frame under key 1");
+        expect(server.stats.framesEncrypted).toBe(2);
+        expect(log.lines.filter((l) => l.includes("client joined")).every((l) => l.includes("auth=token"))).toBe(true);
+        for (const v of viewers.slice(1)) v.end();
+      }, 4, 5000, { token });
+    } finally {
+      for (const u of [...udp, probe]) u.close();
+    }
+  });
+});
+
+/** A hand-made viewer that proves `token` and tags what it sends. */
+async function authedClient(port: number, token: TokenKey, udpPort: number) {
+  const reader = new MessageReader();
+  const got: ControlMessage[] = [];
+  let mac: ControlMac | null = null;
+  let keys: SessionKeys | null = null;
+  const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort, capabilities: CAP_TOKEN_AUTH | CAP_DECRYPT, name: "raw" };
+  const sock = await Bun.connect({
+    hostname: "127.0.0.1", port,
+    socket: {
+      data: (s, chunk) => {
+        for (const m of reader.push(chunk)) {
+          if (m.type === "challenge") {
+            const t = { hello, challenge: m, clientNonce: crypto.getRandomValues(new Uint8Array(32)) };
+            keys = deriveSessionKeys(token, t);
+            s.write(encodeControl({ type: "response", clientNonce: t.clientNonce, proof: clientProof(keys, t) }));
+            mac = new ControlMac({ send: keys.clientMac, receive: keys.serverMac });
+          } else if (mac && !mac.open(m)) throw new Error(`a ${m.type} with a bad tag`);
+          got.push(m);
+        }
+      },
+    },
+  });
+  sock.write(encodeControl(hello));
+  return { got, send: (m: ControlMessage) => void sock.write(mac!.seal(m)), end: () => sock.end(), keys: () => keys };
 }
 
 const picture = (seq: number, bytes = 2000): Frame => ({ seq, capturedAt: 1_700_000_000_000_000 + seq, width: 320, height: 240, jpeg: new Uint8Array(bytes).fill(seq & 0xff) });
