@@ -227,6 +227,21 @@ describe("reconnecting", () => {
     expect(retried(m.push({ type: "closed" }, now + 1)).afterMs).toBe(500);
   });
 
+  test("a reconnecting hello presents the last welcome's resume secret (so the server lets it replace its own stale session); the next welcome's secret replaces it", () => {
+    const { m } = machine();
+    const first = new Uint8Array(16).fill(0xa1);
+    welcomed(m, 0, { resume: first });
+    retried(m.push({ type: "closed" }, 10));
+    expect(m.push({ type: "tick" }, 510)).toEqual([{ type: "connect" }]);
+    const [hello] = m.push({ type: "connected" }, 511);
+    expect(hello).toEqual({ type: "send", msg: { type: "hello", version: 1, udpPort: 5000, capabilities: CAP_RESUME, name: "hall", resume: first } });
+    const second = new Uint8Array(16).fill(0xa2);
+    m.push(msg(welcome({ resume: second })), 512);
+    retried(m.push({ type: "closed" }, 600));
+    m.push({ type: "tick" }, 1100);
+    expect((m.push({ type: "connected" }, 1101)[0] as { msg: { resume?: Uint8Array } }).msg.resume).toEqual(second);
+  });
+
   test("reconnectDelayMs: 0.5 s doubling, at most 5 s", () => {
     expect([0, 1, 2, 3, 4, 10, 1000].map(reconnectDelayMs)).toEqual([500, 1000, 2000, 4000, 5000, 5000, 5000]);
   });
