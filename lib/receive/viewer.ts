@@ -182,7 +182,8 @@ export class Viewer implements AsyncDisposable {
   }
 
   /**
-   * The final counts for the goodbye: the same counters the stats file shows. Built
+   * The final counts for the goodbye, for this session: the stats file's counters
+   * less what earlier sessions counted (the whole run, unless it reconnected). Built
    * when the bye is, after which the client takes no more datagrams, so nothing is
    * counted later and the server's leave line equals the stats file.
    */
