@@ -3,7 +3,7 @@ import { dirname, join, resolve } from "node:path";
 import { tokenKey, type TokenKey } from "../net/session-keys.ts";
 import { AUTO_TOKEN_FILE, loadOrCreateToken, readableByOthers, SHORT_TOKEN_CHARS } from "../net/token.ts";
 import { UsageError } from "./cli.ts";
-import { invocation } from "./run-main.ts";
+import { isStandalone } from "./run-main.ts";
 import type { TokenSource } from "./token-flags.ts";
 
 /** A token ready for use, and what the program should say about it. */
@@ -52,9 +52,9 @@ export function reachableAddress(bind: string): string {
   return "127.0.0.1";
 }
 
-/** The exact command that joins this server with its token. */
+/** The exact command that joins this server with its token (the built client beside a built server). */
 export function joinCommand(host: string, port: number, token: string): string {
-  return `${invocation("client.ts")} ${host} ${port} 0 --token ${token}`;
+  return `${isStandalone() ? "lancam-client" : "bun client.ts"} ${host} ${port} 0 --token ${token}`;
 }
 
 /**
