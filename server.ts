@@ -16,8 +16,8 @@ import { tokenAuth } from "./lib/http/token-auth.ts";
 import { SegmentWriter } from "./lib/record/segment-writer.ts";
 import { StartError, StreamServer } from "./lib/send/stream-server.ts";
 import { tokenSource } from "./lib/app/token-flags.ts";
-import { checkBrowserViewWithToken, joinCommand, reachableAddress, setUpToken } from "./lib/app/token-setup.ts";
-import { TokenError } from "./lib/net/token.ts";
+import { browserViewWarning, joinCommand, reachableAddress, setUpToken } from "./lib/app/token-setup.ts";
+import { browserViewToken, TokenError } from "./lib/net/token.ts";
 
 async function main(): Promise<number> {
   const cli = parseCommandLine(SERVER_COMMAND, process.argv.slice(2));
@@ -33,7 +33,6 @@ async function main(): Promise<number> {
   const record = cli.flags.record === null ? null : { dir: cli.flags.record, ...recordSettings(cli.flags) };
   const targets = publishTargets(cli.flags);
   const tokens = tokenSource(cli.flags, process.env);
-  if (tokens.kind !== "none" && httpPort !== null) checkBrowserViewWithToken(httpBind);
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
@@ -67,7 +66,7 @@ async function main(): Promise<number> {
     ? null
     : await HttpView.start({
         port: httpPort, bind: httpBind, log: log.child("http"), startedAt, logViewers: false, admission: browserAdmission(server),
-        auth: token ? tokenAuth(token.token) : null,
+        auth: token ? tokenAuth(browserViewToken(token.token)) : null,
         state: serverState(server, { description: source.description, width: source.width, height: source.height, fps: source.fps }, () => framesCaptured,
           () => publishers?.stats.map(({ url, codec, state, sent, dropped, reconnects, lastError }) => ({ url, codec, state, sent, dropped, reconnects, lastError })) ?? []),
       });
@@ -86,7 +85,15 @@ async function main(): Promise<number> {
     console.log(`lancam server token file=${token.file.path} (${token.file.created ? "new" : "kept from an earlier start"})`);
     console.log(`join with: ${joinCommand(reachableAddress(bind), server.port, token.token)}`);
   }
-  if (http) console.log(`lancam http listening url=${http.url}`);
+  if (http) {
+    console.log(`lancam http listening url=${http.url}`);
+    if (token) {
+      const warning = browserViewWarning(httpBind);
+      if (warning) log.warn(warning);
+      // Like the token, the link goes to the terminal only, never to the log.
+      console.log(`browser link: ${new URL(`/?token=${browserViewToken(token.token)}`, http.url.replace("//0.0.0.0:", `//${reachableAddress(httpBind)}:`)).href}`);
+    }
+  }
 
   let exitCode = 0;
   try {

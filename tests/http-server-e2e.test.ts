@@ -62,3 +62,32 @@ test("server --http: the page shows the live picture and lists a lancam viewer a
   expect(lines).toMatch(/ client refused client=127\.0\.0\.1 kind=browser .*reason="server full"/);
   expect(lines).toMatch(/ client joined client=127\.0\.0\.1:\d+ .*name=lab-viewer/);
 }, 60_000);
+
+test("server --http with a token: every route needs the browser link's key, derived from the token; neither is logged", async () => {
+  const dir = tempDir();
+  const log = join(dir, "server.log");
+  const token = "classroom-4b-token-of-some-length";
+  await using server = spawnBun([
+    "server.ts", "--source", "test", "--size", "320x240", "--fps", "15", "--port", "0", "--http", "0", "--http-bind", "127.0.0.1",
+    "--token", token, "--log", log,
+  ]);
+  const url = (await server.waitFor(/lancam http listening url=(\S+)/))[1]!;
+  const link = (await server.waitFor(/browser link: (\S+)/))[1]!;
+  const key = new URL(link).searchParams.get("token")!;
+  expect(key).not.toBe(token);
+  expect(new URL(link).origin).toBe(new URL(url).origin);
+  for (const path of ["", "state", "metrics", "snapshot.jpg", "stream.mjpg"]) {
+    expect((await fetch(`${url}${path}`)).status).toBe(401);
+    // The viewers' token itself opens nothing: it never has to cross the network in the clear.
+    expect((await fetch(`${url}${path}?token=${token}`)).status).toBe(401);
+  }
+  const state = await fetch(`${url}state?token=${key}`);
+  expect(state.status).toBe(200);
+  expect((await state.json()).source).toMatchObject({ width: 320, height: 240 });
+  await until(() => / unauthorized request /.test(readFileSync(log, "utf8")), 5000, "the 401 log line");
+  server.proc.kill("SIGTERM");
+  expect(await server.exited).toBe(0);
+  const lines = readFileSync(log, "utf8");
+  expect(lines).not.toContain(token);
+  expect(lines).not.toContain(key);
+}, 30_000);

@@ -7,8 +7,8 @@ import { CLIENT_COMMAND } from "../lib/app/client-flags.ts";
 import { parseCommandLine } from "../lib/app/flags.ts";
 import { SERVER_COMMAND } from "../lib/app/server-flags.ts";
 import { tokenSource } from "../lib/app/token-flags.ts";
-import { checkBrowserViewWithToken, joinCommand, setUpToken } from "../lib/app/token-setup.ts";
-import { loadOrCreateToken, TokenError } from "../lib/net/token.ts";
+import { browserViewWarning, joinCommand, setUpToken } from "../lib/app/token-setup.ts";
+import { browserViewToken, loadOrCreateToken, TokenError } from "../lib/net/token.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-token-");
@@ -88,9 +88,15 @@ describe("--token auto", () => {
     expect(joinCommand("10.0.0.5", 9999, "ab12")).toBe("bun client.ts 10.0.0.5 9999 0 --token ab12");
   });
 
-  test("the browser view with a token listens on this machine only", () => {
-    expect(() => checkBrowserViewWithToken("127.0.0.1")).not.toThrow();
-    expect(() => checkBrowserViewWithToken("::1")).not.toThrow();
-    expect(usageError(() => checkBrowserViewWithToken("0.0.0.0"))).toContain("--http with a token needs --http-bind 127.0.0.1");
+  test("the browser view has a key of its own, derived from the token, and a warning when it listens beyond this machine", () => {
+    const token = "a-long-enough-token-for-this";
+    const view = browserViewToken(token);
+    expect(view).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(view).toBe(browserViewToken(token));
+    expect(view).not.toContain(token.slice(0, 8));
+    expect(browserViewToken(token + "x")).not.toBe(view);
+    expect(browserViewWarning("127.0.0.1")).toBeNull();
+    expect(browserViewWarning("::1")).toBeNull();
+    expect(browserViewWarning("0.0.0.0")).toContain("the browser view is plain HTTP");
   });
 });

@@ -2,7 +2,6 @@ import { networkInterfaces } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { tokenKey, type TokenKey } from "../net/session-keys.ts";
 import { AUTO_TOKEN_FILE, loadOrCreateToken, readableByOthers, SHORT_TOKEN_CHARS } from "../net/token.ts";
-import { UsageError } from "./cli.ts";
 import { isStandalone } from "./run-main.ts";
 import type { TokenSource } from "./token-flags.ts";
 
@@ -58,11 +57,11 @@ export function joinCommand(host: string, port: number, token: string): string {
 }
 
 /**
- * The browser view is plain HTTP: the token a browser sends and every frame travel in
- * the clear, so with a token it may only listen on this machine.
+ * The browser view is plain HTTP: its key (derived from the token, never the token
+ * itself) and its pictures cross the network in the clear. Said when it listens
+ * beyond this machine; null when it does not.
  */
-export function checkBrowserViewWithToken(httpBind: string): void {
-  if (!/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(httpBind)) {
-    throw new UsageError(`--http with a token needs --http-bind 127.0.0.1: the browser view is plain HTTP, so the token and the frames would cross the network in the clear (got --http-bind ${httpBind})`);
-  }
+export function browserViewWarning(httpBind: string): string | null {
+  if (/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(httpBind)) return null;
+  return "the browser view is plain HTTP: its link and its pictures cross the network unencrypted (the link holds a key derived from the token, not the token); use --http-bind 127.0.0.1 to keep it on this machine";
 }

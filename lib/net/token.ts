@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { chmodSync, closeSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
 
 /** A token that cannot be used, or a token file that cannot be read or written; the message says which. */
@@ -76,4 +76,14 @@ export function loadOrCreateToken(path: string): { token: string; created: boole
     closeSync(fd);
   }
   return { token, created: true };
+}
+
+/**
+ * The browser view's own key, derived from the token. The view is plain HTTP, so its key
+ * may be seen on the network; a derived one lets whoever sees it watch the page, but not
+ * learn the token (HMAC is one-way), so they can neither join as a lancam viewer nor
+ * read the encrypted UDP stream nor pose as the server.
+ */
+export function browserViewToken(token: string): string {
+  return createHmac("sha256", token).update("lancam browser view v1").digest("base64url").slice(0, 22);
 }
