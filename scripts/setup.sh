@@ -2,7 +2,8 @@
 # Installs what lancam needs, skipping whatever is already there:
 # Debian packages, Bun, node modules, the OpenCV addon.
 #   bash scripts/setup.sh          # what the server and client need
-#   bash scripts/setup.sh --test   # plus what the tests need (Xvfb, xdotool, ImageMagick, GStreamer test elements)
+#   bash scripts/setup.sh --test   # plus what the tests need (Xvfb, xdotool, ImageMagick, GStreamer test elements,
+#                                  the classroom program's Python OpenCV, Chromium for the browser view)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
