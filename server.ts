@@ -6,7 +6,7 @@ import { createLogger, FileSink, stderrSink } from "./lib/app/log.ts";
 import { checkCanRecord } from "./lib/app/record-check.ts";
 import { recordSettings } from "./lib/app/record-flags.ts";
 import { runMain, StopSignal } from "./lib/app/run-main.ts";
-import { publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
+import { multicastSettings, publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
 import { Publishers } from "./lib/publish/publishers.ts";
 import { versionReport } from "./lib/app/version.ts";
 import { openSource } from "./lib/capture/capture.ts";
@@ -32,6 +32,7 @@ async function main(): Promise<number> {
   const { port, bind, source: spec, size, fps, quality, loop, log: logPath, maxClients, mtu, spread, http: httpPort, httpBind } = cli.flags;
   const record = cli.flags.record === null ? null : { dir: cli.flags.record, ...recordSettings(cli.flags) };
   const targets = publishTargets(cli.flags);
+  const multicast = multicastSettings(cli.flags);
   const tokens = tokenSource(cli.flags, process.env);
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
@@ -54,7 +55,7 @@ async function main(): Promise<number> {
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.
   await using server = await StreamServer.start({
     port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },
-    maxPerHost: cli.flags.maxPerHost, token: token?.key ?? null,
+    maxPerHost: cli.flags.maxPerHost, token: token?.key ?? null, multicast,
   });
   // Publishing never holds up the rest: frames for a server that is down or slow are dropped and counted.
   await using publishers = targets.length === 0
@@ -77,9 +78,11 @@ async function main(): Promise<number> {
   // the source keeps its place (so the next viewer starts at once) but encodes nothing.
   source.pauseWhile(() => server.viewerCount === 0 && writer === null && publishers === null);
   log.info("started", { source: source.description, size: `${source.width}x${source.height}`, fps: source.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
+  const group = server.multicastGroup;
+  if (group) log.info("multicast: each datagram is sent once to the group; viewers it does not reach get unicast", { group: `${group.address}:${group.port}`, ttl: multicast!.ttl, interface: multicast!.interfaceAddress ?? "by route" });
   if (token) log.info("token required: viewers prove it, frames are encrypted", { tokenFile: token.file?.path });
   else log.warn("no token: anyone on the network can watch this stream; start with --token auto to require one");
-  console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}`);
+  console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}${group ? ` multicast=${group.address}:${group.port}` : ""}`);
   // The token goes to the terminal only, never to the log.
   if (token?.file) {
     console.log(`lancam server token file=${token.file.path} (${token.file.created ? "new" : "kept from an earlier start"})`);

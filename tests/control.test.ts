@@ -4,6 +4,8 @@ import {
   byeReasonText,
   decodeControl,
   encodeControl,
+  FallbackReason,
+  fallbackReasonText,
   MAX_MESSAGE_SIZE,
   MessageType,
   peekMessageSize,
@@ -12,6 +14,7 @@ import {
   refuseReasonText,
   TAGGED_BIT,
   WELCOME_ENCRYPTED,
+  WELCOME_MULTICAST,
   type ControlMessage,
 } from "../lib/wire/control.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
@@ -241,6 +244,82 @@ const GOLDEN: Golden[] = [
     },
   },
   {
+    name: "welcome to a multicast group, with a resume secret",
+    bytes: [
+      0x00, 0x35, //             length 53 = type + 24 + 12 multicast + 16 resume
+      0x02, //                   type welcome
+      0x12, 0x34, 0x56, 0x78, // session id 0x12345678: datagrams to this viewer's own port carry it
+      0x05, 0x00, //             width 1280
+      0x02, 0xd0, //             height 720
+      0x00, 0x00, 0x75, 0x30, // fps 30 = 30000 mHz
+      0x05, 0x58, //             fragment size 1368 (mtu 1400 - 32)
+      0x9c, 0x42, //             UDP source port 40002
+      0x03, 0xe8, //             heartbeat every 1000 ms
+      0x13, 0x88, //             timeout 5000 ms
+      0x00, 0x00, 0x00, 0x02, // server flags: multicast
+      0xef, 0xff, 0x0a, 0x01, // group 239.255.10.1
+      0x27, 0x0e, //             group port 9998
+      0x00, 0x00, //             reserved
+      0x9a, 0xbc, 0xde, 0xf0, // stream id 0x9ABCDEF0: datagrams to the group carry it
+      0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, // resume secret
+      0xb8, 0xb9, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf,
+    ],
+    msg: {
+      type: "welcome", sessionId: 0x12345678, width: 1280, height: 720, fpsMillihertz: 30000, fragmentSize: 1368,
+      udpSourcePort: 40002, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_MULTICAST,
+      multicast: { address: "239.255.10.1", port: 9998, streamId: 0x9abcdef0 }, resume: bytes(0xb0, 16),
+    },
+    // Without the secret it is a multicast welcome; part of one is a bad length.
+    optionalFrom: 36,
+  },
+  {
+    name: "welcome to an encrypted multicast stream, tagged",
+    bytes: [
+      0x00, 0x35, //             length 53 = type + 24 + 12 multicast + 16 tag
+      0x82, //                   type welcome, T set
+      0x00, 0x00, 0x00, 0x07, // session id 7
+      0x02, 0x80, //             width 640
+      0x01, 0xe0, //             height 480
+      0x00, 0x00, 0x3a, 0x98, // fps 15 = 15000 mHz
+      0x05, 0x48, //             fragment size 1352 (mtu 1400 - 32 header - 16 tag)
+      0x00, 0x50, //             UDP source port 80
+      0x01, 0xf4, //             heartbeat every 500 ms
+      0x07, 0xd0, //             timeout 2000 ms
+      0x00, 0x00, 0x00, 0x03, // server flags: frames encrypted, multicast
+      0xe0, 0x00, 0x00, 0x00, // group 224.0.0.0, the lowest a decoder takes
+      0xff, 0xff, //             group port 65535
+      0x00, 0x00, //             reserved
+      0x00, 0x00, 0x00, 0x00, // stream id 0
+      0xd0, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, // tag
+      0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf,
+    ],
+    msg: {
+      type: "welcome", sessionId: 7, width: 640, height: 480, fpsMillihertz: 15000, fragmentSize: 1352,
+      udpSourcePort: 80, heartbeatMs: 500, timeoutMs: 2000, flags: WELCOME_ENCRYPTED | WELCOME_MULTICAST,
+      multicast: { address: "224.0.0.0", port: 65535, streamId: 0 }, tag: bytes(0xd0, 16),
+    },
+  },
+  {
+    name: "fallback: nothing arrived from the group",
+    bytes: [
+      0x00, 0x02, //             length 2 = type + 1
+      0x0a, //                   type fallback
+      0x01, //                   reason 1: no multicast datagram arrived
+    ],
+    msg: { type: "fallback", reason: FallbackReason.Silent },
+  },
+  {
+    name: "fallback: could not join, tagged",
+    bytes: [
+      0x00, 0x12, //             length 18 = type + 1 + 16 tag
+      0x8a, //                   type fallback, T set
+      0x02, //                   reason 2: could not join the group
+      0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, // tag
+      0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff,
+    ],
+    msg: { type: "fallback", reason: FallbackReason.JoinFailed, tag: bytes(0xf0, 16) },
+  },
+  {
     name: "challenge",
     bytes: [
       0x00, 0x21, //             length 33 = type + 32
@@ -333,7 +412,7 @@ function frame(type: number, body: number[]): number[] {
 
 describe("golden control messages", () => {
   test("the table covers every message type", () => {
-    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key"]));
+    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback"]));
     expect(GOLDEN.filter((g) => g.msg.tag).length).toBeGreaterThan(1);
   });
 
@@ -411,16 +490,16 @@ describe("framing", () => {
     expect(peekMessageSize(Uint8Array.from([0x03, 0xfe, 0x05]))).toBe(1024);
   });
 
-  test("every type byte but 1..9, with or without the T bit, is bad-type", () => {
+  test("every type byte but 1..10, with or without the T bit, is bad-type", () => {
     for (let t = 0; t < 256; t++) {
       const type = t & 0x7f;
-      if (type >= 1 && type <= 9) continue;
+      if (type >= 1 && type <= 10) continue;
       const e = decodeError(frame(t, new Array(24).fill(0)));
       expect(e.code).toBe("bad-type");
       expect(e.message).toContain(`0x${t.toString(16).padStart(2, "0")}`);
       expect(() => peekMessageSize(Uint8Array.from(frame(t, [0])))).toThrow(DecodeError);
     }
-    expect([MessageType.Challenge, MessageType.Response, MessageType.Key]).toEqual([7, 8, 9]);
+    expect([MessageType.Challenge, MessageType.Response, MessageType.Key, MessageType.Fallback]).toEqual([7, 8, 9, 10]);
     expect(TAGGED_BIT).toBe(0x80);
   });
 
@@ -499,7 +578,16 @@ describe("out-of-range values are bad-value", () => {
     ["welcome UDP source port 0", body("welcome", 14, [0, 0]), "bad-value"],
     ["welcome heartbeat 0", body("welcome", 16, [0, 0]), "bad-value"],
     ["welcome timeout equal to the heartbeat", body("welcome", 18, [0x03, 0xe8]), "bad-value"],
-    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 2]), "bad-value"],
+    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 4]), "bad-value"],
+    ["welcome with the multicast flag but no group", body("welcome", 20, [0, 0, 0, 2]), "truncated"],
+    ["welcome to a group that is no multicast address", body("welcome to a multicast group, with a resume secret", 24, [0xdf, 0xff, 0xff, 0xff]), "bad-value"],
+    ["welcome to a group above 239.255.255.255", body("welcome to a multicast group, with a resume secret", 24, [0xf0, 0, 0, 0]), "bad-value"],
+    ["welcome to group port 0", body("welcome to a multicast group, with a resume secret", 28, [0, 0]), "bad-value"],
+    ["welcome multicast with its reserved field set", body("welcome to a multicast group, with a resume secret", 31, [1]), "bad-value"],
+    ["welcome multicast with part of a resume secret", frame(2, [...GOLDEN.find((g) => g.name.startsWith("welcome to a multicast"))!.bytes.slice(3, 3 + 36), 1, 2, 3]), "bad-length"],
+    ["fallback reason 0", body("fallback: nothing arrived from the group", 0, [0]), "bad-value"],
+    ["fallback reason 3", body("fallback: nothing arrived from the group", 0, [3]), "bad-value"],
+    ["fallback with a trailing byte", frame(10, [1, 0]), "bad-length"],
     ["welcome with part of a resume secret", frame(2, [...GOLDEN[3]!.bytes.slice(3), 1, 2, 3]), "bad-length"],
     ["hello with part of a resume secret", frame(1, [...GOLDEN[0]!.bytes.slice(3), 1, 2, 3]), "bad-length"],
     ["key with its reserved field set", body("key, tagged", 3, [1]), "bad-value"],
@@ -544,9 +632,9 @@ describe("garbage", () => {
     const rnd = prng(0xc0ffee);
     const decoded = new Map<string, number>();
     for (let i = 0; i < 6000; i++) {
-      const type = rnd() < 0.9 ? 1 + Math.floor(rnd() * 9) : Math.floor(rnd() * 256);
+      const type = rnd() < 0.9 ? 1 + Math.floor(rnd() * 10) : Math.floor(rnd() * 256);
       // Half the time the body has the type's own size, so decoders get past the length checks.
-      const natural = [0, 12 + Math.floor(rnd() * 8), 24, 2 + Math.floor(rnd() * 8), 8, 28, 1, 32, 64, 64][type];
+      const natural = [0, 12 + Math.floor(rnd() * 8), rnd() < 0.5 ? 24 : 36, 2 + Math.floor(rnd() * 8), 8, 28, 1, 32, 64, 64, 1][type];
       const length = natural !== undefined && rnd() < 0.5 ? natural : Math.floor(rnd() * 40);
       const body = Array.from({ length }, () => Math.floor(rnd() * 256));
       // And half the time the fields that random bytes rarely get right are fixed up, so later checks run too.
@@ -554,11 +642,16 @@ describe("garbage", () => {
         const fix = (at: number, bytes: number[]) => at + bytes.length <= body.length && body.splice(at, bytes.length, ...bytes);
         const reason = [1, 2, 3, 4, 255][Math.floor(rnd() * 5)]!;
         if (type === 1) fix(0, [0x4c, 0x43, 0x41, 0x4d, 1]) && fix(11, [body.length - 12]);
-        if (type === 2) fix(8, [0, Math.floor(rnd() * 16)]) && fix(16, [0]) && fix(18, [0xff]) && fix(20, [0, 0, 0, 0]);
+        if (type === 2) {
+          const multicast = body.length === 36;
+          fix(8, [0, Math.floor(rnd() * 16)]) && fix(16, [0]) && fix(18, [0xff]) && fix(20, [0, 0, 0, multicast ? 2 : 0]);
+          if (multicast) fix(24, [0xe0 | Math.floor(rnd() * 16)]) && fix(30, [0, 0]);
+        }
         if (type === 3) fix(0, [reason]) && fix(1, [body.length - 2]);
         if (type === 4) fix(0, [0, Math.floor(rnd() * 0x20)]);
         if (type === 6) fix(0, [reason]);
         if (type === 9) fix(2, [0, 0]);
+        if (type === 10) fix(0, [1 + Math.floor(rnd() * 2)]);
       }
       const bytes = Uint8Array.from(rnd() < 0.1 ? body : frame(type, body));
       let msg: ControlMessage;
@@ -572,7 +665,7 @@ describe("garbage", () => {
       expect([...encodeControl(msg)]).toEqual([...bytes]);
     }
     // The generator is only useful if it reaches every decoder past its checks.
-    expect([...decoded.keys()].sort()).toEqual(["bye", "challenge", "heartbeat", "hello", "key", "refuse", "report", "response", "welcome"]);
+    expect([...decoded.keys()].sort()).toEqual(["bye", "challenge", "fallback", "heartbeat", "hello", "key", "refuse", "report", "response", "welcome"]);
   });
 
   test("bit-flipped golden messages never throw anything but DecodeError", () => {
@@ -634,8 +727,34 @@ describe("encoding", () => {
     ["resume secret of 8 bytes", { type: "hello", version: 1, udpPort: 1, capabilities: 4, name: "", resume: new Uint8Array(8) }],
     [
       "welcome with an unknown flag",
-      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 2 },
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 4 },
     ],
+    [
+      "welcome with the multicast flag and no group",
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_MULTICAST },
+    ],
+    [
+      "welcome with a group and no multicast flag",
+      {
+        type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 0,
+        multicast: { address: "239.1.1.1", port: 1, streamId: 1 },
+      },
+    ],
+    ...(["10.0.0.1", "240.0.0.1", "239.1.1", "239.01.1.1", "239.256.1.1", "group"].map((address): [string, ControlMessage] => [
+      `welcome to group ${JSON.stringify(address)}`,
+      {
+        type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000,
+        flags: WELCOME_MULTICAST, multicast: { address, port: 1, streamId: 1 },
+      },
+    ])),
+    [
+      "welcome to group port 0",
+      {
+        type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000,
+        flags: WELCOME_MULTICAST, multicast: { address: "239.1.1.1", port: 0, streamId: 1 },
+      },
+    ],
+    ["unknown fallback reason", { type: "fallback", reason: 3 as FallbackReason }],
   ];
   for (const [name, msg] of bad) {
     test(`rejects ${name} with a RangeError`, () => {
@@ -658,5 +777,8 @@ describe("reason texts", () => {
     expect(byeReasonText(ByeReason.ProtocolError)).toBe("protocol error");
     expect(byeReasonText(ByeReason.Other)).toBe("other reason");
     expect(byeReasonText(0)).toBe("unknown bye reason 0x00");
+    expect(fallbackReasonText(FallbackReason.Silent)).toBe("no multicast datagram arrived");
+    expect(fallbackReasonText(FallbackReason.JoinFailed)).toBe("could not join the multicast group");
+    expect(fallbackReasonText(9)).toBe("unknown fallback reason 0x09");
   });
 });

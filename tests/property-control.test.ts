@@ -5,8 +5,8 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
-  ByeReason, decodeControl, encodeControl, MAX_FPS_MILLIHERTZ, MAX_MESSAGE_SIZE, MAX_NAME_BYTES, MAX_REFUSE_TEXT_BYTES, peekMessageSize,
-  PROTOCOL_VERSION, RefuseReason, type ControlMessage,
+  ByeReason, decodeControl, encodeControl, FallbackReason, MAX_FPS_MILLIHERTZ, MAX_MESSAGE_SIZE, MAX_NAME_BYTES, MAX_REFUSE_TEXT_BYTES, peekMessageSize,
+  PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, WELCOME_MULTICAST, type ControlMessage, type Welcome,
 } from "../lib/wire/control.ts";
 import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE } from "../lib/wire/datagram.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
@@ -15,6 +15,7 @@ import { MessageReader } from "../lib/wire/message-reader.ts";
 /** Seeded, so a failure replays; bounded in runs and, on a slow machine, in time. */
 const RUN = { seed: 0x4c43414d, numRuns: 2000, interruptAfterTimeLimit: 5000 };
 
+const u8 = fc.integer({ min: 0, max: 0xff });
 const u16 = fc.integer({ min: 0, max: 0xffff });
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const utf8Length = (s: string) => new TextEncoder().encode(s).length;
@@ -34,9 +35,14 @@ const welcome = fc.integer({ min: 1, max: 0xfffe }).chain((heartbeatMs) =>
     type: fc.constant("welcome" as const), sessionId: u32, width: fc.integer({ min: 1, max: 0xffff }), height: fc.integer({ min: 1, max: 0xffff }),
     fpsMillihertz: fc.integer({ min: 1, max: MAX_FPS_MILLIHERTZ }), fragmentSize: fc.integer({ min: MIN_MTU - DATAGRAM_HEADER_SIZE, max: MAX_FRAGMENT_SIZE }),
     udpSourcePort: fc.integer({ min: 1, max: 0xffff }), heartbeatMs: fc.constant(heartbeatMs), timeoutMs: fc.integer({ min: heartbeatMs + 1, max: 0xffff }),
-    flags: fc.constant(0),
+    flags: fc.constantFrom(0, WELCOME_ENCRYPTED),
   }),
+).chain((w) =>
+  // A group in 224.0.0.0/4, when the multicast flag is set: the block sits between the flags and the resume secret.
+  fc.option(fc.record({ address: fc.tuple(fc.integer({ min: 224, max: 239 }), u8, u8, u8).map((q) => q.join(".")), port: fc.integer({ min: 1, max: 0xffff }), streamId: u32 }), { nil: undefined })
+    .map((multicast): Welcome => (multicast ? { ...w, flags: w.flags | WELCOME_MULTICAST, multicast } : w)),
 );
+const fallback = fc.record({ type: fc.constant("fallback" as const), reason: fc.constantFrom(...Object.values(FallbackReason)) });
 const refuse = fc.record({ type: fc.constant("refuse" as const), reason: fc.constantFrom(...Object.values(RefuseReason)), text: text(MAX_REFUSE_TEXT_BYTES) });
 const heartbeat = fc.record({ type: fc.constant("heartbeat" as const), sentAt: fc.oneof(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.constant(Number.MAX_SAFE_INTEGER)) });
 const report = fc.record({
@@ -50,7 +56,7 @@ const bye = fc.record(
   },
   { requiredKeys: ["type", "reason"] },
 );
-const message: fc.Arbitrary<ControlMessage> = fc.oneof(hello, welcome, refuse, heartbeat, report, bye);
+const message: fc.Arbitrary<ControlMessage> = fc.oneof(hello, welcome, refuse, heartbeat, report, bye, fallback);
 
 /** The decoded message, or the DecodeError; any other exception fails the property. */
 function attempt<T>(decode: () => T): T | DecodeError {

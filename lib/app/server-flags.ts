@@ -6,6 +6,7 @@ import { parsePublishCodec, PublishCodecError, type PublishCodec } from "../publ
 import { parsePublishUrl, PublishUrlError, readPublishTokenFile, type PublishTarget } from "../publish/publish-url.ts";
 import { parsePublishTargets } from "../publish/publishers.ts";
 import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "../wire/datagram.ts";
+import { autoGroupAddress, DEFAULT_GROUP_PORT, DEFAULT_MULTICAST_TTL, isAdminScopedGroup, normaliseIPv4, type GroupConfig } from "../net/multicast.ts";
 import { parseInteger, parseNumber, parsePort, parseSize, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, listFlag, valueFlag } from "./flags.ts";
 import { LOG_MAX_FLAG } from "./log-flags.ts";
@@ -35,6 +36,35 @@ export function parseSourceFlag(s: string, flag = "--source"): SourceSpec {
 }
 
 const text = (raw: string) => raw;
+
+/** A multicast group from `--multicast`: an address and a port. */
+export interface GroupFlag {
+  address: string;
+  port: number;
+}
+
+/**
+ * Parses `--multicast`: GROUP[:PORT] with GROUP an administratively scoped IPv4 group
+ * (239.0.0.0/8, which routers do not forward beyond the site), or `auto` for a random
+ * one in 239.255.0.0/16. The port defaults to DEFAULT_GROUP_PORT.
+ */
+export function parseMulticastFlag(raw: string, flag = "--multicast", random: () => number = Math.random): GroupFlag {
+  const expected = `expected auto, or GROUP[:PORT] with GROUP in 239.0.0.0-239.255.255.255 (administratively scoped), e.g. 239.255.10.1:${DEFAULT_GROUP_PORT}`;
+  if (raw === "auto") return { address: autoGroupAddress(random), port: DEFAULT_GROUP_PORT };
+  const m = /^([0-9.]+)(?::(\d{1,5}))?$/.exec(raw);
+  const address = m ? normaliseIPv4(m[1]!) : null;
+  if (!m || address === null || !isAdminScopedGroup(address)) throw new UsageError(`invalid ${flag}=${raw}: ${expected}`);
+  const port = m[2] === undefined ? DEFAULT_GROUP_PORT : Number(m[2]);
+  if (port < 1 || port > 65535) throw new UsageError(`invalid ${flag}=${raw}: port ${port} outside 1..65535`);
+  return { address, port };
+}
+
+/** Parses an IPv4 address literal (an interface's address). */
+export function parseIPv4Flag(raw: string, flag: string): string {
+  const address = normaliseIPv4(raw);
+  if (address === null) throw new UsageError(`invalid ${flag}=${raw}: expected an IPv4 address of this machine, e.g. 192.168.1.5`);
+  return address;
+}
 
 /** Runs a parser of another layer, turning its own error type into a usage error (exit 2). */
 function usage<T>(parse: () => T, errorType: new (...args: never[]) => Error): T {
@@ -77,6 +107,14 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
       `spread each frame's datagrams over this fraction of the frame
 interval, 0-1 (default ${DEFAULT_SPREAD}); 0 sends each frame in one burst
 (lowest latency, but viewers with small UDP buffers lose frames)`),
+    multicast: valueFlag<GroupFlag | null>("multicast", "GROUP[:PORT]", null, (raw, flag) => parseMulticastFlag(raw, flag),
+      `send every datagram once to this multicast group, 239.x.y.z[:PORT]
+(port ${DEFAULT_GROUP_PORT} by default), or auto for a random 239.255.x.y, instead
+of once per viewer; viewers it does not reach get unicast (default off)`),
+    multicastTtl: valueFlag<number | null>("multicast-ttl", "N", null, (raw, flag) => parseInteger(flag, raw, 1, 255),
+      `hops multicast datagrams may take, 1-255 (default ${DEFAULT_MULTICAST_TTL}: this link only)`),
+    multicastIf: valueFlag<string | null>("multicast-if", "ADDR", null, (raw, flag) => parseIPv4Flag(raw, flag),
+      "send multicast by the interface with this address (default: --bind\nwhen it is one address, else the route for the group)"),
     http: valueFlag<number | null>("http", "PORT", null, (raw, flag) => parsePort(flag, raw),
       "also serve a browser view on this port: live page, MJPEG, snapshot,\n/state and /metrics (default off; 0 picks a free port)"),
     httpBind: valueFlag("http-bind", "ADDR", "0.0.0.0", text, "address the browser view listens on (default 0.0.0.0)"),
@@ -95,6 +133,21 @@ export const SERVER_RECORD_CLI: RecordCliFlags = {
   dir: flagSpelling(SERVER_COMMAND.flags.record),
   off: `run without ${flagSpelling(SERVER_COMMAND.flags.record)}`,
 };
+
+/**
+ * Where and how multicast datagrams go, or null without --multicast. They leave by
+ * --multicast-if's interface, else by --bind's when it names one address.
+ */
+export function multicastSettings(flags: { multicast: GroupFlag | null; multicastTtl: number | null; multicastIf: string | null; bind: string }): GroupConfig | null {
+  if (!flags.multicast) {
+    if (flags.multicastTtl !== null) throw new UsageError("--multicast-ttl needs --multicast");
+    if (flags.multicastIf !== null) throw new UsageError("--multicast-if needs --multicast");
+    return null;
+  }
+  const bind = normaliseIPv4(flags.bind);
+  const interfaceAddress = flags.multicastIf ?? (bind !== null && bind !== "0.0.0.0" ? bind : null);
+  return { ...flags.multicast, ttl: flags.multicastTtl ?? DEFAULT_MULTICAST_TTL, interfaceAddress };
+}
 
 /** The RTSP targets of --publish with --publish-token-file's credentials; UsageError when they do not fit together. */
 export function publishTargets(flags: { publish: string[]; publishTokenFile: string | null }): PublishTarget[] {

@@ -1,10 +1,17 @@
 import { unwrapStreamKey } from "../net/frame-cipher.ts";
 import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
-  ByeReason, CAP_DECRYPT, CAP_RESUME, CAP_TOKEN_AUTH, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, byeReasonText, refuseReasonText,
+  ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_RESUME, CAP_TOKEN_AUTH, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, byeReasonText, refuseReasonText,
   type ByeTotals, type Challenge, type ControlMessage, type Hello, type Key, type Report, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
+
+/**
+ * How long after a welcome that names a multicast group the viewer waits for the
+ * group's first datagram before it asks for unicast: a few frame intervals at any
+ * sensible rate, and well inside the server's 5 s silence timeout.
+ */
+export const MULTICAST_WAIT_MS = 2000;
 
 /** Past this the backoff no longer grows, so the counter need not either. */
 const MAX_ATTEMPT = 10;
@@ -61,6 +68,10 @@ export type HandshakeInput =
   | { type: "closed"; error?: string }
   /** Time passed: timeouts, heartbeats and reconnects are due on ticks. */
   | { type: "tick" }
+  /** A datagram from the server came by the session's multicast group. */
+  | { type: "multicast-arrived" }
+  /** The session's multicast group could not be joined; `text` says why. */
+  | { type: "multicast-failed"; text: string }
   /** The viewer is done: say goodbye and finish. */
   | { type: "stop" };
 
@@ -78,6 +89,11 @@ export type HandshakeAction =
   | { type: "receive"; welcome: Welcome }
   /** A stream key for this session's datagrams. */
   | { type: "key"; id: number; key: Uint8Array }
+  /**
+   * The group does not reach this viewer: leave it (the server was just asked for
+   * unicast, and datagrams come to the viewer's own port from now on).
+   */
+  | { type: "leave-group"; reason: FallbackReason; text: string }
   /** Stop accepting datagrams and close the connection after what was sent; ignore its further events. */
   | { type: "close"; reason: string }
   /** Tick again after `afterMs`: the next connection attempt is due then. */
@@ -106,12 +122,19 @@ export interface HandshakeOptions {
    * frames must be encrypted. Without one, a server that asks for a token is an error.
    */
   auth?: { token: TokenKey; nonce?: () => Uint8Array } | null;
+  /** Offer to join a multicast group (default true). */
+  multicast?: boolean;
+  /** How long to wait for the group's first datagram (default MULTICAST_WAIT_MS). */
+  multicastWaitMs?: number;
 }
+
+/** Where a multicast session's datagrams come by: waiting for the group's first, the group, or unicast after a fallback. */
+type GroupState = { kind: "waiting"; deadline: number } | { kind: "flowing" } | { kind: "unicast" };
 
 type State =
   | { kind: "idle" }
   | { kind: "handshake"; connected: boolean; deadline: number; hello: Hello | null; keys: SessionKeys | null }
-  | { kind: "session"; welcome: Welcome; lastHeardAt: number; nextBeatAt: number; keys: SessionKeys | null }
+  | { kind: "session"; welcome: Welcome; lastHeardAt: number; nextBeatAt: number; keys: SessionKeys | null; group: GroupState | null }
   | { kind: "backoff"; retryAt: number }
   | { kind: "finished" };
 
@@ -149,6 +172,12 @@ export class Handshake {
     return this.#state.kind;
   }
 
+  /** In a multicast session: "waiting", "flowing" or "unicast"; null otherwise. */
+  get delivery(): GroupState["kind"] | null {
+    const s = this.#state;
+    return s.kind === "session" && s.group ? s.group.kind : null;
+  }
+
   /** Takes one input at `now`; an input that does not fit the state (a late answer from a connection given up) changes nothing. */
   push(input: HandshakeInput, now: number): HandshakeAction[] {
     const s = this.#state;
@@ -159,10 +188,15 @@ export class Handshake {
         return this.#stop();
       case "tick":
         return this.#tick(now);
+      case "multicast-arrived":
+        if (s.kind === "session" && s.group?.kind === "waiting") s.group = { kind: "flowing" };
+        return [];
+      case "multicast-failed":
+        return s.kind === "session" && s.group?.kind === "waiting" ? this.#fallBack(s, FallbackReason.JoinFailed, input.text) : [];
       case "connected": {
         if (s.kind !== "handshake" || s.connected) return [];
         s.connected = true;
-        const capabilities = CAP_RESUME | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0);
+        const capabilities = CAP_RESUME | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST);
         const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities, name: this.#opts.name ?? "" };
         if (this.#resume) hello.resume = this.#resume;
         s.hello = hello;
@@ -254,7 +288,11 @@ export class Handshake {
     this.#welcomed = true;
     this.#attempt = 0;
     this.#resume = welcome.resume ?? null;
-    this.#state = { kind: "session", welcome, lastHeardAt: now, nextBeatAt: now + welcome.heartbeatMs, keys: s.keys };
+    if (welcome.multicast && this.#opts.multicast === false) {
+      return this.#fail(new ConnectError(`server ${this.#server} sends to a multicast group this viewer did not offer to join`), now);
+    }
+    const group: GroupState | null = welcome.multicast ? { kind: "waiting", deadline: now + (this.#opts.multicastWaitMs ?? MULTICAST_WAIT_MS) } : null;
+    this.#state = { kind: "session", welcome, lastHeardAt: now, nextBeatAt: now + welcome.heartbeatMs, keys: s.keys, group };
     return [{ type: "receive", welcome }];
   }
 
@@ -275,20 +313,28 @@ export class Handshake {
       case "session": {
         // TCP alone does not notice a server that vanished without a FIN; the silence does.
         if (now - s.lastHeardAt > s.welcome.timeoutMs) return this.#end({ reason: "timeout" }, now);
-        if (now < s.nextBeatAt) return [];
+        const out: HandshakeAction[] = [];
+        if (s.group?.kind === "waiting" && now >= s.group.deadline) {
+          out.push(...this.#fallBack(s, FallbackReason.Silent, `nothing arrived from multicast group ${s.welcome.multicast!.address}:${s.welcome.multicast!.port} within ${(this.#opts.multicastWaitMs ?? MULTICAST_WAIT_MS) / 1000} s`));
+        }
+        if (now < s.nextBeatAt) return out;
         const every = s.welcome.heartbeatMs;
         // Keep the cadence when ticks come a little late; after a long stall start afresh rather than burst.
         s.nextBeatAt += every;
         if (s.nextBeatAt <= now) s.nextBeatAt = now + every;
         const wall = this.#opts.wallClockMicros ?? nowMicros;
-        return [
-          { type: "send", msg: { type: "heartbeat", sentAt: wall() } },
-          { type: "send", msg: this.#opts.report() },
-        ];
+        out.push({ type: "send", msg: { type: "heartbeat", sentAt: wall() } }, { type: "send", msg: this.#opts.report() });
+        return out;
       }
       default:
         return [];
     }
+  }
+
+  /** Asks the server for unicast and leaves the group; only once per session. */
+  #fallBack(s: Extract<State, { kind: "session" }>, reason: FallbackReason, text: string): HandshakeAction[] {
+    s.group = { kind: "unicast" };
+    return [{ type: "send", msg: { type: "fallback", reason } }, { type: "leave-group", reason, text }];
   }
 
   #stop(): HandshakeAction[] {

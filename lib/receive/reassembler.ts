@@ -148,6 +148,8 @@ export class Reassembler {
   readonly #timeoutMs: number;
   readonly #pool: Slot[] = [];
   #sessionId = 0;
+  /** The id of datagrams that came by the multicast group; null when the session has none. */
+  #streamId: number | null = null;
   /** Frames at or before this number are late: delivered or given up. null before the first (re)sync. */
   #floor: number | null = null;
   #lastDelivered: number | null = null;
@@ -208,10 +210,12 @@ export class Reassembler {
   /**
    * Forgets all partial frames and the numbering, and accepts `sessionId` from now on
    * (counters keep counting). With `opener` the session is encrypted: every datagram
-   * must open with its keys before it counts for anything.
+   * must open with its keys before it counts for anything. `streamId` is the id of the
+   * datagrams sent to the session's multicast group, accepted only from there.
    */
-  reset(sessionId: number, opener: FrameOpener | null = null): void {
+  reset(sessionId: number, opener: FrameOpener | null = null, streamId: number | null = null): void {
     this.#sessionId = checkSessionId(sessionId);
+    this.#streamId = streamId === null ? null : checkSessionId(streamId);
     this.#opener = opener;
     for (const s of this.#pool) s.active = false;
     this.#floor = null;
@@ -220,8 +224,13 @@ export class Reassembler {
     this.#lastAcceptedMs = -Infinity;
   }
 
-  /** Takes one datagram; returns the frame it completed, if any. Never throws for bad input: it counts it. */
-  push(datagram: Uint8Array, nowMs: number): ReassembledFrame | null {
+  /**
+   * Takes one datagram; returns the frame it completed, if any. Never throws for bad
+   * input: it counts it. `viaGroup`: it came by the multicast group, so it carries the
+   * stream id; one that came to this viewer's own port carries the session id. The
+   * same frame may arrive partly each way while the server switches a viewer to unicast.
+   */
+  push(datagram: Uint8Array, nowMs: number, viaGroup = false): ReassembledFrame | null {
     const st = this.#stats;
     st.datagrams++;
     let h: DatagramHeader;
@@ -233,7 +242,7 @@ export class Reassembler {
       st.dropped.malformed++;
       return null;
     }
-    if (h.sessionId !== this.#sessionId) {
+    if (h.sessionId !== (viaGroup ? this.#streamId : this.#sessionId)) {
       st.dropped.wrongSession++;
       return null;
     }

@@ -20,6 +20,8 @@ export interface StatsSummary {
   fpsPerSecond: number[];
   receiveBufferBytes: number | null;
   reconnects: number;
+  /** How datagrams came: by the multicast group or to the viewer's own port, and how often it asked for unicast instead. */
+  delivery: { datagramsByGroup: number; datagramsByOwnPort: number; fallbacks: number };
   datagramsDropped: Record<string, number>;
 }
 
@@ -45,6 +47,12 @@ export class ReceiverStats {
   bytes = 0;
   reconnects = 0;
   receiveBufferBytes: number | null = null;
+  /** Datagrams from the server that came by its multicast group. */
+  datagramsByGroup = 0;
+  /** Datagrams from the server that came to this viewer's own UDP port. */
+  datagramsByOwnPort = 0;
+  /** Sessions in which the group did not reach this viewer and it asked for unicast. */
+  fallbacks = 0;
   #firstAt: number | null = null;
   #lastAt = 0;
   readonly #perSecond: number[] = [];
@@ -113,6 +121,7 @@ export class ReceiverStats {
       fpsPerSecond: [...this.#perSecond],
       receiveBufferBytes: this.receiveBufferBytes,
       reconnects: this.reconnects,
+      delivery: { datagramsByGroup: this.datagramsByGroup, datagramsByOwnPort: this.datagramsByOwnPort, fallbacks: this.fallbacks },
       datagramsDropped,
     };
   }

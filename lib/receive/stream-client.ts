@@ -2,12 +2,13 @@ import type { Socket, SocketHandler, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import type { TokenKey } from "../net/session-keys.ts";
-import { WELCOME_ENCRYPTED, type ByeTotals, type Report, type Welcome } from "../wire/control.ts";
+import { WELCOME_ENCRYPTED, type ByeTotals, type FallbackReason, type Report, type Welcome } from "../wire/control.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { FrameOpener, type OpenerCounters } from "./frame-opener.ts";
 import { ConnectError, Handshake, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
 import { Reassembler, type ReassembledFrame } from "./reassembler.ts";
 import { enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
+import { openGroupReceiver, type GroupReceiver } from "../net/multicast.ts";
 
 /** How often the reassembler gives up on stale partial frames (its timeout is 500 ms), and the handshake is ticked. */
 const TICK_MS = 100;
@@ -21,8 +22,8 @@ export interface StreamClientOptions {
   receiveBufferBytes?: number;
   connectTimeoutMs?: number;
   onFrame: (frame: ReassembledFrame, nowMs: number) => void;
-  /** Every datagram accepted by the address filter, counted before reassembly. */
-  onDatagram?: () => void;
+  /** Every datagram accepted by the address filter, counted before reassembly; `viaGroup`: it came by the multicast group. */
+  onDatagram?: (viaGroup: boolean) => void;
   /** The counters for each report, cumulative. */
   report: () => Report;
   /** The final counts for the goodbye, asked for when it is built. */
@@ -35,12 +36,31 @@ export interface StreamClientOptions {
   now?: () => number;
   /** The token, stretched: the server must ask for it, prove it holds it, and encrypt. */
   token?: TokenKey | null;
+  /** Offer to join a multicast group (default true). */
+  multicast?: boolean;
+  /** How long to wait for the group's first datagram before asking for unicast (default MULTICAST_WAIT_MS). */
+  multicastWaitMs?: number;
+  /** The session's multicast group was joined; `receiveBufferBytes` as the kernel granted it. */
+  onGroupJoined?: (group: { address: string; port: number; interfaceAddress: string; receiveBufferBytes: number | null }) => void;
+  /** The group did not reach this viewer: the server was asked for unicast. */
+  onFallback?: (reason: FallbackReason, text: string) => void;
+}
+
+/** One session's membership of its multicast group; `receiver` is null until the join completes. */
+interface Membership {
+  receiver: GroupReceiver | null;
+  /** Left (session over, fallback) before the join completed: close it as soon as it does. */
+  left: boolean;
+  /** Whether a datagram has come by the group yet. */
+  arrived: boolean;
 }
 
 /** One TCP connection attempt; its socket events count only while it is the current one. */
 interface Connection {
   /** The server's IPv4 address, once resolved: datagrams must come from it. */
   ip: string | null;
+  /** This machine's address on the connection: the interface that reaches the server. */
+  localIp: string | null;
   channel: ControlChannel | null;
 }
 
@@ -57,6 +77,8 @@ export class StreamClient implements AsyncDisposable {
   receiveBuffer: BufferResult | null = null;
   /** Control messages dropped because their tag was missing or wrong. */
   controlForged = 0;
+  /** Datagrams accepted by the address filter that came by the multicast group (the rest came to this viewer's own port). */
+  datagramsByGroup = 0;
   readonly #opts: StreamClientOptions;
   readonly #opener = new FrameOpener();
   readonly #now: () => number;
@@ -66,6 +88,8 @@ export class StreamClient implements AsyncDisposable {
   #conn: Connection | null = null;
   /** Where the current session's datagrams come from; null outside a session. */
   #source: { ip: string; port: number } | null = null;
+  /** The current session's multicast group, while it is a member. */
+  #group: Membership | null = null;
   /** A channel still flushing its goodbye; at most one is kept. */
   #lingering: ControlChannel | null = null;
   readonly #queue: HandshakeAction[] = [];
@@ -99,6 +123,7 @@ export class StreamClient implements AsyncDisposable {
     c.#machine = new Handshake({
       server: `${opts.host}:${opts.port}`, udpPort: c.#udp.port, name: opts.name, connectTimeoutMs: opts.connectTimeoutMs,
       report: opts.report, totals: opts.totals, auth: opts.token ? { token: opts.token } : null,
+      multicast: opts.multicast, multicastWaitMs: opts.multicastWaitMs,
     });
     return c;
   }
@@ -111,6 +136,12 @@ export class StreamClient implements AsyncDisposable {
   /** The UDP port frames arrive on (the real one when 0 was asked for). */
   get udpPort(): number {
     return this.#udp.port;
+  }
+
+  /** How the current session's datagrams come: "waiting" for the group, by the "group", or "unicast". */
+  get delivery(): "waiting" | "group" | "unicast" {
+    const d = this.#machine.delivery;
+    return d === "waiting" ? "waiting" : d === "flowing" ? "group" : "unicast";
   }
 
   /** The reassembler's counters (cumulative across reconnects). */
@@ -145,6 +176,7 @@ export class StreamClient implements AsyncDisposable {
     this.stop();
     this.#lingering?.close();
     this.#lingering = null;
+    this.#leaveGroup();
     this.#udp.close();
   }
 
@@ -189,11 +221,16 @@ export class StreamClient implements AsyncDisposable {
         if (!ip) throw new Error("a welcome without a connection");
         const encrypted = (a.welcome.flags & WELCOME_ENCRYPTED) !== 0;
         this.#opener.reset();
-        this.#reassembler.reset(a.welcome.sessionId, encrypted ? this.#opener : null);
+        this.#reassembler.reset(a.welcome.sessionId, encrypted ? this.#opener : null, a.welcome.multicast?.streamId ?? null);
         this.#opts.onWelcome?.(a.welcome);
         this.#source = { ip, port: a.welcome.udpSourcePort };
+        if (a.welcome.multicast) this.#joinGroup(a.welcome.multicast, this.#conn?.localIp ?? null);
         return;
       }
+      case "leave-group":
+        this.#leaveGroup();
+        this.#opts.onFallback?.(a.reason, a.text);
+        return;
       case "key": {
         const now = this.#now();
         // Datagrams that came before their key (UDP overtaking TCP) are taken now.
@@ -202,6 +239,7 @@ export class StreamClient implements AsyncDisposable {
       }
       case "close": {
         this.#source = null;
+        this.#leaveGroup();
         const channel = this.#conn?.channel;
         this.#conn = null;
         if (channel) this.#finish(channel);
@@ -231,8 +269,60 @@ export class StreamClient implements AsyncDisposable {
     this.#lingering = channel.closed ? null : channel;
   }
 
+  /** Joins the session's group; a join that fails makes the machine ask for unicast at once. */
+  #joinGroup(group: { address: string; port: number }, localIp: string | null): void {
+    this.#leaveGroup();
+    const m: Membership = { receiver: null, left: false, arrived: false };
+    this.#group = m;
+    if (!localIp) {
+      queueMicrotask(() => this.#group === m && this.#push({ type: "multicast-failed", text: "the control connection has no local address" }));
+      return;
+    }
+    openGroupReceiver({
+      address: group.address, port: group.port, interfaceAddress: localIp, receiveBufferBytes: this.#opts.receiveBufferBytes ?? 4 << 20,
+      onDatagram: (buf, port, addr) => this.#onGroupDatagram(m, buf, port, addr),
+    }).then(
+      (receiver) => {
+        if (m.left) return receiver.close();
+        m.receiver = receiver;
+        this.#opts.onGroupJoined?.({ ...group, interfaceAddress: localIp, receiveBufferBytes: receiver.receiveBufferBytes });
+      },
+      (e: unknown) => {
+        if (this.#group === m) this.#push({ type: "multicast-failed", text: (e as Error).message });
+      },
+    );
+  }
+
+  #leaveGroup(): void {
+    const m = this.#group;
+    if (!m) return;
+    this.#group = null;
+    m.left = true;
+    m.receiver?.close();
+    m.receiver = null;
+  }
+
+  #onGroupDatagram(m: Membership, buf: Uint8Array, port: number, addr: string): void {
+    const src = this.#source;
+    if (m.left || !src) return;
+    // The group is open to anyone on the link: only the server's address and port count, as on the viewer's own port.
+    if (addr !== src.ip || port !== src.port) {
+      this.droppedForeign.address++;
+      return;
+    }
+    if (!m.arrived) {
+      m.arrived = true;
+      this.#push({ type: "multicast-arrived" });
+    }
+    this.datagramsByGroup++;
+    this.#opts.onDatagram?.(true);
+    const now = this.#now();
+    const frame = this.#reassembler.push(buf, now, true);
+    if (frame) this.#opts.onFrame(frame, now);
+  }
+
   #connect(): void {
-    const conn: Connection = { ip: null, channel: null };
+    const conn: Connection = { ip: null, localIp: null, channel: null };
     this.#conn = conn;
     void this.#open(conn);
   }
@@ -247,6 +337,7 @@ export class StreamClient implements AsyncDisposable {
       open: (tcp) => {
         // Given up meanwhile (timeout, stop): a late connection must not stay open.
         if (this.#conn !== conn) return void tcp.end();
+        conn.localIp = plainAddress(tcp.localAddress);
         conn.channel = new ControlChannel(tcp);
         this.#push({ type: "connected" });
       },
@@ -295,7 +386,7 @@ export class StreamClient implements AsyncDisposable {
       this.droppedForeign.address++;
       return;
     }
-    this.#opts.onDatagram?.();
+    this.#opts.onDatagram?.(false);
     this.#accept(buf, this.#now());
   }
 
@@ -303,6 +394,12 @@ export class StreamClient implements AsyncDisposable {
     const frame = this.#reassembler.push(datagram, now);
     if (frame) this.#opts.onFrame(frame, now);
   }
+}
+
+/** Strips the IPv4-mapped prefix, so the address can name an IPv4 interface. */
+function plainAddress(a: string | undefined): string | null {
+  if (!a) return null;
+  return a.startsWith("::ffff:") ? a.slice(7) : a;
 }
 
 /** An IPv4 address for a host name or literal (the UDP filter compares literals); null when there is none. */

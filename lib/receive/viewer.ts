@@ -105,6 +105,9 @@ export class Viewer implements AsyncDisposable {
       report: () => this.#report(),
       totals: () => this.#totals(),
       onWelcome: (w) => this.#onWelcome(w),
+      onGroupJoined: (g) => this.#log.info("multicast group joined", { group: `${g.address}:${g.port}`, interface: g.interfaceAddress, receiveBuffer: g.receiveBufferBytes ?? "unknown" }),
+      onDatagram: (viaGroup) => (viaGroup ? this.stats.datagramsByGroup++ : this.stats.datagramsByOwnPort++),
+      onFallback: (_reason, text) => (this.stats.fallbacks++, this.#log.warn("fallback to unicast: asked the server to send to this viewer's own port", { detail: text })),
       onRetry: (afterMs, cause) => {
         const retryInSec = afterMs / 1000;
         if (cause instanceof ConnectError) this.#log.warn("reconnect failed", { error: cause.message, retryInSec });
@@ -150,6 +153,7 @@ export class Viewer implements AsyncDisposable {
     this.#log.info(this.stats.reconnects ? "reconnected" : "connected", {
       server: `${host}:${port}`, session: w.sessionId.toString(16).padStart(8, "0"), size: `${w.width}x${w.height}`,
       fps: w.fpsMillihertz / 1000, udp: client.udpPort, encrypted: encrypted ? "yes" : "no",
+      multicast: w.multicast ? `${w.multicast.address}:${w.multicast.port}` : undefined,
     });
     if (!encrypted && !this.#warnedOpen) {
       this.#warnedOpen = true;

@@ -4,18 +4,22 @@ import { deriveSessionKeys, proofMatches, randomNonce, type SessionKeys, type To
 import {
   ByeReason,
   CAP_DECRYPT,
+  CAP_MULTICAST,
   CAP_RESUME,
   CAP_TOKEN_AUTH,
   encodeControl,
+  fallbackReasonText,
   MAX_FPS_MILLIHERTZ,
   MAX_REFUSE_TEXT_BYTES,
   RefuseReason,
   RESUME_SECRET_SIZE,
   WELCOME_ENCRYPTED,
+  WELCOME_MULTICAST,
   type ByeTotals,
   type Challenge,
   type ControlMessage,
   type Hello,
+  type MulticastGroup,
   type Response,
   type Welcome,
 } from "../wire/control.ts";
@@ -87,8 +91,14 @@ export type AdmissionAction =
    * (`keys`: its session keys; `keys.wrap` wraps the stream keys sent to it).
    */
   | { kind: "secure"; conn: ConnId; keys: SessionKeys }
-  /** Start sending frames to session.address:session.udpPort stamped with session.id (and, when secured, its stream key first). */
+  /**
+   * Start sending frames to the session (when secured, its stream key first): by the
+   * multicast group when session.delivery says so, else to session.address:session.udpPort
+   * stamped with session.id.
+   */
   | { kind: "start"; conn: ConnId; session: Session }
+  /** The group does not reach this session's viewer: send to its own address and UDP port from now on. */
+  | { kind: "unicast"; conn: ConnId }
   | { kind: "stop"; conn: ConnId }
   /** Close once what was sent has been written; the connection is already forgotten. */
   | { kind: "close"; conn: ConnId; reason: string }
@@ -122,6 +132,8 @@ export interface AdmissionOptions {
   randomId?: () => number;
   /** Classroom viewers' resend and timeout (ClassicViewers' defaults: 500 and 5000 ms). */
   classic?: { resendMs?: number; timeoutMs?: number };
+  /** The stream's multicast group: viewers that can join it are sent there. Null: unicast only. */
+  multicast?: MulticastGroup | null;
 }
 
 /** How viewers prove the token. */
@@ -268,11 +280,14 @@ export class Admission {
   reportsRejected = 0;
   /** Pending connections closed to make room for newer ones. */
   pendingEvicted = 0;
+  /** Viewers the multicast group did not reach, switched to unicast. */
+  fallbacks = 0;
 
   constructor(opts: AdmissionOptions) {
     // A welcome the codec cannot carry (timers out of range, a zero port) would fail at
     // every hello; encoding one now turns that into one clear error at start.
-    encodeControl({ type: "welcome", sessionId: 0, ...opts.stream, heartbeatMs: opts.heartbeatMs, timeoutMs: opts.timeoutMs, flags: 0 });
+    const group = opts.multicast ?? undefined;
+    encodeControl({ type: "welcome", sessionId: 0, ...opts.stream, heartbeatMs: opts.heartbeatMs, timeoutMs: opts.timeoutMs, flags: group ? WELCOME_MULTICAST : 0, multicast: group });
     this.#opts = opts;
     this.#lockout = new AuthLockout(opts.auth?.lockout);
     this.#helloTimeoutMs = opts.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS;
@@ -716,6 +731,17 @@ export class Admission {
         s.lastReport = { framesReceived: msg.framesReceived, framesLost: msg.framesLost, framesIncomplete: msg.framesIncomplete, latencyP50Us: msg.latencyP50Us, fpsMillihertz: msg.fpsMillihertz };
         return;
       }
+      case "fallback":
+        // A repeat (the viewer asked twice, or was never in the group) changes nothing.
+        if (s.delivery !== "multicast") return;
+        s.delivery = "unicast";
+        this.fallbacks++;
+        out.push({ kind: "unicast", conn: c.id });
+        out.push({
+          kind: "log", level: "warn", message: "fallback",
+          fields: { client: c.peer, udp: s.udpPort, session: sessionHex(s), reason: fallbackReasonText(msg.reason), detail: "multicast does not reach this viewer; sending to it alone" },
+        });
+        return;
       case "bye": {
         const bad = msg.totals && implausible(s, msg.totals);
         if (bad) this.#rejectReport(c, s, "bye totals", bad, out);
@@ -842,12 +868,22 @@ export class Admission {
     const { heartbeatMs, timeoutMs } = this.#opts;
     if (keys) out.push({ kind: "secure", conn: c.id, keys });
     const welcome: Welcome = { type: "welcome", sessionId: s.id, ...this.#opts.stream, heartbeatMs, timeoutMs, flags: keys ? WELCOME_ENCRYPTED : 0 };
+    const group = this.#opts.multicast;
+    // Only a viewer that can join a group and ask for unicast when it gets nothing is sent there.
+    if (group && hello.capabilities & CAP_MULTICAST) {
+      welcome.flags |= WELCOME_MULTICAST;
+      welcome.multicast = group;
+      s.delivery = "multicast";
+    }
     if (hello.capabilities & CAP_RESUME) welcome.resume = s.resume;
     out.push({ kind: "send", conn: c.id, msg: welcome });
     out.push({ kind: "start", conn: c.id, session: s });
     out.push({
       kind: "log", level: "info", message: "client joined",
-      fields: { client: c.peer, udp, session: sessionHex(s), name: hello.name || undefined, auth: keys ? "token" : undefined, clients: this.viewerCount },
+      fields: {
+        client: c.peer, udp, session: sessionHex(s), name: hello.name || undefined, auth: keys ? "token" : undefined,
+        delivery: group ? s.delivery : undefined, clients: this.viewerCount,
+      },
     });
   }
 
@@ -884,6 +920,7 @@ export class Admission {
           framesReceived: counts?.framesReceived,
           framesLost: counts ? counts.framesLost + counts.framesIncomplete : undefined,
           framesRecorded: totals?.framesRecorded,
+          delivery: this.#opts.multicast ? s.delivery : undefined,
           clients: this.viewerCount,
         },
       });

@@ -9,6 +9,11 @@ export interface Session {
   readonly joinedAt: number;
   /** What its viewer presents to replace it after reconnecting; nobody else can. */
   readonly resume: Uint8Array;
+  /**
+   * How its datagrams go: in the stream's multicast group (one copy for every such
+   * viewer), or to its own address and UDP port.
+   */
+  delivery: "multicast" | "unicast";
   lastHeardAt: number;
   /** The sender's counts, bumped as it sends; the leave line reports framesSent. */
   framesSent: number;
@@ -83,7 +88,7 @@ export class SessionTable {
       id = this.#randomId() >>> 0;
     }
     const session: Session = {
-      id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs,
+      id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast",
       framesSent: 0, datagramsSent: 0, datagramsSuperseded: 0, firstFrame: null, lastFrame: null, lastReport: null, reportsRejected: 0,
       unreachableSince: null, unreachableLastAt: 0, receivedWhenUnreachable: 0,
     };

@@ -16,6 +16,7 @@ import type { LockoutOptions } from "./auth-lockout.ts";
 import { ClassicEncoder, type FitFunction } from "./classic-encoder.ts";
 import { CLASSIC_TICK_MS } from "./classic-viewers.ts";
 import { enlargeBuffer, socketFd } from "../net/udp-buffer.ts";
+import { configureGroupSender, type GroupConfig } from "../net/multicast.ts";
 
 export type { OtherCounters, ViewerSummary } from "./admission.ts";
 
@@ -50,6 +51,10 @@ export interface StreamServerOptions {
    * (default 80), their resend and timeout, and the fit function (tests pass their own).
    */
   classic?: { quality?: number; resendMs?: number; timeoutMs?: number; fit?: FitFunction };
+  /** Send each datagram once to this multicast group for every viewer that can join it. Null: unicast only. */
+  multicast?: GroupConfig | null;
+  /** The session id of the group's datagrams; random (non-zero) by default. */
+  streamId?: number;
 }
 
 /** Per-connection state kept on the Bun socket. */
@@ -66,12 +71,21 @@ interface Conn {
 
 /** One viewer's frames: where they go and the buffer they are cut into. */
 interface Stream {
+  kind: "viewer";
   session: Session;
   fragmenter: Fragmenter;
   /** Its connection, for the stream keys it is sent. */
   conn: Conn;
   /** When datagrams last went to it (an ICMP error is blamed on those sent to lately). */
   lastSentAt: number;
+}
+
+/** The multicast group's frames: cut once, sent once, for every viewer in the group. */
+interface GroupStream {
+  kind: "group";
+  fragmenter: Fragmenter;
+  target: { address: string; port: number };
+  streamId: number;
 }
 
 /** Counters the server reports at exit. */
@@ -113,6 +127,12 @@ export interface ServerStats {
   framesEncrypted: number;
   /** Stream keys started after the first (viewers leaving, counters running out). */
   keyRotations: number;
+  /** Frames sent to the multicast group (once each, whatever the number of viewers in it). */
+  groupFramesSent: number;
+  /** Datagrams sent to the multicast group (counted in datagramsSent too). */
+  groupDatagramsSent: number;
+  /** Viewers the group did not reach, switched to unicast. */
+  fallbacks: number;
 }
 
 /**
@@ -137,6 +157,14 @@ const SEND_BUFFER_BYTES = 4 << 20;
 /** The server could not start (port in use, bad address); the message says what to do. */
 export class StartError extends Error {
   override name = "StartError";
+}
+
+/** A non-zero u32: the session id of the group's datagrams. */
+function randomStreamId(): number {
+  const a = new Uint32Array(1);
+  do crypto.getRandomValues(a);
+  while (a[0] === 0);
+  return a[0]!;
 }
 
 /** Strips the IPv4-mapped prefix so addresses compare and print plainly. */
@@ -165,12 +193,17 @@ export class StreamServer implements AsyncDisposable {
     framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0,
     classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0, classicTcpBytesIgnored: 0,
     connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
+    groupFramesSent: 0, groupDatagramsSent: 0, fallbacks: 0,
   };
   readonly #opts: Required<StreamServerOptions>;
   readonly #log: Logger;
   readonly #conns = new Map<ConnId, Socket<Conn>>();
   readonly #streams = new Set<Stream>();
-  readonly #pacer = new Pacer<Stream>();
+  readonly #pacer = new Pacer<Stream | GroupStream>();
+  /** The multicast group's sender; null without --multicast. */
+  readonly #group: GroupStream | null;
+  /** Viewers whose frames go by the group (a subset of #streams). */
+  #inGroup = 0;
   readonly #sendBuf: (Uint8Array | number | string)[] = [];
   readonly #warnSend: (detail: string) => void;
   readonly #warnNotSent: (detail: string) => void;
@@ -199,7 +232,7 @@ export class StreamServer implements AsyncDisposable {
   private constructor(opts: StreamServerOptions) {
     this.#opts = {
       heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: 2000, maxPerHost: 16, unreachableMs: 5000,
-      token: null, lockout: {}, maxControlBacklog: 64 * 1024, ...opts,
+      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), ...opts,
     };
     this.#log = opts.log;
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
@@ -211,6 +244,8 @@ export class StreamServer implements AsyncDisposable {
     this.#sealedFragmentSize = probe.sealedFragmentSize;
     this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (this.#sealer ? probe.sealedFragmentSize : probe.payloadSize));
     this.#encoder = new ClassicEncoder({ quality: opts.classic?.quality, fit: opts.classic?.fit });
+    const g = this.#opts.multicast;
+    this.#group = g ? { kind: "group", fragmenter: new Fragmenter(opts.mtu), target: { address: g.address, port: g.port }, streamId: this.#opts.streamId } : null;
   }
 
   /** Binds the TCP listener and the UDP sender; throws with a clear message when the port is taken. */
@@ -233,6 +268,11 @@ export class StreamServer implements AsyncDisposable {
   /** Whether viewers must prove a token and frames are encrypted. */
   get encrypted(): boolean {
     return this.#sealer !== null;
+  }
+
+  /** The multicast group datagrams go to, or null without one. */
+  get multicastGroup(): { address: string; port: number; streamId: number } | null {
+    return this.#group && { ...this.#group.target, streamId: this.#group.streamId };
   }
 
   /** Lancam viewers with a session (viewerCount counts every kind). */
@@ -294,6 +334,15 @@ export class StreamServer implements AsyncDisposable {
     } catch (e) {
       throw new StartError(`cannot open a UDP socket on ${bind}: ${(e as Error).message}`);
     }
+    const group = this.#opts.multicast;
+    if (group) {
+      try {
+        configureGroupSender(this.#udp, group);
+      } catch (e) {
+        this.#udp.close();
+        throw new StartError(`cannot send to multicast group ${group.address}:${group.port}: ${(e as Error).message}`);
+      }
+    }
     const { width, height, fps } = this.#opts.stream;
     try {
       // Built once here so a bad --mtu fails at start, not at the first hello.
@@ -312,6 +361,7 @@ export class StreamServer implements AsyncDisposable {
           width, height, fpsMillihertz: Math.round(fps * 1000), udpSourcePort: this.#udp.port,
           fragmentSize: this.#sealer ? fragmenter.sealedFragmentSize : fragmenter.payloadSize,
         },
+        multicast: this.#group && { ...this.#group.target, streamId: this.#group.streamId },
         wallClockUs: (now) => Math.round((performance.timeOrigin + now) * 1000),
       });
     } catch (e) {
@@ -361,6 +411,7 @@ export class StreamServer implements AsyncDisposable {
     this.stats.authFailures = a.authFailures;
     this.stats.reportsRejected = a.reportsRejected;
     this.stats.pendingEvicted = a.pendingEvicted;
+    this.stats.fallbacks = a.fallbacks;
     if (this.#sealer) {
       this.stats.framesEncrypted = this.#sealer.framesSealed;
       this.stats.keyRotations = this.#sealer.rotations;
@@ -399,13 +450,21 @@ export class StreamServer implements AsyncDisposable {
     }
     for (const stream of this.#streams) {
       const s = stream.session;
-      const datagrams = sealed ? stream.fragmenter.fragmentSealed(sealed, s.id) : stream.fragmenter.fragment(frame, s.id);
       s.firstFrame ??= frame.seq;
       s.lastFrame = frame.seq;
+      s.framesSent++;
+      // Its copy is the group's, cut and sent once below.
+      if (s.delivery === "multicast") continue;
+      const datagrams = sealed ? stream.fragmenter.fragmentSealed(sealed, s.id) : stream.fragmenter.fragment(frame, s.id);
       const superseded = this.#pacer.enqueue(stream, { port: s.udpPort, address: s.address }, datagrams, now, spreadMs);
       s.datagramsSuperseded += superseded;
       this.stats.datagramsSuperseded += superseded;
-      s.framesSent++;
+    }
+    const group = this.#group;
+    if (group && this.#inGroup > 0) {
+      const datagrams = sealed ? group.fragmenter.fragmentSealed(sealed, group.streamId) : group.fragmenter.fragment(frame, group.streamId);
+      this.stats.datagramsSuperseded += this.#pacer.enqueue(group, group.target, datagrams, now, spreadMs);
+      this.stats.groupFramesSent++;
     }
     this.#pump();
   }
@@ -475,8 +534,8 @@ export class StreamServer implements AsyncDisposable {
     }
   }
 
-  /** One viewer's due datagrams in one sendMany; a throw (EPERM, ENETUNREACH...) drops them, counted. */
-  readonly #send = (stream: Stream, target: { port: number; address: string }, datagrams: Uint8Array[], from: number, to: number): number => {
+  /** One viewer's (or the group's) due datagrams in one sendMany; a throw (EPERM, ENETUNREACH...) drops them, counted. */
+  readonly #send = (stream: Stream | GroupStream, target: { port: number; address: string }, datagrams: Uint8Array[], from: number, to: number): number => {
     const out = this.#sendBuf;
     out.length = 0;
     for (let i = from; i < to; i++) out.push(datagrams[i]!, target.port, target.address);
@@ -498,6 +557,10 @@ export class StreamServer implements AsyncDisposable {
       return to - from;
     }
     this.stats.datagramsSent += took;
+    if (stream.kind === "group") {
+      this.stats.groupDatagramsSent += took;
+      return took;
+    }
     stream.session.datagramsSent += took;
     stream.lastSentAt = performance.now();
     return took;
@@ -605,14 +668,22 @@ export class StreamServer implements AsyncDisposable {
           conn.wrap = { key: a.keys.wrap, sent: 0 };
           break;
         case "start":
-          conn.stream = { session: a.session, fragmenter: new Fragmenter(this.#opts.mtu), conn, lastSentAt: -Infinity };
+          conn.stream = { kind: "viewer", session: a.session, fragmenter: new Fragmenter(this.#opts.mtu), conn, lastSentAt: -Infinity };
           this.#streams.add(conn.stream);
+          if (a.session.delivery === "multicast") this.#inGroup++;
           // After the welcome, before its first datagram; a key someone who left knows is never sent.
           if (this.#rekey) this.#rotateIfDue();
           else this.#sendKey(conn);
           break;
+        case "unicast":
+          // The rest of the frame being paced goes to the group; the next frame comes to it alone.
+          if (conn.stream) this.#inGroup--;
+          this.#syncStats();
+          break;
         case "stop":
           if (conn.stream) {
+            if (conn.stream.session.delivery === "multicast") this.#inGroup--;
+            if (this.#inGroup === 0 && this.#group) this.#pacer.remove(this.#group);
             this.#streams.delete(conn.stream);
             this.#pacer.remove(conn.stream);
             conn.stream = null;

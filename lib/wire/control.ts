@@ -43,10 +43,16 @@ import { DecodeError, hex } from "./decode-error.ts";
  * +-------------------------------+-------------------------------+
  * |      heartbeat interval ms    |           timeout ms          |  16
  * +-------------------------------+-------------------------------+
- * |                server flags (bit 0: frames encrypted)         |  20
+ * |     server flags (bit 0: frames encrypted, bit 1: multicast)  |  20
  * +---------------------------------------------------------------+
- * |   resume secret (optional, 16 bytes; for a CAP_RESUME hello)  |  24
- * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+  40
+ * |     multicast group address (IPv4, only with flag bit 1)      |  24
+ * +-------------------------------+-------------------------------+
+ * |     multicast group port      |         reserved (0)          |  28
+ * +-------------------------------+-------------------------------+
+ * |  stream id: the session id of every datagram sent to the group|  32
+ * +---------------------------------------------------------------+
+ * |   resume secret (optional, 16 bytes; for a CAP_RESUME hello)  |  24 or 36
+ * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+
  *
  * refuse (3, server to client)
  * +---------------+---------------+-------------------------------+
@@ -101,6 +107,12 @@ import { DecodeError, hex } from "./decode-error.ts";
  * +---------------------------------------------------------------+
  * |     wrapped key: 32 bytes AES-256-GCM ciphertext + 16 tag     |  16
  * +---------------------------------------------------------------+  64
+ *
+ * fallback (10, client to server): the multicast group does not reach this viewer;
+ * send its datagrams to its own UDP port instead
+ * +---------------+
+ * |  reason code  |   0
+ * +---------------+   1
  */
 
 /** Control protocol version carried in hello. */
@@ -134,6 +146,8 @@ export const MessageType = {
   Response: 8,
   /** A stream key, wrapped for one session. */
   Key: 9,
+  /** The viewer gets no multicast: unicast instead. */
+  Fallback: 10,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -158,14 +172,29 @@ export const CAP_TOKEN_AUTH = 0x1;
 export const CAP_DECRYPT = 0x2;
 /** hello capability bit 2: the client keeps a welcome's resume secret and presents it when it reconnects. */
 export const CAP_RESUME = 0x4;
+/** hello capability bit 3: the client can join a multicast group and ask for unicast when nothing arrives. */
+export const CAP_MULTICAST = 0x8;
 
 /** welcome server flag bit 0: frames are encrypted; a key message follows the welcome. */
 export const WELCOME_ENCRYPTED = 0x1;
-const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED;
+/** welcome server flag bit 1: datagrams go to a multicast group, named in the welcome. */
+export const WELCOME_MULTICAST = 0x2;
+const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST;
+/** Bytes of a welcome's multicast block: group address, port, reserved, stream id. */
+export const WELCOME_MULTICAST_SIZE = 12;
 
 /** Why a server refuses a hello. */
 export const RefuseReason = { VersionMismatch: 1, ServerFull: 2, BadHello: 3, AuthRequired: 4, Other: 255 } as const;
 export type RefuseReason = (typeof RefuseReason)[keyof typeof RefuseReason];
+
+/** Why a viewer asks for unicast instead of the multicast group. */
+export const FallbackReason = {
+  /** No datagram from the group arrived within the deadline after the welcome (a switch, Wi-Fi or router that blocks it). */
+  Silent: 1,
+  /** The viewer could not join the group (no such interface, the port taken). */
+  JoinFailed: 2,
+} as const;
+export type FallbackReason = (typeof FallbackReason)[keyof typeof FallbackReason];
 
 /** Why either side ends a session. */
 export const ByeReason = { UserQuit: 1, Shutdown: 2, Timeout: 3, ProtocolError: 4, Other: 255 } as const;
@@ -186,6 +215,16 @@ const BYE_TEXT: Record<number, string> = {
   [ByeReason.ProtocolError]: "protocol error",
   [ByeReason.Other]: "other reason",
 };
+
+const FALLBACK_TEXT: Record<number, string> = {
+  [FallbackReason.Silent]: "no multicast datagram arrived",
+  [FallbackReason.JoinFailed]: "could not join the multicast group",
+};
+
+/** Human text for a fallback reason code (unknown codes say so, with the code in hex). */
+export function fallbackReasonText(code: number): string {
+  return FALLBACK_TEXT[code] ?? `unknown fallback reason ${hex(code)}`;
+}
 
 /** Human text for a refuse reason code (unknown codes say so, with the code in hex). */
 export function refuseReasonText(code: number): string {
@@ -237,10 +276,22 @@ export interface Welcome extends Taggable {
   heartbeatMs: number;
   /** Silence after which either side ends the session; more than heartbeatMs. */
   timeoutMs: number;
-  /** Server flags: WELCOME_ENCRYPTED or 0. */
+  /** Server flags: WELCOME_ENCRYPTED, WELCOME_MULTICAST, both or 0. */
   flags: number;
+  /** Where the datagrams go: present exactly when flags has WELCOME_MULTICAST. */
+  multicast?: MulticastGroup;
   /** RESUME_SECRET_SIZE bytes the viewer presents when it reconnects; only for a CAP_RESUME hello. */
   resume?: Uint8Array;
+}
+
+/** A multicast group the stream is sent to, once for every viewer in it. */
+export interface MulticastGroup {
+  /** IPv4 dotted quad in 224.0.0.0/4. */
+  address: string;
+  /** UDP port, 1..65535. */
+  port: number;
+  /** The session id every datagram sent to the group carries (per-viewer ids would mean a copy per viewer). */
+  streamId: number;
 }
 
 /** Server to client instead of welcome; the server closes after it. */
@@ -312,8 +363,14 @@ export interface Key extends Taggable {
   wrapped: Uint8Array;
 }
 
+/** Client to server: the multicast group does not reach this viewer; send it unicast. */
+export interface Fallback extends Taggable {
+  type: "fallback";
+  reason: FallbackReason;
+}
+
 /** Any control message. */
-export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key;
+export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback;
 
 const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   hello: MessageType.Hello,
@@ -325,6 +382,7 @@ const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   challenge: MessageType.Challenge,
   response: MessageType.Response,
   key: MessageType.Key,
+  fallback: MessageType.Fallback,
 };
 
 const HELLO_FIXED = 12;
@@ -337,6 +395,7 @@ const BYE_TOTALS_SIZE = 16;
 const CHALLENGE_SIZE = NONCE_SIZE;
 const RESPONSE_SIZE = NONCE_SIZE + PROOF_SIZE;
 const KEY_SIZE = 4 + WRAP_NONCE_SIZE + WRAPPED_KEY_SIZE;
+const FALLBACK_SIZE = 1;
 /** An encrypted datagram's payload also carries a GCM tag, so its fragments are that much smaller. */
 const MIN_FRAGMENT_SIZE = MIN_MTU - DATAGRAM_HEADER_SIZE - DATAGRAM_TAG_SIZE;
 const U32_MAX = 0xffffffff;
@@ -379,6 +438,36 @@ function clampU32(what: string, v: number): number {
   return Math.min(v, U32_MAX);
 }
 
+/** A dotted-quad IPv4 multicast address (224.0.0.0/4) as its u32; RangeError otherwise. */
+function checkGroupAddress(what: string, address: string): number {
+  const v = parseIPv4(address);
+  if (v === null || !isMulticastIPv4(v)) throw new RangeError(`${what}=${JSON.stringify(address)}: expected an IPv4 multicast address 224.0.0.0-239.255.255.255`);
+  return v;
+}
+
+/** A dotted-quad IPv4 address (four decimal parts 0..255, no leading zeros) as its u32, or null. */
+export function parseIPv4(s: string): number | null {
+  const m = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/.exec(s);
+  if (!m) return null;
+  let v = 0;
+  for (let i = 1; i <= 4; i++) {
+    const part = Number(m[i]);
+    if (part > 255) return null;
+    v = v * 256 + part;
+  }
+  return v;
+}
+
+/** The dotted quad of a u32. */
+export function formatIPv4(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 0xff}.${(v >>> 8) & 0xff}.${v & 0xff}`;
+}
+
+/** Whether a u32 IPv4 address is a multicast group (224.0.0.0/4). */
+export function isMulticastIPv4(v: number): boolean {
+  return v >>> 28 === 0xe;
+}
+
 function checkBytes(what: string, b: Uint8Array | undefined, size: number): Uint8Array {
   if (!(b instanceof Uint8Array) || b.length !== size) throw new RangeError(`${what} must be ${size} bytes, got ${b instanceof Uint8Array ? b.length : typeof b}`);
   return b;
@@ -391,6 +480,7 @@ function checkBytes(what: string, b: Uint8Array | undefined, size: number): Uint
 export function encodeControl(msg: ControlMessage): Uint8Array {
   let bodySize: number;
   let text: Uint8Array | null = null;
+  let groupAddress = 0;
   switch (msg.type) {
     case "hello":
       checkInt("hello version", msg.version, 0, 0xff);
@@ -410,9 +500,15 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("welcome heartbeatMs", msg.heartbeatMs, 1, 0xfffe);
       checkInt("welcome timeoutMs", msg.timeoutMs, msg.heartbeatMs + 1, 0xffff);
       checkInt("welcome flags", msg.flags, 0, U32_MAX);
-      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED is defined`);
+      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED and WELCOME_MULTICAST are defined`);
+      if (!!(msg.flags & WELCOME_MULTICAST) !== (msg.multicast !== undefined)) throw new RangeError("welcome multicast: the group must be given exactly when WELCOME_MULTICAST is set");
+      if (msg.multicast) {
+        groupAddress = checkGroupAddress("welcome multicast address", msg.multicast.address);
+        checkInt("welcome multicast port", msg.multicast.port, 1, 0xffff);
+        checkInt("welcome multicast streamId", msg.multicast.streamId, 0, U32_MAX);
+      }
       if (msg.resume !== undefined) checkBytes("welcome resume", msg.resume, RESUME_SECRET_SIZE);
-      bodySize = WELCOME_SIZE + (msg.resume ? RESUME_SECRET_SIZE : 0);
+      bodySize = WELCOME_SIZE + (msg.multicast ? WELCOME_MULTICAST_SIZE : 0) + (msg.resume ? RESUME_SECRET_SIZE : 0);
       break;
     case "refuse":
       if (!Object.hasOwn(REFUSE_TEXT, msg.reason)) throw new RangeError(`refuse reason=${msg.reason} is not a known reason code`);
@@ -445,6 +541,10 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkBytes("key wrapped", msg.wrapped, WRAPPED_KEY_SIZE);
       bodySize = KEY_SIZE;
       break;
+    case "fallback":
+      if (!Object.hasOwn(FALLBACK_TEXT, msg.reason)) throw new RangeError(`fallback reason=${msg.reason} is not a known reason code`);
+      bodySize = FALLBACK_SIZE;
+      break;
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
   }
@@ -462,6 +562,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
     case "welcome":
       w.u32(msg.sessionId).u16(msg.width).u16(msg.height).u32(msg.fpsMillihertz);
       w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32(msg.flags);
+      if (msg.multicast) w.u32(groupAddress).u16(msg.multicast.port).u16(0).u32(msg.multicast.streamId);
       if (msg.resume) w.bytes(msg.resume);
       break;
     case "refuse":
@@ -496,6 +597,9 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "key":
       w.u16(msg.keyId).u16(0).bytes(msg.nonce).bytes(msg.wrapped);
+      break;
+    case "fallback":
+      w.u8(msg.reason);
       break;
   }
   if (msg.tag) w.bytes(msg.tag);
@@ -643,11 +747,21 @@ function decodeWelcome(r: BodyReader): Welcome {
   const heartbeatMs = range("welcome heartbeat interval", r.u16("heartbeat interval"), 1, 0xfffe);
   const timeoutMs = range("welcome timeout", r.u16("timeout"), heartbeatMs + 1, 0xffff);
   const flags = r.u32("flags");
-  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bit 0 (frames encrypted) is defined`);
+  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted) and 1 (multicast) are defined`);
   const msg: Welcome = { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
+  let fixed = WELCOME_SIZE;
+  if (flags & WELCOME_MULTICAST) {
+    const group = r.u32("multicast group address");
+    if (!isMulticastIPv4(group)) throw new DecodeError("bad-value", `welcome multicast group address ${hex(group, 4)} is not in 224.0.0.0/4`);
+    const port = range("welcome multicast group port", r.u16("multicast group port"), 1, 0xffff);
+    const reserved = r.u16("multicast reserved");
+    if (reserved !== 0) throw new DecodeError("bad-value", `welcome multicast reserved field ${hex(reserved, 2)}, expected 0`);
+    msg.multicast = { address: formatIPv4(group), port, streamId: r.u32("stream id") };
+    fixed += WELCOME_MULTICAST_SIZE;
+  }
   if (r.remaining === 0) return msg;
   if (r.remaining !== RESUME_SECRET_SIZE) {
-    throw new DecodeError("bad-length", `welcome body of ${hex(WELCOME_SIZE + r.remaining)} bytes: expected ${WELCOME_SIZE} or ${WELCOME_SIZE + RESUME_SECRET_SIZE}`);
+    throw new DecodeError("bad-length", `welcome body of ${hex(fixed + r.remaining)} bytes: expected ${fixed} or ${fixed + RESUME_SECRET_SIZE}`);
   }
   msg.resume = r.bytes(RESUME_SECRET_SIZE, "resume secret");
   r.end();
@@ -722,10 +836,17 @@ function decodeKey(r: BodyReader): Key {
   return msg;
 }
 
-/** The type byte, T bit included: anything but 1..9 with or without T is an error. */
+function decodeFallback(r: BodyReader): Fallback {
+  const reason = r.u8("reason");
+  if (!Object.hasOwn(FALLBACK_TEXT, reason)) throw new DecodeError("bad-value", `fallback reason ${hex(reason)} is unknown`);
+  r.end();
+  return { type: "fallback", reason: reason as FallbackReason };
+}
+
+/** The type byte, T bit included: anything but 1..10 with or without T is an error. */
 function checkType(typeByte: number): void {
   const type = typeByte & ~TAGGED_BIT;
-  if (type >= MessageType.Hello && type <= MessageType.Key) return;
+  if (type >= MessageType.Hello && type <= MessageType.Fallback) return;
   throw new DecodeError("bad-type", `control type ${hex(typeByte)} is unknown`);
 }
 
@@ -785,6 +906,8 @@ function decodeBody(type: number, body: Uint8Array): ControlMessage {
       return decodeResponse(new BodyReader("response", body));
     case MessageType.Key:
       return decodeKey(new BodyReader("key", body));
+    case MessageType.Fallback:
+      return decodeFallback(new BodyReader("fallback", body));
     default:
       // peekMessageSize already rejected it; kept so a new type cannot slip through.
       throw new DecodeError("bad-type", `control type ${hex(type)} is unknown`);
