@@ -285,12 +285,12 @@ export class Handshake {
     }
     if (s.keys && !encrypted) return this.#fail(authError(`server ${this.#server} proved the token but does not encrypt its frames`), now);
     if (!s.keys && encrypted) return this.#fail(new ConnectError(`server ${this.#server} encrypts its frames but never asked for a token`), now);
-    this.#welcomed = true;
-    this.#attempt = 0;
-    this.#resume = welcome.resume ?? null;
     if (welcome.multicast && this.#opts.multicast === false) {
       return this.#fail(new ConnectError(`server ${this.#server} sends to a multicast group this viewer did not offer to join`), now);
     }
+    this.#welcomed = true;
+    this.#attempt = 0;
+    this.#resume = welcome.resume ?? null;
     const group: GroupState | null = welcome.multicast ? { kind: "waiting", deadline: now + (this.#opts.multicastWaitMs ?? MULTICAST_WAIT_MS) } : null;
     this.#state = { kind: "session", welcome, lastHeardAt: now, nextBeatAt: now + welcome.heartbeatMs, keys: s.keys, group };
     return [{ type: "receive", welcome }];
