@@ -186,6 +186,25 @@ describe("the reassembler and the two ids", () => {
     expect(done?.jpeg).toEqual(frame.jpeg);
   });
 
+  test("by the group, what comes before a frame's first fragment is the rest of a frame begun before the join: dropped, not a loss", () => {
+    const r = new Reassembler({ sessionId: 0x100 });
+    r.reset(0x100, null, GROUP.streamId);
+    const first = frag.fragment(frame, GROUP.streamId).map((d) => d.slice());
+    expect(r.push(first[1]!, 0, true)).toBeNull();
+    expect(r.push(first[2]!, 0, true)).toBeNull();
+    expect(r.stats.dropped.joinedMidFrame).toBe(2);
+    const next = frag.fragment({ ...frame, seq: 8 }, GROUP.streamId).map((d) => d.slice());
+    expect(r.push(next[0]!, 1, true)).toBeNull();
+    expect(r.push(next[1]!, 1, true)).toBeNull();
+    expect(r.push(next[2]!, 1, true)?.frameNumber).toBe(8);
+    expect({ incomplete: r.stats.incomplete, missing: r.stats.framesMissing }).toEqual({ incomplete: { lostFragment: 0, timeout: 0, evicted: 0 }, missing: 0 });
+    // After the start, a lost first fragment is a loss like any other.
+    const third = frag.fragment({ ...frame, seq: 9 }, GROUP.streamId).map((d) => d.slice());
+    r.push(third[1]!, 2, true);
+    expect(r.stats.dropped.joinedMidFrame).toBe(2);
+    expect(r.inFlight).toBe(1);
+  });
+
   test("without a stream id, nothing by the group counts", () => {
     const r = new Reassembler({ sessionId: 0x100 });
     for (const d of frag.fragment(frame, 0x100)) r.push(d, 0, true);

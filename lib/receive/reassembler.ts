@@ -78,6 +78,11 @@ interface Counters {
     unsupported: number;
     /** A frame number far from the live stream's, not (yet) confirmed by the stream going quiet. */
     unconfirmed: number;
+    /**
+     * By the multicast group before its first frame start: the viewer joined while a
+     * frame was on its way, whose first fragments went out before it was a member.
+     */
+    joinedMidFrame: number;
   };
 }
 
@@ -139,7 +144,7 @@ export class Reassembler {
     framesMissing: 0,
     resyncs: 0,
     incomplete: { lostFragment: 0, timeout: 0, evicted: 0 },
-    dropped: { malformed: 0, wrongSession: 0, late: 0, duplicate: 0, oversize: 0, inconsistent: 0, unsupported: 0, unconfirmed: 0 },
+    dropped: { malformed: 0, wrongSession: 0, late: 0, duplicate: 0, oversize: 0, inconsistent: 0, unsupported: 0, unconfirmed: 0, joinedMidFrame: 0 },
   };
   readonly #maxJump: number;
   #opener: FrameOpener | null = null;
@@ -150,6 +155,8 @@ export class Reassembler {
   #sessionId = 0;
   /** The id of datagrams that came by the multicast group; null when the session has none. */
   #streamId: number | null = null;
+  /** A frame's first fragment has come by the group since the last reset. */
+  #groupStarted = false;
   /** Frames at or before this number are late: delivered or given up. null before the first (re)sync. */
   #floor: number | null = null;
   #lastDelivered: number | null = null;
@@ -216,6 +223,7 @@ export class Reassembler {
   reset(sessionId: number, opener: FrameOpener | null = null, streamId: number | null = null): void {
     this.#sessionId = checkSessionId(sessionId);
     this.#streamId = streamId === null ? null : checkSessionId(streamId);
+    this.#groupStarted = false;
     this.#opener = opener;
     for (const s of this.#pool) s.active = false;
     this.#floor = null;
@@ -258,6 +266,14 @@ export class Reassembler {
     } else if (h.encrypted) {
       st.dropped.unsupported++;
       return null;
+    }
+    if (viaGroup && !this.#groupStarted) {
+      // The rest of a frame begun before this viewer joined can never complete: not a loss.
+      if (h.fragmentIndex !== 0) {
+        st.dropped.joinedMidFrame++;
+        return null;
+      }
+      this.#groupStarted = true;
     }
     if (h.frameLength > this.#maxFrameBytes) {
       st.dropped.oversize++;
