@@ -167,6 +167,42 @@ Napi::Value JpegInfo(const Napi::CallbackInfo& info) {
   });
 }
 
+// jpegThumbnail(jpeg, denominator): {grey: Buffer, width, height} | null. libjpeg
+// scales while decoding (1/8 keeps only each block's DC), so a reader that needs a
+// glimpse of every frame (a benchmark's frame-number barcode) pays a fraction of a decode.
+Napi::Value JpegThumbnail(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto jpeg = Uint8ArrayArg(info, 0, "jpegThumbnail", "jpeg");
+  int denominator = Int32Arg(info, 1, "jpegThumbnail", "denominator");
+  int flag = denominator == 1   ? cv::IMREAD_GRAYSCALE
+             : denominator == 2 ? cv::IMREAD_REDUCED_GRAYSCALE_2
+             : denominator == 4 ? cv::IMREAD_REDUCED_GRAYSCALE_4
+             : denominator == 8 ? cv::IMREAD_REDUCED_GRAYSCALE_8
+                                : -1;
+  if (flag < 0) throw Napi::RangeError::New(env, "jpegThumbnail: denominator must be 1, 2, 4 or 8");
+  return Guard(env, "jpegThumbnail", [&]() -> Napi::Value {
+    int width = 0;
+    int height = 0;
+    if (jpeg.ByteLength() > static_cast<size_t>(INT_MAX) || !ReadJpegSize(jpeg.Data(), jpeg.ByteLength(), &width, &height) ||
+        width > kMaxDecodeWidth || height > kMaxDecodeHeight) {
+      return env.Null();
+    }
+    cv::Mat bytes(1, static_cast<int>(jpeg.ByteLength()), CV_8UC1, jpeg.Data());
+    cv::Mat grey;
+    try {
+      grey = cv::imdecode(bytes, flag);
+    } catch (const cv::Exception&) {
+      return env.Null();
+    }
+    if (grey.empty()) return env.Null();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("grey", Napi::Buffer<uchar>::Copy(env, grey.data, grey.total()));  // fresh Mat: continuous
+    out.Set("width", grey.cols);
+    out.Set("height", grey.rows);
+    return out;
+  });
+}
+
 // fitJpeg: a JPEG that fits in one datagram for viewers that cannot reassemble
 // (the classroom protocol). Size falls roughly with the pixel count, so each try
 // aims at the byte budget from the last one's size; quality drops only once the
@@ -368,6 +404,7 @@ void InitCodec(Napi::Env env, Napi::Object exports) {
   exports.Set("jpegInfo", Napi::Function::New<JpegInfo>(env, "jpegInfo"));
   exports.Set("fitJpeg", Napi::Function::New<FitJpeg>(env, "fitJpeg"));
   exports.Set("reencodeJpeg", Napi::Function::New<ReencodeJpeg>(env, "reencodeJpeg"));
+  exports.Set("jpegThumbnail", Napi::Function::New<JpegThumbnail>(env, "jpegThumbnail"));
 }
 
 }  // namespace lancam

@@ -101,6 +101,28 @@ describe("reencodeJpeg", () => {
   });
 });
 
+describe("jpegThumbnail", () => {
+  test("decodes to grey at 1/2, 1/4 and 1/8 of the size, each quadrant's brightness kept", () => {
+    const jpeg = cv().encodeJpeg(quadrantImage(), W, H, 90);
+    for (const d of [1, 2, 4, 8] as const) {
+      const t = cv().jpegThumbnail(jpeg, d);
+      if (!t) throw new Error("no thumbnail");
+      expect([t.width, t.height, t.grey.length]).toEqual([W / d, H / d, (W / d) * (H / d)]);
+      QUADRANTS.forEach(([b, g, r], q) => {
+        const x = Math.floor(((q % 2) * 2 + 1) * (t.width / 4));
+        const y = Math.floor((Math.floor(q / 2) * 2 + 1) * (t.height / 4));
+        expect(Math.abs(t.grey[y * t.width + x]! - (0.114 * b + 0.587 * g + 0.299 * r))).toBeLessThan(4);
+      });
+    }
+  });
+
+  test("null for what does not decode or claims too much; a bad denominator throws", () => {
+    expect(cv().jpegThumbnail(new Uint8Array([1, 2, 3]), 8)).toBeNull();
+    expect(cv().jpegThumbnail(withSize(cv().encodeJpeg(quadrantImage(), W, H, 80), 60000, 60000), 8)).toBeNull();
+    expect(() => cv().jpegThumbnail(new Uint8Array(4), 3 as 2)).toThrow("jpegThumbnail: denominator must be 1, 2, 4 or 8");
+  });
+});
+
 describe("test pattern", () => {
   test("layout constants match the addon", () => {
     expect(cv().testPatternLayout).toEqual({ bandHeight: BAND_HEIGHT, cells: CELLS, minCellWidth: MIN_CELL_WIDTH, minWidth: MIN_WIDTH });

@@ -141,6 +141,12 @@ export interface CvAddon {
    * bad input: `jpeg` is null and `reason` says why.
    */
   reencodeJpeg(jpeg: Uint8Array, quality: number): Promise<JpegImage | { jpeg: null; reason: string }>;
+  /**
+   * A greyscale picture decoded at 1/`denominator` of the JPEG's size (1, 2, 4 or 8),
+   * scaled inside the decoder, so it costs a fraction of a full decode; null when the
+   * bytes do not decode or exceed 7680x4320.
+   */
+  jpegThumbnail(jpeg: Uint8Array, denominator: 1 | 2 | 4 | 8): { grey: Buffer; width: number; height: number } | null;
   /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
   displayAvailable(): boolean;
   /** Creates a window now; throws when there is no display. */
