@@ -38,7 +38,7 @@ function expectEveryFrame(who: string, s: StatsSummary, frames: number): void {
 function stopCounts(log: string): Record<string, number> {
   const line = logLines(log, "stopped")[0];
   expect(line).toBeDefined();
-  return Object.fromEntries([...line!.matchAll(/ (\w+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])])) as Record<string, number> & { datagramsSent: number; groupDatagramsSent: number };
+  return Object.fromEntries([...line!.matchAll(/ (\w+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])])) as Record<string, number> & Record<"datagramsSent" | "groupDatagramsSent" | "groupFramesSent" | "framesBroadcast" | "framesEncrypted" | "keyRotations" | "fallbacks", number>;
 }
 
 describe("multicast on loopback", () => {
