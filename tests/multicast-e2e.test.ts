@@ -35,10 +35,11 @@ function expectEveryFrame(who: string, s: StatsSummary, frames: number): void {
 }
 
 /** The server's stop line as numbers. */
-function stopCounts(log: string): Record<string, number> {
+type StopCounts = Record<"datagramsSent" | "groupDatagramsSent" | "groupFramesSent" | "framesBroadcast" | "framesEncrypted" | "keyRotations" | "fallbacks", number>;
+function stopCounts(log: string): StopCounts {
   const line = logLines(log, "stopped")[0];
   expect(line).toBeDefined();
-  return Object.fromEntries([...line!.matchAll(/ (\w+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])])) as Record<string, number> & Record<"datagramsSent" | "groupDatagramsSent" | "groupFramesSent" | "framesBroadcast" | "framesEncrypted" | "keyRotations" | "fallbacks", number>;
+  return Object.fromEntries([...line!.matchAll(/ (\w+)=(\d+)/g)].map((m) => [m[1]!, Number(m[2])])) as StopCounts;
 }
 
 describe("multicast on loopback", () => {
