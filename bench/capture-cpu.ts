@@ -4,8 +4,9 @@
 // streaming HTTP MJPEG), at the same size, 30 fps and JPEG quality 80, with 1, 4 and 8
 // viewers. Viewers are separate processes: lancam's client for lancam, an HTTP MJPEG
 // reader (bench/mjpeg-reader.ts) for Motion. Installs Motion when it is missing.
+// "multicast" is passthrough again, sent once to a multicast group on loopback for every viewer.
 //   bun bench/capture-cpu.ts [--sizes 640x480,1280x720,1920x1080] [--clients 1,4,8] [--seconds 6]
-//                            [--systems unicast,passthrough,motion] [--plot docs/capture-cpu.png]
+//                            [--systems unicast,passthrough,multicast,motion] [--plot docs/capture-cpu.png]
 import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -24,8 +25,8 @@ const sizes = String(args.sizes ?? "640x480,1280x720,1920x1080").split(",").map(
 });
 const counts = String(args.clients ?? "1,4,8").split(",").map(Number);
 const seconds = Number(args.seconds ?? 6);
-type System = "unicast" | "passthrough" | "motion";
-const SYSTEMS: System[] = ["unicast", "passthrough", "motion"];
+type System = "unicast" | "passthrough" | "multicast" | "motion";
+const SYSTEMS: System[] = ["unicast", "passthrough", "multicast", "motion"];
 const systems = String(args.systems ?? SYSTEMS.join(",")).split(",") as System[];
 for (const s of systems) if (!SYSTEMS.includes(s)) throw new Error(`--systems: unknown ${s} (${SYSTEMS.join(", ")})`);
 const plotPath = args.plot === undefined ? null : String(args.plot);
@@ -166,11 +167,13 @@ interface Row {
   kbPerFrame: number;
 }
 
-async function runLancam(system: "unicast" | "passthrough", clips: Clips, size: string, n: number): Promise<Row> {
+async function runLancam(system: Exclude<System, "motion">, clips: Clips, size: string, n: number): Promise<Row> {
   const dir = mkdtempSync(join(work, "run-"));
   const log = join(dir, "server.log");
   const file = system === "unicast" ? clips.raw : clips.mjpeg;
-  await using server = spawnBun(["server.ts", "--source", file, "--loop", "--fps", String(FPS), "--quality", String(QUALITY), "--port", "0", "--log", log]);
+  const group = `239.255.${Math.floor(Math.random() * 256)}.${1 + Math.floor(Math.random() * 254)}`;
+  const delivery = system === "multicast" ? ["--bind", "127.0.0.1", "--multicast", group] : [];
+  await using server = spawnBun(["server.ts", "--source", file, "--loop", "--fps", String(FPS), "--quality", String(QUALITY), "--port", "0", "--log", log, ...delivery]);
   const port = (await server.waitFor(/tcp=(\d+)/))[1]!;
   const clients: Child[] = [];
   try {
@@ -178,6 +181,7 @@ async function runLancam(system: "unicast" | "passthrough", clips: Clips, size: 
       clients.push(spawnBun(["client.ts", "127.0.0.1", port, "0", "--no-window", "--no-record", "--duration", String(seconds + VIEWER_EXTRA_S), "--stats", join(dir, `c${i}.json`)]));
     }
     const udps = await Promise.all(clients.map(async (c) => Number((await c.waitFor(/receiving udp=(\d+)/))[1])));
+    if (system === "multicast") await Promise.all(clients.map((c) => c.waitFor(/multicast group joined/, 15_000, "stderr")));
     const { cpu, wall } = await measureCpu(server.proc.pid);
     const rss = peakRssMiB(server.proc.pid);
     await Promise.all(clients.map((c) => c.exited));
@@ -277,8 +281,11 @@ async function runMotion(clips: Clips, width: number, height: number, n: number)
   }
 }
 
-const COLOURS: Record<System, string> = { unicast: "#1f6fb4", passthrough: "#2a9d3a", motion: "#e07b00" };
-const LABELS: Record<System, string> = { unicast: "lancam unicast (raw, YUV encode)", passthrough: "lancam passthrough (MJPEG)", motion: "Motion (raw, HTTP MJPEG)" };
+const COLOURS: Record<System, string> = { unicast: "#1f6fb4", passthrough: "#2a9d3a", multicast: "#8e44ad", motion: "#e07b00" };
+const LABELS: Record<System, string> = {
+  unicast: "lancam unicast (raw, YUV encode)", passthrough: "lancam passthrough (MJPEG)",
+  multicast: "lancam passthrough, multicast", motion: "Motion (raw, HTTP MJPEG)",
+};
 
 /** A TrueType font for the plot's text: ImageMagick's default (Helvetica via Ghostscript) is often missing. */
 function plotFont(): string {
@@ -359,7 +366,7 @@ try {
         const r = s === "motion" ? await runMotion(clips, width, height, n) : await runLancam(s, clips, size, n);
         rows.push(r);
         const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "-");
-        const name = s === "motion" ? "Motion" : `lancam ${s}${r.path === (s === "unicast" ? "yuv" : "passthrough") ? "" : ` (path ${r.path}!)`}`;
+        const name = s === "motion" ? "Motion" : `lancam ${s === "multicast" ? "passthrough multicast" : s}${r.path === (s === "unicast" ? "yuv" : "passthrough") ? "" : ` (path ${r.path}!)`}`;
         console.log(`| ${size} | ${n} | ${name} | ${f(r.serverCpuMsPerFrame, 2)} (${f(r.serverCpuPct, 0)}) | ${f(r.fpsMedian)} | ${f(r.lossPct, 2)} / ${f(r.worstLossPct, 2)} | ${f(r.latencyP50)} / ${f(r.latencyP99)} | ${f(r.peakRssMiB, 0)} | ${f(r.kbPerFrame, 0)} |`);
       }
     }
