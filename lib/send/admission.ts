@@ -62,7 +62,10 @@ import { SessionTable, type LeaveReason, type Session } from "./sessions.ts";
  *       | maxPerHost or maxClients is reached (refuse 255 or 2):
  *       | [secure: tags from here on], welcome, start streaming
  *       v
- *   streaming --(bye; silent for timeoutMs: bye 3; malformed or unexpected
+ *   streaming --(fallback: a session in the multicast group is sent to its own
+ *       |        address and port from now on, logged `fallback`; it goes on)
+ *       |
+ *       +-------(bye; silent for timeoutMs: bye 3; malformed or unexpected
  *                message: bye 4; replaced by its own viewer: bye 255; its UDP
  *                port answering only with ICMP errors for unreachableMs: bye 255;
  *                not reading its control messages; shutdown: bye 2; connection

@@ -29,6 +29,8 @@ import { DecodeError, hex } from "./decode-error.ts";
  * flags: E (bit 0) = payload encrypted: the fragment's bytes are AES-256-GCM
  *        ciphertext under the stream key named by the key id, followed by the tag;
  *        type (bits 1-3) = payload type, 0 = JPEG; R (bits 4-7) must be 0.
+ * session id: the welcome's session id on datagrams sent to one viewer; the welcome's
+ *   stream id on datagrams sent once to a multicast group for every viewer in it.
  * frame length, fragment size: plaintext bytes, with or without E; the tag is extra.
  * fragment size: payload bytes of every fragment but the last, which carries the rest.
  *   It makes each datagram checkable on its own: count = ceil(length / size) and the
