@@ -74,7 +74,9 @@ export class NetnsLan {
     const p = this.#prefix;
     const br = `${p}br`;
     ip("netns", "add", br);
-    ip("-n", br, "link", "add", "br0", "type", "bridge");
+    // With IGMP snooping and a querier, as on a managed switch: without a querier a Linux
+    // bridge floods every group to every port, and here each port's copy costs this CPU.
+    ip("-n", br, "link", "add", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier", "1");
     ip("-n", br, "link", "set", "br0", "up");
     let port = 0;
     const attach = (ns: string, address: string, prefixLen = 24) => {
