@@ -21,10 +21,26 @@ const tempDir = tempDirs("lancam-faults-");
 type Stats = StatsSummary & { recording: SegmentWriterStats | null };
 
 /**
- * The lowest frame rate a viewer of a 30 fps source may show in any full second while
- * the fault happens. 29 leaves one frame of slack for where a second's boundary falls.
+ * A viewer of the 30 fps source keeps its rate through the fault: at least 29.5 fps over
+ * the run's full seconds, and at least 27 in every one of them. 29 in every second was the
+ * aim, but on the 2-core machine these tests run on, shared with other suites (load
+ * average 4 to 12), 8 viewers with no fault at all showed a second of 25 now and then,
+ * and the 200-connection test failed that bound in 2 of 8 runs, each time on one second
+ * (27, 28 fps) with the mean still above 29.5. A stall the fault caused costs frames, not
+ * just shifts them across a second's edge: 100 ms without frames takes 3 from its second.
+ * (While a neighbour ran a 1080p capture benchmark on both cores, every viewer fell to
+ * 2 to 22 fps in some seconds, fault or not: no bound here absorbs that.)
  */
-const MIN_FPS = 29;
+const MIN_FPS_EVERY_SECOND = 27;
+const MIN_FPS_MEAN = 29.5;
+
+/** The checks above, on a viewer's frames per full second. */
+function expectFullRate(s: Stats): void {
+  const seconds = fullSeconds(s);
+  expect(seconds.length).toBeGreaterThanOrEqual(7);
+  expect(Math.min(...seconds)).toBeGreaterThanOrEqual(MIN_FPS_EVERY_SECOND);
+  expect(seconds.reduce((a, b) => a + b, 0) / seconds.length).toBeGreaterThanOrEqual(MIN_FPS_MEAN);
+}
 
 async function startServer(dir: string, name: string, extra: string[]): Promise<{ server: Child; port: number; log: string }> {
   const log = join(dir, `${name}.log`);
@@ -86,6 +102,15 @@ function recordingFfmpeg(viewerPid: number): { pid: number; partial: string } | 
   return c ? { pid: c.pid, partial: c.cmdline.at(-1)! } : null;
 }
 
+/** Bytes in a file, 0 while it does not exist (ffmpeg creates its output after the first frame; a finished partial is renamed). */
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
 const occurrences = (text: string, re: RegExp) => text.match(new RegExp(re.source, "g"))?.length ?? 0;
 
 describe("faults", () => {
@@ -100,7 +125,7 @@ describe("faults", () => {
       await viewer.waitFor(/INFO \[recorder\] segment finished .*reason=/, 15_000, "stderr");
       // Kill it mid-segment, with frames in the open file.
       const partials = () => listFiles(out).filter((f) => f.endsWith(".partial"));
-      await until(() => partials().length === 1 && statSync(join(out, partials()[0]!)).size > 200_000, 5000, "frames in the open segment");
+      await until(() => partials().length === 1 && sizeOf(join(out, partials()[0]!)) > 200_000, 5000, "frames in the open segment");
       first.server.proc.kill("SIGKILL");
       await first.server.exited;
       expect(first.server.proc.signalCode).toBe("SIGKILL");
@@ -238,8 +263,7 @@ describe("faults", () => {
     const s = readStats(stats);
     console.log(`200 idle connections: viewer fps per second ${s.fpsPerSecond.join(" ")}`);
     expect(viewer.stderr()).not.toMatch(/server went away|unexpected error/);
-    expect(fullSeconds(s).length).toBeGreaterThanOrEqual(7);
-    expect(Math.min(...fullSeconds(s))).toBeGreaterThanOrEqual(MIN_FPS);
+    expectFullRate(s);
   }, 60_000);
 
   test("ffmpeg killed with -9 under a recording viewer: the live view goes on, the recorder repairs the segment and starts another, and everything recorded plays", async () => {
@@ -251,7 +275,7 @@ describe("faults", () => {
     await using _v = viewer;
     await viewer.waitFor(/INFO \[recorder\] recording /, 15_000, "stderr");
     let victim: { pid: number; partial: string } | null = null;
-    await until(() => (victim = recordingFfmpeg(viewer.proc.pid)) !== null && statSync(victim.partial).size > 300_000, 8000, "the recorder's ffmpeg writing frames");
+    await until(() => (victim = recordingFfmpeg(viewer.proc.pid)) !== null && sizeOf(victim.partial) > 300_000, 8000, "the recorder's ffmpeg writing frames");
     const dead = victim!;
     process.kill(dead.pid, "SIGKILL");
     const killedAt = performance.now();
@@ -267,8 +291,7 @@ describe("faults", () => {
     const s = readStats(stats);
     console.log(`ffmpeg killed: viewer fps per second ${s.fpsPerSecond.join(" ")}`);
     expect(viewer.stderr()).not.toMatch(/server went away|unexpected error|frame sink failed/);
-    expect(fullSeconds(s).length).toBeGreaterThanOrEqual(7);
-    expect(Math.min(...fullSeconds(s))).toBeGreaterThanOrEqual(MIN_FPS);
+    expectFullRate(s);
     const rec = s.recording!;
     expect(rec.ffmpegFailures).toBe(1);
     expect(rec.segmentsClosed).toBe(2);
@@ -280,7 +303,12 @@ describe("faults", () => {
     const files = listFiles(out);
     expect(files.filter((f) => !f.endsWith(".avi"))).toEqual([]);
     expect(files).toHaveLength(2);
-    const probes = await Promise.all(files.map((f) => probeVideo(join(out, f))));
+    // The repaired segment keeps the name its partial had; the next one, started in the same
+    // second, may carry a suffix that sorts before it.
+    const repairedPath = join(dirname(dead.partial), basename(dead.partial).replace(/^\.(.+)\.partial$/, "$1"));
+    expect(files.map((f) => join(out, f))).toContain(repairedPath);
+    const nextPath = files.map((f) => join(out, f)).find((f) => f !== repairedPath)!;
+    const probes = [await probeVideo(repairedPath), await probeVideo(nextPath)];
     for (const p of probes) expect(p).toMatchObject({ codec: "mjpeg", width: 640, height: 480 });
     // Killed once its file passed 300 KB (~25 KB frames): the repaired one holds those frames.
     const [repaired, after] = probes.map((p) => p.frames!) as [number, number];
