@@ -83,7 +83,7 @@ test("server --http with a token: every route needs the browser link's key, deri
   }
   const state = await fetch(`${url}state?token=${key}`);
   expect(state.status).toBe(200);
-  expect((await state.json()).source).toMatchObject({ width: 320, height: 240 });
+  expect(((await state.json()) as { source: unknown }).source).toMatchObject({ width: 320, height: 240 });
   await until(() => / unauthorized request /.test(readFileSync(log, "utf8")), 5000, "the 401 log line");
   server.proc.kill("SIGTERM");
   expect(await server.exited).toBe(0);
