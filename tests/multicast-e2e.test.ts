@@ -32,13 +32,14 @@ const field = (line: string, name: string) => /* the value of name=... */ new Re
  * The viewer counted every frame from its first: exactly `frames`, in order, at most one
  * frame number skipped. UDP has no retransmission, and on a 2-core machine running
  * other tests a receiver now and then misses one datagram (about one run in six here);
- * a lost stream, a failed switch to unicast or a
- * viewer's departure disturbing the others shows as many more.
+ * a lost stream, a failed switch to unicast or a viewer's departure disturbing the
+ * others shows as many more.
  */
 function expectEveryFrame(who: string, s: StatsSummary, frames: number): void {
   expect({ who, received: s.framesReceived, outOfOrder: s.framesOutOfOrder, rejected: s.framesRejected }).toEqual({ who, received: frames, outOfOrder: 0, rejected: 0 });
-  expect({ who, skipped: s.framesMissing + s.framesIncomplete, drops: s.datagramsDropped }).toEqual({ who, skipped: expect.any(Number), drops: s.datagramsDropped });
-  expect(s.framesMissing + s.framesIncomplete).toBeLessThanOrEqual(1);
+  const skipped = s.framesMissing + s.framesIncomplete;
+  // Fails, naming the viewer, at two or more.
+  expect({ who, skipped: Math.min(skipped, 2) }).toEqual({ who, skipped: Math.min(skipped, 1) });
 }
 
 /** The server's stop line as numbers. */
