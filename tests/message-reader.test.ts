@@ -133,7 +133,7 @@ describe("MessageReader", () => {
 
   test("good messages before a bad one in the same chunk are not returned: the connection is done", () => {
     const r = new MessageReader();
-    const bad = concat([encodeControl(MESSAGES[2]!), Uint8Array.from([0, 1, 0x0a])]);
+    const bad = concat([encodeControl(MESSAGES[2]!), Uint8Array.from([0, 1, 0x3f])]);
     expect(pushError(r, bad).code).toBe("bad-type");
   });
 
