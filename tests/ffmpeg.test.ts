@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cacheRoot, embeddedFfmpeg, embeddedFfmpegInfo, extractBinary, type EmbeddedBinary } from "../lib/record/embedded-ffmpeg.ts";
-import { FfmpegNotFoundError, resolveFfmpeg, type FfmpegProbe } from "../lib/record/ffmpeg.ts";
+import { FfmpegNotFoundError, forEachLine, resolveFfmpeg, type FfmpegProbe } from "../lib/record/ffmpeg.ts";
 
 function probe(over: Partial<FfmpegProbe> & { executables?: string[] }): FfmpegProbe {
   const executables = new Set(over.executables ?? []);
@@ -147,5 +147,29 @@ describe("embedded ffmpeg extraction", () => {
     expect(cacheRoot({}, "linux", "/home/u")).toBe("/home/u/.cache/lancam");
     expect(cacheRoot({}, "darwin", "/Users/u")).toBe("/Users/u/Library/Caches/lancam");
     expect(cacheRoot({ LOCALAPPDATA: "/c/Users/u/AppData/Local" }, "win32", "/c/Users/u")).toBe(join("/c/Users/u/AppData/Local", "lancam"));
+  });
+});
+
+describe("forEachLine", () => {
+  test("every line of a child's output, split anywhere across chunks, the last one without its newline included", async () => {
+    const chunks = ["frame=  1 fps", "=0.0\nerror: bro", "ken pipe\n\nlast words"].map((t) => new TextEncoder().encode(t));
+    const stream = new ReadableStream<Uint8Array>({ start(c) { for (const x of chunks) c.enqueue(x); c.close(); } });
+    const lines: string[] = [];
+    await forEachLine(stream, (l) => lines.push(l));
+    expect(lines).toEqual(["frame=  1 fps=0.0", "error: broken pipe", "", "last words"]);
+  });
+
+  test("a stream that breaks ends the loop with what was read, without throwing", async () => {
+    let sent = false;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (sent) return c.error(new Error("EPIPE"));
+        sent = true;
+        c.enqueue(new TextEncoder().encode("one\ntwo"));
+      },
+    });
+    const lines: string[] = [];
+    await forEachLine(stream, (l) => lines.push(l));
+    expect(lines).toEqual(["one", "two"]);
   });
 });

@@ -1,4 +1,5 @@
 import type { Subprocess } from "bun";
+import { forEachLine } from "../record/ffmpeg.ts";
 import { redactSecrets, type PublishTarget } from "./publish-url.ts";
 
 /**
@@ -111,7 +112,7 @@ export class PublishProcess {
     // Its own session: a Ctrl-C at the terminal reaches lancam, which ends the stream in order.
     // If lancam dies, ffmpeg reads the end of its input and stops.
     this.proc = Bun.spawn(args, { stdin: "pipe", stdout: "pipe", stderr: "pipe", detached: true });
-    this.outputDone = Promise.all([this.#readStdout(onOutput), this.#readStderr()]).then(() => {});
+    this.outputDone = Promise.all([this.#readStdout(onOutput), forEachLine(this.proc.stderr, (line) => this.#keep(line))]).then(() => {});
     this.exited = this.proc.exited.then(() => this.proc.exitCode);
   }
 
@@ -172,21 +173,6 @@ export class PublishProcess {
     } catch {
       // the pipe broke with the process
     }
-  }
-
-  async #readStderr(): Promise<void> {
-    const decoder = new TextDecoder();
-    let rest = "";
-    try {
-      for await (const chunk of this.proc.stderr) {
-        const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
-        rest = lines.pop() ?? "";
-        for (const line of lines) this.#keep(line);
-      }
-    } catch {
-      // the pipe broke with the process
-    }
-    this.#keep(rest);
   }
 
   #keep(line: string): void {

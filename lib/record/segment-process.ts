@@ -1,4 +1,5 @@
 import type { Subprocess } from "bun";
+import { forEachLine } from "./ffmpeg.ts";
 import { type Container, FFMPEG_FORMAT } from "./segment-naming.ts";
 
 /** ffmpeg's last stderr lines kept for the log when it fails. */
@@ -68,7 +69,7 @@ export class SegmentProcess {
     // input end and finishes the file.
     this.#proc = Bun.spawn(args, { stdin: "pipe", stdout: "ignore", stderr: "pipe", detached: true });
     this.exited = this.#proc.exited;
-    this.stderrDone = this.#readStderr();
+    this.stderrDone = forEachLine(this.#proc.stderr, (line) => this.#keep(line));
   }
 
   get pid(): number {
@@ -144,21 +145,6 @@ export class SegmentProcess {
   /** Kills ffmpeg at once (it hangs); its partial file is left as it is. */
   kill(): void {
     this.#proc.kill("SIGKILL");
-  }
-
-  async #readStderr(): Promise<void> {
-    const decoder = new TextDecoder();
-    let rest = "";
-    try {
-      for await (const chunk of this.#proc.stderr) {
-        const lines = (rest + decoder.decode(chunk, { stream: true })).split("\n");
-        rest = lines.pop() ?? "";
-        for (const line of lines) this.#keep(line);
-      }
-    } catch {
-      // the pipe broke with the process; what was read is kept
-    }
-    this.#keep(rest);
   }
 
   #keep(line: string): void {
