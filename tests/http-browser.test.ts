@@ -5,11 +5,11 @@ import { chromium, type BrowserContext } from "playwright-core";
 import { memoryLogger } from "../lib/app/log.ts";
 import { HttpView } from "../lib/http/http-view.ts";
 import { tokenAuth } from "../lib/http/token-auth.ts";
-import type { ServerState } from "../lib/http/viewer-info.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { ROOT } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
+import { fakeServerState } from "./helpers/fake-view-state.ts";
 
 // Debian's chromium (scripts/setup.sh --test installs it); playwright-core only drives it.
 const CHROMIUM = "/usr/bin/chromium";
@@ -22,22 +22,7 @@ const H = 360;
 const FPS = 30;
 const tempDir = tempDirs("lancam-browser-");
 
-/** The server's side as the page sees it: one UDP viewer receiving 30 frames a second. */
-function fakeServer(): () => ServerState {
-  const joinedAt = Date.now();
-  return () => {
-    const received = Math.floor(((Date.now() - joinedAt) / 1000) * FPS);
-    return {
-      source: { description: "test", width: W, height: H, fps: FPS },
-      viewers: [{
-        id: "0badf00d", kind: "udp", address: "10.77.0.5", port: 8888, name: "lab-3", joinedAt,
-        framesSent: received + 3, framesReceived: received, framesMissing: 2, framesIncomplete: 1, framesDropped: 3,
-        framesRecorded: received - 5, fps: null, latencyP50Ms: 11.6, bytesSent: null,
-      }],
-      counters: { framesCaptured: received, framesSent: received, bytesSent: null, drops: {} },
-    };
-  };
-}
+const fakeServer = () => fakeServerState({ width: W, height: H, fps: FPS, latencyP50Ms: 11.6 });
 
 async function launch(viewport: { width: number; height: number }): Promise<BrowserContext> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run bash scripts/setup.sh --test (it installs Debian's chromium)`);

@@ -12,6 +12,7 @@ import { nowMicros } from "../lib/wire/frame.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { ROOT } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
+import { fakeServerState } from "./helpers/fake-view-state.ts";
 
 const W = 320;
 const H = 240;
@@ -24,22 +25,7 @@ beforeAll(async () => {
   frames = await jpegFrames(30, W, H);
 });
 
-/** A UDP viewer as the server would report it; it receives 30 frames a second. */
-function fakeServer(): () => ServerState {
-  const joinedAt = Date.now();
-  return () => {
-    const received = Math.floor(((Date.now() - joinedAt) / 1000) * FPS);
-    return {
-      source: { description: "test", width: W, height: H, fps: FPS },
-      viewers: [{
-        id: "0badf00d", kind: "udp", address: "10.77.0.5", port: 8888, name: "lab-3", joinedAt,
-        framesSent: received + 3, framesReceived: received, framesMissing: 2, framesIncomplete: 1, framesDropped: 3,
-        framesRecorded: received, fps: null, latencyP50Ms: 12.5, bytesSent: null,
-      }],
-      counters: { framesCaptured: 0, framesSent: received, bytesSent: null, drops: { datagramsDropped: 4 } },
-    };
-  };
-}
+const fakeServer = () => fakeServerState({ width: W, height: H, fps: FPS, latencyP50Ms: 12.5 });
 
 /** An admission hook that keeps a limit and remembers every call. */
 function recordingHook(limit = 8) {
