@@ -19,6 +19,7 @@ import { nowMicros } from "../lib/wire/frame.ts";
 import { spawnBun, type Child } from "../tests/helpers/process.ts";
 import { barcodeFilter, MAX_FRAMES } from "./frame-barcode.ts";
 import { buildReadLog, ensureMotion, readPacketTimes, startMotion } from "./motion.ts";
+import { cpuSeconds, peakRssMiB } from "./proc-stats.ts";
 
 const args = mri(process.argv.slice(2), { string: ["sizes", "clients", "seconds", "systems", "plot", "repeat"] });
 const sizes = String(args.sizes ?? "640x480,1280x720,1920x1080").split(",").map((s) => {
@@ -36,7 +37,6 @@ const repeat = Number(args.repeat ?? 1);
 if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat must be a positive integer, got ${args.repeat}`);
 const FPS = 30;
 const QUALITY = 80;
-const TICKS = 100; // USER_HZ on Linux
 /** After every viewer is in, before measuring: their start-up (loading OpenCV, JIT) is not the server's doing. */
 const SETTLE_MS = 1500;
 /** Viewers run this much longer than the measurement, so none leaves inside it. */
@@ -47,27 +47,6 @@ const CLIP_SECONDS = seconds + 8;
 
 const ffmpeg = resolveFfmpeg().path;
 const work = mkdtempSync(join(tmpdir(), "lancam-capture-cpu-"));
-
-/** CPU seconds (user + system, every thread) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    return (Number(rest[11]) + Number(rest[12])) / TICKS;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Peak resident memory of a process in MiB (VmHWM). */
-function peakRssMiB(pid: number): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 /** The server's CPU over `seconds`, from SETTLE_MS on; the window in wall-clock µs for the viewers' data. */
 async function measureCpu(pid: number): Promise<{ cpu: number; wall: number; fromUs: number; toUs: number }> {

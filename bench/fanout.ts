@@ -9,6 +9,7 @@ import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
 import { spawnBun, spawnChild, type Child } from "../tests/helpers/process.ts";
+import { cpuSeconds, peakRssMiB } from "./proc-stats.ts";
 
 const args = mri(process.argv.slice(2), { string: ["clients", "browsers", "seconds", "size", "fps", "extra", "client-extra", "source"] });
 const browsers = Number(args.browsers ?? 0);
@@ -18,7 +19,6 @@ const size = String(args.size ?? "1280x720");
 const fps = Number(args.fps ?? 30);
 const extra = args.extra ? String(args.extra).split(" ").filter(Boolean) : [];
 const clientExtra = args["client-extra"] ? String(args["client-extra"]).split(" ").filter(Boolean) : [];
-const TICKS = 100; // USER_HZ on Linux
 const sourceKind = String(args.source ?? "test");
 
 /**
@@ -35,27 +35,6 @@ async function sourceArgs(): Promise<string[]> {
   return ["--source", clip, "--loop", "--fps", String(fps)];
 }
 const SOURCE = await sourceArgs();
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    return (Number(rest[11]) + Number(rest[12])) / TICKS;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Peak resident memory of a process in MiB (VmHWM). */
-function peakRssMiB(pid: number): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
