@@ -121,6 +121,20 @@ describe("file source", () => {
     );
   });
 
+  test("a file or a pipeline whose pictures are larger than 7680x4320 is a clear error at open, before any frame", async () => {
+    const big = join(dir, "wide.avi");
+    const p = Bun.spawnSync([resolveFfmpeg().path, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "color=size=7696x64:rate=5",
+      "-frames:v", "2", "-c:v", "mjpeg", "-q:v", "5", big]);
+    expect(p.exitCode).toBe(0);
+    await expect(openSource({ kind: "file", path: big }, { quality: 80 })).rejects.toThrow(
+      `file:${big}: its pictures are 7696x64, larger than the largest lancam takes, 7680x4320`,
+    );
+    const pipeline = "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=4336 ! videoconvert ! appsink";
+    await expect(openSource({ kind: "gst", pipeline }, { quality: 80 })).rejects.toThrow(
+      `gst:${pipeline}: its pictures are 64x4336, larger than the largest lancam takes, 7680x4320`,
+    );
+  });
+
   test("after close, next() is null", async () => {
     const source = await openSource({ kind: "file", path: clip }, { quality: 80 });
     expect(await source.next()).not.toBeNull();

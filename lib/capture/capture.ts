@@ -9,7 +9,7 @@
  * encoded again. While nobody needs frames (pauseWhile), nothing is encoded.
  */
 import { existsSync, statSync } from "node:fs";
-import { cv, type NativeCapture, type NativeTestPattern } from "../native/cv.ts";
+import { cv, MAX_PICTURE, type NativeCapture, type NativeTestPattern } from "../native/cv.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import { silentLogger, throttled, type Logger } from "../app/log.ts";
 import { seqAdd } from "../wire/seq.ts";
@@ -249,6 +249,11 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
   }
   const width = cap.get("width");
   const height = cap.get("height");
+  // Refused before the first frame is read, so a hostile or mistaken file never costs an allocation of its size.
+  if (width > MAX_PICTURE.width || height > MAX_PICTURE.height) {
+    cap.release();
+    throw new CaptureError(`${description}: its pictures are ${width}x${height}, larger than the largest lancam takes, ${MAX_PICTURE.width}x${MAX_PICTURE.height}`);
+  }
   const reported = cap.get("fps");
   const fps = spec.kind === "file" && opts.fps ? opts.fps : validFps(reported) ? reported : opts.fps ?? FILE_FALLBACK_FPS;
   if (!validFps(reported) && !opts.fps) log.warn("source reports no frame rate; assuming one", { source: description, fps });

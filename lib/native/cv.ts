@@ -168,6 +168,9 @@ let loaded: CvAddon | undefined;
 let failure: CvLoadError | undefined;
 
 /** The addon, loaded on first use and cached; throws CvLoadError when it cannot load. */
+/** The largest picture the addon decodes or takes from a source (its kMaxDecodeWidth x kMaxDecodeHeight). */
+export const MAX_PICTURE = { width: 7680, height: 4320 } as const;
+
 export function cv(): CvAddon {
   if (loaded) return loaded;
   if (failure) throw failure;
