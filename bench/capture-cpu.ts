@@ -156,7 +156,7 @@ async function runLancam(system: Exclude<System, "motion">, clips: Clips, size: 
   const file = system === "unicast" ? clips.raw : clips.mjpeg;
   const group = `239.255.${Math.floor(Math.random() * 256)}.${1 + Math.floor(Math.random() * 254)}`;
   const delivery = system === "multicast" ? ["--bind", "127.0.0.1", "--multicast", group] : [];
-  await using server = spawnBun(["server.ts", "--source", file, "--loop", "--fps", String(FPS), "--quality", String(QUALITY), "--port", "0", "--log", log, ...delivery]);
+  await using server = spawnBun(["server.ts", "--source", file, "--loop", "--fps", String(FPS), "--quality", String(QUALITY), "--port", "0", "--log", log, "--max-clients", "1024", "--max-per-host", "1024", ...delivery]);
   const port = (await server.waitFor(/tcp=(\d+)/))[1]!;
   const clients: Child[] = [];
   try {

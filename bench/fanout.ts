@@ -60,7 +60,7 @@ async function run(n: number): Promise<Row> {
   const dir = mkdtempSync(join(tmpdir(), "lancam-bench-"));
   const log = join(dir, "server.log");
   const http = browsers > 0 ? ["--http", "0", "--http-bind", "127.0.0.1"] : [];
-  await using server = spawnBun(["server.ts", ...SOURCE, "--port", "0", "--log", log, "--quality", "80", "--max-clients", "1024", ...http, ...extra]);
+  await using server = spawnBun(["server.ts", ...SOURCE, "--port", "0", "--log", log, "--quality", "80", "--max-clients", "1024", "--max-per-host", "1024", ...http, ...extra]);
   const port = (await server.waitFor(/tcp=(\d+)/))[1]!;
   const clients: Child[] = [];
   const readers: Child[] = [];
