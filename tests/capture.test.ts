@@ -10,6 +10,7 @@ import type { ByeTotals, Report } from "../lib/wire/control.ts";
 import type { Frame } from "../lib/wire/frame.ts";
 import { spawnBun, until } from "./helpers/process.ts";
 import { readFrameNumber } from "./helpers/test-pattern.ts";
+import { take } from "./helpers/take-frames.ts";
 
 const CLIP_FRAMES = 30;
 const CLIP_FPS = 25;
@@ -30,16 +31,6 @@ beforeAll(() => {
 afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
-
-async function take(source: CaptureSource, n: number): Promise<Frame[]> {
-  const frames: Frame[] = [];
-  for (let i = 0; i < n; i++) {
-    const f = await source.next();
-    if (!f) break;
-    frames.push(f);
-  }
-  return frames;
-}
 
 function expectSeqFromZero(frames: Frame[]): void {
   expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i));

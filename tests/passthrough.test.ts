@@ -16,6 +16,7 @@ import type { ByeTotals, Report } from "../lib/wire/control.ts";
 import type { Frame } from "../lib/wire/frame.ts";
 import { sofAt, withSize } from "./helpers/jpeg-bytes.ts";
 import { spawnBun, until } from "./helpers/process.ts";
+import { take } from "./helpers/take-frames.ts";
 
 const W = 320;
 const H = 240;
@@ -68,16 +69,6 @@ beforeAll(() => {
 afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
-
-async function take(source: CaptureSource, n: number): Promise<Frame[]> {
-  const frames: Frame[] = [];
-  for (let i = 0; i < n; i++) {
-    const f = await source.next();
-    if (!f) break;
-    frames.push(f);
-  }
-  return frames;
-}
 
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 

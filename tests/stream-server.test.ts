@@ -60,6 +60,16 @@ async function withServer(
   await fn(server, log);
 }
 
+/** A UDP socket that counts what arrives, and a port that was just closed (sends to it bring ICMP errors). */
+async function liveAndDeadPorts() {
+  const got: number[] = [];
+  const live = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => void got.push(buf.length) } });
+  const dead = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const deadPort = dead.port;
+  dead.close();
+  return { got, live, deadPort };
+}
+
 describe("stream server control channel", () => {
   test("a client of another protocol version is refused with a reason it can print", async () => {
     await withServer(async (server, log) => {
@@ -220,11 +230,7 @@ describe("stream server control channel", () => {
   });
 
   test("a viewer whose UDP port is closed (ICMP errors) costs the others nothing and never crashes the server", async () => {
-    const got: number[] = [];
-    const live = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => void got.push(buf.length) } });
-    const dead = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    const deadPort = dead.port;
-    dead.close();
+    const { got, live, deadPort } = await liveAndDeadPorts();
     try {
       await withServer(async (server, log) => {
         const a = await rawClient(server.port);
@@ -293,11 +299,7 @@ async function classicViewer(serverPort: number) {
 
 describe("hardening, through real sockets", () => {
   test("a viewer whose UDP port answers only with ICMP errors is ended after unreachableMs; one whose reports grow is not", async () => {
-    const got: number[] = [];
-    const live = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data: (_s, buf) => void got.push(buf.length) } });
-    const dead = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-    const deadPort = dead.port;
-    dead.close();
+    const { got, live, deadPort } = await liveAndDeadPorts();
     try {
       await withServer(async (server, log) => {
         const a = await rawClient(server.port);
