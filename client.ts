@@ -4,7 +4,9 @@
 import { writeFileSync } from "node:fs";
 import { CLIENT_COMMAND, CLIENT_RECORD_CLI } from "./lib/app/client-flags.ts";
 import { helpText, parseCommandLine } from "./lib/app/flags.ts";
-import { createLogger, FileSink, stderrSink, type Sink } from "./lib/app/log.ts";
+import { FileSink } from "./lib/log/file-sink.ts";
+import type { Sink } from "./lib/log/format.ts";
+import { createLogger, stderrSink } from "./lib/log/logger.ts";
 import { checkCanRecord } from "./lib/app/record-check.ts";
 import { recordSettings } from "./lib/app/record-flags.ts";
 import { runMain, StopSignal } from "./lib/app/run-main.ts";

@@ -2,7 +2,8 @@
 // lancam server: captures one source, streams it to every viewer, optionally records it.
 // This file only wires the parts in lib/ together.
 import { helpText, parseCommandLine } from "./lib/app/flags.ts";
-import { createLogger, FileSink, stderrSink } from "./lib/app/log.ts";
+import { FileSink } from "./lib/log/file-sink.ts";
+import { createLogger, stderrSink } from "./lib/log/logger.ts";
 import { checkCanRecord } from "./lib/app/record-check.ts";
 import { recordSettings } from "./lib/app/record-flags.ts";
 import { runMain, StopSignal } from "./lib/app/run-main.ts";

@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { openSource } from "../lib/capture/capture.ts";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { spawnBun, type Child } from "../tests/helpers/process.ts";
 import { barcodeFilter, MAX_FRAMES } from "./frame-barcode.ts";

@@ -6,7 +6,7 @@
 import mri from "mri";
 import { cpus } from "node:os";
 import { cipherCounters } from "../lib/net/frame-cipher.ts";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { FrameOpener } from "../lib/receive/frame-opener.ts";
 import { Reassembler } from "../lib/receive/reassembler.ts";
 import { FrameSealer } from "../lib/send/frame-sealer.ts";

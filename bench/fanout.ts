@@ -7,7 +7,7 @@ import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { spawnBun, spawnChild, type Child } from "../tests/helpers/process.ts";
 import { cpuSeconds, peakRssMiB } from "./proc-stats.ts";
 

@@ -8,9 +8,9 @@ import mri from "mri";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { silentLogger } from "../lib/app/log.ts";
+import { silentLogger } from "../lib/log/logger.ts";
 import { HttpView } from "../lib/http/http-view.ts";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { splitJpegs } from "../tests/helpers/jpeg-frames.ts";
 

@@ -9,7 +9,7 @@ import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { NetnsLan, netnsUnavailable, type HostSpec } from "../tests/helpers/netns.ts";
 import { spawnBun, type Child } from "../tests/helpers/process.ts";
 

@@ -13,12 +13,12 @@ import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { silentLogger } from "../lib/app/log.ts";
+import { silentLogger } from "../lib/log/logger.ts";
 import { cv } from "../lib/native/cv.ts";
 import type { PublisherStats } from "../lib/publish/publisher.ts";
 import { Publishers, parsePublishTargets } from "../lib/publish/publishers.ts";
 import { parsePublishCodec, type PublishCodec } from "../lib/publish/publish-process.ts";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { splitJpegs } from "../tests/helpers/jpeg-frames.ts";
 
 const args = mri(process.argv.slice(2), { string: ["seconds", "runs", "size", "variant", "input", "urls"] });

@@ -9,8 +9,8 @@ import mri from "mri";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
-import { silentLogger } from "../lib/app/log.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
+import { silentLogger } from "../lib/log/logger.ts";
 import { SegmentWriter } from "../lib/record/segment-writer.ts";
 import { splitJpegs } from "../tests/helpers/jpeg-frames.ts";
 

@@ -10,7 +10,7 @@ import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { spawnBun, type Child } from "../tests/helpers/process.ts";
 

@@ -13,7 +13,7 @@ import { basename, join, relative, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
 const ADDON = join(ROOT, "native/build/lancam.node");
-// The one line of lib/record/embedded-ffmpeg.ts the plugin replaces.
+// The one line of lib/media/embedded-ffmpeg.ts the plugin replaces.
 const EMBED_LINE = /^const EMBEDDED: EmbeddedBinary \| null = null;$/m;
 const EXE = process.platform === "win32" ? ".exe" : "";
 const TARGETS = [
@@ -58,14 +58,14 @@ function isExecutableFile(path: string): boolean {
   }
 }
 
-/** Replaces lib/record/embedded-ffmpeg.ts's "nothing embedded" with an embedded copy of `binary`. */
+/** Replaces lib/media/embedded-ffmpeg.ts's "nothing embedded" with an embedded copy of `binary`. */
 function embedFfmpegPlugin(binary: string): BunPlugin {
   const bytes = readFileSync(binary);
   const hash = new Bun.CryptoHasher("sha256").update(bytes).digest("hex").slice(0, 12);
   return {
     name: "lancam-embed-ffmpeg",
     setup(build) {
-      build.onLoad({ filter: /[\\/]lib[\\/]record[\\/]embedded-ffmpeg\.ts$/ }, async (args) => {
+      build.onLoad({ filter: /[\\/]lib[\\/]media[\\/]embedded-ffmpeg\.ts$/ }, async (args) => {
         const source = await Bun.file(args.path).text();
         if (!EMBED_LINE.test(source)) throw new BuildError(`${args.path} no longer has the line the build replaces: ${EMBED_LINE.source}`);
         const embedded =

@@ -2,7 +2,7 @@
 // here is a number passed in, never a wait. Classroom viewers and viewers served
 // elsewhere go through the same machine, which counts every kind against maxClients.
 import { describe, expect, test } from "bun:test";
-import { formatLine } from "../lib/app/log.ts";
+import { formatLine } from "../lib/log/format.ts";
 import { Admission, MAX_PENDING_PER_ADDRESS, type AdmissionAction, type AdmissionOptions, type ConnId } from "../lib/send/admission.ts";
 import {
   ByeReason,

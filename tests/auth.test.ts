@@ -4,7 +4,7 @@
 // replay, reflection and the lockout of repeated failures.
 import { describe, expect, test } from "bun:test";
 import { createHmac } from "node:crypto";
-import { formatLine } from "../lib/app/log.ts";
+import { formatLine } from "../lib/log/format.ts";
 import { ControlChannel } from "../lib/net/control-channel.ts";
 import { ControlMac } from "../lib/net/control-mac.ts";
 import { unwrapStreamKey, wrapStreamKey } from "../lib/net/frame-cipher.ts";

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CaptureError, FramePacer, openSource, type CaptureSource } from "../lib/capture/capture.ts";
 import { cv } from "../lib/native/cv.ts";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { StreamClient } from "../lib/receive/stream-client.ts";
 import type { ByeTotals, Report } from "../lib/wire/control.ts";
 import type { Frame } from "../lib/wire/frame.ts";

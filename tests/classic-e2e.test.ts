@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
-import { probeVideo } from "../lib/record/ffprobe.ts";
+import { probeVideo } from "../lib/media/ffprobe.ts";
 import { freeUdpPort, startPythonServer, startPythonViewer, untilDecoded } from "./helpers/classic-python.ts";
 import { spawnBun, until, type Child } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";

@@ -2,7 +2,7 @@
 // lancam's classic pieces: its server with lancam's classic client, and its viewer
 // with a lancam server in this process (tests/classic-e2e.test.ts runs real processes).
 import { describe, expect, test } from "bun:test";
-import { createLogger } from "../lib/app/log.ts";
+import { createLogger } from "../lib/log/logger.ts";
 import { cv } from "../lib/native/cv.ts";
 import { ClassicClient } from "../lib/receive/classic-client.ts";
 import { MAX_CLASSIC_DATAGRAM } from "../lib/wire/classic.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
-import { createLogger } from "../lib/app/log.ts";
+import { createLogger } from "../lib/log/logger.ts";
 import { cv, type FitJpegResult } from "../lib/native/cv.ts";
 import { ClassicClient, ClassicConnectError, RATE_WINDOW_MS } from "../lib/receive/classic-client.ts";
 import { ClassicWatcher } from "../lib/receive/classic-watcher.ts";

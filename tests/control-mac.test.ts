@@ -3,7 +3,7 @@
 // the genuine messages around them still check. At the channel, then through a real
 // server on 127.0.0.1.
 import { describe, expect, test } from "bun:test";
-import { memoryLogger } from "../lib/app/log.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
 import { ControlChannel } from "../lib/net/control-channel.ts";
 import { ControlMac } from "../lib/net/control-mac.ts";
 import { clientProof, deriveSessionKeys, tokenKey, type SessionKeys } from "../lib/net/session-keys.ts";

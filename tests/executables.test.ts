@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { describeLoadFailure } from "../lib/native/cv.ts";
-import { probeVideo } from "../lib/record/ffprobe.ts";
+import { probeVideo } from "../lib/media/ffprobe.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { ROOT, until } from "./helpers/process.ts";
 

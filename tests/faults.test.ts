@@ -6,9 +6,9 @@
 import { describe, expect, test } from "bun:test";
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { memoryLogger } from "../lib/app/log.ts";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
-import { probeVideo } from "../lib/record/ffprobe.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
+import { probeVideo } from "../lib/media/ffprobe.ts";
 import { recoverPartial } from "../lib/record/segment-recovery.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import type { SegmentWriterStats } from "../lib/record/segment-writer.ts";

@@ -2,8 +2,9 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cacheRoot, embeddedFfmpeg, embeddedFfmpegInfo, extractBinary, type EmbeddedBinary } from "../lib/record/embedded-ffmpeg.ts";
-import { FfmpegNotFoundError, forEachLine, resolveFfmpeg, type FfmpegProbe } from "../lib/record/ffmpeg.ts";
+import { cacheRoot, embeddedFfmpeg, embeddedFfmpegInfo, extractBinary, type EmbeddedBinary } from "../lib/media/embedded-ffmpeg.ts";
+import { FfmpegNotFoundError, resolveFfmpeg, type FfmpegProbe } from "../lib/media/ffmpeg.ts";
+import { forEachLine } from "../lib/media/line-reader.ts";
 
 function probe(over: Partial<FfmpegProbe> & { executables?: string[] }): FfmpegProbe {
   const executables = new Set(over.executables ?? []);

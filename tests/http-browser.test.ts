@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type BrowserContext } from "playwright-core";
-import { memoryLogger } from "../lib/app/log.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
 import { HttpView } from "../lib/http/http-view.ts";
 import { tokenAuth } from "../lib/http/token-auth.ts";
 import { nowMicros } from "../lib/wire/frame.ts";

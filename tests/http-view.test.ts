@@ -2,12 +2,12 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
-import { memoryLogger } from "../lib/app/log.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
 import { HttpStartError, HttpView, type HttpViewOptions } from "../lib/http/http-view.ts";
 import { tokenAuth } from "../lib/http/token-auth.ts";
 import type { ViewState } from "../lib/http/view-state.ts";
 import type { AdmissionHook, AdmissionRequest, BrowserLeaveReason, ServerState } from "../lib/http/viewer-info.ts";
-import { resolveFfmpeg, resolveFfprobe } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg, resolveFfprobe } from "../lib/media/ffmpeg.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { ROOT } from "./helpers/process.ts";
@@ -520,7 +520,7 @@ describe("single executable", () => {
     const entry = join(dir, "view.ts");
     writeFileSync(entry, [
       `import { HttpView } from ${JSON.stringify(join(ROOT, "lib/http/http-view.ts"))};`,
-      `import { silentLogger } from ${JSON.stringify(join(ROOT, "lib/app/log.ts"))};`,
+      `import { silentLogger } from ${JSON.stringify(join(ROOT, "lib/log/logger.ts"))};`,
       `const view = await HttpView.start({ port: 0, bind: "127.0.0.1", log: silentLogger,`,
       `  state: () => ({ source: { description: "test", width: 2, height: 2, fps: 1 }, viewers: [], counters: { framesCaptured: 0, framesSent: 0, bytesSent: null, drops: {} } }) });`,
       `console.log("listening port=" + view.port);`,

@@ -2,9 +2,10 @@ import { describe, expect, test } from "bun:test";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
-import {
-  AddressLimiter, addressKey, createLogger, DEFAULT_PER_ADDRESS, FileSink, formatLine, throttled, type LogEvent, type Sink,
-} from "../lib/app/log.ts";
+import { AddressLimiter, addressKey, DEFAULT_PER_ADDRESS, type LogEvent } from "../lib/log/address-limiter.ts";
+import { FileSink } from "../lib/log/file-sink.ts";
+import { formatLine, type Sink } from "../lib/log/format.ts";
+import { createLogger, throttled } from "../lib/log/logger.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { spawnBun } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";

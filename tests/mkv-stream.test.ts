@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveFfmpeg, resolveFfprobe } from "../lib/record/ffmpeg.ts";
-import { probeVideo } from "../lib/record/ffprobe.ts";
+import { resolveFfmpeg, resolveFfprobe } from "../lib/media/ffmpeg.ts";
+import { probeVideo } from "../lib/media/ffprobe.ts";
 import {
   encodeClusterStart,
   encodeEbmlHeader,
@@ -15,7 +15,7 @@ import {
   encodeVint,
   MkvEncodeError,
   MkvStream,
-} from "../lib/record/mkv-stream.ts";
+} from "../lib/mux/mkv-stream.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex").replace(/(..)(?!$)/g, "$1 ");

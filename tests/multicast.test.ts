@@ -3,7 +3,7 @@
 // reassembler (the stream id counts only by the group), the group flag, and the
 // fragments a group gets (one copy, whatever the number of viewers).
 import { describe, expect, test } from "bun:test";
-import { formatLine } from "../lib/app/log.ts";
+import { formatLine } from "../lib/log/format.ts";
 import { multicastSettings, parseMulticastFlag, SERVER_COMMAND } from "../lib/app/server-flags.ts";
 import { parseCommandLine } from "../lib/app/flags.ts";
 import { UsageError } from "../lib/app/cli.ts";

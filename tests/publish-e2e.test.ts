@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { probeVideo } from "../lib/record/ffprobe.ts";
+import { probeVideo } from "../lib/media/ffprobe.ts";
 import { freePort, receiver } from "./helpers/rtsp-receiver.ts";
 import { spawnBun, until } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";

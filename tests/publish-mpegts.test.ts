@@ -1,9 +1,9 @@
 import { expect, test } from "bun:test";
 import { renderTestFrame } from "../lib/native/cv.ts";
 import { FrameStream } from "../lib/publish/frame-stream.ts";
-import { TS_PACKET, type TsPiece, TsSplitter, TsSyncError } from "../lib/publish/mpegts.ts";
+import { TS_PACKET, type TsPiece, TsSplitter, TsSyncError } from "../lib/mux/mpegts.ts";
 import { encoderArgs } from "../lib/publish/publish-process.ts";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 
 /** One TS packet: header, optional adaptation field (random access flag), payload padded with 0xFF. */
 function packet(pid: number, opts: { pusi?: boolean; rai?: boolean; payload?: number[] } = {}): Uint8Array {

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { renderTestFrame } from "../lib/native/cv.ts";
-import { rtpJpegProblem } from "../lib/publish/rtp-jpeg.ts";
+import { rtpJpegProblem } from "../lib/mux/rtp-jpeg.ts";
 import { withSize } from "./helpers/jpeg-bytes.ts";
 
 const SOI = [0xff, 0xd8];

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { probeVideo } from "../lib/record/ffprobe.ts";
+import { probeVideo } from "../lib/media/ffprobe.ts";
 import { spawnBun, until } from "./helpers/process.ts";
 
 let dir: string;

@@ -1,6 +1,7 @@
 import { expect, test } from "bun:test";
 import type { Frame } from "../lib/wire/frame.ts";
-import { memoryLogger, silentLogger } from "../lib/app/log.ts";
+import { silentLogger } from "../lib/log/logger.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
 import { MAX_HELD_FRAMES, RecorderSink, type Writer } from "../lib/record/recorder-sink.ts";
 
 const frame = (seq: number, buf = new Uint8Array([seq & 0xff])): Frame => ({ seq, capturedAt: seq * 33_333, width: 64, height: 48, jpeg: buf });

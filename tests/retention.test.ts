@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { memoryLogger } from "../lib/app/log.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
 import { OpenPartials } from "../lib/record/open-partials.ts";
 import { formatBytes, planDeletions, Retention, scanSegments, type SegmentFile } from "../lib/record/retention.ts";
 import { type SegmentInfo, SegmentWriter } from "../lib/record/segment-writer.ts";

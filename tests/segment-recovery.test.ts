@@ -1,9 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
-import { probeVideo } from "../lib/record/ffprobe.ts";
-import { memoryLogger, silentLogger } from "../lib/app/log.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
+import { probeVideo } from "../lib/media/ffprobe.ts";
+import { silentLogger } from "../lib/log/logger.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
 import { claimOutDir } from "../lib/record/out-dir-lock.ts";
 import { findPartials, recoverPartial } from "../lib/record/segment-recovery.ts";
 import { SegmentWriter } from "../lib/record/segment-writer.ts";
@@ -45,7 +46,7 @@ const lib = (name: string) => JSON.stringify(join(import.meta.dir, "..", name));
 /** A recorder in its own process, fed in real time, that prints its ffmpeg pid and open partial. */
 const CHILD = `
 import { SegmentWriter } from ${lib("lib/record/segment-writer.ts")};
-import { silentLogger } from ${lib("lib/app/log.ts")};
+import { silentLogger } from ${lib("lib/log/logger.ts")};
 import { jpegFrames } from ${lib("tests/helpers/jpeg-frames.ts")};
 const [dir, container] = process.argv.slice(2);
 const frames = await jpegFrames(30, 640, 480);

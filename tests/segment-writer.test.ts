@@ -1,9 +1,10 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
-import { probeVideo } from "../lib/record/ffprobe.ts";
-import { memoryLogger, silentLogger } from "../lib/app/log.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
+import { probeVideo } from "../lib/media/ffprobe.ts";
+import { silentLogger } from "../lib/log/logger.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
 import { checkWritable, RecordError } from "../lib/record/record-dir.ts";
 import { type SegmentInfo, SegmentWriter } from "../lib/record/segment-writer.ts";
 import { MAX_GAP_MICROS } from "../lib/record/segment-timeline.ts";

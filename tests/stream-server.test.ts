@@ -7,7 +7,7 @@ import {
 import { ControlMac } from "../lib/net/control-mac.ts";
 import { clientProof, deriveSessionKeys, tokenKey, type SessionKeys, type TokenKey } from "../lib/net/session-keys.ts";
 import { decodeDatagram } from "../lib/wire/datagram.ts";
-import { memoryLogger } from "../lib/app/log.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
 import { MAX_PENDING_PER_ADDRESS } from "../lib/send/admission.ts";
 import { peerOf, StreamServer, type StreamServerOptions } from "../lib/send/stream-server.ts";

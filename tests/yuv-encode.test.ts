@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { memoryLogger } from "../lib/app/log.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
 import { openSource, type CaptureSource } from "../lib/capture/capture.ts";
 import { cv, type BgrImage } from "../lib/native/cv.ts";
-import { resolveFfmpeg } from "../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 
 const FRAMES = 8;
 /**

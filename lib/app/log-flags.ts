@@ -1,6 +1,6 @@
 import { parseByteSize, UsageError } from "./cli.ts";
 import { valueFlag } from "./flags.ts";
-import { DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES, MIN_LOG_MAX_BYTES } from "./log.ts";
+import { DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES, MIN_LOG_MAX_BYTES } from "../log/file-sink.ts";
 
 /** `--log-max SIZE`, the same row for the server and the client: where the log file is rotated. */
 export const LOG_MAX_FLAG = valueFlag("log-max", "SIZE", DEFAULT_LOG_MAX_BYTES, (raw, flag) => {

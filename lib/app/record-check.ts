@@ -1,4 +1,4 @@
-import { FfmpegNotFoundError, resolveFfmpeg } from "../record/ffmpeg.ts";
+import { FfmpegNotFoundError, resolveFfmpeg } from "../media/ffmpeg.ts";
 import { checkWritable, RecordError, type RecordCliFlags } from "../record/record-dir.ts";
 
 /**

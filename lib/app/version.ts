@@ -13,7 +13,7 @@ export async function versionReport(program: string): Promise<string> {
     lines.push(`opencv not loadable: ${(e as Error).message}`);
   }
   try {
-    const { resolveFfmpeg } = await import("../record/ffmpeg.ts");
+    const { resolveFfmpeg } = await import("../media/ffmpeg.ts");
     const ff = resolveFfmpeg();
     lines.push(`ffmpeg ${ff.path} (from ${ff.origin})`);
   } catch (e) {

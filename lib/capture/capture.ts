@@ -11,7 +11,8 @@
 import { existsSync, statSync } from "node:fs";
 import { cv, MAX_PICTURE, type NativeCapture, type NativeTestPattern } from "../native/cv.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
-import { silentLogger, throttled, type Logger } from "../app/log.ts";
+import type { Logger } from "../log/format.ts";
+import { silentLogger, throttled } from "../log/logger.ts";
 import { seqAdd } from "../wire/seq.ts";
 import { choosePath, type CapturePath, type PathChoice } from "./capture-path.ts";
 import { checkSourceJpeg } from "./jpeg-check.ts";

@@ -1,8 +1,8 @@
-import { MkvStream } from "../record/mkv-stream.ts";
+import { MkvStream } from "../mux/mkv-stream.ts";
 import type { Frame } from "../wire/frame.ts";
 
 /**
- * The frames of one ffmpeg run as a live Matroska stream (lib/record/mkv-stream.ts): ffmpeg's
+ * The frames of one ffmpeg run as a live Matroska stream (lib/mux/mkv-stream.ts): ffmpeg's
  * MJPEG pipe input has no timestamps, this one carries each frame's capture time, counted from
  * the run's first frame.
  */

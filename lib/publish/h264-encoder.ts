@@ -1,8 +1,8 @@
-import type { Logger } from "../app/log.ts";
-import { resolveFfmpeg } from "../record/ffmpeg.ts";
+import type { Logger } from "../log/format.ts";
+import { resolveFfmpeg } from "../media/ffmpeg.ts";
 import type { Frame } from "../wire/frame.ts";
 import { FrameStream } from "./frame-stream.ts";
-import { type TsPiece, TsSplitter } from "./mpegts.ts";
+import { type TsPiece, TsSplitter } from "../mux/mpegts.ts";
 import { PublishLink, type PublishState, type PublishTimings, type StopReason } from "./publish-link.ts";
 import { encoderArgs, PublishProcess } from "./publish-process.ts";
 

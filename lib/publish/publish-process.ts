@@ -1,5 +1,5 @@
 import type { Subprocess } from "bun";
-import { forEachLine } from "../record/ffmpeg.ts";
+import { forEachLine } from "../media/line-reader.ts";
 import { redactSecrets, type PublishTarget } from "./publish-url.ts";
 
 /**

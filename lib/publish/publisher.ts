@@ -1,13 +1,13 @@
-import type { Fields, Logger } from "../app/log.ts";
-import { resolveFfmpeg } from "../record/ffmpeg.ts";
+import type { Fields, Logger } from "../log/format.ts";
+import { resolveFfmpeg } from "../media/ffmpeg.ts";
 import type { Frame } from "../wire/frame.ts";
 import { FrameStream } from "./frame-stream.ts";
 import { type EncoderStats, H264Encoder } from "./h264-encoder.ts";
-import type { TsPiece } from "./mpegts.ts";
+import type { TsPiece } from "../mux/mpegts.ts";
 import { PublishLink, type PublishState, type PublishTimings, type StopReason } from "./publish-link.ts";
 import { type PublishCodec, PublishProcess, progressReader, targetArgs } from "./publish-process.ts";
 import type { PublishTarget } from "./publish-url.ts";
-import { rtpJpegProblem } from "./rtp-jpeg.ts";
+import { rtpJpegProblem } from "../mux/rtp-jpeg.ts";
 
 /**
  * Pushes the live stream to one RTSP server with ffmpeg, beside the viewers and the recorder,

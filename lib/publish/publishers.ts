@@ -1,5 +1,5 @@
-import type { Logger } from "../app/log.ts";
-import { resolveFfmpeg } from "../record/ffmpeg.ts";
+import type { Logger } from "../log/format.ts";
+import { resolveFfmpeg } from "../media/ffmpeg.ts";
 import type { Frame } from "../wire/frame.ts";
 import { type EncoderStats, H264Encoder } from "./h264-encoder.ts";
 import type { PublishTimings } from "./publish-link.ts";

@@ -1,5 +1,5 @@
 import type { Socket, udp } from "bun";
-import type { Logger } from "../app/log.ts";
+import type { Logger } from "../log/format.ts";
 import { encodeClassicAnswer, encodeClassicPort } from "../wire/classic.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import { readJpegSize } from "../wire/jpeg-header.ts";

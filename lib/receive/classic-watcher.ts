@@ -1,4 +1,4 @@
-import type { Logger } from "../app/log.ts";
+import type { Logger } from "../log/format.ts";
 import { ClassicClient, type ClassicEnd, type ClassicStreamInfo } from "./classic-client.ts";
 import { ConnectError } from "./handshake.ts";
 import { ReceiverStats } from "./receiver-stats.ts";

@@ -1,6 +1,7 @@
 import type { Frame } from "../wire/frame.ts";
 import { nowMicros } from "../wire/frame.ts";
-import { throttled, type Logger } from "../app/log.ts";
+import type { Logger } from "../log/format.ts";
+import { throttled } from "../log/logger.ts";
 import { ReceiverStats } from "./receiver-stats.ts";
 import { readJpegSize } from "../wire/jpeg-header.ts";
 import type { ReassembledFrame } from "./reassembler.ts";

@@ -1,4 +1,4 @@
-import type { Logger } from "../app/log.ts";
+import type { Logger } from "../log/format.ts";
 import type { TokenKey } from "../net/session-keys.ts";
 import { ClassicWatcher } from "./classic-watcher.ts";
 import type { ReceiverStats } from "./receiver-stats.ts";

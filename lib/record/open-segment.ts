@@ -1,4 +1,4 @@
-import { MkvStream } from "./mkv-stream.ts";
+import { MkvStream } from "../mux/mkv-stream.ts";
 import type { Container, SegmentPaths } from "./segment-naming.ts";
 import { SegmentProcess } from "./segment-process.ts";
 import { GapFiller } from "./segment-timeline.ts";

@@ -1,4 +1,4 @@
-import type { Logger } from "../app/log.ts";
+import type { Logger } from "../log/format.ts";
 import type { Frame } from "../wire/frame.ts";
 import type { SegmentWriter, SegmentWriterStats } from "./segment-writer.ts";
 

@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
 import { rmdirSync, statfsSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
-import type { Logger } from "../app/log.ts";
+import type { Logger } from "../log/format.ts";
 import { OpenPartials } from "./open-partials.ts";
 import { scanDateFolders } from "./segment-scan.ts";
 

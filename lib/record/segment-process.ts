@@ -1,5 +1,5 @@
 import type { Subprocess } from "bun";
-import { forEachLine } from "./ffmpeg.ts";
+import { forEachLine } from "../media/line-reader.ts";
 import { type Container, FFMPEG_FORMAT } from "./segment-naming.ts";
 
 /** ffmpeg's last stderr lines kept for the log when it fails. */

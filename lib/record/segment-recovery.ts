@@ -1,6 +1,6 @@
 import { existsSync, renameSync, statSync, unlinkSync } from "node:fs";
-import { probeVideo } from "./ffprobe.ts";
-import type { Logger } from "../app/log.ts";
+import { probeVideo } from "../media/ffprobe.ts";
+import type { Logger } from "../log/format.ts";
 import { FFMPEG_FORMAT, finalPathFor, parseSegmentPath, PARTIAL_SUFFIX } from "./segment-naming.ts";
 import { scanDateFolders } from "./segment-scan.ts";
 

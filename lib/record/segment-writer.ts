@@ -1,8 +1,8 @@
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, unlinkSync } from "node:fs";
 import { resolve } from "node:path";
-import type { Logger } from "../app/log.ts";
+import type { Logger } from "../log/format.ts";
 import type { Frame } from "../wire/frame.ts";
-import { resolveFfmpeg, resolveFfprobe } from "./ffmpeg.ts";
+import { resolveFfmpeg, resolveFfprobe } from "../media/ffmpeg.ts";
 import { OpenPartials } from "./open-partials.ts";
 import { OpenSegment } from "./open-segment.ts";
 import { claimOutDir } from "./out-dir-lock.ts";

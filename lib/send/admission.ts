@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import type { Fields } from "../app/log.ts";
+import type { Fields } from "../log/format.ts";
 import { deriveSessionKeys, proofMatches, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
   ByeReason,

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { memoryLogger } from "../../lib/app/log.ts";
+import { memoryLogger } from "./memory-logger.ts";
 import { cv } from "../../lib/native/cv.ts";
 import { StreamServer } from "../../lib/send/stream-server.ts";
 import { nowMicros } from "../../lib/wire/frame.ts";

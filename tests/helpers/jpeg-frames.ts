@@ -1,4 +1,4 @@
-import { resolveFfmpeg } from "../../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../../lib/media/ffmpeg.ts";
 
 /**
  * Generates `count` distinct JPEG frames at `width`x`height` with ffmpeg's test source, so tests

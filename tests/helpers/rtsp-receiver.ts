@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { resolveFfmpeg } from "../../lib/record/ffmpeg.ts";
+import { resolveFfmpeg } from "../../lib/media/ffmpeg.ts";
 import { type Child, spawnChild, until } from "./process.ts";
 
 const ffmpeg = resolveFfmpeg().path;
