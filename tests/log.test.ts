@@ -98,6 +98,17 @@ test("a throttled warning runs at most once per interval and then says how many 
   expect(seen).toEqual([["a", 0], ["d", 2]]);
 });
 
+describe("security events", () => {
+  test("are WARN lines that every sink gets, marked so a security log can keep them apart", () => {
+    const seen: [string, string, boolean | undefined][] = [];
+    const log = createLogger("server", [(line, level, security) => seen.push([line, level, security])], "INFO", () => new Date(0), { perAddress: null });
+    log.warn("client joined", { client: "10.0.0.1:5" });
+    log.security("auth lockout", { address: "10.0.0.1" });
+    expect(seen.map(([, level, security]) => [level, security])).toEqual([["WARN", false], ["WARN", true]]);
+    expect(seen[1]![0]).toBe("1970-01-01T00:00:00.000Z WARN [server] auth lockout address=10.0.0.1");
+  });
+});
+
 describe("a log call never throws", () => {
   test("a sink that throws costs its own lines only: the others get them, the caller carries on", () => {
     const lines: string[] = [];

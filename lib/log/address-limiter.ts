@@ -20,6 +20,8 @@ export interface LogEvent {
   part: string;
   message: string;
   fields: Fields;
+  /** Logged with Logger.security. */
+  security?: boolean;
 }
 
 /** The last held-back event of an interval and how many lines it stands for. */

@@ -13,12 +13,18 @@ export interface Logger {
   info(message: string, fields?: Fields): void;
   warn(message: string, fields?: Fields): void;
   error(message: string, fields?: Fields): void;
+  /**
+   * A security event (an auth failure, a lockout, a forged frame, an eviction): a WARN
+   * line like any other, which sinks are also told is a security event, so a security
+   * log can keep it apart from the churn of joins and leaves.
+   */
+  security(message: string, fields?: Fields): void;
   /** The same sinks under another part name, e.g. `log.child("recorder")`. */
   child(part: string): Logger;
 }
 
-/** Where formatted lines go. */
-export type Sink = (line: string, level: Level) => void;
+/** Where formatted lines go; `security` is true for Logger.security's lines. */
+export type Sink = (line: string, level: Level, security?: boolean) => void;
 
 /** Levels from least to most severe. */
 export const LEVEL_ORDER: Record<Level, number> = { DEBUG: 0, INFO: 1, WARN: 2, ERROR: 3 };

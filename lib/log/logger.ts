@@ -40,21 +40,21 @@ export function createLogger(
 }
 
 function partLogger(shared: Shared, part: string): Logger {
-  const emit = (level: Level, message: string, fields?: Fields) => {
+  const emit = (level: Level, message: string, fields?: Fields, security = false) => {
     if (ORDER[level] < ORDER[shared.minLevel]) return;
     try {
       const limiter = shared.limiter;
-      if (!limiter) return write(shared, level, part, message, fields);
+      if (!limiter) return write(shared, level, part, message, fields, security);
       const now = shared.now();
       flushDue(shared, now);
       const client = fields?.client;
       if (ORDER[level] >= ORDER.WARN && client !== undefined && client !== null && client !== "") {
-        if (!limiter.admit(addressKey(String(client)), { level, part, message, fields: fields! }, now)) {
+        if (!limiter.admit(addressKey(String(client)), { level, part, message, fields: fields!, security }, now)) {
           schedule(shared, now);
           return;
         }
       }
-      write(shared, level, part, message, fields);
+      write(shared, level, part, message, fields, security);
     } catch (e) {
       reportOnce("format", `a log line could not be formatted: ${(e as Error)?.message}`);
     }
@@ -64,15 +64,16 @@ function partLogger(shared: Shared, part: string): Logger {
     info: (m, f) => emit("INFO", m, f),
     warn: (m, f) => emit("WARN", m, f),
     error: (m, f) => emit("ERROR", m, f),
+    security: (m, f) => emit("WARN", m, f, true),
     child: (p) => partLogger(shared, p),
   };
 }
 
-function write(shared: Shared, level: Level, part: string, message: string, fields?: Fields): void {
+function write(shared: Shared, level: Level, part: string, message: string, fields?: Fields, security = false): void {
   const line = formatLine(shared.clock(), level, part, message, fields);
   for (const sink of shared.sinks) {
     try {
-      sink(line, level);
+      sink(line, level, security);
     } catch (e) {
       reportOnce("sink", `a log sink failed, its lines are dropped: ${(e as Error)?.message}`);
     }
@@ -82,7 +83,7 @@ function write(shared: Shared, level: Level, part: string, message: string, fiel
 function flushDue(shared: Shared, now: number): void {
   for (const { key, event, held } of shared.limiter!.due(now)) {
     const fields = key === OVERFLOW_KEY ? { ...event.fields, client: OVERFLOW_KEY } : event.fields;
-    write(shared, event.level, event.part, event.message, { ...fields, similar: held });
+    write(shared, event.level, event.part, event.message, { ...fields, similar: held }, event.security);
   }
 }
 

@@ -105,7 +105,7 @@ export type AdmissionAction =
   | { kind: "stop"; conn: ConnId }
   /** Close once what was sent has been written; the connection is already forgotten. */
   | { kind: "close"; conn: ConnId; reason: string }
-  | { kind: "log"; level: "info" | "warn" | "error"; message: string; fields: Fields };
+  | { kind: "log"; level: "info" | "warn" | "error" | "security"; message: string; fields: Fields };
 
 /** What every welcome says about the stream, besides the session and the timers. */
 export type StreamDescription = Pick<Welcome, "width" | "height" | "fpsMillihertz" | "fragmentSize" | "udpSourcePort">;
