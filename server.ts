@@ -67,7 +67,7 @@ async function main(): Promise<number> {
   await using http = httpPort === null
     ? null
     : await HttpView.start({
-        port: httpPort, bind: httpBind, log: log.child("http"), startedAt, logViewers: false, admission: browserAdmission(server),
+        port: httpPort, bind: httpBind, log: log.child("http"), startedAt, logViewers: false, admission: browserAdmission(server), maxViewers: maxClients,
         auth: token ? tokenAuth(browserViewToken(token.token)) : null,
         state: serverState(server, { description: source.description, width: source.width, height: source.height, fps: source.fps }, () => framesCaptured,
           () => publishers?.stats.map(({ url, codec, state, sent, dropped, reconnects, lastError }) => ({ url, codec, state, sent, dropped, reconnects, lastError })) ?? []),

@@ -1,5 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { ViewMetrics } from "../lib/http/metrics.ts";
+import { ViewerSlots } from "../lib/http/viewer-slots.ts";
+import { promtoolCheck, promtoolSkipReason } from "./helpers/promtool.ts";
 import { BOUNDARY, MJPEG_CONTENT_TYPE, PART_END, partHeader, STREAM_START, timestampHeader } from "../lib/http/mjpeg-part.ts";
 import { CountRates, StreamMeter } from "../lib/http/rates.ts";
 import { MAX_READER_NAME, readerName } from "../lib/http/reader-name.ts";
@@ -149,16 +151,22 @@ describe("metrics", () => {
     history: { t: [], streamFps: [], slowestViewerFps: [], worstLatencyMs: [] },
   });
 
+  const row = (over: Partial<ViewerInfo>, loss = 5) => ({ ...viewer(over), lossPercent: loss });
+  /** Every value of `label` among the lines of the metric `name`. */
+  const labelValues = (out: string, name: string, label: string) =>
+    [...out.matchAll(new RegExp(`^${name}\\{[^}]*\\b${label}="([^"]*)"`, "gm"))].map((m) => m[1]!);
+
   test("totals, drops by reason, viewers by kind and per-viewer loss and latency, in the Prometheus text format", async () => {
-    const m = new ViewMetrics();
+    const m = new ViewMetrics({ maxViewers: 4 });
     const out = await m.render(state([
-      { ...viewer({ name: 'say "hi"' }), lossPercent: 5 },
-      { ...viewer({ id: "http-1", kind: "browser", address: "127.0.0.1", port: 4000, name: "Chrome 131", latencyP50Ms: null }), lossPercent: 0 },
+      row({ name: 'say "hi"' }),
+      row({ id: "http-1", kind: "browser", address: "127.0.0.1", port: 4000, name: "Chrome 131", latencyP50Ms: null, framesDropped: 7 }, 0),
     ]));
     expect(m.contentType).toStartWith("text/plain; version=0.0.4");
     const lines = out.split("\n").filter((l) => l.startsWith("lancam_"));
     for (const want of [
       "lancam_uptime_seconds 12",
+      "lancam_stream_bytes_per_second 375000",
       "lancam_frames_captured_total 361",
       "lancam_frames_encoded_total 360",
       'lancam_frames_sent_total{kind="udp"} 700',
@@ -171,27 +179,105 @@ describe("metrics", () => {
       "lancam_browser_readers_refused_total 2",
       'lancam_viewers{kind="udp"} 1',
       'lancam_viewers{kind="browser"} 1',
-      'lancam_viewer_loss_ratio{id="00000001",kind="udp",address="10.0.0.5",name="say \\"hi\\""} 0.05',
-      'lancam_viewer_latency_seconds{id="00000001",kind="udp",address="10.0.0.5",name="say \\"hi\\""} 0.012',
-      'lancam_viewer_fps{id="http-1",kind="browser",address="127.0.0.1",name="Chrome 131"} 30',
       'lancam_viewers{kind="classic"} 0',
+      'lancam_viewer_loss_ratio{viewer="0",kind="udp"} 0.05',
+      'lancam_viewer_latency_seconds{viewer="0",kind="udp"} 0.012',
+      'lancam_viewer_fps{viewer="1",kind="browser"} 30',
+      'lancam_viewer_frames_dropped_total{kind="udp"} 5',
+      'lancam_viewer_frames_dropped_total{kind="browser"} 7',
+      'lancam_viewer_frames_dropped_total{kind="classic"} 0',
       'lancam_publish_up{url="rtsp://***@media:8554/classroom",codec="copy"} 1',
       'lancam_publish_up{url="rtsp://backup:8554/x",codec="copy"} 0',
-      'lancam_publish_frames_sent{url="rtsp://***@media:8554/classroom",codec="copy"} 350',
-      'lancam_publish_frames_dropped{url="rtsp://backup:8554/x",codec="copy"} 360',
-      'lancam_publish_reconnects{url="rtsp://backup:8554/x",codec="copy"} 4',
+      'lancam_publish_frames_sent_total{url="rtsp://***@media:8554/classroom",codec="copy"} 350',
+      'lancam_publish_frames_dropped_total{url="rtsp://backup:8554/x",codec="copy"} 360',
+      'lancam_publish_reconnects_total{url="rtsp://backup:8554/x",codec="copy"} 4',
     ]) expect(lines).toContain(want);
     // Unknown values are left out rather than shown as 0.
     expect(lines.some((l) => l.startsWith('lancam_bytes_sent_total{kind="udp"}'))).toBe(false);
-    expect(lines.some((l) => l.startsWith("lancam_viewer_latency_seconds") && l.includes("http-1"))).toBe(false);
+    expect(lines.some((l) => l.startsWith('lancam_viewer_latency_seconds{viewer="1"'))).toBe(false);
+    // Who a viewer is stays in /state: no session id, address or name becomes a label.
+    for (const who of ["00000001", "http-1", "10.0.0.5", "say", "Chrome"]) expect(out).not.toContain(who);
     expect(out).toContain("process_cpu_seconds_total");
+    expect(out).not.toContain("nodejs_active_handles_total");
+  });
+
+  const promtoolSkip = promtoolSkipReason();
+  test.skipIf(promtoolSkip !== null)("promtool check metrics finds nothing to object to, viewers, drops and publish targets included", async () => {
+    const m = new ViewMetrics({ maxViewers: 4 });
+    await m.render(state([row({})]));
+    const out = await m.render(state([row({ name: "lab\u202e" }), row({ id: "classic-2", kind: "classic", fps: null, latencyP50Ms: null, framesDropped: null }, 0)]));
+    expect(await promtoolCheck(out)).toEqual({ code: 0, output: "" });
+  });
+
+  test.skipIf(promtoolSkip !== null)("the linter this test relies on does object to the names /metrics used to have", async () => {
+    const bad = "# HELP x_bits_per_second b\n# TYPE x_bits_per_second gauge\nx_bits_per_second 1\n# HELP x_dropped c\n# TYPE x_dropped counter\nx_dropped 1\n";
+    const r = await promtoolCheck(bad);
+    expect(r.code).not.toBe(0);
+    expect(r.output).toContain('x_bits_per_second use base unit "bytes" instead of "bits"');
+    expect(r.output).toContain('x_dropped counter metrics should have "_total" suffix');
+  });
+
+  test("viewers take the lowest free slot and keep it while they stay: 60 viewers coming and going use slots 0..2 only", async () => {
+    const m = new ViewMetrics({ maxViewers: 3 });
+    const seen = new Set<string>();
+    const present: ViewerInfo[] = [];
+    let lastSlotOfFirst: string | undefined;
+    const first = viewer({ id: "ffffffff", fps: 7 });
+    present.push(first);
+    for (let i = 0; i < 60; i++) {
+      // At most three at once, as --max-clients 3 would allow; the oldest newcomer leaves first.
+      if (present.length === 3) present.splice(1, 1);
+      present.push(viewer({ id: i.toString(16).padStart(8, "0"), kind: i % 3 === 0 ? "browser" : "udp", fps: 30 }));
+      const out = await m.render(state(present.map((v) => ({ ...v, lossPercent: 1 }))));
+      for (const v of labelValues(out, "lancam_viewer_fps", "viewer")) seen.add(v);
+      const firstSlot = out.match(/^lancam_viewer_fps\{viewer="(\d+)",kind="udp"\} 7$/m)?.[1];
+      expect(firstSlot).toBeDefined();
+      if (lastSlotOfFirst !== undefined) expect(firstSlot).toBe(lastSlotOfFirst);
+      lastSlotOfFirst = firstSlot;
+    }
+    expect([...seen].sort()).toEqual(["0", "1", "2"]);
+  });
+
+  test("viewers beyond --max-clients get no series of their own but are counted by kind", async () => {
+    const m = new ViewMetrics({ maxViewers: 2 });
+    const out = await m.render(state([1, 2, 3, 4, 5].map((i) => row({ id: `0000000${i}` }))));
+    expect(labelValues(out, "lancam_viewer_fps", "viewer").sort()).toEqual(["0", "1"]);
+    expect(out).toContain('lancam_viewers{kind="udp"} 5');
+    expect(out).toContain('lancam_viewer_frames_dropped_total{kind="udp"} 25');
+  });
+
+  test("frames dropped by viewers only grow: a viewer that leaves keeps its count in the total, and its slot is freed", async () => {
+    const m = new ViewMetrics({ maxViewers: 4 });
+    const a = (dropped: number) => row({ id: "0000000a", framesDropped: dropped });
+    const b = (dropped: number) => row({ id: "0000000b", framesDropped: dropped });
+    const total = async (viewers: ViewState["viewers"]) =>
+      Number((await m.render(state(viewers))).match(/^lancam_viewer_frames_dropped_total\{kind="udp"\} (\d+)$/m)?.[1]);
+    expect(await total([a(4), b(1)])).toBe(5);
+    expect(await total([a(9), b(1)])).toBe(10);
+    // a leaves: its 9 stay in the total.
+    expect(await total([b(2)])).toBe(11);
+    // A report that dips does not make the counter go back.
+    expect(await total([b(1)])).toBe(11);
+    const out = await m.render(state([b(3), row({ id: "0000000c", fps: 11 })]));
+    expect(out).toContain('lancam_viewer_fps{viewer="0",kind="udp"} 11');
+    expect(out).toContain('lancam_viewer_frames_dropped_total{kind="udp"} 17');
+  });
+
+  test("slots: a capacity below 1 is refused; a freed slot is the next one taken", () => {
+    expect(() => new ViewerSlots(0)).toThrow("viewer slots must be a whole number of at least 1, got 0");
+    const slots = new ViewerSlots(3);
+    expect([...slots.update(["a", "b", "c", "d"])]).toEqual([["a", 0], ["b", 1], ["c", 2]]);
+    expect([...slots.update(["a", "c", "d"])]).toEqual([["a", 0], ["c", 2], ["d", 1]]);
+    expect(slots.size).toBe(3);
+    expect([...slots.update([])]).toEqual([]);
+    expect(slots.size).toBe(0);
   });
 
   test("a viewer that left disappears from the next scrape; two views never share a registry", async () => {
-    const a = new ViewMetrics();
-    const b = new ViewMetrics();
-    expect(await a.render(state([{ ...viewer({}), lossPercent: 5 }]))).toContain('id="00000001"');
-    expect(await a.render(state([]))).not.toContain('id="00000001"');
+    const a = new ViewMetrics({ maxViewers: 4 });
+    const b = new ViewMetrics({ maxViewers: 4 });
+    expect(await a.render(state([row({})]))).toContain('lancam_viewer_fps{viewer="0",kind="udp"} 30');
+    expect(await a.render(state([]))).not.toContain("lancam_viewer_fps{");
     expect(await b.render(state([]))).toContain('lancam_viewers{kind="udp"} 0');
   });
 });

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { ROOT, spawnBun, until } from "./helpers/process.ts";
+import { PROMTOOL, promtoolCheck, promtoolSkipReason } from "./helpers/promtool.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -13,6 +14,7 @@ const CHROMIUM_ARGS = [
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ];
 const tempDir = tempDirs("lancam-http-e2e-");
+promtoolSkipReason();
 
 test("server --http: the page shows the live picture and lists a lancam viewer and the browser; browsers share --max-clients and are logged", async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run bash scripts/setup.sh --test (it installs Debian's chromium)`);
@@ -53,6 +55,11 @@ test("server --http: the page shows the live picture and lists a lancam viewer a
     const refused = await fetch(`${url}stream.mjpg`);
     expect(refused.status).toBe(503);
     expect(await refused.text()).toContain("server full");
+
+    // Per-viewer series are numbered by slot under --max-clients: two viewers, slots 0 and 1, no session ids.
+    const metrics = await (await fetch(`${url}metrics`)).text();
+    expect([...metrics.matchAll(/^lancam_viewer_fps\{viewer="(\d+)",kind="(\w+)"\}/gm)].map((m) => `${m[1]} ${m[2]}`).sort()).toEqual(["0 udp", "1 browser"]);
+    if (PROMTOOL) expect(await promtoolCheck(metrics)).toEqual({ code: 0, output: "" });
   } finally {
     await context.close();
   }

@@ -45,6 +45,8 @@ export interface HttpViewOptions {
   auth?: AuthCheck | null;
   /** MJPEG readers at once whatever the hook says (default DEFAULT_MAX_READERS). */
   maxReaders?: number;
+  /** Viewers of every kind the server admits at once (its --max-clients), which bounds the per-viewer metric series (default maxReaders). */
+  maxViewers?: number;
   /** A reader that leaves a frame untaken this long is dropped (default DEFAULT_STALL_MS). */
   stallMs?: number;
   /** When the server started, ms since the epoch (default: now). */
@@ -128,7 +130,7 @@ export class HttpView implements AsyncDisposable {
   readonly #meter = new StreamMeter();
   readonly #udpRates = new CountRates();
   readonly #history = new ViewHistory(HISTORY_SECONDS);
-  readonly #metrics = new ViewMetrics();
+  readonly #metrics: ViewMetrics;
   readonly #counts = { framesEncoded: 0, readersStalled: 0, readersRefused: 0 };
   #latest: Frame | null = null;
   #nextId = 0;
@@ -150,6 +152,7 @@ export class HttpView implements AsyncDisposable {
     this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
     this.#startedAt = opts.startedAt ?? Date.now();
     this.#readers = new MjpegReaders({ maxReaders: this.#maxReaders, stallMs: this.#stallMs });
+    this.#metrics = new ViewMetrics({ maxViewers: opts.maxViewers ?? this.#maxReaders });
   }
 
   /** Listens on bind:port; throws HttpStartError when it cannot. */

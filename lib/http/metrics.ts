@@ -1,26 +1,81 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
-import type { ViewState } from "./view-state.ts";
+import type { ViewerKind } from "./viewer-info.ts";
+import type { ViewState, ViewerRow } from "./view-state.ts";
+import { ViewerSlots } from "./viewer-slots.ts";
 
 /**
  * GET /metrics in the Prometheus text format. The registry is this view's own (never
  * prom-client's global one, which other code in the process could fill), and every
  * value is read from one ViewState at scrape time, so /metrics and /state agree.
- * Per-viewer series are rebuilt on each scrape: a viewer that left disappears.
+ *
+ * Names follow the Prometheus naming guide, so `promtool check metrics` accepts them:
+ * counters end in _total, units are base units (bytes, seconds), and no label holds a
+ * session id, address or name. Per-viewer series carry a `viewer` slot number that is
+ * reused once its viewer leaves, so there are never more of them than viewers the
+ * server admits at once (--max-clients); /state has who each viewer is.
  */
 
-const VIEWER_LABELS = ["id", "kind", "address", "name"] as const;
+const VIEWER_KINDS: readonly ViewerKind[] = ["udp", "classic", "browser"];
+
+/**
+ * prom-client's default Node metrics that promtool rejects: gauges named like counters
+ * ("non-counter metrics should not have _total suffix"). Left out; Node's other
+ * process and heap metrics stay.
+ */
+const REJECTED_DEFAULT_METRICS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+
+/**
+ * Frames viewers never got, summed by kind over every viewer since the view started,
+ * so the sum only grows while viewers come and go. A viewer that left counts with its
+ * figure at the last scrape that saw it.
+ */
+class DroppedTotals {
+  readonly #gone: Record<ViewerKind, number> = { udp: 0, classic: 0, browser: 0 };
+  readonly #present = new Map<string, { kind: ViewerKind; dropped: number }>();
+
+  /** Takes the viewers present now (keyed as in ViewMetrics) and returns the totals by kind. */
+  update(viewers: readonly { key: string; row: ViewerRow }[]): Record<ViewerKind, number> {
+    const seen = new Set<string>();
+    for (const { key, row } of viewers) {
+      seen.add(key);
+      if (row.framesDropped === null) continue;
+      const before = this.#present.get(key)?.dropped ?? 0;
+      // A viewer's own report may dip (a late frame completes); the sum must not.
+      this.#present.set(key, { kind: row.kind, dropped: Math.max(before, row.framesDropped) });
+    }
+    for (const [key, v] of this.#present) {
+      if (seen.has(key)) continue;
+      this.#gone[v.kind] += v.dropped;
+      this.#present.delete(key);
+    }
+    const out = { ...this.#gone };
+    for (const v of this.#present.values()) out[v.kind] += v.dropped;
+    return out;
+  }
+}
+
+/** Options of ViewMetrics. */
+export interface ViewMetricsOptions {
+  /** Viewers the server admits at once (--max-clients): per-viewer series are kept for at most this many. */
+  maxViewers: number;
+}
 
 /** The lancam metrics and the process's own (CPU, memory). */
 export class ViewMetrics {
   readonly registry = new Registry();
-  #state: ViewState | null = null;
+  readonly #slots: ViewerSlots;
+  readonly #dropped = new DroppedTotals();
+  /** What one render() collects from: the state, each viewer's slot, the dropped totals. */
+  #scrape: { state: ViewState; slotted: { slot: number; row: ViewerRow }[]; dropped: Record<ViewerKind, number> } | null = null;
 
-  constructor() {
+  constructor(opts: ViewMetricsOptions) {
+    this.#slots = new ViewerSlots(opts.maxViewers);
     const registers = [this.registry];
-    const state = () => {
-      if (!this.#state) throw new Error("metrics collected before the first render()");
-      return this.#state;
+    const scrape = () => {
+      if (!this.#scrape) throw new Error("metrics collected before the first render()");
+      return this.#scrape;
     };
+    const state = () => scrape().state;
     // Counters mirror totals kept elsewhere: reset, then set to the total.
     const total = (name: string, help: string, value: (s: ViewState) => number) =>
       new Counter({ name, help, registers, collect() {
@@ -34,7 +89,7 @@ export class ViewMetrics {
 
     gauge("lancam_uptime_seconds", "Seconds since the server started.", (s) => s.uptimeSec);
     gauge("lancam_stream_fps", "Frames per second of the stream over the last second.", (s) => s.source.measuredFps);
-    gauge("lancam_stream_bits_per_second", "JPEG bits per second of the stream over the last second.", (s) => s.source.bitsPerSecond);
+    gauge("lancam_stream_bytes_per_second", "JPEG bytes per second of the stream over the last second.", (s) => s.source.bitsPerSecond / 8);
     total("lancam_frames_captured_total", "Frames read from the source.", (s) => s.counters.framesCaptured);
     total("lancam_frames_encoded_total", "Frames encoded (once, for every viewer).", (s) => s.counters.framesEncoded);
 
@@ -61,31 +116,40 @@ export class ViewMetrics {
 
     new Gauge({ name: "lancam_viewers", help: "Viewers watching now, by kind.", labelNames: ["kind"], registers, collect() {
       const s = state();
-      for (const kind of ["udp", "classic", "browser"] as const) this.set({ kind }, s.viewers.filter((v) => v.kind === kind).length);
+      for (const kind of VIEWER_KINDS) this.set({ kind }, s.viewers.filter((v) => v.kind === kind).length);
+    } });
+    new Counter({ name: "lancam_viewer_frames_dropped_total", help: "Frames viewers never got, by kind of viewer, over every viewer since the start.", labelNames: ["kind"], registers, collect() {
+      const d = scrape().dropped;
+      this.reset();
+      for (const kind of VIEWER_KINDS) this.inc({ kind }, d[kind]);
+    } });
+    // Targets are the --publish flags: a fixed set, so the URL is a bounded label.
+    new Gauge({ name: "lancam_publish_up", help: "1 while a --publish target is publishing, else 0.", labelNames: ["url", "codec"], registers, collect() {
+      this.reset();
+      for (const t of state().publish) this.set({ url: t.url, codec: t.codec }, t.state === "publishing" ? 1 : 0);
     } });
     const perTarget = (name: string, help: string, value: (t: ViewState["publish"][number]) => number) =>
-      new Gauge({ name, help, labelNames: ["url", "codec"], registers, collect() {
+      new Counter({ name, help, labelNames: ["url", "codec"], registers, collect() {
         this.reset();
-        for (const t of state().publish) this.set({ url: t.url, codec: t.codec }, value(t));
+        for (const t of state().publish) this.inc({ url: t.url, codec: t.codec }, value(t));
       } });
-    perTarget("lancam_publish_up", "1 while a --publish target is publishing, else 0.", (t) => (t.state === "publishing" ? 1 : 0));
-    perTarget("lancam_publish_frames_sent", "Frames handed to a --publish target's ffmpeg.", (t) => t.sent);
-    perTarget("lancam_publish_frames_dropped", "Frames a --publish target did not get (down, slow, or not carriable).", (t) => t.dropped);
-    perTarget("lancam_publish_reconnects", "Connections to a --publish target after the first.", (t) => t.reconnects);
-    const perViewer = (name: string, help: string, value: (v: ViewState["viewers"][number]) => number | null) =>
-      new Gauge({ name, help, labelNames: VIEWER_LABELS, registers, collect() {
+    perTarget("lancam_publish_frames_sent_total", "Frames handed to a --publish target's ffmpeg.", (t) => t.sent);
+    perTarget("lancam_publish_frames_dropped_total", "Frames a --publish target did not get (down, slow, or not carriable).", (t) => t.dropped);
+    perTarget("lancam_publish_reconnects_total", "Connections to a --publish target after the first.", (t) => t.reconnects);
+    const perViewer = (name: string, help: string, value: (v: ViewerRow) => number | null) =>
+      new Gauge({ name, help, labelNames: ["viewer", "kind"], registers, collect() {
         this.reset();
-        for (const v of state().viewers) {
-          const x = value(v);
-          if (x !== null) this.set({ id: v.id, kind: v.kind, address: v.address, name: v.name }, x);
+        for (const { slot, row } of scrape().slotted) {
+          const x = value(row);
+          if (x !== null) this.set({ viewer: String(slot), kind: row.kind }, x);
         }
       } });
-    perViewer("lancam_viewer_fps", "Frames per second a viewer gets, over the last second.", (v) => v.fps);
-    perViewer("lancam_viewer_loss_ratio", "Frames a viewer never got, over frames meant for it, since it joined (0-1).", (v) => (v.lossPercent === null ? null : v.lossPercent / 100));
-    perViewer("lancam_viewer_latency_seconds", "Median capture-to-arrival time of a viewer's frames.", (v) => (v.latencyP50Ms === null ? null : v.latencyP50Ms / 1000));
-    perViewer("lancam_viewer_frames_dropped", "Frames a viewer never got since it joined.", (v) => v.framesDropped);
+    perViewer("lancam_viewer_fps", "Frames per second a viewer gets, over the last second, by viewer slot.", (v) => v.fps);
+    perViewer("lancam_viewer_loss_ratio", "Frames a viewer never got, over frames meant for it, since it joined (0-1), by viewer slot.", (v) => (v.lossPercent === null ? null : v.lossPercent / 100));
+    perViewer("lancam_viewer_latency_seconds", "Median capture-to-arrival time of a viewer's frames, by viewer slot.", (v) => (v.latencyP50Ms === null ? null : v.latencyP50Ms / 1000));
 
     collectDefaultMetrics({ register: this.registry });
+    for (const name of REJECTED_DEFAULT_METRICS) this.registry.removeSingleMetric(name);
   }
 
   /** The Content-Type of render()'s text. */
@@ -95,8 +159,15 @@ export class ViewMetrics {
 
   /** The exposition text for one state. */
   async render(state: ViewState): Promise<string> {
+    // A viewer is known by kind and id: ids of different kinds never meet in one table.
+    const keyed = state.viewers.map((row) => ({ key: `${row.kind}:${row.id}`, row }));
+    const slots = this.#slots.update(keyed.map((v) => v.key));
+    const slotted = keyed.flatMap(({ key, row }) => {
+      const slot = slots.get(key);
+      return slot === undefined ? [] : [{ slot, row }];
+    });
     // Kept after rendering: scrapes that overlap then read states milliseconds apart, never none.
-    this.#state = state;
+    this.#scrape = { state, slotted, dropped: this.#dropped.update(keyed) };
     return await this.registry.metrics();
   }
 }
