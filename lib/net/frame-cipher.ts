@@ -16,7 +16,7 @@ import { HEADER_SIZE, SESSION_ID_OFFSET, SESSION_ID_SIZE, TAG_SIZE } from "../wi
  * covering it would mean one encryption per viewer. Every other field (frame number,
  * index, count, lengths, key id, capture time) is authenticated. A nonce repeats only
  * if a frame number repeats under one key, which the sender's key schedule prevents
- * (lib/send/stream-keys.ts).
+ * (lib/send/frame-sealer.ts).
  */
 
 const ALGORITHM = "aes-256-gcm";
