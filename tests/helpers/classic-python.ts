@@ -1,10 +1,11 @@
 /**
- * Runs the classroom program itself (tests/fixtures/classroom, logic unchanged) through
- * its shim: a synthetic 30 fps camera, no window, files only in a temporary folder.
- * Tests and benches use it to check lancam against the real thing in both roles.
+ * Runs the classroom program itself (its one copy, ../shared/seed beside the repository,
+ * logic unchanged) through tests/helpers/classroom_shim.py: a synthetic 30 fps camera,
+ * no window, files only in a temporary folder. Tests and benches use it to check lancam
+ * against the real thing in both roles.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { memoryLogger } from "./memory-logger.ts";
 import { cv } from "../../lib/native/cv.ts";
 import { StreamServer } from "../../lib/send/stream-server.ts";
@@ -13,9 +14,49 @@ import { readJpegSize } from "../../lib/wire/jpeg-header.ts";
 import { prng } from "./prng.ts";
 import { ROOT, spawnChild, until, type Child } from "./process.ts";
 
-const SHIM = join(ROOT, "tests/fixtures/classroom/classroom_shim.py");
+const SHIM = join(ROOT, "tests/helpers/classroom_shim.py");
+/** Where the classroom program lives, relative to a checkout. */
+const SEED = join("..", "shared", "seed");
+const PROGRAM_FILES = ["week13_server.py", "week13_client.py"];
 /** Debian's python3-opencv installs for the system Python, which may not be first on PATH. */
 const CANDIDATES = ["/usr/bin/python3", "python3"];
+
+/**
+ * The checkouts ../shared may sit beside: this one and, in a linked git worktree, the
+ * main checkout of the same repository.
+ */
+function checkouts(): string[] {
+  const roots = [ROOT];
+  try {
+    const git = Bun.spawnSync(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], { cwd: ROOT, stdout: "pipe", stderr: "ignore" });
+    const main = git.exitCode === 0 ? dirname(git.stdout.toString().trim()) : null;
+    if (main && resolve(main) !== resolve(ROOT)) roots.push(main);
+  } catch {
+    // No git: a plain copy of the tree, which has ../shared beside it or not at all.
+  }
+  return roots;
+}
+
+let program: string | null | undefined;
+
+/** The folder holding the classroom program (../shared/seed beside the checkout); null where it is absent. */
+export function classroomProgram(): string | null {
+  if (program === undefined) {
+    program = checkouts().map((root) => resolve(root, SEED)).find((dir) => PROGRAM_FILES.every((f) => existsSync(join(dir, f)))) ?? null;
+  }
+  return program;
+}
+
+let skipSaid = false;
+
+/** Why the classroom tests are skipped here (said once on stderr), or null when the program is there. */
+export function classroomSkipReason(): string | null {
+  if (classroomProgram()) return null;
+  const reason = `classroom program absent (${SEED}/week13_*.py beside the checkout): its tests are skipped`;
+  if (!skipSaid) console.warn(reason);
+  skipSaid = true;
+  return reason;
+}
 
 let found: string | undefined;
 
@@ -31,8 +72,10 @@ export function classroomPython(): string {
 }
 
 function spawnShim(args: string[], dir: string, env: Record<string, string> = {}): Child {
+  const source = classroomProgram();
+  if (!source) throw new Error(`the classroom program is not at ${SEED} beside the checkout (${ROOT})`);
   return spawnChild([classroomPython(), SHIM, ...args], {
-    CLASSROOM_DIR: dir, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8", PYTHONDONTWRITEBYTECODE: "1", ...env,
+    CLASSROOM_DIR: dir, CLASSROOM_PROGRAM: source, PYTHONUNBUFFERED: "1", PYTHONIOENCODING: "utf-8", PYTHONDONTWRITEBYTECODE: "1", ...env,
   });
 }
 
