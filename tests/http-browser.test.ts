@@ -99,3 +99,32 @@ test("the page shows the moving picture and lists the UDP viewer and the browser
   for (const deadline = performance.now() + 5000; !left() && performance.now() < deadline;) await Bun.sleep(20);
   expect(left()).toBe(true);
 }, 60_000);
+
+test("the viewers table shows a hostile name spelled out, never reversed or split, and a classroom viewer as one", async () => {
+  const frames = await jpegFrames(2, W, H);
+  const base = fakeServer();
+  const hostile = "lab\u202e3gpj.exe\u2028next\u200b";
+  await using view = await HttpView.start({
+    port: 0, bind: "127.0.0.1", log: memoryLogger("http"),
+    state: () => {
+      const s = base();
+      return { ...s, viewers: [{ ...s.viewers[0]!, name: hostile }, { ...s.viewers[0]!, id: "classic-1", kind: "classic", port: 8890, name: "" }] };
+    },
+  });
+  // The page's picture loads (and with it the page) once frames come.
+  let seq = 0;
+  const feeder = setInterval(() => view.push({ seq: seq++, capturedAt: nowMicros(), width: W, height: H, jpeg: frames[seq % 2]! }), 1000 / FPS);
+  const context = await launch({ width: 1280, height: 720 });
+  try {
+    const page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${view.port}/`);
+    await page.waitForFunction("document.querySelectorAll('#viewers tbody tr').length === 3", null, { timeout: 10_000 });
+    const names = (await page.locator("#viewers tbody td.name").evaluateAll((tds) => tds.map((td) => [td.textContent, td.getAttribute("title")]))) as [string, string][];
+    expect(names[0]).toEqual(["lab\\u{202e}3gpj.exe\\u{2028}next\\u{200b}", "lab\\u{202e}3gpj.exe\\u{2028}next\\u{200b}"]);
+    for (const [text, title] of names) expect(`${text}${title}`).not.toMatch(/[\u202e\u2028\u200b]/);
+    expect(await page.locator("#viewers tr[data-kind=classic] .kind").innerText()).toBe("classroom");
+  } finally {
+    await context.close();
+    clearInterval(feeder);
+  }
+}, 60_000);

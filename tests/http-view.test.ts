@@ -250,6 +250,31 @@ describe("routes", () => {
     expect(h.worstLatencyMs.at(-1)).toBe(12.5);
   });
 
+  test("/state spells out hidden characters in viewers' names and media servers' errors (bidi override, line separator, zero width)", async () => {
+    const base = fakeServer();
+    await using v = await startView({ state: () => {
+      const s = base();
+      return {
+        ...s,
+        viewers: [{ ...s.viewers[0]!, name: "lab\u202e3gpj.exe" }, { ...s.viewers[0]!, id: "classic-1", kind: "classic", name: "a\u2028b\u200bc" }],
+        publish: [{ url: "rtsp://media:8554/x", codec: "copy", state: "backoff", sent: 0, dropped: 1, reconnects: 1, lastError: "453 Not Enough Bandwidth\u202e\r\nx" }],
+      };
+    } });
+    const ctl = new AbortController();
+    try {
+      const res = await fetch(`${v.base}/stream.mjpg?name=${encodeURIComponent("tab\u202eelbat\u200b")}`, { signal: ctl.signal });
+      expect(res.status).toBe(200);
+      const raw = await (await fetch(`${v.base}/state`)).text();
+      // Neither the JSON nor anything the page draws from it holds the characters themselves.
+      expect(raw).not.toMatch(/[\u202e\u2028\u200b]/);
+      const state = JSON.parse(raw) as ViewState;
+      expect(state.viewers.map((x) => x.name)).toEqual(["lab\\u{202e}3gpj.exe", "a\\u{2028}b\\u{200b}c", "tab\\u{202e}elbat\\u{200b}"]);
+      expect(state.publish[0]!.lastError).toBe("453 Not Enough Bandwidth\\u{202e}\\r\\nx");
+    } finally {
+      ctl.abort();
+    }
+  });
+
   test("a taken port is one clear error", async () => {
     await using v = await startView({ feed: false });
     const err = await HttpView.start({ port: v.view.port, bind: "127.0.0.1", log: v.log, state: fakeServer() }).catch((e: Error) => e);

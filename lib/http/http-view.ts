@@ -18,7 +18,7 @@ import pageCss from "./page.css" with { type: "text" };
 import pageJs from "./page.js" with { type: "text" };
 import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
 import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
-import type { Fields, Logger } from "../log/format.ts";
+import { escapeBare, type Fields, type Logger } from "../log/format.ts";
 import { throttled } from "../log/logger.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import { ViewMetrics } from "./metrics.ts";
@@ -237,7 +237,8 @@ export class HttpView implements AsyncDisposable {
   state(): ViewState {
     const server = this.#provider();
     const udp = server.viewers.map((v) => (v.fps === null ? { ...v, fps: this.#udpRates.rate(v.id) } : v));
-    const viewers = [...udp, ...this.browserViewers()].map((v) => ({ ...v, lossPercent: lossPercent(v) }));
+    // Names come from viewers and errors from media servers: shown with hidden characters spelled out.
+    const viewers = [...udp, ...this.browserViewers()].map((v) => ({ ...v, name: escapeBare(v.name), lossPercent: lossPercent(v) }));
     const t = this.#readers.totals;
     const latest = this.#latest;
     return {
@@ -261,7 +262,7 @@ export class HttpView implements AsyncDisposable {
         },
       },
       viewers,
-      publish: server.publish ?? [],
+      publish: (server.publish ?? []).map((t) => ({ ...t, lastError: t.lastError === null ? null : escapeBare(t.lastError) })),
       history: this.#history.columns(),
     };
   }

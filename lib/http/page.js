@@ -65,6 +65,8 @@
   }
   const latency = (ms) => (ms === null ? "—" : `${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`);
   const LABELS = ["address", "name", "kind", "fps", "loss", "latency", "recorded"];
+  /** How each kind of viewer (viewer-info.ts ViewerKind) reads in the table. */
+  const KIND_LABELS = { udp: "UDP", classic: "classroom", browser: "browser" };
   function cell(row, text, className) {
     const td = document.createElement("td");
     td.textContent = text;
@@ -85,7 +87,7 @@
       const kind = cell(tr, "");
       const badge = document.createElement("span");
       badge.className = `kind ${v.kind}`;
-      badge.textContent = v.kind === "udp" ? "UDP" : "browser";
+      badge.textContent = KIND_LABELS[v.kind] || v.kind;
       kind.appendChild(badge);
       cell(tr, num(v.fps, 1), "num");
       cell(tr, v.lossPercent === null ? "—" : `${v.lossPercent.toFixed(1)} %`, "num");

@@ -46,8 +46,11 @@ function escapeChar(c: string): string {
   return SHORT_ESCAPES[c] ?? `\\u{${c.codePointAt(0)!.toString(16)}}`;
 }
 
-/** Text with every hidden character spelled out (`\u{202e}`), so what is read is what was sent. */
-function escapeBare(s: string): string {
+/**
+ * Text with every hidden character spelled out (`\u{202e}`), so what is read is what was
+ * sent: for a peer's text wherever it is shown (log lines, the browser view, the terminal).
+ */
+export function escapeBare(s: string): string {
   return s.replace(BARE_ESCAPES, escapeChar);
 }
 

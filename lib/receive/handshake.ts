@@ -1,3 +1,4 @@
+import { escapeBare } from "../log/format.ts";
 import { unwrapStreamKey } from "../net/frame-cipher.ts";
 import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
@@ -248,7 +249,8 @@ export class Handshake {
       case "welcome":
         return this.#welcome(s, msg, now);
       case "refuse": {
-        const why = msg.text || refuseReasonText(msg.reason);
+        // The server's own words reach the user's terminal: spelled out, never a bidi override or a line break.
+        const why = msg.text ? escapeBare(msg.text) : refuseReasonText(msg.reason);
         const hint = msg.reason === RefuseReason.AuthRequired && this.#opts.auth && s.keys ? " (the viewer's token is not the server's)" : "";
         return this.#fail(new ConnectError(`server ${this.#server} refused the session: ${why}${hint}`, msg.reason), now);
       }
