@@ -1,5 +1,7 @@
-/** A bad command line: the message is printed as is, with exit code 2. */
-export class UsageError extends Error {
+import { UserError } from "../errors/user-error.ts";
+
+/** A bad command line: the message is printed with a pointer to --help, and exit code 2. */
+export class UsageError extends UserError {
   override name = "UsageError";
 }
 

@@ -16,6 +16,7 @@ import { silentLogger, throttled } from "../log/logger.ts";
 import { seqAdd } from "../wire/seq.ts";
 import { choosePath, type CapturePath, type PathChoice } from "./capture-path.ts";
 import { checkSourceJpeg } from "./jpeg-check.ts";
+import { UserError } from "../errors/user-error.ts";
 
 export type { CapturePath } from "./capture-path.ts";
 
@@ -27,7 +28,7 @@ export type SourceSpec =
   | { kind: "test" };
 
 /** A source that cannot open or stopped working; the message says what to do. */
-export class CaptureError extends Error {
+export class CaptureError extends UserError {
   override name = "CaptureError";
 }
 

@@ -29,6 +29,7 @@ import { readerName } from "./reader-name.ts";
 import { AUTH_CHALLENGE, type AuthCheck } from "./token-auth.ts";
 import { lossPercent, ViewHistory, type ViewState } from "./view-state.ts";
 import type { AdmissionHook, BrowserLeaveReason, ServerState, ViewerInfo } from "./viewer-info.ts";
+import { UserError } from "../errors/user-error.ts";
 
 /** How the view is set up. */
 export interface HttpViewOptions {
@@ -80,7 +81,7 @@ const ASSETS: Record<string, { body: string; type: string }> = {
 const PAGE = pageHtml as unknown as string;
 
 /** The view could not start (port in use, bad address); the message says what to do. */
-export class HttpStartError extends Error {
+export class HttpStartError extends UserError {
   override name = "HttpStartError";
 }
 

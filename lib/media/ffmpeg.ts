@@ -1,9 +1,10 @@
 import { accessSync, constants, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { embeddedFfmpeg } from "./embedded-ffmpeg.ts";
+import { UserError } from "../errors/user-error.ts";
 
 /** No usable ffmpeg was found; the message names every place that was tried. */
-export class FfmpegNotFoundError extends Error {
+export class FfmpegNotFoundError extends UserError {
   override name = "FfmpegNotFoundError";
 }
 

@@ -4,9 +4,10 @@
  * OpenCV; a load failure becomes one CvLoadError that names the fix.
  */
 import { tmpdir } from "node:os";
+import { UserError } from "../errors/user-error.ts";
 
 /** The addon could not be loaded; the message says what is missing and how to fix it. */
-export class CvLoadError extends Error {
+export class CvLoadError extends UserError {
   override name = "CvLoadError";
 }
 

@@ -1,8 +1,9 @@
 import { mkdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { UserError } from "../errors/user-error.ts";
 
 /** The output folder cannot be used; the message says what to do. */
-export class RecordError extends Error {
+export class RecordError extends UserError {
   override name = "RecordError";
 }
 
