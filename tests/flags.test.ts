@@ -23,7 +23,7 @@ const DEMO = defineCommand({
   about: "Does nothing, for the tests.",
   operands: { host: operand("HOST", (s) => s) },
   flags: {
-    count: valueFlag("count", "N", 3, (raw, flag) => parseInteger(flag, raw, 1, 9), "how many (default 3)"),
+    count: valueFlag("count", "N", 3, (raw, flag) => parseInteger(flag, raw, 1, 9), "how many"),
     outDir: valueFlag("out-dir", "DIR", "out", (raw) => raw, "where to write\nsecond line of help"),
     loud: booleanFlag("loud", "speak up"),
     window: booleanFlag("window", "no window", { default: true }),
@@ -93,7 +93,7 @@ Does nothing, for the tests.
 Options:
   --count N            how many (default 3)
   --out-dir DIR        where to write
-                       second line of help
+                       second line of help (default out)
   --loud               speak up
   --no-window          no window
   --version            print versions of lancam, Bun, OpenCV and the ffmpeg used
@@ -172,6 +172,34 @@ describe("both programs", () => {
       expect(named.filter((f) => !own.has(f))).toEqual([]);
     });
   }
+
+  for (const cmd of [SERVER_COMMAND, CLIENT_COMMAND] as Command<FlagTable, OperandTable>[]) {
+    const rows = Object.values(cmd.flags).filter((f) => f.kind === "value");
+
+    test(`${cmd.role}: each default is written once, by the table: help shows it, no help line repeats it`, () => {
+      const help = helpText(cmd);
+      for (const flag of rows) {
+        if (flag.defaultText !== null) {
+          expect([flag.name, flag.help.includes("(default")]).toEqual([flag.name, false]);
+          expect(help).toContain(`(default ${flag.defaultText})`);
+        }
+      }
+    });
+
+    test(`${cmd.role}: a default help shows, given back as the value, is the default`, () => {
+      for (const flag of rows) {
+        // null (off) and 0 (no limit) have words in help, not a value to give.
+        if (flag.defaultText === null || flag.default === null || flag.default === 0) continue;
+        expect([flag.name, flag.parse(flag.defaultText, `--${flag.name}`)]).toEqual([flag.name, flag.default]);
+      }
+    });
+  }
+
+  test("byte sizes are shown the way they are written: the client's 4 MiB receive buffer reads 4M", () => {
+    expect(CLIENT_COMMAND.flags.recvBuffer.default).toBe(4 * 1024 ** 2);
+    expect(helpText(CLIENT_COMMAND)).toMatch(/\n {2}--recv-buffer SIZE +UDP receive buffer to ask the kernel for \(default 4M\)\n/);
+    expect(helpText(SERVER_COMMAND)).toMatch(/\n {2}--log-max SIZE +rotate the log file at this size, keeping FILE\.1 to FILE\.3 \(default 10M\)\n/);
+  });
 
   test("the recording flags are the same rows in both tables", () => {
     for (const key of ["segmentSeconds", "container", "keepDays", "maxBytes", "minFreeBytes"] as const) {

@@ -22,6 +22,9 @@ function one(name: string, raw: Raw): string {
   return String(raw).trim();
 }
 
+/** The qualities a JPEG encoder takes. */
+export const JPEG_QUALITY = { min: 1, max: 100 } as const;
+
 /** An integer in [min, max]; `--quality=0` reads `invalid --quality=0: expected an integer 1..100`. */
 export function parseInteger(flag: string, raw: Raw, min: number, max: number): number {
   const name = flagLabel(flag);
@@ -80,11 +83,12 @@ export function parseByteSize(flag: string, raw: Raw, max = Number.MAX_SAFE_INTE
   if (!m || !Number.isFinite(n) || n <= 0) {
     throw new UsageError(`invalid ${name}=${s}: expected a size such as 500M, 20G or 1T`);
   }
-  if (n > max) throw new UsageError(`invalid ${name}=${s}: at most ${formatSize(max)}`);
+  if (n > max) throw new UsageError(`invalid ${name}=${s}: at most ${formatByteSize(max)}`);
   return Math.floor(n);
 }
 
-function formatSize(n: number): string {
+/** A byte count the way parseByteSize reads it: 4194304 is `4M`; a count no unit divides stays as it is. */
+export function formatByteSize(n: number): string {
   for (const [unit, size] of [["T", UNITS.T!], ["G", UNITS.G!], ["M", UNITS.M!], ["K", UNITS.K!]] as const) {
     if (n >= size && n % size === 0) return `${n / size}${unit}`;
   }

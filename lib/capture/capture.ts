@@ -92,7 +92,8 @@ export interface OpenOptions {
   log?: Logger;
 }
 
-const TEST_DEFAULT = { width: 1280, height: 720, fps: 30 };
+/** What `--source test` makes when --size and --fps do not say. */
+export const TEST_DEFAULT = { width: 1280, height: 720, fps: 30 } as const;
 const FILE_FALLBACK_FPS = 25;
 const TRY_TEST = "use --source test for the built-in test pattern";
 /** At most one warning about bad frames per this many ms; the rest are counted in it. */

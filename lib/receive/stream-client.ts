@@ -7,7 +7,7 @@ import { DecodeError } from "../wire/decode-error.ts";
 import { FrameOpener, type OpenerCounters } from "./frame-opener.ts";
 import { ConnectError, Handshake, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
 import { Reassembler, type ReassembledFrame } from "./reassembler.ts";
-import { enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
+import { DEFAULT_RECEIVE_BUFFER, enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
 import { openGroupReceiver, type GroupReceiver } from "../net/multicast.ts";
 
 /** How often the reassembler gives up on stale partial frames (its timeout is 500 ms), and the handshake is ticked. */
