@@ -1,4 +1,5 @@
 import { UserError } from "../errors/user-error.ts";
+import { MAX_PICTURE, MIN_PICTURE_SIDE } from "../native/cv.ts";
 
 /** A bad command line: the message is printed with a pointer to --help, and exit code 2. */
 export class UsageError extends UserError {
@@ -59,15 +60,17 @@ export function parsePort(flag: string, raw: Raw, allowZero = true): number {
   return n;
 }
 
-/** `WxH`, each side even and within 16..7680 x 16..4320. */
+/** `WxH`, each side even and within MIN_PICTURE_SIDE..MAX_PICTURE (16x16..7680x4320). */
 export function parseSize(flag: string, raw: Raw): { width: number; height: number } {
   const name = flagLabel(flag);
   const s = one(name, raw);
   const m = /^(\d{1,5})x(\d{1,5})$/i.exec(s);
   const width = m ? Number(m[1]) : NaN;
   const height = m ? Number(m[2]) : NaN;
-  if (!m || width < 16 || width > 7680 || height < 16 || height > 4320 || width % 2 || height % 2) {
-    throw new UsageError(`invalid ${name}=${s}: expected WIDTHxHEIGHT with even sides, 16x16..7680x4320`);
+  const min = MIN_PICTURE_SIDE;
+  const max = MAX_PICTURE;
+  if (!m || width < min || width > max.width || height < min || height > max.height || width % 2 || height % 2) {
+    throw new UsageError(`invalid ${name}=${s}: expected WIDTHxHEIGHT with even sides, ${min}x${min}..${max.width}x${max.height}`);
   }
   return { width, height };
 }

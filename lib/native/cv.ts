@@ -11,6 +11,16 @@ export class CvLoadError extends UserError {
   override name = "CvLoadError";
 }
 
+/**
+ * The largest picture lancam takes from a source, sends or decodes: the one TypeScript
+ * statement of this limit. The addon holds its own (native/lancam.h kMaxPictureWidth x
+ * kMaxPictureHeight, exported as `maxPicture`); tests/cv.test.ts checks the two agree.
+ */
+export const MAX_PICTURE = { width: 7680, height: 4320 } as const;
+
+/** The smallest side of a picture lancam makes (`--size`); the addon's `minPictureSide`. */
+export const MIN_PICTURE_SIDE = 16;
+
 /** A JPEG picture with its size. */
 export interface JpegImage {
   jpeg: Buffer;
@@ -114,6 +124,10 @@ export interface NativeTestPatternLayout {
 export interface CvAddon {
   /** OpenCV's CV_VERSION, e.g. "4.6.0". */
   readonly opencvVersion: string;
+  /** The largest picture the addon decodes or renders (MAX_PICTURE on the TypeScript side). */
+  readonly maxPicture: { readonly width: number; readonly height: number };
+  /** The smallest side of a picture the addon renders (MIN_PICTURE_SIDE). */
+  readonly minPictureSide: number;
   readonly Capture: new () => NativeCapture;
   readonly TestPattern: new () => NativeTestPattern;
   readonly testPatternLayout: NativeTestPatternLayout;
@@ -121,11 +135,11 @@ export interface CvAddon {
   encodeJpeg(bgr: Uint8Array, width: number, height: number, quality: number): Buffer;
   /**
    * JPEG to packed BGR; throws a clear Error on bytes that do not decode or whose
-   * header claims more than 7680x4320 (checked before anything is allocated).
+   * header claims more than MAX_PICTURE (checked before anything is allocated).
    */
   decodeJpeg(jpeg: Uint8Array): BgrImage;
   /**
-   * The size of a JPEG that decodes in full within 7680x4320, without copying its
+   * The size of a JPEG that decodes in full within MAX_PICTURE, without copying its
    * pixels out; null otherwise.
    */
   jpegInfo(jpeg: Uint8Array): { width: number; height: number } | null;
@@ -137,7 +151,7 @@ export interface CvAddon {
    */
   fitJpeg(jpeg: Uint8Array, maxBytes: number, quality: number): Promise<FitJpegResult>;
   /**
-   * Decodes a JPEG as far as it decodes (within 7680x4320) and encodes it again at
+   * Decodes a JPEG as far as it decodes (within MAX_PICTURE) and encodes it again at
    * `quality`, on a worker thread, so a damaged frame leaves whole. Never rejects for
    * bad input: `jpeg` is null and `reason` says why.
    */
@@ -145,7 +159,7 @@ export interface CvAddon {
   /**
    * A greyscale picture decoded at 1/`denominator` of the JPEG's size (1, 2, 4 or 8),
    * scaled inside the decoder, so it costs a fraction of a full decode; null when the
-   * bytes do not decode or exceed 7680x4320.
+   * bytes do not decode or exceed MAX_PICTURE.
    */
   jpegThumbnail(jpeg: Uint8Array, denominator: 1 | 2 | 4 | 8): { grey: Buffer; width: number; height: number } | null;
   /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
@@ -169,9 +183,6 @@ let loaded: CvAddon | undefined;
 let failure: CvLoadError | undefined;
 
 /** The addon, loaded on first use and cached; throws CvLoadError when it cannot load. */
-/** The largest picture the addon decodes or takes from a source (its kMaxDecodeWidth x kMaxDecodeHeight). */
-export const MAX_PICTURE = { width: 7680, height: 4320 } as const;
-
 export function cv(): CvAddon {
   if (loaded) return loaded;
   if (failure) throw failure;
