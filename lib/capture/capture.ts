@@ -17,6 +17,7 @@ import { seqAdd } from "../wire/seq.ts";
 import { choosePath, type CapturePath, type PathChoice } from "./capture-path.ts";
 import { checkSourceJpeg } from "./jpeg-check.ts";
 import { UserError } from "../errors/user-error.ts";
+import { errorText } from "../errors/error-text.ts";
 
 export type { CapturePath } from "./capture-path.ts";
 
@@ -287,7 +288,7 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     try {
       return await op();
     } catch (err) {
-      throw new CaptureError(`${description}: ${err instanceof Error ? err.message : String(err)}`);
+      throw new CaptureError(`${description}: ${errorText(err)}`);
     }
   };
   const reopen = async () => {

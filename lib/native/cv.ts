@@ -5,6 +5,7 @@
  */
 import { tmpdir } from "node:os";
 import { UserError } from "../errors/user-error.ts";
+import { errorText } from "../errors/error-text.ts";
 
 /** The addon could not be loaded; the message says what is missing and how to fix it. */
 export class CvLoadError extends UserError {
@@ -210,7 +211,7 @@ const ADDON_MODULES = "{core,imgproc,imgcodecs,videoio,highgui}";
 export function describeLoadFailure(err: unknown, where: LoadContext = {}): string {
   const platform = where.platform ?? process.platform;
   const standalone = where.standalone ?? Bun.isStandaloneExecutable;
-  const message = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, " ").trim();
+  const message = errorText(err).replace(/\s+/g, " ").trim();
   const code = (err as { code?: unknown } | null)?.code;
   // A compiled executable unpacks the addon into the temporary folder and loads it from
   // there; when it cannot write it, dlopen is handed the /$bunfs/ path instead.

@@ -1,6 +1,7 @@
 import type { Socket, udp } from "bun";
 import type { Logger } from "../log/format.ts";
 import { MAX_PICTURE } from "../native/cv.ts";
+import { plainAddress as normalize } from "../net/address.ts";
 import { encodeClassicAnswer, encodeClassicPort } from "../wire/classic.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import { readJpegSize } from "../wire/jpeg-header.ts";
@@ -305,8 +306,4 @@ export class ClassicClient implements AsyncDisposable {
     this.stop();
     await this.ended;
   }
-}
-
-function normalize(address: string): string {
-  return address.toLowerCase().startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
 }

@@ -19,6 +19,7 @@ import { CLASSIC_TICK_MS } from "./classic-viewers.ts";
 import { enlargeBuffer, socketFd } from "../net/udp-buffer.ts";
 import { configureGroupSender, type GroupConfig } from "../net/multicast.ts";
 import { UserError } from "../errors/user-error.ts";
+import { plainAddress } from "../net/address.ts";
 
 export type { OtherCounters, ViewerSummary } from "./admission.ts";
 
@@ -167,11 +168,6 @@ function randomStreamId(): number {
   do crypto.getRandomValues(a);
   while (a[0] === 0);
   return a[0]!;
-}
-
-/** Strips the IPv4-mapped prefix so addresses compare and print plainly. */
-function plainAddress(a: string): string {
-  return a.startsWith("::ffff:") ? a.slice(7) : a;
 }
 
 /**
