@@ -201,6 +201,12 @@ describe("both programs", () => {
     expect(helpText(SERVER_COMMAND)).toMatch(/\n {2}--log-max SIZE +rotate the log file at this size, keeping FILE\.1 to FILE\.3 \(default 10M\)\n/);
   });
 
+  test("the client's help says where recordings go, under every container's extension", () => {
+    expect(helpText(CLIENT_COMMAND)).toEndWith(
+      "\nRecordings: OUT/YYYY-MM-DD/HH-MM-SS.EXT (local time of the segment's first frame),\nEXT being the --container: avi or mkv.\n",
+    );
+  });
+
   test("the recording flags are the same rows in both tables", () => {
     for (const key of ["segmentSeconds", "container", "keepDays", "maxBytes", "minFreeBytes"] as const) {
       expect(SERVER_COMMAND.flags[key]).toBe(CLIENT_COMMAND.flags[key]);

@@ -5,7 +5,7 @@ import { formatByteSize, parseByteSize, parseInteger, parseNumber, parsePort, Us
 import { booleanFlag, defineCommand, flagSpelling, operand, valueFlag } from "./flags.ts";
 import { LOG_MAX_FLAG } from "./log-flags.ts";
 import { CLIENT_TOKEN_FLAGS } from "./token-flags.ts";
-import { RECORD_FLAGS } from "./record-flags.ts";
+import { CONTAINERS, RECORD_FLAGS } from "./record-flags.ts";
 
 const text = (raw: string) => raw;
 
@@ -46,7 +46,8 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
       return raw;
     }, "a name for this viewer in the server's log"),
   },
-  footer: "Recordings: OUT/YYYY-MM-DD/HH-MM-SS.avi (local time of the segment's first frame).",
+  footer: `Recordings: OUT/YYYY-MM-DD/HH-MM-SS.EXT (local time of the segment's first frame),
+EXT being the --container: ${CONTAINERS.join(" or ")}.`,
 });
 
 /** How recording errors tell the client's user to fix or avoid them. */

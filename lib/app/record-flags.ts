@@ -3,8 +3,8 @@ import { valueFlag, type FlagValues } from "./flags.ts";
 import { FFMPEG_FORMAT, type Container } from "../record/segment-naming.ts";
 import type { SegmentWriterOptions } from "../record/segment-writer.ts";
 
-/** Every recording container, in the order --container lists them. */
-const CONTAINERS = Object.keys(FFMPEG_FORMAT) as Container[];
+/** Every recording container, in the order --container lists them; each is also its files' extension. */
+export const CONTAINERS = Object.keys(FFMPEG_FORMAT) as Container[];
 
 /** The recording flags both programs take, as rows of their flag tables, keyed like the writer's options. */
 export const RECORD_FLAGS = {
