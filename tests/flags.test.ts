@@ -5,7 +5,7 @@ import { parseInteger, UsageError } from "../lib/app/cli.ts";
 import { CLIENT_COMMAND, CLIENT_RECORD_CLI } from "../lib/app/client-flags.ts";
 import {
   booleanFlag, defineCommand, flagSpellings, helpText, operand, parseCommandLine, valueFlag,
-  type Command, type FlagTable, type OperandTable,
+  type Command, type FlagTable, type OperandTable, type ValueFlag,
 } from "../lib/app/flags.ts";
 import { checkCanRecord } from "../lib/app/record-check.ts";
 import { recordSettings } from "../lib/app/record-flags.ts";
@@ -278,6 +278,56 @@ describe("README", () => {
       const accepted = flagSpellings(cmd);
       expect([...table].sort()).toEqual([...accepted].sort());
       expect([...usage].sort()).toEqual(accepted.filter((f) => f !== "--version" && f !== "--help").sort());
+    });
+  }
+});
+
+/** Each README table row's flags and its meaning cell, and each `[--flag VALUE]` of the usage block, of section `heading`. */
+function readmeDefaults(heading: string): { cells: [string[], string][]; usage: [string, string][] } {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const start = readme.indexOf(`\n${heading}\n`);
+  const section = readme.slice(start, readme.indexOf("\n### ", start + 1));
+  const cells = section.split("\n").filter((l) => l.startsWith("| `")).map((l) => {
+    const [, flags = "", meaning = ""] = l.split("|");
+    return [[...flags.matchAll(/--[a-z][a-z-]*/g)].map((m) => m[0]), meaning.replaceAll("`", "")] as [string[], string];
+  });
+  const block = /```\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+  const usage = [...block.matchAll(/\[(--[a-z][a-z-]*) ([^\]\s|]+)\]/g)].map((m) => [m[1]!, m[2]!] as [string, string]);
+  return { cells, usage };
+}
+
+describe("README", () => {
+  for (const [heading, cmd] of [["### Server", SERVER_COMMAND], ["### Client", CLIENT_COMMAND]] as const) {
+    test(`${heading}: every default the README names for a flag is the one the program uses`, () => {
+      const byName = new Map<string, ValueFlag<unknown>>(Object.values(cmd.flags).flatMap((f) => (f.kind === "value" ? [[`--${f.name}`, f] as const] : [])));
+      /** Whether `written`, read as `flag`'s value, is its default; null when the flag has no default or it is no value. */
+      const isDefault = (name: string, written: string): boolean | null => {
+        const flag = byName.get(name);
+        // No default to compare, or a placeholder (ADDR, NAME) rather than a value.
+        if (!flag || flag.default === null || flag.default === undefined || /^[A-Z]+$/.test(written)) return null;
+        try {
+          return Bun.deepEquals(flag.parse(written, name), flag.default);
+        } catch {
+          return null; // a range such as 1-100, or a placeholder
+        }
+      };
+      const wrong: string[] = [];
+      const { cells, usage } = readmeDefaults(heading);
+      let checked = 0;
+      for (const [name, written] of usage) {
+        const same = isDefault(name, written);
+        if (same !== null) checked++;
+        if (same === false) wrong.push(`usage [${name} ${written}]`);
+      }
+      for (const [names, meaning] of cells) {
+        const written = /\(default ([^;),\s]+)/.exec(meaning)?.[1];
+        if (names.length !== 1 || written === undefined) continue;
+        const same = isDefault(names[0]!, written);
+        if (same !== null) checked++;
+        if (same === false) wrong.push(`table ${names[0]}: default ${written}`);
+      }
+      expect(checked).toBeGreaterThan(3);
+      expect(wrong).toEqual([]);
     });
   }
 });
