@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { cv, describeLoadFailure, MAX_PICTURE, MIN_PICTURE_SIDE, renderTestFrame } from "../lib/native/cv.ts";
@@ -213,13 +213,14 @@ describe("addon load failures", () => {
     expect(describeLoadFailure(new Error("lancam.node: undefined symbol: _ZN2cv3Mat10deallocateEv"))).toMatch(/rebuild it with bash native\/build\.sh/);
   });
 
-  // A copy of lib/native/cv.ts (and the UserError it extends) in a scratch tree, where
+  // A copy of lib/native/cv.ts (and lib/errors, which it imports) in a scratch tree, where
   // ../../native/build/lancam.node is whatever the test puts there: Bun's real error for
   // each failure goes through.
   function loadInScratchTree(prepare: (root: string) => void): { name: string; message: string } {
     const root = mkdtempSync(join(tmpdir(), "lancam-cv-load-"));
     try {
-      for (const file of ["lib/native/cv.ts", "lib/errors/user-error.ts"]) {
+      const errors = readdirSync(join(import.meta.dir, "../lib/errors")).map((f) => `lib/errors/${f}`);
+      for (const file of ["lib/native/cv.ts", ...errors]) {
         mkdirSync(join(root, dirname(file)), { recursive: true });
         copyFileSync(join(import.meta.dir, "..", file), join(root, file));
       }
