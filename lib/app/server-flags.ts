@@ -56,6 +56,9 @@ export const MAX_VIEWERS = 1024;
 /** JPEG quality of frames the server encodes, unless --quality says otherwise. */
 export const DEFAULT_QUALITY = 80;
 
+/** The largest IP time-to-live: an 8-bit field. */
+const MAX_MULTICAST_TTL = 255;
+
 /** Help's words for a flag that is off unless given. */
 const off = () => "off";
 
@@ -134,8 +137,8 @@ but viewers with small UDP buffers lose frames)`),
       `send every datagram once to this multicast group, 239.x.y.z[:PORT]
 (port ${DEFAULT_GROUP_PORT} by default), or auto for a random 239.255.x.y, instead
 of once per viewer; viewers it does not reach get unicast`, off),
-    multicastTtl: valueFlag<number | null>("multicast-ttl", "N", null, (raw, flag) => parseInteger(flag, raw, 1, 255),
-      "hops multicast datagrams may take, 1-255", () => `${DEFAULT_MULTICAST_TTL}: this link only`),
+    multicastTtl: valueFlag<number | null>("multicast-ttl", "N", null, (raw, flag) => parseInteger(flag, raw, 1, MAX_MULTICAST_TTL),
+      `hops multicast datagrams may take, 1-${MAX_MULTICAST_TTL}`, () => `${DEFAULT_MULTICAST_TTL}: this link only`),
     multicastIf: valueFlag<string | null>("multicast-if", "ADDR", null, (raw, flag) => parseIPv4Flag(raw, flag),
       "send multicast by the interface with this address (default: --bind\nwhen it is one address, else the route for the group)"),
     http: valueFlag<number | null>("http", "PORT", null, (raw, flag) => parsePort(flag, raw),
