@@ -9,7 +9,7 @@ import {
 } from "../lib/app/flags.ts";
 import { checkCanRecord } from "../lib/app/record-check.ts";
 import { recordSettings } from "../lib/app/record-flags.ts";
-import { parseSourceFlag, SERVER_COMMAND, SERVER_RECORD_CLI } from "../lib/app/server-flags.ts";
+import { parseSourceFlag, SERVER_COMMAND, SERVER_RECORD_CLI, sourceSpelling } from "../lib/app/server-flags.ts";
 import { RecordError } from "../lib/record/record-dir.ts";
 import { ROOT, spawnBun } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
@@ -223,6 +223,14 @@ describe("--source", () => {
     expect(parseSourceFlag("/x/y.mp4")).toEqual({ kind: "file", path: "/x/y.mp4" });
     expect(parseSourceFlag("file:/x/y.mp4")).toEqual({ kind: "file", path: "/x/y.mp4" });
     expect(parseSourceFlag("clip.mkv")).toEqual({ kind: "file", path: "clip.mkv" });
+  });
+
+  test("sourceSpelling writes a spec the way --source reads it back", () => {
+    for (const written of ["test", "camera:0", "camera:12", "gst:videotestsrc ! appsink", "file:/x/y.mp4", "file:clip.mkv"]) {
+      const spec = parseSourceFlag(written);
+      expect(sourceSpelling(spec)).toBe(written);
+      expect(parseSourceFlag(sourceSpelling(spec))).toEqual(spec);
+    }
   });
 
   test("invalid specs are usage errors with exact messages", () => {
