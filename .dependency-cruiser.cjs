@@ -10,7 +10,9 @@
 //   lib/media                  finding ffmpeg and ffprobe, reading their output
 //   lib/log                    log lines, loggers, the log file
 //   lib/wire  lib/mux          pure codecs and muxers: import nothing of ours
-const STAGES = "net|native|capture|send|receive|display|record|http|publish|media|log|wire|mux";
+//   lib/errors                 UserError and errorText: any layer but the pure codecs may import it;
+//                              it imports nothing of ours
+const STAGES = "net|native|capture|send|receive|display|record|http|publish|media|log|wire|mux|errors";
 const PURE = "^lib/(wire|mux)/";
 
 /** @type {import('dependency-cruiser').IConfiguration} */
@@ -28,9 +30,10 @@ module.exports = {
     { name: "display-alone", severity: "error", comment: "the window knows nothing of the network or recording", from: { path: "^lib/display/" }, to: { path: "^lib/(net|send|receive|record|capture)/" } },
     { name: "http-publish-not-network-internals", severity: "error", comment: "the browser view and the publisher are fed frames; they never reach into sending or receiving", from: { path: "^lib/(http|publish)/" }, to: { path: "^lib/(send|receive|display|capture)/" } },
     { name: "publish-not-record", severity: "error", comment: "publishing and recording share lib/media and lib/mux, never each other", from: { path: "^lib/publish/" }, to: { path: "^lib/record/" } },
-    { name: "net-below-both", severity: "error", comment: "shared socket code sits below sending and receiving", from: { path: "^lib/net/" }, to: { path: "^lib/(?!net/|wire/|log/)" } },
-    { name: "media-below-stages", severity: "error", comment: "finding and reading ffmpeg sits below the recorder and the publisher", from: { path: "^lib/media/" }, to: { path: "^lib/(?!media/|log/)" } },
-    { name: "log-below-all", severity: "error", comment: "logging sits below every stage and imports none", from: { path: "^lib/log/" }, to: { path: "^lib/(?!log/)" } },
+    { name: "net-below-both", severity: "error", comment: "shared socket code sits below sending and receiving", from: { path: "^lib/net/" }, to: { path: "^lib/(?!net/|wire/|log/|errors/)" } },
+    { name: "media-below-stages", severity: "error", comment: "finding and reading ffmpeg sits below the recorder and the publisher", from: { path: "^lib/media/" }, to: { path: "^lib/(?!media/|log/|errors/)" } },
+    { name: "log-below-all", severity: "error", comment: "logging sits below every stage and imports none", from: { path: "^lib/log/" }, to: { path: "^lib/(?!log/|errors/)" } },
+    { name: "errors-at-bottom", severity: "error", comment: "the user-error base and error text sit below every layer and import nothing of ours", from: { path: "^lib/errors/" }, to: { path: "^(lib/(?!errors/)|native/|server\\.ts|client\\.ts)" } },
     { name: "stages-not-app", severity: "error", comment: "flags, run-main and version belong to the entry scripts; no stage imports lib/app", from: { path: `^lib/(${STAGES})/` }, to: { path: "^lib/app/" } },
     { name: "lib-not-entry-or-tests", severity: "error", comment: "lib/ never reaches up into entry scripts, tests or benchmarks", from: { path: "^lib/" }, to: { path: "^(server\\.ts|client\\.ts|tests/|bench/|scripts/)" } },
   ],

@@ -1,4 +1,4 @@
-// Entry point of the lancam addon: registers each concern, nothing else.
+// Entry point of the lancam addon: registers each concern and the picture limits, nothing else.
 #include "lancam.h"
 
 namespace {
@@ -9,6 +9,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   lancam::InitWindow(env, exports);
   lancam::InitTestPattern(env, exports);
   exports.Set("opencvVersion", Napi::String::New(env, CV_VERSION));
+  Napi::Object maxPicture = Napi::Object::New(env);
+  maxPicture.Set("width", lancam::kMaxPictureWidth);
+  maxPicture.Set("height", lancam::kMaxPictureHeight);
+  exports.Set("maxPicture", maxPicture);
+  exports.Set("minPictureSide", lancam::kMinPictureSide);
   return exports;
 }
 

@@ -371,9 +371,9 @@ Napi::Value Capture::ReadYuvJpeg(const Napi::CallbackInfo& info) {
   } else {
     throw Napi::TypeError::New(env, "readYuvJpeg: layout must be \"i420\" or \"yuyv\", got \"" + layout + "\"");
   }
-  if (width < 1 || height < 1 || width > kMaxDecodeWidth || height > kMaxDecodeHeight) {
-    throw Napi::RangeError::New(env, "readYuvJpeg: size must be within 1x1.." + std::to_string(kMaxDecodeWidth) + "x" +
-                                         std::to_string(kMaxDecodeHeight));
+  if (width < 1 || height < 1 || width > kMaxPictureWidth || height > kMaxPictureHeight) {
+    throw Napi::RangeError::New(env, "readYuvJpeg: size must be within 1x1.." + std::to_string(kMaxPictureWidth) + "x" +
+                                         std::to_string(kMaxPictureHeight));
   }
   if (quality < 1 || quality > 100) throw Napi::RangeError::New(env, "readYuvJpeg: quality must be 1..100");
   yuvWidth_ = width;

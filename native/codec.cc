@@ -16,7 +16,7 @@ namespace lancam {
 
 namespace {
 
-// JPEG marker codes (ITU T.81 table B.1); lib/jpeg-header.ts draws the layout.
+// JPEG marker codes (ITU T.81 table B.1); lib/wire/jpeg-header.ts draws the layout.
 constexpr uchar kMarker = 0xff;
 constexpr uchar kSoi = 0xd8, kEoi = 0xd9, kSos = 0xda, kTem = 0x01, kRst0 = 0xd0, kRst7 = 0xd7;
 constexpr uchar kSof0 = 0xc0, kSof15 = 0xcf, kDht = 0xc4, kJpg = 0xc8, kDac = 0xcc;
@@ -90,9 +90,9 @@ cv::Mat DecodeJpegBgr(const uchar* data, size_t size, std::string* why) {
   if (size > static_cast<size_t>(INT_MAX) || !ReadJpegSize(data, size, &width, &height)) {
     return refuse(NotDecodable(data, size));
   }
-  if (width > kMaxDecodeWidth || height > kMaxDecodeHeight) {
+  if (width > kMaxPictureWidth || height > kMaxPictureHeight) {
     return refuse("JPEG of " + std::to_string(width) + "x" + std::to_string(height) + " exceeds the " +
-                  std::to_string(kMaxDecodeWidth) + "x" + std::to_string(kMaxDecodeHeight) + " limit");
+                  std::to_string(kMaxPictureWidth) + "x" + std::to_string(kMaxPictureHeight) + " limit");
   }
   cv::Mat bytes(1, static_cast<int>(size), CV_8UC1, const_cast<uchar*>(data));
   // Not imdecode(buf, flags, &dst) into a reused Mat: in OpenCV 4.6 it returns dst
@@ -184,7 +184,7 @@ Napi::Value JpegThumbnail(const Napi::CallbackInfo& info) {
     int width = 0;
     int height = 0;
     if (jpeg.ByteLength() > static_cast<size_t>(INT_MAX) || !ReadJpegSize(jpeg.Data(), jpeg.ByteLength(), &width, &height) ||
-        width > kMaxDecodeWidth || height > kMaxDecodeHeight) {
+        width > kMaxPictureWidth || height > kMaxPictureHeight) {
       return env.Null();
     }
     cv::Mat bytes(1, static_cast<int>(jpeg.ByteLength()), CV_8UC1, jpeg.Data());

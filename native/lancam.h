@@ -18,18 +18,23 @@ void InitCodec(Napi::Env env, Napi::Object exports);
 void InitWindow(Napi::Env env, Napi::Object exports);
 void InitTestPattern(Napi::Env env, Napi::Object exports);
 
-// The largest picture the addon decodes from caller bytes: the largest frame a
-// lancam server sends (lib/cli.ts parseSize). A JPEG header can claim 65535x65535
-// in a few hundred bytes, and libjpeg fills the missing data in.
-constexpr int kMaxDecodeWidth = 7680;
-constexpr int kMaxDecodeHeight = 4320;
+// The largest picture the addon decodes from caller bytes or renders: the largest
+// frame a lancam server sends. A JPEG header can claim 65535x65535 in a few hundred
+// bytes, and libjpeg fills the missing data in. Exported to TypeScript as
+// `maxPicture`; lib/native/cv.ts MAX_PICTURE must agree (tests/cv.test.ts checks).
+constexpr int kMaxPictureWidth = 7680;
+constexpr int kMaxPictureHeight = 4320;
+// The smallest side of a picture the addon renders (`--size`'s lower bound), exported
+// as `minPictureSide` (lib/native/cv.ts MIN_PICTURE_SIDE).
+constexpr int kMinPictureSide = 16;
 
 // The size in a JPEG's first SOFn frame header; false (and the outputs untouched)
-// when the bytes do not start with a well-formed header. Same walk as lib/jpeg-header.ts.
+// when the bytes do not start with a well-formed header. Same walk as
+// lib/wire/jpeg-header.ts.
 bool ReadJpegSize(const uchar* data, size_t size, int* width, int* height);
 
 // Decodes JPEG bytes from a caller into packed BGR after checking the header
-// against kMaxDecodeWidth x kMaxDecodeHeight, so nothing larger is allocated.
+// against kMaxPictureWidth x kMaxPictureHeight, so nothing larger is allocated.
 // An empty Mat when refused or undecodable, with the reason in `why` (when given).
 cv::Mat DecodeJpegBgr(const uchar* data, size_t size, std::string* why);
 

@@ -8,8 +8,9 @@
 //   | 1 | 0 | b31 b30 ... b0 | c3 c2 c1 c0 | 0 | 1 |
 //    start    32 data bits     check nibble   end
 //
-// The check nibble is the XOR of the eight nibbles of the number. lib/test-pattern.ts
-// reads it back with the same constants (exported below as `testPatternLayout`).
+// The check nibble is the XOR of the eight nibbles of the number. The tests' reader
+// (tests/helpers/test-pattern.ts) reads it back with the same constants, exported
+// below as `testPatternLayout`.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -99,7 +100,7 @@ class TestPattern : public Napi::ObjectWrap<TestPattern> {
     int cell = canvas_.cols / kCells;
     int band = std::min(kBandHeight, canvas_.rows);
     cv::rectangle(canvas_, cv::Rect(0, 0, canvas_.cols, band), {128, 128, 128}, cv::FILLED);
-    if (cell < kMinCellWidth) return;  // too narrow to read back; documented in lib/test-pattern.ts
+    if (cell < kMinCellWidth) return;  // too narrow to read back; documented in tests/helpers/test-pattern.ts
     uint32_t check = CheckNibble(n);
     std::vector<int>& bits = bits_;
     bits.clear();
@@ -155,8 +156,10 @@ Napi::Value TestPattern::Render(const Napi::CallbackInfo& info) {
   double frame = info[2].As<Napi::Number>().DoubleValue();
   std::string text = info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "";
   int quality = info[4].IsNumber() ? info[4].As<Napi::Number>().Int32Value() : 80;
-  if (width < 16 || height < 16 || width > 7680 || height > 4320) {
-    throw Napi::RangeError::New(env, "renderTestFrame: size must be within 16x16..7680x4320");
+  if (width < kMinPictureSide || height < kMinPictureSide || width > kMaxPictureWidth || height > kMaxPictureHeight) {
+    throw Napi::RangeError::New(env, "renderTestFrame: size must be within " + std::to_string(kMinPictureSide) + "x" +
+                                         std::to_string(kMinPictureSide) + ".." + std::to_string(kMaxPictureWidth) + "x" +
+                                         std::to_string(kMaxPictureHeight));
   }
   if (!(frame >= 0 && frame <= 4294967295.0) || frame != std::floor(frame)) {
     throw Napi::RangeError::New(env, "renderTestFrame: frameNumber must be an integer 0..2^32-1");

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { flagLabel, parseByteSize, parseChoice, parseInteger, parsePort, parseSize, UsageError } from "../lib/app/cli.ts";
+import { flagLabel, formatByteSize, parseByteSize, parseChoice, parseInteger, parsePort, parseSize, UsageError } from "../lib/app/cli.ts";
 
 describe("command-line values", () => {
   test("ports: in range, 0 only where allowed, exact message otherwise", () => {
@@ -31,6 +31,17 @@ describe("command-line values", () => {
     expect(parseByteSize("min-free", "1.5GiB")).toBe(1.5 * 1024 ** 3);
     expect(() => parseByteSize("max-size", "lots")).toThrow("invalid --max-size=lots: expected a size such as 500M, 20G or 1T");
     expect(() => parseByteSize("max-size", "0")).toThrow(UsageError);
+  });
+
+  test("byte sizes are shown in the units they are read in", () => {
+    expect(formatByteSize(4 << 20)).toBe("4M");
+    expect(formatByteSize(10 * 1024 ** 2)).toBe("10M");
+    expect(formatByteSize(4096)).toBe("4K");
+    expect(formatByteSize(1024 ** 4)).toBe("1T");
+    expect(formatByteSize(1536)).toBe("1536");
+    expect(formatByteSize(1000)).toBe("1000");
+    for (const n of [1, 1000, 1536, 4096, 4 << 20, 3 * 1024 ** 3, 1 << 30, 5 * 1024 ** 4]) expect(parseByteSize("max-size", formatByteSize(n))).toBe(n);
+    expect(() => parseByteSize("recv-buffer", "2G", 1 << 30)).toThrow("invalid --recv-buffer=2G: at most 1G");
   });
 
   test("choices", () => {

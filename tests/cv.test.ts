@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { cv, describeLoadFailure, renderTestFrame } from "../lib/native/cv.ts";
+import { dirname, join } from "node:path";
+import { cv, describeLoadFailure, MAX_PICTURE, MIN_PICTURE_SIDE, renderTestFrame } from "../lib/native/cv.ts";
 import { FrameCheck } from "../lib/receive/frame-check.ts";
 import { readJpegSize } from "../lib/wire/jpeg-header.ts";
 import { BAND_HEIGHT, CELLS, MIN_CELL_WIDTH, MIN_WIDTH, cellWidth, readFrameNumber } from "./helpers/test-pattern.ts";
@@ -213,13 +213,17 @@ describe("addon load failures", () => {
     expect(describeLoadFailure(new Error("lancam.node: undefined symbol: _ZN2cv3Mat10deallocateEv"))).toMatch(/rebuild it with bash native\/build\.sh/);
   });
 
-  // A copy of lib/native/cv.ts in a scratch tree, where ../../native/build/lancam.node is
-  // whatever the test puts there: Bun's real error for each failure goes through.
+  // A copy of lib/native/cv.ts (and lib/errors, which it imports) in a scratch tree, where
+  // ../../native/build/lancam.node is whatever the test puts there: Bun's real error for
+  // each failure goes through.
   function loadInScratchTree(prepare: (root: string) => void): { name: string; message: string } {
     const root = mkdtempSync(join(tmpdir(), "lancam-cv-load-"));
     try {
-      mkdirSync(join(root, "lib/native"), { recursive: true });
-      copyFileSync(join(import.meta.dir, "../lib/native/cv.ts"), join(root, "lib/native/cv.ts"));
+      const errors = readdirSync(join(import.meta.dir, "../lib/errors")).map((f) => `lib/errors/${f}`);
+      for (const file of ["lib/native/cv.ts", ...errors]) {
+        mkdirSync(join(root, dirname(file)), { recursive: true });
+        copyFileSync(join(import.meta.dir, "..", file), join(root, file));
+      }
       prepare(root);
       const script = `import { cv } from "./lib/native/cv.ts"; try { cv(); console.log("{}"); } catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }`;
       const p = Bun.spawnSync([process.execPath, "-e", script], { cwd: root });
@@ -282,6 +286,23 @@ describe("decode limit and jpegInfo", () => {
     expect(r.ms).toBeLessThan(500);
     expect(r.growth).toBeLessThan(100e6);
   });
+
+  test("the addon and TypeScript hold the same picture limits", () => {
+    expect(cv().maxPicture).toEqual({ ...MAX_PICTURE });
+    expect(cv().minPictureSide).toBe(MIN_PICTURE_SIDE);
+    expect(MAX_PICTURE).toEqual({ width: 7680, height: 4320 });
+  });
+
+  test("the test pattern renders from the smallest to the largest picture, and nothing outside", async () => {
+    const { width, height } = MAX_PICTURE;
+    const min = MIN_PICTURE_SIDE;
+    expect(readJpegSize(await renderTestFrame(min, min, 1, "", 50))).toEqual({ width: min, height: min });
+    expect(readJpegSize(await renderTestFrame(width, height, 1, "", 50))).toEqual({ width, height });
+    const message = `renderTestFrame: size must be within ${min}x${min}..${width}x${height}`;
+    for (const [w, h] of [[min - 2, min], [min, min - 2], [width + 2, height], [width, height + 2]] as const) {
+      await expect(Promise.resolve().then(() => renderTestFrame(w, h, 1, "", 50))).rejects.toThrow(message);
+    }
+  }, 20_000);
 
   test("the limit is 7680x4320 inclusive, each side on its own", () => {
     const big = new Uint8Array(cv().encodeJpeg(new Uint8Array(7680 * 4320 * 3), 7680, 4320, 50));

@@ -33,8 +33,10 @@ describe("layering of lib/", () => {
       "lib/native/cv.ts": `export const n = 1;\n`,
       "lib/capture/source.ts": `import { y } from "../app/cli.ts";\nimport { l } from "../log/logger.ts";\nexport const src = y + l;\n`,
       "lib/publish/out.ts": `import { w } from "../record/writer.ts";\nexport const o = w;\n`,
-      "lib/media/tool.ts": `import { w } from "../record/writer.ts";\nimport { l } from "../log/logger.ts";\nexport const t = w + l;\n`,
-      "lib/log/logger.ts": `import { y } from "../app/cli.ts";\nexport const l = y;\n`,
+      "lib/media/tool.ts": `import { w } from "../record/writer.ts";\nimport { l } from "../log/logger.ts";\nimport { e } from "../errors/user-error.ts";\nexport const t = w + l + e;\n`,
+      "lib/log/logger.ts": `import { y } from "../app/cli.ts";\nimport { e } from "../errors/user-error.ts";\nexport const l = y + e;\n`,
+      "lib/net/socket.ts": `import { e } from "../errors/user-error.ts";\nexport const k = e;\n`,
+      "lib/errors/user-error.ts": `import { n } from "../native/cv.ts";\nexport const e = n;\n`,
       "lib/app/cli.ts": `export const y = 1;\n`,
     };
     for (const [path, text] of Object.entries(files)) {
@@ -57,11 +59,14 @@ describe("layering of lib/", () => {
       "record-no-network-no-opencv lib/record/writer.ts lib/native/cv.ts",
       "publish-not-record lib/publish/out.ts lib/record/writer.ts",
       "media-below-stages lib/media/tool.ts lib/record/writer.ts",
+      "errors-at-bottom lib/errors/user-error.ts lib/native/cv.ts",
     ]) {
       expect(broken).toContain(line);
     }
     // Logging is allowed from every stage but the pure codecs.
     expect([...broken].filter((b) => b.endsWith("lib/log/logger.ts") && !b.startsWith("wire-is-pure"))).toEqual([]);
+    // So are user errors, from the layers below the stages too (logging, sockets, media tools).
+    expect([...broken].filter((b) => b.endsWith("lib/errors/user-error.ts"))).toEqual([]);
     expect(out).toMatch(/error no-cycles: lib\/(send|receive)\//);
   }, 60_000);
 });

@@ -5,11 +5,11 @@ import { parseInteger, UsageError } from "../lib/app/cli.ts";
 import { CLIENT_COMMAND, CLIENT_RECORD_CLI } from "../lib/app/client-flags.ts";
 import {
   booleanFlag, defineCommand, flagSpellings, helpText, operand, parseCommandLine, valueFlag,
-  type Command, type FlagTable, type OperandTable,
+  type Command, type FlagTable, type OperandTable, type ValueFlag,
 } from "../lib/app/flags.ts";
 import { checkCanRecord } from "../lib/app/record-check.ts";
 import { recordSettings } from "../lib/app/record-flags.ts";
-import { parseSourceFlag, SERVER_COMMAND, SERVER_RECORD_CLI } from "../lib/app/server-flags.ts";
+import { parseSourceFlag, SERVER_COMMAND, SERVER_RECORD_CLI, sourceSpelling } from "../lib/app/server-flags.ts";
 import { RecordError } from "../lib/record/record-dir.ts";
 import { ROOT, spawnBun } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
@@ -23,7 +23,7 @@ const DEMO = defineCommand({
   about: "Does nothing, for the tests.",
   operands: { host: operand("HOST", (s) => s) },
   flags: {
-    count: valueFlag("count", "N", 3, (raw, flag) => parseInteger(flag, raw, 1, 9), "how many (default 3)"),
+    count: valueFlag("count", "N", 3, (raw, flag) => parseInteger(flag, raw, 1, 9), "how many"),
     outDir: valueFlag("out-dir", "DIR", "out", (raw) => raw, "where to write\nsecond line of help"),
     loud: booleanFlag("loud", "speak up"),
     window: booleanFlag("window", "no window", { default: true }),
@@ -93,7 +93,7 @@ Does nothing, for the tests.
 Options:
   --count N            how many (default 3)
   --out-dir DIR        where to write
-                       second line of help
+                       second line of help (default out)
   --loud               speak up
   --no-window          no window
   --version            print versions of lancam, Bun, OpenCV and the ffmpeg used
@@ -173,6 +173,40 @@ describe("both programs", () => {
     });
   }
 
+  for (const cmd of [SERVER_COMMAND, CLIENT_COMMAND] as Command<FlagTable, OperandTable>[]) {
+    const rows = Object.values(cmd.flags).filter((f) => f.kind === "value");
+
+    test(`${cmd.role}: each default is written once, by the table: help shows it, no help line repeats it`, () => {
+      const help = helpText(cmd);
+      for (const flag of rows) {
+        if (flag.defaultText !== null) {
+          expect([flag.name, flag.help.includes("(default")]).toEqual([flag.name, false]);
+          expect(help).toContain(`(default ${flag.defaultText})`);
+        }
+      }
+    });
+
+    test(`${cmd.role}: a default help shows, given back as the value, is the default`, () => {
+      for (const flag of rows) {
+        // null (off) and 0 (no limit) have words in help, not a value to give.
+        if (flag.defaultText === null || flag.default === null || flag.default === 0) continue;
+        expect([flag.name, flag.parse(flag.defaultText, `--${flag.name}`)]).toEqual([flag.name, flag.default]);
+      }
+    });
+  }
+
+  test("byte sizes are shown the way they are written: the client's 4 MiB receive buffer reads 4M", () => {
+    expect(CLIENT_COMMAND.flags.recvBuffer.default).toBe(4 * 1024 ** 2);
+    expect(helpText(CLIENT_COMMAND)).toMatch(/\n {2}--recv-buffer SIZE +UDP receive buffer to ask the kernel for \(default 4M\)\n/);
+    expect(helpText(SERVER_COMMAND)).toMatch(/\n {2}--log-max SIZE +rotate the log file at this size, keeping FILE\.1 to FILE\.3 \(default 10M\)\n/);
+  });
+
+  test("the client's help says where recordings go, under every container's extension", () => {
+    expect(helpText(CLIENT_COMMAND)).toEndWith(
+      "\nRecordings: OUT/YYYY-MM-DD/HH-MM-SS.EXT (local time of the segment's first frame),\nEXT being the --container: avi or mkv.\n",
+    );
+  });
+
   test("the recording flags are the same rows in both tables", () => {
     for (const key of ["segmentSeconds", "container", "keepDays", "maxBytes", "minFreeBytes"] as const) {
       expect(SERVER_COMMAND.flags[key]).toBe(CLIENT_COMMAND.flags[key]);
@@ -189,6 +223,14 @@ describe("--source", () => {
     expect(parseSourceFlag("/x/y.mp4")).toEqual({ kind: "file", path: "/x/y.mp4" });
     expect(parseSourceFlag("file:/x/y.mp4")).toEqual({ kind: "file", path: "/x/y.mp4" });
     expect(parseSourceFlag("clip.mkv")).toEqual({ kind: "file", path: "clip.mkv" });
+  });
+
+  test("sourceSpelling writes a spec the way --source reads it back", () => {
+    for (const written of ["test", "camera:0", "camera:12", "gst:videotestsrc ! appsink", "file:/x/y.mp4", "file:clip.mkv"]) {
+      const spec = parseSourceFlag(written);
+      expect(sourceSpelling(spec)).toBe(written);
+      expect(parseSourceFlag(sourceSpelling(spec))).toEqual(spec);
+    }
   });
 
   test("invalid specs are usage errors with exact messages", () => {
@@ -244,6 +286,56 @@ describe("README", () => {
       const accepted = flagSpellings(cmd);
       expect([...table].sort()).toEqual([...accepted].sort());
       expect([...usage].sort()).toEqual(accepted.filter((f) => f !== "--version" && f !== "--help").sort());
+    });
+  }
+});
+
+/** Each README table row's flags and its meaning cell, and each `[--flag VALUE]` of the usage block, of section `heading`. */
+function readmeDefaults(heading: string): { cells: [string[], string][]; usage: [string, string][] } {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const start = readme.indexOf(`\n${heading}\n`);
+  const section = readme.slice(start, readme.indexOf("\n### ", start + 1));
+  const cells = section.split("\n").filter((l) => l.startsWith("| `")).map((l) => {
+    const [, flags = "", meaning = ""] = l.split("|");
+    return [[...flags.matchAll(/--[a-z][a-z-]*/g)].map((m) => m[0]), meaning.replaceAll("`", "")] as [string[], string];
+  });
+  const block = /```\n([\s\S]*?)```/.exec(section)?.[1] ?? "";
+  const usage = [...block.matchAll(/\[(--[a-z][a-z-]*) ([^\]\s|]+)\]/g)].map((m) => [m[1]!, m[2]!] as [string, string]);
+  return { cells, usage };
+}
+
+describe("README", () => {
+  for (const [heading, cmd] of [["### Server", SERVER_COMMAND], ["### Client", CLIENT_COMMAND]] as const) {
+    test(`${heading}: every default the README names for a flag is the one the program uses`, () => {
+      const byName = new Map<string, ValueFlag<unknown>>(Object.values(cmd.flags).flatMap((f) => (f.kind === "value" ? [[`--${f.name}`, f] as const] : [])));
+      /** Whether `written`, read as `flag`'s value, is its default; null when the flag has no default or it is no value. */
+      const isDefault = (name: string, written: string): boolean | null => {
+        const flag = byName.get(name);
+        // No default to compare, or a placeholder (ADDR, NAME) rather than a value.
+        if (!flag || flag.default === null || flag.default === undefined || /^[A-Z]+$/.test(written)) return null;
+        try {
+          return Bun.deepEquals(flag.parse(written, name), flag.default);
+        } catch {
+          return null; // a range such as 1-100, or a placeholder
+        }
+      };
+      const wrong: string[] = [];
+      const { cells, usage } = readmeDefaults(heading);
+      let checked = 0;
+      for (const [name, written] of usage) {
+        const same = isDefault(name, written);
+        if (same !== null) checked++;
+        if (same === false) wrong.push(`usage [${name} ${written}]`);
+      }
+      for (const [names, meaning] of cells) {
+        const written = /\(default ([^;),\s]+)/.exec(meaning)?.[1];
+        if (names.length !== 1 || written === undefined) continue;
+        const same = isDefault(names[0]!, written);
+        if (same !== null) checked++;
+        if (same === false) wrong.push(`table ${names[0]}: default ${written}`);
+      }
+      expect(checked).toBeGreaterThan(3);
+      expect(wrong).toEqual([]);
     });
   }
 });

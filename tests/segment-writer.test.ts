@@ -5,6 +5,7 @@ import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { probeVideo } from "../lib/media/ffprobe.ts";
 import { silentLogger } from "../lib/log/logger.ts";
 import { memoryLogger } from "./helpers/memory-logger.ts";
+import { CLIENT_RECORD_CLI } from "../lib/app/client-flags.ts";
 import { checkWritable, RecordError } from "../lib/record/record-dir.ts";
 import { type SegmentInfo, SegmentWriter } from "../lib/record/segment-writer.ts";
 import { MAX_GAP_MICROS } from "../lib/record/segment-timeline.ts";
@@ -475,7 +476,7 @@ describe("SegmentWriter", () => {
     const file = join(dir, "not-a-folder");
     writeFileSync(file, "x");
     const out = join(file, "recordings");
-    const err = await SegmentWriter.open({ dir: out, segmentSeconds: 2, container: "avi", fps: FPS, log: silentLogger }).catch((e) => e);
+    const err = await SegmentWriter.open({ dir: out, segmentSeconds: 2, container: "avi", fps: FPS, log: silentLogger, cliFlags: CLIENT_RECORD_CLI }).catch((e) => e);
     expect(err).toBeInstanceOf(RecordError);
     expect(err.message).toBe(
       `cannot record into ${out}: a part of the path is a file, not a folder (ENOTDIR); choose another --out or pass --no-record`,
@@ -483,7 +484,7 @@ describe("SegmentWriter", () => {
   });
 
   test("an output folder under /proc fails at open with the documented message", async () => {
-    const err = await SegmentWriter.open({ dir: "/proc/lancam-x", segmentSeconds: 2, container: "avi", fps: FPS, log: silentLogger }).catch((e) => e);
+    const err = await SegmentWriter.open({ dir: "/proc/lancam-x", segmentSeconds: 2, container: "avi", fps: FPS, log: silentLogger, cliFlags: CLIENT_RECORD_CLI }).catch((e) => e);
     expect(err).toBeInstanceOf(RecordError);
     expect(err.message).toStartWith("cannot record into /proc/lancam-x: ");
     expect(err.message).toEndWith("; choose another --out or pass --no-record");
@@ -498,7 +499,7 @@ describe("SegmentWriter", () => {
     expect(err).toBeInstanceOf(RecordError);
     expect(err.message).toBe(`cannot record into ${out}: a part of the path is a file, not a folder (ENOTDIR); choose another --record or leave out --record`);
     expect(() => checkWritable(out, cliFlags)).toThrow(err.message);
-    expect(() => checkWritable(out)).toThrow(`${out}: a part of the path is a file, not a folder (ENOTDIR); choose another --out or pass --no-record`);
+    expect(() => checkWritable(out, CLIENT_RECORD_CLI)).toThrow(`${out}: a part of the path is a file, not a folder (ENOTDIR); choose another --out or pass --no-record`);
   });
 
   test("no usable ffmpeg: a RecordError that says how to go on without recording, in the caller's flags", async () => {
@@ -508,7 +509,7 @@ describe("SegmentWriter", () => {
     try {
       const open = (cliFlags?: { dir: string; off: string }) =>
         SegmentWriter.open({ dir: tempDir(), segmentSeconds: 2, container: "avi", fps: FPS, log: silentLogger, cliFlags }).catch((e) => e);
-      const client = await open();
+      const client = await open(CLIENT_RECORD_CLI);
       expect(client).toBeInstanceOf(RecordError);
       expect(client.message).toStartWith(`cannot record: FFMPEG_BIN=${bogus} is not an executable file`);
       expect(client.message).toEndWith("; or pass --no-record");

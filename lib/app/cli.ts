@@ -1,5 +1,8 @@
-/** A bad command line: the message is printed as is, with exit code 2. */
-export class UsageError extends Error {
+import { UserError } from "../errors/user-error.ts";
+import { MAX_PICTURE, MIN_PICTURE_SIDE } from "../native/cv.ts";
+
+/** A bad command line: the message is printed with a pointer to --help, and exit code 2. */
+export class UsageError extends UserError {
   override name = "UsageError";
 }
 
@@ -19,6 +22,9 @@ function one(name: string, raw: Raw): string {
   if (raw === true || raw === false || raw === undefined) throw new UsageError(`${name} needs a value`);
   return String(raw).trim();
 }
+
+/** The qualities a JPEG encoder takes. */
+export const JPEG_QUALITY = { min: 1, max: 100 } as const;
 
 /** An integer in [min, max]; `--quality=0` reads `invalid --quality=0: expected an integer 1..100`. */
 export function parseInteger(flag: string, raw: Raw, min: number, max: number): number {
@@ -54,15 +60,17 @@ export function parsePort(flag: string, raw: Raw, allowZero = true): number {
   return n;
 }
 
-/** `WxH`, each side even and within 16..7680 x 16..4320. */
+/** `WxH`, each side even and within MIN_PICTURE_SIDE..MAX_PICTURE (16x16..7680x4320). */
 export function parseSize(flag: string, raw: Raw): { width: number; height: number } {
   const name = flagLabel(flag);
   const s = one(name, raw);
   const m = /^(\d{1,5})x(\d{1,5})$/i.exec(s);
   const width = m ? Number(m[1]) : NaN;
   const height = m ? Number(m[2]) : NaN;
-  if (!m || width < 16 || width > 7680 || height < 16 || height > 4320 || width % 2 || height % 2) {
-    throw new UsageError(`invalid ${name}=${s}: expected WIDTHxHEIGHT with even sides, 16x16..7680x4320`);
+  const min = MIN_PICTURE_SIDE;
+  const max = MAX_PICTURE;
+  if (!m || width < min || width > max.width || height < min || height > max.height || width % 2 || height % 2) {
+    throw new UsageError(`invalid ${name}=${s}: expected WIDTHxHEIGHT with even sides, ${min}x${min}..${max.width}x${max.height}`);
   }
   return { width, height };
 }
@@ -78,11 +86,12 @@ export function parseByteSize(flag: string, raw: Raw, max = Number.MAX_SAFE_INTE
   if (!m || !Number.isFinite(n) || n <= 0) {
     throw new UsageError(`invalid ${name}=${s}: expected a size such as 500M, 20G or 1T`);
   }
-  if (n > max) throw new UsageError(`invalid ${name}=${s}: at most ${formatSize(max)}`);
+  if (n > max) throw new UsageError(`invalid ${name}=${s}: at most ${formatByteSize(max)}`);
   return Math.floor(n);
 }
 
-function formatSize(n: number): string {
+/** A byte count the way parseByteSize reads it: 4194304 is `4M`; a count no unit divides stays as it is. */
+export function formatByteSize(n: number): string {
   for (const [unit, size] of [["T", UNITS.T!], ["G", UNITS.G!], ["M", UNITS.M!], ["K", UNITS.K!]] as const) {
     if (n >= size && n % size === 0) return `${n / size}${unit}`;
   }

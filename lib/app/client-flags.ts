@@ -1,13 +1,16 @@
-import { MAX_SOCKET_BUFFER } from "../net/udp-buffer.ts";
+import { DEFAULT_RECEIVE_BUFFER, MAX_SOCKET_BUFFER } from "../net/udp-buffer.ts";
 import type { RecordCliFlags } from "../record/record-dir.ts";
 import { nameProblem } from "../wire/control.ts";
-import { parseByteSize, parseInteger, parseNumber, parsePort, UsageError } from "./cli.ts";
+import { formatByteSize, parseByteSize, parseInteger, parseNumber, parsePort, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, operand, valueFlag } from "./flags.ts";
 import { LOG_MAX_FLAG } from "./log-flags.ts";
 import { CLIENT_TOKEN_FLAGS } from "./token-flags.ts";
-import { RECORD_FLAGS } from "./record-flags.ts";
+import { CONTAINERS, RECORD_FLAGS } from "./record-flags.ts";
 
 const text = (raw: string) => raw;
+
+/** Help's words for --frames and --duration, whose 0 means no limit. */
+const untilStopped = () => "none: run until stopped";
 
 /** The client's command line. */
 export const CLIENT_COMMAND = defineCommand({
@@ -25,15 +28,15 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
   flags: {
     classic: booleanFlag("classic", "the server is the classroom program (one JPEG per UDP datagram, answered continue or end)"),
     window: booleanFlag("window", "do not open a window (also automatic where there is no display)", { default: true }),
-    frames: valueFlag("frames", "N", 0, (raw, flag) => parseInteger(flag, raw, 1, 2 ** 31), "exit 0 after N frames"),
-    duration: valueFlag("duration", "S", 0, (raw, flag) => parseNumber(flag, raw, 0.1, 10 * 365 * 86400), "exit 0 after S seconds"),
+    frames: valueFlag("frames", "N", 0, (raw, flag) => parseInteger(flag, raw, 1, 2 ** 31), "exit 0 after N frames", untilStopped),
+    duration: valueFlag("duration", "S", 0, (raw, flag) => parseNumber(flag, raw, 0.1, 10 * 365 * 86400), "exit 0 after S seconds", untilStopped),
     stats: valueFlag<string | null>("stats", "FILE", null, text, "write a JSON summary here at exit (frames, loss, latency, fps)"),
     verify: booleanFlag("verify", "decode every frame and count the ones that fail (diagnostics)"),
-    out: valueFlag("out", "DIR", "recordings", text, "where recordings go (default recordings)"),
+    out: valueFlag("out", "DIR", "recordings", text, "where recordings go"),
     record: booleanFlag("record", "do not record", { default: true }),
     ...RECORD_FLAGS,
-    recvBuffer: valueFlag("recv-buffer", "SIZE", 4 << 20, (raw, flag) => parseByteSize(flag, raw, MAX_SOCKET_BUFFER),
-      "UDP receive buffer to ask the kernel for (default 4M)"),
+    recvBuffer: valueFlag("recv-buffer", "SIZE", DEFAULT_RECEIVE_BUFFER, (raw, flag) => parseByteSize(flag, raw, MAX_SOCKET_BUFFER),
+      "UDP receive buffer to ask the kernel for", formatByteSize),
     log: valueFlag<string | null>("log", "FILE", null, text, "also append log lines to FILE"),
     logMax: LOG_MAX_FLAG,
     ...CLIENT_TOKEN_FLAGS,
@@ -43,7 +46,8 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
       return raw;
     }, "a name for this viewer in the server's log"),
   },
-  footer: "Recordings: OUT/YYYY-MM-DD/HH-MM-SS.avi (local time of the segment's first frame).",
+  footer: `Recordings: OUT/YYYY-MM-DD/HH-MM-SS.EXT (local time of the segment's first frame),
+EXT being the --container: ${CONTAINERS.join(" or ")}.`,
 });
 
 /** How recording errors tell the client's user to fix or avoid them. */

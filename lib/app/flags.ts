@@ -24,8 +24,13 @@ export interface ValueFlag<T> {
   /** The value in help lines: `N` in `--port N`. */
   readonly placeholder: string;
   readonly default: T;
-  /** One line, or several joined with "\n" (continuations are indented under the first). */
+  /**
+   * One line, or several joined with "\n" (continuations are indented under the first).
+   * It never writes the default: help appends `(default …)` from `defaultText`.
+   */
   readonly help: string;
+  /** The default as help writes it (`4M` for 4194304 bytes), or null when help names none. */
+  readonly defaultText: string | null;
   readonly parse: (raw: string, flag: string) => T;
   /** Given more than once, every value is kept (T is then an array; parse gets one value and returns [it]). */
   readonly repeatable?: boolean;
@@ -72,14 +77,30 @@ export function booleanFlag(name: string, help: string, options: { default?: boo
   return { kind: "boolean", name, default: options.default ?? false, help, ...(options.short ? { short: options.short } : {}) };
 }
 
-/** A table row for a flag with a value. */
-export function valueFlag<T>(name: string, placeholder: string, defaultValue: T, parse: (raw: string, flag: string) => T, help: string): ValueFlag<T> {
-  return { kind: "value", name, placeholder, default: defaultValue, parse, help };
+/**
+ * How help writes a flag's default: given the default, the words for it (e.g. a byte
+ * size as `4M`, null as `off`), or null to name no default.
+ */
+export type ShowDefault<T> = (value: T) => string | null;
+
+/** A number as it is, a word as it is; nothing for null, undefined or "" (help then names no default). */
+function plainDefault(value: unknown): string | null {
+  if (typeof value === "number") return String(value);
+  if (typeof value === "string" && value !== "") return value;
+  return null;
+}
+
+/**
+ * A table row for a flag with a value. Help appends `(default …)` to `help`, written by
+ * `show` (by default: numbers and words as they are, nothing for null, undefined or "").
+ */
+export function valueFlag<T>(name: string, placeholder: string, defaultValue: T, parse: (raw: string, flag: string) => T, help: string, show: ShowDefault<T> = plainDefault): ValueFlag<T> {
+  return { kind: "value", name, placeholder, default: defaultValue, defaultText: show(defaultValue), parse, help };
 }
 
 /** A table row for a flag that may be given several times; its value is every one given, in order ([] when none). */
 export function listFlag<T>(name: string, placeholder: string, parse: (raw: string, flag: string) => T, help: string): ValueFlag<T[]> {
-  return { kind: "value", name, placeholder, default: [], parse: (raw, flag) => [parse(raw, flag)], help, repeatable: true };
+  return { kind: "value", name, placeholder, default: [], defaultText: null, parse: (raw, flag) => [parse(raw, flag)], help, repeatable: true };
 }
 
 /** A positional argument. */
@@ -190,7 +211,7 @@ function parseOperands<O extends OperandTable>(cmd: Command<FlagTable, O>, given
 /** Column where help text starts, after the flag and its placeholder. */
 const HELP_COLUMN = 23;
 
-/** The `--help` text: usage line, about paragraph, one row per flag, footer. */
+/** The `--help` text: usage line, about paragraph, one row per flag (with its default), footer. */
 export function helpText(cmd: Command<FlagTable, OperandTable>): string {
   const operands = Object.values(cmd.operands).map((o) => `${o.name} `).join("");
   const rows = Object.values(cmd.flags).map(helpRow);
@@ -201,7 +222,8 @@ export function helpText(cmd: Command<FlagTable, OperandTable>): string {
 function helpRow(flag: Flag): string {
   const spelled = flag.kind === "value" ? `--${flag.name} ${flag.placeholder}` : flagSpelling(flag);
   const head = `  ${flag.kind === "boolean" && flag.short ? `-${flag.short}, ` : ""}${spelled}`;
-  const [first, ...more] = flag.help.split("\n");
+  const help = flag.kind === "value" && flag.defaultText !== null ? `${flag.help} (default ${flag.defaultText})` : flag.help;
+  const [first, ...more] = help.split("\n");
   const indent = " ".repeat(HELP_COLUMN);
   return [head + " ".repeat(Math.max(1, HELP_COLUMN - head.length)) + first, ...more.map((line) => indent + line)].join("\n");
 }

@@ -1,5 +1,5 @@
 import { FfmpegNotFoundError, resolveFfmpeg } from "../media/ffmpeg.ts";
-import { checkWritable, RecordError, type RecordCliFlags } from "../record/record-dir.ts";
+import { checkWritable, recordAdvice, RecordError, type RecordCliFlags } from "../record/record-dir.ts";
 
 /**
  * Checks, before connecting or capturing, what recording needs: a folder it can write
@@ -11,7 +11,7 @@ export function checkCanRecord(dir: string, flags: RecordCliFlags): void {
   try {
     resolveFfmpeg();
   } catch (e) {
-    if (e instanceof FfmpegNotFoundError) throw new RecordError(`cannot record: ${e.message}; or ${flags.off}`);
+    if (e instanceof FfmpegNotFoundError) throw new RecordError(`cannot record: ${e.message}${recordAdvice(flags, "off")}`);
     throw e;
   }
 }

@@ -1,30 +1,34 @@
+import { UserError } from "../errors/user-error.ts";
 import { UsageError } from "./cli.ts";
 
-/** Errors whose message is already the whole story for the user (no stack trace). */
-const USER_ERRORS = new Set(["UsageError", "ConnectError", "CaptureError", "RecordError", "CvLoadError", "FfmpegNotFoundError", "StartError", "LogFileError"]);
-
 /**
- * Runs an entry script's main: a UsageError prints its message and the usage hint
- * with exit 2, a known error prints one line with exit 1, anything else its stack.
+ * Runs an entry script's main and exits with its status. A UsageError prints its
+ * message and the usage hint with exit 2; any other UserError prints one line with
+ * exit 1; anything else is a bug and prints its stack, exit 1.
  */
 export async function runMain(program: string, script: string, main: () => Promise<number>): Promise<never> {
   let code: number;
   try {
     code = await main();
   } catch (e) {
-    const err = e instanceof Error ? e : new Error(String(e));
-    if (err instanceof UsageError) {
-      process.stderr.write(`${program}: ${err.message}\nRun \`${invocation(script)} --help\` for usage.\n`);
-      code = 2;
-    } else if (USER_ERRORS.has(err.name)) {
-      process.stderr.write(`${program}: error: ${err.message}\n`);
-      code = 1;
-    } else {
-      process.stderr.write(`${program}: unexpected error: ${err.stack ?? err.message}\n`);
-      code = 1;
-    }
+    code = reportFailure(program, script, e, (text) => process.stderr.write(text));
   }
   process.exit(code);
+}
+
+/** Writes what `main` threw the way runMain does, and returns the exit status (exported for tests). */
+export function reportFailure(program: string, script: string, thrown: unknown, write: (text: string) => void): number {
+  if (thrown instanceof UsageError) {
+    write(`${program}: ${thrown.message}\nRun \`${invocation(script)} --help\` for usage.\n`);
+    return 2;
+  }
+  if (thrown instanceof UserError) {
+    write(`${program}: error: ${thrown.message}\n`);
+    return 1;
+  }
+  const err = thrown instanceof Error ? thrown : new Error(String(thrown));
+  write(`${program}: unexpected error: ${err.stack ?? err.message}\n`);
+  return 1;
 }
 
 /**

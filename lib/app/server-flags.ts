@@ -1,4 +1,4 @@
-import type { SourceSpec } from "../capture/capture.ts";
+import { TEST_DEFAULT, type SourceSpec } from "../capture/capture.ts";
 import type { RecordCliFlags } from "../record/record-dir.ts";
 import { DEFAULT_MAX_PER_HOST } from "../send/admission.ts";
 import { DEFAULT_SPREAD } from "../send/stream-server.ts";
@@ -7,7 +7,7 @@ import { parsePublishUrl, PublishUrlError, readPublishTokenFile, type PublishTar
 import { parsePublishTargets } from "../publish/publishers.ts";
 import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "../wire/datagram.ts";
 import { autoGroupAddress, DEFAULT_GROUP_PORT, DEFAULT_MULTICAST_TTL, isAdminScopedGroup, normaliseIPv4, type GroupConfig } from "../net/multicast.ts";
-import { parseInteger, parseNumber, parsePort, parseSize, UsageError } from "./cli.ts";
+import { JPEG_QUALITY, parseInteger, parseNumber, parsePort, parseSize, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, listFlag, valueFlag } from "./flags.ts";
 import { LOG_MAX_FLAG } from "./log-flags.ts";
 import { SERVER_TOKEN_FLAGS } from "./token-flags.ts";
@@ -35,7 +35,32 @@ export function parseSourceFlag(s: string, flag = "--source"): SourceSpec {
   return { kind: "file", path: s };
 }
 
+/** How --source names `spec`: the inverse of parseSourceFlag, for help's default. */
+export function sourceSpelling(spec: SourceSpec): string {
+  switch (spec.kind) {
+    case "camera": return `camera:${spec.index}`;
+    case "test": return "test";
+    case "gst": return `gst:${spec.pipeline}`;
+    case "file": return `file:${spec.path}`;
+  }
+}
+
 const text = (raw: string) => raw;
+
+/** The TCP control port viewers connect to unless told otherwise. */
+export const DEFAULT_PORT = 9999;
+/** Viewers at once, unless --max-clients says otherwise. */
+export const DEFAULT_MAX_CLIENTS = 32;
+/** The most --max-clients and --max-per-host allow. */
+export const MAX_VIEWERS = 1024;
+/** JPEG quality of frames the server encodes, unless --quality says otherwise. */
+export const DEFAULT_QUALITY = 80;
+
+/** The largest IP time-to-live: an 8-bit field. */
+const MAX_MULTICAST_TTL = 255;
+
+/** Help's words for a flag that is off unless given. */
+const off = () => "off";
 
 /** A multicast group from `--multicast`: an address and a port. */
 export interface GroupFlag {
@@ -84,44 +109,45 @@ export const SERVER_COMMAND = defineCommand({
 lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when ready.`,
   operands: {},
   flags: {
-    port: valueFlag("port", "N", 9999, (raw, flag) => parsePort(flag, raw), "TCP control port (default 9999; 0 picks a free port)"),
-    bind: valueFlag("bind", "ADDR", "0.0.0.0", text, "address to listen on (default 0.0.0.0)"),
+    port: valueFlag("port", "N", DEFAULT_PORT, (raw, flag) => parsePort(flag, raw), "TCP control port; 0 picks a free port"),
+    bind: valueFlag("bind", "ADDR", "0.0.0.0", text, "address to listen on"),
     source: valueFlag<SourceSpec>("source", "SRC", { kind: "camera", index: 0 }, parseSourceFlag,
-      "camera:N (default camera:0), test, gst:PIPELINE, or a video file"),
+      "camera:N, test, gst:PIPELINE, or a video file", sourceSpelling),
     loop: booleanFlag("loop", "replay a video file from the start when it ends"),
     size: valueFlag<{ width: number; height: number } | undefined>("size", "WxH", undefined, (raw, flag) => parseSize(flag, raw),
-      "capture size (camera, test; default 1280x720 for test)"),
+      `capture size (camera, test; ${TEST_DEFAULT.width}x${TEST_DEFAULT.height} for test unless given)`),
     fps: valueFlag<number | undefined>("fps", "N", undefined, (raw, flag) => parseNumber(flag, raw, 0.1, 240),
       "frames per second (camera, test; overrides a file's rate)"),
-    quality: valueFlag("quality", "Q", 80, (raw, flag) => parseInteger(flag, raw, 1, 100), "JPEG quality 1-100 (default 80)"),
+    quality: valueFlag("quality", "Q", DEFAULT_QUALITY, (raw, flag) => parseInteger(flag, raw, JPEG_QUALITY.min, JPEG_QUALITY.max),
+      `JPEG quality ${JPEG_QUALITY.min}-${JPEG_QUALITY.max}`),
     reencode: booleanFlag("reencode", "encode every frame at --quality even where the source already\ndelivers JPEG (default: send a camera's or MJPEG file's JPEG as it is)"),
-    log: valueFlag("log", "FILE", "lancam-server.log", text, "append joins and leaves here (default lancam-server.log)"),
+    log: valueFlag("log", "FILE", "lancam-server.log", text, "append joins and leaves here"),
     logMax: LOG_MAX_FLAG,
-    maxClients: valueFlag("max-clients", "N", 32, (raw, flag) => parseInteger(flag, raw, 1, 1024), "viewers at once, 1-1024 (default 32)"),
-    maxPerHost: valueFlag("max-per-host", "N", DEFAULT_MAX_PER_HOST, (raw, flag) => parseInteger(flag, raw, 1, 1024),
-      `viewers at once from one address, 1-1024 (default ${DEFAULT_MAX_PER_HOST})`),
+    maxClients: valueFlag("max-clients", "N", DEFAULT_MAX_CLIENTS, (raw, flag) => parseInteger(flag, raw, 1, MAX_VIEWERS), `viewers at once, 1-${MAX_VIEWERS}`),
+    maxPerHost: valueFlag("max-per-host", "N", DEFAULT_MAX_PER_HOST, (raw, flag) => parseInteger(flag, raw, 1, MAX_VIEWERS),
+      `viewers at once from one address, 1-${MAX_VIEWERS}`),
     ...SERVER_TOKEN_FLAGS,
     mtu: valueFlag("mtu", "BYTES", DEFAULT_MTU, (raw, flag) => parseInteger(flag, raw, MIN_MTU, MAX_MTU),
-      `largest datagram, ${MIN_MTU}-${MAX_MTU} (default ${DEFAULT_MTU})`),
+      `largest datagram, ${MIN_MTU}-${MAX_MTU}`),
     spread: valueFlag("spread", "F", DEFAULT_SPREAD, (raw, flag) => parseNumber(flag, raw, 0, 1),
       `spread each frame's datagrams over this fraction of the frame
-interval, 0-1 (default ${DEFAULT_SPREAD}); 0 sends each frame in one burst
-(lowest latency, but viewers with small UDP buffers lose frames)`),
+interval, 0-1; 0 sends each frame in one burst (lowest latency,
+but viewers with small UDP buffers lose frames)`),
     multicast: valueFlag<GroupFlag | null>("multicast", "GROUP[:PORT]", null, (raw, flag) => parseMulticastFlag(raw, flag),
       `send every datagram once to this multicast group, 239.x.y.z[:PORT]
 (port ${DEFAULT_GROUP_PORT} by default), or auto for a random 239.255.x.y, instead
-of once per viewer; viewers it does not reach get unicast (default off)`),
-    multicastTtl: valueFlag<number | null>("multicast-ttl", "N", null, (raw, flag) => parseInteger(flag, raw, 1, 255),
-      `hops multicast datagrams may take, 1-255 (default ${DEFAULT_MULTICAST_TTL}: this link only)`),
+of once per viewer; viewers it does not reach get unicast`, off),
+    multicastTtl: valueFlag<number | null>("multicast-ttl", "N", null, (raw, flag) => parseInteger(flag, raw, 1, MAX_MULTICAST_TTL),
+      `hops multicast datagrams may take, 1-${MAX_MULTICAST_TTL}`, () => `${DEFAULT_MULTICAST_TTL}: this link only`),
     multicastIf: valueFlag<string | null>("multicast-if", "ADDR", null, (raw, flag) => parseIPv4Flag(raw, flag),
       "send multicast by the interface with this address (default: --bind\nwhen it is one address, else the route for the group)"),
     http: valueFlag<number | null>("http", "PORT", null, (raw, flag) => parsePort(flag, raw),
-      "also serve a browser view on this port: live page, MJPEG, snapshot,\n/state and /metrics (default off; 0 picks a free port)"),
-    httpBind: valueFlag("http-bind", "ADDR", "0.0.0.0", text, "address the browser view listens on (default 0.0.0.0)"),
+      "also serve a browser view on this port: live page, MJPEG, snapshot,\n/state and /metrics; 0 picks a free port", off),
+    httpBind: valueFlag("http-bind", "ADDR", "0.0.0.0", text, "address the browser view listens on"),
     publish: listFlag<string>("publish", "URL", (raw, flag) => usage(() => (parsePublishUrl(raw, flag), raw), PublishUrlError),
       "also push the stream to an RTSP server (MediaMTX and the like),\nrtsp:// or rtsps://; repeatable for several targets"),
     publishCodec: valueFlag<PublishCodec>("publish-codec", "C", "copy", (raw, flag) => usage(() => parsePublishCodec(raw, flag), PublishCodecError),
-      "copy (the JPEG frames as RTP/JPEG, default) or h264 (encoded once,\nfor servers that offer WebRTC or HLS)"),
+      "copy (the JPEG frames as RTP/JPEG) or h264 (encoded once,\nfor servers that offer WebRTC or HLS)"),
     publishTokenFile: valueFlag<string | null>("publish-token-file", "FILE", null, text, "USER:PASSWORD for --publish URLs without credentials of their own"),
     record: valueFlag<string | null>("record", "DIR", null, text, "also record the source into DIR (no network loss)"),
     ...RECORD_FLAGS,

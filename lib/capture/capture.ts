@@ -16,6 +16,8 @@ import { silentLogger, throttled } from "../log/logger.ts";
 import { seqAdd } from "../wire/seq.ts";
 import { choosePath, type CapturePath, type PathChoice } from "./capture-path.ts";
 import { checkSourceJpeg } from "./jpeg-check.ts";
+import { UserError } from "../errors/user-error.ts";
+import { errorText } from "../errors/error-text.ts";
 
 export type { CapturePath } from "./capture-path.ts";
 
@@ -27,7 +29,7 @@ export type SourceSpec =
   | { kind: "test" };
 
 /** A source that cannot open or stopped working; the message says what to do. */
-export class CaptureError extends Error {
+export class CaptureError extends UserError {
   override name = "CaptureError";
 }
 
@@ -91,7 +93,8 @@ export interface OpenOptions {
   log?: Logger;
 }
 
-const TEST_DEFAULT = { width: 1280, height: 720, fps: 30 };
+/** What `--source test` makes when --size and --fps do not say. */
+export const TEST_DEFAULT = { width: 1280, height: 720, fps: 30 } as const;
 const FILE_FALLBACK_FPS = 25;
 const TRY_TEST = "use --source test for the built-in test pattern";
 /** At most one warning about bad frames per this many ms; the rest are counted in it. */
@@ -285,7 +288,7 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     try {
       return await op();
     } catch (err) {
-      throw new CaptureError(`${description}: ${err instanceof Error ? err.message : String(err)}`);
+      throw new CaptureError(`${description}: ${errorText(err)}`);
     }
   };
   const reopen = async () => {

@@ -29,6 +29,8 @@ import { readerName } from "./reader-name.ts";
 import { AUTH_CHALLENGE, type AuthCheck } from "./token-auth.ts";
 import { lossPercent, ViewHistory, type ViewState } from "./view-state.ts";
 import type { AdmissionHook, BrowserLeaveReason, ServerState, ViewerInfo } from "./viewer-info.ts";
+import { UserError } from "../errors/user-error.ts";
+import { plainAddress } from "../net/address.ts";
 
 /** How the view is set up. */
 export interface HttpViewOptions {
@@ -82,7 +84,7 @@ const ASSETS: Record<string, { body: string; type: string }> = {
 const PAGE = pageHtml as unknown as string;
 
 /** The view could not start (port in use, bad address); the message says what to do. */
-export class HttpStartError extends Error {
+export class HttpStartError extends UserError {
   override name = "HttpStartError";
 }
 
@@ -94,11 +96,6 @@ interface ReaderConn {
   wake: (() => void) | null;
   client: string;
   joinedAtMs: number;
-}
-
-/** Strips the IPv4-mapped prefix so addresses compare and print plainly. */
-function plainAddress(a: string): string {
-  return a.startsWith("::ffff:") ? a.slice(7) : a;
 }
 
 function text(status: number, body: string, headers: Record<string, string> = {}): Response {

@@ -2,11 +2,12 @@ import { closeSync, fstatSync, mkdirSync, openSync, renameSync, unlinkSync, writ
 import { dirname } from "node:path";
 import { formatLine, type Level, type Sink } from "./format.ts";
 import { reportOnce, writeStderr } from "./logger.ts";
+import { UserError } from "../errors/user-error.ts";
 
 // ---------------------------------------------------------------- log file
 
 /** The log file cannot be opened; the message says which and why. */
-export class LogFileError extends Error {
+export class LogFileError extends UserError {
   override name = "LogFileError";
 }
 

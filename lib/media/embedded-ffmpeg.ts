@@ -10,6 +10,7 @@
 import { accessSync, chmodSync, constants, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { errorText } from "../errors/error-text.ts";
 
 /** A binary inside the executable and what its extracted copy must match. */
 export interface EmbeddedBinary {
@@ -75,7 +76,7 @@ export function extractBinary(bin: EmbeddedBinary, dir: string, name: string): s
       // the folder itself is the problem: nothing was written
     }
     throw new Error(
-      `cannot extract the embedded ffmpeg to ${target} (${err instanceof Error ? err.message : String(err)}); ` +
+      `cannot extract the embedded ffmpeg to ${target} (${errorText(err)}); ` +
         "set XDG_CACHE_HOME to a writable folder, or FFMPEG_BIN=/path/to/ffmpeg",
     );
   }

@@ -1,9 +1,11 @@
 import { accessSync, constants, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { embeddedFfmpeg } from "./embedded-ffmpeg.ts";
+import { UserError } from "../errors/user-error.ts";
+import { errorText } from "../errors/error-text.ts";
 
 /** No usable ffmpeg was found; the message names every place that was tried. */
-export class FfmpegNotFoundError extends Error {
+export class FfmpegNotFoundError extends UserError {
   override name = "FfmpegNotFoundError";
 }
 
@@ -48,7 +50,7 @@ export function resolveFfmpeg(probe: FfmpegProbe = systemProbe()): { path: strin
       bundled = fromEmbedded ? `the embedded ffmpeg ${fromEmbedded} does not run` : "this executable embeds no ffmpeg";
     } catch (e) {
       // PATH may still have one; the reason matters only when it does not.
-      bundled = e instanceof Error ? e.message : String(e);
+      bundled = errorText(e);
     }
   } else {
     const fromStatic = probe.staticBinary();

@@ -4,11 +4,23 @@
  * OpenCV; a load failure becomes one CvLoadError that names the fix.
  */
 import { tmpdir } from "node:os";
+import { UserError } from "../errors/user-error.ts";
+import { errorText } from "../errors/error-text.ts";
 
 /** The addon could not be loaded; the message says what is missing and how to fix it. */
-export class CvLoadError extends Error {
+export class CvLoadError extends UserError {
   override name = "CvLoadError";
 }
+
+/**
+ * The largest picture lancam takes from a source, sends or decodes: the one TypeScript
+ * statement of this limit. The addon holds its own (native/lancam.h kMaxPictureWidth x
+ * kMaxPictureHeight, exported as `maxPicture`); tests/cv.test.ts checks the two agree.
+ */
+export const MAX_PICTURE = { width: 7680, height: 4320 } as const;
+
+/** The smallest side of a picture lancam makes (`--size`); the addon's `minPictureSide`. */
+export const MIN_PICTURE_SIDE = 16;
 
 /** A JPEG picture with its size. */
 export interface JpegImage {
@@ -113,6 +125,10 @@ export interface NativeTestPatternLayout {
 export interface CvAddon {
   /** OpenCV's CV_VERSION, e.g. "4.6.0". */
   readonly opencvVersion: string;
+  /** The largest picture the addon decodes or renders (MAX_PICTURE on the TypeScript side). */
+  readonly maxPicture: { readonly width: number; readonly height: number };
+  /** The smallest side of a picture the addon renders (MIN_PICTURE_SIDE). */
+  readonly minPictureSide: number;
   readonly Capture: new () => NativeCapture;
   readonly TestPattern: new () => NativeTestPattern;
   readonly testPatternLayout: NativeTestPatternLayout;
@@ -120,11 +136,11 @@ export interface CvAddon {
   encodeJpeg(bgr: Uint8Array, width: number, height: number, quality: number): Buffer;
   /**
    * JPEG to packed BGR; throws a clear Error on bytes that do not decode or whose
-   * header claims more than 7680x4320 (checked before anything is allocated).
+   * header claims more than MAX_PICTURE (checked before anything is allocated).
    */
   decodeJpeg(jpeg: Uint8Array): BgrImage;
   /**
-   * The size of a JPEG that decodes in full within 7680x4320, without copying its
+   * The size of a JPEG that decodes in full within MAX_PICTURE, without copying its
    * pixels out; null otherwise.
    */
   jpegInfo(jpeg: Uint8Array): { width: number; height: number } | null;
@@ -136,7 +152,7 @@ export interface CvAddon {
    */
   fitJpeg(jpeg: Uint8Array, maxBytes: number, quality: number): Promise<FitJpegResult>;
   /**
-   * Decodes a JPEG as far as it decodes (within 7680x4320) and encodes it again at
+   * Decodes a JPEG as far as it decodes (within MAX_PICTURE) and encodes it again at
    * `quality`, on a worker thread, so a damaged frame leaves whole. Never rejects for
    * bad input: `jpeg` is null and `reason` says why.
    */
@@ -144,7 +160,7 @@ export interface CvAddon {
   /**
    * A greyscale picture decoded at 1/`denominator` of the JPEG's size (1, 2, 4 or 8),
    * scaled inside the decoder, so it costs a fraction of a full decode; null when the
-   * bytes do not decode or exceed 7680x4320.
+   * bytes do not decode or exceed MAX_PICTURE.
    */
   jpegThumbnail(jpeg: Uint8Array, denominator: 1 | 2 | 4 | 8): { grey: Buffer; width: number; height: number } | null;
   /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
@@ -168,9 +184,6 @@ let loaded: CvAddon | undefined;
 let failure: CvLoadError | undefined;
 
 /** The addon, loaded on first use and cached; throws CvLoadError when it cannot load. */
-/** The largest picture the addon decodes or takes from a source (its kMaxDecodeWidth x kMaxDecodeHeight). */
-export const MAX_PICTURE = { width: 7680, height: 4320 } as const;
-
 export function cv(): CvAddon {
   if (loaded) return loaded;
   if (failure) throw failure;
@@ -198,7 +211,7 @@ const ADDON_MODULES = "{core,imgproc,imgcodecs,videoio,highgui}";
 export function describeLoadFailure(err: unknown, where: LoadContext = {}): string {
   const platform = where.platform ?? process.platform;
   const standalone = where.standalone ?? Bun.isStandaloneExecutable;
-  const message = (err instanceof Error ? err.message : String(err)).replace(/\s+/g, " ").trim();
+  const message = errorText(err).replace(/\s+/g, " ").trim();
   const code = (err as { code?: unknown } | null)?.code;
   // A compiled executable unpacks the addon into the temporary folder and loads it from
   // there; when it cannot write it, dlopen is handed the /$bunfs/ path instead.

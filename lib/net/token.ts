@@ -1,8 +1,9 @@
 import { createHmac, randomBytes } from "node:crypto";
 import { chmodSync, closeSync, openSync, readFileSync, statSync, writeSync } from "node:fs";
+import { UserError } from "../errors/user-error.ts";
 
 /** A token that cannot be used, or a token file that cannot be read or written; the message says which. */
-export class TokenError extends Error {
+export class TokenError extends UserError {
   override name = "TokenError";
 }
 

@@ -2,6 +2,8 @@ import { dlopen, FFIType, ptr } from "bun:ffi";
 
 /** The largest buffer that can be asked for: setsockopt takes an int, which Linux then doubles. */
 export const MAX_SOCKET_BUFFER = 1 << 30;
+/** The receive buffer a viewer asks for unless told otherwise (`--recv-buffer`): a few frames at full rate. */
+export const DEFAULT_RECEIVE_BUFFER = 4 << 20;
 
 /** What enlarging a socket's receive buffer achieved. */
 export interface BufferResult {

@@ -5,6 +5,7 @@ import { FrameStream } from "./frame-stream.ts";
 import { type TsPiece, TsSplitter } from "../mux/mpegts.ts";
 import { PublishLink, type PublishState, type PublishTimings, type StopReason } from "./publish-link.ts";
 import { encoderArgs, PublishProcess } from "./publish-process.ts";
+import { errorText } from "../errors/error-text.ts";
 
 /**
  * The one H.264 encoding behind every `--publish-codec h264` target: one ffmpeg with libx264
@@ -94,10 +95,6 @@ const STDERR_WAIT_MS = 500;
 function isCompleteJpeg(b: Uint8Array): boolean {
   const n = b.length;
   return n >= 4 && b[0] === 0xff && b[1] === 0xd8 && b[n - 2] === 0xff && b[n - 1] === 0xd9;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** Encodes frames to H.264 once for any number of subscribers. */

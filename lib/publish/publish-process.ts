@@ -1,6 +1,7 @@
 import type { Subprocess } from "bun";
 import { forEachLine } from "../media/line-reader.ts";
 import { redactSecrets, type PublishTarget } from "./publish-url.ts";
+import { UserError } from "../errors/user-error.ts";
 
 /**
  * One ffmpeg run of a publisher: a connection to an RTSP server, or the shared H.264 encoder.
@@ -20,7 +21,7 @@ export type PublishCodec = "copy" | "h264";
 export const PUBLISH_CODECS: readonly PublishCodec[] = ["copy", "h264"];
 
 /** A `--publish-codec` value that is not one of {@link PUBLISH_CODECS}. */
-export class PublishCodecError extends Error {
+export class PublishCodecError extends UserError {
   override name = "PublishCodecError";
 }
 

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { UserError } from "../errors/user-error.ts";
 
 /**
  * Where a publisher pushes the stream: an RTSP (or RTSP over TLS) URL, checked before ffmpeg
@@ -16,7 +17,7 @@ import { readFileSync } from "node:fs";
  * A `--publish` URL or a token file that cannot be used. The message names the flag and never
  * holds a password, so the flag table can print it as a usage error as it is.
  */
-export class PublishUrlError extends Error {
+export class PublishUrlError extends UserError {
   override name = "PublishUrlError";
 }
 

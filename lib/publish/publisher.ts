@@ -8,6 +8,7 @@ import { PublishLink, type PublishState, type PublishTimings, type StopReason } 
 import { type PublishCodec, PublishProcess, progressReader, targetArgs } from "./publish-process.ts";
 import type { PublishTarget } from "./publish-url.ts";
 import { rtpJpegProblem } from "../mux/rtp-jpeg.ts";
+import { errorText } from "../errors/error-text.ts";
 
 /**
  * Pushes the live stream to one RTSP server with ffmpeg, beside the viewers and the recorder,
@@ -83,10 +84,6 @@ export interface PublisherStats {
 const DEFAULT_CLOSE_TIMEOUT_MS = 3000;
 /** How long a failed ffmpeg's stderr may take to arrive before its failure is logged without it. */
 const STDERR_WAIT_MS = 500;
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** One connection: its ffmpeg and what feeds it. */
 interface Run {

@@ -1,5 +1,7 @@
 import type { Socket, udp } from "bun";
 import type { Logger } from "../log/format.ts";
+import { MAX_PICTURE } from "../native/cv.ts";
+import { plainAddress as normalize } from "../net/address.ts";
 import { encodeClassicAnswer, encodeClassicPort } from "../wire/classic.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import { readJpegSize } from "../wire/jpeg-header.ts";
@@ -9,8 +11,7 @@ import { ReceiverStats } from "./receiver-stats.ts";
 import type { FrameSink } from "./viewer.ts";
 
 /** Largest picture accepted from a classroom server: the addon decodes nothing bigger. */
-const MAX_WIDTH = 7680;
-const MAX_HEIGHT = 4320;
+const { width: MAX_WIDTH, height: MAX_HEIGHT } = MAX_PICTURE;
 /** The frame rate is measured over arrivals spanning at least this long. */
 export const RATE_WINDOW_MS = 1000;
 /** Highest rate reported, in millihertz (as a welcome may announce). */
@@ -305,8 +306,4 @@ export class ClassicClient implements AsyncDisposable {
     this.stop();
     await this.ended;
   }
-}
-
-function normalize(address: string): string {
-  return address.toLowerCase().startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
 }

@@ -6,6 +6,7 @@ import {
   type ByeTotals, type Challenge, type ControlMessage, type Hello, type Key, type Report, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
+import { UserError } from "../errors/user-error.ts";
 
 /**
  * How long after a welcome that names a multicast group the viewer waits for the
@@ -23,7 +24,7 @@ export function reconnectDelayMs(attempt: number): number {
 }
 
 /** A connection attempt that failed; the message is meant for the user as is. */
-export class ConnectError extends Error {
+export class ConnectError extends UserError {
   override name = "ConnectError";
   /**
    * `refusedFor`: the server's refuse reason when it answered with one. Only some of

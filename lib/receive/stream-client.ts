@@ -7,7 +7,8 @@ import { DecodeError } from "../wire/decode-error.ts";
 import { FrameOpener, type OpenerCounters } from "./frame-opener.ts";
 import { ConnectError, Handshake, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
 import { Reassembler, type ReassembledFrame } from "./reassembler.ts";
-import { enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
+import { DEFAULT_RECEIVE_BUFFER, enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
+import { plainAddress } from "../net/address.ts";
 import { openGroupReceiver, type GroupReceiver } from "../net/multicast.ts";
 
 /** How often the reassembler gives up on stale partial frames (its timeout is 500 ms), and the handshake is ticked. */
@@ -337,7 +338,8 @@ export class StreamClient implements AsyncDisposable {
       open: (tcp) => {
         // Given up meanwhile (timeout, stop): a late connection must not stay open.
         if (this.#conn !== conn) return void tcp.end();
-        conn.localIp = plainAddress(tcp.localAddress);
+        // Plain, so the address can name an IPv4 interface.
+        conn.localIp = tcp.localAddress ? plainAddress(tcp.localAddress) : null;
         conn.channel = new ControlChannel(tcp);
         this.#push({ type: "connected" });
       },
@@ -394,12 +396,6 @@ export class StreamClient implements AsyncDisposable {
     const frame = this.#reassembler.push(datagram, now);
     if (frame) this.#opts.onFrame(frame, now);
   }
-}
-
-/** Strips the IPv4-mapped prefix, so the address can name an IPv4 interface. */
-function plainAddress(a: string | undefined): string | null {
-  if (!a) return null;
-  return a.startsWith("::ffff:") ? a.slice(7) : a;
 }
 
 /** An IPv4 address for a host name or literal (the UDP filter compares literals); null when there is none. */

@@ -1,8 +1,10 @@
 import { mkdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { UserError } from "../errors/user-error.ts";
+import { errorText } from "../errors/error-text.ts";
 
 /** The output folder cannot be used; the message says what to do. */
-export class RecordError extends Error {
+export class RecordError extends UserError {
   override name = "RecordError";
 }
 
@@ -25,18 +27,25 @@ export interface RecordCliFlags {
   off: string;
 }
 
-/** The client's wording: `--out DIR`, and `--no-record` to view only. */
-export const CLIENT_RECORD_FLAGS: RecordCliFlags = { dir: "--out", off: "pass --no-record" };
+/**
+ * What to do about a recording error, in the words of the caller's flags (`; choose
+ * another --out or pass --no-record`), or nothing for a caller without a command line.
+ * The spellings come from the caller's flag table only, never from here.
+ */
+export function recordAdvice(flags: RecordCliFlags | undefined, what: "dir" | "off"): string {
+  if (!flags) return "";
+  return what === "dir" ? `; choose another ${flags.dir} or ${flags.off}` : `; or ${flags.off}`;
+}
 
 /**
  * Creates `dir` and writes a probe file in it, or throws a RecordError saying what to do in
  * terms of the caller's `flags`.
  */
-export function checkWritable(dir: string, flags: RecordCliFlags = CLIENT_RECORD_FLAGS): void {
+export function checkWritable(dir: string, flags?: RecordCliFlags): void {
   const fail = (err: unknown): never => {
     const code = (err as NodeJS.ErrnoException).code ?? "";
-    const reason = REASONS[code] ? `${REASONS[code]} (${code})` : (err instanceof Error ? err.message : String(err));
-    throw new RecordError(`cannot record into ${dir}: ${reason}; choose another ${flags.dir} or ${flags.off}`);
+    const reason = REASONS[code] ? `${REASONS[code]} (${code})` : errorText(err);
+    throw new RecordError(`cannot record into ${dir}: ${reason}${recordAdvice(flags, "dir")}`);
   };
   try {
     mkdirSync(dir, { recursive: true });

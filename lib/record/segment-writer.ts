@@ -6,12 +6,13 @@ import { resolveFfmpeg, resolveFfprobe } from "../media/ffmpeg.ts";
 import { OpenPartials } from "./open-partials.ts";
 import { OpenSegment } from "./open-segment.ts";
 import { claimOutDir } from "./out-dir-lock.ts";
-import { checkWritable, CLIENT_RECORD_FLAGS, type RecordCliFlags, RecordError } from "./record-dir.ts";
+import { checkWritable, recordAdvice, type RecordCliFlags, RecordError } from "./record-dir.ts";
 import { Retention, type RetentionEnv } from "./retention.ts";
 import { type Container, FFMPEG_FORMAT, finalPathFor, freeSegmentPaths, type SegmentPaths } from "./segment-naming.ts";
 import { segmentArgs } from "./segment-process.ts";
 import { recoverPartial, recoverPartials } from "./segment-recovery.ts";
 import { type RotationReason, SegmentTimeline } from "./segment-timeline.ts";
+import { errorText } from "../errors/error-text.ts";
 
 /**
  * Records frames into rolling segments with ffmpeg (stream copy, never re-encoded).
@@ -84,7 +85,7 @@ export interface SegmentWriterOptions {
    * Tests pass a fake one to step through the backoff without waiting.
    */
   now?: () => number;
-  /** How the caller's flags name the folder and turn recording off, for error messages (default: the client's). */
+  /** How the caller's flags name the folder and turn recording off, for error messages (none: no advice). */
   cliFlags?: RecordCliFlags;
 }
 
@@ -117,10 +118,6 @@ type OwnCounts = Omit<SegmentWriterStats, "framesWritten" | "repeats" | "bytesWr
 function isCompleteJpeg(b: Uint8Array): boolean {
   const n = b.length;
   return n >= 4 && b[0] === 0xff && b[1] === 0xd8 && b[n - 2] === 0xff && b[n - 1] === 0xd9;
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** A timer whose promise resolves after `ms` unless cancelled first (then it never does). */
@@ -195,14 +192,14 @@ export class SegmentWriter implements AsyncDisposable {
     if (!(opts.segmentSeconds > 0)) throw new RangeError(`segmentSeconds must be > 0, got ${opts.segmentSeconds}`);
     if (!(opts.fps > 0 && opts.fps <= 1000)) throw new RangeError(`fps must be in (0, 1000], got ${opts.fps}`);
     if (!(opts.container in FFMPEG_FORMAT)) throw new RangeError(`container must be avi or mkv, got ${String(opts.container)}`);
-    const flags = opts.cliFlags ?? CLIENT_RECORD_FLAGS;
+    const flags = opts.cliFlags;
     const dir = resolve(opts.dir);
     checkWritable(dir, flags);
     let ffmpeg: string;
     try {
       ffmpeg = opts.ffmpegPath ?? resolveFfmpeg().path;
     } catch (err) {
-      throw new RecordError(`cannot record: ${errorText(err)}; or ${flags.off}`);
+      throw new RecordError(`cannot record: ${errorText(err)}${recordAdvice(flags, "off")}`);
     }
     let ffprobe = opts.ffprobePath;
     try {

@@ -2,6 +2,7 @@ import type { Frame } from "../wire/frame.ts";
 import { MAX_CLASSIC_DATAGRAM, decodeClassicAnswer } from "../wire/classic.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { seqLess } from "../wire/seq.ts";
+import { plainAddress as normalizeAddress } from "../net/address.ts";
 
 /** How often the owner should tick the machine while it has viewers. */
 export const CLASSIC_TICK_MS = 50;
@@ -112,9 +113,7 @@ interface ViewerState extends ClassicViewer {
 }
 
 /** Drops the IPv4-mapped IPv6 prefix, so a TCP peer and a UDP source compare equal. */
-export function normalizeAddress(address: string): string {
-  return address.toLowerCase().startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
-}
+export { normalizeAddress };
 
 const keyOf = (address: string, port: number) => `${normalizeAddress(address)}:${port}`;
 

@@ -18,6 +18,8 @@ import { ClassicEncoder, type FitFunction } from "./classic-encoder.ts";
 import { CLASSIC_TICK_MS } from "./classic-viewers.ts";
 import { enlargeBuffer, socketFd } from "../net/udp-buffer.ts";
 import { configureGroupSender, type GroupConfig } from "../net/multicast.ts";
+import { UserError } from "../errors/user-error.ts";
+import { plainAddress } from "../net/address.ts";
 
 export type { OtherCounters, ViewerSummary } from "./admission.ts";
 
@@ -156,7 +158,7 @@ const TICK_MS = 100;
 const SEND_BUFFER_BYTES = 4 << 20;
 
 /** The server could not start (port in use, bad address); the message says what to do. */
-export class StartError extends Error {
+export class StartError extends UserError {
   override name = "StartError";
 }
 
@@ -166,11 +168,6 @@ function randomStreamId(): number {
   do crypto.getRandomValues(a);
   while (a[0] === 0);
   return a[0]!;
-}
-
-/** Strips the IPv4-mapped prefix so addresses compare and print plainly. */
-function plainAddress(a: string): string {
-  return a.startsWith("::ffff:") ? a.slice(7) : a;
 }
 
 /**
