@@ -9,6 +9,11 @@ import { Fragmenter } from "../lib/send/fragmenter.ts";
 import { FrameSealer } from "../lib/send/frame-sealer.ts";
 import { FrameOpener } from "../lib/receive/frame-opener.ts";
 import { encodeDatagramHeader, HEADER_SIZE, PayloadType } from "../lib/wire/datagram.ts";
+import { CAP_VERIFY, encodeControl, PROTOCOL_VERSION, type ControlMessage, type Welcome } from "../lib/wire/control.ts";
+import { MessageReader } from "../lib/wire/message-reader.ts";
+import { StreamServer } from "../lib/send/stream-server.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
+import { until } from "./helpers/process.ts";
 
 const STREAM = 0x51c0ffee;
 const SESSION = 0x1234;
@@ -175,5 +180,75 @@ describe("a signed session's reassembler", () => {
     const r = new Reassembler({ sessionId: SESSION });
     expect(feed(r, datagrams(1, picture(1), 1_000_001))).toEqual([1]);
     expect(r.stats.framesForged).toBe(0);
+  });
+});
+
+/** A hand-made viewer on 127.0.0.1: says hello with `capabilities`, keeps the messages, reassembles what comes to its UDP port. */
+async function rawViewer(port: number, capabilities: number) {
+  const reader = new MessageReader();
+  const messages: ControlMessage[] = [];
+  const frames: { seq: number; jpeg: Uint8Array }[] = [];
+  const r = new Reassembler({ sessionId: 0 });
+  let welcomed = false;
+  const udp = await Bun.udpSocket({
+    hostname: "127.0.0.1", port: 0,
+    socket: {
+      data: (_s, buf) => {
+        const f = welcomed ? r.push(buf, performance.now()) : null;
+        if (f) frames.push({ seq: f.frameNumber, jpeg: f.jpeg.slice() });
+      },
+    },
+  });
+  const tcp = await Bun.connect({
+    hostname: "127.0.0.1", port,
+    socket: {
+      data: (_s, chunk) => {
+        for (const m of reader.push(chunk)) {
+          messages.push(m);
+          if (m.type !== "welcome") continue;
+          r.reset(m.sessionId, null, null, m.signing ? new FrameVerifier(m.signing) : null);
+          welcomed = true;
+        }
+      },
+    },
+  });
+  tcp.write(encodeControl({ type: "hello", version: PROTOCOL_VERSION, udpPort: udp.port, capabilities, name: "raw" }));
+  return {
+    messages, frames, reassembler: r,
+    welcome: () => messages.find((m): m is Welcome => m.type === "welcome") ?? null,
+    close: () => (tcp.end(), udp.close()),
+  };
+}
+
+describe("the server signs", () => {
+  test("each frame once, whatever the number of viewers; a viewer that offers CAP_VERIFY gets the key and frames that verify, one that does not gets no signing block", async () => {
+    const log = memoryLogger("server");
+    await using server = await StreamServer.start({ port: 0, bind: "127.0.0.1", mtu: 1400, maxClients: 8, log, stream: { width: 320, height: 240, fps: 30 } });
+    const viewers = await Promise.all([CAP_VERIFY, CAP_VERIFY, CAP_VERIFY, 0].map((caps) => rawViewer(server.port, caps)));
+    try {
+      await until(() => viewers.every((v) => v.welcome() !== null), 5000, "every viewer welcomed");
+      const key = viewers[0]!.welcome()!.signing;
+      expect(key && keyFingerprint(key.publicKey)).toBe(server.signingFingerprint);
+      for (const v of viewers.slice(0, 3)) expect(v.welcome()!.signing).toEqual(key!);
+      expect(viewers[3]!.welcome()!.signing).toBeUndefined();
+      let seq = 0;
+      while (viewers.some((v) => v.frames.length < 5)) {
+        if (seq > 100) throw new Error("frames did not arrive");
+        server.broadcast({ seq, capturedAt: 1_700_000_000_000_000 + seq, width: 320, height: 240, jpeg: picture(seq, 3000) });
+        seq++;
+        await Bun.sleep(15);
+      }
+      // Verified, and the picture comes back without its signature.
+      for (const v of viewers.slice(0, 3)) {
+        expect(v.reassembler.stats.framesForged).toBe(0);
+        for (const f of v.frames) expect(Buffer.from(f.jpeg).equals(picture(f.seq, 3000))).toBe(true);
+      }
+      // The viewer that cannot check gets the same bytes: the picture, then the signature.
+      for (const f of viewers[3]!.frames) expect(f.jpeg.length).toBe(3000 + SIGNATURE_SIZE);
+      expect(server.stats.framesSigned).toBe(seq);
+      expect(server.stats.framesBroadcast).toBe(seq);
+    } finally {
+      for (const v of viewers) v.close();
+    }
   });
 });

@@ -3,7 +3,7 @@ import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
 import type { TokenKey } from "../net/session-keys.ts";
-import { WRAP_NONCE_SIZE, type ControlMessage } from "../wire/control.ts";
+import { CAP_VERIFY, WRAP_NONCE_SIZE, type ControlMessage } from "../wire/control.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
 import { FrameSigner } from "./frame-signer.ts";
@@ -70,6 +70,8 @@ interface Conn {
   stream: Stream | null;
   /** An authenticated connection's key-wrap key and how many keys it was sent (each needs its own nonce). */
   wrap: { key: Uint8Array; sent: number } | null;
+  /** Its hello offered CAP_VERIFY: its welcome carries the signing key. */
+  verifies: boolean;
 }
 
 /** One viewer's frames: where they go and the buffer they are cut into. */
@@ -608,6 +610,8 @@ export class StreamServer implements AsyncDisposable {
 
   /** Sends on a connection; one whose viewer stopped reading ends its session. */
   #sendTo(conn: Conn, msg: ControlMessage): void {
+    // A viewer that cannot check signatures could not decode the signing block; its frames still end with one.
+    if (msg.type === "welcome" && !conn.verifies) msg = { ...msg, signing: undefined };
     if (conn.channel.send(msg) || !conn.channel.overflowed || conn.closing) return;
     this.#apply(this.#admission.stalled(conn.id, performance.now()));
   }
@@ -623,7 +627,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, stream: null, wrap: null };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, stream: null, wrap: null, verifies: false };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -652,6 +656,7 @@ export class StreamServer implements AsyncDisposable {
         this.#warnForged(conn.peer);
         continue;
       }
+      if (msg.type === "hello") conn.verifies = (msg.capabilities & CAP_VERIFY) !== 0;
       this.#apply(this.#admission.received(conn.id, msg, performance.now()));
     }
   }
