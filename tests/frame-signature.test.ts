@@ -14,6 +14,11 @@ import { MessageReader } from "../lib/wire/message-reader.ts";
 import { StreamServer } from "../lib/send/stream-server.ts";
 import { memoryLogger } from "./helpers/memory-logger.ts";
 import { until } from "./helpers/process.ts";
+import { fakeServer, welcome } from "./helpers/fake-server.ts";
+import { createLogger } from "../lib/log/logger.ts";
+import { cv } from "../lib/native/cv.ts";
+import { Viewer } from "../lib/receive/viewer.ts";
+import { nowMicros } from "../lib/wire/frame.ts";
 
 const STREAM = 0x51c0ffee;
 const SESSION = 0x1234;
@@ -249,6 +254,60 @@ describe("the server signs", () => {
       expect(server.stats.framesBroadcast).toBe(seq);
     } finally {
       for (const v of viewers) v.close();
+    }
+  });
+});
+
+describe("a viewer", () => {
+  const W = 64;
+  const H = 48;
+  const jpegOf = (n: number) => cv().encodeJpeg(new Uint8Array(W * H * 3).map((_, i) => (i * 7 + n * 31) & 0xff), W, H, 90);
+
+  test("forged frames never reach a sink, are counted, and are said once as a security event; another key at a reconnect is one too", async () => {
+    const [first, second, forger] = [new FrameSigner(1), new FrameSigner(2), new FrameSigner(1)];
+    const sender = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    let viewerUdp = 0;
+    let connection: { end(): void } | null = null;
+    let hellos = 0;
+    using server = fakeServer((hello, socket) => {
+      viewerUdp = hello.udpPort;
+      connection = socket;
+      hellos++;
+      const signing = (hellos === 1 ? first : second).signing;
+      return encodeControl(welcome({ sessionId: SESSION, width: W, height: H, fragmentSize: 1368, udpSourcePort: sender.port, signing }));
+    });
+    const lines: { line: string; security: boolean }[] = [];
+    const log = createLogger("client", [(line, _level, security) => void lines.push({ line, security: security === true })]);
+    const said = (text: string) => lines.filter((l) => l.line.includes(text));
+    const seen: number[] = [];
+    const viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log, sinks: [(f) => void seen.push(f.seq)] });
+    const frag = new Fragmenter(1400);
+    const send = (by: FrameSigner, seq: number) => {
+      for (const d of frag.fragment(by.sign({ seq, capturedAt: nowMicros(), jpeg: jpegOf(seq) }), SESSION)) sender.send(d, viewerUdp, "127.0.0.1");
+    };
+    try {
+      const running = viewer.run();
+      await until(() => said("frames are signed by the server").length === 1, 5000, "the first welcome");
+      expect(said(`fingerprint=${first.fingerprint}`).length).toBe(1);
+      send(first, 0);
+      await until(() => seen.length === 1, 3000, "the server's first frame");
+      for (const seq of [1, 2, 3]) send(forger, seq);
+      await until(() => viewer.stats.framesForged === 3, 3000, "three forged frames counted");
+      send(first, 1);
+      await until(() => seen.length === 2, 3000, "the server's next frame");
+      expect(seen).toEqual([0, 1]);
+      const warned = said("frames not signed by the server are arriving");
+      expect(warned.map((l) => l.security)).toEqual([true]);
+      // The server goes away; whoever answers the reconnect has another key.
+      connection!.end();
+      await until(() => said("the server's frame signing key changed").length === 1, 5000, "the reconnect's welcome");
+      expect(said("the server's frame signing key changed")[0]!).toEqual({ line: expect.stringContaining(`now=${second.fingerprint}`), security: true });
+      viewer.stop();
+      await running;
+      expect(viewer.stats.summary({}).framesForged).toBe(3);
+    } finally {
+      viewer.stop();
+      sender.close();
     }
   });
 });
