@@ -84,6 +84,9 @@ async function main(): Promise<number> {
   if (token) log.info("token required: viewers prove it, frames are encrypted", { tokenFile: token.file?.path });
   else log.warn("no token: anyone on the network can watch this stream; start with --token auto to require one");
   console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}${group ? ` multicast=${group.address}:${group.port}` : ""}`);
+  // Viewers print the same fingerprint: a user who compares them knows the frames are this server's.
+  console.log(`lancam server frame signing key fingerprint=${server.signingFingerprint} (new at each start)`);
+  log.info("frames are signed", { fingerprint: server.signingFingerprint });
   // The token goes to the terminal only, never to the log.
   if (token?.file) {
     console.log(`lancam server token file=${token.file.path} (${token.file.created ? "new" : "kept from an earlier start"})`);

@@ -15,7 +15,9 @@ import {
   TAGGED_BIT,
   WELCOME_ENCRYPTED,
   WELCOME_MULTICAST,
+  WELCOME_SIGNED,
   type ControlMessage,
+  type Welcome,
 } from "../lib/wire/control.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
 import { prng } from "./helpers/prng.ts";
@@ -300,6 +302,67 @@ const GOLDEN: Golden[] = [
     },
   },
   {
+    name: "welcome to a signed stream",
+    bytes: [
+      0x00, 0x3d, //             length 61 = type + 24 + 36 signing
+      0x02, //                   type welcome
+      0x00, 0x00, 0x00, 0x2a, // session id 42
+      0x07, 0x80, //             width 1920
+      0x04, 0x38, //             height 1080
+      0x00, 0x00, 0x75, 0x30, // fps 30 = 30000 mHz
+      0x05, 0x58, //             fragment size 1368 (mtu 1400 - 32)
+      0x9c, 0x43, //             UDP source port 40003
+      0x03, 0xe8, //             heartbeat every 1000 ms
+      0x13, 0x88, //             timeout 5000 ms
+      0x00, 0x00, 0x00, 0x04, // server flags: signed
+      0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, // Ed25519 public key, 32 bytes
+      0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f,
+      0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57,
+      0x58, 0x59, 0x5a, 0x5b, 0x5c, 0x5d, 0x5e, 0x5f,
+      0xca, 0xfe, 0xf0, 0x0d, // signing stream id 0xCAFEF00D: every frame signature covers it
+    ],
+    msg: {
+      type: "welcome", sessionId: 42, width: 1920, height: 1080, fpsMillihertz: 30000, fragmentSize: 1368,
+      udpSourcePort: 40003, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_SIGNED,
+      signing: { publicKey: bytes(0x40, 32), streamId: 0xcafef00d },
+    },
+  },
+  {
+    name: "welcome to an encrypted, signed multicast stream, with a resume secret, tagged",
+    bytes: [
+      0x00, 0x69, //             length 105 = type + 24 + 12 multicast + 36 signing + 16 resume + 16 tag
+      0x82, //                   type welcome, T set
+      0x00, 0x00, 0x00, 0x09, // session id 9
+      0x02, 0x80, //             width 640
+      0x01, 0x68, //             height 360
+      0x00, 0x00, 0x75, 0x30, // fps 30 = 30000 mHz
+      0x05, 0x48, //             fragment size 1352 (mtu 1400 - 32 header - 16 tag)
+      0x9c, 0x44, //             UDP source port 40004
+      0x03, 0xe8, //             heartbeat every 1000 ms
+      0x13, 0x88, //             timeout 5000 ms
+      0x00, 0x00, 0x00, 0x07, // server flags: frames encrypted, multicast, signed
+      0xef, 0xff, 0x0a, 0x02, // group 239.255.10.2
+      0x27, 0x0f, //             group port 9999
+      0x00, 0x00, //             reserved
+      0x11, 0x22, 0x33, 0x44, // stream id 0x11223344: datagrams to the group carry it
+      0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, // Ed25519 public key, 32 bytes
+      0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f,
+      0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77,
+      0x78, 0x79, 0x7a, 0x7b, 0x7c, 0x7d, 0x7e, 0x7f,
+      0x11, 0x22, 0x33, 0x44, // signing stream id: the server uses its group's stream id
+      0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, // resume secret
+      0xb8, 0xb9, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf,
+      0xe0, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, // tag
+      0xe8, 0xe9, 0xea, 0xeb, 0xec, 0xed, 0xee, 0xef,
+    ],
+    msg: {
+      type: "welcome", sessionId: 9, width: 640, height: 360, fpsMillihertz: 30000, fragmentSize: 1352,
+      udpSourcePort: 40004, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED,
+      multicast: { address: "239.255.10.2", port: 9999, streamId: 0x11223344 },
+      signing: { publicKey: bytes(0x60, 32), streamId: 0x11223344 }, resume: bytes(0xb0, 16), tag: bytes(0xe0, 16),
+    },
+  },
+  {
     name: "fallback: nothing arrived from the group",
     bytes: [
       0x00, 0x02, //             length 2 = type + 1
@@ -414,6 +477,14 @@ describe("golden control messages", () => {
   test("the table covers every message type", () => {
     expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback"]));
     expect(GOLDEN.filter((g) => g.msg.tag).length).toBeGreaterThan(1);
+  });
+
+  test("the signed flag follows the signing key: a welcome built without the bit (as admission builds it) encodes with it", () => {
+    for (const g of GOLDEN.filter((x) => x.msg.type === "welcome" && x.msg.signing)) {
+      const w = g.msg as Welcome;
+      expect([...encodeControl({ ...w, flags: w.flags & ~WELCOME_SIGNED })]).toEqual(g.bytes);
+    }
+    expect(GOLDEN.filter((x) => x.msg.type === "welcome" && x.msg.signing).length).toBe(2);
   });
 
   for (const g of GOLDEN) {
@@ -578,7 +649,9 @@ describe("out-of-range values are bad-value", () => {
     ["welcome UDP source port 0", body("welcome", 14, [0, 0]), "bad-value"],
     ["welcome heartbeat 0", body("welcome", 16, [0, 0]), "bad-value"],
     ["welcome timeout equal to the heartbeat", body("welcome", 18, [0x03, 0xe8]), "bad-value"],
-    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 4]), "bad-value"],
+    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 8]), "bad-value"],
+    ["welcome with the signed flag but no key", body("welcome", 20, [0, 0, 0, 4]), "truncated"],
+    ["signed welcome with part of a resume secret", frame(2, [...GOLDEN.find((g) => g.name === "welcome to a signed stream")!.bytes.slice(3), 1, 2, 3]), "bad-length"],
     ["welcome with the multicast flag but no group", body("welcome", 20, [0, 0, 0, 2]), "truncated"],
     ["welcome to a group that is no multicast address", body("welcome to a multicast group, with a resume secret", 24, [0xdf, 0xff, 0xff, 0xff]), "bad-value"],
     ["welcome to a group above 239.255.255.255", body("welcome to a multicast group, with a resume secret", 24, [0xf0, 0, 0, 0]), "bad-value"],
@@ -727,7 +800,18 @@ describe("encoding", () => {
     ["resume secret of 8 bytes", { type: "hello", version: 1, udpPort: 1, capabilities: 4, name: "", resume: new Uint8Array(8) }],
     [
       "welcome with an unknown flag",
-      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 4 },
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 8 },
+    ],
+    [
+      "welcome with the signed flag and no key",
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_SIGNED },
+    ],
+    [
+      "welcome signing key of 31 bytes",
+      {
+        type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 0,
+        signing: { publicKey: new Uint8Array(31), streamId: 1 },
+      },
     ],
     [
       "welcome with the multicast flag and no group",

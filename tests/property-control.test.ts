@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
   ByeReason, decodeControl, encodeControl, FallbackReason, MAX_FPS_MILLIHERTZ, MAX_MESSAGE_SIZE, MAX_NAME_BYTES, MAX_REFUSE_TEXT_BYTES, peekMessageSize,
-  PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, WELCOME_MULTICAST, type ControlMessage, type Welcome,
+  PROTOCOL_VERSION, RefuseReason, SIGNING_KEY_SIZE, WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED, type ControlMessage, type Welcome,
 } from "../lib/wire/control.ts";
 import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE } from "../lib/wire/datagram.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
@@ -41,6 +41,10 @@ const welcome = fc.integer({ min: 1, max: 0xfffe }).chain((heartbeatMs) =>
   // A group in 224.0.0.0/4, when the multicast flag is set: the block sits between the flags and the resume secret.
   fc.option(fc.record({ address: fc.tuple(fc.integer({ min: 224, max: 239 }), u8, u8, u8).map((q) => q.join(".")), port: fc.integer({ min: 1, max: 0xffff }), streamId: u32 }), { nil: undefined })
     .map((multicast): Welcome => (multicast ? { ...w, flags: w.flags | WELCOME_MULTICAST, multicast } : w)),
+).chain((w) =>
+  // A signing key, when the signed flag is set: its block follows the multicast block.
+  fc.option(fc.record({ publicKey: fc.uint8Array({ minLength: SIGNING_KEY_SIZE, maxLength: SIGNING_KEY_SIZE }), streamId: u32 }), { nil: undefined })
+    .map((signing): Welcome => (signing ? { ...w, flags: w.flags | WELCOME_SIGNED, signing } : w)),
 );
 const fallback = fc.record({ type: fc.constant("fallback" as const), reason: fc.constantFrom(...Object.values(FallbackReason)) });
 const refuse = fc.record({ type: fc.constant("refuse" as const), reason: fc.constantFrom(...Object.values(RefuseReason)), text: text(MAX_REFUSE_TEXT_BYTES) });

@@ -7,6 +7,7 @@ import {
 import { ControlMac } from "../lib/net/control-mac.ts";
 import { clientProof, deriveSessionKeys, tokenKey, type SessionKeys, type TokenKey } from "../lib/net/session-keys.ts";
 import { decodeDatagram } from "../lib/wire/datagram.ts";
+import { SIGNATURE_SIZE } from "../lib/net/frame-signature.ts";
 import { memoryLogger } from "./helpers/memory-logger.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
 import { MAX_PENDING_PER_ADDRESS } from "../lib/send/admission.ts";
@@ -125,12 +126,13 @@ describe("stream server control channel", () => {
         expect(w.udpSourcePort).toBe(server.udpPort);
         const jpeg = new Uint8Array(10_000).map((_, i) => i & 0xff);
         server.broadcast({ seq: 7, capturedAt: 1_700_000_000_000_000, width: 320, height: 240, jpeg });
-        await until(() => got.length === Math.ceil(10_000 / w.fragmentSize), 3000, "all fragments");
+        // Every frame ends with the server's signature (docs/protocol.md, 3.4).
+        await until(() => got.length === Math.ceil((10_000 + SIGNATURE_SIZE) / w.fragmentSize), 3000, "all fragments");
         for (const d of got) {
           const { header } = decodeDatagram(d);
           expect(header.sessionId).toBe(w.sessionId);
           expect(header.frameNumber).toBe(7);
-          expect(header.frameLength).toBe(10_000);
+          expect(header.frameLength).toBe(10_000 + SIGNATURE_SIZE);
         }
         c.end();
       });

@@ -2,6 +2,7 @@ import { decodeDatagram, MAX_FRAME_BYTES, type DatagramHeader } from "../wire/da
 import { DecodeError } from "../wire/decode-error.ts";
 import { seqDiff, seqLess } from "../wire/seq.ts";
 import type { FrameOpener } from "./frame-opener.ts";
+import type { FrameVerifier } from "./frame-verifier.ts";
 
 /**
  * A frame number this far from the last delivered one (either way) means the
@@ -48,6 +49,11 @@ interface Counters {
   /** Every datagram pushed. */
   datagrams: number;
   framesCompleted: number;
+  /**
+   * Complete frames of a signed session whose signature did not check (forged,
+   * altered, unsigned): not delivered, and the numbering is left as it was.
+   */
+  framesForged: number;
   /** Frame numbers between delivered frames that never had a partial frame in flight. */
   framesMissing: number;
   /** Times the numbering was given up and started over (big jump, or only late datagrams for a while). */
@@ -141,6 +147,7 @@ export class Reassembler {
   readonly #stats: Counters = {
     datagrams: 0,
     framesCompleted: 0,
+    framesForged: 0,
     framesMissing: 0,
     resyncs: 0,
     incomplete: { lostFragment: 0, timeout: 0, evicted: 0 },
@@ -148,6 +155,7 @@ export class Reassembler {
   };
   readonly #maxJump: number;
   #opener: FrameOpener | null = null;
+  #verifier: FrameVerifier | null = null;
   readonly #maxFrameBytes: number;
   readonly #maxInFlight: number;
   readonly #timeoutMs: number;
@@ -218,13 +226,16 @@ export class Reassembler {
    * Forgets all partial frames and the numbering, and accepts `sessionId` from now on
    * (counters keep counting). With `opener` the session is encrypted: every datagram
    * must open with its keys before it counts for anything. `streamId` is the id of the
-   * datagrams sent to the session's multicast group, accepted only from there.
+   * datagrams sent to the session's multicast group, accepted only from there. With
+   * `verifier` the session is signed: a complete frame is delivered only when its
+   * signature checks, and without it.
    */
-  reset(sessionId: number, opener: FrameOpener | null = null, streamId: number | null = null): void {
+  reset(sessionId: number, opener: FrameOpener | null = null, streamId: number | null = null, verifier: FrameVerifier | null = null): void {
     this.#sessionId = checkSessionId(sessionId);
     this.#streamId = streamId === null ? null : checkSessionId(streamId);
     this.#groupStarted = false;
     this.#opener = opener;
+    this.#verifier = verifier;
     for (const s of this.#pool) s.active = false;
     this.#floor = null;
     this.#lastDelivered = null;
@@ -313,8 +324,10 @@ export class Reassembler {
         return null;
       }
     } else {
-      // A one-datagram frame completes at once: older partial frames are lost, and their slots free.
-      if (h.fragmentCount === 1) this.#giveUpOlderThan(fn);
+      // A one-datagram frame completes at once: older partial frames are lost, and their
+      // slots free. Not in a signed session before its signature checked: a forged one
+      // would otherwise cost the frames before it.
+      if (h.fragmentCount === 1 && !this.#verifier) this.#giveUpOlderThan(fn);
       slot = this.#admit(h, nowMs);
       if (!slot) return null;
     }
@@ -322,7 +335,19 @@ export class Reassembler {
     slot.seen[h.fragmentIndex] = 1;
     slot.received++;
     this.#lastAcceptedMs = nowMs;
-    return slot.received === slot.fragmentCount ? this.#deliver(slot) : null;
+    return slot.received === slot.fragmentCount ? this.#complete(slot) : null;
+  }
+
+  /** A frame whose every fragment arrived: delivered when it is the server's, else dropped without a trace on the numbering. */
+  #complete(slot: Slot): ReassembledFrame | null {
+    if (!this.#verifier) return this.#deliver(slot, slot.data.subarray(0, slot.frameLength));
+    const jpeg = this.#verifier.verify(slot.frameNumber, slot.capturedAt, slot.data.subarray(0, slot.frameLength));
+    if (jpeg) return this.#deliver(slot, jpeg);
+    // Neither the floor nor older partial frames move: the real frame of this number
+    // (and those before it) can still complete.
+    slot.active = false;
+    this.#stats.framesForged++;
+    return null;
   }
 
   /** Drops partial frames whose first datagram is frameTimeoutMs old or older. */
@@ -374,7 +399,7 @@ export class Reassembler {
     return slot;
   }
 
-  #deliver(slot: Slot): ReassembledFrame {
+  #deliver(slot: Slot, jpeg: Uint8Array): ReassembledFrame {
     const fn = slot.frameNumber;
     this.#giveUpOlderThan(fn);
     slot.active = false;
@@ -387,7 +412,7 @@ export class Reassembler {
     this.#lastDelivered = fn;
     this.#floor = fn;
     this.#stats.framesCompleted++;
-    return { frameNumber: fn, capturedAt: slot.capturedAt, jpeg: slot.data.subarray(0, slot.frameLength), missingBefore };
+    return { frameNumber: fn, capturedAt: slot.capturedAt, jpeg, missingBefore };
   }
 
   #giveUpOlderThan(fn: number): void {

@@ -11,6 +11,8 @@ export interface StatsSummary {
   framesOutOfOrder: number;
   /** Complete frames that were not a JPEG of the announced size (not shown, not recorded). */
   framesRejected: number;
+  /** Complete frames whose server signature did not check: forged in the server's name (not shown, not recorded). */
+  framesForged: number;
   /** framesIncomplete + framesMissing. */
   framesDropped: number;
   bytes: number;
@@ -44,6 +46,7 @@ export class ReceiverStats {
   framesMissing = 0;
   framesOutOfOrder = 0;
   framesRejected = 0;
+  framesForged = 0;
   bytes = 0;
   reconnects = 0;
   receiveBufferBytes: number | null = null;
@@ -114,6 +117,7 @@ export class ReceiverStats {
       framesMissing: this.framesMissing,
       framesOutOfOrder: this.framesOutOfOrder,
       framesRejected: this.framesRejected,
+      framesForged: this.framesForged,
       framesDropped: this.framesIncomplete + this.framesMissing,
       bytes: this.bytes,
       durationSec: this.#firstAt === null ? 0 : (this.#lastAt - this.#firstAt) / 1000,

@@ -5,6 +5,7 @@ import type { TokenKey } from "../net/session-keys.ts";
 import { WELCOME_ENCRYPTED, type ByeTotals, type FallbackReason, type Report, type Welcome } from "../wire/control.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { FrameOpener, type OpenerCounters } from "./frame-opener.ts";
+import { FrameVerifier } from "./frame-verifier.ts";
 import { ConnectError, Handshake, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
 import { Reassembler, type ReassembledFrame } from "./reassembler.ts";
 import { DEFAULT_RECEIVE_BUFFER, enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
@@ -45,6 +46,8 @@ export interface StreamClientOptions {
   onGroupJoined?: (group: { address: string; port: number; interfaceAddress: string; receiveBufferBytes: number | null }) => void;
   /** The group did not reach this viewer: the server was asked for unicast. */
   onFallback?: (reason: FallbackReason, text: string) => void;
+  /** A complete frame failed the server's signature and was dropped; `total`: how many so far (cumulative). */
+  onForged?: (total: number) => void;
 }
 
 /** One session's membership of its multicast group; `receiver` is null until the join completes. */
@@ -86,6 +89,9 @@ export class StreamClient implements AsyncDisposable {
   #udp!: udp.Socket<"buffer">;
   #machine!: Handshake;
   #reassembler = new Reassembler({ sessionId: 0 });
+  /** Checks the current session's frame signatures; null when its welcome did not say frames are signed. */
+  #verifier: FrameVerifier | null = null;
+  #forgedSeen = 0;
   #conn: Connection | null = null;
   /** Where the current session's datagrams come from; null outside a session. */
   #source: { ip: string; port: number } | null = null;
@@ -143,6 +149,11 @@ export class StreamClient implements AsyncDisposable {
   get delivery(): "waiting" | "group" | "unicast" {
     const d = this.#machine.delivery;
     return d === "waiting" ? "waiting" : d === "flowing" ? "group" : "unicast";
+  }
+
+  /** The fingerprint of the key the current session's frames are signed with; null when they are not signed. */
+  get signingFingerprint(): string | null {
+    return this.#verifier?.fingerprint ?? null;
   }
 
   /** The reassembler's counters (cumulative across reconnects). */
@@ -221,8 +232,17 @@ export class StreamClient implements AsyncDisposable {
         const ip = this.#conn?.ip;
         if (!ip) throw new Error("a welcome without a connection");
         const encrypted = (a.welcome.flags & WELCOME_ENCRYPTED) !== 0;
+        let verifier: FrameVerifier | null = null;
+        try {
+          verifier = a.welcome.signing ? new FrameVerifier(a.welcome.signing) : null;
+        } catch (e) {
+          // A key no frame could be checked with: this session cannot be watched safely.
+          this.#push({ type: "decode-error", text: `welcome signing key: ${(e as Error).message}` });
+          return;
+        }
+        this.#verifier = verifier;
         this.#opener.reset();
-        this.#reassembler.reset(a.welcome.sessionId, encrypted ? this.#opener : null, a.welcome.multicast?.streamId ?? null);
+        this.#reassembler.reset(a.welcome.sessionId, encrypted ? this.#opener : null, a.welcome.multicast?.streamId ?? null, verifier);
         this.#opts.onWelcome?.(a.welcome);
         this.#source = { ip, port: a.welcome.udpSourcePort };
         if (a.welcome.multicast) this.#joinGroup(a.welcome.multicast, this.#conn?.localIp ?? null);
@@ -320,6 +340,15 @@ export class StreamClient implements AsyncDisposable {
     const now = this.#now();
     const frame = this.#reassembler.push(buf, now, true);
     if (frame) this.#opts.onFrame(frame, now);
+    else this.#noticeForged();
+  }
+
+  /** Tells the owner when the reassembler dropped a frame that failed its signature. */
+  #noticeForged(): void {
+    const n = this.#reassembler.stats.framesForged;
+    if (n === this.#forgedSeen) return;
+    this.#forgedSeen = n;
+    this.#opts.onForged?.(n);
   }
 
   #connect(): void {
@@ -395,6 +424,7 @@ export class StreamClient implements AsyncDisposable {
   #accept(datagram: Uint8Array, now: number): void {
     const frame = this.#reassembler.push(datagram, now);
     if (frame) this.#opts.onFrame(frame, now);
+    else this.#noticeForged();
   }
 }
 

@@ -75,6 +75,9 @@ export class Viewer implements AsyncDisposable {
    */
   #base = { framesReceived: 0, framesMissing: 0, framesIncomplete: 0, framesRecorded: 0 };
   #warnedOpen = false;
+  #warnedForged = false;
+  /** The signing key's fingerprint at the previous welcome, to say when it changes. */
+  #signedBy: string | null = null;
 
   constructor(opts: ViewerOptions) {
     this.#opts = opts;
@@ -107,6 +110,7 @@ export class Viewer implements AsyncDisposable {
       totals: () => this.#totals(),
       onWelcome: (w) => this.#onWelcome(w),
       onGroupJoined: (g) => this.#log.info("multicast group joined", { group: `${g.address}:${g.port}`, interface: g.interfaceAddress, receiveBuffer: g.receiveBufferBytes ?? "unknown" }),
+      onForged: (total) => this.#onForged(total),
       onDatagram: (viaGroup) => (viaGroup ? this.stats.datagramsByGroup++ : this.stats.datagramsByOwnPort++),
       onFallback: (_reason, text) => (this.stats.fallbacks++, this.#log.warn("fallback to unicast: asked the server to send to this viewer's own port", { detail: text })),
       onRetry: (afterMs, cause) => {
@@ -156,9 +160,20 @@ export class Viewer implements AsyncDisposable {
       fps: w.fpsMillihertz / 1000, udp: client.udpPort, encrypted: encrypted ? "yes" : "no",
       multicast: w.multicast ? `${w.multicast.address}:${w.multicast.port}` : undefined,
     });
+    const signedBy = client.signingFingerprint;
+    if (signedBy) this.#log.info("frames are signed by the server", { fingerprint: signedBy });
+    else this.#log.warn("this server does not sign its frames: anyone on the network can send this viewer pictures in its name");
+    if (this.#signedBy && signedBy !== this.#signedBy) {
+      this.#log.security("the server's frame signing key changed", {
+        before: this.#signedBy, now: signedBy ?? "none", detail: "the server restarted (a new key at each start), or someone between this viewer and it answered instead",
+      });
+    }
+    this.#signedBy = signedBy;
     if (!encrypted && !this.#warnedOpen) {
       this.#warnedOpen = true;
-      this.#log.warn("this server has no token: anyone on the network can watch this stream, and send this viewer pictures of their own");
+      this.#log.warn(signedBy
+        ? "this server has no token: anyone on the network can watch this stream (its frames are signed: compare the fingerprint with the one the server printed)"
+        : "this server has no token: anyone on the network can watch this stream, and send this viewer pictures of their own");
     }
     // Frames flow at once; a sink that needs time to get ready for this stream (the
     // recorder opening) holds them itself, so the window never waits for it. Set-ups
@@ -171,6 +186,16 @@ export class Viewer implements AsyncDisposable {
         this.#setupError ??= e;
         this.stop();
       });
+  }
+
+  /** Frames that failed the server's signature: counted always, said once (with the first). */
+  #onForged(total: number): void {
+    this.stats.framesForged = total;
+    if (this.#warnedForged) return;
+    this.#warnedForged = true;
+    this.#log.security("frames not signed by the server are arriving: someone is sending pictures in its name; they are dropped, not shown or recorded", {
+      server: `${this.#opts.host}:${this.#opts.port}`, forged: total, fingerprint: this.#signedBy ?? undefined,
+    });
   }
 
   #report(): Report {

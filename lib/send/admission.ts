@@ -108,7 +108,7 @@ export type AdmissionAction =
   | { kind: "log"; level: "info" | "warn" | "error" | "security"; message: string; fields: Fields };
 
 /** What every welcome says about the stream, besides the session and the timers. */
-export type StreamDescription = Pick<Welcome, "width" | "height" | "fpsMillihertz" | "fragmentSize" | "udpSourcePort">;
+export type StreamDescription = Pick<Welcome, "width" | "height" | "fpsMillihertz" | "fragmentSize" | "udpSourcePort" | "signing">;
 
 /** How admission is set up; times in ms of the same clock as the `now` arguments. */
 export interface AdmissionOptions {

@@ -3,9 +3,11 @@ import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
 import type { TokenKey } from "../net/session-keys.ts";
-import { WRAP_NONCE_SIZE, type ControlMessage } from "../wire/control.ts";
+import { CAP_VERIFY, WRAP_NONCE_SIZE, type ControlMessage } from "../wire/control.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
+import { FrameSigner } from "./frame-signer.ts";
+import { SIGNATURE_SIZE } from "../net/frame-signature.ts";
 import { Fragmenter } from "./fragmenter.ts";
 import type { Frame } from "../wire/frame.ts";
 import type { Logger } from "../log/format.ts";
@@ -70,6 +72,8 @@ interface Conn {
   stream: Stream | null;
   /** An authenticated connection's key-wrap key and how many keys it was sent (each needs its own nonce). */
   wrap: { key: Uint8Array; sent: number } | null;
+  /** Its hello offered CAP_VERIFY: its welcome carries the signing key. */
+  verifies: boolean;
 }
 
 /** One viewer's frames: where they go and the buffer they are cut into. */
@@ -136,6 +140,8 @@ export interface ServerStats {
   groupDatagramsSent: number;
   /** Viewers the group did not reach, switched to unicast. */
   fallbacks: number;
+  /** Frames signed: once each, whatever the number of viewers. */
+  framesSigned: number;
 }
 
 /**
@@ -191,7 +197,7 @@ export class StreamServer implements AsyncDisposable {
     framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0,
     classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0, classicTcpBytesIgnored: 0,
     connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
-    groupFramesSent: 0, groupDatagramsSent: 0, fallbacks: 0,
+    groupFramesSent: 0, groupDatagramsSent: 0, fallbacks: 0, framesSigned: 0,
   };
   readonly #opts: Required<StreamServerOptions>;
   readonly #log: Logger;
@@ -211,6 +217,8 @@ export class StreamServer implements AsyncDisposable {
   /** Encrypts each frame once for all viewers; null without a token. */
   readonly #sealer: FrameSealer | null;
   readonly #sealedFragmentSize: number;
+  /** Signs each frame once for all viewers and the group (the signature ends the frame's bytes). */
+  readonly #signer: FrameSigner;
   /** A viewer left: a new stream key before the next frame, so it cannot read what follows. */
   #rekey = false;
   /** ICMP errors since the last tick (they do not say for whom). */
@@ -240,7 +248,8 @@ export class StreamServer implements AsyncDisposable {
     this.#sealer = opts.token ? new FrameSealer() : null;
     const probe = new Fragmenter(opts.mtu);
     this.#sealedFragmentSize = probe.sealedFragmentSize;
-    this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (this.#sealer ? probe.sealedFragmentSize : probe.payloadSize));
+    this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (this.#sealer ? probe.sealedFragmentSize : probe.payloadSize)) - SIGNATURE_SIZE;
+    this.#signer = new FrameSigner(this.#opts.streamId);
     this.#encoder = new ClassicEncoder({ quality: opts.classic?.quality, fit: opts.classic?.fit });
     const g = this.#opts.multicast;
     this.#group = g ? { kind: "group", fragmenter: new Fragmenter(opts.mtu), target: { address: g.address, port: g.port }, streamId: this.#opts.streamId } : null;
@@ -266,6 +275,11 @@ export class StreamServer implements AsyncDisposable {
   /** Whether viewers must prove a token and frames are encrypted. */
   get encrypted(): boolean {
     return this.#sealer !== null;
+  }
+
+  /** The fingerprint of the key every frame is signed with (printed at start, shown by viewers). */
+  get signingFingerprint(): string {
+    return this.#signer.fingerprint;
   }
 
   /** The multicast group datagrams go to, or null without one. */
@@ -357,7 +371,7 @@ export class StreamServer implements AsyncDisposable {
         classic: { resendMs: this.#opts.classic.resendMs, timeoutMs: this.#opts.classic.timeoutMs },
         stream: {
           width, height, fpsMillihertz: Math.round(fps * 1000), udpSourcePort: this.#udp.port,
-          fragmentSize: this.#sealer ? fragmenter.sealedFragmentSize : fragmenter.payloadSize,
+          fragmentSize: this.#sealer ? fragmenter.sealedFragmentSize : fragmenter.payloadSize, signing: this.#signer.signing,
         },
         multicast: this.#group && { ...this.#group.target, streamId: this.#group.streamId },
         wallClockUs: (now) => Math.round((performance.timeOrigin + now) * 1000),
@@ -425,16 +439,19 @@ export class StreamServer implements AsyncDisposable {
     if (this.#admission.classicCount > 0) this.#toClassic(frame);
   }
 
-  #toLancam(frame: Frame): void {
+  #toLancam(original: Frame): void {
     if (this.#streams.size === 0) return;
-    const bytes = frame.jpeg.length;
+    const bytes = original.jpeg.length;
     if (bytes === 0 || bytes > this.#maxFrameBytes) {
       this.stats.framesNotSent++;
       this.#warnNotSent(bytes === 0
-        ? `frame ${frame.seq} is empty`
-        : `frame ${frame.seq} is ${bytes} bytes, at most ${this.#maxFrameBytes} fit (lower --quality or --size, or raise --mtu)`);
+        ? `frame ${original.seq} is empty`
+        : `frame ${original.seq} is ${bytes} bytes, at most ${this.#maxFrameBytes} fit (lower --quality or --size, or raise --mtu)`);
       return;
     }
+    // Once, before it is sealed and cut: every viewer and the group get the same signature.
+    const frame = this.#signer.sign(original);
+    this.stats.framesSigned = this.#signer.framesSigned;
     const now = performance.now();
     const spreadMs = (1000 / this.#opts.stream.fps) * this.#opts.spread;
     let sealed: SealedFrame | null = null;
@@ -590,6 +607,8 @@ export class StreamServer implements AsyncDisposable {
 
   /** Sends on a connection; one whose viewer stopped reading ends its session. */
   #sendTo(conn: Conn, msg: ControlMessage): void {
+    // A viewer that cannot check signatures could not decode the signing block; its frames still end with one.
+    if (msg.type === "welcome" && !conn.verifies) msg = { ...msg, signing: undefined };
     if (conn.channel.send(msg) || !conn.channel.overflowed || conn.closing) return;
     this.#apply(this.#admission.stalled(conn.id, performance.now()));
   }
@@ -605,7 +624,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, stream: null, wrap: null };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, stream: null, wrap: null, verifies: false };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -634,6 +653,7 @@ export class StreamServer implements AsyncDisposable {
         this.#warnForged(conn.peer);
         continue;
       }
+      if (msg.type === "hello") conn.verifies = (msg.capabilities & CAP_VERIFY) !== 0;
       this.#apply(this.#admission.received(conn.id, msg, performance.now()));
     }
   }

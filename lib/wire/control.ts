@@ -43,7 +43,7 @@ import { DecodeError, hex } from "./decode-error.ts";
  * +-------------------------------+-------------------------------+
  * |      heartbeat interval ms    |           timeout ms          |  16
  * +-------------------------------+-------------------------------+
- * |     server flags (bit 0: frames encrypted, bit 1: multicast)  |  20
+ * | server flags (bit 0: encrypted, bit 1: multicast, 2: signed)  |  20
  * +---------------------------------------------------------------+
  * |     multicast group address (IPv4, only with flag bit 1)      |  24
  * +-------------------------------+-------------------------------+
@@ -51,8 +51,16 @@ import { DecodeError, hex } from "./decode-error.ts";
  * +-------------------------------+-------------------------------+
  * |  stream id: the session id of every datagram sent to the group|  32
  * +---------------------------------------------------------------+
- * |   resume secret (optional, 16 bytes; for a CAP_RESUME hello)  |  24 or 36
+ * |  frame signing key, Ed25519 public key, 32 bytes (only with   |  24 or 36
+ * |  flag bit 2)                                                  |
+ * +---------------------------------------------------------------+
+ * |  signing stream id: the stream id every frame signature       |  56 or 68
+ * |  covers (flag bit 2)                                          |
+ * +---------------------------------------------------------------+
+ * |   resume secret (optional, 16 bytes; for a CAP_RESUME hello)  |  24, 36, 60 or 72
  * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+
+ * Flag bit 2 is not set by hand: the encoder sets it exactly when the welcome has
+ * `signing` (lib/net/frame-signature.ts says what is signed); a decoded welcome has it.
  *
  * refuse (3, server to client)
  * +---------------+---------------+-------------------------------+
@@ -174,14 +182,25 @@ export const CAP_DECRYPT = 0x2;
 export const CAP_RESUME = 0x4;
 /** hello capability bit 3: the client can join a multicast group and ask for unicast when nothing arrives. */
 export const CAP_MULTICAST = 0x8;
+/** hello capability bit 4: the client checks every frame's signature against the welcome's signing key. */
+export const CAP_VERIFY = 0x10;
 
 /** welcome server flag bit 0: frames are encrypted; a key message follows the welcome. */
 export const WELCOME_ENCRYPTED = 0x1;
 /** welcome server flag bit 1: datagrams go to a multicast group, named in the welcome. */
 export const WELCOME_MULTICAST = 0x2;
-const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST;
+/**
+ * welcome server flag bit 2: every frame ends with the server's signature; the welcome
+ * carries the key. Derived from `Welcome.signing` by the encoder.
+ */
+export const WELCOME_SIGNED = 0x4;
+const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED;
 /** Bytes of a welcome's multicast block: group address, port, reserved, stream id. */
 export const WELCOME_MULTICAST_SIZE = 12;
+/** Bytes of an Ed25519 public key. */
+export const SIGNING_KEY_SIZE = 32;
+/** Bytes of a welcome's signing block: the public key and the signing stream id. */
+export const WELCOME_SIGNING_SIZE = SIGNING_KEY_SIZE + 4;
 
 /** Why a server refuses a hello. */
 export const RefuseReason = { VersionMismatch: 1, ServerFull: 2, BadHello: 3, AuthRequired: 4, Other: 255 } as const;
@@ -276,10 +295,12 @@ export interface Welcome extends Taggable {
   heartbeatMs: number;
   /** Silence after which either side ends the session; more than heartbeatMs. */
   timeoutMs: number;
-  /** Server flags: WELCOME_ENCRYPTED, WELCOME_MULTICAST, both or 0. */
+  /** Server flags: WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED (set on the wire from `signing`), any or 0. */
   flags: number;
   /** Where the datagrams go: present exactly when flags has WELCOME_MULTICAST. */
   multicast?: MulticastGroup;
+  /** Every frame is signed with this key: the encoder sets WELCOME_SIGNED exactly when it is present. */
+  signing?: FrameSigning;
   /** RESUME_SECRET_SIZE bytes the viewer presents when it reconnects; only for a CAP_RESUME hello. */
   resume?: Uint8Array;
 }
@@ -291,6 +312,14 @@ export interface MulticastGroup {
   /** UDP port, 1..65535. */
   port: number;
   /** The session id every datagram sent to the group carries (per-viewer ids would mean a copy per viewer). */
+  streamId: number;
+}
+
+/** What a viewer needs to check every frame's signature. */
+export interface FrameSigning {
+  /** SIGNING_KEY_SIZE bytes: the server's Ed25519 public key. */
+  publicKey: Uint8Array;
+  /** u32 the signatures cover, new at every server start, so a frame of one run is no frame of another. */
   streamId: number;
 }
 
@@ -500,15 +529,20 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("welcome heartbeatMs", msg.heartbeatMs, 1, 0xfffe);
       checkInt("welcome timeoutMs", msg.timeoutMs, msg.heartbeatMs + 1, 0xffff);
       checkInt("welcome flags", msg.flags, 0, U32_MAX);
-      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED and WELCOME_MULTICAST are defined`);
+      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED, WELCOME_MULTICAST and WELCOME_SIGNED are defined`);
+      if (msg.flags & WELCOME_SIGNED && !msg.signing) throw new RangeError("welcome flags: WELCOME_SIGNED without a signing key");
       if (!!(msg.flags & WELCOME_MULTICAST) !== (msg.multicast !== undefined)) throw new RangeError("welcome multicast: the group must be given exactly when WELCOME_MULTICAST is set");
       if (msg.multicast) {
         groupAddress = checkGroupAddress("welcome multicast address", msg.multicast.address);
         checkInt("welcome multicast port", msg.multicast.port, 1, 0xffff);
         checkInt("welcome multicast streamId", msg.multicast.streamId, 0, U32_MAX);
       }
+      if (msg.signing !== undefined) {
+        checkBytes("welcome signing publicKey", msg.signing.publicKey, SIGNING_KEY_SIZE);
+        checkInt("welcome signing streamId", msg.signing.streamId, 0, U32_MAX);
+      }
       if (msg.resume !== undefined) checkBytes("welcome resume", msg.resume, RESUME_SECRET_SIZE);
-      bodySize = WELCOME_SIZE + (msg.multicast ? WELCOME_MULTICAST_SIZE : 0) + (msg.resume ? RESUME_SECRET_SIZE : 0);
+      bodySize = WELCOME_SIZE + (msg.multicast ? WELCOME_MULTICAST_SIZE : 0) + (msg.signing ? WELCOME_SIGNING_SIZE : 0) + (msg.resume ? RESUME_SECRET_SIZE : 0);
       break;
     case "refuse":
       if (!Object.hasOwn(REFUSE_TEXT, msg.reason)) throw new RangeError(`refuse reason=${msg.reason} is not a known reason code`);
@@ -561,8 +595,9 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "welcome":
       w.u32(msg.sessionId).u16(msg.width).u16(msg.height).u32(msg.fpsMillihertz);
-      w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32(msg.flags);
+      w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32((msg.flags | (msg.signing ? WELCOME_SIGNED : 0)) >>> 0);
       if (msg.multicast) w.u32(groupAddress).u16(msg.multicast.port).u16(0).u32(msg.multicast.streamId);
+      if (msg.signing) w.bytes(msg.signing.publicKey).u32(msg.signing.streamId);
       if (msg.resume) w.bytes(msg.resume);
       break;
     case "refuse":
@@ -747,7 +782,7 @@ function decodeWelcome(r: BodyReader): Welcome {
   const heartbeatMs = range("welcome heartbeat interval", r.u16("heartbeat interval"), 1, 0xfffe);
   const timeoutMs = range("welcome timeout", r.u16("timeout"), heartbeatMs + 1, 0xffff);
   const flags = r.u32("flags");
-  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted) and 1 (multicast) are defined`);
+  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast) and 2 (signed) are defined`);
   const msg: Welcome = { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
   let fixed = WELCOME_SIZE;
   if (flags & WELCOME_MULTICAST) {
@@ -758,6 +793,10 @@ function decodeWelcome(r: BodyReader): Welcome {
     if (reserved !== 0) throw new DecodeError("bad-value", `welcome multicast reserved field ${hex(reserved, 2)}, expected 0`);
     msg.multicast = { address: formatIPv4(group), port, streamId: r.u32("stream id") };
     fixed += WELCOME_MULTICAST_SIZE;
+  }
+  if (flags & WELCOME_SIGNED) {
+    msg.signing = { publicKey: r.bytes(SIGNING_KEY_SIZE, "signing key"), streamId: r.u32("signing stream id") };
+    fixed += WELCOME_SIGNING_SIZE;
   }
   if (r.remaining === 0) return msg;
   if (r.remaining !== RESUME_SECRET_SIZE) {

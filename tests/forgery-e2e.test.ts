@@ -1,0 +1,269 @@
+// The forgery a red team found, against real server and viewer processes on 127.0.0.1:
+// a second viewer (with the token, so it holds the stream key; or without one) makes
+// pictures of its own, seals them as the server would, numbers them just ahead of the
+// live stream and sends them to the victim from the server's own address and port
+// (a raw socket writes the UDP header itself: needs root). Over multicast it sends
+// them to the group with the stream id. The victim must neither show nor record one,
+// must count them as forged, and must say so once as a security event.
+import type { udp } from "bun";
+import { describe, expect, test } from "bun:test";
+import { dlopen, FFIType, ptr } from "bun:ffi";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ControlChannel } from "../lib/net/control-channel.ts";
+import { ControlMac } from "../lib/net/control-mac.ts";
+import { tokenKey } from "../lib/net/session-keys.ts";
+import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
+import { cv } from "../lib/native/cv.ts";
+import { Handshake, type HandshakeAction, type HandshakeInput } from "../lib/receive/handshake.ts";
+import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
+import { Fragmenter } from "../lib/send/fragmenter.ts";
+import { FrameSealer } from "../lib/send/frame-sealer.ts";
+import { FrameSigner } from "../lib/send/frame-signer.ts";
+import type { Welcome } from "../lib/wire/control.ts";
+import { decodeDatagram, DEFAULT_MTU } from "../lib/wire/datagram.ts";
+import { nowMicros } from "../lib/wire/frame.ts";
+import { seqAdd } from "../lib/wire/seq.ts";
+import { jpegFrames, splitJpegs } from "./helpers/jpeg-frames.ts";
+import { spawnBun, until } from "./helpers/process.ts";
+import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
+import { readFrameNumber } from "./helpers/test-pattern.ts";
+
+const WIDTH = 640;
+const HEIGHT = 360;
+const TOKEN = "forgery-test-token-long-enough-0123";
+/** Forged frames sent per run. */
+const FORGED = 12;
+const tempDir = tempDirs("lancam-forgery-");
+
+/** A group and port of our own, so runs beside each other do not share one. */
+function group(): string {
+  const r = crypto.getRandomValues(new Uint16Array(2));
+  return `239.254.${(r[0]! % 200) + 20}.${(r[1]! % 250) + 1}:${20_000 + (r[0]! % 20_000)}`;
+}
+
+/** UDP from `fromPort` on 127.0.0.1, written by a raw socket; multicast goes out on loopback. */
+function spoofer(fromPort: number): { send: (payload: Uint8Array, toAddress: string, toPort: number) => void; close: () => void } {
+  const libc = dlopen("libc.so.6", {
+    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+    setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
+    close: { args: [FFIType.i32], returns: FFIType.i32 },
+  });
+  const AF_INET = 2;
+  const SOCK_RAW = 3;
+  const IPPROTO_UDP = 17;
+  const IPPROTO_IP = 0;
+  const IP_MULTICAST_IF = 32;
+  const fd = libc.symbols.socket(AF_INET, SOCK_RAW, IPPROTO_UDP);
+  if (fd < 0) throw new Error("cannot open a raw socket");
+  const loopback = Uint8Array.from([127, 0, 0, 1]);
+  if (libc.symbols.setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, ptr(loopback), 4) !== 0) throw new Error("cannot send multicast on loopback");
+  const to = new Uint8Array(16);
+  const packet = new Uint8Array(8 + 65_507);
+  const udp = new DataView(packet.buffer);
+  return {
+    send(payload, toAddress, toPort) {
+      new DataView(to.buffer).setUint16(0, AF_INET, true);
+      new DataView(to.buffer).setUint16(2, toPort);
+      to.set(toAddress.split(".").map(Number), 4);
+      udp.setUint16(0, fromPort);
+      udp.setUint16(2, toPort);
+      udp.setUint16(4, 8 + payload.length);
+      udp.setUint16(6, 0); // no checksum (allowed over IPv4)
+      packet.set(payload, 8);
+      const sent = libc.symbols.sendto(fd, ptr(packet), 8 + payload.length, 0, ptr(to), 16);
+      if (Number(sent) !== 8 + payload.length) throw new Error(`raw sendto returned ${sent}`);
+    },
+    close: () => void libc.symbols.close(fd),
+  };
+}
+
+/**
+ * A second viewer, run in this process with the library's own handshake: what any
+ * viewer (with the token: any token holder) learns. Its welcome, its current stream
+ * key, and the newest frame number of the live stream (from its own datagrams).
+ */
+class CoViewer implements AsyncDisposable {
+  welcome: Welcome | null = null;
+  key: { id: number; key: Uint8Array } | null = null;
+  liveFrame: number | null = null;
+  readonly #machine: Handshake;
+  readonly #udp: udp.Socket<"buffer">;
+  readonly #ticker: Timer;
+  readonly #port: number;
+  #channel: ControlChannel | null = null;
+  #socket: { end(): void } | null = null;
+
+  private constructor(udp: udp.Socket<"buffer">, port: number, token: string | null) {
+    this.#udp = udp;
+    this.#port = port;
+    this.#machine = new Handshake({
+      server: `127.0.0.1:${port}`, udpPort: udp.port, name: "co-viewer", multicast: false,
+      auth: token ? { token: tokenKey(token) } : null,
+      report: () => ({ type: "report", framesReceived: 0, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0 }),
+      totals: () => ({ framesReceived: 0, framesLost: 0, framesIncomplete: 0, framesRecorded: 0 }),
+    });
+    this.#ticker = setInterval(() => this.#push({ type: "tick" }), 100);
+    this.#push({ type: "start" });
+  }
+
+  static async join(port: number, token: string | null): Promise<CoViewer> {
+    let self: CoViewer | null = null;
+    const udp = await Bun.udpSocket({
+      hostname: "127.0.0.1", port: 0,
+      socket: {
+        data: (_s, buf) => {
+          try {
+            const h = decodeDatagram(buf).header;
+            if (self && (self.liveFrame === null || ((h.frameNumber - self.liveFrame) | 0) > 0)) self.liveFrame = h.frameNumber;
+          } catch {
+            // Not a lancam datagram: nothing to learn.
+          }
+        },
+      },
+    });
+    self = new CoViewer(udp, port, token);
+    return self;
+  }
+
+  #connect(): void {
+    void Bun.connect({
+      hostname: "127.0.0.1", port: this.#port,
+      socket: {
+        open: (tcp) => {
+          this.#socket = tcp;
+          this.#channel = new ControlChannel(tcp);
+          this.#push({ type: "connected" });
+        },
+        data: (_tcp, chunk) => {
+          for (const msg of this.#channel!.receive(chunk)) if (this.#channel!.authentic(msg)) this.#push({ type: "message", msg });
+        },
+        drain: () => this.#channel?.drain(),
+        close: () => this.#push({ type: "closed" }),
+      },
+    });
+  }
+
+  #push(input: HandshakeInput): void {
+    for (const a of this.#machine.push(input, performance.now())) this.#carryOut(a);
+  }
+
+  #carryOut(a: HandshakeAction): void {
+    if (a.type === "connect") this.#connect();
+    else if (a.type === "send") this.#channel?.send(a.msg);
+    else if (a.type === "secure") this.#channel?.secure(new ControlMac({ send: a.keys.clientMac, receive: a.keys.serverMac }));
+    else if (a.type === "receive") this.welcome = a.welcome;
+    else if (a.type === "key") this.key = { id: a.id, key: a.key };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    clearInterval(this.#ticker);
+    this.#push({ type: "stop" });
+    this.#socket?.end();
+    this.#udp.close();
+  }
+}
+
+/**
+ * The datagrams of one forged frame: `jpeg` (a picture of the forger's own, 640x360 so
+ * the size check passes), signed with the forger's own key or not at all, and with the
+ * token sealed under the real stream key, stamped with `sessionId`.
+ */
+function forge(seq: number, jpeg: Uint8Array, sessionId: number, signer: FrameSigner | null, key: { id: number; key: Uint8Array } | null): Uint8Array[] {
+  const fragmenter = new Fragmenter(DEFAULT_MTU);
+  let frame = { seq, capturedAt: nowMicros(), jpeg };
+  if (signer) frame = signer.sign(frame);
+  if (!key) return fragmenter.fragment(frame, sessionId).map((d) => d.slice());
+  const sealer = new FrameSealer({ randomKey: () => key.key });
+  while (sealer.current.id !== key.id) sealer.rotate();
+  return fragmenter.fragmentSealed(sealer.seal(frame, fragmenter.sealedFragmentSize).sealed, sessionId).map((d) => d.slice());
+}
+
+/** Every frame of every segment in `dir`, as the frame number its barcode says (null: no barcode, not the server's picture). */
+async function recordedFrameNumbers(dir: string): Promise<(number | null)[]> {
+  const out: (number | null)[] = [];
+  // Segments sit in a folder per day, in time order by name.
+  for (const name of listFiles(dir).filter((n) => /\.(mkv|avi|mp4|mov)$/.test(n))) {
+    const proc = Bun.spawn([resolveFfmpeg().path, "-hide_banner", "-loglevel", "error", "-nostdin", "-i", join(dir, name), "-c:v", "copy", "-f", "image2pipe", "pipe:1"], { stdout: "pipe", stderr: "pipe" });
+    const bytes = await new Response(proc.stdout).bytes();
+    await proc.exited;
+    for (const jpeg of splitJpegs(bytes)) {
+      const img = cv().decodeJpeg(jpeg);
+      out.push(readFrameNumber(img.bgr, img.width, img.height));
+    }
+  }
+  return out;
+}
+
+const SECURITY_LINE = "frames not signed by the server are arriving";
+
+describe.skipIf(process.getuid?.() !== 0)("a co-viewer forging frames into another viewer's stream", () => {
+  for (const multicast of [false, true]) {
+    for (const token of [TOKEN, null]) {
+      const how = `${multicast ? "multicast" : "unicast"}, ${token ? "with a token (the forger holds it)" : "without a token (a spoofer)"}`;
+      test(`${how}: the victim shows and records none of them, counts each as forged, and warns once`, async () => {
+        const dir = tempDir();
+        const env = token ? { LANCAM_TOKEN: token } : {};
+        const serverArgs = ["server.ts", "--source", "test", "--size", `${WIDTH}x${HEIGHT}`, "--fps", "30", "--port", "0", "--bind", "127.0.0.1", "--log", join(dir, "server.log")];
+        await using server = spawnBun(multicast ? [...serverArgs, "--multicast", group()] : serverArgs, env);
+        const port = Number((await server.waitFor(/listening tcp=(\d+)/))[1]);
+        const serverUdp = Number((await server.waitFor(/ started .* udp=(\d+)/, 15_000, "stderr"))[1]);
+        const fingerprint = (await server.waitFor(/fingerprint=([0-9a-f:]+)/))[1]!;
+        const out = join(dir, "rec");
+        const statsPath = join(dir, "victim.json");
+        await using victim = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-window", "--duration", "6", "--out", out, "--stats", statsPath, "--name", "victim"], env);
+        const victimUdp = Number((await victim.waitFor(/receiving udp=(\d+)/))[1]);
+        const session = parseInt((await victim.waitFor(/ connected .*session=([0-9a-f]{8})/, 15_000, "stderr"))[1]!, 16);
+        // The victim shows the server's fingerprint, the one the server printed.
+        await victim.waitFor(new RegExp(`frames are signed by the server fingerprint=${fingerprint}`), 15_000, "stderr");
+        if (multicast) await victim.waitFor(/multicast group joined group=([\d.]+):(\d+)/, 15_000, "stderr");
+        const groupTarget = multicast ? /group=([\d.]+):(\d+)/.exec(victim.stderr())! : null;
+
+        await using forger = await CoViewer.join(port, token);
+        await until(() => forger.welcome !== null && forger.liveFrame !== null && (!token || forger.key !== null), 10_000, "the co-viewer is welcomed and receiving");
+        const streamId = forger.welcome!.signing!.streamId;
+        const picture = (await jpegFrames(1, WIDTH, HEIGHT))[0]!;
+        const ownKey = new FrameSigner(streamId);
+        const raw = spoofer(serverUdp);
+        let sent = 0;
+        try {
+          let last: number | null = null;
+          while (sent < FORGED && victim.proc.exitCode === null) {
+            await until(() => forger.liveFrame !== last, 5_000, "a new live frame");
+            last = forger.liveFrame!;
+            if (last % 3 !== 0) continue;
+            // Numbered just ahead of the live stream, so it completes before the real frame of that number.
+            const target = multicast ? { address: groupTarget![1]!, port: Number(groupTarget![2]), id: streamId } : { address: "127.0.0.1", port: victimUdp, id: session };
+            const datagrams = forge(seqAdd(last, 3), picture, target.id, sent % 2 === 0 ? ownKey : null, token ? forger.key : null);
+            for (const d of datagrams) raw.send(d, target.address, target.port);
+            sent++;
+          }
+        } finally {
+          raw.close();
+        }
+        expect(await victim.exited).toBe(0);
+        const stats: StatsSummary & { recording: { framesWritten: number } } = JSON.parse(readFileSync(statsPath, "utf8"));
+        expect(sent).toBe(FORGED);
+        // Each forged frame that completed was refused; one whose datagrams met the real
+        // frame's half-way (its number came early) was dropped as inconsistent instead.
+        expect(stats.framesForged).toBeGreaterThanOrEqual(FORGED / 2);
+        expect(stats.framesForged).toBeLessThanOrEqual(FORGED);
+        expect(stats.framesRejected).toBe(0);
+        expect(stats.framesReceived).toBeGreaterThan(60);
+        // The real stream went on: the forged frames cost it (almost) nothing.
+        expect(stats.framesMissing + stats.framesIncomplete).toBeLessThanOrEqual(3);
+        // Recorded: only the server's pictures, each with its frame-number barcode.
+        const recorded = await recordedFrameNumbers(out);
+        // (The container may repeat a frame to keep its timing, so the counts need not be equal.)
+        expect(stats.recording.framesWritten).toBeGreaterThan(60);
+        expect(recorded.length).toBeGreaterThanOrEqual(stats.recording.framesWritten - 2);
+        expect(recorded.filter((n) => n === null).length).toBe(0);
+        // Said once, as a security event, however many came.
+        const warnings = victim.stderr().split("\n").filter((l) => l.includes(SECURITY_LINE));
+        expect(warnings.length).toBe(1);
+        expect(warnings[0]).toMatch(/^\S+ WARN \[client\] /);
+      }, 60_000);
+    }
+  }
+});
