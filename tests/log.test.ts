@@ -457,7 +457,7 @@ describe("a server and a viewer whose log disk is full", () => {
       if (disk) fill(disk.dir);
       const serverLog = disk ? join(disk.dir, "server.log") : "/dev/full";
       const clientLog = disk ? join(disk.dir, "client.log") : "/dev/full";
-      await using server = spawnBun(["server.ts", "--source", "test", "--size", "160x120", "--fps", "20", "--port", "0", "--log", serverLog]);
+      await using server = spawnBun(["server.ts", "--source", "test", "--size", "160x120", "--fps", "20", "--port", "0", "--log", serverLog, "--security-log", join(dir, "security.log")]);
       const port = Number((await server.waitFor(/lancam server listening tcp=(\d+)/))[1]);
       const stats = join(dir, "viewer.json");
       await using viewer = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-window", "--no-record", "--duration", "6", "--stats", stats, "--log", clientLog]);
