@@ -41,8 +41,8 @@ async function main(): Promise<number> {
   using signal = new StopSignal();
   using logFile = new FileSink(logPath, { maxBytes: cli.flags.logMax });
   const security = securityLogSettings(cli.flags);
-  using securityFile = new FileSink(security.path, { maxBytes: security.maxBytes, securityOnly: true, flag: "--security-log" });
-  const log = createLogger("server", [stderrSink, logFile.sink, securityFile.sink]);
+  using securityFile = security.path === null ? null : new FileSink(security.path, { maxBytes: security.maxBytes, securityOnly: true, flag: "--security-log" });
+  const log = createLogger("server", securityFile ? [stderrSink, logFile.sink, securityFile.sink] : [stderrSink, logFile.sink]);
   signal.onStop((sig) => log.info("stopping", { signal: sig }));
   // Said before the camera opens, not after old recordings were repaired.
   if (record) checkCanRecord(record.dir, SERVER_RECORD_CLI);

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { securityLogSettings } from "../lib/app/log-flags.ts";
@@ -29,6 +29,19 @@ describe("where the security log goes", () => {
     expect(securityLogSettings({ log: "a.log", securityLog: null, securityLogMax: 4096 })).toEqual({ path: "a.security.log", maxBytes: 4096 });
     expect(securityLogSettings({ log: "a.log", securityLog: "/x/s.log", securityLogMax: 4096 }).path).toBe("/x/s.log");
     expect(() => securityLogSettings({ log: "a.log", securityLog: "./a.log", securityLogMax: 4096 })).toThrow(UsageError);
+  });
+
+  test("a --log that is a device or a pipe has no security file beside it, unless --security-log names one", () => {
+    expect(securityLogSettings({ log: "/dev/stdout", securityLog: null, securityLogMax: 4096 }).path).toBeNull();
+    expect(securityLogSettings({ log: "/dev/full", securityLog: null, securityLogMax: 4096 }).path).toBeNull();
+    expect(securityLogSettings({ log: "/dev/full", securityLog: "/tmp/x/s.log", securityLogMax: 4096 }).path).toBe("/tmp/x/s.log");
+  });
+
+  test("one that cannot be opened is an error at once, naming --security-log", () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, "a-file"), "");
+    expect(() => new FileSink(join(dir, "a-file", "s.log"), { securityOnly: true, flag: "--security-log" }))
+      .toThrow(/^cannot open the log file .*\/a-file\/s\.log: .*; choose another --security-log$/);
   });
 });
 

@@ -1,5 +1,6 @@
 import { parseByteSize, UsageError } from "./cli.ts";
 import { valueFlag } from "./flags.ts";
+import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import { DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES, DEFAULT_SECURITY_LOG_MAX_BYTES, MIN_LOG_MAX_BYTES, securityLogPath } from "../log/file-sink.ts";
 
@@ -25,10 +26,25 @@ export const SECURITY_LOG_FLAG = valueFlag<string | null>("security-log", "FILE"
 export const SECURITY_LOG_MAX_FLAG = valueFlag("security-log-max", "SIZE", DEFAULT_SECURITY_LOG_MAX_BYTES, logCap,
   `rotate the security log at this size, keeping FILE.1 to FILE.${DEFAULT_LOG_KEEP} (default 1M)`);
 
-/** Where the security log goes and how large it grows; a UsageError when it is the main log itself. */
-export function securityLogSettings(flags: { log: string; securityLog: string | null; securityLogMax: number }): { path: string; maxBytes: number } {
+/**
+ * Where the security log goes and how large it grows; path null when --log is not a
+ * file (a device such as /dev/stdout, or a pipe) and no --security-log was given: the
+ * security lines then go where all lines go. A UsageError when it is the main log itself.
+ */
+export function securityLogSettings(flags: { log: string; securityLog: string | null; securityLogMax: number }): { path: string | null; maxBytes: number } {
+  if (flags.securityLog === null && !isFileOrAbsent(flags.log)) return { path: null, maxBytes: flags.securityLogMax };
   const path = flags.securityLog ?? securityLogPath(flags.log);
   // Two sinks rotating one file would each rename it under the other.
   if (resolve(path) === resolve(flags.log)) throw new UsageError(`invalid --security-log=${path}: it is the --log file; choose another`);
   return { path, maxBytes: flags.securityLogMax };
+}
+
+/** True for a regular file, or nothing yet (the log will be one); false for a device, pipe or socket. */
+function isFileOrAbsent(path: string): boolean {
+  try {
+    const st = statSync(path);
+    return st.isFile() || st.isDirectory(); // a folder is the log file's own error to report
+  } catch {
+    return true;
+  }
 }
