@@ -432,6 +432,14 @@ describe("a busy server before the first welcome", () => {
     );
   });
 
+  test("what a lockout asks for is bounded: at least 1 s, at most an hour, and only in the server's words", () => {
+    const wait = (text: string) => classifyRefusal(RefuseReason.AuthRequired, text);
+    expect(wait("wrong token too often from 10.0.0.5: try again in 0 s")).toEqual({ kind: "locked", waitMs: 1000 });
+    expect(wait("wrong token too often from 10.0.0.5: try again in 9999999 s")).toEqual({ kind: "locked", waitMs: 3_600_000 });
+    expect(wait("wrong token too often from 10.0.0.5: try again in 99999999 s")).toEqual({ kind: "final" });
+    expect(wait("try again in 5 s")).toEqual({ kind: "final" });
+  });
+
   test("a refusal that is for the user to fix, after busy ones, ends it at once with its own words", () => {
     const { m } = machine({ random: () => 0.5 });
     m.push({ type: "start" }, 0);

@@ -39,7 +39,8 @@ export function classifyRefusal(reason: number, text: string): Refusal {
       return { kind: "final" };
     case RefuseReason.AuthRequired: {
       const locked = LOCKOUT_TEXT.exec(text);
-      return locked ? { kind: "locked", waitMs: Math.min(Number(locked[1]) * 1000, MAX_LOCKOUT_WAIT_MS) } : { kind: "final" };
+      // At least a second (the server rounds up to whole ones): "0 s" must not make a reconnect loop.
+      return locked ? { kind: "locked", waitMs: Math.min(Math.max(Number(locked[1]), 1) * 1000, MAX_LOCKOUT_WAIT_MS) } : { kind: "final" };
     }
     default:
       return BUSY_TEXTS.some((re) => re.test(text)) ? { kind: "busy" } : { kind: "other" };
