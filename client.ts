@@ -75,6 +75,7 @@ async function main(): Promise<number> {
   const viewer: Watcher = createWatcher({
     protocol: cli.flags.classic ? "classic" : "lancam",
     host, port, udpPort, log, sinks, maxFrames, maxSeconds, receiveBufferBytes, name, token: token?.key ?? null,
+    connectTimeoutMs: cli.flags.connectTimeout * 1000,
     recordedFrames: () => recorder?.framesAccepted ?? 0,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
     onStreamRate: (fps) => recorder?.onStreamRate(fps),

@@ -4,6 +4,7 @@
 import { helpText, parseCommandLine } from "./lib/app/flags.ts";
 import { FileSink } from "./lib/log/file-sink.ts";
 import { createLogger, stderrSink } from "./lib/log/logger.ts";
+import { securityLogSettings } from "./lib/app/log-flags.ts";
 import { checkCanRecord } from "./lib/app/record-check.ts";
 import { recordSettings } from "./lib/app/record-flags.ts";
 import { runMain, StopSignal } from "./lib/app/run-main.ts";
@@ -39,7 +40,9 @@ async function main(): Promise<number> {
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
   using logFile = new FileSink(logPath, { maxBytes: cli.flags.logMax });
-  const log = createLogger("server", [stderrSink, logFile.sink]);
+  const security = securityLogSettings(cli.flags);
+  using securityFile = security.path === null ? null : new FileSink(security.path, { maxBytes: security.maxBytes, securityOnly: true, flag: "--security-log" });
+  const log = createLogger("server", securityFile ? [stderrSink, logFile.sink, securityFile.sink] : [stderrSink, logFile.sink]);
   signal.onStop((sig) => log.info("stopping", { signal: sig }));
   // Said before the camera opens, not after old recordings were repaired.
   if (record) checkCanRecord(record.dir, SERVER_RECORD_CLI);
@@ -50,7 +53,8 @@ async function main(): Promise<number> {
     if (e instanceof TokenError) throw new StartError(e.message);
     throw e;
   }
-  for (const w of token?.warnings ?? []) log.warn(w);
+  // A weak token or a token file others can read is for whoever audits the security log too.
+  for (const w of token?.warnings ?? []) log.security(w);
 
   await using source = await openSource(spec, { size, fps, quality, loop, reencode: cli.flags.reencode, log: log.child("capture") });
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.

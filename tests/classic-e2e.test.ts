@@ -135,7 +135,7 @@ describe.skipIf(noProgram)("--max-clients", () => {
     await using b = startPythonViewer(dir, "127.0.0.1", port, ports[1]!);
     await until(() => classicLines(log, "client refused", ports[1]!).length === 1, 10_000, "the classroom viewer refused");
     expect(classicLines(log, "client refused", ports[1]!)[0]).toMatch(/WARN .* reason="server full" max=2$/);
-    await using refused = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-window", "--no-record"]);
+    await using refused = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-window", "--no-record", "--connect-timeout", "1"]);
     expect(await refused.exited).toBe(1);
     expect(refused.stderr()).toContain("server full");
     // A leave makes room, for either kind.

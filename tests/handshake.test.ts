@@ -1,8 +1,11 @@
 // The viewer's side of the control protocol as a plain state machine, driven with a
 // fake clock: every timing rule is checked to the millisecond without waiting.
 import { describe, expect, test } from "bun:test";
-import { ByeReason, CAP_MULTICAST, CAP_RESUME, CAP_VERIFY, RefuseReason, type ByeTotals, type ControlMessage, type Report } from "../lib/wire/control.ts";
+import { ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, refuseReasonText, type ByeTotals, type ControlMessage, type Report } from "../lib/wire/control.ts";
 import { ConnectError, Handshake, reconnectDelayMs, type HandshakeAction, type HandshakeOptions, type SessionEnd } from "../lib/receive/handshake.ts";
+import { classifyRefusal } from "../lib/receive/refusal.ts";
+import { tokenKey } from "../lib/net/session-keys.ts";
+import { Admission, MAX_PENDING_PER_ADDRESS, type AdmissionAction } from "../lib/send/admission.ts";
 import { welcome } from "./helpers/fake-server.ts";
 
 const SERVER = "10.0.0.1:9000";
@@ -84,14 +87,24 @@ describe("handshake", () => {
     expect(m.state).toBe("finished");
   });
 
-  test("at the first attempt every refusal is the user's to read, final or not", () => {
-    for (const reason of Object.values(RefuseReason)) {
+  test("at the first attempt a refusal that is for the user to fix ends it at once, with the server's words", () => {
+    const cases: [RefuseReason, string][] = [
+      [RefuseReason.VersionMismatch, "protocol version mismatch: version 2, this server speaks 1"],
+      [RefuseReason.BadHello, "bad hello: name too long"],
+      [RefuseReason.AuthRequired, "wrong token"],
+      [RefuseReason.AuthRequired, "this server needs a token: run the viewer with --token or --token-file (or LANCAM_TOKEN)"],
+      [RefuseReason.AuthRequired, "this server encrypts its frames and this viewer cannot decrypt them"],
+      [RefuseReason.Other, "go away"],
+      [RefuseReason.Other, ""],
+      [0x42 as RefuseReason, ""],
+    ];
+    for (const [reason, text] of cases) {
       const { m } = machine();
       m.push({ type: "start" }, 0);
       m.push({ type: "connected" }, 0);
-      const e = finishedWith(m.push(msg({ type: "refuse", reason, text: reason === RefuseReason.ServerFull ? "" : "go away" }), 5));
+      const e = finishedWith(m.push(msg({ type: "refuse", reason, text }), 5));
       expect(e.refusedFor).toBe(reason);
-      expect(e.message).toBe(`server ${SERVER} refused the session: ${reason === RefuseReason.ServerFull ? "server full" : "go away"}`);
+      expect(e.message).toBe(`server ${SERVER} refused the session: ${text || refuseReasonText(reason)}`);
     }
   });
 
@@ -131,6 +144,18 @@ describe("handshake", () => {
         expect(m.state).toBe("backoff");
       }
     }
+  });
+
+  test("once streaming, a lockout of this address is waited out, however long, instead of ending the viewer", () => {
+    const { m } = machine();
+    welcomed(m, 0);
+    retried(m.push({ type: "closed" }, 100));
+    m.push({ type: "tick" }, 600);
+    m.push({ type: "connected" }, 610);
+    const r = retried(m.push(msg({ type: "refuse", reason: RefuseReason.AuthRequired, text: "wrong token too often from 10.0.0.9: try again in 120 s" }), 620));
+    expect(r.afterMs).toBe(120_000);
+    expect(m.push({ type: "tick" }, 120_619)).toEqual([]);
+    expect(m.push({ type: "tick" }, 120_620)).toEqual([{ type: "connect" }]);
   });
 
   test("once streaming, a failed connect or handshake timeout is retried, not reported as final", () => {
@@ -296,5 +321,184 @@ describe("stopping", () => {
     const { m } = machine();
     expect(m.push({ type: "stop" }, 0)).toEqual([{ type: "finished", error: null }]);
     expect(m.push({ type: "start" }, 1)).toEqual([]);
+  });
+});
+
+const FULL = { type: "refuse", reason: RefuseReason.ServerFull, text: "server full: 1 viewers already connected" } as const;
+
+/** Connects at `t` and is answered with `answer` at once; returns the machine's answer. */
+function attempt(m: Handshake, t: number, answer: ControlMessage): HandshakeAction[] {
+  expect(m.push({ type: "connected" }, t)).toHaveLength(1);
+  return m.push(msg(answer), t);
+}
+
+/** Ticks every ms from `from` until the machine asks to connect or finishes; returns that moment and answer. */
+function nextMove(m: Handshake, from: number, limit = 60_000): [number, HandshakeAction[]] {
+  for (let t = from + 1; t <= from + limit; t++) {
+    const a = m.push({ type: "tick" }, t);
+    if (a.length > 0) return [t, a];
+  }
+  throw new Error(`nothing happened within ${limit} ms of ${from}`);
+}
+
+describe("a busy server before the first welcome", () => {
+  test("'server full' is asked again with backoff, and a welcome within the connect timeout starts the session", () => {
+    const { m } = machine({ connectTimeoutMs: 10_000, random: () => 0.5 });
+    m.push({ type: "start" }, 0);
+    const r1 = retried(attempt(m, 5, FULL));
+    expect(r1.afterMs).toBe(500);
+    expect((r1.cause as ConnectError).message).toBe(`server ${SERVER} refused the session: server full: 1 viewers already connected`);
+    expect(m.state).toBe("backoff");
+    expect(nextMove(m, 5)).toEqual([505, [{ type: "connect" }]]);
+    expect(retried(attempt(m, 510, FULL)).afterMs).toBe(1000);
+    expect(nextMove(m, 510)).toEqual([1510, [{ type: "connect" }]]);
+    expect(m.push({ type: "connected" }, 1511)).toHaveLength(1);
+    expect(m.push(msg(welcome()), 1512).map((a) => a.type)).toEqual(["receive"]);
+    expect(m.state).toBe("session");
+  });
+
+  test("nobody leaves: at the connect timeout it gives up with one line naming the last refusal", () => {
+    const { m } = machine({ connectTimeoutMs: 10_000, random: () => 0.5 });
+    m.push({ type: "start" }, 0);
+    const waits: number[] = [];
+    let t = 0;
+    for (;;) {
+      const answer = attempt(m, t, FULL);
+      if (answer[1]?.type === "finished") {
+        const e = finishedWith(answer);
+        expect(e.message).toBe(`gave up connecting to ${SERVER} after 9.5 s and 6 attempts; the last refusal: server full: 1 viewers already connected`);
+        expect(e.refusedFor).toBe(RefuseReason.ServerFull);
+        break;
+      }
+      waits.push(retried(answer).afterMs);
+      const [at, next] = nextMove(m, t);
+      expect(next).toEqual([{ type: "connect" }]);
+      t = at;
+    }
+    // Doubling, until the last try is kept 0.5 s before the timeout.
+    expect(waits).toEqual([500, 1000, 2000, 4000, 2000]);
+    expect(m.state).toBe("finished");
+  });
+
+  test("retries are spread: half to one and a half times the backoff", () => {
+    for (const [r, wait] of [[0, 250], [0.999, 750]] as const) {
+      const { m } = machine({ random: () => r });
+      m.push({ type: "start" }, 0);
+      expect(Math.round(retried(attempt(m, 0, FULL)).afterMs)).toBe(wait);
+    }
+  });
+
+  test("each busy kind is waited for: full, evicted by a flood, shutting down, too many from this address, UDP port still held", () => {
+    const texts = [
+      "too many connections without hello", "too many connections without hello from this address", "shutting down",
+      "too many viewers from 10.0.0.5: at most 16 per address",
+      "UDP port 5000 of 10.0.0.5 is already receiving this stream; it is freed when that viewer leaves or is silent for 5 s",
+    ];
+    for (const text of texts) {
+      const { m } = machine({ random: () => 0.5 });
+      m.push({ type: "start" }, 0);
+      const r = retried(attempt(m, 0, { type: "refuse", reason: RefuseReason.Other, text }));
+      expect((r.cause as ConnectError).isTransient).toBe(true);
+    }
+  });
+
+  test("after a busy refusal, a refused connect or a close (the server restarting) is waited out too; the message names both", () => {
+    const { m } = machine({ connectTimeoutMs: 3000, random: () => 0.5 });
+    m.push({ type: "start" }, 0);
+    retried(attempt(m, 0, { type: "refuse", reason: RefuseReason.Other, text: "shutting down" }));
+    expect(nextMove(m, 0)).toEqual([500, [{ type: "connect" }]]);
+    expect(retried(m.push({ type: "connect-failed", text: "cannot connect to x: connection refused" }, 501)).afterMs).toBe(1000);
+    expect(nextMove(m, 501)).toEqual([1501, [{ type: "connect" }]]);
+    m.push({ type: "connected" }, 1502);
+    // Waits 2000, but no later than 0.5 s before the timeout.
+    expect(retried(m.push({ type: "closed" }, 1503)).afterMs).toBe(997);
+    expect(nextMove(m, 1503)).toEqual([2500, [{ type: "connect" }]]);
+    // The last attempt hangs until the timeout.
+    const [at, end] = nextMove(m, 2500);
+    expect(at).toBe(3000);
+    expect(finishedWith(end).message).toBe(
+      `gave up connecting to ${SERVER} after 3.0 s and 4 attempts; the last refusal: shutting down; the last attempt: server ${SERVER} did not complete the handshake within 0.5 s`,
+    );
+  });
+
+  test("a lockout of this address is waited out when it ends within the connect timeout, else it gives up at once saying so", () => {
+    const locked = (n: number) => ({ type: "refuse", reason: RefuseReason.AuthRequired, text: `wrong token too often from 10.0.0.5: try again in ${n} s` }) as const;
+    const { m } = machine({ connectTimeoutMs: 10_000 });
+    m.push({ type: "start" }, 0);
+    expect(retried(attempt(m, 0, locked(3))).afterMs).toBe(3000);
+    expect(nextMove(m, 0)).toEqual([3000, [{ type: "connect" }]]);
+    expect(finishedWith(attempt(m, 3000, locked(7))).message).toBe(
+      `gave up connecting to ${SERVER} after 3.0 s and 2 attempts; the last refusal: wrong token too often from 10.0.0.5: try again in 7 s; waiting 7 s would pass the connect timeout of 10 s`,
+    );
+  });
+
+  test("what a lockout asks for is bounded: at least 1 s, at most an hour, and only in the server's words", () => {
+    const wait = (text: string) => classifyRefusal(RefuseReason.AuthRequired, text);
+    expect(wait("wrong token too often from 10.0.0.5: try again in 0 s")).toEqual({ kind: "locked", waitMs: 1000 });
+    expect(wait("wrong token too often from 10.0.0.5: try again in 9999999 s")).toEqual({ kind: "locked", waitMs: 3_600_000 });
+    expect(wait("wrong token too often from 10.0.0.5: try again in 99999999 s")).toEqual({ kind: "final" });
+    expect(wait("try again in 5 s")).toEqual({ kind: "final" });
+  });
+
+  test("a refusal that is for the user to fix, after busy ones, ends it at once with its own words", () => {
+    const { m } = machine({ random: () => 0.5 });
+    m.push({ type: "start" }, 0);
+    retried(attempt(m, 0, FULL));
+    nextMove(m, 0);
+    expect(finishedWith(attempt(m, 500, { type: "refuse", reason: RefuseReason.AuthRequired, text: "wrong token" })).message)
+      .toBe(`server ${SERVER} refused the session: wrong token`);
+  });
+
+  // The refusals as the server's own admission machine words them, so the two stay in step.
+  test("the server's refusals, as it sends them, are taken as meant: busy ones waited for, a lockout waited out, the rest final", () => {
+    const refusals = (actions: AdmissionAction[]) => actions.flatMap((a) => (a.kind === "send" && a.msg.type === "refuse" ? [a.msg] : []));
+    const hello = (udpPort: number, capabilities = 0) => ({ type: "hello", version: PROTOCOL_VERSION, udpPort, capabilities, name: "" }) as const;
+    const base = { maxClients: 1, maxPending: 2, heartbeatMs: 1000, timeoutMs: 5000, wallClockUs: () => 0, stream: { width: 8, height: 8, fpsMillihertz: 1000, fragmentSize: 1000, udpSourcePort: 1 } };
+    const got: { refuse: ControlMessage; want: string }[] = [];
+    const take = (actions: AdmissionAction[], want: string) => {
+      const [r] = refusals(actions);
+      expect(r).toBeDefined();
+      got.push({ refuse: r!, want });
+    };
+    let a = new Admission(base);
+    a.connected(1, { address: "10.0.0.5", port: 1 }, 0);
+    a.received(1, hello(5000), 0);
+    a.connected(2, { address: "10.0.0.6", port: 2 }, 0);
+    take(a.received(2, hello(5001), 0), "busy");
+    a.connected(3, { address: "10.0.0.5", port: 3 }, 0);
+    take(a.received(3, hello(5000), 0), "busy"); // its UDP port is still held
+    a = new Admission({ ...base, maxClients: 8, maxPerHost: 1 });
+    a.connected(1, { address: "10.0.0.5", port: 1 }, 0);
+    a.received(1, hello(5000), 0);
+    a.connected(2, { address: "10.0.0.5", port: 2 }, 0);
+    take(a.received(2, hello(5001), 0), "busy");
+    a = new Admission(base);
+    a.connected(1, { address: "10.0.0.5", port: 1 }, 0);
+    a.connected(2, { address: "10.0.0.6", port: 2 }, 0);
+    take(a.connected(3, { address: "10.0.0.7", port: 3 }, 0), "busy"); // evicted by a flood of connections that say nothing
+    a = new Admission({ ...base, maxPending: 64 });
+    let evicted: AdmissionAction[] = [];
+    for (let i = 0; i <= MAX_PENDING_PER_ADDRESS; i++) evicted = a.connected(i, { address: "10.0.0.5", port: i }, 0);
+    take(evicted, "busy");
+    a.shutdown(0);
+    take(a.connected(99, { address: "10.0.0.8", port: 9 }, 0), "busy");
+    a = new Admission({ ...base, auth: { token: tokenKey("the server's token"), lockout: { freeFailures: 0, baseMs: 3000 } } });
+    a.connected(1, { address: "10.0.0.5", port: 1 }, 0);
+    take(a.received(1, hello(5000), 0), "final"); // no token
+    a.connected(2, { address: "10.0.0.5", port: 2 }, 0);
+    take(a.received(2, hello(5000, CAP_TOKEN_AUTH), 0), "final"); // cannot decrypt
+    a.connected(3, { address: "10.0.0.5", port: 3 }, 0);
+    a.received(3, hello(5000, CAP_TOKEN_AUTH | CAP_DECRYPT), 0);
+    take(a.received(3, { type: "response", clientNonce: new Uint8Array(32).fill(1), proof: new Uint8Array(32) }, 0), "final"); // wrong token
+    a.connected(4, { address: "10.0.0.5", port: 4 }, 0);
+    take(a.received(4, hello(5000, CAP_TOKEN_AUTH | CAP_DECRYPT), 0), "locked 3000");
+    a.connected(5, { address: "10.0.0.9", port: 5 }, 0);
+    take(a.received(5, { ...hello(5000), version: PROTOCOL_VERSION + 1 }, 0), "final");
+    const kinds = got.map(({ refuse }) => {
+      if (refuse.type !== "refuse") throw new Error("not a refuse");
+      const r = classifyRefusal(refuse.reason, refuse.text);
+      return r.kind === "locked" ? `locked ${r.waitMs}` : r.kind;
+    });
+    expect(kinds).toEqual(got.map((g) => g.want));
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
-import { AddressLimiter, addressKey, DEFAULT_PER_ADDRESS, type LogEvent } from "../lib/log/address-limiter.ts";
+import { AddressLimiter, addressKey, DEFAULT_CHURN, DEFAULT_PER_ADDRESS, type LogEvent } from "../lib/log/address-limiter.ts";
 import { FileSink } from "../lib/log/file-sink.ts";
 import { formatLine, type Sink } from "../lib/log/format.ts";
 import { createLogger, throttled } from "../lib/log/logger.ts";
@@ -146,14 +146,14 @@ describe("repeated lines about one address", () => {
     expect(lim.admit("10.0.0.2", event("client refused"), 50)).toBe(true);
     expect(lim.due(999)).toEqual([]);
     expect(lim.nextSummaryAt()).toBe(1000);
-    expect(lim.due(1000)).toEqual([{ key: "10.0.0.1", event: event("client refused", { n: 4 }), held: 3 }]);
+    expect(lim.due(1000)).toEqual([{ kind: "repeat", key: "10.0.0.1", event: event("client refused", { n: 4 }), held: 3 }]);
     expect(lim.nextSummaryAt()).toBeNull();
     // A new interval starts with the next line: the burst again.
     expect(lim.admit("10.0.0.1", event("x"), 1001)).toBe(true);
     // A held line that already summed up others counts for all of them.
     lim.admit("10.0.0.1", event("x"), 1002);
     lim.admit("10.0.0.1", event("x", { similar: 9 }), 1003);
-    expect(lim.due(5000).map((s) => [s.key, s.held])).toEqual([["10.0.0.1", 10]]);
+    expect(lim.due(5000).map((s) => [s.key, s.kind === "repeat" && s.held])).toEqual([["10.0.0.1", 10]]);
   });
 
   test("memory stays bounded: past maxAddresses the newcomers share one entry", () => {
@@ -162,8 +162,7 @@ describe("repeated lines about one address", () => {
     expect(lim.size).toBe(101);
     const summaries = lim.due(2000);
     expect(summaries).toHaveLength(1);
-    expect(summaries[0]!.key).toBe("*");
-    expect(summaries[0]!.held).toBe(9_900 - 1);
+    expect(summaries[0]).toMatchObject({ kind: "repeat", key: "*", held: 9_900 - 1 });
     // Once intervals are over, the table has room again.
     expect(lim.admit("10.9.9.9", event("client refused"), 2000)).toBe(true);
     expect(lim.size).toBe(1);
@@ -225,6 +224,84 @@ describe("repeated lines about one address", () => {
     const log = createLogger("server", [(l) => lines.push(l)], "INFO", () => AT, { perAddress: null });
     for (let i = 0; i < 50; i++) log.warn("client refused", { client: "10.0.0.66:999" });
     expect(lines).toHaveLength(50);
+  });
+});
+
+describe("joins and leaves of one address", () => {
+  const churn = (message: "client joined" | "client left", kind?: string, client = "10.0.0.2:4000"): LogEvent =>
+    ({ level: "INFO", part: "server", message, fields: { client, kind } });
+  const limit = { burst: 5, intervalMs: 10_000, maxAddresses: 8, churn: { burst: 2, intervalMs: 1000 } };
+
+  test("past the burst they are counted by kind and summed up when the second ends; while they keep on, no fresh burst", () => {
+    const lim = new AddressLimiter(limit);
+    const admitted = [
+      lim.admit("10.0.0.2", churn("client joined"), 0),
+      lim.admit("10.0.0.2", churn("client left"), 1),
+      lim.admit("10.0.0.2", churn("client joined", "classic"), 2),
+      lim.admit("10.0.0.2", churn("client left", "classic"), 3),
+      lim.admit("10.0.0.2", churn("client joined"), 4),
+    ];
+    expect(admitted).toEqual([true, true, false, false, false]);
+    // Other INFO lines about the address, and other addresses, are not held.
+    expect(lim.admit("10.0.0.2", { level: "INFO", part: "server", message: "client renamed", fields: { client: "10.0.0.2:4000" } }, 5)).toBe(true);
+    expect(lim.admit("10.0.0.3", churn("client joined", "browser", "10.0.0.3"), 6)).toBe(true);
+    expect(lim.due(999)).toEqual([]);
+    expect(lim.nextSummaryAt()).toBe(1000);
+    expect(lim.due(1000)).toEqual([
+      { kind: "churn", key: "10.0.0.2", part: "server", joined: 2, left: 1, kinds: new Map([["classic", 2], ["udp", 1]]), seconds: 1 },
+    ]);
+    // Still at it in the next second: held from its first line, summed up again.
+    expect(lim.admit("10.0.0.2", churn("client joined"), 1001)).toBe(false);
+    expect(lim.due(2000).map((s) => s.kind === "churn" && [s.joined, s.left])).toEqual([[1, 0]]);
+    // A whole quiet second, and the address has its burst again.
+    expect(lim.due(3000)).toEqual([]);
+    expect(lim.admit("10.0.0.2", churn("client joined"), 3500)).toBe(true);
+  });
+
+  test("the kinds counted in one summary are bounded: past 8 they count as other", () => {
+    const lim = new AddressLimiter({ ...limit, churn: { burst: 0, intervalMs: 1000 } });
+    for (let i = 0; i < 1000; i++) lim.admit("10.0.0.2", churn("client joined", `k${i}`), i / 10);
+    const [s] = lim.due(1000);
+    expect(s?.kind === "churn" && [s.kinds.size, s.kinds.get("other")]).toEqual([9, 992]);
+  });
+
+  test("memory stays bounded: past maxAddresses the newcomers share one entry", () => {
+    const lim = new AddressLimiter(limit);
+    for (let i = 0; i < 10_000; i++) {
+      lim.admit(`10.0.${i >> 8}.${i & 255}`, churn("client joined"), i / 100);
+      lim.admit(`10.0.${i >> 8}.${i & 255}`, { level: "WARN", part: "server", message: "client refused", fields: {} }, i / 100);
+    }
+    expect(lim.size).toBe(2 * (limit.maxAddresses + 1));
+    const overflow = lim.due(2000).find((s) => s.kind === "churn" && s.key === "*");
+    expect(overflow?.kind === "churn" && overflow.joined).toBe(10_000 - limit.maxAddresses - limit.churn.burst);
+  });
+
+  test("two addresses joining and leaving in a loop for 20 s: a few lines, then one a second each, every join counted", () => {
+    let now = 0;
+    const lines: string[] = [];
+    const log = createLogger("server", [(l) => lines.push(l)], "INFO", () => AT, { now: () => now });
+    let joins = 0;
+    // 100 joins and 100 leaves a second from each, as lancam and classroom viewers by turns.
+    for (let i = 0; i < 2000; i++) {
+      now = i * 10;
+      for (const address of ["127.0.0.2", "127.0.0.3"]) {
+        const fields = { client: `${address}:${20_000 + i}`, kind: i % 2 ? "classic" : undefined, udp: 9000 };
+        log.info("client joined", { ...fields, clients: 1 });
+        log.info("client left", { ...fields, reason: "goodbye", seconds: "0.0", clients: 0 });
+        joins++;
+      }
+    }
+    now = 21_000;
+    log.info("stopped");
+    const bytes = lines.reduce((n, l) => n + l.length + 1, 0);
+    // Unlimited, the same loop writes 8000 lines (about 1 MB).
+    expect(lines.length).toBeLessThanOrEqual(2 * (DEFAULT_CHURN.burst + 20) + 1);
+    expect(bytes).toBeLessThan(10_000);
+    expect(lines).toContain(`${AT.toISOString()} INFO [server] joins and leaves from 127.0.0.2 joined=100 left=100 kinds=udp:100,classic:100 seconds=1`);
+    const logged = lines.filter((l) => l.includes("client joined")).length;
+    const summed = lines.reduce((n, l) => n + Number(/ joined=(\d+)/.exec(l)?.[1] ?? 0), 0);
+    expect(logged + summed).toBe(joins);
+    expect(lines.filter((l) => l.includes("joins and leaves from 127.0.0.3"))).toHaveLength(20);
   });
 });
 
@@ -380,7 +457,7 @@ describe("a server and a viewer whose log disk is full", () => {
       if (disk) fill(disk.dir);
       const serverLog = disk ? join(disk.dir, "server.log") : "/dev/full";
       const clientLog = disk ? join(disk.dir, "client.log") : "/dev/full";
-      await using server = spawnBun(["server.ts", "--source", "test", "--size", "160x120", "--fps", "20", "--port", "0", "--log", serverLog]);
+      await using server = spawnBun(["server.ts", "--source", "test", "--size", "160x120", "--fps", "20", "--port", "0", "--log", serverLog, "--security-log", join(dir, "security.log")]);
       const port = Number((await server.waitFor(/lancam server listening tcp=(\d+)/))[1]);
       const stats = join(dir, "viewer.json");
       await using viewer = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-window", "--no-record", "--duration", "6", "--stats", stats, "--log", clientLog]);

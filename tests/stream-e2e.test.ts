@@ -184,7 +184,8 @@ describe("streaming", () => {
     const first = startClient(port, "full-1", ["--duration", "6"]);
     await using _f = first.client;
     await first.client.waitFor(/INFO \[client\] connected /, 10_000, "stderr");
-    const second = startClient(port, "full-2", []);
+    // It asks again until its connect timeout, then gives up (tests/connect-retry-e2e.test.ts).
+    const second = startClient(port, "full-2", ["--connect-timeout", "1"]);
     await using _c = second.client;
     expect(await second.client.exited).toBe(1);
     expect(second.client.stderr()).toContain(`server 127.0.0.1:${port} refused the session: server full: 1 viewers already connected`);

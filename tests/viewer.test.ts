@@ -146,3 +146,22 @@ test("a reconnecting viewer retries after a 'server full' refusal instead of giv
   expect(viewer.stats.reconnects).toBe(1);
   expect(hellos).toBe(3);
 }, 15_000);
+
+test("a viewer evicted by a flood on its first attempt asks again and gets in, saying so once per retry", async () => {
+  let hellos = 0;
+  using server = fakeServer(() => {
+    hellos++;
+    // As the server does when connections that never say hello fill its table.
+    return hellos === 1 ? encodeControl({ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello" }) : encodeControl(welcome());
+  });
+  const log = memoryLogger();
+  const viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log, sinks: [], connectTimeoutMs: 10_000 });
+  const running = viewer.run();
+  await until(() => log.lines.some((l) => l.includes("INFO [test] connected")), 8000, "connected after the eviction");
+  expect(log.lines.filter((l) => l.includes("WARN [test] server busy; trying again")))
+    .toEqual([expect.stringContaining(`error="server 127.0.0.1:${server.port} refused the session: too many connections without hello" retryInSec=`)]);
+  viewer.stop();
+  await running;
+  expect(viewer.stats.reconnects).toBe(0);
+  expect(hellos).toBe(2);
+}, 15_000);

@@ -1,6 +1,7 @@
 import { DEFAULT_RECEIVE_BUFFER, MAX_SOCKET_BUFFER } from "../net/udp-buffer.ts";
 import type { RecordCliFlags } from "../record/record-dir.ts";
 import { nameProblem } from "../wire/control.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS } from "../receive/handshake.ts";
 import { formatByteSize, parseByteSize, parseInteger, parseNumber, parsePort, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, operand, valueFlag } from "./flags.ts";
 import { LOG_MAX_FLAG } from "./log-flags.ts";
@@ -37,6 +38,8 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
     ...RECORD_FLAGS,
     recvBuffer: valueFlag("recv-buffer", "SIZE", DEFAULT_RECEIVE_BUFFER, (raw, flag) => parseByteSize(flag, raw, MAX_SOCKET_BUFFER),
       "UDP receive buffer to ask the kernel for", formatByteSize),
+    connectTimeout: valueFlag("connect-timeout", "S", DEFAULT_CONNECT_TIMEOUT_MS / 1000, (raw, flag) => parseNumber(flag, raw, 0.1, 24 * 3600),
+      "give up connecting after S seconds; a server that is full or busy is\nasked again until then"),
     log: valueFlag<string | null>("log", "FILE", null, text, "also append log lines to FILE"),
     logMax: LOG_MAX_FLAG,
     ...CLIENT_TOKEN_FLAGS,

@@ -9,7 +9,7 @@ import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "../wire/datagram.ts";
 import { autoGroupAddress, DEFAULT_GROUP_PORT, DEFAULT_MULTICAST_TTL, isAdminScopedGroup, normaliseIPv4, type GroupConfig } from "../net/multicast.ts";
 import { JPEG_QUALITY, parseInteger, parseNumber, parsePort, parseSize, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, listFlag, valueFlag } from "./flags.ts";
-import { LOG_MAX_FLAG } from "./log-flags.ts";
+import { LOG_MAX_FLAG, SECURITY_LOG_FLAG, SECURITY_LOG_MAX_FLAG } from "./log-flags.ts";
 import { SERVER_TOKEN_FLAGS } from "./token-flags.ts";
 import { RECORD_FLAGS } from "./record-flags.ts";
 
@@ -123,6 +123,8 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
     reencode: booleanFlag("reencode", "encode every frame at --quality even where the source already\ndelivers JPEG (default: send a camera's or MJPEG file's JPEG as it is)"),
     log: valueFlag("log", "FILE", "lancam-server.log", text, "append joins and leaves here"),
     logMax: LOG_MAX_FLAG,
+    securityLog: SECURITY_LOG_FLAG,
+    securityLogMax: SECURITY_LOG_MAX_FLAG,
     maxClients: valueFlag("max-clients", "N", DEFAULT_MAX_CLIENTS, (raw, flag) => parseInteger(flag, raw, 1, MAX_VIEWERS), `viewers at once, 1-${MAX_VIEWERS}`),
     maxPerHost: valueFlag("max-per-host", "N", DEFAULT_MAX_PER_HOST, (raw, flag) => parseInteger(flag, raw, 1, MAX_VIEWERS),
       `viewers at once from one address, 1-${MAX_VIEWERS}`),

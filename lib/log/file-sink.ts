@@ -15,6 +15,8 @@ export class LogFileError extends UserError {
 export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
 /** Smallest `--log-max`: room for some lines of context in each file. */
 export const MIN_LOG_MAX_BYTES = 4096;
+/** Default size at which the security log is rotated (`--security-log-max`): security events are rare, so 1M holds months of them. */
+export const DEFAULT_SECURITY_LOG_MAX_BYTES = 1024 * 1024;
 /** Rotated files kept: FILE.1 (newest) to FILE.3. */
 export const DEFAULT_LOG_KEEP = 3;
 /** After a failed write, lines are dropped (and counted) this long before the next try. */
@@ -32,6 +34,21 @@ export interface FileSinkOptions {
   report?: (line: string) => void;
   /** Monotonic ms for the retry pause (default performance.now). */
   now?: () => number;
+  /** Take only Logger.security's lines (a security log), not every line. */
+  securityOnly?: boolean;
+  /** The flag that names the file, for the error when it cannot be opened (default --log). */
+  flag?: string;
+}
+
+/**
+ * Where the security log goes when no path is given: beside the main log, `.security`
+ * before its extension (server.log -> server.security.log, server -> server.security).
+ */
+export function securityLogPath(logPath: string): string {
+  const slash = logPath.lastIndexOf("/");
+  const dot = logPath.lastIndexOf(".");
+  // A dot that starts the file name (.log) is not an extension.
+  return dot > slash + 1 ? `${logPath.slice(0, dot)}.security${logPath.slice(dot)}` : `${logPath}.security`;
 }
 
 /**
@@ -40,10 +57,13 @@ export interface FileSinkOptions {
  * A write that fails (disk full, file system gone) never reaches the caller: the line
  * is counted, the first failure is said once on stderr, and the file is opened and
  * tried again a second later; the first line that gets through says how many were lost.
+ * With `securityOnly` it keeps Logger.security's lines alone: a security log with its own
+ * cap, which the churn of joins and leaves in the main log cannot rotate away.
  */
 export class FileSink implements Disposable {
   readonly maxBytes: number;
   readonly keep: number;
+  readonly securityOnly: boolean;
   /** Lines that could not be written, over the sink's life. */
   linesLost = 0;
   /** Times the file was rotated. */
@@ -67,6 +87,7 @@ export class FileSink implements Disposable {
   ) {
     this.maxBytes = options.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
     this.keep = options.keep ?? DEFAULT_LOG_KEEP;
+    this.securityOnly = options.securityOnly ?? false;
     this.#report = options.report ?? writeStderr;
     this.#now = options.now ?? (() => performance.now());
     try {
@@ -75,14 +96,14 @@ export class FileSink implements Disposable {
     } catch (e) {
       // A full disk is no reason not to serve; a wrong path is one to say at once.
       if (!FULL.has((e as { code?: string }).code ?? "")) {
-        throw new LogFileError(`cannot open the log file ${path}: ${(e as Error).message}; choose another --log`);
+        throw new LogFileError(`cannot open the log file ${path}: ${(e as Error).message}; choose another ${options.flag ?? "--log"}`);
       }
       this.#fail(e, 0);
     }
   }
 
-  readonly sink: Sink = (line) => {
-    if (this.#closed) return;
+  readonly sink: Sink = (line, _level, security) => {
+    if (this.#closed || (this.securityOnly && !security)) return;
     if (this.#now() < this.#pausedUntil) return this.#lose(1);
     try {
       if (this.#fd < 0) this.#open();

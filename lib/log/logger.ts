@@ -5,7 +5,7 @@ import { formatLine, LEVEL_ORDER as ORDER, type Fields, type Level, type Logger,
 
 /** How a logger (and every child of it) writes. */
 export interface LoggerOptions {
-  /** Per-address limit for WARN and ERROR lines with a `client` field; null logs every line. */
+  /** Per-address limit for WARN and ERROR lines, and joins and leaves, with a `client` field; null logs every line. */
   perAddress?: PerAddressLimit | null;
   /** Monotonic ms for the per-address intervals (default performance.now). */
   now?: () => number;
@@ -48,7 +48,8 @@ function partLogger(shared: Shared, part: string): Logger {
       const now = shared.now();
       flushDue(shared, now);
       const client = fields?.client;
-      if (ORDER[level] >= ORDER.WARN && client !== undefined && client !== null && client !== "") {
+      // The limiter tells which lines it holds: WARN and ERROR ones, and joins and leaves.
+      if (client !== undefined && client !== null && client !== "") {
         if (!limiter.admit(addressKey(String(client)), { level, part, message, fields: fields!, security }, now)) {
           schedule(shared, now);
           return;
@@ -81,7 +82,13 @@ function write(shared: Shared, level: Level, part: string, message: string, fiel
 }
 
 function flushDue(shared: Shared, now: number): void {
-  for (const { key, event, held } of shared.limiter!.due(now)) {
+  for (const s of shared.limiter!.due(now)) {
+    if (s.kind === "churn") {
+      const kinds = [...s.kinds].map(([kind, n]) => `${kind}:${n}`).join(",");
+      write(shared, "INFO", s.part, `joins and leaves from ${s.key}`, { joined: s.joined, left: s.left, kinds, seconds: s.seconds });
+      continue;
+    }
+    const { key, event, held } = s;
     const fields = key === OVERFLOW_KEY ? { ...event.fields, client: OVERFLOW_KEY } : event.fields;
     write(shared, event.level, event.part, event.message, { ...fields, similar: held }, event.security);
   }

@@ -7,6 +7,7 @@ import {
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
 import { UserError } from "../errors/user-error.ts";
+import { classifyRefusal, type Refusal } from "./refusal.ts";
 
 /**
  * How long after a welcome that names a multicast group the viewer waits for the
@@ -18,6 +19,14 @@ export const MULTICAST_WAIT_MS = 2000;
 /** Past this the backoff no longer grows, so the counter need not either. */
 const MAX_ATTEMPT = 10;
 
+/** How long the first connection, retries for a busy server included, may take by default (`--connect-timeout`). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/** Room left for one more attempt before the connect timeout: a LAN handshake takes milliseconds, this is plenty. */
+const LAST_TRY_MS = 500;
+/** A retry sooner than this before the timeout is not worth making: give up instead. */
+const MIN_RETRY_MS = 100;
+
 /** Delay before reconnect attempt `n` (0-based): 0.5 s doubling to at most 5 s. */
 export function reconnectDelayMs(attempt: number): number {
   return Math.min(5000, 500 * 2 ** Math.min(attempt, MAX_ATTEMPT));
@@ -26,18 +35,26 @@ export function reconnectDelayMs(attempt: number): number {
 /** A connection attempt that failed; the message is meant for the user as is. */
 export class ConnectError extends UserError {
   override name = "ConnectError";
+  /** How the refusal should be taken (see Refusal); null when the server did not refuse (a failed connect, a timeout). */
+  readonly refusal: Refusal | null;
+
   /**
-   * `refusedFor`: the server's refuse reason when it answered with one. Only some of
-   * them are final for a viewer that is reconnecting (see `isFinal`).
+   * `refusedFor`: the server's refuse reason when it answered with one; `why`: its text
+   * (or the reason's), which tells a busy server from one that will not have this viewer.
    */
-  constructor(message: string, readonly refusedFor: RefuseReason | null = null) {
+  constructor(message: string, readonly refusedFor: RefuseReason | null = null, readonly why = "") {
     super(message);
+    this.refusal = refusedFor === null ? null : classifyRefusal(refusedFor, why);
   }
 
-  /** A refusal that retrying cannot cure: another protocol version, a bad hello, auth. */
+  /** A refusal that retrying cannot cure: another protocol version, a bad hello, auth (but a lockout). */
   get isFinal(): boolean {
-    const r = this.refusedFor;
-    return r === RefuseReason.VersionMismatch || r === RefuseReason.BadHello || r === RefuseReason.AuthRequired;
+    return this.refusal?.kind === "final";
+  }
+
+  /** A refusal that clears by itself: the server is busy, or this address is locked out for a while. */
+  get isTransient(): boolean {
+    return this.refusal?.kind === "busy" || this.refusal?.kind === "locked";
   }
 }
 
@@ -111,8 +128,14 @@ export interface HandshakeOptions {
   udpPort: number;
   /** This viewer's name in the server's log. */
   name?: string;
-  /** The whole handshake, TCP connect included, must finish within this (default 5000). */
+  /**
+   * The first connection, TCP connect and retries for a busy server included, must
+   * succeed within this; after a session each reconnect attempt gets as long
+   * (default DEFAULT_CONNECT_TIMEOUT_MS).
+   */
   connectTimeoutMs?: number;
+  /** Uniform in [0, 1), to spread the retries of viewers refused together (default Math.random). */
+  random?: () => number;
   /** The counters for each report, cumulative. */
   report: () => Report;
   /** The final counts for the goodbye; asked for when the bye is built, never earlier. */
@@ -135,7 +158,7 @@ type GroupState = { kind: "waiting"; deadline: number } | { kind: "flowing" } | 
 
 type State =
   | { kind: "idle" }
-  | { kind: "handshake"; connected: boolean; deadline: number; hello: Hello | null; keys: SessionKeys | null }
+  | { kind: "handshake"; connected: boolean; since: number; deadline: number; hello: Hello | null; keys: SessionKeys | null }
   | { kind: "session"; welcome: Welcome; lastHeardAt: number; nextBeatAt: number; keys: SessionKeys | null; group: GroupState | null }
   | { kind: "backoff"; retryAt: number }
   | { kind: "finished" };
@@ -149,8 +172,11 @@ export type HandshakeState = State["kind"];
  * reconnecting with backoff. Driven by `push(input, now)` with a monotonic clock
  * in ms; returns the actions to carry out, in order.
  *
- * A failure at the first attempt ends it with an error for the user; once a
- * session was welcomed, only a final refusal does, everything else is retried.
+ * Before the first welcome, a server that is busy (full, flooded, restarting) or has
+ * locked this address out for a while is asked again with backoff until the connect
+ * timeout, which then ends it with an error naming the last refusal; any other failure
+ * ends it at once, as it is for the user to fix. Once a session was welcomed, only a
+ * final refusal ends it, everything else is retried.
  */
 export class Handshake {
   readonly #opts: HandshakeOptions;
@@ -160,13 +186,19 @@ export class Handshake {
   /** Reconnect attempts since the last welcome, for the backoff. */
   #attempt = 0;
   #welcomed = false;
+  /** Before the first welcome: when the first connection is given up, when it began, and attempts so far. */
+  #giveUpAt = Infinity;
+  #startedAt = 0;
+  #attempts = 0;
+  /** The last refusal worth waiting out before the first welcome, named when giving up. */
+  #lastBusy: ConnectError | null = null;
   /** The last welcome's resume secret: the next hello presents it, so the server lets it replace that session. */
   #resume: Uint8Array | null = null;
 
   constructor(opts: HandshakeOptions) {
     this.#opts = opts;
     this.#server = opts.server;
-    this.#connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+    this.#connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   }
 
   /** Where the machine is (for logs and tests). */
@@ -185,7 +217,10 @@ export class Handshake {
     const s = this.#state;
     switch (input.type) {
       case "start":
-        return s.kind === "idle" ? this.#connect(now) : [];
+        if (s.kind !== "idle") return [];
+        this.#startedAt = now;
+        this.#giveUpAt = now + this.#connectTimeoutMs;
+        return this.#connect(now);
       case "stop":
         return this.#stop();
       case "tick":
@@ -230,7 +265,9 @@ export class Handshake {
   }
 
   #connect(now: number): HandshakeAction[] {
-    this.#state = { kind: "handshake", connected: false, deadline: now + this.#connectTimeoutMs, hello: null, keys: null };
+    if (!this.#welcomed) this.#attempts++;
+    const deadline = this.#welcomed ? now + this.#connectTimeoutMs : this.#giveUpAt;
+    this.#state = { kind: "handshake", connected: false, since: now, deadline, hello: null, keys: null };
     return [{ type: "connect" }];
   }
 
@@ -253,7 +290,7 @@ export class Handshake {
         // The server's own words reach the user's terminal: spelled out, never a bidi override or a line break.
         const why = msg.text ? escapeBare(msg.text) : refuseReasonText(msg.reason);
         const hint = msg.reason === RefuseReason.AuthRequired && this.#opts.auth && s.keys ? " (the viewer's token is not the server's)" : "";
-        return this.#fail(new ConnectError(`server ${this.#server} refused the session: ${why}${hint}`, msg.reason), now);
+        return this.#fail(new ConnectError(`server ${this.#server} refused the session: ${why}${hint}`, msg.reason, why), now);
       }
       default:
         return this.#fail(new ConnectError(`server ${this.#server} answered the hello with ${msg.type}, not welcome`), now);
@@ -310,7 +347,7 @@ export class Handshake {
     const s = this.#state;
     switch (s.kind) {
       case "handshake":
-        return now >= s.deadline ? this.#fail(new ConnectError(`server ${this.#server} did not complete the handshake within ${this.#connectTimeoutMs / 1000} s`), now) : [];
+        return now >= s.deadline ? this.#fail(new ConnectError(`server ${this.#server} did not complete the handshake within ${Math.round(s.deadline - s.since) / 1000} s`), now) : [];
       case "backoff":
         return now >= s.retryAt ? this.#connect(now) : [];
       case "session": {
@@ -356,12 +393,42 @@ export class Handshake {
   /** A connection attempt failed: retried with backoff unless it is for the user to fix. */
   #fail(error: ConnectError, now: number): HandshakeAction[] {
     const close: HandshakeAction = { type: "close", reason: error.message };
-    // At the first attempt every failure is for the user to fix; later only a final refusal is.
-    if (!this.#welcomed || error.isFinal) {
+    const finish = (e: ConnectError): HandshakeAction[] => {
       this.#state = { kind: "finished" };
-      return [close, { type: "finished", error }];
+      return [close, { type: "finished", error: e }];
+    };
+    const r = error.refusal;
+    if (this.#welcomed) {
+      if (error.isFinal) return finish(error);
+      return [close, this.#backoff(error, now, r?.kind === "locked" ? r.waitMs : null)];
     }
-    return [close, this.#backoff(error, now)];
+    // Before the first welcome only what clears by itself is waited for. Once the server
+    // said it is busy it is known to be there: a failed connect, a close or a timeout after
+    // that is the same trouble (a flood, a restart) and is waited out too.
+    const waitable = error.isTransient || (this.#lastBusy !== null && r === null);
+    if (!waitable) return finish(error);
+    if (error.isTransient) this.#lastBusy = error;
+    const room = this.#giveUpAt - LAST_TRY_MS - now;
+    if (r?.kind === "locked") {
+      return r.waitMs <= room ? [close, this.#backoff(error, now, r.waitMs)] : finish(this.#gaveUp(error, now, r.waitMs));
+    }
+    if (room < MIN_RETRY_MS) return finish(this.#gaveUp(error, now, null));
+    // Spread out, so viewers refused together do not all come back at the same moment.
+    const spread = reconnectDelayMs(this.#attempt) * (0.5 + (this.#opts.random ?? Math.random)());
+    return [close, this.#backoff(error, now, Math.min(Math.round(spread), room))];
+  }
+
+  /** The first connection is given up: one line naming the last refusal, and what came after it. */
+  #gaveUp(last: ConnectError, now: number, lockoutMs: number | null): ConnectError {
+    const busy = this.#lastBusy ?? last;
+    const n = this.#attempts;
+    const after = lockoutMs !== null
+      ? `; waiting ${lockoutMs / 1000} s would pass the connect timeout of ${this.#connectTimeoutMs / 1000} s`
+      : last !== busy ? `; the last attempt: ${last.message}` : "";
+    return new ConnectError(
+      `gave up connecting to ${this.#server} after ${((now - this.#startedAt) / 1000).toFixed(1)} s and ${n} attempt${n === 1 ? "" : "s"}; the last refusal: ${busy.why}${after}`,
+      busy.refusedFor, busy.why,
+    );
   }
 
   /** The session ended from the server's side or by silence: reconnect with backoff. */
@@ -369,8 +436,9 @@ export class Handshake {
     return [{ type: "close", reason: end.reason }, this.#backoff(end, now)];
   }
 
-  #backoff(cause: SessionEnd | ConnectError, now: number): HandshakeAction {
-    const afterMs = reconnectDelayMs(this.#attempt);
+  /** Waits `fixedMs`, or the backoff for the attempts so far, before the next attempt. */
+  #backoff(cause: SessionEnd | ConnectError, now: number, fixedMs: number | null = null): HandshakeAction {
+    const afterMs = fixedMs ?? reconnectDelayMs(this.#attempt);
     this.#attempt = Math.min(this.#attempt + 1, MAX_ATTEMPT);
     this.#state = { kind: "backoff", retryAt: now + afterMs };
     return { type: "retry", afterMs, cause };

@@ -42,12 +42,15 @@ export interface ViewerOptions {
   recordedFrames?: () => number;
   /** The token (stretched): only a server that proves it holds it is watched, and only encrypted. */
   token?: TokenKey | null;
+  /** How long the first connection may take, waiting for a busy server included (default DEFAULT_CONNECT_TIMEOUT_MS). */
+  connectTimeoutMs?: number;
 }
 
 /**
- * Runs a viewer: connects (a failure on the first attempt is an error for the
- * user), feeds every completed frame to the sinks, and when the server goes away
- * reconnects with backoff until stopped.
+ * Runs a viewer: connects (waiting, up to the connect timeout, for a server that is
+ * busy; any other failure on the first attempt is an error for the user), feeds every
+ * completed frame to the sinks, and when the server goes away reconnects with backoff
+ * until stopped.
  */
 export class Viewer implements AsyncDisposable {
   readonly stats = new ReceiverStats();
@@ -104,7 +107,7 @@ export class Viewer implements AsyncDisposable {
     const { host, port, maxSeconds = 0 } = this.#opts;
     const client = await StreamClient.open({
       host, port, udpPort: this.#opts.udpPort,
-      receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name, token: this.#opts.token,
+      receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name, token: this.#opts.token, connectTimeoutMs: this.#opts.connectTimeoutMs,
       onFrame: (f, nowMs) => this.#onFrame(f, nowMs),
       report: () => this.#report(),
       totals: () => this.#totals(),
@@ -115,7 +118,8 @@ export class Viewer implements AsyncDisposable {
       onFallback: (_reason, text) => (this.stats.fallbacks++, this.#log.warn("fallback to unicast: asked the server to send to this viewer's own port", { detail: text })),
       onRetry: (afterMs, cause) => {
         const retryInSec = afterMs / 1000;
-        if (cause instanceof ConnectError) this.#log.warn("reconnect failed", { error: cause.message, retryInSec });
+        if (!this.#everWelcomed && cause instanceof ConnectError) this.#log.warn("server busy; trying again", { error: cause.message, retryInSec });
+        else if (cause instanceof ConnectError) this.#log.warn("reconnect failed", { error: cause.message, retryInSec });
         else this.#log.warn("server went away; reconnecting", { reason: cause.reason, detail: "text" in cause ? cause.text : undefined, retryInSec });
       },
     });

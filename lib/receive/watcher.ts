@@ -37,6 +37,8 @@ export interface WatcherOptions {
   recordedFrames?: () => number;
   /** Lancam only: the token (stretched) the server must ask for and prove. */
   token?: TokenKey | null;
+  /** Lancam only: how long the first connection may take, waiting for a busy server included. */
+  connectTimeoutMs?: number;
   /** Once the UDP port is bound, before connecting. */
   onBound?: (udpPort: number) => void;
   /**
@@ -58,6 +60,7 @@ export function createWatcher(opts: WatcherOptions): Watcher {
   return new Viewer({
     host, port, udpPort, log, sinks, maxFrames, maxSeconds,
     receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, recordedFrames: opts.recordedFrames, token: opts.token,
+    connectTimeoutMs: opts.connectTimeoutMs,
     onBound: opts.onBound && ((bound) => opts.onBound!(bound)),
     onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000)),
     onSecond: opts.onSecond && ((stats, welcome) => opts.onSecond!(stats, welcome ? `${welcome.width}x${welcome.height}` : null)),
