@@ -11,7 +11,8 @@ test("the client prints a refuse text with bidi override, line separator and zer
   const hostile = "full\u202eexe.tset\u2028lancam-client: connected, all fine\u200b";
   using server = fakeServer((_hello, socket) => {
     setTimeout(() => socket.end(), 100);
-    return encodeControl({ type: "refuse", reason: RefuseReason.ServerFull, text: hostile });
+    // A refusal the viewer takes as final (a busy one would be retried until --connect-timeout).
+    return encodeControl({ type: "refuse", reason: RefuseReason.BadHello, text: hostile });
   });
   await using client = spawnBun(["client.ts", "127.0.0.1", String(server.port), "0", "--no-window", "--no-record"]);
   expect(await client.exited).toBe(1);

@@ -32,7 +32,7 @@ describe("where the security log goes", () => {
   });
 
   test("a --log that is a device or a pipe has no security file beside it, unless --security-log names one", () => {
-    expect(securityLogSettings({ log: "/dev/stdout", securityLog: null, securityLogMax: 4096 }).path).toBeNull();
+    expect(securityLogSettings({ log: "/dev/null", securityLog: null, securityLogMax: 4096 }).path).toBeNull();
     expect(securityLogSettings({ log: "/dev/full", securityLog: null, securityLogMax: 4096 }).path).toBeNull();
     expect(securityLogSettings({ log: "/dev/full", securityLog: "/tmp/x/s.log", securityLogMax: 4096 }).path).toBe("/tmp/x/s.log");
   });
