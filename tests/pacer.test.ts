@@ -216,3 +216,16 @@ test("nextDueMs follows a free-link spread too, and a viewer back on a free link
   expect(sock.sent).toEqual(["2:2:0", "2:2:1"]);
   expect(q.offer("b", target(2), sized(1, 1000, 3), 6, 1000, 33).started).toBe(true);
 });
+
+test("at every time nextDueMs names, a spread frame has a datagram to send", () => {
+  const p = new Pacer<string>();
+  // 15 datagrams over 10/3 ms: several of their due times round just below their index.
+  p.enqueue("a", target(1), grams(15, 1), 0, 10 / 3);
+  const sock = socket();
+  for (let i = 0; i < 15; i++) {
+    const at = p.nextDueMs()!;
+    expect(p.due(at, sock.send).sent).toBeGreaterThanOrEqual(1);
+  }
+  expect(p.idle).toBe(true);
+  expect(sock.sent.length).toBe(15);
+});

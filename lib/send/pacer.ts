@@ -150,7 +150,8 @@ export class Pacer<K> {
 function spreadUpTo(q: Queue & { kind: "spread" }, nowMs: number): number {
   const n = q.datagrams.length;
   const elapsed = nowMs - q.startMs;
-  return q.spreadMs <= 0 || elapsed >= q.spreadMs ? n : Math.min(n, Math.floor((elapsed / q.spreadMs) * n) + 1);
+  // The epsilon: at the time nextDueMs named, rounding must not leave its datagram for later.
+  return q.spreadMs <= 0 || elapsed >= q.spreadMs ? n : Math.min(n, Math.floor((elapsed / q.spreadMs) * n + 1e-9) + 1);
 }
 
 function rateUpTo(q: RateQueue, nowMs: number): number {

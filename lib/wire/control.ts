@@ -183,6 +183,8 @@ export const CAP_DECRYPT = 0x2;
 export const CAP_RESUME = 0x4;
 /** hello capability bit 3: the client can join a multicast group and ask for unicast when nothing arrives. */
 export const CAP_MULTICAST = 0x8;
+/** hello capability bit 4: the client understands WELCOME_PATH_REPORTS and then adds path counters to its reports. */
+export const CAP_PATH_REPORTS = 0x10;
 
 /** welcome server flag bit 0: frames are encrypted; a key message follows the welcome. */
 export const WELCOME_ENCRYPTED = 0x1;
