@@ -145,4 +145,18 @@ describe("choosing a viewer's layer", () => {
     s = feed(s, 0.5 * MB, t, (2 * MAX_HOLD_MS) / 1000).s;
     expect(s.holdMs).toBe(HOLD_MS);
   });
+
+  test("a step up that holds for the flap window forgives the old flaps", () => {
+    // A viewer on the quarter layer whose hold has grown to 24 s after flaps.
+    let s: LadderState = { layer: 2, upSince: null, holdMs: 24_000, upAt: null, flapAt: 0 };
+    let t = 0;
+    while (s.layer === 2) s = chooseLayer(LAYERS, 2.6 * MB, s, ++t * 1000, OPTS);
+    expect(t).toBe(25);
+    // It stays on the half layer for 10 s, then the path clears further: the next step needs the base hold only.
+    s = feed(s, 2.6 * MB, t, 10).s;
+    t += 10;
+    const r = feed(s, 10 * MB, t, 5);
+    expect(r.layers).toEqual([1, 1, 1, 0, 0]);
+    expect(r.s.holdMs).toBe(HOLD_MS);
+  });
 });

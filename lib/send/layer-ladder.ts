@@ -138,8 +138,11 @@ export function ladderStart(opts: LadderOptions): LadderState {
  * the estimate carries, several steps if need be) when the estimate falls below the
  * current layer by the down margin; up one step only after the estimate has cleared
  * the next layer's rate by the up margin for the hold time. The gap between the
- * margins, the hold, and a hold that doubles after each flap keep a viewer on a path
- * near a layer's rate from switching back and forth. Pure: returns the new state.
+ * margins, the hold, and a hold that doubles after each flap (back to the base once a
+ * step up has held for the flap window) keep a viewer on a path near a layer's rate
+ * from switching back and forth. Pure: returns the new state. An estimate that has met
+ * no limit (at its ceiling, the full layer's rate) is passed as Infinity: the full
+ * layer's margin could never be cleared otherwise.
  */
 export function chooseLayer(layers: readonly Layer[], estimateBytesPerS: number, s: LadderState, nowMs: number, opts: LadderOptions): LadderState {
   const up = opts.upMargin ?? UP_MARGIN;
@@ -151,6 +154,8 @@ export function chooseLayer(layers: readonly Layer[], estimateBytesPerS: number,
   if (last < 0) throw new RangeError("chooseLayer: no layers");
   const current = Math.min(Math.max(0, s.layer), last);
   const rate = (i: number) => layerRate(layers, i, opts.fps);
+  // A step up that held for the flap window shows the path has changed: old flaps are forgiven.
+  if (s.upAt !== null && nowMs - s.upAt >= flapWindow && s.flapAt !== null) s = { ...s, holdMs: baseHold, flapAt: null };
 
   if (current < last && estimateBytesPerS < rate(current) * down) {
     let to = current + 1;
