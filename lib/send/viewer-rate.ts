@@ -12,6 +12,12 @@ export type Pacing = { kind: "free" } | { kind: "rate"; bytesPerS: number };
  * the server sent it, its path reports, and from them its layer and how to pace it. A
  * viewer whose estimate is at the full layer's rate is "free": sent as today, spread
  * and unpaced, so a free link sees no added latency. Pure: driven by `(input, now)`.
+ *
+ * The server drives one per unicast session whose hello had CAP_PATH_REPORTS (its
+ * welcome then sets WELCOME_PATH_REPORTS): `sent` from the pacer's send with what the
+ * socket took, `report` with each report's `path`, `tick` once a second; per frame,
+ * `layer` picks the copy to cut and `pacing()` picks `Pacer.enqueue` (free) or
+ * `Pacer.offer` (rate), whose skipped frames are the viewer's framesSkipped.
  */
 export class ViewerRate {
   readonly estimator: RateEstimator;
