@@ -18,6 +18,7 @@ import {
   WELCOME_SIGNED,
   type ControlMessage,
   type Welcome,
+  type PathCounters,
 } from "../lib/wire/control.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
 import { prng } from "./helpers/prng.ts";
@@ -169,6 +170,32 @@ const GOLDEN: Golden[] = [
       type: "report", framesReceived: 1000, framesLost: 2, framesIncomplete: 1, datagramsDropped: 5,
       latencyP50Us: 12000, latencyP95Us: 0xffffffff, fpsMillihertz: 29970,
     },
+  },
+  {
+    name: "report with path counters",
+    bytes: [
+      0x00, 0x35, //             length 53 = type + 28 + 24
+      0x05, //                   type report
+      0x00, 0x00, 0x00, 0x1e, // frames received 30
+      0x00, 0x00, 0x00, 0x00, // frames lost 0
+      0x00, 0x00, 0x00, 0x01, // frames incomplete 1
+      0x00, 0x00, 0x00, 0x00, // datagrams dropped 0
+      0x00, 0x00, 0x27, 0x10, // latency p50 10000 µs
+      0x00, 0x00, 0x4e, 0x20, // latency p95 20000 µs
+      0x00, 0x00, 0x75, 0x30, // fps 30000 mHz
+      0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, // bytes received 2^32 (past u32)
+      0x00, 0x00, 0x10, 0x68, // datagrams received 4200
+      0x00, 0x00, 0x00, 0x07, // datagrams lost 7
+      0xff, 0xff, 0xfc, 0x18, // delay trend -1000 µs/s (falling)
+      0x00, 0x1d, //             trend fitted on 29 frames
+      0x00, 0x00, //             reserved
+    ],
+    msg: {
+      type: "report", framesReceived: 30, framesLost: 0, framesIncomplete: 1, datagramsDropped: 0,
+      latencyP50Us: 10000, latencyP95Us: 20000, fpsMillihertz: 30000,
+      path: { bytesReceived: 2 ** 32, datagramsReceived: 4200, datagramsLost: 7, delayTrendUsPerS: -1000, delaySamples: 29 },
+    },
+    optionalFrom: 28,
   },
   {
     name: "bye",
@@ -649,7 +676,7 @@ describe("out-of-range values are bad-value", () => {
     ["welcome UDP source port 0", body("welcome", 14, [0, 0]), "bad-value"],
     ["welcome heartbeat 0", body("welcome", 16, [0, 0]), "bad-value"],
     ["welcome timeout equal to the heartbeat", body("welcome", 18, [0x03, 0xe8]), "bad-value"],
-    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 8]), "bad-value"],
+    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 16]), "bad-value"],
     ["welcome with the signed flag but no key", body("welcome", 20, [0, 0, 0, 4]), "truncated"],
     ["signed welcome with part of a resume secret", frame(2, [...GOLDEN.find((g) => g.name === "welcome to a signed stream")!.bytes.slice(3), 1, 2, 3]), "bad-length"],
     ["welcome with the multicast flag but no group", body("welcome", 20, [0, 0, 0, 2]), "truncated"],
@@ -758,6 +785,32 @@ describe("garbage", () => {
 });
 
 describe("encoding", () => {
+  test("path counters stick at their maximum rather than wrap", () => {
+    const bytes = encodeControl({
+      type: "report", framesReceived: 0, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0,
+      path: { bytesReceived: 2 ** 60, datagramsReceived: 2 ** 33, datagramsLost: 2 ** 32, delayTrendUsPerS: -(2 ** 31), delaySamples: 70_000 },
+    });
+    expect(bytes.length).toBe(3 + 52);
+    expect(decodeControl(bytes)).toMatchObject({
+      path: { bytesReceived: Number.MAX_SAFE_INTEGER, datagramsReceived: 0xffffffff, datagramsLost: 0xffffffff, delayTrendUsPerS: -(2 ** 31), delaySamples: 0xffff },
+    });
+  });
+
+  test("a path byte count past 2^53-1 or a reserved field set does not decode", () => {
+    const good = encodeControl({
+      type: "report", framesReceived: 0, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0,
+      path: { bytesReceived: 0, datagramsReceived: 0, datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 0 },
+    });
+    const huge = Uint8Array.from(good);
+    huge[3 + 28] = 0x00;
+    huge[3 + 29] = 0x20;
+    expect(decodeError(huge).code).toBe("bad-value");
+    const reserved = Uint8Array.from(good);
+    reserved[3 + 51] = 1;
+    expect(decodeError(reserved).code).toBe("bad-value");
+    expect(decodeError(frame(0x05, [...good.slice(3), 0, 0, 0, 0])).code).toBe("bad-length");
+  });
+
   test("report counters past u32 stick at 0xFFFFFFFF", () => {
     const bytes = encodeControl({
       type: "report", framesReceived: 2 ** 40, framesLost: 0xffffffff + 1, framesIncomplete: 0, datagramsDropped: 0,
@@ -774,7 +827,15 @@ describe("encoding", () => {
     expect(decodeControl(refuse)).toEqual({ type: "refuse", reason: 255, text: "x".repeat(200) });
   });
 
+  /** A report whose path counters are all 0 but `over`. */
+  const pathReport = (over: Partial<PathCounters>): ControlMessage => ({
+    type: "report", framesReceived: 0, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0,
+    path: { bytesReceived: 0, datagramsReceived: 0, datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 0, ...over },
+  });
   const bad: [string, ControlMessage][] = [
+    ["path delay trend past i32", pathReport({ delayTrendUsPerS: 2 ** 31 })],
+    ["fractional path delay trend", pathReport({ delayTrendUsPerS: 0.5 })],
+    ["negative path byte count", pathReport({ bytesReceived: -1 })],
     ["negative report counter", { type: "report", framesReceived: -1, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0 }],
     ["NaN report counter", { type: "report", framesReceived: 0, framesLost: NaN, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0 }],
     ["name of 65 bytes", { type: "hello", version: 1, udpPort: 1, capabilities: 0, name: "a".repeat(65) }],
@@ -800,7 +861,7 @@ describe("encoding", () => {
     ["resume secret of 8 bytes", { type: "hello", version: 1, udpPort: 1, capabilities: 4, name: "", resume: new Uint8Array(8) }],
     [
       "welcome with an unknown flag",
-      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 8 },
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 16 },
     ],
     [
       "welcome with the signed flag and no key",

@@ -1,7 +1,7 @@
 // The viewer's side of the control protocol as a plain state machine, driven with a
 // fake clock: every timing rule is checked to the millisecond without waiting.
 import { describe, expect, test } from "bun:test";
-import { ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, refuseReasonText, type ByeTotals, type ControlMessage, type Report } from "../lib/wire/control.ts";
+import { ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, refuseReasonText, type ByeTotals, type ControlMessage, type Report } from "../lib/wire/control.ts";
 import { ConnectError, Handshake, reconnectDelayMs, type HandshakeAction, type HandshakeOptions, type SessionEnd } from "../lib/receive/handshake.ts";
 import { classifyRefusal } from "../lib/receive/refusal.ts";
 import { tokenKey } from "../lib/net/session-keys.ts";
@@ -71,7 +71,7 @@ describe("handshake", () => {
     expect(m.push({ type: "start" }, 0)).toEqual([{ type: "connect" }]);
     expect(m.state).toBe("handshake");
     // Capability bit 2: it keeps the welcome's resume secret for its next hello.
-    expect(m.push({ type: "connected" }, 10)).toEqual([{ type: "send", msg: { type: "hello", version: 1, udpPort: 5000, capabilities: CAP_RESUME | CAP_VERIFY | CAP_MULTICAST, name: "hall" } }]);
+    expect(m.push({ type: "connected" }, 10)).toEqual([{ type: "send", msg: { type: "hello", version: 1, udpPort: 5000, capabilities: CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST, name: "hall" } }]);
     const w = welcome({ sessionId: 9 });
     expect(m.push(msg(w), 20)).toEqual([{ type: "receive", welcome: w }]);
     expect(m.state).toBe("session");
@@ -259,7 +259,7 @@ describe("reconnecting", () => {
     retried(m.push({ type: "closed" }, 10));
     expect(m.push({ type: "tick" }, 510)).toEqual([{ type: "connect" }]);
     const [hello] = m.push({ type: "connected" }, 511);
-    expect(hello).toEqual({ type: "send", msg: { type: "hello", version: 1, udpPort: 5000, capabilities: CAP_RESUME | CAP_VERIFY | CAP_MULTICAST, name: "hall", resume: first } });
+    expect(hello).toEqual({ type: "send", msg: { type: "hello", version: 1, udpPort: 5000, capabilities: CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST, name: "hall", resume: first } });
     const second = new Uint8Array(16).fill(0xa2);
     m.push(msg(welcome({ resume: second })), 512);
     retried(m.push({ type: "closed" }, 600));

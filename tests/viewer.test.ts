@@ -1,7 +1,7 @@
 // The viewer against a hand-made server on 127.0.0.1: what it counts as received,
 // incomplete, missing and rejected must match exactly what was sent.
 import { expect, test } from "bun:test";
-import { encodeControl, RefuseReason } from "../lib/wire/control.ts";
+import { encodeControl, RefuseReason, WELCOME_PATH_REPORTS } from "../lib/wire/control.ts";
 import { cv } from "../lib/native/cv.ts";
 import { Fragmenter } from "../lib/send/fragmenter.ts";
 import { silentLogger } from "../lib/log/logger.ts";
@@ -165,3 +165,43 @@ test("a viewer evicted by a flood on its first attempt asks again and gets in, s
   expect(viewer.stats.reconnects).toBe(0);
   expect(hellos).toBe(2);
 }, 15_000);
+test("a viewer reports what its path carried to a server that paces to it, and only to such a server", async () => {
+  for (const flags of [WELCOME_PATH_REPORTS, 0]) {
+    const sender = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    let viewerUdp = 0;
+    using server = fakeServer((hello) => {
+      viewerUdp = hello.udpPort;
+      return encodeControl(welcome({ sessionId: SESSION, width: W, height: H, fragmentSize: 576 - 32, udpSourcePort: sender.port, heartbeatMs: 100, flags }));
+    });
+    await using viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log: silentLogger, sinks: [] });
+    const running = viewer.run();
+    try {
+      await until(() => viewerUdp !== 0 && server.heard.some((m) => m.type === "report"), 5000, "welcome and a first report");
+      const frag = new Fragmenter(576);
+      let bytes = 0;
+      let count = 0;
+      for (const n of [0, 1, 2]) {
+        const grams = frag.fragment({ seq: n, capturedAt: Date.now() * 1000, jpeg: jpeg(n) }, SESSION);
+        grams.forEach((g, i) => {
+          // Frame 1 loses its second datagram.
+          if (n === 1 && i === 1) return;
+          sender.send(g, viewerUdp, "127.0.0.1");
+          bytes += g.length;
+          count++;
+        });
+      }
+      if (flags) {
+        await until(() => server.heard.some((m) => m.type === "report" && m.path?.datagramsReceived === count), 5000, "a report with every datagram");
+        const last = server.heard.findLast((m) => m.type === "report");
+        expect(last?.type === "report" && last.path).toMatchObject({ bytesReceived: bytes, datagramsReceived: count, datagramsLost: 1 });
+      } else {
+        await until(() => server.heard.filter((m) => m.type === "report").length >= 3, 5000, "three reports");
+        expect(server.heard.some((m) => m.type === "report" && m.path !== undefined)).toBe(false);
+      }
+    } finally {
+      viewer.stop();
+      await running.catch(() => {});
+      sender.close();
+    }
+  }
+}, 20_000);

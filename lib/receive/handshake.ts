@@ -2,7 +2,7 @@ import { escapeBare } from "../log/format.ts";
 import { unwrapStreamKey } from "../net/frame-cipher.ts";
 import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
-  ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, byeReasonText, refuseReasonText,
+  ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, byeReasonText, refuseReasonText,
   type ByeTotals, type Challenge, type ControlMessage, type Hello, type Key, type Report, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
@@ -233,7 +233,7 @@ export class Handshake {
       case "connected": {
         if (s.kind !== "handshake" || s.connected) return [];
         s.connected = true;
-        const capabilities = CAP_RESUME | CAP_VERIFY | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST);
+        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST);
         const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities, name: this.#opts.name ?? "" };
         if (this.#resume) hello.resume = this.#resume;
         s.hello = hello;

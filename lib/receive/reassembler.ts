@@ -32,6 +32,8 @@ export interface ReassemblerOptions {
   frameTimeoutMs?: number;
   /** Largest jump ahead accepted at once while the stream is live (default DEFAULT_MAX_JUMP). */
   maxJump?: number;
+  /** Called for each datagram taken into a frame (authentic, not a duplicate): the viewer's path meter. */
+  onAccepted?: (h: DatagramHeader, bytes: number, nowMs: number) => void;
 }
 
 /** One complete frame, delivered in frame-number order. */
@@ -171,8 +173,10 @@ export class Reassembler {
   /** Frames started and given up since the last delivery, so they are not also counted missing. */
   #givenUpSinceDelivery = 0;
   #lastAcceptedMs = -Infinity;
+  readonly #onAccepted: ReassemblerOptions["onAccepted"] | null;
 
   constructor(opts: ReassemblerOptions) {
+    this.#onAccepted = opts.onAccepted ?? null;
     const { maxFrameBytes = MAX_FRAME_BYTES, maxInFlight = 4, frameTimeoutMs = 500, maxJump = DEFAULT_MAX_JUMP } = opts;
     if (!Number.isInteger(maxJump) || maxJump < 1 || maxJump > RESYNC_DISTANCE) {
       throw new RangeError(`invalid maxJump=${maxJump}: expected an integer 1..${RESYNC_DISTANCE}`);
@@ -335,6 +339,7 @@ export class Reassembler {
     slot.seen[h.fragmentIndex] = 1;
     slot.received++;
     this.#lastAcceptedMs = nowMs;
+    this.#onAccepted?.(h, datagram.length, nowMs);
     return slot.received === slot.fragmentCount ? this.#complete(slot) : null;
   }
 

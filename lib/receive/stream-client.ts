@@ -4,6 +4,7 @@ import { ControlMac } from "../net/control-mac.ts";
 import type { TokenKey } from "../net/session-keys.ts";
 import { WELCOME_ENCRYPTED, type ByeTotals, type FallbackReason, type Report, type Welcome } from "../wire/control.ts";
 import { DecodeError } from "../wire/decode-error.ts";
+import type { DatagramHeader } from "../wire/datagram.ts";
 import { FrameOpener, type OpenerCounters } from "./frame-opener.ts";
 import { FrameVerifier } from "./frame-verifier.ts";
 import { ConnectError, Handshake, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
@@ -26,6 +27,8 @@ export interface StreamClientOptions {
   onFrame: (frame: ReassembledFrame, nowMs: number) => void;
   /** Every datagram accepted by the address filter, counted before reassembly; `viaGroup`: it came by the multicast group. */
   onDatagram?: (viaGroup: boolean) => void;
+  /** Each datagram taken into a frame (authentic, not a duplicate), for the viewer's path meter. */
+  onAccepted?: (h: DatagramHeader, bytes: number, nowMs: number) => void;
   /** The counters for each report, cumulative. */
   report: () => Report;
   /** The final counts for the goodbye, asked for when it is built. */
@@ -88,7 +91,7 @@ export class StreamClient implements AsyncDisposable {
   readonly #now: () => number;
   #udp!: udp.Socket<"buffer">;
   #machine!: Handshake;
-  #reassembler = new Reassembler({ sessionId: 0 });
+  readonly #reassembler: Reassembler;
   /** Checks the current session's frame signatures; null when its welcome did not say frames are signed. */
   #verifier: FrameVerifier | null = null;
   #forgedSeen = 0;
@@ -110,6 +113,7 @@ export class StreamClient implements AsyncDisposable {
   private constructor(opts: StreamClientOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? (() => performance.now());
+    this.#reassembler = new Reassembler({ sessionId: 0, onAccepted: opts.onAccepted });
   }
 
   /** Binds the UDP port; a port in use is a ConnectError naming it. */

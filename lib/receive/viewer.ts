@@ -7,7 +7,8 @@ import { readJpegSize } from "../wire/jpeg-header.ts";
 import type { ReassembledFrame } from "./reassembler.ts";
 import { seqLess } from "../wire/seq.ts";
 import type { TokenKey } from "../net/session-keys.ts";
-import { WELCOME_ENCRYPTED, type ByeTotals, type Report, type Welcome } from "../wire/control.ts";
+import { WELCOME_ENCRYPTED, WELCOME_PATH_REPORTS, type ByeTotals, type Report, type Welcome } from "../wire/control.ts";
+import { PathMeter } from "./path-meter.ts";
 import { ConnectError } from "./handshake.ts";
 import { StreamClient } from "./stream-client.ts";
 
@@ -54,6 +55,8 @@ export interface ViewerOptions {
  */
 export class Viewer implements AsyncDisposable {
   readonly stats = new ReceiverStats();
+  /** What this session's datagrams say about the path, for a server that paces to it. */
+  readonly #path = new PathMeter();
   readonly #opts: ViewerOptions;
   readonly #log: Logger;
   #client: StreamClient | null = null;
@@ -109,6 +112,7 @@ export class Viewer implements AsyncDisposable {
       host, port, udpPort: this.#opts.udpPort,
       receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name, token: this.#opts.token, connectTimeoutMs: this.#opts.connectTimeoutMs,
       onFrame: (f, nowMs) => this.#onFrame(f, nowMs),
+      onAccepted: (h, bytes, nowMs) => this.#path.datagram(h, bytes, nowMs),
       report: () => this.#report(),
       totals: () => this.#totals(),
       onWelcome: (w) => this.#onWelcome(w),
@@ -154,6 +158,7 @@ export class Viewer implements AsyncDisposable {
     this.#everWelcomed = true;
     this.#welcome = w;
     this.#resynced = true;
+    this.#path.reset();
     this.#syncLoss();
     const s = this.stats;
     this.#base = { framesReceived: s.framesReceived, framesMissing: s.framesMissing, framesIncomplete: s.framesIncomplete, framesRecorded: this.#opts.recordedFrames?.() ?? 0 };
@@ -207,12 +212,16 @@ export class Viewer implements AsyncDisposable {
     const p50 = s.latency.percentile(50) ?? 0;
     const p95 = s.latency.percentile(95) ?? 0;
     const b = this.#base;
-    return {
+    // Only a server that asked for them can read path counters (an older one would refuse the report).
+    const asked = ((this.#welcome?.flags ?? 0) & WELCOME_PATH_REPORTS) !== 0;
+    const report: Report = {
       type: "report", framesReceived: s.framesReceived - b.framesReceived, framesLost: s.framesMissing - b.framesMissing,
       framesIncomplete: s.framesIncomplete - b.framesIncomplete,
       datagramsDropped: Object.values(this.datagramDrops()).reduce((a, b) => a + b, 0),
       latencyP50Us: Math.round(p50 * 1000), latencyP95Us: Math.round(p95 * 1000), fpsMillihertz: s.lastSecondFps(performance.now()) * 1000,
     };
+    if (asked) report.path = this.#path.report();
+    return report;
   }
 
   /**

@@ -83,6 +83,15 @@ import { DecodeError, hex } from "./decode-error.ts";
  * |                        latency p95, µs                        |  20
  * |                   receive rate, millihertz                    |  24
  * +---------------------------------------------------------------+  28
+ * | path counters (optional, only to a WELCOME_PATH_REPORTS server): |
+ * |         bytes received, whole datagrams (u64) ...             |  28
+ * |                       ... bytes received                      |  32
+ * |                      datagrams received                       |  36
+ * |        datagrams lost (gaps inside frames it saw)             |  40
+ * |     one-way delay trend, µs per second (i32, signed)          |  44
+ * +-------------------------------+-------------------------------+
+ * | frames the trend is fitted on |         reserved (0)          |  48
+ * +-------------------------------+-------------------------------+  52
  *
  * bye (6, both ways); a viewer's bye may carry its final totals (body 17 bytes),
  * so the server's leave line agrees exactly with the viewer's own count
@@ -184,6 +193,8 @@ export const CAP_RESUME = 0x4;
 export const CAP_MULTICAST = 0x8;
 /** hello capability bit 4: the client checks every frame's signature against the welcome's signing key. */
 export const CAP_VERIFY = 0x10;
+/** hello capability bit 5: the client understands WELCOME_PATH_REPORTS and then adds path counters to its reports. */
+export const CAP_PATH_REPORTS = 0x20;
 
 /** welcome server flag bit 0: frames are encrypted; a key message follows the welcome. */
 export const WELCOME_ENCRYPTED = 0x1;
@@ -194,7 +205,9 @@ export const WELCOME_MULTICAST = 0x2;
  * carries the key. Derived from `Welcome.signing` by the encoder.
  */
 export const WELCOME_SIGNED = 0x4;
-const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED;
+/** welcome server flag bit 3: the server paces to the viewer's path; reports may carry path counters. */
+export const WELCOME_PATH_REPORTS = 0x8;
+const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS;
 /** Bytes of a welcome's multicast block: group address, port, reserved, stream id. */
 export const WELCOME_MULTICAST_SIZE = 12;
 /** Bytes of an Ed25519 public key. */
@@ -348,6 +361,22 @@ export interface Report extends Taggable {
   latencyP50Us: number;
   latencyP95Us: number;
   fpsMillihertz: number;
+  /** What the viewer measured of its path, for the server's rate estimate; only to a WELCOME_PATH_REPORTS server. */
+  path?: PathCounters;
+}
+
+/** A viewer's measure of its path, cumulative for the session except the delay trend (last interval). */
+export interface PathCounters {
+  /** Bytes of the datagrams that arrived (header and tag included), clamped to 2^53-1. */
+  bytesReceived: number;
+  /** Datagrams that arrived, clamped to 0xFFFFFFFF. */
+  datagramsReceived: number;
+  /** Datagrams missing inside the frames it saw, clamped to 0xFFFFFFFF. */
+  datagramsLost: number;
+  /** Slope of (arrival − capture time) over the last interval's frames, µs per second, -2^31..2^31-1. */
+  delayTrendUsPerS: number;
+  /** Frames that slope was fitted on, clamped to 0xFFFF. */
+  delaySamples: number;
 }
 
 /** A viewer's final counts, sent with its bye (cumulative, clamped to 0xFFFFFFFF on encode). */
@@ -419,6 +448,9 @@ const WELCOME_SIZE = 24;
 const REFUSE_FIXED = 2;
 const HEARTBEAT_SIZE = 8;
 const REPORT_SIZE = 28;
+const REPORT_PATH_SIZE = 24;
+const I32_MIN = -0x80000000;
+const I32_MAX = 0x7fffffff;
 const BYE_SIZE = 1;
 const BYE_TOTALS_SIZE = 16;
 const CHALLENGE_SIZE = NONCE_SIZE;
@@ -465,6 +497,12 @@ export function nameProblem(name: string): string | null {
 function clampU32(what: string, v: number): number {
   if (!(v >= 0) || !Number.isFinite(v) || !Number.isInteger(v)) throw new RangeError(`report ${what}=${v}: expected a non-negative integer`);
   return Math.min(v, U32_MAX);
+}
+
+/** As clampU32, for a counter carried in a u64 but read back as a JavaScript number. */
+function clampU53(what: string, v: number): number {
+  if (!(v >= 0) || !Number.isFinite(v) || !Number.isInteger(v)) throw new RangeError(`report ${what}=${v}: expected a non-negative integer`);
+  return Math.min(v, Number.MAX_SAFE_INTEGER);
 }
 
 /** A dotted-quad IPv4 multicast address (224.0.0.0/4) as its u32; RangeError otherwise. */
@@ -529,7 +567,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("welcome heartbeatMs", msg.heartbeatMs, 1, 0xfffe);
       checkInt("welcome timeoutMs", msg.timeoutMs, msg.heartbeatMs + 1, 0xffff);
       checkInt("welcome flags", msg.flags, 0, U32_MAX);
-      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED, WELCOME_MULTICAST and WELCOME_SIGNED are defined`);
+      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED and WELCOME_PATH_REPORTS are defined`);
       if (msg.flags & WELCOME_SIGNED && !msg.signing) throw new RangeError("welcome flags: WELCOME_SIGNED without a signing key");
       if (!!(msg.flags & WELCOME_MULTICAST) !== (msg.multicast !== undefined)) throw new RangeError("welcome multicast: the group must be given exactly when WELCOME_MULTICAST is set");
       if (msg.multicast) {
@@ -554,7 +592,8 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       bodySize = HEARTBEAT_SIZE;
       break;
     case "report":
-      bodySize = REPORT_SIZE;
+      if (msg.path) checkInt("report path delayTrendUsPerS", msg.path.delayTrendUsPerS, I32_MIN, I32_MAX);
+      bodySize = REPORT_SIZE + (msg.path ? REPORT_PATH_SIZE : 0);
       break;
     case "bye":
       if (!Object.hasOwn(BYE_TEXT, msg.reason)) throw new RangeError(`bye reason=${msg.reason} is not a known reason code`);
@@ -614,6 +653,13 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       w.u32(clampU32("latencyP50Us", msg.latencyP50Us));
       w.u32(clampU32("latencyP95Us", msg.latencyP95Us));
       w.u32(clampU32("fpsMillihertz", msg.fpsMillihertz));
+      if (msg.path) {
+        w.u64(clampU53("path bytesReceived", msg.path.bytesReceived));
+        w.u32(clampU32("path datagramsReceived", msg.path.datagramsReceived));
+        w.u32(clampU32("path datagramsLost", msg.path.datagramsLost));
+        w.u32(msg.path.delayTrendUsPerS >>> 0);
+        w.u16(Math.min(clampU32("path delaySamples", msg.path.delaySamples), 0xffff)).u16(0);
+      }
       break;
     case "bye":
       w.u8(msg.reason);
@@ -782,7 +828,7 @@ function decodeWelcome(r: BodyReader): Welcome {
   const heartbeatMs = range("welcome heartbeat interval", r.u16("heartbeat interval"), 1, 0xfffe);
   const timeoutMs = range("welcome timeout", r.u16("timeout"), heartbeatMs + 1, 0xffff);
   const flags = r.u32("flags");
-  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast) and 2 (signed) are defined`);
+  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed) and 3 (path reports) are defined`);
   const msg: Welcome = { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
   let fixed = WELCOME_SIZE;
   if (flags & WELCOME_MULTICAST) {
@@ -833,6 +879,19 @@ function decodeReport(r: BodyReader): Report {
     latencyP95Us: r.u32("latency p95"),
     fpsMillihertz: r.u32("fps"),
   };
+  if (r.remaining === 0) return msg;
+  if (r.remaining !== REPORT_PATH_SIZE) {
+    throw new DecodeError("bad-length", `report body of ${hex(REPORT_SIZE + r.remaining)} bytes: expected ${REPORT_SIZE} or ${REPORT_SIZE + REPORT_PATH_SIZE}`);
+  }
+  const bytesReceived = r.u64("bytes received");
+  if (bytesReceived > BigInt(Number.MAX_SAFE_INTEGER)) throw new DecodeError("bad-value", `report bytes received ${hex(bytesReceived, 8)} exceeds 2^53-1`);
+  const datagramsReceived = r.u32("datagrams received");
+  const datagramsLost = r.u32("datagrams lost");
+  const delayTrendUsPerS = r.u32("delay trend") | 0;
+  const delaySamples = r.u16("delay samples");
+  const reserved = r.u16("path reserved");
+  if (reserved !== 0) throw new DecodeError("bad-value", `report path reserved field ${hex(reserved, 2)}, expected 0`);
+  msg.path = { bytesReceived: Number(bytesReceived), datagramsReceived, datagramsLost, delayTrendUsPerS, delaySamples };
   r.end();
   return msg;
 }

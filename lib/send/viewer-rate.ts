@@ -1,0 +1,78 @@
+import { chooseLayer, ladderStart, layerRate, type LadderOptions, type LadderState, type Layer } from "./layer-ladder.ts";
+import { RateEstimator, type PathReport, type RateVerdict, type SentTotals } from "./rate-control.ts";
+
+/** The lowest estimate, bytes per second (512 kbit/s): a few small frames a second still get through. */
+export const DEFAULT_FLOOR_BYTES_PER_S = 64_000;
+
+/** How one viewer is to be sent its frames now. */
+export type Pacing = { kind: "free" } | { kind: "rate"; bytesPerS: number };
+
+/**
+ * One unicast viewer's adaptive delivery, the estimator and the ladder together: what
+ * the server sent it, its path reports, and from them its layer and how to pace it. A
+ * viewer whose estimate is at the full layer's rate is "free": sent as today, spread
+ * and unpaced, so a free link sees no added latency. Pure: driven by `(input, now)`.
+ *
+ * The server drives one per unicast session whose hello had CAP_PATH_REPORTS (its
+ * welcome then sets WELCOME_PATH_REPORTS): `sent` from the pacer's send with what the
+ * socket took, `report` with each report's `path`, `tick` once a second; per frame,
+ * `layer` picks the copy to cut and `pacing()` picks `Pacer.enqueue` (free) or
+ * `Pacer.offer` (rate), whose skipped frames are the viewer's framesSkipped.
+ */
+export class ViewerRate {
+  readonly estimator: RateEstimator;
+  readonly #ladderOpts: LadderOptions;
+  #ladder: LadderState;
+  #sent: SentTotals = { bytes: 0, datagrams: 0 };
+
+  /** `layers`: the current ladder, largest first; its first layer's rate is the ceiling. */
+  constructor(layers: readonly Layer[], ladder: LadderOptions, nowMs: number, floorBytesPerS = DEFAULT_FLOOR_BYTES_PER_S) {
+    this.#ladderOpts = ladder;
+    this.#ladder = ladderStart(ladder);
+    const full = layerRate(layers, 0, ladder.fps);
+    // Before the full layer is measured nothing limits the viewer: the ceiling is
+    // raised to the measured rate by the first report.
+    this.estimator = new RateEstimator({ floorBytesPerS, ceilingBytesPerS: Math.max(floorBytesPerS, full || Number.MAX_SAFE_INTEGER) }, nowMs);
+  }
+
+  /** Datagrams handed to the socket for this viewer (what the pacer's send took). */
+  sent(bytes: number, datagrams: number): void {
+    this.#sent = { bytes: this.#sent.bytes + bytes, datagrams: this.#sent.datagrams + datagrams };
+  }
+
+  /** What was sent so far this session. */
+  get totals(): SentTotals {
+    return this.#sent;
+  }
+
+  /** The viewer's layer: an index into the ladder, 0 = full. */
+  get layer(): number {
+    return this.#ladder.layer;
+  }
+
+  /** A report with path counters: updates the estimate, then the layer. */
+  report(path: PathReport, layers: readonly Layer[], nowMs: number): RateVerdict {
+    const full = layerRate(layers, 0, this.#ladderOpts.fps);
+    if (full > 0) this.estimator.setCeiling(full);
+    const verdict = this.estimator.report(path, this.#sent, nowMs);
+    if (verdict.kind !== "refused" && verdict.kind !== "early") this.#choose(layers, nowMs);
+    return verdict;
+  }
+
+  /** Time passes (about once a second): a silent viewer decays, and may move down a layer. */
+  tick(layers: readonly Layer[], nowMs: number): void {
+    this.estimator.tick(nowMs);
+    this.#choose(layers, nowMs);
+  }
+
+  /** Free (as today) while the estimate is at the full layer's rate, else paced at the estimate. */
+  pacing(): Pacing {
+    return this.estimator.limited ? { kind: "rate", bytesPerS: this.estimator.bytesPerS } : { kind: "free" };
+  }
+
+  #choose(layers: readonly Layer[], nowMs: number): void {
+    // At its ceiling the estimate has seen no limit at all: every layer fits, the full one included.
+    const estimate = this.estimator.limited ? this.estimator.bytesPerS : Infinity;
+    if (layers.length > 0) this.#ladder = chooseLayer(layers, estimate, this.#ladder, nowMs, this.#ladderOpts);
+  }
+}
