@@ -14,6 +14,7 @@ import {
   type ControlMessage,
   type Hello,
 } from "../lib/wire/control.ts";
+import type { SendCounters } from "../lib/send/sessions.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
 import type { Frame } from "../lib/wire/frame.ts";
 import { prng } from "./helpers/prng.ts";
@@ -23,12 +24,24 @@ const THERE = "192.168.1.30";
 const WALL_START_US = 1_700_000_000_000_000;
 const STREAM = { width: 320, height: 240, fpsMillihertz: 30_000, fragmentSize: 1368, udpSourcePort: 40_000 };
 
+/** What the sender has sent, per machine and session id: tests set it as the sender would count it. */
+const SENT = new WeakMap<Admission, Map<number, SendCounters>>();
+
 function machine(over: Partial<AdmissionOptions> = {}): Admission {
   let id = 0x100;
-  return new Admission({
+  const sent = new Map<number, SendCounters>();
+  const m = new Admission({
     maxClients: 4, maxPending: 64, heartbeatMs: 1000, timeoutMs: 5000, stream: STREAM,
-    wallClockUs: (now) => WALL_START_US + now * 1000, randomId: () => id++, ...over,
+    wallClockUs: (now) => WALL_START_US + now * 1000, randomId: () => id++, sent: (sid) => sent.get(sid), ...over,
   });
+  SENT.set(m, sent);
+  return m;
+}
+
+/** Says the sender has sent `counts` to session `sid` of `m`. */
+function sendCounts(m: Admission, sid: number, counts: Partial<SendCounters>): void {
+  const sent = SENT.get(m)!;
+  sent.set(sid, { framesSent: 0, firstFrame: null, lastFrame: null, ...sent.get(sid), ...counts });
 }
 
 const hello = (udpPort: number, name = "v"): Hello => ({ type: "hello", version: PROTOCOL_VERSION, udpPort, capabilities: 0, name });
@@ -41,9 +54,9 @@ const report = (framesReceived: number, framesLost = 0, framesIncomplete = 0): C
 const sentTo = (actions: AdmissionAction[], conn: ConnId) =>
   actions.flatMap((a) => (a.kind === "send" && a.conn === conn ? [a.msg] : []));
 
-/** Log actions as the server's log would print them, without the timestamp. */
+/** Log actions as the server's log would print them, without the timestamp (a security event is a WARN line). */
 const lines = (actions: AdmissionAction[]) =>
-  actions.flatMap((a) => (a.kind === "log" ? [formatLine(new Date(0), a.level.toUpperCase() as "INFO", "server", a.message, a.fields).replace(/^\S+ /, "")] : []));
+  actions.flatMap((a) => (a.kind === "log" ? [formatLine(new Date(0), (a.level === "security" ? "WARN" : a.level.toUpperCase()) as "INFO", "server", a.message, a.fields).replace(/^\S+ /, "")] : []));
 
 /** Action kinds in order, with the connection they are for. */
 const kinds = (actions: AdmissionAction[]) => actions.map((a) => (a.kind === "log" ? `log ${a.message}` : `${a.kind} ${a.conn}`));
@@ -187,8 +200,7 @@ describe("admission", () => {
     const first = m.received(1, { ...hello(8001), capabilities: CAP_RESUME }, 0);
     const welcome = sentTo(first, 1)[0]!;
     expect(welcome).toMatchObject({ type: "welcome", resume: new Uint8Array(16).fill(0x5e) });
-    const old = sessionOf(first);
-    old.framesSent = 40;
+    sendCounts(m, sessionOf(first).id, { framesSent: 40 });
     m.received(1, report(38, 1, 1), 1000);
     m.connected(2, { address: HERE, port: 50_002 }, 1500);
     const out = m.received(2, { ...hello(8001), capabilities: CAP_RESUME, resume: (welcome as { resume: Uint8Array }).resume }, 1500);
@@ -259,7 +271,7 @@ describe("liveness", () => {
 
   test("a session silent for longer than timeoutMs gets bye timeout and leaves; any message keeps it", () => {
     const m = machine();
-    sessionOf(join(m, 1, 8001, 0)).framesSent = 60;
+    sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 60 });
     m.received(1, report(59), 2000);
     expect(sentTo(m.tick(7000), 1).map((msg) => msg.type)).toEqual(["heartbeat"]);
     const out = m.tick(7001);
@@ -287,8 +299,7 @@ describe("liveness", () => {
 describe("leaving", () => {
   test("a bye with the viewer's totals is logged with those exact totals, not the last report", () => {
     const m = machine();
-    const s = sessionOf(join(m, 1, 8001, 0));
-    s.framesSent = 150;
+    sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 150 });
     m.received(1, report(147, 1, 0), 4000);
     const out = m.received(1, { type: "bye", reason: ByeReason.UserQuit, totals: { framesReceived: 149, framesLost: 1, framesIncomplete: 0, framesRecorded: 149 } }, 5000);
     expect(kinds(out)).toEqual(["stop 1", "log client left", "close 1"]);
@@ -300,7 +311,7 @@ describe("leaving", () => {
 
   test("a bye without totals (an older viewer) falls back to the last report", () => {
     const m = machine();
-    sessionOf(join(m, 1, 8001, 0)).framesSent = 150;
+    sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 150 });
     m.received(1, report(147, 2, 1), 4000);
     const [line] = lines(m.received(1, { type: "bye", reason: ByeReason.UserQuit }, 5000));
     expect(line).toContain("reason=goodbye");
@@ -526,8 +537,7 @@ describe("one count of viewers of every kind", () => {
 
   test("viewers() lists every kind with what is known of it; updateOther and leaveOther change only their own", () => {
     const m = machine();
-    const s = sessionOf(join(m, 1, 8001, 1000));
-    s.framesSent = 60;
+    sendCounts(m, sessionOf(join(m, 1, 8001, 1000)).id, { framesSent: 60 });
     m.received(1, report(57, 2, 1), 2000);
     classic(m, 2, 8888, 1500);
     m.classicFrame(FRAME(1), 1500);
@@ -582,18 +592,16 @@ describe("hardening", () => {
 
   test("a report claiming more than was sent is rejected and counted (logged once), not taken; a plausible one is", () => {
     const m = machine();
-    const s = sessionOf(join(m, 1, 8001, 0));
-    s.framesSent = 100;
-    s.firstFrame = 1000;
-    s.lastFrame = 1099;
+    sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 100, firstFrame: 1000, lastFrame: 1099 });
     expect(m.received(1, report(90, 5, 3), 1000)).toEqual([]);
-    expect(s.lastReport).toMatchObject({ framesReceived: 90, framesLost: 5, framesIncomplete: 3 });
+    // What the report said is what the viewer list shows: lost and incomplete together.
+    expect(m.viewers()[0]).toMatchObject({ framesReceived: 90, framesLost: 8 });
     const all = 0xffffffff;
     const out = m.received(1, { type: "report", framesReceived: all, framesLost: all, framesIncomplete: all, datagramsDropped: all, latencyP50Us: all, latencyP95Us: all, fpsMillihertz: all }, 2000);
     expect(lines(out)).toEqual(["WARN [server] report rejected client=192.168.1.20:50001 udp=8001 session=00000100 what=report why=\"framesReceived=4294967295 of 100 frames sent\""]);
     expect(m.received(1, report(100, 50, 0), 3000)).toEqual([]); // 150 of 100 numbers: rejected, not logged again
     expect(m.reportsRejected).toBe(2);
-    expect(s.lastReport).toMatchObject({ framesReceived: 90 });
+    expect(m.viewers()[0]).toMatchObject({ framesReceived: 90 });
     // Bye totals are checked the same way: impossible ones fall back to the last report.
     const bye = m.received(1, { type: "bye", reason: ByeReason.UserQuit, totals: { framesReceived: all, framesLost: all, framesIncomplete: all, framesRecorded: all } }, 4000);
     const left = lines(bye).find((l) => l.includes("client left"))!;
@@ -605,8 +613,7 @@ describe("hardening", () => {
   test("a session whose UDP port answers only with ICMP errors for unreachableMs, while its reports show nothing arriving, is ended", () => {
     const m = machine({ unreachableMs: 5000 });
     join(m, 1, 8001, 0);
-    const live = sessionOf(join(m, 2, 8002, 0));
-    live.framesSent = 1000;
+    sendCounts(m, sessionOf(join(m, 2, 8002, 0)).id, { framesSent: 1000 });
     // Errors do not say for whom: both are suspects. Only the one whose reports do not grow goes.
     let out: AdmissionAction[] = [];
     for (let t = 100; t <= 6000; t += 100) {

@@ -113,8 +113,11 @@ function pump(
   }
 }
 
+/** Log actions as the server's log prints them (Logger.security writes a WARN line), without the timestamp. */
 const logLines = (actions: AdmissionAction[]) =>
-  actions.flatMap((a) => (a.kind === "log" ? [formatLine(new Date(0), a.level.toUpperCase() as "INFO", "server", a.message, a.fields).replace(/^\S+ /, "")] : []));
+  actions.flatMap((a) => (a.kind === "log" ? [formatLine(new Date(0), (a.level === "security" ? "WARN" : a.level.toUpperCase()) as "INFO", "server", a.message, a.fields).replace(/^\S+ /, "")] : []));
+/** The messages of the log actions that are security events. */
+const securityEvents = (actions: AdmissionAction[]) => actions.flatMap((a) => (a.kind === "log" && a.level === "security" ? [a.message] : []));
 const sent = (actions: AdmissionAction[]) => actions.flatMap((a) => (a.kind === "send" ? [a.msg] : []));
 const finished = (actions: HandshakeAction[]) => actions.find((a): a is Extract<HandshakeAction, { type: "finished" }> => a.type === "finished");
 

@@ -7,6 +7,7 @@ import { ClassicWatcher } from "../lib/receive/classic-watcher.ts";
 import { ConnectError } from "../lib/receive/handshake.ts";
 import { Viewer } from "../lib/receive/viewer.ts";
 import { createWatcher } from "../lib/receive/watcher.ts";
+import { Capacity } from "../lib/send/capacity.ts";
 import { ClassicEncoder } from "../lib/send/classic-encoder.ts";
 import { ClassicViewers, FIRST_SEND_DELAY_MS, normalizeAddress, type ClassicAction } from "../lib/send/classic-viewers.ts";
 import {
@@ -283,11 +284,13 @@ describe("ClassicViewers", () => {
     expect(m.viewers().map((v) => v.id)).toEqual([2]);
   });
 
-  test("one more than maxViewers is refused", () => {
-    const m = new ClassicViewers({ maxViewers: 2 });
+  test("one more than the shared capacity's maxClients is refused", () => {
+    const m = new ClassicViewers({ capacity: new Capacity({ maxClients: 2 }) });
     m.push({ type: "join", id: 1, ...A }, 0);
     m.push({ type: "join", id: 2, ...B }, 0);
-    expect(m.push({ type: "join", id: 3, ...A2 }, 0)).toEqual([{ type: "refused", id: 3, ...A2, reason: "full" }]);
+    expect(m.push({ type: "join", id: 3, ...A2 }, 0)).toEqual([
+      { type: "refused", id: 3, ...A2, why: { reason: "full", max: 2, text: "server full: 2 viewers already connected" } },
+    ]);
     expect(m.counters.refused).toBe(1);
     expect(m.size).toBe(2);
     expect(() => m.push({ type: "join", id: 1, ...A2 }, 0)).toThrow(/twice/);

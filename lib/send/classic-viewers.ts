@@ -2,6 +2,7 @@ import type { Frame } from "../wire/frame.ts";
 import { MAX_CLASSIC_DATAGRAM, decodeClassicAnswer } from "../wire/classic.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { seqLess } from "../wire/seq.ts";
+import { Capacity, type NoPlace } from "./capacity.ts";
 
 /** How often the owner should tick the machine while it has viewers. */
 export const CLASSIC_TICK_MS = 50;
@@ -40,6 +41,8 @@ export interface ClassicViewer {
   answers: number;
   /** Answers taken for copies that were resent, which release no picture. */
   lateAnswers: number;
+  /** Answers beyond the pictures sent (a forger's, or duplicates), which release nothing. */
+  extraAnswers: number;
   lastAnswerAt: number | null;
 }
 
@@ -64,15 +67,20 @@ export type ClassicAction =
   | { type: "send"; id: number; address: string; port: number; seq: number; jpeg: Uint8Array; resend: boolean }
   /** Log the join. */
   | { type: "joined"; viewer: Readonly<ClassicViewer> }
-  /** Close that connection: the server is full (a classic viewer cannot be told why). */
-  | { type: "refused"; id: number; address: string; port: number; reason: "full" }
+  /**
+   * Close that connection (a classic viewer cannot be told why): no place for it, or
+   * the server has a token (it could not prove one, and its pictures would go out plain).
+   */
+  | { type: "refused"; id: number; address: string; port: number; why: NoPlace | { reason: "auth"; text: string } }
   /** Log the leave and close its TCP connection (already closed for "closed"). */
   | { type: "left"; viewer: Readonly<ClassicViewer>; reason: ClassicLeaveReason };
 
 /** Limits and timings; the defaults suit the classroom viewer on a LAN. */
 export interface ClassicViewersOptions {
-  /** Classic viewers at once (default 32); one more is refused. */
-  maxViewers?: number;
+  /** The places shared with every other kind of viewer (default: 32 of them, for classic viewers alone). */
+  capacity?: Capacity;
+  /** The server needs a token, which a classroom viewer cannot prove: every join is refused. */
+  tokenRequired?: boolean;
   /** Silence after a picture before the newest one is sent again (default 500 ms). */
   resendMs?: number;
   /** Silence after a picture before the viewer is dropped (default 5000 ms). */
@@ -91,7 +99,7 @@ export interface ClassicCounters {
   staleFrames: number;
   /** Frames over maxBytes (never sent). */
   oversizeFrames: number;
-  /** Joins refused because the server was full. */
+  /** Joins refused: no place (--max-clients, --max-per-host), or a token needed. */
   refused: number;
 }
 
@@ -118,6 +126,9 @@ export function normalizeAddress(address: string): string {
 
 const keyOf = (address: string, port: number) => `${normalizeAddress(address)}:${port}`;
 
+/** The Capacity key of a classroom viewer. */
+export const classicKey = (id: number) => `classic:${id}`;
+
 /**
  * Serves classroom viewers: each gets the newest picture whenever it has answered the
  * last one, so a slow viewer gets fewer pictures, never a share of the camera or a
@@ -135,14 +146,16 @@ export class ClassicViewers {
   readonly counters: ClassicCounters = { foreign: 0, invalid: 0, staleFrames: 0, oversizeFrames: 0, refused: 0 };
   readonly #byKey = new Map<string, ViewerState>();
   readonly #byId = new Map<number, ViewerState>();
-  readonly #maxViewers: number;
+  readonly #capacity: Capacity;
+  readonly #tokenRequired: boolean;
   readonly #resendMs: number;
   readonly #timeoutMs: number;
   readonly #maxBytes: number;
   #newest: Frame | null = null;
 
   constructor(opts: ClassicViewersOptions = {}) {
-    this.#maxViewers = opts.maxViewers ?? 32;
+    this.#capacity = opts.capacity ?? new Capacity({ maxClients: 32, maxPerHost: 32 });
+    this.#tokenRequired = opts.tokenRequired ?? false;
     this.#resendMs = opts.resendMs ?? 500;
     this.#timeoutMs = opts.timeoutMs ?? 5000;
     this.#maxBytes = opts.maxBytes ?? MAX_CLASSIC_DATAGRAM;
@@ -195,25 +208,33 @@ export class ClassicViewers {
     return out;
   }
 
+  /**
+   * A connection announced a UDP port. It takes a place like any viewer, unless it
+   * replaces the one already at that address and port (a restarted viewer: two streams
+   * to one socket would double its traffic, and the old connection is the stale one).
+   */
   #join(id: number, address: string, port: number, now: number, out: ClassicAction[]): void {
     if (this.#byId.has(id)) throw new Error(`classic viewer id ${id} joined twice`);
     const key = keyOf(address, port);
     const previous = this.#byKey.get(key);
-    // The same socket asked again (a restarted viewer): two streams to one socket
-    // would double its traffic, and the old connection is the stale one.
-    if (previous) this.#leave(previous, "replaced", out);
-    if (this.#byId.size >= this.#maxViewers) {
+    const plain = normalizeAddress(address);
+    const why = this.#tokenRequired
+      ? { reason: "auth" as const, text: "a classroom viewer cannot prove the token" }
+      : this.#capacity.check(plain, previous ? classicKey(previous.id) : null);
+    if (why) {
       this.counters.refused++;
-      out.push({ type: "refused", id, address: normalizeAddress(address), port, reason: "full" });
+      out.push({ type: "refused", id, address: plain, port, why });
       return;
     }
+    if (previous) this.#leave(previous, "replaced", out);
     const v: ViewerState = {
-      id, address: normalizeAddress(address), port, joinedAt: now, framesSent: 0, resends: 0, answers: 0, lateAnswers: 0,
+      id, address: plain, port, joinedAt: now, framesSent: 0, resends: 0, answers: 0, lateAnswers: 0, extraAnswers: 0,
       lastAnswerAt: null, key, firstSendAt: now + FIRST_SEND_DELAY_MS, lastSentSeq: null, lastSentAt: now, unanswered: 0,
       waitingSince: null, settleUntil: null, answerMs: null,
     };
     this.#byId.set(id, v);
     this.#byKey.set(key, v);
+    this.#capacity.add(classicKey(id), plain);
     out.push({ type: "joined", viewer: publicView(v) });
   }
 
@@ -308,12 +329,13 @@ export class ClassicViewers {
 
   #leave(v: ViewerState, reason: ClassicLeaveReason, out: ClassicAction[]): void {
     this.#byId.delete(v.id);
+    this.#capacity.remove(classicKey(v.id));
     if (this.#byKey.get(v.key) === v) this.#byKey.delete(v.key);
     out.push({ type: "left", viewer: publicView(v), reason });
   }
 }
 
 function publicView(v: ViewerState): Readonly<ClassicViewer> {
-  const { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, lastAnswerAt } = v;
-  return { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, lastAnswerAt };
+  const { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, extraAnswers, lastAnswerAt } = v;
+  return { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, extraAnswers, lastAnswerAt };
 }

@@ -11,8 +11,8 @@ import type { Frame } from "../wire/frame.ts";
 import type { Logger } from "../log/format.ts";
 import { throttled } from "../log/logger.ts";
 import { Pacer } from "./pacer.ts";
-import type { Session } from "./sessions.ts";
-import { Admission, type AdmissionAction, type ConnId, type OtherCounters, type ViewerSummary } from "./admission.ts";
+import type { SendCounters, StreamTarget } from "./sessions.ts";
+import { Admission, DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_MAX_PER_HOST, type AdmissionAction, type ConnId, type OtherCounters, type ViewerSummary } from "./admission.ts";
 import type { LockoutOptions } from "./auth-lockout.ts";
 import { ClassicEncoder, type FitFunction } from "./classic-encoder.ts";
 import { CLASSIC_TICK_MS } from "./classic-viewers.ts";
@@ -70,10 +70,16 @@ interface Conn {
   wrap: { key: Uint8Array; sent: number } | null;
 }
 
-/** One viewer's frames: where they go and the buffer they are cut into. */
+/** One viewer's frames: where they go, the buffer they are cut into, and what was sent (read by admission). */
 interface Stream {
   kind: "viewer";
-  session: Session;
+  target: StreamTarget;
+  /** By the group until its viewer asks for unicast (admission's "unicast" action). */
+  delivery: "multicast" | "unicast";
+  sent: SendCounters;
+  datagramsSent: number;
+  /** Datagrams of an older frame not yet sent when a newer frame replaced them. */
+  datagramsSuperseded: number;
   fragmenter: Fragmenter;
   /** Its connection, for the stream keys it is sent. */
   conn: Conn;
@@ -200,6 +206,8 @@ export class StreamServer implements AsyncDisposable {
   readonly #log: Logger;
   readonly #conns = new Map<ConnId, Socket<Conn>>();
   readonly #streams = new Set<Stream>();
+  /** The streams by session id, for admission's reading of what was sent. */
+  readonly #bySession = new Map<number, Stream>();
   readonly #pacer = new Pacer<Stream | GroupStream>();
   /** The multicast group's sender; null without --multicast. */
   readonly #group: GroupStream | null;
@@ -232,7 +240,7 @@ export class StreamServer implements AsyncDisposable {
 
   private constructor(opts: StreamServerOptions) {
     this.#opts = {
-      heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: 2000, maxPerHost: 16, unreachableMs: 5000,
+      heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS, maxPerHost: DEFAULT_MAX_PER_HOST, unreachableMs: 5000,
       token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), ...opts,
     };
     this.#log = opts.log;
@@ -364,6 +372,7 @@ export class StreamServer implements AsyncDisposable {
         },
         multicast: this.#group && { ...this.#group.target, streamId: this.#group.streamId },
         wallClockUs: (now) => Math.round((performance.timeOrigin + now) * 1000),
+        sent: (id) => this.#bySession.get(id)?.sent,
       });
     } catch (e) {
       this.#udp.close();
@@ -400,7 +409,7 @@ export class StreamServer implements AsyncDisposable {
       this.#icmpSinceTick = false;
       // The errors name no one: every session sent to since the last tick is a suspect.
       const since = this.#lastTickAt - TICK_MS;
-      this.#admission.unreachable([...this.#streams].filter((st) => st.lastSentAt >= since).map((st) => st.session.id), now);
+      this.#admission.unreachable([...this.#streams].filter((st) => st.lastSentAt >= since).map((st) => st.target.id), now);
     }
     this.#lastTickAt = now;
     this.#apply(this.#admission.tick(now));
@@ -450,15 +459,16 @@ export class StreamServer implements AsyncDisposable {
       this.stats.framesEncrypted = this.#sealer.framesSealed;
     }
     for (const stream of this.#streams) {
-      const s = stream.session;
-      s.firstFrame ??= frame.seq;
-      s.lastFrame = frame.seq;
-      s.framesSent++;
+      const sent = stream.sent;
+      sent.firstFrame ??= frame.seq;
+      sent.lastFrame = frame.seq;
+      sent.framesSent++;
       // Its copy is the group's, cut and sent once below.
-      if (s.delivery === "multicast") continue;
-      const datagrams = sealed ? stream.fragmenter.fragmentSealed(sealed, s.id) : stream.fragmenter.fragment(frame, s.id);
-      const superseded = this.#pacer.enqueue(stream, { port: s.udpPort, address: s.address }, datagrams, now, spreadMs);
-      s.datagramsSuperseded += superseded;
+      if (stream.delivery === "multicast") continue;
+      const t = stream.target;
+      const datagrams = sealed ? stream.fragmenter.fragmentSealed(sealed, t.id) : stream.fragmenter.fragment(frame, t.id);
+      const superseded = this.#pacer.enqueue(stream, { port: t.udpPort, address: t.address }, datagrams, now, spreadMs);
+      stream.datagramsSuperseded += superseded;
       this.stats.datagramsSuperseded += superseded;
     }
     const group = this.#group;
@@ -562,7 +572,7 @@ export class StreamServer implements AsyncDisposable {
       this.stats.groupDatagramsSent += took;
       return took;
     }
-    stream.session.datagramsSent += took;
+    stream.datagramsSent += took;
     stream.lastSentAt = performance.now();
     return took;
   };
@@ -669,23 +679,31 @@ export class StreamServer implements AsyncDisposable {
           conn.wrap = { key: a.keys.wrap, sent: 0 };
           break;
         case "start":
-          conn.stream = { kind: "viewer", session: a.session, fragmenter: new Fragmenter(this.#opts.mtu), conn, lastSentAt: -Infinity };
+          conn.stream = {
+            kind: "viewer", target: a.session, delivery: a.session.delivery, sent: { framesSent: 0, firstFrame: null, lastFrame: null },
+            datagramsSent: 0, datagramsSuperseded: 0, fragmenter: new Fragmenter(this.#opts.mtu), conn, lastSentAt: -Infinity,
+          };
           this.#streams.add(conn.stream);
-          if (a.session.delivery === "multicast") this.#inGroup++;
+          this.#bySession.set(a.session.id, conn.stream);
+          if (conn.stream.delivery === "multicast") this.#inGroup++;
           // After the welcome, before its first datagram; a key someone who left knows is never sent.
           if (this.#rekey) this.#rotateIfDue();
           else this.#sendKey(conn);
           break;
         case "unicast":
           // The rest of the frame being paced goes to the group; the next frame comes to it alone.
-          if (conn.stream) this.#inGroup--;
+          if (conn.stream?.delivery === "multicast") {
+            conn.stream.delivery = "unicast";
+            this.#inGroup--;
+          }
           this.#syncStats();
           break;
         case "stop":
           if (conn.stream) {
-            if (conn.stream.session.delivery === "multicast") this.#inGroup--;
+            if (conn.stream.delivery === "multicast") this.#inGroup--;
             if (this.#inGroup === 0 && this.#group) this.#pacer.remove(this.#group);
             this.#streams.delete(conn.stream);
+            this.#bySession.delete(conn.stream.target.id);
             this.#pacer.remove(conn.stream);
             conn.stream = null;
             // It holds the current key: frames from now on go under a new one.
