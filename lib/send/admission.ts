@@ -7,8 +7,6 @@ import {
   CAP_RESUME,
   encodeControl,
   fallbackReasonText,
-  MAX_FPS_MILLIHERTZ,
-  MAX_REFUSE_TEXT_BYTES,
   RefuseReason,
   RESUME_SECRET_SIZE,
   WELCOME_ENCRYPTED,
@@ -16,182 +14,35 @@ import {
   type ByeTotals,
   type ControlMessage,
   type Hello,
-  type MulticastGroup,
   type Response,
   type Welcome,
 } from "../wire/control.ts";
 import { classifyFirstBytes } from "../wire/classic.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import type { Frame } from "../wire/frame.ts";
-import { seqDiff } from "../wire/seq.ts";
-import { Capacity, type NoPlace } from "./capacity.ts";
-import { ClassicViewers, type ClassicAction, type ClassicCounters } from "./classic-viewers.ts";
+import { implausible, type ClaimedCounts } from "./report-check.ts";
+import {
+  DEFAULT_HELLO_TIMEOUT_MS, MAX_PENDING_PER_ADDRESS, refuseText, type AdmissionAction, type AdmissionOptions, type OtherAdmission, type Refusal,
+} from "./admission-types.ts";
+import { Capacity, noPlaceReason } from "./capacity.ts";
+import { classicAdmissionActions, classicRefusal, ClassicViewers, type ClassicAction, type ClassicCounters } from "./classic-viewers.ts";
 import { baseOf, evictable, evictionFor, type Conn, type ConnId, type ConnIn } from "./connection.ts";
-import { checkOtherKind, otherKey, OtherViewers, type OtherCounters } from "./other-viewers.ts";
-import { NOTHING_SENT, SessionTable, type LeaveReason, type SendCounters, type Session, type StreamTarget } from "./sessions.ts";
+import { checkOtherKind, OtherViewers, type OtherCounters } from "./other-viewers.ts";
+import { NOTHING_SENT, SessionTable, type LeaveReason, type SendCounters, type Session } from "./sessions.ts";
 import { TokenExchange, type AdmissionAuth, type AuthRefusal } from "./token-exchange.ts";
-import type { ViewerSummary } from "./viewer-summary.ts";
+import { summarize, type ViewerSummary } from "./viewer-summary.ts";
 
+export { DEFAULT_HELLO_TIMEOUT_MS, MAX_PENDING_PER_ADDRESS } from "./admission-types.ts";
+export type { AdmissionAction, AdmissionOptions, OtherAdmission, StreamDescription } from "./admission-types.ts";
 export { DEFAULT_MAX_PER_HOST } from "./capacity.ts";
 export type { ConnId } from "./connection.ts";
 export type { OtherCounters } from "./other-viewers.ts";
 export type { AdmissionAuth } from "./token-exchange.ts";
 export type { ViewerSummary } from "./viewer-summary.ts";
 
-/*
- * One connection's life on the server (its `kind`, lib/send/connection.ts):
- *
- *   connected --(shutting down: refuse 255)----------------------------------> ended
- *       |      (over a pending limit: a sniffing or pending connection is evicted instead)
- *       v
- *   sniffing --(neither lancam nor classroom; nothing decided within
- *       |   |    helloTimeoutMs; connection closed; shutdown)---------------> ended
- *       |   |
- *       |   | an ASCII port number: classic, a classroom viewer (ClassicViewers), out of
- *       |   | hello and heartbeat handling, until "end", its silence on UDP, a
- *       |   | close or shutdown; refused (closed) when it has no place or the server
- *       |   | has a token (a classroom viewer cannot prove one) ----------------> ended
- *       |
- *       | a lancam message's first byte: every byte so far goes to the decoder
- *       v
- *    pending --(malformed hello: refuse 1 or 3; first message not a hello:
- *       |       refuse 3; with a token: no token capability, or the address is
- *       |       locked out: refuse 4; no hello within helloTimeoutMs;
- *       |       connection closed; shutdown)--------------------------------> ended
- *       |
- *       | with a token: challenge (server nonce); never evicted from here on
- *       v
- *   challenged --(anything but a response, or none within helloTimeoutMs;
- *       |          a wrong proof: refuse 4, counted toward the address's lockout)-> ended
- *       |
- *       | admitted (right proof, or no token): unless its address and UDP port
- *       | are taken (its own viewer's resume secret replaces that session), or
- *       | Capacity has no place for it (refuse 255 or 2):
- *       | [secure: tags from here on], welcome, start streaming
- *       v
- *   streaming --(fallback: a session in the multicast group is sent to its own
- *       |        address and port from now on, logged `fallback`; it goes on)
- *       |
- *       +-------(bye; silent for timeoutMs: bye 3; malformed or unexpected
- *                message: bye 4; replaced by its own viewer: bye 255; its UDP
- *                port answering only with ICMP errors for unreachableMs: bye 255;
- *                not reading its control messages; shutdown: bye 2; connection
- *                closed) stop streaming, log the leave ------------------------> ended
- *
- * Only connections in one of these states are held; an ended one is forgotten at
- * once, so input that still arrives for it is ignored. Classroom viewers, lancam
- * sessions and viewers served elsewhere (admitOther, no connection) take their places
- * from one Capacity: one --max-clients, one --max-per-host.
- */
-
-/** What the socket wrapper must do, in order. */
-export type AdmissionAction =
-  | { kind: "send"; conn: ConnId; msg: ControlMessage }
-  /**
-   * The connection speaks lancam: decode `bytes` (everything it sent so far) as
-   * control messages, and every byte after them.
-   */
-  | { kind: "control"; conn: ConnId; bytes: Uint8Array }
-  /** Send `bytes` as one UDP datagram to a classroom viewer, from the socket its answers come to. */
-  | { kind: "datagram"; conn: ConnId; address: string; port: number; bytes: Uint8Array }
-  /**
-   * From now on tag what is sent to this connection and check what comes from it
-   * (`keys`: its session keys; `keys.wrap` wraps the stream keys sent to it).
-   */
-  | { kind: "secure"; conn: ConnId; keys: SessionKeys }
-  /**
-   * Start sending frames to the session (when secured, its stream key first): by the
-   * multicast group when session.delivery says so, else to session.address:session.udpPort
-   * stamped with session.id. The sender keeps its own SendCounters for session.id.
-   */
-  | { kind: "start"; conn: ConnId; session: StreamTarget }
-  /** The group does not reach this session's viewer: send to its own address and UDP port from now on. */
-  | { kind: "unicast"; conn: ConnId }
-  | { kind: "stop"; conn: ConnId }
-  /** Close once what was sent has been written; the connection is already forgotten. */
-  | { kind: "close"; conn: ConnId; reason: string }
-  | { kind: "log"; level: "info" | "warn" | "error" | "security"; message: string; fields: Fields };
-
-/** What every welcome says about the stream, besides the session and the timers. */
-export type StreamDescription = Pick<Welcome, "width" | "height" | "fpsMillihertz" | "fragmentSize" | "udpSourcePort">;
-
-/** How admission is set up; times in ms of the same clock as the `now` arguments. */
-export interface AdmissionOptions {
-  maxClients: number;
-  /** Connections that have not said hello yet, from all addresses together. */
-  maxPending: number;
-  heartbeatMs: number;
-  /** Silence after which a session ends. */
-  timeoutMs: number;
-  /** How long a connection may take to say hello, and (with a token) to answer the challenge (default DEFAULT_HELLO_TIMEOUT_MS). */
-  helloTimeoutMs?: number;
-  /** Viewers of every kind from one address (default DEFAULT_MAX_PER_HOST). */
-  maxPerHost?: number;
-  /** How long a session's UDP port may answer only with ICMP errors before it ends (default 5000). */
-  unreachableMs?: number;
-  /** With a token: viewers prove it before they are welcomed, and frames are encrypted. */
-  auth?: AdmissionAuth | null;
-  /** Resume secrets; random by default. */
-  randomSecret?: () => Uint8Array;
-  stream: StreamDescription;
-  /** The wall clock (µs since the Unix epoch) at `now`, for heartbeats. */
-  wallClockUs: (now: number) => number;
-  /** Session id source; random by default. */
-  randomId?: () => number;
-  /** Classroom viewers' resend and timeout (ClassicViewers' defaults: 500 and 5000 ms). */
-  classic?: { resendMs?: number; timeoutMs?: number };
-  /** The stream's multicast group: viewers that can join it are sent there. Null: unicast only. */
-  multicast?: MulticastGroup | null;
-  /** What the sender has sent to a session so far (it counts where it sends); nothing when unknown. */
-  sent?: (sessionId: number) => Readonly<SendCounters> | undefined;
-}
-
-/** The hello deadline by default: a real viewer says hello within a millisecond of connecting. */
-export const DEFAULT_HELLO_TIMEOUT_MS = 2000;
-/** How far a viewer's counts may run ahead of what was sent to it (a report is up to a second old either way). */
-const REPORT_MARGIN = 8;
-
-/** admitOther's answer: the actions (log lines) and, when there is no place, why. */
-export interface OtherAdmission {
-  refused: string | null;
-  actions: AdmissionAction[];
-}
-
-/**
- * Connections without hello yet from one address; one more evicts that address's
- * oldest. A real viewer says hello within a millisecond of connecting, but a lab
- * machine may start many viewers at the same moment, so this is not tiny; it keeps one
- * host from taking every pending place (maxPending) and locking the others out.
- */
-export const MAX_PENDING_PER_ADDRESS = 16;
-
-/** A refusal, logged and carried out in one place (Admission.#refuse). */
-interface Refusal {
-  /** What the viewer is told; null for one that understands no refuse (a classroom viewer, a stranger): it is just closed. */
-  reason: RefuseReason | null;
-  text: string;
-  /** Security events (auth, lockout) are logged with Logger.security. */
-  level: "warn" | "security";
-  /** The log line's message (default "client refused") and fields, in the order printed. */
-  message?: string;
-  fields: Fields;
-}
-
 const EMPTY = new Uint8Array(0);
-const utf8 = new TextEncoder();
-
-/** `text` cut to what a refuse can carry, so a long decode error message cannot make the encoder throw. */
-function refuseText(text: string): string {
-  if (utf8.encode(text).length <= MAX_REFUSE_TEXT_BYTES) return text;
-  let cut = text.slice(0, MAX_REFUSE_TEXT_BYTES - 3);
-  while (utf8.encode(cut).length > MAX_REFUSE_TEXT_BYTES - 3) cut = cut.slice(0, -1);
-  return cut + "...";
-}
-
 const sessionHex = (s: Session) => s.id.toString(16).padStart(8, "0");
 const sessionKey = (s: Session) => `udp:${s.id}`;
-/** Why a place was refused, as the log's reason= says it. */
-const noPlaceReason = (n: NoPlace) => (n.reason === "full" ? "server full" : "too many viewers from this address");
 
 /**
  * The server's control protocol without sockets or timers: pending-connection
@@ -207,7 +58,7 @@ export class Admission {
   readonly #capacity: Capacity;
   readonly #sessions: SessionTable;
   readonly #classic: ClassicViewers;
-  readonly #others = new OtherViewers();
+  readonly #others: OtherViewers;
   readonly #conns = new Map<ConnId, Conn>();
   readonly #bySession = new Map<number, ConnIn<"streaming">>();
   readonly #tokens: TokenExchange | null;
@@ -238,6 +89,7 @@ export class Admission {
     const sent = opts.sent;
     this.#sent = sent ? (id) => sent(id) ?? NOTHING_SENT : () => NOTHING_SENT;
     this.#capacity = new Capacity({ maxClients: opts.maxClients, maxPerHost: opts.maxPerHost });
+    this.#others = new OtherViewers(this.#capacity);
     this.#sessions = new SessionTable({ timeoutMs: opts.timeoutMs, randomId: opts.randomId });
     this.#classic = new ClassicViewers({ ...opts.classic, capacity: this.#capacity, tokenRequired: !!opts.auth });
   }
@@ -440,19 +292,8 @@ export class Admission {
    */
   admitOther(id: number, kind: string, address: string, name: string, now: number): OtherAdmission {
     checkOtherKind(kind);
-    if (this.#conns.has(id) || this.#others.has(id)) throw new Error(`viewer id ${id} is in use`);
-    const actions: AdmissionAction[] = [];
-    const noPlace = this.#shuttingDown ? null : this.#capacity.check(address);
-    if (this.#shuttingDown || noPlace) {
-      const reason = noPlace ? noPlaceReason(noPlace) : "shutting down";
-      const max = noPlace ? noPlace.max : this.#capacity.maxClients;
-      actions.push({ kind: "log", level: "warn", message: "client refused", fields: { client: address, kind, name: name || undefined, reason, max } });
-      return { refused: noPlace ? noPlace.text : "shutting down", actions };
-    }
-    this.#others.add(id, kind, address, name, now);
-    this.#capacity.add(otherKey(id), address);
-    actions.push({ kind: "log", level: "info", message: "client joined", fields: { client: address, kind, name: name || undefined, clients: this.viewerCount } });
-    return { refused: null, actions };
+    if (this.#conns.has(id)) throw new Error(`viewer id ${id} is in use`);
+    return this.#others.admit(id, kind, address, name, now, this.#shuttingDown ? "shutting down" : null);
   }
 
   /** What a viewer served elsewhere has received so far; false when `id` is not one. */
@@ -462,43 +303,13 @@ export class Admission {
 
   /** A viewer served elsewhere ended; its leave is logged with `reason`. Unknown ids are ignored. */
   leaveOther(id: number, reason: string, now: number): AdmissionAction[] {
-    const out: AdmissionAction[] = [];
-    const v = this.#others.remove(id);
-    if (!v) return out;
-    this.#capacity.remove(otherKey(id));
-    const { framesSent, framesReceived, framesLost } = v.counters;
-    out.push({
-      kind: "log", level: "info", message: "client left",
-      fields: {
-        client: v.address, kind: v.kind, name: v.name || undefined, reason, seconds: ((now - v.joinedAt) / 1000).toFixed(1),
-        framesSent, framesReceived: framesReceived ?? undefined, framesLost: framesLost ?? undefined, clients: this.viewerCount,
-      },
-    });
-    return out;
+    return this.#others.leave(id, reason, now);
   }
 
   /** Every viewer, lancam, classroom and served elsewhere, in the order they joined. */
   viewers(): ViewerSummary[] {
     const wallMs = (t: number) => Math.round(this.#opts.wallClockUs(t) / 1000);
-    const out: ViewerSummary[] = [];
-    for (const s of this.#sessions.values()) {
-      const r = s.lastReport;
-      out.push({
-        id: s.id, kind: "udp", address: s.address, udpPort: s.udpPort, name: s.name, joinedAt: wallMs(s.joinedAt), framesSent: this.#sent(s.id).framesSent,
-        framesReceived: r ? r.framesReceived : null, framesLost: r ? r.framesLost + r.framesIncomplete : null,
-        latencyP50Ms: r ? r.latencyP50Us / 1000 : null, fps: r ? r.fpsMillihertz / 1000 : null,
-      });
-    }
-    for (const v of this.#classic.viewers()) {
-      out.push({
-        id: v.id, kind: "classic", address: v.address, udpPort: v.port, name: "", joinedAt: wallMs(v.joinedAt), framesSent: v.framesSent,
-        framesReceived: v.answers, framesLost: null, latencyP50Ms: null, fps: null,
-      });
-    }
-    for (const v of this.#others.values()) {
-      out.push({ id: v.id, kind: v.kind, address: v.address, udpPort: null, name: v.name, joinedAt: wallMs(v.joinedAt), ...v.counters });
-    }
-    return out.sort((a, b) => a.joinedAt - b.joinedAt || a.id - b.id);
+    return summarize(this.#sessions.values(), (id) => this.#sent(id).framesSent, this.#classic.viewers(), this.#others.values(), wallMs);
   }
 
   /**
@@ -560,41 +371,14 @@ export class Admission {
   /** ClassicViewers' actions as this machine's: datagrams, join and leave lines, refusals and closes. */
   #classicActions(actions: ClassicAction[], now: number, out: AdmissionAction[]): void {
     for (const a of actions) {
-      switch (a.type) {
-        case "send":
-          out.push({ kind: "datagram", conn: a.id, address: a.address, port: a.port, bytes: a.jpeg });
-          break;
-        case "joined": {
-          const c = this.#conns.get(a.viewer.id);
-          out.push({ kind: "log", level: "info", message: "client joined", fields: { client: c?.peer, kind: "classic", udp: a.viewer.port, clients: this.viewerCount } });
-          break;
-        }
-        case "refused": {
-          const c = this.#conns.get(a.id);
-          if (!c) break;
-          // A classroom viewer understands no refusal: closing is all it can be told.
-          const w = a.why;
-          const fields: Fields = w.reason === "auth"
-            ? { reason: "auth", client: c.peer, kind: "classic", udp: a.port, detail: w.text }
-            : { client: c.peer, kind: "classic", udp: a.port, reason: noPlaceReason(w), max: w.max };
-          this.#refuse(c, { reason: null, text: w.reason === "auth" ? "auth" : noPlaceReason(w), level: w.reason === "auth" ? "security" : "warn", fields }, out);
-          break;
-        }
-        case "left": {
-          const v = a.viewer;
-          const c = this.#conns.get(v.id);
-          this.#conns.delete(v.id);
-          out.push({
-            kind: "log", level: "info", message: "client left",
-            fields: {
-              client: c?.peer, kind: "classic", udp: v.port, reason: a.reason, seconds: ((now - v.joinedAt) / 1000).toFixed(1),
-              framesSent: v.framesSent, framesReceived: v.answers, resends: v.resends, extraAnswers: v.extraAnswers || undefined, clients: this.viewerCount,
-            },
-          });
-          out.push({ kind: "close", conn: v.id, reason: a.reason });
-          break;
-        }
+      const id = a.type === "joined" || a.type === "left" ? a.viewer.id : a.id;
+      const c = this.#conns.get(id);
+      if (a.type === "refused") {
+        if (c) this.#refuse(c, classicRefusal(a, c.peer), out);
+        continue;
       }
+      out.push(...classicAdmissionActions(a, c?.peer, this.viewerCount, now));
+      if (a.type === "left") this.#conns.delete(id);
     }
   }
 
@@ -616,7 +400,7 @@ export class Admission {
       case "heartbeat":
         return;
       case "report": {
-        const bad = this.#implausible(s, msg);
+        const bad = this.#implausible(s, msg, now);
         if (bad) return this.#rejectReport(c, s, "report", bad, out);
         s.lastReport = { framesReceived: msg.framesReceived, framesLost: msg.framesLost, framesIncomplete: msg.framesIncomplete, latencyP50Us: msg.latencyP50Us, fpsMillihertz: msg.fpsMillihertz };
         return;
@@ -633,7 +417,7 @@ export class Admission {
         });
         return;
       case "bye": {
-        const bad = msg.totals && this.#implausible(s, msg.totals);
+        const bad = msg.totals && this.#implausible(s, msg.totals, now);
         if (bad) this.#rejectReport(c, s, "bye totals", bad, out);
         this.#end(c, "goodbye", now, out, bad ? undefined : msg.totals);
         return;
@@ -653,20 +437,8 @@ export class Admission {
     }
   }
 
-  /**
-   * Why a viewer's counts cannot be true for this session, or null when they can: it
-   * cannot have received more frames than were sent to it, nor accounted (received,
-   * lost, incomplete) for more frame numbers than the ones sent span.
-   */
-  #implausible(s: Session, counts: { framesReceived: number; framesLost: number; framesIncomplete: number; fpsMillihertz?: number }): string | null {
-    const sent = this.#sent(s.id);
-    const span = sent.firstFrame === null || sent.lastFrame === null ? 0 : seqDiff(sent.lastFrame, sent.firstFrame) + 1;
-    const numbers = Math.max(sent.framesSent, span);
-    if (counts.framesReceived > sent.framesSent + REPORT_MARGIN) return `framesReceived=${counts.framesReceived} of ${sent.framesSent} frames sent`;
-    const accounted = counts.framesReceived + counts.framesLost + counts.framesIncomplete;
-    if (accounted > numbers + REPORT_MARGIN) return `received, lost and incomplete frames add up to ${accounted}, ${numbers} were sent`;
-    if (counts.fpsMillihertz !== undefined && counts.fpsMillihertz > MAX_FPS_MILLIHERTZ) return `fpsMillihertz=${counts.fpsMillihertz}`;
-    return null;
+  #implausible(s: Session, counts: ClaimedCounts, now: number): string | null {
+    return implausible(counts, { sent: this.#sent(s.id), streamFpsMillihertz: this.#opts.stream.fpsMillihertz, ageMs: now - s.joinedAt });
   }
 
   /** A refusal for a reason of authentication, logged as a security event `client refused reason=auth` (final for the viewer). */

@@ -6,6 +6,9 @@ export type NoPlace =
   | { reason: "per-host"; max: number; text: string }
   | { reason: "full"; max: number; text: string };
 
+/** Why a place was refused, as the log's reason= says it. */
+export const noPlaceReason = (n: NoPlace) => (n.reason === "full" ? "server full" : "too many viewers from this address");
+
 /**
  * The one count of viewers of every kind (lancam sessions, classroom viewers, browser
  * readers) against --max-clients and --max-per-host. Every kind asks `check` before it

@@ -2,7 +2,8 @@ import type { Frame } from "../wire/frame.ts";
 import { MAX_CLASSIC_DATAGRAM, decodeClassicAnswer } from "../wire/classic.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { seqLess } from "../wire/seq.ts";
-import { Capacity, type NoPlace } from "./capacity.ts";
+import type { AdmissionAction, Refusal } from "./admission-types.ts";
+import { Capacity, noPlaceReason, type NoPlace } from "./capacity.ts";
 
 /** How often the owner should tick the machine while it has viewers. */
 export const CLASSIC_TICK_MS = 50;
@@ -338,4 +339,37 @@ export class ClassicViewers {
 function publicView(v: ViewerState): Readonly<ClassicViewer> {
   const { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, extraAnswers, lastAnswerAt } = v;
   return { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, extraAnswers, lastAnswerAt };
+}
+
+/**
+ * A refused join as admission refuses it: a classroom viewer understands no refusal,
+ * so closing is all it can be told; a token it cannot prove is a security event.
+ */
+export function classicRefusal(a: Extract<ClassicAction, { type: "refused" }>, peer: string): Refusal {
+  const w = a.why;
+  if (w.reason === "auth") return { reason: null, text: "auth", level: "security", fields: { reason: "auth", client: peer, kind: "classic", udp: a.port, detail: w.text } };
+  return { reason: null, text: noPlaceReason(w), level: "warn", fields: { client: peer, kind: "classic", udp: a.port, reason: noPlaceReason(w), max: w.max } };
+}
+
+/** A join, leave or picture as admission's actions; `peer` is its TCP connection's, `clients` the viewers of every kind now. */
+export function classicAdmissionActions(a: Exclude<ClassicAction, { type: "refused" }>, peer: string | undefined, clients: number, now: number): AdmissionAction[] {
+  switch (a.type) {
+    case "send":
+      return [{ kind: "datagram", conn: a.id, address: a.address, port: a.port, bytes: a.jpeg }];
+    case "joined":
+      return [{ kind: "log", level: "info", message: "client joined", fields: { client: peer, kind: "classic", udp: a.viewer.port, clients } }];
+    case "left": {
+      const v = a.viewer;
+      return [
+        {
+          kind: "log", level: "info", message: "client left",
+          fields: {
+            client: peer, kind: "classic", udp: v.port, reason: a.reason, seconds: ((now - v.joinedAt) / 1000).toFixed(1),
+            framesSent: v.framesSent, framesReceived: v.answers, resends: v.resends, extraAnswers: v.extraAnswers || undefined, clients,
+          },
+        },
+        { kind: "close", conn: v.id, reason: a.reason },
+      ];
+    }
+  }
 }

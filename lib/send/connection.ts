@@ -1,6 +1,52 @@
 import type { Challenge, Hello } from "../wire/control.ts";
 import type { Session } from "./sessions.ts";
 
+/*
+ * One connection's life on the server (its `kind`, lib/send/connection.ts):
+ *
+ *   connected --(shutting down: refuse 255)----------------------------------> ended
+ *       |      (over a pending limit: a sniffing or pending connection is evicted instead)
+ *       v
+ *   sniffing --(neither lancam nor classroom; nothing decided within
+ *       |   |    helloTimeoutMs; connection closed; shutdown)---------------> ended
+ *       |   |
+ *       |   | an ASCII port number: classic, a classroom viewer (ClassicViewers), out of
+ *       |   | hello and heartbeat handling, until "end", its silence on UDP, a
+ *       |   | close or shutdown; refused (closed) when it has no place or the server
+ *       |   | has a token (a classroom viewer cannot prove one) ----------------> ended
+ *       |
+ *       | a lancam message's first byte: every byte so far goes to the decoder
+ *       v
+ *    pending --(malformed hello: refuse 1 or 3; first message not a hello:
+ *       |       refuse 3; with a token: no token capability, or the address is
+ *       |       locked out: refuse 4; no hello within helloTimeoutMs;
+ *       |       connection closed; shutdown)--------------------------------> ended
+ *       |
+ *       | with a token: challenge (server nonce); never evicted from here on
+ *       v
+ *   challenged --(anything but a response, or none within helloTimeoutMs;
+ *       |          a wrong proof: refuse 4, counted toward the address's lockout)-> ended
+ *       |
+ *       | admitted (right proof, or no token): unless its address and UDP port
+ *       | are taken (its own viewer's resume secret replaces that session), or
+ *       | Capacity has no place for it (refuse 255 or 2):
+ *       | [secure: tags from here on], welcome, start streaming
+ *       v
+ *   streaming --(fallback: a session in the multicast group is sent to its own
+ *       |        address and port from now on, logged `fallback`; it goes on)
+ *       |
+ *       +-------(bye; silent for timeoutMs: bye 3; malformed or unexpected
+ *                message: bye 4; replaced by its own viewer: bye 255; its UDP
+ *                port answering only with ICMP errors for unreachableMs: bye 255;
+ *                not reading its control messages; shutdown: bye 2; connection
+ *                closed) stop streaming, log the leave ------------------------> ended
+ *
+ * Only connections in one of these states are held; an ended one is forgotten at
+ * once, so input that still arrives for it is ignored. Classroom viewers, lancam
+ * sessions and viewers served elsewhere (admitOther, no connection) take their places
+ * from one Capacity: one --max-clients, one --max-per-host.
+ */
+
 /** The socket wrapper's name for one TCP connection. */
 export type ConnId = number;
 

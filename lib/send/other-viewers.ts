@@ -1,7 +1,9 @@
-import type { ViewerSummary } from "./viewer-summary.ts";
+import type { AdmissionAction, OtherAdmission } from "./admission-types.ts";
+import { noPlaceReason, type Capacity } from "./capacity.ts";
+import type { OtherCounters } from "./viewer-summary.ts";
 
-/** What a viewer served elsewhere reports about itself (see Admission.updateOther). */
-export type OtherCounters = Pick<ViewerSummary, "framesSent" | "framesReceived" | "framesLost" | "latencyP50Ms" | "fps">;
+export type { OtherCounters } from "./viewer-summary.ts";
+
 
 /** A viewer served by another part of the server (a browser reader): it has no connection here, only a place. */
 export interface OtherViewer {
@@ -23,9 +25,17 @@ export function checkOtherKind(kind: string): void {
   }
 }
 
-/** The viewers served elsewhere, by id; their places are counted in Capacity under "other:ID". */
+/**
+ * The viewers served elsewhere (browser readers), by id: they take their places from
+ * the same Capacity as every other kind, under "other:ID".
+ */
 export class OtherViewers {
   readonly #viewers = new Map<number, OtherViewer>();
+  readonly #capacity: Capacity;
+
+  constructor(capacity: Capacity) {
+    this.#capacity = capacity;
+  }
 
   get size(): number {
     return this.#viewers.size;
@@ -35,9 +45,22 @@ export class OtherViewers {
     return this.#viewers.has(id);
   }
 
-  add(id: number, kind: string, address: string, name: string, now: number): void {
+  /** A place for one more, unless Capacity has none or the server is `closing` (its reason); logged either way. */
+  admit(id: number, kind: string, address: string, name: string, now: number, closing: string | null): OtherAdmission {
+    checkOtherKind(kind);
+    if (this.#viewers.has(id)) throw new Error(`viewer id ${id} is in use`);
+    const actions: AdmissionAction[] = [];
+    const noPlace = closing === null ? this.#capacity.check(address) : null;
+    if (closing !== null || noPlace) {
+      const reason = noPlace ? noPlaceReason(noPlace) : closing!;
+      actions.push({ kind: "log", level: "warn", message: "client refused", fields: { client: address, kind, name: name || undefined, reason, max: noPlace?.max ?? this.#capacity.maxClients } });
+      return { refused: noPlace ? noPlace.text : closing, actions };
+    }
     const counters: OtherCounters = { framesSent: 0, framesReceived: null, framesLost: null, latencyP50Ms: null, fps: null };
     this.#viewers.set(id, { id, kind, address, name, joinedAt: now, counters });
+    this.#capacity.add(otherKey(id), address);
+    actions.push({ kind: "log", level: "info", message: "client joined", fields: { client: address, kind, name: name || undefined, clients: this.#capacity.size } });
+    return { refused: null, actions };
   }
 
   /** Merges what it reports; false when `id` is not one. */
@@ -48,11 +71,20 @@ export class OtherViewers {
     return true;
   }
 
-  /** Forgets it; returns what it was, or undefined for an unknown id. */
-  remove(id: number): OtherViewer | undefined {
+  /** It ended: its place is freed and its leave logged with `reason`. Unknown ids are ignored. */
+  leave(id: number, reason: string, now: number): AdmissionAction[] {
     const v = this.#viewers.get(id);
+    if (!v) return [];
     this.#viewers.delete(id);
-    return v;
+    this.#capacity.remove(otherKey(id));
+    const { framesSent, framesReceived, framesLost } = v.counters;
+    return [{
+      kind: "log", level: "info", message: "client left",
+      fields: {
+        client: v.address, kind: v.kind, name: v.name || undefined, reason, seconds: ((now - v.joinedAt) / 1000).toFixed(1),
+        framesSent, framesReceived: framesReceived ?? undefined, framesLost: framesLost ?? undefined, clients: this.#capacity.size,
+      },
+    }];
   }
 
   values(): IterableIterator<OtherViewer> {
@@ -61,4 +93,4 @@ export class OtherViewers {
 }
 
 /** The Capacity key of a viewer served elsewhere. */
-export const otherKey = (id: number) => `other:${id}`;
+const otherKey = (id: number) => `other:${id}`;

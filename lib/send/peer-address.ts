@@ -1,0 +1,14 @@
+/** Strips the IPv4-mapped prefix so addresses compare and print plainly. */
+export function plainAddress(a: string): string {
+  return a.startsWith("::ffff:") ? a.slice(7) : a;
+}
+
+/**
+ * The peer of a just-opened socket, or null when it has none: a connection reset
+ * before its open callback ran has no remote address any more.
+ */
+export function peerOf(sock: { remoteAddress?: string | null; remotePort?: number }): { address: string; port: number } | null {
+  const a = sock.remoteAddress;
+  if (typeof a !== "string" || a === "") return null;
+  return { address: plainAddress(a), port: sock.remotePort ?? 0 };
+}
