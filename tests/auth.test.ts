@@ -331,17 +331,27 @@ describe("lockout of repeated wrong tokens", () => {
     expect(logLines(attempt(WRONG, 11_030).serverActions)).toHaveLength(1);
   });
 
-  test("the lockout table is bounded and forgets quiet addresses", () => {
-    const l = new AuthLockout({ freeFailures: 0, baseMs: 1000, forgetMs: 60_000, maxAddresses: 100 });
+  test("the lockout table is bounded, never forgets a locked address to make room (it refuses the new one, counted), and forgets quiet ones", () => {
+    const wide = { freeFailures: 1e9 };
+    const l = new AuthLockout({ freeFailures: 0, baseMs: 1000, forgetMs: 60_000, maxAddresses: 100, network: wide, server: wide });
     for (let i = 0; i < 1000; i++) l.failed(`10.0.${i >> 8}.${i & 0xff}`, i);
     expect(l.size).toBe(100);
-    // The most recent failures are the ones kept.
-    expect(l.lockedFor("10.0.3.231", 999)).toBe(1000);
-    expect(l.lockedFor("10.0.0.0", 999)).toBe(0);
+    // Every address it holds is still locked: the first 100 are kept, the 900 after them refused.
+    expect(l.refusedEntries).toBe(900);
+    expect(l.lockedFor("10.0.0.0", 999)).toBe(1);
+    expect(l.lockedFor("10.0.0.99", 999)).toBe(1099 - 999);
+    expect(l.lockedFor("10.0.3.231", 999)).toBe(0);
+    // A new address is refused as if locked while there is no room to count its failures.
+    expect(l.check("10.0.3.231", 999)).toEqual({ scope: "full", ms: 1000 });
+    expect(l.check("10.0.0.1", 999)).toEqual({ scope: "address", ms: 2 });
+    // Once locks have ended, an unlocked address makes room again.
+    expect(l.check("10.0.3.231", 2000)).toBeNull();
+    expect(l.failed("10.0.3.231", 2000)).toMatchObject({ failures: 1, lockedMs: 1000 });
+    expect(l.size).toBe(100);
     // Quiet for longer than forgetMs: starts afresh (its next failure is the first again).
-    expect(l.failed("10.0.3.231", 61_000)).toEqual({ failures: 1, lockedMs: 1000 });
-    l.failed("10.0.3.231", 61_001);
-    expect(l.failed("10.0.3.231", 200_000).failures).toBe(1);
+    expect(l.failed("10.0.0.50", 61_000)).toMatchObject({ failures: 1, lockedMs: 1000 });
+    l.failed("10.0.0.50", 61_001);
+    expect(l.failed("10.0.0.50", 200_000).failures).toBe(1);
   });
 
   test("the response must come within the hello deadline of the challenge", () => {

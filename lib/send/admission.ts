@@ -61,6 +61,8 @@ export class Admission {
   readonly #others: OtherViewers;
   readonly #conns = new Map<ConnId, Conn>();
   readonly #bySession = new Map<number, ConnIn<"streaming">>();
+  /** Connections waiting for their address's challenge to be done, in arrival order. */
+  readonly #waiting = new Set<ConnId>();
   readonly #tokens: TokenExchange | null;
   readonly #helloTimeoutMs: number;
   readonly #unreachableMs: number;
@@ -112,7 +114,7 @@ export class Admission {
   /** Connections without a place yet: waiting for first bytes that decide, a hello, or the answer to a challenge. */
   get pendingCount(): number {
     let n = 0;
-    for (const c of this.#conns.values()) if (evictable(c) || c.kind === "challenged") n++;
+    for (const c of this.#conns.values()) if (c.kind !== "streaming" && c.kind !== "classic") n++;
     return n;
   }
 
@@ -211,12 +213,17 @@ export class Admission {
         case "streaming":
           this.#session(c, msg, now, out);
           break;
+        case "waiting":
+          // It has said hello; a second one before its challenge is not how a viewer talks.
+          this.#refuse(c, badHello(c, `expected nothing before the challenge, got ${msg.type}`), out);
+          break;
       }
     } catch (e) {
       // A bug here must cost one connection, not the server.
       out.push({ kind: "log", level: "error", message: "control message handling failed", fields: { client: c.peer, type: msg.type, error: (e as Error).message } });
       this.#end(c, "protocol error", now, out);
     }
+    this.#settle(now, out);
     return out;
   }
 
@@ -235,11 +242,13 @@ export class Admission {
         reason: mismatch ? RefuseReason.VersionMismatch : RefuseReason.BadHello, text: `${mismatch ? "protocol version mismatch" : "bad hello"}: ${why}`,
         level: "warn", fields: { client: c.peer, reason: mismatch ? "version mismatch" : "bad hello", detail: why },
       }, out);
+      this.#settle(now, out);
       return out;
     }
     out.push({ kind: "log", level: "warn", message: "malformed control message", fields: { client: c.peer, error: why } });
     if (c.kind === "streaming") out.push({ kind: "send", conn: c.id, msg: { type: "bye", reason: ByeReason.ProtocolError } });
     this.#end(c, "protocol error", now, out);
+    this.#settle(now, out);
     return out;
   }
 
@@ -321,12 +330,13 @@ export class Admission {
     const out: AdmissionAction[] = [];
     for (const c of this.#conns.values()) {
       if (c.kind === "streaming" || c.kind === "classic" || now <= c.deadline) continue;
-      const why = c.kind === "challenged" ? "no response within timeout" : "no hello within timeout";
+      const why = c.kind === "challenged" ? "no response within timeout" : c.kind === "waiting" ? "no challenge within timeout" : "no hello within timeout";
       out.push({ kind: "log", level: "warn", message: "connection closed", fields: { client: c.peer, reason: why } });
       this.#end(c, why, now, out);
     }
     for (const s of this.#sessions.expired(now)) this.#byeAndEnd(s, ByeReason.Timeout, "timeout", now, out);
     for (const s of this.#sessions.deadPorts(now, this.#unreachableMs)) this.#byeAndEnd(s, ByeReason.Other, "udp port unreachable", now, out);
+    this.#settle(now, out);
     const { heartbeatMs } = this.#opts;
     let sentAt: number | undefined;
     for (const c of this.#bySession.values()) {
@@ -358,6 +368,7 @@ export class Admission {
     const c = this.#conns.get(id);
     if (c?.kind === "classic") this.#classicActions(this.#classic.push({ type: "closed", id }, now), now, out);
     else if (c) this.#end(c, reason, now, out);
+    this.#settle(now, out);
     return out;
   }
 
@@ -383,7 +394,7 @@ export class Admission {
   }
 
   /** The connection, now known to speak lancam; undefined when gone or a classroom viewer's. */
-  #lancam(id: ConnId): ConnIn<"pending" | "challenged" | "streaming"> | undefined {
+  #lancam(id: ConnId): ConnIn<"pending" | "waiting" | "challenged" | "streaming"> | undefined {
     const c = this.#conns.get(id);
     if (!c || c.kind === "classic") return undefined;
     if (c.kind !== "sniffing") return c;
@@ -444,15 +455,59 @@ export class Admission {
   /** A refusal for a reason of authentication, logged as a security event `client refused reason=auth` (final for the viewer). */
   #refuseAuth(c: Conn, r: AuthRefusal, out: AdmissionAction[]): void {
     this.#refuse(c, { reason: RefuseReason.AuthRequired, text: r.text, level: "security", fields: { reason: "auth", client: c.peer, detail: r.detail, ...r.fields } }, out);
-    if (r.lockout) out.push({ kind: "log", level: "security", message: "auth lockout", fields: r.lockout });
+    for (const e of r.events) out.push({ kind: "log", level: "security", message: e.message, fields: e.fields });
   }
 
   #hello(c: ConnIn<"pending">, hello: Hello, now: number, out: AdmissionAction[]): void {
-    if (!this.#tokens) return this.#admit(c, hello, null, now, out);
-    const verdict = this.#tokens.hello(c.address, hello, now);
+    const tokens = this.#tokens;
+    if (!tokens) return this.#admit(c, hello, null, now, out);
+    let here = 0;
+    let handshakes = 0;
+    let challengedHere = false;
+    for (const o of this.#conns.values()) {
+      if (o.kind !== "challenged" && o.kind !== "waiting") continue;
+      handshakes++;
+      if (o.address !== c.address) continue;
+      here++;
+      challengedHere ||= o.kind === "challenged";
+    }
+    // Handshakes are never evicted, so their number is bounded by refusing more; an
+    // address that proved the token lately is not held back by everyone else's.
+    const busy = here >= MAX_PENDING_PER_ADDRESS
+      ? "too many handshakes from this address"
+      : handshakes >= this.#opts.maxPending && !tokens.trusted(c.address, now) ? "too many handshakes in progress" : null;
+    if (busy) {
+      return this.#refuse(c, { reason: RefuseReason.Other, text: `${busy}: try again`, level: "security", fields: { client: c.peer, reason: busy } }, out);
+    }
+    if (!challengedHere) return this.#challenge(c, hello, now, out);
+    this.#conns.set(c.id, { ...baseOf(c), kind: "waiting", hello, deadline: c.deadline });
+    this.#waiting.add(c.id);
+  }
+
+  /** Sends the challenge (or refuses before one is spent). */
+  #challenge(c: ConnIn<"pending" | "waiting">, hello: Hello, now: number, out: AdmissionAction[]): void {
+    this.#waiting.delete(c.id);
+    const verdict = this.#tokens!.hello(c.address, hello, now);
     if (verdict.kind === "refuse") return this.#refuseAuth(c, verdict, out);
     this.#conns.set(c.id, { ...baseOf(c), kind: "challenged", hello, challenge: verdict.challenge, deadline: now + this.#helloTimeoutMs });
     out.push({ kind: "send", conn: c.id, msg: verdict.challenge });
+  }
+
+  /** Challenges the first waiting connection of every address whose challenge is done. */
+  #settle(now: number, out: AdmissionAction[]): void {
+    if (this.#waiting.size === 0) return;
+    const challenged = new Set<string>();
+    for (const c of this.#conns.values()) if (c.kind === "challenged") challenged.add(c.address);
+    for (const id of [...this.#waiting]) {
+      const c = this.#conns.get(id);
+      if (c?.kind !== "waiting") {
+        this.#waiting.delete(id);
+        continue;
+      }
+      if (challenged.has(c.address)) continue;
+      this.#challenge(c, c.hello, now, out);
+      if (this.#conns.get(id)?.kind === "challenged") challenged.add(c.address);
+    }
   }
 
   /** The answer to the challenge: welcomed with its session keys, or refused. */
@@ -512,6 +567,7 @@ export class Admission {
   /** The one place a connection is refused: logged, told why (when it understands a refuse), closed and forgotten. */
   #refuse(c: Conn, r: Refusal, out: AdmissionAction[]): void {
     this.#conns.delete(c.id);
+    this.#waiting.delete(c.id);
     out.push({ kind: "log", level: r.level, message: r.message ?? "client refused", fields: r.fields });
     if (r.reason !== null) out.push({ kind: "send", conn: c.id, msg: { type: "refuse", reason: r.reason, text: refuseText(r.text) } });
     out.push({ kind: "close", conn: c.id, reason: r.text });
@@ -522,8 +578,9 @@ export class Admission {
    * final totals, when its bye carries them, are exact; otherwise its last report
    * (up to a second old) is the best there is.
    */
-  #end(c: Conn, reason: LeaveReason | "no hello within timeout" | "no response within timeout", now: number, out: AdmissionAction[], totals?: ByeTotals): void {
+  #end(c: Conn, reason: LeaveReason | "no hello within timeout" | "no response within timeout" | "no challenge within timeout", now: number, out: AdmissionAction[], totals?: ByeTotals): void {
     if (!this.#conns.delete(c.id)) return;
+    this.#waiting.delete(c.id);
     if (c.kind === "streaming") {
       const s = c.session;
       this.#bySession.delete(s.id);

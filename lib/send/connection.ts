@@ -22,7 +22,10 @@ import type { Session } from "./sessions.ts";
  *       |       locked out: refuse 4; no hello within helloTimeoutMs;
  *       |       connection closed; shutdown)--------------------------------> ended
  *       |
- *       | with a token: challenge (server nonce); never evicted from here on
+ *       | with a token: challenge (server nonce); never evicted from here on. While
+ *       | another connection from its address is challenged it is `waiting` (at most
+ *       | MAX_PENDING_PER_ADDRESS; all handshakes together at most maxPending, unless
+ *       | its address is trusted: refuse 255), then challenged (or refused) in turn
  *       v
  *   challenged --(anything but a response, or none within helloTimeoutMs;
  *       |          a wrong proof: refuse 4, counted toward the address's lockout)-> ended
@@ -63,6 +66,8 @@ interface ConnBase {
  * One TCP connection's state; fields exist only in the states that have them:
  * - sniffing: its first bytes have not said yet whether it speaks lancam or is a classroom viewer;
  * - pending: it speaks lancam and has not said hello;
+ * - waiting: (with a token) it said hello while another connection from its address
+ *   was challenged; it is challenged when that one is done (one challenge per address);
  * - challenged: (with a token) it said hello and was sent a challenge;
  * - streaming: it has a session;
  * - classic: a classroom viewer (ClassicViewers serves it).
@@ -79,6 +84,7 @@ export type Conn =
     head: Uint8Array;
   })
   | (ConnBase & { kind: "pending"; deadline: number })
+  | (ConnBase & { kind: "waiting"; deadline: number; hello: Hello })
   | (ConnBase & { kind: "challenged"; deadline: number; hello: Hello; challenge: Challenge })
   | (ConnBase & { kind: "streaming"; session: Session; nextHeartbeatAt: number })
   | (ConnBase & { kind: "classic" });
