@@ -133,6 +133,12 @@ export class Admission {
     return this.#tokens?.failures ?? 0;
   }
 
+  /** The token exchange's counts: wrong proofs, proofs looked at, refusals for a lockout, addresses the full table refused. */
+  get authCounters(): { authFailures: number; authProofsEvaluated: number; authLockedRefusals: number; authTableRefused: number } {
+    const t = this.#tokens;
+    return { authFailures: t?.failures ?? 0, authProofsEvaluated: t?.proofsEvaluated ?? 0, authLockedRefusals: t?.lockedRefusals ?? 0, authTableRefused: t?.tableRefused ?? 0 };
+  }
+
   /**
    * A TCP connection opened. When its address or the server already has too many
    * waiting for their hello, one of those is evicted to make room (see evictionFor): a

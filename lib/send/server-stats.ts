@@ -29,6 +29,12 @@ export interface ServerStats {
   controlForged: number;
   /** Wrong token proofs (each logged as refused reason=auth). */
   authFailures: number;
+  /** Token proofs looked at, right or wrong: what a guesser gets answers to. */
+  authProofsEvaluated: number;
+  /** Hellos and proofs refused unlooked-at: the address, its network or the server locked out. */
+  authLockedRefusals: number;
+  /** Addresses refused as locked because the lockout table was full of locked ones. */
+  authTableRefused: number;
   /** Reports and bye totals that claimed more than was sent (ignored). */
   reportsRejected: number;
   /** Connections closed to make room for newer ones while many waited for their hello. */
@@ -50,7 +56,7 @@ export function newServerStats(): ServerStats {
   return {
     framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0,
     classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0, classicTcpBytesIgnored: 0,
-    connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
+    connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, authProofsEvaluated: 0, authLockedRefusals: 0, authTableRefused: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
     groupFramesSent: 0, groupDatagramsSent: 0, fallbacks: 0,
   };
 }

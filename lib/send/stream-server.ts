@@ -326,7 +326,7 @@ export class StreamServer implements AsyncDisposable {
 
   #syncStats(): void {
     const a = this.#admission;
-    this.stats.authFailures = a.authFailures;
+    Object.assign(this.stats, a.authCounters);
     this.stats.reportsRejected = a.reportsRejected;
     this.stats.pendingEvicted = a.pendingEvicted;
     this.stats.fallbacks = a.fallbacks;

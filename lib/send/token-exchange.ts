@@ -56,6 +56,11 @@ export class TokenExchange {
     this.#lockout = new AuthLockout(auth.lockout);
   }
 
+  /** Addresses refused as locked because the lockout table was full of locked ones. */
+  get tableRefused(): number {
+    return this.#lockout.refusedEntries;
+  }
+
   /** Whether `address` proved the token lately (see AuthLockout). */
   trusted(address: string, now: number): boolean {
     return this.#lockout.trusted(address, now);

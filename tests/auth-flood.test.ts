@@ -1,0 +1,174 @@
+// Token guessing from many addresses: the lockout table that refuses rather than forgets,
+// the per-network and server-wide backoffs, the lockout checked again at the proof, one
+// challenge per address, handshakes a flood cannot evict, and a real viewer getting in
+// while a flood runs. First the machine with a fake clock, then real sockets from
+// hundreds of 127.x.y.z addresses.
+import { describe, expect, test } from "bun:test";
+import { formatLine } from "../lib/log/format.ts";
+import { clientProof, deriveSessionKeys, tokenKey } from "../lib/net/session-keys.ts";
+import { Admission, type AdmissionAction, type AdmissionOptions } from "../lib/send/admission.ts";
+import type { LockoutOptions } from "../lib/send/auth-lockout.ts";
+import { StreamServer } from "../lib/send/stream-server.ts";
+import { CAP_DECRYPT, CAP_TOKEN_AUTH, PROTOCOL_VERSION, RefuseReason, type Challenge, type ControlMessage, type Hello } from "../lib/wire/control.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
+import { until } from "./helpers/process.ts";
+import { flood, guessToken, loopbackAddresses } from "./helpers/token-guesser.ts";
+
+// scrypt is slow on purpose: stretch each token once for the whole file.
+const RIGHT = tokenKey("flood test right token, long enough");
+const WRONG = tokenKey("flood test wrong token, long enough");
+const STREAM = { width: 320, height: 240, fpsMillihertz: 30_000, fragmentSize: 1352, udpSourcePort: 40_000 };
+const HELLO: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: 5000, capabilities: CAP_TOKEN_AUTH | CAP_DECRYPT, name: "" };
+
+function server(lockout: LockoutOptions = {}, over: Partial<AdmissionOptions> = {}): Admission {
+  let id = 0x100;
+  return new Admission({
+    maxClients: 8, maxPending: 64, heartbeatMs: 1000, timeoutMs: 5000, stream: STREAM, wallClockUs: (now) => 1.7e15 + now * 1000,
+    randomId: () => id++, auth: { token: RIGHT, lockout }, ...over,
+  });
+}
+
+const sent = (actions: AdmissionAction[]) => actions.flatMap((a) => (a.kind === "send" ? [a.msg] : []));
+const security = (actions: AdmissionAction[]) => actions.flatMap((a) => (a.kind === "log" && a.level === "security" ? [a] : []));
+const lines = (actions: AdmissionAction[]) =>
+  actions.flatMap((a) => (a.kind === "log" ? [formatLine(new Date(0), (a.level === "security" ? "WARN" : a.level.toUpperCase()) as "INFO", "server", a.message, a.fields).replace(/^\S+ /, "")] : []));
+
+/** The response a viewer holding `token` sends to `challenge`. */
+function response(token: typeof RIGHT, challenge: Challenge): ControlMessage {
+  const t = { hello: HELLO, challenge, clientNonce: crypto.getRandomValues(new Uint8Array(32)) };
+  return { type: "response", clientNonce: t.clientNonce, proof: clientProof(deriveSessionKeys(token, t), t) };
+}
+
+let nextConn = 1;
+/** One whole attempt from `address` at `now`, closed at its end; returns every action and the last message the server sent. */
+function attempt(m: Admission, address: string, token: typeof RIGHT, now: number): { actions: AdmissionAction[]; last: ControlMessage | undefined } {
+  const conn = nextConn++;
+  const actions = [...m.connected(conn, { address, port: 40_000 }, now), ...m.received(conn, HELLO, now)];
+  const challenge = sent(actions).find((x) => x.type === "challenge");
+  if (challenge?.type === "challenge") actions.push(...m.received(conn, response(token, challenge), now));
+  const last = sent(actions).at(-1);
+  actions.push(...m.closed(conn, now));
+  return { actions, last };
+}
+
+describe("lockout under a flood, the machine", () => {
+  test("more addresses than the table holds: locked ones stay, new ones are refused as locked without their proof looked at, logged once per interval", () => {
+    const wide = { freeFailures: 1e9 };
+    const m = server({ freeFailures: 0, maxAddresses: 64, network: wide, server: wide });
+    const all: AdmissionAction[] = [];
+    for (let i = 0; i < 200; i++) all.push(...attempt(m, `10.1.${i >> 8}.${i & 0xff}`, WRONG, i).actions);
+    expect(m.authCounters).toEqual({ authFailures: 64, authProofsEvaluated: 64, authLockedRefusals: 136, authTableRefused: 136 });
+    expect(lines(all).filter((l) => l.includes("auth lockout table full"))).toEqual([
+      'WARN [server] auth lockout table full refused=1 detail="every address it holds is locked out; new addresses are refused as locked"',
+    ]);
+    // A refused address was told to wait, as a locked one is (final for the viewer, like any auth refusal).
+    const refused = attempt(m, "10.1.0.150", WRONG, 300);
+    expect(refused.last).toEqual({ type: "refuse", reason: RefuseReason.AuthRequired, text: "too many addresses are locked out for a wrong token: try again in 1 s" });
+    // The first 64 are still locked; once every lockout is over, addresses are counted again.
+    expect(attempt(m, "10.1.0.0", WRONG, 300).last).toMatchObject({ type: "refuse", text: "wrong token too often from 10.1.0.0: try again in 1 s" });
+    expect(sent(attempt(m, "10.1.0.150", WRONG, 2000).actions)[0]!.type).toBe("challenge");
+  });
+
+  test("a flood from 5000 addresses (over the 4096 the table holds) gets the server's free failures and about one guess per lockout; a viewer that watched before gets in during it", () => {
+    const m = server();
+    const viewer = "192.168.1.20";
+    expect(attempt(m, viewer, RIGHT, 0).last?.type).toBe("welcome");
+    const addresses = Array.from({ length: 5000 }, (_, i) => `127.${100 + (i >> 16)}.${(i >> 8) & 0xff}.${i & 0xff}`);
+    let attempts = 0;
+    let admittedDuringFlood = false;
+    let newcomer: ControlMessage | undefined;
+    // 100 000 guesses over 20 s (5 per ms), every address in turn.
+    for (let n = 0; n < 100_000; n++) {
+      const now = 1000 + n / 5;
+      attempt(m, addresses[n % addresses.length]!, WRONG, now);
+      attempts++;
+      if (n === 50_000) {
+        admittedDuringFlood = attempt(m, viewer, RIGHT, now).last?.type === "welcome";
+        newcomer = attempt(m, "192.168.7.7", RIGHT, now).last;
+      }
+    }
+    const evaluated = m.authCounters.authProofsEvaluated - 2;
+    // 100 free failures server-wide, then lockouts of 1, 2, 4, 8 and 16 s: one guess at the end of each.
+    expect(evaluated).toBeGreaterThanOrEqual(100);
+    expect(evaluated).toBeLessThanOrEqual(106);
+    expect(attempts).toBe(100_000);
+    expect(admittedDuringFlood).toBe(true);
+    // A newcomer (never failed, never proved the token) waits out the server's lockout: told so, not welcomed.
+    expect(newcomer).toMatchObject({ type: "refuse", reason: RefuseReason.AuthRequired, text: expect.stringContaining("wrong token too often on this server") });
+  });
+
+  test("a network's failures lock that /24 out, not the others; its lockout is logged as a security event", () => {
+    const m = server({ network: { freeFailures: 5 } });
+    const all: AdmissionAction[] = [];
+    for (let i = 1; i <= 6; i++) all.push(...attempt(m, `10.2.0.${i}`, WRONG, i).actions);
+    expect(lines(security(all)).at(-1)).toBe("WARN [server] auth lockout network=10.2.0.0/24 seconds=1");
+    expect(attempt(m, "10.2.0.77", RIGHT, 10).last).toEqual({ type: "refuse", reason: RefuseReason.AuthRequired, text: "wrong token too often from 10.2.0.0/24: try again in 1 s" });
+    expect(attempt(m, "10.3.0.77", RIGHT, 10).last?.type).toBe("welcome");
+    expect(attempt(m, "10.2.0.77", RIGHT, 1010).last?.type).toBe("welcome");
+  });
+
+  test("the lockout is checked again when the proof arrives: a lockout that began meanwhile holds it, unlooked-at", () => {
+    const m = server({ server: { freeFailures: 3 } });
+    m.connected(1, { address: "10.4.0.1", port: 1 }, 0);
+    const challenge = sent(m.received(1, HELLO, 0))[0] as Challenge;
+    for (let i = 0; i < 4; i++) attempt(m, `10.5.${i}.1`, WRONG, 1);
+    const before = m.authCounters.authProofsEvaluated;
+    const out = m.received(1, response(RIGHT, challenge), 2);
+    expect(sent(out)).toEqual([{ type: "refuse", reason: RefuseReason.AuthRequired, text: "wrong token too often on this server from addresses it does not know: try again in 1 s" }]);
+    expect(m.authCounters.authProofsEvaluated).toBe(before);
+    expect(lines(out)[0]).toContain('client refused reason=auth client=10.4.0.1:1 detail="locked out" scope=server retryInSec=1');
+  });
+
+  test("one address has one connection on a challenge at a time: the next waits its turn, is never evicted, and is challenged once the first is done", () => {
+    const m = server({}, { maxPending: 4 });
+    m.connected(1, { address: "10.6.0.1", port: 1 }, 0);
+    m.connected(2, { address: "10.6.0.1", port: 2 }, 0);
+    const c1 = sent(m.received(1, HELLO, 0))[0] as Challenge;
+    expect(m.received(2, HELLO, 0)).toEqual([]);
+    // A flood of silent connections evicts only those that said nothing.
+    const evicted: AdmissionAction[] = [];
+    for (let i = 0; i < 100; i++) evicted.push(...m.connected(100 + i, { address: `10.7.${i}.1`, port: 1 }, 1));
+    expect(evicted.some((a) => a.kind === "close" && (a.conn === 1 || a.conn === 2))).toBe(false);
+    expect(security(evicted).every((a) => a.message === "connection evicted")).toBe(true);
+    const out = m.received(1, response(RIGHT, c1), 2);
+    expect(sent(out).map((x) => x.type)).toEqual(["welcome", "challenge"]);
+    expect(out.filter((a) => a.kind === "send").map((a) => a.kind === "send" && a.conn)).toEqual([1, 2]);
+    // A hello beyond MAX_PENDING_PER_ADDRESS handshakes from one address is refused (not final: try again).
+    const busy = server();
+    for (let i = 0; i < 16; i++) {
+      busy.connected(i, { address: "10.8.0.1", port: i }, 0);
+      busy.received(i, HELLO, 0);
+    }
+    busy.connected(99, { address: "10.8.0.1", port: 99 }, 0);
+    expect(sent(busy.received(99, HELLO, 0))).toEqual([{ type: "refuse", reason: RefuseReason.Other, text: "too many handshakes from this address: try again" }]);
+  });
+});
+
+describe("lockout under a flood, real sockets from 127.x.y.z", () => {
+  test("guesses from more addresses than the table holds are mostly refused unlooked-at; a viewer that watched before gets in during the flood", async () => {
+    const log = memoryLogger("server");
+    await using srv = await StreamServer.start({
+      port: 0, bind: "127.0.0.1", mtu: 1400, maxClients: 8, log, stream: { width: 320, height: 240, fps: 30 }, token: RIGHT,
+      lockout: { maxAddresses: 64, server: { freeFailures: 40 } },
+    });
+    // The viewer has watched before from its address.
+    expect(await guessToken(srv.port, "127.0.0.1", RIGHT)).toEqual({ kind: "welcome" });
+    const addresses = loopbackAddresses(200, 25);
+    let stop = false;
+    const running = flood(srv.port, addresses, WRONG, 16, () => stop);
+    try {
+      await until(() => srv.stats.authLockedRefusals >= 200, 30_000, "the flood meets the lockout");
+      expect(await guessToken(srv.port, "127.0.0.1", RIGHT)).toEqual({ kind: "welcome" });
+    } finally {
+      stop = true;
+    }
+    const counts = await running;
+    await until(() => srv.stats.authProofsEvaluated + srv.stats.authLockedRefusals >= counts.refused, 5000, "the server counted every refusal");
+    const evaluated = srv.stats.authProofsEvaluated - 2;
+    expect(counts.welcomed).toBe(0);
+    // 40 free failures server-wide, then about one per lockout (1 s, then 2 s, ...) while the flood runs.
+    expect(evaluated).toBeGreaterThanOrEqual(40);
+    expect(evaluated).toBeLessThanOrEqual(40 + 8);
+    expect(counts.attempts).toBeGreaterThan(4 * evaluated);
+  });
+});
