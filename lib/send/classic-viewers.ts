@@ -100,6 +100,8 @@ export interface ClassicCounters {
   staleFrames: number;
   /** Frames over maxBytes (never sent). */
   oversizeFrames: number;
+  /** Answers beyond the copies sent, from a viewer's own address and port (ignored). */
+  extraAnswers: number;
   /** Joins refused: no place (--max-clients, --max-per-host), or a token needed. */
   refused: number;
 }
@@ -116,6 +118,8 @@ interface ViewerState extends ClassicViewer {
   waitingSince: number | null;
   /** While set, answers are taken as late and only push this further (see the class comment). */
   settleUntil: number | null;
+  /** Late answers still to come while settling: one per extra copy sent; any more are extra answers. */
+  lateExpected: number;
   /** Smoothed time from a picture to its answer, when one has been measured cleanly. */
   answerMs: number | null;
 }
@@ -144,7 +148,7 @@ export const classicKey = (id: number) => `classic:${id}`;
  * within it are late ones for the extra copies, and the next picture goes when it ends.
  */
 export class ClassicViewers {
-  readonly counters: ClassicCounters = { foreign: 0, invalid: 0, staleFrames: 0, oversizeFrames: 0, refused: 0 };
+  readonly counters: ClassicCounters = { foreign: 0, invalid: 0, extraAnswers: 0, staleFrames: 0, oversizeFrames: 0, refused: 0 };
   readonly #byKey = new Map<string, ViewerState>();
   readonly #byId = new Map<number, ViewerState>();
   readonly #capacity: Capacity;
@@ -231,7 +235,7 @@ export class ClassicViewers {
     const v: ViewerState = {
       id, address: plain, port, joinedAt: now, framesSent: 0, resends: 0, answers: 0, lateAnswers: 0, extraAnswers: 0,
       lastAnswerAt: null, key, firstSendAt: now + FIRST_SEND_DELAY_MS, lastSentSeq: null, lastSentAt: now, unanswered: 0,
-      waitingSince: null, settleUntil: null, answerMs: null,
+      waitingSince: null, settleUntil: null, lateExpected: 0, answerMs: null,
     };
     this.#byId.set(id, v);
     this.#byKey.set(key, v);
@@ -271,14 +275,23 @@ export class ClassicViewers {
       this.#leave(v, "end", out);
       return;
     }
+    // More answers than copies sent (a forger on the LAN can send its own from the viewer's
+    // address and port): counted, and they release nothing and hold nothing up.
+    if (v.settleUntil !== null ? v.lateExpected === 0 : v.unanswered === 0) {
+      v.extraAnswers++;
+      this.counters.extraAnswers++;
+      return;
+    }
     v.answers++;
     v.lastAnswerAt = now;
     if (v.settleUntil !== null) {
       v.lateAnswers++;
+      v.lateExpected--;
       v.settleUntil = now + this.#settleMs(v);
       return;
     }
     const resent = v.unanswered > 1;
+    v.lateExpected = v.unanswered - 1;
     if (v.unanswered === 1) {
       const took = now - v.lastSentAt;
       v.answerMs = v.answerMs === null ? took : v.answerMs + (took - v.answerMs) / 8;

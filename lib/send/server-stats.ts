@@ -19,7 +19,7 @@ export interface ServerStats {
   classicSendErrors: number;
   /** Frames that could not be fitted into one classroom datagram (skipped). */
   classicFitFailures: number;
-  /** Datagrams on the UDP socket that were no classroom viewer's answer (strangers, garbage). */
+  /** Datagrams on the UDP socket that were no classroom viewer's answer (strangers, garbage), or more answers than pictures sent. */
   classicAnswersIgnored: number;
   /** Bytes classroom viewers sent on TCP after their port number, which they never should. */
   classicTcpBytesIgnored: number;

@@ -388,7 +388,7 @@ export class StreamServer implements AsyncDisposable {
     if (this.#stopped || !this.#admission) return;
     this.#apply(this.#admission.answer(plainAddress(address), port, bytes, performance.now()));
     const c = this.#admission.classicCounters;
-    this.stats.classicAnswersIgnored = c.foreign + c.invalid;
+    this.stats.classicAnswersIgnored = c.foreign + c.invalid + c.extraAnswers;
   }
 
   /** Classroom viewers need time to pass (resends, timeouts) only while there are some. */
