@@ -590,6 +590,71 @@ describe("hardening", () => {
     expect(sentTo(join(m, 5, 8005, 1), 5)[0]!.type).toBe("welcome");
   });
 
+  test("--max-per-host 2 --max-clients 8: lancam viewers, classroom viewers and browser readers from one address are each refused past 2, and counted together", () => {
+    const opts = { maxClients: 8, maxPerHost: 2 };
+    const text = "too many viewers from 192.168.1.20: at most 2 per address";
+    const lancam = machine(opts);
+    join(lancam, 1, 8001);
+    join(lancam, 2, 8002);
+    expect(sentTo(join(lancam, 3, 8003), 3)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text }]);
+    const room = machine(opts);
+    classic(room, 1, 8001);
+    classic(room, 2, 8002);
+    const third = classic(room, 3, 8003);
+    expect(kinds(third)).toEqual(["log client refused", "close 3"]);
+    expect(lines(third)).toEqual(['WARN [server] client refused client=192.168.1.20:50003 kind=classic udp=8003 reason="too many viewers from this address" max=2']);
+    expect(room.classicCount).toBe(2);
+    const browsers = machine(opts);
+    expect(browsers.admitOther(100, "browser", HERE, "", 0).refused).toBeNull();
+    expect(browsers.admitOther(101, "browser", HERE, "", 0).refused).toBeNull();
+    const refused = browsers.admitOther(102, "browser", HERE, "", 0);
+    expect(refused.refused).toBe(text);
+    expect(lines(refused.actions)).toEqual(['WARN [server] client refused client=192.168.1.20 kind=browser reason="too many viewers from this address" max=2']);
+    // Mixed kinds share the count; another address is not affected.
+    const mixed = machine(opts);
+    join(mixed, 1, 8001);
+    classic(mixed, 2, 8002);
+    expect(mixed.admitOther(100, "browser", HERE, "", 0).refused).toBe(text);
+    expect(kinds(classic(mixed, 3, 8003))).toEqual(["log client refused", "close 3"]);
+    expect(mixed.admitOther(101, "browser", THERE, "", 0).refused).toBeNull();
+    // And one --max-clients for all: 8 places over four addresses, then server full for every kind.
+    const full = machine(opts);
+    for (let i = 0; i < 4; i++) {
+      const at = `10.0.0.${i}`;
+      join(full, 10 + i, 8000 + i, 0, at);
+      classic(full, 20 + i, 9000 + i, 0, at);
+    }
+    expect(full.viewerCount).toBe(8);
+    expect(sentTo(join(full, 30, 8030, 0, "10.0.0.9"), 30)[0]).toMatchObject({ type: "refuse", reason: RefuseReason.ServerFull });
+    expect(lines(classic(full, 31, 8031, 0, "10.0.0.9"))[0]).toContain('reason="server full" max=8');
+    expect(full.admitOther(100, "browser", "10.0.0.9", "", 0).refused).toBe("server full: 8 viewers already connected");
+  });
+
+  test("security events (evictions, auth refusals) are logged at the security level; other refusals are warnings", () => {
+    const m = machine({ maxPending: 1 });
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const evicted = m.connected(2, { address: THERE, port: 50_002 }, 0);
+    expect(evicted.filter((a) => a.kind === "log").map((a) => a.kind === "log" && `${a.level} ${a.message}`)).toEqual(["security connection evicted"]);
+    const bad = m.received(2, heartbeat, 0);
+    expect(bad.filter((a) => a.kind === "log").map((a) => a.kind === "log" && a.level)).toEqual(["warn"]);
+  });
+
+  test("a report of more than twice the stream's frame rate, or a latency longer than the session has existed, is rejected and counted", () => {
+    const m = machine();
+    sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 100, firstFrame: 0, lastFrame: 99 });
+    const at = (fpsMillihertz: number, latencyP50Us: number): ControlMessage => ({ ...(report(90) as Extract<ControlMessage, { type: "report" }>), fpsMillihertz, latencyP50Us });
+    expect(m.received(1, at(60_000, 900), 4000)).toEqual([]);
+    expect(m.viewers()[0]!.fps).toBe(60);
+    const fast = m.received(1, at(60_001, 900), 4000);
+    expect(lines(fast)).toEqual(['WARN [server] report rejected client=192.168.1.20:50001 udp=8001 session=00000100 what=report why="fpsMillihertz=60001, the stream has 30000"']);
+    expect(m.received(1, at(30_000, 4_000_001), 4000)).toEqual([]); // rejected, logged once per session
+    expect(m.reportsRejected).toBe(2);
+    expect(m.viewers()[0]).toMatchObject({ fps: 60, latencyP50Ms: 0.9 });
+    expect(m.received(1, at(30_000, 3_999_000), 4000)).toEqual([]);
+    expect(m.viewers()[0]).toMatchObject({ fps: 30, latencyP50Ms: 3999 });
+    expect(m.reportsRejected).toBe(2);
+  });
+
   test("a report claiming more than was sent is rejected and counted (logged once), not taken; a plausible one is", () => {
     const m = machine();
     sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 100, firstFrame: 1000, lastFrame: 1099 });

@@ -10,6 +10,9 @@ import { Admission, type AdmissionAction, type AdmissionOptions } from "../lib/s
 import type { LockoutOptions } from "../lib/send/auth-lockout.ts";
 import { StreamServer } from "../lib/send/stream-server.ts";
 import { CAP_DECRYPT, CAP_TOKEN_AUTH, PROTOCOL_VERSION, RefuseReason, type Challenge, type ControlMessage, type Hello } from "../lib/wire/control.ts";
+import { MessageReader } from "../lib/wire/message-reader.ts";
+import { encodeControl } from "../lib/wire/control.ts";
+import net from "node:net";
 import { memoryLogger } from "./helpers/memory-logger.ts";
 import { until } from "./helpers/process.ts";
 import { flood, guessToken, loopbackAddresses } from "./helpers/token-guesser.ts";
@@ -170,5 +173,31 @@ describe("lockout under a flood, real sockets from 127.x.y.z", () => {
     expect(evaluated).toBeGreaterThanOrEqual(40);
     expect(evaluated).toBeLessThanOrEqual(40 + 8);
     expect(counts.attempts).toBeGreaterThan(4 * evaluated);
+  });
+
+  test("a flood of silent connections during a real viewer's handshake evicts only the silent ones: the viewer, challenged, still gets in", async () => {
+    const log = memoryLogger("server");
+    await using srv = await StreamServer.start({
+      port: 0, bind: "127.0.0.1", mtu: 1400, maxClients: 8, log, stream: { width: 320, height: 240, fps: 30 }, token: RIGHT, maxPending: 8, helloTimeoutMs: 10_000,
+    });
+    const reader = new MessageReader();
+    const got: ControlMessage[] = [];
+    const viewer = net.connect({ host: "127.0.0.1", port: srv.port, localAddress: "127.0.0.1" });
+    const silent: net.Socket[] = [];
+    try {
+      viewer.on("data", (chunk: Buffer) => void got.push(...reader.push(new Uint8Array(chunk))));
+      viewer.write(encodeControl(HELLO));
+      await until(() => got.some((m) => m.type === "challenge"), 5000, "the challenge");
+      for (let i = 0; i < 100; i++) silent.push(net.connect({ host: "127.0.0.1", port: srv.port, localAddress: `127.9.${i >> 8}.${(i & 0xff) + 1}` }).on("error", () => {}));
+      await until(() => srv.stats.pendingEvicted >= 90, 10_000, "the flood evicting");
+      viewer.write(encodeControl(response(RIGHT, got.find((m) => m.type === "challenge") as Challenge)));
+      await until(() => got.some((m) => m.type === "welcome" || m.type === "refuse"), 5000, "an answer");
+      expect(got.map((m) => m.type)).toContain("welcome");
+      expect(srv.clientCount).toBe(1);
+      expect(log.lines.filter((l) => l.includes("connection evicted")).length).toBeGreaterThanOrEqual(90);
+    } finally {
+      viewer.destroy();
+      for (const s of silent) s.destroy();
+    }
   });
 });
