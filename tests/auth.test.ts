@@ -155,7 +155,7 @@ describe("token handshake, both machines", () => {
     expect(fin.error!.isFinal).toBe(true);
     expect(fin.error!.message).toBe("server srv:9999 refused the session: wrong token (the viewer's token is not the server's)");
     expect(m.sessionCount).toBe(0);
-    expect(m.authFailures).toBe(1);
+    expect(m.authCounters.authFailures).toBe(1);
   });
 
   test("a server with another token cannot welcome the viewer: its tag fails, and the viewer says the server did not prove the token", () => {
@@ -194,7 +194,7 @@ describe("token handshake, both machines", () => {
     ]);
     expect(logLines(seen.serverActions)[0]).toBe('WARN [server] client refused reason=auth client=192.168.1.20:50001 detail="no token"');
     expect(finished(seen.clientActions)!.error!.isFinal).toBe(true);
-    expect(m.authFailures).toBe(0);
+    expect(m.authCounters.authFailures).toBe(0);
   });
 
   test("a viewer that can answer but not decrypt is refused", () => {

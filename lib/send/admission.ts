@@ -1,34 +1,19 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { Fields } from "../log/format.ts";
 import type { SessionKeys } from "../net/session-keys.ts";
-import {
-  ByeReason,
-  CAP_MULTICAST,
-  CAP_RESUME,
-  encodeControl,
-  fallbackReasonText,
-  RefuseReason,
-  RESUME_SECRET_SIZE,
-  WELCOME_ENCRYPTED,
-  WELCOME_MULTICAST,
-  type ByeTotals,
-  type ControlMessage,
-  type Hello,
-  type Response,
-  type Welcome,
-} from "../wire/control.ts";
+import { ByeReason, encodeControl, RefuseReason, RESUME_SECRET_SIZE, WELCOME_MULTICAST, type ByeTotals, type ControlMessage, type Hello, type Response } from "../wire/control.ts";
 import { classifyFirstBytes } from "../wire/classic.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import type { Frame } from "../wire/frame.ts";
-import { implausible, type ClaimedCounts } from "./report-check.ts";
 import {
   DEFAULT_HELLO_TIMEOUT_MS, MAX_PENDING_PER_ADDRESS, refuseText, type AdmissionAction, type AdmissionOptions, type OtherAdmission, type Refusal,
 } from "./admission-types.ts";
 import { Capacity, noPlaceReason } from "./capacity.ts";
 import { classicAdmissionActions, classicRefusal, ClassicViewers, type ClassicAction, type ClassicCounters } from "./classic-viewers.ts";
-import { baseOf, evictable, evictionFor, type Conn, type ConnId, type ConnIn } from "./connection.ts";
+import { baseOf, dueForChallenge, evictable, evictionFor, handshakesAt, type Conn, type ConnId, type ConnIn } from "./connection.ts";
 import { checkOtherKind, OtherViewers, type OtherCounters } from "./other-viewers.ts";
-import { NOTHING_SENT, SessionTable, type LeaveReason, type SendCounters, type Session } from "./sessions.ts";
+import { sessionMessage, welcomeFor } from "./session-messages.ts";
+import { NOTHING_SENT, sessionHex, SessionTable, type LeaveReason, type SendCounters, type Session } from "./sessions.ts";
 import { TokenExchange, type AdmissionAuth, type AuthRefusal } from "./token-exchange.ts";
 import { summarize, type ViewerSummary } from "./viewer-summary.ts";
 
@@ -41,7 +26,6 @@ export type { AdmissionAuth } from "./token-exchange.ts";
 export type { ViewerSummary } from "./viewer-summary.ts";
 
 const EMPTY = new Uint8Array(0);
-const sessionHex = (s: Session) => s.id.toString(16).padStart(8, "0");
 const sessionKey = (s: Session) => `udp:${s.id}`;
 
 /**
@@ -126,11 +110,6 @@ export class Admission {
   /** Whether viewers must prove a token (and frames are encrypted). */
   get requiresToken(): boolean {
     return !!this.#opts.auth;
-  }
-
-  /** Wrong token proofs (each logged as refused reason=auth). */
-  get authFailures(): number {
-    return this.#tokens?.failures ?? 0;
   }
 
   /** The token exchange's counts: wrong proofs, proofs looked at, refusals for a lockout, addresses the full table refused. */
@@ -409,53 +388,14 @@ export class Admission {
     return next;
   }
 
-  /** A message from a viewer with a session. */
+  /** A message from a viewer with a session: it is alive; sessionMessage says what else. */
   #session(c: ConnIn<"streaming">, msg: ControlMessage, now: number, out: AdmissionAction[]): void {
     const s = c.session;
     this.#sessions.heard(s.id, now);
-    switch (msg.type) {
-      case "heartbeat":
-        return;
-      case "report": {
-        const bad = this.#implausible(s, msg, now);
-        if (bad) return this.#rejectReport(c, s, "report", bad, out);
-        s.lastReport = { framesReceived: msg.framesReceived, framesLost: msg.framesLost, framesIncomplete: msg.framesIncomplete, latencyP50Us: msg.latencyP50Us, fpsMillihertz: msg.fpsMillihertz };
-        return;
-      }
-      case "fallback":
-        // A repeat (the viewer asked twice, or was never in the group) changes nothing.
-        if (s.delivery !== "multicast") return;
-        s.delivery = "unicast";
-        this.fallbacks++;
-        out.push({ kind: "unicast", conn: c.id });
-        out.push({
-          kind: "log", level: "warn", message: "fallback",
-          fields: { client: c.peer, udp: s.udpPort, session: sessionHex(s), reason: fallbackReasonText(msg.reason), detail: "multicast does not reach this viewer; sending to it alone" },
-        });
-        return;
-      case "bye": {
-        const bad = msg.totals && this.#implausible(s, msg.totals, now);
-        if (bad) this.#rejectReport(c, s, "bye totals", bad, out);
-        this.#end(c, "goodbye", now, out, bad ? undefined : msg.totals);
-        return;
-      }
-      default:
-        out.push({ kind: "log", level: "warn", message: "unexpected control message", fields: { client: c.peer, type: msg.type } });
-        out.push({ kind: "send", conn: c.id, msg: { type: "bye", reason: ByeReason.ProtocolError } });
-        this.#end(c, "protocol error", now, out);
-    }
-  }
-
-  /** Counted and ignored; logged once per session, so a viewer sending nonsense cannot fill the log. */
-  #rejectReport(c: Conn, s: Session, what: string, why: string, out: AdmissionAction[]): void {
-    this.reportsRejected++;
-    if (s.reportsRejected++ === 0) {
-      out.push({ kind: "log", level: "warn", message: "report rejected", fields: { client: c.peer, udp: s.udpPort, session: sessionHex(s), what, why } });
-    }
-  }
-
-  #implausible(s: Session, counts: ClaimedCounts, now: number): string | null {
-    return implausible(counts, { sent: this.#sent(s.id), streamFpsMillihertz: this.#opts.stream.fpsMillihertz, ageMs: now - s.joinedAt });
+    const ctx = { conn: c.id, peer: c.peer, sent: this.#sent(s.id), streamFpsMillihertz: this.#opts.stream.fpsMillihertz, now, counters: this };
+    const verdict = sessionMessage(s, msg, ctx, out);
+    if (verdict.end === "goodbye") this.#end(c, "goodbye", now, out, verdict.totals);
+    else if (verdict.end) this.#end(c, verdict.end, now, out);
   }
 
   /** A refusal for a reason of authentication, logged as a security event `client refused reason=auth` (final for the viewer). */
@@ -467,16 +407,7 @@ export class Admission {
   #hello(c: ConnIn<"pending">, hello: Hello, now: number, out: AdmissionAction[]): void {
     const tokens = this.#tokens;
     if (!tokens) return this.#admit(c, hello, null, now, out);
-    let here = 0;
-    let handshakes = 0;
-    let challengedHere = false;
-    for (const o of this.#conns.values()) {
-      if (o.kind !== "challenged" && o.kind !== "waiting") continue;
-      handshakes++;
-      if (o.address !== c.address) continue;
-      here++;
-      challengedHere ||= o.kind === "challenged";
-    }
+    const { here, all: handshakes, challengedHere } = handshakesAt(this.#conns.values(), c.address);
     // Handshakes are never evicted, so their number is bounded by refusing more; an
     // address that proved the token lately is not held back by everyone else's.
     const busy = here >= MAX_PENDING_PER_ADDRESS
@@ -502,18 +433,7 @@ export class Admission {
   /** Challenges the first waiting connection of every address whose challenge is done. */
   #settle(now: number, out: AdmissionAction[]): void {
     if (this.#waiting.size === 0) return;
-    const challenged = new Set<string>();
-    for (const c of this.#conns.values()) if (c.kind === "challenged") challenged.add(c.address);
-    for (const id of [...this.#waiting]) {
-      const c = this.#conns.get(id);
-      if (c?.kind !== "waiting") {
-        this.#waiting.delete(id);
-        continue;
-      }
-      if (challenged.has(c.address)) continue;
-      this.#challenge(c, c.hello, now, out);
-      if (this.#conns.get(id)?.kind === "challenged") challenged.add(c.address);
-    }
+    for (const c of dueForChallenge(this.#conns.values())) this.#challenge(c, c.hello, now, out);
   }
 
   /** The answer to the challenge: welcomed with its session keys, or refused. */
@@ -547,18 +467,9 @@ export class Admission {
     this.#conns.set(c.id, streaming);
     this.#bySession.set(s.id, streaming);
     this.#capacity.add(sessionKey(s), s.address);
-    const { heartbeatMs, timeoutMs } = this.#opts;
     if (keys) out.push({ kind: "secure", conn: c.id, keys });
-    const welcome: Welcome = { type: "welcome", sessionId: s.id, ...this.#opts.stream, heartbeatMs, timeoutMs, flags: keys ? WELCOME_ENCRYPTED : 0 };
+    out.push({ kind: "send", conn: c.id, msg: welcomeFor(s, hello, !!keys, this.#opts) });
     const group = this.#opts.multicast;
-    // Only a viewer that can join a group and ask for unicast when it gets nothing is sent there.
-    if (group && hello.capabilities & CAP_MULTICAST) {
-      welcome.flags |= WELCOME_MULTICAST;
-      welcome.multicast = group;
-      s.delivery = "multicast";
-    }
-    if (hello.capabilities & CAP_RESUME) welcome.resume = s.resume;
-    out.push({ kind: "send", conn: c.id, msg: welcome });
     const { id, address, tcpPort, udpPort, name, delivery } = s;
     out.push({ kind: "start", conn: c.id, session: { id, address, tcpPort, udpPort, name, delivery } });
     out.push({

@@ -126,3 +126,29 @@ export function evictionFor(
   for (const a of byAddress.values()) if (!most || a.n > most.n) most = a;
   return most && { conn: most.oldest, why: "too many connections without hello" };
 }
+
+/** Handshakes (waiting or challenged connections) from `address` and in all, and whether one from `address` is challenged. */
+export function handshakesAt(conns: Iterable<Conn>, address: string): { here: number; all: number; challengedHere: boolean } {
+  const n = { here: 0, all: 0, challengedHere: false };
+  for (const c of conns) {
+    if (c.kind !== "challenged" && c.kind !== "waiting") continue;
+    n.all++;
+    if (c.address !== address) continue;
+    n.here++;
+    n.challengedHere ||= c.kind === "challenged";
+  }
+  return n;
+}
+
+/** The first waiting connection of every address that has none challenged: the ones to challenge now. */
+export function dueForChallenge(conns: Iterable<Conn>): ConnIn<"waiting">[] {
+  const all = [...conns];
+  const busy = new Set(all.flatMap((c) => (c.kind === "challenged" ? [c.address] : [])));
+  const due: ConnIn<"waiting">[] = [];
+  for (const c of all) {
+    if (c.kind !== "waiting" || busy.has(c.address)) continue;
+    busy.add(c.address);
+    due.push(c);
+  }
+  return due;
+}

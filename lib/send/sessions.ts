@@ -57,6 +57,9 @@ export type LeaveReason =
 /** Outcome of a join request. */
 export type Admission = { ok: true; session: Session } | { ok: false; reason: "duplicate" };
 
+/** A session id as logged (`session=`): eight hex digits. */
+export const sessionHex = (s: Pick<Session, "id">) => s.id.toString(16).padStart(8, "0");
+
 /** ICMP errors further apart than this are not one streak (Linux rate-limits them). */
 const UNREACHABLE_GAP_MS = 2000;
 

@@ -2,7 +2,6 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import type { TokenKey } from "../net/session-keys.ts";
 import { WRAP_NONCE_SIZE, type ControlMessage } from "../wire/control.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
@@ -11,55 +10,19 @@ import type { Frame } from "../wire/frame.ts";
 import type { Logger } from "../log/format.ts";
 import { throttled } from "../log/logger.ts";
 import { FrameFanout } from "./frame-fanout.ts";
+import type { StreamServerOptions } from "./stream-server-options.ts";
 import { peerOf, plainAddress } from "./peer-address.ts";
 import { newServerStats, type ServerStats } from "./server-stats.ts";
 import { Admission, DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_MAX_PER_HOST, type AdmissionAction, type ConnId, type OtherCounters, type ViewerSummary } from "./admission.ts";
-import type { LockoutOptions } from "./auth-lockout.ts";
-import { ClassicEncoder, type FitFunction } from "./classic-encoder.ts";
+import { ClassicEncoder } from "./classic-encoder.ts";
 import { CLASSIC_TICK_MS } from "./classic-viewers.ts";
 import { enlargeBuffer, socketFd } from "../net/udp-buffer.ts";
-import { configureGroupSender, type GroupConfig } from "../net/multicast.ts";
+import { configureGroupSender } from "../net/multicast.ts";
 
 export type { OtherCounters, ViewerSummary } from "./admission.ts";
 export type { ServerStats } from "./server-stats.ts";
+export type { StreamServerOptions } from "./stream-server-options.ts";
 export { peerOf } from "./peer-address.ts";
-
-/** How the server is set up. */
-export interface StreamServerOptions {
-  port: number;
-  bind: string;
-  mtu: number;
-  maxClients: number;
-  stream: { width: number; height: number; fps: number };
-  log: Logger;
-  heartbeatMs?: number;
-  timeoutMs?: number;
-  /** Connections that have not said hello yet; one more evicts the oldest. */
-  maxPending?: number;
-  /** How long a connection may take to say hello (and answer the challenge). */
-  helloTimeoutMs?: number;
-  /** Viewers of every kind from one address. */
-  maxPerHost?: number;
-  /** How long a viewer's UDP port may answer only with ICMP errors before its session ends. */
-  unreachableMs?: number;
-  /** The token, stretched: viewers must prove it, and every frame is encrypted. Null: open to anyone. */
-  token?: TokenKey | null;
-  /** How repeated wrong tokens from one address are slowed down. */
-  lockout?: LockoutOptions;
-  /** Most control bytes held for a viewer that does not read (default MAX_PENDING_BYTES). */
-  maxControlBacklog?: number;
-  /** Fraction of the frame interval a frame's datagrams are spread over. */
-  spread?: number;
-  /**
-   * Classroom viewers: JPEG quality of pictures re-encoded to fit one datagram
-   * (default 80), their resend and timeout, and the fit function (tests pass their own).
-   */
-  classic?: { quality?: number; resendMs?: number; timeoutMs?: number; fit?: FitFunction };
-  /** Send each datagram once to this multicast group for every viewer that can join it. Null: unicast only. */
-  multicast?: GroupConfig | null;
-  /** The session id of the group's datagrams; random (non-zero) by default. */
-  streamId?: number;
-}
 
 /** Per-connection state kept on the Bun socket. */
 interface Conn {
