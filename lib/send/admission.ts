@@ -192,7 +192,8 @@ export class Admission {
           else this.#refuse(c, badHello(c, `expected hello, got ${msg.type}`), out);
           break;
         case "challenged":
-          if (msg.type === "response") this.#response(c, msg, now, out);
+          // Only a server with a token challenges.
+          if (msg.type === "response" && this.#tokens) this.#response(this.#tokens, c, msg, now, out);
           else this.#refuse(c, badHello(c, `expected response, got ${msg.type}`), out);
           break;
         case "streaming":
@@ -416,15 +417,15 @@ export class Admission {
     if (busy) {
       return this.#refuse(c, { reason: RefuseReason.Other, text: `${busy}: try again`, level: "security", fields: { client: c.peer, reason: busy } }, out);
     }
-    if (!challengedHere) return this.#challenge(c, hello, now, out);
+    if (!challengedHere) return this.#challenge(tokens, c, hello, now, out);
     this.#conns.set(c.id, { ...baseOf(c), kind: "waiting", hello, deadline: c.deadline });
     this.#waiting.add(c.id);
   }
 
   /** Sends the challenge (or refuses before one is spent). */
-  #challenge(c: ConnIn<"pending" | "waiting">, hello: Hello, now: number, out: AdmissionAction[]): void {
+  #challenge(tokens: TokenExchange, c: ConnIn<"pending" | "waiting">, hello: Hello, now: number, out: AdmissionAction[]): void {
     this.#waiting.delete(c.id);
-    const verdict = this.#tokens!.hello(c.address, hello, now);
+    const verdict = tokens.hello(c.address, hello, now);
     if (verdict.kind === "refuse") return this.#refuseAuth(c, verdict, out);
     this.#conns.set(c.id, { ...baseOf(c), kind: "challenged", hello, challenge: verdict.challenge, deadline: now + this.#helloTimeoutMs });
     out.push({ kind: "send", conn: c.id, msg: verdict.challenge });
@@ -432,13 +433,14 @@ export class Admission {
 
   /** Challenges the first waiting connection of every address whose challenge is done. */
   #settle(now: number, out: AdmissionAction[]): void {
-    if (this.#waiting.size === 0) return;
-    for (const c of dueForChallenge(this.#conns.values())) this.#challenge(c, c.hello, now, out);
+    const tokens = this.#tokens;
+    if (this.#waiting.size === 0 || !tokens) return;
+    for (const c of dueForChallenge(this.#conns.values())) this.#challenge(tokens, c, c.hello, now, out);
   }
 
   /** The answer to the challenge: welcomed with its session keys, or refused. */
-  #response(c: ConnIn<"challenged">, msg: Response, now: number, out: AdmissionAction[]): void {
-    const verdict = this.#tokens!.response(c.address, c.hello, c.challenge, msg, now);
+  #response(tokens: TokenExchange, c: ConnIn<"challenged">, msg: Response, now: number, out: AdmissionAction[]): void {
+    const verdict = tokens.response(c.address, c.hello, c.challenge, msg, now);
     if (verdict.kind === "refuse") return this.#refuseAuth(c, verdict, out);
     this.#admit(c, c.hello, verdict.keys, now, out);
   }

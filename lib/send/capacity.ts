@@ -41,8 +41,9 @@ export class Capacity {
    * viewer it replaces (a restarted viewer at the same socket), whose place it takes.
    */
   check(address: string, replacing: string | null = null): NoPlace | null {
-    const freed = replacing !== null && this.#viewers.has(replacing) ? 1 : 0;
-    const freedHere = freed && this.#viewers.get(replacing!) === address ? 1 : 0;
+    const at = replacing === null ? undefined : this.#viewers.get(replacing);
+    const freed = at === undefined ? 0 : 1;
+    const freedHere = at === address ? 1 : 0;
     if (this.at(address) - freedHere >= this.maxPerHost) {
       return { reason: "per-host", max: this.maxPerHost, text: `too many viewers from ${address}: at most ${this.maxPerHost} per address` };
     }
