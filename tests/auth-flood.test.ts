@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { formatLine } from "../lib/log/format.ts";
 import { clientProof, deriveSessionKeys, tokenKey } from "../lib/net/session-keys.ts";
 import { Admission, type AdmissionAction, type AdmissionOptions } from "../lib/send/admission.ts";
-import type { LockoutOptions } from "../lib/send/auth-lockout.ts";
+import { networkOf, type LockoutOptions } from "../lib/send/auth-lockout.ts";
 import { StreamServer } from "../lib/send/stream-server.ts";
 import { CAP_DECRYPT, CAP_TOKEN_AUTH, PROTOCOL_VERSION, RefuseReason, type Challenge, type ControlMessage, type Hello } from "../lib/wire/control.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
@@ -53,6 +53,15 @@ function attempt(m: Admission, address: string, token: typeof RIGHT, now: number
   actions.push(...m.closed(conn, now));
   return { actions, last };
 }
+
+test("a network is the /24 of an IPv4 address and the /64 of an IPv6 one, however it is written", () => {
+  expect(networkOf("192.168.1.20")).toBe("192.168.1.0/24");
+  expect(networkOf("2001:db8:0:1:2:3:4:5")).toBe("2001:db8:0:1::/64");
+  expect(networkOf("2001:0DB8:0000:0001::9")).toBe("2001:db8:0:1::/64");
+  expect(networkOf("2001:db8::5")).toBe("2001:db8:0:0::/64");
+  expect(networkOf("fe80::1%eth0")).toBe("fe80:0:0:0::/64");
+  expect(networkOf("::1")).toBe("0:0:0:0::/64");
+});
 
 describe("lockout under a flood, the machine", () => {
   test("more addresses than the table holds: locked ones stay, new ones are refused as locked without their proof looked at, logged once per interval", () => {
