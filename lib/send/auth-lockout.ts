@@ -41,6 +41,14 @@ export interface Lockout {
 
 /** What an entry that could not be recorded waits before trying again: the shortest lockout. */
 const FULL_RETRY_MS = 1000;
+/**
+ * While the server is locked out, one address with no failures, in a network with none,
+ * may start a handshake this often: a new viewer away from the flood gets in, and an
+ * attacker gains at most one guess this often, each costing it a network of its own.
+ */
+const CLEAN_PASS_EVERY_MS = 1000;
+/** How long such a pass holds for the proof to arrive (the hello deadline, with room). */
+const CLEAN_PASS_MS = 5000;
 
 /** The /24 of an IPv4 address or the /64 of an IPv6 one, as a table key. */
 export function networkOf(address: string): string {
@@ -58,8 +66,9 @@ export function networkOf(address: string): string {
  * address that proved the token lately is trusted: only its own failures hold it back,
  * so a viewer that has watched before gets in while a flood from elsewhere runs; any
  * failure ends its trust. Every other address also waits out its network's and the
- * server's lockouts, and is refused as locked when the address table, full of locked
- * addresses, has no room to count its failures. Plain bookkeeping: the clock is passed in.
+ * server's lockouts (except, once a second, one with no failures in a network with
+ * none), and is refused as locked when the address table, full of locked addresses,
+ * has no room to count its failures. Plain bookkeeping: the clock is passed in.
  */
 export class AuthLockout {
   readonly #addresses: LockoutTable;
@@ -68,6 +77,9 @@ export class AuthLockout {
   readonly #trusted = new Map<string, number>();
   readonly #trustMs: number;
   readonly #maxTrusted: number;
+  /** Addresses let past the server's lockout (see CLEAN_PASS_EVERY_MS), until when. */
+  readonly #passes = new Map<string, number>();
+  #nextPassAt = -Infinity;
 
   constructor(opts: LockoutOptions = {}) {
     this.#maxTrusted = opts.maxAddresses ?? 4096;
@@ -112,12 +124,28 @@ export class AuthLockout {
     const network = this.#networks.lockedFor(networkOf(address), now);
     if (network > 0) return { scope: "network", ms: network };
     const server = this.#server.lockedFor("", now);
-    if (server > 0) return { scope: "server", ms: server };
+    if (server > 0 && !this.#pass(address, now)) return { scope: "server", ms: server };
     if (!this.#addresses.canRecord(address, now)) {
       this.#addresses.refused++;
       return { scope: "full", ms: FULL_RETRY_MS };
     }
     return null;
+  }
+
+  /**
+   * Whether `address` may go past the server's lockout: it holds a pass, or it and its
+   * network have no failures and the next pass is due. A pass is used by the proof.
+   */
+  #pass(address: string, now: number): boolean {
+    const until = this.#passes.get(address);
+    if (until !== undefined && now <= until) return true;
+    this.#passes.delete(address);
+    if (now < this.#nextPassAt || this.#addresses.known(address, now) || this.#networks.known(networkOf(address), now)) return false;
+    this.#nextPassAt = now + CLEAN_PASS_EVERY_MS;
+    // At most CLEAN_PASS_MS / CLEAN_PASS_EVERY_MS of them at once.
+    for (const [a, t] of this.#passes) if (now > t) this.#passes.delete(a);
+    this.#passes.set(address, now + CLEAN_PASS_MS);
+    return true;
   }
 
   /**
@@ -127,6 +155,7 @@ export class AuthLockout {
    */
   failed(address: string, now: number): { failures: number; lockedMs: number; wider: Lockout | null } {
     this.#trusted.delete(address);
+    this.#passes.delete(address);
     const own = this.#addresses.failed(address, now);
     const network = this.#networks.failed(networkOf(address), now);
     const server = this.#server.failed("", now);
@@ -138,6 +167,7 @@ export class AuthLockout {
 
   /** A right proof: the address starts afresh and is trusted from now on. */
   succeeded(address: string, now: number): void {
+    this.#passes.delete(address);
     this.#addresses.succeeded(address);
     this.#trusted.delete(address);
     this.#trusted.set(address, now);

@@ -54,6 +54,11 @@ export class LockoutTable {
     return e ? Math.max(0, e.lockedUntil - now) : 0;
   }
 
+  /** Whether `key` has failures on record. */
+  known(key: string, now: number): boolean {
+    return this.#current(key, now) !== undefined;
+  }
+
   /** Whether a failure under `key` could be recorded now (it is known, or there is room). */
   canRecord(key: string, now: number): boolean {
     return this.#current(key, now) !== undefined || this.#makeRoom(now, false);
