@@ -14,6 +14,7 @@ import {
   type ControlMessage,
   type Hello,
 } from "../lib/wire/control.ts";
+import type { SendCounters } from "../lib/send/sessions.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
 import type { Frame } from "../lib/wire/frame.ts";
 import { prng } from "./helpers/prng.ts";
@@ -23,12 +24,24 @@ const THERE = "192.168.1.30";
 const WALL_START_US = 1_700_000_000_000_000;
 const STREAM = { width: 320, height: 240, fpsMillihertz: 30_000, fragmentSize: 1368, udpSourcePort: 40_000 };
 
+/** What the sender has sent, per machine and session id: tests set it as the sender would count it. */
+const SENT = new WeakMap<Admission, Map<number, SendCounters>>();
+
 function machine(over: Partial<AdmissionOptions> = {}): Admission {
   let id = 0x100;
-  return new Admission({
+  const sent = new Map<number, SendCounters>();
+  const m = new Admission({
     maxClients: 4, maxPending: 64, heartbeatMs: 1000, timeoutMs: 5000, stream: STREAM,
-    wallClockUs: (now) => WALL_START_US + now * 1000, randomId: () => id++, ...over,
+    wallClockUs: (now) => WALL_START_US + now * 1000, randomId: () => id++, sent: (sid) => sent.get(sid), ...over,
   });
+  SENT.set(m, sent);
+  return m;
+}
+
+/** Says the sender has sent `counts` to session `sid` of `m`. */
+function sendCounts(m: Admission, sid: number, counts: Partial<SendCounters>): void {
+  const sent = SENT.get(m)!;
+  sent.set(sid, { framesSent: 0, firstFrame: null, lastFrame: null, ...sent.get(sid), ...counts });
 }
 
 const hello = (udpPort: number, name = "v"): Hello => ({ type: "hello", version: PROTOCOL_VERSION, udpPort, capabilities: 0, name });
@@ -41,9 +54,9 @@ const report = (framesReceived: number, framesLost = 0, framesIncomplete = 0): C
 const sentTo = (actions: AdmissionAction[], conn: ConnId) =>
   actions.flatMap((a) => (a.kind === "send" && a.conn === conn ? [a.msg] : []));
 
-/** Log actions as the server's log would print them, without the timestamp. */
+/** Log actions as the server's log would print them, without the timestamp (a security event is a WARN line). */
 const lines = (actions: AdmissionAction[]) =>
-  actions.flatMap((a) => (a.kind === "log" ? [formatLine(new Date(0), a.level.toUpperCase() as "INFO", "server", a.message, a.fields).replace(/^\S+ /, "")] : []));
+  actions.flatMap((a) => (a.kind === "log" ? [formatLine(new Date(0), (a.level === "security" ? "WARN" : a.level.toUpperCase()) as "INFO", "server", a.message, a.fields).replace(/^\S+ /, "")] : []));
 
 /** Action kinds in order, with the connection they are for. */
 const kinds = (actions: AdmissionAction[]) => actions.map((a) => (a.kind === "log" ? `log ${a.message}` : `${a.kind} ${a.conn}`));
@@ -187,8 +200,7 @@ describe("admission", () => {
     const first = m.received(1, { ...hello(8001), capabilities: CAP_RESUME }, 0);
     const welcome = sentTo(first, 1)[0]!;
     expect(welcome).toMatchObject({ type: "welcome", resume: new Uint8Array(16).fill(0x5e) });
-    const old = sessionOf(first);
-    old.framesSent = 40;
+    sendCounts(m, sessionOf(first).id, { framesSent: 40 });
     m.received(1, report(38, 1, 1), 1000);
     m.connected(2, { address: HERE, port: 50_002 }, 1500);
     const out = m.received(2, { ...hello(8001), capabilities: CAP_RESUME, resume: (welcome as { resume: Uint8Array }).resume }, 1500);
@@ -259,7 +271,7 @@ describe("liveness", () => {
 
   test("a session silent for longer than timeoutMs gets bye timeout and leaves; any message keeps it", () => {
     const m = machine();
-    sessionOf(join(m, 1, 8001, 0)).framesSent = 60;
+    sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 60 });
     m.received(1, report(59), 2000);
     expect(sentTo(m.tick(7000), 1).map((msg) => msg.type)).toEqual(["heartbeat"]);
     const out = m.tick(7001);
@@ -287,8 +299,7 @@ describe("liveness", () => {
 describe("leaving", () => {
   test("a bye with the viewer's totals is logged with those exact totals, not the last report", () => {
     const m = machine();
-    const s = sessionOf(join(m, 1, 8001, 0));
-    s.framesSent = 150;
+    sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 150 });
     m.received(1, report(147, 1, 0), 4000);
     const out = m.received(1, { type: "bye", reason: ByeReason.UserQuit, totals: { framesReceived: 149, framesLost: 1, framesIncomplete: 0, framesRecorded: 149 } }, 5000);
     expect(kinds(out)).toEqual(["stop 1", "log client left", "close 1"]);
@@ -300,7 +311,7 @@ describe("leaving", () => {
 
   test("a bye without totals (an older viewer) falls back to the last report", () => {
     const m = machine();
-    sessionOf(join(m, 1, 8001, 0)).framesSent = 150;
+    sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 150 });
     m.received(1, report(147, 2, 1), 4000);
     const [line] = lines(m.received(1, { type: "bye", reason: ByeReason.UserQuit }, 5000));
     expect(line).toContain("reason=goodbye");
@@ -526,8 +537,7 @@ describe("one count of viewers of every kind", () => {
 
   test("viewers() lists every kind with what is known of it; updateOther and leaveOther change only their own", () => {
     const m = machine();
-    const s = sessionOf(join(m, 1, 8001, 1000));
-    s.framesSent = 60;
+    sendCounts(m, sessionOf(join(m, 1, 8001, 1000)).id, { framesSent: 60 });
     m.received(1, report(57, 2, 1), 2000);
     classic(m, 2, 8888, 1500);
     m.classicFrame(FRAME(1), 1500);
@@ -580,20 +590,83 @@ describe("hardening", () => {
     expect(sentTo(join(m, 5, 8005, 1), 5)[0]!.type).toBe("welcome");
   });
 
+  test("--max-per-host 2 --max-clients 8: lancam viewers, classroom viewers and browser readers from one address are each refused past 2, and counted together", () => {
+    const opts = { maxClients: 8, maxPerHost: 2 };
+    const text = "too many viewers from 192.168.1.20: at most 2 per address";
+    const lancam = machine(opts);
+    join(lancam, 1, 8001);
+    join(lancam, 2, 8002);
+    expect(sentTo(join(lancam, 3, 8003), 3)).toEqual([{ type: "refuse", reason: RefuseReason.Other, text }]);
+    const room = machine(opts);
+    classic(room, 1, 8001);
+    classic(room, 2, 8002);
+    const third = classic(room, 3, 8003);
+    expect(kinds(third)).toEqual(["log client refused", "close 3"]);
+    expect(lines(third)).toEqual(['WARN [server] client refused client=192.168.1.20:50003 kind=classic udp=8003 reason="too many viewers from this address" max=2']);
+    expect(room.classicCount).toBe(2);
+    const browsers = machine(opts);
+    expect(browsers.admitOther(100, "browser", HERE, "", 0).refused).toBeNull();
+    expect(browsers.admitOther(101, "browser", HERE, "", 0).refused).toBeNull();
+    const refused = browsers.admitOther(102, "browser", HERE, "", 0);
+    expect(refused.refused).toBe(text);
+    expect(lines(refused.actions)).toEqual(['WARN [server] client refused client=192.168.1.20 kind=browser reason="too many viewers from this address" max=2']);
+    // Mixed kinds share the count; another address is not affected.
+    const mixed = machine(opts);
+    join(mixed, 1, 8001);
+    classic(mixed, 2, 8002);
+    expect(mixed.admitOther(100, "browser", HERE, "", 0).refused).toBe(text);
+    expect(kinds(classic(mixed, 3, 8003))).toEqual(["log client refused", "close 3"]);
+    expect(mixed.admitOther(101, "browser", THERE, "", 0).refused).toBeNull();
+    // And one --max-clients for all: 8 places over four addresses, then server full for every kind.
+    const full = machine(opts);
+    for (let i = 0; i < 4; i++) {
+      const at = `10.0.0.${i}`;
+      join(full, 10 + i, 8000 + i, 0, at);
+      classic(full, 20 + i, 9000 + i, 0, at);
+    }
+    expect(full.viewerCount).toBe(8);
+    expect(sentTo(join(full, 30, 8030, 0, "10.0.0.9"), 30)[0]).toMatchObject({ type: "refuse", reason: RefuseReason.ServerFull });
+    expect(lines(classic(full, 31, 8031, 0, "10.0.0.9"))[0]).toContain('reason="server full" max=8');
+    expect(full.admitOther(100, "browser", "10.0.0.9", "", 0).refused).toBe("server full: 8 viewers already connected");
+  });
+
+  test("security events (evictions, auth refusals) are logged at the security level; other refusals are warnings", () => {
+    const m = machine({ maxPending: 1 });
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const evicted = m.connected(2, { address: THERE, port: 50_002 }, 0);
+    expect(evicted.filter((a) => a.kind === "log").map((a) => a.kind === "log" && `${a.level} ${a.message}`)).toEqual(["security connection evicted"]);
+    const bad = m.received(2, heartbeat, 0);
+    expect(bad.filter((a) => a.kind === "log").map((a) => a.kind === "log" && a.level)).toEqual(["warn"]);
+  });
+
+  test("a report of more than twice the stream's frame rate, or a latency longer than the session has existed, is rejected and counted", () => {
+    const m = machine();
+    sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 100, firstFrame: 0, lastFrame: 99 });
+    const at = (fpsMillihertz: number, latencyP50Us: number): ControlMessage => ({ ...(report(90) as Extract<ControlMessage, { type: "report" }>), fpsMillihertz, latencyP50Us });
+    expect(m.received(1, at(60_000, 900), 4000)).toEqual([]);
+    expect(m.viewers()[0]!.fps).toBe(60);
+    const fast = m.received(1, at(60_001, 900), 4000);
+    expect(lines(fast)).toEqual(['WARN [server] report rejected client=192.168.1.20:50001 udp=8001 session=00000100 what=report why="fpsMillihertz=60001, the stream has 30000"']);
+    expect(m.received(1, at(30_000, 4_000_001), 4000)).toEqual([]); // rejected, logged once per session
+    expect(m.reportsRejected).toBe(2);
+    expect(m.viewers()[0]).toMatchObject({ fps: 60, latencyP50Ms: 0.9 });
+    expect(m.received(1, at(30_000, 3_999_000), 4000)).toEqual([]);
+    expect(m.viewers()[0]).toMatchObject({ fps: 30, latencyP50Ms: 3999 });
+    expect(m.reportsRejected).toBe(2);
+  });
+
   test("a report claiming more than was sent is rejected and counted (logged once), not taken; a plausible one is", () => {
     const m = machine();
-    const s = sessionOf(join(m, 1, 8001, 0));
-    s.framesSent = 100;
-    s.firstFrame = 1000;
-    s.lastFrame = 1099;
+    sendCounts(m, sessionOf(join(m, 1, 8001, 0)).id, { framesSent: 100, firstFrame: 1000, lastFrame: 1099 });
     expect(m.received(1, report(90, 5, 3), 1000)).toEqual([]);
-    expect(s.lastReport).toMatchObject({ framesReceived: 90, framesLost: 5, framesIncomplete: 3 });
+    // What the report said is what the viewer list shows: lost and incomplete together.
+    expect(m.viewers()[0]).toMatchObject({ framesReceived: 90, framesLost: 8 });
     const all = 0xffffffff;
     const out = m.received(1, { type: "report", framesReceived: all, framesLost: all, framesIncomplete: all, datagramsDropped: all, latencyP50Us: all, latencyP95Us: all, fpsMillihertz: all }, 2000);
     expect(lines(out)).toEqual(["WARN [server] report rejected client=192.168.1.20:50001 udp=8001 session=00000100 what=report why=\"framesReceived=4294967295 of 100 frames sent\""]);
     expect(m.received(1, report(100, 50, 0), 3000)).toEqual([]); // 150 of 100 numbers: rejected, not logged again
     expect(m.reportsRejected).toBe(2);
-    expect(s.lastReport).toMatchObject({ framesReceived: 90 });
+    expect(m.viewers()[0]).toMatchObject({ framesReceived: 90 });
     // Bye totals are checked the same way: impossible ones fall back to the last report.
     const bye = m.received(1, { type: "bye", reason: ByeReason.UserQuit, totals: { framesReceived: all, framesLost: all, framesIncomplete: all, framesRecorded: all } }, 4000);
     const left = lines(bye).find((l) => l.includes("client left"))!;
@@ -605,8 +678,7 @@ describe("hardening", () => {
   test("a session whose UDP port answers only with ICMP errors for unreachableMs, while its reports show nothing arriving, is ended", () => {
     const m = machine({ unreachableMs: 5000 });
     join(m, 1, 8001, 0);
-    const live = sessionOf(join(m, 2, 8002, 0));
-    live.framesSent = 1000;
+    sendCounts(m, sessionOf(join(m, 2, 8002, 0)).id, { framesSent: 1000 });
     // Errors do not say for whom: both are suspects. Only the one whose reports do not grow goes.
     let out: AdmissionAction[] = [];
     for (let t = 100; t <= 6000; t += 100) {

@@ -113,8 +113,11 @@ function pump(
   }
 }
 
+/** Log actions as the server's log prints them (Logger.security writes a WARN line), without the timestamp. */
 const logLines = (actions: AdmissionAction[]) =>
-  actions.flatMap((a) => (a.kind === "log" ? [formatLine(new Date(0), a.level.toUpperCase() as "INFO", "server", a.message, a.fields).replace(/^\S+ /, "")] : []));
+  actions.flatMap((a) => (a.kind === "log" ? [formatLine(new Date(0), (a.level === "security" ? "WARN" : a.level.toUpperCase()) as "INFO", "server", a.message, a.fields).replace(/^\S+ /, "")] : []));
+/** The messages of the log actions that are security events. */
+const securityEvents = (actions: AdmissionAction[]) => actions.flatMap((a) => (a.kind === "log" && a.level === "security" ? [a.message] : []));
 const sent = (actions: AdmissionAction[]) => actions.flatMap((a) => (a.kind === "send" ? [a.msg] : []));
 const finished = (actions: HandshakeAction[]) => actions.find((a): a is Extract<HandshakeAction, { type: "finished" }> => a.type === "finished");
 
@@ -152,7 +155,7 @@ describe("token handshake, both machines", () => {
     expect(fin.error!.isFinal).toBe(true);
     expect(fin.error!.message).toBe("server srv:9999 refused the session: wrong token (the viewer's token is not the server's)");
     expect(m.sessionCount).toBe(0);
-    expect(m.authFailures).toBe(1);
+    expect(m.authCounters.authFailures).toBe(1);
   });
 
   test("a server with another token cannot welcome the viewer: its tag fails, and the viewer says the server did not prove the token", () => {
@@ -191,7 +194,7 @@ describe("token handshake, both machines", () => {
     ]);
     expect(logLines(seen.serverActions)[0]).toBe('WARN [server] client refused reason=auth client=192.168.1.20:50001 detail="no token"');
     expect(finished(seen.clientActions)!.error!.isFinal).toBe(true);
-    expect(m.authFailures).toBe(0);
+    expect(m.authCounters.authFailures).toBe(0);
   });
 
   test("a viewer that can answer but not decrypt is refused", () => {
@@ -330,17 +333,27 @@ describe("lockout of repeated wrong tokens", () => {
     expect(logLines(attempt(WRONG, 11_030).serverActions)).toHaveLength(1);
   });
 
-  test("the lockout table is bounded and forgets quiet addresses", () => {
-    const l = new AuthLockout({ freeFailures: 0, baseMs: 1000, forgetMs: 60_000, maxAddresses: 100 });
+  test("the lockout table is bounded, never forgets a locked address to make room (it refuses the new one, counted), and forgets quiet ones", () => {
+    const wide = { freeFailures: 1e9 };
+    const l = new AuthLockout({ freeFailures: 0, baseMs: 1000, forgetMs: 60_000, maxAddresses: 100, network: wide, server: wide });
     for (let i = 0; i < 1000; i++) l.failed(`10.0.${i >> 8}.${i & 0xff}`, i);
     expect(l.size).toBe(100);
-    // The most recent failures are the ones kept.
-    expect(l.lockedFor("10.0.3.231", 999)).toBe(1000);
-    expect(l.lockedFor("10.0.0.0", 999)).toBe(0);
+    // Every address it holds is still locked: the first 100 are kept, the 900 after them refused.
+    expect(l.refusedEntries).toBe(900);
+    expect(l.lockedFor("10.0.0.0", 999)).toBe(1);
+    expect(l.lockedFor("10.0.0.99", 999)).toBe(1099 - 999);
+    expect(l.lockedFor("10.0.3.231", 999)).toBe(0);
+    // A new address is refused as if locked while there is no room to count its failures.
+    expect(l.check("10.0.3.231", 999)).toEqual({ scope: "full", ms: 1000 });
+    expect(l.check("10.0.0.1", 999)).toEqual({ scope: "address", ms: 2 });
+    // Once locks have ended, an unlocked address makes room again.
+    expect(l.check("10.0.3.231", 2000)).toBeNull();
+    expect(l.failed("10.0.3.231", 2000)).toMatchObject({ failures: 1, lockedMs: 1000 });
+    expect(l.size).toBe(100);
     // Quiet for longer than forgetMs: starts afresh (its next failure is the first again).
-    expect(l.failed("10.0.3.231", 61_000)).toEqual({ failures: 1, lockedMs: 1000 });
-    l.failed("10.0.3.231", 61_001);
-    expect(l.failed("10.0.3.231", 200_000).failures).toBe(1);
+    expect(l.failed("10.0.0.50", 61_000)).toMatchObject({ failures: 1, lockedMs: 1000 });
+    l.failed("10.0.0.50", 61_001);
+    expect(l.failed("10.0.0.50", 200_000).failures).toBe(1);
   });
 
   test("the response must come within the hello deadline of the challenge", () => {

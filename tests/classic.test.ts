@@ -7,6 +7,7 @@ import { ClassicWatcher } from "../lib/receive/classic-watcher.ts";
 import { ConnectError } from "../lib/receive/handshake.ts";
 import { Viewer } from "../lib/receive/viewer.ts";
 import { createWatcher } from "../lib/receive/watcher.ts";
+import { Capacity } from "../lib/send/capacity.ts";
 import { ClassicEncoder } from "../lib/send/classic-encoder.ts";
 import { ClassicViewers, FIRST_SEND_DELAY_MS, normalizeAddress, type ClassicAction } from "../lib/send/classic-viewers.ts";
 import {
@@ -283,11 +284,56 @@ describe("ClassicViewers", () => {
     expect(m.viewers().map((v) => v.id)).toEqual([2]);
   });
 
-  test("one more than maxViewers is refused", () => {
-    const m = new ClassicViewers({ maxViewers: 2 });
+  test("a viewer flooded with forged continue answers from its own address and port is not starved: answers beyond the copies sent are counted and release nothing", () => {
+    /**
+     * Pictures the viewer answered over 8 s of a 30 fps camera, its answers 60 ms after
+     * each picture, its first picture lost (so it is resent at 550 ms); the forger starts
+     * answering every 2 ms once the resend is out, when an answer starts a quiet period.
+     */
+    const run = (forged: boolean) => {
+      const m = withViewer();
+      const answerAt: number[] = [];
+      let pictures = 0;
+      let lost = true;
+      const take = (out: ClassicAction[], t: number) => {
+        for (const a of sends(out)) {
+          if (lost) lost = false; // the first never arrives: a resend, and settling, follow
+          else {
+            pictures++;
+            answerAt.push(t + 60);
+          }
+        }
+      };
+      for (let t = 0; t <= 8000; t++) {
+        if (t % 33 === 0) take(m.push({ type: "frame", frame: frame(1 + t / 33) }, t), t);
+        if (t % 50 === 0) take(m.push({ type: "tick" }, t), t);
+        while (answerAt.length > 0 && answerAt[0]! <= t) {
+          answerAt.shift();
+          take(m.push(answer(A, "continue"), t), t);
+        }
+        if (forged && t > 560 && t % 2 === 0) take(m.push(answer(A, "continue"), t), t);
+      }
+      return { pictures, viewer: m.viewers()[0]!, counters: m.counters };
+    };
+    const plain = run(false);
+    const flooded = run(true);
+    expect(plain.pictures).toBeGreaterThan(100);
+    expect(plain.viewer.extraAnswers).toBe(0);
+    // Forged answers can release a picture early, never hold one up: at least as many arrive.
+    expect(flooded.pictures).toBeGreaterThanOrEqual(plain.pictures);
+    expect(flooded.viewer.extraAnswers).toBeGreaterThan(3000);
+    expect(flooded.counters.extraAnswers).toBe(flooded.viewer.extraAnswers);
+    // The late answer to the resent copy still counts as late, not extra.
+    expect(plain.viewer.lateAnswers).toBeLessThanOrEqual(1);
+  });
+
+  test("one more than the shared capacity's maxClients is refused", () => {
+    const m = new ClassicViewers({ capacity: new Capacity({ maxClients: 2 }) });
     m.push({ type: "join", id: 1, ...A }, 0);
     m.push({ type: "join", id: 2, ...B }, 0);
-    expect(m.push({ type: "join", id: 3, ...A2 }, 0)).toEqual([{ type: "refused", id: 3, ...A2, reason: "full" }]);
+    expect(m.push({ type: "join", id: 3, ...A2 }, 0)).toEqual([
+      { type: "refused", id: 3, ...A2, why: { reason: "full", max: 2, text: "server full: 2 viewers already connected" } },
+    ]);
     expect(m.counters.refused).toBe(1);
     expect(m.size).toBe(2);
     expect(() => m.push({ type: "join", id: 1, ...A2 }, 0)).toThrow(/twice/);

@@ -438,6 +438,13 @@ describe("a busy server before the first welcome", () => {
     expect(wait("wrong token too often from 10.0.0.5: try again in 9999999 s")).toEqual({ kind: "locked", waitMs: 3_600_000 });
     expect(wait("wrong token too often from 10.0.0.5: try again in 99999999 s")).toEqual({ kind: "final" });
     expect(wait("try again in 5 s")).toEqual({ kind: "final" });
+    // Lockouts of a network, of the server for unknown addresses, and of a full table are waited out alike.
+    expect(wait("wrong token too often from 10.0.0.0/24: try again in 4 s")).toEqual({ kind: "locked", waitMs: 4000 });
+    expect(wait("wrong token too often on this server from addresses it does not know: try again in 2 s")).toEqual({ kind: "locked", waitMs: 2000 });
+    expect(wait("too many addresses are locked out for a wrong token: try again in 3 s")).toEqual({ kind: "locked", waitMs: 3000 });
+    // A handshake queue that is full clears by itself.
+    expect(classifyRefusal(RefuseReason.Other, "too many handshakes from this address: try again")).toEqual({ kind: "busy" });
+    expect(classifyRefusal(RefuseReason.Other, "too many handshakes in progress: try again")).toEqual({ kind: "busy" });
   });
 
   test("a refusal that is for the user to fix, after busy ones, ends it at once with its own words", () => {

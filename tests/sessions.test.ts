@@ -1,23 +1,32 @@
 import { expect, test } from "bun:test";
+import { Capacity } from "../lib/send/capacity.ts";
 import { SessionTable } from "../lib/send/sessions.ts";
 
 const peer = (n: number) => ({ address: "127.0.0.1", tcpPort: 40000 + n, udpPort: 50000 + n, name: `v${n}`, resume: new Uint8Array(16).fill(n) });
 
-test("admits up to maxClients, then refuses as full; a leave frees a place", () => {
-  const t = new SessionTable({ maxClients: 2, timeoutMs: 5000 });
-  const a = t.admit(peer(1), 0);
-  const b = t.admit(peer(2), 0);
+test("capacity admits up to maxClients, then refuses as full; a leave frees a place", () => {
+  const t = new SessionTable({ timeoutMs: 5000 });
+  const places = new Capacity({ maxClients: 2 });
+  const admit = (n: number) => {
+    if (places.check(peer(n).address)) return { ok: false as const, reason: "full" as const };
+    const r = t.admit(peer(n), 0);
+    if (r.ok) places.add(`udp:${r.session.id}`, r.session.address);
+    return r;
+  };
+  const a = admit(1);
+  const b = admit(2);
   expect(a.ok && b.ok).toBe(true);
-  expect(t.admit(peer(3), 0)).toEqual({ ok: false, reason: "full" });
+  expect(admit(3)).toEqual({ ok: false, reason: "full" });
   if (!a.ok) throw new Error("unreachable");
   expect(t.remove(a.session.id)?.udpPort).toBe(50001);
+  places.remove(`udp:${a.session.id}`);
   expect(t.remove(a.session.id)).toBeUndefined();
-  expect(t.admit(peer(3), 0).ok).toBe(true);
+  expect(admit(3).ok).toBe(true);
 });
 
 test("ids are non-zero and unique even when the random source repeats", () => {
   const draws = [0, 7, 7, 7, 9];
-  const t = new SessionTable({ maxClients: 8, timeoutMs: 5000, randomId: () => draws.shift() ?? 11 });
+  const t = new SessionTable({ timeoutMs: 5000, randomId: () => draws.shift() ?? 11 });
   const ids = [1, 2, 3].map((n) => {
     const r = t.admit(peer(n), 0);
     return r.ok ? r.session.id : -1;
@@ -26,7 +35,7 @@ test("ids are non-zero and unique even when the random source repeats", () => {
 });
 
 test("a session silent for longer than the timeout expires; hearing from it keeps it", () => {
-  const t = new SessionTable({ maxClients: 8, timeoutMs: 5000 });
+  const t = new SessionTable({ timeoutMs: 5000 });
   const a = t.admit(peer(1), 0);
   const b = t.admit(peer(2), 0);
   if (!a.ok || !b.ok) throw new Error("unreachable");
@@ -37,7 +46,7 @@ test("a session silent for longer than the timeout expires; hearing from it keep
 });
 
 test("a second session to the same address and UDP port is refused as a duplicate", () => {
-  const t = new SessionTable({ maxClients: 8, timeoutMs: 5000 });
+  const t = new SessionTable({ timeoutMs: 5000 });
   expect(t.admit(peer(1), 0).ok).toBe(true);
   expect(t.admit({ ...peer(2), udpPort: peer(1).udpPort }, 0)).toEqual({ ok: false, reason: "duplicate" });
   expect(t.admit({ ...peer(1), address: "127.0.0.2" }, 0).ok).toBe(true);

@@ -411,6 +411,26 @@ function camera(server: StreamServer, ms = 20, bytes = 2000): Disposable & { seq
   return cam;
 }
 
+describe("--max-per-host over real sockets", () => {
+  test("classroom viewers and browser places from one address are refused past the limit, whatever kind took the others", async () => {
+    await withServer(async (server, log) => {
+      const viewers = [await classicViewer(server.port), await classicViewer(server.port)];
+      try {
+        await until(() => server.viewerCount === 2, 3000, "two classroom viewers");
+        const third = await classicViewer(server.port);
+        viewers.push(third);
+        await until(() => third.state.closed, 3000, "the third closed");
+        expect(log.lines.some((l) => l.includes(`kind=classic udp=${third.port} reason="too many viewers from this address" max=2`))).toBe(true);
+        expect(server.admitOther("browser", "127.0.0.1", "")).toEqual({ refused: "too many viewers from 127.0.0.1: at most 2 per address" });
+        expect("id" in server.admitOther("browser", "127.0.0.2", "")).toBe(true);
+        expect(server.viewerCount).toBe(3);
+      } finally {
+        for (const v of viewers) v.close();
+      }
+    }, 8, 5000, { maxPerHost: 2 });
+  });
+});
+
 describe("classroom viewers on the control port", () => {
   test("get one picture per answer from the UDP port the welcome names, at their own address and port; end leaves, logged", async () => {
     await withServer(async (server, log) => {

@@ -26,8 +26,10 @@ const BUSY_TEXTS = [
   /^too many connections without hello\b/,
   /^too many viewers from \S+: at most \d+ per address$/,
   /^UDP port \d+ of \S+ is already receiving this stream\b/,
+  /^too many handshakes (from this address|in progress): try again$/,
 ];
-const LOCKOUT_TEXT = /^wrong token too often from \S+: try again in (\d{1,7}) s$/;
+// A lockout of the address, its network or the server (lib/send/token-exchange.ts), or a full lockout table.
+const LOCKOUT_TEXT = /^(?:wrong token too often (?:from \S+|on this server from addresses it does not know)|too many addresses are locked out for a wrong token): try again in (\d{1,7}) s$/;
 
 /** How a refusal with `reason` and the server's `text` should be taken. */
 export function classifyRefusal(reason: number, text: string): Refusal {

@@ -3,6 +3,8 @@ import { MAX_CLASSIC_DATAGRAM, decodeClassicAnswer } from "../wire/classic.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { seqLess } from "../wire/seq.ts";
 import { plainAddress as normalizeAddress } from "../net/address.ts";
+import type { AdmissionAction, Refusal } from "./admission-types.ts";
+import { Capacity, noPlaceReason, type NoPlace } from "./capacity.ts";
 
 /** How often the owner should tick the machine while it has viewers. */
 export const CLASSIC_TICK_MS = 50;
@@ -41,6 +43,8 @@ export interface ClassicViewer {
   answers: number;
   /** Answers taken for copies that were resent, which release no picture. */
   lateAnswers: number;
+  /** Answers beyond the pictures sent (a forger's, or duplicates), which release nothing. */
+  extraAnswers: number;
   lastAnswerAt: number | null;
 }
 
@@ -65,15 +69,20 @@ export type ClassicAction =
   | { type: "send"; id: number; address: string; port: number; seq: number; jpeg: Uint8Array; resend: boolean }
   /** Log the join. */
   | { type: "joined"; viewer: Readonly<ClassicViewer> }
-  /** Close that connection: the server is full (a classic viewer cannot be told why). */
-  | { type: "refused"; id: number; address: string; port: number; reason: "full" }
+  /**
+   * Close that connection (a classic viewer cannot be told why): no place for it, or
+   * the server has a token (it could not prove one, and its pictures would go out plain).
+   */
+  | { type: "refused"; id: number; address: string; port: number; why: NoPlace | { reason: "auth"; text: string } }
   /** Log the leave and close its TCP connection (already closed for "closed"). */
   | { type: "left"; viewer: Readonly<ClassicViewer>; reason: ClassicLeaveReason };
 
 /** Limits and timings; the defaults suit the classroom viewer on a LAN. */
 export interface ClassicViewersOptions {
-  /** Classic viewers at once (default 32); one more is refused. */
-  maxViewers?: number;
+  /** The places shared with every other kind of viewer (default: 32 of them, for classic viewers alone). */
+  capacity?: Capacity;
+  /** The server needs a token, which a classroom viewer cannot prove: every join is refused. */
+  tokenRequired?: boolean;
   /** Silence after a picture before the newest one is sent again (default 500 ms). */
   resendMs?: number;
   /** Silence after a picture before the viewer is dropped (default 5000 ms). */
@@ -92,7 +101,9 @@ export interface ClassicCounters {
   staleFrames: number;
   /** Frames over maxBytes (never sent). */
   oversizeFrames: number;
-  /** Joins refused because the server was full. */
+  /** Answers beyond the copies sent, from a viewer's own address and port (ignored). */
+  extraAnswers: number;
+  /** Joins refused: no place (--max-clients, --max-per-host), or a token needed. */
   refused: number;
 }
 
@@ -108,6 +119,8 @@ interface ViewerState extends ClassicViewer {
   waitingSince: number | null;
   /** While set, answers are taken as late and only push this further (see the class comment). */
   settleUntil: number | null;
+  /** Late answers still to come while settling: one per extra copy sent; any more are extra answers. */
+  lateExpected: number;
   /** Smoothed time from a picture to its answer, when one has been measured cleanly. */
   answerMs: number | null;
 }
@@ -116,6 +129,9 @@ interface ViewerState extends ClassicViewer {
 export { normalizeAddress };
 
 const keyOf = (address: string, port: number) => `${normalizeAddress(address)}:${port}`;
+
+/** The Capacity key of a classroom viewer. */
+export const classicKey = (id: number) => `classic:${id}`;
 
 /**
  * Serves classroom viewers: each gets the newest picture whenever it has answered the
@@ -131,17 +147,19 @@ const keyOf = (address: string, port: number) => `${normalizeAddress(address)}:$
  * within it are late ones for the extra copies, and the next picture goes when it ends.
  */
 export class ClassicViewers {
-  readonly counters: ClassicCounters = { foreign: 0, invalid: 0, staleFrames: 0, oversizeFrames: 0, refused: 0 };
+  readonly counters: ClassicCounters = { foreign: 0, invalid: 0, extraAnswers: 0, staleFrames: 0, oversizeFrames: 0, refused: 0 };
   readonly #byKey = new Map<string, ViewerState>();
   readonly #byId = new Map<number, ViewerState>();
-  readonly #maxViewers: number;
+  readonly #capacity: Capacity;
+  readonly #tokenRequired: boolean;
   readonly #resendMs: number;
   readonly #timeoutMs: number;
   readonly #maxBytes: number;
   #newest: Frame | null = null;
 
   constructor(opts: ClassicViewersOptions = {}) {
-    this.#maxViewers = opts.maxViewers ?? 32;
+    this.#capacity = opts.capacity ?? new Capacity({ maxClients: 32, maxPerHost: 32 });
+    this.#tokenRequired = opts.tokenRequired ?? false;
     this.#resendMs = opts.resendMs ?? 500;
     this.#timeoutMs = opts.timeoutMs ?? 5000;
     this.#maxBytes = opts.maxBytes ?? MAX_CLASSIC_DATAGRAM;
@@ -194,25 +212,33 @@ export class ClassicViewers {
     return out;
   }
 
+  /**
+   * A connection announced a UDP port. It takes a place like any viewer, unless it
+   * replaces the one already at that address and port (a restarted viewer: two streams
+   * to one socket would double its traffic, and the old connection is the stale one).
+   */
   #join(id: number, address: string, port: number, now: number, out: ClassicAction[]): void {
     if (this.#byId.has(id)) throw new Error(`classic viewer id ${id} joined twice`);
     const key = keyOf(address, port);
     const previous = this.#byKey.get(key);
-    // The same socket asked again (a restarted viewer): two streams to one socket
-    // would double its traffic, and the old connection is the stale one.
-    if (previous) this.#leave(previous, "replaced", out);
-    if (this.#byId.size >= this.#maxViewers) {
+    const plain = normalizeAddress(address);
+    const why = this.#tokenRequired
+      ? { reason: "auth" as const, text: "a classroom viewer cannot prove the token" }
+      : this.#capacity.check(plain, previous ? classicKey(previous.id) : null);
+    if (why) {
       this.counters.refused++;
-      out.push({ type: "refused", id, address: normalizeAddress(address), port, reason: "full" });
+      out.push({ type: "refused", id, address: plain, port, why });
       return;
     }
+    if (previous) this.#leave(previous, "replaced", out);
     const v: ViewerState = {
-      id, address: normalizeAddress(address), port, joinedAt: now, framesSent: 0, resends: 0, answers: 0, lateAnswers: 0,
+      id, address: plain, port, joinedAt: now, framesSent: 0, resends: 0, answers: 0, lateAnswers: 0, extraAnswers: 0,
       lastAnswerAt: null, key, firstSendAt: now + FIRST_SEND_DELAY_MS, lastSentSeq: null, lastSentAt: now, unanswered: 0,
-      waitingSince: null, settleUntil: null, answerMs: null,
+      waitingSince: null, settleUntil: null, lateExpected: 0, answerMs: null,
     };
     this.#byId.set(id, v);
     this.#byKey.set(key, v);
+    this.#capacity.add(classicKey(id), plain);
     out.push({ type: "joined", viewer: publicView(v) });
   }
 
@@ -248,14 +274,23 @@ export class ClassicViewers {
       this.#leave(v, "end", out);
       return;
     }
+    // More answers than copies sent (a forger on the LAN can send its own from the viewer's
+    // address and port): counted, and they release nothing and hold nothing up.
+    if (v.settleUntil !== null ? v.lateExpected === 0 : v.unanswered === 0) {
+      v.extraAnswers++;
+      this.counters.extraAnswers++;
+      return;
+    }
     v.answers++;
     v.lastAnswerAt = now;
     if (v.settleUntil !== null) {
       v.lateAnswers++;
+      v.lateExpected--;
       v.settleUntil = now + this.#settleMs(v);
       return;
     }
     const resent = v.unanswered > 1;
+    v.lateExpected = v.unanswered - 1;
     if (v.unanswered === 1) {
       const took = now - v.lastSentAt;
       v.answerMs = v.answerMs === null ? took : v.answerMs + (took - v.answerMs) / 8;
@@ -307,12 +342,46 @@ export class ClassicViewers {
 
   #leave(v: ViewerState, reason: ClassicLeaveReason, out: ClassicAction[]): void {
     this.#byId.delete(v.id);
+    this.#capacity.remove(classicKey(v.id));
     if (this.#byKey.get(v.key) === v) this.#byKey.delete(v.key);
     out.push({ type: "left", viewer: publicView(v), reason });
   }
 }
 
 function publicView(v: ViewerState): Readonly<ClassicViewer> {
-  const { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, lastAnswerAt } = v;
-  return { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, lastAnswerAt };
+  const { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, extraAnswers, lastAnswerAt } = v;
+  return { id, address, port, joinedAt, framesSent, resends, answers, lateAnswers, extraAnswers, lastAnswerAt };
+}
+
+/**
+ * A refused join as admission refuses it: a classroom viewer understands no refusal,
+ * so closing is all it can be told; a token it cannot prove is a security event.
+ */
+export function classicRefusal(a: Extract<ClassicAction, { type: "refused" }>, peer: string): Refusal {
+  const w = a.why;
+  if (w.reason === "auth") return { reason: null, text: "auth", level: "security", fields: { reason: "auth", client: peer, kind: "classic", udp: a.port, detail: w.text } };
+  return { reason: null, text: noPlaceReason(w), level: "warn", fields: { client: peer, kind: "classic", udp: a.port, reason: noPlaceReason(w), max: w.max } };
+}
+
+/** A join, leave or picture as admission's actions; `peer` is its TCP connection's, `clients` the viewers of every kind now. */
+export function classicAdmissionActions(a: Exclude<ClassicAction, { type: "refused" }>, peer: string | undefined, clients: number, now: number): AdmissionAction[] {
+  switch (a.type) {
+    case "send":
+      return [{ kind: "datagram", conn: a.id, address: a.address, port: a.port, bytes: a.jpeg }];
+    case "joined":
+      return [{ kind: "log", level: "info", message: "client joined", fields: { client: peer, kind: "classic", udp: a.viewer.port, clients } }];
+    case "left": {
+      const v = a.viewer;
+      return [
+        {
+          kind: "log", level: "info", message: "client left",
+          fields: {
+            client: peer, kind: "classic", udp: v.port, reason: a.reason, seconds: ((now - v.joinedAt) / 1000).toFixed(1),
+            framesSent: v.framesSent, framesReceived: v.answers, resends: v.resends, extraAnswers: v.extraAnswers || undefined, clients,
+          },
+        },
+        { kind: "close", conn: v.id, reason: a.reason },
+      ];
+    }
+  }
 }

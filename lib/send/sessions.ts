@@ -1,4 +1,4 @@
-/** What the server knows about one viewer. */
+/** What the server knows about one lancam viewer (what was sent to it is the sender's, see SendCounters). */
 export interface Session {
   readonly id: number;
   /** The TCP peer's address: the only place this session's frames go. */
@@ -15,14 +15,6 @@ export interface Session {
    */
   delivery: "multicast" | "unicast";
   lastHeardAt: number;
-  /** The sender's counts, bumped as it sends; the leave line reports framesSent. */
-  framesSent: number;
-  datagramsSent: number;
-  /** Datagrams of an older frame not yet sent when a newer frame replaced them. */
-  datagramsSuperseded: number;
-  /** Frame numbers of the first and the latest frame sent to it; null before the first. */
-  firstFrame: number | null;
-  lastFrame: number | null;
   lastReport: ViewerReport | null;
   /** Reports (and bye totals) that claimed more than was sent, ignored. */
   reportsRejected: number;
@@ -32,6 +24,20 @@ export interface Session {
   /** Its report's framesReceived when the streak began: a viewer whose count grows is receiving. */
   receivedWhenUnreachable: number;
 }
+
+/** What the sender handed to one session, kept where the sending happens and read by admission. */
+export interface SendCounters {
+  framesSent: number;
+  /** Frame numbers of the first and the latest frame sent to it; null before the first. */
+  firstFrame: number | null;
+  lastFrame: number | null;
+}
+
+/** Nothing sent yet. */
+export const NOTHING_SENT: Readonly<SendCounters> = Object.freeze({ framesSent: 0, firstFrame: null, lastFrame: null });
+
+/** Where a session's frames go, as handed to the sender: a copy, not the session. */
+export type StreamTarget = Readonly<Pick<Session, "id" | "address" | "tcpPort" | "udpPort" | "name" | "delivery">>;
 
 /** The viewer's own account of what arrived (from its receiver reports). */
 export interface ViewerReport {
@@ -49,20 +55,25 @@ export type LeaveReason =
   | "udp port unreachable" | "not reading";
 
 /** Outcome of a join request. */
-export type Admission = { ok: true; session: Session } | { ok: false; reason: "full" | "duplicate" };
+export type Admission = { ok: true; session: Session } | { ok: false; reason: "duplicate" };
+
+/** A session id as logged (`session=`): eight hex digits. */
+export const sessionHex = (s: Pick<Session, "id">) => s.id.toString(16).padStart(8, "0");
+
+/** ICMP errors further apart than this are not one streak (Linux rate-limits them). */
+const UNREACHABLE_GAP_MS = 2000;
 
 /**
- * The set of active viewers: admission (bounded by maxClients), liveness and
- * removal. Plain bookkeeping, no sockets: the clock is passed in.
+ * The set of active lancam viewers: ids, liveness, ICMP streaks and removal. Places
+ * (maxClients, maxPerHost) are Capacity's. Plain bookkeeping, no sockets: the clock
+ * is passed in.
  */
 export class SessionTable {
   readonly #sessions = new Map<number, Session>();
-  readonly #maxClients: number;
   readonly #timeoutMs: number;
   readonly #randomId: () => number;
 
-  constructor(opts: { maxClients: number; timeoutMs: number; randomId?: () => number }) {
-    this.#maxClients = opts.maxClients;
+  constructor(opts: { timeoutMs: number; randomId?: () => number }) {
     this.#timeoutMs = opts.timeoutMs;
     this.#randomId = opts.randomId ?? (() => crypto.getRandomValues(new Uint32Array(1))[0]!);
   }
@@ -72,28 +83,28 @@ export class SessionTable {
   }
 
   /**
-   * Admits a viewer unless the server is full or that address and UDP port already
-   * get the stream (a second session would double the traffic to one socket); ids
-   * are random, non-zero and unique. `others` is how many viewers of other kinds
-   * (classroom viewers, browsers) share the maxClients places.
+   * Admits a viewer unless that address and UDP port already get the stream (a second
+   * session would double the traffic to one socket); ids are random, non-zero and unique.
    */
-  admit(peer: { address: string; tcpPort: number; udpPort: number; name: string; resume: Uint8Array }, nowMs: number, others = 0): Admission {
-    for (const s of this.#sessions.values()) {
-      if (s.address === peer.address && s.udpPort === peer.udpPort) return { ok: false, reason: "duplicate" };
-    }
-    if (this.#sessions.size + others >= this.#maxClients) return { ok: false, reason: "full" };
+  admit(peer: { address: string; tcpPort: number; udpPort: number; name: string; resume: Uint8Array }, nowMs: number): Admission {
+    if (this.at(peer.address, peer.udpPort)) return { ok: false, reason: "duplicate" };
     let id = 0;
     for (let tries = 0; id === 0 || this.#sessions.has(id); tries++) {
       if (tries > 64) throw new Error("cannot draw a unique session id");
       id = this.#randomId() >>> 0;
     }
     const session: Session = {
-      id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast",
-      framesSent: 0, datagramsSent: 0, datagramsSuperseded: 0, firstFrame: null, lastFrame: null, lastReport: null, reportsRejected: 0,
+      id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast", lastReport: null, reportsRejected: 0,
       unreachableSince: null, unreachableLastAt: 0, receivedWhenUnreachable: 0,
     };
     this.#sessions.set(id, session);
     return { ok: true, session };
+  }
+
+  /** The session receiving at address:udpPort, if any. */
+  at(address: string, udpPort: number): Session | undefined {
+    for (const s of this.#sessions.values()) if (s.address === address && s.udpPort === udpPort) return s;
+    return undefined;
   }
 
   /** Every session, in the order they joined. */
@@ -122,6 +133,36 @@ export class SessionTable {
   expired(nowMs: number): Session[] {
     const out: Session[] = [];
     for (const s of this.#sessions.values()) if (nowMs - s.lastHeardAt > this.#timeoutMs) out.push(s);
+    return out;
+  }
+
+  /** The UDP socket reported ICMP errors; every session in `ids` was sent to meanwhile, so each is a suspect. */
+  unreachable(ids: Iterable<number>, nowMs: number): void {
+    for (const id of ids) {
+      const s = this.#sessions.get(id);
+      if (!s) continue;
+      if (s.unreachableSince === null || nowMs - s.unreachableLastAt > UNREACHABLE_GAP_MS) {
+        s.unreachableSince = nowMs;
+        s.receivedWhenUnreachable = s.lastReport?.framesReceived ?? 0;
+      }
+      s.unreachableLastAt = nowMs;
+    }
+  }
+
+  /**
+   * Sessions whose errors went on for `forMs` while their reports showed nothing
+   * arriving. A streak ends when the errors stop or the viewer's count grows.
+   */
+  deadPorts(nowMs: number, forMs: number): Session[] {
+    const out: Session[] = [];
+    for (const s of this.#sessions.values()) {
+      if (s.unreachableSince === null) continue;
+      if (nowMs - s.unreachableLastAt > UNREACHABLE_GAP_MS || (s.lastReport?.framesReceived ?? 0) > s.receivedWhenUnreachable) {
+        s.unreachableSince = null;
+        continue;
+      }
+      if (nowMs - s.unreachableSince >= forMs) out.push(s);
+    }
     return out;
   }
 }

@@ -2,65 +2,31 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import type { TokenKey } from "../net/session-keys.ts";
 import { CAP_VERIFY, WRAP_NONCE_SIZE, type ControlMessage } from "../wire/control.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
 import { FrameSigner } from "./frame-signer.ts";
 import { SIGNATURE_SIZE } from "../net/frame-signature.ts";
+import { UserError } from "../errors/user-error.ts";
 import { Fragmenter } from "./fragmenter.ts";
 import type { Frame } from "../wire/frame.ts";
 import type { Logger } from "../log/format.ts";
 import { throttled } from "../log/logger.ts";
-import { Pacer } from "./pacer.ts";
-import type { Session } from "./sessions.ts";
-import { Admission, type AdmissionAction, type ConnId, type OtherCounters, type ViewerSummary } from "./admission.ts";
-import type { LockoutOptions } from "./auth-lockout.ts";
-import { ClassicEncoder, type FitFunction } from "./classic-encoder.ts";
+import { FrameFanout } from "./frame-fanout.ts";
+import type { StreamServerOptions } from "./stream-server-options.ts";
+import { peerOf } from "./peer-address.ts";
+import { plainAddress } from "../net/address.ts";
+import { newServerStats, type ServerStats } from "./server-stats.ts";
+import { Admission, DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_MAX_PER_HOST, type AdmissionAction, type ConnId, type OtherCounters, type ViewerSummary } from "./admission.ts";
+import { ClassicEncoder } from "./classic-encoder.ts";
 import { CLASSIC_TICK_MS } from "./classic-viewers.ts";
 import { enlargeBuffer, socketFd } from "../net/udp-buffer.ts";
-import { configureGroupSender, type GroupConfig } from "../net/multicast.ts";
-import { UserError } from "../errors/user-error.ts";
-import { plainAddress } from "../net/address.ts";
+import { configureGroupSender } from "../net/multicast.ts";
 
 export type { OtherCounters, ViewerSummary } from "./admission.ts";
-
-/** How the server is set up. */
-export interface StreamServerOptions {
-  port: number;
-  bind: string;
-  mtu: number;
-  maxClients: number;
-  stream: { width: number; height: number; fps: number };
-  log: Logger;
-  heartbeatMs?: number;
-  timeoutMs?: number;
-  /** Connections that have not said hello yet; one more evicts the oldest. */
-  maxPending?: number;
-  /** How long a connection may take to say hello (and answer the challenge). */
-  helloTimeoutMs?: number;
-  /** Viewers of every kind from one address. */
-  maxPerHost?: number;
-  /** How long a viewer's UDP port may answer only with ICMP errors before its session ends. */
-  unreachableMs?: number;
-  /** The token, stretched: viewers must prove it, and every frame is encrypted. Null: open to anyone. */
-  token?: TokenKey | null;
-  /** How repeated wrong tokens from one address are slowed down. */
-  lockout?: LockoutOptions;
-  /** Most control bytes held for a viewer that does not read (default MAX_PENDING_BYTES). */
-  maxControlBacklog?: number;
-  /** Fraction of the frame interval a frame's datagrams are spread over. */
-  spread?: number;
-  /**
-   * Classroom viewers: JPEG quality of pictures re-encoded to fit one datagram
-   * (default 80), their resend and timeout, and the fit function (tests pass their own).
-   */
-  classic?: { quality?: number; resendMs?: number; timeoutMs?: number; fit?: FitFunction };
-  /** Send each datagram once to this multicast group for every viewer that can join it. Null: unicast only. */
-  multicast?: GroupConfig | null;
-  /** The session id of the group's datagrams; random (non-zero) by default. */
-  streamId?: number;
-}
+export type { ServerStats } from "./server-stats.ts";
+export type { StreamServerOptions } from "./stream-server-options.ts";
+export { peerOf } from "./peer-address.ts";
 
 /** Per-connection state kept on the Bun socket. */
 interface Conn {
@@ -69,79 +35,12 @@ interface Conn {
   peer: string;
   /** Admission let go of it: what arrives now is ignored. */
   closing: boolean;
-  stream: Stream | null;
+  /** The session its frames go to (FrameFanout), once admission started one. */
+  sessionId: number | null;
   /** An authenticated connection's key-wrap key and how many keys it was sent (each needs its own nonce). */
   wrap: { key: Uint8Array; sent: number } | null;
   /** Its hello offered CAP_VERIFY: its welcome carries the signing key. */
   verifies: boolean;
-}
-
-/** One viewer's frames: where they go and the buffer they are cut into. */
-interface Stream {
-  kind: "viewer";
-  session: Session;
-  fragmenter: Fragmenter;
-  /** Its connection, for the stream keys it is sent. */
-  conn: Conn;
-  /** When datagrams last went to it (an ICMP error is blamed on those sent to lately). */
-  lastSentAt: number;
-}
-
-/** The multicast group's frames: cut once, sent once, for every viewer in the group. */
-interface GroupStream {
-  kind: "group";
-  fragmenter: Fragmenter;
-  target: { address: string; port: number };
-  streamId: number;
-}
-
-/** Counters the server reports at exit. */
-export interface ServerStats {
-  framesBroadcast: number;
-  datagramsSent: number;
-  /** Datagrams the socket did not take at once (send buffer full), sent again on a later tick. */
-  sendRetries: number;
-  /** Sends that threw (a pending ICMP error is reported this way too; those are retried). */
-  sendErrors: number;
-  /** ICMP errors the socket reported (port unreachable: a viewer's process is gone). */
-  icmpErrors: number;
-  /** Datagrams given up after sends kept failing. */
-  datagramsDropped: number;
-  datagramsSuperseded: number;
-  /** Frames that cannot be sent: empty, or more fragments than the header can count. */
-  framesNotSent: number;
-  /** Pictures sent to classroom viewers, one datagram each, resends included. */
-  classicDatagramsSent: number;
-  /** Pictures for classroom viewers the socket did not take or that kept failing (their resend covers them). */
-  classicSendErrors: number;
-  /** Frames that could not be fitted into one classroom datagram (skipped). */
-  classicFitFailures: number;
-  /** Datagrams on the UDP socket that were no classroom viewer's answer (strangers, garbage). */
-  classicAnswersIgnored: number;
-  /** Bytes classroom viewers sent on TCP after their port number, which they never should. */
-  classicTcpBytesIgnored: number;
-  /** Connections reset before the server could look at them (no peer address left). */
-  connectionsGoneAtOpen: number;
-  /** Control messages with a missing or wrong tag (dropped). */
-  controlForged: number;
-  /** Wrong token proofs (each logged as refused reason=auth). */
-  authFailures: number;
-  /** Reports and bye totals that claimed more than was sent (ignored). */
-  reportsRejected: number;
-  /** Connections closed to make room for newer ones while many waited for their hello. */
-  pendingEvicted: number;
-  /** Frames encrypted: once each, whatever the number of viewers. */
-  framesEncrypted: number;
-  /** Stream keys started after the first (viewers leaving, counters running out). */
-  keyRotations: number;
-  /** Frames sent to the multicast group (once each, whatever the number of viewers in it). */
-  groupFramesSent: number;
-  /** Datagrams sent to the multicast group (counted in datagramsSent too). */
-  groupDatagramsSent: number;
-  /** Viewers the group did not reach, switched to unicast. */
-  fallbacks: number;
-  /** Frames signed: once each, whatever the number of viewers. */
-  framesSigned: number;
 }
 
 /**
@@ -177,38 +76,19 @@ function randomStreamId(): number {
 }
 
 /**
- * The peer of a just-opened socket, or null when it has none: a connection reset
- * before its open callback ran has no remote address any more.
- */
-export function peerOf(sock: { remoteAddress?: string | null; remotePort?: number }): { address: string; port: number } | null {
-  const a = sock.remoteAddress;
-  if (typeof a !== "string" || a === "") return null;
-  return { address: plainAddress(a), port: sock.remotePort ?? 0 };
-}
-
-/**
  * The fan-out server: TCP control connections (hello, heartbeats, reports, bye)
  * and one UDP socket that sends every captured frame, encoded once, to every
  * viewer, paced over part of the frame interval. The protocol decisions are
  * Admission's; this class moves bytes and carries out what it returns.
  */
 export class StreamServer implements AsyncDisposable {
-  readonly stats: ServerStats = {
-    framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0,
-    classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0, classicTcpBytesIgnored: 0,
-    connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
-    groupFramesSent: 0, groupDatagramsSent: 0, fallbacks: 0, framesSigned: 0,
-  };
+  readonly stats: ServerStats = newServerStats();
   readonly #opts: Required<StreamServerOptions>;
   readonly #log: Logger;
   readonly #conns = new Map<ConnId, Socket<Conn>>();
-  readonly #streams = new Set<Stream>();
-  readonly #pacer = new Pacer<Stream | GroupStream>();
-  /** The multicast group's sender; null without --multicast. */
-  readonly #group: GroupStream | null;
-  /** Viewers whose frames go by the group (a subset of #streams). */
-  #inGroup = 0;
-  readonly #sendBuf: (Uint8Array | number | string)[] = [];
+  #fanout!: FrameFanout;
+  /** The multicast group datagrams go to; null without --multicast. */
+  readonly #group: { address: string; port: number; streamId: number } | null;
   readonly #warnSend: (detail: string) => void;
   readonly #warnNotSent: (detail: string) => void;
   readonly #warnNotFitted: (detail: string) => void;
@@ -232,12 +112,11 @@ export class StreamServer implements AsyncDisposable {
   #ticker: Timer | null = null;
   /** Runs only while classroom viewers are connected. */
   #classicTicker: Timer | null = null;
-  #pacing: Timer | null = null;
   #stopped = false;
 
   private constructor(opts: StreamServerOptions) {
     this.#opts = {
-      heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: 2000, maxPerHost: 16, unreachableMs: 5000,
+      heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS, maxPerHost: DEFAULT_MAX_PER_HOST, unreachableMs: 5000,
       token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), ...opts,
     };
     this.#log = opts.log;
@@ -252,7 +131,7 @@ export class StreamServer implements AsyncDisposable {
     this.#signer = new FrameSigner(this.#opts.streamId);
     this.#encoder = new ClassicEncoder({ quality: opts.classic?.quality, fit: opts.classic?.fit });
     const g = this.#opts.multicast;
-    this.#group = g ? { kind: "group", fragmenter: new Fragmenter(opts.mtu), target: { address: g.address, port: g.port }, streamId: this.#opts.streamId } : null;
+    this.#group = g ? { address: g.address, port: g.port, streamId: this.#opts.streamId } : null;
   }
 
   /** Binds the TCP listener and the UDP sender; throws with a clear message when the port is taken. */
@@ -284,7 +163,7 @@ export class StreamServer implements AsyncDisposable {
 
   /** The multicast group datagrams go to, or null without one. */
   get multicastGroup(): { address: string; port: number; streamId: number } | null {
-    return this.#group && { ...this.#group.target, streamId: this.#group.streamId };
+    return this.#group && { ...this.#group };
   }
 
   /** Lancam viewers with a session (viewerCount counts every kind). */
@@ -359,6 +238,9 @@ export class StreamServer implements AsyncDisposable {
     try {
       // Built once here so a bad --mtu fails at start, not at the first hello.
       const fragmenter = new Fragmenter(this.#opts.mtu);
+      this.#fanout = new FrameFanout({
+        socket: this.#udp, mtu: this.#opts.mtu, fps, spread: this.#opts.spread, group: this.#group, stats: this.stats, warnSend: this.#warnSend,
+      });
       this.#admission = new Admission({
         maxClients: this.#opts.maxClients,
         maxPending: this.#opts.maxPending,
@@ -373,8 +255,9 @@ export class StreamServer implements AsyncDisposable {
           width, height, fpsMillihertz: Math.round(fps * 1000), udpSourcePort: this.#udp.port,
           fragmentSize: this.#sealer ? fragmenter.sealedFragmentSize : fragmenter.payloadSize, signing: this.#signer.signing,
         },
-        multicast: this.#group && { ...this.#group.target, streamId: this.#group.streamId },
+        multicast: this.#group && { ...this.#group },
         wallClockUs: (now) => Math.round((performance.timeOrigin + now) * 1000),
+        sent: (id) => this.#fanout.sent(id),
       });
     } catch (e) {
       this.#udp.close();
@@ -411,7 +294,7 @@ export class StreamServer implements AsyncDisposable {
       this.#icmpSinceTick = false;
       // The errors name no one: every session sent to since the last tick is a suspect.
       const since = this.#lastTickAt - TICK_MS;
-      this.#admission.unreachable([...this.#streams].filter((st) => st.lastSentAt >= since).map((st) => st.session.id), now);
+      this.#admission.unreachable(this.#fanout.sentToSince(since), now);
     }
     this.#lastTickAt = now;
     this.#apply(this.#admission.tick(now));
@@ -420,7 +303,7 @@ export class StreamServer implements AsyncDisposable {
 
   #syncStats(): void {
     const a = this.#admission;
-    this.stats.authFailures = a.authFailures;
+    Object.assign(this.stats, a.authCounters);
     this.stats.reportsRejected = a.reportsRejected;
     this.stats.pendingEvicted = a.pendingEvicted;
     this.stats.fallbacks = a.fallbacks;
@@ -440,7 +323,7 @@ export class StreamServer implements AsyncDisposable {
   }
 
   #toLancam(original: Frame): void {
-    if (this.#streams.size === 0) return;
+    if (this.#fanout.size === 0) return;
     const bytes = original.jpeg.length;
     if (bytes === 0 || bytes > this.#maxFrameBytes) {
       this.stats.framesNotSent++;
@@ -452,8 +335,6 @@ export class StreamServer implements AsyncDisposable {
     // Once, before it is sealed and cut: every viewer and the group get the same signature.
     const frame = this.#signer.sign(original);
     this.stats.framesSigned = this.#signer.framesSigned;
-    const now = performance.now();
-    const spreadMs = (1000 / this.#opts.stream.fps) * this.#opts.spread;
     let sealed: SealedFrame | null = null;
     if (this.#sealer) {
       this.#rotateIfDue();
@@ -463,25 +344,7 @@ export class StreamServer implements AsyncDisposable {
       sealed = r.sealed;
       this.stats.framesEncrypted = this.#sealer.framesSealed;
     }
-    for (const stream of this.#streams) {
-      const s = stream.session;
-      s.firstFrame ??= frame.seq;
-      s.lastFrame = frame.seq;
-      s.framesSent++;
-      // Its copy is the group's, cut and sent once below.
-      if (s.delivery === "multicast") continue;
-      const datagrams = sealed ? stream.fragmenter.fragmentSealed(sealed, s.id) : stream.fragmenter.fragment(frame, s.id);
-      const superseded = this.#pacer.enqueue(stream, { port: s.udpPort, address: s.address }, datagrams, now, spreadMs);
-      s.datagramsSuperseded += superseded;
-      this.stats.datagramsSuperseded += superseded;
-    }
-    const group = this.#group;
-    if (group && this.#inGroup > 0) {
-      const datagrams = sealed ? group.fragmenter.fragmentSealed(sealed, group.streamId) : group.fragmenter.fragment(frame, group.streamId);
-      this.stats.datagramsSuperseded += this.#pacer.enqueue(group, group.target, datagrams, now, spreadMs);
-      this.stats.groupFramesSent++;
-    }
-    this.#pump();
+    this.#fanout.send(frame, sealed);
   }
 
   /** Fits the frame into one datagram (once for every classroom viewer) and hands it to them. */
@@ -505,25 +368,7 @@ export class StreamServer implements AsyncDisposable {
     if (this.#stopped || !this.#admission) return;
     this.#apply(this.#admission.answer(plainAddress(address), port, bytes, performance.now()));
     const c = this.#admission.classicCounters;
-    this.stats.classicAnswersIgnored = c.foreign + c.invalid;
-  }
-
-  /** One classroom picture, one datagram. Not taken or failing, it is left to the viewer's resend. */
-  #sendPicture(address: string, port: number, bytes: Uint8Array): void {
-    // As in #send: an earlier datagram's ICMP error may surface on this call; try again.
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        if (this.#udp.send(bytes, port, address)) {
-          this.stats.classicDatagramsSent++;
-          return;
-        }
-        break;
-      } catch (e) {
-        this.stats.sendErrors++;
-        this.#warnSend(`${(e as Error).message} (sending to ${address}:${port})`);
-      }
-    }
-    this.stats.classicSendErrors++;
+    this.stats.classicAnswersIgnored = c.foreign + c.invalid + c.extraAnswers;
   }
 
   /** Classroom viewers need time to pass (resends, timeouts) only while there are some. */
@@ -537,50 +382,6 @@ export class StreamServer implements AsyncDisposable {
     }
   }
 
-  #pump(): void {
-    const { due, sent } = this.#pacer.due(performance.now(), this.#send);
-    // A full send buffer: what did not go out waits for the next tick.
-    this.stats.sendRetries += due - sent;
-    if (this.#pacer.idle) {
-      if (this.#pacing) clearInterval(this.#pacing);
-      this.#pacing = null;
-    } else if (!this.#pacing) {
-      this.#pacing = setInterval(() => this.#pump(), 1);
-    }
-  }
-
-  /** One viewer's (or the group's) due datagrams in one sendMany; a throw (EPERM, ENETUNREACH...) drops them, counted. */
-  readonly #send = (stream: Stream | GroupStream, target: { port: number; address: string }, datagrams: Uint8Array[], from: number, to: number): number => {
-    const out = this.#sendBuf;
-    out.length = 0;
-    for (let i = from; i < to; i++) out.push(datagrams[i]!, target.port, target.address);
-    let took = -1;
-    // An ICMP error left by an earlier datagram (a dead viewer's port) is reported by
-    // whichever send comes next, for any viewer: that call took nothing, so try again.
-    for (let attempt = 0; attempt < 3 && took < 0; attempt++) {
-      try {
-        took = this.#udp.sendMany(out);
-      } catch (e) {
-        this.stats.sendErrors++;
-        this.#warnSend(`${(e as Error).message} (sending to ${target.address}:${target.port})`);
-      }
-    }
-    out.length = 0;
-    if (took < 0) {
-      // Still failing: give up this viewer's due datagrams rather than spin on them.
-      this.stats.datagramsDropped += to - from;
-      return to - from;
-    }
-    this.stats.datagramsSent += took;
-    if (stream.kind === "group") {
-      this.stats.groupDatagramsSent += took;
-      return took;
-    }
-    stream.session.datagramsSent += took;
-    stream.lastSentAt = performance.now();
-    return took;
-  };
-
   /** After a viewer left: a new key, sent to every viewer still here, before the next frame is sealed. */
   #rotateIfDue(): void {
     if (!this.#rekey || !this.#sealer) return;
@@ -591,7 +392,7 @@ export class StreamServer implements AsyncDisposable {
   }
 
   #sendKeyToAll(): void {
-    for (const st of this.#streams) this.#sendKey(st.conn);
+    for (const sock of this.#conns.values()) if (sock.data.sessionId !== null) this.#sendKey(sock.data);
   }
 
   /** The current stream key, wrapped for this connection alone. */
@@ -624,7 +425,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, stream: null, wrap: null, verifies: false };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -671,7 +472,7 @@ export class StreamServer implements AsyncDisposable {
         continue;
       }
       if (a.kind === "datagram") {
-        this.#sendPicture(a.address, a.port, a.bytes);
+        this.#fanout.sendPicture(a.address, a.port, a.bytes);
         continue;
       }
       // Gone already when its socket closed while earlier actions were carried out.
@@ -686,25 +487,19 @@ export class StreamServer implements AsyncDisposable {
           conn.wrap = { key: a.keys.wrap, sent: 0 };
           break;
         case "start":
-          conn.stream = { kind: "viewer", session: a.session, fragmenter: new Fragmenter(this.#opts.mtu), conn, lastSentAt: -Infinity };
-          this.#streams.add(conn.stream);
-          if (a.session.delivery === "multicast") this.#inGroup++;
+          this.#fanout.start(a.session);
+          conn.sessionId = a.session.id;
           // After the welcome, before its first datagram; a key someone who left knows is never sent.
           if (this.#rekey) this.#rotateIfDue();
           else this.#sendKey(conn);
           break;
         case "unicast":
-          // The rest of the frame being paced goes to the group; the next frame comes to it alone.
-          if (conn.stream) this.#inGroup--;
+          if (conn.sessionId !== null) this.#fanout.unicast(conn.sessionId);
           this.#syncStats();
           break;
         case "stop":
-          if (conn.stream) {
-            if (conn.stream.session.delivery === "multicast") this.#inGroup--;
-            if (this.#inGroup === 0 && this.#group) this.#pacer.remove(this.#group);
-            this.#streams.delete(conn.stream);
-            this.#pacer.remove(conn.stream);
-            conn.stream = null;
+          if (conn.sessionId !== null && this.#fanout.stop(conn.sessionId)) {
+            conn.sessionId = null;
             // It holds the current key: frames from now on go under a new one.
             if (this.#sealer && !this.#stopped) this.#rekey = true;
           }
@@ -720,7 +515,7 @@ export class StreamServer implements AsyncDisposable {
     }
     this.#syncClassicTicker();
     // At once, not at the next frame: the key reaches the others while the next frame is captured.
-    if (this.#rekey && this.#streams.size > 0) this.#rotateIfDue();
+    if (this.#rekey && this.#fanout.size > 0) this.#rotateIfDue();
   }
 
   /** Says goodbye to every viewer and closes the sockets. */
@@ -728,7 +523,7 @@ export class StreamServer implements AsyncDisposable {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#ticker) clearInterval(this.#ticker);
-    if (this.#pacing) clearInterval(this.#pacing);
+    this.#fanout.close();
     // Classroom viewers leave here too (no goodbye exists for them: their TCP closes).
     this.#apply(this.#admission.shutdown(performance.now()));
     // Give the goodbyes a moment to leave before the listener goes.

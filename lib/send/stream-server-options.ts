@@ -1,0 +1,42 @@
+import type { Logger } from "../log/format.ts";
+import type { GroupConfig } from "../net/multicast.ts";
+import type { TokenKey } from "../net/session-keys.ts";
+import type { LockoutOptions } from "./auth-lockout.ts";
+import type { FitFunction } from "./classic-encoder.ts";
+
+/** How the server is set up. */
+export interface StreamServerOptions {
+  port: number;
+  bind: string;
+  mtu: number;
+  maxClients: number;
+  stream: { width: number; height: number; fps: number };
+  log: Logger;
+  heartbeatMs?: number;
+  timeoutMs?: number;
+  /** Connections that have not said hello yet; one more evicts the oldest. */
+  maxPending?: number;
+  /** How long a connection may take to say hello (and answer the challenge). */
+  helloTimeoutMs?: number;
+  /** Viewers of every kind from one address. */
+  maxPerHost?: number;
+  /** How long a viewer's UDP port may answer only with ICMP errors before its session ends. */
+  unreachableMs?: number;
+  /** The token, stretched: viewers must prove it, and every frame is encrypted. Null: open to anyone. */
+  token?: TokenKey | null;
+  /** How repeated wrong tokens from one address are slowed down. */
+  lockout?: LockoutOptions;
+  /** Most control bytes held for a viewer that does not read (default MAX_PENDING_BYTES). */
+  maxControlBacklog?: number;
+  /** Fraction of the frame interval a frame's datagrams are spread over. */
+  spread?: number;
+  /**
+   * Classroom viewers: JPEG quality of pictures re-encoded to fit one datagram
+   * (default 80), their resend and timeout, and the fit function (tests pass their own).
+   */
+  classic?: { quality?: number; resendMs?: number; timeoutMs?: number; fit?: FitFunction };
+  /** Send each datagram once to this multicast group for every viewer that can join it. Null: unicast only. */
+  multicast?: GroupConfig | null;
+  /** The session id of the group's datagrams; random (non-zero) by default. */
+  streamId?: number;
+}

@@ -1,0 +1,56 @@
+import type { ClassicViewer } from "./classic-viewers.ts";
+import type { Session } from "./sessions.ts";
+
+/** A viewer of any kind, for status pages and the server's own view of who watches. */
+export interface ViewerSummary {
+  /**
+   * Unique among viewers of its kind: a lancam viewer's session id (the log's
+   * `session=`, in hex), a classroom viewer's connection number, admitOther's id.
+   */
+  id: number;
+  /** "udp" (lancam), "classic" (the classroom program), or the kind given to admitOther. */
+  kind: string;
+  address: string;
+  /** Where its frames go (udp, classic); null for viewers served elsewhere. */
+  udpPort: number | null;
+  /** The name its hello gave ("" for none, and always for classic viewers). */
+  name: string;
+  /** Wall-clock ms since the Unix epoch. */
+  joinedAt: number;
+  /** Frames handed to it (classic: pictures sent, resends included). */
+  framesSent: number;
+  /** Its own count: a lancam viewer's last report, a classroom viewer's answers; null while unknown. */
+  framesReceived: number | null;
+  /** Frames it never completed (lost plus incomplete), from its last report; null while unknown. */
+  framesLost: number | null;
+  latencyP50Ms: number | null;
+  /** Frames it received over its last second; null while unknown. */
+  fps: number | null;
+}
+
+/** Every viewer of every kind, in the order they joined; `wallMs` turns the monotonic clock into the wall clock. */
+export function summarize(
+  sessions: Iterable<Session>, framesSent: (sessionId: number) => number, classic: Iterable<Readonly<ClassicViewer>>,
+  others: Iterable<{ id: number; kind: string; address: string; name: string; joinedAt: number; counters: OtherCounters }>, wallMs: (t: number) => number,
+): ViewerSummary[] {
+  const out: ViewerSummary[] = [];
+  for (const s of sessions) {
+    const r = s.lastReport;
+    out.push({
+      id: s.id, kind: "udp", address: s.address, udpPort: s.udpPort, name: s.name, joinedAt: wallMs(s.joinedAt), framesSent: framesSent(s.id),
+      framesReceived: r ? r.framesReceived : null, framesLost: r ? r.framesLost + r.framesIncomplete : null,
+      latencyP50Ms: r ? r.latencyP50Us / 1000 : null, fps: r ? r.fpsMillihertz / 1000 : null,
+    });
+  }
+  for (const v of classic) {
+    out.push({
+      id: v.id, kind: "classic", address: v.address, udpPort: v.port, name: "", joinedAt: wallMs(v.joinedAt), framesSent: v.framesSent,
+      framesReceived: v.answers, framesLost: null, latencyP50Ms: null, fps: null,
+    });
+  }
+  for (const v of others) out.push({ id: v.id, kind: v.kind, address: v.address, udpPort: null, name: v.name, joinedAt: wallMs(v.joinedAt), ...v.counters });
+  return out.sort((a, b) => a.joinedAt - b.joinedAt || a.id - b.id);
+}
+
+/** What a viewer served elsewhere reports about itself (see Admission.updateOther). */
+export type OtherCounters = Pick<ViewerSummary, "framesSent" | "framesReceived" | "framesLost" | "latencyP50Ms" | "fps">;
