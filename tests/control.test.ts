@@ -6,6 +6,7 @@ import {
   encodeControl,
   FallbackReason,
   fallbackReasonText,
+  MAX_DELIVERY_LAYERS,
   MAX_MESSAGE_SIZE,
   MessageType,
   peekMessageSize,
@@ -19,7 +20,9 @@ import {
   type ControlMessage,
   type Welcome,
   type PathCounters,
+  type Delivery,
 } from "../lib/wire/control.ts";
+import { MAX_LAYERS, MIN_LAYER_WIDTH } from "../lib/send/layer-ladder.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
 import { prng } from "./helpers/prng.ts";
 
@@ -36,6 +39,9 @@ interface Golden {
 function bytes(from: number, n: number): Uint8Array {
   return Uint8Array.from({ length: n }, (_, i) => (from + i) & 0xff);
 }
+
+/** A valid delivery message, for tests that change one field. */
+const DELIVERY: Delivery = { type: "delivery", layer: 2, width: 320, height: 180, rateBytesPerS: 500_000, framesSkipped: 3, skippedThrough: 99 };
 
 /** The one table every control-message test runs over. */
 const GOLDEN: Golden[] = [
@@ -410,6 +416,42 @@ const GOLDEN: Golden[] = [
     msg: { type: "fallback", reason: FallbackReason.JoinFailed, tag: bytes(0xf0, 16) },
   },
   {
+    name: "delivery: half size, rate-limited, frames skipped",
+    bytes: [
+      0x00, 0x15, //             length 21 = type + 20
+      0x0b, //                   type delivery
+      0x01, //                   layer 1
+      0x00, //                   reserved
+      0x02, 0x80, //             width 640
+      0x01, 0x68, //             height 360
+      0x00, 0x00, //             reserved
+      0x00, 0x0f, 0x42, 0x40, // rate estimate 1 000 000 bytes/s
+      0x00, 0x00, 0x00, 0x2a, // 42 frames skipped so far
+      0x00, 0x00, 0x12, 0x34, // ... counted up to frame 0x1234
+    ],
+    msg: { type: "delivery", layer: 1, width: 640, height: 360, rateBytesPerS: 1_000_000, framesSkipped: 42, skippedThrough: 0x1234 },
+  },
+  {
+    name: "delivery: full layer, not limited, tagged",
+    bytes: [
+      0x00, 0x25, //             length 37 = type + 20 + 16 tag
+      0x8b, //                   type delivery, T set
+      0x00, //                   layer 0: the full picture
+      0x00, //                   reserved
+      0x05, 0x00, //             width 1280
+      0x02, 0xd0, //             height 720
+      0x00, 0x00, //             reserved
+      0x00, 0x00, 0x00, 0x00, // rate 0: not limited
+      0xff, 0xff, 0xff, 0xff, // frames skipped, stuck at the maximum
+      0xff, 0xff, 0xff, 0xff, // ... up to frame 0xffffffff (numbers wrap)
+      0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, // tag
+      0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf,
+    ],
+    msg: {
+      type: "delivery", layer: 0, width: 1280, height: 720, rateBytesPerS: 0, framesSkipped: 0xffffffff, skippedThrough: 0xffffffff, tag: bytes(0xc0, 16),
+    },
+  },
+  {
     name: "challenge",
     bytes: [
       0x00, 0x21, //             length 33 = type + 32
@@ -502,7 +544,7 @@ function frame(type: number, body: number[]): number[] {
 
 describe("golden control messages", () => {
   test("the table covers every message type", () => {
-    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback"]));
+    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback", "delivery"]));
     expect(GOLDEN.filter((g) => g.msg.tag).length).toBeGreaterThan(1);
   });
 
@@ -588,16 +630,16 @@ describe("framing", () => {
     expect(peekMessageSize(Uint8Array.from([0x03, 0xfe, 0x05]))).toBe(1024);
   });
 
-  test("every type byte but 1..10, with or without the T bit, is bad-type", () => {
+  test("every type byte but 1..11, with or without the T bit, is bad-type", () => {
     for (let t = 0; t < 256; t++) {
       const type = t & 0x7f;
-      if (type >= 1 && type <= 10) continue;
+      if (type >= 1 && type <= 11) continue;
       const e = decodeError(frame(t, new Array(24).fill(0)));
       expect(e.code).toBe("bad-type");
       expect(e.message).toContain(`0x${t.toString(16).padStart(2, "0")}`);
       expect(() => peekMessageSize(Uint8Array.from(frame(t, [0])))).toThrow(DecodeError);
     }
-    expect([MessageType.Challenge, MessageType.Response, MessageType.Key, MessageType.Fallback]).toEqual([7, 8, 9, 10]);
+    expect([MessageType.Challenge, MessageType.Response, MessageType.Key, MessageType.Fallback, MessageType.Delivery]).toEqual([7, 8, 9, 10, 11]);
     expect(TAGGED_BIT).toBe(0x80);
   });
 
@@ -688,6 +730,17 @@ describe("out-of-range values are bad-value", () => {
     ["fallback reason 0", body("fallback: nothing arrived from the group", 0, [0]), "bad-value"],
     ["fallback reason 3", body("fallback: nothing arrived from the group", 0, [3]), "bad-value"],
     ["fallback with a trailing byte", frame(10, [1, 0]), "bad-length"],
+    ["delivery layer 4 (past MAX_DELIVERY_LAYERS)", body("delivery: half size, rate-limited, frames skipped", 0, [4]), "bad-value"],
+    ["delivery layer 255", body("delivery: half size, rate-limited, frames skipped", 0, [0xff]), "bad-value"],
+    ["delivery with its first reserved byte set", body("delivery: half size, rate-limited, frames skipped", 1, [1]), "bad-value"],
+    ["delivery with its second reserved field set", body("delivery: half size, rate-limited, frames skipped", 6, [0, 1]), "bad-value"],
+    ["delivery width 0", body("delivery: half size, rate-limited, frames skipped", 2, [0, 0]), "bad-value"],
+    ["delivery width 14 (below 16)", body("delivery: half size, rate-limited, frames skipped", 2, [0, 14]), "bad-value"],
+    ["delivery odd width", body("delivery: half size, rate-limited, frames skipped", 2, [0x02, 0x81]), "bad-value"],
+    ["delivery width 65535 (odd)", body("delivery: half size, rate-limited, frames skipped", 2, [0xff, 0xff]), "bad-value"],
+    ["delivery height 0", body("delivery: half size, rate-limited, frames skipped", 4, [0, 0]), "bad-value"],
+    ["delivery odd height", body("delivery: half size, rate-limited, frames skipped", 4, [0x01, 0x69]), "bad-value"],
+    ["delivery with a trailing byte", frame(11, [...GOLDEN.find((g) => g.msg.type === "delivery")!.bytes.slice(3), 0]), "bad-length"],
     ["welcome with part of a resume secret", frame(2, [...GOLDEN[3]!.bytes.slice(3), 1, 2, 3]), "bad-length"],
     ["hello with part of a resume secret", frame(1, [...GOLDEN[0]!.bytes.slice(3), 1, 2, 3]), "bad-length"],
     ["key with its reserved field set", body("key, tagged", 3, [1]), "bad-value"],
@@ -732,9 +785,9 @@ describe("garbage", () => {
     const rnd = prng(0xc0ffee);
     const decoded = new Map<string, number>();
     for (let i = 0; i < 6000; i++) {
-      const type = rnd() < 0.9 ? 1 + Math.floor(rnd() * 10) : Math.floor(rnd() * 256);
+      const type = rnd() < 0.9 ? 1 + Math.floor(rnd() * 11) : Math.floor(rnd() * 256);
       // Half the time the body has the type's own size, so decoders get past the length checks.
-      const natural = [0, 12 + Math.floor(rnd() * 8), rnd() < 0.5 ? 24 : 36, 2 + Math.floor(rnd() * 8), 8, 28, 1, 32, 64, 64, 1][type];
+      const natural = [0, 12 + Math.floor(rnd() * 8), rnd() < 0.5 ? 24 : 36, 2 + Math.floor(rnd() * 8), 8, 28, 1, 32, 64, 64, 1, 20][type];
       const length = natural !== undefined && rnd() < 0.5 ? natural : Math.floor(rnd() * 40);
       const body = Array.from({ length }, () => Math.floor(rnd() * 256));
       // And half the time the fields that random bytes rarely get right are fixed up, so later checks run too.
@@ -752,6 +805,7 @@ describe("garbage", () => {
         if (type === 6) fix(0, [reason]);
         if (type === 9) fix(2, [0, 0]);
         if (type === 10) fix(0, [1 + Math.floor(rnd() * 2)]);
+        if (type === 11) fix(0, [Math.floor(rnd() * 4), 0]) && fix(3, [Math.floor(rnd() * 256) & 0xfe]) && fix(4, [1 + Math.floor(rnd() * 8)]) && fix(5, [Math.floor(rnd() * 256) & 0xfe, 0, 0]);
       }
       const bytes = Uint8Array.from(rnd() < 0.1 ? body : frame(type, body));
       let msg: ControlMessage;
@@ -765,7 +819,7 @@ describe("garbage", () => {
       expect([...encodeControl(msg)]).toEqual([...bytes]);
     }
     // The generator is only useful if it reaches every decoder past its checks.
-    expect([...decoded.keys()].sort()).toEqual(["bye", "challenge", "fallback", "heartbeat", "hello", "key", "refuse", "report", "response", "welcome"]);
+    expect([...decoded.keys()].sort()).toEqual(["bye", "challenge", "delivery", "fallback", "heartbeat", "hello", "key", "refuse", "report", "response", "welcome"]);
   });
 
   test("bit-flipped golden messages never throw anything but DecodeError", () => {
@@ -900,12 +954,31 @@ describe("encoding", () => {
       },
     ],
     ["unknown fallback reason", { type: "fallback", reason: 3 as FallbackReason }],
+    ["delivery layer past the last", { ...DELIVERY, layer: MAX_DELIVERY_LAYERS }],
+    ["delivery odd width", { ...DELIVERY, width: 641 }],
+    ["delivery height below 16", { ...DELIVERY, height: 14 }],
+    ["delivery width past u16", { ...DELIVERY, width: 0x10000 }],
+    ["negative delivery rate", { ...DELIVERY, rateBytesPerS: -1 }],
+    ["fractional delivery skipped count", { ...DELIVERY, framesSkipped: 1.5 }],
+    ["delivery skipped-through past u32", { ...DELIVERY, skippedThrough: 2 ** 32 }],
   ];
   for (const [name, msg] of bad) {
     test(`rejects ${name} with a RangeError`, () => {
       expect(() => encodeControl(msg)).toThrow(RangeError);
     });
   }
+});
+
+describe("delivery", () => {
+  test("a rate or skipped count past u32 sticks at 0xFFFFFFFF rather than wrap", () => {
+    const msg = decodeControl(encodeControl({ ...DELIVERY, rateBytesPerS: 2 ** 40, framesSkipped: 2 ** 32 }));
+    expect(msg).toMatchObject({ rateBytesPerS: 0xffffffff, framesSkipped: 0xffffffff });
+  });
+
+  test("the server's ladder never names a layer the message cannot carry", () => {
+    expect(MAX_LAYERS).toBeLessThanOrEqual(MAX_DELIVERY_LAYERS);
+    expect(MIN_LAYER_WIDTH).toBeGreaterThanOrEqual(16);
+  });
 });
 
 describe("reason texts", () => {

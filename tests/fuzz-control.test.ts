@@ -70,6 +70,8 @@ const GOLDEN: ControlMessage[] = [
   { type: "report", framesReceived: 1, framesLost: 2, framesIncomplete: 3, datagramsDropped: 4, latencyP50Us: 5, latencyP95Us: 6, fpsMillihertz: 7 },
   { type: "bye", reason: ByeReason.UserQuit },
   { type: "bye", reason: ByeReason.UserQuit, totals: { framesReceived: 1, framesLost: 0, framesIncomplete: 0, framesRecorded: 1 } },
+  // Server to client only: a server that gets one ends the session.
+  { type: "delivery", layer: 1, width: 80, height: 60, rateBytesPerS: 1000, framesSkipped: 2, skippedThrough: 9 },
 ].map((m) => m as ControlMessage);
 
 /** Seeded byte strings: noise, mutated messages, reserved types, oversized lengths, cut messages, and a viewer's own. */

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
-  ByeReason, decodeControl, encodeControl, FallbackReason, MAX_FPS_MILLIHERTZ, MAX_MESSAGE_SIZE, MAX_NAME_BYTES, MAX_REFUSE_TEXT_BYTES, peekMessageSize,
+  ByeReason, decodeControl, encodeControl, FallbackReason, MAX_DELIVERY_LAYERS, MAX_FPS_MILLIHERTZ, MAX_MESSAGE_SIZE, MAX_NAME_BYTES, MAX_REFUSE_TEXT_BYTES, peekMessageSize,
   PROTOCOL_VERSION, RefuseReason, SIGNING_KEY_SIZE, WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED, type ControlMessage, type Welcome,
 } from "../lib/wire/control.ts";
 import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE } from "../lib/wire/datagram.ts";
@@ -67,7 +67,12 @@ const bye = fc.record(
   },
   { requiredKeys: ["type", "reason"] },
 );
-const message: fc.Arbitrary<ControlMessage> = fc.oneof(hello, welcome, refuse, heartbeat, report, bye, fallback);
+const side = fc.integer({ min: 8, max: 0x7fff }).map((half) => half * 2);
+const delivery = fc.record({
+  type: fc.constant("delivery" as const), layer: fc.integer({ min: 0, max: MAX_DELIVERY_LAYERS - 1 }), width: side, height: side,
+  rateBytesPerS: u32, framesSkipped: u32, skippedThrough: u32,
+});
+const message: fc.Arbitrary<ControlMessage> = fc.oneof(hello, welcome, refuse, heartbeat, report, bye, fallback, delivery);
 
 /** The decoded message, or the DecodeError; any other exception fails the property. */
 function attempt<T>(decode: () => T): T | DecodeError {

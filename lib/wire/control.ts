@@ -130,6 +130,23 @@ import { DecodeError, hex } from "./decode-error.ts";
  * +---------------+
  * |  reason code  |   0
  * +---------------+   1
+ *
+ * delivery (11, server to client, only to a viewer whose welcome set
+ * WELCOME_PATH_REPORTS): what the server sends this viewer now. Sent when its layer
+ * changes, and about once a second while frames are skipped for it.
+ * +---------------+---------------+-------------------------------+
+ * |  layer index  |  reserved (0) |  layer width (even, >= 16)    |   0
+ * +---------------+---------------+-------------------------------+
+ * |  layer height (even, >= 16)   |         reserved (0)          |   4
+ * +-------------------------------+-------------------------------+
+ * |     rate estimate, bytes per second (0 = not limited)         |   8
+ * +---------------------------------------------------------------+
+ * |     frames skipped for this viewer (cumulative)               |  12
+ * +---------------------------------------------------------------+
+ * |     frame number the skipped count covers up to (inclusive)   |  16
+ * +---------------------------------------------------------------+  20
+ * Layer 0 is the full picture (the welcome's size); a layer is never larger. Skipped
+ * frames are whole frames the server chose not to send (pacing), not losses.
  */
 
 /** Control protocol version carried in hello. */
@@ -165,6 +182,8 @@ export const MessageType = {
   Key: 9,
   /** The viewer gets no multicast: unicast instead. */
   Fallback: 10,
+  /** The layer, rate and skipped frames the server sends this viewer now. */
+  Delivery: 11,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -214,6 +233,11 @@ export const WELCOME_MULTICAST_SIZE = 12;
 export const SIGNING_KEY_SIZE = 32;
 /** Bytes of a welcome's signing block: the public key and the signing stream id. */
 export const WELCOME_SIGNING_SIZE = SIGNING_KEY_SIZE + 4;
+
+/** Layers a delivery message may name (indices 0..MAX_DELIVERY_LAYERS-1); lib/send/layer-ladder.ts MAX_LAYERS must not exceed it. */
+export const MAX_DELIVERY_LAYERS = 4;
+/** Smallest side of a layer a delivery message may announce. */
+export const MIN_LAYER_SIDE = 16;
 
 /** Why a server refuses a hello. */
 export const RefuseReason = { VersionMismatch: 1, ServerFull: 2, BadHello: 3, AuthRequired: 4, Other: 255 } as const;
@@ -427,8 +451,27 @@ export interface Fallback extends Taggable {
   reason: FallbackReason;
 }
 
+/**
+ * Server to a WELCOME_PATH_REPORTS viewer: the layer it is sent now, the server's rate
+ * estimate, and how many frames it skipped for the viewer (so they are not counted lost).
+ */
+export interface Delivery extends Taggable {
+  type: "delivery";
+  /** 0 = the full picture, 1.. ever smaller; below MAX_DELIVERY_LAYERS. */
+  layer: number;
+  /** The layer's picture size: even sides, at least MIN_LAYER_SIDE, within the welcome's size (the viewer checks that). */
+  width: number;
+  height: number;
+  /** The server's estimate of this viewer's path, bytes per second; 0 = not limited. Clamped to 0xFFFFFFFF on encode. */
+  rateBytesPerS: number;
+  /** Whole frames the server skipped for this viewer this session, cumulative; clamped to 0xFFFFFFFF on encode. */
+  framesSkipped: number;
+  /** The frame number up to which (inclusive) framesSkipped counts: a gap after it may still be a skip or a loss. */
+  skippedThrough: number;
+}
+
 /** Any control message. */
-export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback;
+export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery;
 
 const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   hello: MessageType.Hello,
@@ -441,6 +484,7 @@ const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   response: MessageType.Response,
   key: MessageType.Key,
   fallback: MessageType.Fallback,
+  delivery: MessageType.Delivery,
 };
 
 const HELLO_FIXED = 12;
@@ -457,6 +501,7 @@ const CHALLENGE_SIZE = NONCE_SIZE;
 const RESPONSE_SIZE = NONCE_SIZE + PROOF_SIZE;
 const KEY_SIZE = 4 + WRAP_NONCE_SIZE + WRAPPED_KEY_SIZE;
 const FALLBACK_SIZE = 1;
+const DELIVERY_SIZE = 20;
 /** An encrypted datagram's payload also carries a GCM tag, so its fragments are that much smaller. */
 const MIN_FRAGMENT_SIZE = MIN_MTU - DATAGRAM_HEADER_SIZE - DATAGRAM_TAG_SIZE;
 const U32_MAX = 0xffffffff;
@@ -497,6 +542,18 @@ export function nameProblem(name: string): string | null {
 function clampU32(what: string, v: number): number {
   if (!(v >= 0) || !Number.isFinite(v) || !Number.isInteger(v)) throw new RangeError(`report ${what}=${v}: expected a non-negative integer`);
   return Math.min(v, U32_MAX);
+}
+
+/** As clampU32, with the field's own name in the error. */
+function clampCount(what: string, v: number): number {
+  if (!(v >= 0) || !Number.isFinite(v) || !Number.isInteger(v)) throw new RangeError(`${what}=${v}: expected a non-negative integer`);
+  return Math.min(v, U32_MAX);
+}
+
+/** A layer side: even (JPEG chroma subsampling), MIN_LAYER_SIDE..65534. */
+function checkSide(what: string, v: number): void {
+  checkInt(what, v, MIN_LAYER_SIDE, 0xfffe);
+  if (v % 2 !== 0) throw new RangeError(`${what}=${v}: expected an even number`);
 }
 
 /** As clampU32, for a counter carried in a u64 but read back as a JavaScript number. */
@@ -618,6 +675,15 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       if (!Object.hasOwn(FALLBACK_TEXT, msg.reason)) throw new RangeError(`fallback reason=${msg.reason} is not a known reason code`);
       bodySize = FALLBACK_SIZE;
       break;
+    case "delivery":
+      checkInt("delivery layer", msg.layer, 0, MAX_DELIVERY_LAYERS - 1);
+      checkSide("delivery width", msg.width);
+      checkSide("delivery height", msg.height);
+      clampCount("delivery rateBytesPerS", msg.rateBytesPerS);
+      clampCount("delivery framesSkipped", msg.framesSkipped);
+      checkInt("delivery skippedThrough", msg.skippedThrough, 0, U32_MAX);
+      bodySize = DELIVERY_SIZE;
+      break;
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
   }
@@ -681,6 +747,10 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "fallback":
       w.u8(msg.reason);
+      break;
+    case "delivery":
+      w.u8(msg.layer).u8(0).u16(msg.width).u16(msg.height).u16(0);
+      w.u32(clampCount("delivery rateBytesPerS", msg.rateBytesPerS)).u32(clampCount("delivery framesSkipped", msg.framesSkipped)).u32(msg.skippedThrough);
       break;
   }
   if (msg.tag) w.bytes(msg.tag);
@@ -941,10 +1011,37 @@ function decodeFallback(r: BodyReader): Fallback {
   return { type: "fallback", reason: reason as FallbackReason };
 }
 
-/** The type byte, T bit included: anything but 1..10 with or without T is an error. */
+function decodeDelivery(r: BodyReader): Delivery {
+  const layer = range("delivery layer", r.u8("layer"), 0, MAX_DELIVERY_LAYERS - 1);
+  const reserved1 = r.u8("reserved");
+  if (reserved1 !== 0) throw new DecodeError("bad-value", `delivery reserved byte ${hex(reserved1)}, expected 0`);
+  const width = decodeSide(r, "width");
+  const height = decodeSide(r, "height");
+  const reserved2 = r.u16("reserved");
+  if (reserved2 !== 0) throw new DecodeError("bad-value", `delivery reserved field ${hex(reserved2, 2)}, expected 0`);
+  const msg: Delivery = {
+    type: "delivery",
+    layer,
+    width,
+    height,
+    rateBytesPerS: r.u32("rate"),
+    framesSkipped: r.u32("frames skipped"),
+    skippedThrough: r.u32("skipped through"),
+  };
+  r.end();
+  return msg;
+}
+
+function decodeSide(r: BodyReader, field: "width" | "height"): number {
+  const v = range(`delivery ${field}`, r.u16(field), MIN_LAYER_SIDE, 0xfffe);
+  if (v % 2 !== 0) throw new DecodeError("bad-value", `delivery ${field} ${hex(v, 2)} is odd`);
+  return v;
+}
+
+/** The type byte, T bit included: anything but 1..11 with or without T is an error. */
 function checkType(typeByte: number): void {
   const type = typeByte & ~TAGGED_BIT;
-  if (type >= MessageType.Hello && type <= MessageType.Fallback) return;
+  if (type >= MessageType.Hello && type <= MessageType.Delivery) return;
   throw new DecodeError("bad-type", `control type ${hex(typeByte)} is unknown`);
 }
 
@@ -1006,6 +1103,8 @@ function decodeBody(type: number, body: Uint8Array): ControlMessage {
       return decodeKey(new BodyReader("key", body));
     case MessageType.Fallback:
       return decodeFallback(new BodyReader("fallback", body));
+    case MessageType.Delivery:
+      return decodeDelivery(new BodyReader("delivery", body));
     default:
       // peekMessageSize already rejected it; kept so a new type cannot slip through.
       throw new DecodeError("bad-type", `control type ${hex(type)} is unknown`);
