@@ -1,0 +1,89 @@
+// A viewer of a server that moves it between quality layers: frames of two sizes with
+// a delivery message between them, some frames skipped by the server and one lost.
+import { expect, test } from "bun:test";
+import { encodeControl, WELCOME_PATH_REPORTS, type Delivery } from "../lib/wire/control.ts";
+import { cv } from "../lib/native/cv.ts";
+import { Fragmenter } from "../lib/send/fragmenter.ts";
+import { silentLogger } from "../lib/log/logger.ts";
+import { probeVideo } from "../lib/media/ffprobe.ts";
+import { Viewer } from "../lib/receive/viewer.ts";
+import { FrameCheck } from "../lib/receive/frame-check.ts";
+import { RecorderSink } from "../lib/record/recorder-sink.ts";
+import { SegmentWriter, type SegmentInfo } from "../lib/record/segment-writer.ts";
+import { fakeServer, welcome } from "./helpers/fake-server.ts";
+import { until } from "./helpers/process.ts";
+import { tempDirs } from "./helpers/temp-dirs.ts";
+
+const tempDir = tempDirs("lancam-layers-");
+const SESSION = 11;
+const FPS = 10;
+
+function jpeg(n: number, w: number, h: number): Uint8Array {
+  const bgr = new Uint8Array(w * h * 3).map((_, i) => (i * 7 + n * 31) & 0xff);
+  return cv().encodeJpeg(bgr, w, h, 90);
+}
+
+test("frames of two layers with a delivery message between them: two playable segments, counted by size, skipped apart from lost", async () => {
+  const sender = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  let viewerUdp = 0;
+  let control: { write(b: Uint8Array): number } | null = null;
+  using server = fakeServer((hello, socket) => {
+    viewerUdp = hello.udpPort;
+    control = socket as unknown as { write(b: Uint8Array): number };
+    return encodeControl(welcome({ sessionId: SESSION, width: 128, height: 96, fpsMillihertz: FPS * 1000, fragmentSize: 1368, udpSourcePort: sender.port, flags: WELCOME_PATH_REPORTS }));
+  });
+  const segments: SegmentInfo[] = [];
+  const recorder = new RecorderSink({
+    log: silentLogger,
+    open: (fps) => SegmentWriter.open({ dir: tempDir(), segmentSeconds: 60, container: "avi", fps, log: silentLogger, onSegment: (i) => segments.push(i) }),
+  });
+  const check = new FrameCheck();
+  const viewer = new Viewer({
+    host: "127.0.0.1", port: server.port, udpPort: 0, log: silentLogger,
+    sinks: [recorder.write, (f) => check.check(f.jpeg, f.width, f.height)],
+    onWelcome: (w) => recorder.onStreamRate(w.fpsMillihertz / 1000),
+  });
+  const running = viewer.run();
+  try {
+    await until(() => viewerUdp !== 0 && control !== null && recorder.fps !== null, 5000, "hello, welcome and the recorder open");
+    const frag = new Fragmenter(1400);
+    // Capture times on the stream's 10 fps grid, so the recording has no holes to fill.
+    const t0 = Date.now() * 1000 - 10_000_000;
+    const send = async (n: number, w: number, h: number) => {
+      for (const g of frag.fragment({ seq: n, capturedAt: t0 + n * 100_000, jpeg: jpeg(n, w, h) }, SESSION)) sender.send(g, viewerUdp, "127.0.0.1");
+      await until(() => viewer.stats.framesReceived + viewer.stats.framesRejected >= sent, 5000, `frame ${n}`);
+    };
+    let sent = 0;
+    for (let n = 0; n < 10; n++) (sent++, await send(n, 128, 96));
+    // The server skips frames 10 and 11 and moves the viewer to the half layer; frame 13 is lost on the way.
+    const delivery: Delivery = { type: "delivery", layer: 1, width: 64, height: 48, rateBytesPerS: 12_500, framesSkipped: 2, skippedThrough: 11 };
+    control!.write(encodeControl(delivery));
+    for (let n = 12; n < 22; n++) {
+      if (n === 13) continue;
+      sent++;
+      await send(n, 64, 48);
+    }
+    await until(() => viewer.stats.framesSkipped === 2, 5000, "the skipped frames counted");
+  } finally {
+    viewer.stop();
+    await running;
+    await recorder.close();
+    sender.close();
+  }
+  const stats = viewer.stats.summary({});
+  expect(stats.framesBySize).toEqual({ "128x96": 10, "64x48": 9 });
+  expect(stats.framesSkipped).toBe(2);
+  expect(stats.framesMissing).toBe(1);
+  expect(stats.framesRejected).toBe(0);
+  // Every frame number from 0 to 21 is received, lost or skipped.
+  expect(stats.framesReceived + stats.framesMissing + stats.framesIncomplete + stats.framesSkipped).toBe(22);
+  expect(check.counts).toEqual({ decoded: 19, failed: 0, wrongSize: 0 });
+  expect(recorder.stats.framesWritten).toBe(19);
+  // What the viewer tells the server keeps its meaning: every frame it did not get (the server knows which it skipped).
+  await until(() => server.heard.some((m) => m.type === "bye"), 3000, "the goodbye at the server");
+  expect(server.heard.findLast((m) => m.type === "bye")).toMatchObject({ totals: { framesReceived: 19, framesLost: 3, framesIncomplete: 0 } });
+  segments.sort((a, b) => a.startedAt - b.startedAt);
+  const probes = await Promise.all(segments.map((s) => probeVideo(s.path)));
+  expect(probes.map((p) => `${p.codec} ${p.width}x${p.height}`)).toEqual(["mjpeg 128x96", "mjpeg 64x48"]);
+  expect(segments.map((s) => s.frames)).toEqual([10, 9]);
+}, 30_000);
