@@ -12,7 +12,11 @@ import { RecorderSink } from "../lib/record/recorder-sink.ts";
 import { SegmentWriter, type SegmentInfo } from "../lib/record/segment-writer.ts";
 import { fakeServer, welcome } from "./helpers/fake-server.ts";
 import { until } from "./helpers/process.ts";
-import { tempDirs } from "./helpers/temp-dirs.ts";
+import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
+import { spawnBun } from "./helpers/process.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 
 const tempDir = tempDirs("lancam-layers-");
 const SESSION = 11;
@@ -87,3 +91,49 @@ test("frames of two layers with a delivery message between them: two playable se
   expect(probes.map((p) => `${p.codec} ${p.width}x${p.height}`)).toEqual(["mjpeg 128x96", "mjpeg 64x48"]);
   expect(segments.map((s) => s.frames)).toEqual([10, 9]);
 }, 30_000);
+
+test("client.ts against a server that moves it to the half layer: two playable recordings, --stats by size, skipped apart, no wrong size", async () => {
+  const sender = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  let viewerUdp = 0;
+  let control: { write(b: Uint8Array): number } | null = null;
+  using server = fakeServer((hello, socket) => {
+    viewerUdp = hello.udpPort;
+    control = socket as unknown as { write(b: Uint8Array): number };
+    return encodeControl(welcome({ sessionId: SESSION, width: 128, height: 96, fpsMillihertz: FPS * 1000, fragmentSize: 1368, udpSourcePort: sender.port, flags: WELCOME_PATH_REPORTS }));
+  });
+  const dir = tempDir();
+  const out = join(dir, "rec");
+  const statsPath = join(dir, "stats.json");
+  await using client = spawnBun(["client.ts", "127.0.0.1", String(server.port), "0", "--no-window", "--verify", "--out", out, "--frames", "19", "--stats", statsPath]);
+  try {
+    // Datagrams count from the welcome on: wait until the client has taken it.
+    await client.waitFor(/INFO \[client\] connected /, 10_000, "stderr");
+    expect(viewerUdp !== 0 && control !== null).toBe(true);
+    // The recorder opens after the welcome; frames before that are held, so none is lost to it.
+    const frag = new Fragmenter(1400);
+    const t0 = Date.now() * 1000 - 10_000_000;
+    const send = async (n: number, w: number, h: number) => {
+      for (const g of frag.fragment({ seq: n, capturedAt: t0 + n * 100_000, jpeg: jpeg(n, w, h) }, SESSION)) sender.send(g, viewerUdp, "127.0.0.1");
+      // Paced like a 10 fps stream would be, loosely: the client has no way to say it got a frame.
+      await Bun.sleep(30);
+    };
+    for (let n = 0; n < 10; n++) await send(n, 128, 96);
+    control!.write(encodeControl({ type: "delivery", layer: 1, width: 64, height: 48, rateBytesPerS: 12_500, framesSkipped: 2, skippedThrough: 11 }));
+    await until(() => client.stderr().includes("layer=1"), 5000, "the client to log the new layer");
+    for (let n = 12; n < 22; n++) if (n !== 13) await send(n, 64, 48);
+    // --frames 19 ends it once every frame sent has come.
+    const code = await Promise.race([client.exited, Bun.sleep(10_000).then(() => null)]);
+    expect({ code, stderr: code === 0 ? "" : client.stderr() }).toEqual({ code: 0, stderr: "" });
+  } finally {
+    sender.close();
+  }
+  const stats = JSON.parse(readFileSync(statsPath, "utf8")) as StatsSummary & { verify: { decoded: number; failed: number; wrongSize: number }; recording: { framesWritten: number } };
+  expect(stats).toMatchObject({
+    framesReceived: 19, framesBySize: { "128x96": 10, "64x48": 9 }, framesSkipped: 2, framesMissing: 1, framesIncomplete: 0, framesRejected: 0,
+    verify: { decoded: 19, failed: 0, wrongSize: 0 }, recording: { framesWritten: 19 },
+  });
+  const files = listFiles(out).filter((f) => f.endsWith(".avi"));
+  expect(files).toHaveLength(2);
+  const probes = await Promise.all(files.map((f) => probeVideo(join(out, f))));
+  expect(probes.map((p) => `${p.codec} ${p.width}x${p.height}`).sort()).toEqual(["mjpeg 128x96", "mjpeg 64x48"]);
+}, 40_000);
