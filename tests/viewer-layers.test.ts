@@ -59,15 +59,15 @@ test("frames of two layers with a delivery message between them: two playable se
     };
     let sent = 0;
     for (let n = 0; n < 10; n++) (sent++, await send(n, 128, 96));
-    // The server skips frames 10 and 11 and moves the viewer to the half layer; frame 13 is lost on the way.
+    // The server skips frames 10 and 11 and moves the viewer to the half layer; frame 13 is lost
+    // on the way. The first half-size frames overtake the delivery message (UDP and TCP race):
+    // they are taken all the same, and their gaps count as missing until it comes.
     const delivery: Delivery = { type: "delivery", layer: 1, width: 64, height: 48, rateBytesPerS: 12_500, framesSkipped: 2, skippedThrough: 11 };
+    for (const n of [12, 14]) (sent++, await send(n, 64, 48));
+    expect([viewer.stats.framesMissing, viewer.stats.framesSkipped, viewer.stats.framesRejected]).toEqual([3, 0, 0]);
     control!.write(encodeControl(delivery));
-    for (let n = 12; n < 22; n++) {
-      if (n === 13) continue;
-      sent++;
-      await send(n, 64, 48);
-    }
     await until(() => viewer.stats.framesSkipped === 2, 5000, "the skipped frames counted");
+    for (let n = 15; n < 22; n++) (sent++, await send(n, 64, 48));
   } finally {
     viewer.stop();
     await running;
