@@ -81,6 +81,7 @@ export class Viewer implements AsyncDisposable {
   #accepted = 0;
   #delivered = 0;
   readonly #warnRejected: (detail: string) => void;
+  readonly #logLayer: (detail: string) => void;
   /** Set by a welcome: the next frame starts a new numbering, so it cannot be out of order. */
   #resynced = false;
   /**
@@ -99,6 +100,13 @@ export class Viewer implements AsyncDisposable {
     this.#opts = opts;
     this.#log = opts.log;
     this.#warnRejected = throttled(5000, (detail, n) => this.#log.warn("frame rejected", { detail, similar: n || undefined }));
+    // A server flapping between layers must not flood the log: the status line shows the current one anyway.
+    this.#logLayer = throttled(1000, (_detail, n) => {
+      const d = this.#delivery;
+      if (!d) return;
+      const rate = d.rateBytesPerS === 0 ? "not limited" : `${((d.rateBytesPerS * 8) / 1e6).toFixed(1)} Mbit/s`;
+      this.#log.info("layer", { layer: d.layer, size: `${d.width}x${d.height}`, rate, skipped: d.framesSkipped, changesNotLogged: n || undefined });
+    });
   }
 
   /** The reassembler's drop counters, for the stats file. */
@@ -218,10 +226,7 @@ export class Viewer implements AsyncDisposable {
     const before = this.#delivery;
     this.#delivery = d;
     this.#syncLoss();
-    if (before?.layer !== d.layer || before.width !== d.width || before.height !== d.height) {
-      const rate = d.rateBytesPerS === 0 ? "not limited" : `${((d.rateBytesPerS * 8) / 1e6).toFixed(1)} Mbit/s`;
-      this.#log.info("layer", { layer: d.layer, size: `${d.width}x${d.height}`, rate, skipped: d.framesSkipped });
-    }
+    if (before?.layer !== d.layer || before.width !== d.width || before.height !== d.height) this.#logLayer("");
   }
 
   /** Frames that failed the server's signature: counted always, said once (with the first). */
@@ -273,6 +278,7 @@ export class Viewer implements AsyncDisposable {
     this.#lastFrame = f.frameNumber;
     this.#resynced = false;
     this.#skips.frame(f.frameNumber);
+    // Again: the ledger may have just reached a skipped count's frame number.
     this.#syncLoss();
     const w = this.#welcome;
     // Only a JPEG of a size the server announced (the stream's, or one of its layers')
