@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <opencv2/highgui.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "lancam.h"
 
@@ -80,6 +81,21 @@ Napi::Value WindowVisible(const Napi::CallbackInfo& info) {
   });
 }
 
+// windowImageSize(name) -> {width, height}: the size of the picture area (what the
+// window shows frames at), so tests can check the window keeps its size.
+Napi::Value WindowImageSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info, 0, "windowImageSize", "name");
+  RequireDisplay(env);
+  return Guard(env, "windowImageSize", [&]() -> Napi::Value {
+    cv::Rect r = cv::getWindowImageRect(name);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("width", r.width);
+    out.Set("height", r.height);
+    return out;
+  });
+}
+
 Napi::Value CloseWindow(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = StringArg(info, 0, "closeWindow", "name");
@@ -93,16 +109,23 @@ Napi::Value CloseWindow(const Napi::CallbackInfo& info) {
 }
 
 
-// decodeForWindow(jpeg) -> Promise<boolean>: decodes on a worker thread so the JS
-// thread only draws. The bytes are copied first (the caller reuses its buffer).
-// One at a time: the caller waits for the promise before the next.
+// decodeForWindow(jpeg, width?, height?) -> Promise<boolean>: decodes on a worker
+// thread so the JS thread only draws; with a size, scales the picture to it there too
+// (a smaller quality layer fills the window it had). The bytes are copied first (the
+// caller reuses its buffer). One at a time: the caller waits for the promise before the next.
 class DecodeForWindowWorker : public PromiseWorker {
  public:
-  DecodeForWindowWorker(Napi::Env env, const uint8_t* data, size_t size)
-      : PromiseWorker(env, "decodeForWindow"), bytes_(data, data + size) {}
+  DecodeForWindowWorker(Napi::Env env, const uint8_t* data, size_t size, int width, int height)
+      : PromiseWorker(env, "decodeForWindow"), bytes_(data, data + size), width_(width), height_(height) {}
 
  protected:
-  void Run() override { image_ = DecodeJpegBgr(bytes_.data(), bytes_.size(), nullptr); }
+  void Run() override {
+    image_ = DecodeJpegBgr(bytes_.data(), bytes_.size(), nullptr);
+    if (image_.empty() || width_ == 0 || (image_.cols == width_ && image_.rows == height_)) return;
+    cv::Mat scaled;
+    cv::resize(image_, scaled, cv::Size(width_, height_), 0, 0, cv::INTER_LINEAR);
+    image_ = std::move(scaled);
+  }
   Napi::Value Result(Napi::Env env) override {
     if (image_.empty()) return Napi::Boolean::New(env, false);
     decodedForWindow = std::move(image_);
@@ -111,12 +134,27 @@ class DecodeForWindowWorker : public PromiseWorker {
 
  private:
   std::vector<uchar> bytes_;
+  int width_;
+  int height_;
   cv::Mat image_;
 };
 
 Napi::Value DecodeForWindow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   auto jpeg = Uint8ArrayArg(info, 0, "decodeForWindow", "jpeg");
-  auto* worker = new DecodeForWindowWorker(info.Env(), jpeg.Data(), jpeg.ByteLength());
+  int width = 0;
+  int height = 0;
+  if (!info[1].IsUndefined()) {
+    width = Int32Arg(info, 1, "decodeForWindow", "width");
+    height = Int32Arg(info, 2, "decodeForWindow", "height");
+    // The scaled picture is allocated too: held to the same limit as a decoded one.
+    if (width < kMinPictureSide || height < kMinPictureSide || width > kMaxPictureWidth || height > kMaxPictureHeight) {
+      throw Napi::RangeError::New(env, "decodeForWindow: width x height must be within " + std::to_string(kMinPictureSide) + ".." +
+                                           std::to_string(kMaxPictureWidth) + " x " + std::to_string(kMinPictureSide) + ".." +
+                                           std::to_string(kMaxPictureHeight));
+    }
+  }
+  auto* worker = new DecodeForWindowWorker(env, jpeg.Data(), jpeg.ByteLength(), width, height);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -145,6 +183,7 @@ void InitWindow(Napi::Env env, Napi::Object exports) {
   exports.Set("pollKey", Napi::Function::New<PollKey>(env, "pollKey"));
   exports.Set("windowVisible", Napi::Function::New<WindowVisible>(env, "windowVisible"));
   exports.Set("closeWindow", Napi::Function::New<CloseWindow>(env, "closeWindow"));
+  exports.Set("windowImageSize", Napi::Function::New<WindowImageSize>(env, "windowImageSize"));
 }
 
 }  // namespace lancam

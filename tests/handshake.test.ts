@@ -1,7 +1,7 @@
 // The viewer's side of the control protocol as a plain state machine, driven with a
 // fake clock: every timing rule is checked to the millisecond without waiting.
 import { describe, expect, test } from "bun:test";
-import { ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, refuseReasonText, type ByeTotals, type ControlMessage, type Report } from "../lib/wire/control.ts";
+import { ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, refuseReasonText, WELCOME_PATH_REPORTS, type ByeTotals, type ControlMessage, type Report } from "../lib/wire/control.ts";
 import { ConnectError, Handshake, reconnectDelayMs, type HandshakeAction, type HandshakeOptions, type SessionEnd } from "../lib/receive/handshake.ts";
 import { classifyRefusal } from "../lib/receive/refusal.ts";
 import { tokenKey } from "../lib/net/session-keys.ts";
@@ -220,6 +220,23 @@ describe("session", () => {
       const r = retried(m.push(input, 10));
       expect(r.cause).toEqual(cause);
       expect(r.afterMs).toBe(500);
+    }
+  });
+
+  test("a delivery message goes to the viewer in a path-reports session; out of place or larger than the stream it is a protocol error", () => {
+    const d = { type: "delivery", layer: 1, width: 32, height: 24, rateBytesPerS: 1000, framesSkipped: 2, skippedThrough: 9 } as const;
+    const { m } = machine();
+    welcomed(m, 0, { flags: WELCOME_PATH_REPORTS });
+    expect(m.push(msg(d), 10)).toEqual([{ type: "delivery", delivery: d }]);
+    const cases: [Parameters<typeof welcome>[0], ControlMessage, string][] = [
+      [{}, d, "delivery message in a session whose welcome did not announce path reports"],
+      [{ flags: WELCOME_PATH_REPORTS }, { ...d, width: 128 }, "delivery layer 1 of 128x24 is larger than the stream's 64x48"],
+      [{ flags: WELCOME_PATH_REPORTS }, { ...d, layer: 0 }, "delivery layer 0 of 32x24 is not the stream's 64x48"],
+    ];
+    for (const [over, bad, text] of cases) {
+      const { m } = machine();
+      welcomed(m, 0, over);
+      expect(retried(m.push(msg(bad), 10)).cause).toEqual({ reason: "protocol error", text });
     }
   });
 

@@ -3,6 +3,10 @@ import type { Frame } from "../lib/wire/frame.ts";
 import { silentLogger } from "../lib/log/logger.ts";
 import { memoryLogger } from "./helpers/memory-logger.ts";
 import { MAX_HELD_FRAMES, RecorderSink, type Writer } from "../lib/record/recorder-sink.ts";
+import { SegmentWriter, type SegmentInfo } from "../lib/record/segment-writer.ts";
+import { probeVideo } from "../lib/media/ffprobe.ts";
+import { cv } from "../lib/native/cv.ts";
+import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const frame = (seq: number, buf = new Uint8Array([seq & 0xff])): Frame => ({ seq, capturedAt: seq * 33_333, width: 64, height: 48, jpeg: buf });
 
@@ -177,3 +181,22 @@ test("disposing while a writer is still opening waits for it and closes it, rath
   await sink.onStreamRate(25);
   expect(pending).toHaveLength(1);
 });
+
+test("a change of picture size (the server moved the viewer to another layer) starts a new AVI segment; both play at their size", async () => {
+  const dir = tempDirs("lancam-sink-")();
+  const segments: SegmentInfo[] = [];
+  const sink = new RecorderSink({ log: silentLogger, open: (fps) => SegmentWriter.open({ dir, segmentSeconds: 60, container: "avi", fps, log: silentLogger, onSegment: (i) => segments.push(i) }) });
+  const t0 = Date.UTC(2025, 0, 2, 3, 4, 5) * 1000;
+  for (let i = 0; i < 12; i++) {
+    const [w, h] = i < 6 ? [96, 64] : [48, 32];
+    const jpeg = cv().encodeJpeg(new Uint8Array(w * h * 3).fill(20 * i), w, h, 90);
+    // Held until the writer opens, then handed over at its pace: none dropped.
+    sink.write({ seq: i, capturedAt: t0 + i * 100_000, width: w, height: h, jpeg });
+  }
+  await sink.onStreamRate(10);
+  await sink.close();
+  expect(sink.stats).toMatchObject({ framesWritten: 12, segmentsClosed: 2, framesNotRecorded: 0 });
+  segments.sort((a, b) => a.startedAt - b.startedAt);
+  const probes = await Promise.all(segments.map((i) => probeVideo(i.path)));
+  expect(probes.map((p) => `${p.codec} ${p.width}x${p.height} ${p.frames}`)).toEqual(["mjpeg 96x64 6", "mjpeg 48x32 6"]);
+}, 30_000);

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { formatStatus, StatusLine } from "../lib/display/status-line.ts";
+import { formatPicture, formatStatus, StatusLine } from "../lib/display/status-line.ts";
 
 test("the status line shows fps, Mbit/s, loss and latency; a dash before any latency", () => {
   expect(formatStatus({ fps: 29.96, mbps: 10.24, lossPercent: 0.5, latencyP50Ms: 11.46 }, { size: "1280x720", recording: "3 segs" }))
@@ -29,4 +29,11 @@ test("disposing it moves off a shown status line, so the shell prompt starts on 
     status.show("30.0 fps");
   }
   expect(written).toEqual(["\r\x1b[2K30.0 fps", "\r\x1b[2K"]);
+});
+
+test("the picture names the layer and the server's rate once the server said it, the stream's size before", () => {
+  const full = { width: 1280, height: 720 };
+  expect(formatPicture(full, null)).toBe("1280x720");
+  expect(formatPicture(full, { layer: 1, width: 640, height: 360, rateBytesPerS: 1_012_500 })).toBe("640x360 (layer 1, 8.1 Mbit/s)");
+  expect(formatPicture(full, { layer: 0, width: 1280, height: 720, rateBytesPerS: 0 })).toBe("1280x720 (layer 0, not limited)");
 });

@@ -6,6 +6,13 @@ export interface StatusFigures {
   latencyP50Ms: number | null;
 }
 
+/** The picture the server sends: its size, and (once the server said) its layer and rate estimate. */
+export function formatPicture(full: { width: number; height: number }, layer: { layer: number; width: number; height: number; rateBytesPerS: number } | null): string {
+  if (!layer) return `${full.width}x${full.height}`;
+  const rate = layer.rateBytesPerS === 0 ? "not limited" : `${((layer.rateBytesPerS * 8) / 1e6).toFixed(1)} Mbit/s`;
+  return `${layer.width}x${layer.height} (layer ${layer.layer}, ${rate})`;
+}
+
 /** The once-a-second line a viewer shows on a terminal. */
 export function formatStatus(s: StatusFigures, extra: { size?: string; recording?: string } = {}): string {
   const lat = s.latencyP50Ms === null ? "-" : `${s.latencyP50Ms.toFixed(1)} ms`;

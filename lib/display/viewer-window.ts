@@ -3,6 +3,26 @@
  * the main thread; a bad frame is counted and skipped, never thrown.
  */
 import { cv } from "../native/cv.ts";
+import { readJpegSize } from "../wire/jpeg-header.ts";
+
+/** A picture size. */
+export interface WindowSize {
+  width: number;
+  height: number;
+}
+
+/**
+ * The size to show a frame at in a window that shows `current` (null before the first
+ * frame). A smaller frame of the same shape (a lower quality layer) is scaled up, so the
+ * window keeps its size; a larger one, or one of another shape (another stream), is
+ * shown as it is and the window follows it.
+ */
+export function windowSizeFor(current: WindowSize | null, frame: WindowSize): WindowSize {
+  if (!current || frame.width > current.width || frame.height > current.height) return frame;
+  // Same shape within the rounding of each side down to an even number: |w/W - h/H| < 2/min(W, H).
+  const sameShape = Math.abs(frame.width * current.height - frame.height * current.width) < 2 * Math.max(current.width, current.height);
+  return sameShape ? current : frame;
+}
 
 /** True when an X display can be opened (probed without Qt, which would abort the process). */
 export function displayAvailable(): boolean {
@@ -14,6 +34,8 @@ export class ViewerWindow implements Disposable {
   #name: string | undefined;
   #shown = 0;
   #bad = 0;
+  /** What the window shows frames at; null before the first. */
+  #size: WindowSize | null = null;
 
   /** Frames shown so far. */
   get shown(): number {
@@ -36,20 +58,34 @@ export class ViewerWindow implements Disposable {
     return this;
   }
 
+  /** The size frames are shown at (the window's picture area); null before the first. */
+  get size(): WindowSize | null {
+    return this.#size;
+  }
+
   /**
    * Shows one frame, decoding it on a worker thread (only the drawing happens on this
-   * one); false (and counted) when it does not decode. Call one at a time.
+   * one), scaled to the window's size when it is a smaller layer of the same picture
+   * (windowSizeFor); false (and counted) when it does not decode. Call one at a time.
    */
   async showAsync(jpeg: Uint8Array): Promise<boolean> {
     if (this.#name === undefined) return false; // closed (or never opened): nothing to draw on
+    const header = readJpegSize(jpeg);
+    const target = header ? windowSizeFor(this.#size, header) : null;
     let ok = false;
     try {
-      ok = (await cv().decodeForWindow(jpeg)) && this.#name !== undefined && cv().showDecoded(this.#name);
+      const scale = target && header && (target.width !== header.width || target.height !== header.height);
+      ok = (await (scale ? cv().decodeForWindow(jpeg, target.width, target.height) : cv().decodeForWindow(jpeg))) &&
+        this.#name !== undefined && cv().showDecoded(this.#name);
     } catch {
       ok = false;
     }
-    if (ok) this.#shown++;
-    else this.#bad++;
+    if (ok) {
+      this.#shown++;
+      this.#size = target;
+    } else {
+      this.#bad++;
+    }
     return ok;
   }
 

@@ -167,14 +167,20 @@ export interface CvAddon {
   displayAvailable(): boolean;
   /** Creates a window now; throws when there is no display. */
   openWindow(name: string): void;
-  /** Decodes on a worker thread for showDecoded (one at a time); false when the bytes do not decode or exceed the limit. */
-  decodeForWindow(jpeg: Uint8Array): Promise<boolean>;
+  /**
+   * Decodes on a worker thread for showDecoded (one at a time), scaled there to
+   * `width` x `height` when given (MIN_PICTURE_SIDE..MAX_PICTURE, else a RangeError);
+   * false when the bytes do not decode or exceed the limit.
+   */
+  decodeForWindow(jpeg: Uint8Array, width?: number, height?: number): Promise<boolean>;
   /** Draws what decodeForWindow last produced; false when nothing has been decoded yet. */
   showDecoded(name: string): boolean;
   /** Runs the GUI event loop for `ms` (at least 1); the key pressed, or -1. */
   pollKey(ms: number): number;
   /** False once the user has closed the window. */
   windowVisible(name: string): boolean;
+  /** The size of the window's picture area. */
+  windowImageSize(name: string): { width: number; height: number };
   closeWindow(name: string): void;
 }
 

@@ -3,11 +3,12 @@ import { unwrapStreamKey } from "../net/frame-cipher.ts";
 import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
   ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, byeReasonText, refuseReasonText,
-  type ByeTotals, type Challenge, type ControlMessage, type Hello, type Key, type Report, type Welcome,
+  type ByeTotals, type Challenge, type ControlMessage, type Delivery, type Hello, type Key, type Report, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
 import { UserError } from "../errors/user-error.ts";
 import { classifyRefusal, type Refusal } from "./refusal.ts";
+import { deliveryProblem } from "./frame-sizes.ts";
 
 /**
  * How long after a welcome that names a multicast group the viewer waits for the
@@ -108,6 +109,8 @@ export type HandshakeAction =
   | { type: "receive"; welcome: Welcome }
   /** A stream key for this session's datagrams. */
   | { type: "key"; id: number; key: Uint8Array }
+  /** What the server sends this viewer now (its layer, rate, skipped frames); checked against the welcome. */
+  | { type: "delivery"; delivery: Delivery }
   /**
    * The group does not reach this viewer: leave it (the server was just asked for
    * unicast, and datagrams come to the viewer's own port from now on).
@@ -278,6 +281,10 @@ export class Handshake {
       s.lastHeardAt = now;
       if (msg.type === "bye") return this.#end({ reason: "server bye", text: byeReasonText(msg.reason) }, now);
       if (msg.type === "key") return this.#key(s.keys, msg, now);
+      if (msg.type === "delivery") {
+        const problem = deliveryProblem(s.welcome, msg);
+        return problem ? this.#end({ reason: "protocol error", text: problem }, now) : [{ type: "delivery", delivery: msg }];
+      }
       return [];
     }
     if (s.kind !== "handshake" || !s.connected) return [];

@@ -5,8 +5,16 @@ export interface StatsSummary {
   framesReceived: number;
   /** Frames of which some datagrams arrived but that could not be completed. */
   framesIncomplete: number;
-  /** Frames of which nothing arrived (gaps in frame numbers). */
+  /** Frames of which nothing arrived (gaps in frame numbers), less those the server said it skipped. */
   framesMissing: number;
+  /**
+   * Frames the server chose not to send (pacing a slow path), as its delivery messages
+   * said: not losses. framesReceived + framesMissing + framesIncomplete + framesSkipped
+   * is every frame number the viewer's sessions spanned.
+   */
+  framesSkipped: number;
+  /** Frames received by picture size ("1280x720"); sizes past MAX_SIZES_COUNTED are counted under "other". */
+  framesBySize: Record<string, number>;
   /** Frames delivered with a number not above the previous one (must stay 0). */
   framesOutOfOrder: number;
   /** Complete frames that were not a JPEG of the announced size (not shown, not recorded). */
@@ -36,6 +44,8 @@ export interface StatusSnapshot {
 }
 
 const MAX_SECONDS = 86_400;
+/** Picture sizes counted apart at most (a server has a few layers; the rest is "other"). */
+export const MAX_SIZES_COUNTED = 16;
 
 /** Counts what a viewer received; the clock is passed in (ms). */
 export class ReceiverStats {
@@ -44,6 +54,8 @@ export class ReceiverStats {
   framesReceived = 0;
   framesIncomplete = 0;
   framesMissing = 0;
+  framesSkipped = 0;
+  readonly framesBySize = new Map<string, number>();
   framesOutOfOrder = 0;
   framesRejected = 0;
   framesForged = 0;
@@ -61,8 +73,12 @@ export class ReceiverStats {
   readonly #perSecond: number[] = [];
   #window = { at: 0, frames: 0, bytes: 0, lost: 0 };
 
-  /** A completed frame; `latencyMs` is arrival minus capture time. */
-  frame(bytes: number, latencyMs: number, nowMs: number): void {
+  /** A completed frame; `latencyMs` is arrival minus capture time; `size` its picture size ("640x360"), when known. */
+  frame(bytes: number, latencyMs: number, nowMs: number, size?: string): void {
+    if (size !== undefined) {
+      const key = this.framesBySize.has(size) || this.framesBySize.size < MAX_SIZES_COUNTED ? size : "other";
+      this.framesBySize.set(key, (this.framesBySize.get(key) ?? 0) + 1);
+    }
     if (this.#firstAt === null) {
       this.#firstAt = nowMs;
       this.#window.at = nowMs;
@@ -98,7 +114,8 @@ export class ReceiverStats {
     const w = this.#window;
     const seconds = Math.max((nowMs - w.at) / 1000, 1e-3);
     const frames = this.framesReceived - w.frames;
-    const lost = lostNow - w.lost;
+    // Missing frames the server then says it skipped leave the count: never a negative loss.
+    const lost = Math.max(0, lostNow - w.lost);
     const snap: StatusSnapshot = {
       fps: frames / seconds,
       mbps: ((this.bytes - w.bytes) * 8) / seconds / 1e6,
@@ -115,6 +132,8 @@ export class ReceiverStats {
       framesReceived: this.framesReceived,
       framesIncomplete: this.framesIncomplete,
       framesMissing: this.framesMissing,
+      framesSkipped: this.framesSkipped,
+      framesBySize: Object.fromEntries(this.framesBySize),
       framesOutOfOrder: this.framesOutOfOrder,
       framesRejected: this.framesRejected,
       framesForged: this.framesForged,

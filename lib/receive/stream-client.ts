@@ -2,7 +2,7 @@ import type { Socket, SocketHandler, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import type { TokenKey } from "../net/session-keys.ts";
-import { WELCOME_ENCRYPTED, type ByeTotals, type FallbackReason, type Report, type Welcome } from "../wire/control.ts";
+import { WELCOME_ENCRYPTED, type ByeTotals, type Delivery, type FallbackReason, type Report, type Welcome } from "../wire/control.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import type { DatagramHeader } from "../wire/datagram.ts";
 import { FrameOpener, type OpenerCounters } from "./frame-opener.ts";
@@ -49,6 +49,8 @@ export interface StreamClientOptions {
   onGroupJoined?: (group: { address: string; port: number; interfaceAddress: string; receiveBufferBytes: number | null }) => void;
   /** The group did not reach this viewer: the server was asked for unicast. */
   onFallback?: (reason: FallbackReason, text: string) => void;
+  /** The server said what it sends this viewer now (checked against the welcome). */
+  onDelivery?: (delivery: Delivery) => void;
   /** A complete frame failed the server's signature and was dropped; `total`: how many so far (cumulative). */
   onForged?: (total: number) => void;
 }
@@ -252,6 +254,9 @@ export class StreamClient implements AsyncDisposable {
         if (a.welcome.multicast) this.#joinGroup(a.welcome.multicast, this.#conn?.localIp ?? null);
         return;
       }
+      case "delivery":
+        this.#opts.onDelivery?.(a.delivery);
+        return;
       case "leave-group":
         this.#leaveGroup();
         this.#opts.onFallback?.(a.reason, a.text);

@@ -7,7 +7,9 @@ import { readJpegSize } from "../wire/jpeg-header.ts";
 import type { ReassembledFrame } from "./reassembler.ts";
 import { seqLess } from "../wire/seq.ts";
 import type { TokenKey } from "../net/session-keys.ts";
-import { WELCOME_ENCRYPTED, WELCOME_PATH_REPORTS, type ByeTotals, type Report, type Welcome } from "../wire/control.ts";
+import { WELCOME_ENCRYPTED, WELCOME_PATH_REPORTS, type ByeTotals, type Delivery, type Report, type Welcome } from "../wire/control.ts";
+import { FrameSizes } from "./frame-sizes.ts";
+import { SkipLedger } from "./skip-ledger.ts";
 import { PathMeter } from "./path-meter.ts";
 import { ConnectError } from "./handshake.ts";
 import { StreamClient } from "./stream-client.ts";
@@ -30,8 +32,8 @@ export interface ViewerOptions {
   maxFrames?: number;
   /** Stop after this many seconds (0 = no limit). */
   maxSeconds?: number;
-  /** Called about once a second with the stats (status line). */
-  onSecond?: (stats: ReceiverStats, welcome: Welcome | null) => void;
+  /** Called about once a second with the stats (status line), and what the server last said it sends (null before it said). */
+  onSecond?: (stats: ReceiverStats, welcome: Welcome | null, delivery: Delivery | null) => void;
   /** Called once the UDP port is bound, before connecting. */
   onBound?: (udpPort: number, client: StreamClient) => void;
   /**
@@ -68,16 +70,25 @@ export class Viewer implements AsyncDisposable {
   #settingUp: Promise<void> = Promise.resolve();
   #setupError: unknown = null;
   #welcome: Welcome | null = null;
+  /** The picture sizes this session's frames may have (the welcome's, and its layers'). */
+  #sizes: FrameSizes | null = null;
+  /** The server's latest delivery message this session. */
+  #delivery: Delivery | null = null;
+  /** Which missing frames the server skipped rather than lost. */
+  readonly #skips = new SkipLedger();
   #lastFrame: number | null = null;
   /** Frames accepted for the sinks and frames handed to them, for an exact --frames. */
   #accepted = 0;
   #delivered = 0;
   readonly #warnRejected: (detail: string) => void;
+  readonly #logLayer: (detail: string) => void;
   /** Set by a welcome: the next frame starts a new numbering, so it cannot be out of order. */
   #resynced = false;
   /**
    * The counts at the latest welcome: reports and the bye speak for the session, which
    * is what the server can check them against (it knows what it sent in this session).
+   * framesMissing here is the reassembler's (skipped frames included): the report's
+   * framesLost keeps its meaning, and the server knows what it skipped.
    */
   #base = { framesReceived: 0, framesMissing: 0, framesIncomplete: 0, framesRecorded: 0 };
   #warnedOpen = false;
@@ -89,6 +100,13 @@ export class Viewer implements AsyncDisposable {
     this.#opts = opts;
     this.#log = opts.log;
     this.#warnRejected = throttled(5000, (detail, n) => this.#log.warn("frame rejected", { detail, similar: n || undefined }));
+    // A server flapping between layers must not flood the log: the status line shows the current one anyway.
+    this.#logLayer = throttled(1000, (_detail, n) => {
+      const d = this.#delivery;
+      if (!d) return;
+      const rate = d.rateBytesPerS === 0 ? "not limited" : `${((d.rateBytesPerS * 8) / 1e6).toFixed(1)} Mbit/s`;
+      this.#log.info("layer", { layer: d.layer, size: `${d.width}x${d.height}`, rate, skipped: d.framesSkipped, changesNotLogged: n || undefined });
+    });
   }
 
   /** The reassembler's drop counters, for the stats file. */
@@ -116,6 +134,7 @@ export class Viewer implements AsyncDisposable {
       report: () => this.#report(),
       totals: () => this.#totals(),
       onWelcome: (w) => this.#onWelcome(w),
+      onDelivery: (d) => this.#onDelivery(d),
       onGroupJoined: (g) => this.#log.info("multicast group joined", { group: `${g.address}:${g.port}`, interface: g.interfaceAddress, receiveBuffer: g.receiveBufferBytes ?? "unknown" }),
       onForged: (total) => this.#onForged(total),
       onDatagram: (viaGroup) => (viaGroup ? this.stats.datagramsByGroup++ : this.stats.datagramsByOwnPort++),
@@ -134,7 +153,7 @@ export class Viewer implements AsyncDisposable {
     this.#opts.onBound?.(client.udpPort, client);
     const ticker = setInterval(() => {
       this.#syncLoss();
-      this.#opts.onSecond?.(this.stats, this.#welcome);
+      this.#opts.onSecond?.(this.stats, this.#welcome, this.#delivery);
     }, 1000);
     const limit = maxSeconds > 0 ? setTimeout(() => this.stop(), maxSeconds * 1000) : null;
     try {
@@ -157,11 +176,14 @@ export class Viewer implements AsyncDisposable {
     if (this.#everWelcomed) this.stats.reconnects++;
     this.#everWelcomed = true;
     this.#welcome = w;
+    this.#sizes = new FrameSizes(w);
+    this.#delivery = null;
     this.#resynced = true;
     this.#path.reset();
     this.#syncLoss();
+    this.#skips.session(client.reassembly.framesMissing);
     const s = this.stats;
-    this.#base = { framesReceived: s.framesReceived, framesMissing: s.framesMissing, framesIncomplete: s.framesIncomplete, framesRecorded: this.#opts.recordedFrames?.() ?? 0 };
+    this.#base = { framesReceived: s.framesReceived, framesMissing: s.framesMissing + s.framesSkipped, framesIncomplete: s.framesIncomplete, framesRecorded: this.#opts.recordedFrames?.() ?? 0 };
     const { host, port } = this.#opts;
     const encrypted = (w.flags & WELCOME_ENCRYPTED) !== 0;
     this.#log.info(this.stats.reconnects ? "reconnected" : "connected", {
@@ -197,6 +219,16 @@ export class Viewer implements AsyncDisposable {
       });
   }
 
+  /** The server's delivery message (checked against the welcome by the handshake): its layer's size is accepted from now on. */
+  #onDelivery(d: Delivery): void {
+    this.#sizes?.announce(d);
+    this.#skips.announce(d.framesSkipped, d.skippedThrough);
+    const before = this.#delivery;
+    this.#delivery = d;
+    this.#syncLoss();
+    if (before?.layer !== d.layer || before.width !== d.width || before.height !== d.height) this.#logLayer("");
+  }
+
   /** Frames that failed the server's signature: counted always, said once (with the first). */
   #onForged(total: number): void {
     this.stats.framesForged = total;
@@ -215,7 +247,7 @@ export class Viewer implements AsyncDisposable {
     // Only a server that asked for them can read path counters (an older one would refuse the report).
     const asked = ((this.#welcome?.flags ?? 0) & WELCOME_PATH_REPORTS) !== 0;
     const report: Report = {
-      type: "report", framesReceived: s.framesReceived - b.framesReceived, framesLost: s.framesMissing - b.framesMissing,
+      type: "report", framesReceived: s.framesReceived - b.framesReceived, framesLost: s.framesMissing + s.framesSkipped - b.framesMissing,
       framesIncomplete: s.framesIncomplete - b.framesIncomplete,
       datagramsDropped: Object.values(this.datagramDrops()).reduce((a, b) => a + b, 0),
       latencyP50Us: Math.round(p50 * 1000), latencyP95Us: Math.round(p95 * 1000), fpsMillihertz: s.lastSecondFps(performance.now()) * 1000,
@@ -235,7 +267,7 @@ export class Viewer implements AsyncDisposable {
     const s = this.stats;
     const b = this.#base;
     return {
-      framesReceived: s.framesReceived - b.framesReceived, framesLost: s.framesMissing - b.framesMissing,
+      framesReceived: s.framesReceived - b.framesReceived, framesLost: s.framesMissing + s.framesSkipped - b.framesMissing,
       framesIncomplete: s.framesIncomplete - b.framesIncomplete, framesRecorded: (this.#opts.recordedFrames?.() ?? 0) - b.framesRecorded,
     };
   }
@@ -245,20 +277,24 @@ export class Viewer implements AsyncDisposable {
     if (this.#lastFrame !== null && !this.#resynced && !seqLess(this.#lastFrame, f.frameNumber)) this.stats.framesOutOfOrder++;
     this.#lastFrame = f.frameNumber;
     this.#resynced = false;
+    this.#skips.frame(f.frameNumber);
+    // Again: the ledger may have just reached a skipped count's frame number.
+    this.#syncLoss();
     const w = this.#welcome;
-    // Only a JPEG of the size the server announced reaches the window and the recorder:
-    // a header claiming a huge picture would otherwise cost gigabytes to decode.
+    // Only a JPEG of a size the server announced (the stream's, or one of its layers')
+    // reaches the window and the recorder: a header claiming a huge picture would
+    // otherwise cost gigabytes to decode.
     const size = readJpegSize(f.jpeg);
-    if (!w || !size || size.width !== w.width || size.height !== w.height) {
+    if (!w || !size || !this.#sizes?.accepts(size.width, size.height)) {
       this.stats.framesRejected++;
-      this.#warnRejected(size ? `${size.width}x${size.height}, expected ${w?.width}x${w?.height}` : "not a JPEG");
+      this.#warnRejected(size ? `${size.width}x${size.height}, expected ${w?.width}x${w?.height} or one of its layers` : "not a JPEG");
       return;
     }
     const max = this.#opts.maxFrames ?? 0;
     if (max > 0 && this.#accepted >= max) return; // --frames reached: exactly that many are counted and delivered
     this.#accepted++;
-    this.stats.frame(f.jpeg.length, (nowMicros() - f.capturedAt) / 1000, nowMs);
-    this.#deliver({ seq: f.frameNumber, capturedAt: f.capturedAt, width: w.width, height: w.height, jpeg: f.jpeg });
+    this.stats.frame(f.jpeg.length, (nowMicros() - f.capturedAt) / 1000, nowMs, `${size.width}x${size.height}`);
+    this.#deliver({ seq: f.frameNumber, capturedAt: f.capturedAt, width: size.width, height: size.height, jpeg: f.jpeg });
   }
 
   #deliver(frame: Frame): void {
@@ -273,12 +309,17 @@ export class Viewer implements AsyncDisposable {
     if (max > 0 && ++this.#delivered >= max) this.stop();
   }
 
-  /** Brings the loss counters up to the reassembler's (cumulative across reconnects). */
+  /**
+   * Brings the loss counters up to the reassembler's (cumulative across reconnects),
+   * its missing frames split into skipped (as the server said) and the rest.
+   */
   #syncLoss(): void {
     const r = this.#client?.reassembly;
     if (!r) return;
-    const incomplete = r.incomplete.lostFragment + r.incomplete.timeout + r.incomplete.evicted;
-    this.stats.lost(Math.max(0, r.framesMissing - this.stats.framesMissing), Math.max(0, incomplete - this.stats.framesIncomplete));
+    const skipped = this.#skips.skipped(r.framesMissing);
+    this.stats.framesSkipped = skipped;
+    this.stats.framesMissing = r.framesMissing - skipped;
+    this.stats.framesIncomplete = r.incomplete.lostFragment + r.incomplete.timeout + r.incomplete.evicted;
   }
 
   /** Stops the viewer: goodbye to the server, then `run()` resolves. */

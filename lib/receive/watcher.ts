@@ -1,5 +1,6 @@
 import type { Logger } from "../log/format.ts";
 import type { TokenKey } from "../net/session-keys.ts";
+import { formatPicture } from "../display/status-line.ts";
 import { ClassicWatcher } from "./classic-watcher.ts";
 import type { ReceiverStats } from "./receiver-stats.ts";
 import { Viewer, type FrameSink } from "./viewer.ts";
@@ -63,6 +64,6 @@ export function createWatcher(opts: WatcherOptions): Watcher {
     connectTimeoutMs: opts.connectTimeoutMs,
     onBound: opts.onBound && ((bound) => opts.onBound!(bound)),
     onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000)),
-    onSecond: opts.onSecond && ((stats, welcome) => opts.onSecond!(stats, welcome ? `${welcome.width}x${welcome.height}` : null)),
+    onSecond: opts.onSecond && ((stats, welcome, delivery) => opts.onSecond!(stats, welcome ? formatPicture(welcome, delivery) : null)),
   });
 }
