@@ -1,5 +1,6 @@
 import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE, TAG_SIZE as DATAGRAM_TAG_SIZE } from "./datagram.ts";
 import { DecodeError, hex } from "./decode-error.ts";
+import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, type GoneBody, type RepairBody } from "./repair.ts";
 
 /*
  * Control messages on the TCP connection. All fields big-endian.
@@ -130,6 +131,9 @@ import { DecodeError, hex } from "./decode-error.ts";
  * +---------------+
  * |  reason code  |   0
  * +---------------+   1
+ *
+ * repair (12, client to server) and gone (13, server to client): loss repair; their
+ * bodies are diagrammed in repair.ts.
  */
 
 /** Control protocol version carried in hello. */
@@ -165,6 +169,10 @@ export const MessageType = {
   Key: 9,
   /** The viewer gets no multicast: unicast instead. */
   Fallback: 10,
+  /** The viewer asks for the datagrams of a frame it missed. */
+  Repair: 12,
+  /** The server will not repair these frames. */
+  Gone: 13,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -427,8 +435,18 @@ export interface Fallback extends Taggable {
   reason: FallbackReason;
 }
 
+/** Client to server: resend these fragments of these frames (lib/wire/repair.ts). */
+export interface Repair extends Taggable, RepairBody {
+  type: "repair";
+}
+
+/** Server to client: these frames will not be resent. */
+export interface Gone extends Taggable, GoneBody {
+  type: "gone";
+}
+
 /** Any control message. */
-export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback;
+export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Repair | Gone;
 
 const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   hello: MessageType.Hello,
@@ -441,6 +459,8 @@ const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   response: MessageType.Response,
   key: MessageType.Key,
   fallback: MessageType.Fallback,
+  repair: MessageType.Repair,
+  gone: MessageType.Gone,
 };
 
 const HELLO_FIXED = 12;
@@ -548,6 +568,8 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
   let bodySize: number;
   let text: Uint8Array | null = null;
   let groupAddress = 0;
+  // Repair and gone bodies are encoded (and checked) by repair.ts, then copied in.
+  let repairBody: Uint8Array = new Uint8Array(0);
   switch (msg.type) {
     case "hello":
       checkInt("hello version", msg.version, 0, 0xff);
@@ -618,6 +640,14 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       if (!Object.hasOwn(FALLBACK_TEXT, msg.reason)) throw new RangeError(`fallback reason=${msg.reason} is not a known reason code`);
       bodySize = FALLBACK_SIZE;
       break;
+    case "repair":
+      repairBody = encodeRepairBody(msg);
+      bodySize = repairBody.length;
+      break;
+    case "gone":
+      repairBody = encodeGoneBody(msg);
+      bodySize = repairBody.length;
+      break;
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
   }
@@ -681,6 +711,10 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "fallback":
       w.u8(msg.reason);
+      break;
+    case "repair":
+    case "gone":
+      w.bytes(repairBody);
       break;
   }
   if (msg.tag) w.bytes(msg.tag);
@@ -941,10 +975,11 @@ function decodeFallback(r: BodyReader): Fallback {
   return { type: "fallback", reason: reason as FallbackReason };
 }
 
-/** The type byte, T bit included: anything but 1..10 with or without T is an error. */
+/** The type byte, T bit included: anything but 1..10, 12 and 13 with or without T is an error. */
 function checkType(typeByte: number): void {
   const type = typeByte & ~TAGGED_BIT;
   if (type >= MessageType.Hello && type <= MessageType.Fallback) return;
+  if (type === MessageType.Repair || type === MessageType.Gone) return;
   throw new DecodeError("bad-type", `control type ${hex(typeByte)} is unknown`);
 }
 
@@ -1006,6 +1041,10 @@ function decodeBody(type: number, body: Uint8Array): ControlMessage {
       return decodeKey(new BodyReader("key", body));
     case MessageType.Fallback:
       return decodeFallback(new BodyReader("fallback", body));
+    case MessageType.Repair:
+      return { type: "repair", ...decodeRepairBody(body) };
+    case MessageType.Gone:
+      return { type: "gone", ...decodeGoneBody(body) };
     default:
       // peekMessageSize already rejected it; kept so a new type cannot slip through.
       throw new DecodeError("bad-type", `control type ${hex(type)} is unknown`);
