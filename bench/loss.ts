@@ -36,19 +36,25 @@ function run(cmd: string[]): void {
   if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed: ${r.stderr.toString().trim()}`);
 }
 
-/** Drops incoming UDP in `ns` with probability `percent` / 100 (none at 0). */
+/**
+ * Drops incoming UDP in `ns` with probability `percent` / 100 (none at 0), then counts
+ * what got through (a rule without a target only counts).
+ */
 function setLoss(ns: string, percent: number): void {
   run(["ip", "netns", "exec", ns, "iptables", "-F", "INPUT"]);
   if (percent > 0) {
     run(["ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-p", "udp", "-m", "statistic", "--mode", "random", "--probability", String(percent / 100), "-j", "DROP"]);
   }
+  run(["ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-p", "udp"]);
 }
 
-/** Packets the viewer's namespace dropped on purpose since the last flush. */
-function dropped(ns: string): number {
+/** Since the last setLoss: UDP packets dropped on purpose, and UDP bytes (IP headers included) that got through. */
+function counters(ns: string): { dropped: number; bytesIn: number } {
   const r = Bun.spawnSync(["ip", "netns", "exec", ns, "iptables", "-L", "INPUT", "-v", "-x", "-n"], { stdout: "pipe" });
-  const line = r.stdout.toString().split("\n").find((l) => l.includes("statistic"));
-  return Number(line?.trim().split(/\s+/)[0] ?? 0);
+  const rules = r.stdout.toString().split("\n").filter((l) => /\s(udp|17)\s/.test(l)).map((l) => l.trim().split(/\s+/));
+  const drop = rules.find((c) => c.includes("DROP"));
+  const pass = rules.find((c) => !c.includes("DROP"));
+  return { dropped: Number(drop?.[0] ?? 0), bytesIn: Number(pass?.[1] ?? NaN) };
 }
 
 const median = (xs: number[]) => {
@@ -77,7 +83,7 @@ async function runOnce(lan: NetnsLan, clip: string, source: string[], lossPercen
   const statsPath = join(dir, "v.json");
   const viewer = lan.bun("v1", ["client.ts", "10.77.0.1", port, "0", "--no-window", "--out", join(dir, "rec"), "--duration", String(seconds), "--stats", statsPath]);
   const code = await viewer.exited;
-  const drops = dropped(lan.ns("v1"));
+  const { dropped, bytesIn } = counters(lan.ns("v1"));
   server.proc.kill("SIGTERM");
   await server.exited;
   if (code !== 0) throw new Error(`viewer exited ${code} (${clip}, ${lossPercent} %)`);
@@ -91,8 +97,8 @@ async function runOnce(lan: NetnsLan, clip: string, source: string[], lossPercen
     liveLostPercent: (100 * (s.framesMissing + s.framesIncomplete)) / span,
     recordLostPercent: (100 * (span - recorded)) / span,
     p50: s.latencyMs.p50, p99: s.latencyMs.p99,
-    bytesPerFrame: s.bytes / s.framesReceived,
-    datagramsDropped: drops,
+    bytesPerFrame: bytesIn / s.framesReceived,
+    datagramsDropped: dropped,
   };
 }
 
@@ -115,7 +121,7 @@ for (const clip of clips) {
     rows.push(r);
   }
 }
-console.log("\n| clip | datagram loss % | fps (median second) | frames lost live % | frames missing from the recording % | latency p50 / p99 ms | bytes per delivered frame | datagrams dropped |");
+console.log("\n| clip | datagram loss % | fps (median second) | frames lost live % | frames missing from the recording % | latency p50 / p99 ms | UDP bytes received per delivered frame | datagrams dropped |");
 console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of rows) {
   console.log(`| ${r.clip} | ${r.lossPercent} | ${f(r.fps)} | ${f(r.liveLostPercent, 2)} | ${f(r.recordLostPercent, 2)} | ${f(r.p50 ?? NaN)} / ${f(r.p99 ?? NaN)} | ${f(r.bytesPerFrame, 0)} | ${r.datagramsDropped} |`);
