@@ -79,6 +79,20 @@ describe("RetransmitRing", () => {
     expect(ring.framesEvicted).toBe(50 - ring.framesHeld);
   });
 
+  test("one frame number sent at two layers is held twice, and each viewer gets its own layer's bytes", () => {
+    const ring = new RetransmitRing();
+    const full = sentFrame(8, 20_000);
+    const small = sentFrame(8, 5_000);
+    ring.push(full, 0, 0);
+    ring.push(small, 0, 1);
+    const a = ring.answer({ entries: entriesFor(8, [1]) }, 1, budgetWith(1e6), 1, () => 1);
+    expect(Buffer.from(a.datagrams[0]!.subarray(8)).equals(Buffer.from(small[1]!.subarray(8)))).toBe(true);
+    const b = ring.answer({ entries: entriesFor(8, [1]) }, 1, budgetWith(1e6), 1);
+    expect(Buffer.from(b.datagrams[0]!.subarray(8)).equals(Buffer.from(full[1]!.subarray(8)))).toBe(true);
+    expect(ring.answer({ entries: entriesFor(8, [1]) }, 1, budgetWith(1e6), 1, () => 2).gone).toEqual([{ reason: GoneReason.Expired, frames: [8] }]);
+    expect(() => ring.push(full, 0, 16)).toThrow(RangeError);
+  });
+
   test("a frame larger than the whole ring is not held, and counted", () => {
     const ring = new RetransmitRing({ maxBytes: 10_000 });
     ring.push(sentFrame(1, 20_000), 0);

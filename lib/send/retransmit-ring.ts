@@ -7,6 +7,9 @@ export const DEFAULT_RING_AGE_MS = 250;
 /** Most bytes the ring holds (about 1 s of a 60 Mbit/s stream), whichever limit is reached first. */
 export const DEFAULT_RING_BYTES = 8 * 1024 * 1024;
 
+/** Quality layers the ring tells apart (lib/send/layer-ladder.ts has at most 4). */
+export const MAX_RING_LAYERS = 16;
+
 interface HeldFrame {
   at: number;
   /** The frame's datagrams as sent, one copy, back to back. */
@@ -35,7 +38,7 @@ export interface RepairAnswer {
 export class RetransmitRing {
   readonly maxAgeMs: number;
   readonly maxBytes: number;
-  /** Insertion order is age order: eviction takes from the front. */
+  /** By layer * 2^32 + frame number; insertion order is age order: eviction takes from the front. */
   readonly #frames = new Map<number, HeldFrame>();
   #bytes = 0;
   /** Frames pushed. */
@@ -74,15 +77,17 @@ export class RetransmitRing {
   /**
    * Keeps one frame's datagrams, exactly as sent (any one viewer's, or the multicast
    * group's: the session id is rewritten on resend). The bytes are copied: a
-   * fragmenter reuses its buffer. A frame number already held is replaced (a source
-   * that restarted its numbering).
+   * fragmenter reuses its buffer. `layer` tells apart the sizes one frame number is
+   * sent at (0 = the source's). A frame already held is replaced (a source that
+   * restarted its numbering).
    */
-  push(datagrams: readonly Uint8Array[], now: number): void {
+  push(datagrams: readonly Uint8Array[], now: number, layer = 0): void {
+    if (!Number.isInteger(layer) || layer < 0 || layer >= MAX_RING_LAYERS) throw new RangeError(`retransmit ring layer=${layer}: expected an integer 0..${MAX_RING_LAYERS - 1}`);
     this.framesPushed++;
     this.#expire(now);
     if (datagrams.length === 0) return;
-    const frameNumber = decodeDatagram(datagrams[0]!).header.frameNumber;
-    this.#drop(frameNumber);
+    const key = keyOf(layer, decodeDatagram(datagrams[0]!).header.frameNumber);
+    this.#drop(key);
     let total = 0;
     for (const d of datagrams) total += d.length;
     if (total > this.maxBytes) {
@@ -96,23 +101,24 @@ export class RetransmitRing {
       offsets.push(offsets[offsets.length - 1]! + d.length);
     }
     while (this.#bytes + total > this.maxBytes) this.#evictOldest();
-    this.#frames.set(frameNumber, { at: now, bytes, offsets });
+    this.#frames.set(key, { at: now, bytes, offsets });
     this.#bytes += total;
   }
 
   /**
    * Answers one viewer's repair message: the requested datagrams still held and within
-   * its budget, stamped with `sessionId`; gone for the rest. A message over the
-   * viewer's request rate is dropped whole (counted in the budget).
+   * its budget, stamped with `sessionId`; gone for the rest. `layerOf` says which
+   * layer the viewer was sent a frame at (the source's when left out). A message over
+   * the viewer's request rate is dropped whole (counted in the budget).
    */
-  answer(req: RepairBody, sessionId: number, budget: RepairBudget, now: number): RepairAnswer {
+  answer(req: RepairBody, sessionId: number, budget: RepairBudget, now: number, layerOf: (frameNumber: number) => number = () => 0): RepairAnswer {
     if (!budget.takeRequest(now)) return { datagrams: [], gone: [], dropped: true };
     this.#expire(now);
     const datagrams: Uint8Array[] = [];
     const expired: number[] = [];
     const overBudget: number[] = [];
     for (const entry of req.entries) {
-      const f = this.#frames.get(entry.frameNumber);
+      const f = this.#frames.get(keyOf(layerOf(entry.frameNumber), entry.frameNumber));
       if (!f) {
         if (!expired.includes(entry.frameNumber)) {
           expired.push(entry.frameNumber);
@@ -162,10 +168,15 @@ export class RetransmitRing {
     this.framesEvicted++;
   }
 
-  #drop(frameNumber: number): void {
-    const f = this.#frames.get(frameNumber);
+  #drop(key: number): void {
+    const f = this.#frames.get(key);
     if (!f) return;
     this.#bytes -= f.bytes.length;
-    this.#frames.delete(frameNumber);
+    this.#frames.delete(key);
   }
+}
+
+/** One number for (layer, frame number): exact below 2^53 with layers under MAX_RING_LAYERS. */
+function keyOf(layer: number, frameNumber: number): number {
+  return layer * 2 ** 32 + frameNumber;
 }
