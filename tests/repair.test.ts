@@ -229,3 +229,40 @@ describe("RepairTracker under simulated random loss", () => {
     expect(liveMissed.size).toBe(t.stats.framesGivenUp);
   });
 });
+
+describe("RepairTracker with parity in the stream", () => {
+  test("once a stream carries parity, gaps wait for the frame's last parity, then only what parity did not rebuild is asked", () => {
+    const t = new RepairTracker();
+    // Frame 1 carries parity: the tracker learns the stream does.
+    arrive(t, 1, [0, 1, 2, 3], 4, 0);
+    t.parity({ frameNumber: 1, parityIndex: 0, stride: 2 }, 0.1);
+    t.parity({ frameNumber: 1, parityIndex: 1, stride: 2 }, 0.2);
+    // Frame 2 lost 1 and 2; its parity rebuilt 1 (fed back as a datagram) but not 2 yet.
+    arrive(t, 2, [0, 3], 4, 33);
+    expect(asked(t.poll(33))).toEqual([]);
+    t.parity({ frameNumber: 2, parityIndex: 0, stride: 2 }, 33.1);
+    t.datagram({ frameNumber: 2, fragmentIndex: 1, fragmentCount: 4 }, 33.1);
+    expect(asked(t.poll(33.1))).toEqual([]);
+    t.parity({ frameNumber: 2, parityIndex: 1, stride: 2 }, 33.2);
+    expect(asked(t.poll(33.2))).toEqual(["2:2"]);
+  });
+
+  test("the last parity lost: the frame's silence ends the wait", () => {
+    const t = new RepairTracker({ stallMs: 3 });
+    arrive(t, 1, [0, 1], 2, 0);
+    t.parity({ frameNumber: 1, parityIndex: 0, stride: 1 }, 0.1);
+    arrive(t, 2, [1], 2, 33);
+    expect(asked(t.poll(35))).toEqual([]);
+    expect(asked(t.poll(36))).toEqual(["2:0"]);
+  });
+
+  test("a frame that ends without parity turns the waiting off: the next gap is asked at once", () => {
+    const t = new RepairTracker({ stallMs: 3 });
+    arrive(t, 1, [0, 1], 2, 0);
+    t.parity({ frameNumber: 1, parityIndex: 0, stride: 1 }, 0.1);
+    arrive(t, 2, [1], 2, 33);
+    t.poll(40); // frame 2 closed by silence, no parity seen
+    arrive(t, 3, [0, 2], 3, 66);
+    expect(asked(t.poll(66)).filter((a) => a.startsWith("3:"))).toEqual(["3:1"]);
+  });
+});

@@ -88,6 +88,8 @@ interface Tracked {
   reasked: Set<number>;
   liveMissed: boolean;
   repaired: boolean;
+  /** A parity of it arrived. */
+  parity: boolean;
 }
 
 /**
@@ -109,6 +111,8 @@ export class RepairTracker {
   #srtt: number;
   #rttvar: number;
   #rttMeasured = false;
+  /** The last frame that ended carried parity: wait for a frame's parities before asking. */
+  #expectParity = false;
   #out: RepairOutput = empty();
   readonly stats: RepairStats = {
     framesLive: 0, framesRepairedLive: 0, framesRecordOnly: 0, framesGivenUp: 0,
@@ -199,8 +203,24 @@ export class RepairTracker {
       f.askedAt.delete(d.fragmentIndex);
     }
     if (d.fragmentIndex > f.highest) f.highest = d.fragmentIndex;
-    if (d.fragmentIndex === f.count - 1) f.endAt ??= now;
+    // With parity on the way its first sends end with its last parity, not its last datagram.
+    if (d.fragmentIndex === f.count - 1 && !this.#expectParity) f.endAt ??= now;
     if (f.seen.size === f.count) this.#complete(f, now);
+  }
+
+  /**
+   * A parity datagram of the frame arrived (lib/wire/fec.ts). Parities follow a
+   * frame's datagrams, so while a stream carries them the tracker waits for a frame's
+   * last parity (or its silence) before asking for what is missing: most losses are
+   * rebuilt from parity without a round trip.
+   */
+  parity(p: { frameNumber: number; parityIndex: number; stride: number }, now: number): void {
+    this.#expectParity = true;
+    const f = this.#frames.get(p.frameNumber);
+    if (!f) return;
+    f.parity = true;
+    f.lastAt = now;
+    if (p.parityIndex === p.stride - 1) this.#close(f, now);
   }
 
   /** The server will not repair these frames. */
@@ -276,6 +296,7 @@ export class RepairTracker {
   #missing(f: Tracked): number[] {
     // A frame lost whole: ask for its first datagram, whose header tells the count.
     if (f.count === null) return [0];
+    if (!f.closed && this.#expectParity) return [];
     const end = f.closed ? f.count : f.highest;
     const out: number[] = [];
     for (let i = 0; i < end; i++) if (!f.seen.has(i)) out.push(i);
@@ -297,7 +318,7 @@ export class RepairTracker {
     }
     const f: Tracked = {
       frameNumber: fn, count, seen: new Set(), highest: -1, firstAt: now, lastAt: now, endAt: null,
-      closed: false, askedAt: new Map(), reasked: new Set(), liveMissed: false, repaired: false,
+      closed: false, askedAt: new Map(), reasked: new Set(), liveMissed: false, repaired: false, parity: false,
     };
     this.#frames.set(fn, f);
     return f;
@@ -306,6 +327,8 @@ export class RepairTracker {
   #close(f: Tracked, now: number): void {
     if (f.closed) return;
     f.closed = true;
+    // A frame that ended without parity: the stream no longer carries it (FEC turned off).
+    if (!f.parity && f.count !== null) this.#expectParity = false;
     f.endAt ??= now;
   }
 
