@@ -630,10 +630,11 @@ describe("framing", () => {
     expect(peekMessageSize(Uint8Array.from([0x03, 0xfe, 0x05]))).toBe(1024);
   });
 
-  test("every type byte but 1..11, with or without the T bit, is bad-type", () => {
+  test("every type byte but 1..13, with or without the T bit, is bad-type", () => {
     for (let t = 0; t < 256; t++) {
       const type = t & 0x7f;
-      if (type >= 1 && type <= 11) continue;
+      // repair (12) and gone (13) are tested in tests/repair-wire.test.ts
+      if (type >= 1 && type <= 13) continue;
       const e = decodeError(frame(t, new Array(24).fill(0)));
       expect(e.code).toBe("bad-type");
       expect(e.message).toContain(`0x${t.toString(16).padStart(2, "0")}`);

@@ -1,5 +1,6 @@
 import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE, TAG_SIZE as DATAGRAM_TAG_SIZE } from "./datagram.ts";
 import { DecodeError, hex } from "./decode-error.ts";
+import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, type GoneBody, type RepairBody } from "./repair.ts";
 
 /*
  * Control messages on the TCP connection. All fields big-endian.
@@ -147,6 +148,8 @@ import { DecodeError, hex } from "./decode-error.ts";
  * +---------------------------------------------------------------+  20
  * Layer 0 is the full picture (the welcome's size); a layer is never larger. Skipped
  * frames are whole frames the server chose not to send (pacing), not losses.
+ * repair (12, client to server) and gone (13, server to client): loss repair; their
+ * bodies are diagrammed in repair.ts.
  */
 
 /** Control protocol version carried in hello. */
@@ -184,6 +187,10 @@ export const MessageType = {
   Fallback: 10,
   /** The layer, rate and skipped frames the server sends this viewer now. */
   Delivery: 11,
+  /** The viewer asks for the datagrams of a frame it missed. */
+  Repair: 12,
+  /** The server will not repair these frames. */
+  Gone: 13,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -470,8 +477,18 @@ export interface Delivery extends Taggable {
   skippedThrough: number;
 }
 
+/** Client to server: resend these fragments of these frames (lib/wire/repair.ts). */
+export interface Repair extends Taggable, RepairBody {
+  type: "repair";
+}
+
+/** Server to client: these frames will not be resent. */
+export interface Gone extends Taggable, GoneBody {
+  type: "gone";
+}
+
 /** Any control message. */
-export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery;
+export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery | Repair | Gone;
 
 const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   hello: MessageType.Hello,
@@ -485,6 +502,8 @@ const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   key: MessageType.Key,
   fallback: MessageType.Fallback,
   delivery: MessageType.Delivery,
+  repair: MessageType.Repair,
+  gone: MessageType.Gone,
 };
 
 const HELLO_FIXED = 12;
@@ -605,6 +624,8 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
   let bodySize: number;
   let text: Uint8Array | null = null;
   let groupAddress = 0;
+  // Repair and gone bodies are encoded (and checked) by repair.ts, then copied in.
+  let repairBody: Uint8Array = new Uint8Array(0);
   switch (msg.type) {
     case "hello":
       checkInt("hello version", msg.version, 0, 0xff);
@@ -684,6 +705,14 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("delivery skippedThrough", msg.skippedThrough, 0, U32_MAX);
       bodySize = DELIVERY_SIZE;
       break;
+    case "repair":
+      repairBody = encodeRepairBody(msg);
+      bodySize = repairBody.length;
+      break;
+    case "gone":
+      repairBody = encodeGoneBody(msg);
+      bodySize = repairBody.length;
+      break;
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
   }
@@ -751,6 +780,10 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
     case "delivery":
       w.u8(msg.layer).u8(0).u16(msg.width).u16(msg.height).u16(0);
       w.u32(clampCount("delivery rateBytesPerS", msg.rateBytesPerS)).u32(clampCount("delivery framesSkipped", msg.framesSkipped)).u32(msg.skippedThrough);
+      break;
+    case "repair":
+    case "gone":
+      w.bytes(repairBody);
       break;
   }
   if (msg.tag) w.bytes(msg.tag);
@@ -1038,10 +1071,10 @@ function decodeSide(r: BodyReader, field: "width" | "height"): number {
   return v;
 }
 
-/** The type byte, T bit included: anything but 1..11 with or without T is an error. */
+/** The type byte, T bit included: anything but 1..13 with or without T is an error. */
 function checkType(typeByte: number): void {
   const type = typeByte & ~TAGGED_BIT;
-  if (type >= MessageType.Hello && type <= MessageType.Delivery) return;
+  if (type >= MessageType.Hello && type <= MessageType.Gone) return;
   throw new DecodeError("bad-type", `control type ${hex(typeByte)} is unknown`);
 }
 
@@ -1105,6 +1138,10 @@ function decodeBody(type: number, body: Uint8Array): ControlMessage {
       return decodeFallback(new BodyReader("fallback", body));
     case MessageType.Delivery:
       return decodeDelivery(new BodyReader("delivery", body));
+    case MessageType.Repair:
+      return { type: "repair", ...decodeRepairBody(body) };
+    case MessageType.Gone:
+      return { type: "gone", ...decodeGoneBody(body) };
     default:
       // peekMessageSize already rejected it; kept so a new type cannot slip through.
       throw new DecodeError("bad-type", `control type ${hex(type)} is unknown`);

@@ -28,7 +28,8 @@ import { DecodeError, hex } from "./decode-error.ts";
  *
  * flags: E (bit 0) = payload encrypted: the fragment's bytes are AES-256-GCM
  *        ciphertext under the stream key named by the key id, followed by the tag;
- *        type (bits 1-3) = payload type, 0 = JPEG; R (bits 4-7) must be 0.
+ *        type (bits 1-3) = payload type, 0 = JPEG, 1 = FEC parity (another header:
+ *        lib/wire/fec.ts; decodeDatagram rejects it); R (bits 4-7) must be 0.
  * session id: the welcome's session id on datagrams sent to one viewer; the welcome's
  *   stream id on datagrams sent once to a multicast group for every viewer in it.
  * frame length, fragment size: plaintext bytes, with or without E; the tag is extra.
@@ -69,7 +70,7 @@ const PAYLOAD_TYPE_MASK = 0x0e;
 const RESERVED_FLAGS_MASK = 0xf0;
 
 /** Payload types (flags bits 1-3). */
-export const PayloadType = { Jpeg: 0 } as const;
+export const PayloadType = { Jpeg: 0, Parity: 1 } as const;
 export type PayloadType = (typeof PayloadType)[keyof typeof PayloadType];
 
 /** Largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP). */
@@ -175,6 +176,17 @@ export function encodeDatagramHeader(into: Uint8Array, offset: number, h: Datagr
 export function setFragmentIndex(into: Uint8Array, offset: number, index: number): void {
   into[offset + OFF_INDEX] = index >>> 8;
   into[offset + OFF_INDEX + 1] = index & 0xff;
+}
+
+/**
+ * The payload type of a datagram that starts with our magic and version, or null for
+ * anything else: a receiver dispatches on it (JPEG to decodeDatagram, parity to
+ * lib/wire/fec.ts) before decoding.
+ */
+export function payloadTypeOf(bytes: Uint8Array): number | null {
+  if (bytes.length < HEADER_SIZE) return null;
+  if (((bytes[OFF_MAGIC]! << 8) | bytes[OFF_MAGIC + 1]!) !== MAGIC || bytes[OFF_VERSION] !== VERSION) return null;
+  return (bytes[OFF_FLAGS]! & PAYLOAD_TYPE_MASK) >> PAYLOAD_TYPE_SHIFT;
 }
 
 /**
