@@ -91,3 +91,19 @@ export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: n
     await Bun.sleep(50);
   }
 }
+
+/**
+ * The exit code of a child that is expected to end by itself (its peer went away, its input
+ * ended). A loaded machine may take seconds for that, so a test must wait for the exit rather
+ * than kill the child right after the action: a kill reads as exit 137. Past `timeoutMs` the
+ * child is killed and this throws, naming `what` and showing its output.
+ */
+export async function exitWithin(child: Child, timeoutMs: number, what: string): Promise<number> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), timeoutMs)));
+  const code = await Promise.race([child.exited, late]);
+  clearTimeout(timer);
+  if (code !== "late") return code;
+  await child[Symbol.asyncDispose]();
+  throw new Error(`timed out after ${timeoutMs} ms: ${what} did not exit\nstdout:\n${child.stdout()}\nstderr:\n${child.stderr()}`);
+}
