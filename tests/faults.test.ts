@@ -13,6 +13,7 @@ import { recoverPartial } from "../lib/record/segment-recovery.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import type { SegmentWriterStats } from "../lib/record/segment-writer.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
+import { logLine } from "./helpers/log-file.ts";
 import { spawnBun, until, type Child } from "./helpers/process.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 
@@ -173,7 +174,8 @@ describe("faults", () => {
 
     const s = readStats(stats);
     expect(s.reconnects).toBe(1);
-    const leave = readFileSync(second.log, "utf8").split("\n").find((l) => l.includes("client left"));
+    // The server logs the leave once it has read the goodbye, which may come after the exit.
+    const leave = await logLine(second.log, /client left /, 10_000, "the viewer's leave in the second server's log");
     expect(leave).toContain("reason=goodbye");
     const sent = Number(/framesSent=(\d+)/.exec(leave!)![1]);
     const receivedAfter = Number(/framesReceived=(\d+)/.exec(leave!)![1]);
