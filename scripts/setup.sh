@@ -3,7 +3,8 @@
 # Debian packages, Bun, node modules, the OpenCV addon.
 #   bash scripts/setup.sh          # what the server and client need
 #   bash scripts/setup.sh --test   # plus what the tests need (Xvfb, xdotool, ImageMagick, GStreamer test elements,
-#                                  the classroom program's Python OpenCV, Chromium for the browser view)
+#                                  the classroom program's Python OpenCV, Chromium for the browser view,
+#                                  stress-ng for scripts/stress-test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------
 pkgs=(libopencv-dev libturbojpeg0-dev ffmpeg g++ pkg-config)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(xvfb xauth xdotool imagemagick gstreamer1.0-plugins-base python3-opencv python3-numpy chromium)
+  pkgs+=(xvfb xauth xdotool imagemagick gstreamer1.0-plugins-base python3-opencv python3-numpy chromium stress-ng)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
