@@ -204,7 +204,7 @@ describe("streaming", () => {
     await using _c = second.client;
     expect(await second.client.exited).toBe(1);
     expect(second.client.stderr()).toContain(`server 127.0.0.1:${port} refused the session: server full: 1 viewers already connected`);
-    await until(() => readFileSync(log, "utf8").includes("reason=\"server full\""), 3000, "refusal in the log");
+    await until(() => readFileSync(log, "utf8").includes("reason=\"server full\""), 10_000, "refusal in the log");
   }, 30_000);
 
   test("without a display the viewer says so once and runs headless", async () => {
@@ -233,7 +233,7 @@ describe("streaming", () => {
     const key = spawnChild(["xdotool", "windowfocus", "--sync", id, "key", "Escape"], { DISPLAY: x.display });
     expect(await key.exited).toBe(0);
     expect(await client.exited).toBe(0);
-    await until(() => /client left .*reason=goodbye/.test(readFileSync(log, "utf8")), 3000, "goodbye in the server log");
+    await until(() => /client left .*reason=goodbye/.test(readFileSync(log, "utf8")), 10_000, "goodbye in the server log");
   }, 40_000);
 
   test("closing the window with its close button ends the viewer with a goodbye", async () => {
@@ -248,6 +248,6 @@ describe("streaming", () => {
     requestWindowClose(x.display, Number(find.stdout().trim().split("\n")[0]));
     expect(await client.exited).toBe(0);
     expect(client.stderr()).toContain("INFO [client] window closed");
-    await until(() => /client left .*reason=goodbye/.test(readFileSync(log, "utf8")), 3000, "goodbye in the server log");
+    await until(() => /client left .*reason=goodbye/.test(readFileSync(log, "utf8")), 10_000, "goodbye in the server log");
   }, 40_000);
 });
