@@ -3,6 +3,7 @@ import type { Frame } from "../lib/wire/frame.ts";
 import { silentLogger } from "../lib/log/logger.ts";
 import { memoryLogger } from "./helpers/memory-logger.ts";
 import { MAX_HELD_FRAMES, RecorderSink, type Writer } from "../lib/record/recorder-sink.ts";
+import { until } from "./helpers/process.ts";
 
 const frame = (seq: number, buf = new Uint8Array([seq & 0xff])): Frame => ({ seq, capturedAt: seq * 33_333, width: 64, height: 48, jpeg: buf });
 
@@ -100,7 +101,7 @@ function factorySink() {
   });
   /** Resolves once the sink has asked for its `n`-th writer. */
   const asked = async (n: number) => {
-    for (let i = 0; i < 100 && pending.length < n; i++) await Bun.sleep(1);
+    await until(() => pending.length >= n, 10_000, `the sink asking for writer ${n}`);
     expect(pending).toHaveLength(n);
     return pending[n - 1]!;
   };
