@@ -91,7 +91,9 @@ describe("classroom viewers on a lancam server", () => {
     // with other work, so no exact rate), decodable, got what was sent, one session.
     const s: Stats = JSON.parse(readFileSync(stats, "utf8"));
     const seconds = s.fpsPerSecond.slice(0, -1);
-    expect(seconds.length).toBeGreaterThanOrEqual(8);
+    // The scenario above takes 60 pictures per classroom viewer at 10 fps, some 6 s or more
+    // (it was 9 s of fixed sleeps, and this asked for 8).
+    expect(seconds.length).toBeGreaterThanOrEqual(4);
     if (seconds.includes(0)) throw new Error(`the lancam viewer's frames per second had a gap: ${JSON.stringify(s.fpsPerSecond)}`);
     expect(s.verify).toEqual({ decoded: s.framesReceived, failed: 0, wrongSize: 0 });
     expect(s.reconnects).toBe(0);
