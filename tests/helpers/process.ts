@@ -83,11 +83,14 @@ export function spawnChild(cmd: string[], env: Record<string, string | undefined
   };
 }
 
-/** Polls `cond` every 50 ms until it holds; throws with `what` after `timeoutMs`. */
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+/**
+ * Polls `cond` every 50 ms until it holds; throws with `what` after `timeoutMs`. `what` may be a
+ * function, called at the timeout, so the message can say how far things got.
+ */
+export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string | (() => string)): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!(await cond())) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${typeof what === "string" ? what : what()}`);
     await Bun.sleep(50);
   }
 }
