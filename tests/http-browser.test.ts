@@ -68,8 +68,9 @@ test("the page shows the moving picture and lists the UDP viewer and the browser
     const me = (await rows.filter({ hasText: "browser" }).allInnerTexts()).join("");
     expect(me).toMatch(/^127\.0\.0\.1:\d+\s+Chrome \d+\s+browser/);
     // The page's own stream is counted by the view as it serves it.
-    await page.waitForFunction("/\\d/.test(document.querySelector('#viewers tr[data-kind=browser] td:nth-child(4)').textContent)", null, { timeout: 15_000 });
-    expect(Number((await rows.filter({ hasText: "browser" }).locator("td").nth(3).innerText()))).toBeGreaterThan(0);
+    // Its fps column: a second of a busy machine may show 0 (the test's feeder or the page
+    // starved), so wait for a count, rather than read the column once a digit is there.
+    await page.waitForFunction("Number(document.querySelector('#viewers tr[data-kind=browser] td:nth-child(4)').textContent) > 0", null, { timeout: 15_000 });
     expect(await page.locator("#size").innerText()).toBe(`${W}×${H}`);
     expect(await page.locator("#bitrate").innerText()).toMatch(/^\d+\.\d Mbit\/s$/);
     await page.waitForSelector("#chart canvas");
