@@ -4,7 +4,8 @@
 #   bash scripts/setup.sh          # what the server and client need
 #   bash scripts/setup.sh --test   # plus what the tests need (Xvfb, xdotool, ImageMagick, GStreamer test elements,
 #                                  the classroom program's Python OpenCV, Chromium for the browser view,
-#                                  promtool from the prometheus package to lint /metrics)
+#                                  promtool from the prometheus package to lint /metrics,
+#                                  stress-ng for scripts/stress-test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------
 pkgs=(libopencv-dev libturbojpeg0-dev ffmpeg g++ pkg-config)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(xvfb xauth xdotool imagemagick gstreamer1.0-plugins-base python3-opencv python3-numpy chromium prometheus)
+  pkgs+=(xvfb xauth xdotool imagemagick gstreamer1.0-plugins-base python3-opencv python3-numpy chromium prometheus stress-ng)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

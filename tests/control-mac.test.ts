@@ -117,22 +117,22 @@ describe("through a real server with a token", () => {
     });
     const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: 7001, capabilities: CAP_TOKEN_AUTH | CAP_DECRYPT, name: "raw" };
     sock.write(encodeControl(hello));
-    await until(() => got.length > 0, 3000, "challenge");
+    await until(() => got.length > 0, 10_000, "challenge");
     const challenge = got[0] as Challenge;
     const t = { hello, challenge, clientNonce: new Uint8Array(32).fill(7) };
     const keys: SessionKeys = deriveSessionKeys(token, t);
     sock.write(encodeControl({ type: "response", clientNonce: t.clientNonce, proof: clientProof(keys, t) }));
-    await until(() => server.clientCount === 1, 3000, "welcomed");
+    await until(() => server.clientCount === 1, 10_000, "welcomed");
     const mine = new ControlMac({ send: keys.clientMac, receive: keys.serverMac });
     // What someone on the path without the keys could inject.
     sock.write(encodeControl({ ...bye, tag: new Uint8Array(16) }));
     sock.write(encodeControl({ type: "report", framesReceived: 0xffffffff, framesLost: 0xffffffff, framesIncomplete: 0xffffffff, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0 }));
     sock.write(mine.seal(heartbeat(1)));
-    await until(() => server.stats.controlForged === 2, 3000, "two forgeries counted");
+    await until(() => server.stats.controlForged === 2, 10_000, "two forgeries counted");
     expect(server.clientCount).toBe(1);
     expect(log.lines.some((l) => l.includes("control message with a wrong tag dropped client=127.0.0.1:"))).toBe(true);
     sock.write(mine.seal(bye));
-    await until(() => closed, 3000, "the viewer's own bye ends it");
+    await until(() => closed, 10_000, "the viewer's own bye ends it");
     expect(server.clientCount).toBe(0);
     expect(server.stats.controlForged).toBe(2);
     expect(log.lines.find((l) => l.includes("client left"))).toContain("reason=goodbye");

@@ -158,7 +158,7 @@ describe("the built executables, copied to a folder of their own", () => {
     expect(probe.frames).toBeGreaterThan(0);
 
     // The goodbye reaches the server's log a moment after the client exits.
-    await until(() => existsSync(serverLog) && readFileSync(serverLog, "utf8").includes("client left"), 5_000, "the leave in the server log");
+    await until(() => existsSync(serverLog) && readFileSync(serverLog, "utf8").includes("client left"), 10_000, "the leave in the server log");
     const log = readFileSync(serverLog, "utf8");
     const joined = /INFO \[server\] client joined client=(127\.0\.0\.1:\d+) /.exec(log);
     expect(joined).not.toBeNull();

@@ -27,8 +27,9 @@ test("server --http: the page shows the live picture and lists a lancam viewer a
   const tcp = Number((await server.waitFor(/lancam server listening tcp=(\d+)/))[1]);
   const url = (await server.waitFor(/lancam http listening url=(\S+)/))[1]!;
 
-  await using viewer = spawnBun(["client.ts", "127.0.0.1", String(tcp), "0", "--no-window", "--no-record", "--duration", "20", "--name", "lab-viewer"]);
-  const state = async () => (await (await fetch(`${url}state`)).json()) as { viewers: { kind: string; name: string; framesReceived: number | null }[] };
+  // No --duration: it must still hold its place when the refusal below comes, however slowly.
+  await using viewer = spawnBun(["client.ts", "127.0.0.1", String(tcp), "0", "--no-window", "--no-record", "--name", "lab-viewer"]);
+  const state = async () => (await (await fetch(`${url}state`)).json()) as { viewers: { kind: string; name: string; framesReceived: number | null }[]; history: { t: number[] } };
   await until(async () => (await state()).viewers.some((v) => v.kind === "udp" && v.name === "lab-viewer" && (v.framesReceived ?? 0) > 0), 10_000, "the lancam viewer in /state with its report");
 
   const context = await chromium.launchPersistentContext(tempDir(), { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 800 } });
@@ -38,16 +39,14 @@ test("server --http: the page shows the live picture and lists a lancam viewer a
     await page.waitForFunction("document.getElementById('live').naturalWidth > 0", null, { timeout: 15_000 });
     const img = page.locator("#live");
     const first = await img.screenshot();
-    await page.waitForTimeout(1000);
-    const second = await img.screenshot();
-    expect(first.equals(second)).toBe(false);
+    await until(async () => !(await img.screenshot()).equals(first), 15_000, "the picture on the page to change");
 
     await page.waitForFunction("document.querySelectorAll('#viewers tbody tr').length === 2", null, { timeout: 10_000 });
     const rows = page.locator("#viewers tbody tr");
     expect((await rows.filter({ hasText: "UDP" }).allInnerTexts()).join("")).toContain("lab-viewer");
     expect((await rows.filter({ hasText: "browser" }).allInnerTexts()).join("")).toMatch(/127\.0\.0\.1:\d+\s+Chrome \d+\s+browser/);
     await page.waitForSelector("#chart canvas");
-    await page.waitForTimeout(1500); // a few points on the chart for the picture below
+    await until(async () => (await state()).history.t.length >= 3, 15_000, "a few points on the chart for the picture below");
     mkdirSync(join(ROOT, "test-results"), { recursive: true });
     await page.screenshot({ path: join(ROOT, "test-results", "browser-view-server.png") });
 
@@ -63,7 +62,7 @@ test("server --http: the page shows the live picture and lists a lancam viewer a
   } finally {
     await context.close();
   }
-  await until(() => / client left client=127\.0\.0\.1 kind=browser .*reason="connection closed"/.test(readFileSync(log, "utf8")), 5000, "the browser's leave line");
+  await until(() => / client left client=127\.0\.0\.1 kind=browser .*reason="connection closed"/.test(readFileSync(log, "utf8")), 10_000, "the browser's leave line");
   const lines = readFileSync(log, "utf8");
   expect(lines).toMatch(/ client joined client=127\.0\.0\.1 kind=browser name="Chrome \d+" clients=2/);
   expect(lines).toMatch(/ client refused client=127\.0\.0\.1 kind=browser .*reason="server full"/);
@@ -91,7 +90,7 @@ test("server --http with a token: every route needs the browser link's key, deri
   const state = await fetch(`${url}state?token=${key}`);
   expect(state.status).toBe(200);
   expect(((await state.json()) as { source: unknown }).source).toMatchObject({ width: 320, height: 240 });
-  await until(() => / unauthorized request /.test(readFileSync(log, "utf8")), 5000, "the 401 log line");
+  await until(() => / unauthorized request /.test(readFileSync(log, "utf8")), 10_000, "the 401 log line");
   server.proc.kill("SIGTERM");
   expect(await server.exited).toBe(0);
   const lines = readFileSync(log, "utf8");

@@ -7,6 +7,7 @@ import { SegmentWriter, type SegmentInfo } from "../lib/record/segment-writer.ts
 import { probeVideo } from "../lib/media/ffprobe.ts";
 import { cv } from "../lib/native/cv.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
+import { until } from "./helpers/process.ts";
 
 const frame = (seq: number, buf = new Uint8Array([seq & 0xff])): Frame => ({ seq, capturedAt: seq * 33_333, width: 64, height: 48, jpeg: buf });
 
@@ -104,7 +105,7 @@ function factorySink() {
   });
   /** Resolves once the sink has asked for its `n`-th writer. */
   const asked = async (n: number) => {
-    for (let i = 0; i < 100 && pending.length < n; i++) await Bun.sleep(1);
+    await until(() => pending.length >= n, 10_000, `the sink asking for writer ${n}`);
     expect(pending).toHaveLength(n);
     return pending[n - 1]!;
   };

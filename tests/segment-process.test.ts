@@ -50,7 +50,7 @@ describe("SegmentProcess", () => {
     const p = new SegmentProcess(["sleep", "30"], quiet);
     try {
       // The new session begins in the child, between fork and exec.
-      await waitFor(() => sessionOf(p.pid) === p.pid, 2_000, "ffmpeg to lead its own session");
+      await waitFor(() => sessionOf(p.pid) === p.pid, 10_000, "ffmpeg to lead its own session");
       expect(sessionOf(p.pid)).not.toBe(sessionOf("self"));
     } finally {
       p.kill();
@@ -92,7 +92,7 @@ describe("SegmentProcess", () => {
     } finally {
       process.kill(p.pid, "SIGCONT");
     }
-    await waitFor(() => drains > 0, 5_000, "the pipe to drain");
+    await waitFor(() => drains > 0, 10_000, "the pipe to drain");
     expect([p.pending, p.hasRoom]).toEqual([false, true]);
     p.endInput();
     expect(await p.exited).toBe(0);
@@ -164,7 +164,7 @@ describe("OpenSegment", () => {
       process.kill(seg.pid, "SIGCONT");
     }
     expect(stopped).toBe(true);
-    expect(await seg.flush(Bun.sleep(5_000))).toBe(true); // what was handed over still reaches the file
+    expect(await seg.flush(Bun.sleep(15_000))).toBe(true); // what was handed over still reaches the file
     seg.endInput();
     expect(await seg.exited).toBe(0);
     expect(seg.frames).toBe(1); // frame 2 never went out

@@ -72,7 +72,7 @@ describe("kill -9 of the recording process", () => {
       try {
         const [, ffmpegPid, path] = (await readLine(child.stdout, "ready ", 15_000)).split(" ");
         partial = path!;
-        await waitFor(() => statSync(partial).size > 100_000, 5_000, "frames in the partial file");
+        await waitFor(() => statSync(partial).size > 100_000, 10_000, "frames in the partial file");
         // Stop the recorder first so it cannot react, then kill ffmpeg and the recorder without warning,
         // as a power cut or the OOM killer would: nothing gets to finish the file.
         process.kill(child.pid, "SIGSTOP");

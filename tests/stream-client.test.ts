@@ -28,7 +28,7 @@ test("a server that goes silent ends the session as a timeout, after the client'
   const { client, welcomes, ends } = await open(server.port);
   await using _c = client;
   const running = client.run();
-  await until(() => ends.length > 0, 3000, "the session ended");
+  await until(() => ends.length > 0, 10_000, "the session ended");
   expect(welcomes.map((w) => w.sessionId)).toEqual([42]);
   expect(ends[0]).toEqual({ reason: "timeout" });
   expect(server.heard[0]).toMatchObject({ type: "hello", udpPort: client.udpPort });
@@ -46,10 +46,10 @@ test("datagrams from an address or port other than the welcome's are dropped and
     const { client, welcomes } = await open(server.port, { onFrame: () => frames++ });
     await using _c = client;
     const running = client.run();
-    await until(() => welcomes.length === 1, 3000, "welcome");
+    await until(() => welcomes.length === 1, 10_000, "welcome");
     // The welcome named source port 1: anything from the stranger's port is foreign.
     for (let i = 0; i < 5; i++) stranger.send(new Uint8Array(40), client.udpPort, "127.0.0.1");
-    await until(() => client.droppedForeign.address === 5, 2000, "five foreign datagrams counted");
+    await until(() => client.droppedForeign.address === 5, 10_000, "five foreign datagrams counted");
     expect(client.reassembly.datagrams).toBe(0);
     expect(frames).toBe(0);
     client.stop();
@@ -65,7 +65,7 @@ test("a goodbye in the same packet as the welcome ends the session as the server
   const { client, welcomes, ends } = await open(server.port);
   await using _c = client;
   const running = client.run();
-  await until(() => ends.length > 0, 3000, "the session ended");
+  await until(() => ends.length > 0, 10_000, "the session ended");
   expect(welcomes).toHaveLength(1);
   expect(ends[0]).toEqual({ reason: "server bye", text: "server shutting down" });
   client.stop();
@@ -77,15 +77,15 @@ test("stopping in a session sends the goodbye with the totals, and no datagram i
   const { client, welcomes } = await open(server.port);
   await using _c = client;
   const running = client.run();
-  await until(() => welcomes.length === 1, 3000, "welcome");
+  await until(() => welcomes.length === 1, 10_000, "welcome");
   client.stop();
   await running;
-  await until(() => server.heard.some((m) => m.type === "bye"), 3000, "the goodbye at the server");
+  await until(() => server.heard.some((m) => m.type === "bye"), 10_000, "the goodbye at the server");
   expect(server.heard.at(-1)).toEqual({ type: "bye", reason: 1, totals: TOTALS });
   const late = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   try {
     late.send(new Uint8Array(40), client.udpPort, "127.0.0.1");
-    await until(() => client.droppedForeign.notReady === 1, 2000, "the late datagram counted as not ready");
+    await until(() => client.droppedForeign.notReady === 1, 10_000, "the late datagram counted as not ready");
     expect(client.reassembly.datagrams).toBe(0);
   } finally {
     late.close();
@@ -115,7 +115,7 @@ test("stop() during the handshake ends the run at once, without a goodbye", asyn
   const { client } = await open(server.port, { connectTimeoutMs: 10_000 });
   await using _c = client;
   const running = client.run();
-  await until(() => server.heard.length > 0, 3000, "hello sent");
+  await until(() => server.heard.length > 0, 10_000, "hello sent");
   const t0 = performance.now();
   client.stop();
   await running;

@@ -53,7 +53,7 @@ async function receive(mtu: number, maxFrames: number, frames: [number, Uint8Arr
   try {
     const running = viewer.run();
     // The viewer takes datagrams from the welcome on.
-    await until(() => viewerUdp !== 0 && welcomed, 5000, "hello and welcome");
+    await until(() => viewerUdp !== 0 && welcomed, 10_000, "hello and welcome");
     const frag = new Fragmenter(mtu);
     for (const [n, bytes, drop] of frames) {
       // --frames reached: the viewer has said goodbye and closed its port.
@@ -65,7 +65,7 @@ async function receive(mtu: number, maxFrames: number, frames: [number, Uint8Arr
       await Bun.sleep(20);
     }
     await running;
-    await until(() => server.heard.some((m) => m.type === "bye"), 3000, "the goodbye at the server");
+    await until(() => server.heard.some((m) => m.type === "bye"), 10_000, "the goodbye at the server");
     return { seen, stats: viewer.stats.summary({}), bye: server.heard.findLast((m) => m.type === "bye") };
   } finally {
     viewer.stop();
@@ -117,11 +117,12 @@ test("stopping while the first connection is still being made ends the viewer at
   const log = memoryLogger();
   const viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log, sinks: [] });
   const running = viewer.run();
-  await until(() => server.heard.length > 0, 3000, "hello sent");
+  await until(() => server.heard.length > 0, 10_000, "hello sent");
   const t0 = performance.now();
   viewer.stop();
   await running;
-  expect(performance.now() - t0).toBeLessThan(500);
+  // At once: not at the 5 s connect timeout (how much sooner is up to the machine's load).
+  expect(performance.now() - t0).toBeLessThan(2500);
   expect(log.lines.some((l) => l.includes("WARN"))).toBe(false);
 });
 
@@ -139,7 +140,7 @@ test("a reconnecting viewer retries after a 'server full' refusal instead of giv
   const log = memoryLogger();
   const viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log, sinks: [] });
   const running = viewer.run();
-  await until(() => log.lines.some((l) => l.includes("INFO [test] reconnected")), 8000, "reconnected after the refusal");
+  await until(() => log.lines.some((l) => l.includes("INFO [test] reconnected")), 12_000, "reconnected after the refusal");
   expect(log.lines.some((l) => l.includes("reconnect failed") && l.includes("server full"))).toBe(true);
   viewer.stop();
   await running;

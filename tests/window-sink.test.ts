@@ -30,7 +30,7 @@ function fakeWindow(keys: number[] = []) {
 }
 
 /** Waits for `cond`, polling; fails after `ms`. */
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   const deadline = performance.now() + ms;
   while (!cond()) {
     if (performance.now() > deadline) throw new Error("condition not met in time");

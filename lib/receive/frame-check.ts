@@ -16,6 +16,16 @@ export interface FrameCheckCounts {
 export class FrameCheck {
   readonly counts: FrameCheckCounts = { decoded: 0, failed: 0, wrongSize: 0 };
 
+  /**
+   * Loads the addon now, before the viewer connects: loading it takes over a second on a
+   * busy machine, and on the first frame that stalled the session (no heartbeat) with the
+   * server counting towards its timeout. A missing addon is also an error at start, not one
+   * per frame.
+   */
+  constructor() {
+    cv();
+  }
+
   check(jpeg: Uint8Array, width: number, height: number): void {
     const size = cv().jpegInfo(jpeg);
     if (!size) {

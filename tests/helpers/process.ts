@@ -83,11 +83,30 @@ export function spawnChild(cmd: string[], env: Record<string, string | undefined
   };
 }
 
-/** Polls `cond` every 50 ms until it holds; throws with `what` after `timeoutMs`. */
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+/**
+ * Polls `cond` every 50 ms until it holds; throws with `what` after `timeoutMs`. `what` may be a
+ * function, called at the timeout, so the message can say how far things got.
+ */
+export async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string | (() => string)): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!(await cond())) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${typeof what === "string" ? what : what()}`);
     await Bun.sleep(50);
   }
+}
+
+/**
+ * The exit code of a child that is expected to end by itself (its peer went away, its input
+ * ended). A loaded machine may take seconds for that, so a test must wait for the exit rather
+ * than kill the child right after the action: a kill reads as exit 137. Past `timeoutMs` the
+ * child is killed and this throws, naming `what` and showing its output.
+ */
+export async function exitWithin(child: Child, timeoutMs: number, what: string): Promise<number> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), timeoutMs)));
+  const code = await Promise.race([child.exited, late]);
+  clearTimeout(timer);
+  if (code !== "late") return code;
+  await child[Symbol.asyncDispose]();
+  throw new Error(`timed out after ${timeoutMs} ms: ${what} did not exit\nstdout:\n${child.stdout()}\nstderr:\n${child.stderr()}`);
 }
