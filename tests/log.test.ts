@@ -7,7 +7,7 @@ import { FileSink } from "../lib/log/file-sink.ts";
 import { formatLine, type Sink } from "../lib/log/format.ts";
 import { createLogger, throttled } from "../lib/log/logger.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
-import { spawnBun } from "./helpers/process.ts";
+import { spawnBun, until } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-log-");
@@ -206,16 +206,19 @@ describe("repeated lines about one address", () => {
 
   test("each summary comes when its own interval ends, also when a later one was held first", async () => {
     const lines: string[] = [];
-    const log = createLogger("server", [(l) => lines.push(l)], "INFO", () => AT, { perAddress: { burst: 1, intervalMs: 400, maxAddresses: 8 } });
-    const started = performance.now();
+    // The limiter's clock is the test's: only the timer that flushes is real, so a busy machine cannot reorder the intervals.
+    let t = 0;
+    const log = createLogger("server", [(l) => lines.push(l)], "INFO", () => AT, { perAddress: { burst: 1, intervalMs: 400, maxAddresses: 8 }, now: () => t });
     log.warn("refused", { client: "10.0.0.1:1" });
-    await Bun.sleep(200);
+    t = 200;
     log.warn("refused", { client: "10.0.0.2:1" });
     log.warn("refused", { client: "10.0.0.2:2" }); // held: its interval ends at 600 ms
     log.warn("refused", { client: "10.0.0.1:2" }); // held: its interval ends at 400 ms
-    while (!lines.some((l) => l.includes("10.0.0.1:2")) && performance.now() - started < 2000) await Bun.sleep(5);
+    t = 450;
+    await until(() => lines.some((l) => l.includes("10.0.0.1:2")), 10_000, "the first address's summary");
     expect(lines.filter((l) => l.includes("similar="))).toEqual([`${AT.toISOString()} WARN [server] refused client=10.0.0.1:2 similar=1`]);
-    while (lines.length < 4 && performance.now() - started < 2000) await Bun.sleep(5);
+    t = 650;
+    await until(() => lines.length >= 4, 10_000, "the second address's summary");
     expect(lines.at(-1)).toBe(`${AT.toISOString()} WARN [server] refused client=10.0.0.2:2 similar=1`);
   });
 
@@ -472,7 +475,8 @@ describe("a server and a viewer whose log disk is full", () => {
       server.proc.kill("SIGTERM");
       expect(await server.exited).toBe(0);
 
-      expect(Math.max(...closeMs)).toBeLessThan(1000);
+      // At once, not at the 2 s hello deadline a silent peer would be closed at.
+      expect(Math.max(...closeMs)).toBeLessThan(1900);
       const s: StatsSummary = JSON.parse(readFileSync(stats, "utf8"));
       // 20 fps for 6 s; the first and last seconds may be partial.
       expect(s.framesReceived).toBeGreaterThan(80);
