@@ -472,8 +472,8 @@ export class Admission {
     if (keys) out.push({ kind: "secure", conn: c.id, keys });
     out.push({ kind: "send", conn: c.id, msg: welcomeFor(s, hello, !!keys, this.#opts) });
     const group = this.#opts.multicast;
-    const { id, address, tcpPort, udpPort, name, delivery } = s;
-    out.push({ kind: "start", conn: c.id, session: { id, address, tcpPort, udpPort, name, delivery } });
+    const { id, address, tcpPort, udpPort, name, delivery, pathReports } = s;
+    out.push({ kind: "start", conn: c.id, session: { id, address, tcpPort, udpPort, name, delivery, pathReports } });
     out.push({
       kind: "log", level: "info", message: "client joined",
       fields: {

@@ -2,7 +2,8 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_VERIFY, WRAP_NONCE_SIZE, type ControlMessage } from "../wire/control.ts";
+import { CAP_VERIFY, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters } from "../wire/control.ts";
+import { layerSizes, type Size } from "./layer-ladder.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
 import { FrameSigner } from "./frame-signer.ts";
@@ -41,6 +42,8 @@ interface Conn {
   wrap: { key: Uint8Array; sent: number } | null;
   /** Its hello offered CAP_VERIFY: its welcome carries the signing key. */
   verifies: boolean;
+  /** A refused path report was logged for it (once per session). */
+  pathRefusedLogged: boolean;
 }
 
 /**
@@ -117,7 +120,7 @@ export class StreamServer implements AsyncDisposable {
   private constructor(opts: StreamServerOptions) {
     this.#opts = {
       heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS, maxPerHost: DEFAULT_MAX_PER_HOST, unreachableMs: 5000,
-      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), ...opts,
+      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), layers: { kind: "off" }, ...opts,
     };
     this.#log = opts.log;
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
@@ -240,6 +243,7 @@ export class StreamServer implements AsyncDisposable {
       const fragmenter = new Fragmenter(this.#opts.mtu);
       this.#fanout = new FrameFanout({
         socket: this.#udp, mtu: this.#opts.mtu, fps, spread: this.#opts.spread, group: this.#group, stats: this.stats, warnSend: this.#warnSend,
+        layers: this.#layerSizes(), tell: (id, msg) => this.#tellSession(id, msg),
       });
       this.#admission = new Admission({
         maxClients: this.#opts.maxClients,
@@ -297,6 +301,7 @@ export class StreamServer implements AsyncDisposable {
       this.#admission.unreachable(this.#fanout.sentToSince(since), now);
     }
     this.#lastTickAt = now;
+    this.#fanout.tick(now);
     this.#apply(this.#admission.tick(now));
     this.#syncStats();
   }
@@ -425,7 +430,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -511,11 +516,41 @@ export class StreamServer implements AsyncDisposable {
         case "control":
           this.#decode(conn, a.bytes);
           break;
+        case "path":
+          this.#pathReport(conn, a.sessionId, a.path);
+          break;
       }
     }
     this.#syncClassicTicker();
     // At once, not at the next frame: the key reaches the others while the next frame is captured.
     if (this.#rekey && this.#fanout.size > 0) this.#rotateIfDue();
+  }
+
+  /** The layer sizes frames may be sent in, the source's first. */
+  #layerSizes(): Size[] {
+    const { width, height } = this.#opts.stream;
+    // Frames are sealed once per frame number: a second, smaller copy under the same
+    // number would reuse its nonces, so an encrypted stream has the source size only.
+    if (this.#sealer) return [{ width, height }];
+    return layerSizes(this.#opts.layers, { width, height });
+  }
+
+  /** A path-reports viewer's report: its own delivery follows; an impossible one is counted, logged once per session. */
+  #pathReport(conn: Conn, sessionId: number, path: PathCounters): void {
+    const verdict = this.#fanout.pathReport(sessionId, path, performance.now());
+    if (verdict?.kind !== "refused") return;
+    this.stats.pathReportsRefused++;
+    if (conn.pathRefusedLogged) return;
+    conn.pathRefusedLogged = true;
+    this.#log.warn("path report refused", { client: conn.peer, session: sessionId.toString(16).padStart(8, "0"), why: verdict.reason });
+  }
+
+  /** A delivery message for a session's viewer (its layer changed, or frames are skipped for it). */
+  #tellSession(sessionId: number, msg: Delivery): void {
+    for (const sock of this.#conns.values()) {
+      const conn = sock.data;
+      if (conn.sessionId === sessionId && !conn.closing) return this.#sendTo(conn, msg);
+    }
   }
 
   /** Says goodbye to every viewer and closes the sockets. */

@@ -61,6 +61,9 @@ export class ViewerRate {
 
   /** Time passes (about once a second): a silent viewer decays, and may move down a layer. */
   tick(layers: readonly Layer[], nowMs: number): void {
+    // A viewer that never reports must still decay from the full layer's rate, not from "unmeasured".
+    const full = layerRate(layers, 0, this.#ladderOpts.fps);
+    if (full > 0) this.estimator.setCeiling(full);
     this.estimator.tick(nowMs);
     this.#choose(layers, nowMs);
   }
