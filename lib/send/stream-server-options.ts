@@ -3,6 +3,7 @@ import type { GroupConfig } from "../net/multicast.ts";
 import type { TokenKey } from "../net/session-keys.ts";
 import type { LockoutOptions } from "./auth-lockout.ts";
 import type { FitFunction } from "./classic-encoder.ts";
+import type { ScaleFunction } from "./layer-encoder.ts";
 import type { LayersFlag } from "./layer-ladder.ts";
 
 /** How the server is set up. */
@@ -46,4 +47,7 @@ export interface StreamServerOptions {
    * sends path reports.
    */
   layers?: LayersFlag;
+  /** JPEG quality of the smaller layers (default DEFAULT_LAYER_QUALITY); tests pass their own scale function. */
+  layerQuality?: number;
+  scaleJpeg?: ScaleFunction;
 }

@@ -3,7 +3,8 @@ import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
 import { CAP_VERIFY, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters } from "../wire/control.ts";
-import { layerSizes, type Size } from "./layer-ladder.ts";
+import { LayersError, layerSizes, type Size } from "./layer-ladder.ts";
+import { DEFAULT_LAYER_QUALITY, LayerEncoder, type LayerFrames } from "./layer-encoder.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
 import { FrameSigner } from "./frame-signer.ts";
@@ -86,7 +87,7 @@ function randomStreamId(): number {
  */
 export class StreamServer implements AsyncDisposable {
   readonly stats: ServerStats = newServerStats();
-  readonly #opts: Required<StreamServerOptions>;
+  readonly #opts: Required<Omit<StreamServerOptions, "scaleJpeg">> & Pick<StreamServerOptions, "scaleJpeg">;
   readonly #log: Logger;
   readonly #conns = new Map<ConnId, Socket<Conn>>();
   #fanout!: FrameFanout;
@@ -109,6 +110,8 @@ export class StreamServer implements AsyncDisposable {
   #lastTickAt = 0;
   readonly #encoder: ClassicEncoder;
   #admission!: Admission;
+  /** Makes the smaller layers' copies; null when there is only the full one. */
+  #layerEncoder: LayerEncoder | null = null;
   #listener!: TCPSocketListener<Conn>;
   #udp!: udp.Socket<"buffer">;
   #nextConnId = 1;
@@ -120,7 +123,7 @@ export class StreamServer implements AsyncDisposable {
   private constructor(opts: StreamServerOptions) {
     this.#opts = {
       heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS, maxPerHost: DEFAULT_MAX_PER_HOST, unreachableMs: 5000,
-      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), layers: { kind: "off" }, ...opts,
+      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), layers: { kind: "auto" }, layerQuality: DEFAULT_LAYER_QUALITY, ...opts,
     };
     this.#log = opts.log;
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
@@ -245,6 +248,9 @@ export class StreamServer implements AsyncDisposable {
         socket: this.#udp, mtu: this.#opts.mtu, fps, spread: this.#opts.spread, group: this.#group, stats: this.stats, warnSend: this.#warnSend,
         layers: this.#layerSizes(), tell: (id, msg) => this.#tellSession(id, msg),
       });
+      if (this.#fanout.layers.length > 1) {
+        this.#layerEncoder = new LayerEncoder((frames) => this.#toLayers(frames), { quality: this.#opts.layerQuality, scale: this.#opts.scaleJpeg });
+      }
       this.#admission = new Admission({
         maxClients: this.#opts.maxClients,
         maxPending: this.#opts.maxPending,
@@ -350,6 +356,31 @@ export class StreamServer implements AsyncDisposable {
       this.stats.framesEncrypted = this.#sealer.framesSealed;
     }
     this.#fanout.send(frame, sealed);
+    // The smaller copies, only of the layers a viewer is on now, made off the event loop.
+    const encoder = this.#layerEncoder;
+    if (!encoder) return;
+    const wanted = this.#fanout.wantedLayers();
+    if (wanted.length === 0) return;
+    const layers = this.#fanout.layers;
+    encoder.push(original, new Map(wanted.flatMap((i) => (layers[i] ? [[i, { width: layers[i].width, height: layers[i].height }] as const] : []))));
+    this.#syncLayerStats();
+  }
+
+  /** A frame's smaller copies, signed each, to the viewers on their layers. */
+  #toLayers(frames: LayerFrames): void {
+    if (this.#stopped) return;
+    for (const [index, f] of frames) {
+      if (f.jpeg.length === 0 || f.jpeg.length > this.#maxFrameBytes) continue;
+      this.#fanout.send(this.#signer.sign(f), null, index);
+      this.stats.layerFramesEncoded++;
+    }
+    this.stats.framesSigned = this.#signer.framesSigned;
+    this.#syncLayerStats();
+  }
+
+  #syncLayerStats(): void {
+    const e = this.#layerEncoder?.stats;
+    if (e) this.stats.layerFramesFailed = e.failed + e.superseded;
   }
 
   /** Fits the frame into one datagram (once for every classroom viewer) and hands it to them. */
@@ -532,7 +563,12 @@ export class StreamServer implements AsyncDisposable {
     // Frames are sealed once per frame number: a second, smaller copy under the same
     // number would reuse its nonces, so an encrypted stream has the source size only.
     if (this.#sealer) return [{ width, height }];
-    return layerSizes(this.#opts.layers, { width, height });
+    try {
+      return layerSizes(this.#opts.layers, { width, height });
+    } catch (e) {
+      if (e instanceof LayersError) throw new StartError(e.message);
+      throw e;
+    }
   }
 
   /** A path-reports viewer's report: its own delivery follows; an impossible one is counted, logged once per session. */
@@ -558,6 +594,7 @@ export class StreamServer implements AsyncDisposable {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#ticker) clearInterval(this.#ticker);
+    this.#layerEncoder?.close();
     this.#fanout.close();
     // Classroom viewers leave here too (no goodbye exists for them: their TCP closes).
     this.#apply(this.#admission.shutdown(performance.now()));
