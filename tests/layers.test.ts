@@ -65,13 +65,14 @@ interface Viewer {
   sizes: Map<number, { width: number; height: number }>;
   bytes: number;
   datagrams: number;
+  udpPort: number;
   send: (msg: ControlMessage) => void;
   close: () => void;
 }
 
 async function viewer(tcpPort: number, name: string): Promise<Viewer> {
   const parts = new Map<number, Uint8Array[]>();
-  const v: Viewer = { messages: [], sizes: new Map(), bytes: 0, datagrams: 0, send: () => {}, close: () => {} };
+  const v: Viewer = { messages: [], sizes: new Map(), bytes: 0, datagrams: 0, udpPort: 0, send: () => {}, close: () => {} };
   const udp = await Bun.udpSocket({
     hostname: "127.0.0.1", port: 0,
     socket: {
@@ -92,10 +93,14 @@ async function viewer(tcpPort: number, name: string): Promise<Viewer> {
       },
     },
   });
+  v.udpPort = udp.port;
   const reader = new MessageReader();
   const sock = await Bun.connect({ hostname: "127.0.0.1", port: tcpPort, socket: { data: (_s, chunk) => void v.messages.push(...reader.push(chunk)) } });
   v.send = (msg) => void sock.write(encodeControl(msg));
+  let closed = false;
   v.close = () => {
+    if (closed) return;
+    closed = true;
     sock.end();
     udp.close();
   };
@@ -145,6 +150,19 @@ describe("a server with layers", () => {
       expect([...free.sizes.entries()].filter(([n]) => n >= from).every(([, s]) => s.width === 640 && s.height === 480)).toBe(true);
       expect(free.messages.some((m) => m.type === "delivery")).toBe(false);
       expect(server.stats.layerFramesEncoded).toBeGreaterThan(0);
+      // What /state and /metrics are made of: the slow one's layer and estimate; the free one at full size, unlimited.
+      const rows = server.viewers();
+      const slowRow = rows.find((r) => r.name === "slow")!;
+      expect(slowRow.picture).toEqual({ layer: last.layer, width: last.width, height: last.height });
+      expect(slowRow.rateBytesPerS).toBeGreaterThan(0);
+      expect(rows.find((r) => r.name === "free")).toMatchObject({ picture: { layer: 0, width: 640, height: 480 }, rateBytesPerS: null, framesSkipped: 0 });
+      // Its leave line says what it was sent at the end.
+      slow.close();
+      await until(() => log.lines.some((l) => l.includes("client left") && l.includes(`udp=${slow.udpPort} `)), 3000, "slow viewer's leave line");
+      const leave = log.lines.find((l) => l.includes("client left") && l.includes(`udp=${slow.udpPort} `))!;
+      expect(leave).toContain(`picture=${last.width}x${last.height}`);
+      expect(leave).toMatch(/rateKbps=\d+/);
+      expect(leave).toMatch(/framesSkipped=\d+/);
       expect(server.stats.layerChanges).toBe(slow.messages.filter((m) => m.type === "delivery" && m.layer > 0).length);
     } finally {
       slow.close();
