@@ -45,6 +45,8 @@ interface Conn {
   verifies: boolean;
   /** A refused path report was logged for it (once per session). */
   pathRefusedLogged: boolean;
+  /** The layer its last delivery message named (0 until one says otherwise). */
+  layer: number;
 }
 
 /**
@@ -461,7 +463,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0 };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -585,7 +587,16 @@ export class StreamServer implements AsyncDisposable {
   #tellSession(sessionId: number, msg: Delivery): void {
     for (const sock of this.#conns.values()) {
       const conn = sock.data;
-      if (conn.sessionId === sessionId && !conn.closing) return this.#sendTo(conn, msg);
+      if (conn.sessionId !== sessionId || conn.closing) continue;
+      if (msg.layer !== conn.layer) {
+        // One line per move: the ladder's hold (doubling after each flap) keeps them few.
+        conn.layer = msg.layer;
+        this.#log.info("viewer layer", {
+          client: conn.peer, session: sessionId.toString(16).padStart(8, "0"), layer: msg.layer, picture: `${msg.width}x${msg.height}`,
+          rateKbps: msg.rateBytesPerS ? Math.round((msg.rateBytesPerS * 8) / 1000) : undefined,
+        });
+      }
+      return this.#sendTo(conn, msg);
     }
   }
 
