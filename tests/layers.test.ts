@@ -109,6 +109,19 @@ async function viewer(tcpPort: number, name: string): Promise<Viewer> {
 }
 
 describe("a server with layers", () => {
+  test("sizes a delivery message cannot name are refused at start with what to change", async () => {
+    const log = memoryLogger("server");
+    const start = (layers: Parameters<typeof StreamServer.start>[0]["layers"]) => StreamServer.start({
+      port: 0, bind: "127.0.0.1", mtu: 1400, maxClients: 4, log, stream: { width: 640, height: 480, fps: 10 }, layers,
+    });
+    const four = [{ width: 320, height: 240 }, { width: 240, height: 180 }, { width: 200, height: 150 }, { width: 160, height: 120 }];
+    await expect(start({ kind: "sizes", sizes: four })).rejects.toThrow("--layers gives 4 sizes besides the source's 640x480; at most 3");
+    await expect(start({ kind: "sizes", sizes: [{ width: 320, height: 8 }] })).rejects.toThrow("--layers size 320x8 is lower than 16");
+    await expect(start({ kind: "sizes", sizes: [{ width: 1280, height: 720 }] })).rejects.toThrow("larger than the source's 640x480");
+    await using ok = await start({ kind: "sizes", sizes: four.slice(0, 3) });
+    expect(ok.port).toBeGreaterThan(0);
+  });
+
   test("a viewer whose reports show heavy loss is told a smaller layer and sent it; the one beside it keeps the full picture", async () => {
     const jpegs = await jpegFrames(4, 640, 480);
     const log = memoryLogger("server");

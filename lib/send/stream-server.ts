@@ -2,7 +2,7 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_VERIFY, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters } from "../wire/control.ts";
+import { CAP_VERIFY, MAX_DELIVERY_LAYERS, MIN_LAYER_SIDE, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters } from "../wire/control.ts";
 import { LayersError, layerSizes, type Size } from "./layer-ladder.ts";
 import { DEFAULT_LAYER_QUALITY, LayerEncoder, type LayerFrames } from "./layer-encoder.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
@@ -565,12 +565,20 @@ export class StreamServer implements AsyncDisposable {
     // Frames are sealed once per frame number: a second, smaller copy under the same
     // number would reuse its nonces, so an encrypted stream has the source size only.
     if (this.#sealer) return [{ width, height }];
+    let sizes: Size[];
     try {
-      return layerSizes(this.#opts.layers, { width, height });
+      sizes = layerSizes(this.#opts.layers, { width, height });
     } catch (e) {
       if (e instanceof LayersError) throw new StartError(e.message);
       throw e;
     }
+    // What a delivery message can name: a very wide source's quarter may be too flat, and
+    // sizes given besides the source's may be one too many.
+    const flat = sizes.find((l) => l.height < MIN_LAYER_SIDE);
+    if (flat && this.#opts.layers.kind === "sizes") throw new StartError(`--layers size ${flat.width}x${flat.height} is lower than ${MIN_LAYER_SIDE}`);
+    sizes = sizes.filter((l) => l.height >= MIN_LAYER_SIDE);
+    if (sizes.length > MAX_DELIVERY_LAYERS) throw new StartError(`--layers gives ${sizes.length - 1} sizes besides the source's ${width}x${height}; at most ${MAX_DELIVERY_LAYERS - 1}`);
+    return sizes;
   }
 
   /** A path-reports viewer's report: its own delivery follows; an impossible one is counted, logged once per session. */
