@@ -133,6 +133,22 @@ describe("per-viewer delivery in the sender", () => {
     expect(t.fanout.pathReport(99, { bytesReceived: 0, datagramsReceived: 0, datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 0 }, t.now)).toBeNull();
   });
 
+  test("one loss burst at the full rate paces a viewer (a few frames fewer) but keeps its full picture", () => {
+    const t = setup([{ width: 640, height: 480 }, { width: 320, height: 240 }, { width: 160, height: 120 }]);
+    t.fanout.start(t.target(1, true));
+    for (let i = 0; i < 10; i++) {
+      t.fanout.send(frame(i), null);
+      t.advance(100);
+    }
+    const sent = t.byPort.get(5001)!;
+    const lost = Math.round(sent.length * 0.12);
+    const r = { bytesReceived: bytesOf(sent.slice(lost)), datagramsReceived: sent.length - lost, datagramsLost: lost, delayTrendUsPerS: 0, delaySamples: 0 };
+    expect(t.fanout.pathReport(1, r, t.now)?.kind).toBe("decrease");
+    expect(t.fanout.sent(1)!.adaptive).toMatchObject({ layer: 0, width: 640, height: 480 });
+    expect(t.fanout.sent(1)!.adaptive!.rateBytesPerS).not.toBeNull();
+    expect(t.fanout.wantedLayers()).toEqual([]);
+  });
+
   test("with layers, a viewer whose path cannot carry the full one is sent the smaller copy only, and told its size; one that stops reporting ends at the lowest", () => {
     const t = setup([{ width: 640, height: 480 }, { width: 320, height: 240 }, { width: 160, height: 120 }]);
     t.fanout.start(t.target(1, true));
