@@ -97,6 +97,18 @@ test("a rising delay with nothing lost (a busy host, not a queue on the path) le
   expect(v.pacing().kind).toBe("rate");
 });
 
+test("a viewer whose first report is slow to come (a busy machine starting up) keeps the full layer through its first seconds", () => {
+  const v = new ViewerRate(LAYERS, { fps: FPS }, 0);
+  for (let t = 1000; t <= 5_000; t += 1000) v.tick(LAYERS, t);
+  expect(v.layer).toBe(0);
+  expect(v.pacing().kind).toBe("free");
+  // Once it has reported, a silence of a few seconds is one.
+  v.sent(rateOf(0) * 6, Math.round((rateOf(0) * 6) / 1400));
+  v.report({ bytesReceived: rateOf(0) * 6, datagramsReceived: Math.round((rateOf(0) * 6) / 1400), datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 30 }, LAYERS, 6_000);
+  for (let t = 7_000; t <= 15_000; t += 1000) v.tick(LAYERS, t);
+  expect(v.layer).toBeGreaterThan(0);
+});
+
 test("a viewer that reports nothing decays to the smallest layer", () => {
   const v = new ViewerRate(LAYERS, { fps: FPS }, 0);
   for (let t = 1000; t <= 15_000; t += 1000) v.tick(LAYERS, t);

@@ -10,6 +10,13 @@ export const DEFAULT_FLOOR_BYTES_PER_S = 64_000;
  */
 export const DELAY_NEEDS_LOSS = 0.01;
 
+/**
+ * A viewer that has not reported yet is not taken as silent before this long after it
+ * joined: measured on loopback, three viewers starting on a busy 2-core machine sent
+ * their first report 3.5 s in, and were moved down a layer for a silence that was not.
+ */
+export const FIRST_REPORT_GRACE_MS = 10_000;
+
 /** How one viewer is to be sent its frames now. */
 export type Pacing = { kind: "free" } | { kind: "rate"; bytesPerS: number };
 
@@ -30,11 +37,15 @@ export class ViewerRate {
   readonly #ladderOpts: LadderOptions;
   #ladder: LadderState;
   #sent: SentTotals = { bytes: 0, datagrams: 0 };
+  readonly #startedAt: number;
+  /** A report was accepted: from then on a silence is a silence. */
+  #reported = false;
   /** The last report the estimator accepted (its counters are cumulative). */
   #lastReport: PathReport = { bytesReceived: 0, datagramsReceived: 0, datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 0 };
 
   /** `layers`: the current ladder, largest first; its first layer's rate is the ceiling. */
   constructor(layers: readonly Layer[], ladder: LadderOptions, nowMs: number, floorBytesPerS = DEFAULT_FLOOR_BYTES_PER_S) {
+    this.#startedAt = nowMs;
     this.#ladderOpts = ladder;
     this.#ladder = ladderStart(ladder);
     const full = layerRate(layers, 0, ladder.fps);
@@ -75,6 +86,7 @@ export class ViewerRate {
     const noQueue = path.delayTrendUsPerS > 0 && !(seen > 0 && lost / seen >= DELAY_NEEDS_LOSS);
     const verdict = this.estimator.report(noQueue ? { ...path, delaySamples: 0 } : path, this.#sent, nowMs);
     if (verdict.kind !== "refused" && verdict.kind !== "early") {
+      this.#reported = true;
       this.#lastReport = path;
       this.#choose(layers, nowMs);
     }
@@ -86,7 +98,7 @@ export class ViewerRate {
     // A viewer that never reports must still decay from the full layer's rate, not from "unmeasured".
     const full = layerRate(layers, 0, this.#ladderOpts.fps);
     if (full > 0) this.estimator.setCeiling(full);
-    this.estimator.tick(nowMs);
+    if (this.#reported || nowMs - this.#startedAt >= FIRST_REPORT_GRACE_MS) this.estimator.tick(nowMs);
     this.#choose(layers, nowMs);
   }
 
