@@ -396,6 +396,103 @@ Napi::Value ReencodeJpeg(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+
+// scaleJpeg: smaller copies of one frame for viewers whose path cannot carry the
+// full picture (the server's quality layers). Decoded once, each size resized from
+// the full picture (INTER_AREA) and encoded; a failure is a result, never a rejection.
+constexpr size_t kScaleMaxSizes = 4;
+
+class ScaleJpegWorker : public PromiseWorker {
+ public:
+  ScaleJpegWorker(Napi::Env env, const uchar* data, size_t size, std::vector<cv::Size> sizes, int quality)
+      : PromiseWorker(env, "scaleJpeg"), input_(data, data + size), sizes_(std::move(sizes)), quality_(quality) {}
+
+ protected:
+  void Run() override {
+    try {
+      std::string why;
+      cv::Mat image = DecodeJpegBgr(input_.data(), input_.size(), &why);
+      if (image.empty()) {
+        reason_ = why;
+        return;
+      }
+      cv::Mat small;
+      for (const cv::Size& s : sizes_) {
+        if (s.width > image.cols || s.height > image.rows) {
+          reason_ = std::to_string(s.width) + "x" + std::to_string(s.height) + " is larger than the picture's " +
+                    std::to_string(image.cols) + "x" + std::to_string(image.rows);
+          outputs_.clear();
+          return;
+        }
+        cv::resize(image, small, s, 0, 0, cv::INTER_AREA);
+        outputs_.emplace_back();
+        if (!cv::imencode(".jpg", small, outputs_.back(), {cv::IMWRITE_JPEG_QUALITY, quality_})) {
+          reason_ = "OpenCV could not encode the image";
+          outputs_.clear();
+          return;
+        }
+      }
+      done_ = true;
+    } catch (const std::exception& e) {
+      reason_ = Describe("scaleJpeg", e);
+      outputs_.clear();
+    } catch (...) {
+      reason_ = "unknown native exception";
+      outputs_.clear();
+    }
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    if (!done_) {
+      out.Set("jpegs", env.Null());
+      out.Set("reason", reason_);
+      return out;
+    }
+    Napi::Array jpegs = Napi::Array::New(env, outputs_.size());
+    for (size_t i = 0; i < outputs_.size(); i++) jpegs.Set(i, Napi::Buffer<uchar>::Copy(env, outputs_[i].data(), outputs_[i].size()));
+    out.Set("jpegs", jpegs);
+    return out;
+  }
+
+ private:
+  std::vector<uchar> input_;
+  std::vector<cv::Size> sizes_;
+  int quality_;
+  std::vector<std::vector<uchar>> outputs_;
+  bool done_ = false;
+  std::string reason_;
+};
+
+// scaleJpeg(jpeg, sizes: {width, height}[], quality): Promise<{jpegs: Buffer[]} | {jpegs: null, reason}>
+Napi::Value ScaleJpeg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto jpeg = Uint8ArrayArg(info, 0, "scaleJpeg", "jpeg");
+  if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(env, "scaleJpeg: sizes must be an array");
+  Napi::Array list = info[1].As<Napi::Array>();
+  if (list.Length() < 1 || list.Length() > kScaleMaxSizes) throw Napi::RangeError::New(env, "scaleJpeg: 1 to 4 sizes");
+  std::vector<cv::Size> sizes;
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value v = list.Get(i);
+    if (!v.IsObject()) throw Napi::TypeError::New(env, "scaleJpeg: each size must be {width, height}");
+    Napi::Object o = v.As<Napi::Object>();
+    Napi::Value w = o.Get("width"), h = o.Get("height");
+    if (!w.IsNumber() || !h.IsNumber()) throw Napi::TypeError::New(env, "scaleJpeg: each size must be {width, height}");
+    double wd = w.As<Napi::Number>().DoubleValue(), hd = h.As<Napi::Number>().DoubleValue();
+    if (!(wd >= kMinPictureSide && wd <= kMaxPictureWidth && hd >= kMinPictureSide && hd <= kMaxPictureHeight) ||
+        wd != std::floor(wd) || hd != std::floor(hd)) {
+      throw Napi::RangeError::New(env, "scaleJpeg: sizes must be whole numbers within the picture limits");
+    }
+    sizes.emplace_back(static_cast<int>(wd), static_cast<int>(hd));
+  }
+  int quality = Int32Arg(info, 2, "scaleJpeg", "quality");
+  if (quality < 1 || quality > 100) throw Napi::RangeError::New(env, "scaleJpeg: quality must be 1..100");
+  auto* worker = new ScaleJpegWorker(env, jpeg.Data(), jpeg.ByteLength(), std::move(sizes), quality);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 }  // namespace
 
 void InitCodec(Napi::Env env, Napi::Object exports) {
@@ -405,6 +502,7 @@ void InitCodec(Napi::Env env, Napi::Object exports) {
   exports.Set("fitJpeg", Napi::Function::New<FitJpeg>(env, "fitJpeg"));
   exports.Set("reencodeJpeg", Napi::Function::New<ReencodeJpeg>(env, "reencodeJpeg"));
   exports.Set("jpegThumbnail", Napi::Function::New<JpegThumbnail>(env, "jpegThumbnail"));
+  exports.Set("scaleJpeg", Napi::Function::New<ScaleJpeg>(env, "scaleJpeg"));
 }
 
 }  // namespace lancam

@@ -205,8 +205,20 @@ describe("metrics", () => {
   test.skipIf(promtoolSkip !== null)("promtool check metrics finds nothing to object to, viewers, drops and publish targets included", async () => {
     const m = new ViewMetrics({ maxViewers: 4 });
     await m.render(state([row({})]));
-    const out = await m.render(state([row({ name: "lab\u202e" }), row({ id: "classic-2", kind: "classic", fps: null, latencyP50Ms: null, framesDropped: null }, 0)]));
+    const out = await m.render(state([
+      row({ name: "lab\u202e" }), row({ id: "classic-2", kind: "classic", fps: null, latencyP50Ms: null, framesDropped: null }, 0),
+      row({ id: "00000003", picture: { layer: 1, width: 640, height: 360 }, rateBytesPerS: 500_000, framesSkipped: 7 }),
+    ]));
     expect(await promtoolCheck(out)).toEqual({ code: 0, output: "" });
+  });
+
+  test("a viewer paced to its path shows its layer, picture width and path estimate; one sent the source as everyone shows none", async () => {
+    const m = new ViewMetrics({ maxViewers: 4 });
+    const out = await m.render(state([row({}), row({ id: "00000003", picture: { layer: 1, width: 640, height: 360 }, rateBytesPerS: 500_000, framesSkipped: 7 })]));
+    expect(out).toMatch(/^lancam_viewer_layer\{viewer="1",kind="udp"\} 1$/m);
+    expect(out).toMatch(/^lancam_viewer_picture_width_pixels\{viewer="1",kind="udp"\} 640$/m);
+    expect(out).toMatch(/^lancam_viewer_path_rate_bytes_per_second\{viewer="1",kind="udp"\} 500000$/m);
+    expect(out).not.toMatch(/^lancam_viewer_layer\{viewer="0"/m);
   });
 
   test.skipIf(promtoolSkip !== null)("the linter this test relies on does object to the names /metrics used to have", async () => {

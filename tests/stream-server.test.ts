@@ -2,7 +2,7 @@
 // malformed input closing one connection only, and datagrams going only to the TCP peer.
 import { describe, expect, test } from "bun:test";
 import {
-  ByeReason, CAP_DECRYPT, CAP_RESUME, CAP_TOKEN_AUTH, encodeControl, PROTOCOL_VERSION, RefuseReason, type ControlMessage, type Hello, type Welcome,
+  ByeReason, CAP_DECRYPT, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, encodeControl, WELCOME_PATH_REPORTS, PROTOCOL_VERSION, RefuseReason, type ControlMessage, type Hello, type Welcome,
 } from "../lib/wire/control.ts";
 import { ControlMac } from "../lib/net/control-mac.ts";
 import { clientProof, deriveSessionKeys, tokenKey, type SessionKeys, type TokenKey } from "../lib/net/session-keys.ts";
@@ -139,6 +139,30 @@ describe("stream server control channel", () => {
     } finally {
       udp.close();
     }
+  });
+
+  test("a viewer that sends path reports is told so in its welcome; an older one is not, and a bogus path report is refused, counted and logged once", async () => {
+    await withServer(async (server, log) => {
+      const paths = await rawClient(server.port);
+      paths.send(encodeControl({ type: "hello", version: PROTOCOL_VERSION, udpPort: 5101, capabilities: CAP_PATH_REPORTS, name: "paths" }));
+      const older = await rawClient(server.port);
+      older.send(encodeControl({ type: "hello", version: PROTOCOL_VERSION, udpPort: 5102, capabilities: 0, name: "older" }));
+      await until(() => paths.messages.length > 0 && older.messages.length > 0, 3000, "both welcomed");
+      const w = paths.messages[0] as Welcome;
+      expect(w.flags & WELCOME_PATH_REPORTS).toBe(WELCOME_PATH_REPORTS);
+      expect((older.messages[0] as Welcome).flags & WELCOME_PATH_REPORTS).toBe(0);
+      const report = (bytesReceived: number): Uint8Array => encodeControl({
+        type: "report", framesReceived: 0, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0,
+        path: { bytesReceived, datagramsReceived: 0, datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 0 },
+      });
+      // Nothing was sent yet: any byte received is more than was sent.
+      paths.send(report(1_000_000));
+      paths.send(report(2_000_000));
+      await until(() => server.stats.pathReportsRefused === 2, 3000, "both refused");
+      expect(log.lines.filter((l) => l.includes("path report refused"))).toHaveLength(1);
+      expect(server.viewers().find((v) => v.name === "paths")?.framesSent).toBe(0);
+      expect(paths.closed).toBe(false);
+    });
   });
 
   test("a full server refuses with server full", async () => {

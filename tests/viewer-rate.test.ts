@@ -71,6 +71,44 @@ test("behind 10 Mbit/s a viewer is moved to the layer its path carries within se
   expect(back).toBeLessThanOrEqual(40);
 });
 
+test("a rising delay with nothing lost (a busy host, not a queue on the path) leaves a free viewer free on the full layer; with loss it counts", () => {
+  const v = new ViewerRate(LAYERS, { fps: FPS }, 0);
+  let bytes = 0;
+  let grams = 0;
+  let lost = 0;
+  // A free viewer is sent the full layer; the busy host's jitter makes the trend 5-16 ms/s.
+  for (let t = 1; t <= 10; t++) {
+    const perSecond = rateOf(0);
+    v.sent(perSecond, Math.round(perSecond / 1400));
+    bytes += perSecond;
+    grams += Math.round(perSecond / 1400);
+    const verdict = v.report({ bytesReceived: bytes, datagramsReceived: grams, datagramsLost: 0, delayTrendUsPerS: 5_000 + t * 1_000, delaySamples: 30 }, LAYERS, t * 1000);
+    expect(verdict.kind).not.toBe("decrease");
+  }
+  expect(v.layer).toBe(0);
+  expect(v.pacing().kind).toBe("free");
+  // The same trend with 3 % of the datagrams lost is a queue: the estimate drops.
+  const perSecond = rateOf(0);
+  v.sent(perSecond, Math.round(perSecond / 1400));
+  const n = Math.round(perSecond / 1400);
+  lost += Math.round(n * 0.03);
+  const verdict = v.report({ bytesReceived: bytes + Math.round(perSecond * 0.97), datagramsReceived: grams + n - lost, datagramsLost: lost, delayTrendUsPerS: 8_000, delaySamples: 30 }, LAYERS, 11_000);
+  expect(verdict).toMatchObject({ kind: "decrease", cause: "delay" });
+  expect(v.pacing().kind).toBe("rate");
+});
+
+test("a viewer whose first report is slow to come (a busy machine starting up) keeps the full layer through its first seconds", () => {
+  const v = new ViewerRate(LAYERS, { fps: FPS }, 0);
+  for (let t = 1000; t <= 5_000; t += 1000) v.tick(LAYERS, t);
+  expect(v.layer).toBe(0);
+  expect(v.pacing().kind).toBe("free");
+  // Once it has reported, a silence of a few seconds is one.
+  v.sent(rateOf(0) * 6, Math.round((rateOf(0) * 6) / 1400));
+  v.report({ bytesReceived: rateOf(0) * 6, datagramsReceived: Math.round((rateOf(0) * 6) / 1400), datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 30 }, LAYERS, 6_000);
+  for (let t = 7_000; t <= 15_000; t += 1000) v.tick(LAYERS, t);
+  expect(v.layer).toBeGreaterThan(0);
+});
+
 test("a viewer that reports nothing decays to the smallest layer", () => {
   const v = new ViewerRate(LAYERS, { fps: FPS }, 0);
   for (let t = 1000; t <= 15_000; t += 1000) v.tick(LAYERS, t);

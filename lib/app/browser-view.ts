@@ -30,6 +30,9 @@ export function viewerRow(v: ViewerSummary): ViewerInfo | null {
     fps: v.fps,
     latencyP50Ms: v.latencyP50Ms,
     bytesSent: null,
+    picture: v.picture ?? null,
+    rateBytesPerS: v.rateBytesPerS ?? null,
+    framesSkipped: v.framesSkipped ?? null,
   };
 }
 
@@ -44,7 +47,7 @@ export function serverState(server: ViewedServer, source: SourceInfo, framesCapt
         framesCaptured: framesCaptured(),
         framesSent: s.framesBroadcast,
         bytesSent: null,
-        drops: { datagramsDropped: s.datagramsDropped, datagramsSuperseded: s.datagramsSuperseded, framesNotSent: s.framesNotSent },
+        drops: { datagramsDropped: s.datagramsDropped, datagramsSuperseded: s.datagramsSuperseded, framesNotSent: s.framesNotSent, framesSkipped: s.framesSkipped },
       },
       publish: publish(),
     };

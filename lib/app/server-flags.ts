@@ -2,6 +2,7 @@ import { TEST_DEFAULT, type SourceSpec } from "../capture/capture.ts";
 import type { RecordCliFlags } from "../record/record-dir.ts";
 import { DEFAULT_MAX_PER_HOST } from "../send/admission.ts";
 import { DEFAULT_SPREAD } from "../send/stream-server.ts";
+import { LayersError, MAX_LAYERS, MIN_LAYER_WIDTH, parseLayersFlag, type LayersFlag } from "../send/layer-ladder.ts";
 import { parsePublishCodec, PublishCodecError, type PublishCodec } from "../publish/publish-process.ts";
 import { parsePublishUrl, PublishUrlError, readPublishTokenFile, type PublishTarget } from "../publish/publish-url.ts";
 import { parsePublishTargets } from "../publish/publishers.ts";
@@ -135,6 +136,12 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
       `spread each frame's datagrams over this fraction of the frame
 interval, 0-1; 0 sends each frame in one burst (lowest latency,
 but viewers with small UDP buffers lose frames)`),
+    layers: valueFlag<LayersFlag>("layers", "L", { kind: "auto" }, (raw, flag) => usage(() => parseLayersFlag(raw, flag), LayersError),
+      `smaller copies for viewers whose path cannot carry the full picture:
+auto (half and quarter size, none under ${MIN_LAYER_WIDTH} wide), off (full size
+only; slow viewers still get whole frames, fewer of them), or up to
+${MAX_LAYERS - 1} sizes WxH,... with even sides; encrypted streams have full size only`,
+      (v) => (v.kind === "sizes" ? v.sizes.map((s) => `${s.width}x${s.height}`).join(",") : v.kind)),
     multicast: valueFlag<GroupFlag | null>("multicast", "GROUP[:PORT]", null, (raw, flag) => parseMulticastFlag(raw, flag),
       `send every datagram once to this multicast group, 239.x.y.z[:PORT]
 (port ${DEFAULT_GROUP_PORT} by default), or auto for a random 239.255.x.y, instead

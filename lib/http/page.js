@@ -64,7 +64,13 @@
     return `${h}:${two(m)}:${two(s % 60)}`;
   }
   const latency = (ms) => (ms === null ? "—" : `${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`);
-  const LABELS = ["address", "name", "kind", "fps", "loss", "latency", "recorded"];
+  const LABELS = ["address", "name", "kind", "fps", "loss", "latency", "recorded", "picture"];
+  /** A paced viewer's layer and path estimate; "—" for a viewer sent the source as everyone is. */
+  function picture(v) {
+    if (!v.picture) return "—";
+    const size = `${v.picture.width}×${v.picture.height}`;
+    return v.rateBytesPerS ? `${size} · ${num((v.rateBytesPerS * 8) / 1e6, 1)} Mbit/s` : size;
+  }
   /** How each kind of viewer (viewer-info.ts ViewerKind) reads in the table. */
   const KIND_LABELS = { udp: "UDP", classic: "classroom", browser: "browser" };
   function cell(row, text, className) {
@@ -93,6 +99,7 @@
       cell(tr, v.lossPercent === null ? "—" : `${v.lossPercent.toFixed(1)} %`, "num");
       cell(tr, latency(v.latencyP50Ms), "num");
       cell(tr, v.framesRecorded === null ? "—" : String(v.framesRecorded), "num");
+      cell(tr, picture(v), "num").title = v.framesSkipped ? `${v.framesSkipped} frames skipped for its path` : "";
       return tr;
     });
     body.replaceChildren(...rows);

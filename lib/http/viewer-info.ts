@@ -46,6 +46,15 @@ export interface ViewerInfo {
   latencyP50Ms: number | null;
   /** Bytes of JPEG handed to this viewer; null when unknown. */
   bytesSent: number | null;
+  /**
+   * The picture size the server sends it now (its quality layer, 0 = full size); absent
+   * or null when it gets the source's size as every viewer does.
+   */
+  picture?: { layer: number; width: number; height: number } | null;
+  /** The server's estimate of this viewer's path, bytes per second; absent or null while nothing limits it. */
+  rateBytesPerS?: number | null;
+  /** Whole frames the server skipped for it because its path still carried the previous one; absent or null when not paced. */
+  framesSkipped?: number | null;
 }
 
 /** The stream as captured. */

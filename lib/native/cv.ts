@@ -163,6 +163,12 @@ export interface CvAddon {
    * bytes do not decode or exceed MAX_PICTURE.
    */
   jpegThumbnail(jpeg: Uint8Array, denominator: 1 | 2 | 4 | 8): { grey: Buffer; width: number; height: number } | null;
+  /**
+   * Smaller copies of a JPEG (1 to 4 sizes, each within the picture), decoded once and
+   * resized (INTER_AREA) and encoded at `quality` on a worker thread. Never rejects for
+   * bad input: `jpegs` is null and `reason` says why.
+   */
+  scaleJpeg(jpeg: Uint8Array, sizes: readonly { width: number; height: number }[], quality: number): Promise<{ jpegs: Buffer[] } | { jpegs: null; reason: string }>;
   /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
   displayAvailable(): boolean;
   /** Creates a window now; throws when there is no display. */

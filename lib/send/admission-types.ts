@@ -1,6 +1,6 @@
 import type { Fields } from "../log/format.ts";
 import type { SessionKeys } from "../net/session-keys.ts";
-import { MAX_REFUSE_TEXT_BYTES, type ControlMessage, type MulticastGroup, type RefuseReason, type Welcome } from "../wire/control.ts";
+import { MAX_REFUSE_TEXT_BYTES, type ControlMessage, type MulticastGroup, type PathCounters, type RefuseReason, type Welcome } from "../wire/control.ts";
 import type { ConnId } from "./connection.ts";
 import type { SendCounters, StreamTarget } from "./sessions.ts";
 import type { AdmissionAuth } from "./token-exchange.ts";
@@ -29,6 +29,8 @@ export type AdmissionAction =
   /** The group does not reach this session's viewer: send to its own address and UDP port from now on. */
   | { kind: "unicast"; conn: ConnId }
   | { kind: "stop"; conn: ConnId }
+  /** A plausible report of a path-reports session carried path counters: its sender's estimate hears them. */
+  | { kind: "path"; conn: ConnId; sessionId: number; path: PathCounters }
   /** Close once what was sent has been written; the connection is already forgotten. */
   | { kind: "close"; conn: ConnId; reason: string }
   | { kind: "log"; level: "info" | "warn" | "error" | "security"; message: string; fields: Fields };

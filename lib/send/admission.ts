@@ -304,7 +304,7 @@ export class Admission {
   /** Every viewer, lancam, classroom and served elsewhere, in the order they joined. */
   viewers(): ViewerSummary[] {
     const wallMs = (t: number) => Math.round(this.#opts.wallClockUs(t) / 1000);
-    return summarize(this.#sessions.values(), (id) => this.#sent(id).framesSent, this.#classic.viewers(), this.#others.values(), wallMs);
+    return summarize(this.#sessions.values(), (id) => this.#sent(id), this.#classic.viewers(), this.#others.values(), wallMs);
   }
 
   /**
@@ -472,8 +472,8 @@ export class Admission {
     if (keys) out.push({ kind: "secure", conn: c.id, keys });
     out.push({ kind: "send", conn: c.id, msg: welcomeFor(s, hello, !!keys, this.#opts) });
     const group = this.#opts.multicast;
-    const { id, address, tcpPort, udpPort, name, delivery } = s;
-    out.push({ kind: "start", conn: c.id, session: { id, address, tcpPort, udpPort, name, delivery } });
+    const { id, address, tcpPort, udpPort, name, delivery, pathReports } = s;
+    out.push({ kind: "start", conn: c.id, session: { id, address, tcpPort, udpPort, name, delivery, pathReports } });
     out.push({
       kind: "log", level: "info", message: "client joined",
       fields: {
@@ -502,6 +502,8 @@ export class Admission {
     this.#waiting.delete(c.id);
     if (c.kind === "streaming") {
       const s = c.session;
+      const sent = this.#sent(s.id);
+      const a = sent.adaptive;
       this.#bySession.delete(s.id);
       this.#sessions.remove(s.id);
       this.#capacity.remove(sessionKey(s));
@@ -511,8 +513,12 @@ export class Admission {
         kind: "log", level: "info", message: "client left",
         fields: {
           client: c.peer, udp: s.udpPort, session: sessionHex(s), reason, seconds: ((now - s.joinedAt) / 1000).toFixed(1),
-          framesSent: this.#sent(s.id).framesSent, framesReceived: counts?.framesReceived,
+          framesSent: sent.framesSent, framesReceived: counts?.framesReceived,
           framesLost: counts ? counts.framesLost + counts.framesIncomplete : undefined, framesRecorded: totals?.framesRecorded,
+          // A path-reports viewer: what its path carried at the end, and what was skipped for it.
+          framesSkipped: a?.framesSkipped, picture: a ? `${a.width}x${a.height}` : undefined,
+          rateKbps: a && a.rateBytesPerS !== null ? Math.round((a.rateBytesPerS * 8) / 1000) : undefined,
+          reportsRefused: a?.reportsRefused || undefined,
           delivery: this.#opts.multicast ? s.delivery : undefined, clients: this.viewerCount,
         },
       });

@@ -2,9 +2,13 @@ import type { udp } from "bun";
 import type { Frame } from "../wire/frame.ts";
 import type { SealedFrame } from "./frame-sealer.ts";
 import { Fragmenter } from "./fragmenter.ts";
+import type { Delivery, PathCounters } from "../wire/control.ts";
+import type { Layer, Size } from "./layer-ladder.ts";
 import { Pacer } from "./pacer.ts";
+import type { RateVerdict } from "./rate-control.ts";
 import type { ServerStats } from "./server-stats.ts";
-import type { SendCounters, StreamTarget } from "./sessions.ts";
+import type { AdaptiveCounters, SendCounters, StreamTarget } from "./sessions.ts";
+import { ViewerRate } from "./viewer-rate.ts";
 
 /** One viewer's frames: where they go, the buffer they are cut into, and what was sent (read by admission). */
 interface Stream {
@@ -17,8 +21,22 @@ interface Stream {
   /** Datagrams of an older frame not yet sent when a newer frame replaced them. */
   datagramsSuperseded: number;
   fragmenter: Fragmenter;
+  /**
+   * A paced viewer's second buffer: a frame is cut while the end of the previous one
+   * may still be queued, so the two alternate (the fragmenter reuses its buffer).
+   */
+  spare: Fragmenter | null;
   /** When datagrams last went to it (an ICMP error is blamed on those sent to lately). */
   lastSentAt: number;
+  /** A path-reports viewer's estimate and layer; null: sent as every viewer is. */
+  rate: ViewerRate | null;
+  framesSkipped: number;
+  /** The latest frame number offered to it, sent or skipped. */
+  lastOffered: number;
+  /** What its last delivery message said (a new one goes out when its layer changes, or skips go on). */
+  told: { layer: number; skipped: number; at: number };
+  /** Its ViewerRate last heard the time (about once a second). */
+  tickedAt: number;
 }
 
 /** The multicast group's frames: cut once, sent once, for every viewer in the group. */
@@ -41,7 +59,35 @@ export interface FanoutOptions {
   stats: ServerStats;
   /** A failed send, worth a (throttled) warning. */
   warnSend: (detail: string) => void;
+  /**
+   * The sizes frames are sent in, largest (the source) first; a path-reports viewer
+   * whose path cannot carry the full one is moved down (default: the source size only).
+   */
+  layers?: Size[];
+  /** The clock, ms (default performance.now; tests pass their own). */
+  now?: () => number;
+  /** A path-reports viewer's delivery message, to go out on its control connection. */
+  tell?: (sessionId: number, msg: Delivery) => void;
 }
+
+/** A path-reports viewer's estimate and layer hear the time this often. */
+export const RATE_TICK_MS = 1000;
+
+/** While frames are being skipped for a viewer, it is told how many this often. */
+export const SKIPPED_TELL_MS = 1000;
+
+/**
+ * A viewer keeps its layer while its estimate carries this share of the layer's rate
+ * (whole frames, fewer of them). One loss burst over 10 % sets the estimate to 0.85 of
+ * what arrived, at most 0.77 of what was sent: with the ladder's own 0.9 a single burst
+ * on a busy host (measured: a free viewer on loopback) halved the picture for seconds,
+ * and each size change starts a new recording segment at the viewer. A path that
+ * carries less than about 21 of 30 frames moves down.
+ */
+export const LADDER_DOWN_MARGIN = 0.7;
+
+/** Weight of the newest frame in a layer's mean bytes per frame. */
+const LAYER_MEAN_WEIGHT = 0.1;
 
 /**
  * The sending side of the stream: every started session's datagrams, cut per viewer
@@ -58,9 +104,18 @@ export class FrameFanout {
   #inGroup = 0;
   readonly #sendBuf: (Uint8Array | number | string)[] = [];
   #pacing: Timer | null = null;
+  /** When the pacing timer is set for; null when none is. */
+  #pacingAt: number | null = null;
+  readonly #layers: Layer[];
+  readonly #frameIntervalMs: number;
+  readonly #now: () => number;
 
   constructor(opts: FanoutOptions) {
     this.#opts = opts;
+    const sizes = opts.layers ?? [];
+    this.#layers = sizes.map((l) => ({ width: l.width, height: l.height, bytesPerFrame: null }));
+    this.#frameIntervalMs = 1000 / opts.fps;
+    this.#now = opts.now ?? (() => performance.now());
     const g = opts.group;
     this.#group = g ? { kind: "group", fragmenter: new Fragmenter(opts.mtu), target: { address: g.address, port: g.port }, streamId: g.streamId } : null;
   }
@@ -72,15 +127,57 @@ export class FrameFanout {
 
   /** What session `id` has been sent; undefined when it is not being sent to. */
   sent(id: number): Readonly<SendCounters> | undefined {
-    return this.#streams.get(id)?.sent;
+    const stream = this.#streams.get(id);
+    if (!stream) return undefined;
+    return stream.rate ? { ...stream.sent, adaptive: this.#adaptive(stream, stream.rate) } : stream.sent;
+  }
+
+  /** The quality layers, largest first, each with its measured mean bytes per frame (as datagrams). */
+  get layers(): readonly Readonly<Layer>[] {
+    return this.#layers;
+  }
+
+  /** Layers below the full one that some viewer is on now: only these are worth encoding. */
+  wantedLayers(): number[] {
+    const out = new Set<number>();
+    for (const st of this.#streams.values()) if (st.rate && st.rate.layer > 0) out.add(st.rate.layer);
+    return [...out].sort((a, b) => a - b);
+  }
+
+  /**
+   * A path-reports viewer's report: its own estimate and layer hear it, nobody else's.
+   * Null when the session is not one (gone, or not paced to its path).
+   */
+  pathReport(id: number, path: PathCounters, now: number): RateVerdict | null {
+    const stream = this.#streams.get(id);
+    if (!stream?.rate) return null;
+    const verdict = stream.rate.report(path, this.#layers, now);
+    this.#tellIfDue(stream, stream.rate, now);
+    return verdict;
+  }
+
+  /** Time passes: what is due goes out, and a path-reports viewer silent for long is slowed down to the lowest layer. */
+  tick(now: number): void {
+    this.#pump();
+    for (const st of this.#streams.values()) {
+      if (!st.rate || now - st.tickedAt < RATE_TICK_MS) continue;
+      st.tickedAt = now;
+      st.rate.tick(this.#layers, now);
+      this.#tellIfDue(st, st.rate, now);
+    }
   }
 
   /** Starts sending to a session, counting from nothing. */
   start(target: StreamTarget): void {
     const stream: Stream = {
       kind: "viewer", target, delivery: target.delivery, sent: { framesSent: 0, firstFrame: null, lastFrame: null },
-      datagramsSent: 0, datagramsSuperseded: 0, fragmenter: new Fragmenter(this.#opts.mtu), lastSentAt: -Infinity,
+      datagramsSent: 0, datagramsSuperseded: 0, fragmenter: new Fragmenter(this.#opts.mtu), spare: null, lastSentAt: -Infinity,
+      rate: null, framesSkipped: 0, lastOffered: 0, told: { layer: 0, skipped: 0, at: -Infinity }, tickedAt: this.#now(),
     };
+    // Only a viewer sent to alone can be paced to its own path.
+    if (target.pathReports && target.delivery === "unicast" && this.#layers.length > 0) {
+      stream.rate = new ViewerRate(this.#layers, { fps: this.#opts.fps, downMargin: LADDER_DOWN_MARGIN }, stream.tickedAt);
+    }
     this.#streams.set(target.id, stream);
     if (stream.delivery === "multicast") this.#inGroup++;
   }
@@ -110,31 +207,99 @@ export class FrameFanout {
     return [...this.#streams.values()].filter((st) => st.lastSentAt >= since).map((st) => st.target.id);
   }
 
-  /** One frame (sealed once for all when encrypted) to every session: replaces what is still queued, never a backlog. */
-  send(frame: Frame, sealed: SealedFrame | null): void {
-    const now = performance.now();
-    const spreadMs = (1000 / this.#opts.fps) * this.#opts.spread;
+  /**
+   * One frame (sealed once for all when encrypted) to every session on the full layer
+   * (`layer` 0, the default) or on the lower layer `layer` (a smaller copy of the
+   * same frame): what a spread viewer still has queued is replaced, never a backlog;
+   * a viewer paced at its rate gets it whole or not at all (skipped).
+   */
+  send(frame: Frame, sealed: SealedFrame | null, layer = 0): void {
+    const now = this.#now();
+    const spreadMs = this.#frameIntervalMs * this.#opts.spread;
     const stats = this.#opts.stats;
+    let measured = false;
     for (const stream of this.#streams.values()) {
+      const rate = stream.rate;
+      if ((rate?.layer ?? 0) !== layer) continue;
       const sent = stream.sent;
       sent.firstFrame ??= frame.seq;
       sent.lastFrame = frame.seq;
-      sent.framesSent++;
+      stream.lastOffered = frame.seq;
       // Its copy is the group's, cut and sent once below.
-      if (stream.delivery === "multicast") continue;
+      if (stream.delivery === "multicast") {
+        sent.framesSent++;
+        continue;
+      }
       const t = stream.target;
-      const datagrams = sealed ? stream.fragmenter.fragmentSealed(sealed, t.id) : stream.fragmenter.fragment(frame, t.id);
-      const superseded = this.#pacer.enqueue(stream, { port: t.udpPort, address: t.address }, datagrams, now, spreadMs);
-      stream.datagramsSuperseded += superseded;
-      stats.datagramsSuperseded += superseded;
+      const target = { port: t.udpPort, address: t.address };
+      const pacing = rate?.pacing() ?? { kind: "free" };
+      // Asked before the frame is cut: cutting a skipped frame would overwrite the one going out.
+      if (pacing.kind === "rate" && !this.#pacer.canStart(stream, now, this.#frameIntervalMs)) {
+        stream.framesSkipped++;
+        stats.framesSkipped++;
+        if (rate) this.#tellIfDue(stream, rate, now);
+        continue;
+      }
+      let cutter = stream.fragmenter;
+      if (pacing.kind === "rate") {
+        cutter = stream.spare ??= new Fragmenter(this.#opts.mtu);
+        stream.spare = stream.fragmenter;
+        stream.fragmenter = cutter;
+      }
+      const datagrams = sealed ? cutter.fragmentSealed(sealed, t.id) : cutter.fragment(frame, t.id);
+      if (!measured) {
+        measured = true;
+        this.#measure(layer, datagrams);
+      }
+      sent.framesSent++;
+      if (pacing.kind === "free") {
+        const superseded = this.#pacer.enqueue(stream, target, datagrams, now, spreadMs);
+        stream.datagramsSuperseded += superseded;
+        stats.datagramsSuperseded += superseded;
+      } else {
+        this.#pacer.offer(stream, target, datagrams, now, pacing.bytesPerS, this.#frameIntervalMs);
+      }
+      if (rate) this.#tellIfDue(stream, rate, now);
     }
     const group = this.#group;
-    if (group && this.#inGroup > 0) {
+    if (layer === 0 && group && this.#inGroup > 0) {
       const datagrams = sealed ? group.fragmenter.fragmentSealed(sealed, group.streamId) : group.fragmenter.fragment(frame, group.streamId);
       stats.datagramsSuperseded += this.#pacer.enqueue(group, group.target, datagrams, now, spreadMs);
       stats.groupFramesSent++;
     }
     this.#pump();
+  }
+
+  /** A layer's mean bytes per frame as sent: what a viewer's estimate is held against. */
+  #measure(layer: number, datagrams: Uint8Array[]): void {
+    const l = this.#layers[layer];
+    if (!l) return;
+    let bytes = 0;
+    for (const d of datagrams) bytes += d.length;
+    l.bytesPerFrame = l.bytesPerFrame === null ? bytes : l.bytesPerFrame + LAYER_MEAN_WEIGHT * (bytes - l.bytesPerFrame);
+  }
+
+  #adaptive(stream: Stream, rate: ViewerRate): AdaptiveCounters {
+    const l = this.#layers[rate.layer] ?? this.#layers[0]!;
+    const r = rate.estimator.refused;
+    return {
+      layer: rate.layer, width: l.width, height: l.height, rateBytesPerS: rate.estimator.limited ? Math.round(rate.estimator.bytesPerS) : null,
+      framesSkipped: stream.framesSkipped, reportsRefused: r.backwards + r.moreThanSent + r.absurd,
+    };
+  }
+
+  /** Its delivery message: when its layer changed, and about once a second while frames are skipped for it. */
+  #tellIfDue(stream: Stream, rate: ViewerRate, now: number): void {
+    const told = stream.told;
+    const moved = rate.layer !== told.layer;
+    if (!moved && !(stream.framesSkipped > told.skipped && now - told.at >= SKIPPED_TELL_MS)) return;
+    if (moved) this.#opts.stats.layerChanges++;
+    stream.told = { layer: rate.layer, skipped: stream.framesSkipped, at: now };
+    const a = this.#adaptive(stream, rate);
+    this.#opts.tell?.(stream.target.id, {
+      type: "delivery", layer: a.layer, width: a.width, height: a.height, rateBytesPerS: a.rateBytesPerS ?? 0,
+      framesSkipped: a.framesSkipped, skippedThrough: stream.lastOffered,
+    });
   }
 
   /** One classroom picture, one datagram. Not taken or failing, it is left to the viewer's resend. */
@@ -157,21 +322,44 @@ export class FrameFanout {
 
   /** Stops the pacing timer; what is queued is not sent. */
   close(): void {
-    if (this.#pacing) clearInterval(this.#pacing);
+    if (this.#pacing) clearTimeout(this.#pacing);
     this.#pacing = null;
+    this.#pacingAt = null;
+    this.#closed = true;
   }
 
-  #pump(): void {
-    const { due, sent } = this.#pacer.due(performance.now(), this.#send);
+  #closed = false;
+
+  /** Sends what is due, then sets the timer for when the next datagram is (not a 1 ms poll). */
+  readonly #pump = (): void => {
+    if (this.#closed) return;
+    const now = this.#now();
+    const { due, sent } = this.#pacer.due(now, this.#send);
     // A full send buffer: what did not go out waits for the next tick.
     this.#opts.stats.sendRetries += due - sent;
-    if (this.#pacer.idle) {
-      if (this.#pacing) clearInterval(this.#pacing);
+    const next = this.#pacer.nextDueMs();
+    if (next === null) {
+      if (this.#pacing) clearTimeout(this.#pacing);
       this.#pacing = null;
-    } else if (!this.#pacing) {
-      this.#pacing = setInterval(() => this.#pump(), 1);
+      this.#pacingAt = null;
+      return;
     }
-  }
+    // At least a millisecond ahead: datagrams due every few microseconds with a timer
+    // each left no turn for the control connections (measured: no report was read for
+    // 5 s on loopback, and the sessions timed out). A socket that did not take what was
+    // due is retried then too.
+    const at = Math.max(next, now + 1);
+    if (this.#pacing && this.#pacingAt !== null && this.#pacingAt <= at) return;
+    if (this.#pacing) clearTimeout(this.#pacing);
+    this.#pacingAt = at;
+    this.#pacing = setTimeout(this.#onTimer, Math.max(0, at - now));
+  };
+
+  readonly #onTimer = (): void => {
+    this.#pacing = null;
+    this.#pacingAt = null;
+    this.#pump();
+  };
 
   /** One viewer's (or the group's) due datagrams in one sendMany; a throw (EPERM, ENETUNREACH...) drops them, counted. */
   readonly #send = (stream: Stream | GroupStream, target: { port: number; address: string }, datagrams: Uint8Array[], from: number, to: number): number => {
@@ -202,7 +390,13 @@ export class FrameFanout {
       return took;
     }
     stream.datagramsSent += took;
-    stream.lastSentAt = performance.now();
+    stream.lastSentAt = this.#now();
+    if (stream.rate) {
+      // Whole datagram lengths, as the viewer counts what arrives.
+      let bytes = 0;
+      for (let i = from; i < from + took; i++) bytes += datagrams[i]!.length;
+      stream.rate.sent(bytes, took);
+    }
     return took;
   };
 }

@@ -71,17 +71,12 @@ export class Pacer<K> {
    */
   offer(key: K, target: Target, datagrams: Uint8Array[], nowMs: number, bytesPerS: number, frameIntervalMs: number): Offer {
     if (!(bytesPerS > 0) || !Number.isFinite(bytesPerS)) throw new RangeError(`pacer rate ${bytesPerS} B/s: expected a positive number`);
-    const tolerance = FINISH_TOLERANCE * Math.max(0, frameIntervalMs);
+    if (!this.canStart(key, nowMs, frameIntervalMs)) {
+      this.framesSkipped++;
+      return { started: false, reason: "busy" };
+    }
     const old = this.#queues.get(key);
     const finish = this.#finishMs.get(key);
-    if (old?.kind === "rate" || finish !== undefined) {
-      // Not taken although due for a while: the socket's buffer is full, the path is the bottleneck.
-      const stuck = old?.kind === "rate" && old.dueMs[old.next]! < nowMs - tolerance;
-      if (stuck || (finish ?? -Infinity) > nowMs + tolerance) {
-        this.framesSkipped++;
-        return { started: false, reason: "busy" };
-      }
-    }
     let at = Math.max(nowMs, finish ?? nowMs);
     // The rest of the previous frame, due by now or within the tolerance, goes out first.
     const q: RateQueue =
@@ -97,6 +92,20 @@ export class Pacer<K> {
     this.#queues.set(key, q);
     this.#finishMs.set(key, at);
     return { started: true, finishMs: at };
+  }
+
+  /**
+   * Whether `offer` would start a frame for this viewer now: the caller asks before it
+   * cuts the frame, so a skipped frame never overwrites the buffer of one going out.
+   */
+  canStart(key: K, nowMs: number, frameIntervalMs: number): boolean {
+    const tolerance = FINISH_TOLERANCE * Math.max(0, frameIntervalMs);
+    const old = this.#queues.get(key);
+    const finish = this.#finishMs.get(key);
+    if (old?.kind !== "rate" && finish === undefined) return true;
+    // Not taken although due for a while: the socket's buffer is full, the path is the bottleneck.
+    const stuck = old?.kind === "rate" && old.dueMs[old.next]! < nowMs - tolerance;
+    return !stuck && (finish ?? -Infinity) <= nowMs + tolerance;
   }
 
   /** Forgets a viewer's queue (it left). */

@@ -51,6 +51,16 @@ export interface ServerStats {
   fallbacks: number;
   /** Frames signed: once each, whatever the number of viewers. */
   framesSigned: number;
+  /** Whole frames not sent to a rate-paced viewer because its previous frame was still on its way (all viewers). */
+  framesSkipped: number;
+  /** Path reports refused as impossible or absurd (claiming more than was sent, counters going back). */
+  pathReportsRefused: number;
+  /** Times a path-reports viewer was moved to another quality layer. */
+  layerChanges: number;
+  /** Lower-layer copies of frames encoded (once per frame and layer, whatever the number of viewers on it). */
+  layerFramesEncoded: number;
+  /** Lower-layer copies that could not be made (the frame did not decode) or came too late. */
+  layerFramesFailed: number;
 }
 
 /** Every counter at zero. */
@@ -60,5 +70,6 @@ export function newServerStats(): ServerStats {
     classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0, classicTcpBytesIgnored: 0,
     connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, authProofsEvaluated: 0, authLockedRefusals: 0, authTableRefused: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
     groupFramesSent: 0, groupDatagramsSent: 0, fallbacks: 0, framesSigned: 0,
+    framesSkipped: 0, pathReportsRefused: 0, layerChanges: 0, layerFramesEncoded: 0, layerFramesFailed: 0,
   };
 }

@@ -1,5 +1,5 @@
 import {
-  ByeReason, CAP_MULTICAST, CAP_RESUME, fallbackReasonText, WELCOME_ENCRYPTED, WELCOME_MULTICAST, type ByeTotals, type ControlMessage, type Hello, type Welcome,
+  ByeReason, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, fallbackReasonText, WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_PATH_REPORTS, type ByeTotals, type ControlMessage, type Hello, type Welcome,
 } from "../wire/control.ts";
 import type { AdmissionAction, AdmissionOptions } from "./admission-types.ts";
 import { implausible, type ClaimedCounts } from "./report-check.ts";
@@ -33,7 +33,11 @@ export function sessionMessage(s: Session, msg: ControlMessage, ctx: SessionCont
     case "report": {
       const bad = check(msg);
       if (bad) reject(s, "report", bad, ctx, out);
-      else s.lastReport = { framesReceived: msg.framesReceived, framesLost: msg.framesLost, framesIncomplete: msg.framesIncomplete, latencyP50Us: msg.latencyP50Us, fpsMillihertz: msg.fpsMillihertz };
+      else {
+        s.lastReport = { framesReceived: msg.framesReceived, framesLost: msg.framesLost, framesIncomplete: msg.framesIncomplete, latencyP50Us: msg.latencyP50Us, fpsMillihertz: msg.fpsMillihertz };
+        // Path counters steer only this session's own delivery, and only when its welcome asked for them.
+        if (msg.path && s.pathReports) out.push({ kind: "path", conn: ctx.conn, sessionId: s.id, path: msg.path });
+      }
       return { end: null };
     }
     case "fallback":
@@ -70,7 +74,8 @@ function reject(s: Session, what: string, why: string, ctx: SessionContext, out:
 /**
  * The welcome for a new session: the stream, the timers, encryption, the multicast
  * group (only for a viewer that can join one and ask for unicast when it gets nothing;
- * the session's delivery is set to match) and the resume secret for a viewer that keeps it.
+ * the session's delivery is set to match), the resume secret for a viewer that keeps it,
+ * and path reports for a unicast viewer that sends them (its rate and layer follow its path).
  */
 export function welcomeFor(s: Session, hello: Hello, encrypted: boolean, opts: Pick<AdmissionOptions, "stream" | "heartbeatMs" | "timeoutMs" | "multicast">): Welcome {
   const welcome: Welcome = { type: "welcome", sessionId: s.id, ...opts.stream, heartbeatMs: opts.heartbeatMs, timeoutMs: opts.timeoutMs, flags: encrypted ? WELCOME_ENCRYPTED : 0 };
@@ -81,5 +86,10 @@ export function welcomeFor(s: Session, hello: Hello, encrypted: boolean, opts: P
     s.delivery = "multicast";
   }
   if (hello.capabilities & CAP_RESUME) welcome.resume = s.resume;
+  // Paced to its own path only when sent to alone: the group's one copy cannot be paced per viewer.
+  if (hello.capabilities & CAP_PATH_REPORTS && s.delivery === "unicast") {
+    welcome.flags |= WELCOME_PATH_REPORTS;
+    s.pathReports = true;
+  }
   return welcome;
 }

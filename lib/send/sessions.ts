@@ -14,6 +14,8 @@ export interface Session {
    * viewer), or to its own address and UDP port.
    */
   delivery: "multicast" | "unicast";
+  /** Its welcome set WELCOME_PATH_REPORTS: its reports' path counters steer its own rate and layer. */
+  pathReports: boolean;
   lastHeardAt: number;
   lastReport: ViewerReport | null;
   /** Reports (and bye totals) that claimed more than was sent, ignored. */
@@ -31,13 +33,29 @@ export interface SendCounters {
   /** Frame numbers of the first and the latest frame sent to it; null before the first. */
   firstFrame: number | null;
   lastFrame: number | null;
+  /** How a path-reports viewer is being sent (its layer, rate, skipped frames); absent for the others. */
+  adaptive?: AdaptiveCounters;
+}
+
+/** One path-reports viewer's delivery as the sender chose it. */
+export interface AdaptiveCounters {
+  /** Its layer: 0 = full size. */
+  layer: number;
+  width: number;
+  height: number;
+  /** The rate it is paced at, bytes per second; null while not limited (sent as everyone is). */
+  rateBytesPerS: number | null;
+  /** Whole frames not sent to it because its previous frame was still on its way. */
+  framesSkipped: number;
+  /** Its path reports refused as impossible (claiming more than was sent, absurd values). */
+  reportsRefused: number;
 }
 
 /** Nothing sent yet. */
 export const NOTHING_SENT: Readonly<SendCounters> = Object.freeze({ framesSent: 0, firstFrame: null, lastFrame: null });
 
 /** Where a session's frames go, as handed to the sender: a copy, not the session. */
-export type StreamTarget = Readonly<Pick<Session, "id" | "address" | "tcpPort" | "udpPort" | "name" | "delivery">>;
+export type StreamTarget = Readonly<Pick<Session, "id" | "address" | "tcpPort" | "udpPort" | "name" | "delivery" | "pathReports">>;
 
 /** The viewer's own account of what arrived (from its receiver reports). */
 export interface ViewerReport {
@@ -94,7 +112,7 @@ export class SessionTable {
       id = this.#randomId() >>> 0;
     }
     const session: Session = {
-      id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast", lastReport: null, reportsRejected: 0,
+      id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast", pathReports: false, lastReport: null, reportsRejected: 0,
       unreachableSince: null, unreachableLastAt: 0, receivedWhenUnreachable: 0,
     };
     this.#sessions.set(id, session);

@@ -3,6 +3,8 @@ import type { GroupConfig } from "../net/multicast.ts";
 import type { TokenKey } from "../net/session-keys.ts";
 import type { LockoutOptions } from "./auth-lockout.ts";
 import type { FitFunction } from "./classic-encoder.ts";
+import type { ScaleFunction } from "./layer-encoder.ts";
+import type { LayersFlag } from "./layer-ladder.ts";
 
 /** How the server is set up. */
 export interface StreamServerOptions {
@@ -39,4 +41,13 @@ export interface StreamServerOptions {
   multicast?: GroupConfig | null;
   /** The session id of the group's datagrams; random (non-zero) by default. */
   streamId?: number;
+  /**
+   * Quality layers for viewers whose path cannot carry the full picture (--layers;
+   * default auto). Off: every viewer gets the source size, paced to its path when it
+   * sends path reports.
+   */
+  layers?: LayersFlag;
+  /** JPEG quality of the smaller layers (default DEFAULT_LAYER_QUALITY); tests pass their own scale function. */
+  layerQuality?: number;
+  scaleJpeg?: ScaleFunction;
 }

@@ -2,7 +2,9 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_VERIFY, WRAP_NONCE_SIZE, type ControlMessage } from "../wire/control.ts";
+import { CAP_VERIFY, MAX_DELIVERY_LAYERS, MIN_LAYER_SIDE, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters } from "../wire/control.ts";
+import { LayersError, layerSizes, type Size } from "./layer-ladder.ts";
+import { DEFAULT_LAYER_QUALITY, LayerEncoder, type LayerFrames } from "./layer-encoder.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
 import { FrameSigner } from "./frame-signer.ts";
@@ -41,6 +43,10 @@ interface Conn {
   wrap: { key: Uint8Array; sent: number } | null;
   /** Its hello offered CAP_VERIFY: its welcome carries the signing key. */
   verifies: boolean;
+  /** A refused path report was logged for it (once per session). */
+  pathRefusedLogged: boolean;
+  /** The layer its last delivery message named (0 until one says otherwise). */
+  layer: number;
 }
 
 /**
@@ -83,7 +89,7 @@ function randomStreamId(): number {
  */
 export class StreamServer implements AsyncDisposable {
   readonly stats: ServerStats = newServerStats();
-  readonly #opts: Required<StreamServerOptions>;
+  readonly #opts: Required<Omit<StreamServerOptions, "scaleJpeg">> & Pick<StreamServerOptions, "scaleJpeg">;
   readonly #log: Logger;
   readonly #conns = new Map<ConnId, Socket<Conn>>();
   #fanout!: FrameFanout;
@@ -106,6 +112,8 @@ export class StreamServer implements AsyncDisposable {
   #lastTickAt = 0;
   readonly #encoder: ClassicEncoder;
   #admission!: Admission;
+  /** Makes the smaller layers' copies; null when there is only the full one. */
+  #layerEncoder: LayerEncoder | null = null;
   #listener!: TCPSocketListener<Conn>;
   #udp!: udp.Socket<"buffer">;
   #nextConnId = 1;
@@ -117,7 +125,7 @@ export class StreamServer implements AsyncDisposable {
   private constructor(opts: StreamServerOptions) {
     this.#opts = {
       heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS, maxPerHost: DEFAULT_MAX_PER_HOST, unreachableMs: 5000,
-      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), ...opts,
+      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), layers: { kind: "auto" }, layerQuality: DEFAULT_LAYER_QUALITY, ...opts,
     };
     this.#log = opts.log;
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
@@ -240,7 +248,11 @@ export class StreamServer implements AsyncDisposable {
       const fragmenter = new Fragmenter(this.#opts.mtu);
       this.#fanout = new FrameFanout({
         socket: this.#udp, mtu: this.#opts.mtu, fps, spread: this.#opts.spread, group: this.#group, stats: this.stats, warnSend: this.#warnSend,
+        layers: this.#layerSizes(), tell: (id, msg) => this.#tellSession(id, msg),
       });
+      if (this.#fanout.layers.length > 1) {
+        this.#layerEncoder = new LayerEncoder((frames) => this.#toLayers(frames), { quality: this.#opts.layerQuality, scale: this.#opts.scaleJpeg });
+      }
       this.#admission = new Admission({
         maxClients: this.#opts.maxClients,
         maxPending: this.#opts.maxPending,
@@ -297,6 +309,7 @@ export class StreamServer implements AsyncDisposable {
       this.#admission.unreachable(this.#fanout.sentToSince(since), now);
     }
     this.#lastTickAt = now;
+    this.#fanout.tick(now);
     this.#apply(this.#admission.tick(now));
     this.#syncStats();
   }
@@ -345,6 +358,31 @@ export class StreamServer implements AsyncDisposable {
       this.stats.framesEncrypted = this.#sealer.framesSealed;
     }
     this.#fanout.send(frame, sealed);
+    // The smaller copies, only of the layers a viewer is on now, made off the event loop.
+    const encoder = this.#layerEncoder;
+    if (!encoder) return;
+    const wanted = this.#fanout.wantedLayers();
+    if (wanted.length === 0) return;
+    const layers = this.#fanout.layers;
+    encoder.push(original, new Map(wanted.flatMap((i) => (layers[i] ? [[i, { width: layers[i].width, height: layers[i].height }] as const] : []))));
+    this.#syncLayerStats();
+  }
+
+  /** A frame's smaller copies, signed each, to the viewers on their layers. */
+  #toLayers(frames: LayerFrames): void {
+    if (this.#stopped) return;
+    for (const [index, f] of frames) {
+      if (f.jpeg.length === 0 || f.jpeg.length > this.#maxFrameBytes) continue;
+      this.#fanout.send(this.#signer.sign(f), null, index);
+      this.stats.layerFramesEncoded++;
+    }
+    this.stats.framesSigned = this.#signer.framesSigned;
+    this.#syncLayerStats();
+  }
+
+  #syncLayerStats(): void {
+    const e = this.#layerEncoder?.stats;
+    if (e) this.stats.layerFramesFailed = e.failed + e.superseded;
   }
 
   /** Fits the frame into one datagram (once for every classroom viewer) and hands it to them. */
@@ -425,7 +463,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0 };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -511,6 +549,9 @@ export class StreamServer implements AsyncDisposable {
         case "control":
           this.#decode(conn, a.bytes);
           break;
+        case "path":
+          this.#pathReport(conn, a.sessionId, a.path);
+          break;
       }
     }
     this.#syncClassicTicker();
@@ -518,11 +559,61 @@ export class StreamServer implements AsyncDisposable {
     if (this.#rekey && this.#fanout.size > 0) this.#rotateIfDue();
   }
 
+  /** The layer sizes frames may be sent in, the source's first. */
+  #layerSizes(): Size[] {
+    const { width, height } = this.#opts.stream;
+    // Frames are sealed once per frame number: a second, smaller copy under the same
+    // number would reuse its nonces, so an encrypted stream has the source size only.
+    if (this.#sealer) return [{ width, height }];
+    let sizes: Size[];
+    try {
+      sizes = layerSizes(this.#opts.layers, { width, height });
+    } catch (e) {
+      if (e instanceof LayersError) throw new StartError(e.message);
+      throw e;
+    }
+    // What a delivery message can name: a very wide source's quarter may be too flat, and
+    // sizes given besides the source's may be one too many.
+    const flat = sizes.find((l) => l.height < MIN_LAYER_SIDE);
+    if (flat && this.#opts.layers.kind === "sizes") throw new StartError(`--layers size ${flat.width}x${flat.height} is lower than ${MIN_LAYER_SIDE}`);
+    sizes = sizes.filter((l) => l.height >= MIN_LAYER_SIDE);
+    if (sizes.length > MAX_DELIVERY_LAYERS) throw new StartError(`--layers gives ${sizes.length - 1} sizes besides the source's ${width}x${height}; at most ${MAX_DELIVERY_LAYERS - 1}`);
+    return sizes;
+  }
+
+  /** A path-reports viewer's report: its own delivery follows; an impossible one is counted, logged once per session. */
+  #pathReport(conn: Conn, sessionId: number, path: PathCounters): void {
+    const verdict = this.#fanout.pathReport(sessionId, path, performance.now());
+    if (verdict?.kind !== "refused") return;
+    this.stats.pathReportsRefused++;
+    if (conn.pathRefusedLogged) return;
+    conn.pathRefusedLogged = true;
+    this.#log.warn("path report refused", { client: conn.peer, session: sessionId.toString(16).padStart(8, "0"), why: verdict.reason });
+  }
+
+  /** A delivery message for a session's viewer (its layer changed, or frames are skipped for it). */
+  #tellSession(sessionId: number, msg: Delivery): void {
+    for (const sock of this.#conns.values()) {
+      const conn = sock.data;
+      if (conn.sessionId !== sessionId || conn.closing) continue;
+      if (msg.layer !== conn.layer) {
+        // One line per move: the ladder's hold (doubling after each flap) keeps them few.
+        conn.layer = msg.layer;
+        this.#log.info("viewer layer", {
+          client: conn.peer, session: sessionId.toString(16).padStart(8, "0"), layer: msg.layer, picture: `${msg.width}x${msg.height}`,
+          rateKbps: msg.rateBytesPerS ? Math.round((msg.rateBytesPerS * 8) / 1000) : undefined,
+        });
+      }
+      return this.#sendTo(conn, msg);
+    }
+  }
+
   /** Says goodbye to every viewer and closes the sockets. */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#ticker) clearInterval(this.#ticker);
+    this.#layerEncoder?.close();
     this.#fanout.close();
     // Classroom viewers leave here too (no goodbye exists for them: their TCP closes).
     this.#apply(this.#admission.shutdown(performance.now()));

@@ -1,5 +1,5 @@
 import type { ClassicViewer } from "./classic-viewers.ts";
-import type { Session } from "./sessions.ts";
+import type { SendCounters, Session } from "./sessions.ts";
 
 /** A viewer of any kind, for status pages and the server's own view of who watches. */
 export interface ViewerSummary {
@@ -26,20 +26,29 @@ export interface ViewerSummary {
   latencyP50Ms: number | null;
   /** Frames it received over its last second; null while unknown. */
   fps: number | null;
+  /** The picture size it is sent now (its quality layer); null when that is not the server's to choose (every size is the source's). */
+  picture?: { layer: number; width: number; height: number } | null;
+  /** The server's estimate of its path, bytes per second; null while nothing limits it. */
+  rateBytesPerS?: number | null;
+  /** Whole frames not sent to it because its path was still carrying the previous one. */
+  framesSkipped?: number | null;
 }
 
 /** Every viewer of every kind, in the order they joined; `wallMs` turns the monotonic clock into the wall clock. */
 export function summarize(
-  sessions: Iterable<Session>, framesSent: (sessionId: number) => number, classic: Iterable<Readonly<ClassicViewer>>,
+  sessions: Iterable<Session>, sent: (sessionId: number) => Readonly<SendCounters>, classic: Iterable<Readonly<ClassicViewer>>,
   others: Iterable<{ id: number; kind: string; address: string; name: string; joinedAt: number; counters: OtherCounters }>, wallMs: (t: number) => number,
 ): ViewerSummary[] {
   const out: ViewerSummary[] = [];
   for (const s of sessions) {
     const r = s.lastReport;
+    const c = sent(s.id);
+    const a = c.adaptive;
     out.push({
-      id: s.id, kind: "udp", address: s.address, udpPort: s.udpPort, name: s.name, joinedAt: wallMs(s.joinedAt), framesSent: framesSent(s.id),
+      id: s.id, kind: "udp", address: s.address, udpPort: s.udpPort, name: s.name, joinedAt: wallMs(s.joinedAt), framesSent: c.framesSent,
       framesReceived: r ? r.framesReceived : null, framesLost: r ? r.framesLost + r.framesIncomplete : null,
       latencyP50Ms: r ? r.latencyP50Us / 1000 : null, fps: r ? r.fpsMillihertz / 1000 : null,
+      ...(a && { picture: { layer: a.layer, width: a.width, height: a.height }, rateBytesPerS: a.rateBytesPerS, framesSkipped: a.framesSkipped }),
     });
   }
   for (const v of classic) {
