@@ -3,6 +3,7 @@ import type { Frame } from "../wire/frame.ts";
 import type { SealedFrame } from "./frame-sealer.ts";
 import { Fragmenter } from "./fragmenter.ts";
 import { Pacer } from "./pacer.ts";
+import type { RepairServer } from "./repair-server.ts";
 import type { ServerStats } from "./server-stats.ts";
 import type { SendCounters, StreamTarget } from "./sessions.ts";
 
@@ -41,6 +42,8 @@ export interface FanoutOptions {
   stats: ServerStats;
   /** A failed send, worth a (throttled) warning. */
   warnSend: (detail: string) => void;
+  /** Loss repair for the viewers that negotiated it: keeps each frame, adds parity (lib/send/repair-server.ts). */
+  repair?: RepairServer | null;
 }
 
 /**
@@ -123,18 +126,32 @@ export class FrameFanout {
       // Its copy is the group's, cut and sent once below.
       if (stream.delivery === "multicast") continue;
       const t = stream.target;
-      const datagrams = sealed ? stream.fragmenter.fragmentSealed(sealed, t.id) : stream.fragmenter.fragment(frame, t.id);
+      const datagrams = this.#repaired(sealed ? stream.fragmenter.fragmentSealed(sealed, t.id) : stream.fragmenter.fragment(frame, t.id), [t.id], now);
       const superseded = this.#pacer.enqueue(stream, { port: t.udpPort, address: t.address }, datagrams, now, spreadMs);
       stream.datagramsSuperseded += superseded;
       stats.datagramsSuperseded += superseded;
     }
     const group = this.#group;
     if (group && this.#inGroup > 0) {
-      const datagrams = sealed ? group.fragmenter.fragmentSealed(sealed, group.streamId) : group.fragmenter.fragment(frame, group.streamId);
+      const members = [...this.#streams.values()].filter((st) => st.delivery === "multicast").map((st) => st.target.id);
+      const datagrams = this.#repaired(sealed ? group.fragmenter.fragmentSealed(sealed, group.streamId) : group.fragmenter.fragment(frame, group.streamId), members, now);
       stats.datagramsSuperseded += this.#pacer.enqueue(group, group.target, datagrams, now, spreadMs);
       stats.groupFramesSent++;
     }
     this.#pump();
+  }
+
+  /** With repair (lib/send/repair-server.ts): the frame kept for resending, and its parity added. */
+  #repaired(datagrams: Uint8Array[], members: number[], now: number): Uint8Array[] {
+    return this.#opts.repair ? this.#opts.repair.outgoing(datagrams, members, now) : datagrams;
+  }
+
+  /** Resent datagrams to session `id` alone, at once (a repair answer); they count as sent to it. */
+  resend(id: number, datagrams: Uint8Array[]): void {
+    const stream = this.#streams.get(id);
+    if (!stream || datagrams.length === 0) return;
+    const t = stream.target;
+    this.#send(stream, { port: t.udpPort, address: t.address }, datagrams, 0, datagrams.length);
   }
 
   /** One classroom picture, one datagram. Not taken or failing, it is left to the viewer's resend. */

@@ -51,6 +51,13 @@ export interface ServerStats {
   fallbacks: number;
   /** Frames signed: once each, whatever the number of viewers. */
   framesSigned: number;
+  /** Datagrams resent on viewers' repair requests (counted in datagramsSent too), and their bytes. */
+  repairDatagramsResent: number;
+  repairBytesResent: number;
+  /** Repair messages dropped over a viewer's request rate. */
+  repairRequestsDropped: number;
+  /** Gone messages sent (frames no longer held, or over a viewer's byte budget). */
+  repairGoneSent: number;
 }
 
 /** Every counter at zero. */
@@ -60,5 +67,6 @@ export function newServerStats(): ServerStats {
     classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0, classicTcpBytesIgnored: 0,
     connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, authProofsEvaluated: 0, authLockedRefusals: 0, authTableRefused: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
     groupFramesSent: 0, groupDatagramsSent: 0, fallbacks: 0, framesSigned: 0,
+    repairDatagramsResent: 0, repairBytesResent: 0, repairRequestsDropped: 0, repairGoneSent: 0,
   };
 }

@@ -1,3 +1,4 @@
+import type { RepairServerOptions } from "./repair-server.ts";
 import type { Logger } from "../log/format.ts";
 import type { GroupConfig } from "../net/multicast.ts";
 import type { TokenKey } from "../net/session-keys.ts";
@@ -39,4 +40,6 @@ export interface StreamServerOptions {
   multicast?: GroupConfig | null;
   /** The session id of the group's datagrams; random (non-zero) by default. */
   streamId?: number;
+  /** Loss repair (resends on request, `--fec` parity) for viewers that offer it; null: none (default: on, `--fec auto`). */
+  repair?: RepairServerOptions | null;
 }
