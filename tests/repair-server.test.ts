@@ -9,7 +9,7 @@ const fragmenter = new Fragmenter(1400);
 /** Frame `seq` of `bytes` bytes cut for session `id`, as fresh copies (the fragmenter reuses its buffer). */
 function datagrams(seq: number, id: number, bytes = 20_000): Uint8Array[] {
   const jpeg = new Uint8Array(bytes).map((_, i) => (i * 7 + seq) & 0xff);
-  return fragmenter.fragment({ seq, capturedAt: 1_000_000 + seq, width: 64, height: 48, jpeg }, id).map((d) => Uint8Array.from(d));
+  return fragmenter.fragment({ seq, capturedAt: 1_000_000 + seq, jpeg }, id).map((d) => Uint8Array.from(d));
 }
 
 describe("RepairServer", () => {
