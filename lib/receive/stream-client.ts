@@ -18,6 +18,15 @@ import { openGroupReceiver, type GroupReceiver } from "../net/multicast.ts";
 /** How often the reassembler gives up on stale partial frames (its timeout is 500 ms), and the handshake is ticked. */
 const TICK_MS = 100;
 
+/**
+ * Silence after which a frame's missing tail is asked for. The tracker's 3 ms suits an
+ * idle LAN; a busy server pauses its pacer longer, and each pause then cost a resend of
+ * the whole tail while the originals still came (measured at 2 % loss on a 1280x720
+ * stream, 2 busy cores: 3 ms resent 2563 datagrams for about 600 lost, 10 ms 731). A
+ * later frame starting still closes a frame at once.
+ */
+const REPAIR_STALL_MS = 10;
+
 /** The client's options. */
 export interface StreamClientOptions {
   host: string;
@@ -514,7 +523,7 @@ export class StreamClient implements AsyncDisposable {
     this.#stopRepair();
     const r = this.#opts.repair;
     if (!r || (welcome.flags & WELCOME_REPAIR) === 0) return;
-    this.#repair = new RepairSession({ maxDelayMs: r.maxDelayMs, recordDelayMs: r.recordDelayMs }, this.repairCounters);
+    this.#repair = new RepairSession({ maxDelayMs: r.maxDelayMs, recordDelayMs: r.recordDelayMs, stallMs: REPAIR_STALL_MS }, this.repairCounters);
   }
 
   #stopRepair(): void {
