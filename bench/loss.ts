@@ -71,6 +71,10 @@ interface Row {
   lossPercent: number;
   fps: number;
   liveLostPercent: number;
+  /** Shown, but complete past the live wait (--max-delay). */
+  shownLatePercent: number;
+  repairedByNack: number;
+  repairedByFec: number;
   recordLostPercent: number;
   p50: number | null;
   p99: number | null;
@@ -98,7 +102,11 @@ async function runOnce(lan: NetnsLan, clip: string, source: string[], lossPercen
   return {
     clip, lossPercent,
     fps: median(s.fpsPerSecond.slice(1, -1)),
-    liveLostPercent: (100 * (s.framesMissing + s.framesIncomplete)) / span,
+    // Recorded only (repaired after a newer frame was shown) is lost to the live view.
+    liveLostPercent: (100 * (s.framesMissing + s.framesIncomplete + (s.repair?.framesRecordOnly ?? 0))) / span,
+    shownLatePercent: (100 * (s.repair?.framesShownLate ?? 0)) / span,
+    repairedByNack: s.repair?.datagramsRepairedByNack ?? 0,
+    repairedByFec: s.repair?.datagramsRepairedByFec ?? 0,
     recordLostPercent: (100 * (span - recorded)) / span,
     p50: s.latencyMs.p50, p99: s.latencyMs.p99,
     bytesPerFrame: bytesIn / s.framesReceived,
@@ -125,8 +133,8 @@ for (const clip of clips) {
     rows.push(r);
   }
 }
-console.log("\n| clip | datagram loss % | fps (median second) | frames lost live % | frames missing from the recording % | latency p50 / p99 ms | UDP bytes received per delivered frame | datagrams dropped |");
-console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
+console.log("\n| clip | datagram loss % | fps (median second) | frames lost live % | frames shown past the live wait % | frames missing from the recording % | latency p50 / p99 ms | UDP bytes received per delivered frame | datagrams dropped | repaired by resend / parity |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of rows) {
-  console.log(`| ${r.clip} | ${r.lossPercent} | ${f(r.fps)} | ${f(r.liveLostPercent, 2)} | ${f(r.recordLostPercent, 2)} | ${f(r.p50 ?? NaN)} / ${f(r.p99 ?? NaN)} | ${f(r.bytesPerFrame, 0)} | ${r.datagramsDropped} |`);
+  console.log(`| ${r.clip} | ${r.lossPercent} | ${f(r.fps)} | ${f(r.liveLostPercent, 2)} | ${f(r.shownLatePercent, 2)} | ${f(r.recordLostPercent, 2)} | ${f(r.p50 ?? NaN)} / ${f(r.p99 ?? NaN)} | ${f(r.bytesPerFrame, 0)} | ${r.datagramsDropped} | ${r.repairedByNack} / ${r.repairedByFec} |`);
 }
