@@ -2,14 +2,14 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_VERIFY, MAX_DELIVERY_LAYERS, MIN_LAYER_SIDE, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters } from "../wire/control.ts";
-import { LayersError, layerSizes, type Size } from "./layer-ladder.ts";
+import { CAP_VERIFY, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters } from "../wire/control.ts";
 import { DEFAULT_LAYER_QUALITY, LayerEncoder, type LayerFrames } from "./layer-encoder.ts";
+import { StartError } from "./start-error.ts";
+import { layerPlan } from "./layer-plan.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
 import { FrameSigner } from "./frame-signer.ts";
 import { SIGNATURE_SIZE } from "../net/frame-signature.ts";
-import { UserError } from "../errors/user-error.ts";
 import { Fragmenter } from "./fragmenter.ts";
 import type { Frame } from "../wire/frame.ts";
 import type { Logger } from "../log/format.ts";
@@ -68,10 +68,7 @@ const TICK_MS = 100;
 /** Socket send buffer asked for: a few frames for several viewers. */
 const SEND_BUFFER_BYTES = 4 << 20;
 
-/** The server could not start (port in use, bad address); the message says what to do. */
-export class StartError extends UserError {
-  override name = "StartError";
-}
+export { StartError };
 
 /** A non-zero u32: the session id of the group's datagrams. */
 function randomStreamId(): number {
@@ -248,7 +245,7 @@ export class StreamServer implements AsyncDisposable {
       const fragmenter = new Fragmenter(this.#opts.mtu);
       this.#fanout = new FrameFanout({
         socket: this.#udp, mtu: this.#opts.mtu, fps, spread: this.#opts.spread, group: this.#group, stats: this.stats, warnSend: this.#warnSend,
-        layers: this.#layerSizes(), tell: (id, msg) => this.#tellSession(id, msg),
+        layers: layerPlan(this.#opts.layers, this.#opts.stream, this.#sealer !== null), tell: (id, msg) => this.#tellSession(id, msg),
       });
       if (this.#fanout.layers.length > 1) {
         this.#layerEncoder = new LayerEncoder((frames) => this.#toLayers(frames), { quality: this.#opts.layerQuality, scale: this.#opts.scaleJpeg });
@@ -557,28 +554,6 @@ export class StreamServer implements AsyncDisposable {
     this.#syncClassicTicker();
     // At once, not at the next frame: the key reaches the others while the next frame is captured.
     if (this.#rekey && this.#fanout.size > 0) this.#rotateIfDue();
-  }
-
-  /** The layer sizes frames may be sent in, the source's first. */
-  #layerSizes(): Size[] {
-    const { width, height } = this.#opts.stream;
-    // Frames are sealed once per frame number: a second, smaller copy under the same
-    // number would reuse its nonces, so an encrypted stream has the source size only.
-    if (this.#sealer) return [{ width, height }];
-    let sizes: Size[];
-    try {
-      sizes = layerSizes(this.#opts.layers, { width, height });
-    } catch (e) {
-      if (e instanceof LayersError) throw new StartError(e.message);
-      throw e;
-    }
-    // What a delivery message can name: a very wide source's quarter may be too flat, and
-    // sizes given besides the source's may be one too many.
-    const flat = sizes.find((l) => l.height < MIN_LAYER_SIDE);
-    if (flat && this.#opts.layers.kind === "sizes") throw new StartError(`--layers size ${flat.width}x${flat.height} is lower than ${MIN_LAYER_SIDE}`);
-    sizes = sizes.filter((l) => l.height >= MIN_LAYER_SIDE);
-    if (sizes.length > MAX_DELIVERY_LAYERS) throw new StartError(`--layers gives ${sizes.length - 1} sizes besides the source's ${width}x${height}; at most ${MAX_DELIVERY_LAYERS - 1}`);
-    return sizes;
   }
 
   /** A path-reports viewer's report: its own delivery follows; an impossible one is counted, logged once per session. */
