@@ -13,7 +13,7 @@ import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
+import { cameraClip } from "./camera-clip.ts";
 import { ip, NetnsLan, netnsUnavailable, type HostSpec } from "../tests/helpers/netns.ts";
 
 const args = mri(process.argv.slice(2), { string: ["cases", "seconds", "label", "server-arg"] });
@@ -31,14 +31,6 @@ const ETHERNET = 14;
 const work = mkdtempSync(join(tmpdir(), "lancam-bench-adaptive-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 
-/** A camera-like clip: a moving pattern with sensor noise, MJPEG (as bench/multicast.ts makes it). */
-function noiseClip(): { path: string; kbPerFrame: number } {
-  const path = join(work, "noise.avi");
-  const ff = Bun.spawnSync([resolveFfmpeg().path, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-    `testsrc2=size=1280x720:rate=${FPS},noise=alls=12:allf=t`, "-t", "4", "-c:v", "mjpeg", "-q:v", "4", path]);
-  if (ff.exitCode !== 0) throw new Error(`ffmpeg could not make the noise clip: ${ff.stderr.toString()}`);
-  return { path, kbPerFrame: readFileSync(path).length / (4 * FPS) / 1000 };
-}
 
 function tc(ns: string, ...a: string[]): string {
   const r = Bun.spawnSync(["ip", "netns", "exec", ns, "tc", ...a], { stdout: "pipe", stderr: "pipe" });
@@ -178,7 +170,7 @@ const pct = (x: number | null) => (x !== null && Number.isFinite(x) ? `${(100 * 
 
 const why = netnsUnavailable();
 if (why) throw new Error(`this benchmark needs network namespaces: ${why}`);
-const clip = noiseClip();
+const clip = cameraClip(work, FPS);
 console.log(`# adaptive delivery (${label}): 1280x720 at ${FPS} fps, camera-like clip ~${clip.kbPerFrame.toFixed(0)} KB/frame, ${seconds} s per case, ` +
   `${cpus().length} cores (${cpus()[0]?.model}), load average ${loadavg().map((l) => l.toFixed(1)).join(" ")} at start, Bun ${Bun.version}` +
   (serverArgs.length ? `, server ${serverArgs.join(" ")}` : ""));

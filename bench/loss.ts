@@ -9,7 +9,7 @@ import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
+import { cameraClip } from "./camera-clip.ts";
 import { NetnsLan, netnsUnavailable } from "../tests/helpers/netns.ts";
 
 const args = mri(process.argv.slice(2), { string: ["loss", "clips", "seconds"] });
@@ -22,14 +22,6 @@ const PREFIX = "lcloss";
 const work = mkdtempSync(join(tmpdir(), "lancam-bench-loss-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 
-/** The camera-like clip of bench/multicast.ts: 1280x720 with sensor noise, MJPEG, ~150 datagrams a frame. */
-function cameraClip(): string {
-  const path = join(work, "noise.avi");
-  const ff = Bun.spawnSync([resolveFfmpeg().path, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-    `testsrc2=size=1280x720:rate=${FPS},noise=alls=12:allf=t`, "-t", "4", "-c:v", "mjpeg", "-q:v", "4", path]);
-  if (ff.exitCode !== 0) throw new Error(`ffmpeg could not make the noise clip: ${ff.stderr.toString()}`);
-  return path;
-}
 
 function run(cmd: string[]): void {
   const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
@@ -106,7 +98,7 @@ const why = netnsUnavailable();
 if (why) throw new Error(`bench/loss.ts needs network namespaces: ${why}`);
 if (!Bun.which("iptables")) throw new Error("bench/loss.ts needs iptables (apt-get install iptables)");
 const sources: Record<string, string[]> = {
-  camera: ["--source", cameraClip(), "--loop"],
+  camera: ["--source", cameraClip(work, FPS).path, "--loop"],
   pattern: ["--source", "test"],
 };
 console.log(`# loss at the viewer: unicast, ${FPS} fps, ${seconds} s per run, ${cpus().length} cores (${cpus()[0]?.model}), Bun ${Bun.version}`);

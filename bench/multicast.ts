@@ -9,7 +9,7 @@ import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
+import { cameraClip } from "./camera-clip.ts";
 import { NetnsLan, netnsUnavailable, type HostSpec } from "../tests/helpers/netns.ts";
 import { spawnBun, type Child } from "../tests/helpers/process.ts";
 
@@ -26,15 +26,6 @@ const TICKS = 100; // USER_HZ on Linux
 const work = mkdtempSync(join(tmpdir(), "lancam-bench-mc-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 
-/** A camera-like clip: a moving pattern with sensor noise, MJPEG, sent by the server as it is (no re-encode). */
-function noiseClip(): { path: string; kbPerFrame: number } {
-  const path = join(work, "noise.avi");
-  const ff = Bun.spawnSync([resolveFfmpeg().path, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
-    `testsrc2=size=1280x720:rate=${FPS},noise=alls=12:allf=t`, "-t", "4", "-c:v", "mjpeg", "-q:v", "4", path]);
-  if (ff.exitCode !== 0) throw new Error(`ffmpeg could not make the noise clip: ${ff.stderr.toString()}`);
-  const bytes = readFileSync(path).length;
-  return { path, kbPerFrame: bytes / (4 * FPS) / 1000 };
-}
 
 /**
  * CPU seconds a process used: user (lancam's own work) and system. On loopback and
@@ -214,7 +205,7 @@ if (args.replot) {
   process.exit(0);
 }
 
-const clip = noiseClip();
+const clip = cameraClip(work, FPS);
 console.log(`# multicast against unicast: 1280x720 at ${FPS} fps, camera-like clip ~${clip.kbPerFrame.toFixed(0)} KB/frame (sent as it is), ${seconds} s per run, ${cpus().length} cores (${cpus()[0]?.model}), Bun ${Bun.version}`);
 
 if (parts.includes("classroom")) {

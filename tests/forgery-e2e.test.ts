@@ -7,7 +7,6 @@
 // must count them as forged, and must say so once as a security event.
 import type { udp } from "bun";
 import { describe, expect, test } from "bun:test";
-import { dlopen, FFIType, ptr } from "bun:ffi";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ControlChannel } from "../lib/net/control-channel.ts";
@@ -28,6 +27,7 @@ import { jpegFrames, splitJpegs } from "./helpers/jpeg-frames.ts";
 import { spawnBun, until } from "./helpers/process.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 import { readFrameNumber } from "./helpers/test-pattern.ts";
+import { rawUdpSender } from "./helpers/raw-udp.ts";
 
 const WIDTH = 640;
 const HEIGHT = 360;
@@ -40,43 +40,6 @@ const tempDir = tempDirs("lancam-forgery-");
 function group(): string {
   const r = crypto.getRandomValues(new Uint16Array(2));
   return `239.254.${(r[0]! % 200) + 20}.${(r[1]! % 250) + 1}:${20_000 + (r[0]! % 20_000)}`;
-}
-
-/** UDP from `fromPort` on 127.0.0.1, written by a raw socket; multicast goes out on loopback. */
-function spoofer(fromPort: number): { send: (payload: Uint8Array, toAddress: string, toPort: number) => void; close: () => void } {
-  const libc = dlopen("libc.so.6", {
-    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-    sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
-    close: { args: [FFIType.i32], returns: FFIType.i32 },
-  });
-  const AF_INET = 2;
-  const SOCK_RAW = 3;
-  const IPPROTO_UDP = 17;
-  const IPPROTO_IP = 0;
-  const IP_MULTICAST_IF = 32;
-  const fd = libc.symbols.socket(AF_INET, SOCK_RAW, IPPROTO_UDP);
-  if (fd < 0) throw new Error("cannot open a raw socket");
-  const loopback = Uint8Array.from([127, 0, 0, 1]);
-  if (libc.symbols.setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, ptr(loopback), 4) !== 0) throw new Error("cannot send multicast on loopback");
-  const to = new Uint8Array(16);
-  const packet = new Uint8Array(8 + 65_507);
-  const udp = new DataView(packet.buffer);
-  return {
-    send(payload, toAddress, toPort) {
-      new DataView(to.buffer).setUint16(0, AF_INET, true);
-      new DataView(to.buffer).setUint16(2, toPort);
-      to.set(toAddress.split(".").map(Number), 4);
-      udp.setUint16(0, fromPort);
-      udp.setUint16(2, toPort);
-      udp.setUint16(4, 8 + payload.length);
-      udp.setUint16(6, 0); // no checksum (allowed over IPv4)
-      packet.set(payload, 8);
-      const sent = libc.symbols.sendto(fd, ptr(packet), 8 + payload.length, 0, ptr(to), 16);
-      if (Number(sent) !== 8 + payload.length) throw new Error(`raw sendto returned ${sent}`);
-    },
-    close: () => void libc.symbols.close(fd),
-  };
 }
 
 /**
@@ -226,7 +189,7 @@ describe.skipIf(process.getuid?.() !== 0)("a co-viewer forging frames into anoth
         const firstLive = forger.liveFrame!;
         const picture = (await jpegFrames(1, WIDTH, HEIGHT))[0]!;
         const ownKey = new FrameSigner(streamId);
-        const raw = spoofer(serverUdp);
+        const raw = rawUdpSender(serverUdp);
         let sent = 0;
         try {
           let last: number | null = null;

@@ -3,7 +3,6 @@
 // the kernel keeps them all, and bounded in time. The viewer must not crash, must keep
 // its memory, must keep showing the real stream, and must count every fuzzed datagram
 // under the reason it was dropped for.
-import { dlopen, FFIType, ptr } from "bun:ffi";
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -16,6 +15,7 @@ import { DecodeError } from "../lib/wire/decode-error.ts";
 import { spawnBun, type Child } from "./helpers/process.ts";
 import { prng } from "./helpers/prng.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
+import { rawUdpSender } from "./helpers/raw-udp.ts";
 
 const tempDir = tempDirs("lancam-fuzz-datagram-");
 const DATAGRAMS = 100_000;
@@ -132,39 +132,6 @@ function* take<T>(n: number, from: Iterator<T>): Generator<T> {
   for (let i = 0; i < n; i++) yield from.next().value as T;
 }
 
-/** UDP from the server's own address and port: a raw socket writes the UDP header itself (needs CAP_NET_RAW). */
-function spoofer(fromPort: number, toPort: number): { send: (payload: Uint8Array) => void; close: () => void } {
-  const libc = dlopen("libc.so.6", {
-    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
-    close: { args: [FFIType.i32], returns: FFIType.i32 },
-  });
-  const AF_INET = 2;
-  const SOCK_RAW = 3;
-  const IPPROTO_UDP = 17;
-  const fd = libc.symbols.socket(AF_INET, SOCK_RAW, IPPROTO_UDP);
-  if (fd < 0) throw new Error("cannot open a raw socket");
-  const to = new Uint8Array(16);
-  const dv = new DataView(to.buffer);
-  dv.setUint16(0, AF_INET, true);
-  dv.setUint16(2, toPort);
-  to.set([127, 0, 0, 1], 4);
-  const packet = new Uint8Array(8 + MAX_DATAGRAM_SIZE);
-  const udp = new DataView(packet.buffer);
-  return {
-    send(payload) {
-      udp.setUint16(0, fromPort);
-      udp.setUint16(2, toPort);
-      udp.setUint16(4, 8 + payload.length);
-      udp.setUint16(6, 0); // no checksum (allowed over IPv4)
-      packet.set(payload, 8);
-      const sent = libc.symbols.sendto(fd, ptr(packet), 8 + payload.length, 0, ptr(to), 16);
-      if (Number(sent) !== 8 + payload.length) throw new Error(`raw sendto returned ${sent}`);
-    },
-    close: () => void libc.symbols.close(fd),
-  };
-}
-
 interface Stream {
   server: Child;
   viewer: Child;
@@ -253,7 +220,8 @@ describe("a viewer fuzzed with 100 000 datagrams while a real stream runs", () =
     const s = await stream();
     await using _server = s.server;
     await using _viewer = s.viewer;
-    const raw = spoofer(s.serverUdp, s.viewerUdp);
+    // From the server's own address and port: a raw socket writes the UDP header itself.
+    const raw = rawUdpSender(s.serverUdp);
     try {
       const before = rss(s.viewer.proc.pid);
       const dropsBefore = udpSocketState(s.viewerUdp).drops;
@@ -261,7 +229,7 @@ describe("a viewer fuzzed with 100 000 datagrams while a real stream runs", () =
       const fuzzStart = performance.now();
       const sent = await paced(take(DATAGRAMS, hostile(0x5b00f, s.session)), s.viewerUdp, (bytes) => {
         expected[reasonFor(bytes, s.session)!]++;
-        raw.send(bytes);
+        raw.send(bytes, "127.0.0.1", s.viewerUdp);
       });
       const kernelDrops = udpSocketState(s.viewerUdp).drops - dropsBefore;
       console.log(`${sent} datagrams in ${((performance.now() - fuzzStart) / 1000).toFixed(1)} s, ${kernelDrops} dropped by the kernel`);
