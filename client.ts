@@ -69,12 +69,14 @@ async function main(): Promise<number> {
   const verify = cli.flags.verify ? new FrameCheck() : null;
   const sinks: FrameSink[] = [];
   if (display) sinks.push((frame) => display.push(frame.jpeg));
-  if (recorder) sinks.push(recorder.write);
+  // The recorder also takes frames repaired too late for the window, in their place.
+  const recordSinks: FrameSink[] = recorder ? [recorder.write] : [];
   if (verify) sinks.push((frame) => verify.check(frame.jpeg, frame.width, frame.height));
 
   const viewer: Watcher = createWatcher({
     protocol: cli.flags.classic ? "classic" : "lancam",
-    host, port, udpPort, log, sinks, maxFrames, maxSeconds, receiveBufferBytes, name, token: token?.key ?? null,
+    host, port, udpPort, log, sinks, recordSinks, maxFrames,
+    repair: cli.flags.repair ? { maxDelayMs: cli.flags.maxDelay, recordDelayMs: recorder ? cli.flags.recordDelay : 0 } : null, maxSeconds, receiveBufferBytes, name, token: token?.key ?? null,
     connectTimeoutMs: cli.flags.connectTimeout * 1000,
     recordedFrames: () => recorder?.framesAccepted ?? 0,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
@@ -96,7 +98,7 @@ async function main(): Promise<number> {
     await using _recorder = recorder, _display = display, _viewer = viewer;
     await viewer.run();
   } finally {
-    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), recording: recorder?.stats ?? null, verify: verify?.counts ?? null, window: display ? { shown: display.shown, skipped: display.skipped } : null };
+    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), repair: viewer.repairSummary?.() ?? null, recording: recorder?.stats ?? null, verify: verify?.counts ?? null, window: display ? { shown: display.shown, skipped: display.skipped } : null };
     if (statsPath !== null) {
       try {
         writeFileSync(statsPath, JSON.stringify(summary, null, 2) + "\n");

@@ -4,7 +4,7 @@
 // loss-repair request would travel on it). For each clip and loss: frames per second,
 // frames lost live, frames missing from the recording, latency and bytes per
 // delivered frame. Needs iptables (Debian package `iptables`).
-//   bun bench/loss.ts [--loss 0,0.1,0.5,1,2,5] [--clips camera,pattern] [--seconds 6]
+//   bun bench/loss.ts [--loss 0,0.1,0.5,1,2,5] [--clips camera,pattern] [--seconds 6] [--no-repair] [--fec off|auto|PERCENT]
 import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -12,7 +12,10 @@ import { join } from "node:path";
 import { cameraClip } from "./camera-clip.ts";
 import { NetnsLan, netnsUnavailable } from "../tests/helpers/netns.ts";
 
-const args = mri(process.argv.slice(2), { string: ["loss", "clips", "seconds"] });
+const args = mri(process.argv.slice(2), { string: ["loss", "clips", "seconds", "fec"], boolean: ["no-repair"] });
+/** Extra flags: the viewer's --no-repair, the server's --fec. */
+const viewerFlags = args["no-repair"] ? ["--no-repair"] : [];
+const serverFlags = args.fec === undefined ? [] : ["--fec", String(args.fec)];
 const losses = String(args.loss ?? "0,0.1,0.5,1,2,5").split(",").map(Number);
 const clips = String(args.clips ?? "camera,pattern").split(",");
 const seconds = Number(args.seconds ?? 6);
@@ -60,6 +63,10 @@ interface Row {
   lossPercent: number;
   fps: number;
   liveLostPercent: number;
+  /** Shown, but complete past the live wait (--max-delay). */
+  shownLatePercent: number;
+  repairedByNack: number;
+  repairedByFec: number;
   recordLostPercent: number;
   p50: number | null;
   p99: number | null;
@@ -70,10 +77,10 @@ interface Row {
 async function runOnce(lan: NetnsLan, clip: string, source: string[], lossPercent: number): Promise<Row> {
   const dir = mkdtempSync(join(work, `${clip}-${lossPercent}-`));
   setLoss(lan.ns("v1"), lossPercent);
-  const server = lan.bun("srv", ["server.ts", ...source, "--fps", String(FPS), "--port", "0", "--log", join(dir, "server.log")]);
+  const server = lan.bun("srv", ["server.ts", ...source, "--fps", String(FPS), "--port", "0", "--log", join(dir, "server.log"), ...serverFlags]);
   const port = (await server.waitFor(/tcp=(\d+)/))[1]!;
   const statsPath = join(dir, "v.json");
-  const viewer = lan.bun("v1", ["client.ts", "10.77.0.1", port, "0", "--no-window", "--out", join(dir, "rec"), "--duration", String(seconds), "--stats", statsPath]);
+  const viewer = lan.bun("v1", ["client.ts", "10.77.0.1", port, "0", "--no-window", "--out", join(dir, "rec"), "--duration", String(seconds), "--stats", statsPath, ...viewerFlags]);
   const code = await viewer.exited;
   const { dropped, bytesIn } = counters(lan.ns("v1"));
   server.proc.kill("SIGTERM");
@@ -81,12 +88,17 @@ async function runOnce(lan: NetnsLan, clip: string, source: string[], lossPercen
   if (code !== 0) throw new Error(`viewer exited ${code} (${clip}, ${lossPercent} %)`);
   const s = JSON.parse(readFileSync(statsPath, "utf8"));
   // Frames of the stream's span as the viewer saw it: those it completed and the gaps between.
-  const span = s.framesReceived + s.framesMissing + s.framesIncomplete;
+  // Frames repaired too late for the live view are recorded in their place: part of the span too.
+  const span = s.framesReceived + s.framesMissing + s.framesIncomplete + (s.repair?.framesRecordOnly ?? 0);
   const recorded = s.recording?.framesIn ?? NaN;
   return {
     clip, lossPercent,
     fps: median(s.fpsPerSecond.slice(1, -1)),
-    liveLostPercent: (100 * (s.framesMissing + s.framesIncomplete)) / span,
+    // Recorded only (repaired after a newer frame was shown) is lost to the live view.
+    liveLostPercent: (100 * (s.framesMissing + s.framesIncomplete + (s.repair?.framesRecordOnly ?? 0))) / span,
+    shownLatePercent: (100 * (s.repair?.framesShownLate ?? 0)) / span,
+    repairedByNack: s.repair?.datagramsRepairedByNack ?? 0,
+    repairedByFec: s.repair?.datagramsRepairedByFec ?? 0,
     recordLostPercent: (100 * (span - recorded)) / span,
     p50: s.latencyMs.p50, p99: s.latencyMs.p99,
     bytesPerFrame: bytesIn / s.framesReceived,
@@ -101,7 +113,7 @@ const sources: Record<string, string[]> = {
   camera: ["--source", cameraClip(work, FPS).path, "--loop"],
   pattern: ["--source", "test"],
 };
-console.log(`# loss at the viewer: unicast, ${FPS} fps, ${seconds} s per run, ${cpus().length} cores (${cpus()[0]?.model}), Bun ${Bun.version}`);
+console.log(`# loss at the viewer: unicast, ${FPS} fps, repair ${viewerFlags.length ? "off" : "on"}${serverFlags.length ? `, --fec ${args.fec}` : ""}, ${seconds} s per run, ${cpus().length} cores (${cpus()[0]?.model}), Bun ${Bun.version}`);
 await using lan = new NetnsLan(PREFIX, [{ name: "srv", address: "10.77.0.1" }, { name: "v1", address: "10.77.0.11" }]);
 const rows: Row[] = [];
 for (const clip of clips) {
@@ -113,8 +125,8 @@ for (const clip of clips) {
     rows.push(r);
   }
 }
-console.log("\n| clip | datagram loss % | fps (median second) | frames lost live % | frames missing from the recording % | latency p50 / p99 ms | UDP bytes received per delivered frame | datagrams dropped |");
-console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
+console.log("\n| clip | datagram loss % | fps (median second) | frames lost live % | frames shown past the live wait % | frames missing from the recording % | latency p50 / p99 ms | UDP bytes received per delivered frame | datagrams dropped | repaired by resend / parity |");
+console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of rows) {
-  console.log(`| ${r.clip} | ${r.lossPercent} | ${f(r.fps)} | ${f(r.liveLostPercent, 2)} | ${f(r.recordLostPercent, 2)} | ${f(r.p50 ?? NaN)} / ${f(r.p99 ?? NaN)} | ${f(r.bytesPerFrame, 0)} | ${r.datagramsDropped} |`);
+  console.log(`| ${r.clip} | ${r.lossPercent} | ${f(r.fps)} | ${f(r.liveLostPercent, 2)} | ${f(r.shownLatePercent, 2)} | ${f(r.recordLostPercent, 2)} | ${f(r.p50 ?? NaN)} / ${f(r.p99 ?? NaN)} | ${f(r.bytesPerFrame, 0)} | ${r.datagramsDropped} | ${r.repairedByNack} / ${r.repairedByFec} |`);
 }

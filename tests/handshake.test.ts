@@ -1,8 +1,9 @@
 // The viewer's side of the control protocol as a plain state machine, driven with a
 // fake clock: every timing rule is checked to the millisecond without waiting.
 import { describe, expect, test } from "bun:test";
-import { ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, refuseReasonText, WELCOME_PATH_REPORTS, type ByeTotals, type ControlMessage, type Report } from "../lib/wire/control.ts";
+import { ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_REPAIR, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, refuseReasonText, WELCOME_PATH_REPORTS, WELCOME_REPAIR, type ByeTotals, type ControlMessage, type Report } from "../lib/wire/control.ts";
 import { ConnectError, Handshake, reconnectDelayMs, type HandshakeAction, type HandshakeOptions, type SessionEnd } from "../lib/receive/handshake.ts";
+import { GoneReason } from "../lib/wire/repair.ts";
 import { classifyRefusal } from "../lib/receive/refusal.ts";
 import { tokenKey } from "../lib/net/session-keys.ts";
 import { Admission, MAX_PENDING_PER_ADDRESS, type AdmissionAction } from "../lib/send/admission.ts";
@@ -238,6 +239,18 @@ describe("session", () => {
       welcomed(m, 0, over);
       expect(retried(m.push(msg(bad), 10)).cause).toEqual({ reason: "protocol error", text });
     }
+  });
+
+  test("loss repair: offered only when asked for; a gone message reaches the viewer only in a session whose welcome agreed", () => {
+    const { m } = machine({ repair: true });
+    m.push({ type: "start" }, 0);
+    const hello = m.push({ type: "connected" }, 0)[0] as Extract<HandshakeAction, { type: "send" }>;
+    expect(hello.msg).toMatchObject({ type: "hello", capabilities: CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_REPAIR });
+    m.push(msg(welcome({ flags: WELCOME_REPAIR })), 0);
+    expect(m.push(msg({ type: "gone", reason: GoneReason.Expired, frames: [7, 8] }), 10)).toEqual([{ type: "gone", frames: [7, 8] }]);
+    const plain = machine().m;
+    welcomed(plain, 0);
+    expect(retried(plain.push(msg({ type: "gone", reason: GoneReason.Expired, frames: [7] }), 10)).cause).toEqual({ reason: "protocol error", text: "gone message in a session whose welcome did not offer repair" });
   });
 
   test("a bye right behind the welcome ends the session just started", () => {

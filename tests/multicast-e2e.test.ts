@@ -45,7 +45,7 @@ function expectEveryFrame(who: string, s: StatsSummary, frames: number): void {
 }
 
 /** The server's stop line as numbers. */
-type StopCounts = Record<"datagramsSent" | "groupDatagramsSent" | "groupFramesSent" | "framesBroadcast" | "framesEncrypted" | "keyRotations" | "fallbacks", number>;
+type StopCounts = Record<"datagramsSent" | "groupDatagramsSent" | "groupFramesSent" | "framesBroadcast" | "framesEncrypted" | "keyRotations" | "fallbacks" | "repairDatagramsResent", number>;
 function stopCounts(log: string): StopCounts {
   const line = logLines(log, "stopped")[0];
   expect(line).toBeDefined();
@@ -76,7 +76,8 @@ describe("multicast on loopback", () => {
         for (const [i, v] of viewers.entries()) {
           const s = readStats(v.stats);
           expectEveryFrame(`viewer ${i}`, s, frames[i]!);
-          expect(s.delivery).toEqual({ datagramsByGroup: expect.any(Number), datagramsByOwnPort: 0, fallbacks: 0 });
+          // A group member's own port gets only resends it asked for (a datagram late on a busy machine looks lost).
+          expect(s.delivery).toEqual({ datagramsByGroup: expect.any(Number), datagramsByOwnPort: expect.any(Number), fallbacks: 0 });
           expect(s.delivery.datagramsByGroup).toBeGreaterThan(frames[i]!);
           expect(v.child.stderr()).not.toContain("fallback");
         }
@@ -87,8 +88,10 @@ describe("multicast on loopback", () => {
         expect(leaves.map((l) => field(l, "reason"))).toEqual(["goodbye", "goodbye", "goodbye"]);
         expect(logLines(log, "fallback")).toEqual([]);
         const c = stopCounts(log);
-        // Every datagram went to the group, once: none to a viewer's own port.
-        expect(c.datagramsSent).toBe(c.groupDatagramsSent);
+        // Every datagram went to the group, once: none to a viewer's own port but the resends viewers asked for.
+        expect(c.datagramsSent).toBe(c.groupDatagramsSent + c.repairDatagramsResent);
+        const ownPort = viewers.reduce((n, v) => n + readStats(v.stats).delivery.datagramsByOwnPort, 0);
+        expect(ownPort).toBeLessThanOrEqual(c.repairDatagramsResent);
         expect(c.groupFramesSent).toBeGreaterThanOrEqual(120);
         expect(c.groupFramesSent).toBeLessThanOrEqual(c.framesBroadcast);
         expect(c.fallbacks).toBe(0);
@@ -138,7 +141,9 @@ describe.skipIf(unavailable !== null)("multicast across network namespaces", () 
         expect(s.delivery.datagramsByOwnPort).toBeGreaterThan(v.n);
         expect(v.child.stderr()).toContain("WARN [client] fallback to unicast");
       } else {
-        expect(s.delivery).toMatchObject({ datagramsByOwnPort: 0, fallbacks: 0 });
+        // Only resends it asked for come to a group member's own port.
+        expect(s.delivery).toMatchObject({ fallbacks: 0 });
+        expect(s.delivery.datagramsByOwnPort).toBeLessThan(s.delivery.datagramsByGroup / 5);
         expect(s.delivery.datagramsByGroup).toBeGreaterThan(v.n);
         expect(v.child.stderr()).toContain("multicast group joined");
       }
@@ -155,10 +160,10 @@ describe.skipIf(unavailable !== null)("multicast across network namespaces", () 
     }
     const c = stopCounts(log);
     expect(c.fallbacks).toBe(1);
-    // One copy for the group whatever the number of viewers in it, plus the far viewer's own.
-    const unicast = c.datagramsSent - c.groupDatagramsSent;
+    // One copy for the group whatever the number of viewers in it, plus the far viewer's own (and resends asked for).
+    const unicast = c.datagramsSent - c.groupDatagramsSent - c.repairDatagramsResent;
     const far = readStats(viewers[3]!.stats);
-    expect(unicast).toBeGreaterThanOrEqual(far.delivery.datagramsByOwnPort);
+    expect(unicast + c.repairDatagramsResent).toBeGreaterThanOrEqual(far.delivery.datagramsByOwnPort);
     expect(unicast).toBeLessThan(far.delivery.datagramsByOwnPort * 1.1 + 50);
     expect(c.groupDatagramsSent).toBeLessThan(c.datagramsSent);
   }, 90_000);

@@ -2,6 +2,7 @@ import { DEFAULT_RECEIVE_BUFFER, MAX_SOCKET_BUFFER } from "../net/udp-buffer.ts"
 import type { RecordCliFlags } from "../record/record-dir.ts";
 import { nameProblem } from "../wire/control.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "../receive/handshake.ts";
+import { DEFAULT_MAX_DELAY_MS, DEFAULT_RECORD_DELAY_MS } from "../receive/repair.ts";
 import { formatByteSize, parseByteSize, parseInteger, parseNumber, parsePort, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, operand, valueFlag } from "./flags.ts";
 import { LOG_MAX_FLAG } from "./log-flags.ts";
@@ -36,6 +37,11 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
     out: valueFlag("out", "DIR", "recordings", text, "where recordings go"),
     record: booleanFlag("record", "do not record", { default: true }),
     ...RECORD_FLAGS,
+    repair: booleanFlag("repair", "do not ask the server to repair lost datagrams (resends, parity)", { default: true }),
+    maxDelay: valueFlag("max-delay", "MS", DEFAULT_MAX_DELAY_MS, (raw, flag) => parseNumber(flag, raw, 0, 1000),
+      "how long the live view waits for a lost datagram's repair, 0-1000 ms"),
+    recordDelay: valueFlag("record-delay", "MS", DEFAULT_RECORD_DELAY_MS, (raw, flag) => parseNumber(flag, raw, 0, 5000),
+      "how long the recorder waits for a lost datagram's repair, 0-5000 ms\n(not waited with --no-record)"),
     recvBuffer: valueFlag("recv-buffer", "SIZE", DEFAULT_RECEIVE_BUFFER, (raw, flag) => parseByteSize(flag, raw, MAX_SOCKET_BUFFER),
       "UDP receive buffer to ask the kernel for", formatByteSize),
     connectTimeout: valueFlag("connect-timeout", "S", DEFAULT_CONNECT_TIMEOUT_MS / 1000, (raw, flag) => parseNumber(flag, raw, 0.1, 24 * 3600),

@@ -3,6 +3,7 @@ import type { RecordCliFlags } from "../record/record-dir.ts";
 import { DEFAULT_MAX_PER_HOST } from "../send/admission.ts";
 import { DEFAULT_SPREAD } from "../send/stream-server.ts";
 import { LayersError, MAX_LAYERS, MIN_LAYER_WIDTH, parseLayersFlag, type LayersFlag } from "../send/layer-ladder.ts";
+import { DEFAULT_FEC, FecSpecError, parseFecSpec, type FecSpec } from "../send/fec-policy.ts";
 import { parsePublishCodec, PublishCodecError, type PublishCodec } from "../publish/publish-process.ts";
 import { parsePublishUrl, PublishUrlError, readPublishTokenFile, type PublishTarget } from "../publish/publish-url.ts";
 import { parsePublishTargets } from "../publish/publishers.ts";
@@ -102,6 +103,11 @@ function usage<T>(parse: () => T, errorType: new (...args: never[]) => Error): T
   }
 }
 
+/** How --fec names `spec`, for help's default. */
+function fecSpelling(spec: FecSpec): string {
+  return spec.kind === "percent" ? String(spec.percent) : spec.kind;
+}
+
 /** The server's command line. */
 export const SERVER_COMMAND = defineCommand({
   role: "server",
@@ -150,6 +156,9 @@ of once per viewer; viewers it does not reach get unicast`, off),
       `hops multicast datagrams may take, 1-${MAX_MULTICAST_TTL}`, () => `${DEFAULT_MULTICAST_TTL}: this link only`),
     multicastIf: valueFlag<string | null>("multicast-if", "ADDR", null, (raw, flag) => parseIPv4Flag(raw, flag),
       "send multicast by the interface with this address (default: --bind\nwhen it is one address, else the route for the group)"),
+    repair: booleanFlag("repair", "do not resend datagrams viewers ask for, nor send parity\n(loss repair is offered only to viewers that ask for it)", { default: true }),
+    fec: valueFlag<FecSpec>("fec", "MODE", DEFAULT_FEC, (raw, flag) => usage(() => parseFecSpec(raw), FecSpecError),
+      "parity datagrams for repairing viewers: off, auto (only where\nviewers report loss) or PERCENT of each frame's datagrams", fecSpelling),
     http: valueFlag<number | null>("http", "PORT", null, (raw, flag) => parsePort(flag, raw),
       "also serve a browser view on this port: live page, MJPEG, snapshot,\n/state and /metrics; 0 picks a free port", off),
     httpBind: valueFlag("http-bind", "ADDR", "0.0.0.0", text, "address the browser view listens on"),

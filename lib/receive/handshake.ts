@@ -2,7 +2,7 @@ import { escapeBare } from "../log/format.ts";
 import { unwrapStreamKey } from "../net/frame-cipher.ts";
 import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
-  ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, byeReasonText, refuseReasonText,
+  ByeReason, CAP_DECRYPT, CAP_REPAIR, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, WELCOME_REPAIR, byeReasonText, refuseReasonText,
   type ByeTotals, type Challenge, type ControlMessage, type Delivery, type Hello, type Key, type Report, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
@@ -111,6 +111,8 @@ export type HandshakeAction =
   | { type: "key"; id: number; key: Uint8Array }
   /** What the server sends this viewer now (its layer, rate, skipped frames); checked against the welcome. */
   | { type: "delivery"; delivery: Delivery }
+  /** The server will not repair these frames (a session whose welcome set WELCOME_REPAIR). */
+  | { type: "gone"; frames: number[] }
   /**
    * The group does not reach this viewer: leave it (the server was just asked for
    * unicast, and datagrams come to the viewer's own port from now on).
@@ -152,6 +154,8 @@ export interface HandshakeOptions {
   auth?: { token: TokenKey; nonce?: () => Uint8Array } | null;
   /** Offer to join a multicast group (default true). */
   multicast?: boolean;
+  /** Offer loss repair (CAP_REPAIR): ask for lost datagrams and take parity (default false). */
+  repair?: boolean;
   /** How long to wait for the group's first datagram (default MULTICAST_WAIT_MS). */
   multicastWaitMs?: number;
 }
@@ -236,7 +240,7 @@ export class Handshake {
       case "connected": {
         if (s.kind !== "handshake" || s.connected) return [];
         s.connected = true;
-        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST);
+        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST) | (this.#opts.repair ? CAP_REPAIR : 0);
         const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities, name: this.#opts.name ?? "" };
         if (this.#resume) hello.resume = this.#resume;
         s.hello = hello;
@@ -284,6 +288,10 @@ export class Handshake {
       if (msg.type === "delivery") {
         const problem = deliveryProblem(s.welcome, msg);
         return problem ? this.#end({ reason: "protocol error", text: problem }, now) : [{ type: "delivery", delivery: msg }];
+      }
+      if (msg.type === "gone") {
+        if ((s.welcome.flags & WELCOME_REPAIR) === 0) return this.#end({ reason: "protocol error", text: "gone message in a session whose welcome did not offer repair" }, now);
+        return [{ type: "gone", frames: msg.frames }];
       }
       return [];
     }

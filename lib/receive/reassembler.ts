@@ -1,6 +1,6 @@
 import { decodeDatagram, MAX_FRAME_BYTES, type DatagramHeader } from "../wire/datagram.ts";
 import { DecodeError } from "../wire/decode-error.ts";
-import { seqDiff, seqLess } from "../wire/seq.ts";
+import { seqAdd, seqDiff, seqLess } from "../wire/seq.ts";
 import type { FrameOpener } from "./frame-opener.ts";
 import type { FrameVerifier } from "./frame-verifier.ts";
 
@@ -36,7 +36,19 @@ export interface ReassemblerOptions {
   onAccepted?: (h: DatagramHeader, bytes: number, nowMs: number) => void;
 }
 
-/** One complete frame, delivered in frame-number order. */
+/**
+ * How a session whose lost datagrams are repaired (docs/protocol.md §2.14) is put back
+ * together: a frame completes whenever its last datagram arrives, resends included, so
+ * frames may come out of order; a newer frame completing does not give up older ones.
+ */
+export interface RepairMode {
+  /** Partial frames kept at once (a repair takes a round trip or more; 30 fps over 500 ms is 15). */
+  maxInFlight: number;
+  /** At least the recorder's repair wait. */
+  frameTimeoutMs: number;
+}
+
+/** One complete frame, delivered in frame-number order (out of order in repair mode). */
 export interface ReassembledFrame {
   frameNumber: number;
   /** Capture time, µs since the Unix epoch (sender's clock). */
@@ -159,8 +171,14 @@ export class Reassembler {
   #opener: FrameOpener | null = null;
   #verifier: FrameVerifier | null = null;
   readonly #maxFrameBytes: number;
-  readonly #maxInFlight: number;
-  readonly #timeoutMs: number;
+  #maxInFlight: number;
+  #timeoutMs: number;
+  readonly #baseInFlight: number;
+  readonly #baseTimeoutMs: number;
+  /** Repair mode: frames complete out of order (see RepairMode). */
+  #repair = false;
+  /** In repair mode, frames delivered or abandoned lately: their datagrams are late (duplicates of resends). */
+  readonly #done = new Set<number>();
   readonly #pool: Slot[] = [];
   #sessionId = 0;
   /** The id of datagrams that came by the multicast group; null when the session has none. */
@@ -192,8 +210,8 @@ export class Reassembler {
       throw new RangeError(`invalid frameTimeoutMs=${frameTimeoutMs}: expected a positive number`);
     }
     this.#maxFrameBytes = maxFrameBytes;
-    this.#maxInFlight = maxInFlight;
-    this.#timeoutMs = frameTimeoutMs;
+    this.#maxInFlight = this.#baseInFlight = maxInFlight;
+    this.#timeoutMs = this.#baseTimeoutMs = frameTimeoutMs;
     this.#sessionId = checkSessionId(opts.sessionId);
   }
 
@@ -234,8 +252,12 @@ export class Reassembler {
    * `verifier` the session is signed: a complete frame is delivered only when its
    * signature checks, and without it.
    */
-  reset(sessionId: number, opener: FrameOpener | null = null, streamId: number | null = null, verifier: FrameVerifier | null = null): void {
+  reset(sessionId: number, opener: FrameOpener | null = null, streamId: number | null = null, verifier: FrameVerifier | null = null, repair: RepairMode | null = null): void {
     this.#sessionId = checkSessionId(sessionId);
+    this.#repair = repair !== null;
+    this.#maxInFlight = Math.min(1024, Math.max(this.#baseInFlight, repair?.maxInFlight ?? 0));
+    this.#timeoutMs = Math.max(this.#baseTimeoutMs, repair?.frameTimeoutMs ?? 0);
+    this.#done.clear();
     this.#streamId = streamId === null ? null : checkSessionId(streamId);
     this.#groupStarted = false;
     this.#opener = opener;
@@ -317,6 +339,10 @@ export class Reassembler {
         this.#resync();
       }
     }
+    if (this.#repair && this.#done.has(fn)) {
+      st.dropped.late++;
+      return null;
+    }
     let slot: Slot | null = this.#find(fn) ?? null;
     if (slot) {
       if (!slot.matches(h)) {
@@ -331,7 +357,7 @@ export class Reassembler {
       // A one-datagram frame completes at once: older partial frames are lost, and their
       // slots free. Not in a signed session before its signature checked: a forged one
       // would otherwise cost the frames before it.
-      if (h.fragmentCount === 1 && !this.#verifier) this.#giveUpOlderThan(fn);
+      if (h.fragmentCount === 1 && !this.#verifier && !this.#repair) this.#giveUpOlderThan(fn);
       slot = this.#admit(h, nowMs);
       if (!slot) return null;
     }
@@ -404,8 +430,16 @@ export class Reassembler {
     return slot;
   }
 
+  #markDone(fn: number): void {
+    if (!this.#repair) return;
+    this.#done.add(fn);
+    // Bounded: only recent frames can still see a duplicate.
+    if (this.#done.size > 4 * this.#maxInFlight + 64) this.#done.delete(this.#done.values().next().value!);
+  }
+
   #deliver(slot: Slot, jpeg: Uint8Array): ReassembledFrame {
     const fn = slot.frameNumber;
+    if (this.#repair) return this.#deliverRepaired(slot, jpeg);
     this.#giveUpOlderThan(fn);
     slot.active = false;
     let missingBefore = 0;
@@ -420,13 +454,48 @@ export class Reassembler {
     return { frameNumber: fn, capturedAt: slot.capturedAt, jpeg, missingBefore };
   }
 
+  /**
+   * Repair mode: older partial frames stay (their repairs may still come). A frame older
+   * than the newest delivered was counted missing when that one came: no longer.
+   */
+  #deliverRepaired(slot: Slot, jpeg: Uint8Array): ReassembledFrame {
+    const fn = slot.frameNumber;
+    slot.active = false;
+    this.#markDone(fn);
+    let missingBefore = 0;
+    if (this.#lastDelivered !== null && seqLess(fn, this.#lastDelivered)) {
+      this.#stats.framesMissing = Math.max(0, this.#stats.framesMissing - 1);
+    } else {
+      if (this.#lastDelivered !== null) {
+        missingBefore = seqDiff(fn, this.#lastDelivered) - 1;
+        this.#stats.framesMissing += Math.max(0, missingBefore - this.#givenUpSinceDelivery);
+      }
+      this.#givenUpSinceDelivery = 0;
+      this.#lastDelivered = fn;
+    }
+    // The floor trails the newest frame by the frames in flight: a resend for an older
+    // one (even one lost whole, never started) is not late; duplicates are told by #done.
+    this.#raiseFloor(seqAdd(this.#lastDelivered, -this.#maxInFlight));
+    this.#stats.framesCompleted++;
+    return { frameNumber: fn, capturedAt: slot.capturedAt, jpeg, missingBefore };
+  }
+
   #giveUpOlderThan(fn: number): void {
     for (const s of this.#pool) if (s.active && seqLess(s.frameNumber, fn)) this.#giveUp(s, "lostFragment");
   }
 
   #giveUp(slot: Slot, why: keyof Counters["incomplete"]): void {
     slot.active = false;
+    this.#markDone(slot.frameNumber);
+    // Repair mode: a frame older than the newest delivered was already counted missing then.
+    if (this.#repair && this.#lastDelivered !== null && seqLess(slot.frameNumber, this.#lastDelivered)) {
+      this.#stats.incomplete[why]++;
+      this.#stats.framesMissing = Math.max(0, this.#stats.framesMissing - 1);
+      return;
+    }
     this.#countGivenUp(why);
+    // Repair mode: the floor trails delivery (see #deliverRepaired); #done tells what is late.
+    if (this.#repair) return;
     // Only the oldest partial frame moves the floor: an older one may still complete.
     const older = this.#oldestActive();
     if (!older || seqLess(slot.frameNumber, older.frameNumber)) this.#raiseFloor(slot.frameNumber);

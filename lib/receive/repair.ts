@@ -65,6 +65,8 @@ export interface RepairStats {
   requestMessages: number;
   /** Datagrams for frames already settled, or duplicates. */
   datagramsLate: number;
+  /** Datagrams still missing from frames given up (1 for a frame lost whole). */
+  datagramsUnrepaired: number;
 }
 
 interface Tracked {
@@ -116,7 +118,7 @@ export class RepairTracker {
   #out: RepairOutput = empty();
   readonly stats: RepairStats = {
     framesLive: 0, framesRepairedLive: 0, framesRecordOnly: 0, framesGivenUp: 0,
-    datagramsRequested: 0, datagramsRepaired: 0, requestMessages: 0, datagramsLate: 0,
+    datagramsRequested: 0, datagramsRepaired: 0, requestMessages: 0, datagramsLate: 0, datagramsUnrepaired: 0,
   };
 
   constructor(opts: RepairOptions = {}) {
@@ -269,6 +271,17 @@ export class RepairTracker {
     return out;
   }
 
+  /**
+   * How frame `fn` was settled since the last poll: "live" or "recordOnly" when its
+   * last datagram just completed it, else null. Lets the caller route the frame the
+   * reassembler hands out at that very moment.
+   */
+  settledAs(fn: number): "live" | "recordOnly" | null {
+    if (this.#out.live.includes(fn)) return "live";
+    if (this.#out.recordOnly.includes(fn)) return "recordOnly";
+    return null;
+  }
+
   /** When `poll` next has something to do (a stall, a retry or a deadline), or null when nothing is followed. */
   nextDueMs(): number | null {
     let due: number | null = null;
@@ -351,6 +364,7 @@ export class RepairTracker {
   #giveUp(f: Tracked, reason: GiveUpReason): void {
     this.#settle(f);
     this.stats.framesGivenUp++;
+    this.stats.datagramsUnrepaired += f.count === null ? 1 : f.count - f.seen.size;
     if (!f.liveMissed) {
       f.liveMissed = true;
       this.#out.liveMissed.push(f.frameNumber);

@@ -7,12 +7,14 @@ import { readJpegSize } from "../wire/jpeg-header.ts";
 import type { ReassembledFrame } from "./reassembler.ts";
 import { seqLess } from "../wire/seq.ts";
 import type { TokenKey } from "../net/session-keys.ts";
-import { WELCOME_ENCRYPTED, WELCOME_PATH_REPORTS, type ByeTotals, type Delivery, type Report, type Welcome } from "../wire/control.ts";
+import { WELCOME_ENCRYPTED, WELCOME_PATH_REPORTS, WELCOME_REPAIR, type ByeTotals, type Delivery, type Report, type Welcome } from "../wire/control.ts";
 import { FrameSizes } from "./frame-sizes.ts";
 import { SkipLedger } from "./skip-ledger.ts";
 import { PathMeter } from "./path-meter.ts";
 import { ConnectError } from "./handshake.ts";
 import { StreamClient } from "./stream-client.ts";
+import { RecordOrder } from "./record-order.ts";
+import type { RepairSummary } from "./repair-session.ts";
 
 /** Where received frames go (window, recorder); each must not keep `frame.jpeg` past the call. */
 export type FrameSink = (frame: Frame) => void;
@@ -23,7 +25,16 @@ export interface ViewerOptions {
   port: number;
   udpPort: number;
   log: Logger;
+  /** Sinks of the live view: frames complete in time, in order. */
   sinks: FrameSink[];
+  /**
+   * Sinks that get every frame in order (the recorder), those repaired too late for the
+   * live view included: in a session that repairs they wait (bounded) for an earlier
+   * frame still being repaired.
+   */
+  recordSinks?: FrameSink[];
+  /** Offer loss repair: the live view's and the recorder's waits, ms (StreamClientOptions.repair). */
+  repair?: { maxDelayMs: number; recordDelayMs: number } | null;
   /** UDP receive buffer to ask for, bytes. */
   receiveBufferBytes?: number;
   /** This viewer's name in the server's log. */
@@ -93,6 +104,12 @@ export class Viewer implements AsyncDisposable {
   #base = { framesReceived: 0, framesMissing: 0, framesIncomplete: 0, framesRecorded: 0 };
   #warnedOpen = false;
   #warnedForged = false;
+  /** Frames repaired too late for the live wait but shown anyway, as still the newest. */
+  #lateShown = 0;
+  /** Frames given to the recorder alone (repaired after a newer frame was shown). */
+  #recordedOnly = 0;
+  /** The recorder's frames in order, while the session repairs; null otherwise. */
+  #order: RecordOrder | null = null;
   /** The signing key's fingerprint at the previous welcome, to say when it changes. */
   #signedBy: string | null = null;
 
@@ -129,7 +146,9 @@ export class Viewer implements AsyncDisposable {
     const client = await StreamClient.open({
       host, port, udpPort: this.#opts.udpPort,
       receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name, token: this.#opts.token, connectTimeoutMs: this.#opts.connectTimeoutMs,
-      onFrame: (f, nowMs) => this.#onFrame(f, nowMs),
+      onFrame: (f, nowMs, use) => this.#onFrame(f, nowMs, use),
+      onSettled: (fn) => this.#order && this.#record(this.#order.skip(fn)),
+      repair: this.#opts.repair,
       onAccepted: (h, bytes, nowMs) => this.#path.datagram(h, bytes, nowMs),
       report: () => this.#report(),
       totals: () => this.#totals(),
@@ -164,6 +183,8 @@ export class Viewer implements AsyncDisposable {
       clearInterval(ticker);
       if (limit) clearTimeout(limit);
       await client.close();
+      // Frames still awaiting an earlier one's repair are recorded, in order, before the recorder closes.
+      if (this.#order) this.#record(this.#order.reset());
       // A sink still getting ready (the recorder opening) finishes before run() does.
       await this.#settingUp;
     }
@@ -180,6 +201,9 @@ export class Viewer implements AsyncDisposable {
     this.#delivery = null;
     this.#resynced = true;
     this.#path.reset();
+    // Frames of the last session still awaiting an earlier one are recorded now.
+    if (this.#order) this.#record(this.#order.reset());
+    this.#order = (w.flags & WELCOME_REPAIR) !== 0 && this.#opts.repair ? new RecordOrder() : null;
     this.#syncLoss();
     this.#skips.session(client.reassembly.framesMissing);
     const s = this.stats;
@@ -272,8 +296,21 @@ export class Viewer implements AsyncDisposable {
     };
   }
 
-  #onFrame(f: ReassembledFrame, nowMs: number): void {
+  /** Loss repair's counters, when this viewer offered it; null otherwise. */
+  repairSummary(): RepairSummary | null {
+    if (!this.#opts.repair || !this.#client) return null;
+    return { ...this.#client.repairCounters.summary(), framesRecordOnly: this.#recordedOnly, framesShownLate: this.#lateShown };
+  }
+
+  #onFrame(f: ReassembledFrame, nowMs: number, use: "live" | "recordOnly" = "live"): void {
     this.#syncLoss();
+    // Repaired after a newer frame was shown: the window does not go back; the recorder
+    // takes it in its place. One complete past the live wait but still the newest is
+    // shown (the window never waits for it, so late is better than not at all).
+    if (this.#order && this.#lastFrame !== null && !this.#resynced && !seqLess(this.#lastFrame, f.frameNumber)) {
+      return this.#recordOnly(f);
+    }
+    if (use === "recordOnly") this.#lateShown++;
     if (this.#lastFrame !== null && !this.#resynced && !seqLess(this.#lastFrame, f.frameNumber)) this.stats.framesOutOfOrder++;
     this.#lastFrame = f.frameNumber;
     this.#resynced = false;
@@ -297,16 +334,38 @@ export class Viewer implements AsyncDisposable {
     this.#deliver({ seq: f.frameNumber, capturedAt: f.capturedAt, width: size.width, height: size.height, jpeg: f.jpeg });
   }
 
-  #deliver(frame: Frame): void {
-    for (const sink of this.#opts.sinks) {
-      try {
-        sink(frame);
-      } catch (e) {
-        this.#log.error("frame sink failed", { error: (e as Error).message });
-      }
+  /** A frame for the recorder alone (complete too late for the live view), if it is a picture the server announced. */
+  #recordOnly(f: ReassembledFrame): void {
+    const size = readJpegSize(f.jpeg);
+    if (!this.#welcome || !size || !this.#sizes?.accepts(size.width, size.height)) {
+      this.stats.framesRejected++;
+      return;
     }
+    this.#recordedOnly++;
+    this.#record(this.#order!.frame({ seq: f.frameNumber, capturedAt: f.capturedAt, width: size.width, height: size.height, jpeg: f.jpeg }));
+  }
+
+  #deliver(frame: Frame): void {
+    this.#toSinks(this.#opts.sinks, [frame]);
+    this.#record(this.#order ? this.#order.frame(frame) : [frame]);
     const max = this.#opts.maxFrames ?? 0;
     if (max > 0 && ++this.#delivered >= max) this.stop();
+  }
+
+  #record(frames: Frame[]): void {
+    if (frames.length > 0) this.#toSinks(this.#opts.recordSinks ?? [], frames);
+  }
+
+  #toSinks(sinks: FrameSink[], frames: Frame[]): void {
+    for (const frame of frames) {
+      for (const sink of sinks) {
+        try {
+          sink(frame);
+        } catch (e) {
+          this.#log.error("frame sink failed", { error: (e as Error).message });
+        }
+      }
+    }
   }
 
   /**

@@ -4,6 +4,7 @@ import { formatPicture } from "../display/status-line.ts";
 import { ClassicWatcher } from "./classic-watcher.ts";
 import type { ReceiverStats } from "./receiver-stats.ts";
 import { Viewer, type FrameSink } from "./viewer.ts";
+import type { RepairSummary } from "./repair-session.ts";
 
 /** One viewing session as the client runs it, whichever program the server is. */
 export interface Watcher extends AsyncDisposable {
@@ -15,6 +16,8 @@ export interface Watcher extends AsyncDisposable {
   readonly stats: ReceiverStats;
   /** Datagrams not used, by reason, for the stats file. */
   datagramDrops(): Record<string, number>;
+  /** Lancam only: loss repair's counters for the stats file, when repair was offered. */
+  repairSummary?(): RepairSummary | null;
 }
 
 /** How to watch; the sinks and callbacks are the same for either server. */
@@ -25,7 +28,12 @@ export interface WatcherOptions {
   port: number;
   udpPort: number;
   log: Logger;
+  /** Sinks of the live view. */
   sinks: FrameSink[];
+  /** Sinks that get every frame in order, those repaired too late for the live view included (the recorder). */
+  recordSinks?: FrameSink[];
+  /** Lancam only: offer loss repair, with the live view's and the recorder's waits (ms). */
+  repair?: { maxDelayMs: number; recordDelayMs: number } | null;
   /** Stop after this many frames (0 = no limit). */
   maxFrames?: number;
   /** Stop after this many seconds (0 = no limit). */
@@ -56,10 +64,10 @@ export function createWatcher(opts: WatcherOptions): Watcher {
   const { host, port, udpPort, log, sinks, maxFrames, maxSeconds } = opts;
   if (opts.protocol === "classic") {
     if (opts.name) log.warn("a classroom server has no place for a viewer's name; --name is not sent", { name: opts.name });
-    return new ClassicWatcher({ host, port, udpPort, log, sinks, maxFrames, maxSeconds, onBound: opts.onBound, onStreamRate: opts.onStreamRate, onSecond: opts.onSecond });
+    return new ClassicWatcher({ host, port, udpPort, log, sinks: [...sinks, ...(opts.recordSinks ?? [])], maxFrames, maxSeconds, onBound: opts.onBound, onStreamRate: opts.onStreamRate, onSecond: opts.onSecond });
   }
   return new Viewer({
-    host, port, udpPort, log, sinks, maxFrames, maxSeconds,
+    host, port, udpPort, log, sinks, recordSinks: opts.recordSinks, repair: opts.repair, maxFrames, maxSeconds,
     receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, recordedFrames: opts.recordedFrames, token: opts.token,
     connectTimeoutMs: opts.connectTimeoutMs,
     onBound: opts.onBound && ((bound) => opts.onBound!(bound)),

@@ -6,6 +6,7 @@ import type { Delivery, PathCounters } from "../wire/control.ts";
 import type { Layer, Size } from "./layer-ladder.ts";
 import { Pacer } from "./pacer.ts";
 import type { RateVerdict } from "./rate-control.ts";
+import type { RepairServer } from "./repair-server.ts";
 import type { ServerStats } from "./server-stats.ts";
 import type { AdaptiveCounters, SendCounters, StreamTarget } from "./sessions.ts";
 import { ViewerRate } from "./viewer-rate.ts";
@@ -68,6 +69,8 @@ export interface FanoutOptions {
   now?: () => number;
   /** A path-reports viewer's delivery message, to go out on its control connection. */
   tell?: (sessionId: number, msg: Delivery) => void;
+  /** Loss repair for the viewers that negotiated it: keeps each frame, adds parity (lib/send/repair-server.ts). */
+  repair?: RepairServer | null;
 }
 
 /** A path-reports viewer's estimate and layer hear the time this often. */
@@ -246,7 +249,7 @@ export class FrameFanout {
         stream.spare = stream.fragmenter;
         stream.fragmenter = cutter;
       }
-      const datagrams = sealed ? cutter.fragmentSealed(sealed, t.id) : cutter.fragment(frame, t.id);
+      const datagrams = this.#repaired(sealed ? cutter.fragmentSealed(sealed, t.id) : cutter.fragment(frame, t.id), [t.id], now, layer);
       if (!measured) {
         measured = true;
         this.#measure(layer, datagrams);
@@ -263,7 +266,8 @@ export class FrameFanout {
     }
     const group = this.#group;
     if (layer === 0 && group && this.#inGroup > 0) {
-      const datagrams = sealed ? group.fragmenter.fragmentSealed(sealed, group.streamId) : group.fragmenter.fragment(frame, group.streamId);
+      const members = [...this.#streams.values()].filter((st) => st.delivery === "multicast").map((st) => st.target.id);
+      const datagrams = this.#repaired(sealed ? group.fragmenter.fragmentSealed(sealed, group.streamId) : group.fragmenter.fragment(frame, group.streamId), members, now);
       stats.datagramsSuperseded += this.#pacer.enqueue(group, group.target, datagrams, now, spreadMs);
       stats.groupFramesSent++;
     }
@@ -300,6 +304,24 @@ export class FrameFanout {
       type: "delivery", layer: a.layer, width: a.width, height: a.height, rateBytesPerS: a.rateBytesPerS ?? 0,
       framesSkipped: a.framesSkipped, skippedThrough: stream.lastOffered,
     });
+  }
+
+  /** With repair (lib/send/repair-server.ts): the frame kept for resending, and its parity added. */
+  #repaired(datagrams: Uint8Array[], members: number[], now: number, layer = 0): Uint8Array[] {
+    return this.#opts.repair ? this.#opts.repair.outgoing(datagrams, members, now, layer) : datagrams;
+  }
+
+  /** The layer session `id` is sent now (0 for the full picture, and for a session it does not know): what its repairs are cut from. */
+  layerOf(id: number): number {
+    return this.#streams.get(id)?.rate?.layer ?? 0;
+  }
+
+  /** Resent datagrams to session `id` alone, at once (a repair answer); they count as sent to it. */
+  resend(id: number, datagrams: Uint8Array[]): void {
+    const stream = this.#streams.get(id);
+    if (!stream || datagrams.length === 0) return;
+    const t = stream.target;
+    this.#send(stream, { port: t.udpPort, address: t.address }, datagrams, 0, datagrams.length);
   }
 
   /** One classroom picture, one datagram. Not taken or failing, it is left to the viewer's resend. */

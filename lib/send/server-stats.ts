@@ -61,6 +61,13 @@ export interface ServerStats {
   layerFramesEncoded: number;
   /** Lower-layer copies that could not be made (the frame did not decode) or came too late. */
   layerFramesFailed: number;
+  /** Datagrams resent on viewers' repair requests (counted in datagramsSent too), and their bytes. */
+  repairDatagramsResent: number;
+  repairBytesResent: number;
+  /** Repair messages dropped over a viewer's request rate. */
+  repairRequestsDropped: number;
+  /** Gone messages sent (frames no longer held, or over a viewer's byte budget). */
+  repairGoneSent: number;
 }
 
 /** Every counter at zero. */
@@ -71,5 +78,6 @@ export function newServerStats(): ServerStats {
     connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, authProofsEvaluated: 0, authLockedRefusals: 0, authTableRefused: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
     groupFramesSent: 0, groupDatagramsSent: 0, fallbacks: 0, framesSigned: 0,
     framesSkipped: 0, pathReportsRefused: 0, layerChanges: 0, layerFramesEncoded: 0, layerFramesFailed: 0,
+    repairDatagramsResent: 0, repairBytesResent: 0, repairRequestsDropped: 0, repairGoneSent: 0,
   };
 }

@@ -1,3 +1,4 @@
+import type { RepairServerOptions } from "./repair-server.ts";
 import type { Logger } from "../log/format.ts";
 import type { GroupConfig } from "../net/multicast.ts";
 import type { TokenKey } from "../net/session-keys.ts";
@@ -50,4 +51,6 @@ export interface StreamServerOptions {
   /** JPEG quality of the smaller layers (default DEFAULT_LAYER_QUALITY); tests pass their own scale function. */
   layerQuality?: number;
   scaleJpeg?: ScaleFunction;
+  /** Loss repair (resends on request, `--fec` parity) for viewers that offer it; null: none (default: on, `--fec auto`). */
+  repair?: RepairServerOptions | null;
 }

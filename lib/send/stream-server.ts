@@ -2,10 +2,11 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_VERIFY, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters } from "../wire/control.ts";
+import { CAP_REPAIR, CAP_VERIFY, WELCOME_REPAIR, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters, type Repair } from "../wire/control.ts";
 import { DEFAULT_LAYER_QUALITY, LayerEncoder, type LayerFrames } from "./layer-encoder.ts";
 import { StartError } from "./start-error.ts";
 import { layerPlan } from "./layer-plan.ts";
+import { RepairServer } from "./repair-server.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
 import { FrameSigner } from "./frame-signer.ts";
@@ -47,6 +48,8 @@ interface Conn {
   pathRefusedLogged: boolean;
   /** The layer its last delivery message named (0 until one says otherwise). */
   layer: number;
+  /** Its hello offered CAP_REPAIR and the server repairs: its welcome sets WELCOME_REPAIR. */
+  repairs: boolean;
 }
 
 /**
@@ -118,12 +121,15 @@ export class StreamServer implements AsyncDisposable {
   /** Runs only while classroom viewers are connected. */
   #classicTicker: Timer | null = null;
   #stopped = false;
+  /** Loss repair for the viewers that negotiated it (lib/send/repair-server.ts); null when off. */
+  readonly #repair: RepairServer | null;
 
   private constructor(opts: StreamServerOptions) {
     this.#opts = {
       heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS, maxPerHost: DEFAULT_MAX_PER_HOST, unreachableMs: 5000,
-      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), layers: { kind: "auto" }, layerQuality: DEFAULT_LAYER_QUALITY, ...opts,
+      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), layers: { kind: "auto" }, layerQuality: DEFAULT_LAYER_QUALITY, repair: {}, ...opts,
     };
+    this.#repair = this.#opts.repair ? new RepairServer(this.#opts.repair) : null;
     this.#log = opts.log;
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
     this.#warnNotSent = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame not sent", { detail, similar: suppressed || undefined }));
@@ -244,7 +250,7 @@ export class StreamServer implements AsyncDisposable {
       // Built once here so a bad --mtu fails at start, not at the first hello.
       const fragmenter = new Fragmenter(this.#opts.mtu);
       this.#fanout = new FrameFanout({
-        socket: this.#udp, mtu: this.#opts.mtu, fps, spread: this.#opts.spread, group: this.#group, stats: this.stats, warnSend: this.#warnSend,
+        socket: this.#udp, mtu: this.#opts.mtu, fps, spread: this.#opts.spread, group: this.#group, stats: this.stats, warnSend: this.#warnSend, repair: this.#repair,
         layers: layerPlan(this.#opts.layers, this.#opts.stream, this.#sealer !== null), tell: (id, msg) => this.#tellSession(id, msg),
       });
       if (this.#fanout.layers.length > 1) {
@@ -445,6 +451,7 @@ export class StreamServer implements AsyncDisposable {
   #sendTo(conn: Conn, msg: ControlMessage): void {
     // A viewer that cannot check signatures could not decode the signing block; its frames still end with one.
     if (msg.type === "welcome" && !conn.verifies) msg = { ...msg, signing: undefined };
+    if (msg.type === "welcome" && conn.repairs) msg = { ...msg, flags: msg.flags | WELCOME_REPAIR };
     if (conn.channel.send(msg) || !conn.channel.overflowed || conn.closing) return;
     this.#apply(this.#admission.stalled(conn.id, performance.now()));
   }
@@ -460,7 +467,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0 };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -490,6 +497,13 @@ export class StreamServer implements AsyncDisposable {
         continue;
       }
       if (msg.type === "hello") conn.verifies = (msg.capabilities & CAP_VERIFY) !== 0;
+      if (msg.type === "hello") conn.repairs = this.#repair !== null && (msg.capabilities & CAP_REPAIR) !== 0;
+      // Repair is not admission's business: answered here, for a session that negotiated it (else a protocol error there).
+      if (msg.type === "repair" && conn.repairs && conn.sessionId !== null) {
+        this.#answerRepair(conn, conn.sessionId, msg);
+        continue;
+      }
+      if (msg.type === "report" && msg.path && conn.sessionId !== null) this.#repair?.report(conn.sessionId, msg.path);
       this.#apply(this.#admission.received(conn.id, msg, performance.now()));
     }
   }
@@ -524,6 +538,7 @@ export class StreamServer implements AsyncDisposable {
         case "start":
           this.#fanout.start(a.session);
           conn.sessionId = a.session.id;
+          if (conn.repairs) this.#repair?.join(a.session.id, performance.now());
           // After the welcome, before its first datagram; a key someone who left knows is never sent.
           if (this.#rekey) this.#rotateIfDue();
           else this.#sendKey(conn);
@@ -533,6 +548,7 @@ export class StreamServer implements AsyncDisposable {
           this.#syncStats();
           break;
         case "stop":
+          if (conn.sessionId !== null) this.#logRepair(conn, this.#repair?.leave(conn.sessionId));
           if (conn.sessionId !== null && this.#fanout.stop(conn.sessionId)) {
             conn.sessionId = null;
             // It holds the current key: frames from now on go under a new one.
@@ -581,6 +597,23 @@ export class StreamServer implements AsyncDisposable {
       }
       return this.#sendTo(conn, msg);
     }
+  }
+
+  /** A repair message: the resends go to the viewer alone, gone answers on its connection. */
+  #answerRepair(conn: Conn, sessionId: number, msg: Repair): void {
+    const reply = this.#repair!.repair(sessionId, msg, performance.now(), () => this.#fanout.layerOf(sessionId));
+    this.#fanout.resend(sessionId, reply.datagrams);
+    for (const gone of reply.gone) this.#sendTo(conn, gone);
+    this.stats.repairDatagramsResent = this.#repair!.ring.datagramsResent;
+    this.stats.repairBytesResent = this.#repair!.ring.bytesResent;
+    this.stats.repairRequestsDropped = this.#repair!.requestsDropped;
+    this.stats.repairGoneSent = this.#repair!.goneSent;
+  }
+
+  /** What a repairing viewer was resent, logged as it leaves. */
+  #logRepair(conn: Conn, s: ReturnType<RepairServer["leave"]> | undefined): void {
+    if (!s) return;
+    this.#log.info("repair", { client: conn.peer, resent: s.datagramsResent, resentBytes: s.bytesResent, parities: s.paritiesSent, dropped: s.requestsDropped, gone: s.framesGone });
   }
 
   /** Says goodbye to every viewer and closes the sockets. */
