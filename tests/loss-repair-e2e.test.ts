@@ -47,7 +47,7 @@ type Stats = StatsSummary & { repair: RepairSummary | null; recording: Recording
 async function watch(lan: NetnsLan, name: string, viewerArgs: string[], serverArgs: string[] = []): Promise<{ stats: Stats; serverLog: string; dropped: number }> {
   setLoss(lan.ns("v1"), LOSS_PERCENT);
   const serverLog = join(dir, `${name}-server.log`);
-  const server = lan.bun("srv", ["server.ts", "--source", "test", "--size", "640x480", "--fps", "30", "--port", "0", "--log", serverLog, ...serverArgs]);
+  const server = lan.bun("srv", ["server.ts", "--source", "test", "--size", "1280x720", "--fps", "30", "--port", "0", "--log", serverLog, ...serverArgs]);
   const port = (await server.waitFor(/lancam server listening tcp=(\d+)/))[1]!;
   const statsPath = join(dir, `${name}.json`);
   const viewer = lan.bun("v1", ["client.ts", "10.77.0.1", port, "0", "--no-window", "--out", join(dir, `${name}-rec`), "--duration", String(SECONDS), "--stats", statsPath, ...viewerArgs]);
@@ -66,6 +66,7 @@ describe.skipIf(unavailable !== null)("loss repair across network namespaces, 2 
 
     const repaired = await watch(lan, "repair", [], ["--fec", "10"]);
     const s = repaired.stats;
+    console.log(JSON.stringify(s), repaired.dropped, repaired.serverLog.split("\n").filter((l) => /leave|repair|delivery|layer/.test(l)).join("\n"));
     expect(repaired.dropped).toBeGreaterThan(50); // the loss really happened
     expect(s.repair).not.toBeNull();
     // Parity rebuilds most single losses; resends mend the rest (two lost in one group, a lost parity).

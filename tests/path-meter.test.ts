@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { DelayTrend, PathMeter, type MeteredDatagram } from "../lib/receive/path-meter.ts";
+import { BASE_INTERVALS, DelayTrend, QUEUE_FRAMES, PathMeter, type MeteredDatagram } from "../lib/receive/path-meter.ts";
 
 /** The server's wall clock at the viewer's monotonic 0, µs: any value, it must not matter. */
 const EPOCH_US = 1_765_000_000_000_000;
@@ -70,4 +70,48 @@ test("a trend too steep for the report is clamped, not wrapped", () => {
   m.datagram(gram(1, 0, 1, 0), 1, 0);
   m.datagram(gram(2, 0, 1, -1e9), 1, 1);
   expect(m.report().delayTrendUsPerS).toBe(0x7fffffff);
+});
+
+/** One report interval of 30 frames at 30 fps starting at `second`, each frame's first datagram `delay(f)` ms after capture. */
+function interval(m: PathMeter, second: number, delay: (f: number) => number): ReturnType<PathMeter["report"]> {
+  for (let f = 0; f < 30; f++) {
+    const n = second * 30 + f;
+    const captured = n * (1000 / 30);
+    m.datagram(gram(n, 0, 1, captured), 1000, 7_000_000 + captured + delay(f));
+  }
+  return m.report();
+}
+
+test("a standing queue is the interval's smallest delay above the path's own; a few late frames are not one", () => {
+  const m = new PathMeter();
+  // A free path, 3 ms end to end, with a busy viewer reading a third of the frames 40 ms late.
+  expect(interval(m, 0, () => 3).queueDelayMs).toBe(0);
+  expect(interval(m, 1, (f) => (f % 3 === 0 ? 43 : 3)).queueDelayMs).toBe(0);
+  // A queue of 25 ms builds during an interval (shown in it) and stays.
+  expect(interval(m, 2, (f) => 3 + 25 * Math.min(1, f / 10)).queueDelayMs).toBeCloseTo(25, 6);
+  expect(interval(m, 3, () => 28).queueDelayMs).toBeCloseTo(25, 6);
+  // A viewer late with most frames of an interval, but not with QUEUE_FRAMES in a row, measures none.
+  expect(interval(m, 4, (f) => (f % QUEUE_FRAMES === 0 ? 3 : 60)).queueDelayMs).toBe(0);
+  // It drains.
+  expect(interval(m, 5, () => 3.5).queueDelayMs).toBeCloseTo(0.5, 6);
+});
+
+test("the base is the last BASE_INTERVALS intervals': a path that became slower for good is the new normal after them", () => {
+  const m = new PathMeter();
+  interval(m, 0, () => 2);
+  const queues = Array.from({ length: BASE_INTERVALS + 1 }, (_, k) => interval(m, k + 1, () => 12).queueDelayMs!);
+  expect(queues.slice(0, BASE_INTERVALS - 1).every((q) => Math.abs(q - 10) < 1e-6)).toBe(true);
+  expect(queues.at(-1)).toBe(0);
+});
+
+test("an interval without frames measures no queue; a change of layer starts a new base at once", () => {
+  const m = new PathMeter();
+  interval(m, 0, () => 2);
+  expect(m.report().queueDelayMs).toBeUndefined();
+  // The server now encodes a smaller layer for this viewer, 6 ms more from capture to send.
+  m.rebase();
+  expect(interval(m, 1, () => 8).queueDelayMs).toBe(0);
+  expect(interval(m, 2, () => 8).queueDelayMs).toBe(0);
+  m.reset();
+  expect(m.report().queueDelayMs).toBeUndefined();
 });

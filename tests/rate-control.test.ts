@@ -17,6 +17,11 @@ class Path {
   capacity = Infinity;
   randomLoss = 0;
   readonly bufferS = 0.1;
+  /** The viewer measures its standing queue (lib/receive/path-meter.ts) and reports it. */
+  measuresQueue = false;
+  /** A busy host's noise in the delay trend, µs/s, alternating in sign each second. */
+  jitterUsPerS = 0;
+  #second = 0;
   #queue = 0;
   // Kept as fractions; what goes on the wire is rounded (rounding keeps received <= sent).
   readonly #sent = { bytes: 0, datagrams: 0 };
@@ -46,10 +51,15 @@ class Path {
     this.#seen.lost += (dropped + randomDrop) / GRAM;
     const delayChange = this.capacity === Infinity ? 0 : (queue - before) / this.capacity;
     const s = this.#seen;
-    return {
+    const jitter = this.jitterUsPerS * (this.#second++ % 2 === 0 ? 1 : -0.5);
+    const report: PathReport = {
       bytesReceived: Math.round(s.bytes), datagramsReceived: Math.round(s.datagrams), datagramsLost: Math.round(s.lost),
-      delayTrendUsPerS: Math.round(delayChange * 1e6), delaySamples: 30,
+      delayTrendUsPerS: Math.round(delayChange * 1e6 + jitter), delaySamples: 30,
     };
+    // As the viewer judges it, on the second's last quarter; the queue grows or shrinks steadily within it.
+    const lastQuarter = Math.min(queue, before + 0.75 * (queue - before));
+    if (this.measuresQueue) report.queueDelayMs = this.capacity === Infinity ? 0 : (lastQuarter / this.capacity) * 1000;
+    return report;
   }
 }
 
@@ -115,6 +125,70 @@ describe("random loss with a flat delay is not congestion", () => {
     const est = new RateEstimator({ floorBytesPerS: FLOOR, ceilingBytesPerS: FULL }, 0);
     const v = est.report({ bytesReceived: 0.95 * FULL, datagramsReceived: 950, datagramsLost: 50, delayTrendUsPerS: 2_000, delaySamples: 30 }, { bytes: FULL, datagrams: 1000 }, 1000);
     expect(v).toEqual({ kind: "decrease", cause: "loss", bytesPerS: 0.85 * 0.95 * FULL });
+  });
+});
+
+describe("a viewer that measures its standing queue: loss without a queue is random, a queue is congestion", () => {
+  test("2 % and 5 % random loss with a busy host's jitter in the delay trend keep the full layer, and let a lowered estimate climb back", () => {
+    const path = new Path();
+    path.measuresQueue = true;
+    path.jitterUsPerS = 16_000;
+    path.randomLoss = 0.02;
+    const est = new RateEstimator({ floorBytesPerS: FLOOR, ceilingBytesPerS: FULL }, 0);
+    expect(run(est, path, 20, 0).every((r) => r === FULL)).toBe(true);
+    path.randomLoss = 0.05;
+    const low = new RateEstimator({ floorBytesPerS: FLOOR, ceilingBytesPerS: FULL, startBytesPerS: 10 * MBIT }, 0);
+    const climb = run(low, path, 10, 0);
+    expect(climb.findIndex((r) => r === FULL)).toBeGreaterThanOrEqual(0);
+    expect(climb.findIndex((r) => r === FULL)).toBeLessThanOrEqual(7);
+  });
+
+  test("without the measure, the same loss and jitter are taken for congestion (why the viewer measures it)", () => {
+    const path = new Path();
+    path.jitterUsPerS = 16_000;
+    path.randomLoss = 0.03;
+    const est = new RateEstimator({ floorBytesPerS: FLOOR, ceilingBytesPerS: FULL }, 0);
+    expect(Math.min(...run(est, path, 20, 0))).toBeLessThan(FULL / 2);
+  });
+
+  test("behind a 10 Mbit/s bottleneck with 2 % random loss it settles near 10 Mbit/s, never far above", () => {
+    const path = new Path();
+    path.measuresQueue = true;
+    path.jitterUsPerS = 16_000;
+    path.randomLoss = 0.02;
+    path.capacity = 10 * MBIT;
+    const est = new RateEstimator({ floorBytesPerS: FLOOR, ceilingBytesPerS: FULL }, 0);
+    const rates = run(est, path, 40, 0);
+    expect(rates[0]).toBeLessThan(10 * MBIT);
+    const settled = rates.slice(3);
+    expect(Math.max(...settled)).toBeLessThan(1.25 * 10 * MBIT);
+    expect(mean(settled)).toBeGreaterThan(0.75 * 10 * MBIT);
+    expect(mean(settled)).toBeLessThan(1.05 * 10 * MBIT);
+    // Then the path clears: back at the full layer within about 5 s.
+    path.capacity = Infinity;
+    const after = run(est, path, 7, 40);
+    expect(after.findIndex((r) => r === FULL)).toBeGreaterThanOrEqual(0);
+    expect(after.findIndex((r) => r === FULL)).toBeLessThanOrEqual(5);
+  });
+
+  test("a queue that drains is waited for; heavy loss is congestion with or without a queue", () => {
+    const est = new RateEstimator({ floorBytesPerS: FLOOR, ceilingBytesPerS: FULL, startBytesPerS: 20 * MBIT }, 0);
+    const sent = { bytes: FULL, datagrams: 1000 };
+    const clear = { bytesReceived: FULL, datagramsReceived: 1000, datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 30, queueDelayMs: 0 };
+    expect(est.report({ ...clear, queueDelayMs: 30, delayTrendUsPerS: -20_000 }, sent, 1000)).toEqual({ kind: "hold", cause: "draining" });
+    expect(est.report({ ...clear, queueDelayMs: 30 }, sent, 2000).kind).toBe("decrease");
+    // The counters are the session's: a second interval of 1000 datagrams sent, 800 of them received.
+    const heavy = { bytesReceived: 1.8 * FULL, datagramsReceived: 1800, datagramsLost: 200, delayTrendUsPerS: 0, delaySamples: 30, queueDelayMs: 0 };
+    expect(est.report(heavy, { bytes: 2 * FULL, datagrams: 2000 }, 3000)).toMatchObject({ kind: "decrease", cause: "loss" });
+  });
+
+  test("a standing queue that is not a number, negative or absurdly long is refused", () => {
+    const est = new RateEstimator({ floorBytesPerS: FLOOR, ceilingBytesPerS: FULL, startBytesPerS: 5 * MBIT }, 0);
+    const sent = { bytes: 1_000_000, datagrams: 1000 };
+    const clear = { bytesReceived: 1_000_000, datagramsReceived: 1000, datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 30 };
+    for (const queueDelayMs of [Number.NaN, -1, 1e9]) expect(est.report({ ...clear, queueDelayMs }, sent, 1000).kind).toBe("refused");
+    expect(est.refused.absurd).toBe(3);
+    expect(est.bytesPerS).toBe(5 * MBIT);
   });
 });
 

@@ -10,6 +10,20 @@ export interface MeteredDatagram {
   capturedAt: number;
 }
 
+/**
+ * Report intervals whose smallest one-way delay make up the base (about 10 s at one
+ * report a second): long enough to have seen the path empty, short enough that a
+ * change of route or of the server's encoding time is taken as the new normal soon.
+ */
+export const BASE_INTERVALS = 10;
+
+/**
+ * The standing queue is judged on the interval's last frames (about a quarter second
+ * at 30 fps): a queue that grew during the interval shows at once, while a busy host
+ * would have to be late with every one of them to look like one.
+ */
+export const QUEUE_FRAMES = 8;
+
 const I32_MIN = -0x80000000;
 const I32_MAX = 0x7fffffff;
 
@@ -78,6 +92,12 @@ export class PathMeter {
   /** The newest frame seen, its fragment count and the highest fragment index seen of it. */
   #frame: { number: number; count: number; highest: number } | null = null;
   readonly #trend = new DelayTrend();
+  /** The smallest one-way delay (arrival − capture, ms) of a frame's first datagram this interval. */
+  #intervalMin = Infinity;
+  /** The smallest of each of the last BASE_INTERVALS intervals, oldest first. */
+  #mins: number[] = [];
+  /** This interval's last QUEUE_FRAMES frames' delays, ms, oldest first. */
+  #recent: number[] = [];
 
   /** A datagram of `bytes` bytes (whole, header included) arrived at `nowMs` (monotonic). */
   datagram(h: MeteredDatagram, bytes: number, nowMs: number): void {
@@ -90,6 +110,10 @@ export class PathMeter {
       this.#lost += h.fragmentIndex;
       this.#frame = { number: h.frameNumber, count: h.fragmentCount, highest: h.fragmentIndex };
       this.#trend.add(nowMs, h.capturedAt);
+      const delay = nowMs - h.capturedAt / 1000;
+      this.#intervalMin = Math.min(this.#intervalMin, delay);
+      this.#recent.push(delay);
+      if (this.#recent.length > QUEUE_FRAMES) this.#recent.shift();
       return;
     }
     if (f.number !== h.frameNumber) return; // late, from an older frame: already counted as lost
@@ -102,7 +126,16 @@ export class PathMeter {
     }
   }
 
-  /** The counters for a report; the delay trend covers the frames since the previous one. */
+  /**
+   * The counters for a report; the delay trend and the standing queue cover the frames
+   * since the previous one.
+   *
+   * The standing queue is the smallest one-way delay of the interval's last
+   * QUEUE_FRAMES frames above the smallest of the last BASE_INTERVALS intervals. The
+   * clocks' offset drops out of the difference. A smallest delay, not a mean, because a
+   * busy viewer (or server) handles some frames late, but seldom every one of several
+   * in a row; a queue on the path delays every frame.
+   */
   report(): PathCounters {
     const slope = Math.round(this.#trend.slopeUsPerS());
     const counters: PathCounters = {
@@ -112,8 +145,26 @@ export class PathMeter {
       delayTrendUsPerS: Math.min(I32_MAX, Math.max(I32_MIN, slope)),
       delaySamples: Math.min(this.#trend.samples, 0xffff),
     };
+    const least = this.#intervalMin;
+    if (Number.isFinite(least)) {
+      this.#mins.push(least);
+      if (this.#mins.length > BASE_INTERVALS) this.#mins.shift();
+      counters.queueDelayMs = Math.max(0, Math.min(...this.#recent) - Math.min(...this.#mins));
+    }
+    this.#intervalMin = Infinity;
+    this.#recent = [];
     this.#trend.reset();
     return counters;
+  }
+
+  /**
+   * The frames' path changed on purpose (another layer, whose encoding takes its own
+   * time at the server): the delays seen so far are no base for the new ones.
+   */
+  rebase(): void {
+    this.#mins = [];
+    this.#intervalMin = Infinity;
+    this.#recent = [];
   }
 
   /** A new session: the server's counts start over, so do these. */
@@ -121,5 +172,8 @@ export class PathMeter {
     this.#bytes = this.#datagrams = this.#lost = 0;
     this.#frame = null;
     this.#trend.reset();
+    this.#intervalMin = Infinity;
+    this.#mins = [];
+    this.#recent = [];
   }
 }

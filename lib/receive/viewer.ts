@@ -250,7 +250,10 @@ export class Viewer implements AsyncDisposable {
     const before = this.#delivery;
     this.#delivery = d;
     this.#syncLoss();
-    if (before?.layer !== d.layer || before.width !== d.width || before.height !== d.height) this.#logLayer("");
+    if (before?.layer !== d.layer || before.width !== d.width || before.height !== d.height) {
+      this.#path.rebase();
+      this.#logLayer("");
+    }
   }
 
   /** Frames that failed the server's signature: counted always, said once (with the first). */

@@ -13,6 +13,8 @@ export interface PathReport {
   delayTrendUsPerS: number;
   /** Frames the trend was fitted over; fewer than MIN_TREND_SAMPLES means "no opinion". */
   delaySamples: number;
+  /** The standing queue on the path, ms (lib/receive/path-meter.ts); absent from a viewer that does not measure it. */
+  queueDelayMs?: number;
 }
 
 /** What the server handed to the socket for this viewer so far (cumulative, same units as PathReport). */
@@ -29,6 +31,8 @@ export interface RateControlOptions {
   ceilingBytesPerS: number;
   /** Where the estimate starts; default the ceiling, so a viewer on a free link sees no change. */
   startBytesPerS?: number;
+  /** A standing queue at least this long (ms) is congestion; default STANDING_QUEUE_MS. */
+  standingQueueMs?: number;
 }
 
 /** What one report did to the estimate. */
@@ -36,9 +40,18 @@ export type RateVerdict =
   | { kind: "early" }
   | { kind: "refused"; reason: string }
   | { kind: "decrease"; cause: "delay" | "loss"; bytesPerS: number }
-  | { kind: "hold"; cause: "random-loss" | "draining" | "quiet" }
+  | { kind: "hold"; cause: "random-loss" | "draining" | "quiet" | "queue" }
   | { kind: "increase"; bytesPerS: number };
 
+/**
+ * A standing queue at least this long, ms, is congestion: the path holds more than it
+ * carries. Below it, loss is random (radio, a busy switch, a firewall's statistics) and
+ * is repair's to mend, not a reason to send less. Above what a busy host adds to every
+ * frame of an interval, below the 50 ms a shaper's or a router's queue typically holds.
+ */
+export const STANDING_QUEUE_MS = 12;
+/** A queue of this fraction of a standing one holds the estimate where it is: the path is full. */
+export const QUEUE_STARTING = 1 / 3;
 /** Fewer frames than this in an interval give no usable delay trend. */
 export const MIN_TREND_SAMPLES = 3;
 /** A one-way delay rising faster than this (µs per s) is a queue building: overuse. */
@@ -65,6 +78,8 @@ export const SILENCE_MS = 2_500;
 export const SILENT_HALVING_MS = 1_000;
 /** A delay trend beyond ± this (µs per s: the delay changing 10 s per second) is not a measurement. */
 export const MAX_TREND_US_PER_S = 10_000_000;
+/** A standing queue beyond this (ms) is not a measurement. */
+export const MAX_QUEUE_MS = 60_000;
 /** Sent intervals smaller than this many datagrams say too little about loss. */
 const MIN_DATAGRAMS_FOR_LOSS = 10;
 
@@ -78,13 +93,20 @@ const MIN_DATAGRAMS_FOR_LOSS = 10;
  * so a path that cleared is found again within seconds without overshooting a steady
  * bottleneck by much. Loss is the larger of what the viewer reports and what the
  * server can prove (sent minus received), so a viewer claiming a clear path while
- * receiving less than it was sent is held to what it receives. Pure: driven by
- * `(report, sent, now)`.
+ * receiving less than it was sent is held to what it receives.
+ *
+ * A viewer that measures its standing queue (`queueDelayMs`) is judged by it instead
+ * (LEDBAT's queuing delay): a queue of `standingQueueMs` or more is congestion; loss
+ * under HEAVY_LOSS without one is random and the estimate goes on rising, so a lossy
+ * but free path keeps its rate and its losses are repaired. Measured in namespaces: 2 %
+ * random loss with a host's jitter in the delay trend was taken for congestion and cost
+ * a viewer frames skipped on top of the frames lost. Pure: driven by `(report, sent, now)`.
  */
 export class RateEstimator {
   #rate: number;
   #floor: number;
   #ceiling: number;
+  readonly #standingQueueMs: number;
   /** Counters at the last accepted report; the session's start (all zero) before the first. */
   #last: { at: number; report: PathReport; sent: SentTotals };
   /** Since when the path has been clear: the step up grows with the time, not the number of reports. */
@@ -100,6 +122,7 @@ export class RateEstimator {
     }
     this.#floor = opts.floorBytesPerS;
     this.#ceiling = opts.ceilingBytesPerS;
+    this.#standingQueueMs = opts.standingQueueMs ?? STANDING_QUEUE_MS;
     this.#rate = this.#clamp(opts.startBytesPerS ?? opts.ceilingBytesPerS);
     this.#lastHeardAt = nowMs;
     this.#decayedAt = nowMs;
@@ -153,6 +176,21 @@ export class RateEstimator {
     const loss = Math.max(shortfall, reported);
     const trend = r.delaySamples >= MIN_TREND_SAMPLES ? r.delayTrendUsPerS : 0;
 
+    if (r.queueDelayMs !== undefined) {
+      // The viewer measures the queue itself: loss without one is random, and a delay
+      // trend without one is a host's jitter, not a path's.
+      if (loss > HEAVY_LOSS) return this.#decrease("loss", received, nowMs);
+      if (r.queueDelayMs >= this.#standingQueueMs) {
+        if (trend < DRAINING_US_PER_S) {
+          this.#clearSince = nowMs;
+          return { kind: "hold", cause: "draining" };
+        }
+        return this.#decrease("delay", received, nowMs);
+      }
+      // A queue that is starting: the path is full, a step up would overshoot it.
+      if (r.queueDelayMs >= this.#standingQueueMs * QUEUE_STARTING) return { kind: "hold", cause: "queue" };
+      return this.#increase(seconds, nowMs);
+    }
     if (trend > OVERUSE_US_PER_S) return this.#decrease("delay", received, nowMs);
     if (loss > HEAVY_LOSS) return this.#decrease("loss", received, nowMs);
     if (loss > RANDOM_LOSS && trend > RISING_US_PER_S) return this.#decrease("loss", received, nowMs);
@@ -161,6 +199,11 @@ export class RateEstimator {
       return { kind: "hold", cause: "draining" };
     }
     if (loss > RANDOM_LOSS) return { kind: "hold", cause: "random-loss" };
+    return this.#increase(seconds, nowMs);
+  }
+
+  /** A clear interval of `seconds`: a step up, small just after a congestion, larger each clear second. */
+  #increase(seconds: number, nowMs: number): RateVerdict {
     if (this.#rate >= this.#ceiling) return { kind: "hold", cause: "quiet" };
     const clearSeconds = Math.max(0, Math.floor((nowMs - this.#clearSince) / 1000) - 1);
     const step = Math.min(MAX_INCREASE, FIRST_INCREASE * 3 ** clearSeconds);
@@ -194,7 +237,8 @@ export class RateEstimator {
   /** Refuses a report no honest viewer can send: it never moves the estimate, and is counted. */
   #check(r: PathReport, sent: SentTotals): RateVerdict | null {
     const values = [r.bytesReceived, r.datagramsReceived, r.datagramsLost, r.delaySamples];
-    if (!values.every((v) => Number.isSafeInteger(v) && v >= 0) || !Number.isFinite(r.delayTrendUsPerS) || Math.abs(r.delayTrendUsPerS) > MAX_TREND_US_PER_S) {
+    const queueOk = r.queueDelayMs === undefined || (Number.isFinite(r.queueDelayMs) && r.queueDelayMs >= 0 && r.queueDelayMs <= MAX_QUEUE_MS);
+    if (!values.every((v) => Number.isSafeInteger(v) && v >= 0) || !Number.isFinite(r.delayTrendUsPerS) || Math.abs(r.delayTrendUsPerS) > MAX_TREND_US_PER_S || !queueOk) {
       this.refused.absurd++;
       return { kind: "refused", reason: "absurd values" };
     }

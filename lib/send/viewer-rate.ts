@@ -1,5 +1,6 @@
 import { chooseLayer, ladderStart, layerRate, type LadderOptions, type LadderState, type Layer } from "./layer-ladder.ts";
-import { RateEstimator, type PathReport, type RateVerdict, type SentTotals } from "./rate-control.ts";
+import { FINISH_TOLERANCE } from "./pacer.ts";
+import { RateEstimator, STANDING_QUEUE_MS, type PathReport, type RateVerdict, type SentTotals } from "./rate-control.ts";
 
 /** The lowest estimate, bytes per second (512 kbit/s): a few small frames a second still get through. */
 export const DEFAULT_FLOOR_BYTES_PER_S = 64_000;
@@ -51,7 +52,10 @@ export class ViewerRate {
     const full = layerRate(layers, 0, ladder.fps);
     // Before the full layer is measured nothing limits the viewer: the ceiling is
     // raised to the measured rate by the first report.
-    this.estimator = new RateEstimator({ floorBytesPerS, ceilingBytesPerS: Math.max(floorBytesPerS, full || Number.MAX_SAFE_INTEGER) }, nowMs);
+    // A paced frame may start up to FINISH_TOLERANCE of an interval behind its
+    // predecessor, which the viewer sees as queueing; that much is not congestion.
+    const standingQueueMs = ladder.fps > 0 ? Math.max(STANDING_QUEUE_MS, 1.5 * FINISH_TOLERANCE * (1000 / ladder.fps)) : STANDING_QUEUE_MS;
+    this.estimator = new RateEstimator({ floorBytesPerS, ceilingBytesPerS: Math.max(floorBytesPerS, full || Number.MAX_SAFE_INTEGER), standingQueueMs }, nowMs);
   }
 
   /** Datagrams handed to the socket for this viewer (what the pacer's send took). */
@@ -70,8 +74,9 @@ export class ViewerRate {
   }
 
   /**
-   * A report with path counters: updates the estimate, then the layer. A rising delay
-   * trend counts only in an interval that also lost datagrams (see DELAY_NEEDS_LOSS).
+   * A report with path counters: updates the estimate, then the layer. From a viewer
+   * that does not measure its standing queue, a rising delay trend counts only in an
+   * interval that also lost datagrams (see DELAY_NEEDS_LOSS).
    */
   report(path: PathReport, layers: readonly Layer[], nowMs: number): RateVerdict {
     const full = layerRate(layers, 0, this.#ladderOpts.fps);
@@ -83,7 +88,7 @@ export class ViewerRate {
     // 5-16 ms/s with no datagram lost (event-loop stalls, the smaller layers' encoding
     // time), and every viewer was walked down to the smallest layer. A queue on the path
     // that matters overflows into loss soon after it grows.
-    const noQueue = path.delayTrendUsPerS > 0 && !(seen > 0 && lost / seen >= DELAY_NEEDS_LOSS);
+    const noQueue = path.queueDelayMs === undefined && path.delayTrendUsPerS > 0 && !(seen > 0 && lost / seen >= DELAY_NEEDS_LOSS);
     const verdict = this.estimator.report(noQueue ? { ...path, delaySamples: 0 } : path, this.#sent, nowMs);
     if (verdict.kind !== "refused" && verdict.kind !== "early") {
       this.#reported = true;

@@ -91,7 +91,7 @@ import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, typ
  * |        datagrams lost (gaps inside frames it saw)             |  40
  * |     one-way delay trend, µs per second (i32, signed)          |  44
  * +-------------------------------+-------------------------------+
- * | frames the trend is fitted on |         reserved (0)          |  48
+ * | frames the trend is fitted on | standing queue, 0.1 ms + 1    |  48
  * +-------------------------------+-------------------------------+  52
  *
  * bye (6, both ways); a viewer's bye may carry its final totals (body 17 bytes),
@@ -412,7 +412,17 @@ export interface PathCounters {
   delayTrendUsPerS: number;
   /** Frames that slope was fitted on, clamped to 0xFFFF. */
   delaySamples: number;
+  /**
+   * The standing queue on the path, ms: the interval's smallest one-way delay above the
+   * smallest of the last seconds (lib/receive/path-meter.ts). Sent in 0.1 ms units plus
+   * one, so 0 on the wire (what the first viewers with path counters sent) is "not
+   * measured"; clamped to 6553.4 ms.
+   */
+  queueDelayMs?: number;
 }
+
+/** The largest standing queue a report can carry, ms. */
+export const MAX_QUEUE_DELAY_MS = 6553.4;
 
 /** A viewer's final counts, sent with its bye (cumulative, clamped to 0xFFFFFFFF on encode). */
 export interface ByeTotals {
@@ -562,6 +572,13 @@ export function nameProblem(name: string): string | null {
 }
 
 /** Counters are cumulative: past u32 they stick at the maximum rather than wrap. */
+/** A standing queue in ms as the report's u16: 0.1 ms units plus one, 0 when not measured. */
+function encodeQueueDelay(ms: number | undefined): number {
+  if (ms === undefined) return 0;
+  if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`path queueDelayMs ${ms}: expected a finite number >= 0`);
+  return Math.min(0xffff, Math.round(ms * 10) + 1);
+}
+
 function clampU32(what: string, v: number): number {
   if (!(v >= 0) || !Number.isFinite(v) || !Number.isInteger(v)) throw new RangeError(`report ${what}=${v}: expected a non-negative integer`);
   return Math.min(v, U32_MAX);
@@ -757,7 +774,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
         w.u32(clampU32("path datagramsReceived", msg.path.datagramsReceived));
         w.u32(clampU32("path datagramsLost", msg.path.datagramsLost));
         w.u32(msg.path.delayTrendUsPerS >>> 0);
-        w.u16(Math.min(clampU32("path delaySamples", msg.path.delaySamples), 0xffff)).u16(0);
+        w.u16(Math.min(clampU32("path delaySamples", msg.path.delaySamples), 0xffff)).u16(encodeQueueDelay(msg.path.queueDelayMs));
       }
       break;
     case "bye":
@@ -996,9 +1013,9 @@ function decodeReport(r: BodyReader): Report {
   const datagramsLost = r.u32("datagrams lost");
   const delayTrendUsPerS = r.u32("delay trend") | 0;
   const delaySamples = r.u16("delay samples");
-  const reserved = r.u16("path reserved");
-  if (reserved !== 0) throw new DecodeError("bad-value", `report path reserved field ${hex(reserved, 2)}, expected 0`);
+  const queue = r.u16("standing queue");
   msg.path = { bytesReceived: Number(bytesReceived), datagramsReceived, datagramsLost, delayTrendUsPerS, delaySamples };
+  if (queue !== 0) msg.path.queueDelayMs = (queue - 1) / 10;
   r.end();
   return msg;
 }
