@@ -247,7 +247,8 @@ describe("session", () => {
     const hello = m.push({ type: "connected" }, 0)[0] as Extract<HandshakeAction, { type: "send" }>;
     expect(hello.msg).toMatchObject({ type: "hello", capabilities: CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_REPAIR });
     m.push(msg(welcome({ flags: WELCOME_REPAIR })), 0);
-    expect(m.push(msg({ type: "gone", reason: GoneReason.Expired, frames: [7, 8] }), 10)).toEqual([{ type: "gone", frames: [7, 8] }]);
+    expect(m.push(msg({ type: "gone", reason: GoneReason.Expired, frames: [7, 8] }), 10)).toEqual([{ type: "gone", frames: [7, 8], skipped: false }]);
+    expect(m.push(msg({ type: "gone", reason: GoneReason.Skipped, frames: [9] }), 11)).toEqual([{ type: "gone", frames: [9], skipped: true }]);
     const plain = machine().m;
     welcomed(plain, 0);
     expect(retried(plain.push(msg({ type: "gone", reason: GoneReason.Expired, frames: [7] }), 10)).cause).toEqual({ reason: "protocol error", text: "gone message in a session whose welcome did not offer repair" });

@@ -66,7 +66,6 @@ describe.skipIf(unavailable !== null)("loss repair across network namespaces, 2 
 
     const repaired = await watch(lan, "repair", [], ["--fec", "10"]);
     const s = repaired.stats;
-    console.log(JSON.stringify(s), repaired.dropped, repaired.serverLog.split("\n").filter((l) => /leave|repair|delivery|layer/.test(l)).join("\n"));
     expect(repaired.dropped).toBeGreaterThan(50); // the loss really happened
     expect(s.repair).not.toBeNull();
     // Parity rebuilds most single losses; resends mend the rest (two lost in one group, a lost parity).

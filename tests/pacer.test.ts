@@ -229,3 +229,20 @@ test("at every time nextDueMs names, a spread frame has a datagram to send", () 
   expect(p.idle).toBe(true);
   expect(sock.sent.length).toBe(15);
 });
+
+test("resends to a paced viewer go out at its rate behind its frame, and push its next frame back", () => {
+  const p = new Pacer<string>();
+  // 1000 B/s, datagrams of 2 bytes: one every 2 ms. A frame of 5 (10 ms), then 3 resends.
+  const frame = grams(5, 1);
+  expect(p.offer("a", target(1000), frame, 0, 1000, 40)).toEqual({ started: true, finishMs: 10 });
+  p.append("a", target(1000), grams(3, 9), 1, 1000);
+  const sock = socket();
+  expect(p.due(9, sock.send).sent).toBe(5);
+  expect(p.nextDueMs()).toBe(10);
+  expect(p.due(14, sock.send).sent).toBe(3);
+  expect(sock.sent.slice(5)).toEqual(["1000:9:0", "1000:9:1", "1000:9:2"]);
+  // The resends took the time the next frame had: it may start only once they had theirs (16 ms).
+  expect(p.canStart("a", 16 - 0.25 * 40 - 1, 40)).toBe(false);
+  expect(p.canStart("a", 16, 40)).toBe(true);
+  expect(() => p.append("a", target(1000), grams(1, 9), 20, 0)).toThrow(RangeError);
+});

@@ -71,6 +71,16 @@ const GOLDEN: Golden[] = [
     ],
     msg: { type: "gone", reason: GoneReason.OverBudget, frames: [65536], tag: Uint8Array.from(TAG) },
   },
+  {
+    name: "gone, skipped (never sent to this viewer)",
+    bytes: [
+      0x00, 0x07, //             length 7 = type + 2 + 4
+      0x0d, //                   type gone
+      0x03, 0x01, //             reason: skipped; 1 frame
+      0x00, 0x00, 0x00, 0x2a, // frame 42
+    ],
+    msg: { type: "gone", reason: GoneReason.Skipped, frames: [42] },
+  },
 ];
 
 function decodeError(bytes: number[]): DecodeError {
@@ -131,7 +141,7 @@ describe("hostile repair and gone bodies", () => {
     expect(decodeError(frame(12, [0x01, 0x00, 0, 0, 0, 1, 0xff, 0xf0, 0x80, 0x00])).code).toBe("bad-value");
   });
   test("gone: unknown reason, no frames, too many: bad-value", () => {
-    expect(decodeError(frame(13, [0x03, 0x01, 0, 0, 0, 1])).code).toBe("bad-value");
+    expect(decodeError(frame(13, [0x04, 0x01, 0, 0, 0, 1])).code).toBe("bad-value");
     expect(decodeError(frame(13, [0x01, 0x00])).code).toBe("bad-value");
     expect(decodeError(frame(13, [0x01, MAX_GONE_FRAMES + 1, ...new Array(4 * (MAX_GONE_FRAMES + 1)).fill(0)])).code).toBe("bad-value");
     expect(goneReasonText(9)).toBe("unknown gone reason 0x09");

@@ -123,6 +123,19 @@ describe("RepairTracker: settling every frame exactly once", () => {
     expect(asked(t.poll(50))).toEqual([]);
   });
 
+  test("a frame the server skipped for this viewer is settled without asking again, and is not counted as given up", () => {
+    const t = new RepairTracker();
+    arrive(t, 1, [0, 1], 2, 0);
+    arrive(t, 3, [0, 1], 2, 1);
+    // Frame 2 never came: asked for its first datagram.
+    expect(asked(t.poll(2))).toEqual(["2:0"]);
+    t.gone([2], true);
+    const out = t.poll(3);
+    expect(out.givenUp).toEqual([{ frameNumber: 2, reason: "skipped" }]);
+    expect(asked(t.poll(50))).toEqual([]);
+    expect(t.stats).toMatchObject({ framesGivenUp: 0, framesSkipped: 1, datagramsUnrepaired: 0 });
+  });
+
   test("late and duplicate datagrams are counted, not settled twice", () => {
     const t = new RepairTracker();
     arrive(t, 1, [0, 1], 2, 0);

@@ -93,6 +93,18 @@ describe("RetransmitRing", () => {
     expect(() => ring.push(full, 0, 16)).toThrow(RangeError);
   });
 
+  test("a frame never sent to the asking viewer is gone as skipped, though another viewer's copy is held", () => {
+    const ring = new RetransmitRing();
+    ring.push(sentFrame(8, 20_000), 0, 0);
+    ring.push(sentFrame(9, 20_000), 0, 0);
+    const sentTo = new Map([[9, 0]]);
+    const a = ring.answer({ entries: [...entriesFor(8, [0, 1]), ...entriesFor(9, [1])] }, 1, budgetWith(1e6), 1, (fn) => sentTo.get(fn) ?? null);
+    expect(a.datagrams).toHaveLength(1);
+    expect(a.gone).toEqual([{ reason: GoneReason.Skipped, frames: [8] }]);
+    expect(ring.framesSkipped).toBe(1);
+    expect(ring.datagramsResent).toBe(1);
+  });
+
   test("a frame larger than the whole ring is not held, and counted", () => {
     const ring = new RetransmitRing({ maxBytes: 10_000 });
     ring.push(sentFrame(1, 20_000), 0);

@@ -6,6 +6,7 @@ import {
   type ByeTotals, type Challenge, type ControlMessage, type Delivery, type Hello, type Key, type Report, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
+import { GoneReason } from "../wire/repair.ts";
 import { UserError } from "../errors/user-error.ts";
 import { classifyRefusal, type Refusal } from "./refusal.ts";
 import { deliveryProblem } from "./frame-sizes.ts";
@@ -112,7 +113,7 @@ export type HandshakeAction =
   /** What the server sends this viewer now (its layer, rate, skipped frames); checked against the welcome. */
   | { type: "delivery"; delivery: Delivery }
   /** The server will not repair these frames (a session whose welcome set WELCOME_REPAIR). */
-  | { type: "gone"; frames: number[] }
+  | { type: "gone"; frames: number[]; /** Never sent to this viewer (skipped for its path), not lost. */ skipped: boolean }
   /**
    * The group does not reach this viewer: leave it (the server was just asked for
    * unicast, and datagrams come to the viewer's own port from now on).
@@ -291,7 +292,7 @@ export class Handshake {
       }
       if (msg.type === "gone") {
         if ((s.welcome.flags & WELCOME_REPAIR) === 0) return this.#end({ reason: "protocol error", text: "gone message in a session whose welcome did not offer repair" }, now);
-        return [{ type: "gone", frames: msg.frames }];
+        return [{ type: "gone", frames: msg.frames, skipped: msg.reason === GoneReason.Skipped }];
       }
       return [];
     }

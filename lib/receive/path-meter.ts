@@ -1,6 +1,9 @@
 import type { PathCounters } from "../wire/control.ts";
 import { seqLess } from "../wire/seq.ts";
 
+/** How a datagram taken into a frame came: as first sent, resent on the viewer's request, or rebuilt here from parity. */
+export type Arrival = "sent" | "resent" | "rebuilt";
+
 /** What the meter needs of a datagram's header. */
 export interface MeteredDatagram {
   frameNumber: number;
@@ -99,8 +102,15 @@ export class PathMeter {
   /** This interval's last QUEUE_FRAMES frames' delays, ms, oldest first. */
   #recent: number[] = [];
 
-  /** A datagram of `bytes` bytes (whole, header included) arrived at `nowMs` (monotonic). */
-  datagram(h: MeteredDatagram, bytes: number, nowMs: number): void {
+  /**
+   * A datagram of `bytes` bytes (whole, header included) arrived at `nowMs` (monotonic).
+   * A datagram rebuilt from parity did not cross the path: it is not counted as
+   * arrived. A resent one did, but its original stays counted lost (it fills a gap that
+   * was not a reordering): the loss is the path's all the same, and `--fec auto` and the
+   * rate estimate go by it.
+   */
+  datagram(h: MeteredDatagram, bytes: number, nowMs: number, how: Arrival = "sent"): void {
+    if (how === "rebuilt") return;
     this.#bytes += bytes;
     this.#datagrams++;
     const f = this.#frame;
@@ -120,10 +130,16 @@ export class PathMeter {
     if (h.fragmentIndex > f.highest) {
       this.#lost += h.fragmentIndex - f.highest - 1;
       f.highest = h.fragmentIndex;
-    } else if (this.#lost > 0) {
+    } else if (this.#lost > 0 && how === "sent") {
       // Reordered: it was counted missing when a later one came first.
       this.#lost--;
     }
+  }
+
+  /** A parity datagram of this session arrived: sent and carried like the others, though no frame takes it. */
+  parity(bytes: number): void {
+    this.#bytes += bytes;
+    this.#datagrams++;
   }
 
   /**

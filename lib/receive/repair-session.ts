@@ -150,9 +150,9 @@ export class RepairSession {
     return v;
   }
 
-  /** The server will not repair these frames. */
-  gone(frames: readonly number[]): void {
-    this.tracker.gone(frames);
+  /** The server will not repair these frames; `skipped`: it never sent them to this viewer. */
+  gone(frames: readonly number[], skipped = false): void {
+    this.tracker.gone(frames, skipped);
   }
 
   /** Due requests, and frames settled since the last poll. Call after each batch of datagrams and at `nextDueMs`. */

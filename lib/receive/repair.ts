@@ -35,7 +35,7 @@ export interface ArrivedDatagram {
 }
 
 /** Why a frame was given up. */
-export type GiveUpReason = "deadline" | "gone" | "evicted" | "resync";
+export type GiveUpReason = "deadline" | "gone" | "skipped" | "evicted" | "resync";
 
 /** What the viewer should do now; every array may be empty. */
 export interface RepairOutput {
@@ -58,6 +58,8 @@ export interface RepairStats {
   framesRepairedLive: number;
   framesRecordOnly: number;
   framesGivenUp: number;
+  /** Frames asked for that the server never sent this viewer (skipped for its path): settled, not given up. */
+  framesSkipped: number;
   /** Fragment indexes asked for (each ask counts, repeats included). */
   datagramsRequested: number;
   /** Asked-for datagrams that arrived. */
@@ -117,7 +119,7 @@ export class RepairTracker {
   #expectParity = false;
   #out: RepairOutput = empty();
   readonly stats: RepairStats = {
-    framesLive: 0, framesRepairedLive: 0, framesRecordOnly: 0, framesGivenUp: 0,
+    framesLive: 0, framesRepairedLive: 0, framesRecordOnly: 0, framesGivenUp: 0, framesSkipped: 0,
     datagramsRequested: 0, datagramsRepaired: 0, requestMessages: 0, datagramsLate: 0, datagramsUnrepaired: 0,
   };
 
@@ -225,11 +227,14 @@ export class RepairTracker {
     if (p.parityIndex === p.stride - 1) this.#close(f, now);
   }
 
-  /** The server will not repair these frames. */
-  gone(frames: readonly number[]): void {
+  /**
+   * The server will not repair these frames; `skipped`: it never sent them to this
+   * viewer (its path was full), so they are no loss to repair and not counted as given up.
+   */
+  gone(frames: readonly number[], skipped = false): void {
     for (const fn of frames) {
       const f = this.#frames.get(fn);
-      if (f) this.#giveUp(f, "gone");
+      if (f) this.#giveUp(f, skipped ? "skipped" : "gone");
     }
   }
 
@@ -363,8 +368,12 @@ export class RepairTracker {
 
   #giveUp(f: Tracked, reason: GiveUpReason): void {
     this.#settle(f);
-    this.stats.framesGivenUp++;
-    this.stats.datagramsUnrepaired += f.count === null ? 1 : f.count - f.seen.size;
+    if (reason === "skipped") {
+      this.stats.framesSkipped++;
+    } else {
+      this.stats.framesGivenUp++;
+      this.stats.datagramsUnrepaired += f.count === null ? 1 : f.count - f.seen.size;
+    }
     if (!f.liveMissed) {
       f.liveMissed = true;
       this.#out.liveMissed.push(f.frameNumber);

@@ -11,6 +11,7 @@ import { FrameVerifier } from "./frame-verifier.ts";
 import { ConnectError, Handshake, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
 import { Reassembler, type ReassembledFrame, type RepairMode } from "./reassembler.ts";
 import { DEFAULT_MAX_DELAY_MS } from "./repair.ts";
+import type { Arrival } from "./path-meter.ts";
 import { DEFAULT_RECEIVE_BUFFER, enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
 import { plainAddress } from "../net/address.ts";
 import { openGroupReceiver, type GroupReceiver } from "../net/multicast.ts";
@@ -51,8 +52,14 @@ export interface StreamClientOptions {
   repair?: { maxDelayMs: number; recordDelayMs: number } | null;
   /** Every datagram accepted by the address filter, counted before reassembly; `viaGroup`: it came by the multicast group. */
   onDatagram?: (viaGroup: boolean) => void;
-  /** Each datagram taken into a frame (authentic, not a duplicate), for the viewer's path meter. */
-  onAccepted?: (h: DatagramHeader, bytes: number, nowMs: number) => void;
+  /**
+   * Each datagram taken into a frame (authentic, not a duplicate), for the viewer's path
+   * meter; `how`: as first sent, resent on request, or rebuilt here from parity (it
+   * never crossed the path).
+   */
+  onAccepted?: (h: DatagramHeader, bytes: number, nowMs: number, how: Arrival) => void;
+  /** Each parity datagram of this session that arrived (`bytes` long): it crossed the path too. */
+  onParity?: (bytes: number, nowMs: number) => void;
   /** The counters for each report, cumulative. */
   report: () => Report;
   /** The final counts for the goodbye, asked for when it is built. */
@@ -154,8 +161,10 @@ export class StreamClient implements AsyncDisposable {
     this.#reassembler = new Reassembler({
       sessionId: 0,
       onAccepted: (h, bytes, nowMs) => {
-        opts.onAccepted?.(h, bytes, nowMs);
+        const resends = this.repairCounters.datagramsRepairedByNack;
         this.#acceptedForRepair(h, nowMs);
+        const how = this.#current?.rebuilt ? "rebuilt" : this.repairCounters.datagramsRepairedByNack > resends ? "resent" : "sent";
+        opts.onAccepted?.(h, bytes, nowMs, how);
       },
     });
   }
@@ -302,7 +311,7 @@ export class StreamClient implements AsyncDisposable {
         this.#opts.onDelivery?.(a.delivery);
         return;
       case "gone":
-        this.#repair?.gone(a.frames);
+        this.#repair?.gone(a.frames, a.skipped);
         this.#schedulePoll();
         return;
       case "leave-group":
@@ -482,7 +491,9 @@ export class StreamClient implements AsyncDisposable {
     const repair = this.#repair;
     if (repair && payloadTypeOf(datagram) === PayloadType.Parity) {
       const id = viaGroup ? this.#streamId : this.#reassembler.sessionId;
+      const dropped = this.repairCounters.paritiesDropped;
       const made = id === null ? null : repair.parity(datagram, id, now);
+      if (id !== null && this.repairCounters.paritiesDropped === dropped) this.#opts.onParity?.(datagram.length, now);
       if (made) this.#accept(made, now, viaGroup, true);
       this.#schedulePoll();
       return;

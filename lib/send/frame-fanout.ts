@@ -12,6 +12,9 @@ import type { AdaptiveCounters, SendCounters, StreamTarget } from "./sessions.ts
 import { ViewerRate } from "./viewer-rate.ts";
 
 /** One viewer's frames: where they go, the buffer they are cut into, and what was sent (read by admission). */
+/** Frames remembered per viewer as sent, for its repairs: 8 s at 30 fps, far longer than any frame is held for resending. */
+export const SENT_FRAMES_KEPT = 256;
+
 interface Stream {
   kind: "viewer";
   target: StreamTarget;
@@ -34,6 +37,8 @@ interface Stream {
   framesSkipped: number;
   /** The latest frame number offered to it, sent or skipped. */
   lastOffered: number;
+  /** Its recent frames as sent (frame number → layer), oldest first: what its repairs may ask for. */
+  sentFrames: Map<number, number>;
   /** What its last delivery message said (a new one goes out when its layer changes, or skips go on). */
   told: { layer: number; skipped: number; at: number };
   /** Its ViewerRate last heard the time (about once a second). */
@@ -175,7 +180,7 @@ export class FrameFanout {
     const stream: Stream = {
       kind: "viewer", target, delivery: target.delivery, sent: { framesSent: 0, firstFrame: null, lastFrame: null },
       datagramsSent: 0, datagramsSuperseded: 0, fragmenter: new Fragmenter(this.#opts.mtu), spare: null, lastSentAt: -Infinity,
-      rate: null, framesSkipped: 0, lastOffered: 0, told: { layer: 0, skipped: 0, at: -Infinity }, tickedAt: this.#now(),
+      rate: null, framesSkipped: 0, lastOffered: 0, sentFrames: new Map(), told: { layer: 0, skipped: 0, at: -Infinity }, tickedAt: this.#now(),
     };
     // Only a viewer sent to alone can be paced to its own path.
     if (target.pathReports && target.delivery === "unicast" && this.#layers.length > 0) {
@@ -255,6 +260,8 @@ export class FrameFanout {
         this.#measure(layer, datagrams);
       }
       sent.framesSent++;
+      stream.sentFrames.set(frame.seq, layer);
+      if (stream.sentFrames.size > SENT_FRAMES_KEPT) stream.sentFrames.delete(stream.sentFrames.keys().next().value!);
       if (pacing.kind === "free") {
         const superseded = this.#pacer.enqueue(stream, target, datagrams, now, spreadMs);
         stream.datagramsSuperseded += superseded;
@@ -311,17 +318,36 @@ export class FrameFanout {
     return this.#opts.repair ? this.#opts.repair.outgoing(datagrams, members, now, layer) : datagrams;
   }
 
-  /** The layer session `id` is sent now (0 for the full picture, and for a session it does not know): what its repairs are cut from. */
-  layerOf(id: number): number {
-    return this.#streams.get(id)?.rate?.layer ?? 0;
+  /**
+   * The layer session `id` was sent frame `frameNumber` at: what its repairs are cut
+   * from. Null for a frame it was not sent (skipped for its path, or before it joined,
+   * or longer ago than SENT_FRAMES_KEPT frames); 0 for a group member (the group
+   * carries the full picture) and for a session it does not know.
+   */
+  layerOf(id: number, frameNumber: number): number | null {
+    const stream = this.#streams.get(id);
+    if (!stream || stream.delivery === "multicast") return 0;
+    return stream.sentFrames.get(frameNumber) ?? null;
   }
 
-  /** Resent datagrams to session `id` alone, at once (a repair answer); they count as sent to it. */
+  /**
+   * Resent datagrams to session `id` alone (a repair answer); they count as sent to it.
+   * On a free path at once; to a viewer paced to its path, at its rate behind what it
+   * has queued: sent at once into a full path, they would be lost again with the
+   * frames around them.
+   */
   resend(id: number, datagrams: Uint8Array[]): void {
     const stream = this.#streams.get(id);
     if (!stream || datagrams.length === 0) return;
     const t = stream.target;
-    this.#send(stream, { port: t.udpPort, address: t.address }, datagrams, 0, datagrams.length);
+    const target = { port: t.udpPort, address: t.address };
+    const pacing = stream.rate?.pacing() ?? { kind: "free" };
+    if (pacing.kind === "free" || stream.delivery === "multicast") {
+      this.#send(stream, target, datagrams, 0, datagrams.length);
+      return;
+    }
+    this.#pacer.append(stream, target, datagrams, this.#now(), pacing.bytesPerS);
+    this.#pump();
   }
 
   /** One classroom picture, one datagram. Not taken or failing, it is left to the viewer's resend. */

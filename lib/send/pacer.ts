@@ -75,6 +75,22 @@ export class Pacer<K> {
       this.framesSkipped++;
       return { started: false, reason: "busy" };
     }
+    return { started: true, finishMs: this.#atRate(key, target, datagrams, nowMs, bytesPerS) };
+  }
+
+  /**
+   * Datagrams for a viewer paced at `bytesPerS` that must go out but are no frame of
+   * their own (resends it asked for): queued behind what it has queued, at its rate.
+   * They push its next frame's start back, so a path that is full gets repairs in
+   * place of new frames, never on top of them.
+   */
+  append(key: K, target: Target, datagrams: Uint8Array[], nowMs: number, bytesPerS: number): void {
+    if (!(bytesPerS > 0) || !Number.isFinite(bytesPerS)) throw new RangeError(`pacer rate ${bytesPerS} B/s: expected a positive number`);
+    if (datagrams.length > 0) this.#atRate(key, target, datagrams, nowMs, bytesPerS);
+  }
+
+  /** Queues `datagrams` at `bytesPerS` behind the viewer's previous ones; returns when they have had their time. */
+  #atRate(key: K, target: Target, datagrams: Uint8Array[], nowMs: number, bytesPerS: number): number {
     const old = this.#queues.get(key);
     const finish = this.#finishMs.get(key);
     let at = Math.max(nowMs, finish ?? nowMs);
@@ -91,7 +107,7 @@ export class Pacer<K> {
     }
     this.#queues.set(key, q);
     this.#finishMs.set(key, at);
-    return { started: true, finishMs: at };
+    return at;
   }
 
   /**

@@ -150,9 +150,10 @@ export class RepairServer {
   /**
    * A tagged repair message from session `id`: the held datagrams it asked for within
    * its budget, stamped with its session id, and gone for the rest. `layerOf` says at
-   * which layer the viewer was sent a frame (0 when it has one).
+   * which layer the viewer was sent a frame (0 when it has one), null for one it was
+   * not sent (answered gone as skipped).
    */
-  repair(id: number, msg: Repair, now: number, layerOf: (frameNumber: number) => number = () => 0): RepairReply {
+  repair(id: number, msg: Repair, now: number, layerOf: (frameNumber: number) => number | null = () => 0): RepairReply {
     const v = this.#viewers.get(id);
     if (!v) {
       this.requestsUnknown++;

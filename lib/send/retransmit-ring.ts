@@ -55,6 +55,8 @@ export class RetransmitRing {
   framesGone = 0;
   /** Frames (or parts) answered gone for a viewer's byte budget. */
   framesOverBudget = 0;
+  /** Frames answered gone because they were never sent to the asking viewer (skipped for its path). */
+  framesSkipped = 0;
   /** Indexes asked for that the frame does not have (a confused or hostile viewer). */
   badIndexes = 0;
 
@@ -108,17 +110,28 @@ export class RetransmitRing {
   /**
    * Answers one viewer's repair message: the requested datagrams still held and within
    * its budget, stamped with `sessionId`; gone for the rest. `layerOf` says which
-   * layer the viewer was sent a frame at (the source's when left out). A message over
-   * the viewer's request rate is dropped whole (counted in the budget).
+   * layer the viewer was sent a frame at (the source's when left out), or null for a
+   * frame it was not sent: that one is gone as skipped, not resent (another viewer's
+   * copy may be held, but the viewer's path had no room for it). A message over the
+   * viewer's request rate is dropped whole (counted in the budget).
    */
-  answer(req: RepairBody, sessionId: number, budget: RepairBudget, now: number, layerOf: (frameNumber: number) => number = () => 0): RepairAnswer {
+  answer(req: RepairBody, sessionId: number, budget: RepairBudget, now: number, layerOf: (frameNumber: number) => number | null = () => 0): RepairAnswer {
     if (!budget.takeRequest(now)) return { datagrams: [], gone: [], dropped: true };
     this.#expire(now);
     const datagrams: Uint8Array[] = [];
     const expired: number[] = [];
     const overBudget: number[] = [];
+    const skipped: number[] = [];
     for (const entry of req.entries) {
-      const f = this.#frames.get(keyOf(layerOf(entry.frameNumber), entry.frameNumber));
+      const layer = layerOf(entry.frameNumber);
+      if (layer === null) {
+        if (!skipped.includes(entry.frameNumber)) {
+          skipped.push(entry.frameNumber);
+          this.framesSkipped++;
+        }
+        continue;
+      }
+      const f = this.#frames.get(keyOf(layer, entry.frameNumber));
       if (!f) {
         if (!expired.includes(entry.frameNumber)) {
           expired.push(entry.frameNumber);
@@ -148,7 +161,7 @@ export class RetransmitRing {
       }
     }
     const gone: GoneBody[] = [];
-    for (const [reason, frames] of [[GoneReason.Expired, expired], [GoneReason.OverBudget, overBudget]] as const) {
+    for (const [reason, frames] of [[GoneReason.Expired, expired], [GoneReason.OverBudget, overBudget], [GoneReason.Skipped, skipped]] as const) {
       for (let k = 0; k < frames.length; k += MAX_GONE_FRAMES) gone.push({ reason, frames: frames.slice(k, k + MAX_GONE_FRAMES) });
     }
     return { datagrams, gone, dropped: false };

@@ -575,6 +575,7 @@ export class StreamServer implements AsyncDisposable {
   /** A path-reports viewer's report: its own delivery follows; an impossible one is counted, logged once per session. */
   #pathReport(conn: Conn, sessionId: number, path: PathCounters): void {
     const verdict = this.#fanout.pathReport(sessionId, path, performance.now());
+    if (process.env.TRACE_RATE) require("node:fs").appendFileSync(process.env.TRACE_RATE, `${Math.round(performance.now())} ${JSON.stringify(verdict)} ${JSON.stringify(path)}\n`);
     if (verdict?.kind !== "refused") return;
     this.stats.pathReportsRefused++;
     if (conn.pathRefusedLogged) return;
@@ -601,7 +602,7 @@ export class StreamServer implements AsyncDisposable {
 
   /** A repair message: the resends go to the viewer alone, gone answers on its connection. */
   #answerRepair(conn: Conn, sessionId: number, msg: Repair): void {
-    const reply = this.#repair!.repair(sessionId, msg, performance.now(), () => this.#fanout.layerOf(sessionId));
+    const reply = this.#repair!.repair(sessionId, msg, performance.now(), (fn) => this.#fanout.layerOf(sessionId, fn));
     this.#fanout.resend(sessionId, reply.datagrams);
     for (const gone of reply.gone) this.#sendTo(conn, gone);
     this.stats.repairDatagramsResent = this.#repair!.ring.datagramsResent;

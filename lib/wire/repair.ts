@@ -56,12 +56,15 @@ export const GoneReason = {
   Expired: 1,
   /** The viewer asked for more than its repair budget allows. */
   OverBudget: 2,
+  /** The frame was never sent to this viewer: skipped, its path full (pacing), or before it joined. */
+  Skipped: 3,
 } as const;
 export type GoneReason = (typeof GoneReason)[keyof typeof GoneReason];
 
 const GONE_TEXT: Record<number, string> = {
   [GoneReason.Expired]: "no longer held",
   [GoneReason.OverBudget]: "over the repair budget",
+  [GoneReason.Skipped]: "not sent to this viewer",
 };
 
 /** Human text for a gone reason code (unknown codes say so, with the code in hex). */
