@@ -575,7 +575,6 @@ export class StreamServer implements AsyncDisposable {
   /** A path-reports viewer's report: its own delivery follows; an impossible one is counted, logged once per session. */
   #pathReport(conn: Conn, sessionId: number, path: PathCounters): void {
     const verdict = this.#fanout.pathReport(sessionId, path, performance.now());
-    if (process.env.TRACE_RATE) require("node:fs").appendFileSync(process.env.TRACE_RATE, `${Math.round(performance.now())} ${JSON.stringify(verdict)} ${JSON.stringify(path)}\n`);
     if (verdict?.kind !== "refused") return;
     this.stats.pathReportsRefused++;
     if (conn.pathRefusedLogged) return;
