@@ -1,30 +1,59 @@
-// Random datagram loss at the viewer (root, for the namespaces): a server and one
-// unicast viewer, each in its own network namespace on one bridge, the viewer's
-// namespace dropping incoming UDP at random (iptables statistic; TCP is spared, as a
-// loss-repair request would travel on it). For each clip and loss: frames per second,
-// frames lost live, frames missing from the recording, latency and bytes per
-// delivered frame. Needs iptables (Debian package `iptables`).
-//   bun bench/loss.ts [--loss 0,0.1,0.5,1,2,5] [--clips camera,pattern] [--seconds 6] [--no-repair] [--fec off|auto|PERCENT]
+// Random datagram loss at the viewers (root, for the namespaces): a server and its
+// viewers, each in its own network namespace on one bridge, each viewer's namespace
+// dropping incoming UDP at random on its own (iptables statistic; TCP is spared, as a
+// loss-repair request would travel on it). In one run, for each clip, delivery and loss:
+// repair off (the viewers do not offer it: "before") and on ("after"). For each: frames
+// per second, frames lost live, frames missing from the recording, latency and bytes
+// per delivered frame. Unicast has one viewer; multicast three, each with its own loss.
+// Needs iptables (Debian package `iptables`). Writes a plot of frames lost live against
+// datagram loss (SVG).
+//   bun bench/loss.ts [--loss 0,0.1,0.5,1,2,5] [--clips camera,pattern] [--delivery unicast,multicast]
+//                     [--modes off,on] [--seconds 6] [--fec off|auto|PERCENT] [--plot docs/loss-repair.svg]
 import mri from "mri";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { cameraClip } from "./camera-clip.ts";
-import { NetnsLan, netnsUnavailable } from "../tests/helpers/netns.ts";
+import { NetnsLan, netnsUnavailable, type HostSpec } from "../tests/helpers/netns.ts";
 
-const args = mri(process.argv.slice(2), { string: ["loss", "clips", "seconds", "fec"], boolean: ["no-repair"] });
-/** Extra flags: the viewer's --no-repair, the server's --fec. */
-const viewerFlags = args["no-repair"] ? ["--no-repair"] : [];
-const serverFlags = args.fec === undefined ? [] : ["--fec", String(args.fec)];
-const losses = String(args.loss ?? "0,0.1,0.5,1,2,5").split(",").map(Number);
-const clips = String(args.clips ?? "camera,pattern").split(",");
+const USAGE = "usage: bun bench/loss.ts [--loss 0,0.1,0.5,1,2,5] [--clips camera,pattern] [--delivery unicast,multicast] [--modes off,on] [--seconds 6] [--fec off|auto|PERCENT] [--plot FILE.svg]";
+const args = mri(process.argv.slice(2), { string: ["loss", "clips", "seconds", "fec", "delivery", "modes", "plot"], boolean: ["help"], alias: { h: "help" } });
+if (args.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const list = (v: unknown, fallback: string) => String(v ?? fallback).split(",").filter(Boolean);
+const losses = list(args.loss, "0,0.1,0.5,1,2,5").map(Number);
+const clips = list(args.clips, "camera,pattern");
+const deliveries = list(args.delivery, "unicast,multicast");
+const modes = list(args.modes, "off,on");
 const seconds = Number(args.seconds ?? 6);
+const plotPath = String(args.plot ?? "docs/loss-repair.svg");
+/** The server's --fec for repair runs; the server's own default when not given. */
+const fecFlags = args.fec === undefined ? [] : ["--fec", String(args.fec)];
+for (const [what, bad] of [
+  ["--loss", losses.find((l) => !(l >= 0 && l < 100))],
+  ["--delivery", deliveries.find((d) => d !== "unicast" && d !== "multicast")],
+  ["--modes", modes.find((m) => m !== "off" && m !== "on")],
+  ["--clips", clips.find((c) => c !== "camera" && c !== "pattern")],
+] as const) {
+  if (bad !== undefined) {
+    console.error(`invalid ${what} value ${bad}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+if (!(seconds >= 2 && seconds <= 600)) {
+  console.error(`invalid --seconds=${args.seconds}: expected 2..600\n${USAGE}`);
+  process.exit(2);
+}
 const FPS = 30;
 const PREFIX = "lcloss";
+const SERVER = "10.77.0.1";
+const GROUP = "239.255.77.9:9996";
+const MULTICAST_VIEWERS = 3;
 
 const work = mkdtempSync(join(tmpdir(), "lancam-bench-loss-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
-
 
 function run(cmd: string[]): void {
   const r = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe" });
@@ -56,54 +85,100 @@ const median = (xs: number[]) => {
   const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
   return s.length ? s[Math.floor(s.length / 2)]! : NaN;
 };
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "-");
 
-interface Row {
-  clip: string;
-  lossPercent: number;
+/** One viewer's figures in one run. */
+interface ViewerRow {
   fps: number;
   liveLostPercent: number;
   /** Shown, but complete past the live wait (--max-delay). */
   shownLatePercent: number;
-  repairedByNack: number;
-  repairedByFec: number;
   recordLostPercent: number;
   p50: number | null;
   p99: number | null;
   bytesPerFrame: number;
   datagramsDropped: number;
+  repairedByNack: number;
+  repairedByFec: number;
 }
 
-async function runOnce(lan: NetnsLan, clip: string, source: string[], lossPercent: number): Promise<Row> {
-  const dir = mkdtempSync(join(work, `${clip}-${lossPercent}-`));
-  setLoss(lan.ns("v1"), lossPercent);
-  const server = lan.bun("srv", ["server.ts", ...source, "--fps", String(FPS), "--port", "0", "--log", join(dir, "server.log"), ...serverFlags]);
-  const port = (await server.waitFor(/tcp=(\d+)/))[1]!;
-  const statsPath = join(dir, "v.json");
-  const viewer = lan.bun("v1", ["client.ts", "10.77.0.1", port, "0", "--no-window", "--out", join(dir, "rec"), "--duration", String(seconds), "--stats", statsPath, ...viewerFlags]);
-  const code = await viewer.exited;
-  const { dropped, bytesIn } = counters(lan.ns("v1"));
-  server.proc.kill("SIGTERM");
-  await server.exited;
-  if (code !== 0) throw new Error(`viewer exited ${code} (${clip}, ${lossPercent} %)`);
-  const s = JSON.parse(readFileSync(statsPath, "utf8"));
+/** One run: its viewers' figures summed up (the worst viewer's fps, the mean of the rest). */
+interface Row {
+  clip: string;
+  delivery: string;
+  mode: string;
+  lossPercent: number;
+  viewers: ViewerRow[];
+}
+
+function viewerRow(s: any, bytesIn: number, dropped: number): ViewerRow {
   // Frames of the stream's span as the viewer saw it: those it completed and the gaps between.
   // Frames repaired too late for the live view are recorded in their place: part of the span too.
   const span = s.framesReceived + s.framesMissing + s.framesIncomplete + (s.repair?.framesRecordOnly ?? 0);
   const recorded = s.recording?.framesIn ?? NaN;
   return {
-    clip, lossPercent,
     fps: median(s.fpsPerSecond.slice(1, -1)),
     // Recorded only (repaired after a newer frame was shown) is lost to the live view.
     liveLostPercent: (100 * (s.framesMissing + s.framesIncomplete + (s.repair?.framesRecordOnly ?? 0))) / span,
     shownLatePercent: (100 * (s.repair?.framesShownLate ?? 0)) / span,
-    repairedByNack: s.repair?.datagramsRepairedByNack ?? 0,
-    repairedByFec: s.repair?.datagramsRepairedByFec ?? 0,
     recordLostPercent: (100 * (span - recorded)) / span,
     p50: s.latencyMs.p50, p99: s.latencyMs.p99,
     bytesPerFrame: bytesIn / s.framesReceived,
     datagramsDropped: dropped,
+    repairedByNack: s.repair?.datagramsRepairedByNack ?? 0,
+    repairedByFec: s.repair?.datagramsRepairedByFec ?? 0,
   };
+}
+
+async function runOnce(lan: NetnsLan, clip: string, source: string[], delivery: string, mode: string, lossPercent: number, viewers: string[]): Promise<Row> {
+  const dir = mkdtempSync(join(work, `${clip}-${delivery}-${mode}-${lossPercent}-`));
+  for (const v of viewers) setLoss(lan.ns(v), lossPercent);
+  const serverArgs = [...source, "--fps", String(FPS), "--port", "0", "--log", join(dir, "server.log"), ...(mode === "on" ? fecFlags : [])];
+  if (delivery === "multicast") serverArgs.push("--multicast", GROUP);
+  const server = lan.bun("srv", ["server.ts", ...serverArgs]);
+  const port = (await server.waitFor(/tcp=(\d+)/, 60_000))[1]!;
+  const procs = viewers.map((v) =>
+    lan.bun(v, ["client.ts", SERVER, port, "0", "--no-window", "--out", join(dir, `${v}-rec`), "--duration", String(seconds), "--stats", join(dir, `${v}.json`), ...(mode === "off" ? ["--no-repair"] : [])]));
+  const codes = await Promise.all(procs.map((p) => p.exited));
+  const wire = viewers.map((v) => counters(lan.ns(v)));
+  server.proc.kill("SIGTERM");
+  await server.exited;
+  const bad = codes.findIndex((c) => c !== 0);
+  if (bad >= 0) throw new Error(`viewer ${viewers[bad]} exited ${codes[bad]} (${clip}, ${delivery}, repair ${mode}, ${lossPercent} %)`);
+  return {
+    clip, delivery, mode, lossPercent,
+    viewers: viewers.map((v, i) => viewerRow(JSON.parse(readFileSync(join(dir, `${v}.json`), "utf8")), wire[i]!.bytesIn, wire[i]!.dropped)),
+  };
+}
+
+/** Frames lost live against datagram loss, one line per clip, delivery and mode (SVG, no tool needed). */
+function plot(rows: Row[], path: string, note: string): void {
+  const W = 760, H = 440, L = 60, R = 220, T = 40, B = 60;
+  const xs = [...new Set(rows.map((r) => r.lossPercent))].sort((a, b) => a - b);
+  const x = (loss: number) => L + (xs.length > 1 ? (xs.indexOf(loss) / (xs.length - 1)) * (W - L - R) : 0);
+  const y = (pct: number) => T + (1 - Math.min(100, Math.max(0, pct)) / 100) * (H - T - B);
+  const out: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`, `<rect width="${W}" height="${H}" fill="white"/>`];
+  out.push(`<text x="${L}" y="20" font-size="14">Frames lost live against random datagram loss</text>`);
+  out.push(`<text x="${L}" y="${H - 8}" fill="#555">${note}</text>`);
+  for (const pct of [0, 25, 50, 75, 100]) {
+    out.push(`<line x1="${L}" x2="${W - R}" y1="${y(pct)}" y2="${y(pct)}" stroke="#ddd"/>`, `<text x="${L - 34}" y="${y(pct) + 4}">${pct} %</text>`);
+  }
+  for (const loss of xs) out.push(`<text x="${x(loss) - 8}" y="${H - B + 18}">${loss} %</text>`);
+  out.push(`<text x="${(L + W - R) / 2 - 50}" y="${H - B + 36}">datagram loss</text>`);
+  const colors = ["#c0392b", "#1f6fb2", "#e67e22", "#16a085", "#8e44ad", "#7f8c8d", "#d35400", "#2c3e50"];
+  const keys = [...new Set(rows.map((r) => `${r.clip} ${r.delivery}, repair ${r.mode}`))];
+  keys.forEach((key, k) => {
+    const pts = rows.filter((r) => `${r.clip} ${r.delivery}, repair ${r.mode}` === key).sort((a, b) => a.lossPercent - b.lossPercent);
+    const color = colors[k % colors.length]!;
+    const dash = key.endsWith("off") ? ` stroke-dasharray="5 4"` : "";
+    out.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${pts.map((r) => `${x(r.lossPercent)},${y(mean(r.viewers.map((v) => v.liveLostPercent)))}`).join(" ")}"/>`);
+    out.push(`<line x1="${W - R + 12}" x2="${W - R + 36}" y1="${T + 10 + k * 20}" y2="${T + 10 + k * 20}" stroke="${color}" stroke-width="2"${dash}/>`);
+    out.push(`<text x="${W - R + 42}" y="${T + 14 + k * 20}">${key}</text>`);
+  });
+  out.push("</svg>");
+  writeFileSync(path, out.join("\n") + "\n");
+  console.log(`\nplot: ${path}`);
 }
 
 const why = netnsUnavailable();
@@ -113,20 +188,29 @@ const sources: Record<string, string[]> = {
   camera: ["--source", cameraClip(work, FPS).path, "--loop"],
   pattern: ["--source", "test"],
 };
-console.log(`# loss at the viewer: unicast, ${FPS} fps, repair ${viewerFlags.length ? "off" : "on"}${serverFlags.length ? `, --fec ${args.fec}` : ""}, ${seconds} s per run, ${cpus().length} cores (${cpus()[0]?.model}), Bun ${Bun.version}`);
-await using lan = new NetnsLan(PREFIX, [{ name: "srv", address: "10.77.0.1" }, { name: "v1", address: "10.77.0.11" }]);
+console.log(`# loss at the viewers: ${FPS} fps, repair ${modes.join(" and ")}${fecFlags.length ? ` (--fec ${args.fec})` : ""}, ${seconds} s per run, ${cpus().length} cores (${cpus()[0]?.model}), Bun ${Bun.version}, load average ${loadavg()[0]!.toFixed(1)} at start`);
+const hosts: HostSpec[] = [{ name: "srv", address: SERVER, multicastRoute: true }];
+for (let i = 1; i <= MULTICAST_VIEWERS; i++) hosts.push({ name: `v${i}`, address: `10.77.0.${10 + i}`, multicastRoute: true });
+await using lan = new NetnsLan(PREFIX, hosts);
 const rows: Row[] = [];
 for (const clip of clips) {
-  const source = sources[clip];
-  if (!source) throw new Error(`unknown clip ${clip}: expected camera or pattern`);
-  for (const loss of losses) {
-    const r = await runOnce(lan, clip, source, loss);
-    console.error(`${clip} ${loss} %: ${f(r.fps)} fps, live lost ${f(r.liveLostPercent, 2)} %, recording lost ${f(r.recordLostPercent, 2)} %`);
-    rows.push(r);
+  for (const delivery of deliveries) {
+    const viewers = delivery === "multicast" ? hosts.slice(1).map((h) => h.name) : ["v1"];
+    for (const loss of losses) {
+      for (const mode of modes) {
+        const r = await runOnce(lan, clip, sources[clip]!, delivery, mode, loss, viewers);
+        console.error(`${clip} ${delivery} ${loss} % repair ${mode}: ${r.viewers.map((v) => `${f(v.fps)} fps, live lost ${f(v.liveLostPercent, 2)} %, recording lost ${f(v.recordLostPercent, 2)} %`).join("; ")}`);
+        rows.push(r);
+      }
+    }
   }
 }
-console.log("\n| clip | datagram loss % | fps (median second) | frames lost live % | frames shown past the live wait % | frames missing from the recording % | latency p50 / p99 ms | UDP bytes received per delivered frame | datagrams dropped | repaired by resend / parity |");
-console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+console.log("\n| clip | delivery (viewers) | datagram loss % | repair | fps (median second; worst viewer) | frames lost live % | frames shown past the live wait % | frames missing from the recording % | latency p50 / p99 ms | UDP bytes received per delivered frame | datagrams dropped | repaired by resend / parity |");
+console.log("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of rows) {
-  console.log(`| ${r.clip} | ${r.lossPercent} | ${f(r.fps)} | ${f(r.liveLostPercent, 2)} | ${f(r.shownLatePercent, 2)} | ${f(r.recordLostPercent, 2)} | ${f(r.p50 ?? NaN)} / ${f(r.p99 ?? NaN)} | ${f(r.bytesPerFrame, 0)} | ${r.datagramsDropped} | ${r.repairedByNack} / ${r.repairedByFec} |`);
+  const v = r.viewers;
+  const avg = (k: keyof ViewerRow) => mean(v.map((x) => Number(x[k])));
+  const sum = (k: keyof ViewerRow) => v.reduce((n, x) => n + Number(x[k]), 0);
+  console.log(`| ${r.clip} | ${r.delivery} (${v.length}) | ${r.lossPercent} | ${r.mode} | ${f(Math.min(...v.map((x) => x.fps)))} | ${f(avg("liveLostPercent"), 2)} | ${f(avg("shownLatePercent"), 2)} | ${f(avg("recordLostPercent"), 2)} | ${f(avg("p50"))} / ${f(avg("p99"))} | ${f(avg("bytesPerFrame"), 0)} | ${sum("datagramsDropped")} | ${sum("repairedByNack")} / ${sum("repairedByFec")} |`);
 }
+plot(rows, plotPath, `${cpus().length} cores, ${seconds} s per run; multicast: mean of ${MULTICAST_VIEWERS} viewers, each with its own loss; dashed: repair off`);
