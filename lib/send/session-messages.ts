@@ -86,8 +86,10 @@ export function welcomeFor(s: Session, hello: Hello, encrypted: boolean, opts: P
     s.delivery = "multicast";
   }
   if (hello.capabilities & CAP_RESUME) welcome.resume = s.resume;
-  // Paced to its own path only when sent to alone: the group's one copy cannot be paced per viewer.
-  if (hello.capabilities & CAP_PATH_REPORTS && s.delivery === "unicast") {
+  // Paced to its own path only when sent to alone (lib/send/frame-fanout.ts): the group's
+  // one copy cannot be paced per viewer. A group member's path counters still tell
+  // `--fec auto` its loss, and parity is what repairs the group's losses at once.
+  if (hello.capabilities & CAP_PATH_REPORTS) {
     welcome.flags |= WELCOME_PATH_REPORTS;
     s.pathReports = true;
   }

@@ -14,7 +14,7 @@ export interface Session {
    * viewer), or to its own address and UDP port.
    */
   delivery: "multicast" | "unicast";
-  /** Its welcome set WELCOME_PATH_REPORTS: its reports' path counters steer its own rate and layer. */
+  /** Its welcome set WELCOME_PATH_REPORTS: its reports' path counters steer its own rate and layer (unicast), and its parity (`--fec auto`). */
   pathReports: boolean;
   lastHeardAt: number;
   lastReport: ViewerReport | null;
