@@ -9,13 +9,14 @@
  * encoded again. While nobody needs frames (pauseWhile), nothing is encoded.
  */
 import { existsSync, statSync } from "node:fs";
-import { cv, MAX_PICTURE, type NativeCapture, type NativeTestPattern } from "../native/cv.ts";
+import { cv, MAX_PICTURE, type NativeCapture, type NativeTestPattern, type OverlaySpec } from "../native/cv.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import type { Logger } from "../log/format.ts";
 import { silentLogger, throttled } from "../log/logger.ts";
 import { seqAdd } from "../wire/seq.ts";
 import { choosePath, type CapturePath, type PathChoice } from "./capture-path.ts";
 import { checkSourceJpeg } from "./jpeg-check.ts";
+import { formatOverlay, type OverlayFields, type OverlayPosition } from "./overlay-text.ts";
 import { UserError } from "../errors/user-error.ts";
 import { errorText } from "../errors/error-text.ts";
 
@@ -90,7 +91,26 @@ export interface OpenOptions {
   rawPackets?: boolean;
   /** Never send the source's own JPEG; encode every frame at `quality` (--reencode). */
   reencode?: boolean;
+  /** Text drawn on every picture before it is encoded (a source's own JPEG is then decoded first). */
+  overlay?: OverlayOptions;
   log?: Logger;
+}
+
+/** What --overlay asks for: the template (checked by overlayTextProblem) and what fills it. */
+export interface OverlayOptions {
+  template: string;
+  position: OverlayPosition;
+  /** The camera's name, or its number. */
+  camera: string;
+  host: string;
+}
+
+/** The overlay for frame `seq` captured at `capturedAt`, or undefined without one. */
+function overlayFor(opts: OpenOptions, seq: number, capturedAt: number): OverlaySpec | undefined {
+  const o = opts.overlay;
+  if (!o) return undefined;
+  const fields: OverlayFields = { camera: o.camera, frame: seq, host: o.host };
+  return { text: formatOverlay(o.template, fields, capturedAt), position: o.position };
 }
 
 /** What `--source test` makes when --size and --fps do not say. */
@@ -197,7 +217,7 @@ function openTest(opts: OpenOptions, log: Logger): CaptureSource {
       }
       const capturedAt = nowMicros();
       const text = `#${seq} ${new Date(capturedAt / 1000).toISOString()}`;
-      const jpeg = await renderer.render(width, height, seq, text, opts.quality);
+      const jpeg = await renderer.render(width, height, seq, text, opts.quality, overlayFor(opts, seq, capturedAt));
       stats.framesEncoded++;
       const frame: Frame = { seq, capturedAt, width, height, jpeg };
       seq = seqAdd(seq, 1);
@@ -304,6 +324,7 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
 
   // null at the end of the stream; "dropped" for a frame that cannot be sent (counted).
   const read = async (): Promise<DeviceRead | null | "dropped"> => {
+    if (opts.overlay && choice.path !== "passthrough") return readOverlaid(choice);
     switch (choice.path) {
       case "bgr": {
         const r = await native(() => cap.readJpeg(opts.quality));
@@ -337,6 +358,7 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
         if (!r) return null;
         const capturedAt = nowMicros() - r.ageMicros;
         const bad = checkSourceJpeg(r.packet, width, height);
+        if (bad === null && opts.overlay) return overlaySourceJpeg(r.packet, capturedAt);
         if (bad === null) {
           stats.framesPassedThrough++;
           return { jpeg: r.packet, width, height, capturedAt };
@@ -353,6 +375,50 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
         return "dropped";
       }
     }
+  };
+
+  // The overlay's text needs the capture time, known once the frame is in: read, then
+  // draw and encode in a second step (BGR, or raw YUV drawn on its planes).
+  const readOverlaid = async (how: Exclude<PathChoice, { path: "passthrough" }>): Promise<DeviceRead | null | "dropped"> => {
+    const r = await native(() => cap.readHeld());
+    if (!r) return null;
+    const capturedAt = nowMicros() - r.ageMicros;
+    const overlay = overlayFor(opts, seq, capturedAt)!;
+    const yuv = how.path === "yuv" ? { layout: how.layout, width, height } : undefined;
+    const e = await native(() => cap.encodeHeld(opts.quality, overlay, yuv));
+    if (e.jpeg) {
+      if (yuv) yuvProven = true;
+      stats.framesEncoded++;
+      return { jpeg: e.jpeg, width: e.width, height: e.height, capturedAt };
+    }
+    if (yuv && !yuvProven) {
+      log.warn("raw frames do not match their format; decoding them instead", { source: description, reason: e.reason });
+      choice = { path: "bgr" };
+      stats.capturePath = "bgr";
+      await reopen();
+      return read();
+    }
+    stats.framesBadDropped++;
+    warnBad(`${e.reason} (dropped)`);
+    return "dropped";
+  };
+  // A source's own JPEG cannot take the overlay as it is: decoded, drawn, encoded again.
+  let overlayCostLogged = false;
+  const overlaySourceJpeg = async (packet: Uint8Array, capturedAt: number): Promise<DeviceRead | "dropped"> => {
+    const started = performance.now();
+    const r = await cv().overlayJpeg(packet, overlayFor(opts, seq, capturedAt)!, opts.quality);
+    if (!r.jpeg || r.width !== width || r.height !== height) {
+      stats.framesBadDropped++;
+      warnBad(`cannot draw the overlay (dropped: ${r.jpeg ? `it decodes as ${r.width}x${r.height}` : r.reason})`);
+      return "dropped";
+    }
+    if (!overlayCostLogged) {
+      overlayCostLogged = true;
+      log.info("the source delivers JPEG, which would pass through untouched; for the overlay each frame is decoded, drawn on and encoded again",
+        { source: description, costMs: Number((performance.now() - started).toFixed(2)) });
+    }
+    stats.framesEncoded++;
+    return { jpeg: r.jpeg, width, height, capturedAt };
   };
 
   const produce = async (): Promise<Frame | null> => {
