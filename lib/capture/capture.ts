@@ -48,6 +48,8 @@ export interface CaptureStats {
   framesBadDropped: number;
   /** Frames taken from the source (or, for the test pattern, skipped) without encoding while paused. */
   framesIdle: number;
+  /** Times a camera stopped delivering and was waited for until it came back. */
+  cameraOutages: number;
 }
 
 /** An open source of frames. */
@@ -117,11 +119,17 @@ function overlayFor(opts: OpenOptions, seq: number, capturedAt: number): Overlay
 export const TEST_DEFAULT = { width: 1280, height: 720, fps: 30 } as const;
 const FILE_FALLBACK_FPS = 25;
 const TRY_TEST = "use --source test for the built-in test pattern";
+/**
+ * How long a camera that stopped delivering (unplugged, reset) is waited for between
+ * tries to open it again: doubling from the first to the last, so frames resume within
+ * about a second of its return without a busy loop while it is away.
+ */
+export const CAMERA_RETRY_MS = { first: 250, max: 1000 } as const;
 /** At most one warning about bad frames per this many ms; the rest are counted in it. */
 const BAD_FRAME_WARN_MS = 10_000;
 
 function newStats(capturePath: CapturePath): CaptureStats {
-  return { capturePath, framesEncoded: 0, framesPassedThrough: 0, framesReencoded: 0, framesBadDropped: 0, framesIdle: 0 };
+  return { capturePath, framesEncoded: 0, framesPassedThrough: 0, framesReencoded: 0, framesBadDropped: 0, framesIdle: 0, cameraOutages: 0 };
 }
 
 /** The `description` of a spec: "test", "camera:0", "file:/x.mp4", "gst:...". */
@@ -259,15 +267,18 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     spec.kind === "camera" ? cap.open(spec.index) : spec.kind === "file" ? cap.open(spec.path, "ffmpeg") : cap.open(spec.pipeline, "gstreamer");
   if (!(await open())) throw new CaptureError(openFailure(spec));
 
-  if (spec.kind === "camera") {
-    // Most USB cameras reach 720p/1080p at full rate only as MJPEG; raw YUYV tops
-    // out near 10 fps there. V4L2 wants the format before the size.
+  // Most USB cameras reach 720p/1080p at full rate only as MJPEG; raw YUYV tops
+  // out near 10 fps there. V4L2 wants the format before the size.
+  const setUpCamera = () => {
     cap.setFourcc("MJPG");
     if (opts.size) {
       cap.set("width", opts.size.width);
       cap.set("height", opts.size.height);
     }
     if (opts.fps) cap.set("fps", opts.fps);
+  };
+  if (spec.kind === "camera") {
+    setUpCamera();
   } else if (opts.size) {
     log.warn("--size is ignored for this source; it keeps its own size", { source: description });
   }
@@ -315,6 +326,31 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     cap.release();
     if (!(await open())) throw new CaptureError(`${description}: cannot reopen the source`);
     if (choice.path !== "bgr" && !cap.setRawPackets()) throw new CaptureError(`${description}: raw frames refused after reopening`);
+  };
+  // A camera that stopped delivering is closed and opened again, with backoff, until it
+  // is back as it was; meanwhile next() waits and the server's viewers stay connected.
+  const awaitCamera = async (reason: string): Promise<boolean> => {
+    stats.cameraOutages++;
+    log.warn("camera unavailable: waiting for it to come back", { source: description, reason });
+    const since = performance.now();
+    cap.release();
+    for (let wait: number = CAMERA_RETRY_MS.first; ; wait = Math.min(CAMERA_RETRY_MS.max, wait * 2)) {
+      if (closed) return false;
+      await Bun.sleep(wait);
+      if (closed) return false;
+      if (!(await open())) continue;
+      setUpCamera();
+      const [w, h] = [cap.get("width"), cap.get("height")];
+      const fourcc = cap.getFourcc();
+      if (w !== width || h !== height || fourcc !== format.fourcc || (choice.path !== "bgr" && !cap.setRawPackets())) {
+        // Viewers were told the size: a camera that comes back otherwise is waited for still.
+        log.warn("camera is back but not as it was; waiting still", { source: description, was: `${width}x${height} ${format.fourcc}`, now: `${w}x${h} ${fourcc}` });
+        cap.release();
+        continue;
+      }
+      log.info("camera back", { source: description, downMs: Math.round(performance.now() - since) });
+      return true;
+    }
   };
   const rewind = async () => {
     log.info("end of file; looping", { source: description });
@@ -430,7 +466,18 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
       if (pacer && !rewound) await waitUntil(pacer);
       if (closed) return null;
       const idle = paused?.() ?? false;
-      const got = idle ? ((await native(() => cap.grab())) ? "idle" : null) : await read();
+      let got: Awaited<ReturnType<typeof read>> | "idle";
+      try {
+        got = idle ? ((await native(() => cap.grab())) ? "idle" : null) : await read();
+      } catch (err) {
+        if (spec.kind !== "camera" || !(err instanceof CaptureError)) throw err;
+        if (await awaitCamera(err.message)) continue;
+        return null;
+      }
+      if (got === null && spec.kind === "camera") {
+        if (await awaitCamera("it stopped delivering frames (unplugged?)")) continue;
+        return null;
+      }
       if (got === null) {
         if (spec.kind === "file" && opts.loop) {
           if (rewound) throw new CaptureError(`${description}: the file has no readable frames`);
@@ -438,7 +485,6 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
           rewound = true;
           continue;
         }
-        if (spec.kind === "camera") throw new CaptureError(`${description} stopped delivering frames (unplugged?)`);
         log.info("end of stream", { source: description, frames: seq });
         return null;
       }

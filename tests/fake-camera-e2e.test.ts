@@ -1,0 +1,116 @@
+// The camera path without a camera: `bun server.ts --source camera:N` against a fake
+// V4L2 device (tests/helpers/fake-v4l2.c, preloaded), which OpenCV's V4L2 backend
+// opens, negotiates, maps and streams from as from a USB camera.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { cv, renderTestFrame } from "../lib/native/cv.ts";
+import { buildFakeV4l2, fakeCameraEnv, type FakeCamera } from "./helpers/fake-camera.ts";
+import { streamParts, takeParts } from "./helpers/mjpeg-parts.ts";
+import { spawnBun, until } from "./helpers/process.ts";
+import { readFrameNumber } from "./helpers/test-pattern.ts";
+
+// An index no machine running the tests has a real camera at.
+const INDEX = 47;
+const W = 640;
+const H = 360;
+const JPEGS = 12;
+
+let dir = "";
+let shim = "";
+let jpegDir = "";
+const jpegs: Buffer[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "lancam-fake-camera-"));
+  shim = buildFakeV4l2(dir);
+  jpegDir = join(dir, "jpegs");
+  mkdirSync(jpegDir);
+  for (let i = 0; i < JPEGS; i++) {
+    const jpeg = await renderTestFrame(W, H, i, `camera frame ${i}`, 80);
+    jpegs.push(jpeg);
+    writeFileSync(join(jpegDir, `${String(i).padStart(3, "0")}.jpg`), jpeg);
+  }
+});
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function startServer(camera: FakeCamera, extra: string[] = []) {
+  return spawnBun(["server.ts", "--source", `camera:${camera.index}`, "--port", "0", "--http", "0", "--http-bind", "127.0.0.1",
+    "--log", join(dir, "server.log"), ...extra], fakeCameraEnv(shim, camera));
+}
+
+describe("a fake V4L2 camera", () => {
+  test("MJPG: the camera's JPEG passes through byte for byte, in order, at its size and rate", async () => {
+    await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`, "YUYV:320x240"], jpegs: jpegDir });
+    const url = (await server.waitFor(/lancam http listening url=(\S+)/, 30_000))[1]!;
+    expect(server.stdout()).toContain(`source=camera:${INDEX} size=${W}x${H} fps=30`);
+    expect(server.stderr()).toMatch(new RegExp(`opened source source=camera:${INDEX} backend=V4L2 .*fourcc=MJPG path=passthrough`));
+    const parts = await takeParts(`${url}stream.mjpg`, 20, 30_000);
+    const numbers = parts.map((p) => {
+      const i = jpegs.findIndex((j) => Buffer.compare(j, Buffer.from(p.jpeg)) === 0);
+      expect(i).toBeGreaterThanOrEqual(0);
+      return i;
+    });
+    // The camera's frames in its own order: each the one after the last (a skipped one at most now and then).
+    const steps = numbers.slice(1).map((n, k) => (n - numbers[k]! + JPEGS) % JPEGS);
+    expect(steps.filter((s) => s === 1).length).toBeGreaterThanOrEqual(steps.length / 2);
+  }, 60_000);
+
+  test("YUYV only: encoded from the camera's planes", async () => {
+    await using server = startServer({ index: INDEX, formats: ["YUYV:640x480", "YUYV:320x240"] });
+    const url = (await server.waitFor(/lancam http listening url=(\S+)/, 30_000))[1]!;
+    expect(server.stderr()).toMatch(new RegExp(`opened source source=camera:${INDEX} backend=V4L2 .*width=640 height=480 .*fourcc=YUYV path=yuv`));
+    const parts = await takeParts(`${url}stream.mjpg`, 5, 30_000);
+    for (const part of parts) {
+      const { bgr, width, height } = cv().decodeJpeg(part.jpeg);
+      expect([width, height]).toEqual([640, 480]);
+      // The fake's picture: a luma ramp, dark on the left, light on the right.
+      const column = (x: number) => {
+        let sum = 0;
+        for (let y = 0; y < height; y++) sum += bgr[(y * width + x) * 3 + 1]!;
+        return sum / height;
+      };
+      expect(column(620) - column(10)).toBeGreaterThan(150);
+    }
+  }, 60_000);
+
+  test("unplugged, then plugged in again: the server waits, viewers stay connected, frames resume", async () => {
+    const unplugged = join(dir, "unplugged");
+    rmSync(unplugged, { force: true });
+    await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`], jpegs: jpegDir, unplugAfter: 45, unplugged });
+    const url = (await server.waitFor(/lancam http listening url=(\S+)/, 30_000))[1]!;
+    const stream = streamParts(`${url}stream.mjpg`);
+    try {
+      await server.waitFor(/camera unavailable: waiting for it to come back source=camera:47 reason=.*unplugged/, 30_000, "stderr");
+      expect(existsSync(unplugged)).toBe(true);
+      const before = stream.parts.length;
+      expect(before).toBeGreaterThan(0);
+      // The camera stays out for a while, as a cable pulled and pushed back in does;
+      // the server retries meanwhile, and nobody is disconnected.
+      await Bun.sleep(1500);
+      expect(stream.open()).toBe(true);
+      expect(server.proc.exitCode).toBeNull();
+      rmSync(unplugged);
+      const replugged = performance.now();
+      await server.waitFor(/camera back source=camera:47 downMs=\d+/, 30_000, "stderr");
+      await until(() => stream.parts.length >= before + 10, 30_000, () => `frames after the replug: ${stream.parts.length - before}`);
+      expect(stream.open()).toBe(true);
+      // Frames resume within about a second of the replug (retries back off to 1 s); generous for a busy machine.
+      const resumedAfter = stream.arrivals[before]! - replugged;
+      expect(resumedAfter).toBeLessThan(4000);
+      // The same stream goes on: frame numbers keep counting up through the outage.
+      const numbers = stream.parts.map((p) => p.frame);
+      expect(numbers.every((n, k) => k === 0 || n > numbers[k - 1]!)).toBe(true);
+      // And they are the camera's pictures again, in the test pattern's numbering.
+      expect(readFrameNumber(cv().decodeJpeg(stream.parts.at(-1)!.jpeg).bgr, W, H)).not.toBeNull();
+      console.log(`frames resumed ${Math.round(resumedAfter)} ms after the replug`);
+    } finally {
+      stream.stop();
+    }
+    expect(server.stderr()).not.toContain("capture failed");
+  }, 90_000);
+});
