@@ -2,7 +2,7 @@
 // V4L2 device (tests/helpers/fake-v4l2.c, preloaded), which OpenCV's V4L2 backend
 // opens, negotiates, maps and streams from as from a USB camera.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cv, renderTestFrame } from "../lib/native/cv.ts";
@@ -78,11 +78,26 @@ describe("a fake V4L2 camera", () => {
     }
   }, 60_000);
 
+  test("a size the camera does not have: a warning naming what it chose, and that size streamed", async () => {
+    await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`, "YUYV:320x240"], jpegs: jpegDir }, ["--size", "1280x720"]);
+    const url = (await server.waitFor(/lancam http listening url=(\S+)/, 30_000))[1]!;
+    expect(server.stderr()).toContain(`WARN [capture] camera chose another size requested=1280x720 got=${W}x${H}`);
+    const [part] = await takeParts(`${url}stream.mjpg`, 1, 30_000);
+    const { width, height } = cv().decodeJpeg(part!.jpeg);
+    expect([width, height]).toEqual([W, H]);
+  }, 60_000);
+
   test("unplugged, then plugged in again: the server waits, viewers stay connected, frames resume", async () => {
     const unplugged = join(dir, "unplugged");
+    const stats = join(dir, "viewer.json");
+    const UNPLUG_AFTER = 45;
     rmSync(unplugged, { force: true });
-    await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`], jpegs: jpegDir, unplugAfter: 45, unplugged });
+    await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`], jpegs: jpegDir, unplugAfter: UNPLUG_AFTER, unplugged });
     const url = (await server.waitFor(/lancam http listening url=(\S+)/, 30_000))[1]!;
+    const port = (await server.waitFor(/lancam server listening tcp=(\d+)/))[1]!;
+    // A lancam viewer and a browser's MJPEG stream, both watching from before the unplug.
+    await using viewer = spawnBun(["client.ts", "127.0.0.1", port, "0", "--no-window", "--no-record", "--stats", stats, "--log", join(dir, "viewer.log")]);
+    await viewer.waitFor(/INFO \[client\] connected /, 30_000, "stderr");
     const stream = streamParts(`${url}stream.mjpg`);
     try {
       await server.waitFor(/camera unavailable: waiting for it to come back source=camera:47 reason=.*unplugged/, 30_000, "stderr");
@@ -108,6 +123,13 @@ describe("a fake V4L2 camera", () => {
       // And they are the camera's pictures again, in the test pattern's numbering.
       expect(readFrameNumber(cv().decodeJpeg(stream.parts.at(-1)!.jpeg).bgr, W, H)).not.toBeNull();
       console.log(`frames resumed ${Math.round(resumedAfter)} ms after the replug`);
+      // The lancam viewer stayed in its one session and got frames from after the replug too.
+      viewer.proc.kill("SIGTERM");
+      expect(await viewer.exited).toBe(0);
+      const s = JSON.parse(readFileSync(stats, "utf8")) as { framesReceived: number; reconnects: number };
+      expect(s.reconnects).toBe(0);
+      expect(s.framesReceived).toBeGreaterThan(UNPLUG_AFTER);
+      expect(viewer.stderr().match(/INFO \[client\] connected /g)).toHaveLength(1);
     } finally {
       stream.stop();
     }
