@@ -3,10 +3,19 @@
 // TurboJPEG (no BGR in between); or the source's own packet, which for MJPEG is
 // the JPEG itself. One operation at a time per object; a second one is rejected.
 #include <chrono>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#ifdef __linux__
+#include <fcntl.h>
+#include <linux/videodev2.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#endif
 
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -529,9 +538,47 @@ Napi::Value Capture::Grab(const Napi::CallbackInfo& info) {
   return QueueRead(env, ReadMode::kGrab);
 }
 
+// probeDevice(path): "" when the device opens and nobody else streams from it, else
+// why not as an errno name ("ENOENT", "EACCES", "EBUSY", ...). OpenCV's V4L2 backend
+// only says that it failed; this is for telling the user which fix applies.
+Napi::Value ProbeDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = StringArg(info, 0, "probeDevice", "path");
+  if (path.rfind("/dev/", 0) != 0 || path.size() > 64 || path.find('\0') != std::string::npos) {
+    throw Napi::RangeError::New(env, "probeDevice: path must be a device under /dev/");
+  }
+  auto name = [](int err) -> std::string {
+    switch (err) {
+      case ENOENT: return "ENOENT";
+      case ENODEV: return "ENODEV";
+      case ENXIO: return "ENXIO";
+      case EACCES: return "EACCES";
+      case EPERM: return "EPERM";
+      case EBUSY: return "EBUSY";
+      default: return std::strerror(err);
+    }
+  };
+#ifndef __linux__
+  return Napi::String::New(env, "");  // V4L2 devices are Linux's
+#else
+  int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return Napi::String::New(env, name(errno));
+  // Another program streaming from it holds its buffer queue: asking to free the
+  // queue (zero buffers) is refused with EBUSY then, and changes nothing otherwise.
+  v4l2_requestbuffers req{};
+  req.count = 0;
+  req.type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+  req.memory = V4L2_MEMORY_MMAP;
+  std::string result = ::ioctl(fd, VIDIOC_REQBUFS, &req) != 0 && errno == EBUSY ? "EBUSY" : "";
+  ::close(fd);
+  return Napi::String::New(env, result);
+#endif
+}
+
 }  // namespace
 
 void InitCapture(Napi::Env env, Napi::Object exports) {
+  exports.Set("probeDevice", Napi::Function::New<ProbeDevice>(env, "probeDevice"));
   // OpenCV prints a WARN line for every backend that fails to open a source;
   // lancam reports the failure itself, so keep only errors unless asked.
   if (std::getenv("OPENCV_LOG_LEVEL") == nullptr) {

@@ -78,6 +78,16 @@ describe("a fake V4L2 camera", () => {
     }
   }, 60_000);
 
+  for (const [what, camera, line] of [
+    ["in use by another program", { busy: true }, `cannot open camera:${INDEX}: /dev/video${INDEX} is in use by another program; close it (\`fuser -v /dev/video${INDEX}\` names it) or use another camera`],
+    ["without permission", { denied: true }, `cannot open camera:${INDEX}: no permission to open /dev/video${INDEX}; add your user to the video group (sudo usermod -aG video $USER, then log in again)`],
+  ] as const) {
+    test(`a camera ${what}: one line naming the device and the fix, exit 1`, async () => {
+      await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`], jpegs: jpegDir, ...camera });
+      expect({ code: await server.exited, stdout: server.stdout(), stderr: server.stderr() }).toEqual({ code: 1, stdout: "", stderr: `lancam-server: error: ${line}\n` });
+    }, 30_000);
+  }
+
   test("a size the camera does not have: a warning naming what it chose, and that size streamed", async () => {
     await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`, "YUYV:320x240"], jpegs: jpegDir }, ["--size", "1280x720"]);
     const url = (await server.waitFor(/lancam http listening url=(\S+)/, 30_000))[1]!;

@@ -535,12 +535,16 @@ function openFailure(spec: Exclude<SourceSpec, { kind: "test" }>): string {
   switch (spec.kind) {
     case "camera": {
       const device = `/dev/video${spec.index}`;
-      const why =
-        process.platform !== "linux"
-          ? "OpenCV could not open it"
-          : existsSync(device)
-            ? `${device} exists but could not be opened: busy, no permission, or not a capture device`
-            : "no such device";
+      if (process.platform !== "linux") return `cannot open camera:${spec.index} (OpenCV could not open it): check the camera or use --source test`;
+      // OpenCV says only that it failed; the device itself says which fix applies.
+      const errno = cv().probeDevice(device);
+      if (errno === "EBUSY") return `cannot open camera:${spec.index}: ${device} is in use by another program; close it (\`fuser -v ${device}\` names it) or use another camera`;
+      if (errno === "EACCES" || errno === "EPERM") {
+        return `cannot open camera:${spec.index}: no permission to open ${device}; add your user to the video group (sudo usermod -aG video $USER, then log in again)`;
+      }
+      const why = errno === "ENOENT" || errno === "ENODEV" || errno === "ENXIO" || !existsSync(device)
+        ? "no such device"
+        : `${device} opens but OpenCV cannot capture from it: not a capture device, or a format it does not know`;
       return `cannot open camera:${spec.index} (${why}): check the camera or use --source test`;
     }
     case "file":

@@ -205,6 +205,11 @@ export interface CvAddon {
    * worker thread. Never rejects for bad input: `jpeg` is null and `reason` says why.
    */
   overlayJpeg(jpeg: Uint8Array, overlay: OverlaySpec, quality: number): Promise<HeldJpeg>;
+  /**
+   * Why a V4L2 device under /dev/ cannot be used, as an errno name ("ENOENT", "EACCES",
+   * "EBUSY": another program streams from it), or "" when it opens and is free.
+   */
+  probeDevice(path: string): string;
   /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
   displayAvailable(): boolean;
   /** Creates a window now; throws when there is no display. */

@@ -17,6 +17,8 @@ export interface FakeCamera {
   unplugged?: string;
   /** Opening fails with EBUSY. */
   busy?: boolean;
+  /** Opening fails with EACCES. */
+  denied?: boolean;
 }
 
 /** Builds the shim into `dir` (once per folder); its path. Throws with the compiler's output when it fails. */
@@ -40,5 +42,6 @@ export function fakeCameraEnv(shim: string, camera: FakeCamera): Record<string, 
   if (camera.unplugAfter !== undefined) env.FAKE_V4L2_UNPLUG_AFTER = String(camera.unplugAfter);
   if (camera.unplugged) env.FAKE_V4L2_UNPLUGGED = camera.unplugged;
   if (camera.busy) env.FAKE_V4L2_BUSY = "1";
+  if (camera.denied) env.FAKE_V4L2_DENIED = "1";
   return env;
 }

@@ -14,6 +14,7 @@
 //   FAKE_V4L2_UNPLUGGED     a file that stands for "unplugged": the shim creates it at
 //                           the unplug, and the camera is back once it is removed
 //   FAKE_V4L2_BUSY          1: opening fails with EBUSY (another program has it)
+//   FAKE_V4L2_DENIED        1: opening fails with EACCES (no permission)
 // Built by the tests with the system compiler: cc -shared -fPIC -O2 -o fake-v4l2.so fake-v4l2.c -ldl -lpthread
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -88,6 +89,7 @@ static size_t jpegMax;
 static long unplugAfter = -1;
 static const char* unpluggedFile;
 static int busy;
+static int denied;
 static long framesDelivered;  // across opens, for FAKE_V4L2_UNPLUG_AFTER
 static pthread_mutex_t globalLock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -157,6 +159,8 @@ static void init(void) {
   unpluggedFile = getenv("FAKE_V4L2_UNPLUGGED");
   const char* b = getenv("FAKE_V4L2_BUSY");
   busy = b && strcmp(b, "1") == 0;
+  const char* a = getenv("FAKE_V4L2_DENIED");
+  denied = a && strcmp(a, "1") == 0;
 }
 
 static int unplugged(void) {
@@ -540,6 +544,7 @@ int open(const char* path, int flags, ...) {
   }
   if (!devicePath || strcmp(path, devicePath) != 0) return real_open(path, flags, mode);
   if (unplugged() || formatCount == 0) return fail(ENOENT);
+  if (denied) return fail(EACCES);
   if (busy) return fail(EBUSY);
   struct device* d = calloc(1, sizeof *d);
   if (!d) return fail(ENOMEM);
