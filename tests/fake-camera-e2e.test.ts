@@ -78,6 +78,52 @@ describe("a fake V4L2 camera", () => {
     }
   }, 60_000);
 
+  test("with --overlay: the MJPG camera's frames are decoded, drawn on and encoded (said once), a YUYV camera's drawn on its planes", async () => {
+    const overlay = ["--overlay", "cam {camera} %T", "--overlay-pos", "bottom-right"];
+    {
+      await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`], jpegs: jpegDir }, overlay);
+      const url = (await server.waitFor(/lancam http listening url=(\S+)/, 30_000))[1]!;
+      expect(server.stderr()).toContain("path=passthrough");
+      for (const part of await takeParts(`${url}stream.mjpg`, 3, 30_000)) {
+        const got = cv().decodeJpeg(part.jpeg).bgr;
+        // The camera's own picture of that frame (its number is in the barcode), against what came.
+        const n = readFrameNumber(got, W, H);
+        expect(n).not.toBeNull();
+        const original = cv().decodeJpeg(jpegs[n! % JPEGS]!).bgr;
+        let x0 = W, y0 = H, x1 = -1, y1 = -1;
+        for (let i = 0; i < W * H; i++) {
+          if (Math.abs(got[i * 3 + 1]! - original[i * 3 + 1]!) > 40) {
+            const x = i % W, y = Math.floor(i / W);
+            x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y);
+          }
+        }
+        expect(x1).toBeGreaterThan(0);
+        expect(x0 >= W / 2 && y0 >= (3 * H) / 4).toBe(true);
+      }
+      expect(server.stderr().match(/decoded, drawn on and encoded again/g) ?? []).toHaveLength(1);
+    }
+    {
+      const [w, h] = [640, 480];
+      await using server = startServer({ index: INDEX, formats: [`YUYV:${w}x${h}`] }, overlay);
+      const url = (await server.waitFor(/lancam http listening url=(\S+)/, 30_000))[1]!;
+      expect(server.stderr()).toContain("path=yuv");
+      for (const part of await takeParts(`${url}stream.mjpg`, 3, 30_000)) {
+        const { bgr } = cv().decodeJpeg(part.jpeg);
+        const mean = (rowFrom: number, rows: number) => {
+          let sum = 0;
+          for (let y = rowFrom; y < rowFrom + rows; y++) for (let x = w - 100; x < w - 20; x++) sum += bgr[(y * w + x) * 3 + 1]!;
+          return sum / (rows * 80);
+        };
+        // The fake's luma ramp is the same down every column (but for its 8-row bright bar, which
+        // cannot cover both rows of reference): under the box, below the text, it is darkened.
+        const reference = Math.min(mean(h / 2, 3), mean(h / 2 + 20, 3));
+        expect(mean(h - 11, 3)).toBeLessThan(reference * 0.6);
+        expect(mean(h / 4, 3)).toBeGreaterThan(reference * 0.9);
+      }
+      expect(server.stderr()).not.toContain("decoded, drawn on and encoded again");
+    }
+  }, 90_000);
+
   for (const [what, camera, line] of [
     ["in use by another program", { busy: true }, `cannot open camera:${INDEX}: /dev/video${INDEX} is in use by another program; close it (\`fuser -v /dev/video${INDEX}\` names it) or use another camera`],
     ["without permission", { denied: true }, `cannot open camera:${INDEX}: no permission to open /dev/video${INDEX}; add your user to the video group (sudo usermod -aG video $USER, then log in again)`],
@@ -87,6 +133,16 @@ describe("a fake V4L2 camera", () => {
       expect({ code: await server.exited, stdout: server.stdout(), stderr: server.stderr() }).toEqual({ code: 1, stdout: "", stderr: `lancam-server: error: ${line}\n` });
     }, 30_000);
   }
+
+  test("stopped while the camera is away: says goodbye and exits 0, counting the outage", async () => {
+    const unplugged = join(dir, "unplugged-for-good");
+    rmSync(unplugged, { force: true });
+    await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`], jpegs: jpegDir, unplugAfter: 10, unplugged }, ["--record", join(dir, "rec")]);
+    await server.waitFor(/camera unavailable: waiting for it to come back/, 30_000, "stderr");
+    server.proc.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    expect(server.stderr()).toMatch(/INFO \[server\] stopped .*cameraOutages=1/);
+  }, 60_000);
 
   test("a size the camera does not have: a warning naming what it chose, and that size streamed", async () => {
     await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`, "YUYV:320x240"], jpegs: jpegDir }, ["--size", "1280x720"]);
