@@ -100,6 +100,7 @@ const SECOND = 1_000_000;
 describe("--overlay on a flat grey source", () => {
   test("MJPEG passed through otherwise: decoded, drawn top-left by default, said once with its cost; the time is the capture time", async () => {
     const { parts, stderr } = await serve(mjpegClip, []);
+    expect(stderr).toMatch(/opened source .* path=passthrough overlay=decode-draw-encode/);
     const said = stderr.match(/decoded, drawn on and encoded again.*costMs=[\d.]+/g) ?? [];
     expect(said).toHaveLength(1);
     for (const part of parts) {
@@ -128,7 +129,7 @@ describe("--overlay on a flat grey source", () => {
 
   test("raw YUV encoded from its planes: drawn on the planes, top-right", async () => {
     const { parts, stderr } = await serve(rawClip, ["--overlay-pos", "top-right"]);
-    expect(stderr).toMatch(/opened source .* path=yuv/);
+    expect(stderr).toMatch(/opened source .* path=yuv overlay=drawn-before-encode/);
     for (const part of parts) {
       const bgr = cv().decodeJpeg(part.jpeg).bgr;
       // The clip's grey after the video-to-JPEG range stretch: read where no text can be.

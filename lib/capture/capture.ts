@@ -212,7 +212,7 @@ function openTest(opts: OpenOptions, log: Logger): CaptureSource {
   let paused: (() => boolean) | null = null;
   let seq = 0;
   let closed = false;
-  log.info("opened source", { source: "test", width, height, fps, path: stats.capturePath });
+  log.info("opened source", { source: "test", width, height, fps, path: stats.capturePath, overlay: opts.overlay ? "drawn-before-encode" : undefined });
 
   const produce = async (): Promise<Frame | null> => {
     for (;;) {
@@ -302,7 +302,9 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     choice = { path: "bgr" };
   }
   const stats = newStats(choice.path);
-  log.info("opened source", { source: description, backend: format.backend, width, height, fps, fourcc: format.fourcc, path: choice.path });
+  // With an overlay a source's own JPEG cannot pass through as it is: said here, and with its cost at the first frame.
+  const overlayWay = !opts.overlay ? undefined : choice.path === "passthrough" ? "decode-draw-encode" : "drawn-before-encode";
+  log.info("opened source", { source: description, backend: format.backend, width, height, fps, fourcc: format.fourcc, path: choice.path, overlay: overlayWay });
 
   // Only files are paced here: a camera or a live pipeline delivers at its own rate.
   const pacer = spec.kind === "file" ? new FramePacer(fps) : undefined;
@@ -334,22 +336,30 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     log.warn("camera unavailable: waiting for it to come back", { source: description, reason });
     const since = performance.now();
     cap.release();
+    let saidOtherwise = false;
     for (let wait: number = CAMERA_RETRY_MS.first; ; wait = Math.min(CAMERA_RETRY_MS.max, wait * 2)) {
       if (closed) return false;
       await Bun.sleep(wait);
       if (closed) return false;
-      if (!(await open())) continue;
-      setUpCamera();
-      const [w, h] = [cap.get("width"), cap.get("height")];
-      const fourcc = cap.getFourcc();
-      if (w !== width || h !== height || fourcc !== format.fourcc || (choice.path !== "bgr" && !cap.setRawPackets())) {
-        // Viewers were told the size: a camera that comes back otherwise is waited for still.
-        log.warn("camera is back but not as it was; waiting still", { source: description, was: `${width}x${height} ${format.fourcc}`, now: `${w}x${h} ${fourcc}` });
-        cap.release();
-        continue;
+      let now: string | null;
+      try {
+        if (!(await open())) continue;
+        setUpCamera();
+        const [w, h, fourcc] = [cap.get("width"), cap.get("height"), cap.getFourcc()];
+        const same = w === width && h === height && fourcc === format.fourcc && (choice.path === "bgr" || cap.setRawPackets());
+        now = same ? null : `${w}x${h} ${fourcc}`;
+      } catch (err) {
+        // A device half gone can make OpenCV throw; it is one more failed try.
+        now = `unusable (${errorText(err)})`;
       }
-      log.info("camera back", { source: description, downMs: Math.round(performance.now() - since) });
-      return true;
+      if (now === null) {
+        log.info("camera back", { source: description, downMs: Math.round(performance.now() - since) });
+        return true;
+      }
+      // Viewers were told the size: a camera that comes back otherwise is waited for still.
+      if (!saidOtherwise) log.warn("camera is back but not as it was; waiting still", { source: description, was: `${width}x${height} ${format.fourcc}`, now });
+      saidOtherwise = true;
+      cap.release();
     }
   };
   const rewind = async () => {
