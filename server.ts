@@ -8,7 +8,7 @@ import { securityLogSettings } from "./lib/app/log-flags.ts";
 import { checkCanRecord } from "./lib/app/record-check.ts";
 import { recordSettings } from "./lib/app/record-flags.ts";
 import { runMain, StopSignal } from "./lib/app/run-main.ts";
-import { multicastSettings, publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
+import { multicastSettings, overlaySettings, publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
 import { Publishers } from "./lib/publish/publishers.ts";
 import { versionReport } from "./lib/app/version.ts";
 import { openSource } from "./lib/capture/capture.ts";
@@ -56,7 +56,7 @@ async function main(): Promise<number> {
   // A weak token or a token file others can read is for whoever audits the security log too.
   for (const w of token?.warnings ?? []) log.security(w);
 
-  await using source = await openSource(spec, { size, fps, quality, loop, reencode: cli.flags.reencode, log: log.child("capture") });
+  await using source = await openSource(spec, { size, fps, quality, loop, reencode: cli.flags.reencode, overlay: overlaySettings(cli.flags), log: log.child("capture") });
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.
   await using server = await StreamServer.start({
     port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },

@@ -3,17 +3,28 @@
 // TurboJPEG (no BGR in between); or the source's own packet, which for MJPEG is
 // the JPEG itself. One operation at a time per object; a second one is rejected.
 #include <chrono>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#ifdef __linux__
+#include <fcntl.h>
+#include <linux/videodev2.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#endif
+
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 #include <opencv2/videoio/registry.hpp>
 
 #include "lancam.h"
+#include "overlay.h"
 #include "yuv-encode.h"
 
 namespace lancam {
@@ -49,6 +60,7 @@ enum class ReadMode {
   kYuv,     // a raw YUV packet, encoded by TurboJPEG
   kPacket,  // the raw packet, copied out as it is
   kGrab,    // taken from the source and dropped: nothing decoded (raw) or converted
+  kHold,    // read (decoded unless raw) and kept for encodeHeld, which draws the overlay
 };
 
 class Capture : public Napi::ObjectWrap<Capture> {
@@ -61,6 +73,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
                            InstanceMethod<&Capture::ReadYuvJpeg>("readYuvJpeg"),
                            InstanceMethod<&Capture::ReadPacket>("readPacket"),
                            InstanceMethod<&Capture::Grab>("grab"),
+                           InstanceMethod<&Capture::ReadHeld>("readHeld"),
+                           InstanceMethod<&Capture::EncodeHeld>("encodeHeld"),
                            InstanceMethod<&Capture::SetRawPackets>("setRawPackets"),
                            InstanceMethod<&Capture::Set>("set"),
                            InstanceMethod<&Capture::Get>("get"),
@@ -77,6 +91,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
  private:
   class OpenWorker;
   class ReadWorker;
+  class EncodeHeldWorker;
 
   // open(source: number | string, api: "any" | "ffmpeg" | "gstreamer"): Promise<boolean>
   Napi::Value Open(const Napi::CallbackInfo& info);
@@ -89,6 +104,12 @@ class Capture : public Napi::ObjectWrap<Capture> {
   Napi::Value ReadPacket(const Napi::CallbackInfo& info);
   // grab(): Promise<boolean>, false at end of stream
   Napi::Value Grab(const Napi::CallbackInfo& info);
+  // readHeld(): Promise<{width, height, ageMicros} | null>. The frame stays here for
+  // encodeHeld: the overlay's text needs the frame's capture time, known only now.
+  Napi::Value ReadHeld(const Napi::CallbackInfo& info);
+  // encodeHeld(quality, overlay, yuv?: {layout, width, height, limitedRange}):
+  //   Promise<{jpeg, width, height} | {jpeg: null, reason}>
+  Napi::Value EncodeHeld(const Napi::CallbackInfo& info);
   Napi::Value QueueRead(Napi::Env env, ReadMode mode);
 
   // setRawPackets(): boolean. Reads then return what the source delivers, undecoded:
@@ -162,6 +183,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
   // read's completion does it instead.
   Napi::Value Release(const Napi::CallbackInfo& info) {
     opened_ = false;
+    held_ = false;
     if (busy_) {
       releasePending_ = true;
     } else {
@@ -203,6 +225,7 @@ class Capture : public Napi::ObjectWrap<Capture> {
   bool busy_ = false;            // touched on the JS thread only
   bool releasePending_ = false;  // ditto
   bool opened_ = false;          // ditto
+  bool held_ = false;            // ditto: frame_ holds a readHeld frame not yet encoded
 };
 
 class Capture::OpenWorker : public PromiseWorker {
@@ -263,6 +286,7 @@ class Capture::ReadWorker : public PromiseWorker {
         if (!c.frame_.isContinuous()) throw std::runtime_error("the raw packet is not one block of memory");
         break;
       case ReadMode::kGrab:
+      case ReadMode::kHold:
         break;
     }
   }
@@ -291,6 +315,10 @@ class Capture::ReadWorker : public PromiseWorker {
       case ReadMode::kPacket:
         out.Set("packet", Napi::Buffer<uchar>::Copy(env, c.frame_.data, c.frame_.total() * c.frame_.elemSize()));
         break;
+      case ReadMode::kHold:
+        out.Set("width", c.frame_.cols);
+        out.Set("height", c.frame_.rows);
+        break;
       case ReadMode::kGrab:
         break;
     }
@@ -300,13 +328,71 @@ class Capture::ReadWorker : public PromiseWorker {
     return out;
   }
 
-  void Finish() override { owner_->Settle(); }
+  void Finish() override {
+    owner_->held_ = mode_ == ReadMode::kHold && got_;
+    owner_->Settle();
+  }
 
   Capture* owner_;
   Napi::ObjectReference self_;
   ReadMode mode_;
   Clock::time_point grabbedAt_;
   bool got_ = false;
+  bool encoded_ = false;
+  std::string reason_;
+};
+
+// Encodes the held frame with the overlay drawn: decoded BGR through imencode, or
+// raw YUV through TurboJPEG (drawn on the planes). Like readYuvJpeg, a raw frame
+// that does not fit its layout is a result with the reason, not a rejection.
+class Capture::EncodeHeldWorker : public PromiseWorker {
+ public:
+  EncodeHeldWorker(Napi::Env env, Capture* owner, Overlay overlay, bool yuv)
+      : PromiseWorker(env, "capture encode failed"), owner_(owner), self_(Napi::Persistent(owner->Value())),
+        overlay_(std::move(overlay)), yuv_(yuv) {}
+
+ private:
+  void Run() override {
+    Capture& c = *owner_;
+    if (yuv_) {
+      if (!c.frame_.isContinuous()) {
+        reason_ = "the raw frame is not one block of memory";
+        return;
+      }
+      encoded_ = c.yuv_.Encode(c.frame_.data, c.frame_.total() * c.frame_.elemSize(), c.yuvWidth_, c.yuvHeight_,
+                               c.yuvLayout_, c.yuvLimitedRange_, c.params_[1], &reason_, &overlay_);
+      return;
+    }
+    if (c.frame_.type() != CV_8UC3) throw std::runtime_error("the held frame is not a BGR picture");
+    DrawOverlayBgr(c.frame_, overlay_);
+    if (!cv::imencode(".jpg", c.frame_, c.jpeg_, c.params_)) throw std::runtime_error("JPEG encoding failed");
+    encoded_ = true;
+  }
+
+  Napi::Value Result(Napi::Env env) override {
+    Capture& c = *owner_;
+    Napi::Object out = Napi::Object::New(env);
+    if (!encoded_) {
+      out.Set("jpeg", env.Null());
+      out.Set("reason", reason_);
+    } else if (yuv_) {
+      out.Set("jpeg", Napi::Buffer<uchar>::Copy(env, c.yuv_.data(), c.yuv_.size()));
+      out.Set("width", c.yuvWidth_);
+      out.Set("height", c.yuvHeight_);
+    } else {
+      out.Set("jpeg", Napi::Buffer<uchar>::Copy(env, c.jpeg_.data(), c.jpeg_.size()));
+      out.Set("width", c.frame_.cols);
+      out.Set("height", c.frame_.rows);
+    }
+    return out;
+  }
+
+  void Finish() override { owner_->Settle(); }
+
+  Capture* owner_;
+  Napi::ObjectReference self_;
+  Overlay overlay_;
+  bool yuv_;
   bool encoded_ = false;
   std::string reason_;
 };
@@ -342,6 +428,7 @@ Napi::Value Capture::Open(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Capture::QueueRead(Napi::Env env, ReadMode mode) {
+  held_ = false;
   auto* worker = new ReadWorker(env, this, mode);
   busy_ = true;
   worker->Queue();
@@ -389,15 +476,109 @@ Napi::Value Capture::ReadPacket(const Napi::CallbackInfo& info) {
   return QueueRead(env, ReadMode::kPacket);
 }
 
+Napi::Value Capture::ReadHeld(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (busy_) return RejectedPromise(env, kBusy);
+  return QueueRead(env, ReadMode::kHold);
+}
+
+Napi::Value Capture::EncodeHeld(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (busy_) return RejectedPromise(env, kBusy);
+  int quality = Int32Arg(info, 0, "encodeHeld", "quality");
+  if (quality < 1 || quality > 100) throw Napi::RangeError::New(env, "encodeHeld: quality must be 1..100");
+  Overlay overlay = OverlayArg(info, 1, "encodeHeld");
+  bool yuv = false;
+  YuvLayout layout = YuvLayout::kI420;
+  int width = 0;
+  int height = 0;
+  bool limitedRange = true;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    if (!info[2].IsObject()) throw Napi::TypeError::New(env, "encodeHeld: yuv must be {layout, width, height, limitedRange}");
+    Napi::Object o = info[2].As<Napi::Object>();
+    Napi::Value l = o.Get("layout"), w = o.Get("width"), h = o.Get("height"), r = o.Get("limitedRange");
+    if (!l.IsString() || !w.IsNumber() || !h.IsNumber()) {
+      throw Napi::TypeError::New(env, "encodeHeld: yuv must be {layout, width, height, limitedRange}");
+    }
+    std::string name = l.As<Napi::String>().Utf8Value();
+    if (name == "i420") {
+      layout = YuvLayout::kI420;
+    } else if (name == "yuyv") {
+      layout = YuvLayout::kYuyv;
+    } else {
+      throw Napi::TypeError::New(env, "encodeHeld: layout must be \"i420\" or \"yuyv\", got \"" + name + "\"");
+    }
+    width = w.As<Napi::Number>().Int32Value();
+    height = h.As<Napi::Number>().Int32Value();
+    if (width < 1 || height < 1 || width > kMaxPictureWidth || height > kMaxPictureHeight) {
+      throw Napi::RangeError::New(env, "encodeHeld: size must be within 1x1.." + std::to_string(kMaxPictureWidth) + "x" +
+                                           std::to_string(kMaxPictureHeight));
+    }
+    limitedRange = !r.IsBoolean() || r.As<Napi::Boolean>().Value();
+    yuv = true;
+  }
+  if (!held_) return RejectedPromise(env, "encodeHeld: no frame held (call readHeld first)");
+  held_ = false;
+  if (yuv) {
+    yuvLayout_ = layout;
+    yuvWidth_ = width;
+    yuvHeight_ = height;
+    yuvLimitedRange_ = limitedRange;
+  }
+  params_[1] = quality;
+  auto* worker = new EncodeHeldWorker(env, this, std::move(overlay), yuv);
+  busy_ = true;
+  worker->Queue();
+  return worker->Promise();
+}
+
 Napi::Value Capture::Grab(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (busy_) return RejectedPromise(env, kBusy);
   return QueueRead(env, ReadMode::kGrab);
 }
 
+// probeDevice(path): "" when the device opens and nobody else streams from it, else
+// why not as an errno name ("ENOENT", "EACCES", "EBUSY", ...). OpenCV's V4L2 backend
+// only says that it failed; this is for telling the user which fix applies.
+Napi::Value ProbeDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = StringArg(info, 0, "probeDevice", "path");
+  if (path.rfind("/dev/", 0) != 0 || path.size() > 64 || path.find('\0') != std::string::npos) {
+    throw Napi::RangeError::New(env, "probeDevice: path must be a device under /dev/");
+  }
+  auto name = [](int err) -> std::string {
+    switch (err) {
+      case ENOENT: return "ENOENT";
+      case ENODEV: return "ENODEV";
+      case ENXIO: return "ENXIO";
+      case EACCES: return "EACCES";
+      case EPERM: return "EPERM";
+      case EBUSY: return "EBUSY";
+      default: return std::strerror(err);
+    }
+  };
+#ifndef __linux__
+  return Napi::String::New(env, "");  // V4L2 devices are Linux's
+#else
+  int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return Napi::String::New(env, name(errno));
+  // Another program streaming from it holds its buffer queue: asking to free the
+  // queue (zero buffers) is refused with EBUSY then, and changes nothing otherwise.
+  v4l2_requestbuffers req{};
+  req.count = 0;
+  req.type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+  req.memory = V4L2_MEMORY_MMAP;
+  std::string result = ::ioctl(fd, VIDIOC_REQBUFS, &req) != 0 && errno == EBUSY ? "EBUSY" : "";
+  ::close(fd);
+  return Napi::String::New(env, result);
+#endif
+}
+
 }  // namespace
 
 void InitCapture(Napi::Env env, Napi::Object exports) {
+  exports.Set("probeDevice", Napi::Function::New<ProbeDevice>(env, "probeDevice"));
   // OpenCV prints a WARN line for every backend that fails to open a source;
   // lancam reports the failure itself, so keep only errors unless asked.
   if (std::getenv("OPENCV_LOG_LEVEL") == nullptr) {

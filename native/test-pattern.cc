@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "lancam.h"
+#include "overlay.h"
 
 namespace lancam {
 namespace {
@@ -48,11 +50,11 @@ class TestPattern : public Napi::ObjectWrap<TestPattern> {
  private:
   class RenderWorker;
 
-  // render(width, height, frameNumber, text, quality): Promise<Buffer>
+  // render(width, height, frameNumber, text, quality, overlay?): Promise<Buffer>
   Napi::Value Render(const Napi::CallbackInfo& info);
 
   // Worker thread. Everything per-frame draws into reused Mats.
-  void Draw(int width, int height, uint32_t frame, const std::string& text, int quality) {
+  void Draw(int width, int height, uint32_t frame, const std::string& text, int quality, const Overlay* overlay) {
     if (background_.cols != width || background_.rows != height) MakeBackground(width, height);
     background_.copyTo(canvas_);
 
@@ -78,6 +80,8 @@ class TestPattern : public Napi::ObjectWrap<TestPattern> {
     cv::putText(canvas_, text, org, cv::FONT_HERSHEY_SIMPLEX, scale, {0, 0, 0}, thick + 2, cv::LINE_AA);
     cv::putText(canvas_, text, org, cv::FONT_HERSHEY_SIMPLEX, scale, {255, 255, 255}, thick, cv::LINE_AA);
 
+    // Under the barcode, so a receiver still reads the frame number whatever the corner.
+    if (overlay) DrawOverlayBgr(canvas_, *overlay);
     DrawBarcode(frame);
     params_[1] = quality;
     if (!cv::imencode(".jpg", canvas_, jpeg_, params_)) throw std::runtime_error("JPEG encoding failed");
@@ -129,12 +133,14 @@ class TestPattern : public Napi::ObjectWrap<TestPattern> {
 
 class TestPattern::RenderWorker : public PromiseWorker {
  public:
-  RenderWorker(Napi::Env env, TestPattern* owner, int width, int height, uint32_t frame, std::string text, int quality)
+  RenderWorker(Napi::Env env, TestPattern* owner, int width, int height, uint32_t frame, std::string text, int quality,
+               std::optional<Overlay> overlay)
       : PromiseWorker(env, "renderTestFrame"), owner_(owner), self_(Napi::Persistent(owner->Value())),
-        width_(width), height_(height), frame_(frame), text_(std::move(text)), quality_(quality) {}
+        width_(width), height_(height), frame_(frame), text_(std::move(text)), quality_(quality),
+        overlay_(std::move(overlay)) {}
 
  private:
-  void Run() override { owner_->Draw(width_, height_, frame_, text_, quality_); }
+  void Run() override { owner_->Draw(width_, height_, frame_, text_, quality_, overlay_ ? &*overlay_ : nullptr); }
   Napi::Value Result(Napi::Env env) override {
     return Napi::Buffer<uchar>::Copy(env, owner_->jpeg_.data(), owner_->jpeg_.size());
   }
@@ -146,6 +152,7 @@ class TestPattern::RenderWorker : public PromiseWorker {
   uint32_t frame_;
   std::string text_;
   int quality_;
+  std::optional<Overlay> overlay_;
 };
 
 Napi::Value TestPattern::Render(const Napi::CallbackInfo& info) {
@@ -165,7 +172,10 @@ Napi::Value TestPattern::Render(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "renderTestFrame: frameNumber must be an integer 0..2^32-1");
   }
   if (quality < 1 || quality > 100) throw Napi::RangeError::New(env, "renderTestFrame: quality must be 1..100");
-  auto* worker = new RenderWorker(env, this, width, height, static_cast<uint32_t>(frame), std::move(text), quality);
+  std::optional<Overlay> overlay;
+  if (info.Length() > 5 && !info[5].IsUndefined()) overlay = OverlayArg(info, 5, "renderTestFrame");
+  auto* worker = new RenderWorker(env, this, width, height, static_cast<uint32_t>(frame), std::move(text), quality,
+                                  std::move(overlay));
   busy_ = true;
   worker->Queue();
   return worker->Promise();

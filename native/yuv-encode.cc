@@ -1,6 +1,8 @@
 // YuvEncoder: raw I420 / YUYV frames to JPEG through TurboJPEG's planar input.
 #include "yuv-encode.h"
 
+#include <algorithm>
+
 #include <opencv2/core.hpp>
 
 namespace lancam {
@@ -102,7 +104,7 @@ bool YuvEncoder::Prepare(int width, int height, std::string* why) {
 }
 
 bool YuvEncoder::Encode(const unsigned char* data, size_t size, int width, int height, YuvLayout layout,
-                        bool limitedRange, int quality, std::string* why) {
+                        bool limitedRange, int quality, std::string* why, const Overlay* overlay) {
   try {
     const size_t expected = YuvFrameBytes(layout, width, height);
     if (expected == 0) {
@@ -134,12 +136,19 @@ bool YuvEncoder::Encode(const unsigned char* data, size_t size, int width, int h
       Stretch(planes + lumaBytes, planes_.data() + lumaBytes, chroma, kChromaScale, kChromaOffset);
       planes = planes_.data();
     }
+    const size_t chromaPlane = static_cast<size_t>((width + 1) / 2) * ((height + 1) / 2);
+    if (overlay) {
+      // Drawn on our own copy: the caller's frame is read-only.
+      if (planes != planes_.data()) std::copy(planes, planes + planes_.size(), planes_.data());
+      planes = planes_.data();
+      unsigned char* y = planes_.data();
+      DrawOverlayI420(y, y + lumaBytes, y + lumaBytes + chromaPlane, width, height, *overlay);
+    }
 
     // Explicit strides: TurboJPEG's default pads an odd luma width to even, which is
     // not how FFmpeg lays out an odd-sized frame. (For an odd height it reads one row
     // past the luma plane, into the chroma that follows: in bounds, and cropped away.)
     const int chromaWidth = (width + 1) / 2;
-    const size_t chromaPlane = static_cast<size_t>(chromaWidth) * ((height + 1) / 2);
     const unsigned char* src[3] = {planes, planes + lumaBytes, planes + lumaBytes + chromaPlane};
     const int strides[3] = {width, chromaWidth, chromaWidth};
     unsigned long jpegSize = outCapacity_;

@@ -8,6 +8,8 @@
 
 #include <turbojpeg.h>
 
+#include "overlay.h"
+
 namespace lancam {
 
 // How the bytes of one raw frame are laid out.
@@ -34,8 +36,9 @@ class YuvEncoder {
   // (Y 16..235), JPEG's full range: with `limitedRange` the samples are stretched
   // on the way, as OpenCV's own YUV-to-BGR conversion does. False, with the
   // reason in `why`, when the size is wrong or TurboJPEG fails; never throws.
+  // With `overlay`, it is drawn on the (full-range) planes before the encode.
   bool Encode(const unsigned char* data, size_t size, int width, int height, YuvLayout layout, bool limitedRange,
-              int quality, std::string* why);
+              int quality, std::string* why, const Overlay* overlay = nullptr);
 
   // The last JPEG Encode made; valid until the next call.
   const unsigned char* data() const { return out_; }

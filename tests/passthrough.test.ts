@@ -125,7 +125,7 @@ describe("an MJPEG file", () => {
       expect([f.seq, f.width, f.height]).toEqual([i, W, H]);
       expect(same(f.jpeg, packets[i]!)).toBe(true);
     });
-    expect(source.stats).toEqual({ capturePath: "passthrough", framesEncoded: 0, framesPassedThrough: FRAMES, framesReencoded: 0, framesBadDropped: 0, framesIdle: 0 });
+    expect(source.stats).toEqual({ capturePath: "passthrough", framesEncoded: 0, framesPassedThrough: FRAMES, framesReencoded: 0, framesBadDropped: 0, framesIdle: 0, cameraOutages: 0 });
   });
 
   test("looping starts again at the file's first packet", async () => {
@@ -141,7 +141,7 @@ describe("an MJPEG file", () => {
     await using source = await openSource({ kind: "file", path: damaged }, { quality: 80, fps: 500, log });
     const frames = await take(source, FRAMES + 1);
     expect(frames).toHaveLength(FRAMES - 2);
-    expect(source.stats).toEqual({ capturePath: "passthrough", framesEncoded: 1, framesPassedThrough: FRAMES - 3, framesReencoded: 1, framesBadDropped: 2, framesIdle: 0 });
+    expect(source.stats).toEqual({ capturePath: "passthrough", framesEncoded: 1, framesPassedThrough: FRAMES - 3, framesReencoded: 1, framesBadDropped: 2, framesIdle: 0, cameraOutages: 0 });
     // Frame numbers stay consecutive: a dropped frame is not a network loss.
     expect(frames.map((f) => f.seq)).toEqual(frames.map((_, i) => i));
     const fileIndex = [...Array(FRAMES).keys()].filter((i) => i !== NO_SOI && i !== TALLER);

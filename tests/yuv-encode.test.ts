@@ -82,7 +82,7 @@ describe("a raw video file", () => {
         expect([decoded.width, decoded.height]).toEqual([...size]);
         expect(psnr(decoded, cv().decodeJpeg(b[i]!))).toBeGreaterThan(MIN_PSNR_DB);
       }
-      expect(yuv.stats).toEqual({ capturePath: "yuv", framesEncoded: FRAMES, framesPassedThrough: 0, framesReencoded: 0, framesBadDropped: 0, framesIdle: 0 });
+      expect(yuv.stats).toEqual({ capturePath: "yuv", framesEncoded: FRAMES, framesPassedThrough: 0, framesReencoded: 0, framesBadDropped: 0, framesIdle: 0, cameraOutages: 0 });
       expect(bgr.stats.capturePath).toBe("bgr");
     });
   }

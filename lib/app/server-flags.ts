@@ -1,4 +1,6 @@
-import { TEST_DEFAULT, type SourceSpec } from "../capture/capture.ts";
+import { hostname } from "node:os";
+import { TEST_DEFAULT, type OverlayOptions, type SourceSpec } from "../capture/capture.ts";
+import { MAX_OVERLAY_CHARS, OVERLAY_POSITIONS, overlayTextProblem, type OverlayPosition } from "../capture/overlay-text.ts";
 import type { RecordCliFlags } from "../record/record-dir.ts";
 import { DEFAULT_MAX_PER_HOST } from "../send/admission.ts";
 import { DEFAULT_SPREAD } from "../send/stream-server.ts";
@@ -48,6 +50,25 @@ export function sourceSpelling(spec: SourceSpec): string {
 }
 
 const text = (raw: string) => raw;
+
+/** Parses `--overlay`: a template overlayTextProblem accepts (overlong text is not echoed back). */
+export function parseOverlayFlag(raw: string, flag = "--overlay"): string {
+  const problem = overlayTextProblem(raw);
+  if (problem === null) return raw;
+  throw new UsageError(raw.length > MAX_OVERLAY_CHARS ? `invalid ${flag}: ${problem}` : `invalid ${flag}=${raw}: ${problem}`);
+}
+
+/** Parses `--overlay-pos`: one of the four corners. */
+export function parseOverlayPosFlag(raw: string, flag = "--overlay-pos"): OverlayPosition {
+  if ((OVERLAY_POSITIONS as readonly string[]).includes(raw)) return raw as OverlayPosition;
+  throw new UsageError(`invalid ${flag}=${raw}: expected ${OVERLAY_POSITIONS.slice(0, -1).join(", ")} or ${OVERLAY_POSITIONS.at(-1)}`);
+}
+
+/** What the capture needs to draw --overlay, or undefined without it. One camera today: number 0. */
+export function overlaySettings(flags: { overlay: string | null; overlayPos: OverlayPosition }, host = hostname()): OverlayOptions | undefined {
+  if (flags.overlay === null) return undefined;
+  return { template: flags.overlay, position: flags.overlayPos, camera: "0", host };
+}
 
 /** The TCP control port viewers connect to unless told otherwise. */
 export const DEFAULT_PORT = 9999;
@@ -128,6 +149,13 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
     quality: valueFlag("quality", "Q", DEFAULT_QUALITY, (raw, flag) => parseInteger(flag, raw, JPEG_QUALITY.min, JPEG_QUALITY.max),
       `JPEG quality ${JPEG_QUALITY.min}-${JPEG_QUALITY.max}`),
     reencode: booleanFlag("reencode", "encode every frame at --quality even where the source already\ndelivers JPEG (default: send a camera's or MJPEG file's JPEG as it is)"),
+    overlay: valueFlag<string | null>("overlay", "TEXT", null, (raw, flag) => parseOverlayFlag(raw, flag),
+      `draw TEXT on every picture, on a translucent box: time codes
+%Y %m %d %H %M %S %F %T %% (the frame's capture time, local), and
+{camera}, {frame}, {host}; at most ${MAX_OVERLAY_CHARS} characters. A source's own
+JPEG is then decoded and encoded again`, off),
+    overlayPos: valueFlag<OverlayPosition>("overlay-pos", "CORNER", "top-left", (raw, flag) => parseOverlayPosFlag(raw, flag),
+      OVERLAY_POSITIONS.join(", ")),
     log: valueFlag("log", "FILE", "lancam-server.log", text, "append joins and leaves here"),
     logMax: LOG_MAX_FLAG,
     securityLog: SECURITY_LOG_FLAG,

@@ -9,13 +9,14 @@
  * encoded again. While nobody needs frames (pauseWhile), nothing is encoded.
  */
 import { existsSync, statSync } from "node:fs";
-import { cv, MAX_PICTURE, type NativeCapture, type NativeTestPattern } from "../native/cv.ts";
+import { cv, MAX_PICTURE, type NativeCapture, type NativeTestPattern, type OverlaySpec } from "../native/cv.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import type { Logger } from "../log/format.ts";
 import { silentLogger, throttled } from "../log/logger.ts";
 import { seqAdd } from "../wire/seq.ts";
 import { choosePath, type CapturePath, type PathChoice } from "./capture-path.ts";
 import { checkSourceJpeg } from "./jpeg-check.ts";
+import { formatOverlay, type OverlayFields, type OverlayPosition } from "./overlay-text.ts";
 import { UserError } from "../errors/user-error.ts";
 import { errorText } from "../errors/error-text.ts";
 
@@ -47,6 +48,8 @@ export interface CaptureStats {
   framesBadDropped: number;
   /** Frames taken from the source (or, for the test pattern, skipped) without encoding while paused. */
   framesIdle: number;
+  /** Times a camera stopped delivering and was waited for until it came back. */
+  cameraOutages: number;
 }
 
 /** An open source of frames. */
@@ -90,18 +93,43 @@ export interface OpenOptions {
   rawPackets?: boolean;
   /** Never send the source's own JPEG; encode every frame at `quality` (--reencode). */
   reencode?: boolean;
+  /** Text drawn on every picture before it is encoded (a source's own JPEG is then decoded first). */
+  overlay?: OverlayOptions;
   log?: Logger;
+}
+
+/** What --overlay asks for: the template (checked by overlayTextProblem) and what fills it. */
+export interface OverlayOptions {
+  template: string;
+  position: OverlayPosition;
+  /** The camera's name, or its number. */
+  camera: string;
+  host: string;
+}
+
+/** The overlay for frame `seq` captured at `capturedAt`, or undefined without one. */
+function overlayFor(opts: OpenOptions, seq: number, capturedAt: number): OverlaySpec | undefined {
+  const o = opts.overlay;
+  if (!o) return undefined;
+  const fields: OverlayFields = { camera: o.camera, frame: seq, host: o.host };
+  return { text: formatOverlay(o.template, fields, capturedAt), position: o.position };
 }
 
 /** What `--source test` makes when --size and --fps do not say. */
 export const TEST_DEFAULT = { width: 1280, height: 720, fps: 30 } as const;
 const FILE_FALLBACK_FPS = 25;
 const TRY_TEST = "use --source test for the built-in test pattern";
+/**
+ * How long a camera that stopped delivering (unplugged, reset) is waited for between
+ * tries to open it again: doubling from the first to the last, so frames resume within
+ * about a second of its return without a busy loop while it is away.
+ */
+export const CAMERA_RETRY_MS = { first: 250, max: 1000 } as const;
 /** At most one warning about bad frames per this many ms; the rest are counted in it. */
 const BAD_FRAME_WARN_MS = 10_000;
 
 function newStats(capturePath: CapturePath): CaptureStats {
-  return { capturePath, framesEncoded: 0, framesPassedThrough: 0, framesReencoded: 0, framesBadDropped: 0, framesIdle: 0 };
+  return { capturePath, framesEncoded: 0, framesPassedThrough: 0, framesReencoded: 0, framesBadDropped: 0, framesIdle: 0, cameraOutages: 0 };
 }
 
 /** The `description` of a spec: "test", "camera:0", "file:/x.mp4", "gst:...". */
@@ -184,7 +212,7 @@ function openTest(opts: OpenOptions, log: Logger): CaptureSource {
   let paused: (() => boolean) | null = null;
   let seq = 0;
   let closed = false;
-  log.info("opened source", { source: "test", width, height, fps, path: stats.capturePath });
+  log.info("opened source", { source: "test", width, height, fps, path: stats.capturePath, overlay: opts.overlay ? "drawn-before-encode" : undefined });
 
   const produce = async (): Promise<Frame | null> => {
     for (;;) {
@@ -197,7 +225,7 @@ function openTest(opts: OpenOptions, log: Logger): CaptureSource {
       }
       const capturedAt = nowMicros();
       const text = `#${seq} ${new Date(capturedAt / 1000).toISOString()}`;
-      const jpeg = await renderer.render(width, height, seq, text, opts.quality);
+      const jpeg = await renderer.render(width, height, seq, text, opts.quality, overlayFor(opts, seq, capturedAt));
       stats.framesEncoded++;
       const frame: Frame = { seq, capturedAt, width, height, jpeg };
       seq = seqAdd(seq, 1);
@@ -239,15 +267,18 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     spec.kind === "camera" ? cap.open(spec.index) : spec.kind === "file" ? cap.open(spec.path, "ffmpeg") : cap.open(spec.pipeline, "gstreamer");
   if (!(await open())) throw new CaptureError(openFailure(spec));
 
-  if (spec.kind === "camera") {
-    // Most USB cameras reach 720p/1080p at full rate only as MJPEG; raw YUYV tops
-    // out near 10 fps there. V4L2 wants the format before the size.
+  // Most USB cameras reach 720p/1080p at full rate only as MJPEG; raw YUYV tops
+  // out near 10 fps there. V4L2 wants the format before the size.
+  const setUpCamera = () => {
     cap.setFourcc("MJPG");
     if (opts.size) {
       cap.set("width", opts.size.width);
       cap.set("height", opts.size.height);
     }
     if (opts.fps) cap.set("fps", opts.fps);
+  };
+  if (spec.kind === "camera") {
+    setUpCamera();
   } else if (opts.size) {
     log.warn("--size is ignored for this source; it keeps its own size", { source: description });
   }
@@ -271,7 +302,9 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     choice = { path: "bgr" };
   }
   const stats = newStats(choice.path);
-  log.info("opened source", { source: description, backend: format.backend, width, height, fps, fourcc: format.fourcc, path: choice.path });
+  // With an overlay a source's own JPEG cannot pass through as it is: said here, and with its cost at the first frame.
+  const overlayWay = !opts.overlay ? undefined : choice.path === "passthrough" ? "decode-draw-encode" : "drawn-before-encode";
+  log.info("opened source", { source: description, backend: format.backend, width, height, fps, fourcc: format.fourcc, path: choice.path, overlay: overlayWay });
 
   // Only files are paced here: a camera or a live pipeline delivers at its own rate.
   const pacer = spec.kind === "file" ? new FramePacer(fps) : undefined;
@@ -296,6 +329,39 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     if (!(await open())) throw new CaptureError(`${description}: cannot reopen the source`);
     if (choice.path !== "bgr" && !cap.setRawPackets()) throw new CaptureError(`${description}: raw frames refused after reopening`);
   };
+  // A camera that stopped delivering is closed and opened again, with backoff, until it
+  // is back as it was; meanwhile next() waits and the server's viewers stay connected.
+  const awaitCamera = async (reason: string): Promise<boolean> => {
+    stats.cameraOutages++;
+    log.warn("camera unavailable: waiting for it to come back", { source: description, reason });
+    const since = performance.now();
+    cap.release();
+    let saidOtherwise = false;
+    for (let wait: number = CAMERA_RETRY_MS.first; ; wait = Math.min(CAMERA_RETRY_MS.max, wait * 2)) {
+      if (closed) return false;
+      await Bun.sleep(wait);
+      if (closed) return false;
+      let now: string | null;
+      try {
+        if (!(await open())) continue;
+        setUpCamera();
+        const [w, h, fourcc] = [cap.get("width"), cap.get("height"), cap.getFourcc()];
+        const same = w === width && h === height && fourcc === format.fourcc && (choice.path === "bgr" || cap.setRawPackets());
+        now = same ? null : `${w}x${h} ${fourcc}`;
+      } catch (err) {
+        // A device half gone can make OpenCV throw; it is one more failed try.
+        now = `unusable (${errorText(err)})`;
+      }
+      if (now === null) {
+        log.info("camera back", { source: description, downMs: Math.round(performance.now() - since) });
+        return true;
+      }
+      // Viewers were told the size: a camera that comes back otherwise is waited for still.
+      if (!saidOtherwise) log.warn("camera is back but not as it was; waiting still", { source: description, was: `${width}x${height} ${format.fourcc}`, now });
+      saidOtherwise = true;
+      cap.release();
+    }
+  };
   const rewind = async () => {
     log.info("end of file; looping", { source: description });
     // Some containers cannot seek: reopen instead.
@@ -304,6 +370,7 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
 
   // null at the end of the stream; "dropped" for a frame that cannot be sent (counted).
   const read = async (): Promise<DeviceRead | null | "dropped"> => {
+    if (opts.overlay && choice.path !== "passthrough") return readOverlaid(choice);
     switch (choice.path) {
       case "bgr": {
         const r = await native(() => cap.readJpeg(opts.quality));
@@ -337,6 +404,7 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
         if (!r) return null;
         const capturedAt = nowMicros() - r.ageMicros;
         const bad = checkSourceJpeg(r.packet, width, height);
+        if (bad === null && opts.overlay) return overlaySourceJpeg(r.packet, capturedAt);
         if (bad === null) {
           stats.framesPassedThrough++;
           return { jpeg: r.packet, width, height, capturedAt };
@@ -355,6 +423,50 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
     }
   };
 
+  // The overlay's text needs the capture time, known once the frame is in: read, then
+  // draw and encode in a second step (BGR, or raw YUV drawn on its planes).
+  const readOverlaid = async (how: Exclude<PathChoice, { path: "passthrough" }>): Promise<DeviceRead | null | "dropped"> => {
+    const r = await native(() => cap.readHeld());
+    if (!r) return null;
+    const capturedAt = nowMicros() - r.ageMicros;
+    const overlay = overlayFor(opts, seq, capturedAt)!;
+    const yuv = how.path === "yuv" ? { layout: how.layout, width, height } : undefined;
+    const e = await native(() => cap.encodeHeld(opts.quality, overlay, yuv));
+    if (e.jpeg) {
+      if (yuv) yuvProven = true;
+      stats.framesEncoded++;
+      return { jpeg: e.jpeg, width: e.width, height: e.height, capturedAt };
+    }
+    if (yuv && !yuvProven) {
+      log.warn("raw frames do not match their format; decoding them instead", { source: description, reason: e.reason });
+      choice = { path: "bgr" };
+      stats.capturePath = "bgr";
+      await reopen();
+      return read();
+    }
+    stats.framesBadDropped++;
+    warnBad(`${e.reason} (dropped)`);
+    return "dropped";
+  };
+  // A source's own JPEG cannot take the overlay as it is: decoded, drawn, encoded again.
+  let overlayCostLogged = false;
+  const overlaySourceJpeg = async (packet: Uint8Array, capturedAt: number): Promise<DeviceRead | "dropped"> => {
+    const started = performance.now();
+    const r = await cv().overlayJpeg(packet, overlayFor(opts, seq, capturedAt)!, opts.quality);
+    if (!r.jpeg || r.width !== width || r.height !== height) {
+      stats.framesBadDropped++;
+      warnBad(`cannot draw the overlay (dropped: ${r.jpeg ? `it decodes as ${r.width}x${r.height}` : r.reason})`);
+      return "dropped";
+    }
+    if (!overlayCostLogged) {
+      overlayCostLogged = true;
+      log.info("the source delivers JPEG, which would pass through untouched; for the overlay each frame is decoded, drawn on and encoded again",
+        { source: description, costMs: Number((performance.now() - started).toFixed(2)) });
+    }
+    stats.framesEncoded++;
+    return { jpeg: r.jpeg, width, height, capturedAt };
+  };
+
   const produce = async (): Promise<Frame | null> => {
     // Set right after a rewind: a file whose first read ends it again has nothing to play.
     let rewound = false;
@@ -364,7 +476,18 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
       if (pacer && !rewound) await waitUntil(pacer);
       if (closed) return null;
       const idle = paused?.() ?? false;
-      const got = idle ? ((await native(() => cap.grab())) ? "idle" : null) : await read();
+      let got: Awaited<ReturnType<typeof read>> | "idle";
+      try {
+        got = idle ? ((await native(() => cap.grab())) ? "idle" : null) : await read();
+      } catch (err) {
+        if (spec.kind !== "camera" || !(err instanceof CaptureError)) throw err;
+        if (await awaitCamera(err.message)) continue;
+        return null;
+      }
+      if (got === null && spec.kind === "camera") {
+        if (await awaitCamera("it stopped delivering frames (unplugged?)")) continue;
+        return null;
+      }
       if (got === null) {
         if (spec.kind === "file" && opts.loop) {
           if (rewound) throw new CaptureError(`${description}: the file has no readable frames`);
@@ -372,7 +495,6 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
           rewound = true;
           continue;
         }
-        if (spec.kind === "camera") throw new CaptureError(`${description} stopped delivering frames (unplugged?)`);
         log.info("end of stream", { source: description, frames: seq });
         return null;
       }
@@ -423,12 +545,16 @@ function openFailure(spec: Exclude<SourceSpec, { kind: "test" }>): string {
   switch (spec.kind) {
     case "camera": {
       const device = `/dev/video${spec.index}`;
-      const why =
-        process.platform !== "linux"
-          ? "OpenCV could not open it"
-          : existsSync(device)
-            ? `${device} exists but could not be opened: busy, no permission, or not a capture device`
-            : "no such device";
+      if (process.platform !== "linux") return `cannot open camera:${spec.index} (OpenCV could not open it): check the camera or use --source test`;
+      // OpenCV says only that it failed; the device itself says which fix applies.
+      const errno = cv().probeDevice(device);
+      if (errno === "EBUSY") return `cannot open camera:${spec.index}: ${device} is in use by another program; close it (\`fuser -v ${device}\` names it) or use another camera`;
+      if (errno === "EACCES" || errno === "EPERM") {
+        return `cannot open camera:${spec.index}: no permission to open ${device}; add your user to the video group (sudo usermod -aG video $USER, then log in again)`;
+      }
+      const why = errno === "ENOENT" || errno === "ENODEV" || errno === "ENXIO" || !existsSync(device)
+        ? "no such device"
+        : `${device} opens but OpenCV cannot capture from it: not a capture device, or a format it does not know`;
       return `cannot open camera:${spec.index} (${why}): check the camera or use --source test`;
     }
     case "file":

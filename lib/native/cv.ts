@@ -60,6 +60,21 @@ export type FitJpegResult =
   | { jpeg: Buffer; width: number; height: number; quality: number }
   | { jpeg: null; reason: string };
 
+/** The corner the overlay box sits in. */
+export type OverlayPosition = "top-left" | "top-right" | "bottom-left" | "bottom-right";
+
+/**
+ * A line of text to draw on a translucent box, scaled to the picture's height: the
+ * finished text (no codes left; bytes outside printable ASCII are drawn as "?").
+ */
+export interface OverlaySpec {
+  text: string;
+  position: OverlayPosition;
+}
+
+/** What encodeHeld made: the JPEG, or (raw YUV of the wrong size only) why there is none. */
+export type HeldJpeg = JpegImage | { jpeg: null; reason: string };
+
 /** Numeric capture properties (cv::CAP_PROP_*). */
 export type CaptureProperty = "width" | "height" | "fps" | "fourcc" | "posFrames" | "frameCount" | "bufferSize";
 
@@ -81,6 +96,17 @@ export interface NativeCapture {
   readYuvJpeg(layout: YuvLayout, width: number, height: number, quality: number, limitedRange?: boolean): Promise<YuvRead | null>;
   /** After setRawPackets: the next packet as the source delivered it; null at end of stream. */
   readPacket(): Promise<PacketRead | null>;
+  /**
+   * Reads the next frame (decoded to BGR, or after setRawPackets raw) and keeps it for
+   * encodeHeld, so the overlay's text can carry the capture time; null at end of stream.
+   */
+  readHeld(): Promise<{ width: number; height: number; ageMicros: number } | null>;
+  /**
+   * Encodes the frame readHeld kept, with `overlay` drawn: BGR through OpenCV, or with
+   * `yuv` raw YUV through TurboJPEG (as readYuvJpeg, the reason when it does not fit).
+   * Rejects when no frame is held.
+   */
+  encodeHeld(quality: number, overlay: OverlaySpec, yuv?: { layout: YuvLayout; width: number; height: number; limitedRange?: boolean }): Promise<HeldJpeg>;
   /** Takes the next frame from the source without decoding or converting it; false at end of stream. */
   grab(): Promise<boolean>;
   /**
@@ -110,7 +136,7 @@ export interface NativeCapture {
 /** The synthetic frame renderer (keeps its background cached by size). */
 export interface NativeTestPattern {
   /** Renders frame `frameNumber` (0..2^32-1) with `text` and the barcode, as JPEG. Rejects while busy. */
-  render(width: number, height: number, frameNumber: number, text: string, quality: number): Promise<Buffer>;
+  render(width: number, height: number, frameNumber: number, text: string, quality: number, overlay?: OverlaySpec): Promise<Buffer>;
 }
 
 /** Barcode geometry as compiled into the addon (lib/test-pattern.ts holds the same numbers). */
@@ -169,6 +195,21 @@ export interface CvAddon {
    * bad input: `jpegs` is null and `reason` says why.
    */
   scaleJpeg(jpeg: Uint8Array, sizes: readonly { width: number; height: number }[], quality: number): Promise<{ jpegs: Buffer[] } | { jpegs: null; reason: string }>;
+  /**
+   * Draws `overlay` into the caller's picture in place, during the call: packed BGR, or
+   * I420 planes (full range). Throws a RangeError when the bytes do not fit the size.
+   */
+  drawOverlay(pixels: Uint8Array, width: number, height: number, layout: "bgr" | "i420", overlay: OverlaySpec): void;
+  /**
+   * A JPEG decoded (within MAX_PICTURE), with `overlay` drawn, encoded at `quality` on a
+   * worker thread. Never rejects for bad input: `jpeg` is null and `reason` says why.
+   */
+  overlayJpeg(jpeg: Uint8Array, overlay: OverlaySpec, quality: number): Promise<HeldJpeg>;
+  /**
+   * Why a V4L2 device under /dev/ cannot be used, as an errno name ("ENOENT", "EACCES",
+   * "EBUSY": another program streams from it), or "" when it opens and is free.
+   */
+  probeDevice(path: string): string;
   /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
   displayAvailable(): boolean;
   /** Creates a window now; throws when there is no display. */
