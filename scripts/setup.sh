@@ -5,7 +5,8 @@
 #   bash scripts/setup.sh --test   # plus what the tests need (Xvfb, xdotool, ImageMagick, GStreamer test elements,
 #                                  the classroom program's Python OpenCV, Chromium for the browser view,
 #                                  promtool from the prometheus package to lint /metrics,
-#                                  stress-ng for scripts/stress-test.sh)
+#                                  stress-ng for scripts/stress-test.sh,
+#                                  iptables for the loss and firewall tests in network namespaces)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # --- Debian packages -------------------------------------------------------
 pkgs=(libopencv-dev libturbojpeg0-dev ffmpeg g++ pkg-config)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(xvfb xauth xdotool imagemagick gstreamer1.0-plugins-base python3-opencv python3-numpy chromium prometheus stress-ng)
+  pkgs+=(xvfb xauth xdotool imagemagick gstreamer1.0-plugins-base python3-opencv python3-numpy chromium prometheus stress-ng iptables)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
