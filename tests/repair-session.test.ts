@@ -80,14 +80,28 @@ describe("RepairSession with a repair-mode reassembler", () => {
 
   test("parity after the frame rebuilds a lost datagram without asking", () => {
     const h = new Harness();
+    // The stream carries parity: a whole frame and its parity first.
+    const z = frameDatagrams(0);
+    z.forEach((d) => h.push(d, 0));
+    for (const p of encodeParity(z, 3)) h.parity(p, 0);
     const a = frameDatagrams(1);
     const parity = encodeParity(a, 3);
     a.forEach((d, i) => i !== 5 && h.push(d, 0));
     for (const p of parity) h.parity(p, 0);
-    expect(h.frames).toEqual([{ frameNumber: 1, use: "live" }]);
+    expect(h.frames).toEqual([{ frameNumber: 0, use: "live" }, { frameNumber: 1, use: "live" }]);
     const out = h.repair.poll(10);
     expect(out.requests).toEqual([]);
     expect(h.counters.summary()).toMatchObject({ datagramsRepairedByFec: 1, datagramsRepairedByNack: 0, requestMessages: 0 });
+  });
+
+  test("while the stream carries no parity no payload is kept: the first frame after parity starts is asked for instead", () => {
+    const h = new Harness();
+    const a = frameDatagrams(1);
+    a.forEach((d, i) => i !== 5 && h.push(d, 0));
+    for (const p of encodeParity(a, 3)) h.parity(p, 0);
+    expect(h.frames).toEqual([]);
+    expect(h.repair.poll(10).requests.length).toBe(1);
+    expect(h.counters.summary()).toMatchObject({ datagramsRepairedByFec: 0 });
   });
 
   test("a frame the server says is gone is given up and counted unrepaired; a parity of another session is dropped", () => {

@@ -59,6 +59,12 @@ export interface RepairSessionOutput {
   neverDelivered: number[];
 }
 
+/**
+ * Payloads are kept for parity only this long after the last parity datagram: the
+ * stream stopped carrying it (`--fec auto` saw no loss), or never did.
+ */
+export const PARITY_QUIET_MS = 2_000;
+
 interface FrameNotes {
   /** Payloads as received (ciphertext and tag when encrypted), by index: what parity rebuilds from. */
   payloads: Map<number, Uint8Array>;
@@ -83,6 +89,8 @@ export class RepairSession {
   readonly #frames = new Map<number, FrameNotes>();
   /** Frames handed out since the last poll. */
   readonly #delivered = new Set<number>();
+  /** When the last parity datagram arrived; null: none yet this session. */
+  #parityAt: number | null = null;
   /** The tracker's counters already added to the totals. */
   readonly #added: Record<(typeof TRACKER_TOTALS)[number], number> = { datagramsUnrepaired: 0, framesRepairedLive: 0, framesRecordOnly: 0, framesGivenUp: 0, requestMessages: 0 };
 
@@ -109,6 +117,7 @@ export class RepairSession {
       return null;
     }
     this.tracker.parity(p.header, now);
+    this.#parityAt = now;
     const notes = this.#frames.get(p.header.frameNumber);
     return this.fec.parity(p, (i) => notes?.payloads.get(i));
   }
@@ -134,7 +143,11 @@ export class RepairSession {
     }
     if (rebuilt || resent) notes.repaired = true;
     else notes.lastOriginalAt = now;
-    // The caller's buffer is reused once this returns.
+    // Payloads are what parity rebuilds from: copied only while the stream carries
+    // parity. Copying every payload of a 50 Mbit/s stream that has none is work a busy
+    // viewer pays for in datagrams its socket drops. (The caller's buffer is reused
+    // once this returns, hence the copy.)
+    if (this.#parityAt === null || now - this.#parityAt > PARITY_QUIET_MS) return null;
     notes.payloads.set(h.fragmentIndex, Uint8Array.from(payload));
     const held = notes.payloads;
     return this.fec.datagram(fn, h.fragmentIndex, (i) => held.get(i));
