@@ -67,7 +67,7 @@ export class FecReceiver {
       return null;
     }
     // The parity's bytes may be a view into a reused receive buffer.
-    const held: ParityDatagram = { header: p.header, parity: Uint8Array.from(p.parity) };
+    const held: ParityDatagram = { header: p.header, parity: new Uint8Array(p.parity) };
     f.byIndex.set(p.header.parityIndex, held);
     return this.#try(held, payloadOf);
   }

@@ -104,7 +104,8 @@ export class FrameOpener {
       this.counters.noKey++;
       return "noKey";
     }
-    this.#held.push({ at: now, keyId, bytes: raw.slice() });
+    // A copy (new Uint8Array: a Buffer's slice is a view of the socket's memory).
+    this.#held.push({ at: now, keyId, bytes: new Uint8Array(raw) });
     this.#heldBytes += raw.length;
     return "held";
   }

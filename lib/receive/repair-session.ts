@@ -148,7 +148,7 @@ export class RepairSession {
     // viewer pays for in datagrams its socket drops. (The caller's buffer is reused
     // once this returns, hence the copy.)
     if (this.#parityAt === null || now - this.#parityAt > PARITY_QUIET_MS) return null;
-    notes.payloads.set(h.fragmentIndex, Uint8Array.from(payload));
+    notes.payloads.set(h.fragmentIndex, new Uint8Array(payload));
     const held = notes.payloads;
     return this.fec.datagram(fn, h.fragmentIndex, (i) => held.get(i));
   }

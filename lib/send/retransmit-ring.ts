@@ -153,7 +153,7 @@ export class RetransmitRing {
           }
           continue;
         }
-        const copy = Uint8Array.from(src);
+        const copy = new Uint8Array(src);
         new DataView(copy.buffer).setUint32(SESSION_ID_OFFSET, sessionId);
         datagrams.push(copy);
         this.datagramsResent++;

@@ -232,7 +232,7 @@ export function recoverWithParity(p: ParityDatagram, payloadOf: (index: number) 
   if (missing.length === 0) return { kind: "complete" };
   if (missing.length > 1) return { kind: "unrecoverable", missing };
   const index = missing[0]!;
-  const acc = Uint8Array.from(p.parity);
+  const acc = new Uint8Array(p.parity);
   for (const i of coveredIndexes(h.parityIndex, h.stride, count)) {
     const payload = payloadOf(i);
     if (payload !== undefined) xorInto(acc, payload);
