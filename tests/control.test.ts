@@ -32,8 +32,8 @@ interface Golden {
   name: string;
   bytes: number[];
   msg: ControlMessage;
-  /** Body length from which the rest is an optional tail (a shorter valid message). */
-  optionalFrom?: number;
+  /** Body lengths at which an optional tail begins (each a shorter valid message). */
+  optionalFrom?: number | number[];
 }
 
 /** `n` bytes counting up from `from`: recognisable in a hex dump. */
@@ -203,6 +203,39 @@ const GOLDEN: Golden[] = [
       path: { bytesReceived: 2 ** 32, datagramsReceived: 4200, datagramsLost: 7, delayTrendUsPerS: -1000, delaySamples: 29, queueDelayMs: 12.5 },
     },
     optionalFrom: 28,
+  },
+  {
+    name: "report with path counters and repair counts",
+    bytes: [
+      0x00, 0x4d, //             length 77 = type + 28 + 24 + 24
+      0x05, //                   type report
+      0x00, 0x00, 0x00, 0x1e, // frames received 30
+      0x00, 0x00, 0x00, 0x00, // frames lost 0
+      0x00, 0x00, 0x00, 0x00, // frames incomplete 0
+      0x00, 0x00, 0x00, 0x00, // datagrams dropped 0
+      0x00, 0x00, 0x27, 0x10, // latency p50 10000 µs
+      0x00, 0x00, 0x4e, 0x20, // latency p95 20000 µs
+      0x00, 0x00, 0x75, 0x30, // fps 30000 mHz
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, // bytes received 1048576
+      0x00, 0x00, 0x03, 0x00, // datagrams received 768
+      0x00, 0x00, 0x00, 0x08, // datagrams lost 8
+      0x00, 0x00, 0x00, 0x00, // delay trend 0
+      0x00, 0x1e, //             trend fitted on 30 frames
+      0x00, 0x01, //             standing queue 1 = 0 ms
+      0x00, 0x00, 0x00, 0x05, // repaired by parity 5
+      0x00, 0x00, 0x00, 0x03, // repaired by resend 3
+      0x00, 0x00, 0x00, 0x00, // unrepaired 0
+      0x00, 0x00, 0x00, 0x01, // frames recorded only 1
+      0x00, 0x00, 0x03, 0xe8, // repair delay p50 1000 µs
+      0x00, 0x00, 0x27, 0x10, // repair delay p99 10000 µs
+    ],
+    msg: {
+      type: "report", framesReceived: 30, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0,
+      latencyP50Us: 10000, latencyP95Us: 20000, fpsMillihertz: 30000,
+      path: { bytesReceived: 1048576, datagramsReceived: 768, datagramsLost: 8, delayTrendUsPerS: 0, delaySamples: 30, queueDelayMs: 0 },
+      repair: { datagramsRepairedByFec: 5, datagramsRepairedByNack: 3, datagramsUnrepaired: 0, framesRecordOnly: 1, repairDelayP50Us: 1000, repairDelayP99Us: 10000 },
+    },
+    optionalFrom: [28, 52],
   },
   {
     name: "report with path counters, standing queue not measured (as the first viewers with path counters sent it)",
@@ -610,13 +643,14 @@ describe("golden control messages", () => {
       test("every truncated body is a DecodeError, even with a length prefix that matches", () => {
         const tagged = (g.bytes[2]! & TAGGED_BIT) !== 0;
         const body = g.bytes.slice(3);
-        const optionalFrom = g.optionalFrom ?? body.length;
+        const optional = ([] as number[]).concat(g.optionalFrom ?? body.length);
+        const optionalFrom = Math.min(...optional);
         for (let n = 0; n < body.length; n++) {
           const cut = frame(g.bytes[2]!, body.slice(0, n));
           // Cutting a tagged message moves the tag into the body: an error, or (where an optional
           // tail was) another message, which its tag would then fail; never a silent misread.
           if (tagged) expectErrorOrCanonical(cut);
-          else if (n === optionalFrom) expect(decodeControl(Uint8Array.from(cut)).type).toBe(g.msg.type);
+          else if (optional.includes(n)) expect(decodeControl(Uint8Array.from(cut)).type).toBe(g.msg.type);
           else expect(decodeError(cut).code).toBe(n < optionalFrom ? "truncated" : "bad-length");
         }
       });
@@ -877,6 +911,13 @@ describe("encoding", () => {
     expect(decodeControl(report(1e9))).toMatchObject({ path: { queueDelayMs: MAX_QUEUE_DELAY_MS } });
     expect(() => report(-1)).toThrow("queueDelayMs -1");
     expect(() => report(Number.NaN)).toThrow("queueDelayMs NaN");
+  });
+
+  test("repair counts without the path counters before them are not encoded", () => {
+    expect(() => encodeControl({
+      type: "report", framesReceived: 0, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0,
+      repair: { datagramsRepairedByFec: 0, datagramsRepairedByNack: 0, datagramsUnrepaired: 0, framesRecordOnly: 0, repairDelayP50Us: 0, repairDelayP99Us: 0 },
+    })).toThrow("need the path counters");
   });
 
   test("path counters stick at their maximum rather than wrap", () => {

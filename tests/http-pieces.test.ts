@@ -221,6 +221,30 @@ describe("metrics", () => {
     expect(out).not.toMatch(/^lancam_viewer_layer\{viewer="0"/m);
   });
 
+  test("a repairing viewer shows what it repaired, by parity and by resend, what it could not, its delay and what it was resent; the server its totals", async () => {
+    const m = new ViewMetrics({ maxViewers: 4 });
+    const repair = {
+      datagramsRepairedByFec: 40, datagramsRepairedByNack: 12, datagramsUnrepaired: 3, framesRecordOnly: 2,
+      delayP50Ms: 1.5, delayP99Ms: 9, datagramsResent: 14, bytesResent: 19_600, paritiesSent: 300,
+    };
+    const st = state([row({}), row({ id: "00000003", repair })]);
+    st.counters.repair = { datagramsResent: 14, bytesResent: 19_600, requestsDropped: 1, goneSent: 2 };
+    const out = await m.render(st);
+    for (const want of [
+      'lancam_viewer_datagrams_repaired_by_parity{viewer="1",kind="udp"} 40',
+      'lancam_viewer_datagrams_repaired_by_resend{viewer="1",kind="udp"} 12',
+      'lancam_viewer_datagrams_unrepaired{viewer="1",kind="udp"} 3',
+      'lancam_viewer_frames_recorded_only{viewer="1",kind="udp"} 2',
+      'lancam_viewer_repair_delay_seconds{viewer="1",kind="udp"} 0.0015',
+      'lancam_viewer_resent_bytes{viewer="1",kind="udp"} 19600',
+      "lancam_repair_resent_bytes_total 19600",
+      "lancam_repair_resent_datagrams_total 14",
+    ]) expect(out.split("\n")).toContain(want);
+    // A viewer that does not repair shows none.
+    expect(out).not.toMatch(/^lancam_viewer_datagrams_repaired_by_parity\{viewer="0"/m);
+    if (promtoolSkip === null) expect(await promtoolCheck(out)).toEqual({ code: 0, output: "" });
+  });
+
   test.skipIf(promtoolSkip !== null)("the linter this test relies on does object to the names /metrics used to have", async () => {
     const bad = "# HELP x_bits_per_second b\n# TYPE x_bits_per_second gauge\nx_bits_per_second 1\n# HELP x_dropped c\n# TYPE x_dropped counter\nx_dropped 1\n";
     const r = await promtoolCheck(bad);

@@ -80,6 +80,8 @@ describe.skipIf(unavailable !== null)("loss repair across network namespaces, 2 
     expect(s.framesOutOfOrder).toBe(0);
     expect(s.recording!.framesIn).toBeGreaterThanOrEqual(total - 2);
     expect(repaired.serverLog).toMatch(/INFO \[server\] repair .*parities=[1-9]/);
+    // The server's leave line has the viewer's own counts, from its reports.
+    expect(repaired.serverLog).toMatch(/INFO \[server\] repair .*repairedByParity=[1-9]\d* repairedByResend=\d+ unrepaired=\d+/);
     // Random loss on a free path is not congestion: the viewer keeps the full picture and
     // is skipped no frame (a full path, where it is, is tests/adaptive-e2e.test.ts).
     expect(Object.keys(s.framesBySize)).toEqual(["1280x720"]);

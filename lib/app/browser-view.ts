@@ -3,12 +3,13 @@
  * viewer the server has, in the --stats counter names) and its admission hook (browser
  * readers take places under --max-clients, and the server logs them like any viewer).
  */
-import type { AdmissionHook, PublishTargetInfo, ServerState, SourceInfo, ViewerInfo } from "../http/viewer-info.ts";
+import type { AdmissionHook, PublishTargetInfo, ServerState, SourceInfo, ViewerInfo, ViewerRepair } from "../http/viewer-info.ts";
 import type { ViewerSummary } from "../send/admission.ts";
+import type { ViewerRepairSummary } from "../send/viewer-summary.ts";
 import type { StreamServer } from "../send/stream-server.ts";
 
 /** The parts of the server the view needs (tests pass a fake). */
-export type ViewedServer = Pick<StreamServer, "viewers" | "admitOther" | "updateOther" | "leaveOther" | "stats">;
+export type ViewedServer = Pick<StreamServer, "viewers" | "admitOther" | "updateOther" | "leaveOther" | "stats"> & Partial<Pick<StreamServer, "repairs">>;
 
 /** One server viewer as a row of the page's table; null for browsers (the view lists its own). */
 export function viewerRow(v: ViewerSummary): ViewerInfo | null {
@@ -33,6 +34,19 @@ export function viewerRow(v: ViewerSummary): ViewerInfo | null {
     picture: v.picture ?? null,
     rateBytesPerS: v.rateBytesPerS ?? null,
     framesSkipped: v.framesSkipped ?? null,
+    repair: v.repair ? repairRow(v.repair) : null,
+  };
+}
+
+/** A repairing viewer's repair for the status pages: its counts in ms and the server's resends. */
+function repairRow(r: ViewerRepairSummary): ViewerRepair {
+  const c = r.reported;
+  const ms = (us: number | undefined) => (us ? us / 1000 : null);
+  return {
+    datagramsRepairedByFec: c?.datagramsRepairedByFec ?? null, datagramsRepairedByNack: c?.datagramsRepairedByNack ?? null,
+    datagramsUnrepaired: c?.datagramsUnrepaired ?? null, framesRecordOnly: c?.framesRecordOnly ?? null,
+    delayP50Ms: ms(c?.repairDelayP50Us), delayP99Ms: ms(c?.repairDelayP99Us),
+    datagramsResent: r.sent.datagramsResent, bytesResent: r.sent.bytesResent, paritiesSent: r.sent.paritiesSent,
   };
 }
 
@@ -48,6 +62,7 @@ export function serverState(server: ViewedServer, source: SourceInfo, framesCapt
         framesSent: s.framesBroadcast,
         bytesSent: null,
         drops: { datagramsDropped: s.datagramsDropped, datagramsSuperseded: s.datagramsSuperseded, framesNotSent: s.framesNotSent, framesSkipped: s.framesSkipped },
+        ...(server.repairs && { repair: { datagramsResent: s.repairDatagramsResent, bytesResent: s.repairBytesResent, requestsDropped: s.repairRequestsDropped, goneSent: s.repairGoneSent } }),
       },
       publish: publish(),
     };

@@ -150,6 +150,14 @@ export class ViewMetrics {
     perViewer("lancam_viewer_picture_width_pixels", "Width of the picture a viewer is sent, by viewer slot; only viewers paced to their path.", (v) => v.picture?.width ?? null);
     perViewer("lancam_viewer_path_rate_bytes_per_second", "The server's estimate of a viewer's path, by viewer slot; only while it limits that viewer.", (v) => v.rateBytesPerS ?? null);
     perViewer("lancam_viewer_latency_seconds", "Median capture-to-arrival time of a viewer's frames, by viewer slot.", (v) => (v.latencyP50Ms === null ? null : v.latencyP50Ms / 1000));
+    perViewer("lancam_viewer_datagrams_repaired_by_parity", "Datagrams a repairing viewer rebuilt from parity since it started, by viewer slot (its own count).", (v) => v.repair?.datagramsRepairedByFec ?? null);
+    perViewer("lancam_viewer_datagrams_repaired_by_resend", "Datagrams a repairing viewer got by asking for them again, by viewer slot (its own count).", (v) => v.repair?.datagramsRepairedByNack ?? null);
+    perViewer("lancam_viewer_datagrams_unrepaired", "Datagrams of frames a repairing viewer gave up, by viewer slot (its own count).", (v) => v.repair?.datagramsUnrepaired ?? null);
+    perViewer("lancam_viewer_frames_recorded_only", "Frames repaired too late for a viewer's live view but in time for its recording, by viewer slot.", (v) => v.repair?.framesRecordOnly ?? null);
+    perViewer("lancam_viewer_repair_delay_seconds", "Median delay repair added to a viewer's repaired frames, by viewer slot.", (v) => (v.repair?.delayP50Ms == null ? null : v.repair.delayP50Ms / 1000));
+    perViewer("lancam_viewer_resent_bytes", "Bytes the server resent a repairing viewer since it joined, by viewer slot.", (v) => v.repair?.bytesResent ?? null);
+    total("lancam_repair_resent_bytes_total", "Bytes resent to repairing viewers since the start.", (s) => s.counters.repair?.bytesResent ?? 0);
+    total("lancam_repair_resent_datagrams_total", "Datagrams resent to repairing viewers since the start.", (s) => s.counters.repair?.datagramsResent ?? 0);
 
     collectDefaultMetrics({ register: this.registry });
     for (const name of REJECTED_DEFAULT_METRICS) this.registry.removeSingleMetric(name);

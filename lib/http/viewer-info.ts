@@ -55,6 +55,23 @@ export interface ViewerInfo {
   rateBytesPerS?: number | null;
   /** Whole frames the server skipped for it because its path still carried the previous one; absent or null when not paced. */
   framesSkipped?: number | null;
+  /** Its loss repair; absent or null when it does not repair. */
+  repair?: ViewerRepair | null;
+}
+
+/** A repairing viewer's repair: its own counts (null until its first report with them) and what the server resent it. */
+export interface ViewerRepair {
+  datagramsRepairedByFec: number | null;
+  datagramsRepairedByNack: number | null;
+  datagramsUnrepaired: number | null;
+  /** Frames complete too late for its live view, in time for its recorder. */
+  framesRecordOnly: number | null;
+  /** The repair's added delay over its repaired frames, ms; null while none was repaired. */
+  delayP50Ms: number | null;
+  delayP99Ms: number | null;
+  datagramsResent: number;
+  bytesResent: number;
+  paritiesSent: number;
 }
 
 /** The stream as captured. */
@@ -77,6 +94,8 @@ export interface ServerCounters {
   bytesSent: number | null;
   /** What was not sent, by reason (e.g. datagramsDropped, datagramsSuperseded, framesNotSent). */
   drops: Record<string, number>;
+  /** Loss repair's totals over every viewer; absent when the server does not repair. */
+  repair?: { datagramsResent: number; bytesResent: number; requestsDropped: number; goneSent: number };
 }
 
 /** One media server the stream is pushed to (--publish), credentials already redacted. */

@@ -281,6 +281,14 @@ export class Viewer implements AsyncDisposable {
       latencyP50Us: Math.round(p50 * 1000), latencyP95Us: Math.round(p95 * 1000), fpsMillihertz: s.lastSecondFps(performance.now()) * 1000,
     };
     if (asked) report.path = this.#path.report();
+    const r = asked && ((this.#welcome?.flags ?? 0) & WELCOME_REPAIR) !== 0 ? this.repairSummary() : null;
+    if (r) {
+      const us = (ms: number | null) => (ms === null ? 0 : Math.round(ms * 1000));
+      report.repair = {
+        datagramsRepairedByFec: r.datagramsRepairedByFec, datagramsRepairedByNack: r.datagramsRepairedByNack, datagramsUnrepaired: r.datagramsUnrepaired,
+        framesRecordOnly: r.framesRecordOnly, repairDelayP50Us: us(r.repairDelayMs.p50), repairDelayP99Us: us(r.repairDelayMs.p99),
+      };
+    }
     return report;
   }
 

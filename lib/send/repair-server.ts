@@ -82,6 +82,11 @@ export class RepairServer {
     });
   }
 
+  /** Session `id`'s counters so far, or null when it does not repair. */
+  statsOf(id: number): Readonly<RepairViewerStats> | null {
+    return this.#viewers.get(id)?.stats ?? null;
+  }
+
   /** Session `id` ended: its counters, or null when it was not repairing. */
   leave(id: number): RepairViewerStats | null {
     const v = this.#viewers.get(id);

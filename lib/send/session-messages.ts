@@ -35,6 +35,8 @@ export function sessionMessage(s: Session, msg: ControlMessage, ctx: SessionCont
       if (bad) reject(s, "report", bad, ctx, out);
       else {
         s.lastReport = { framesReceived: msg.framesReceived, framesLost: msg.framesLost, framesIncomplete: msg.framesIncomplete, latencyP50Us: msg.latencyP50Us, fpsMillihertz: msg.fpsMillihertz };
+        // Shown on the status pages only, for this viewer alone: nothing is decided by them.
+        if (msg.repair) s.lastRepair = { ...msg.repair };
         // Path counters steer only this session's own delivery, and only when its welcome asked for them.
         if (msg.path && s.pathReports) out.push({ kind: "path", conn: ctx.conn, sessionId: s.id, path: msg.path });
       }

@@ -1,3 +1,5 @@
+import type { RepairCounts } from "../wire/control.ts";
+
 /** What the server knows about one lancam viewer (what was sent to it is the sender's, see SendCounters). */
 export interface Session {
   readonly id: number;
@@ -18,6 +20,8 @@ export interface Session {
   pathReports: boolean;
   lastHeardAt: number;
   lastReport: ViewerReport | null;
+  /** A repairing viewer's own repair counts, from its last report that had them. */
+  lastRepair: RepairCounts | null;
   /** Reports (and bye totals) that claimed more than was sent, ignored. */
   reportsRejected: number;
   /** A streak of ICMP errors while it was being sent to: when it began (null: none), when last seen. */
@@ -35,6 +39,8 @@ export interface SendCounters {
   lastFrame: number | null;
   /** How a path-reports viewer is being sent (its layer, rate, skipped frames); absent for the others. */
   adaptive?: AdaptiveCounters;
+  /** What the server resent a repairing viewer; absent for the others. */
+  repair?: Readonly<{ datagramsResent: number; bytesResent: number; paritiesSent: number; framesGone: number; requestsDropped: number }>;
 }
 
 /** One path-reports viewer's delivery as the sender chose it. */
@@ -112,7 +118,7 @@ export class SessionTable {
       id = this.#randomId() >>> 0;
     }
     const session: Session = {
-      id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast", pathReports: false, lastReport: null, reportsRejected: 0,
+      id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast", pathReports: false, lastReport: null, lastRepair: null, reportsRejected: 0,
       unreachableSince: null, unreachableLastAt: 0, receivedWhenUnreachable: 0,
     };
     this.#sessions.set(id, session);

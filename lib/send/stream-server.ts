@@ -2,7 +2,7 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_REPAIR, CAP_VERIFY, WELCOME_REPAIR, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters, type Repair } from "../wire/control.ts";
+import { CAP_REPAIR, CAP_VERIFY, WELCOME_REPAIR, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters, type RepairCounts, type Repair } from "../wire/control.ts";
 import { DEFAULT_LAYER_QUALITY, LayerEncoder, type LayerFrames } from "./layer-encoder.ts";
 import { StartError } from "./start-error.ts";
 import { layerPlan } from "./layer-plan.ts";
@@ -50,6 +50,8 @@ interface Conn {
   layer: number;
   /** Its hello offered CAP_REPAIR and the server repairs: its welcome sets WELCOME_REPAIR. */
   repairs: boolean;
+  /** The viewer's own repair counts from its latest report that had them, for its leave line. */
+  reportedRepair: RepairCounts | null;
 }
 
 /**
@@ -188,6 +190,11 @@ export class StreamServer implements AsyncDisposable {
   }
 
   /** Every viewer, lancam, classroom and served elsewhere, in the order they joined. */
+  /** Whether this server repairs losses for viewers that ask (not `--no-repair`). */
+  get repairs(): boolean {
+    return this.#repair !== null;
+  }
+
   viewers(): ViewerSummary[] {
     return this.#admission.viewers();
   }
@@ -272,7 +279,11 @@ export class StreamServer implements AsyncDisposable {
         },
         multicast: this.#group && { ...this.#group },
         wallClockUs: (now) => Math.round((performance.timeOrigin + now) * 1000),
-        sent: (id) => this.#fanout.sent(id),
+        sent: (id) => {
+          const c = this.#fanout.sent(id);
+          const r = this.#repair?.statsOf(id);
+          return c && r ? { ...c, repair: r } : c;
+        },
       });
     } catch (e) {
       this.#udp.close();
@@ -467,7 +478,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false, reportedRepair: null };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -504,6 +515,7 @@ export class StreamServer implements AsyncDisposable {
         continue;
       }
       if (msg.type === "report" && msg.path && conn.sessionId !== null) this.#repair?.report(conn.sessionId, msg.path);
+      if (msg.type === "report" && msg.repair && conn.repairs) conn.reportedRepair = msg.repair;
       this.#apply(this.#admission.received(conn.id, msg, performance.now()));
     }
   }
@@ -613,7 +625,12 @@ export class StreamServer implements AsyncDisposable {
   /** What a repairing viewer was resent, logged as it leaves. */
   #logRepair(conn: Conn, s: ReturnType<RepairServer["leave"]> | undefined): void {
     if (!s) return;
-    this.#log.info("repair", { client: conn.peer, resent: s.datagramsResent, resentBytes: s.bytesResent, parities: s.paritiesSent, dropped: s.requestsDropped, gone: s.framesGone });
+    const r = conn.reportedRepair;
+    this.#log.info("repair", {
+      client: conn.peer, resent: s.datagramsResent, resentBytes: s.bytesResent, parities: s.paritiesSent, dropped: s.requestsDropped, gone: s.framesGone,
+      // The viewer's own counts, from its last report: what it mended, and how.
+      ...(r && { repairedByParity: r.datagramsRepairedByFec, repairedByResend: r.datagramsRepairedByNack, unrepaired: r.datagramsUnrepaired, recordedOnly: r.framesRecordOnly, delayP50Ms: r.repairDelayP50Us / 1000 }),
+    });
   }
 
   /** Says goodbye to every viewer and closes the sockets. */

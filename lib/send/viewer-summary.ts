@@ -1,3 +1,4 @@
+import type { RepairCounts } from "../wire/control.ts";
 import type { ClassicViewer } from "./classic-viewers.ts";
 import type { SendCounters, Session } from "./sessions.ts";
 
@@ -32,6 +33,16 @@ export interface ViewerSummary {
   rateBytesPerS?: number | null;
   /** Whole frames not sent to it because its path was still carrying the previous one. */
   framesSkipped?: number | null;
+  /** Its loss repair (its own counts from its last report, and what it was resent); absent when it does not repair. */
+  repair?: ViewerRepairSummary;
+}
+
+/** One repairing viewer's repair, as the server knows it. */
+export interface ViewerRepairSummary {
+  /** Its own counts from its last report; null until a report had them. */
+  reported: RepairCounts | null;
+  /** What the server resent it. */
+  sent: NonNullable<SendCounters["repair"]>;
 }
 
 /** Every viewer of every kind, in the order they joined; `wallMs` turns the monotonic clock into the wall clock. */
@@ -49,6 +60,7 @@ export function summarize(
       framesReceived: r ? r.framesReceived : null, framesLost: r ? r.framesLost + r.framesIncomplete : null,
       latencyP50Ms: r ? r.latencyP50Us / 1000 : null, fps: r ? r.fpsMillihertz / 1000 : null,
       ...(a && { picture: { layer: a.layer, width: a.width, height: a.height }, rateBytesPerS: a.rateBytesPerS, framesSkipped: a.framesSkipped }),
+      ...(c.repair && { repair: { reported: s.lastRepair, sent: c.repair } }),
     });
   }
   for (const v of classic) {

@@ -93,6 +93,9 @@ import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, typ
  * +-------------------------------+-------------------------------+
  * | frames the trend is fitted on | standing queue, 0.1 ms + 1    |  48
  * +-------------------------------+-------------------------------+  52
+ * | repair counts (optional, after the path counters, only to a WELCOME_REPAIR server): |
+ * |   datagrams repaired by parity, by resend, unrepaired;        |  52
+ * |   frames recorded only; repair delay p50, p99 (µs); u32 each  |  ..76
  *
  * bye (6, both ways); a viewer's bye may carry its final totals (body 17 bytes),
  * so the server's leave line agrees exactly with the viewer's own count
@@ -398,6 +401,21 @@ export interface Report extends Taggable {
   fpsMillihertz: number;
   /** What the viewer measured of its path, for the server's rate estimate; only to a WELCOME_PATH_REPORTS server. */
   path?: PathCounters;
+  /** What its loss repair did, for the server's status pages; only to a WELCOME_REPAIR server, and only after `path`. */
+  repair?: RepairCounts;
+}
+
+/** A repairing viewer's counts since it started (across reconnects), cumulative; each clamped to 0xFFFFFFFF. */
+export interface RepairCounts {
+  datagramsRepairedByFec: number;
+  datagramsRepairedByNack: number;
+  /** Datagrams of frames given up for good. */
+  datagramsUnrepaired: number;
+  /** Frames complete too late for the live view, in time for the recorder. */
+  framesRecordOnly: number;
+  /** The repair's added delay over the session's repaired frames, µs; 0 while none. */
+  repairDelayP50Us: number;
+  repairDelayP99Us: number;
 }
 
 /** A viewer's measure of its path, cumulative for the session except the delay trend (last interval). */
@@ -526,6 +544,7 @@ const REFUSE_FIXED = 2;
 const HEARTBEAT_SIZE = 8;
 const REPORT_SIZE = 28;
 const REPORT_PATH_SIZE = 24;
+const REPORT_REPAIR_SIZE = 24;
 const I32_MIN = -0x80000000;
 const I32_MAX = 0x7fffffff;
 const BYE_SIZE = 1;
@@ -692,7 +711,8 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "report":
       if (msg.path) checkInt("report path delayTrendUsPerS", msg.path.delayTrendUsPerS, I32_MIN, I32_MAX);
-      bodySize = REPORT_SIZE + (msg.path ? REPORT_PATH_SIZE : 0);
+      if (msg.repair && !msg.path) throw new RangeError("report repair counts need the path counters before them");
+      bodySize = REPORT_SIZE + (msg.path ? REPORT_PATH_SIZE : 0) + (msg.repair ? REPORT_REPAIR_SIZE : 0);
       break;
     case "bye":
       if (!Object.hasOwn(BYE_TEXT, msg.reason)) throw new RangeError(`bye reason=${msg.reason} is not a known reason code`);
@@ -775,6 +795,12 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
         w.u32(clampU32("path datagramsLost", msg.path.datagramsLost));
         w.u32(msg.path.delayTrendUsPerS >>> 0);
         w.u16(Math.min(clampU32("path delaySamples", msg.path.delaySamples), 0xffff)).u16(encodeQueueDelay(msg.path.queueDelayMs));
+      }
+      if (msg.repair) {
+        const c = msg.repair;
+        w.u32(clampU32("repair datagramsRepairedByFec", c.datagramsRepairedByFec)).u32(clampU32("repair datagramsRepairedByNack", c.datagramsRepairedByNack));
+        w.u32(clampU32("repair datagramsUnrepaired", c.datagramsUnrepaired)).u32(clampU32("repair framesRecordOnly", c.framesRecordOnly));
+        w.u32(clampU32("repair repairDelayP50Us", c.repairDelayP50Us)).u32(clampU32("repair repairDelayP99Us", c.repairDelayP99Us));
       }
       break;
     case "bye":
@@ -1004,8 +1030,8 @@ function decodeReport(r: BodyReader): Report {
     fpsMillihertz: r.u32("fps"),
   };
   if (r.remaining === 0) return msg;
-  if (r.remaining !== REPORT_PATH_SIZE) {
-    throw new DecodeError("bad-length", `report body of ${hex(REPORT_SIZE + r.remaining)} bytes: expected ${REPORT_SIZE} or ${REPORT_SIZE + REPORT_PATH_SIZE}`);
+  if (r.remaining !== REPORT_PATH_SIZE && r.remaining !== REPORT_PATH_SIZE + REPORT_REPAIR_SIZE) {
+    throw new DecodeError("bad-length", `report body of ${hex(REPORT_SIZE + r.remaining)} bytes: expected ${REPORT_SIZE}, ${REPORT_SIZE + REPORT_PATH_SIZE} or ${REPORT_SIZE + REPORT_PATH_SIZE + REPORT_REPAIR_SIZE}`);
   }
   const bytesReceived = r.u64("bytes received");
   if (bytesReceived > BigInt(Number.MAX_SAFE_INTEGER)) throw new DecodeError("bad-value", `report bytes received ${hex(bytesReceived, 8)} exceeds 2^53-1`);
@@ -1016,6 +1042,13 @@ function decodeReport(r: BodyReader): Report {
   const queue = r.u16("standing queue");
   msg.path = { bytesReceived: Number(bytesReceived), datagramsReceived, datagramsLost, delayTrendUsPerS, delaySamples };
   if (queue !== 0) msg.path.queueDelayMs = (queue - 1) / 10;
+  if (r.remaining === REPORT_REPAIR_SIZE) {
+    msg.repair = {
+      datagramsRepairedByFec: r.u32("repaired by parity"), datagramsRepairedByNack: r.u32("repaired by resend"),
+      datagramsUnrepaired: r.u32("unrepaired"), framesRecordOnly: r.u32("frames recorded only"),
+      repairDelayP50Us: r.u32("repair delay p50"), repairDelayP99Us: r.u32("repair delay p99"),
+    };
+  }
   r.end();
   return msg;
 }
