@@ -57,6 +57,10 @@ export interface WatcherOptions {
   onStreamRate?: (fps: number) => void | Promise<void>;
   /** About once a second, with the picture size once known ("1280x720"). */
   onSecond?: (stats: ReceiverStats, size: string | null) => void;
+  /** Lancam only: "connected" at each welcome, "reconnecting" when the server went away (a classroom viewer does not reconnect). */
+  onLink?: (state: "connected" | "reconnecting") => void;
+  /** Lancam only: a datagram of the stream arrived (a classroom stream's datagrams are its frames). */
+  onDatagram?: () => void;
 }
 
 /** The watcher for `protocol`: a lancam Viewer or a ClassicWatcher, run the same way. */
@@ -69,7 +73,7 @@ export function createWatcher(opts: WatcherOptions): Watcher {
   return new Viewer({
     host, port, udpPort, log, sinks, recordSinks: opts.recordSinks, repair: opts.repair, maxFrames, maxSeconds,
     receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, recordedFrames: opts.recordedFrames, token: opts.token,
-    connectTimeoutMs: opts.connectTimeoutMs,
+    connectTimeoutMs: opts.connectTimeoutMs, onLink: opts.onLink, onDatagram: opts.onDatagram,
     onBound: opts.onBound && ((bound) => opts.onBound!(bound)),
     onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000)),
     onSecond: opts.onSecond && ((stats, welcome, delivery) => opts.onSecond!(stats, welcome ? formatPicture(welcome, delivery) : null)),

@@ -1,0 +1,221 @@
+// What the viewer's window shows around its picture: a status line (when the stream is
+// not live) and an info line drawn on it, and full screen with the aspect kept. The
+// picture is kept clean so that the text can change (the age of a stalled picture
+// counts up) without a new frame. Everything runs on the JS thread, as window.cc does.
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include <opencv2/highgui.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "lancam.h"
+
+namespace lancam {
+namespace {
+
+// A line longer than this is cut: the text comes from JS, and a line this long is
+// already too small to read on any picture lancam shows.
+constexpr size_t kMaxLineChars = 160;
+
+// The last picture shown, without any text: what redrawWindow draws again.
+cv::Mat shownPicture;
+bool fullScreen = false;
+// The X screen's size while full screen (0 when unknown): the picture is padded to its
+// shape with black, so that the bars around it are black rather than Qt's grey.
+cv::Size screenSize;
+
+// Hershey fonts draw ASCII only; anything else would come out as '?' anyway.
+std::string Printable(const std::string& s) {
+  std::string out;
+  out.reserve(std::min(s.size(), kMaxLineChars));
+  for (char c : s) {
+    if (out.size() >= kMaxLineChars) break;
+    out.push_back(c >= 32 && c < 127 ? c : '?');
+  }
+  return out;
+}
+
+WindowText TextArg(const Napi::CallbackInfo& info, size_t index, const char* fn) {
+  WindowText text;
+  Napi::Value v = info[index];
+  if (v.IsUndefined()) return text;
+  if (!v.IsObject()) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": text must be an object {top, bottom}");
+  Napi::Object o = v.As<Napi::Object>();
+  for (auto [key, into] : {std::pair<const char*, std::string*>{"top", &text.top}, {"bottom", &text.bottom}}) {
+    Napi::Value s = o.Get(key);
+    if (s.IsUndefined()) continue;
+    if (!s.IsString()) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": text." + key + " must be a string");
+    *into = Printable(s.As<Napi::String>().Utf8Value());
+  }
+  return text;
+}
+
+// One line centred at the top or bottom of `image`, on a darkened box (tinted red for a
+// warning) so it reads on any picture; scaled to the picture's height and shrunk to fit
+// its width.
+void DrawLine(cv::Mat& image, const std::string& text, bool atTop, bool warning) {
+  if (text.empty() || image.cols < 8 || image.rows < 8) return;
+  const int font = cv::FONT_HERSHEY_SIMPLEX;
+  double scale = std::max(0.35, image.rows / 720.0 * 1.1);
+  int thickness = std::max(1, static_cast<int>(std::lround(scale * 1.8)));
+  int baseline = 0;
+  cv::Size size = cv::getTextSize(text, font, scale, thickness, &baseline);
+  const int margin = std::max(2, image.rows / 60);
+  const int maxWidth = image.cols - 4 * margin;
+  if (size.width > maxWidth && size.width > 0) {
+    scale *= static_cast<double>(maxWidth) / size.width;
+    thickness = std::max(1, static_cast<int>(std::lround(scale * 1.8)));
+    size = cv::getTextSize(text, font, scale, thickness, &baseline);
+  }
+  const int pad = std::max(2, size.height / 3);
+  cv::Rect box(0, 0, size.width + 2 * pad, size.height + baseline + 2 * pad);
+  box.x = (image.cols - box.width) / 2;
+  box.y = atTop ? margin : image.rows - margin - box.height;
+  box &= cv::Rect(0, 0, image.cols, image.rows);
+  if (box.empty()) return;
+  cv::Mat area = image(box);
+  // Translucent: the picture stays visible through the box at a third of its brightness.
+  area.convertTo(area, -1, 0.35, 0);
+  if (warning) area += cv::Scalar(0, 0, 110);
+  cv::putText(image, text, cv::Point(box.x + pad, box.y + pad + size.height), font, scale, cv::Scalar(255, 255, 255), thickness,
+              cv::LINE_AA);
+}
+
+// What goes on screen for `picture`: the picture itself when there is nothing to add
+// (no copy), else a copy padded to the screen's shape (full screen) with the text drawn.
+cv::Mat Compose(const cv::Mat& picture, const WindowText& text) {
+  int padX = 0;
+  int padY = 0;
+  if (fullScreen && screenSize.width > 0 && screenSize.height > 0) {
+    // Pad the short way to the screen's aspect, within the largest picture the addon makes.
+    const double screen = static_cast<double>(screenSize.width) / screenSize.height;
+    const double shape = static_cast<double>(picture.cols) / picture.rows;
+    if (shape > screen) padY = static_cast<int>(std::lround(picture.cols / screen)) - picture.rows;
+    else padX = static_cast<int>(std::lround(picture.rows * screen)) - picture.cols;
+    if (padX < 0 || padY < 0 || picture.cols + padX > kMaxPictureWidth || picture.rows + padY > kMaxPictureHeight) padX = padY = 0;
+  }
+  if (padX == 0 && padY == 0 && text.top.empty() && text.bottom.empty()) return picture;
+  cv::Mat out;
+  cv::copyMakeBorder(picture, out, padY / 2, padY - padY / 2, padX / 2, padX - padX / 2, cv::BORDER_CONSTANT, cv::Scalar(0, 0, 0));
+  cv::Mat inner = out(cv::Rect(padX / 2, padY / 2, picture.cols, picture.rows));
+  DrawLine(inner, text.top, true, true);
+  DrawLine(inner, text.bottom, false, false);
+  return out;
+}
+
+// The X screen's size through the connection window.cc holds; Xlib is already loaded.
+// Also whether a window manager runs (it sets _NET_SUPPORTING_WM_CHECK on the root).
+struct ScreenInfo {
+  cv::Size size;
+  bool windowManager = false;
+};
+
+ScreenInfo QueryScreen() {
+  ScreenInfo info;
+  void* display = HeldXDisplay();
+  if (display == nullptr) return info;
+  void* x11 = dlopen("libX11.so.6", RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
+  if (x11 == nullptr) return info;
+  using IntFn = int (*)(void*, int);
+  using ScreenFn = int (*)(void*);
+  using RootFn = unsigned long (*)(void*);
+  using AtomFn = unsigned long (*)(void*, const char*, int);
+  using PropFn = int (*)(void*, unsigned long, unsigned long, long, long, int, unsigned long, unsigned long*, int*, unsigned long*,
+                         unsigned long*, unsigned char**);
+  using FreeFn = int (*)(void*);
+  auto defaultScreen = reinterpret_cast<ScreenFn>(dlsym(x11, "XDefaultScreen"));
+  auto width = reinterpret_cast<IntFn>(dlsym(x11, "XDisplayWidth"));
+  auto height = reinterpret_cast<IntFn>(dlsym(x11, "XDisplayHeight"));
+  auto root = reinterpret_cast<RootFn>(dlsym(x11, "XDefaultRootWindow"));
+  auto atom = reinterpret_cast<AtomFn>(dlsym(x11, "XInternAtom"));
+  auto property = reinterpret_cast<PropFn>(dlsym(x11, "XGetWindowProperty"));
+  auto xfree = reinterpret_cast<FreeFn>(dlsym(x11, "XFree"));
+  if (defaultScreen && width && height) {
+    int screen = defaultScreen(display);
+    info.size = cv::Size(width(display, screen), height(display, screen));
+  }
+  if (root && atom && property && xfree) {
+    unsigned long check = atom(display, "_NET_SUPPORTING_WM_CHECK", 1);
+    if (check != 0) {
+      unsigned long type = 0, items = 0, after = 0;
+      int format = 0;
+      unsigned char* data = nullptr;
+      if (property(display, root(display), check, 0, 1, 0, 0, &type, &format, &items, &after, &data) == 0) info.windowManager = items > 0;
+      if (data != nullptr) xfree(data);
+    }
+  }
+  dlclose(x11);  // RTLD_NOLOAD took a reference of its own: give it back
+  return info;
+}
+
+// redrawWindow(name, text?) -> boolean: the last picture again with `text`; false before the first.
+Napi::Value RedrawWindow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info, 0, "redrawWindow", "name");
+  WindowText text = TextArg(info, 1, "redrawWindow");
+  if (HeldXDisplay() == nullptr) throw Napi::Error::New(env, "no X display: redrawWindow before openWindow");
+  return Guard(env, "redrawWindow", [&]() -> Napi::Value {
+    if (shownPicture.empty()) return Napi::Boolean::New(env, false);
+    cv::imshow(name, Compose(shownPicture, text));
+    return Napi::Boolean::New(env, true);
+  });
+}
+
+// setWindowFullScreen(name, on) -> {width, height}: the screen's size. Full screen is
+// asked of the window manager; without one (a bare X server) the window is moved and
+// sized to the screen itself. Off, the window follows the picture's size again.
+Napi::Value SetWindowFullScreen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = StringArg(info, 0, "setWindowFullScreen", "name");
+  if (!info[1].IsBoolean()) throw Napi::TypeError::New(env, "setWindowFullScreen: on must be a boolean");
+  bool on = info[1].As<Napi::Boolean>().Value();
+  if (HeldXDisplay() == nullptr) throw Napi::Error::New(env, "no X display: setWindowFullScreen before openWindow");
+  ScreenInfo screen = QueryScreen();
+  Guard(env, "setWindowFullScreen", [&] {
+    if (on) {
+      // An autosized window cannot grow past its picture; a normal one scales it, keeping the aspect.
+      cv::setWindowProperty(name, cv::WND_PROP_AUTOSIZE, cv::WINDOW_NORMAL);
+      cv::setWindowProperty(name, cv::WND_PROP_FULLSCREEN, cv::WINDOW_FULLSCREEN);
+      if (!screen.windowManager && screen.size.width > 0) {
+        cv::moveWindow(name, 0, 0);
+        cv::resizeWindow(name, screen.size.width, screen.size.height);
+      }
+    } else {
+      cv::setWindowProperty(name, cv::WND_PROP_FULLSCREEN, cv::WINDOW_NORMAL);
+      cv::setWindowProperty(name, cv::WND_PROP_AUTOSIZE, cv::WINDOW_AUTOSIZE);
+    }
+  });
+  fullScreen = on;
+  screenSize = on ? screen.size : cv::Size();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("width", screen.size.width);
+  out.Set("height", screen.size.height);
+  return out;
+}
+
+}  // namespace
+
+WindowText ReadWindowText(const Napi::CallbackInfo& info, size_t index, const char* fn) {
+  return TextArg(info, index, fn);
+}
+
+void ShowOnWindow(const std::string& name, cv::Mat picture, const WindowText& text) {
+  cv::imshow(name, Compose(picture, text));
+  shownPicture = std::move(picture);
+}
+
+void ForgetWindowPicture() {
+  shownPicture.release();
+  fullScreen = false;
+  screenSize = cv::Size();
+}
+
+void InitWindowView(Napi::Env env, Napi::Object exports) {
+  exports.Set("redrawWindow", Napi::Function::New<RedrawWindow>(env, "redrawWindow"));
+  exports.Set("setWindowFullScreen", Napi::Function::New<SetWindowFullScreen>(env, "setWindowFullScreen"));
+}
+
+}  // namespace lancam
