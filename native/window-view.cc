@@ -164,9 +164,11 @@ Napi::Value RedrawWindow(const Napi::CallbackInfo& info) {
   });
 }
 
-// setWindowFullScreen(name, on) -> {width, height}: the screen's size. Full screen is
-// asked of the window manager; without one (a bare X server) the window is moved and
-// sized to the screen itself. Off, the window follows the picture's size again.
+// setWindowFullScreen(name, on) -> {width, height, key}: the screen's size, and a key
+// pressed meanwhile (-1 for none). Full screen is asked of the window manager; without
+// one (a bare X server) the window is moved and sized to the screen itself, once Qt's
+// event loop has let go of the picture's size (measured: a resize in the same turn is
+// ignored), which may read a key. Off, the window follows the picture's size again.
 Napi::Value SetWindowFullScreen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = StringArg(info, 0, "setWindowFullScreen", "name");
@@ -174,12 +176,14 @@ Napi::Value SetWindowFullScreen(const Napi::CallbackInfo& info) {
   bool on = info[1].As<Napi::Boolean>().Value();
   if (HeldXDisplay() == nullptr) throw Napi::Error::New(env, "no X display: setWindowFullScreen before openWindow");
   ScreenInfo screen = QueryScreen();
+  int key = -1;
   Guard(env, "setWindowFullScreen", [&] {
     if (on) {
       // An autosized window cannot grow past its picture; a normal one scales it, keeping the aspect.
       cv::setWindowProperty(name, cv::WND_PROP_AUTOSIZE, cv::WINDOW_NORMAL);
       cv::setWindowProperty(name, cv::WND_PROP_FULLSCREEN, cv::WINDOW_FULLSCREEN);
       if (!screen.windowManager && screen.size.width > 0) {
+        key = cv::waitKey(1);
         cv::moveWindow(name, 0, 0);
         cv::resizeWindow(name, screen.size.width, screen.size.height);
       }
@@ -193,6 +197,7 @@ Napi::Value SetWindowFullScreen(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("width", screen.size.width);
   out.Set("height", screen.size.height);
+  out.Set("key", key);
   return out;
 }
 

@@ -37,6 +37,8 @@ export class ViewerWindow implements Disposable {
   /** What the window shows frames at; null before the first. */
   #size: WindowSize | null = null;
   #fullScreen = false;
+  /** A key read while going full screen, for the next pollKey. */
+  #key = -1;
 
   /** Frames shown so far. */
   get shown(): number {
@@ -69,7 +71,8 @@ export class ViewerWindow implements Disposable {
   setFullScreen(on: boolean): boolean {
     if (this.#name === undefined) return false;
     try {
-      cv().setWindowFullScreen(this.#name, on);
+      const { key } = cv().setWindowFullScreen(this.#name, on);
+      if (key !== -1) this.#key = key;
       this.#fullScreen = on;
       return true;
     } catch {
@@ -122,7 +125,9 @@ export class ViewerWindow implements Disposable {
   /** Lets the window redraw for up to `ms`; the key pressed, or -1. */
   pollKey(ms: number): number {
     if (this.#name === undefined) return -1;
-    return cv().pollKey(ms);
+    const held = this.#key;
+    this.#key = -1;
+    return held !== -1 ? held : cv().pollKey(ms);
   }
 
   /** False once the user has closed the window with its close button. */

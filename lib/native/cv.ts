@@ -195,9 +195,10 @@ export interface CvAddon {
   redrawWindow(name: string, text?: WindowText): boolean;
   /**
    * Full screen on or off, the picture's aspect kept (black bars); without a window
-   * manager the window is moved and sized to the screen itself. Returns the screen's size.
+   * manager the window is moved and sized to the screen itself, after one turn of the
+   * GUI event loop. Returns the screen's size and the key that turn read (-1 for none).
    */
-  setWindowFullScreen(name: string, on: boolean): { width: number; height: number };
+  setWindowFullScreen(name: string, on: boolean): { width: number; height: number; key: number };
   /** Runs the GUI event loop for `ms` (at least 1); the key pressed, or -1. */
   pollKey(ms: number): number;
   /** False once the user has closed the window. */
