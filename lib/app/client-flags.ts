@@ -59,6 +59,7 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
   },
   footer: `Keys in the window:
 ${windowKeysHelp()}
+
 When the picture is not live, it says so on the picture: how old it is, and why
 (reconnecting, camera unavailable, no datagrams arriving).
 
