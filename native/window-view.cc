@@ -27,13 +27,15 @@ bool fullScreen = false;
 // shape with black, so that the bars around it are black rather than Qt's grey.
 cv::Size screenSize;
 
-// Hershey fonts draw ASCII only; anything else would come out as '?' anyway.
+// Hershey fonts draw ASCII only: anything else becomes one '?' per character (UTF-8
+// continuation bytes are skipped), control characters included.
 std::string Printable(const std::string& s) {
   std::string out;
   out.reserve(std::min(s.size(), kMaxLineChars));
-  for (char c : s) {
+  for (unsigned char c : s) {
     if (out.size() >= kMaxLineChars) break;
-    out.push_back(c >= 32 && c < 127 ? c : '?');
+    if ((c & 0xC0) == 0x80) continue;
+    out.push_back(c >= 32 && c < 127 ? static_cast<char>(c) : '?');
   }
   return out;
 }

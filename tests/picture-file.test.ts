@@ -16,7 +16,7 @@ test("a saved picture goes into the folder (made when missing) whole, and the lo
   await new PictureSaver(out, log).save({ jpeg, seq: 12, capturedAt: at });
   const path = join(out, pictureFileName(at, 12));
   expect(readdirSync(out)).toEqual([pictureFileName(at, 12)]); // no partial file left beside it
-  expect(new Uint8Array(readFileSync(path))).toEqual(jpeg);
+  expect(new Uint8Array(readFileSync(path))).toEqual(new Uint8Array(jpeg));
   expect(log.lines).toEqual([expect.stringContaining(`INFO [test] picture saved path=${path} size=64x48 frame=12`)]);
 });
 

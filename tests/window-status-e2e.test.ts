@@ -199,7 +199,7 @@ describe("the viewer window", () => {
   );
 
   test.skipIf(tools.length > 0)(
-    "--fullscreen fills the screen with the picture's shape kept (black bars), and f goes back to the picture's size",
+    "--fullscreen fills the screen with the picture's shape kept (black bars); f goes back to the picture's size, and f again fills the screen",
     async () => {
       await using x = await startXvfb(SCREEN.width, SCREEN.height);
       const s = await startSession(x, "full", ["--fullscreen"]);
@@ -224,11 +224,17 @@ describe("the viewer window", () => {
         expect([i, ...onScreen.map((v, c) => Math.abs(v - from[c]!) < 8)]).toEqual([i, true, true, true]);
       }
 
-      await press(s, "f");
-      await until(async () => {
+      const sized = (want: { width: number; height: number }) => async () => {
         const g = await geometry(s);
-        return g.width === PICTURE.width && g.height === PICTURE.height;
-      }, 15_000, "the window back at the picture's size");
+        return g.width === want.width && g.height === want.height;
+      };
+      await press(s, "f");
+      await until(sized(PICTURE), 15_000, "the window back at the picture's size");
+      await until(async () => difference(await screen(x.display), [0, 0], picture, [0, 0, PICTURE.width, PICTURE.height]) < 3, 15_000, "the picture at its own size");
+      // And f makes it full screen again.
+      await press(s, "f");
+      await until(sized(SCREEN), 15_000, "the window filling the screen after f");
+      await until(async () => levels(await screen(x.display), [0, 0, 1024, scaled.top - 2]).max < 8, 15_000, "black bars after f");
     },
     90_000,
   );
