@@ -41,6 +41,7 @@ async function main(): Promise<number> {
   const tokens = tokenSource(cli.flags, process.env);
   if (tokens.kind === "auto") throw new UsageError("LANCAM_TOKEN=auto is for the server; give the viewer the token the server printed");
   if (tokens.kind !== "none" && cli.flags.classic) throw new UsageError("--classic: the classroom program has no token; run without one");
+  if (cli.flags.fullscreen && !cli.flags.window) throw new UsageError("--fullscreen: there is no window with --no-window; leave one of them out");
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
