@@ -50,7 +50,7 @@ struct WindowText {
 void* HeldXDisplay();
 // Reads argument `index` ({top?, bottom?}, or undefined for none) as a WindowText; a TypeError otherwise.
 WindowText ReadWindowText(const Napi::CallbackInfo& info, size_t index, const char* fn);
-// Shows `picture` in window `name` with `text` drawn on a copy, and keeps it for redrawWindow.
+// Shows `picture` in window `name` with `text` drawn over it, and keeps it, clean, for redrawWindow.
 void ShowOnWindow(const std::string& name, cv::Mat picture, const WindowText& text);
 // Drops the kept picture and the full-screen state (the window closed).
 void ForgetWindowPicture();
