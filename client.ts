@@ -16,6 +16,8 @@ import { tokenSource } from "./lib/app/token-flags.ts";
 import { setUpToken } from "./lib/app/token-setup.ts";
 import { formatStatus, StatusLine } from "./lib/display/status-line.ts";
 import { displayAvailable } from "./lib/display/viewer-window.ts";
+import { PictureSaver } from "./lib/display/picture-file.ts";
+import { WindowOverlay } from "./lib/display/window-overlay.ts";
 import { WindowSink } from "./lib/display/window-sink.ts";
 import { FrameCheck } from "./lib/receive/frame-check.ts";
 import type { FrameSink } from "./lib/receive/viewer.ts";
@@ -39,6 +41,7 @@ async function main(): Promise<number> {
   const tokens = tokenSource(cli.flags, process.env);
   if (tokens.kind === "auto") throw new UsageError("LANCAM_TOKEN=auto is for the server; give the viewer the token the server printed");
   if (tokens.kind !== "none" && cli.flags.classic) throw new UsageError("--classic: the classroom program has no token; run without one");
+  if (cli.flags.fullscreen && !cli.flags.window) throw new UsageError("--fullscreen: there is no window with --no-window; leave one of them out");
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
@@ -57,18 +60,26 @@ async function main(): Promise<number> {
 
   const windowed = cli.flags.window && displayAvailable();
   if (cli.flags.window && !windowed) log.warn("no display available; running without a window (pass --no-window to say so)");
+  // The window says on the picture when it is not live; `s` saves the picture beside the recordings.
+  const overlay = windowed ? new WindowOverlay() : null;
+  const saver = new PictureSaver(cli.flags.out, log);
   const display = windowed
     ? WindowSink.open(`lancam ${host}:${port}`, (reason) => {
         if (reason === "closed") log.info("window closed");
         viewer.stop();
-      })
+      }, { fullScreen: cli.flags.fullscreen, overlay: overlay!, onSave: (picture) => void saver.save(picture) })
     : null;
   const recorder = record
     ? new RecorderSink({ log, open: (fps) => SegmentWriter.open({ ...record, fps, log: log.child("recorder"), cliFlags: CLIENT_RECORD_CLI }) })
     : null;
   const verify = cli.flags.verify ? new FrameCheck() : null;
   const sinks: FrameSink[] = [];
-  if (display) sinks.push((frame) => display.push(frame.jpeg));
+  if (display) {
+    sinks.push((frame) => {
+      overlay?.status.picture(performance.now());
+      display.push(frame.jpeg, frame);
+    });
+  }
   // The recorder also takes frames repaired too late for the window, in their place.
   const recordSinks: FrameSink[] = recorder ? [recorder.write] : [];
   if (verify) sinks.push((frame) => verify.check(frame.jpeg, frame.width, frame.height));
@@ -80,10 +91,17 @@ async function main(): Promise<number> {
     connectTimeoutMs: cli.flags.connectTimeout * 1000,
     recordedFrames: () => recorder?.framesAccepted ?? 0,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
-    onStreamRate: (fps) => recorder?.onStreamRate(fps),
+    onStreamRate: (fps) => {
+      overlay?.status.frameRate(fps);
+      return recorder?.onStreamRate(fps);
+    },
+    onLink: overlay ? (state) => overlay.status.link(state, performance.now()) : undefined,
+    onDatagram: overlay ? () => overlay.status.datagram(performance.now()) : undefined,
     onSecond: (stats, size) => {
       const snap = stats.snapshot(performance.now());
-      status.show(formatStatus(snap, { size: size ?? undefined, recording: recorder ? `${recorder.stats.segmentsClosed} segs` : undefined }));
+      const line = formatStatus(snap, { size: size ?? undefined, recording: recorder ? `${recorder.stats.segmentsClosed} segs` : undefined });
+      status.show(line);
+      overlay?.figures(line);
     },
   });
   signal.onStop((sig) => {

@@ -18,6 +18,7 @@ void InitCodec(Napi::Env env, Napi::Object exports);
 void InitWindow(Napi::Env env, Napi::Object exports);
 void InitTestPattern(Napi::Env env, Napi::Object exports);
 void InitOverlay(Napi::Env env, Napi::Object exports);
+void InitWindowView(Napi::Env env, Napi::Object exports);
 
 // The largest picture the addon decodes from caller bytes or renders: the largest
 // frame a lancam server sends. A JPEG header can claim 65535x65535 in a few hundred
@@ -38,6 +39,22 @@ bool ReadJpegSize(const uchar* data, size_t size, int* width, int* height);
 // against kMaxPictureWidth x kMaxPictureHeight, so nothing larger is allocated.
 // An empty Mat when refused or undecodable, with the reason in `why` (when given).
 cv::Mat DecodeJpegBgr(const uchar* data, size_t size, std::string* why);
+
+// The viewer window's text over its picture (window-view.cc): a status line at the top
+// and an info line at the bottom, each left out when empty.
+struct WindowText {
+  std::string top;
+  std::string bottom;
+};
+
+// The X connection window.cc holds open for the process, or nullptr before a display opened.
+void* HeldXDisplay();
+// Reads argument `index` ({top?, bottom?}, or undefined for none) as a WindowText; a TypeError otherwise.
+WindowText ReadWindowText(const Napi::CallbackInfo& info, size_t index, const char* fn);
+// Shows `picture` in window `name` with `text` drawn over it, and keeps it, clean, for redrawWindow.
+void ShowOnWindow(const std::string& name, cv::Mat picture, const WindowText& text);
+// Drops the kept picture and the full-screen state (the window closed).
+void ForgetWindowPicture();
 
 // Argument checks: a TypeError "fn: arg must be ..." instead of N-API's generic
 // "A number was expected", or reading a Float32Array's bytes as pixels.

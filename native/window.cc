@@ -102,6 +102,7 @@ Napi::Value CloseWindow(const Napi::CallbackInfo& info) {
   if (heldDisplay == nullptr) return env.Undefined();  // no window can have been opened
   Guard(env, "closeWindow", [&] {
     decodedForWindow.release();
+    ForgetWindowPicture();
     cv::destroyWindow(name);
     cv::waitKey(1);  // let Qt process the close so the window really goes away
   });
@@ -160,20 +161,26 @@ Napi::Value DecodeForWindow(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// showDecoded(name): draws what decodeForWindow last produced; false when nothing is waiting.
+// showDecoded(name, text?): draws what decodeForWindow last produced, with `text` on it
+// (window-view.cc, which keeps the picture for redrawWindow); false when nothing is waiting.
 Napi::Value ShowDecoded(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = StringArg(info, 0, "showDecoded", "name");
+  WindowText text = ReadWindowText(info, 1, "showDecoded");
   RequireDisplay(env);
   return Guard(env, "showDecoded", [&]() -> Napi::Value {
     if (decodedForWindow.empty()) return Napi::Boolean::New(env, false);
-    cv::imshow(name, decodedForWindow);
-    decodedForWindow.release();  // imshow keeps its own copy; do not hold a picture for nothing
+    ShowOnWindow(name, std::move(decodedForWindow), text);
+    decodedForWindow.release();
     return Napi::Boolean::New(env, true);
   });
 }
 
 }  // namespace
+
+void* HeldXDisplay() {
+  return heldDisplay;
+}
 
 void InitWindow(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeForWindow", Napi::Function::New<DecodeForWindow>(env, "decodeForWindow"));

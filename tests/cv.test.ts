@@ -389,6 +389,10 @@ describe("decode limit and jpegInfo", () => {
     );
     expect(() => cv().showDecoded(1 as unknown as string)).toThrow(new TypeError("showDecoded: name must be a string"));
     expect(() => cv().windowVisible(undefined as unknown as string)).toThrow(new TypeError("windowVisible: name must be a string"));
+    expect(() => cv().showDecoded("w", "status" as unknown as { top: string })).toThrow(new TypeError("showDecoded: text must be an object {top, bottom}"));
+    expect(() => cv().redrawWindow("w", { top: 1 as unknown as string })).toThrow(new TypeError("redrawWindow: text.top must be a string"));
+    expect(() => cv().redrawWindow("w", { bottom: null as unknown as string })).toThrow(new TypeError("redrawWindow: text.bottom must be a string"));
+    expect(() => cv().setWindowFullScreen("w", 1 as unknown as boolean)).toThrow(new TypeError("setWindowFullScreen: on must be a boolean"));
   });
 
   test("FrameCheck counts a refused frame as failed", () => {

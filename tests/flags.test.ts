@@ -345,6 +345,7 @@ describe("the programs, run", () => {
     [["server.ts", "--no-record"], "lancam-server: --record takes a value; --no-record is not an option\nRun `bun server.ts --help` for usage.\n"],
     [["server.ts", "--no-log"], "lancam-server: --log takes a value; --no-log is not an option\nRun `bun server.ts --help` for usage.\n"],
     [["client.ts", "127.0.0.1", "1", "0", "--no-out"], "lancam-client: --out takes a value; --no-out is not an option\nRun `bun client.ts --help` for usage.\n"],
+    [["client.ts", "127.0.0.1", "1", "0", "--no-window", "--fullscreen"], "lancam-client: --fullscreen: there is no window with --no-window; leave one of them out\nRun `bun client.ts --help` for usage.\n"],
   ];
   for (const [argv, stderr] of cases) {
     test(`bun ${argv.join(" ")}: exit 2, one line saying why and the usual pointer to --help, nothing created`, async () => {

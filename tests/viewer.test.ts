@@ -138,7 +138,8 @@ test("a reconnecting viewer retries after a 'server full' refusal instead of giv
     return encodeControl(welcome());
   });
   const log = memoryLogger();
-  const viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log, sinks: [] });
+  const links: string[] = [];
+  const viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log, sinks: [], onLink: (state) => links.push(state) });
   const running = viewer.run();
   await until(() => log.lines.some((l) => l.includes("INFO [test] reconnected")), 12_000, "reconnected after the refusal");
   expect(log.lines.some((l) => l.includes("reconnect failed") && l.includes("server full"))).toBe(true);
@@ -146,6 +147,8 @@ test("a reconnecting viewer retries after a 'server full' refusal instead of giv
   await running;
   expect(viewer.stats.reconnects).toBe(1);
   expect(hellos).toBe(3);
+  // What the window's status is told: the server went away, the retry was refused, then back.
+  expect(links).toEqual(["connected", "reconnecting", "reconnecting", "connected"]);
 }, 15_000);
 
 test("a viewer evicted by a flood on its first attempt asks again and gets in, saying so once per retry", async () => {
@@ -156,9 +159,12 @@ test("a viewer evicted by a flood on its first attempt asks again and gets in, s
     return hellos === 1 ? encodeControl({ type: "refuse", reason: RefuseReason.Other, text: "too many connections without hello" }) : encodeControl(welcome());
   });
   const log = memoryLogger();
-  const viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log, sinks: [], connectTimeoutMs: 10_000 });
+  const links: string[] = [];
+  const viewer = new Viewer({ host: "127.0.0.1", port: server.port, udpPort: 0, log, sinks: [], connectTimeoutMs: 10_000, onLink: (state) => links.push(state) });
   const running = viewer.run();
   await until(() => log.lines.some((l) => l.includes("INFO [test] connected")), 8000, "connected after the eviction");
+  // Waiting to get in at the start is not reconnecting: there is no picture yet to call old.
+  expect(links).toEqual(["connected"]);
   expect(log.lines.filter((l) => l.includes("WARN [test] server busy; trying again")))
     .toEqual([expect.stringContaining(`error="server 127.0.0.1:${server.port} refused the session: too many connections without hello" retryInSec=`)]);
   viewer.stop();

@@ -69,3 +69,41 @@ describe("decodeForWindow with a size", () => {
     30_000,
   );
 });
+
+describe("text on the window's picture", () => {
+  const xvfbRun = Bun.which("xvfb-run");
+  test.skipIf(!xvfbRun)(
+    "under xvfb-run: text longer than the picture, outside ASCII, on the smallest picture, full screen or not, draws without an error",
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "lancam-wintext-"));
+      try {
+        const script = `
+          import { cv } from "./lib/native/cv.ts";
+          import { ViewerWindow } from "./lib/display/viewer-window.ts";
+          const c = cv();
+          const frame = (w, h) => c.encodeJpeg(new Uint8Array(w * h * 3).fill(120), w, h, 80);
+          using win = new ViewerWindow().open("lancam text");
+          const long = "picture 4.2 s old, ".repeat(2000) + String.fromCodePoint(0xe9, 0x4e2d, 0x1f600, 10, 9, 0);
+          const seen = [];
+          seen.push(win.redraw({ top: "before any picture" }));
+          for (const [w, h] of [[16, 16], [17, 1000], [640, 360]]) {
+            seen.push(await win.showAsync(frame(w, h), { top: long, bottom: long }));
+            seen.push(win.redraw({ top: "", bottom: long }));
+            seen.push(win.setFullScreen(true), win.redraw({ top: long }), win.setFullScreen(false), win.redraw({}));
+            win.pollKey(5);
+          }
+          console.log(JSON.stringify({ seen, bad: win.badFrames }));`;
+        const env: Record<string, string> = { XDG_RUNTIME_DIR: dir };
+        for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== "DISPLAY" && k !== "WAYLAND_DISPLAY") env[k] ??= v;
+        const p = Bun.spawn([xvfbRun!, "-a", process.execPath, "-e", script], { cwd: join(import.meta.dir, ".."), env, stdout: "pipe", stderr: "pipe" });
+        const [code, stdout, stderr] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()]);
+        expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
+        // Nothing to redraw before the first picture; everything else draws.
+        expect(JSON.parse(stdout.trim().split("\n").at(-1)!)).toEqual({ seen: [false, ...Array(18).fill(true)], bad: 0 });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    30_000,
+  );
+});

@@ -8,6 +8,7 @@ import { booleanFlag, defineCommand, flagSpelling, operand, valueFlag } from "./
 import { LOG_MAX_FLAG } from "./log-flags.ts";
 import { CLIENT_TOKEN_FLAGS } from "./token-flags.ts";
 import { CONTAINERS, RECORD_FLAGS } from "./record-flags.ts";
+import { windowKeysHelp } from "../display/window-keys.ts";
 
 const text = (raw: string) => raw;
 
@@ -30,6 +31,7 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
   flags: {
     classic: booleanFlag("classic", "the server is the classroom program (one JPEG per UDP datagram, answered continue or end)"),
     window: booleanFlag("window", "do not open a window (also automatic where there is no display)", { default: true }),
+    fullscreen: booleanFlag("fullscreen", "start the window full screen, the picture's shape kept (f toggles it)"),
     frames: valueFlag("frames", "N", 0, (raw, flag) => parseInteger(flag, raw, 1, 2 ** 31), "exit 0 after N frames", untilStopped),
     duration: valueFlag("duration", "S", 0, (raw, flag) => parseNumber(flag, raw, 0.1, 10 * 365 * 86400), "exit 0 after S seconds", untilStopped),
     stats: valueFlag<string | null>("stats", "FILE", null, text, "write a JSON summary here at exit (frames, loss, latency, fps)"),
@@ -55,7 +57,13 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
       return raw;
     }, "a name for this viewer in the server's log"),
   },
-  footer: `Recordings: OUT/YYYY-MM-DD/HH-MM-SS.EXT (local time of the segment's first frame),
+  footer: `Keys in the window:
+${windowKeysHelp()}
+
+When the picture is not live, it says so on the picture: how old it is, and why
+(reconnecting, camera unavailable, no datagrams arriving).
+
+Recordings: OUT/YYYY-MM-DD/HH-MM-SS.EXT (local time of the segment's first frame),
 EXT being the --container: ${CONTAINERS.join(" or ")}.`,
 });
 

@@ -2,7 +2,7 @@
  * A desktop window showing JPEG frames (OpenCV highgui). Calls must come from
  * the main thread; a bad frame is counted and skipped, never thrown.
  */
-import { cv } from "../native/cv.ts";
+import { cv, type WindowText } from "../native/cv.ts";
 import { readJpegSize } from "../wire/jpeg-header.ts";
 
 /** A picture size. */
@@ -36,6 +36,9 @@ export class ViewerWindow implements Disposable {
   #bad = 0;
   /** What the window shows frames at; null before the first. */
   #size: WindowSize | null = null;
+  #fullScreen = false;
+  /** A key read while going full screen, for the next pollKey. */
+  #key = -1;
 
   /** Frames shown so far. */
   get shown(): number {
@@ -47,15 +50,44 @@ export class ViewerWindow implements Disposable {
     return this.#bad;
   }
 
-  /** Opens the window titled `title`; throws when there is no display or it is already open. */
-  open(title: string): this {
+  /** Opens the window titled `title` (full screen when asked); throws when there is no display or it is already open. */
+  open(title: string, options: { fullScreen?: boolean } = {}): this {
     if (this.#name !== undefined) throw new Error(`window "${this.#name}" is already open`);
     if (!displayAvailable()) {
       throw new Error(`cannot open a window: no X display (DISPLAY=${process.env.DISPLAY ?? "unset"})`);
     }
     cv().openWindow(title);
     this.#name = title;
+    if (options.fullScreen) this.setFullScreen(true);
     return this;
+  }
+
+  /** True while the window is full screen. */
+  get fullScreen(): boolean {
+    return this.#fullScreen;
+  }
+
+  /** Full screen on or off, the picture's aspect kept; false when the window is closed or refuses. */
+  setFullScreen(on: boolean): boolean {
+    if (this.#name === undefined) return false;
+    try {
+      const { key } = cv().setWindowFullScreen(this.#name, on);
+      if (key !== -1) this.#key = key;
+      this.#fullScreen = on;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Draws the last frame again with `text` on it (the text changed, no new frame came); false before the first. */
+  redraw(text: WindowText): boolean {
+    if (this.#name === undefined) return false;
+    try {
+      return cv().redrawWindow(this.#name, text);
+    } catch {
+      return false;
+    }
   }
 
   /** The size frames are shown at (the window's picture area); null before the first. */
@@ -66,9 +98,10 @@ export class ViewerWindow implements Disposable {
   /**
    * Shows one frame, decoding it on a worker thread (only the drawing happens on this
    * one), scaled to the window's size when it is a smaller layer of the same picture
-   * (windowSizeFor); false (and counted) when it does not decode. Call one at a time.
+   * (windowSizeFor), with `text` drawn on it; false (and counted) when it does not decode.
+   * Call one at a time.
    */
-  async showAsync(jpeg: Uint8Array): Promise<boolean> {
+  async showAsync(jpeg: Uint8Array, text?: WindowText): Promise<boolean> {
     if (this.#name === undefined) return false; // closed (or never opened): nothing to draw on
     const header = readJpegSize(jpeg);
     const target = header ? windowSizeFor(this.#size, header) : null;
@@ -76,7 +109,7 @@ export class ViewerWindow implements Disposable {
     try {
       const scale = target && header && (target.width !== header.width || target.height !== header.height);
       ok = (await (scale ? cv().decodeForWindow(jpeg, target.width, target.height) : cv().decodeForWindow(jpeg))) &&
-        this.#name !== undefined && cv().showDecoded(this.#name);
+        this.#name !== undefined && cv().showDecoded(this.#name, text);
     } catch {
       ok = false;
     }
@@ -92,7 +125,9 @@ export class ViewerWindow implements Disposable {
   /** Lets the window redraw for up to `ms`; the key pressed, or -1. */
   pollKey(ms: number): number {
     if (this.#name === undefined) return -1;
-    return cv().pollKey(ms);
+    const held = this.#key;
+    this.#key = -1;
+    return held !== -1 ? held : cv().pollKey(ms);
   }
 
   /** False once the user has closed the window with its close button. */

@@ -1,18 +1,57 @@
+import type { WindowText } from "../native/cv.ts";
+import { keyAction } from "./window-keys.ts";
 import { ViewerWindow } from "./viewer-window.ts";
 
-const ESC = 27;
-const KEY_Q = "q".charCodeAt(0);
-/** How often keys are read when no frame is being drawn. */
+/** How often keys are read (and the drawn text checked) when no frame is being drawn. */
 const KEY_POLL_MS = 50;
 
 /** Why the user asked the viewer to stop: ESC or q pressed, or the window's close button. */
 export type QuitReason = "key" | "closed";
 
 /** The part of a ViewerWindow the sink uses (tests pass a fake). */
-export type WindowLike = Pick<ViewerWindow, "showAsync" | "pollKey" | "visible" | "close">;
+export type WindowLike = Pick<ViewerWindow, "showAsync" | "pollKey" | "visible" | "close" | "redraw" | "setFullScreen" | "fullScreen">;
+
+/** Which frame a picture is: what a saved picture's name says. */
+export interface PictureMeta {
+  /** The frame's number. */
+  seq: number;
+  /** Its capture time, µs since the epoch. */
+  capturedAt: number;
+}
+
+/** A picture shown in the window, copied out for saving. */
+export interface ShownPicture extends PictureMeta {
+  jpeg: Uint8Array;
+}
+
+/** What the sink draws on the picture (a WindowOverlay); read at each draw and on the key timer. */
+export interface OverlaySource {
+  text(nowMs: number): Required<WindowText>;
+  toggleInfo(): void;
+}
+
+/** The sink's extras beyond drawing and quitting. */
+export interface WindowSinkOptions {
+  /** Text on the picture; when it changes with no frame coming (a stalled stream), the last picture is drawn again with it. */
+  overlay?: OverlaySource;
+  /** `s` pressed: the picture shown (a copy), or null before the first. */
+  onSave?: (picture: ShownPicture | null) => void;
+  /** The clock the overlay is read with (ms). */
+  now?: () => number;
+}
+
+/** One frame's bytes; three of them take turns so that no frame is copied twice. */
+interface Slot {
+  buf: Uint8Array;
+  len: number;
+  meta: PictureMeta;
+}
+
+const NO_TEXT: Required<WindowText> = { top: "", bottom: "" };
+const emptySlot = (): Slot => ({ buf: new Uint8Array(0), len: 0, meta: { seq: 0, capturedAt: 0 } });
 
 /**
- * The viewer's window as a frame sink, and the user's way out of it.
+ * The viewer's window as a frame sink, and the user's keys to it.
  *
  * Frames: only the newest is drawn. Frames arrive from the network callback; each
  * is decoded on a worker thread and drawn when that finishes. A frame that arrives
@@ -20,9 +59,11 @@ export type WindowLike = Pick<ViewerWindow, "showAsync" | "pollKey" | "visible" 
  * waiting), so a slow display skips frames instead of backing up the receive path,
  * and the JS thread never spends a decode's time per frame.
  *
- * Quitting: ESC or q, or closing the window, calls `onQuit` once. Keys are read after
- * every draw and on a timer, because with no frames coming the window would
- * otherwise freeze and never see ESC.
+ * Keys (lib/display/window-keys.ts): ESC or q, or closing the window, calls `onQuit`
+ * once; f toggles full screen, i the info line, s saves the picture shown. Keys are
+ * read after every draw and on a timer, because with no frames coming the window
+ * would otherwise freeze and never see ESC. The timer also redraws the last picture
+ * when the overlay's text changes, so a stalled picture's age keeps counting.
  */
 export class WindowSink implements AsyncDisposable {
   /** Frames drawn. */
@@ -31,10 +72,16 @@ export class WindowSink implements AsyncDisposable {
   skipped = 0;
   readonly #window: WindowLike;
   readonly #onQuit: (reason: QuitReason) => void;
+  readonly #options: WindowSinkOptions;
+  readonly #now: () => number;
   readonly #keys: ReturnType<typeof setInterval>;
   #quit = false;
-  #buf = new Uint8Array(0);
-  #len = 0;
+  /** Filled by push; taken by a draw; kept once drawn, for `s`. */
+  #pending = emptySlot();
+  #drawing = emptySlot();
+  #shownSlot: Slot | null = null;
+  /** The text on screen now. */
+  #text = NO_TEXT;
   #waiting = false;
   #busy = false;
   #closed = false;
@@ -42,24 +89,28 @@ export class WindowSink implements AsyncDisposable {
   #idle: Promise<void> = Promise.resolve();
   #settle: (() => void) | null = null;
 
-  constructor(window: WindowLike, onQuit: (reason: QuitReason) => void, keyPollMs = KEY_POLL_MS) {
+  constructor(window: WindowLike, onQuit: (reason: QuitReason) => void, keyPollMs = KEY_POLL_MS, options: WindowSinkOptions = {}) {
     this.#window = window;
     this.#onQuit = onQuit;
-    this.#keys = setInterval(() => this.#pollKeys(), keyPollMs);
+    this.#options = options;
+    this.#now = options.now ?? (() => performance.now());
+    this.#keys = setInterval(() => this.#tick(), keyPollMs);
   }
 
-  /** Opens a window titled `title` on the display and feeds it. */
-  static open(title: string, onQuit: (reason: QuitReason) => void): WindowSink {
-    return new WindowSink(new ViewerWindow().open(title), onQuit);
+  /** Opens a window titled `title` on the display (full screen when asked) and feeds it. */
+  static open(title: string, onQuit: (reason: QuitReason) => void, options: WindowSinkOptions & { fullScreen?: boolean } = {}): WindowSink {
+    return new WindowSink(new ViewerWindow().open(title, { fullScreen: options.fullScreen }), onQuit, KEY_POLL_MS, options);
   }
 
   /** Keeps a copy of `jpeg` (the caller's buffer is reused) and has it drawn as soon as the window is free. */
-  push(jpeg: Uint8Array): void {
+  push(jpeg: Uint8Array, meta: PictureMeta = { seq: 0, capturedAt: Date.now() * 1000 }): void {
     if (this.#closed) return;
     if (this.#waiting) this.skipped++;
-    if (this.#buf.length < jpeg.length) this.#buf = new Uint8Array(Math.ceil(jpeg.length * 1.25));
-    this.#buf.set(jpeg);
-    this.#len = jpeg.length;
+    const slot = this.#pending;
+    if (slot.buf.length < jpeg.length) slot.buf = new Uint8Array(Math.ceil(jpeg.length * 1.25));
+    slot.buf.set(jpeg);
+    slot.len = jpeg.length;
+    slot.meta = { seq: meta.seq, capturedAt: meta.capturedAt };
     this.#waiting = true;
     if (!this.#busy) {
       this.#idle = new Promise((r) => (this.#settle = r));
@@ -85,13 +136,44 @@ export class WindowSink implements AsyncDisposable {
     return this.close();
   }
 
-  #pollKeys(): void {
+  #tick(): void {
     this.#key(this.#window.pollKey(1));
-    if (!this.#window.visible) this.#quitFor("closed");
+    if (!this.#window.visible) {
+      this.#quitFor("closed");
+      return;
+    }
+    this.#refreshText();
+  }
+
+  /** Draws the last picture again when the overlay's text changed and no draw is under way. */
+  #refreshText(): void {
+    const overlay = this.#options.overlay;
+    if (!overlay || this.#busy || this.#closed || !this.#shownSlot) return;
+    const text = overlay.text(this.#now());
+    if (text.top === this.#text.top && text.bottom === this.#text.bottom) return;
+    if (this.#window.redraw(text)) this.#text = text;
   }
 
   #key(key: number): void {
-    if (key === ESC || key === KEY_Q) this.#quitFor("key");
+    switch (keyAction(key)) {
+      case "quit":
+        this.#quitFor("key");
+        break;
+      case "fullscreen":
+        if (this.#window.setFullScreen(!this.#window.fullScreen) && this.#shownSlot && !this.#busy) this.#window.redraw(this.#text);
+        break;
+      case "info":
+        this.#options.overlay?.toggleInfo();
+        this.#refreshText();
+        break;
+      case "save": {
+        const s = this.#shownSlot;
+        this.#options.onSave?.(s ? { jpeg: s.buf.slice(0, s.len), ...s.meta } : null);
+        break;
+      }
+      case null:
+        break;
+    }
   }
 
   #quitFor(reason: QuitReason): void {
@@ -105,8 +187,17 @@ export class WindowSink implements AsyncDisposable {
     try {
       while (this.#waiting && !this.#closed) {
         this.#waiting = false;
-        // The native side copies the bytes before it returns, so #buf may be refilled meanwhile.
-        if (await this.#window.showAsync(this.#buf.subarray(0, this.#len))) this.shown++;
+        // Take the waiting frame: push fills the other slot meanwhile.
+        [this.#pending, this.#drawing] = [this.#drawing, this.#pending];
+        const slot = this.#drawing;
+        const text = this.#options.overlay?.text(this.#now()) ?? NO_TEXT;
+        if (await this.#window.showAsync(slot.buf.subarray(0, slot.len), text)) {
+          this.shown++;
+          this.#text = text;
+          // Keep the drawn frame for `s`; its old slot takes the next draw.
+          this.#drawing = this.#shownSlot ?? emptySlot();
+          this.#shownSlot = slot;
+        }
         if (this.#closed) break;
         this.#key(this.#window.pollKey(1));
       }

@@ -147,6 +147,12 @@ export interface NativeTestPatternLayout {
   minWidth: number;
 }
 
+/** Text drawn over the window's picture: a warning at the top (on a red box), information at the bottom; "" for none. */
+export interface WindowText {
+  top?: string;
+  bottom?: string;
+}
+
 /** Everything the addon exports. */
 export interface CvAddon {
   /** OpenCV's CV_VERSION, e.g. "4.6.0". */
@@ -220,8 +226,20 @@ export interface CvAddon {
    * false when the bytes do not decode or exceed the limit.
    */
   decodeForWindow(jpeg: Uint8Array, width?: number, height?: number): Promise<boolean>;
-  /** Draws what decodeForWindow last produced; false when nothing has been decoded yet. */
-  showDecoded(name: string): boolean;
+  /**
+   * Draws what decodeForWindow last produced, with `text` on it (non-ASCII shown as '?',
+   * lines cut at 160 characters), and keeps the picture for redrawWindow; false when
+   * nothing has been decoded yet.
+   */
+  showDecoded(name: string, text?: WindowText): boolean;
+  /** Draws the last shown picture again with `text`; false before the first. */
+  redrawWindow(name: string, text?: WindowText): boolean;
+  /**
+   * Full screen on or off, the picture's aspect kept (black bars); without a window
+   * manager the window is moved and sized to the screen itself, after one turn of the
+   * GUI event loop. Returns the screen's size and the key that turn read (-1 for none).
+   */
+  setWindowFullScreen(name: string, on: boolean): { width: number; height: number; key: number };
   /** Runs the GUI event loop for `ms` (at least 1); the key pressed, or -1. */
   pollKey(ms: number): number;
   /** False once the user has closed the window. */

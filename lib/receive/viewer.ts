@@ -58,6 +58,10 @@ export interface ViewerOptions {
   token?: TokenKey | null;
   /** How long the first connection may take, waiting for a busy server included (default DEFAULT_CONNECT_TIMEOUT_MS). */
   connectTimeoutMs?: number;
+  /** The connection's state: "connected" at each welcome, "reconnecting" when the server went away or a retry failed. */
+  onLink?: (state: "connected" | "reconnecting") => void;
+  /** A datagram of the stream arrived (the window's "no datagrams arriving" needs no more than that). */
+  onDatagram?: () => void;
 }
 
 /**
@@ -157,9 +161,14 @@ export class Viewer implements AsyncDisposable {
       onDelivery: (d) => this.#onDelivery(d),
       onGroupJoined: (g) => this.#log.info("multicast group joined", { group: `${g.address}:${g.port}`, interface: g.interfaceAddress, receiveBuffer: g.receiveBufferBytes ?? "unknown" }),
       onForged: (total) => this.#onForged(total),
-      onDatagram: (viaGroup) => (viaGroup ? this.stats.datagramsByGroup++ : this.stats.datagramsByOwnPort++),
+      onDatagram: (viaGroup) => {
+        if (viaGroup) this.stats.datagramsByGroup++;
+        else this.stats.datagramsByOwnPort++;
+        this.#opts.onDatagram?.();
+      },
       onFallback: (_reason, text) => (this.stats.fallbacks++, this.#log.warn("fallback to unicast: asked the server to send to this viewer's own port", { detail: text })),
       onRetry: (afterMs, cause) => {
+        if (this.#everWelcomed) this.#opts.onLink?.("reconnecting");
         const retryInSec = afterMs / 1000;
         if (!this.#everWelcomed && cause instanceof ConnectError) this.#log.warn("server busy; trying again", { error: cause.message, retryInSec });
         else if (cause instanceof ConnectError) this.#log.warn("reconnect failed", { error: cause.message, retryInSec });
@@ -197,6 +206,7 @@ export class Viewer implements AsyncDisposable {
     const client = this.#client!;
     if (this.#everWelcomed) this.stats.reconnects++;
     this.#everWelcomed = true;
+    this.#opts.onLink?.("connected");
     this.#welcome = w;
     this.#sizes = new FrameSizes(w);
     this.#delivery = null;

@@ -57,6 +57,13 @@ export interface WatcherOptions {
   onStreamRate?: (fps: number) => void | Promise<void>;
   /** About once a second, with the picture size once known ("1280x720"). */
   onSecond?: (stats: ReceiverStats, size: string | null) => void;
+  /**
+   * "connected" at each welcome, "reconnecting" when the server went away. A classroom
+   * viewer is connected once it has asked for the stream, and never reconnects.
+   */
+  onLink?: (state: "connected" | "reconnecting") => void;
+  /** Lancam only: a datagram of the stream arrived (a classroom stream's datagrams are its frames). */
+  onDatagram?: () => void;
 }
 
 /** The watcher for `protocol`: a lancam Viewer or a ClassicWatcher, run the same way. */
@@ -64,12 +71,17 @@ export function createWatcher(opts: WatcherOptions): Watcher {
   const { host, port, udpPort, log, sinks, maxFrames, maxSeconds } = opts;
   if (opts.protocol === "classic") {
     if (opts.name) log.warn("a classroom server has no place for a viewer's name; --name is not sent", { name: opts.name });
-    return new ClassicWatcher({ host, port, udpPort, log, sinks: [...sinks, ...(opts.recordSinks ?? [])], maxFrames, maxSeconds, onBound: opts.onBound, onStreamRate: opts.onStreamRate, onSecond: opts.onSecond });
+    // The classroom client asks for the stream as it opens, before it reports the port.
+    const onBound = (bound: number) => {
+      opts.onLink?.("connected");
+      opts.onBound?.(bound);
+    };
+    return new ClassicWatcher({ host, port, udpPort, log, sinks: [...sinks, ...(opts.recordSinks ?? [])], maxFrames, maxSeconds, onBound, onStreamRate: opts.onStreamRate, onSecond: opts.onSecond });
   }
   return new Viewer({
     host, port, udpPort, log, sinks, recordSinks: opts.recordSinks, repair: opts.repair, maxFrames, maxSeconds,
     receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, recordedFrames: opts.recordedFrames, token: opts.token,
-    connectTimeoutMs: opts.connectTimeoutMs,
+    connectTimeoutMs: opts.connectTimeoutMs, onLink: opts.onLink, onDatagram: opts.onDatagram,
     onBound: opts.onBound && ((bound) => opts.onBound!(bound)),
     onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000)),
     onSecond: opts.onSecond && ((stats, welcome, delivery) => opts.onSecond!(stats, welcome ? formatPicture(welcome, delivery) : null)),
