@@ -33,6 +33,8 @@ export function viewerRow(v: ViewerSummary): ViewerInfo | null {
     picture: v.picture ?? null,
     rateBytesPerS: v.rateBytesPerS ?? null,
     framesSkipped: v.framesSkipped ?? null,
+    transport: v.transport ?? null,
+    noDatagrams: v.noDatagrams ?? null,
   };
 }
 
@@ -47,7 +49,7 @@ export function serverState(server: ViewedServer, source: SourceInfo, framesCapt
         framesCaptured: framesCaptured(),
         framesSent: s.framesBroadcast,
         bytesSent: null,
-        drops: { datagramsDropped: s.datagramsDropped, datagramsSuperseded: s.datagramsSuperseded, framesNotSent: s.framesNotSent, framesSkipped: s.framesSkipped },
+        drops: { datagramsDropped: s.datagramsDropped, datagramsSuperseded: s.datagramsSuperseded, framesNotSent: s.framesNotSent, framesSkipped: s.framesSkipped, tcpFramesSkipped: s.tcpFramesSkipped },
       },
       publish: publish(),
     };

@@ -55,6 +55,10 @@ export interface ViewerInfo {
   rateBytesPerS?: number | null;
   /** Whole frames the server skipped for it because its path still carried the previous one; absent or null when not paced. */
   framesSkipped?: number | null;
+  /** A lancam viewer's datagrams go by "udp" or "tcp" (TCP delivery, when UDP does not reach it); absent or null for others. */
+  transport?: "udp" | "tcp" | null;
+  /** Frames went to it by UDP and none arrived (a firewall drops UDP, most likely); absent or null when unknown. */
+  noDatagrams?: boolean | null;
 }
 
 /** The stream as captured. */

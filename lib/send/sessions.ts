@@ -1,3 +1,4 @@
+import type { TransportCounters } from "./tcp-delivery.ts";
 /** What the server knows about one lancam viewer (what was sent to it is the sender's, see SendCounters). */
 export interface Session {
   readonly id: number;
@@ -35,6 +36,8 @@ export interface SendCounters {
   lastFrame: number | null;
   /** How a path-reports viewer is being sent (its layer, rate, skipped frames); absent for the others. */
   adaptive?: AdaptiveCounters;
+  /** Which way its datagrams go and whether UDP reached it (lib/send/tcp-delivery.ts); absent where not tracked. */
+  transport?: TransportCounters;
 }
 
 /** One path-reports viewer's delivery as the sender chose it. */

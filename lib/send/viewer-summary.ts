@@ -32,6 +32,10 @@ export interface ViewerSummary {
   rateBytesPerS?: number | null;
   /** Whole frames not sent to it because its path was still carrying the previous one. */
   framesSkipped?: number | null;
+  /** How its datagrams go now (udp or tcp, TCP delivery); absent for viewers that are not lancam's. */
+  transport?: "udp" | "tcp" | null;
+  /** Frames went to it by UDP and its reports said none arrived (a firewall, most likely). */
+  noDatagrams?: boolean | null;
 }
 
 /** Every viewer of every kind, in the order they joined; `wallMs` turns the monotonic clock into the wall clock. */
@@ -49,6 +53,7 @@ export function summarize(
       framesReceived: r ? r.framesReceived : null, framesLost: r ? r.framesLost + r.framesIncomplete : null,
       latencyP50Ms: r ? r.latencyP50Us / 1000 : null, fps: r ? r.fpsMillihertz / 1000 : null,
       ...(a && { picture: { layer: a.layer, width: a.width, height: a.height }, rateBytesPerS: a.rateBytesPerS, framesSkipped: a.framesSkipped }),
+      ...(c.transport && { transport: c.transport.transport, noDatagrams: c.transport.noDatagrams }),
     });
   }
   for (const v of classic) {
