@@ -170,7 +170,8 @@ export class FrameFanout {
   tick(now: number): void {
     this.#pump();
     for (const st of this.#streams.values()) {
-      if (!st.rate || now - st.tickedAt < RATE_TICK_MS) continue;
+      // A TCP viewer's reports are not judged (TCP paces itself): its silence is no silence.
+      if (!st.rate || st.transport === "tcp" || now - st.tickedAt < RATE_TICK_MS) continue;
       st.tickedAt = now;
       st.rate.tick(this.#layers, now);
       this.#tellIfDue(st, st.rate, now);
@@ -210,6 +211,12 @@ export class FrameFanout {
     if (!stream || stream.delivery !== "unicast" || stream.transport === transport) return;
     stream.transport = transport;
     if (transport === "tcp") this.#pacer.remove(stream);
+    const rate = stream.rate;
+    if (!rate) return;
+    // A path that carried nothing (blocked UDP) moved it to the smallest layer: the new way starts at the full one.
+    const now = this.#now();
+    rate.restart(this.#layers, now);
+    this.#tellIfDue(stream, rate, now);
   }
 
   /** Stops sending to a session; false when it was not being sent to. */
