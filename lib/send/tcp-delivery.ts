@@ -19,7 +19,7 @@ export const TCP_REFUSED_TEXT = "this server sends frames by UDP only (it runs w
 /** One viewer's transport, as status pages and the leave line show it. */
 export interface TransportCounters {
   transport: TransportName;
-  /** Frames sent sent over TCP this session, and those skipped because its connection was still busy. */
+  /** Frames sent over TCP this session, and those skipped because its connection was still busy. */
   tcpFramesSent: number;
   tcpFramesSkipped: number;
   /** Frames went to it by UDP and its reports said none arrived (at any time this session). */
@@ -121,7 +121,7 @@ export class TcpDelivery {
   }
 
   /** The viewer asks for its datagrams by another way. */
-  switch(id: number, msg: Switch, sent: number, now: number): TransportOutcome {
+  switch(id: number, msg: Switch, sent: number): TransportOutcome {
     const e = this.#entries.get(id);
     if (!e) return {};
     const reason = msg.reason === SwitchReason.Silent ? "nothing arrived by udp" : msg.reason === SwitchReason.Asked ? "asked for" : "trying udp again";
@@ -138,7 +138,6 @@ export class TcpDelivery {
       e.base = null;
       e.told = false;
     }
-    void now;
     return {
       tell: { type: "transport", transport: msg.transport, event: TransportEvent.Switched, framesSent: sent, text: "" },
       log: before === msg.transport ? undefined : { level: "info", message: "viewer transport", fields: { transport: msg.transport, reason } },

@@ -1256,6 +1256,7 @@ export function peekMessageSize(bytes: Uint8Array, datagrams = false): number | 
       throw new DecodeError("bad-length", `control length ${hex(length, 2)} outside 1..${MAX_MESSAGE_SIZE - LENGTH_SIZE}`);
     }
     if (bytes.length > LENGTH_SIZE) checkType(bytes[LENGTH_SIZE]!, datagrams);
+    if (length < 2 && bytes[LENGTH_SIZE] === MessageType.Datagram) throw new DecodeError("bad-length", "datagram message without a datagram");
     return size;
   }
   if (size > DATAGRAM_MESSAGE_MAX) {
