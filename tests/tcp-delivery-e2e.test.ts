@@ -11,7 +11,7 @@ import { probeVideo } from "../lib/media/ffprobe.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import type { RecordingStats } from "../lib/record/recorder-sink.ts";
 import { NetnsLan, netnsUnavailable } from "./helpers/netns.ts";
-import { exitWithin, until } from "./helpers/process.ts";
+import { exitWithin, spawnBun, until } from "./helpers/process.ts";
 import { logLine } from "./helpers/log-file.ts";
 
 const unavailable = netnsUnavailable() ?? (Bun.which("iptables") ? null : "no iptables");
@@ -193,7 +193,7 @@ describe.skipIf(unavailable !== null)("when UDP cannot get through (network name
   }, 90_000);
 
   test("a viewer on a link slower than the stream gets fewer, whole frames over TCP, and no growing lag", async () => {
-    // The server's side of the link carries 8 Mbit/s; the 1280x720 stream needs several times that.
+    // The server's side of the link carries 8 Mbit/s; the 1280x720 test pattern needs about 11.
     await using lan = new NetnsLan(PREFIX, [{ name: "srv", address: "10.77.0.1", rate: "8mbit" }, { name: "v1", address: "10.77.0.11" }]);
     const log = join(dir, "slow-server.log");
     const server = lan.bun("srv", ["server.ts", "--source", "test", "--size", "1280x720", "--fps", "30", "--port", "0", "--log", log]);
@@ -204,14 +204,45 @@ describe.skipIf(unavailable !== null)("when UDP cannot get through (network name
     const stats: Stats = JSON.parse(readFileSync(statsPath, "utf8"));
     expect(stats.transport.transport).toBe("tcp");
     expect(stats.framesReceived).toBeGreaterThan(15);
-    // Without newest-wins the lag would grow by seconds over the run; bounded, it stays
-    // within a few frames' time on the link (a 1280x720 frame takes ~100 ms at 8 Mbit/s).
-    expect(stats.latencyMs.p99!).toBeLessThan(1500);
+    // Bounded, the lag stays within about a frame's time on the link (a 45 KB frame takes
+    // ~45 ms at 8 Mbit/s; measured p99 137 ms). Writing whenever our own queue is empty,
+    // the kernel's buffer fills and every frame waits behind it (measured p99 1480 ms).
+    expect(stats.latencyMs.p99!).toBeLessThan(500);
     // The frames it did not get were skipped whole by the server, none started and lost.
     expect(stats.framesIncomplete).toBe(0);
     const left = await logLine(log, /client left .*transport=tcp/, 10_000, "the leave line");
-    expect(Number(left.match(/tcpFramesSkipped=(\d+)/)?.[1] ?? 0)).toBeGreaterThan(100);
+    expect(Number(left.match(/tcpFramesSkipped=(\d+)/)?.[1] ?? 0)).toBeGreaterThan(50);
     server.proc.kill("SIGTERM");
     await exitWithin(server, 15_000, "the server");
+  }, 90_000);
+});
+
+describe("a viewer that stops reading its TCP connection", () => {
+  test("is skipped while it does not read, and catches up at once: no lag builds, no reconnect", async () => {
+    const log = join(dir, "stall-server.log");
+    await using server = spawnBun(["server.ts", "--source", "test", "--size", "1280x720", "--fps", "30", "--port", "0", "--log", log]);
+    const port = (await server.waitFor(/lancam server listening tcp=(\d+)/, 30_000))[1]!;
+    const statsPath = join(dir, "stall.json");
+    await using viewer = spawnBun(["client.ts", "127.0.0.1", port, "0", "--no-window", "--no-record", "--duration", "16", "--transport", "tcp", "--stats", statsPath]);
+    await viewer.waitFor(/frames now come over tcp/, 15_000, "stderr");
+    // Frames flow for a while, then the viewer reads nothing for 2 s (stopped), then goes on.
+    await logLine(log, /viewer transport .*transport=tcp/, 10_000, "the switch in the server log");
+    const t0 = performance.now();
+    await until(() => performance.now() - t0 >= 3000, 10_000, "3 s of frames");
+    viewer.proc.kill("SIGSTOP");
+    const stopped = performance.now();
+    await until(() => performance.now() - stopped >= 2000, 10_000, "2 s stopped");
+    viewer.proc.kill("SIGCONT");
+    expect(await exitWithin(viewer, 40_000, "the viewer")).toBe(0);
+    const stats: Stats = JSON.parse(readFileSync(statsPath, "utf8"));
+    // Frames queued while it slept are a few (what the buffers hold), not the 60 the
+    // stream made meanwhile: at most a handful of frames arrive with the stall's age.
+    const total = stats.framesReceived;
+    expect(total).toBeGreaterThan(200);
+    expect(stats.latencyMs.p95!).toBeLessThan(500);
+    expect(stats.reconnects).toBe(0);
+    const left = await logLine(log, /client left .*transport=tcp/, 10_000, "the leave line");
+    // The frames made while it slept were skipped by the server, not queued.
+    expect(Number(left.match(/tcpFramesSkipped=(\d+)/)?.[1] ?? 0)).toBeGreaterThan(30);
   }, 90_000);
 });
