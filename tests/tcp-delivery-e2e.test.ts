@@ -217,6 +217,27 @@ describe.skipIf(unavailable !== null)("when UDP cannot get through (network name
   }, 90_000);
 });
 
+describe("frames over TCP with a token", () => {
+  test("are sealed and signed as over UDP: the viewer opens and checks them, and records them", async () => {
+    const token = "tcp-delivery-test-token-0123456789";
+    await using server = spawnBun(["server.ts", "--source", "test", "--size", "640x480", "--fps", "30", "--port", "0", "--log", join(dir, "token-server.log"), "--token", token]);
+    const port = (await server.waitFor(/lancam server listening tcp=(\d+)/, 30_000))[1]!;
+    const statsPath = join(dir, "token.json");
+    const out = join(dir, "token-rec");
+    await using viewer = spawnBun(["client.ts", "127.0.0.1", port, "0", "--no-window", "--out", out, "--frames", "90", "--transport", "tcp", "--token", token, "--stats", statsPath]);
+    expect(await exitWithin(viewer, 40_000, "the viewer")).toBe(0);
+    expect(viewer.stderr()).toContain("encrypted=yes");
+    const stats: Stats & { datagramsDropped: Record<string, number> } = JSON.parse(readFileSync(statsPath, "utf8"));
+    expect(stats.framesReceived).toBe(90);
+    expect(stats.transport.transport).toBe("tcp");
+    // (A frame may still come by UDP before the switch is answered.)
+    expect(stats.transport.datagramsByTcp).toBeGreaterThan(stats.delivery.datagramsByOwnPort);
+    expect(stats.framesForged).toBe(0);
+    expect(stats.datagramsDropped.auth).toBe(0);
+    expect(stats.recording!.framesWritten).toBeGreaterThanOrEqual(90);
+  }, 60_000);
+});
+
 describe("a viewer that stops reading its TCP connection", () => {
   test("is skipped while it does not read, and catches up at once: no lag builds, no reconnect", async () => {
     const log = join(dir, "stall-server.log");

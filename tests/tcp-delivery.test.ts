@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { SILENT_AFTER_MS, TCP_LOW_WATER_BYTES, TCP_REFUSED_TEXT, TcpDelivery, frameMessages } from "../lib/send/tcp-delivery.ts";
+import { IN_GROUP_TEXT, SILENT_AFTER_MS, TCP_LOW_WATER_BYTES, TCP_REFUSED_TEXT, TcpDelivery, frameMessages } from "../lib/send/tcp-delivery.ts";
 import { ControlChannel, MAX_PENDING_BYTES, type ByteSocket } from "../lib/net/control-channel.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
 import { SwitchReason, TransportEvent } from "../lib/wire/control.ts";
@@ -68,6 +68,16 @@ describe("the server's TCP delivery", () => {
     expect(out.tell).toEqual({ type: "transport", transport: "udp", event: TransportEvent.Refused, framesSent: 7, text: TCP_REFUSED_TEXT });
     expect(TCP_REFUSED_TEXT).toContain("--no-tcp-delivery");
     expect(t.transport(1)).toBe("udp");
+  });
+
+  test("a viewer in the multicast group is refused TCP until it falls back to its own port", () => {
+    const t = new TcpDelivery({ allowTcp: true });
+    t.join(1, 0, true);
+    const ask = { type: "switch", transport: "tcp", reason: SwitchReason.Asked } as const;
+    expect(t.switch(1, ask, 3).tell).toMatchObject({ event: TransportEvent.Refused, text: IN_GROUP_TEXT });
+    expect(t.transport(1)).toBe("udp");
+    t.unicast(1);
+    expect(t.switch(1, ask, 4).tell).toMatchObject({ event: TransportEvent.Switched, transport: "tcp" });
   });
 
   test("a frame is offered only when nothing is queued and the kernel holds at most the low-water mark; skips are counted", () => {

@@ -16,6 +16,9 @@ export const TCP_LOW_WATER_BYTES = 64 * 1024;
 /** What a refused switch to TCP says when the server runs with --no-tcp-delivery. */
 export const TCP_REFUSED_TEXT = "this server sends frames by UDP only (it runs with --no-tcp-delivery)";
 
+/** What a refused switch to TCP says to a viewer that the multicast group reaches. */
+export const IN_GROUP_TEXT = "this viewer gets the multicast group; frames go over TCP only to a viewer sent to its own port";
+
 /** One viewer's transport, as status pages and the leave line show it. */
 export interface TransportCounters {
   transport: TransportName;
@@ -120,15 +123,16 @@ export class TcpDelivery {
       : { tell, log: { level: "info", message: "udp still blocked for the viewer", fields } };
   }
 
-  /** The viewer asks for its datagrams by another way. */
+  /** The viewer asks for its datagrams by another way; refused while TCP is off or it is in the multicast group. */
   switch(id: number, msg: Switch, sent: number): TransportOutcome {
     const e = this.#entries.get(id);
     if (!e) return {};
     const reason = msg.reason === SwitchReason.Silent ? "nothing arrived by udp" : msg.reason === SwitchReason.Asked ? "asked for" : "trying udp again";
-    if (msg.transport === "tcp" && !this.#allowTcp) {
+    if (msg.transport === "tcp" && (!this.#allowTcp || e.multicast)) {
+      const why = e.multicast ? "in the multicast group" : "--no-tcp-delivery";
       return {
-        tell: { type: "transport", transport: e.counters.transport, event: TransportEvent.Refused, framesSent: sent, text: TCP_REFUSED_TEXT },
-        log: { level: "info", message: "tcp delivery refused", fields: { reason, why: "--no-tcp-delivery" } },
+        tell: { type: "transport", transport: e.counters.transport, event: TransportEvent.Refused, framesSent: sent, text: e.multicast ? IN_GROUP_TEXT : TCP_REFUSED_TEXT },
+        log: { level: "info", message: "tcp delivery refused", fields: { reason, why } },
       };
     }
     const before = e.counters.transport;
