@@ -93,13 +93,12 @@
       const kind = cell(tr, "");
       const badge = document.createElement("span");
       badge.className = `kind ${v.kind}`;
-      badge.textContent = KIND_LABELS[v.kind] || v.kind;
+      // TCP delivery: a lancam viewer UDP does not reach gets its frames over its TCP connection.
+      badge.textContent = v.transport === "tcp" ? "TCP" : KIND_LABELS[v.kind] || v.kind;
       kind.appendChild(badge);
-      // TCP delivery: frames come over its connection because UDP did not reach it.
-      if (v.transport === "tcp") kind.append(" over TCP");
       if (v.noDatagrams) {
-        kind.title = "frames were sent by UDP and none arrived: a firewall on its side most likely drops UDP";
-        if (v.transport !== "tcp") kind.append(" · no UDP arrives");
+        kind.title = "frames were sent to it by UDP and none arrived: a firewall on its side most likely drops UDP";
+        if (v.transport !== "tcp") kind.append(" · none arrives");
       }
       cell(tr, num(v.fps, 1), "num");
       cell(tr, v.lossPercent === null ? "—" : `${v.lossPercent.toFixed(1)} %`, "num");
