@@ -187,6 +187,7 @@ describe.skipIf(unavailable !== null)("when UDP cannot get through (network name
     const refused = (await viewer.waitFor(/WARN \[client\] the server refused TCP delivery: .*/, 15_000, "stderr"))[0];
     expect(refused).toContain("--no-tcp-delivery");
     expect(await exitWithin(viewer, 30_000, "the viewer")).toBe(1);
+    expect(viewer.stderr()).toMatch(/ERROR \[client\] no frame arrived: .*the server refused TCP: .*--no-tcp-delivery/);
     await logLine(log, /tcp delivery refused/, 10_000, "the refusal in the server log");
     server.proc.kill("SIGTERM");
     await exitWithin(server, 15_000, "the server");

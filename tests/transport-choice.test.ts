@@ -118,6 +118,34 @@ describe("transport choice", () => {
     expect(m.push({ type: "transport", msg: silent() }, 8000).filter((a) => a.type === "blocked")).toHaveLength(0);
   });
 
+  test("auto: a reconnect after the session ended on TCP asks for TCP at once; after one that ended on UDP, it does not", () => {
+    const { m } = start("auto");
+    m.push({ type: "transport", msg: silent() }, 3000);
+    m.push({ type: "transport", msg: switched("tcp") }, 3100);
+    expect(sends(m.push({ type: "welcome", offered: true, udpPort: 40544 }, 9000))).toEqual([{ type: "switch", transport: "tcp", reason: SwitchReason.Silent }]);
+    m.push({ type: "transport", msg: switched("tcp") }, 9100);
+    // Back on UDP by a retry, then a reconnect: UDP first again.
+    m.push({ type: "tick" }, 9100 + RETRY_UDP_MS);
+    m.push({ type: "datagram", via: "udp" }, 9200 + RETRY_UDP_MS);
+    expect(m.transport).toBe("udp");
+    expect(m.push({ type: "welcome", offered: true, udpPort: 40544 }, 9300 + RETRY_UDP_MS)).toEqual([]);
+  });
+
+  test("UDP datagrams are worth feeding only while a UDP retry waits for one", () => {
+    const { m } = start("auto", true, 1000);
+    expect(m.awaitingUdp).toBe(false);
+    m.push({ type: "transport", msg: silent() }, 3000);
+    m.push({ type: "transport", msg: switched("tcp") }, 3100);
+    expect(m.awaitingUdp).toBe(false);
+    m.push({ type: "tick" }, 4100);
+    expect(m.awaitingUdp).toBe(true);
+    m.push({ type: "datagram", via: "udp" }, 4150);
+    // Until the server answers, a datagram that overtook the answer is remembered.
+    m.push({ type: "transport", msg: switched("udp") }, 4200);
+    expect(m.awaitingUdp).toBe(false);
+    expect(m.transport).toBe("udp");
+  });
+
   test("nothing happens before a session", () => {
     const m = new TransportChoice({ mode: "auto" });
     expect(m.push({ type: "transport", msg: silent() }, 0)).toEqual([]);

@@ -523,7 +523,7 @@ export class StreamClient implements AsyncDisposable {
       return;
     }
     this.#opts.onDatagram?.(false);
-    this.#choose({ type: "datagram", via: "udp" });
+    if (this.#choice.awaitingUdp) this.#choose({ type: "datagram", via: "udp" });
     this.#accept(buf, this.#now());
   }
 
@@ -534,7 +534,6 @@ export class StreamClient implements AsyncDisposable {
       return;
     }
     this.datagramsByTcp++;
-    this.#choose({ type: "datagram", via: "tcp" });
     this.#accept(buf, this.#now());
   }
 

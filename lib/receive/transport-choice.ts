@@ -80,6 +80,15 @@ export class TransportChoice {
     return this.#warned;
   }
 
+  /**
+   * Whether a UDP datagram would tell the machine anything now (a UDP retry is under
+   * way): the stream client feeds UDP datagrams only then, not one call per datagram.
+   */
+  get awaitingUdp(): boolean {
+    const s = this.#session;
+    return s !== null && (s.probing !== null || s.asking?.transport === "udp");
+  }
+
   push(input: ChoiceInput, now: number): ChoiceAction[] {
     if (input.type === "welcome") return this.#welcome(input.offered, input.udpPort, now);
     const s = this.#session;
@@ -95,8 +104,11 @@ export class TransportChoice {
   }
 
   #welcome(offered: boolean, udpPort: number, now: number): ChoiceAction[] {
+    const endedOnTcp = this.#session?.on === "tcp";
     const s: Session = { offered, udpPort, on: "udp", asking: null, refused: false, retryAt: null, probing: null, lastUdpAt: -Infinity };
     this.#session = s;
+    // A reconnect after UDP was found blocked: straight back to TCP (UDP is retried later as ever).
+    if (this.#mode === "auto" && endedOnTcp && offered) return [this.#ask(s, "tcp", SwitchReason.Silent, now)];
     if (this.#mode !== "tcp") return [];
     if (!offered) {
       s.refused = true;

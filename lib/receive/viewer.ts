@@ -117,6 +117,8 @@ export class Viewer implements AsyncDisposable {
   #order: RecordOrder | null = null;
   /** The signing key's fingerprint at the previous welcome, to say when it changes. */
   #signedBy: string | null = null;
+  /** The server's reason when it refused TCP delivery (null: not refused). */
+  #tcpRefused: string | null = null;
 
   constructor(opts: ViewerOptions) {
     this.#opts = opts;
@@ -210,6 +212,8 @@ export class Viewer implements AsyncDisposable {
     this.#delivery = null;
     this.#resynced = true;
     this.#path.reset();
+    // Every session starts on UDP (the transport choice may move it at once).
+    this.stats.transport = "udp";
     // Frames of the last session still awaiting an earlier one are recorded now.
     if (this.#order) this.#record(this.#order.reset());
     this.#order = (w.flags & WELCOME_REPAIR) !== 0 && this.#opts.repair ? new RecordOrder() : null;
@@ -275,6 +279,7 @@ export class Viewer implements AsyncDisposable {
         this.#log.info(`frames now come over ${a.transport}`, { why: a.why });
         return;
       case "refused":
+        this.#tcpRefused = a.text;
         this.#log.warn(`the server refused TCP delivery: ${a.text}`, { then: "frames stay on udp" });
         return;
     }
@@ -288,7 +293,8 @@ export class Viewer implements AsyncDisposable {
     if (this.stats.framesReceived > 0) return null;
     const port = this.#client?.udpPort;
     if (this.stats.udpBlocked) {
-      return `no frame arrived: the server sent frames by UDP and none reached port ${port} (a firewall, see the warning above); allow UDP port ${port} or run with --transport tcp`;
+      const fix = this.#tcpRefused ? `allow UDP port ${port} (the server refused TCP: ${this.#tcpRefused})` : `allow UDP port ${port} or run with --transport tcp`;
+      return `no frame arrived: the server sent frames by UDP and none reached port ${port} (a firewall, see the warning above); ${fix}`;
     }
     if (!this.#everWelcomed) return "no frame arrived: the viewer never got a session from the server";
     return "no frame arrived: the server sent none while the viewer ran (is its camera busy or stalled? see the server's log), or every one was lost";
