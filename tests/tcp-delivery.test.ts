@@ -45,13 +45,13 @@ describe("the server's TCP delivery", () => {
     const t = new TcpDelivery({ allowTcp: true });
     t.join(1, 0, false);
     t.report(1, 0, 90, 3000);
-    const sw = t.switch(1, { type: "switch", transport: "tcp", reason: SwitchReason.Silent }, 90);
+    const sw = t.switch(1, { type: "switch", transport: "tcp", reason: SwitchReason.Silent }, 90, 3100);
     expect(sw.tell).toEqual({ type: "transport", transport: "tcp", event: TransportEvent.Switched, framesSent: 90, text: "" });
     expect(sw.log?.fields.transport).toBe("tcp");
     expect(t.transport(1)).toBe("tcp");
     // On TCP its reports (frames arriving by TCP) say nothing about UDP.
     expect(t.report(1, 0, 500, 60_000)).toEqual({});
-    t.switch(1, { type: "switch", transport: "udp", reason: SwitchReason.Retry }, 2000);
+    t.switch(1, { type: "switch", transport: "udp", reason: SwitchReason.Retry }, 2000, 63_000);
     expect(t.transport(1)).toBe("udp");
     expect(t.report(1, 1900, 2030, 64_000)).toEqual({}); // frames that came by TCP before the switch: the baseline
     const again = t.report(1, 1900, 2100, 64_000 + SILENT_AFTER_MS);
@@ -64,7 +64,7 @@ describe("the server's TCP delivery", () => {
   test("--no-tcp-delivery refuses with a text that names the flag, and the viewer stays on UDP", () => {
     const t = new TcpDelivery({ allowTcp: false });
     t.join(1, 0, false);
-    const out = t.switch(1, { type: "switch", transport: "tcp", reason: SwitchReason.Asked }, 7);
+    const out = t.switch(1, { type: "switch", transport: "tcp", reason: SwitchReason.Asked }, 7, 100);
     expect(out.tell).toEqual({ type: "transport", transport: "udp", event: TransportEvent.Refused, framesSent: 7, text: TCP_REFUSED_TEXT });
     expect(TCP_REFUSED_TEXT).toContain("--no-tcp-delivery");
     expect(t.transport(1)).toBe("udp");
@@ -74,10 +74,26 @@ describe("the server's TCP delivery", () => {
     const t = new TcpDelivery({ allowTcp: true });
     t.join(1, 0, true);
     const ask = { type: "switch", transport: "tcp", reason: SwitchReason.Asked } as const;
-    expect(t.switch(1, ask, 3).tell).toMatchObject({ event: TransportEvent.Refused, text: IN_GROUP_TEXT });
+    expect(t.switch(1, ask, 3, 0).tell).toMatchObject({ event: TransportEvent.Refused, text: IN_GROUP_TEXT });
     expect(t.transport(1)).toBe("udp");
     t.unicast(1);
-    expect(t.switch(1, ask, 4).tell).toMatchObject({ event: TransportEvent.Switched, transport: "tcp" });
+    expect(t.switch(1, ask, 4, 5000).tell).toMatchObject({ event: TransportEvent.Switched, transport: "tcp" });
+  });
+
+  test("a viewer that switches without end is answered every time, and logged once a second with a count of the rest", () => {
+    const t = new TcpDelivery({ allowTcp: true });
+    t.join(1, 0, false);
+    const flip = (i: number, now: number) => t.switch(1, { type: "switch", transport: i % 2 ? "udp" : "tcp", reason: SwitchReason.Asked }, i, now);
+    let logged = 0;
+    for (let i = 0; i < 100; i++) {
+      const out = flip(i, i * 5);
+      expect(out.tell?.event).toBe(TransportEvent.Switched);
+      if (out.log) logged++;
+    }
+    expect(logged).toBe(1);
+    const next = flip(100, 1000);
+    expect(next.log?.fields.similar).toBe(99);
+    expect(t.counters(1)?.switches).toBe(101);
   });
 
   test("a frame is offered only when nothing is queued and the kernel holds at most the low-water mark; skips are counted", () => {

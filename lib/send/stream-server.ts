@@ -348,7 +348,7 @@ export class StreamServer implements AsyncDisposable {
 
   /** A viewer asks for its datagrams by UDP or TCP. */
   #onSwitch(conn: Conn, sessionId: number, msg: Switch): void {
-    const out = this.#tcp.switch(sessionId, msg, this.#fanout.sent(sessionId)?.framesSent ?? 0);
+    const out = this.#tcp.switch(sessionId, msg, this.#fanout.sent(sessionId)?.framesSent ?? 0, performance.now());
     this.#fanout.setTransport(sessionId, this.#tcp.transport(sessionId));
     this.#transportOutcome(conn, sessionId, out);
   }

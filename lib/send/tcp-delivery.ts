@@ -19,6 +19,9 @@ export const TCP_REFUSED_TEXT = "this server sends frames by UDP only (it runs w
 /** What a refused switch to TCP says to a viewer that the multicast group reaches. */
 export const IN_GROUP_TEXT = "this viewer gets the multicast group; frames go over TCP only to a viewer sent to its own port";
 
+/** At most one log line per viewer for its switches in this interval (a viewer may send them without end). */
+export const SWITCH_LOG_MS = 1000;
+
 /** One viewer's transport, as status pages and the leave line show it. */
 export interface TransportCounters {
   transport: TransportName;
@@ -39,6 +42,8 @@ interface Entry {
   base: { at: number; sent: number; received: number } | null;
   /** The viewer was told that nothing arrived since the last switch to UDP. */
   told: boolean;
+  /** When a switch of its was last logged, and those not logged since. */
+  logged: { at: number; suppressed: number };
 }
 
 /** What the caller carries out for a viewer's report or switch. */
@@ -66,7 +71,7 @@ export class TcpDelivery {
   join(id: number, now: number, multicast: boolean): void {
     this.#entries.set(id, {
       counters: { transport: "udp", tcpFramesSent: 0, tcpFramesSkipped: 0, noDatagrams: false, switches: 0 },
-      multicast, base: { at: now, sent: 0, received: 0 }, told: false,
+      multicast, base: { at: now, sent: 0, received: 0 }, told: false, logged: { at: -Infinity, suppressed: 0 },
     });
   }
 
@@ -124,9 +129,22 @@ export class TcpDelivery {
   }
 
   /** The viewer asks for its datagrams by another way; refused while TCP is off or it is in the multicast group. */
-  switch(id: number, msg: Switch, sent: number): TransportOutcome {
+  switch(id: number, msg: Switch, sent: number, now: number): TransportOutcome {
     const e = this.#entries.get(id);
     if (!e) return {};
+    const out = this.#switch(e, msg, sent);
+    if (!out.log) return out;
+    // Every switch is answered; its log line only once a second, the rest counted into the next.
+    if (now - e.logged.at < SWITCH_LOG_MS) {
+      e.logged.suppressed++;
+      return { tell: out.tell };
+    }
+    out.log.fields.similar = e.logged.suppressed || undefined;
+    e.logged = { at: now, suppressed: 0 };
+    return out;
+  }
+
+  #switch(e: Entry, msg: Switch, sent: number): TransportOutcome {
     const reason = msg.reason === SwitchReason.Silent ? "nothing arrived by udp" : msg.reason === SwitchReason.Asked ? "asked for" : "trying udp again";
     if (msg.transport === "tcp" && (!this.#allowTcp || e.multicast)) {
       const why = e.multicast ? "in the multicast group" : "--no-tcp-delivery";
