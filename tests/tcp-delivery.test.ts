@@ -15,6 +15,7 @@ describe("the server's TCP delivery", () => {
     expect(out.tell).toEqual({ type: "transport", transport: "udp", event: TransportEvent.Silent, framesSent: 80, text: "" });
     expect(out.log?.level).toBe("warn");
     expect(out.log?.message).toBe("no datagrams reached the viewer");
+    expect(out.firstSilence).toBe(true);
     expect(out.log?.fields.framesSent).toBe(80);
     expect(t.counters(1)?.noDatagrams).toBe(true);
     // Said once; the next report changes nothing.

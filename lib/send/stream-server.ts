@@ -364,7 +364,7 @@ export class StreamServer implements AsyncDisposable {
       const udp = this.#admission.viewers().find((v) => v.kind === "udp" && v.id === sessionId)?.udpPort;
       this.#log[out.log.level](out.log.message, { client: conn.peer, udp, session: sessionId.toString(16).padStart(8, "0"), ...out.log.fields });
     }
-    if (out.log?.message === "no datagrams reached the viewer") this.stats.noDatagramsViewers++;
+    if (out.firstSilence) this.stats.noDatagramsViewers++;
     if (out.tell && conn.tcpCapable) this.#sendTo(conn, out.tell);
     this.#syncTransportStats();
   }

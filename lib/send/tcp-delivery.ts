@@ -51,6 +51,8 @@ export interface TransportOutcome {
   /** A message for the viewer. */
   tell?: Transport;
   log?: { level: "info" | "warn"; message: string; fields: Record<string, string | number | undefined> };
+  /** The first time this viewer's reports showed that nothing arrived by UDP (counted once per viewer). */
+  firstSilence?: boolean;
 }
 
 /**
@@ -124,7 +126,7 @@ export class TcpDelivery {
     const tell: Transport = { type: "transport", transport: "udp", event: TransportEvent.Silent, framesSent: sent, text: "" };
     const fields = { framesSent: sent - e.base.sent, seconds: ((now - e.base.at) / 1000).toFixed(1) };
     return first
-      ? { tell, log: { level: "warn", message: "no datagrams reached the viewer", fields: { ...fields, likely: "a firewall drops UDP on its side", fix: this.#allowTcp ? "it can switch to tcp" : "allow its UDP port (tcp delivery is off)" } } }
+      ? { tell, firstSilence: true, log: { level: "warn", message: "no datagrams reached the viewer", fields: { ...fields, likely: "a firewall drops UDP on its side", fix: this.#allowTcp ? "it can switch to tcp" : "allow its UDP port (tcp delivery is off)" } } }
       : { tell, log: { level: "info", message: "udp still blocked for the viewer", fields } };
   }
 
