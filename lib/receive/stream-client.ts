@@ -198,7 +198,8 @@ export class StreamClient implements AsyncDisposable {
     c.#machine = new Handshake({
       server: `${opts.host}:${opts.port}`, udpPort: c.#udp.port, name: opts.name, connectTimeoutMs: opts.connectTimeoutMs,
       report: opts.report, totals: opts.totals, auth: opts.token ? { token: opts.token } : null,
-      multicast: opts.multicast, multicastWaitMs: opts.multicastWaitMs, repair: !!opts.repair,
+      // A viewer that wants its frames over TCP has no use for the group (and a group member is refused TCP).
+      multicast: opts.transport === "tcp" ? false : opts.multicast, multicastWaitMs: opts.multicastWaitMs, repair: !!opts.repair,
     });
     return c;
   }
