@@ -92,20 +92,18 @@ describe.skipIf(unavailable !== null)("when UDP cannot get through (network name
     expect(msBetween(connected, warning)).toBeLessThan(5000);
 
     // While it watches: /state (and the browser table built from it) shows the transport and the blocked UDP.
-    {
-      await until(() => {
-        const r = Bun.spawnSync(["ip", "netns", "exec", lan.ns("srv"), "curl", "-s", `http://10.77.0.1:${hp}/state`], { stdout: "pipe" });
-        try {
-          const state = JSON.parse(r.stdout.toString()) as { viewers: { kind: string; transport?: string; noDatagrams?: boolean }[] };
-          return state.viewers.some((v) => v.kind === "udp" && v.transport === "tcp" && v.noDatagrams === true);
-        } catch {
-          return false;
-        }
-      }, 10_000, "/state showing the viewer on tcp with noDatagrams");
-      const metrics = Bun.spawnSync(["ip", "netns", "exec", lan.ns("srv"), "curl", "-s", `http://10.77.0.1:${hp}/metrics`], { stdout: "pipe" }).stdout.toString();
-      expect(metrics).toMatch(/lancam_viewers_transport\{transport="tcp"\} 1/);
-      expect(metrics).toMatch(/lancam_viewers_no_datagrams 1/);
-    }
+    await until(() => {
+      const r = Bun.spawnSync(["ip", "netns", "exec", lan.ns("srv"), "curl", "-s", `http://10.77.0.1:${hp}/state`], { stdout: "pipe" });
+      try {
+        const state = JSON.parse(r.stdout.toString()) as { viewers: { kind: string; transport?: string; noDatagrams?: boolean }[] };
+        return state.viewers.some((v) => v.kind === "udp" && v.transport === "tcp" && v.noDatagrams === true);
+      } catch {
+        return false;
+      }
+    }, 10_000, "/state showing the viewer on tcp with noDatagrams");
+    const metrics = Bun.spawnSync(["ip", "netns", "exec", lan.ns("srv"), "curl", "-s", `http://10.77.0.1:${hp}/metrics`], { stdout: "pipe" }).stdout.toString();
+    expect(metrics).toMatch(/lancam_viewers_transport\{transport="tcp"\} 1/);
+    expect(metrics).toMatch(/lancam_viewers_no_datagrams 1/);
 
     expect(await exitWithin(viewer, 30_000, "the viewer")).toBe(0);
     const stats: Stats = JSON.parse(readFileSync(statsPath, "utf8"));
