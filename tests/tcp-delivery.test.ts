@@ -22,6 +22,19 @@ describe("the server's TCP delivery", () => {
     expect(t.report(1, 0, 110, SILENT_AFTER_MS + 1000)).toEqual({});
   });
 
+  test("a firewall that closes mid-session is a new silence: told again, logged once per viewer", () => {
+    const t = new TcpDelivery({ allowTcp: true });
+    t.join(1, 0, false);
+    t.report(1, 0, 90, 3000);
+    expect(t.report(1, 0, 120, 4000)).toEqual({}); // told at 3000 already
+    t.report(1, 30, 150, 5000); // it opened: frames arrive
+    t.report(1, 60, 180, 6000); // ... and closed again after this
+    const again = t.report(1, 60, 260, 6000 + SILENT_AFTER_MS);
+    expect(again.tell?.event).toBe(TransportEvent.Silent);
+    expect(again.firstSilence).toBeUndefined();
+    expect(again.log?.level).toBe("info");
+  });
+
   test("a viewer that receives anything, or was sent nothing, is not silent", () => {
     const t = new TcpDelivery({ allowTcp: true });
     t.join(1, 0, false);

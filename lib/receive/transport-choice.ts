@@ -89,6 +89,7 @@ export class TransportChoice {
     return s !== null && (s.probing !== null || s.asking?.transport === "udp");
   }
 
+  /** Takes one input at `now` (ms, monotonic); returns what to carry out, in order. */
   push(input: ChoiceInput, now: number): ChoiceAction[] {
     if (input.type === "welcome") return this.#welcome(input.offered, input.udpPort, now);
     const s = this.#session;

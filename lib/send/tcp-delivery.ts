@@ -116,7 +116,9 @@ export class TcpDelivery {
       return {};
     }
     if (received !== e.base.received) {
+      // Something arrives: UDP works (again); a later block is a new silence, told again.
       e.base = { at: now, sent, received };
+      e.told = false;
       return {};
     }
     if (e.told || sent <= e.base.sent || now - e.base.at < SILENT_AFTER_MS) return {};
