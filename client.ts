@@ -88,7 +88,9 @@ async function main(): Promise<number> {
     protocol: cli.flags.classic ? "classic" : "lancam",
     host, port, udpPort, log, sinks, recordSinks, maxFrames,
     repair: cli.flags.repair ? { maxDelayMs: cli.flags.maxDelay, recordDelayMs: recorder ? cli.flags.recordDelay : 0 } : null, maxSeconds, receiveBufferBytes, name, token: token?.key ?? null,
-    connectTimeoutMs: cli.flags.connectTimeout * 1000,
+    connectTimeoutMs: cli.flags.connectTimeout * 1000, transport: cli.flags.transport,
+    // Not a flag: tests shorten the wait before UDP is tried again (default one minute).
+    retryUdpMs: Number(process.env.LANCAM_UDP_RETRY_MS) > 0 ? Number(process.env.LANCAM_UDP_RETRY_MS) : undefined,
     recordedFrames: () => recorder?.framesAccepted ?? 0,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
     onStreamRate: (fps) => {
@@ -99,7 +101,7 @@ async function main(): Promise<number> {
     onDatagram: overlay ? () => overlay.status.datagram(performance.now()) : undefined,
     onSecond: (stats, size) => {
       const snap = stats.snapshot(performance.now());
-      const line = formatStatus(snap, { size: size ?? undefined, recording: recorder ? `${recorder.stats.segmentsClosed} segs` : undefined });
+      const line = formatStatus(snap, { size: size ?? undefined, recording: recorder ? `${recorder.stats.segmentsClosed} segs` : undefined, transport: cli.flags.classic ? undefined : stats.transport });
       status.show(line);
       overlay?.figures(line);
     },
@@ -115,6 +117,12 @@ async function main(): Promise<number> {
     // closes, the recorder finishes its segment. The summary below needs all three done.
     await using _recorder = recorder, _display = display, _viewer = viewer;
     await viewer.run();
+    // A run that ends without a single frame is a failure the user must hear about, with the likeliest cause.
+    const noFrame = viewer.noFrameReason?.() ?? null;
+    if (noFrame) {
+      log.error(noFrame);
+      code = 1;
+    }
   } finally {
     const summary = { ...viewer.stats.summary(viewer.datagramDrops()), repair: viewer.repairSummary?.() ?? null, recording: recorder?.stats ?? null, verify: verify?.counts ?? null, window: display ? { shown: display.shown, skipped: display.skipped } : null };
     if (statsPath !== null) {
@@ -126,7 +134,7 @@ async function main(): Promise<number> {
       }
     }
     log.info("stopped", {
-      frames: summary.framesReceived, dropped: summary.framesDropped, latencyP50Ms: summary.latencyMs.p50?.toFixed(1),
+      frames: summary.framesReceived, dropped: summary.framesDropped, latencyP50Ms: summary.latencyMs.p50?.toFixed(1), transport: cli.flags.classic ? undefined : summary.transport.transport,
       recorded: recorder?.stats.framesWritten,
     });
   }

@@ -61,7 +61,7 @@ async function main(): Promise<number> {
   await using server = await StreamServer.start({
     port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },
     maxPerHost: cli.flags.maxPerHost, token: token?.key ?? null, multicast, layers: cli.flags.layers, layerQuality: quality,
-    repair: cli.flags.repair ? { fec: cli.flags.fec } : null,
+    repair: cli.flags.repair ? { fec: cli.flags.fec } : null, tcpDelivery: cli.flags.tcpDelivery,
   });
   // Publishing never holds up the rest: frames for a server that is down or slow are dropped and counted.
   await using publishers = targets.length === 0

@@ -23,3 +23,15 @@ export function peakRssMiB(pid: number): number {
     return NaN;
   }
 }
+
+/** CPU seconds a process has used, user (its own work) and user + system; NaN once it is gone. */
+export function cpuSplit(pid: number): { user: number; total: number } {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+    const user = Number(rest[11]) / TICKS;
+    return { user, total: user + Number(rest[12]) / TICKS };
+  } catch {
+    return { user: NaN, total: NaN };
+  }
+}

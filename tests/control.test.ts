@@ -17,6 +17,11 @@ import {
   WELCOME_ENCRYPTED,
   WELCOME_MULTICAST,
   WELCOME_SIGNED,
+  WELCOME_TCP_DELIVERY,
+  CAP_TCP_DELIVERY,
+  DATAGRAM_MESSAGE_MAX,
+  SwitchReason,
+  TransportEvent,
   type ControlMessage,
   type Welcome,
   type PathCounters,
@@ -572,6 +577,56 @@ const GOLDEN: Golden[] = [
     ],
     msg: { type: "heartbeat", sentAt: 42, tag: bytes(0xe0, 16) },
   },
+  {
+    name: "switch to tcp, nothing arrived",
+    bytes: [
+      0x00, 0x03, //             length 3 = type + 2
+      0x0f, //                   type switch
+      0x02, //                   transport tcp
+      0x01, //                   reason: nothing arrived by udp
+    ],
+    msg: { type: "switch", transport: "tcp", reason: SwitchReason.Silent },
+  },
+  {
+    name: "transport: switched to tcp",
+    bytes: [
+      0x00, 0x0a, //             length 10 = type + 9
+      0x10, //                   type transport
+      0x02, //                   transport tcp
+      0x01, //                   event switched
+      0x00, 0x00, //             reserved
+      0x00, 0x00, 0x01, 0x2c, // frames sent 300
+      0x00, //                   text length 0
+    ],
+    msg: { type: "transport", transport: "tcp", event: TransportEvent.Switched, framesSent: 300, text: "" },
+  },
+  {
+    name: "transport: udp silent",
+    bytes: [
+      0x00, 0x0a, //             length 10
+      0x10, //                   type transport
+      0x01, //                   transport udp
+      0x02, //                   event silent
+      0x00, 0x00, //             reserved
+      0x00, 0x00, 0x00, 0x58, // frames sent 88
+      0x00, //                   text length 0
+    ],
+    msg: { type: "transport", transport: "udp", event: TransportEvent.Silent, framesSent: 88, text: "" },
+  },
+  {
+    name: "transport: tcp refused, with a reason",
+    bytes: [
+      0x00, 0x12, //             length 18 = type + 9 + 8 text bytes
+      0x10, //                   type transport
+      0x01, //                   transport udp (still)
+      0x03, //                   event refused
+      0x00, 0x00, //             reserved
+      0x00, 0x00, 0x00, 0x05, // frames sent 5
+      0x08, //                   text length 8
+      0x75, 0x64, 0x70, 0x20, 0x6f, 0x6e, 0x6c, 0x79, // "udp only"
+    ],
+    msg: { type: "transport", transport: "udp", event: TransportEvent.Refused, framesSent: 5, text: "udp only" },
+  },
 ];
 
 function decodeError(bytes: Uint8Array | number[]): DecodeError {
@@ -604,7 +659,8 @@ function frame(type: number, body: number[]): number[] {
 
 describe("golden control messages", () => {
   test("the table covers every message type", () => {
-    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback", "delivery"]));
+    // repair and gone: tests/repair-wire.test.ts; datagram (a viewer's reader only): "datagram messages" below.
+    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback", "delivery", "switch", "transport"]));
     expect(GOLDEN.filter((g) => g.msg.tag).length).toBeGreaterThan(1);
   });
 
@@ -691,11 +747,11 @@ describe("framing", () => {
     expect(peekMessageSize(Uint8Array.from([0x03, 0xfe, 0x05]))).toBe(1024);
   });
 
-  test("every type byte but 1..13, with or without the T bit, is bad-type", () => {
+  test("every type byte but 1..13, 15 and 16, with or without the T bit, is bad-type (14, datagram, to a server's reader too)", () => {
     for (let t = 0; t < 256; t++) {
       const type = t & 0x7f;
       // repair (12) and gone (13) are tested in tests/repair-wire.test.ts
-      if (type >= 1 && type <= 13) continue;
+      if (type >= 1 && type <= 16 && type !== 14) continue;
       const e = decodeError(frame(t, new Array(24).fill(0)));
       expect(e.code).toBe("bad-type");
       expect(e.message).toContain(`0x${t.toString(16).padStart(2, "0")}`);
@@ -780,7 +836,7 @@ describe("out-of-range values are bad-value", () => {
     ["welcome UDP source port 0", body("welcome", 14, [0, 0]), "bad-value"],
     ["welcome heartbeat 0", body("welcome", 16, [0, 0]), "bad-value"],
     ["welcome timeout equal to the heartbeat", body("welcome", 18, [0x03, 0xe8]), "bad-value"],
-    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 32]), "bad-value"],
+    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 64]), "bad-value"],
     ["welcome with the signed flag but no key", body("welcome", 20, [0, 0, 0, 4]), "truncated"],
     ["signed welcome with part of a resume secret", frame(2, [...GOLDEN.find((g) => g.name === "welcome to a signed stream")!.bytes.slice(3), 1, 2, 3]), "bad-length"],
     ["welcome with the multicast flag but no group", body("welcome", 20, [0, 0, 0, 2]), "truncated"],
@@ -993,7 +1049,7 @@ describe("encoding", () => {
     ["resume secret of 8 bytes", { type: "hello", version: 1, udpPort: 1, capabilities: 4, name: "", resume: new Uint8Array(8) }],
     [
       "welcome with an unknown flag",
-      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 32 },
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 64 },
     ],
     [
       "welcome with the signed flag and no key",
@@ -1076,5 +1132,63 @@ describe("reason texts", () => {
     expect(fallbackReasonText(FallbackReason.Silent)).toBe("no multicast datagram arrived");
     expect(fallbackReasonText(FallbackReason.JoinFailed)).toBe("could not join the multicast group");
     expect(fallbackReasonText(9)).toBe("unknown fallback reason 0x09");
+  });
+});
+
+describe("datagram messages (TCP delivery)", () => {
+  const golden = [0x00, 0x04, 0x0e, 0xaa, 0xbb, 0xcc]; // length 4, type 14, a 3-byte datagram
+
+  test("a viewer's reader decodes one to exactly the datagram's bytes, and it encodes back", () => {
+    expect(decodeControl(Uint8Array.from(golden), true)).toEqual({ type: "datagram", bytes: Uint8Array.from([0xaa, 0xbb, 0xcc]) });
+    expect([...encodeControl({ type: "datagram", bytes: Uint8Array.from([0xaa, 0xbb, 0xcc]) })]).toEqual(golden);
+  });
+
+  test("a server's reader refuses one: datagrams go only from server to viewer", () => {
+    const e = decodeError(golden);
+    expect(e.code).toBe("bad-type");
+    expect(e.message).toContain("datagram");
+  });
+
+  test("a tagged one is bad-type, also to a viewer's reader; an empty one is bad-length", () => {
+    expect(() => decodeControl(Uint8Array.from([0x00, 0x04, 0x8e, 1, 2, 3]), true)).toThrow(/never tagged/);
+    expect(() => decodeControl(Uint8Array.from([0x00, 0x01, 0x0e]), true)).toThrow(DecodeError);
+    expect(() => encodeControl({ type: "datagram", bytes: new Uint8Array(0) })).toThrow(RangeError);
+    expect(() => encodeControl({ type: "datagram", bytes: new Uint8Array(3), tag: bytes(0, 16) })).toThrow(RangeError);
+  });
+
+  test("one longer than MAX_MESSAGE_SIZE (a 1400-byte datagram) passes a viewer's reader only, and only as a datagram", () => {
+    const d = bytes(7, 1400);
+    const framed = encodeControl({ type: "datagram", bytes: d });
+    expect(framed.length).toBe(1403);
+    // Two bytes cannot say yet: the type byte decides.
+    expect(peekMessageSize(framed.subarray(0, 2), true)).toBeNull();
+    expect(peekMessageSize(framed.subarray(0, 3), true)).toBe(1403);
+    expect(decodeControl(framed, true)).toEqual({ type: "datagram", bytes: d });
+    expect(decodeError(framed).code).toBe("bad-length");
+    // The same length with another type is as bad as ever.
+    const report = Uint8Array.from(framed);
+    report[2] = MessageType.Report;
+    expect(() => peekMessageSize(report, true)).toThrow(/outside 1\.\.1022/);
+    expect(() => peekMessageSize(Uint8Array.from([0xff, 0xff]), true)).toThrow(DecodeError);
+    expect(DATAGRAM_MESSAGE_MAX).toBe(3 + 65507);
+  });
+
+  test("the capability and the welcome flag take the next free bits", () => {
+    expect(CAP_TCP_DELIVERY).toBe(0x80);
+    expect(WELCOME_TCP_DELIVERY).toBe(0x20);
+    expect([MessageType.Datagram, MessageType.Switch, MessageType.Transport]).toEqual([14, 15, 16]);
+    const w: Welcome = {
+      type: "welcome", sessionId: 1, width: 640, height: 480, fpsMillihertz: 30000, fragmentSize: 1368, udpSourcePort: 5000, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_TCP_DELIVERY,
+    };
+    expect(decodeControl(encodeControl(w))).toEqual(w);
+    expect(decodeError([...encodeControl(w)].map((b, i) => (i === 3 + 20 + 3 ? 0x40 : b))).message).toContain("5 (tcp delivery)");
+  });
+
+  test("switch and transport refuse unknown codes", () => {
+    expect(decodeError(frame(15, [3, 1])).code).toBe("bad-value");
+    expect(decodeError(frame(15, [2, 9])).code).toBe("bad-value");
+    expect(decodeError(frame(16, [2, 4, 0, 0, 0, 0, 0, 0, 0])).code).toBe("bad-value");
+    expect(decodeError(frame(16, [2, 1, 0, 1, 0, 0, 0, 0, 0])).code).toBe("bad-value");
+    expect(() => encodeControl({ type: "switch", transport: "sctp" as "tcp", reason: SwitchReason.Asked })).toThrow(RangeError);
   });
 });

@@ -108,8 +108,9 @@ describe("the server's command line", () => {
     const { flags } = run(SERVER_COMMAND, []);
     expect(flags).toMatchObject({
       port: 9999, bind: "0.0.0.0", source: { kind: "camera", index: 0 }, loop: false, size: undefined, fps: undefined,
-      quality: 80, log: "lancam-server.log", maxClients: 32, mtu: 1400, spread: 0.25, record: null,
+      quality: 80, log: "lancam-server.log", maxClients: 32, mtu: 1400, spread: 0.25, record: null, tcpDelivery: true,
     });
+    expect(run(SERVER_COMMAND, ["--no-tcp-delivery"]).flags.tcpDelivery).toBe(false);
     expect(recordSettings(flags)).toEqual({ segmentSeconds: 15, container: "avi", keepDays: undefined, maxBytes: undefined, minFreeBytes: undefined });
   });
 
@@ -147,6 +148,13 @@ describe("the client's command line", () => {
     expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--no-out"])).toBe("--out takes a value; --no-out is not an option");
     expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--no-stats"])).toBe("--stats takes a value; --no-stats is not an option");
     expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--name", "a\tb"])).toBe('invalid --name: name "a\\tb" contains control characters');
+  });
+
+  test("--transport: auto by default, udp or tcp when given, anything else a usage error", () => {
+    expect(run(CLIENT_COMMAND, ["h", "1", "0"]).flags.transport).toBe("auto");
+    expect(run(CLIENT_COMMAND, ["h", "1", "0", "--transport", "tcp"]).flags.transport).toBe("tcp");
+    expect(run(CLIENT_COMMAND, ["h", "1", "0", "--transport=udp"]).flags.transport).toBe("udp");
+    expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--transport", "sctp"])).toBe("invalid --transport=sctp: expected auto, udp or tcp");
   });
 });
 

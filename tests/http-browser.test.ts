@@ -101,7 +101,7 @@ test("the page shows the moving picture and lists the UDP viewer and the browser
   await until(left, 10_000, "the browser's leave line");
 }, 60_000);
 
-test("the viewers table shows a hostile name spelled out, never reversed or split, and a classroom viewer as one", async () => {
+test("the viewers table shows a hostile name spelled out, never reversed or split, a classroom viewer as one, and a viewer UDP does not reach", async () => {
   const frames = await jpegFrames(2, W, H);
   const base = fakeServer();
   const hostile = "lab\u202e3gpj.exe\u2028next\u200b";
@@ -109,7 +109,15 @@ test("the viewers table shows a hostile name spelled out, never reversed or spli
     port: 0, bind: "127.0.0.1", log: memoryLogger("http"),
     state: () => {
       const s = base();
-      return { ...s, viewers: [{ ...s.viewers[0]!, name: hostile }, { ...s.viewers[0]!, id: "classic-1", kind: "classic", port: 8890, name: "" }] };
+      const udp = s.viewers[0]!;
+      return {
+        ...s, viewers: [
+          { ...udp, name: hostile }, { ...udp, id: "classic-1", kind: "classic", port: 8890, name: "" },
+          // TCP delivery: one moved to TCP after UDP did not reach it, one still waiting on UDP (--transport udp).
+          { ...udp, id: "0badf00e", port: 8891, name: "on-tcp", transport: "tcp", noDatagrams: true },
+          { ...udp, id: "0badf00f", port: 8892, name: "blocked", transport: "udp", noDatagrams: true },
+        ],
+      };
     },
   });
   // The page's picture loads (and with it the page) once frames come.
@@ -119,11 +127,14 @@ test("the viewers table shows a hostile name spelled out, never reversed or spli
   try {
     const page = await context.newPage();
     await page.goto(`http://127.0.0.1:${view.port}/`);
-    await page.waitForFunction("document.querySelectorAll('#viewers tbody tr').length === 3", null, { timeout: 10_000 });
+    await page.waitForFunction("document.querySelectorAll('#viewers tbody tr').length === 5", null, { timeout: 10_000 });
     const names = (await page.locator("#viewers tbody td.name").evaluateAll((tds) => tds.map((td) => [td.textContent, td.getAttribute("title")]))) as [string, string][];
     expect(names[0]).toEqual(["lab\\u{202e}3gpj.exe\\u{2028}next\\u{200b}", "lab\\u{202e}3gpj.exe\\u{2028}next\\u{200b}"]);
     for (const [text, title] of names) expect(`${text}${title}`).not.toMatch(/[\u202e\u2028\u200b]/);
     expect(await page.locator("#viewers tr[data-kind=classic] .kind").innerText()).toBe("classroom");
+    const kinds = (await page.locator("#viewers tbody tr[data-kind=udp] td:nth-child(3)").evaluateAll((tds) => tds.map((td) => [td.textContent, td.getAttribute("title")]))) as [string, string | null][];
+    expect(kinds.map(([text]) => text)).toEqual(["UDP", "TCP", "UDP · none arrives"]);
+    expect(kinds[2]![1]).toContain("firewall");
   } finally {
     await context.close();
     clearInterval(feeder);

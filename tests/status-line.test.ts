@@ -7,6 +7,11 @@ test("the status line shows fps, Mbit/s, loss and latency; a dash before any lat
   expect(formatStatus({ fps: 0, mbps: 0, lossPercent: 0, latencyP50Ms: null })).toBe("0.0 fps  0.0 Mbit/s  loss 0.0%  latency p50 -");
 });
 
+test("the status line says how frames come: via udp, or via tcp when UDP did not get through", () => {
+  expect(formatStatus({ fps: 30, mbps: 10, lossPercent: 0, latencyP50Ms: 9 }, { transport: "tcp" })).toBe("30.0 fps  10.0 Mbit/s  loss 0.0%  latency p50 9.0 ms  via tcp");
+  expect(formatStatus({ fps: 30, mbps: 10, lossPercent: 0, latencyP50Ms: 9 }, { transport: "udp", recording: "1 segs" })).toBe("30.0 fps  10.0 Mbit/s  loss 0.0%  latency p50 9.0 ms  via udp  rec 1 segs");
+});
+
 test("it rewrites one terminal line in place, and writes nothing when stderr is not a terminal", () => {
   const written: string[] = [];
   const fake = (isTTY: boolean) => ({ isTTY, columns: 20, write: (s: string) => written.push(s) }) as unknown as NodeJS.WriteStream;

@@ -246,6 +246,9 @@ describe("streaming", () => {
     const client = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-record"], { DISPLAY: x.display });
     await using _c = client;
     await client.waitFor(/INFO \[client\] connected /, 10_000, "stderr");
+    // A picture first: a viewer that ends before any frame arrived exits 1 (and says why).
+    const shot = join(dir, "window-close.jpg");
+    await until(async () => (await screenVariation(x.display, shot)) > 10, 10_000, "a non-blank window on screen");
     const find = spawnChild(["xdotool", "search", "--sync", "--name", `lancam 127.0.0.1:${port}`], { DISPLAY: x.display });
     expect(await exitWithin(find, 15_000, "xdotool waiting for the viewer's window")).toBe(0);
     const id = Number(find.stdout().trim().split("\n")[0]);

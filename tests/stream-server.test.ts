@@ -205,7 +205,7 @@ describe("stream server control channel", () => {
       await until(() => c.closed, 3000, "server closes after the bye");
       const leave = log.lines.find((l) => l.includes("client left") && l.includes("udp=7101"));
       expect(leave).toContain("reason=goodbye");
-      expect(leave).toContain("framesReceived=149 framesLost=1 framesRecorded=149 clients=0");
+      expect(leave).toContain("framesReceived=149 framesLost=1 framesRecorded=149 transport=udp clients=0");
     });
   });
 

@@ -35,6 +35,8 @@ export function viewerRow(v: ViewerSummary): ViewerInfo | null {
     rateBytesPerS: v.rateBytesPerS ?? null,
     framesSkipped: v.framesSkipped ?? null,
     repair: v.repair ? repairRow(v.repair) : null,
+    transport: v.transport ?? null,
+    noDatagrams: v.noDatagrams ?? null,
   };
 }
 
@@ -61,7 +63,7 @@ export function serverState(server: ViewedServer, source: SourceInfo, framesCapt
         framesCaptured: framesCaptured(),
         framesSent: s.framesBroadcast,
         bytesSent: null,
-        drops: { datagramsDropped: s.datagramsDropped, datagramsSuperseded: s.datagramsSuperseded, framesNotSent: s.framesNotSent, framesSkipped: s.framesSkipped },
+        drops: { datagramsDropped: s.datagramsDropped, datagramsSuperseded: s.datagramsSuperseded, framesNotSent: s.framesNotSent, framesSkipped: s.framesSkipped, tcpFramesSkipped: s.tcpFramesSkipped },
         ...(server.repairs && { repair: { datagramsResent: s.repairDatagramsResent, bytesResent: s.repairBytesResent, requestsDropped: s.repairRequestsDropped, goneSent: s.repairGoneSent } }),
       },
       publish: publish(),

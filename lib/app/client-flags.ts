@@ -3,6 +3,7 @@ import type { RecordCliFlags } from "../record/record-dir.ts";
 import { nameProblem } from "../wire/control.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "../receive/handshake.ts";
 import { DEFAULT_MAX_DELAY_MS, DEFAULT_RECORD_DELAY_MS } from "../receive/repair.ts";
+import { TRANSPORT_MODES, type TransportMode } from "../receive/transport-choice.ts";
 import { formatByteSize, parseByteSize, parseInteger, parseNumber, parsePort, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, operand, valueFlag } from "./flags.ts";
 import { LOG_MAX_FLAG } from "./log-flags.ts";
@@ -44,6 +45,10 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
       "how long the live view waits for a lost datagram's repair, 0-1000 ms"),
     recordDelay: valueFlag("record-delay", "MS", DEFAULT_RECORD_DELAY_MS, (raw, flag) => parseNumber(flag, raw, 0, 5000),
       "how long the recorder waits for a lost datagram's repair, 0-5000 ms\n(not waited with --no-record)"),
+    transport: valueFlag<TransportMode>("transport", "MODE", "auto", (raw, flag) => {
+      if (!(TRANSPORT_MODES as readonly string[]).includes(raw)) throw new UsageError(`invalid ${flag}=${raw}: expected auto, udp or tcp`);
+      return raw as TransportMode;
+    }, "how frames come: auto (UDP; over the TCP connection when no UDP\ndatagram gets through, trying UDP again every minute), udp or tcp"),
     recvBuffer: valueFlag("recv-buffer", "SIZE", DEFAULT_RECEIVE_BUFFER, (raw, flag) => parseByteSize(flag, raw, MAX_SOCKET_BUFFER),
       "UDP receive buffer to ask the kernel for", formatByteSize),
     connectTimeout: valueFlag("connect-timeout", "S", DEFAULT_CONNECT_TIMEOUT_MS / 1000, (raw, flag) => parseNumber(flag, raw, 0.1, 24 * 3600),

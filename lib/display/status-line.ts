@@ -14,7 +14,7 @@ export function formatPicture(full: { width: number; height: number }, layer: { 
 }
 
 /** The once-a-second line a viewer shows on a terminal. */
-export function formatStatus(s: StatusFigures, extra: { size?: string; recording?: string } = {}): string {
+export function formatStatus(s: StatusFigures, extra: { size?: string; recording?: string; transport?: string } = {}): string {
   const lat = s.latencyP50Ms === null ? "-" : `${s.latencyP50Ms.toFixed(1)} ms`;
   const parts = [
     `${s.fps.toFixed(1)} fps`,
@@ -23,6 +23,7 @@ export function formatStatus(s: StatusFigures, extra: { size?: string; recording
     `latency p50 ${lat}`,
   ];
   if (extra.size) parts.unshift(extra.size);
+  if (extra.transport) parts.push(`via ${extra.transport}`);
   if (extra.recording) parts.push(`rec ${extra.recording}`);
   return parts.join("  ");
 }

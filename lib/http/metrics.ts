@@ -118,6 +118,11 @@ export class ViewMetrics {
       const s = state();
       for (const kind of VIEWER_KINDS) this.set({ kind }, s.viewers.filter((v) => v.kind === kind).length);
     } });
+    new Gauge({ name: "lancam_viewers_transport", help: "Lancam viewers watching now, by how their frames go (udp, or tcp when UDP does not reach them).", labelNames: ["transport"], registers, collect() {
+      const s = state();
+      for (const transport of ["udp", "tcp"]) this.set({ transport }, s.viewers.filter((v) => v.kind === "udp" && (v.transport ?? "udp") === transport).length);
+    } });
+    gauge("lancam_viewers_no_datagrams", "Lancam viewers now whose reports said no UDP datagram reached them (a firewall, most likely).", (s) => s.viewers.filter((v) => v.noDatagrams).length);
     new Counter({ name: "lancam_viewer_frames_dropped_total", help: "Frames viewers never got, by kind of viewer, over every viewer since the start.", labelNames: ["kind"], registers, collect() {
       const d = scrape().dropped;
       this.reset();

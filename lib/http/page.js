@@ -93,8 +93,13 @@
       const kind = cell(tr, "");
       const badge = document.createElement("span");
       badge.className = `kind ${v.kind}`;
-      badge.textContent = KIND_LABELS[v.kind] || v.kind;
+      // TCP delivery: a lancam viewer UDP does not reach gets its frames over its TCP connection.
+      badge.textContent = v.transport === "tcp" ? "TCP" : KIND_LABELS[v.kind] || v.kind;
       kind.appendChild(badge);
+      if (v.noDatagrams) {
+        kind.title = "frames were sent to it by UDP and none arrived: a firewall on its side most likely drops UDP";
+        if (v.transport !== "tcp") kind.append(" · none arrives");
+      }
       cell(tr, num(v.fps, 1), "num");
       cell(tr, v.lossPercent === null ? "—" : `${v.lossPercent.toFixed(1)} %`, "num");
       cell(tr, latency(v.latencyP50Ms), "num");

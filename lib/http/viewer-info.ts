@@ -57,6 +57,10 @@ export interface ViewerInfo {
   framesSkipped?: number | null;
   /** Its loss repair; absent or null when it does not repair. */
   repair?: ViewerRepair | null;
+  /** A lancam viewer's datagrams go by "udp" or "tcp" (TCP delivery, when UDP does not reach it); absent or null for others. */
+  transport?: "udp" | "tcp" | null;
+  /** Frames went to it by UDP and none arrived (a firewall drops UDP, most likely); absent or null when unknown. */
+  noDatagrams?: boolean | null;
 }
 
 /** A repairing viewer's repair: its own counts (null until its first report with them) and what the server resent it. */

@@ -23,10 +23,12 @@ export const MAX_PENDING_BYTES = 64 * 1024;
  */
 export class ControlChannel {
   readonly #socket: ByteSocket;
-  readonly #reader = new MessageReader();
+  readonly #reader: MessageReader;
   readonly #maxPendingBytes: number;
   #pending: Uint8Array[] = [];
   #pendingBytes = 0;
+  /** Bytes of a frame (sendFrame) still queued: they do not count toward the bound, which is for control messages. */
+  #frameAllowance = 0;
   #closing = false;
   #mac: ControlMac | null = null;
   /** A tagged message has checked out: from then on nothing untagged is believed. */
@@ -35,9 +37,38 @@ export class ControlChannel {
   /** Closed because the peer stopped reading and the outgoing buffer reached its bound. */
   overflowed = false;
 
-  constructor(socket: ByteSocket, opts: { maxPendingBytes?: number } = {}) {
+  /** `datagrams`: a viewer's channel, which takes datagram messages (TCP delivery). */
+  constructor(socket: ByteSocket, opts: { maxPendingBytes?: number; datagrams?: boolean } = {}) {
     this.#socket = socket;
     this.#maxPendingBytes = opts.maxPendingBytes ?? MAX_PENDING_BYTES;
+    this.#reader = new MessageReader({ datagrams: opts.datagrams });
+  }
+
+  /** Bytes written to the channel but not yet to the socket. */
+  get queuedBytes(): number {
+    return this.#pendingBytes;
+  }
+
+  /**
+   * A frame's datagram messages, already framed, written whole or not at all: only
+   * when nothing is queued (the caller also asks the kernel, see lib/net/tcp-queue.ts).
+   * Returns false when it was not taken (skipped: the newest frame wins next time).
+   * What the socket does not take at once is queued and may exceed the control bound.
+   */
+  sendFrame(bytes: Uint8Array): boolean {
+    if (this.closed || this.#closing || this.#pending.length > 0) return false;
+    const n = this.#socket.write(bytes);
+    if (n < 0) {
+      this.closed = true;
+      return false;
+    }
+    if (n < bytes.length) {
+      // Ours to keep: the caller built it for this write alone.
+      this.#pending.push(bytes.subarray(n));
+      this.#pendingBytes += bytes.length - n;
+      this.#frameAllowance = bytes.length - n;
+    }
+    return true;
   }
 
   /** Decodes what arrived; throws DecodeError on a malformed message (the caller closes). */
@@ -90,7 +121,7 @@ export class ControlChannel {
     } else {
       this.#queue(bytes);
     }
-    if (this.#pendingBytes > this.#maxPendingBytes) {
+    if (this.#pendingBytes > this.#maxPendingBytes + this.#frameAllowance) {
       this.overflowed = true;
       this.close();
       return false;
@@ -121,6 +152,7 @@ export class ControlChannel {
       }
       this.#pending.shift();
     }
+    if (this.#pending.length === 0) this.#frameAllowance = 0;
     if (this.#closing) this.close();
   }
 
@@ -129,6 +161,7 @@ export class ControlChannel {
     this.closed = true;
     this.#pending = [];
     this.#pendingBytes = 0;
+    this.#frameAllowance = 0;
     if (this.overflowed && this.#socket.terminate) this.#socket.terminate();
     else this.#socket.end();
   }

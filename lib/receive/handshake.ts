@@ -2,8 +2,9 @@ import { escapeBare } from "../log/format.ts";
 import { unwrapStreamKey } from "../net/frame-cipher.ts";
 import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
-  ByeReason, CAP_DECRYPT, CAP_REPAIR, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, WELCOME_REPAIR, byeReasonText, refuseReasonText,
-  type ByeTotals, type Challenge, type ControlMessage, type Delivery, type Hello, type Key, type Report, type Welcome,
+  ByeReason, CAP_DECRYPT, CAP_REPAIR, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TCP_DELIVERY, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, WELCOME_REPAIR,
+  WELCOME_TCP_DELIVERY, byeReasonText, refuseReasonText,
+  type ByeTotals, type Challenge, type ControlMessage, type Delivery, type Hello, type Key, type Report, type Transport, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
 import { GoneReason } from "../wire/repair.ts";
@@ -114,6 +115,8 @@ export type HandshakeAction =
   | { type: "delivery"; delivery: Delivery }
   /** The server will not repair these frames (a session whose welcome set WELCOME_REPAIR). */
   | { type: "gone"; frames: number[]; /** Never sent to this viewer (skipped for its path), not lost. */ skipped: boolean }
+  /** How the server sends now (TCP delivery, a session whose welcome set WELCOME_TCP_DELIVERY). */
+  | { type: "transport"; msg: Transport }
   /**
    * The group does not reach this viewer: leave it (the server was just asked for
    * unicast, and datagrams come to the viewer's own port from now on).
@@ -157,6 +160,8 @@ export interface HandshakeOptions {
   multicast?: boolean;
   /** Offer loss repair (CAP_REPAIR): ask for lost datagrams and take parity (default false). */
   repair?: boolean;
+  /** Offer TCP delivery (CAP_TCP_DELIVERY): take datagram messages, speak switch and transport (default true). */
+  tcpDelivery?: boolean;
   /** How long to wait for the group's first datagram (default MULTICAST_WAIT_MS). */
   multicastWaitMs?: number;
 }
@@ -241,7 +246,7 @@ export class Handshake {
       case "connected": {
         if (s.kind !== "handshake" || s.connected) return [];
         s.connected = true;
-        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST) | (this.#opts.repair ? CAP_REPAIR : 0);
+        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST) | (this.#opts.repair ? CAP_REPAIR : 0) | (this.#opts.tcpDelivery === false ? 0 : CAP_TCP_DELIVERY);
         const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities, name: this.#opts.name ?? "" };
         if (this.#resume) hello.resume = this.#resume;
         s.hello = hello;
@@ -293,6 +298,10 @@ export class Handshake {
       if (msg.type === "gone") {
         if ((s.welcome.flags & WELCOME_REPAIR) === 0) return this.#end({ reason: "protocol error", text: "gone message in a session whose welcome did not offer repair" }, now);
         return [{ type: "gone", frames: msg.frames, skipped: msg.reason === GoneReason.Skipped }];
+      }
+      if (msg.type === "transport") {
+        if ((s.welcome.flags & WELCOME_TCP_DELIVERY) === 0) return this.#end({ reason: "protocol error", text: "transport message in a session whose welcome did not offer tcp delivery" }, now);
+        return [{ type: "transport", msg }];
       }
       return [];
     }

@@ -32,6 +32,8 @@ export interface StatsSummary {
   reconnects: number;
   /** How datagrams came: by the multicast group or to the viewer's own port, and how often it asked for unicast instead. */
   delivery: { datagramsByGroup: number; datagramsByOwnPort: number; fallbacks: number };
+  /** TCP delivery: the transport at the end, datagrams that came over the control connection, moves between the two, and whether UDP was found blocked. */
+  transport: { transport: "udp" | "tcp"; datagramsByTcp: number; moves: number; udpBlocked: boolean };
   datagramsDropped: Record<string, number>;
 }
 
@@ -68,6 +70,14 @@ export class ReceiverStats {
   datagramsByOwnPort = 0;
   /** Sessions in which the group did not reach this viewer and it asked for unicast. */
   fallbacks = 0;
+  /** Datagrams that came over the control connection (TCP delivery). */
+  datagramsByTcp = 0;
+  /** How frames come now. */
+  transport: "udp" | "tcp" = "udp";
+  /** Moves between UDP and TCP. */
+  transportMoves = 0;
+  /** The server said UDP datagrams do not reach this viewer. */
+  udpBlocked = false;
   #firstAt: number | null = null;
   #lastAt = 0;
   readonly #perSecond: number[] = [];
@@ -145,6 +155,7 @@ export class ReceiverStats {
       receiveBufferBytes: this.receiveBufferBytes,
       reconnects: this.reconnects,
       delivery: { datagramsByGroup: this.datagramsByGroup, datagramsByOwnPort: this.datagramsByOwnPort, fallbacks: this.fallbacks },
+      transport: { transport: this.transport, datagramsByTcp: this.datagramsByTcp, moves: this.transportMoves, udpBlocked: this.udpBlocked },
       datagramsDropped,
     };
   }

@@ -2,7 +2,7 @@ import type { Socket, SocketHandler, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import type { TokenKey } from "../net/session-keys.ts";
-import { WELCOME_ENCRYPTED, WELCOME_REPAIR, type ByeTotals, type Delivery, type FallbackReason, type Report, type Welcome } from "../wire/control.ts";
+import { WELCOME_ENCRYPTED, WELCOME_REPAIR, WELCOME_TCP_DELIVERY, type ByeTotals, type Delivery, type FallbackReason, type Report, type Welcome } from "../wire/control.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { HEADER_SIZE, PayloadType, payloadTypeOf, SESSION_ID_OFFSET, type DatagramHeader } from "../wire/datagram.ts";
 import { RepairCounters, RepairSession } from "./repair-session.ts";
@@ -12,7 +12,8 @@ import { ConnectError, Handshake, type HandshakeAction, type HandshakeInput, typ
 import { Reassembler, type ReassembledFrame, type RepairMode } from "./reassembler.ts";
 import { DEFAULT_MAX_DELAY_MS } from "./repair.ts";
 import type { Arrival } from "./path-meter.ts";
-import { DEFAULT_RECEIVE_BUFFER, enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
+import { DEFAULT_RECEIVE_BUFFER, enlargeBuffer, enlargeReceiveBuffer, socketFd, type BufferResult } from "../net/udp-buffer.ts";
+import { TransportChoice, type ChoiceAction, type ChoiceInput, type TransportMode } from "./transport-choice.ts";
 import { plainAddress } from "../net/address.ts";
 import { openGroupReceiver, type GroupReceiver } from "../net/multicast.ts";
 
@@ -27,6 +28,14 @@ const TICK_MS = 100;
  * later frame starting still closes a frame at once.
  */
 const REPAIR_STALL_MS = 10;
+
+/**
+ * The control connection's receive buffer. Frames may come over it (TCP delivery), and
+ * what waits in this buffer is lag the server cannot see: it writes a frame only when
+ * its own side is nearly empty, so a small buffer here keeps a slow viewer's lag to a
+ * couple of frames instead of the megabytes the kernel would grow it to.
+ */
+const TCP_RECEIVE_BUFFER = 256 * 1024;
 
 /** The client's options. */
 export interface StreamClientOptions {
@@ -84,6 +93,12 @@ export interface StreamClientOptions {
   onDelivery?: (delivery: Delivery) => void;
   /** A complete frame failed the server's signature and was dropped; `total`: how many so far (cumulative). */
   onForged?: (total: number) => void;
+  /** How frames should come: auto (UDP, TCP when UDP does not get through), udp or tcp (default auto). */
+  transport?: TransportMode;
+  /** On TCP (auto), UDP is tried again after this long (default RETRY_UDP_MS; tests shorten it). */
+  retryUdpMs?: number;
+  /** What TCP delivery has to say: UDP blocked (the warning), frames moved to a transport, a refusal. */
+  onTransport?: (action: Exclude<ChoiceAction, { type: "send" }>) => void;
 }
 
 /** One session's membership of its multicast group; `receiver` is null until the join completes. */
@@ -154,10 +169,15 @@ export class StreamClient implements AsyncDisposable {
   #outcome: { error: ConnectError | null } | null = null;
   #running: Promise<void> | null = null;
   #settle: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  /** Which way datagrams should come (lib/receive/transport-choice.ts). */
+  readonly #choice: TransportChoice;
+  /** Datagrams that came over the control connection (TCP delivery). */
+  datagramsByTcp = 0;
 
   private constructor(opts: StreamClientOptions) {
     this.#opts = opts;
     this.#now = opts.now ?? (() => performance.now());
+    this.#choice = new TransportChoice({ mode: opts.transport ?? "auto", retryUdpMs: opts.retryUdpMs });
     this.#reassembler = new Reassembler({
       sessionId: 0,
       onAccepted: (h, bytes, nowMs) => {
@@ -187,7 +207,8 @@ export class StreamClient implements AsyncDisposable {
     c.#machine = new Handshake({
       server: `${opts.host}:${opts.port}`, udpPort: c.#udp.port, name: opts.name, connectTimeoutMs: opts.connectTimeoutMs,
       report: opts.report, totals: opts.totals, auth: opts.token ? { token: opts.token } : null,
-      multicast: opts.multicast, multicastWaitMs: opts.multicastWaitMs, repair: !!opts.repair,
+      // A viewer that wants its frames over TCP has no use for the group (and a group member is refused TCP).
+      multicast: opts.transport === "tcp" ? false : opts.multicast, multicastWaitMs: opts.multicastWaitMs, repair: !!opts.repair,
     });
     return c;
   }
@@ -206,6 +227,16 @@ export class StreamClient implements AsyncDisposable {
   get delivery(): "waiting" | "group" | "unicast" {
     const d = this.#machine.delivery;
     return d === "waiting" ? "waiting" : d === "flowing" ? "group" : "unicast";
+  }
+
+  /** How frames come now: "udp" or "tcp" (TCP delivery). */
+  get transport(): "udp" | "tcp" {
+    return this.#choice.transport;
+  }
+
+  /** Whether the server said UDP datagrams do not reach this viewer (the warning was given). */
+  get udpBlocked(): boolean {
+    return this.#choice.udpBlocked;
   }
 
   /** The fingerprint of the key the current session's frames are signed with; null when they are not signed. */
@@ -260,6 +291,15 @@ export class StreamClient implements AsyncDisposable {
       this.#opener.expire(now);
     }
     this.#push({ type: "tick" });
+    this.#choose({ type: "tick" });
+  }
+
+  /** Feeds the transport choice and carries out what it says. */
+  #choose(input: ChoiceInput): void {
+    for (const a of this.#choice.push(input, this.#now())) {
+      if (a.type === "send") this.#conn?.channel?.send(a.msg);
+      else this.#opts.onTransport?.(a);
+    }
   }
 
   /** Feeds the machine and carries out its actions; an action that feeds it again queues behind the rest. */
@@ -305,8 +345,12 @@ export class StreamClient implements AsyncDisposable {
         this.#opts.onWelcome?.(a.welcome);
         this.#source = { ip, port: a.welcome.udpSourcePort };
         if (a.welcome.multicast) this.#joinGroup(a.welcome.multicast, this.#conn?.localIp ?? null);
+        this.#choose({ type: "welcome", offered: (a.welcome.flags & WELCOME_TCP_DELIVERY) !== 0, udpPort: this.#udp.port });
         return;
       }
+      case "transport":
+        this.#choose({ type: "transport", msg: a.msg });
+        return;
       case "delivery":
         this.#opts.onDelivery?.(a.delivery);
         return;
@@ -434,7 +478,8 @@ export class StreamClient implements AsyncDisposable {
         if (this.#conn !== conn) return void tcp.end();
         // Plain, so the address can name an IPv4 interface.
         conn.localIp = tcp.localAddress ? plainAddress(tcp.localAddress) : null;
-        conn.channel = new ControlChannel(tcp);
+        conn.channel = new ControlChannel(tcp, { datagrams: true });
+        enlargeBuffer(socketFd(tcp), "receive", TCP_RECEIVE_BUFFER);
         this.#push({ type: "connected" });
       },
       data: (_tcp, chunk) => {
@@ -447,6 +492,11 @@ export class StreamClient implements AsyncDisposable {
         }
         for (const msg of msgs) {
           if (this.#conn !== conn) return; // closed by an earlier message in the same chunk
+          // Never tagged: sealed and signed as over UDP, checked in the reassembler the same way.
+          if (msg.type === "datagram") {
+            this.#onTcpDatagram(msg.bytes);
+            continue;
+          }
           if (!conn.channel.authentic(msg)) {
             this.controlForged++;
             this.#push({ type: "forged" });
@@ -483,6 +533,17 @@ export class StreamClient implements AsyncDisposable {
       return;
     }
     this.#opts.onDatagram?.(false);
+    if (this.#choice.awaitingUdp) this.#choose({ type: "datagram", via: "udp" });
+    this.#accept(buf, this.#now());
+  }
+
+  /** A datagram that came over the control connection (TCP delivery). */
+  #onTcpDatagram(buf: Uint8Array): void {
+    if (!this.#source) {
+      this.droppedForeign.notReady++;
+      return;
+    }
+    this.datagramsByTcp++;
     this.#accept(buf, this.#now());
   }
 

@@ -15,6 +15,7 @@ import { ConnectError } from "./handshake.ts";
 import { StreamClient } from "./stream-client.ts";
 import { RecordOrder } from "./record-order.ts";
 import type { RepairSummary } from "./repair-session.ts";
+import type { ChoiceAction, TransportMode } from "./transport-choice.ts";
 
 /** Where received frames go (window, recorder); each must not keep `frame.jpeg` past the call. */
 export type FrameSink = (frame: Frame) => void;
@@ -62,6 +63,10 @@ export interface ViewerOptions {
   onLink?: (state: "connected" | "reconnecting") => void;
   /** A datagram of the stream arrived (the window's "no datagrams arriving" needs no more than that). */
   onDatagram?: () => void;
+  /** How frames should come: auto (default), udp or tcp (lib/receive/transport-choice.ts). */
+  transport?: TransportMode;
+  /** On TCP (auto), how long until UDP is tried again (default RETRY_UDP_MS). */
+  retryUdpMs?: number;
 }
 
 /**
@@ -116,6 +121,8 @@ export class Viewer implements AsyncDisposable {
   #order: RecordOrder | null = null;
   /** The signing key's fingerprint at the previous welcome, to say when it changes. */
   #signedBy: string | null = null;
+  /** The server's reason when it refused TCP delivery (null: not refused). */
+  #tcpRefused: string | null = null;
 
   constructor(opts: ViewerOptions) {
     this.#opts = opts;
@@ -161,6 +168,8 @@ export class Viewer implements AsyncDisposable {
       onDelivery: (d) => this.#onDelivery(d),
       onGroupJoined: (g) => this.#log.info("multicast group joined", { group: `${g.address}:${g.port}`, interface: g.interfaceAddress, receiveBuffer: g.receiveBufferBytes ?? "unknown" }),
       onForged: (total) => this.#onForged(total),
+      transport: this.#opts.transport, retryUdpMs: this.#opts.retryUdpMs,
+      onTransport: (a) => this.#onTransport(a),
       onDatagram: (viaGroup) => {
         if (viaGroup) this.stats.datagramsByGroup++;
         else this.stats.datagramsByOwnPort++;
@@ -182,6 +191,7 @@ export class Viewer implements AsyncDisposable {
     this.#opts.onBound?.(client.udpPort, client);
     const ticker = setInterval(() => {
       this.#syncLoss();
+      this.stats.datagramsByTcp = client.datagramsByTcp;
       this.#opts.onSecond?.(this.stats, this.#welcome, this.#delivery);
     }, 1000);
     const limit = maxSeconds > 0 ? setTimeout(() => this.stop(), maxSeconds * 1000) : null;
@@ -193,6 +203,7 @@ export class Viewer implements AsyncDisposable {
       clearInterval(ticker);
       if (limit) clearTimeout(limit);
       await client.close();
+      this.stats.datagramsByTcp = client.datagramsByTcp;
       // Frames still awaiting an earlier one's repair are recorded, in order, before the recorder closes.
       if (this.#order) this.#record(this.#order.reset());
       // A sink still getting ready (the recorder opening) finishes before run() does.
@@ -212,6 +223,8 @@ export class Viewer implements AsyncDisposable {
     this.#delivery = null;
     this.#resynced = true;
     this.#path.reset();
+    // Every session starts on UDP (the transport choice may move it at once).
+    this.stats.transport = "udp";
     // Frames of the last session still awaiting an earlier one are recorded now.
     if (this.#order) this.#record(this.#order.reset());
     this.#order = (w.flags & WELCOME_REPAIR) !== 0 && this.#opts.repair ? new RecordOrder() : null;
@@ -265,6 +278,40 @@ export class Viewer implements AsyncDisposable {
       this.#path.rebase();
       this.#logLayer("");
     }
+  }
+
+  /** TCP delivery: the warning that UDP does not get through, moves between UDP and TCP, a refusal. */
+  #onTransport(a: Exclude<ChoiceAction, { type: "send" }>): void {
+    switch (a.type) {
+      case "blocked":
+        this.stats.udpBlocked = true;
+        this.#log.warn(a.text);
+        return;
+      case "moved":
+        this.stats.transport = a.transport;
+        this.stats.transportMoves++;
+        this.#log.info(`frames now come over ${a.transport}`, { why: a.why });
+        return;
+      case "refused":
+        this.#tcpRefused = a.text;
+        this.#log.warn(`the server refused TCP delivery: ${a.text}`, { then: "frames stay on udp" });
+        return;
+    }
+  }
+
+  /**
+   * Why no frame arrived, for a viewer that ends without one; null when frames did.
+   * The server's word that UDP is blocked is the likeliest reason, and named first.
+   */
+  noFrameReason(): string | null {
+    if (this.stats.framesReceived > 0) return null;
+    const port = this.#client?.udpPort;
+    if (this.stats.udpBlocked) {
+      const fix = this.#tcpRefused ? `allow UDP port ${port} (the server refused TCP: ${this.#tcpRefused})` : `allow UDP port ${port} or run with --transport tcp`;
+      return `no frame arrived: the server sent frames by UDP and none reached port ${port} (a firewall, see the warning above); ${fix}`;
+    }
+    if (!this.#everWelcomed) return "no frame arrived: the viewer never got a session from the server";
+    return "no frame arrived: the server sent none while the viewer ran (is its camera busy or stalled? see the server's log), or every one was lost";
   }
 
   /** Frames that failed the server's signature: counted always, said once (with the first). */

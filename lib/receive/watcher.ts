@@ -1,3 +1,4 @@
+import type { TransportMode } from "./transport-choice.ts";
 import type { Logger } from "../log/format.ts";
 import type { TokenKey } from "../net/session-keys.ts";
 import { formatPicture } from "../display/status-line.ts";
@@ -18,6 +19,8 @@ export interface Watcher extends AsyncDisposable {
   datagramDrops(): Record<string, number>;
   /** Lancam only: loss repair's counters for the stats file, when repair was offered. */
   repairSummary?(): RepairSummary | null;
+  /** Lancam only: why no frame arrived, when none did (null when frames did). */
+  noFrameReason?(): string | null;
 }
 
 /** How to watch; the sinks and callbacks are the same for either server. */
@@ -48,6 +51,9 @@ export interface WatcherOptions {
   token?: TokenKey | null;
   /** Lancam only: how long the first connection may take, waiting for a busy server included. */
   connectTimeoutMs?: number;
+  /** Lancam only: how frames should come (auto, udp, tcp) and, on TCP, how long until UDP is tried again. */
+  transport?: TransportMode;
+  retryUdpMs?: number;
   /** Once the UDP port is bound, before connecting. */
   onBound?: (udpPort: number) => void;
   /**
@@ -81,7 +87,7 @@ export function createWatcher(opts: WatcherOptions): Watcher {
   return new Viewer({
     host, port, udpPort, log, sinks, recordSinks: opts.recordSinks, repair: opts.repair, maxFrames, maxSeconds,
     receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, recordedFrames: opts.recordedFrames, token: opts.token,
-    connectTimeoutMs: opts.connectTimeoutMs, onLink: opts.onLink, onDatagram: opts.onDatagram,
+    connectTimeoutMs: opts.connectTimeoutMs, onLink: opts.onLink, onDatagram: opts.onDatagram, transport: opts.transport, retryUdpMs: opts.retryUdpMs,
     onBound: opts.onBound && ((bound) => opts.onBound!(bound)),
     onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000)),
     onSecond: opts.onSecond && ((stats, welcome, delivery) => opts.onSecond!(stats, welcome ? formatPicture(welcome, delivery) : null)),

@@ -519,7 +519,10 @@ export class Admission {
           framesSkipped: a?.framesSkipped, picture: a ? `${a.width}x${a.height}` : undefined,
           rateKbps: a && a.rateBytesPerS !== null ? Math.round((a.rateBytesPerS * 8) / 1000) : undefined,
           reportsRefused: a?.reportsRefused || undefined,
-          delivery: this.#opts.multicast ? s.delivery : undefined, clients: this.viewerCount,
+          delivery: this.#opts.multicast ? s.delivery : undefined,
+          // TCP delivery: the way its frames went at the end, and whether UDP ever reached it.
+          transport: sent.transport?.transport, noDatagrams: sent.transport?.noDatagrams ? "yes" : undefined,
+          tcpFramesSkipped: sent.transport?.tcpFramesSkipped || undefined, clients: this.viewerCount,
         },
       });
     }

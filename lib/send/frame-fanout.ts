@@ -20,6 +20,8 @@ interface Stream {
   target: StreamTarget;
   /** By the group until its viewer asks for unicast. */
   delivery: "multicast" | "unicast";
+  /** By UDP, or as datagram messages on its control connection (TCP delivery). */
+  transport: "udp" | "tcp";
   sent: SendCounters;
   datagramsSent: number;
   /** Datagrams of an older frame not yet sent when a newer frame replaced them. */
@@ -76,6 +78,11 @@ export interface FanoutOptions {
   tell?: (sessionId: number, msg: Delivery) => void;
   /** Loss repair for the viewers that negotiated it: keeps each frame, adds parity (lib/send/repair-server.ts). */
   repair?: RepairServer | null;
+  /**
+   * TCP delivery: whether session `id`'s connection takes a whole frame now (asked before
+   * the frame is cut; no means skipped), and the frame's datagrams to write at once.
+   */
+  tcp?: { ready: (id: number) => boolean; send: (id: number, datagrams: Uint8Array[]) => void };
 }
 
 /** A path-reports viewer's estimate and layer hear the time this often. */
@@ -168,7 +175,8 @@ export class FrameFanout {
   tick(now: number): void {
     this.#pump();
     for (const st of this.#streams.values()) {
-      if (!st.rate || now - st.tickedAt < RATE_TICK_MS) continue;
+      // A TCP viewer's reports are not judged (TCP paces itself): its silence is no silence.
+      if (!st.rate || st.transport === "tcp" || now - st.tickedAt < RATE_TICK_MS) continue;
       st.tickedAt = now;
       st.rate.tick(this.#layers, now);
       this.#tellIfDue(st, st.rate, now);
@@ -178,7 +186,7 @@ export class FrameFanout {
   /** Starts sending to a session, counting from nothing. */
   start(target: StreamTarget): void {
     const stream: Stream = {
-      kind: "viewer", target, delivery: target.delivery, sent: { framesSent: 0, firstFrame: null, lastFrame: null },
+      kind: "viewer", target, delivery: target.delivery, transport: "udp", sent: { framesSent: 0, firstFrame: null, lastFrame: null },
       datagramsSent: 0, datagramsSuperseded: 0, fragmenter: new Fragmenter(this.#opts.mtu), spare: null, lastSentAt: -Infinity,
       rate: null, framesSkipped: 0, lastOffered: 0, sentFrames: new Map(), told: { layer: 0, skipped: 0, at: -Infinity }, tickedAt: this.#now(),
     };
@@ -197,6 +205,23 @@ export class FrameFanout {
     // The rest of the frame being paced goes to the group.
     stream.delivery = "unicast";
     this.#inGroup--;
+  }
+
+  /**
+   * Session `id`'s frames go by `transport` from the next frame on (a unicast session
+   * only; a group member falls back first). What is still paced by UDP is dropped.
+   */
+  setTransport(id: number, transport: "udp" | "tcp"): void {
+    const stream = this.#streams.get(id);
+    if (!stream || stream.delivery !== "unicast" || stream.transport === transport) return;
+    stream.transport = transport;
+    if (transport === "tcp") this.#pacer.remove(stream);
+    const rate = stream.rate;
+    if (!rate) return;
+    // A path that carried nothing (blocked UDP) moved it to the smallest layer: the new way starts at the full one.
+    const now = this.#now();
+    rate.restart(this.#layers, now);
+    this.#tellIfDue(stream, rate, now);
   }
 
   /** Stops sending to a session; false when it was not being sent to. */
@@ -239,6 +264,10 @@ export class FrameFanout {
         continue;
       }
       const t = stream.target;
+      if (stream.transport === "tcp") {
+        this.#sendTcp(stream, frame, sealed, now, layer);
+        continue;
+      }
       const target = { port: t.udpPort, address: t.address };
       const pacing = rate?.pacing() ?? { kind: "free" };
       // Asked before the frame is cut: cutting a skipped frame would overwrite the one going out.
@@ -279,6 +308,32 @@ export class FrameFanout {
       stats.groupFramesSent++;
     }
     this.#pump();
+  }
+
+  /**
+   * A TCP viewer's frame: whole when its connection is free enough, else skipped (the
+   * next, newer frame gets the chance). No parity and no resends: TCP loses nothing.
+   */
+  #sendTcp(stream: Stream, frame: Frame, sealed: SealedFrame | null, now: number, layer: number): void {
+    const tcp = this.#opts.tcp;
+    const id = stream.target.id;
+    if (!tcp || !tcp.ready(id)) {
+      stream.framesSkipped++;
+      this.#opts.stats.framesSkipped++;
+      if (stream.rate) this.#tellIfDue(stream, stream.rate, now);
+      return;
+    }
+    const datagrams = sealed ? stream.fragmenter.fragmentSealed(sealed, id) : stream.fragmenter.fragment(frame, id);
+    stream.sent.framesSent++;
+    stream.datagramsSent += datagrams.length;
+    if (stream.rate) {
+      // Counted as sent, as the viewer counts them arrived: its path counters stay comparable for when it is back on UDP.
+      let bytes = 0;
+      for (const d of datagrams) bytes += d.length;
+      stream.rate.sent(bytes, datagrams.length);
+    }
+    tcp.send(id, datagrams);
+    if (stream.rate) this.#tellIfDue(stream, stream.rate, now);
   }
 
   /** A layer's mean bytes per frame as sent: what a viewer's estimate is held against. */
@@ -338,7 +393,7 @@ export class FrameFanout {
    */
   resend(id: number, datagrams: Uint8Array[]): void {
     const stream = this.#streams.get(id);
-    if (!stream || datagrams.length === 0) return;
+    if (!stream || datagrams.length === 0 || stream.transport === "tcp") return;
     const t = stream.target;
     const target = { port: t.udpPort, address: t.address };
     const pacing = stream.rate?.pacing() ?? { kind: "free" };

@@ -53,6 +53,14 @@ export interface ServerStats {
   framesSigned: number;
   /** Whole frames not sent to a rate-paced viewer because its previous frame was still on its way (all viewers). */
   framesSkipped: number;
+  /** TCP delivery: frames written to TCP viewers, frames skipped because their connection still held the last, their datagrams. */
+  tcpFramesSent: number;
+  tcpFramesSkipped: number;
+  tcpDatagramsSent: number;
+  /** Viewers on TCP delivery now. */
+  tcpViewers: number;
+  /** Viewers whose reports showed that no datagram reached them by UDP (each counted once). */
+  noDatagramsViewers: number;
   /** Path reports refused as impossible or absurd (claiming more than was sent, counters going back). */
   pathReportsRefused: number;
   /** Times a path-reports viewer was moved to another quality layer. */
@@ -77,7 +85,7 @@ export function newServerStats(): ServerStats {
     classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0, classicTcpBytesIgnored: 0,
     connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, authProofsEvaluated: 0, authLockedRefusals: 0, authTableRefused: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
     groupFramesSent: 0, groupDatagramsSent: 0, fallbacks: 0, framesSigned: 0,
-    framesSkipped: 0, pathReportsRefused: 0, layerChanges: 0, layerFramesEncoded: 0, layerFramesFailed: 0,
+    framesSkipped: 0, tcpFramesSent: 0, tcpFramesSkipped: 0, tcpDatagramsSent: 0, tcpViewers: 0, noDatagramsViewers: 0, pathReportsRefused: 0, layerChanges: 0, layerFramesEncoded: 0, layerFramesFailed: 0,
     repairDatagramsResent: 0, repairBytesResent: 0, repairRequestsDropped: 0, repairGoneSent: 0,
   };
 }

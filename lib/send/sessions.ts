@@ -1,5 +1,6 @@
 import type { RepairCounts } from "../wire/control.ts";
 
+import type { TransportCounters } from "./tcp-delivery.ts";
 /** What the server knows about one lancam viewer (what was sent to it is the sender's, see SendCounters). */
 export interface Session {
   readonly id: number;
@@ -41,6 +42,8 @@ export interface SendCounters {
   adaptive?: AdaptiveCounters;
   /** What the server resent a repairing viewer; absent for the others. */
   repair?: Readonly<{ datagramsResent: number; bytesResent: number; paritiesSent: number; framesGone: number; requestsDropped: number }>;
+  /** Which way its datagrams go and whether UDP reached it (lib/send/tcp-delivery.ts); absent where not tracked. */
+  transport?: TransportCounters;
 }
 
 /** One path-reports viewer's delivery as the sender chose it. */

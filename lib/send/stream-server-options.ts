@@ -53,4 +53,6 @@ export interface StreamServerOptions {
   scaleJpeg?: ScaleFunction;
   /** Loss repair (resends on request, `--fec` parity) for viewers that offer it; null: none (default: on, `--fec auto`). */
   repair?: RepairServerOptions | null;
+  /** Send a viewer's datagrams over its control connection when it asks (UDP does not reach it); false: refuse (default true). */
+  tcpDelivery?: boolean;
 }

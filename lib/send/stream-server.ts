@@ -2,7 +2,11 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_REPAIR, CAP_VERIFY, WELCOME_REPAIR, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters, type RepairCounts, type Repair } from "../wire/control.ts";
+import { CAP_REPAIR, CAP_TCP_DELIVERY, CAP_VERIFY, WELCOME_REPAIR, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
+import { frameMessages, TcpDelivery, type TransportOutcome } from "./tcp-delivery.ts";
+import { unsentBytes } from "../net/tcp-queue.ts";
+import { socketFd as fdOf } from "../net/udp-buffer.ts";
+import type { SendCounters } from "./sessions.ts";
 import { DEFAULT_LAYER_QUALITY, LayerEncoder, type LayerFrames } from "./layer-encoder.ts";
 import { StartError } from "./start-error.ts";
 import { layerPlan } from "./layer-plan.ts";
@@ -52,6 +56,10 @@ interface Conn {
   repairs: boolean;
   /** The viewer's own repair counts from its latest report that had them, for its leave line. */
   reportedRepair: RepairCounts | null;
+  /** Its hello offered CAP_TCP_DELIVERY: its welcome sets WELCOME_TCP_DELIVERY, it may send switch. */
+  tcpCapable: boolean;
+  /** The socket's descriptor, to ask the kernel what it still holds (TCP delivery); undefined where unknown. */
+  fd: number | undefined;
 }
 
 /**
@@ -125,12 +133,17 @@ export class StreamServer implements AsyncDisposable {
   #stopped = false;
   /** Loss repair for the viewers that negotiated it (lib/send/repair-server.ts); null when off. */
   readonly #repair: RepairServer | null;
+  /** Which way each session's datagrams go, and whether UDP reaches it (lib/send/tcp-delivery.ts). */
+  readonly #tcp: TcpDelivery;
+  /** The connection of each session, for TCP delivery's writes. */
+  readonly #bySession = new Map<number, Conn>();
 
   private constructor(opts: StreamServerOptions) {
     this.#opts = {
       heartbeatMs: 1000, timeoutMs: 5000, maxPending: 64, spread: DEFAULT_SPREAD, classic: {}, helloTimeoutMs: DEFAULT_HELLO_TIMEOUT_MS, maxPerHost: DEFAULT_MAX_PER_HOST, unreachableMs: 5000,
-      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), layers: { kind: "auto" }, layerQuality: DEFAULT_LAYER_QUALITY, repair: {}, ...opts,
+      token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), layers: { kind: "auto" }, layerQuality: DEFAULT_LAYER_QUALITY, repair: {}, tcpDelivery: true, ...opts,
     };
+    this.#tcp = new TcpDelivery({ allowTcp: this.#opts.tcpDelivery });
     this.#repair = this.#opts.repair ? new RepairServer(this.#opts.repair) : null;
     this.#log = opts.log;
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
@@ -259,6 +272,7 @@ export class StreamServer implements AsyncDisposable {
       this.#fanout = new FrameFanout({
         socket: this.#udp, mtu: this.#opts.mtu, fps, spread: this.#opts.spread, group: this.#group, stats: this.stats, warnSend: this.#warnSend, repair: this.#repair,
         layers: layerPlan(this.#opts.layers, this.#opts.stream, this.#sealer !== null), tell: (id, msg) => this.#tellSession(id, msg),
+        tcp: { ready: (id) => this.#tcpReady(id), send: (id, datagrams) => this.#tcpSend(id, datagrams) },
       });
       if (this.#fanout.layers.length > 1) {
         this.#layerEncoder = new LayerEncoder((frames) => this.#toLayers(frames), { quality: this.#opts.layerQuality, scale: this.#opts.scaleJpeg });
@@ -279,11 +293,7 @@ export class StreamServer implements AsyncDisposable {
         },
         multicast: this.#group && { ...this.#group },
         wallClockUs: (now) => Math.round((performance.timeOrigin + now) * 1000),
-        sent: (id) => {
-          const c = this.#fanout.sent(id);
-          const r = this.#repair?.statsOf(id);
-          return c && r ? { ...c, repair: r } : c;
-        },
+        sent: (id) => this.#sent(id),
       });
     } catch (e) {
       this.#udp.close();
@@ -312,6 +322,66 @@ export class StreamServer implements AsyncDisposable {
     const sb = enlargeBuffer(socketFd(this.#udp), "send", SEND_BUFFER_BYTES);
     this.#log.info("udp send buffer", { requested: sb.requested, got: sb.actual ?? "unknown", note: sb.note });
     this.#ticker = setInterval(() => this.#tick(), Math.min(TICK_MS, this.#opts.heartbeatMs));
+  }
+
+  /** What session `id` was sent, with its transport; undefined when it is not being sent to. */
+  #sent(id: number): Readonly<SendCounters> | undefined {
+    const sent = this.#fanout.sent(id);
+    if (!sent) return sent;
+    const transport = this.#tcp.counters(id);
+    const repair = this.#repair?.statsOf(id);
+    return { ...sent, ...(transport && { transport: { ...transport } }), ...(repair && { repair }) };
+  }
+
+  /** A TCP viewer takes a frame only when neither we nor its kernel still hold much of the last one. */
+  #tcpReady(id: number): boolean {
+    const conn = this.#bySession.get(id);
+    if (!conn || conn.closing) return false;
+    const ok = this.#tcp.offer(id, conn.channel.queuedBytes, unsentBytes(conn.fd));
+    if (ok) this.stats.tcpFramesSent++;
+    else this.stats.tcpFramesSkipped++;
+    return ok;
+  }
+
+  #tcpSend(id: number, datagrams: Uint8Array[]): void {
+    const conn = this.#bySession.get(id);
+    if (!conn) return;
+    if (conn.channel.sendFrame(frameMessages(datagrams))) {
+      this.stats.tcpDatagramsSent += datagrams.length;
+      return;
+    }
+    this.#tcp.unsent(id);
+    this.stats.tcpFramesSent--;
+    this.stats.tcpFramesSkipped++;
+  }
+
+  /** A viewer asks for its datagrams by UDP or TCP. */
+  #onSwitch(conn: Conn, sessionId: number, msg: Switch): void {
+    const out = this.#tcp.switch(sessionId, msg, this.#fanout.sent(sessionId)?.framesSent ?? 0, performance.now());
+    this.#fanout.setTransport(sessionId, this.#tcp.transport(sessionId));
+    this.#transportOutcome(conn, sessionId, out);
+  }
+
+  /** A report also tells whether UDP reaches the viewer. */
+  #transportReport(conn: Conn, sessionId: number, msg: Report): void {
+    const received = msg.framesReceived + (msg.path?.datagramsReceived ?? 0);
+    this.#transportOutcome(conn, sessionId, this.#tcp.report(sessionId, received, this.#fanout.sent(sessionId)?.framesSent ?? 0, performance.now()));
+  }
+
+  #transportOutcome(conn: Conn, sessionId: number, out: TransportOutcome): void {
+    if (out.log) {
+      const udp = this.#admission.viewers().find((v) => v.kind === "udp" && v.id === sessionId)?.udpPort;
+      this.#log[out.log.level](out.log.message, { client: conn.peer, udp, session: sessionId.toString(16).padStart(8, "0"), ...out.log.fields });
+    }
+    if (out.firstSilence) this.stats.noDatagramsViewers++;
+    if (out.tell && conn.tcpCapable) this.#sendTo(conn, out.tell);
+    this.#syncTransportStats();
+  }
+
+  #syncTransportStats(): void {
+    let n = 0;
+    for (const id of this.#bySession.keys()) if (this.#tcp.transport(id) === "tcp") n++;
+    this.stats.tcpViewers = n;
   }
 
   #tick(): void {
@@ -463,6 +533,7 @@ export class StreamServer implements AsyncDisposable {
     // A viewer that cannot check signatures could not decode the signing block; its frames still end with one.
     if (msg.type === "welcome" && !conn.verifies) msg = { ...msg, signing: undefined };
     if (msg.type === "welcome" && conn.repairs) msg = { ...msg, flags: msg.flags | WELCOME_REPAIR };
+    if (msg.type === "welcome" && conn.tcpCapable) msg = { ...msg, flags: msg.flags | WELCOME_TCP_DELIVERY };
     if (conn.channel.send(msg) || !conn.channel.overflowed || conn.closing) return;
     this.#apply(this.#admission.stalled(conn.id, performance.now()));
   }
@@ -478,7 +549,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false, reportedRepair: null };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false, reportedRepair: null, tcpCapable: false, fd: fdOf(sock) };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -509,6 +580,12 @@ export class StreamServer implements AsyncDisposable {
       }
       if (msg.type === "hello") conn.verifies = (msg.capabilities & CAP_VERIFY) !== 0;
       if (msg.type === "hello") conn.repairs = this.#repair !== null && (msg.capabilities & CAP_REPAIR) !== 0;
+      if (msg.type === "hello") conn.tcpCapable = (msg.capabilities & CAP_TCP_DELIVERY) !== 0;
+      // Also not admission's: a switch from a viewer that negotiated it (else a protocol error there).
+      if (msg.type === "switch" && conn.tcpCapable && conn.sessionId !== null) {
+        this.#onSwitch(conn, conn.sessionId, msg);
+        continue;
+      }
       // Repair is not admission's business: answered here, for a session that negotiated it (else a protocol error there).
       if (msg.type === "repair" && conn.repairs && conn.sessionId !== null) {
         this.#answerRepair(conn, conn.sessionId, msg);
@@ -517,6 +594,7 @@ export class StreamServer implements AsyncDisposable {
       if (msg.type === "report" && msg.path && conn.sessionId !== null) this.#repair?.report(conn.sessionId, msg.path);
       if (msg.type === "report" && msg.repair && conn.repairs) conn.reportedRepair = msg.repair;
       this.#apply(this.#admission.received(conn.id, msg, performance.now()));
+      if (msg.type === "report" && conn.sessionId !== null && !conn.closing) this.#transportReport(conn, conn.sessionId, msg);
     }
   }
 
@@ -550,6 +628,8 @@ export class StreamServer implements AsyncDisposable {
         case "start":
           this.#fanout.start(a.session);
           conn.sessionId = a.session.id;
+          this.#bySession.set(a.session.id, conn);
+          this.#tcp.join(a.session.id, performance.now(), a.session.delivery === "multicast");
           if (conn.repairs) this.#repair?.join(a.session.id, performance.now());
           // After the welcome, before its first datagram; a key someone who left knows is never sent.
           if (this.#rekey) this.#rotateIfDue();
@@ -557,10 +637,16 @@ export class StreamServer implements AsyncDisposable {
           break;
         case "unicast":
           if (conn.sessionId !== null) this.#fanout.unicast(conn.sessionId);
+          if (conn.sessionId !== null) this.#tcp.unicast(conn.sessionId);
           this.#syncStats();
           break;
         case "stop":
           if (conn.sessionId !== null) this.#logRepair(conn, this.#repair?.leave(conn.sessionId));
+          if (conn.sessionId !== null) {
+            this.#tcp.leave(conn.sessionId);
+            this.#bySession.delete(conn.sessionId);
+            this.#syncTransportStats();
+          }
           if (conn.sessionId !== null && this.#fanout.stop(conn.sessionId)) {
             conn.sessionId = null;
             // It holds the current key: frames from now on go under a new one.
@@ -586,6 +672,8 @@ export class StreamServer implements AsyncDisposable {
 
   /** A path-reports viewer's report: its own delivery follows; an impossible one is counted, logged once per session. */
   #pathReport(conn: Conn, sessionId: number, path: PathCounters): void {
+    // TCP paces itself: what its path carries is not UDP's to judge (the counters go on, for a return to UDP).
+    if (this.#tcp.transport(sessionId) === "tcp") return;
     const verdict = this.#fanout.pathReport(sessionId, path, performance.now());
     if (verdict?.kind !== "refused") return;
     this.stats.pathReportsRefused++;

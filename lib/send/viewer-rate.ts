@@ -34,28 +34,49 @@ export type Pacing = { kind: "free" } | { kind: "rate"; bytesPerS: number };
  * `Pacer.offer` (rate), whose skipped frames are the viewer's framesSkipped.
  */
 export class ViewerRate {
-  readonly estimator: RateEstimator;
+  estimator: RateEstimator;
   readonly #ladderOpts: LadderOptions;
   #ladder: LadderState;
   #sent: SentTotals = { bytes: 0, datagrams: 0 };
-  readonly #startedAt: number;
+  #startedAt: number;
   /** A report was accepted: from then on a silence is a silence. */
   #reported = false;
   /** The last report the estimator accepted (its counters are cumulative). */
   #lastReport: PathReport = { bytesReceived: 0, datagramsReceived: 0, datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 0 };
 
+  readonly #floorBytesPerS: number;
+
   /** `layers`: the current ladder, largest first; its first layer's rate is the ceiling. */
   constructor(layers: readonly Layer[], ladder: LadderOptions, nowMs: number, floorBytesPerS = DEFAULT_FLOOR_BYTES_PER_S) {
     this.#startedAt = nowMs;
     this.#ladderOpts = ladder;
+    this.#floorBytesPerS = floorBytesPerS;
     this.#ladder = ladderStart(ladder);
-    const full = layerRate(layers, 0, ladder.fps);
+    this.estimator = this.#newEstimator(layers, nowMs);
+  }
+
+  #newEstimator(layers: readonly Layer[], nowMs: number): RateEstimator {
+    const floorBytesPerS = this.#floorBytesPerS;
+    const full = layerRate(layers, 0, this.#ladderOpts.fps);
     // Before the full layer is measured nothing limits the viewer: the ceiling is
     // raised to the measured rate by the first report.
     // A paced frame may start up to FINISH_TOLERANCE of an interval behind its
     // predecessor, which the viewer sees as queueing; that much is not congestion.
-    const standingQueueMs = ladder.fps > 0 ? Math.max(STANDING_QUEUE_MS, 1.5 * FINISH_TOLERANCE * (1000 / ladder.fps)) : STANDING_QUEUE_MS;
-    this.estimator = new RateEstimator({ floorBytesPerS, ceilingBytesPerS: Math.max(floorBytesPerS, full || Number.MAX_SAFE_INTEGER), standingQueueMs }, nowMs);
+    const fps = this.#ladderOpts.fps;
+    const standingQueueMs = fps > 0 ? Math.max(STANDING_QUEUE_MS, 1.5 * FINISH_TOLERANCE * (1000 / fps)) : STANDING_QUEUE_MS;
+    return new RateEstimator({ floorBytesPerS, ceilingBytesPerS: Math.max(floorBytesPerS, full || Number.MAX_SAFE_INTEGER), standingQueueMs }, nowMs);
+  }
+
+  /**
+   * Starts judging afresh at the full layer, as a new viewer (its transport changed: what
+   * a blocked UDP path said is no measure of TCP, nor TCP's of UDP). What was sent and the
+   * last report are kept, as the viewer's counters go on.
+   */
+  restart(layers: readonly Layer[], nowMs: number): void {
+    this.#startedAt = nowMs;
+    this.#reported = false;
+    this.#ladder = ladderStart(this.#ladderOpts);
+    this.estimator = this.#newEstimator(layers, nowMs);
   }
 
   /** Datagrams handed to the socket for this viewer (what the pacer's send took). */

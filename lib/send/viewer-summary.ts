@@ -35,6 +35,10 @@ export interface ViewerSummary {
   framesSkipped?: number | null;
   /** Its loss repair (its own counts from its last report, and what it was resent); absent when it does not repair. */
   repair?: ViewerRepairSummary;
+  /** How its datagrams go now (udp or tcp, TCP delivery); absent for viewers that are not lancam's. */
+  transport?: "udp" | "tcp" | null;
+  /** Frames went to it by UDP and its reports said none arrived (a firewall, most likely). */
+  noDatagrams?: boolean | null;
 }
 
 /** One repairing viewer's repair, as the server knows it. */
@@ -61,6 +65,7 @@ export function summarize(
       latencyP50Ms: r ? r.latencyP50Us / 1000 : null, fps: r ? r.fpsMillihertz / 1000 : null,
       ...(a && { picture: { layer: a.layer, width: a.width, height: a.height }, rateBytesPerS: a.rateBytesPerS, framesSkipped: a.framesSkipped }),
       ...(c.repair && { repair: { reported: s.lastRepair, sent: c.repair } }),
+      ...(c.transport && { transport: c.transport.transport, noDatagrams: c.transport.noDatagrams }),
     });
   }
   for (const v of classic) {

@@ -1,4 +1,4 @@
-import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE, TAG_SIZE as DATAGRAM_TAG_SIZE } from "./datagram.ts";
+import { MAX_DATAGRAM_SIZE, MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE, TAG_SIZE as DATAGRAM_TAG_SIZE } from "./datagram.ts";
 import { DecodeError, hex } from "./decode-error.ts";
 import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, type GoneBody, type RepairBody } from "./repair.ts";
 
@@ -153,6 +153,33 @@ import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, typ
  * frames are whole frames the server chose not to send (pacing), not losses.
  * repair (12, client to server) and gone (13, server to client): loss repair; their
  * bodies are diagrammed in repair.ts.
+ *
+ * datagram (14, server to client, only to a viewer whose welcome set
+ * WELCOME_TCP_DELIVERY and that asked for TCP): one datagram, the exact bytes the UDP
+ * path would have sent (sealed and signed as there). Never tagged: the datagram carries
+ * its own seal and the frame its signature. The only message that may exceed
+ * MAX_MESSAGE_SIZE (up to DATAGRAM_MESSAGE_MAX), and only a reader made for it takes it.
+ * +---------------------------------------------------------------+
+ * |          datagram, lib/wire/datagram.ts, 1..65507 bytes ...   |   0
+ * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+
+ *
+ * switch (15, client to server, to a WELCOME_TCP_DELIVERY server): send this viewer's
+ * datagrams this way from now on
+ * +---------------+---------------+
+ * |   transport   |    reason     |   0   transport: 1 udp, 2 tcp
+ * +---------------+---------------+   2
+ *
+ * transport (16, server to client, to a CAP_TCP_DELIVERY viewer): how the server sends
+ * to this viewer now, and why it says so
+ * +---------------+---------------+-------------------------------+
+ * |   transport   |     event     |        reserved (0)           |   0
+ * +---------------+---------------+-------------------------------+
+ * |     frames sent to it this session (cumulative)               |   4
+ * +---------------+-----------------------------------------------+
+ * |  text length  |  text, UTF-8, 0..200 bytes (why refused) ...  |   8
+ * +---------------+- - - - - - - - - - - - - - - - - - - - - - - -+
+ * event: 1 switched (the answer to a switch), 2 silent (frames went by UDP, yet the
+ * viewer's reports say none arrived), 3 refused (the switch is not done; text says why).
  */
 
 /** Control protocol version carried in hello. */
@@ -194,6 +221,12 @@ export const MessageType = {
   Repair: 12,
   /** The server will not repair these frames. */
   Gone: 13,
+  /** One datagram over the control connection (TCP delivery). */
+  Datagram: 14,
+  /** The viewer asks for its datagrams by UDP or by TCP. */
+  Switch: 15,
+  /** How the server sends to the viewer now, and why it says so. */
+  Transport: 16,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -226,6 +259,8 @@ export const CAP_VERIFY = 0x10;
 export const CAP_PATH_REPORTS = 0x20;
 /** hello capability bit 6: the client asks for lost datagrams (repair, gone) and takes parity datagrams. */
 export const CAP_REPAIR = 0x40;
+/** hello capability bit 7: the client takes datagram messages and speaks switch and transport (TCP delivery). */
+export const CAP_TCP_DELIVERY = 0x80;
 
 /** welcome server flag bit 0: frames are encrypted; a key message follows the welcome. */
 export const WELCOME_ENCRYPTED = 0x1;
@@ -240,7 +275,9 @@ export const WELCOME_SIGNED = 0x4;
 export const WELCOME_PATH_REPORTS = 0x8;
 /** welcome server flag bit 4: the server answers repair messages and may send parity datagrams; set only for a CAP_REPAIR hello. */
 export const WELCOME_REPAIR = 0x10;
-const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR;
+/** welcome server flag bit 5: the server understands switch messages (it may still refuse TCP); set only for a CAP_TCP_DELIVERY hello. */
+export const WELCOME_TCP_DELIVERY = 0x20;
+const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR | WELCOME_TCP_DELIVERY;
 /** Bytes of a welcome's multicast block: group address, port, reserved, stream id. */
 export const WELCOME_MULTICAST_SIZE = 12;
 /** Bytes of an Ed25519 public key. */
@@ -277,6 +314,35 @@ const REFUSE_TEXT: Record<number, string> = {
   [RefuseReason.AuthRequired]: "authentication required",
   [RefuseReason.Other]: "other reason",
 };
+
+/** How a viewer's datagrams travel. */
+export const TransportCode = { Udp: 1, Tcp: 2 } as const;
+/** A transport's name, as logs and status pages say it. */
+export type TransportName = "udp" | "tcp";
+const TRANSPORT_NAME: Record<number, TransportName> = { [TransportCode.Udp]: "udp", [TransportCode.Tcp]: "tcp" };
+const TRANSPORT_CODE: Record<TransportName, number> = { udp: TransportCode.Udp, tcp: TransportCode.Tcp };
+
+/** Why a viewer asks to switch. */
+export const SwitchReason = {
+  /** Frames were sent by UDP and none arrived (a firewall). */
+  Silent: 1,
+  /** The user asked for it (`--transport tcp`). */
+  Asked: 2,
+  /** Trying UDP again after a while on TCP. */
+  Retry: 3,
+} as const;
+export type SwitchReason = (typeof SwitchReason)[keyof typeof SwitchReason];
+const SWITCH_TEXT: Record<number, string> = { [SwitchReason.Silent]: "nothing arrived", [SwitchReason.Asked]: "asked by the user", [SwitchReason.Retry]: "trying udp again" };
+
+/** What a transport message says. */
+export const TransportEvent = { Switched: 1, Silent: 2, Refused: 3 } as const;
+export type TransportEvent = (typeof TransportEvent)[keyof typeof TransportEvent];
+const TRANSPORT_EVENTS = new Set<number>(Object.values(TransportEvent));
+
+/** Human text for a switch reason code. */
+export function switchReasonText(code: number): string {
+  return SWITCH_TEXT[code] ?? `unknown switch reason ${hex(code)}`;
+}
 
 const BYE_TEXT: Record<number, string> = {
   [ByeReason.UserQuit]: "user quit",
@@ -519,8 +585,33 @@ export interface Gone extends Taggable, GoneBody {
   type: "gone";
 }
 
+/** Server to a viewer on TCP delivery: one datagram, exactly as UDP would carry it. */
+export interface DatagramMessage extends Taggable {
+  type: "datagram";
+  /** 1..MAX_DATAGRAM_SIZE bytes. */
+  bytes: Uint8Array;
+}
+
+/** Client to server: send this viewer's datagrams by `transport` from now on. */
+export interface Switch extends Taggable {
+  type: "switch";
+  transport: TransportName;
+  reason: SwitchReason;
+}
+
+/** Server to client: how it sends now; `event` says why it tells. */
+export interface Transport extends Taggable {
+  type: "transport";
+  transport: TransportName;
+  event: TransportEvent;
+  /** Frames sent to the viewer this session, cumulative; clamped to 0xFFFFFFFF on encode. */
+  framesSent: number;
+  /** Why a switch was refused (at most MAX_REFUSE_TEXT_BYTES of UTF-8); may be empty. */
+  text: string;
+}
+
 /** Any control message. */
-export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery | Repair | Gone;
+export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery | Repair | Gone | DatagramMessage | Switch | Transport;
 
 const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   hello: MessageType.Hello,
@@ -536,7 +627,12 @@ const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   delivery: MessageType.Delivery,
   repair: MessageType.Repair,
   gone: MessageType.Gone,
+  datagram: MessageType.Datagram,
+  switch: MessageType.Switch,
+  transport: MessageType.Transport,
 };
+/** Largest framed datagram message: prefix, type and a datagram of MAX_DATAGRAM_SIZE. */
+export const DATAGRAM_MESSAGE_MAX = FRAME_HEADER_SIZE + MAX_DATAGRAM_SIZE;
 
 const HELLO_FIXED = 12;
 const WELCOME_SIZE = 24;
@@ -554,6 +650,8 @@ const RESPONSE_SIZE = NONCE_SIZE + PROOF_SIZE;
 const KEY_SIZE = 4 + WRAP_NONCE_SIZE + WRAPPED_KEY_SIZE;
 const FALLBACK_SIZE = 1;
 const DELIVERY_SIZE = 20;
+const SWITCH_SIZE = 2;
+const TRANSPORT_FIXED = 9;
 /** An encrypted datagram's payload also carries a GCM tag, so its fragments are that much smaller. */
 const MIN_FRAGMENT_SIZE = MIN_MTU - DATAGRAM_HEADER_SIZE - DATAGRAM_TAG_SIZE;
 const U32_MAX = 0xffffffff;
@@ -685,7 +783,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("welcome heartbeatMs", msg.heartbeatMs, 1, 0xfffe);
       checkInt("welcome timeoutMs", msg.timeoutMs, msg.heartbeatMs + 1, 0xffff);
       checkInt("welcome flags", msg.flags, 0, U32_MAX);
-      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED, WELCOME_PATH_REPORTS and WELCOME_REPAIR are defined`);
+      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED, WELCOME_PATH_REPORTS, WELCOME_REPAIR and WELCOME_TCP_DELIVERY are defined`);
       if (msg.flags & WELCOME_SIGNED && !msg.signing) throw new RangeError("welcome flags: WELCOME_SIGNED without a signing key");
       if (!!(msg.flags & WELCOME_MULTICAST) !== (msg.multicast !== undefined)) throw new RangeError("welcome multicast: the group must be given exactly when WELCOME_MULTICAST is set");
       if (msg.multicast) {
@@ -753,6 +851,25 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
     case "gone":
       repairBody = encodeGoneBody(msg);
       bodySize = repairBody.length;
+      break;
+    case "datagram":
+      if (!(msg.bytes instanceof Uint8Array) || msg.bytes.length < 1 || msg.bytes.length > MAX_DATAGRAM_SIZE) {
+        throw new RangeError(`datagram of ${msg.bytes?.length} bytes: expected 1..${MAX_DATAGRAM_SIZE}`);
+      }
+      if (msg.tag) throw new RangeError("a datagram message is never tagged");
+      bodySize = msg.bytes.length;
+      break;
+    case "switch":
+      if (!Object.hasOwn(TRANSPORT_CODE, msg.transport)) throw new RangeError(`switch transport=${msg.transport}: expected udp or tcp`);
+      if (!Object.hasOwn(SWITCH_TEXT, msg.reason)) throw new RangeError(`switch reason=${msg.reason} is not a known reason code`);
+      bodySize = SWITCH_SIZE;
+      break;
+    case "transport":
+      if (!Object.hasOwn(TRANSPORT_CODE, msg.transport)) throw new RangeError(`transport transport=${msg.transport}: expected udp or tcp`);
+      if (!TRANSPORT_EVENTS.has(msg.event)) throw new RangeError(`transport event=${msg.event} is not a known event`);
+      clampCount("transport framesSent", msg.framesSent);
+      text = checkText("transport text", msg.text, MAX_REFUSE_TEXT_BYTES);
+      bodySize = TRANSPORT_FIXED + text.length;
       break;
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
@@ -831,6 +948,15 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
     case "repair":
     case "gone":
       w.bytes(repairBody);
+      break;
+    case "datagram":
+      w.bytes(msg.bytes);
+      break;
+    case "switch":
+      w.u8(TRANSPORT_CODE[msg.transport]).u8(msg.reason);
+      break;
+    case "transport":
+      w.u8(TRANSPORT_CODE[msg.transport]).u8(msg.event).u16(0).u32(clampCount("transport framesSent", msg.framesSent)).u8(text!.length).bytes(text!);
       break;
   }
   if (msg.tag) w.bytes(msg.tag);
@@ -978,7 +1104,7 @@ function decodeWelcome(r: BodyReader): Welcome {
   const heartbeatMs = range("welcome heartbeat interval", r.u16("heartbeat interval"), 1, 0xfffe);
   const timeoutMs = range("welcome timeout", r.u16("timeout"), heartbeatMs + 1, 0xffff);
   const flags = r.u32("flags");
-  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed), 3 (path reports) and 4 (repair) are defined`);
+  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed), 3 (path reports), 4 (repair) and 5 (tcp delivery) are defined`);
   const msg: Welcome = { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
   let fixed = WELCOME_SIZE;
   if (flags & WELCOME_MULTICAST) {
@@ -1119,16 +1245,48 @@ function decodeDelivery(r: BodyReader): Delivery {
   return msg;
 }
 
+function decodeTransportName(r: BodyReader, what: string): TransportName {
+  const code = r.u8("transport");
+  const name = TRANSPORT_NAME[code];
+  if (!name) throw new DecodeError("bad-value", `${what} transport ${hex(code)}: expected 1 (udp) or 2 (tcp)`);
+  return name;
+}
+
+function decodeSwitch(r: BodyReader): Switch {
+  const transport = decodeTransportName(r, "switch");
+  const reason = r.u8("reason");
+  if (!Object.hasOwn(SWITCH_TEXT, reason)) throw new DecodeError("bad-value", `switch reason ${hex(reason)} is unknown`);
+  r.end();
+  return { type: "switch", transport, reason: reason as SwitchReason };
+}
+
+function decodeTransport(r: BodyReader): Transport {
+  const transport = decodeTransportName(r, "transport");
+  const event = r.u8("event");
+  if (!TRANSPORT_EVENTS.has(event)) throw new DecodeError("bad-value", `transport event ${hex(event)} is unknown`);
+  const reserved = r.u16("reserved");
+  if (reserved !== 0) throw new DecodeError("bad-value", `transport reserved field ${hex(reserved, 2)}, expected 0`);
+  const framesSent = r.u32("frames sent");
+  const text = r.text("text", MAX_REFUSE_TEXT_BYTES);
+  r.end();
+  return { type: "transport", transport, event: event as TransportEvent, framesSent, text };
+}
+
 function decodeSide(r: BodyReader, field: "width" | "height"): number {
   const v = range(`delivery ${field}`, r.u16(field), MIN_LAYER_SIDE, 0xfffe);
   if (v % 2 !== 0) throw new DecodeError("bad-value", `delivery ${field} ${hex(v, 2)} is odd`);
   return v;
 }
 
-/** The type byte, T bit included: anything but 1..13 with or without T is an error. */
-function checkType(typeByte: number): void {
+/** The type byte, T bit included: anything but 1..16 with or without T is an error; so is a datagram (14) tagged, or to a reader not made for them. */
+function checkType(typeByte: number, datagrams: boolean): void {
   const type = typeByte & ~TAGGED_BIT;
-  if (type >= MessageType.Hello && type <= MessageType.Gone) return;
+  if (type === MessageType.Datagram) {
+    if (!datagrams) throw new DecodeError("bad-type", `control type ${hex(typeByte)} (datagram) goes only from server to viewer`);
+    if (typeByte & TAGGED_BIT) throw new DecodeError("bad-type", `control type ${hex(typeByte)}: a datagram message is never tagged`);
+    return;
+  }
+  if (type >= MessageType.Hello && type <= MessageType.Transport) return;
   throw new DecodeError("bad-type", `control type ${hex(typeByte)} is unknown`);
 }
 
@@ -1136,20 +1294,35 @@ function checkType(typeByte: number): void {
  * Size of the framed message at the start of `bytes` (prefix included), or null
  * while its length prefix has not fully arrived. Rejects a bad length, and a bad
  * type once its byte is there, before the body arrives. Throws DecodeError.
+ * `datagrams`: a viewer's reader, which also takes datagram messages up to
+ * DATAGRAM_MESSAGE_MAX (a longer length waits for the type byte to say it is one).
  */
-export function peekMessageSize(bytes: Uint8Array): number | null {
+export function peekMessageSize(bytes: Uint8Array, datagrams = false): number | null {
   if (bytes.length < LENGTH_SIZE) return null;
   const length = (bytes[0]! << 8) | bytes[1]!;
-  if (length < 1 || LENGTH_SIZE + length > MAX_MESSAGE_SIZE) {
+  const size = LENGTH_SIZE + length;
+  if (!datagrams || size <= MAX_MESSAGE_SIZE) {
+    if (length < 1 || size > MAX_MESSAGE_SIZE) {
+      throw new DecodeError("bad-length", `control length ${hex(length, 2)} outside 1..${MAX_MESSAGE_SIZE - LENGTH_SIZE}`);
+    }
+    if (bytes.length > LENGTH_SIZE) checkType(bytes[LENGTH_SIZE]!, datagrams);
+    if (length < 2 && bytes[LENGTH_SIZE] === MessageType.Datagram) throw new DecodeError("bad-length", "datagram message without a datagram");
+    return size;
+  }
+  if (size > DATAGRAM_MESSAGE_MAX) {
+    throw new DecodeError("bad-length", `control length ${hex(length, 2)} outside 1..${DATAGRAM_MESSAGE_MAX - LENGTH_SIZE} (a datagram's most)`);
+  }
+  if (bytes.length === LENGTH_SIZE) return null;
+  checkType(bytes[LENGTH_SIZE]!, datagrams);
+  if (bytes[LENGTH_SIZE] !== MessageType.Datagram) {
     throw new DecodeError("bad-length", `control length ${hex(length, 2)} outside 1..${MAX_MESSAGE_SIZE - LENGTH_SIZE}`);
   }
-  if (bytes.length > LENGTH_SIZE) checkType(bytes[LENGTH_SIZE]!);
-  return LENGTH_SIZE + length;
+  return size;
 }
 
-/** Decodes exactly one framed message; missing or extra bytes are an error. Throws DecodeError. */
-export function decodeControl(bytes: Uint8Array): ControlMessage {
-  const size = peekMessageSize(bytes);
+/** Decodes exactly one framed message; missing or extra bytes are an error. Throws DecodeError. `datagrams`: as in peekMessageSize. */
+export function decodeControl(bytes: Uint8Array, datagrams = false): ControlMessage {
+  const size = peekMessageSize(bytes, datagrams);
   if (size === null || bytes.length < FRAME_HEADER_SIZE || bytes.length < size) {
     throw new DecodeError("truncated", `control message of ${hex(bytes.length, 2)} bytes, length prefix announces ${size === null ? "?" : hex(size, 2)}`);
   }
@@ -1196,6 +1369,13 @@ function decodeBody(type: number, body: Uint8Array): ControlMessage {
       return { type: "repair", ...decodeRepairBody(body) };
     case MessageType.Gone:
       return { type: "gone", ...decodeGoneBody(body) };
+    case MessageType.Datagram:
+      // peekMessageSize already refused an empty one; a copy, as the reader reuses its buffer.
+      return { type: "datagram", bytes: body.slice() };
+    case MessageType.Switch:
+      return decodeSwitch(new BodyReader("switch", body));
+    case MessageType.Transport:
+      return decodeTransport(new BodyReader("transport", body));
     default:
       // peekMessageSize already rejected it; kept so a new type cannot slip through.
       throw new DecodeError("bad-type", `control type ${hex(type)} is unknown`);

@@ -116,9 +116,9 @@ export class NetnsLan {
     }
   }
 
-  /** Starts `bun ...args` inside host `name`'s namespace; killed when the LAN is disposed. */
-  bun(name: string, args: string[]): Child {
-    const c = spawnChild(["ip", "netns", "exec", this.ns(name), process.execPath, ...args]);
+  /** Starts `bun ...args` inside host `name`'s namespace (with `env` added); killed when the LAN is disposed. */
+  bun(name: string, args: string[], env: Record<string, string | undefined> = {}): Child {
+    const c = spawnChild(["ip", "netns", "exec", this.ns(name), process.execPath, ...args], env);
     this.#children.push(c);
     return c;
   }
