@@ -4,6 +4,8 @@
 import { writeFileSync } from "node:fs";
 import { CLIENT_COMMAND, CLIENT_RECORD_CLI } from "./lib/app/client-flags.ts";
 import { helpText, parseCommandLine } from "./lib/app/flags.ts";
+import { configLoader } from "./lib/app/config-load.ts";
+import { printConfig } from "./lib/app/print-config.ts";
 import { FileSink } from "./lib/log/file-sink.ts";
 import type { Sink } from "./lib/log/format.ts";
 import { createLogger, stderrSink } from "./lib/log/logger.ts";
@@ -24,7 +26,7 @@ import { RecorderSink } from "./lib/record/recorder-sink.ts";
 import { SegmentWriter } from "./lib/record/segment-writer.ts";
 
 async function main(): Promise<number> {
-  const cli = parseCommandLine(CLIENT_COMMAND, process.argv.slice(2));
+  const cli = parseCommandLine(CLIENT_COMMAND, process.argv.slice(2), configLoader(CLIENT_COMMAND));
   if (cli.action === "help") {
     process.stdout.write(helpText(CLIENT_COMMAND));
     return 0;
@@ -39,6 +41,11 @@ async function main(): Promise<number> {
   const tokens = tokenSource(cli.flags, process.env);
   if (tokens.kind === "auto") throw new UsageError("LANCAM_TOKEN=auto is for the server; give the viewer the token the server printed");
   if (tokens.kind !== "none" && cli.flags.classic) throw new UsageError("--classic: the classroom program has no token; run without one");
+  // After the checks across flags, so a file printed here also starts a client.
+  if (cli.flags.printConfig) {
+    process.stdout.write(printConfig(CLIENT_COMMAND, cli));
+    return 0;
+  }
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();

@@ -2,6 +2,8 @@
 // lancam server: captures one source, streams it to every viewer, optionally records it.
 // This file only wires the parts in lib/ together.
 import { helpText, parseCommandLine } from "./lib/app/flags.ts";
+import { configLoader } from "./lib/app/config-load.ts";
+import { printConfig } from "./lib/app/print-config.ts";
 import { FileSink } from "./lib/log/file-sink.ts";
 import { createLogger, stderrSink } from "./lib/log/logger.ts";
 import { securityLogSettings } from "./lib/app/log-flags.ts";
@@ -22,7 +24,7 @@ import { browserViewWarning, joinCommand, reachableAddress, setUpToken } from ".
 import { browserViewToken, TokenError } from "./lib/net/token.ts";
 
 async function main(): Promise<number> {
-  const cli = parseCommandLine(SERVER_COMMAND, process.argv.slice(2));
+  const cli = parseCommandLine(SERVER_COMMAND, process.argv.slice(2), configLoader(SERVER_COMMAND));
   if (cli.action === "help") {
     process.stdout.write(helpText(SERVER_COMMAND));
     return 0;
@@ -36,6 +38,11 @@ async function main(): Promise<number> {
   const targets = publishTargets(cli.flags);
   const multicast = multicastSettings(cli.flags);
   const tokens = tokenSource(cli.flags, process.env);
+  // After the checks across flags, so a file printed here also starts a server.
+  if (cli.flags.printConfig) {
+    process.stdout.write(printConfig(SERVER_COMMAND, cli));
+    return 0;
+  }
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();

@@ -8,6 +8,7 @@ import { booleanFlag, defineCommand, flagSpelling, operand, valueFlag } from "./
 import { LOG_MAX_FLAG } from "./log-flags.ts";
 import { CLIENT_TOKEN_FLAGS } from "./token-flags.ts";
 import { CONTAINERS, RECORD_FLAGS } from "./record-flags.ts";
+import { CONFIG_FLAGS } from "./config-flags.ts";
 
 const text = (raw: string) => raw;
 
@@ -54,6 +55,7 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
       if (bad) throw new UsageError(`invalid ${flag}: ${bad}`);
       return raw;
     }, "a name for this viewer in the server's log"),
+    ...CONFIG_FLAGS,
   },
   footer: `Recordings: OUT/YYYY-MM-DD/HH-MM-SS.EXT (local time of the segment's first frame),
 EXT being the --container: ${CONTAINERS.join(" or ")}.`,

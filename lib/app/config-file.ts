@@ -1,0 +1,257 @@
+/**
+ * A config file's text into settings, or one precise error. The keys are the flags'
+ * names as written on the command line (`max-clients = 8`, `repair = false`) and every
+ * value goes through its flag's own parser, so the file and the command line have one
+ * set of names and limits: the flag tables. The server's camera may also be written as
+ * one `[[source]]` table (`src`, `size`, `fps`, `quality`).
+ */
+import { UsageError } from "./cli.ts";
+import { operandKey, readTexts, type Command, type Flag, type FlagTable, type Operand, type OperandTable, type Preset, type ValueFlag } from "./flags.ts";
+import { arrayTableLine, keyLines, topLine, type KeyLine } from "./toml-lines.ts";
+
+/** A config file that cannot be used: names the file, the line and the key; exit 2 like any usage error. */
+export class ConfigError extends UsageError {
+  override name = "ConfigError";
+}
+
+/** What --print-config writes in place of a secret; a file that still holds it is refused. */
+export const REDACTED = "<redacted>";
+
+/** The table a server's camera is written in. */
+export const SOURCE_TABLE = "source";
+
+/**
+ * Keys of a `[[source]]` table and the flag each sets. A key is taken only while the
+ * program has a flag of that name, so a per-camera setting arrives with its flag.
+ */
+const CAMERA_KEYS: Readonly<Record<string, string>> = { src: "source", size: "size", fps: "fps", quality: "quality", overlay: "overlay", "overlay-pos": "overlay-pos" };
+
+/** Why a camera key the program has no flag for is refused, where "unknown key" would mislead. */
+const CAMERA_NOT_YET: Readonly<Record<string, string>> = {
+  name: "naming a camera comes with several cameras from one server, which is not supported yet; leave it out",
+  overlay: "this server cannot draw text on the picture yet (it has no --overlay); leave it out",
+  "overlay-pos": "this server cannot draw text on the picture yet (it has no --overlay-pos); leave it out",
+};
+
+/** Longest value text an error message repeats. */
+const SHOWN_MAX = 60;
+
+interface Problem {
+  line: number;
+  text: string;
+}
+
+/**
+ * The settings `text` (the contents of `file`) gives `cmd`, each parsed by its flag's
+ * row. Throws a ConfigError for bad TOML, an unknown key, a value of the wrong type or
+ * a bad value; when there are several, the one on the earliest line.
+ */
+export function parseConfigText(cmd: Command<FlagTable, OperandTable>, text: string, file: string): Preset {
+  let doc: Record<string, unknown>;
+  try {
+    doc = Bun.TOML.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    const why = tomlMessage(e);
+    throw new ConfigError(`invalid ${file} line ${syntaxErrorLine(text, why)}: ${why}`);
+  }
+  const lines = keyLines(text);
+  const rows = new Map<string, [string, Flag]>();
+  for (const [key, flag] of Object.entries(cmd.flags)) rows.set(flag.name, [key, flag]);
+  const operands = new Map<string, [string, Operand<unknown>]>();
+  for (const [key, op] of Object.entries(cmd.operands)) operands.set(operandKey(key), [key, op]);
+
+  const flags: Record<string, unknown> = {};
+  const operandValues: Record<string, unknown> = {};
+  /** Where each flag was set, for a key given both at the top and in [[source]]. */
+  const setAt = new Map<string, { line: number; where: string }>();
+  const problems: Problem[] = [];
+  const at = (line: number | null) => line ?? 1;
+
+  const setFlag = (name: string, value: unknown, line: number, label: string, where: string) => {
+    const [key, flag] = rows.get(name)!;
+    const before = setAt.get(key);
+    if (before) {
+      problems.push({ line, text: `${label} is given ${where} and ${before.where} (line ${before.line}); give it once` });
+      return;
+    }
+    const parsed = flagValue(flag, value, label);
+    if ("problem" in parsed) problems.push({ line, text: parsed.problem });
+    else {
+      flags[key] = parsed.value;
+      setAt.set(key, { line, where });
+    }
+  };
+
+  for (const [name, value] of Object.entries(doc)) {
+    const line = at(topLine(lines, name));
+    if (name === SOURCE_TABLE && rows.get(name)?.[1].kind === "value" && isTableArray(value)) {
+      problems.push(...cameraTables(value, lines, rows, setFlag));
+      continue;
+    }
+    const op = operands.get(name);
+    if (op) {
+      const parsed = operandValue(op[1], value, name);
+      if ("problem" in parsed) problems.push({ line, text: parsed.problem });
+      else operandValues[op[0]] = parsed.value;
+      continue;
+    }
+    const row = rows.get(name);
+    if (!row) {
+      problems.push({ line, text: unknownKey(name, value, [...rows.keys(), ...operands.keys()]) });
+      continue;
+    }
+    if (row[1].cliOnly) {
+      problems.push({ line, text: `${name}: only on the command line, not in a config file` });
+      continue;
+    }
+    setFlag(name, value, line, name, "at the top");
+  }
+  const first = problems.sort((a, b) => a.line - b.line)[0];
+  if (first) throw new ConfigError(`invalid ${file} line ${first.line}: ${first.text}`);
+  return { flags, operands: operandValues, file };
+}
+
+/** The single `[[source]]` table's keys, set as their flags; problems for anything else. */
+function cameraTables(
+  tables: Record<string, unknown>[], lines: readonly KeyLine[], rows: Map<string, [string, Flag]>,
+  setFlag: (name: string, value: unknown, line: number, label: string, where: string) => void,
+): Problem[] {
+  const problems: Problem[] = [];
+  const line = (index: number, key?: string) => arrayTableLine(lines, SOURCE_TABLE, index, key) ?? 1;
+  if (tables.length > 1) {
+    return [{ line: line(1), text: `a second [[${SOURCE_TABLE}]]: several cameras from one server are not supported yet; give one [[${SOURCE_TABLE}]]` }];
+  }
+  const table = tables[0]!;
+  if (!Object.hasOwn(table, "src")) problems.push({ line: line(0), text: `[[${SOURCE_TABLE}]] has no src; give one, e.g. src = "camera:0"` });
+  for (const [key, value] of Object.entries(table)) {
+    const name = CAMERA_KEYS[key];
+    const label = `[[${SOURCE_TABLE}]] ${key}`;
+    if (name !== undefined && rows.has(name)) setFlag(name, value, line(0, key), label, `in [[${SOURCE_TABLE}]]`);
+    else if (CAMERA_NOT_YET[key]) problems.push({ line: line(0, key), text: `${label}: ${CAMERA_NOT_YET[key]}` });
+    else {
+      const keys = Object.keys(CAMERA_KEYS).filter((k) => rows.has(CAMERA_KEYS[k]!));
+      problems.push({ line: line(0, key), text: `unknown key ${key} in [[${SOURCE_TABLE}]]; it takes ${keys.join(", ")}` });
+    }
+  }
+  return problems;
+}
+
+/**
+ * A flag's value from what the TOML gives: true or false for an on/off flag; for one
+ * that takes a value, a string or number (a list of them where the flag is
+ * repeatable), read as the command line's text is.
+ */
+export function flagValue(flag: Flag, value: unknown, label: string): { value: unknown } | { problem: string } {
+  const shown = flag.kind === "value" && flag.redact ? label : `${label} = ${showValue(value)}`;
+  if (flag.kind === "boolean") {
+    return typeof value === "boolean" ? { value } : { problem: `${shown}: expected true or false` };
+  }
+  const texts = Array.isArray(value) && flag.repeatable ? value.map(scalarText) : [scalarText(value)];
+  if (texts.some((t) => t === null)) {
+    const what = flag.repeatable ? `a value for --${flag.name} ${flag.placeholder}, or a list of them` : `one value for --${flag.name} ${flag.placeholder}`;
+    return { problem: `${shown}: wrong type: expected ${what} (text or a number), not ${typeName(value)}` };
+  }
+  if (texts.some((t) => t!.includes(REDACTED))) {
+    return { problem: `${label} = ${showValue(value)}: --print-config hid this secret; write the real value` };
+  }
+  try {
+    return { value: readTexts(flag, texts as string[], `--${flag.name}`) };
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    return { problem: `${shown}: ${reason(e.message, flag)}` };
+  }
+}
+
+function operandValue(op: Operand<unknown>, value: unknown, key: string): { value: unknown } | { problem: string } {
+  const shown = `${key} = ${showValue(value)}`;
+  const text = scalarText(value);
+  if (text === null) return { problem: `${shown}: wrong type: expected one ${op.name} (text or a number), not ${typeName(value)}` };
+  try {
+    return { value: op.parse(text, op.name) };
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    return { problem: `${shown}: ${e.message.replace(new RegExp(`^invalid ${escapeRegExp(op.name)}=.*?: `), "")}` };
+  }
+}
+
+/** A TOML type in words, for "not ..." in a wrong type's message. */
+function typeName(value: unknown): string {
+  if (typeof value === "boolean") return "true or false";
+  if (Array.isArray(value)) return isTableArray(value) ? "tables" : "a list";
+  if (isTable(value)) return "a table";
+  if (typeof value === "object" && value !== null) return "a date or time";
+  return typeof value;
+}
+
+/** The text of a string or number, as the command line would give it; null for any other TOML type. */
+function scalarText(value: unknown): string | null {
+  if (typeof value === "string") return value;
+  if (typeof value === "number") return String(value);
+  return null;
+}
+
+/** A flag parser's message without its `invalid --flag=VALUE: ` head, which the file's own message replaces. */
+function reason(message: string, flag: ValueFlag<unknown>): string {
+  const head = new RegExp(`^invalid --${escapeRegExp(flag.name)}(=[^\\n]*?)?: `);
+  const m = head.exec(message);
+  return m ? message.slice(m[0].length) : message;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** A TOML value as an error message repeats it: strings quoted, long ones cut. */
+export function showValue(value: unknown): string {
+  let s: string;
+  if (typeof value === "string") s = JSON.stringify(value);
+  else if (Array.isArray(value)) s = `[${value.map(showValue).join(", ")}]`;
+  else if (isTable(value)) s = "{...}";
+  else s = String(value);
+  return s.length > SHOWN_MAX ? `${s.slice(0, SHOWN_MAX - 1)}…` : s;
+}
+
+function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && Object.getPrototypeOf(value) === Object.prototype;
+}
+
+function isTableArray(value: unknown): value is Record<string, unknown>[] {
+  return Array.isArray(value) && value.length > 0 && value.every(isTable);
+}
+
+/** `unknown key X`, with the key meant when it is only spelled differently (`max_clients`, `no-repair`). */
+function unknownKey(name: string, value: unknown, keys: string[]): string {
+  const kind = isTable(value) || isTableArray(value) ? "table" : "key";
+  const base = `unknown ${kind} ${kind === "table" ? `[${name}]` : name}`;
+  const negated = /^no-(.+)$/.exec(name);
+  if (negated && keys.includes(negated[1]!)) return `${base}; write ${negated[1]} = ${value === false ? "true" : "false"}`;
+  const squash = (k: string) => k.replace(/([a-z0-9])([A-Z])/g, "$1-$2").toLowerCase().replace(/_/g, "-");
+  const meant = keys.find((k) => k === squash(name));
+  if (meant) return `${base}; the key is ${meant}`;
+  if (kind === "table") return `${base}; settings go at the top of the file, keyed by the flags' names`;
+  return `${base}; the keys are the flags' names, as in --help`;
+}
+
+function tomlMessage(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  return `TOML: ${message.replace(/^TOML Parse error: /, "")}`;
+}
+
+/**
+ * The line a TOML syntax error is on. Bun's parser does not say, so: the first line
+ * whose prefix of the text already fails with the same message (failing any way, if
+ * none does). Config files are small (MAX_CONFIG_BYTES), so trying each prefix is cheap.
+ */
+export function syntaxErrorLine(text: string, message: string): number {
+  const lines = text.split("\n");
+  let anyFailure: number | null = null;
+  for (let k = 1; k <= lines.length; k++) {
+    try {
+      Bun.TOML.parse(lines.slice(0, k).join("\n"));
+    } catch (e) {
+      if (tomlMessage(e) === message) return k;
+      anyFailure ??= k;
+    }
+  }
+  return anyFailure ?? lines.length;
+}
