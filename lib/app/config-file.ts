@@ -247,7 +247,8 @@ export function syntaxErrorLine(text: string, message: string): number {
   let anyFailure: number | null = null;
   for (let k = 1; k <= lines.length; k++) {
     try {
-      Bun.TOML.parse(lines.slice(0, k).join("\n"));
+      // With its line end: a value cut off by the end of the text reads as another error.
+      Bun.TOML.parse(`${lines.slice(0, k).join("\n")}\n`);
     } catch (e) {
       if (tomlMessage(e) === message) return k;
       anyFailure ??= k;
