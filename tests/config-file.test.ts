@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseInteger, UsageError } from "../lib/app/cli.ts";
 import { CLIENT_COMMAND } from "../lib/app/client-flags.ts";
@@ -9,6 +9,7 @@ import { defineCommand, parseCommandLine, valueFlag, type Command, type FlagTabl
 import { printConfig } from "../lib/app/print-config.ts";
 import { SERVER_COMMAND } from "../lib/app/server-flags.ts";
 import { keyLines } from "../lib/app/toml-lines.ts";
+import { ROOT } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-config-");
@@ -23,8 +24,8 @@ function configFile(text: string | Uint8Array, name = "server.toml"): string {
 }
 
 /** A run's flags and operands for `argv` (with --config where given). */
-function run(cmd: Cmd, argv: string[]) {
-  const cli = parseCommandLine(cmd, argv, configLoader(cmd));
+function run<F extends FlagTable, O extends OperandTable>(cmd: Command<F, O>, argv: string[]) {
+  const cli = parseCommandLine(cmd, argv, configLoader(cmd as unknown as Cmd));
   if (cli.action !== "run") throw new Error(`expected a run, got ${cli.action}`);
   return cli;
 }
@@ -51,7 +52,7 @@ function serverRefusal(text: string): string {
   throw new Error(`no error for:\n${text}`);
 }
 
-const defaults = (cmd: Cmd, operands: string[] = []) => run(cmd, operands).flags;
+const defaults = <F extends FlagTable, O extends OperandTable>(cmd: Command<F, O>, operands: string[] = []) => run(cmd, operands).flags;
 
 describe("precedence", () => {
   test("the file's values replace the defaults; what it leaves out keeps the default", () => {
@@ -94,7 +95,7 @@ describe("precedence", () => {
 
   test("a file with only comments changes nothing", () => {
     const path = configFile("# nothing yet\n\n   # still nothing\n");
-    expect({ ...run(SERVER_COMMAND, ["--config", path]).flags, config: null }).toEqual(defaults(SERVER_COMMAND));
+    expect({ ...run(SERVER_COMMAND, ["--config", path]).flags, config: null }).toEqual({ ...defaults(SERVER_COMMAND), config: null });
   });
 });
 
@@ -294,7 +295,7 @@ describe("--print-config", () => {
     }
     // auto is no secret: it reads back as auto.
     const { after } = roundTrip(SERVER_COMMAND, ["--token", "auto"]);
-    expect(after.flags.token).toBe("auto");
+    expect(after.flags.token as unknown).toBe("auto");
   });
 
   test("a publish URL's user and password are redacted; one without them is written as it is", () => {
@@ -357,5 +358,26 @@ describe("where the keys are", () => {
     for (const text of ["[", "[[", "a = [", 'a = "', "a = '''", "= 1", "\u0000\n\u0001 = 2", "a.b. = 1", "x = {{{", "]]]]"]) {
       expect(Array.isArray(keyLines(text))).toBe(true);
     }
+  });
+});
+
+describe("README", () => {
+  test("the Config file section's server file and client file are taken by their programs as they stand", () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const start = readme.indexOf("\n### Config file\n");
+    expect(start).toBeGreaterThan(0);
+    const section = readme.slice(start, readme.indexOf("\n## ", start + 1));
+    const blocks = [...section.matchAll(/```toml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    expect(blocks).toHaveLength(2);
+    const dir = tempDir();
+    const tokenFile = join(dir, "token");
+    writeFileSync(tokenFile, "3f0c1d2e4b5a69788796a5b4c3d2e1f0\n", { mode: 0o600 });
+    // The token files they name are the lab's; one that exists here stands in for them.
+    const withToken = (text: string) => text.replace(/^token-file = .*$/m, `token-file = ${JSON.stringify(tokenFile)}`);
+    const server = run(SERVER_COMMAND, ["--config", configFile(withToken(blocks[0]!))]);
+    expect(server.flags).toMatchObject({ port: 9999, maxClients: 40, source: { kind: "camera", index: 0 }, size: { width: 1280, height: 720 }, fps: 30, keepDays: 30 });
+    const client = run(CLIENT_COMMAND, ["--config", configFile(withToken(blocks[1]!), "client.toml")]);
+    expect(client.operands).toEqual({ host: "192.168.1.5", port: 9999, udpPort: 0 });
+    expect(client.flags).toMatchObject({ name: "front desk", keepDays: 14, tokenFile: { path: tokenFile, token: "3f0c1d2e4b5a69788796a5b4c3d2e1f0" } });
   });
 });
