@@ -41,7 +41,7 @@ async function main(): Promise<number> {
   const tokens = tokenSource(cli.flags, process.env);
   if (tokens.kind === "auto") throw new UsageError("LANCAM_TOKEN=auto is for the server; give the viewer the token the server printed");
   if (tokens.kind !== "none" && cli.flags.classic) throw new UsageError("--classic: the classroom program has no token; run without one");
-  // After the checks across flags, so a file printed here also starts a client.
+  // After the checks across flags, so what is printed passes every check made before a start opens anything.
   if (cli.flags.printConfig) {
     process.stdout.write(printConfig(CLIENT_COMMAND, cli));
     return 0;

@@ -38,7 +38,8 @@ async function main(): Promise<number> {
   const targets = publishTargets(cli.flags);
   const multicast = multicastSettings(cli.flags);
   const tokens = tokenSource(cli.flags, process.env);
-  // After the checks across flags, so a file printed here also starts a server.
+  const security = securityLogSettings(cli.flags);
+  // After the checks across flags, so what is printed passes every check made before a start opens anything.
   if (cli.flags.printConfig) {
     process.stdout.write(printConfig(SERVER_COMMAND, cli));
     return 0;
@@ -47,7 +48,6 @@ async function main(): Promise<number> {
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
   using logFile = new FileSink(logPath, { maxBytes: cli.flags.logMax });
-  const security = securityLogSettings(cli.flags);
   using securityFile = security.path === null ? null : new FileSink(security.path, { maxBytes: security.maxBytes, securityOnly: true, flag: "--security-log" });
   const log = createLogger("server", securityFile ? [stderrSink, logFile.sink, securityFile.sink] : [stderrSink, logFile.sink]);
   signal.onStop((sig) => log.info("stopping", { signal: sig }));
