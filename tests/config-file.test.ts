@@ -3,7 +3,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseInteger, UsageError } from "../lib/app/cli.ts";
 import { CLIENT_COMMAND } from "../lib/app/client-flags.ts";
-import { ConfigError, parseConfigText } from "../lib/app/config-file.ts";
+import { ConfigError, MAX_CONFIG_KEYS, parseConfigText } from "../lib/app/config-file.ts";
 import { configLoader, MAX_CONFIG_BYTES } from "../lib/app/config-load.ts";
 import { defineCommand, parseCommandLine, valueFlag, type Command, type FlagTable, type OperandTable } from "../lib/app/flags.ts";
 import { printConfig } from "../lib/app/print-config.ts";
@@ -138,6 +138,19 @@ describe("a bad file is named with its line and key", () => {
       expect(serverRefusal(text)).toBe(`invalid server.toml ${message}`);
     });
   }
+
+  test("a file of more keys than any config has is refused at the first one too many", () => {
+    const keys = Array.from({ length: MAX_CONFIG_KEYS + 5 }, (_, i) => `k${i} = 1`);
+    expect(serverRefusal(keys.join("\n"))).toBe(`invalid server.toml line ${MAX_CONFIG_KEYS + 1}: more than ${MAX_CONFIG_KEYS} keys; a config file has a few dozen`);
+  });
+
+  test("a syntax error among many keys, and one after values over several lines, is found on its line", () => {
+    const keys = Array.from({ length: MAX_CONFIG_KEYS - 1 }, (_, i) => `k${i} = 1`);
+    keys.splice(1234, 0, "bad =");
+    expect(serverRefusal(keys.join("\n"))).toBe("invalid server.toml line 1235: TOML: Missing value after '='; values must be on the same line");
+    const text = ['a = """', "one", 'two"""', "b = [", "  1,", "  2,", "]", "c = { x = 1 }", "d = 1 2", "e = 3"].join("\n");
+    expect(serverRefusal(text)).toStartWith("invalid server.toml line 9: TOML: ");
+  });
 
   test("the client's operands are checked like the command line's", () => {
     const message = (text: string) => {

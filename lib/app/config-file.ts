@@ -33,6 +33,13 @@ const CAMERA_NOT_YET: Readonly<Record<string, string>> = {
   "overlay-pos": "this server cannot draw text on the picture yet (it has no --overlay-pos); leave it out",
 };
 
+/**
+ * The most `=` a config file may hold. Bun's TOML parser takes time that grows with the
+ * square of a table's keys (8000 keys: a quarter of a second per parse); a config file
+ * has a few dozen, and within this bound a parse takes milliseconds.
+ */
+export const MAX_CONFIG_KEYS = 2000;
+
 /** Longest value text an error message repeats. */
 const SHOWN_MAX = 60;
 
@@ -47,6 +54,7 @@ interface Problem {
  * a bad value; when there are several, the one on the earliest line.
  */
 export function parseConfigText(cmd: Command<FlagTable, OperandTable>, text: string, file: string): Preset {
+  tooManyKeys(text, file);
   let doc: Record<string, unknown>;
   try {
     doc = Bun.TOML.parse(text) as Record<string, unknown>;
@@ -237,22 +245,42 @@ function tomlMessage(e: unknown): string {
   return `TOML: ${message.replace(/^TOML Parse error: /, "")}`;
 }
 
+/** Refuses a text with more than MAX_CONFIG_KEYS `=`, naming the line of the first one too many. */
+function tooManyKeys(text: string, file: string): void {
+  let seen = 0;
+  let line = 1;
+  for (const c of text) {
+    if (c === "\n") line++;
+    else if (c === "=" && ++seen > MAX_CONFIG_KEYS) {
+      throw new ConfigError(`invalid ${file} line ${line}: more than ${MAX_CONFIG_KEYS} keys; a config file has a few dozen`);
+    }
+  }
+}
+
 /**
- * The line a TOML syntax error is on. Bun's parser does not say, so: the first line
- * whose prefix of the text already fails with the same message (failing any way, if
- * none does). Config files are small (MAX_CONFIG_BYTES), so trying each prefix is cheap.
+ * The line a TOML syntax error is on. Bun's parser does not say, so: where a prefix of
+ * the text starts to fail with the same message, found by halving (a dozen parses of a
+ * file within MAX_CONFIG_KEYS). A prefix cut inside a value over several lines fails
+ * too, but with another message, so it does not count.
  */
 export function syntaxErrorLine(text: string, message: string): number {
   const lines = text.split("\n");
-  let anyFailure: number | null = null;
-  for (let k = 1; k <= lines.length; k++) {
+  const failsSo = (k: number): boolean => {
     try {
       // With its line end: a value cut off by the end of the text reads as another error.
       Bun.TOML.parse(`${lines.slice(0, k).join("\n")}\n`);
+      return false;
     } catch (e) {
-      if (tomlMessage(e) === message) return k;
-      anyFailure ??= k;
+      return tomlMessage(e) === message;
     }
+  };
+  // Invariant: the prefix of `hi` lines fails so, that of `lo` lines does not (0 lines: nothing to fail).
+  let lo = 0;
+  let hi = lines.length;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (failsSo(mid)) hi = mid;
+    else lo = mid;
   }
-  return anyFailure ?? lines.length;
+  return hi;
 }
