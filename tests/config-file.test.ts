@@ -107,13 +107,15 @@ describe("a bad file is named with its line and key", () => {
     ["a [table]", "[server]\nport = 1\n", "line 1: unknown table [server]; settings go at the top of the file, keyed by the flags' names"],
     ["a key only the command line takes", "# comment\nconfig = \"other.toml\"\n", "line 2: config: only on the command line, not in a config file"],
     ["print-config in the file", "print-config = true\n", "line 1: print-config: only on the command line, not in a config file"],
-    ["true for a value", "\nport = true\n", "line 2: port = true: wrong type: expected one value for --port N (text or a number), not true or false"],
+    ["true for a value", "\nport = true\n", "line 2: port = true: wrong type: expected one value for --port N, not true or false"],
     ["text for an on/off flag", 'loop = "yes"\n', 'line 1: loop = "yes": expected true or false'],
     ["a number for an on/off flag", "repair = 0\n", "line 1: repair = 0: expected true or false"],
-    ["a list for a single value", "quality = [80, 90]\n", "line 1: quality = [80, 90]: wrong type: expected one value for --quality Q (text or a number), not a list"],
-    ["a date", "http = 1979-05-27T07:32:00Z\n", "line 1: http = 1979-05-27T07:32:00Z: wrong type: expected one value for --http PORT (text or a number), not a date or time"],
-    ["an inline table", "source = { src = \"test\" }\n", "line 1: source = {...}: wrong type: expected one value for --source SRC (text or a number), not a table"],
-    ["a list of lists for a repeatable flag", "publish = [[\"rtsp://a/x\"]]\n", "line 1: publish: wrong type: expected a value for --publish URL, or a list of them (text or a number), not a list"],
+    ["a list for a single value", "quality = [80, 90]\n", "line 1: quality = [80, 90]: wrong type: expected one value for --quality Q, not a list"],
+    ["a date", "http = 1979-05-27T07:32:00Z\n", "line 1: http = 1979-05-27T07:32:00Z: wrong type: expected one value for --http PORT, not a date or time"],
+    ["an inline table", "source = { src = \"test\" }\n", "line 1: source = {...}: wrong type: expected one value for --source SRC, not a table"],
+    ["a list of lists for a repeatable flag", "publish = [[\"rtsp://a/x\"]]\n", "line 1: publish: wrong type: expected a value for --publish URL, or a list of them, not a list"],
+    ["a number for a flag whose value is text", "\n[[source]]\nsrc = 0\n", 'line 3: [[source]] src = 0: wrong type: expected text for --source SRC, e.g. src = "0"'],
+    ["a number in a list of URLs", 'publish = ["rtsp://a/x", 5]\n', 'line 1: publish: expected rtsp://HOST[:PORT]/PATH, e.g. rtsp://192.168.1.10:8554/classroom'],
     ["a value out of range", "port = 9000\nmax-clients = 9000\nmtu = 1400\n", "line 2: max-clients = 9000: expected an integer 1..1024"],
     ["a bad size", 'size = "640x481"\n', 'line 1: size = "640x481": expected WIDTHxHEIGHT with even sides, 16x16..7680x4320'],
     ["a bad source", 'source = "camera:x"\n', 'line 1: source = "camera:x": expected camera:N with N a camera index 0..9999'],
@@ -162,7 +164,8 @@ describe("a bad file is named with its line and key", () => {
       return "accepted";
     };
     expect(message('host = "h"\nport = 0\n')).toBe("invalid client.toml line 2: port = 0: expected a port 1..65535");
-    expect(message("udp-port = true\n")).toBe("invalid client.toml line 1: udp-port = true: wrong type: expected one UDPPORT (text or a number), not true or false");
+    expect(message("host = 10\n")).toBe('invalid client.toml line 1: host = 10: wrong type: expected text, e.g. host = "10"');
+    expect(message("udp-port = true\n")).toBe("invalid client.toml line 1: udp-port = true: wrong type: expected one UDPPORT, not true or false");
     expect(message('name = "a\\tb"\n')).toBe('invalid client.toml line 1: name = "a\\tb": name "a\\tb" contains control characters');
     // The client has no camera.
     expect(message('[[source]]\nsrc = "test"\n')).toBe("invalid client.toml line 1: unknown table [source]; settings go at the top of the file, keyed by the flags' names");

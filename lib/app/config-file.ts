@@ -157,29 +157,41 @@ export function flagValue(flag: Flag, value: unknown, label: string): { value: u
   const texts = Array.isArray(value) && flag.repeatable ? value.map(scalarText) : [scalarText(value)];
   if (texts.some((t) => t === null)) {
     const what = flag.repeatable ? `a value for --${flag.name} ${flag.placeholder}, or a list of them` : `one value for --${flag.name} ${flag.placeholder}`;
-    return { problem: `${shown}: wrong type: expected ${what} (text or a number), not ${typeName(value)}` };
+    return { problem: `${shown}: wrong type: expected ${what}, not ${typeName(value)}` };
   }
   if (texts.some((t) => t!.includes(REDACTED))) {
     return { problem: `${label} = ${showValue(value)}: --print-config hid this secret; write the real value` };
   }
+  let parsed: unknown;
   try {
-    return { value: readTexts(flag, texts as string[], `--${flag.name}`) };
+    parsed = readTexts(flag, texts as string[], `--${flag.name}`);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     return { problem: `${shown}: ${reason(e.message, flag)}` };
   }
+  // A number is taken where the flag's value is one: `source = 0` is not camera 0 but a
+  // file named 0, and `bind = 5` is no address; quoted, the text is plainly meant.
+  const given = Array.isArray(value) ? value : [value];
+  const got = Array.isArray(parsed) && flag.repeatable ? parsed : [parsed];
+  if (given.some((v, i) => typeof v === "number" && typeof got[i] !== "number")) {
+    return { problem: `${shown}: wrong type: expected text for --${flag.name} ${flag.placeholder}, e.g. ${label.split(" ").at(-1)} = "${texts[0]}"` };
+  }
+  return { value: parsed };
 }
 
 function operandValue(op: Operand<unknown>, value: unknown, key: string): { value: unknown } | { problem: string } {
   const shown = `${key} = ${showValue(value)}`;
   const text = scalarText(value);
-  if (text === null) return { problem: `${shown}: wrong type: expected one ${op.name} (text or a number), not ${typeName(value)}` };
+  if (text === null) return { problem: `${shown}: wrong type: expected one ${op.name}, not ${typeName(value)}` };
+  let parsed: unknown;
   try {
-    return { value: op.parse(text, op.name) };
+    parsed = op.parse(text, op.name);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     return { problem: `${shown}: ${e.message.replace(new RegExp(`^invalid ${escapeRegExp(op.name)}=.*?: `), "")}` };
   }
+  if (typeof value === "number" && typeof parsed !== "number") return { problem: `${shown}: wrong type: expected text, e.g. ${key} = "${text}"` };
+  return { value: parsed };
 }
 
 /** A TOML type in words, for "not ..." in a wrong type's message. */
