@@ -84,6 +84,7 @@ describe("scripts/lancam-server.service", () => {
     expect(one("NoNewPrivileges")).toBe("yes");
     expect(one("ProtectSystem")).toBe("strict");
     expect(one("PrivateTmp")).toBe("yes");
+    expect(one("CapabilityBoundingSet")).toBe("");
     // The log lines on stderr are the journal's.
     expect(one("StandardError")).toBe("journal");
     // Cameras are video4linux devices; with a closed device policy they must be allowed.
