@@ -130,6 +130,7 @@ describe("a bad file is named with its line and key", () => {
     ["two cameras", '[[source]]\nsrc = "camera:0"\n\n[[source]]\nsrc = "camera:2"\n', "line 4: a second [[source]]: several cameras from one server are not supported yet; give one [[source]]"],
     ["a camera's name", '[[source]]\nsrc = "camera:0"\nname = "board"\n', "line 3: [[source]] name: naming a camera comes with several cameras from one server, which is not supported yet; leave it out"],
     ["a camera's overlay", '[[source]]\nsrc = "camera:0"\noverlay = "%H:%M"\n', "line 3: [[source]] overlay: this server cannot draw text on the picture yet (it has no --overlay); leave it out"],
+    ["a camera in single brackets", 'port = 1\n[source]\nsrc = "test"\n', "line 2: [source] with one pair of brackets; write the camera as [[source]]"],
     ["a camera without src", '[[source]]\nsize = "640x480"\n', 'line 1: [[source]] has no src; give one, e.g. src = "camera:0"'],
     ["an unknown camera key", '[[source]]\nsrc = "test"\nloop = true\n', "line 3: unknown key loop in [[source]]; it takes src, size, fps, quality"],
     ["a camera's bad value", '[[source]]\nsrc = "test"\nfps = 0\n', "line 3: [[source]] fps = 0: expected a number 0.1..240"],

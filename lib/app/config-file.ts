@@ -96,6 +96,10 @@ export function parseConfigText(cmd: Command<FlagTable, OperandTable>, text: str
       problems.push(...cameraTables(value, lines, rows, setFlag));
       continue;
     }
+    if (name === SOURCE_TABLE && rows.get(name)?.[1].kind === "value" && isTable(value)) {
+      problems.push({ line, text: `[${SOURCE_TABLE}] with one pair of brackets; write the camera as [[${SOURCE_TABLE}]]` });
+      continue;
+    }
     const op = operands.get(name);
     if (op) {
       const parsed = operandValue(op[1], value, name);
