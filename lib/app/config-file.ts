@@ -96,7 +96,8 @@ export function parseConfigText(cmd: Command<FlagTable, OperandTable>, text: str
       problems.push(...cameraTables(value, lines, rows, setFlag));
       continue;
     }
-    if (name === SOURCE_TABLE && rows.get(name)?.[1].kind === "value" && isTable(value)) {
+    const header = lines.some((k) => k.header === "table" && k.path.length === 1 && k.path[0] === name);
+    if (name === SOURCE_TABLE && rows.get(name)?.[1].kind === "value" && isTable(value) && header) {
       problems.push({ line, text: `[${SOURCE_TABLE}] with one pair of brackets; write the camera as [[${SOURCE_TABLE}]]` });
       continue;
     }
