@@ -133,6 +133,8 @@ describe("a bad file is named with its line and key", () => {
     ["a camera in single brackets", 'port = 1\n[source]\nsrc = "test"\n', "line 2: [source] with one pair of brackets; write the camera as [[source]]"],
     ["a camera without src", '[[source]]\nsize = "640x480"\n', 'line 1: [[source]] has no src; give one, e.g. src = "camera:0"'],
     ["an unknown camera key", '[[source]]\nsrc = "test"\nloop = true\n', "line 3: unknown key loop in [[source]]; it takes src, size, fps, quality"],
+    ["an object's own property name as a camera key", '[[source]]\nsrc = "test"\nconstructor = 1\n__proto__ = 2\n', "line 3: unknown key constructor in [[source]]; it takes src, size, fps, quality"],
+    ["an object's own property name as a key", "toString = 1\n", "line 1: unknown key toString; the keys are the flags' names, as in --help"],
     ["a camera's bad value", '[[source]]\nsrc = "test"\nfps = 0\n', "line 3: [[source]] fps = 0: expected a number 0.1..240"],
     ["a key at the top and in the camera", 'fps = 10\n[[source]]\nsrc = "test"\nfps = 12\n', "line 4: [[source]] fps is given in [[source]] and at the top (line 1); give it once"],
   ];

@@ -137,10 +137,12 @@ function cameraTables(
   const table = tables[0]!;
   if (!Object.hasOwn(table, "src")) problems.push({ line: line(0), text: `[[${SOURCE_TABLE}]] has no src; give one, e.g. src = "camera:0"` });
   for (const [key, value] of Object.entries(table)) {
-    const name = CAMERA_KEYS[key];
+    // Own keys only: a key such as __proto__ or constructor names nothing here.
+    const name = Object.hasOwn(CAMERA_KEYS, key) ? CAMERA_KEYS[key]! : null;
+    const notYet = Object.hasOwn(CAMERA_NOT_YET, key) ? CAMERA_NOT_YET[key]! : null;
     const label = `[[${SOURCE_TABLE}]] ${key}`;
-    if (name !== undefined && rows.has(name)) setFlag(name, value, line(0, key), label, `in [[${SOURCE_TABLE}]]`);
-    else if (CAMERA_NOT_YET[key]) problems.push({ line: line(0, key), text: `${label}: ${CAMERA_NOT_YET[key]}` });
+    if (name !== null && rows.has(name)) setFlag(name, value, line(0, key), label, `in [[${SOURCE_TABLE}]]`);
+    else if (notYet !== null) problems.push({ line: line(0, key), text: `${label}: ${notYet}` });
     else {
       const keys = Object.keys(CAMERA_KEYS).filter((k) => rows.has(CAMERA_KEYS[k]!));
       problems.push({ line: line(0, key), text: `unknown key ${key} in [[${SOURCE_TABLE}]]; it takes ${keys.join(", ")}` });
