@@ -9,6 +9,7 @@ import { defineCommand, parseCommandLine, valueFlag, type Command, type FlagTabl
 import { printConfig } from "../lib/app/print-config.ts";
 import { SERVER_COMMAND } from "../lib/app/server-flags.ts";
 import { keyLines } from "../lib/app/toml-lines.ts";
+import { prng } from "./helpers/prng.ts";
 import { ROOT } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
@@ -404,5 +405,34 @@ describe("README", () => {
     const client = run(CLIENT_COMMAND, ["--config", configFile(withToken(blocks[1]!), "client.toml")]);
     expect(client.operands).toEqual({ host: "192.168.1.5", port: 9999, udpPort: 0 });
     expect(client.flags).toMatchObject({ name: "front desk", keepDays: 14, tokenFile: { path: tokenFile, token: "3f0c1d2e4b5a69788796a5b4c3d2e1f0" } });
+  });
+});
+
+describe("any text", () => {
+  test("is settings or one ConfigError naming a line of the file, never anything else (2000 mangled files, fixed seed)", () => {
+    const base = readFileSync(join(ROOT, "scripts/server.toml"), "utf8").replace("/etc/lancam/token", "/nonexistent/token");
+    const pieces = ["[", "]", "[[", "]]", "=", '"', "'", '"""', "'''", "{", "}", ",", ".", "#", "\n", "\\", "source", "src", "port", "1e400", "-", "x", "\u0000", "\r\n", "__proto__", "true"];
+    const random = prng(21);
+    const pick = (n: number) => Math.floor(random() * n);
+    let refused = 0;
+    for (let i = 0; i < 2000; i++) {
+      let text = base;
+      for (let edits = 1 + pick(4); edits > 0; edits--) {
+        const at = pick(text.length + 1);
+        const cut = pick(3) === 0 ? pick(8) : 0;
+        text = text.slice(0, at) + pieces[pick(pieces.length)] + text.slice(at + cut);
+      }
+      try {
+        parseConfigText(SERVER_COMMAND, text, "f.toml");
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw new Error(`not a ConfigError for:\n${text}\n${(e as Error).stack}`);
+        const line = Number(/^invalid f\.toml line (\d+): ./.exec(e.message)?.[1]);
+        expect([e.message, line >= 1 && line <= text.split("\n").length]).toEqual([e.message, true]);
+        refused++;
+      }
+    }
+    // The sample names a token file that is not there, so a file is accepted only where a
+    // mangle took that line out (a # before it): nearly all are refused, each as above.
+    expect(refused).toBeGreaterThan(1900);
   });
 });
