@@ -306,7 +306,8 @@ describe("--print-config", () => {
     expect(after.operands).toEqual({ host: "10.0.0.7", port: 1234, udpPort: 5000 });
     expect(printed).toStartWith('# lancam client settings, written by `bun client.ts --print-config`.\n');
     expect(printed).toContain('\nhost = "10.0.0.7"\nport = 1234\nudp-port = 5000\n');
-    expect(printed).toContain("\nwindow = false\n");
+    expect(printed).toContain("\n# window = false: do not open a window (also automatic where there is no display)\nwindow = false\n");
+    expect(printed).toContain("\n# classic = true: the server is the classroom program");
   });
 
   test("a token is written <redacted>, never itself, and a file that still says so is refused", () => {

@@ -30,7 +30,9 @@ export function printConfig(cmd: Command<FlagTable, OperandTable>, settings: Set
   for (const [key, flag] of Object.entries(cmd.flags) as [string, Flag][]) {
     if (flag.cliOnly) continue;
     out.push("");
-    for (const line of flag.help.split("\n")) out.push(`# ${line}`);
+    // An on/off flag's help says what its other setting does (`--no-window`: do not open a window).
+    const help = flag.kind === "boolean" ? `${flag.name} = ${!flag.default}: ${flag.help}` : flag.help;
+    for (const line of help.split("\n")) out.push(`# ${line}`);
     const value = settings.flags[key];
     if (flag.kind === "boolean") {
       out.push(`${flag.name} = ${value === true}`);
