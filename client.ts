@@ -26,7 +26,8 @@ import { RecorderSink } from "./lib/record/recorder-sink.ts";
 import { SegmentWriter } from "./lib/record/segment-writer.ts";
 
 async function main(): Promise<number> {
-  const cli = parseCommandLine(CLIENT_COMMAND, process.argv.slice(2), configLoader(CLIENT_COMMAND));
+  const config = configLoader(CLIENT_COMMAND);
+  const cli = parseCommandLine(CLIENT_COMMAND, process.argv.slice(2), config);
   if (cli.action === "help") {
     process.stdout.write(helpText(CLIENT_COMMAND));
     return 0;
@@ -60,7 +61,7 @@ async function main(): Promise<number> {
   // Both are needed to record; say so now rather than after connecting.
   if (record) checkCanRecord(record.dir, CLIENT_RECORD_CLI);
   const token = setUpToken(tokens, null);
-  for (const w of token?.warnings ?? []) log.warn(w);
+  for (const w of [...config.warnings, ...(token?.warnings ?? [])]) log.warn(w);
 
   const windowed = cli.flags.window && displayAvailable();
   if (cli.flags.window && !windowed) log.warn("no display available; running without a window (pass --no-window to say so)");

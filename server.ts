@@ -24,7 +24,8 @@ import { browserViewWarning, joinCommand, reachableAddress, setUpToken } from ".
 import { browserViewToken, TokenError } from "./lib/net/token.ts";
 
 async function main(): Promise<number> {
-  const cli = parseCommandLine(SERVER_COMMAND, process.argv.slice(2), configLoader(SERVER_COMMAND));
+  const config = configLoader(SERVER_COMMAND);
+  const cli = parseCommandLine(SERVER_COMMAND, process.argv.slice(2), config);
   if (cli.action === "help") {
     process.stdout.write(helpText(SERVER_COMMAND));
     return 0;
@@ -61,7 +62,7 @@ async function main(): Promise<number> {
     throw e;
   }
   // A weak token or a token file others can read is for whoever audits the security log too.
-  for (const w of token?.warnings ?? []) log.security(w);
+  for (const w of [...config.warnings, ...(token?.warnings ?? [])]) log.security(w);
 
   await using source = await openSource(spec, { size, fps, quality, loop, reencode: cli.flags.reencode, log: log.child("capture") });
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.

@@ -82,6 +82,19 @@ describe("a bad config file, run", () => {
 });
 
 describe("a server and a client configured by files", () => {
+  test("a server whose config file holds a token others can read says so in its security log", async () => {
+    const dir = tempDir();
+    const file = join(dir, "server.toml");
+    writeFileSync(file, `port = 0\nsource = "test"\nsize = "160x120"\nlog = ${JSON.stringify(join(dir, "server.log"))}\ntoken = "correct-horse-battery-staple"\n`, { mode: 0o644 });
+    await using server = spawnBun(["server.ts", "--config", file], { LANCAM_TOKEN: undefined });
+    await server.waitFor(/lancam server listening tcp=\d+/);
+    const warning = `the config file ${file} holds a secret (token) and can be read by other users of this machine (chmod 600 ${file}, or use token-file)`;
+    expect(server.stderr()).toContain(`WARN [server] ${warning}`);
+    expect(readFileSync(join(dir, "server.security.log"), "utf8")).toContain(warning);
+    expect(server.stderr()).not.toContain("correct-horse-battery-staple");
+  }, 30_000);
+
+
   test("the server streams what its file says, a flag overriding one key; the client joins with host and ports from its file", async () => {
     const dir = tempDir();
     const serverFile = join(dir, "server.toml");

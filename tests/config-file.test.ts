@@ -203,6 +203,26 @@ describe("a bad file is named with its line and key", () => {
   });
 });
 
+describe("a config file holding a secret", () => {
+  test("readable by other users: a warning naming the file and the keys; mode 600, or a token file: none", () => {
+    const cases: [string, number, string[]][] = [
+      ['token = "correct-horse-battery-staple"\n', 0o644, ["token"]],
+      ['token = "correct-horse-battery-staple"\npublish = ["rtsp://u:pw@h.example/x"]\n', 0o640, ["token", "publish"]],
+      ['token = "correct-horse-battery-staple"\n', 0o600, []],
+      ['token = "auto"\npublish = ["rtsp://h.example/x"]\n', 0o644, []],
+    ];
+    for (const [text, mode, secrets] of cases) {
+      const path = configFile(text);
+      chmodSync(path, mode);
+      const loader = configLoader(SERVER_COMMAND as unknown as Cmd);
+      parseCommandLine(SERVER_COMMAND, ["--config", path], loader);
+      expect(loader.warnings).toEqual(secrets.length === 0 ? [] : [
+        `the config file ${path} holds a secret (${secrets.join(", ")}) and can be read by other users of this machine (chmod 600 ${path}, or use token-file)`,
+      ]);
+    }
+  });
+});
+
 describe("[[source]] keys follow the flag table", () => {
   const withOverlay = defineCommand({
     role: "demo", script: "demo.ts", about: "a server with an overlay flag", operands: {},
