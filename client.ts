@@ -4,6 +4,8 @@
 import { writeFileSync } from "node:fs";
 import { CLIENT_COMMAND, CLIENT_RECORD_CLI } from "./lib/app/client-flags.ts";
 import { helpText, parseCommandLine } from "./lib/app/flags.ts";
+import { configLoader } from "./lib/app/config-load.ts";
+import { printConfig } from "./lib/app/print-config.ts";
 import { FileSink } from "./lib/log/file-sink.ts";
 import type { Sink } from "./lib/log/format.ts";
 import { createLogger, stderrSink } from "./lib/log/logger.ts";
@@ -26,7 +28,8 @@ import { RecorderSink } from "./lib/record/recorder-sink.ts";
 import { SegmentWriter } from "./lib/record/segment-writer.ts";
 
 async function main(): Promise<number> {
-  const cli = parseCommandLine(CLIENT_COMMAND, process.argv.slice(2));
+  const config = configLoader(CLIENT_COMMAND);
+  const cli = parseCommandLine(CLIENT_COMMAND, process.argv.slice(2), config);
   if (cli.action === "help") {
     process.stdout.write(helpText(CLIENT_COMMAND));
     return 0;
@@ -42,6 +45,11 @@ async function main(): Promise<number> {
   if (tokens.kind === "auto") throw new UsageError("LANCAM_TOKEN=auto is for the server; give the viewer the token the server printed");
   if (tokens.kind !== "none" && cli.flags.classic) throw new UsageError("--classic: the classroom program has no token; run without one");
   if (cli.flags.fullscreen && !cli.flags.window) throw new UsageError("--fullscreen: there is no window with --no-window; leave one of them out");
+  // After the checks across flags, so what is printed passes every check made before a start opens anything.
+  if (cli.flags.printConfig) {
+    process.stdout.write(printConfig(CLIENT_COMMAND, cli));
+    return 0;
+  }
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
@@ -56,7 +64,7 @@ async function main(): Promise<number> {
   // Both are needed to record; say so now rather than after connecting.
   if (record) checkCanRecord(record.dir, CLIENT_RECORD_CLI);
   const token = setUpToken(tokens, null);
-  for (const w of token?.warnings ?? []) log.warn(w);
+  for (const w of [...config.warnings, ...(token?.warnings ?? [])]) log.warn(w);
 
   const windowed = cli.flags.window && displayAvailable();
   if (cli.flags.window && !windowed) log.warn("no display available; running without a window (pass --no-window to say so)");

@@ -2,6 +2,8 @@
 // lancam server: captures one source, streams it to every viewer, optionally records it.
 // This file only wires the parts in lib/ together.
 import { helpText, parseCommandLine } from "./lib/app/flags.ts";
+import { configLoader } from "./lib/app/config-load.ts";
+import { printConfig } from "./lib/app/print-config.ts";
 import { FileSink } from "./lib/log/file-sink.ts";
 import { createLogger, stderrSink } from "./lib/log/logger.ts";
 import { securityLogSettings } from "./lib/app/log-flags.ts";
@@ -22,7 +24,8 @@ import { browserViewWarning, joinCommand, reachableAddress, setUpToken } from ".
 import { browserViewToken, TokenError } from "./lib/net/token.ts";
 
 async function main(): Promise<number> {
-  const cli = parseCommandLine(SERVER_COMMAND, process.argv.slice(2));
+  const config = configLoader(SERVER_COMMAND);
+  const cli = parseCommandLine(SERVER_COMMAND, process.argv.slice(2), config);
   if (cli.action === "help") {
     process.stdout.write(helpText(SERVER_COMMAND));
     return 0;
@@ -36,11 +39,16 @@ async function main(): Promise<number> {
   const targets = publishTargets(cli.flags);
   const multicast = multicastSettings(cli.flags);
   const tokens = tokenSource(cli.flags, process.env);
+  const security = securityLogSettings(cli.flags);
+  // After the checks across flags, so what is printed passes every check made before a start opens anything.
+  if (cli.flags.printConfig) {
+    process.stdout.write(printConfig(SERVER_COMMAND, cli));
+    return 0;
+  }
 
   // Declared first, so disposed last: a second Ctrl-C during teardown still exits 130.
   using signal = new StopSignal();
   using logFile = new FileSink(logPath, { maxBytes: cli.flags.logMax });
-  const security = securityLogSettings(cli.flags);
   using securityFile = security.path === null ? null : new FileSink(security.path, { maxBytes: security.maxBytes, securityOnly: true, flag: "--security-log" });
   const log = createLogger("server", securityFile ? [stderrSink, logFile.sink, securityFile.sink] : [stderrSink, logFile.sink]);
   signal.onStop((sig) => log.info("stopping", { signal: sig }));
@@ -54,7 +62,7 @@ async function main(): Promise<number> {
     throw e;
   }
   // A weak token or a token file others can read is for whoever audits the security log too.
-  for (const w of token?.warnings ?? []) log.security(w);
+  for (const w of [...config.warnings, ...(token?.warnings ?? [])]) log.security(w);
 
   await using source = await openSource(spec, { size, fps, quality, loop, reencode: cli.flags.reencode, overlay: overlaySettings(cli.flags), log: log.child("capture") });
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.

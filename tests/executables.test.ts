@@ -2,7 +2,7 @@
 // an embedded ffmpeg, copied into a fresh folder outside the repo, run from there with
 // no ffmpeg on PATH. Start-up times and sizes are measured in bench/startup.ts.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { accessSync, chmodSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { accessSync, chmodSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import pkg from "../package.json" with { type: "json" };
@@ -111,6 +111,21 @@ describe("the built executables, copied to a folder of their own", () => {
       const r = await runIn([exe(name), "--help"]);
       expect(r).toEqual({ code: 0, stdout: expect.stringMatching(/^Usage: .*\n[\s\S]*--version[\s\S]*--help/), stderr: "" });
     }
+  });
+
+  test("the server reads the sample config (scripts/server.toml) and prints the same settings as bun server.ts", async () => {
+    // The sample's token file is the lab's; one in the run folder stands in for it.
+    const tokenFile = join(run, "token");
+    writeFileSync(tokenFile, "3f0c1d2e4b5a69788796a5b4c3d2e1f0\n", { mode: 0o600 });
+    const config = join(run, "server.toml");
+    writeFileSync(config, readFileSync(join(ROOT, "scripts/server.toml"), "utf8").replace('"/etc/lancam/token"', JSON.stringify(tokenFile)));
+    const built = await runIn([exe("lancam-server"), "--config", config, "--print-config"]);
+    const script = await runIn([process.execPath, join(ROOT, "server.ts"), "--config", config, "--print-config"], run, { ...labEnv(), PATH: process.env.PATH! });
+    expect({ code: built.code, stderr: built.stderr }).toEqual({ code: 0, stderr: "" });
+    // Only the first line, naming the program that wrote it, differs.
+    expect(built.stdout.split("\n")[0]).toBe("# lancam server settings, written by `lancam-server --print-config`.");
+    expect(built.stdout.split("\n").slice(1)).toEqual(script.stdout.split("\n").slice(1));
+    expect(Bun.TOML.parse(built.stdout)).toMatchObject({ source: "camera:0", size: "1280x720", "token-file": tokenFile });
   });
 
   test("--version names lancam, Bun, OpenCV and the embedded ffmpeg, extracted into the user's cache", async () => {

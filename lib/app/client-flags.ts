@@ -10,6 +10,7 @@ import { LOG_MAX_FLAG } from "./log-flags.ts";
 import { CLIENT_TOKEN_FLAGS } from "./token-flags.ts";
 import { CONTAINERS, RECORD_FLAGS } from "./record-flags.ts";
 import { windowKeysHelp } from "../display/window-keys.ts";
+import { CONFIG_FLAGS } from "./config-flags.ts";
 
 const text = (raw: string) => raw;
 
@@ -61,6 +62,7 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
       if (bad) throw new UsageError(`invalid ${flag}: ${bad}`);
       return raw;
     }, "a name for this viewer in the server's log"),
+    ...CONFIG_FLAGS,
   },
   footer: `Keys in the window:
 ${windowKeysHelp()}

@@ -15,6 +15,8 @@ export interface BooleanFlag {
   readonly help: string;
   /** A one-letter alias, e.g. `h` for `--help`. */
   readonly short?: string;
+  /** Only on the command line, never a key of a config file (--help, --print-config). */
+  readonly cliOnly?: boolean;
 }
 
 /** A flag that takes a value; `parse` turns it into T or throws a UsageError naming `flag`. */
@@ -34,6 +36,15 @@ export interface ValueFlag<T> {
   readonly parse: (raw: string, flag: string) => T;
   /** Given more than once, every value is kept (T is then an array; parse gets one value and returns [it]). */
   readonly repeatable?: boolean;
+  /**
+   * A value (one element, for a repeatable flag) written back as text `parse` reads: for
+   * --print-config, which also tries String and keeps whichever reads back the same.
+   */
+  readonly format?: (value: never) => string;
+  /** The text --print-config writes instead of a secret value (a token, a URL's password). */
+  readonly redact?: (text: string) => string;
+  /** Only on the command line, never a key of a config file (--config itself). */
+  readonly cliOnly?: boolean;
 }
 
 /** One row of a flag table. */
@@ -73,8 +84,16 @@ export interface Command<F extends FlagTable, O extends OperandTable> {
 }
 
 /** A table row for an on/off flag. */
-export function booleanFlag(name: string, help: string, options: { default?: boolean; short?: string } = {}): BooleanFlag {
-  return { kind: "boolean", name, default: options.default ?? false, help, ...(options.short ? { short: options.short } : {}) };
+export function booleanFlag(name: string, help: string, options: { default?: boolean; short?: string; cliOnly?: boolean } = {}): BooleanFlag {
+  return { kind: "boolean", name, default: options.default ?? false, help, ...(options.short ? { short: options.short } : {}), ...(options.cliOnly ? { cliOnly: true } : {}) };
+}
+
+/** What a value flag may add to its row: how --print-config writes and hides its value, and whether a config file may set it. */
+export interface ValueFlagExtras<T> {
+  /** Never called with null or undefined: those are written as no value. */
+  readonly format?: (value: NonNullable<T>) => string;
+  readonly redact?: (text: string) => string;
+  readonly cliOnly?: boolean;
 }
 
 /**
@@ -94,13 +113,15 @@ function plainDefault(value: unknown): string | null {
  * A table row for a flag with a value. Help appends `(default …)` to `help`, written by
  * `show` (by default: numbers and words as they are, nothing for null, undefined or "").
  */
-export function valueFlag<T>(name: string, placeholder: string, defaultValue: T, parse: (raw: string, flag: string) => T, help: string, show: ShowDefault<T> = plainDefault): ValueFlag<T> {
-  return { kind: "value", name, placeholder, default: defaultValue, defaultText: show(defaultValue), parse, help };
+export function valueFlag<T>(name: string, placeholder: string, defaultValue: T, parse: (raw: string, flag: string) => T, help: string, show: ShowDefault<T> = plainDefault, extras: ValueFlagExtras<T> = {}): ValueFlag<T> {
+  // Help's way of writing the default is --print-config's first try at any value.
+  const format = extras.format ?? (show === plainDefault ? undefined : (v: T) => show(v) ?? "");
+  return { kind: "value", name, placeholder, default: defaultValue, defaultText: show(defaultValue), parse, help, ...extras, ...(format ? { format } : {}) } as ValueFlag<T>;
 }
 
 /** A table row for a flag that may be given several times; its value is every one given, in order ([] when none). */
-export function listFlag<T>(name: string, placeholder: string, parse: (raw: string, flag: string) => T, help: string): ValueFlag<T[]> {
-  return { kind: "value", name, placeholder, default: [], defaultText: null, parse: (raw, flag) => [parse(raw, flag)], help, repeatable: true };
+export function listFlag<T>(name: string, placeholder: string, parse: (raw: string, flag: string) => T, help: string, extras: ValueFlagExtras<T> = {}): ValueFlag<T[]> {
+  return { kind: "value", name, placeholder, default: [], defaultText: null, parse: (raw, flag) => [parse(raw, flag)], help, repeatable: true, ...extras } as ValueFlag<T[]>;
 }
 
 /** A positional argument. */
@@ -110,8 +131,8 @@ export function operand<T>(name: string, parse: (raw: string, name: string) => T
 
 /** The flags every program has. */
 export const STANDARD_FLAGS = {
-  version: booleanFlag("version", "print versions of lancam, Bun, OpenCV and the ffmpeg used"),
-  help: booleanFlag("help", "print this help", { short: "h" }),
+  version: booleanFlag("version", "print versions of lancam, Bun, OpenCV and the ffmpeg used", { cliOnly: true }),
+  help: booleanFlag("help", "print this help", { short: "h", cliOnly: true }),
 } as const;
 
 /** A program's command line: its own flags followed by --version and --help. */
@@ -136,11 +157,27 @@ export function flagSpellings(cmd: Command<FlagTable, OperandTable>): string[] {
 }
 
 /**
+ * Settings a config file gives, keyed like the command's tables, each value already
+ * parsed by its row (so with the same limits as on the command line).
+ */
+export interface Preset {
+  readonly flags: Readonly<Record<string, unknown>>;
+  readonly operands: Readonly<Record<string, unknown>>;
+  /** The file, for messages about what it lacks. */
+  readonly file: string;
+}
+
+/** Reads the file `--config` names into a Preset, or throws a UsageError naming the file, line and key. */
+export type ConfigLoader = (path: string) => Preset;
+
+/**
  * Parses `argv` against the command's table. Throws UsageError for an unknown flag,
  * `--no-X` of a flag that takes a value, a flag given twice, a missing or bad value,
- * or the wrong number of positional arguments.
+ * or the wrong number of positional arguments. With a `config` row and `--config FILE`,
+ * `loadConfig` reads FILE: what the command line leaves out comes from it, and what it
+ * leaves out too from the table's defaults.
  */
-export function parseCommandLine<F extends FlagTable, O extends OperandTable>(cmd: Command<F, O>, argv: readonly string[]): CommandLine<F, O> {
+export function parseCommandLine<F extends FlagTable, O extends OperandTable>(cmd: Command<F, O>, argv: readonly string[], loadConfig?: ConfigLoader): CommandLine<F, O> {
   const rows = Object.entries(cmd.flags) as [string, Flag][];
   const known = new Set<string>();
   const alias: Record<string, string> = {};
@@ -167,9 +204,22 @@ export function parseCommandLine<F extends FlagTable, O extends OperandTable>(cm
     throw new UsageError(`unknown option ${written}`);
   }
 
-  const operands = parseOperands(cmd, args._.map(String));
+  const configRow = rows.find(([, f]) => f.kind === "value" && f.name === "config")?.[1] as ValueFlag<unknown> | undefined;
+  let preset: Preset | null = null;
+  if (configRow && args[configRow.name] !== undefined) {
+    const path = readValue(configRow, args[configRow.name]);
+    if (typeof path !== "string") throw new Error("the config row must parse to a path");
+    if (!loadConfig) throw new Error(`${cmd.role}: --config given but no config loader wired`);
+    preset = loadConfig(path);
+  }
+
+  const operands = parseOperands(cmd, args._.map(String), preset);
   const flags: Record<string, unknown> = {};
-  for (const [key, flag] of rows) flags[key] = flag.kind === "boolean" ? readBoolean(flag, args[flag.name]) : readValue(flag, args[flag.name]);
+  for (const [key, flag] of rows) {
+    const raw = args[flag.name];
+    if (raw === undefined && preset && Object.hasOwn(preset.flags, key)) flags[key] = preset.flags[key];
+    else flags[key] = flag.kind === "boolean" ? readBoolean(flag, raw) : readValue(flag, raw);
+  }
   return { action: "run", flags: flags as FlagValues<F & typeof STANDARD_FLAGS>, operands };
 }
 
@@ -191,20 +241,39 @@ function readValue(flag: ValueFlag<unknown>, raw: unknown): unknown {
   }
   if (Array.isArray(raw) && !flag.repeatable) throw new UsageError(`${written} given more than once`);
   const values = (Array.isArray(raw) ? raw : [raw]).map(String);
+  return readTexts(flag, values, written);
+}
+
+/**
+ * A value flag's value from its texts, as the command line and a config file both give
+ * them: each checked by the row's own parser, so both sources keep the same limits.
+ */
+export function readTexts(flag: ValueFlag<unknown>, values: readonly string[], written: string): unknown {
   // mri gives "" for a flag at the end of the line or followed by another flag.
   if (values.some((s) => s.trim() === "")) throw new UsageError(`${written} needs a value`);
+  if (!flag.repeatable && values.length !== 1) throw new UsageError(`${written} given more than once`);
   return flag.repeatable ? values.flatMap((s) => flag.parse(s, written) as unknown[]) : flag.parse(values[0]!, written);
 }
 
-function parseOperands<O extends OperandTable>(cmd: Command<FlagTable, O>, given: string[]): OperandValues<O> {
+/** The key a config file gives an operand under: `udpPort` is `udp-port`. */
+export function operandKey(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+function parseOperands<O extends OperandTable>(cmd: Command<FlagTable, O>, given: string[], preset: Preset | null): OperandValues<O> {
   const rows = Object.entries(cmd.operands) as [string, Operand<unknown>][];
   if (rows.length === 0 && given.length > 0) throw new UsageError(`unexpected argument ${given[0]}: the ${cmd.role} takes only options`);
-  if (given.length !== rows.length) {
-    const names = rows.map(([, o]) => o.name).join(" ");
-    throw new UsageError(`expected ${names}, got ${given.length} argument${given.length === 1 ? "" : "s"}`);
-  }
+  const names = rows.map(([, o]) => o.name).join(" ");
+  const got = `got ${given.length} argument${given.length === 1 ? "" : "s"}`;
+  if (given.length > rows.length) throw new UsageError(`expected ${names}, ${got}`);
   const values: Record<string, unknown> = {};
-  for (const [i, [key, op]] of rows.entries()) values[key] = op.parse(given[i]!, op.name);
+  // Those given come first, in order; a config file may give the rest.
+  for (const [i, [key, op]] of rows.entries()) {
+    if (i < given.length) values[key] = op.parse(given[i]!, op.name);
+    else if (preset && Object.hasOwn(preset.operands, key)) values[key] = preset.operands[key];
+    else if (preset) throw new UsageError(`expected ${names}, ${got}, and ${preset.file} has no ${operandKey(key)}`);
+    else throw new UsageError(`expected ${names}, ${got}`);
+  }
   return values as OperandValues<O>;
 }
 

@@ -1,4 +1,4 @@
-import { parseByteSize, parseChoice, parseNumber } from "./cli.ts";
+import { formatByteSize, parseByteSize, parseChoice, parseNumber } from "./cli.ts";
 import { valueFlag, type FlagValues } from "./flags.ts";
 import { FFMPEG_FORMAT, type Container } from "../record/segment-naming.ts";
 import type { SegmentWriterOptions } from "../record/segment-writer.ts";
@@ -14,9 +14,9 @@ export const RECORD_FLAGS = {
   keepDays: valueFlag<number | undefined>("keep-days", "D", undefined, (raw, flag) => parseNumber(flag, raw, 0.001, 36_500),
     "delete finished segments older than D days"),
   maxBytes: valueFlag<number | undefined>("max-size", "SIZE", undefined, (raw, flag) => parseByteSize(flag, raw),
-    "keep the recordings under SIZE in total, e.g. 20G (oldest deleted first)"),
+    "keep the recordings under SIZE in total, e.g. 20G (oldest deleted first)", undefined, { format: formatByteSize }),
   minFreeBytes: valueFlag<number | undefined>("min-free", "SIZE", undefined, (raw, flag) => parseByteSize(flag, raw),
-    "keep at least SIZE free on the disk, e.g. 1G (oldest deleted first)"),
+    "keep at least SIZE free on the disk, e.g. 1G (oldest deleted first)", undefined, { format: formatByteSize }),
 } as const;
 
 /** The writer options the recording flags set. */

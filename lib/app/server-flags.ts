@@ -7,7 +7,7 @@ import { DEFAULT_SPREAD } from "../send/stream-server.ts";
 import { LayersError, MAX_LAYERS, MIN_LAYER_WIDTH, parseLayersFlag, type LayersFlag } from "../send/layer-ladder.ts";
 import { DEFAULT_FEC, FecSpecError, parseFecSpec, type FecSpec } from "../send/fec-policy.ts";
 import { parsePublishCodec, PublishCodecError, type PublishCodec } from "../publish/publish-process.ts";
-import { parsePublishUrl, PublishUrlError, readPublishTokenFile, type PublishTarget } from "../publish/publish-url.ts";
+import { parsePublishUrl, PublishUrlError, readPublishTokenFile, redactUrl, REDACTED as URL_REDACTED, type PublishTarget } from "../publish/publish-url.ts";
 import { parsePublishTargets } from "../publish/publishers.ts";
 import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "../wire/datagram.ts";
 import { autoGroupAddress, DEFAULT_GROUP_PORT, DEFAULT_MULTICAST_TTL, isAdminScopedGroup, normaliseIPv4, type GroupConfig } from "../net/multicast.ts";
@@ -16,6 +16,8 @@ import { booleanFlag, defineCommand, flagSpelling, listFlag, valueFlag } from ".
 import { LOG_MAX_FLAG, SECURITY_LOG_FLAG, SECURITY_LOG_MAX_FLAG } from "./log-flags.ts";
 import { SERVER_TOKEN_FLAGS } from "./token-flags.ts";
 import { RECORD_FLAGS } from "./record-flags.ts";
+import { CONFIG_FLAGS } from "./config-flags.ts";
+import { REDACTED } from "./config-file.ts";
 
 /** Parses `--source`: "camera:N", "test", "gst:PIPELINE", "file:PATH" or a file path. */
 export function parseSourceFlag(s: string, flag = "--source"): SourceSpec {
@@ -129,6 +131,12 @@ function fecSpelling(spec: FecSpec): string {
   return spec.kind === "percent" ? String(spec.percent) : spec.kind;
 }
 
+/** A --publish URL as --print-config writes it: user, password and query values hidden. */
+function redactPublishUrl(url: string): string {
+  const hidden = redactUrl(url);
+  return hidden === url ? url : hidden.replaceAll(URL_REDACTED, REDACTED);
+}
+
 /** The server's command line. */
 export const SERVER_COMMAND = defineCommand({
   role: "server",
@@ -143,7 +151,7 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
       "camera:N, test, gst:PIPELINE, or a video file", sourceSpelling),
     loop: booleanFlag("loop", "replay a video file from the start when it ends"),
     size: valueFlag<{ width: number; height: number } | undefined>("size", "WxH", undefined, (raw, flag) => parseSize(flag, raw),
-      `capture size (camera, test; ${TEST_DEFAULT.width}x${TEST_DEFAULT.height} for test unless given)`),
+      `capture size (camera, test; ${TEST_DEFAULT.width}x${TEST_DEFAULT.height} for test unless given)`, undefined, { format: (v) => `${v.width}x${v.height}` }),
     fps: valueFlag<number | undefined>("fps", "N", undefined, (raw, flag) => parseNumber(flag, raw, 0.1, 240),
       "frames per second (camera, test; overrides a file's rate)"),
     quality: valueFlag("quality", "Q", DEFAULT_QUALITY, (raw, flag) => parseInteger(flag, raw, JPEG_QUALITY.min, JPEG_QUALITY.max),
@@ -179,7 +187,7 @@ ${MAX_LAYERS - 1} sizes WxH,... with even sides; encrypted streams have full siz
     multicast: valueFlag<GroupFlag | null>("multicast", "GROUP[:PORT]", null, (raw, flag) => parseMulticastFlag(raw, flag),
       `send every datagram once to this multicast group, 239.x.y.z[:PORT]
 (port ${DEFAULT_GROUP_PORT} by default), or auto for a random 239.255.x.y, instead
-of once per viewer; viewers it does not reach get unicast`, off),
+of once per viewer; viewers it does not reach get unicast`, off, { format: (v) => `${v.address}:${v.port}` }),
     multicastTtl: valueFlag<number | null>("multicast-ttl", "N", null, (raw, flag) => parseInteger(flag, raw, 1, MAX_MULTICAST_TTL),
       `hops multicast datagrams may take, 1-${MAX_MULTICAST_TTL}`, () => `${DEFAULT_MULTICAST_TTL}: this link only`),
     multicastIf: valueFlag<string | null>("multicast-if", "ADDR", null, (raw, flag) => parseIPv4Flag(raw, flag),
@@ -192,12 +200,13 @@ of once per viewer; viewers it does not reach get unicast`, off),
       "also serve a browser view on this port: live page, MJPEG, snapshot,\n/state and /metrics; 0 picks a free port", off),
     httpBind: valueFlag("http-bind", "ADDR", "0.0.0.0", text, "address the browser view listens on"),
     publish: listFlag<string>("publish", "URL", (raw, flag) => usage(() => (parsePublishUrl(raw, flag), raw), PublishUrlError),
-      "also push the stream to an RTSP server (MediaMTX and the like),\nrtsp:// or rtsps://; repeatable for several targets"),
+      "also push the stream to an RTSP server (MediaMTX and the like),\nrtsp:// or rtsps://; repeatable for several targets", { redact: redactPublishUrl }),
     publishCodec: valueFlag<PublishCodec>("publish-codec", "C", "copy", (raw, flag) => usage(() => parsePublishCodec(raw, flag), PublishCodecError),
       "copy (the JPEG frames as RTP/JPEG) or h264 (encoded once,\nfor servers that offer WebRTC or HLS)"),
     publishTokenFile: valueFlag<string | null>("publish-token-file", "FILE", null, text, "USER:PASSWORD for --publish URLs without credentials of their own"),
     record: valueFlag<string | null>("record", "DIR", null, text, "also record the source into DIR (no network loss)"),
     ...RECORD_FLAGS,
+    ...CONFIG_FLAGS,
   },
 });
 

@@ -1,5 +1,6 @@
 import { checkToken, readTokenFile, TokenError } from "../net/token.ts";
 import { UsageError } from "./cli.ts";
+import { REDACTED } from "./config-file.ts";
 import { valueFlag } from "./flags.ts";
 
 /** The environment variable either program reads its token from when no flag gives one. */
@@ -21,6 +22,12 @@ function tokenValue(raw: string, flag: string): string {
   }
 }
 
+/** --print-config writes no token but `auto`, which is no secret. */
+const redactToken = (text: string) => (text === "auto" ? text : REDACTED);
+
+/** --print-config writes a token file's path; the token it holds stays in the file. */
+const tokenFilePath = (value: { path: string }) => value.path;
+
 function tokenFileValue(raw: string, flag: string): { path: string; token: string } {
   try {
     return { path: raw, token: readTokenFile(raw) };
@@ -33,9 +40,9 @@ function tokenFileValue(raw: string, flag: string): { path: string; token: strin
 /** `--token` and `--token-file` of the server: `auto` makes and keeps a random token. */
 export const SERVER_TOKEN_FLAGS = {
   token: valueFlag<string | null>("token", "T", null, tokenValue,
-    "viewers must prove this token (it never crosses the network) and every\nframe is encrypted; auto makes a random one, kept in lancam-token next to\nthe log, and prints the client command (default: LANCAM_TOKEN, else none)"),
+    "viewers must prove this token (it never crosses the network) and every\nframe is encrypted; auto makes a random one, kept in lancam-token next to\nthe log, and prints the client command (default: LANCAM_TOKEN, else none)", undefined, { redact: redactToken }),
   tokenFile: valueFlag<{ path: string; token: string } | null>("token-file", "FILE", null, tokenFileValue,
-    "the token is the first line of FILE (not shown in the process list)"),
+    "the token is the first line of FILE (not shown in the process list)", undefined, { format: tokenFilePath }),
 };
 
 /** `--token` and `--token-file` of the client. */
@@ -43,9 +50,9 @@ export const CLIENT_TOKEN_FLAGS = {
   token: valueFlag<string | null>("token", "T", null, (raw, flag) => {
     if (raw === "auto") throw new UsageError(`invalid ${flag}=auto: auto is for the server; give the viewer the token the server printed`);
     return tokenValue(raw, flag);
-  }, "the server's token: the server must prove it holds it too, and frames\nare decrypted (default: LANCAM_TOKEN, else none)"),
+  }, "the server's token: the server must prove it holds it too, and frames\nare decrypted (default: LANCAM_TOKEN, else none)", undefined, { redact: redactToken }),
   tokenFile: valueFlag<{ path: string; token: string } | null>("token-file", "FILE", null, tokenFileValue,
-    "the token is the first line of FILE (not shown in the process list)"),
+    "the token is the first line of FILE (not shown in the process list)", undefined, { format: tokenFilePath }),
 };
 
 /** The token the flags or, failing them, the environment give; both flags at once are a usage error. */
