@@ -130,11 +130,11 @@ describe("a bad file is named with its line and key", () => {
     ["TOML: after a string over several lines", 'log = """\nx.log"""\nport = "unterminated\n', "line 3: TOML: Unterminated string; newlines must be escaped in basic strings"],
     ["two cameras", '[[source]]\nsrc = "camera:0"\n\n[[source]]\nsrc = "camera:2"\n', "line 4: a second [[source]]: several cameras from one server are not supported yet; give one [[source]]"],
     ["a camera's name", '[[source]]\nsrc = "camera:0"\nname = "board"\n', "line 3: [[source]] name: naming a camera comes with several cameras from one server, which is not supported yet; leave it out"],
-    ["a camera's overlay", '[[source]]\nsrc = "camera:0"\noverlay = "%H:%M"\n', "line 3: [[source]] overlay: this server cannot draw text on the picture yet (it has no --overlay); leave it out"],
+    ["a camera's bad overlay position", '[[source]]\nsrc = "camera:0"\noverlay-pos = "middle"\n', "line 3: [[source]] overlay-pos = \"middle\": expected top-left, top-right, bottom-left or bottom-right"],
     ["a camera in single brackets", 'port = 1\n[source]\nsrc = "test"\n', "line 2: [source] with one pair of brackets; write the camera as [[source]]"],
     ["a camera without src", '[[source]]\nsize = "640x480"\n', 'line 1: [[source]] has no src; give one, e.g. src = "camera:0"'],
-    ["an unknown camera key", '[[source]]\nsrc = "test"\nloop = true\n', "line 3: unknown key loop in [[source]]; it takes src, size, fps, quality"],
-    ["an object's own property name as a camera key", '[[source]]\nsrc = "test"\nconstructor = 1\n__proto__ = 2\n', "line 3: unknown key constructor in [[source]]; it takes src, size, fps, quality"],
+    ["an unknown camera key", '[[source]]\nsrc = "test"\nloop = true\n', "line 3: unknown key loop in [[source]]; it takes src, size, fps, quality, overlay, overlay-pos"],
+    ["an object's own property name as a camera key", '[[source]]\nsrc = "test"\nconstructor = 1\n__proto__ = 2\n', "line 3: unknown key constructor in [[source]]; it takes src, size, fps, quality, overlay, overlay-pos"],
     ["an object's own property name as a key", "toString = 1\n", "line 1: unknown key toString; the keys are the flags' names, as in --help"],
     ["a camera's bad value", '[[source]]\nsrc = "test"\nfps = 0\n', "line 3: [[source]] fps = 0: expected a number 0.1..240"],
     ["a key at the top and in the camera", 'fps = 10\n[[source]]\nsrc = "test"\nfps = 12\n', "line 4: [[source]] fps is given in [[source]] and at the top (line 1); give it once"],
@@ -236,7 +236,8 @@ describe("[[source]] keys follow the flag table", () => {
   test("a camera key is taken exactly when the program has a flag of its name", () => {
     const text = '[[source]]\nsrc = "camera:1"\noverlay = "%H:%M"\nquality = 70\n';
     expect(parseConfigText(withOverlay, text, "demo.toml").flags).toEqual({ source: "camera:1", overlay: "%H:%M", quality: 70 });
-    expect(serverRefusal(text)).toStartWith("invalid server.toml line 3: [[source]] overlay: ");
+    // The server has --overlay: its camera takes one.
+    expect(parseConfigText(SERVER_COMMAND as Cmd, text, "server.toml").flags).toMatchObject({ source: { kind: "camera", index: 1 }, overlay: "%H:%M", quality: 70 });
     // A per-camera key the demo has no flag for is refused there as unknown.
     expect(() => parseConfigText(withOverlay, '[[source]]\nsrc = "x"\nsize = "640x480"\n', "demo.toml")).toThrow("invalid demo.toml line 3: unknown key size in [[source]]; it takes src, quality, overlay");
   });
@@ -292,6 +293,7 @@ describe("--print-config", () => {
       "--multicast", "239.255.1.2:5000", "--multicast-ttl", "4", "--multicast-if", "127.0.0.1", "--no-repair", "--fec", "10",
       "--http", "0", "--http-bind", "127.0.0.1", "--publish", "rtsp://a.example:8554/x", "--publish", "rtsps://b.example/y", "--publish-codec", "h264",
       "--publish-token-file", join(dir, "publish-token"), "--record", join(dir, "rec"), "--segment", "30", "--container", "mkv", "--keep-days", "0.5", "--max-size", "20G", "--min-free", "1500",
+      "--overlay", "%H:%M {camera}", "--overlay-pos", "bottom-right", "--no-tcp-delivery",
     ];
     const { printed, before, after } = roundTrip(SERVER_COMMAND, argv);
     // Every flag but these is set away from its default, so each row's value is printed and
@@ -316,7 +318,7 @@ describe("--print-config", () => {
       "10.0.0.7", "1234", "5000", "--classic", "--no-window", "--frames", "100", "--duration", "60", "--stats", join(dir, "s.json"), "--verify",
       "--out", join(dir, "rec"), "--no-record", "--segment", "60", "--container", "mkv", "--keep-days", "3", "--max-size", "1G", "--min-free", "2G",
       "--no-repair", "--max-delay", "20", "--record-delay", "900", "--recv-buffer", "8M", "--connect-timeout", "2.5", "--log", join(dir, "c.log"),
-      "--log-max", "1M", "--token-file", tokenFile, "--name", "room 12",
+      "--log-max", "1M", "--token-file", tokenFile, "--name", "room 12", "--transport", "tcp", "--fullscreen",
     ];
     const { printed, before, after } = roundTrip(CLIENT_COMMAND, argv);
     // As for the server: a flag added to the table fails here until it joins the line above.
