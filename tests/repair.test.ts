@@ -28,6 +28,17 @@ describe("RepairTracker: what it asks for", () => {
     expect(asked(t.poll(4))).toEqual(["1:1"]);
   });
 
+  test("a datagram that still does not come is asked for again less and less often (twice as long each time, up to 64 round trips)", () => {
+    const t = new RepairTracker({ initialRttMs: 2, minRetryMs: 1, stallMs: 100, recordDelayMs: 10_000 });
+    arrive(t, 1, [0, 2, 3], 4, 0);
+    const times: number[] = [];
+    for (let now = 0; now <= 1200; now += 0.5) if (asked(t.poll(now)).length > 0) times.push(now);
+    // The retransmission timeout is 4 ms: asked at 0, then 4, 8, 16, ... ms after the previous ask.
+    const gaps = times.slice(1).map((x, k) => x - times[k]!);
+    expect(gaps.slice(0, 7)).toEqual([4, 8, 16, 32, 64, 128, 256]);
+    expect(gaps.slice(7).every((g) => g === 256)).toBe(true);
+  });
+
   test("a frame's missing tail is asked for when a later frame starts", () => {
     const t = new RepairTracker();
     arrive(t, 1, [0, 1], 5, 0);
@@ -113,14 +124,27 @@ describe("RepairTracker: settling every frame exactly once", () => {
     expect(t.tracked).toBe(0);
   });
 
-  test("gone from the server ends the asking", () => {
-    const t = new RepairTracker();
+  test("gone from the server ends the asking; the frame is still waited for, and given up as gone at its deadline", () => {
+    const t = new RepairTracker({ recordDelayMs: 500 });
     arrive(t, 1, [0, 2], 3, 0);
     t.poll(0);
     t.gone([1, 99]);
     const out = t.poll(10);
-    expect(out.givenUp).toEqual([{ frameNumber: 1, reason: "gone" }]);
+    expect(out.givenUp).toEqual([]);
     expect(asked(t.poll(50))).toEqual([]);
+    expect(t.poll(501).givenUp).toEqual([{ frameNumber: 1, reason: "gone" }]);
+  });
+
+  test("a frame answered gone that completes after all (its datagram was late, not lost) is settled as any other", () => {
+    const t = new RepairTracker({ recordDelayMs: 500 });
+    arrive(t, 1, [0, 2], 3, 0);
+    t.poll(0);
+    t.gone([1]);
+    arrive(t, 1, [1], 3, 40);
+    const out = t.poll(41);
+    expect(out.givenUp).toEqual([]);
+    expect(out.recordOnly).toEqual([1]);
+    expect(t.stats.framesGivenUp).toBe(0);
   });
 
   test("a frame the server skipped for this viewer is settled without asking again, and is not counted as given up", () => {

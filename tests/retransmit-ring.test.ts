@@ -93,6 +93,16 @@ describe("RetransmitRing", () => {
     expect(() => ring.push(full, 0, 16)).toThrow(RangeError);
   });
 
+  test("a frame the server has not made yet (a forger's number, ahead of the newest) gets no answer at all, not even gone", () => {
+    const ring = new RetransmitRing();
+    ring.push(sentFrame(8, 20_000), 0, 0);
+    const a = ring.answer({ entries: [...entriesFor(9, [0]), ...entriesFor(8, [1])] }, 1, budgetWith(1e6), 1);
+    expect(a.datagrams).toHaveLength(1);
+    expect(a.gone).toEqual([]);
+    expect(ring.framesAhead).toBe(1);
+    expect(new RetransmitRing().answer({ entries: entriesFor(1, [0]) }, 1, budgetWith(1e6), 1)).toEqual({ datagrams: [], gone: [], dropped: false });
+  });
+
   test("a frame never sent to the asking viewer is gone as skipped, though another viewer's copy is held", () => {
     const ring = new RetransmitRing();
     ring.push(sentFrame(8, 20_000), 0, 0);

@@ -11,6 +11,8 @@ export const DEFAULT_STALL_MS = 3;
 export const DEFAULT_INITIAL_RTT_MS = 2;
 /** Shortest wait before asking again for the same datagram. */
 export const DEFAULT_MIN_RETRY_MS = 1;
+/** A datagram asked for again waits twice as long each time, up to 2^this retransmission timeouts. */
+export const MAX_BACKOFF_DOUBLINGS = 6;
 /** Frames followed at once; one more gives up the oldest. At 30 fps, 0.5 s is 15 frames. */
 export const DEFAULT_MAX_TRACKED = 64;
 /** A frame number this far ahead of the newest means a new numbering (restart, long outage): start over. */
@@ -88,10 +90,12 @@ interface Tracked {
   /** A later frame started, or it stalled: every index not seen is missing. */
   closed: boolean;
   askedAt: Map<number, number>;
-  /** Indexes asked more than once: their round trip is ambiguous (Karn). */
-  reasked: Set<number>;
+  /** Indexes asked more than once: their round trip is ambiguous (Karn); the value is how many times. */
+  reasked: Map<number, number>;
   liveMissed: boolean;
   repaired: boolean;
+  /** The server answered gone: no more asking, only waiting until the deadlines. */
+  gone: boolean;
   /** A parity of it arrived. */
   parity: boolean;
 }
@@ -228,13 +232,20 @@ export class RepairTracker {
   }
 
   /**
-   * The server will not repair these frames; `skipped`: it never sent them to this
-   * viewer (its path was full), so they are no loss to repair and not counted as given up.
+   * The server will not repair these frames. `skipped`: it never sent them to this
+   * viewer (its path was full), so they are no loss to repair: settled at once, not
+   * counted as given up. Otherwise (no longer held, over the budget) it stops being
+   * asked for, but is waited for until its deadlines as before: its datagrams may only
+   * be late, still on their way, and then it completes (measured: a co-viewer forging
+   * frame numbers ahead of the stream made the viewer ask for real frames in flight,
+   * spend its budget on them, and give up a third of its recording for the gone answers).
    */
   gone(frames: readonly number[], skipped = false): void {
     for (const fn of frames) {
       const f = this.#frames.get(fn);
-      if (f) this.#giveUp(f, skipped ? "skipped" : "gone");
+      if (!f) continue;
+      if (skipped) this.#giveUp(f, "skipped");
+      else f.gone = true;
     }
   }
 
@@ -254,15 +265,15 @@ export class RepairTracker {
           this.#out.liveMissed.push(f.frameNumber);
         }
         if (waited > Math.max(this.maxDelayMs, this.recordDelayMs)) {
-          this.#giveUp(f, "deadline");
+          this.#giveUp(f, f.gone ? "gone" : "deadline");
           continue;
         }
       }
       const missing: number[] = [];
       for (const i of this.#missing(f)) {
         const at = f.askedAt.get(i);
-        if (at !== undefined && now - at < retry) continue;
-        if (at !== undefined) f.reasked.add(i);
+        if (at !== undefined && now - at < this.#backoff(f, i)) continue;
+        if (at !== undefined) f.reasked.set(i, (f.reasked.get(i) ?? 0) + 1);
         f.askedAt.set(i, now);
         missing.push(i);
       }
@@ -296,7 +307,7 @@ export class RepairTracker {
     for (const f of this.#frames.values()) {
       if (!f.closed) at(f.lastAt + this.#stallAfter(f));
       if (f.endAt !== null) at(f.liveMissed ? f.endAt + Math.max(this.maxDelayMs, this.recordDelayMs) : f.endAt + this.maxDelayMs);
-      for (const t of f.askedAt.values()) at(t + this.retryMs);
+      for (const [i, t] of f.askedAt) at(t + this.#backoff(f, i));
     }
     return due;
   }
@@ -310,8 +321,22 @@ export class RepairTracker {
     return Math.max(this.stallMs, 4 * spacing);
   }
 
+  /**
+   * How long after asking for index `i` of `f` to ask again: the retransmission timeout,
+   * doubled for each time it was asked already (up to MAX_BACKOFF_DOUBLINGS), as TCP
+   * backs off. A datagram that does not come after one round trip is seldom helped by
+   * asking every round trip: a frame not made yet (its number seen early, in a
+   * stranger's datagram) or a server short of budget would get the same request
+   * hundreds of times a second, and each answer that does come spends the viewer's
+   * budget on duplicates.
+   */
+  #backoff(f: Tracked, i: number): number {
+    return this.retryMs * 2 ** Math.min(f.reasked.get(i) ?? 0, MAX_BACKOFF_DOUBLINGS);
+  }
+
   /** The frame's indexes known missing now. */
   #missing(f: Tracked): number[] {
+    if (f.gone) return [];
     // A frame lost whole: ask for its first datagram, whose header tells the count.
     if (f.count === null) return [0];
     if (!f.closed && this.#expectParity) return [];
@@ -336,7 +361,7 @@ export class RepairTracker {
     }
     const f: Tracked = {
       frameNumber: fn, count, seen: new Set(), highest: -1, firstAt: now, lastAt: now, endAt: null,
-      closed: false, askedAt: new Map(), reasked: new Set(), liveMissed: false, repaired: false, parity: false,
+      closed: false, askedAt: new Map(), reasked: new Map(), liveMissed: false, repaired: false, parity: false, gone: false,
     };
     this.#frames.set(fn, f);
     return f;

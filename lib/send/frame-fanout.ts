@@ -1,3 +1,4 @@
+import { seqLess } from "../wire/seq.ts";
 import type { udp } from "bun";
 import type { Frame } from "../wire/frame.ts";
 import type { SealedFrame } from "./frame-sealer.ts";
@@ -377,12 +378,16 @@ export class FrameFanout {
    * The layer session `id` was sent frame `frameNumber` at: what its repairs are cut
    * from. Null for a frame it was not sent (skipped for its path, or before it joined,
    * or longer ago than SENT_FRAMES_KEPT frames); 0 for a group member (the group
-   * carries the full picture) and for a session it does not know.
+   * carries the full picture) and for a session it does not know; its current layer for
+   * a frame not offered to it yet.
    */
   layerOf(id: number, frameNumber: number): number | null {
     const stream = this.#streams.get(id);
     if (!stream || stream.delivery === "multicast") return 0;
-    return stream.sentFrames.get(frameNumber) ?? null;
+    const layer = stream.sentFrames.get(frameNumber);
+    if (layer !== undefined) return layer;
+    // Not offered to it yet (a layer still being cut): not skipped, its current layer's.
+    return seqLess(stream.lastOffered, frameNumber) ? (stream.rate?.layer ?? 0) : null;
   }
 
   /**

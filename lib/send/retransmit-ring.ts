@@ -1,4 +1,5 @@
 import { decodeDatagram, SESSION_ID_OFFSET } from "../wire/datagram.ts";
+import { seqLess } from "../wire/seq.ts";
 import { entryIndexes, GoneReason, MAX_GONE_FRAMES, type GoneBody, type RepairBody } from "../wire/repair.ts";
 import type { RepairBudget } from "./repair-budget.ts";
 
@@ -57,6 +58,14 @@ export class RetransmitRing {
   framesOverBudget = 0;
   /** Frames answered gone because they were never sent to the asking viewer (skipped for its path). */
   framesSkipped = 0;
+  /**
+   * Frames asked for that the server has not made yet (ahead of the newest pushed): not
+   * answered, not even gone. A viewer sees such a number only from a stranger's datagram
+   * (a forger's), and its own frame of that number is still to come.
+   */
+  framesAhead = 0;
+  /** The newest frame number pushed, any layer; null before the first. */
+  #newest: number | null = null;
   /** Indexes asked for that the frame does not have (a confused or hostile viewer). */
   badIndexes = 0;
 
@@ -88,7 +97,9 @@ export class RetransmitRing {
     this.framesPushed++;
     this.#expire(now);
     if (datagrams.length === 0) return;
-    const key = keyOf(layer, decodeDatagram(datagrams[0]!).header.frameNumber);
+    const fn = decodeDatagram(datagrams[0]!).header.frameNumber;
+    if (this.#newest === null || seqLess(this.#newest, fn)) this.#newest = fn;
+    const key = keyOf(layer, fn);
     this.#drop(key);
     let total = 0;
     for (const d of datagrams) total += d.length;
@@ -123,6 +134,10 @@ export class RetransmitRing {
     const overBudget: number[] = [];
     const skipped: number[] = [];
     for (const entry of req.entries) {
+      if (this.#newest === null || seqLess(this.#newest, entry.frameNumber)) {
+        this.framesAhead++;
+        continue;
+      }
       const layer = layerOf(entry.frameNumber);
       if (layer === null) {
         if (!skipped.includes(entry.frameNumber)) {
