@@ -119,7 +119,7 @@ test("an interval without frames measures no queue; a change of layer starts a n
 test("parity and resends that arrived count as arrived; a datagram rebuilt from parity did not cross the path; the originals stay lost", () => {
   const m = new PathMeter();
   for (const i of [0, 1, 4, 5]) m.datagram(gram(1, i, 6), 1000, 0);
-  m.parity(700);
+  m.arrived(700);
   m.datagram(gram(1, 2, 6), 1000, 1, "rebuilt");
   m.datagram(gram(1, 3, 6), 1000, 9, "resent");
   expect(m.report()).toMatchObject({ bytesReceived: 5700, datagramsReceived: 6, datagramsLost: 2 });

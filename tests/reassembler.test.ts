@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { encodeDatagramHeader, HEADER_SIZE, PayloadType } from "../lib/wire/datagram.ts";
 import { Reassembler, RESYNC_DISTANCE, type ReassemblerOptions } from "../lib/receive/reassembler.ts";
 import { seqAdd } from "../lib/wire/seq.ts";
+import { Fragmenter } from "../lib/send/fragmenter.ts";
 import { prng } from "./helpers/prng.ts";
 
 
@@ -432,4 +433,13 @@ describe("Reassembler", () => {
     expect(() => new Reassembler({ sessionId: -1 })).toThrow("invalid sessionId=-1");
     expect(() => make().reset(2 ** 32)).toThrow(RangeError);
   });
+});
+
+test("an authentic datagram dropped as a duplicate or late is told to the path meter, as it crossed the path", () => {
+  const redundant: number[] = [];
+  const r = new Reassembler({ sessionId: 7, onRedundant: (bytes) => redundant.push(bytes) });
+  const grams = new Fragmenter(1200).fragment({ seq: 1, capturedAt: 1, jpeg: new Uint8Array(3000).fill(1) }, 7).map((d) => Uint8Array.from(d));
+  r.push(grams[0]!, 0);
+  r.push(grams[0]!, 1);
+  expect(redundant).toEqual([grams[0]!.length]);
 });

@@ -136,8 +136,12 @@ export class PathMeter {
     }
   }
 
-  /** A parity datagram of this session arrived: sent and carried like the others, though no frame takes it. */
-  parity(bytes: number): void {
+  /**
+   * A datagram of this session arrived that no frame takes: a parity, or one late or a
+   * duplicate (a resend that crossed its original). Sent and carried like the others:
+   * the server counts it as sent, so it counts as arrived, and is no loss.
+   */
+  arrived(bytes: number): void {
     this.#bytes += bytes;
     this.#datagrams++;
   }

@@ -34,6 +34,8 @@ export interface ReassemblerOptions {
   maxJump?: number;
   /** Called for each datagram taken into a frame (authentic, not a duplicate): the viewer's path meter. */
   onAccepted?: (h: DatagramHeader, bytes: number, nowMs: number) => void;
+  /** Called for each authentic datagram dropped as late or a duplicate: it crossed the path all the same. */
+  onRedundant?: (bytes: number) => void;
 }
 
 /**
@@ -192,9 +194,11 @@ export class Reassembler {
   #givenUpSinceDelivery = 0;
   #lastAcceptedMs = -Infinity;
   readonly #onAccepted: ReassemblerOptions["onAccepted"] | null;
+  readonly #onRedundant: ReassemblerOptions["onRedundant"] | null;
 
   constructor(opts: ReassemblerOptions) {
     this.#onAccepted = opts.onAccepted ?? null;
+    this.#onRedundant = opts.onRedundant ?? null;
     const { maxFrameBytes = MAX_FRAME_BYTES, maxInFlight = 4, frameTimeoutMs = 500, maxJump = DEFAULT_MAX_JUMP } = opts;
     if (!Number.isInteger(maxJump) || maxJump < 1 || maxJump > RESYNC_DISTANCE) {
       throw new RangeError(`invalid maxJump=${maxJump}: expected an integer 1..${RESYNC_DISTANCE}`);
@@ -334,6 +338,7 @@ export class Reassembler {
         // Only late datagrams for a whole frame timeout: the sender restarted its numbering.
         if (nowMs - this.#lastAcceptedMs <= this.#timeoutMs) {
           st.dropped.late++;
+          this.#onRedundant?.(datagram.length);
           return null;
         }
         this.#resync();
@@ -341,6 +346,7 @@ export class Reassembler {
     }
     if (this.#repair && this.#done.has(fn)) {
       st.dropped.late++;
+      this.#onRedundant?.(datagram.length);
       return null;
     }
     let slot: Slot | null = this.#find(fn) ?? null;
@@ -351,6 +357,7 @@ export class Reassembler {
       }
       if (slot.seen[h.fragmentIndex]) {
         st.dropped.duplicate++;
+        this.#onRedundant?.(datagram.length);
         return null;
       }
     } else {

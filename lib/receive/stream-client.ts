@@ -69,6 +69,8 @@ export interface StreamClientOptions {
   onAccepted?: (h: DatagramHeader, bytes: number, nowMs: number, how: Arrival) => void;
   /** Each parity datagram of this session that arrived (`bytes` long): it crossed the path too. */
   onParity?: (bytes: number, nowMs: number) => void;
+  /** Each authentic datagram dropped as late or a duplicate (a resend that crossed an original): it crossed the path too. */
+  onRedundant?: (bytes: number) => void;
   /** The counters for each report, cumulative. */
   report: () => Report;
   /** The final counts for the goodbye, asked for when it is built. */
@@ -186,6 +188,7 @@ export class StreamClient implements AsyncDisposable {
         const how = this.#current?.rebuilt ? "rebuilt" : this.repairCounters.datagramsRepairedByNack > resends ? "resent" : "sent";
         opts.onAccepted?.(h, bytes, nowMs, how);
       },
+      onRedundant: (bytes) => opts.onRedundant?.(bytes),
     });
   }
 
