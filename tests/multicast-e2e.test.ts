@@ -88,8 +88,10 @@ describe("multicast on loopback", () => {
         expect(leaves.map((l) => field(l, "reason"))).toEqual(["goodbye", "goodbye", "goodbye"]);
         expect(logLines(log, "fallback")).toEqual([]);
         const c = stopCounts(log);
-        // Every datagram went to the group, once: none to a viewer's own port but the resends viewers asked for.
-        expect(c.datagramsSent).toBe(c.groupDatagramsSent + c.repairDatagramsResent);
+        // Every datagram went to the group, once: none to a viewer's own port but the resends
+        // viewers asked for (counted as handed out; one for a viewer that left meanwhile is not sent).
+        expect(c.datagramsSent).toBeGreaterThanOrEqual(c.groupDatagramsSent);
+        expect(c.datagramsSent - c.groupDatagramsSent).toBeLessThanOrEqual(c.repairDatagramsResent);
         const ownPort = viewers.reduce((n, v) => n + readStats(v.stats).delivery.datagramsByOwnPort, 0);
         expect(ownPort).toBeLessThanOrEqual(c.repairDatagramsResent);
         expect(c.groupFramesSent).toBeGreaterThanOrEqual(120);
