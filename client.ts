@@ -107,6 +107,7 @@ async function main(): Promise<number> {
     },
     onLink: overlay ? (state) => overlay.status.link(state, performance.now()) : undefined,
     onDatagram: overlay ? () => overlay.status.datagram(performance.now()) : undefined,
+    onSource: overlay ? (available) => overlay.status.camera(available ? "available" : "unavailable") : undefined,
     onSecond: (stats, size) => {
       const snap = stats.snapshot(performance.now());
       const line = formatStatus(snap, { size: size ?? undefined, recording: recorder ? `${recorder.stats.segmentsClosed} segs` : undefined, transport: cli.flags.classic ? undefined : stats.transport });

@@ -64,13 +64,18 @@ async function main(): Promise<number> {
   // A weak token or a token file others can read is for whoever audits the security log too.
   for (const w of [...config.warnings, ...(token?.warnings ?? [])]) log.security(w);
 
-  await using source = await openSource(spec, { size, fps, quality, loop, reencode: cli.flags.reencode, overlay: overlaySettings(cli.flags), log: log.child("capture") });
+  // The camera's outages reach the viewers through the server, started just below.
+  let onAvailability: (available: boolean) => void = () => {};
+  await using source = await openSource(spec, {
+    size, fps, quality, loop, reencode: cli.flags.reencode, overlay: overlaySettings(cli.flags), log: log.child("capture"), onAvailability: (a) => onAvailability(a),
+  });
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.
   await using server = await StreamServer.start({
     port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },
     maxPerHost: cli.flags.maxPerHost, token: token?.key ?? null, multicast, layers: cli.flags.layers, layerQuality: quality,
     repair: cli.flags.repair ? { fec: cli.flags.fec } : null, tcpDelivery: cli.flags.tcpDelivery,
   });
+  onAvailability = (available) => server.sourceStatus(available);
   // Publishing never holds up the rest: frames for a server that is down or slow are dropped and counted.
   await using publishers = targets.length === 0
     ? null

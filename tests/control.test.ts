@@ -22,6 +22,9 @@ import {
   DATAGRAM_MESSAGE_MAX,
   SwitchReason,
   TransportEvent,
+  SourceState,
+  CAP_SOURCE_STATUS,
+  WELCOME_SOURCE_STATUS,
   type ControlMessage,
   type Welcome,
   type PathCounters,
@@ -627,6 +630,28 @@ const GOLDEN: Golden[] = [
     ],
     msg: { type: "transport", transport: "udp", event: TransportEvent.Refused, framesSent: 5, text: "udp only" },
   },
+  {
+    name: "source: the camera is unavailable",
+    bytes: [
+      0x00, 0x03, //             length 3 = type + 2
+      0x11, //                   type source
+      0x01, //                   state unavailable
+      0x00, //                   reserved
+    ],
+    msg: { type: "source", state: SourceState.Unavailable },
+  },
+  {
+    name: "source: the camera is back, tagged",
+    bytes: [
+      0x00, 0x13, //             length 19 = type + 2 + tag 16
+      0x91, //                   type source, T set
+      0x02, //                   state available
+      0x00, //                   reserved
+      0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, // tag
+      0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf,
+    ],
+    msg: { type: "source", state: SourceState.Available, tag: bytes(0xc0, 16) },
+  },
 ];
 
 function decodeError(bytes: Uint8Array | number[]): DecodeError {
@@ -660,7 +685,7 @@ function frame(type: number, body: number[]): number[] {
 describe("golden control messages", () => {
   test("the table covers every message type", () => {
     // repair and gone: tests/repair-wire.test.ts; datagram (a viewer's reader only): "datagram messages" below.
-    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback", "delivery", "switch", "transport"]));
+    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback", "delivery", "switch", "transport", "source"]));
     expect(GOLDEN.filter((g) => g.msg.tag).length).toBeGreaterThan(1);
   });
 
@@ -747,11 +772,11 @@ describe("framing", () => {
     expect(peekMessageSize(Uint8Array.from([0x03, 0xfe, 0x05]))).toBe(1024);
   });
 
-  test("every type byte but 1..13, 15 and 16, with or without the T bit, is bad-type (14, datagram, to a server's reader too)", () => {
+  test("every type byte but 1..13 and 15..17, with or without the T bit, is bad-type (14, datagram, to a server's reader too)", () => {
     for (let t = 0; t < 256; t++) {
       const type = t & 0x7f;
       // repair (12) and gone (13) are tested in tests/repair-wire.test.ts
-      if (type >= 1 && type <= 16 && type !== 14) continue;
+      if (type >= 1 && type <= 17 && type !== 14) continue;
       const e = decodeError(frame(t, new Array(24).fill(0)));
       expect(e.code).toBe("bad-type");
       expect(e.message).toContain(`0x${t.toString(16).padStart(2, "0")}`);
@@ -836,7 +861,7 @@ describe("out-of-range values are bad-value", () => {
     ["welcome UDP source port 0", body("welcome", 14, [0, 0]), "bad-value"],
     ["welcome heartbeat 0", body("welcome", 16, [0, 0]), "bad-value"],
     ["welcome timeout equal to the heartbeat", body("welcome", 18, [0x03, 0xe8]), "bad-value"],
-    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 64]), "bad-value"],
+    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 128]), "bad-value"],
     ["welcome with the signed flag but no key", body("welcome", 20, [0, 0, 0, 4]), "truncated"],
     ["signed welcome with part of a resume secret", frame(2, [...GOLDEN.find((g) => g.name === "welcome to a signed stream")!.bytes.slice(3), 1, 2, 3]), "bad-length"],
     ["welcome with the multicast flag but no group", body("welcome", 20, [0, 0, 0, 2]), "truncated"],
@@ -1049,7 +1074,7 @@ describe("encoding", () => {
     ["resume secret of 8 bytes", { type: "hello", version: 1, udpPort: 1, capabilities: 4, name: "", resume: new Uint8Array(8) }],
     [
       "welcome with an unknown flag",
-      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 64 },
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 128 },
     ],
     [
       "welcome with the signed flag and no key",
@@ -1181,7 +1206,18 @@ describe("datagram messages (TCP delivery)", () => {
       type: "welcome", sessionId: 1, width: 640, height: 480, fpsMillihertz: 30000, fragmentSize: 1368, udpSourcePort: 5000, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_TCP_DELIVERY,
     };
     expect(decodeControl(encodeControl(w))).toEqual(w);
-    expect(decodeError([...encodeControl(w)].map((b, i) => (i === 3 + 20 + 3 ? 0x40 : b))).message).toContain("5 (tcp delivery)");
+    expect(decodeError([...encodeControl(w)].map((b, i) => (i === 3 + 20 + 3 ? 0x80 : b))).message).toContain("5 (tcp delivery) and 6 (source status)");
+  });
+
+  test("the camera's status takes the next free bits and type; a state or reserved byte it does not know is bad-value", () => {
+    expect(CAP_SOURCE_STATUS).toBe(0x100);
+    expect(WELCOME_SOURCE_STATUS).toBe(0x40);
+    expect(MessageType.Source).toBe(17);
+    expect(decodeError(frame(17, [3, 0])).code).toBe("bad-value");
+    expect(decodeError(frame(17, [0, 0])).code).toBe("bad-value");
+    expect(decodeError(frame(17, [1, 1])).code).toBe("bad-value");
+    expect(decodeError(frame(17, [1])).code).toBe("truncated");
+    expect(() => encodeControl({ type: "source", state: 5 as SourceState })).toThrow(RangeError);
   });
 
   test("switch and transport refuse unknown codes", () => {

@@ -153,7 +153,7 @@ describe("a fake V4L2 camera", () => {
     expect([width, height]).toEqual([W, H]);
   }, 60_000);
 
-  test("unplugged, then plugged in again: the server waits, viewers stay connected, frames resume", async () => {
+  test("unplugged, then plugged in again: the server waits, viewers stay connected and are told, frames resume", async () => {
     const unplugged = join(dir, "unplugged");
     const stats = join(dir, "viewer.json");
     const UNPLUG_AFTER = 45;
@@ -168,6 +168,14 @@ describe("a fake V4L2 camera", () => {
     try {
       await server.waitFor(/camera unavailable: waiting for it to come back source=camera:47 reason=.*unplugged/, 30_000, "stderr");
       expect(existsSync(unplugged)).toBe(true);
+      // The lancam viewer is told (a source message), and says so once; its window would show it.
+      await viewer.waitFor(/WARN \[client\] the server's camera is unavailable/, 10_000, "stderr");
+      // One that joins during the outage is told right after its welcome.
+      {
+        await using late = spawnBun(["client.ts", "127.0.0.1", port, "0", "--no-window", "--no-record"]);
+        await late.waitFor(/INFO \[client\] connected /, 30_000, "stderr");
+        await late.waitFor(/WARN \[client\] the server's camera is unavailable/, 10_000, "stderr");
+      }
       const before = stream.parts.length;
       expect(before).toBeGreaterThan(0);
       // The camera stays out for a while, as a cable pulled and pushed back in does;
@@ -178,6 +186,7 @@ describe("a fake V4L2 camera", () => {
       rmSync(unplugged);
       const replugged = performance.now();
       await server.waitFor(/camera back source=camera:47 downMs=\d+/, 30_000, "stderr");
+      await viewer.waitFor(/INFO \[client\] the server's camera is back/, 10_000, "stderr");
       await until(() => stream.parts.length >= before + 10, 30_000, () => `frames after the replug: ${stream.parts.length - before}`);
       expect(stream.open()).toBe(true);
       // Frames resume within about a second of the replug (retries back off to 1 s); generous for a busy machine.

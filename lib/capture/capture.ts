@@ -96,6 +96,8 @@ export interface OpenOptions {
   /** Text drawn on every picture before it is encoded (a source's own JPEG is then decoded first). */
   overlay?: OverlayOptions;
   log?: Logger;
+  /** A camera failed and is being retried (false), or is back (true); the server tells its viewers. */
+  onAvailability?: (available: boolean) => void;
 }
 
 /** What --overlay asks for: the template (checked by overlayTextProblem) and what fills it. */
@@ -334,6 +336,7 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
   const awaitCamera = async (reason: string): Promise<boolean> => {
     stats.cameraOutages++;
     log.warn("camera unavailable: waiting for it to come back", { source: description, reason });
+    opts.onAvailability?.(false);
     const since = performance.now();
     cap.release();
     let saidOtherwise = false;
@@ -354,6 +357,7 @@ async function openDevice(spec: Exclude<SourceSpec, { kind: "test" }>, opts: Ope
       }
       if (now === null) {
         log.info("camera back", { source: description, downMs: Math.round(performance.now() - since) });
+        opts.onAvailability?.(true);
         return true;
       }
       // Viewers were told the size: a camera that comes back otherwise is waited for still.

@@ -7,7 +7,7 @@
 /** The viewer's connection to the server. */
 export type LinkState = "connecting" | "connected" | "reconnecting";
 
-/** What the server says of its camera; fed by `camera()` once the server tells viewers. */
+/** What the server says of its camera (a source message, docs/protocol.md 2.18), fed by `camera()`. */
 export type CameraState = "available" | "unavailable";
 
 /** Below this, a picture is never called old, however fast the stream. */

@@ -3,7 +3,7 @@ import { unwrapStreamKey } from "../net/frame-cipher.ts";
 import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
   ByeReason, CAP_DECRYPT, CAP_REPAIR, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TCP_DELIVERY, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, WELCOME_REPAIR,
-  WELCOME_TCP_DELIVERY, byeReasonText, refuseReasonText,
+  WELCOME_TCP_DELIVERY, byeReasonText, refuseReasonText, CAP_SOURCE_STATUS, SourceState, WELCOME_SOURCE_STATUS,
   type ByeTotals, type Challenge, type ControlMessage, type Delivery, type Hello, type Key, type Report, type Transport, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
@@ -115,6 +115,8 @@ export type HandshakeAction =
   | { type: "delivery"; delivery: Delivery }
   /** The server will not repair these frames (a session whose welcome set WELCOME_REPAIR). */
   | { type: "gone"; frames: number[]; /** Never sent to this viewer (skipped for its path), not lost. */ skipped: boolean }
+  /** The server's camera failed and is retried (false), or is back (true): a session whose welcome set WELCOME_SOURCE_STATUS. */
+  | { type: "source"; available: boolean }
   /** How the server sends now (TCP delivery, a session whose welcome set WELCOME_TCP_DELIVERY). */
   | { type: "transport"; msg: Transport }
   /**
@@ -246,7 +248,7 @@ export class Handshake {
       case "connected": {
         if (s.kind !== "handshake" || s.connected) return [];
         s.connected = true;
-        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST) | (this.#opts.repair ? CAP_REPAIR : 0) | (this.#opts.tcpDelivery === false ? 0 : CAP_TCP_DELIVERY);
+        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST) | (this.#opts.repair ? CAP_REPAIR : 0) | (this.#opts.tcpDelivery === false ? 0 : CAP_TCP_DELIVERY) | CAP_SOURCE_STATUS;
         const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities, name: this.#opts.name ?? "" };
         if (this.#resume) hello.resume = this.#resume;
         s.hello = hello;
@@ -298,6 +300,10 @@ export class Handshake {
       if (msg.type === "gone") {
         if ((s.welcome.flags & WELCOME_REPAIR) === 0) return this.#end({ reason: "protocol error", text: "gone message in a session whose welcome did not offer repair" }, now);
         return [{ type: "gone", frames: msg.frames, skipped: msg.reason === GoneReason.Skipped }];
+      }
+      if (msg.type === "source") {
+        if ((s.welcome.flags & WELCOME_SOURCE_STATUS) === 0) return this.#end({ reason: "protocol error", text: "source message in a session whose welcome did not offer the camera's status" }, now);
+        return [{ type: "source", available: msg.state === SourceState.Available }];
       }
       if (msg.type === "transport") {
         if ((s.welcome.flags & WELCOME_TCP_DELIVERY) === 0) return this.#end({ reason: "protocol error", text: "transport message in a session whose welcome did not offer tcp delivery" }, now);

@@ -93,6 +93,8 @@ export interface StreamClientOptions {
   onFallback?: (reason: FallbackReason, text: string) => void;
   /** The server said what it sends this viewer now (checked against the welcome). */
   onDelivery?: (delivery: Delivery) => void;
+  /** The server's camera failed and is retried (false), or is back (true). */
+  onSource?: (available: boolean) => void;
   /** A complete frame failed the server's signature and was dropped; `total`: how many so far (cumulative). */
   onForged?: (total: number) => void;
   /** How frames should come: auto (UDP, TCP when UDP does not get through), udp or tcp (default auto). */
@@ -360,6 +362,9 @@ export class StreamClient implements AsyncDisposable {
       case "gone":
         this.#repair?.gone(a.frames, a.skipped);
         this.#schedulePoll();
+        return;
+      case "source":
+        this.#opts.onSource?.(a.available);
         return;
       case "leave-group":
         this.#leaveGroup();

@@ -63,6 +63,8 @@ export interface ViewerOptions {
   onLink?: (state: "connected" | "reconnecting") => void;
   /** A datagram of the stream arrived (the window's "no datagrams arriving" needs no more than that). */
   onDatagram?: () => void;
+  /** The server's camera failed and is being retried (false), or is back (true). */
+  onSource?: (available: boolean) => void;
   /** How frames should come: auto (default), udp or tcp (lib/receive/transport-choice.ts). */
   transport?: TransportMode;
   /** On TCP (auto), how long until UDP is tried again (default RETRY_UDP_MS). */
@@ -167,6 +169,11 @@ export class Viewer implements AsyncDisposable {
       totals: () => this.#totals(),
       onWelcome: (w) => this.#onWelcome(w),
       onDelivery: (d) => this.#onDelivery(d),
+      onSource: (available) => {
+        if (available) this.#log.info("the server's camera is back");
+        else this.#log.warn("the server's camera is unavailable (unplugged, or it stopped delivering); the server retries it, and this viewer stays connected");
+        this.#opts.onSource?.(available);
+      },
       onGroupJoined: (g) => this.#log.info("multicast group joined", { group: `${g.address}:${g.port}`, interface: g.interfaceAddress, receiveBuffer: g.receiveBufferBytes ?? "unknown" }),
       onForged: (total) => this.#onForged(total),
       transport: this.#opts.transport, retryUdpMs: this.#opts.retryUdpMs,

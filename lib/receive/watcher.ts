@@ -70,6 +70,8 @@ export interface WatcherOptions {
   onLink?: (state: "connected" | "reconnecting") => void;
   /** Lancam only: a datagram of the stream arrived (a classroom stream's datagrams are its frames). */
   onDatagram?: () => void;
+  /** The server's camera failed and is being retried (false), or is back (true). */
+  onSource?: (available: boolean) => void;
 }
 
 /** The watcher for `protocol`: a lancam Viewer or a ClassicWatcher, run the same way. */
@@ -87,7 +89,7 @@ export function createWatcher(opts: WatcherOptions): Watcher {
   return new Viewer({
     host, port, udpPort, log, sinks, recordSinks: opts.recordSinks, repair: opts.repair, maxFrames, maxSeconds,
     receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, recordedFrames: opts.recordedFrames, token: opts.token,
-    connectTimeoutMs: opts.connectTimeoutMs, onLink: opts.onLink, onDatagram: opts.onDatagram, transport: opts.transport, retryUdpMs: opts.retryUdpMs,
+    connectTimeoutMs: opts.connectTimeoutMs, onLink: opts.onLink, onDatagram: opts.onDatagram, onSource: opts.onSource, transport: opts.transport, retryUdpMs: opts.retryUdpMs,
     onBound: opts.onBound && ((bound) => opts.onBound!(bound)),
     onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000)),
     onSecond: opts.onSecond && ((stats, welcome, delivery) => opts.onSecond!(stats, welcome ? formatPicture(welcome, delivery) : null)),

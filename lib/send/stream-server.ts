@@ -2,7 +2,7 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_REPAIR, CAP_TCP_DELIVERY, CAP_VERIFY, WELCOME_REPAIR, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
+import { CAP_REPAIR, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_VERIFY, SourceState, WELCOME_REPAIR, WELCOME_SOURCE_STATUS, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
 import { frameMessages, TcpDelivery, type TransportOutcome } from "./tcp-delivery.ts";
 import { unsentBytes } from "../net/tcp-queue.ts";
 import { socketFd as fdOf } from "../net/udp-buffer.ts";
@@ -56,6 +56,8 @@ interface Conn {
   repairs: boolean;
   /** The viewer's own repair counts from its latest report that had them, for its leave line. */
   reportedRepair: RepairCounts | null;
+  /** Its hello offered CAP_SOURCE_STATUS: its welcome sets WELCOME_SOURCE_STATUS, and it is told when the camera fails and is back. */
+  sourceStatus: boolean;
   /** Its hello offered CAP_TCP_DELIVERY: its welcome sets WELCOME_TCP_DELIVERY, it may send switch. */
   tcpCapable: boolean;
   /** The socket's descriptor, to ask the kernel what it still holds (TCP delivery); undefined where unknown. */
@@ -133,6 +135,8 @@ export class StreamServer implements AsyncDisposable {
   #stopped = false;
   /** Loss repair for the viewers that negotiated it (lib/send/repair-server.ts); null when off. */
   readonly #repair: RepairServer | null;
+  /** The camera delivers (false while it failed and is being retried). */
+  #sourceAvailable = true;
   /** Which way each session's datagrams go, and whether UDP reaches it (lib/send/tcp-delivery.ts). */
   readonly #tcp: TcpDelivery;
   /** The connection of each session, for TCP delivery's writes. */
@@ -203,6 +207,20 @@ export class StreamServer implements AsyncDisposable {
   }
 
   /** Every viewer, lancam, classroom and served elsewhere, in the order they joined. */
+  /**
+   * The camera failed and is being retried (false), or is back (true): every viewer that
+   * understands it is told (a source message); one that joins meanwhile, after its welcome.
+   */
+  sourceStatus(available: boolean): void {
+    if (available === this.#sourceAvailable) return;
+    this.#sourceAvailable = available;
+    const msg: ControlMessage = { type: "source", state: available ? SourceState.Available : SourceState.Unavailable };
+    for (const sock of this.#conns.values()) {
+      const conn = sock.data;
+      if (conn.sessionId !== null && conn.sourceStatus && !conn.closing) this.#sendTo(conn, msg);
+    }
+  }
+
   /** Whether this server repairs losses for viewers that ask (not `--no-repair`). */
   get repairs(): boolean {
     return this.#repair !== null;
@@ -534,7 +552,11 @@ export class StreamServer implements AsyncDisposable {
     if (msg.type === "welcome" && !conn.verifies) msg = { ...msg, signing: undefined };
     if (msg.type === "welcome" && conn.repairs) msg = { ...msg, flags: msg.flags | WELCOME_REPAIR };
     if (msg.type === "welcome" && conn.tcpCapable) msg = { ...msg, flags: msg.flags | WELCOME_TCP_DELIVERY };
-    if (conn.channel.send(msg) || !conn.channel.overflowed || conn.closing) return;
+    if (msg.type === "welcome" && conn.sourceStatus) msg = { ...msg, flags: msg.flags | WELCOME_SOURCE_STATUS };
+    let sent = conn.channel.send(msg);
+    // A viewer that joins while the camera is away is told at once: it will wait for frames.
+    if (sent && msg.type === "welcome" && conn.sourceStatus && !this.#sourceAvailable) sent = conn.channel.send({ type: "source", state: SourceState.Unavailable });
+    if (sent || !conn.channel.overflowed || conn.closing) return;
     this.#apply(this.#admission.stalled(conn.id, performance.now()));
   }
 
@@ -549,7 +571,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false, reportedRepair: null, tcpCapable: false, fd: fdOf(sock) };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false, reportedRepair: null, tcpCapable: false, sourceStatus: false, fd: fdOf(sock) };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -581,6 +603,7 @@ export class StreamServer implements AsyncDisposable {
       if (msg.type === "hello") conn.verifies = (msg.capabilities & CAP_VERIFY) !== 0;
       if (msg.type === "hello") conn.repairs = this.#repair !== null && (msg.capabilities & CAP_REPAIR) !== 0;
       if (msg.type === "hello") conn.tcpCapable = (msg.capabilities & CAP_TCP_DELIVERY) !== 0;
+      if (msg.type === "hello") conn.sourceStatus = (msg.capabilities & CAP_SOURCE_STATUS) !== 0;
       // Also not admission's: a switch from a viewer that negotiated it (else a protocol error there).
       if (msg.type === "switch" && conn.tcpCapable && conn.sessionId !== null) {
         this.#onSwitch(conn, conn.sessionId, msg);

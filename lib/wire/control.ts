@@ -180,6 +180,12 @@ import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, typ
  * +---------------+- - - - - - - - - - - - - - - - - - - - - - - -+
  * event: 1 switched (the answer to a switch), 2 silent (frames went by UDP, yet the
  * viewer's reports say none arrived), 3 refused (the switch is not done; text says why).
+ *
+ * source (17, server to client, to a CAP_SOURCE_STATUS viewer): the camera's state
+ * changed; sent when it does, and after the welcome while it is unavailable
+ * +---------------+---------------+
+ * |     state     | reserved (0)  |   0   state: 1 unavailable (failed, being retried), 2 available
+ * +---------------+---------------+   2
  */
 
 /** Control protocol version carried in hello. */
@@ -227,6 +233,8 @@ export const MessageType = {
   Switch: 15,
   /** How the server sends to the viewer now, and why it says so. */
   Transport: 16,
+  /** The camera failed and is retried, or is back. */
+  Source: 17,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -261,6 +269,8 @@ export const CAP_PATH_REPORTS = 0x20;
 export const CAP_REPAIR = 0x40;
 /** hello capability bit 7: the client takes datagram messages and speaks switch and transport (TCP delivery). */
 export const CAP_TCP_DELIVERY = 0x80;
+/** hello capability bit 8: the client understands WELCOME_SOURCE_STATUS and source messages. */
+export const CAP_SOURCE_STATUS = 0x100;
 
 /** welcome server flag bit 0: frames are encrypted; a key message follows the welcome. */
 export const WELCOME_ENCRYPTED = 0x1;
@@ -277,7 +287,9 @@ export const WELCOME_PATH_REPORTS = 0x8;
 export const WELCOME_REPAIR = 0x10;
 /** welcome server flag bit 5: the server understands switch messages (it may still refuse TCP); set only for a CAP_TCP_DELIVERY hello. */
 export const WELCOME_TCP_DELIVERY = 0x20;
-const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR | WELCOME_TCP_DELIVERY;
+/** welcome server flag bit 6: the server tells this viewer when its camera fails and when it is back (source messages). */
+export const WELCOME_SOURCE_STATUS = 0x40;
+const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR | WELCOME_TCP_DELIVERY | WELCOME_SOURCE_STATUS;
 /** Bytes of a welcome's multicast block: group address, port, reserved, stream id. */
 export const WELCOME_MULTICAST_SIZE = 12;
 /** Bytes of an Ed25519 public key. */
@@ -610,8 +622,23 @@ export interface Transport extends Taggable {
   text: string;
 }
 
+/** The camera's state in a source message. */
+export const SourceState = {
+  /** It failed (unplugged, gone quiet, the file ended) and is being retried; viewers stay connected. */
+  Unavailable: 1,
+  /** It delivers again. */
+  Available: 2,
+} as const;
+export type SourceState = (typeof SourceState)[keyof typeof SourceState];
+
+/** Server to client: the camera failed and is retried, or is back. */
+export interface SourceStatus extends Taggable {
+  type: "source";
+  state: SourceState;
+}
+
 /** Any control message. */
-export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery | Repair | Gone | DatagramMessage | Switch | Transport;
+export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery | Repair | Gone | DatagramMessage | Switch | Transport | SourceStatus;
 
 const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   hello: MessageType.Hello,
@@ -630,6 +657,7 @@ const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   datagram: MessageType.Datagram,
   switch: MessageType.Switch,
   transport: MessageType.Transport,
+  source: MessageType.Source,
 };
 /** Largest framed datagram message: prefix, type and a datagram of MAX_DATAGRAM_SIZE. */
 export const DATAGRAM_MESSAGE_MAX = FRAME_HEADER_SIZE + MAX_DATAGRAM_SIZE;
@@ -638,6 +666,7 @@ const HELLO_FIXED = 12;
 const WELCOME_SIZE = 24;
 const REFUSE_FIXED = 2;
 const HEARTBEAT_SIZE = 8;
+const SOURCE_SIZE = 2;
 const REPORT_SIZE = 28;
 const REPORT_PATH_SIZE = 24;
 const REPORT_REPAIR_SIZE = 24;
@@ -783,7 +812,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("welcome heartbeatMs", msg.heartbeatMs, 1, 0xfffe);
       checkInt("welcome timeoutMs", msg.timeoutMs, msg.heartbeatMs + 1, 0xffff);
       checkInt("welcome flags", msg.flags, 0, U32_MAX);
-      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED, WELCOME_PATH_REPORTS, WELCOME_REPAIR and WELCOME_TCP_DELIVERY are defined`);
+      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED, WELCOME_PATH_REPORTS, WELCOME_REPAIR, WELCOME_TCP_DELIVERY and WELCOME_SOURCE_STATUS are defined`);
       if (msg.flags & WELCOME_SIGNED && !msg.signing) throw new RangeError("welcome flags: WELCOME_SIGNED without a signing key");
       if (!!(msg.flags & WELCOME_MULTICAST) !== (msg.multicast !== undefined)) throw new RangeError("welcome multicast: the group must be given exactly when WELCOME_MULTICAST is set");
       if (msg.multicast) {
@@ -871,6 +900,10 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       text = checkText("transport text", msg.text, MAX_REFUSE_TEXT_BYTES);
       bodySize = TRANSPORT_FIXED + text.length;
       break;
+    case "source":
+      if (msg.state !== SourceState.Unavailable && msg.state !== SourceState.Available) throw new RangeError(`source state=${msg.state}: expected 1 (unavailable) or 2 (available)`);
+      bodySize = SOURCE_SIZE;
+      break;
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
   }
@@ -957,6 +990,9 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "transport":
       w.u8(TRANSPORT_CODE[msg.transport]).u8(msg.event).u16(0).u32(clampCount("transport framesSent", msg.framesSent)).u8(text!.length).bytes(text!);
+      break;
+    case "source":
+      w.u8(msg.state).u8(0);
       break;
   }
   if (msg.tag) w.bytes(msg.tag);
@@ -1104,7 +1140,7 @@ function decodeWelcome(r: BodyReader): Welcome {
   const heartbeatMs = range("welcome heartbeat interval", r.u16("heartbeat interval"), 1, 0xfffe);
   const timeoutMs = range("welcome timeout", r.u16("timeout"), heartbeatMs + 1, 0xffff);
   const flags = r.u32("flags");
-  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed), 3 (path reports), 4 (repair) and 5 (tcp delivery) are defined`);
+  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed), 3 (path reports), 4 (repair), 5 (tcp delivery) and 6 (source status) are defined`);
   const msg: Welcome = { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
   let fixed = WELCOME_SIZE;
   if (flags & WELCOME_MULTICAST) {
@@ -1252,6 +1288,15 @@ function decodeTransportName(r: BodyReader, what: string): TransportName {
   return name;
 }
 
+function decodeSource(r: BodyReader): SourceStatus {
+  const state = r.u8("state");
+  if (state !== SourceState.Unavailable && state !== SourceState.Available) throw new DecodeError("bad-value", `source state ${hex(state)} is unknown`);
+  const reserved = r.u8("reserved");
+  if (reserved !== 0) throw new DecodeError("bad-value", `source reserved byte ${hex(reserved)}, expected 0`);
+  r.end();
+  return { type: "source", state: state as SourceState };
+}
+
 function decodeSwitch(r: BodyReader): Switch {
   const transport = decodeTransportName(r, "switch");
   const reason = r.u8("reason");
@@ -1286,7 +1331,7 @@ function checkType(typeByte: number, datagrams: boolean): void {
     if (typeByte & TAGGED_BIT) throw new DecodeError("bad-type", `control type ${hex(typeByte)}: a datagram message is never tagged`);
     return;
   }
-  if (type >= MessageType.Hello && type <= MessageType.Transport) return;
+  if (type >= MessageType.Hello && type <= MessageType.Source) return;
   throw new DecodeError("bad-type", `control type ${hex(typeByte)} is unknown`);
 }
 
@@ -1376,6 +1421,8 @@ function decodeBody(type: number, body: Uint8Array): ControlMessage {
       return decodeSwitch(new BodyReader("switch", body));
     case MessageType.Transport:
       return decodeTransport(new BodyReader("transport", body));
+    case MessageType.Source:
+      return decodeSource(new BodyReader("source", body));
     default:
       // peekMessageSize already rejected it; kept so a new type cannot slip through.
       throw new DecodeError("bad-type", `control type ${hex(type)} is unknown`);
