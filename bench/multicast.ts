@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { cameraClip } from "./camera-clip.ts";
+import { cpuSplit } from "./proc-stats.ts";
 import { NetnsLan, netnsUnavailable, type HostSpec } from "../tests/helpers/netns.ts";
 import { spawnBun, type Child } from "../tests/helpers/process.ts";
 
@@ -21,28 +22,16 @@ const seconds = Number(args.seconds ?? 8);
 const plotPath = String(args.plot ?? "docs/multicast-classroom.png");
 const rate = String(args.rate ?? "100mbit");
 const FPS = 30;
-const TICKS = 100; // USER_HZ on Linux
 
 const work = mkdtempSync(join(tmpdir(), "lancam-bench-mc-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 
 
-/**
- * CPU seconds a process used: user (lancam's own work) and system. On loopback and
- * through veth pairs the kernel delivers each datagram to its receivers (one clone per
- * socket or bridge port) inside the sender's system call, so system time also holds
- * what a real network's switch would do.
- */
-function cpuSeconds(pid: number): { user: number; total: number } {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-    const user = Number(rest[11]) / TICKS;
-    return { user, total: user + Number(rest[12]) / TICKS };
-  } catch {
-    return { user: NaN, total: NaN };
-  }
-}
+// CPU seconds a process used: user (lancam's own work) and system. On loopback and
+// through veth pairs the kernel delivers each datagram to its receivers (one clone per
+// socket or bridge port) inside the sender's system call, so system time also holds
+// what a real network's switch would do.
+const cpuSeconds = cpuSplit;
 
 /** Busy and total jiffies of the whole machine, to see whether the CPUs were the limit. */
 function machineJiffies(): { busy: number; total: number } {
