@@ -26,7 +26,6 @@ const FPS = 30;
 const work = mkdtempSync(join(tmpdir(), "lancam-bench-mc-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 
-
 // CPU seconds a process used: user (lancam's own work) and system. On loopback and
 // through veth pairs the kernel delivers each datagram to its receivers (one clone per
 // socket or bridge port) inside the sender's system call, so system time also holds
