@@ -13,7 +13,8 @@ async function fullServer(dir: string): Promise<{ server: Child; port: number; f
     "--max-clients", "1", "--log", join(dir, "server.log")]);
   const port = Number((await server.waitFor(/lancam server listening tcp=(\d+)/))[1]);
   const first = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-window", "--no-record", "--name", "first"]);
-  await first.waitFor(/INFO \[client\] connected /, 15_000, "stderr");
+  // Its first frame, not only its welcome: a viewer stopped before any frame came exits 1.
+  await first.waitFor(/INFO \[client\] first frame /, 15_000, "stderr");
   return { server, port, first };
 }
 

@@ -407,6 +407,8 @@ export class Viewer implements AsyncDisposable {
     const max = this.#opts.maxFrames ?? 0;
     if (max > 0 && this.#accepted >= max) return; // --frames reached: exactly that many are counted and delivered
     this.#accepted++;
+    // Said once: the stream is through (what "connected" alone does not prove: a firewall can drop every datagram).
+    if (this.#accepted === 1) this.#log.info("first frame", { size: `${size.width}x${size.height}`, latencyMs: Math.round((nowMicros() - f.capturedAt) / 100) / 10 });
     this.stats.frame(f.jpeg.length, (nowMicros() - f.capturedAt) / 1000, nowMs, `${size.width}x${size.height}`);
     this.#deliver({ seq: f.frameNumber, capturedAt: f.capturedAt, width: size.width, height: size.height, jpeg: f.jpeg });
   }
