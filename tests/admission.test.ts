@@ -73,6 +73,53 @@ function sessionOf(actions: AdmissionAction[]) {
   return start.session;
 }
 
+describe("cameras", () => {
+  const DESK = { width: 640, height: 480, fpsMillihertz: 15_000, fragmentSize: 1368, udpSourcePort: 40_000 };
+  const twoCameras = () => machine({ cameras: [{ name: "board", stream: STREAM, multicast: null }, { name: "desk", stream: DESK, multicast: null }] });
+  const helloFor = (udpPort: number, camera: string): Hello => ({ ...hello(udpPort), camera });
+
+  test("a hello that names a camera, by name or number, is welcomed to that camera's stream, and the welcome names it", () => {
+    const m = twoCameras();
+    m.connected(1, { address: HERE, port: 50_001 }, 0);
+    const byName = m.received(1, helloFor(8001, "desk"), 0);
+    expect(sentTo(byName, 1)).toEqual([{ type: "welcome", sessionId: 0x100, ...DESK, heartbeatMs: 1000, timeoutMs: 5000, flags: 0, camera: { index: 1, count: 2, name: "desk" } }]);
+    expect(sessionOf(byName).camera).toBe(1);
+    expect(lines(byName)[0]).toContain("camera=desk");
+    m.connected(2, { address: HERE, port: 50_002 }, 0);
+    const byNumber = m.received(2, helloFor(8002, "0"), 0);
+    expect(sentTo(byNumber, 2)[0]).toMatchObject({ width: 320, height: 240, camera: { index: 0, count: 2, name: "board" } });
+    expect(m.viewers().map((v) => v.camera)).toEqual([1, 0]);
+    expect([m.viewerCountOf(0), m.viewerCountOf(1)]).toEqual([1, 1]);
+  });
+
+  test("a hello without a camera (an older viewer) gets camera 0 and a welcome without the camera block", () => {
+    const m = twoCameras();
+    const out = join(m, 1, 8001);
+    expect(sentTo(out, 1)).toEqual([{ type: "welcome", sessionId: 0x100, ...STREAM, heartbeatMs: 1000, timeoutMs: 5000, flags: 0 }]);
+    expect(sessionOf(out).camera).toBe(0);
+  });
+
+  test("a camera the server does not have is refused with the list of cameras, and takes no place", () => {
+    const m = twoCameras();
+    for (const [conn, wanted] of [[1, "2"], [2, "Desk"], [3, "window"]] as const) {
+      m.connected(conn, { address: HERE, port: 50_000 + conn }, 0);
+      const out = m.received(conn, helloFor(8000 + conn, wanted), 0);
+      expect(kinds(out)).toEqual(["log client refused", "send " + conn, "close " + conn]);
+      expect(sentTo(out, conn)).toEqual([{ type: "refuse", reason: RefuseReason.NoSuchCamera, text: `no camera "${wanted}" on this server; it has 2 cameras: 0=board, 1=desk` }]);
+      expect(lines(out)[0]).toContain('reason="no such camera"');
+    }
+    expect(m.viewerCount).toBe(0);
+  });
+
+  test("viewers served elsewhere count for the camera they watch; a camera out of range is a programming error", () => {
+    const m = twoCameras();
+    expect(m.admitOther(7, "browser", THERE, "Chrome", 0, 1).refused).toBeNull();
+    expect([m.viewerCountOf(0), m.viewerCountOf(1)]).toEqual([0, 1]);
+    expect(m.viewers()[0]!.camera).toBe(1);
+    expect(() => m.admitOther(8, "browser", THERE, "Chrome", 0, 2)).toThrow(RangeError);
+  });
+});
+
 describe("hello", () => {
   test("is answered with a welcome describing the stream; frames start for the TCP peer's address and the hello's UDP port", () => {
     const m = machine();
@@ -548,9 +595,9 @@ describe("one count of viewers of every kind", () => {
     expect(m.updateOther(8, { framesSent: 1 })).toBe(false);
     const wall = (t: number) => WALL_START_US / 1000 + t;
     expect(m.viewers()).toEqual([
-      { id: 0x100, kind: "udp", address: HERE, udpPort: 8001, name: "v", joinedAt: wall(1000), framesSent: 60, framesReceived: 57, framesLost: 3, latencyP50Ms: 0.9, fps: 30 },
-      { id: 2, kind: "classic", address: HERE, udpPort: 8888, name: "", joinedAt: wall(1500), framesSent: 1, framesReceived: 1, framesLost: null, latencyP50Ms: null, fps: null },
-      { id: 7, kind: "browser", address: THERE, udpPort: null, name: "Chrome 120", joinedAt: wall(1700), framesSent: 40, framesReceived: 38, framesLost: null, latencyP50Ms: null, fps: 29.5 },
+      { id: 0x100, kind: "udp", address: HERE, udpPort: 8001, name: "v", joinedAt: wall(1000), camera: 0, framesSent: 60, framesReceived: 57, framesLost: 3, latencyP50Ms: 0.9, fps: 30 },
+      { id: 2, kind: "classic", address: HERE, udpPort: 8888, name: "", joinedAt: wall(1500), camera: 0, framesSent: 1, framesReceived: 1, framesLost: null, latencyP50Ms: null, fps: null },
+      { id: 7, kind: "browser", address: THERE, udpPort: null, name: "Chrome 120", joinedAt: wall(1700), camera: 0, framesSent: 40, framesReceived: 38, framesLost: null, latencyP50Ms: null, fps: 29.5 },
     ]);
     expect(lines(m.leaveOther(7, "stalled", 3700))).toEqual([
       "INFO [server] client left client=192.168.1.30 kind=browser name=\"Chrome 120\" reason=stalled seconds=2.0 framesSent=40 framesReceived=38 clients=2",

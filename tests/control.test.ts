@@ -652,6 +652,63 @@ const GOLDEN: Golden[] = [
     ],
     msg: { type: "source", state: SourceState.Available, tag: bytes(0xc0, 16) },
   },
+  {
+    name: "hello for a camera by name, with a resume secret",
+    bytes: [
+      0x00, 0x24, //             length 36 = type + 12 + 1 name byte + 1 + 5 camera + 16
+      0x01, //                   type hello
+      0x4c, 0x43, 0x41, 0x4d, // magic "LCAM"
+      0x01, //                   protocol version 1
+      0x22, 0xb8, //             UDP port 8888
+      0x00, 0x00, 0x02, 0x04, // capabilities: resume, camera
+      0x01, //                   name length 1
+      0x61, //                   name "a"
+      0x05, //                   camera length 5
+      0x62, 0x6f, 0x61, 0x72, 0x64, // camera "board"
+      0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, // resume secret
+      0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
+    ],
+    msg: { type: "hello", version: 1, udpPort: 8888, capabilities: 0x204, name: "a", camera: "board", resume: bytes(0xa0, 16) },
+    optionalFrom: 19,
+  },
+  {
+    name: "hello for camera 0 by default (an empty camera)",
+    bytes: [
+      0x00, 0x0e, //             length 14 = type + 12 + 1 empty camera
+      0x01, //                   type hello
+      0x4c, 0x43, 0x41, 0x4d, // magic "LCAM"
+      0x01, //                   protocol version 1
+      0x22, 0xb8, //             UDP port 8888
+      0x00, 0x00, 0x02, 0x00, // capabilities: camera
+      0x00, //                   name length 0
+      0x00, //                   camera length 0: camera 0
+    ],
+    msg: { type: "hello", version: 1, udpPort: 8888, capabilities: 0x200, name: "", camera: "" },
+  },
+  {
+    name: "welcome naming its camera",
+    bytes: [
+      0x00, 0x1f, //             length 31 = type + 24 + 3 + 3 name
+      0x02, //                   type welcome
+      0x00, 0x00, 0x00, 0x09, // session id 9
+      0x02, 0x80, //             width 640
+      0x01, 0xe0, //             height 480
+      0x00, 0x00, 0x75, 0x30, // fps 30
+      0x05, 0xa0, //             fragment size 1440
+      0x9c, 0x40, //             UDP source port 40000
+      0x03, 0xe8, //             heartbeat every 1000 ms
+      0x13, 0x88, //             timeout 5000 ms
+      0x00, 0x00, 0x00, 0x80, // server flags: camera
+      0x01, //                   camera number 1
+      0x02, //                   of 2 cameras
+      0x03, //                   name length 3
+      0x64, 0x6f, 0x63, //       name "doc"
+    ],
+    msg: {
+      type: "welcome", sessionId: 9, width: 640, height: 480, fpsMillihertz: 30000, fragmentSize: 1440,
+      udpSourcePort: 40000, heartbeatMs: 1000, timeoutMs: 5000, flags: 0x80, camera: { index: 1, count: 2, name: "doc" },
+    },
+  },
 ];
 
 function decodeError(bytes: Uint8Array | number[]): DecodeError {
@@ -861,7 +918,13 @@ describe("out-of-range values are bad-value", () => {
     ["welcome UDP source port 0", body("welcome", 14, [0, 0]), "bad-value"],
     ["welcome heartbeat 0", body("welcome", 16, [0, 0]), "bad-value"],
     ["welcome timeout equal to the heartbeat", body("welcome", 18, [0x03, 0xe8]), "bad-value"],
-    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 0, 128]), "bad-value"],
+    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 1, 0]), "bad-value"],
+    ["welcome with the camera flag but no camera", body("welcome", 20, [0, 0, 0, 128]), "truncated"],
+    ["welcome naming camera 2 of 2", body("welcome naming its camera", 24, [2]), "bad-value"],
+    ["welcome naming camera 0 of 0", body("welcome naming its camera", 24, [0, 0]), "bad-value"],
+    ["welcome with an empty camera name", frame(2, [...GOLDEN.find((g) => g.name === "welcome naming its camera")!.bytes.slice(3, 3 + 26), 0]), "bad-value"],
+    ["welcome camera name with a space", body("welcome naming its camera", 27, [0x20]), "bad-value"],
+    ["hello camera of 33 bytes", frame(1, [...GOLDEN.find((g) => g.name.startsWith("hello for camera 0"))!.bytes.slice(3, 3 + 12), 33, ...new Array(33).fill(0x61)]), "bad-length"],
     ["welcome with the signed flag but no key", body("welcome", 20, [0, 0, 0, 4]), "truncated"],
     ["signed welcome with part of a resume secret", frame(2, [...GOLDEN.find((g) => g.name === "welcome to a signed stream")!.bytes.slice(3), 1, 2, 3]), "bad-length"],
     ["welcome with the multicast flag but no group", body("welcome", 20, [0, 0, 0, 2]), "truncated"],
@@ -905,15 +968,13 @@ describe("out-of-range values are bad-value", () => {
   }
 
   test("every unknown reason code of refuse and bye", () => {
-    const known = [1, 2, 3, 4, 255];
+    const refuses = [1, 2, 3, 4, 5, 255];
+    const byes = [1, 2, 3, 4, 255];
     for (let r = 0; r < 256; r++) {
-      if (known.includes(r)) {
-        expect(decodeControl(Uint8Array.from(frame(3, [r, 0])))).toEqual({ type: "refuse", reason: r as RefuseReason, text: "" });
-        expect(decodeControl(Uint8Array.from(frame(6, [r])))).toEqual({ type: "bye", reason: r as ByeReason });
-      } else {
-        expect(decodeError(frame(3, [r, 0])).code).toBe("bad-value");
-        expect(decodeError(frame(6, [r])).code).toBe("bad-value");
-      }
+      if (refuses.includes(r)) expect(decodeControl(Uint8Array.from(frame(3, [r, 0])))).toEqual({ type: "refuse", reason: r as RefuseReason, text: "" });
+      else expect(decodeError(frame(3, [r, 0])).code).toBe("bad-value");
+      if (byes.includes(r)) expect(decodeControl(Uint8Array.from(frame(6, [r])))).toEqual({ type: "bye", reason: r as ByeReason });
+      else expect(decodeError(frame(6, [r])).code).toBe("bad-value");
     }
   });
 
@@ -1074,6 +1135,10 @@ describe("encoding", () => {
     ["resume secret of 8 bytes", { type: "hello", version: 1, udpPort: 1, capabilities: 4, name: "", resume: new Uint8Array(8) }],
     [
       "welcome with an unknown flag",
+      { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 256 },
+    ],
+    [
+      "welcome with the camera flag and no camera",
       { type: "welcome", sessionId: 1, width: 2, height: 2, fpsMillihertz: 30000, fragmentSize: 1440, udpSourcePort: 1, heartbeatMs: 1000, timeoutMs: 5000, flags: 128 },
     ],
     [
@@ -1206,7 +1271,7 @@ describe("datagram messages (TCP delivery)", () => {
       type: "welcome", sessionId: 1, width: 640, height: 480, fpsMillihertz: 30000, fragmentSize: 1368, udpSourcePort: 5000, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_TCP_DELIVERY,
     };
     expect(decodeControl(encodeControl(w))).toEqual(w);
-    expect(decodeError([...encodeControl(w)].map((b, i) => (i === 3 + 20 + 3 ? 0x80 : b))).message).toContain("5 (tcp delivery) and 6 (source status)");
+    expect(decodeError([...encodeControl(w)].map((b, i) => (i === 3 + 20 + 2 ? 0x01 : b))).message).toContain("5 (tcp delivery), 6 (source status) and 7 (camera)");
   });
 
   test("the camera's status takes the next free bits and type; a state or reserved byte it does not know is bad-value", () => {

@@ -38,6 +38,15 @@ export type AdmissionAction =
 /** What every welcome says about the stream, besides the session and the timers. */
 export type StreamDescription = Pick<Welcome, "width" | "height" | "fpsMillihertz" | "fragmentSize" | "udpSourcePort" | "signing">;
 
+/** One of the server's cameras, as its welcomes describe it. */
+export interface AdmissionCamera {
+  /** Its name, or its number as text when it has none (lib/wire/camera-name.ts). */
+  name: string;
+  stream: StreamDescription;
+  /** Its multicast group, or null: unicast only. */
+  multicast: MulticastGroup | null;
+}
+
 /** How admission is set up; times in ms of the same clock as the `now` arguments. */
 export interface AdmissionOptions {
   maxClients: number;
@@ -57,6 +66,12 @@ export interface AdmissionOptions {
   /** Resume secrets; random by default. */
   randomSecret?: () => Uint8Array;
   stream: StreamDescription;
+  /**
+   * The cameras a hello may ask for, by number; each with its own stream and group. Absent:
+   * one camera, "0", with `stream` and `multicast`. A server with several names them in
+   * its welcomes and refuses a hello that asks for one it does not have.
+   */
+  cameras?: readonly AdmissionCamera[];
   /** The wall clock (µs since the Unix epoch) at `now`, for heartbeats. */
   wallClockUs: (now: number) => number;
   /** Session id source; random by default. */

@@ -6,8 +6,9 @@ import { classifyFirstBytes } from "../wire/classic.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import type { Frame } from "../wire/frame.ts";
 import {
-  DEFAULT_HELLO_TIMEOUT_MS, MAX_PENDING_PER_ADDRESS, refuseText, type AdmissionAction, type AdmissionOptions, type OtherAdmission, type Refusal,
+  DEFAULT_HELLO_TIMEOUT_MS, MAX_PENDING_PER_ADDRESS, refuseText, type AdmissionAction, type AdmissionCamera, type AdmissionOptions, type OtherAdmission, type Refusal,
 } from "./admission-types.ts";
+import { noSuchCamera, pickCamera } from "../wire/camera-name.ts";
 import { Capacity, noPlaceReason } from "./capacity.ts";
 import { classicAdmissionActions, classicRefusal, ClassicViewers, type ClassicAction, type ClassicCounters } from "./classic-viewers.ts";
 import { baseOf, dueForChallenge, evictable, evictionFor, handshakesAt, type Conn, type ConnId, type ConnIn } from "./connection.ts";
@@ -39,6 +40,8 @@ const sessionKey = (s: Session) => `udp:${s.id}`;
  */
 export class Admission {
   readonly #opts: AdmissionOptions;
+  /** The cameras hellos may ask for, by number (one, "0", unless options name several). */
+  readonly #cameras: readonly AdmissionCamera[];
   readonly #capacity: Capacity;
   readonly #sessions: SessionTable;
   readonly #classic: ClassicViewers;
@@ -65,8 +68,15 @@ export class Admission {
   constructor(opts: AdmissionOptions) {
     // A welcome the codec cannot carry (timers out of range, a zero port) would fail at
     // every hello; encoding one now turns that into one clear error at start.
-    const group = opts.multicast ?? undefined;
-    encodeControl({ type: "welcome", sessionId: 0, ...opts.stream, heartbeatMs: opts.heartbeatMs, timeoutMs: opts.timeoutMs, flags: group ? WELCOME_MULTICAST : 0, multicast: group });
+    this.#cameras = opts.cameras ?? [{ name: "0", stream: opts.stream, multicast: opts.multicast ?? null }];
+    if (this.#cameras.length === 0) throw new RangeError("admission needs at least one camera");
+    for (const [index, cam] of this.#cameras.entries()) {
+      const group = cam.multicast ?? undefined;
+      encodeControl({
+        type: "welcome", sessionId: 0, ...cam.stream, heartbeatMs: opts.heartbeatMs, timeoutMs: opts.timeoutMs, flags: group ? WELCOME_MULTICAST : 0, multicast: group,
+        camera: { index, count: this.#cameras.length, name: cam.name },
+      });
+    }
     this.#opts = opts;
     this.#tokens = opts.auth ? new TokenExchange(opts.auth) : null;
     this.#helloTimeoutMs = opts.helloTimeoutMs ?? DEFAULT_HELLO_TIMEOUT_MS;
@@ -93,6 +103,14 @@ export class Admission {
   /** Viewers of every kind: what maxClients bounds. */
   get viewerCount(): number {
     return this.#capacity.size;
+  }
+
+  /** Viewers of every kind that watch camera `camera` (classroom viewers watch camera 0). */
+  viewerCountOf(camera: number): number {
+    let n = camera === 0 ? this.#classic.size : 0;
+    for (const s of this.#sessions.values()) if (s.camera === camera) n++;
+    for (const v of this.#others.values()) if (v.camera === camera) n++;
+    return n;
   }
 
   /** Connections without a place yet: waiting for first bytes that decide, a hello, or the answer to a challenge. */
@@ -285,10 +303,11 @@ export class Admission {
    * must be unique among connection ids and other viewers' ids. The join or the refusal
    * is logged.
    */
-  admitOther(id: number, kind: string, address: string, name: string, now: number): OtherAdmission {
+  admitOther(id: number, kind: string, address: string, name: string, now: number, camera = 0): OtherAdmission {
     checkOtherKind(kind);
     if (this.#conns.has(id)) throw new Error(`viewer id ${id} is in use`);
-    return this.#others.admit(id, kind, address, name, now, this.#shuttingDown ? "shutting down" : null);
+    if (!Number.isInteger(camera) || camera < 0 || camera >= this.#cameras.length) throw new RangeError(`camera ${camera}: this server has ${this.#cameras.length}`);
+    return this.#others.admit(id, kind, address, name, now, this.#shuttingDown ? "shutting down" : null, camera);
   }
 
   /** What a viewer served elsewhere has received so far; false when `id` is not one. */
@@ -393,7 +412,7 @@ export class Admission {
   #session(c: ConnIn<"streaming">, msg: ControlMessage, now: number, out: AdmissionAction[]): void {
     const s = c.session;
     this.#sessions.heard(s.id, now);
-    const ctx = { conn: c.id, peer: c.peer, sent: this.#sent(s.id), streamFpsMillihertz: this.#opts.stream.fpsMillihertz, now, counters: this };
+    const ctx = { conn: c.id, peer: c.peer, sent: this.#sent(s.id), streamFpsMillihertz: this.#cameras[s.camera]!.stream.fpsMillihertz, now, counters: this };
     const verdict = sessionMessage(s, msg, ctx, out);
     if (verdict.end === "goodbye") this.#end(c, "goodbye", now, out, verdict.totals);
     else if (verdict.end) this.#end(c, verdict.end, now, out);
@@ -448,6 +467,13 @@ export class Admission {
   /** A viewer that said hello (and proved the token, when `keys`): welcomed unless something stands in the way. */
   #admit(c: ConnIn<"pending" | "challenged">, hello: Hello, keys: SessionKeys | null, now: number, out: AdmissionAction[]): void {
     const udp = hello.udpPort;
+    const names = this.#cameras.map((cam) => cam.name);
+    const camera = pickCamera(hello.camera ?? "", names);
+    if (camera === null) {
+      const text = noSuchCamera(hello.camera ?? "", names);
+      return this.#refuse(c, { reason: RefuseReason.NoSuchCamera, text, level: "warn", fields: { client: c.peer, udp, reason: "no such camera", camera: hello.camera } }, out);
+    }
+    const cam = this.#cameras[camera]!;
     const old = this.#sessions.at(c.address, udp);
     // Only one socket can hold that port, so only that session's own viewer, reconnecting
     // before the server noticed it had gone, can have a reason to ask for it again.
@@ -461,7 +487,7 @@ export class Admission {
       return this.#refuse(c, { reason, text: noPlace.text, level: "warn", fields: { client: c.peer, udp, reason: noPlaceReason(noPlace), max: noPlace.max } }, out);
     }
     if (old) this.#byeAndEnd(old, ByeReason.Other, "replaced by a new session", now, out);
-    const peer = { address: c.address, tcpPort: c.tcpPort, udpPort: udp, name: hello.name, resume: this.#randomSecret() };
+    const peer = { address: c.address, tcpPort: c.tcpPort, udpPort: udp, name: hello.name, resume: this.#randomSecret(), camera };
     const admission = this.#sessions.admit(peer, now);
     if (!admission.ok) throw new Error(`session table refused an admitted viewer: ${admission.reason}`);
     const s = admission.session;
@@ -470,14 +496,17 @@ export class Admission {
     this.#bySession.set(s.id, streaming);
     this.#capacity.add(sessionKey(s), s.address);
     if (keys) out.push({ kind: "secure", conn: c.id, keys });
-    out.push({ kind: "send", conn: c.id, msg: welcomeFor(s, hello, !!keys, this.#opts) });
-    const group = this.#opts.multicast;
+    const welcome = welcomeFor(s, hello, !!keys, { ...this.#opts, stream: cam.stream, multicast: cam.multicast });
+    // Only a viewer that asked for a camera can read a welcome that names one.
+    if (hello.camera !== undefined) welcome.camera = { index: camera, count: names.length, name: cam.name };
+    out.push({ kind: "send", conn: c.id, msg: welcome });
+    const group = cam.multicast;
     const { id, address, tcpPort, udpPort, name, delivery, pathReports } = s;
-    out.push({ kind: "start", conn: c.id, session: { id, address, tcpPort, udpPort, name, delivery, pathReports } });
+    out.push({ kind: "start", conn: c.id, session: { id, address, tcpPort, udpPort, name, delivery, pathReports, camera } });
     out.push({
       kind: "log", level: "info", message: "client joined",
       fields: {
-        client: c.peer, udp, session: sessionHex(s), name: hello.name || undefined, auth: keys ? "token" : undefined,
+        client: c.peer, udp, session: sessionHex(s), name: hello.name || undefined, camera: names.length > 1 ? cam.name : undefined, auth: keys ? "token" : undefined,
         delivery: group ? s.delivery : undefined, clients: this.viewerCount,
       },
     });
@@ -519,7 +548,8 @@ export class Admission {
           framesSkipped: a?.framesSkipped, picture: a ? `${a.width}x${a.height}` : undefined,
           rateKbps: a && a.rateBytesPerS !== null ? Math.round((a.rateBytesPerS * 8) / 1000) : undefined,
           reportsRefused: a?.reportsRefused || undefined,
-          delivery: this.#opts.multicast ? s.delivery : undefined,
+          camera: this.#cameras.length > 1 ? this.#cameras[s.camera]!.name : undefined,
+          delivery: this.#cameras[s.camera]!.multicast ? s.delivery : undefined,
           // TCP delivery: the way its frames went at the end, and whether UDP ever reached it.
           transport: sent.transport?.transport, noDatagrams: sent.transport?.noDatagrams ? "yes" : undefined,
           tcpFramesSkipped: sent.transport?.tcpFramesSkipped || undefined, clients: this.viewerCount,

@@ -12,6 +12,8 @@ export interface OtherViewer {
   readonly address: string;
   readonly name: string;
   readonly joinedAt: number;
+  /** The camera it watches (0 on a server with one). */
+  readonly camera: number;
   counters: OtherCounters;
 }
 
@@ -46,7 +48,7 @@ export class OtherViewers {
   }
 
   /** A place for one more, unless Capacity has none or the server is `closing` (its reason); logged either way. */
-  admit(id: number, kind: string, address: string, name: string, now: number, closing: string | null): OtherAdmission {
+  admit(id: number, kind: string, address: string, name: string, now: number, closing: string | null, camera = 0): OtherAdmission {
     checkOtherKind(kind);
     if (this.#viewers.has(id)) throw new Error(`viewer id ${id} is in use`);
     const actions: AdmissionAction[] = [];
@@ -57,7 +59,7 @@ export class OtherViewers {
       return { refused: noPlace ? noPlace.text : closing, actions };
     }
     const counters: OtherCounters = { framesSent: 0, framesReceived: null, framesLost: null, latencyP50Ms: null, fps: null };
-    this.#viewers.set(id, { id, kind, address, name, joinedAt: now, counters });
+    this.#viewers.set(id, { id, kind, address, name, joinedAt: now, camera, counters });
     this.#capacity.add(otherKey(id), address);
     actions.push({ kind: "log", level: "info", message: "client joined", fields: { client: address, kind, name: name || undefined, clients: this.#capacity.size } });
     return { refused: null, actions };

@@ -9,6 +9,8 @@ export interface Session {
   readonly tcpPort: number;
   readonly udpPort: number;
   readonly name: string;
+  /** The camera it watches: its number among the server's cameras (0 on a server with one). */
+  readonly camera: number;
   readonly joinedAt: number;
   /** What its viewer presents to replace it after reconnecting; nobody else can. */
   readonly resume: Uint8Array;
@@ -64,7 +66,7 @@ export interface AdaptiveCounters {
 export const NOTHING_SENT: Readonly<SendCounters> = Object.freeze({ framesSent: 0, firstFrame: null, lastFrame: null });
 
 /** Where a session's frames go, as handed to the sender: a copy, not the session. */
-export type StreamTarget = Readonly<Pick<Session, "id" | "address" | "tcpPort" | "udpPort" | "name" | "delivery" | "pathReports">>;
+export type StreamTarget = Readonly<Pick<Session, "id" | "address" | "tcpPort" | "udpPort" | "name" | "delivery" | "pathReports"> & Partial<Pick<Session, "camera">>>;
 
 /** The viewer's own account of what arrived (from its receiver reports). */
 export interface ViewerReport {
@@ -113,7 +115,7 @@ export class SessionTable {
    * Admits a viewer unless that address and UDP port already get the stream (a second
    * session would double the traffic to one socket); ids are random, non-zero and unique.
    */
-  admit(peer: { address: string; tcpPort: number; udpPort: number; name: string; resume: Uint8Array }, nowMs: number): Admission {
+  admit(peer: { address: string; tcpPort: number; udpPort: number; name: string; resume: Uint8Array; camera?: number }, nowMs: number): Admission {
     if (this.at(peer.address, peer.udpPort)) return { ok: false, reason: "duplicate" };
     let id = 0;
     for (let tries = 0; id === 0 || this.#sessions.has(id); tries++) {
@@ -121,7 +123,7 @@ export class SessionTable {
       id = this.#randomId() >>> 0;
     }
     const session: Session = {
-      id, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast", pathReports: false, lastReport: null, lastRepair: null, reportsRejected: 0,
+      id, camera: 0, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast", pathReports: false, lastReport: null, lastRepair: null, reportsRejected: 0,
       unreachableSince: null, unreachableLastAt: 0, receivedWhenUnreachable: 0,
     };
     this.#sessions.set(id, session);

@@ -18,6 +18,8 @@ export interface ViewerSummary {
   name: string;
   /** Wall-clock ms since the Unix epoch. */
   joinedAt: number;
+  /** The camera it watches, by number (classroom viewers watch camera 0). */
+  camera: number;
   /** Frames handed to it (classic: pictures sent, resends included). */
   framesSent: number;
   /** Its own count: a lancam viewer's last report, a classroom viewer's answers; null while unknown. */
@@ -52,7 +54,7 @@ export interface ViewerRepairSummary {
 /** Every viewer of every kind, in the order they joined; `wallMs` turns the monotonic clock into the wall clock. */
 export function summarize(
   sessions: Iterable<Session>, sent: (sessionId: number) => Readonly<SendCounters>, classic: Iterable<Readonly<ClassicViewer>>,
-  others: Iterable<{ id: number; kind: string; address: string; name: string; joinedAt: number; counters: OtherCounters }>, wallMs: (t: number) => number,
+  others: Iterable<{ id: number; kind: string; address: string; name: string; joinedAt: number; camera: number; counters: OtherCounters }>, wallMs: (t: number) => number,
 ): ViewerSummary[] {
   const out: ViewerSummary[] = [];
   for (const s of sessions) {
@@ -60,7 +62,7 @@ export function summarize(
     const c = sent(s.id);
     const a = c.adaptive;
     out.push({
-      id: s.id, kind: "udp", address: s.address, udpPort: s.udpPort, name: s.name, joinedAt: wallMs(s.joinedAt), framesSent: c.framesSent,
+      id: s.id, kind: "udp", address: s.address, udpPort: s.udpPort, name: s.name, joinedAt: wallMs(s.joinedAt), camera: s.camera, framesSent: c.framesSent,
       framesReceived: r ? r.framesReceived : null, framesLost: r ? r.framesLost + r.framesIncomplete : null,
       latencyP50Ms: r ? r.latencyP50Us / 1000 : null, fps: r ? r.fpsMillihertz / 1000 : null,
       ...(a && { picture: { layer: a.layer, width: a.width, height: a.height }, rateBytesPerS: a.rateBytesPerS, framesSkipped: a.framesSkipped }),
@@ -70,11 +72,11 @@ export function summarize(
   }
   for (const v of classic) {
     out.push({
-      id: v.id, kind: "classic", address: v.address, udpPort: v.port, name: "", joinedAt: wallMs(v.joinedAt), framesSent: v.framesSent,
+      id: v.id, kind: "classic", address: v.address, udpPort: v.port, name: "", joinedAt: wallMs(v.joinedAt), camera: 0, framesSent: v.framesSent,
       framesReceived: v.answers, framesLost: null, latencyP50Ms: null, fps: null,
     });
   }
-  for (const v of others) out.push({ id: v.id, kind: v.kind, address: v.address, udpPort: null, name: v.name, joinedAt: wallMs(v.joinedAt), ...v.counters });
+  for (const v of others) out.push({ id: v.id, kind: v.kind, address: v.address, udpPort: null, name: v.name, joinedAt: wallMs(v.joinedAt), camera: v.camera, ...v.counters });
   return out.sort((a, b) => a.joinedAt - b.joinedAt || a.id - b.id);
 }
 

@@ -29,8 +29,10 @@ import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, typ
  * |                  ... capabilities             |  name length  |   8
  * +-----------------------------------------------+---------------+
  * |                 name, UTF-8, 0..64 bytes ...                  |  12
- * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+
- * |   resume secret from the last welcome (optional, 16 bytes)    |  12 + name
+ * +---------------+- - - - - - - - - - - - - - - - - - - - - - - -+
+ * | camera length | camera: a number or a name, ASCII, 0..32 bytes|  12 + name
+ * +---------------+- - - - - - - - - - - - - - - - - - - - - - - -+  (only with CAP_CAMERA)
+ * |   resume secret from the last welcome (optional, 16 bytes)    |  after those
  *
  * welcome (2, server to client)
  * +---------------------------------------------------------------+
@@ -57,8 +59,11 @@ import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, typ
  * +---------------------------------------------------------------+
  * |  signing stream id: the stream id every frame signature       |  56 or 68
  * |  covers (flag bit 2)                                          |
- * +---------------------------------------------------------------+
- * |   resume secret (optional, 16 bytes; for a CAP_RESUME hello)  |  24, 36, 60 or 72
+ * +---------------+---------------+---------------+- - - - - - - -+
+ * | camera number | cameras served|  name length  | name, ASCII,  |  (flag bit 7: only
+ * +---------------+---------------+---------------+ 1..32 bytes ..|   for a CAP_CAMERA hello)
+ * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+
+ * |   resume secret (optional, 16 bytes; for a CAP_RESUME hello)  |  after those
  * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+
  * Flag bit 2 is not set by hand: the encoder sets it exactly when the welcome has
  * `signing` (lib/net/frame-signature.ts says what is signed); a decoded welcome has it.
@@ -271,6 +276,11 @@ export const CAP_REPAIR = 0x40;
 export const CAP_TCP_DELIVERY = 0x80;
 /** hello capability bit 8: the client understands WELCOME_SOURCE_STATUS and source messages. */
 export const CAP_SOURCE_STATUS = 0x100;
+/**
+ * hello capability bit 9: the hello names the camera it wants after its name (empty: camera
+ * 0) and the client understands WELCOME_CAMERA. Derived from `Hello.camera` by the encoder.
+ */
+export const CAP_CAMERA = 0x200;
 
 /** welcome server flag bit 0: frames are encrypted; a key message follows the welcome. */
 export const WELCOME_ENCRYPTED = 0x1;
@@ -289,7 +299,13 @@ export const WELCOME_REPAIR = 0x10;
 export const WELCOME_TCP_DELIVERY = 0x20;
 /** welcome server flag bit 6: the server tells this viewer when its camera fails and when it is back (source messages). */
 export const WELCOME_SOURCE_STATUS = 0x40;
-const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR | WELCOME_TCP_DELIVERY | WELCOME_SOURCE_STATUS;
+/** welcome server flag bit 7: the welcome names the camera it serves (only for a CAP_CAMERA hello). Derived from `Welcome.camera` by the encoder. */
+export const WELCOME_CAMERA = 0x80;
+const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR | WELCOME_TCP_DELIVERY | WELCOME_SOURCE_STATUS | WELCOME_CAMERA;
+/** Longest camera selector or name on the wire (lib/wire/camera-name.ts MAX_CAMERA_NAME). */
+export const MAX_CAMERA_BYTES = 32;
+/** Cameras a welcome may say the server has. */
+export const MAX_WELCOME_CAMERAS = 8;
 /** Bytes of a welcome's multicast block: group address, port, reserved, stream id. */
 export const WELCOME_MULTICAST_SIZE = 12;
 /** Bytes of an Ed25519 public key. */
@@ -303,7 +319,7 @@ export const MAX_DELIVERY_LAYERS = 4;
 export const MIN_LAYER_SIDE = 16;
 
 /** Why a server refuses a hello. */
-export const RefuseReason = { VersionMismatch: 1, ServerFull: 2, BadHello: 3, AuthRequired: 4, Other: 255 } as const;
+export const RefuseReason = { VersionMismatch: 1, ServerFull: 2, BadHello: 3, AuthRequired: 4, NoSuchCamera: 5, Other: 255 } as const;
 export type RefuseReason = (typeof RefuseReason)[keyof typeof RefuseReason];
 
 /** Why a viewer asks for unicast instead of the multicast group. */
@@ -324,6 +340,7 @@ const REFUSE_TEXT: Record<number, string> = {
   [RefuseReason.ServerFull]: "server full",
   [RefuseReason.BadHello]: "bad hello",
   [RefuseReason.AuthRequired]: "authentication required",
+  [RefuseReason.NoSuchCamera]: "no such camera",
   [RefuseReason.Other]: "other reason",
 };
 
@@ -404,6 +421,11 @@ export interface Hello extends Taggable {
   capabilities: number;
   /** Free text for logs, at most MAX_NAME_BYTES of UTF-8, no control characters. */
   name: string;
+  /**
+   * The camera wanted: its number ("1") or name ("board"), "" for camera 0; at most
+   * MAX_CAMERA_BYTES of printable ASCII. The encoder sets CAP_CAMERA exactly when present.
+   */
+  camera?: string;
   /** RESUME_SECRET_SIZE bytes from the previous session's welcome, when reconnecting. */
   resume?: Uint8Array;
 }
@@ -430,8 +452,20 @@ export interface Welcome extends Taggable {
   multicast?: MulticastGroup;
   /** Every frame is signed with this key: the encoder sets WELCOME_SIGNED exactly when it is present. */
   signing?: FrameSigning;
+  /** The camera this session shows, of `count` the server has; the encoder sets WELCOME_CAMERA exactly when present. */
+  camera?: WelcomeCamera;
   /** RESUME_SECRET_SIZE bytes the viewer presents when it reconnects; only for a CAP_RESUME hello. */
   resume?: Uint8Array;
+}
+
+/** Which camera a welcome's session shows. */
+export interface WelcomeCamera {
+  /** Its number, 0..count-1. */
+  index: number;
+  /** Cameras the server has, 1..MAX_WELCOME_CAMERAS. */
+  count: number;
+  /** Its name (its number as text when it has none), 1..MAX_CAMERA_BYTES of printable ASCII. */
+  name: string;
 }
 
 /** A multicast group the stream is sent to, once for every viewer in it. */
@@ -707,6 +741,15 @@ function checkText(what: string, s: string, maxBytes: number): Uint8Array {
   return bytes;
 }
 
+/** Printable ASCII: a camera's number or name (lib/wire/camera-name.ts is stricter about names). */
+const CAMERA_TEXT = /^[\x21-\x7e]*$/;
+const ascii = new TextEncoder();
+
+function checkCamera(what: string, s: string, minBytes: number): void {
+  if (!CAMERA_TEXT.test(s)) throw new RangeError(`${what} ${JSON.stringify(s)}: only printable ASCII without spaces`);
+  if (s.length < minBytes || s.length > MAX_CAMERA_BYTES) throw new RangeError(`${what} is ${s.length} bytes, ${minBytes}..${MAX_CAMERA_BYTES} allowed`);
+}
+
 /** Why `name` cannot be a viewer name (control characters, too long), or null when it can. */
 export function nameProblem(name: string): string | null {
   try {
@@ -799,8 +842,10 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("hello udpPort", msg.udpPort, 1, 0xffff);
       checkInt("hello capabilities", msg.capabilities, 0, U32_MAX);
       text = checkText("hello name", msg.name, MAX_NAME_BYTES);
+      if (msg.camera !== undefined) checkCamera("hello camera", msg.camera, 0);
+      if (msg.capabilities & CAP_CAMERA && msg.camera === undefined) throw new RangeError("hello capabilities: CAP_CAMERA without a camera");
       if (msg.resume !== undefined) checkBytes("hello resume", msg.resume, RESUME_SECRET_SIZE);
-      bodySize = HELLO_FIXED + text.length + (msg.resume ? RESUME_SECRET_SIZE : 0);
+      bodySize = HELLO_FIXED + text.length + (msg.camera !== undefined ? 1 + msg.camera.length : 0) + (msg.resume ? RESUME_SECRET_SIZE : 0);
       break;
     case "welcome":
       checkInt("welcome sessionId", msg.sessionId, 0, U32_MAX);
@@ -824,8 +869,14 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
         checkBytes("welcome signing publicKey", msg.signing.publicKey, SIGNING_KEY_SIZE);
         checkInt("welcome signing streamId", msg.signing.streamId, 0, U32_MAX);
       }
+      if (msg.flags & WELCOME_CAMERA && !msg.camera) throw new RangeError("welcome flags: WELCOME_CAMERA without a camera");
+      if (msg.camera !== undefined) {
+        checkInt("welcome camera count", msg.camera.count, 1, MAX_WELCOME_CAMERAS);
+        checkInt("welcome camera index", msg.camera.index, 0, msg.camera.count - 1);
+        checkCamera("welcome camera name", msg.camera.name, 1);
+      }
       if (msg.resume !== undefined) checkBytes("welcome resume", msg.resume, RESUME_SECRET_SIZE);
-      bodySize = WELCOME_SIZE + (msg.multicast ? WELCOME_MULTICAST_SIZE : 0) + (msg.signing ? WELCOME_SIGNING_SIZE : 0) + (msg.resume ? RESUME_SECRET_SIZE : 0);
+      bodySize = WELCOME_SIZE + (msg.multicast ? WELCOME_MULTICAST_SIZE : 0) + (msg.signing ? WELCOME_SIGNING_SIZE : 0) + (msg.camera ? 3 + msg.camera.name.length : 0) + (msg.resume ? RESUME_SECRET_SIZE : 0);
       break;
     case "refuse":
       if (!Object.hasOwn(REFUSE_TEXT, msg.reason)) throw new RangeError(`refuse reason=${msg.reason} is not a known reason code`);
@@ -915,14 +966,16 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
   // Fields in diagram order.
   switch (msg.type) {
     case "hello":
-      w.u32(HELLO_MAGIC).u8(msg.version).u16(msg.udpPort).u32(msg.capabilities).u8(text!.length).bytes(text!);
+      w.u32(HELLO_MAGIC).u8(msg.version).u16(msg.udpPort).u32((msg.capabilities | (msg.camera !== undefined ? CAP_CAMERA : 0)) >>> 0).u8(text!.length).bytes(text!);
+      if (msg.camera !== undefined) w.u8(msg.camera.length).bytes(ascii.encode(msg.camera));
       if (msg.resume) w.bytes(msg.resume);
       break;
     case "welcome":
       w.u32(msg.sessionId).u16(msg.width).u16(msg.height).u32(msg.fpsMillihertz);
-      w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32((msg.flags | (msg.signing ? WELCOME_SIGNED : 0)) >>> 0);
+      w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32((msg.flags | (msg.signing ? WELCOME_SIGNED : 0) | (msg.camera ? WELCOME_CAMERA : 0)) >>> 0);
       if (msg.multicast) w.u32(groupAddress).u16(msg.multicast.port).u16(0).u32(msg.multicast.streamId);
       if (msg.signing) w.bytes(msg.signing.publicKey).u32(msg.signing.streamId);
+      if (msg.camera) w.u8(msg.camera.index).u8(msg.camera.count).u8(msg.camera.name.length).bytes(ascii.encode(msg.camera.name));
       if (msg.resume) w.bytes(msg.resume);
       break;
     case "refuse":
@@ -1105,6 +1158,13 @@ class BodyReader {
   }
 }
 
+/** A u8 length and that many bytes of printable ASCII: a camera's number or name. */
+function readCamera(r: BodyReader, what: string, minBytes: number): string {
+  const s = r.text(what.replace(/^\w+ /, ""), MAX_CAMERA_BYTES);
+  if (s.length < minBytes || !CAMERA_TEXT.test(s)) throw new DecodeError("bad-value", `${what} of ${hex(s.length)} bytes ${JSON.stringify(s)}: expected ${minBytes}..${MAX_CAMERA_BYTES} printable ASCII characters`);
+  return s;
+}
+
 function range(what: string, v: number, min: number, max: number): number {
   if (v < min || v > max) throw new DecodeError("bad-value", `${what} ${hex(v, v > 0xffff ? 4 : 2)} outside ${min}..${max}`);
   return v;
@@ -1121,9 +1181,10 @@ function decodeHello(r: BodyReader): Hello {
   const capabilities = r.u32("capabilities");
   const name = r.text("name", MAX_NAME_BYTES);
   const msg: Hello = { type: "hello", version, udpPort, capabilities, name };
+  if (capabilities & CAP_CAMERA) msg.camera = readCamera(r, "hello camera", 0);
   if (r.remaining === 0) return msg;
   if (r.remaining !== RESUME_SECRET_SIZE) {
-    throw new DecodeError("bad-length", `hello has ${hex(r.remaining)} bytes after its name: expected none or a ${RESUME_SECRET_SIZE}-byte resume secret`);
+    throw new DecodeError("bad-length", `hello has ${hex(r.remaining)} bytes after its name${msg.camera !== undefined ? " and camera" : ""}: expected none or a ${RESUME_SECRET_SIZE}-byte resume secret`);
   }
   msg.resume = r.bytes(RESUME_SECRET_SIZE, "resume secret");
   r.end();
@@ -1140,7 +1201,7 @@ function decodeWelcome(r: BodyReader): Welcome {
   const heartbeatMs = range("welcome heartbeat interval", r.u16("heartbeat interval"), 1, 0xfffe);
   const timeoutMs = range("welcome timeout", r.u16("timeout"), heartbeatMs + 1, 0xffff);
   const flags = r.u32("flags");
-  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed), 3 (path reports), 4 (repair), 5 (tcp delivery) and 6 (source status) are defined`);
+  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed), 3 (path reports), 4 (repair), 5 (tcp delivery), 6 (source status) and 7 (camera) are defined`);
   const msg: Welcome = { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
   let fixed = WELCOME_SIZE;
   if (flags & WELCOME_MULTICAST) {
@@ -1155,6 +1216,13 @@ function decodeWelcome(r: BodyReader): Welcome {
   if (flags & WELCOME_SIGNED) {
     msg.signing = { publicKey: r.bytes(SIGNING_KEY_SIZE, "signing key"), streamId: r.u32("signing stream id") };
     fixed += WELCOME_SIGNING_SIZE;
+  }
+  if (flags & WELCOME_CAMERA) {
+    const index = r.u8("camera number");
+    const count = range("welcome cameras served", r.u8("cameras served"), 1, MAX_WELCOME_CAMERAS);
+    if (index >= count) throw new DecodeError("bad-value", `welcome camera number ${hex(index)} of ${count} cameras`);
+    msg.camera = { index, count, name: readCamera(r, "welcome camera name", 1) };
+    fixed += 3 + msg.camera.name.length;
   }
   if (r.remaining === 0) return msg;
   if (r.remaining !== RESUME_SECRET_SIZE) {
