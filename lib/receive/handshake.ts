@@ -3,7 +3,7 @@ import { unwrapStreamKey } from "../net/frame-cipher.ts";
 import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
   ByeReason, CAP_DECRYPT, CAP_REPAIR, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TCP_DELIVERY, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, WELCOME_REPAIR,
-  WELCOME_TCP_DELIVERY, byeReasonText, refuseReasonText, CAP_SOURCE_STATUS, SourceState, WELCOME_SOURCE_STATUS,
+  WELCOME_TCP_DELIVERY, byeReasonText, refuseReasonText, CAP_SOURCE_STATUS, SourceState, WELCOME_SOURCE_STATUS, CAP_CAMERA,
   type ByeTotals, type Challenge, type ControlMessage, type Delivery, type Hello, type Key, type Report, type Transport, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
@@ -138,6 +138,8 @@ export interface HandshakeOptions {
   /** The bound UDP port the hello names. */
   udpPort: number;
   /** This viewer's name in the server's log. */
+  /** The server's camera to watch: its number or name ("" or left out: camera 0). */
+  camera?: string;
   name?: string;
   /**
    * The first connection, TCP connect and retries for a busy server included, must
@@ -248,8 +250,9 @@ export class Handshake {
       case "connected": {
         if (s.kind !== "handshake" || s.connected) return [];
         s.connected = true;
-        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST) | (this.#opts.repair ? CAP_REPAIR : 0) | (this.#opts.tcpDelivery === false ? 0 : CAP_TCP_DELIVERY) | CAP_SOURCE_STATUS;
-        const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities, name: this.#opts.name ?? "" };
+        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST) | (this.#opts.repair ? CAP_REPAIR : 0) | (this.#opts.tcpDelivery === false ? 0 : CAP_TCP_DELIVERY) | CAP_SOURCE_STATUS | CAP_CAMERA;
+        // Always named, "" for camera 0: the welcome then says which camera this is.
+        const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities, name: this.#opts.name ?? "", camera: this.#opts.camera ?? "" };
         if (this.#resume) hello.resume = this.#resume;
         s.hello = hello;
         return [{ type: "send", msg: hello }];

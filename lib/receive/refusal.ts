@@ -38,6 +38,8 @@ export function classifyRefusal(reason: number, text: string): Refusal {
       return { kind: "busy" };
     case RefuseReason.VersionMismatch:
     case RefuseReason.BadHello:
+    // Asking again will not give the server the camera.
+    case RefuseReason.NoSuchCamera:
       return { kind: "final" };
     case RefuseReason.AuthRequired: {
       const locked = LOCKOUT_TEXT.exec(text);

@@ -42,6 +42,8 @@ export interface StreamClientOptions {
   host: string;
   port: number;
   udpPort: number;
+  /** The server's camera to watch: its number or name ("" or left out: camera 0). */
+  camera?: string;
   name?: string;
   receiveBufferBytes?: number;
   connectTimeoutMs?: number;
@@ -210,7 +212,7 @@ export class StreamClient implements AsyncDisposable {
     }
     c.receiveBuffer = enlargeReceiveBuffer(socketFd(c.#udp), opts.receiveBufferBytes ?? 4 << 20);
     c.#machine = new Handshake({
-      server: `${opts.host}:${opts.port}`, udpPort: c.#udp.port, name: opts.name, connectTimeoutMs: opts.connectTimeoutMs,
+      server: `${opts.host}:${opts.port}`, udpPort: c.#udp.port, name: opts.name, camera: opts.camera, connectTimeoutMs: opts.connectTimeoutMs,
       report: opts.report, totals: opts.totals, auth: opts.token ? { token: opts.token } : null,
       // A viewer that wants its frames over TCP has no use for the group (and a group member is refused TCP).
       multicast: opts.transport === "tcp" ? false : opts.multicast, multicastWaitMs: opts.multicastWaitMs, repair: !!opts.repair,

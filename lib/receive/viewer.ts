@@ -39,6 +39,8 @@ export interface ViewerOptions {
   /** UDP receive buffer to ask for, bytes. */
   receiveBufferBytes?: number;
   /** This viewer's name in the server's log. */
+  /** The server's camera to watch: its number or name ("" or left out: camera 0). */
+  camera?: string;
   name?: string;
   /** Stop after this many frames (0 = no limit). */
   maxFrames?: number;
@@ -158,7 +160,7 @@ export class Viewer implements AsyncDisposable {
     const { host, port, maxSeconds = 0 } = this.#opts;
     const client = await StreamClient.open({
       host, port, udpPort: this.#opts.udpPort,
-      receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name, token: this.#opts.token, connectTimeoutMs: this.#opts.connectTimeoutMs,
+      receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name, camera: this.#opts.camera, token: this.#opts.token, connectTimeoutMs: this.#opts.connectTimeoutMs,
       onFrame: (f, nowMs, use) => this.#onFrame(f, nowMs, use),
       onSettled: (fn) => this.#order && this.#record(this.#order.skip(fn)),
       repair: this.#opts.repair,
@@ -243,7 +245,7 @@ export class Viewer implements AsyncDisposable {
     const { host, port } = this.#opts;
     const encrypted = (w.flags & WELCOME_ENCRYPTED) !== 0;
     this.#log.info(this.stats.reconnects ? "reconnected" : "connected", {
-      server: `${host}:${port}`, session: w.sessionId.toString(16).padStart(8, "0"), size: `${w.width}x${w.height}`,
+      server: `${host}:${port}`, session: w.sessionId.toString(16).padStart(8, "0"), camera: cameraShown(w), size: `${w.width}x${w.height}`,
       fps: w.fpsMillihertz / 1000, udp: client.udpPort, encrypted: encrypted ? "yes" : "no",
       multicast: w.multicast ? `${w.multicast.address}:${w.multicast.port}` : undefined,
     });
@@ -472,4 +474,11 @@ export class Viewer implements AsyncDisposable {
     this.stop();
     await this.#running?.catch(() => {});
   }
+}
+
+/** The camera a welcome names, as the connected line shows it: only where the server has several (or the name is not its number). */
+function cameraShown(w: Welcome): string | undefined {
+  const c = w.camera;
+  if (!c || (c.count === 1 && c.name === String(c.index))) return undefined;
+  return c.name === String(c.index) ? c.name : `${c.index}=${c.name}`;
 }

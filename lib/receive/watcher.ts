@@ -44,6 +44,8 @@ export interface WatcherOptions {
   /** Lancam only: the UDP receive buffer to ask for (a classroom server has one picture in flight). */
   receiveBufferBytes?: number;
   /** Lancam only: this viewer's name in the server's log. */
+  /** The server's camera to watch: its number or name ("" or left out: camera 0). */
+  camera?: string;
   name?: string;
   /** Lancam only: frames the recorder has written, for the final bye. */
   recordedFrames?: () => number;
@@ -79,6 +81,7 @@ export function createWatcher(opts: WatcherOptions): Watcher {
   const { host, port, udpPort, log, sinks, maxFrames, maxSeconds } = opts;
   if (opts.protocol === "classic") {
     if (opts.name) log.warn("a classroom server has no place for a viewer's name; --name is not sent", { name: opts.name });
+    if (opts.camera && opts.camera !== "0") log.warn("a classroom server has one camera; --camera is not sent", { camera: opts.camera });
     // The classroom client asks for the stream as it opens, before it reports the port.
     const onBound = (bound: number) => {
       opts.onLink?.("connected");
@@ -88,7 +91,7 @@ export function createWatcher(opts: WatcherOptions): Watcher {
   }
   return new Viewer({
     host, port, udpPort, log, sinks, recordSinks: opts.recordSinks, repair: opts.repair, maxFrames, maxSeconds,
-    receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, recordedFrames: opts.recordedFrames, token: opts.token,
+    receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, camera: opts.camera, recordedFrames: opts.recordedFrames, token: opts.token,
     connectTimeoutMs: opts.connectTimeoutMs, onLink: opts.onLink, onDatagram: opts.onDatagram, onSource: opts.onSource, transport: opts.transport, retryUdpMs: opts.retryUdpMs,
     onBound: opts.onBound && ((bound) => opts.onBound!(bound)),
     onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000)),

@@ -1,4 +1,5 @@
 import type { RepairServerOptions } from "./repair-server.ts";
+import type { CameraOptions } from "./camera-stream.ts";
 import type { Logger } from "../log/format.ts";
 import type { GroupConfig } from "../net/multicast.ts";
 import type { TokenKey } from "../net/session-keys.ts";
@@ -13,7 +14,10 @@ export interface StreamServerOptions {
   bind: string;
   mtu: number;
   maxClients: number;
+  /** Camera 0's picture; `cameras`, when given, replaces it. */
   stream: { width: number; height: number; fps: number };
+  /** Every camera by number, each with its own keys, layers and group (default: one, "0", with `stream`). */
+  cameras?: readonly CameraOptions[];
   log: Logger;
   heartbeatMs?: number;
   timeoutMs?: number;

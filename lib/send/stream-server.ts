@@ -29,6 +29,8 @@ import { ClassicEncoder } from "./classic-encoder.ts";
 import { CLASSIC_TICK_MS } from "./classic-viewers.ts";
 import { enlargeBuffer, socketFd } from "../net/udp-buffer.ts";
 import { configureGroupSender } from "../net/multicast.ts";
+import { CameraStream, type CameraOptions } from "./camera-stream.ts";
+import type { AdmissionCamera } from "./admission-types.ts";
 
 export type { OtherCounters, ViewerSummary } from "./admission.ts";
 export type { ServerStats } from "./server-stats.ts";
@@ -62,6 +64,8 @@ interface Conn {
   tcpCapable: boolean;
   /** The socket's descriptor, to ask the kernel what it still holds (TCP delivery); undefined where unknown. */
   fd: number | undefined;
+  /** The camera its session watches (0 until one starts). */
+  camera: number;
 }
 
 /**
@@ -101,31 +105,26 @@ function randomStreamId(): number {
  */
 export class StreamServer implements AsyncDisposable {
   readonly stats: ServerStats = newServerStats();
-  readonly #opts: Required<Omit<StreamServerOptions, "scaleJpeg">> & Pick<StreamServerOptions, "scaleJpeg">;
+  readonly #opts: Required<Omit<StreamServerOptions, "scaleJpeg" | "cameras">> & Pick<StreamServerOptions, "scaleJpeg" | "cameras">;
   readonly #log: Logger;
   readonly #conns = new Map<ConnId, Socket<Conn>>();
-  #fanout!: FrameFanout;
-  /** The multicast group datagrams go to; null without --multicast. */
-  readonly #group: { address: string; port: number; streamId: number } | null;
+  /** Each camera's fan-out, keys, layers and repair, by number (lib/send/camera-stream.ts). */
+  #cameras: CameraStream[] = [];
+  readonly #cameraOptions: readonly CameraOptions[];
   readonly #warnSend: (detail: string) => void;
   readonly #warnNotSent: (detail: string) => void;
   readonly #warnNotFitted: (detail: string) => void;
   readonly #warnForged: (detail: string) => void;
   readonly #maxFrameBytes: number;
-  /** Encrypts each frame once for all viewers; null without a token. */
-  readonly #sealer: FrameSealer | null;
+  /** Frames are encrypted (a token is set): each camera seals its own. */
+  readonly #encrypted: boolean;
   readonly #sealedFragmentSize: number;
-  /** Signs each frame once for all viewers and the group (the signature ends the frame's bytes). */
-  readonly #signer: FrameSigner;
-  /** A viewer left: a new stream key before the next frame, so it cannot read what follows. */
-  #rekey = false;
   /** ICMP errors since the last tick (they do not say for whom). */
   #icmpSinceTick = false;
   #lastTickAt = 0;
+  /** Fits camera 0's frames for classroom viewers (they know of no other camera). */
   readonly #encoder: ClassicEncoder;
   #admission!: Admission;
-  /** Makes the smaller layers' copies; null when there is only the full one. */
-  #layerEncoder: LayerEncoder | null = null;
   #listener!: TCPSocketListener<Conn>;
   #udp!: udp.Socket<"buffer">;
   #nextConnId = 1;
@@ -133,10 +132,6 @@ export class StreamServer implements AsyncDisposable {
   /** Runs only while classroom viewers are connected. */
   #classicTicker: Timer | null = null;
   #stopped = false;
-  /** Loss repair for the viewers that negotiated it (lib/send/repair-server.ts); null when off. */
-  readonly #repair: RepairServer | null;
-  /** The camera delivers (false while it failed and is being retried). */
-  #sourceAvailable = true;
   /** Which way each session's datagrams go, and whether UDP reaches it (lib/send/tcp-delivery.ts). */
   readonly #tcp: TcpDelivery;
   /** The connection of each session, for TCP delivery's writes. */
@@ -148,20 +143,21 @@ export class StreamServer implements AsyncDisposable {
       token: null, lockout: {}, maxControlBacklog: 64 * 1024, multicast: null, streamId: randomStreamId(), layers: { kind: "auto" }, layerQuality: DEFAULT_LAYER_QUALITY, repair: {}, tcpDelivery: true, ...opts,
     };
     this.#tcp = new TcpDelivery({ allowTcp: this.#opts.tcpDelivery });
-    this.#repair = this.#opts.repair ? new RepairServer(this.#opts.repair) : null;
+    this.#cameraOptions = opts.cameras ?? [{ name: "0", ...opts.stream }];
+    if (this.#cameraOptions.length === 0) throw new StartError("no camera to serve");
     this.#log = opts.log;
     this.#warnSend = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("udp send failed", { error: detail, similar: suppressed || undefined }));
     this.#warnNotSent = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame not sent", { detail, similar: suppressed || undefined }));
     this.#warnNotFitted = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("frame not fitted for classroom viewers", { detail, similar: suppressed || undefined }));
     this.#warnForged = throttled(SEND_WARN_MS, (detail, suppressed) => this.#log.warn("control message with a wrong tag dropped", { client: detail, similar: suppressed || undefined }));
-    this.#sealer = opts.token ? new FrameSealer() : null;
+    this.#encrypted = !!opts.token;
     const probe = new Fragmenter(opts.mtu);
     this.#sealedFragmentSize = probe.sealedFragmentSize;
-    this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (this.#sealer ? probe.sealedFragmentSize : probe.payloadSize)) - SIGNATURE_SIZE;
-    this.#signer = new FrameSigner(this.#opts.streamId);
+    this.#maxFrameBytes = Math.min(MAX_FRAME_BYTES, MAX_FRAGMENTS * (this.#encrypted ? probe.sealedFragmentSize : probe.payloadSize)) - SIGNATURE_SIZE;
     this.#encoder = new ClassicEncoder({ quality: opts.classic?.quality, fit: opts.classic?.fit });
     const g = this.#opts.multicast;
-    this.#group = g ? { address: g.address, port: g.port, streamId: this.#opts.streamId } : null;
+    // Camera N's group is the given group at port + N: a viewer's socket receives its own camera's datagrams only.
+    if (g && g.port + this.#cameraOptions.length - 1 > 0xffff) throw new StartError(`multicast port ${g.port} leaves no room for ${this.#cameraOptions.length} cameras (they take ports ${g.port}..${g.port + this.#cameraOptions.length - 1})`);
   }
 
   /** Binds the TCP listener and the UDP sender; throws with a clear message when the port is taken. */
@@ -183,17 +179,31 @@ export class StreamServer implements AsyncDisposable {
 
   /** Whether viewers must prove a token and frames are encrypted. */
   get encrypted(): boolean {
-    return this.#sealer !== null;
+    return this.#encrypted;
   }
 
-  /** The fingerprint of the key every frame is signed with (printed at start, shown by viewers). */
+  /** The fingerprint of the key camera 0's frames are signed with (printed at start, shown by viewers). */
   get signingFingerprint(): string {
-    return this.#signer.fingerprint;
+    return this.#cameras[0]!.signer.fingerprint;
   }
 
-  /** The multicast group datagrams go to, or null without one. */
+  /** Camera 0's multicast group, or null without one. */
   get multicastGroup(): { address: string; port: number; streamId: number } | null {
-    return this.#group && { ...this.#group };
+    const g = this.#cameras[0]!.group;
+    return g && { ...g };
+  }
+
+  /** Every camera by number: its name and picture, its signing key's fingerprint, its group, whether it delivers, its viewers of every kind. */
+  get cameras(): { name: string; width: number; height: number; fps: number; fingerprint: string; group: { address: string; port: number; streamId: number } | null; available: boolean; viewers: number; framesBroadcast: number }[] {
+    return this.#cameras.map((c) => ({
+      name: c.name, width: c.options.width, height: c.options.height, fps: c.options.fps, fingerprint: c.signer.fingerprint, group: c.group && { ...c.group },
+      available: c.available, viewers: this.#admission.viewerCountOf(c.index), framesBroadcast: c.framesBroadcast,
+    }));
+  }
+
+  /** Viewers of every kind that watch camera `camera`; a camera with none need not encode. */
+  viewerCountOf(camera: number): number {
+    return this.#admission.viewerCountOf(camera);
   }
 
   /** Lancam viewers with a session (viewerCount counts every kind). */
@@ -211,19 +221,20 @@ export class StreamServer implements AsyncDisposable {
    * The camera failed and is being retried (false), or is back (true): every viewer that
    * understands it is told (a source message); one that joins meanwhile, after its welcome.
    */
-  sourceStatus(available: boolean): void {
-    if (available === this.#sourceAvailable) return;
-    this.#sourceAvailable = available;
+  sourceStatus(available: boolean, camera = 0): void {
+    const cam = this.#cameras[camera];
+    if (!cam || available === cam.available) return;
+    cam.available = available;
     const msg: ControlMessage = { type: "source", state: available ? SourceState.Available : SourceState.Unavailable };
     for (const sock of this.#conns.values()) {
       const conn = sock.data;
-      if (conn.sessionId !== null && conn.sourceStatus && !conn.closing) this.#sendTo(conn, msg);
+      if (conn.sessionId !== null && conn.camera === camera && conn.sourceStatus && !conn.closing) this.#sendTo(conn, msg);
     }
   }
 
   /** Whether this server repairs losses for viewers that ask (not `--no-repair`). */
   get repairs(): boolean {
-    return this.#repair !== null;
+    return !!this.#opts.repair;
   }
 
   viewers(): ViewerSummary[] {
@@ -234,9 +245,9 @@ export class StreamServer implements AsyncDisposable {
    * A viewer served by another part of the server (`kind`: "browser", ...) asks for one
    * of the --max-clients places. The join (`kind=KIND`) or the refusal is logged.
    */
-  admitOther(kind: string, address: string, name: string): { id: number } | { refused: string } {
+  admitOther(kind: string, address: string, name: string, camera = 0): { id: number } | { refused: string } {
     const id = this.#nextConnId++;
-    const r = this.#admission.admitOther(id, kind, plainAddress(address), name, performance.now());
+    const r = this.#admission.admitOther(id, kind, plainAddress(address), name, performance.now(), camera);
     this.#apply(r.actions);
     return r.refused === null ? { id } : { refused: r.refused };
   }
@@ -277,24 +288,23 @@ export class StreamServer implements AsyncDisposable {
     const group = this.#opts.multicast;
     if (group) {
       try {
+        // TTL and interface are the socket's: the same for every camera's group.
         configureGroupSender(this.#udp, group);
       } catch (e) {
         this.#udp.close();
         throw new StartError(`cannot send to multicast group ${group.address}:${group.port}: ${(e as Error).message}`);
       }
     }
-    const { width, height, fps } = this.#opts.stream;
     try {
       // Built once here so a bad --mtu fails at start, not at the first hello.
       const fragmenter = new Fragmenter(this.#opts.mtu);
-      this.#fanout = new FrameFanout({
-        socket: this.#udp, mtu: this.#opts.mtu, fps, spread: this.#opts.spread, group: this.#group, stats: this.stats, warnSend: this.#warnSend, repair: this.#repair,
-        layers: layerPlan(this.#opts.layers, this.#opts.stream, this.#sealer !== null), tell: (id, msg) => this.#tellSession(id, msg),
-        tcp: { ready: (id) => this.#tcpReady(id), send: (id, datagrams) => this.#tcpSend(id, datagrams) },
-      });
-      if (this.#fanout.layers.length > 1) {
-        this.#layerEncoder = new LayerEncoder((frames) => this.#toLayers(frames), { quality: this.#opts.layerQuality, scale: this.#opts.scaleJpeg });
-      }
+      this.#cameras = this.#cameraOptions.map((o, index) => this.#camera(index, o));
+      const fragmentSize = this.#encrypted ? fragmenter.sealedFragmentSize : fragmenter.payloadSize;
+      const cameras: AdmissionCamera[] = this.#cameras.map((c) => ({
+        name: c.name,
+        stream: { width: c.options.width, height: c.options.height, fpsMillihertz: Math.round(c.options.fps * 1000), udpSourcePort: this.#udp.port, fragmentSize, signing: c.signer.signing },
+        multicast: c.group && { ...c.group },
+      }));
       this.#admission = new Admission({
         maxClients: this.#opts.maxClients,
         maxPending: this.#opts.maxPending,
@@ -305,11 +315,9 @@ export class StreamServer implements AsyncDisposable {
         unreachableMs: this.#opts.unreachableMs,
         auth: this.#opts.token ? { token: this.#opts.token, lockout: this.#opts.lockout } : null,
         classic: { resendMs: this.#opts.classic.resendMs, timeoutMs: this.#opts.classic.timeoutMs },
-        stream: {
-          width, height, fpsMillihertz: Math.round(fps * 1000), udpSourcePort: this.#udp.port,
-          fragmentSize: this.#sealer ? fragmenter.sealedFragmentSize : fragmenter.payloadSize, signing: this.#signer.signing,
-        },
-        multicast: this.#group && { ...this.#group },
+        stream: cameras[0]!.stream,
+        multicast: cameras[0]!.multicast,
+        cameras,
         wallClockUs: (now) => Math.round((performance.timeOrigin + now) * 1000),
         sent: (id) => this.#sent(id),
       });
@@ -342,12 +350,38 @@ export class StreamServer implements AsyncDisposable {
     this.#ticker = setInterval(() => this.#tick(), Math.min(TICK_MS, this.#opts.heartbeatMs));
   }
 
+  /** Camera `index`'s own fan-out, keys, layers, repair and group, on the shared socket. */
+  #camera(index: number, o: CameraOptions): CameraStream {
+    const g = this.#opts.multicast;
+    // Camera 0 keeps the given stream id (tests and the group's datagrams know it); the others draw their own.
+    const streamId = index === 0 ? this.#opts.streamId : randomStreamId();
+    const group = g ? { address: g.address, port: g.port + index, streamId } : null;
+    const repair = this.#opts.repair ? new RepairServer(this.#opts.repair) : null;
+    const fanout = new FrameFanout({
+      socket: this.#udp, mtu: this.#opts.mtu, fps: o.fps, spread: this.#opts.spread, group, stats: this.stats, warnSend: this.#warnSend, repair,
+      layers: layerPlan(this.#opts.layers, o, this.#encrypted), tell: (id, msg) => this.#tellSession(id, msg),
+      tcp: { ready: (id) => this.#tcpReady(id), send: (id, datagrams) => this.#tcpSend(id, datagrams) },
+    });
+    let cam: CameraStream | null = null;
+    const layerEncoder = fanout.layers.length > 1
+      ? new LayerEncoder((frames) => cam && this.#toLayers(cam, frames), { quality: o.layerQuality ?? this.#opts.layerQuality, scale: this.#opts.scaleJpeg })
+      : null;
+    cam = new CameraStream(index, o, fanout, new FrameSigner(streamId), this.#encrypted ? new FrameSealer() : null, repair, group, layerEncoder);
+    return cam;
+  }
+
+  /** The camera session `id` watches; camera 0 for one the server does not know (its counters are then empty). */
+  #cameraOf(id: number): CameraStream {
+    return this.#cameras[this.#bySession.get(id)?.camera ?? 0]!;
+  }
+
   /** What session `id` was sent, with its transport; undefined when it is not being sent to. */
   #sent(id: number): Readonly<SendCounters> | undefined {
-    const sent = this.#fanout.sent(id);
+    const cam = this.#cameraOf(id);
+    const sent = cam.fanout.sent(id);
     if (!sent) return sent;
     const transport = this.#tcp.counters(id);
-    const repair = this.#repair?.statsOf(id);
+    const repair = cam.repair?.statsOf(id);
     return { ...sent, ...(transport && { transport: { ...transport } }), ...(repair && { repair }) };
   }
 
@@ -375,15 +409,16 @@ export class StreamServer implements AsyncDisposable {
 
   /** A viewer asks for its datagrams by UDP or TCP. */
   #onSwitch(conn: Conn, sessionId: number, msg: Switch): void {
-    const out = this.#tcp.switch(sessionId, msg, this.#fanout.sent(sessionId)?.framesSent ?? 0, performance.now());
-    this.#fanout.setTransport(sessionId, this.#tcp.transport(sessionId));
+    const fanout = this.#cameraOf(sessionId).fanout;
+    const out = this.#tcp.switch(sessionId, msg, fanout.sent(sessionId)?.framesSent ?? 0, performance.now());
+    fanout.setTransport(sessionId, this.#tcp.transport(sessionId));
     this.#transportOutcome(conn, sessionId, out);
   }
 
   /** A report also tells whether UDP reaches the viewer. */
   #transportReport(conn: Conn, sessionId: number, msg: Report): void {
     const received = msg.framesReceived + (msg.path?.datagramsReceived ?? 0);
-    this.#transportOutcome(conn, sessionId, this.#tcp.report(sessionId, received, this.#fanout.sent(sessionId)?.framesSent ?? 0, performance.now()));
+    this.#transportOutcome(conn, sessionId, this.#tcp.report(sessionId, received, this.#cameraOf(sessionId).fanout.sent(sessionId)?.framesSent ?? 0, performance.now()));
   }
 
   #transportOutcome(conn: Conn, sessionId: number, out: TransportOutcome): void {
@@ -408,10 +443,10 @@ export class StreamServer implements AsyncDisposable {
       this.#icmpSinceTick = false;
       // The errors name no one: every session sent to since the last tick is a suspect.
       const since = this.#lastTickAt - TICK_MS;
-      this.#admission.unreachable(this.#fanout.sentToSince(since), now);
+      this.#admission.unreachable(this.#cameras.flatMap((c) => c.fanout.sentToSince(since)), now);
     }
     this.#lastTickAt = now;
-    this.#fanout.tick(now);
+    for (const c of this.#cameras) c.fanout.tick(now);
     this.#apply(this.#admission.tick(now));
     this.#syncStats();
   }
@@ -422,23 +457,39 @@ export class StreamServer implements AsyncDisposable {
     this.stats.reportsRejected = a.reportsRejected;
     this.stats.pendingEvicted = a.pendingEvicted;
     this.stats.fallbacks = a.fallbacks;
-    if (this.#sealer) {
-      this.stats.framesEncrypted = this.#sealer.framesSealed;
-      this.stats.keyRotations = this.#sealer.rotations;
+    if (this.#encrypted) this.#syncSealStats();
+  }
+
+  #syncSealStats(): void {
+    let sealed = 0;
+    let rotations = 0;
+    for (const c of this.#cameras) {
+      sealed += c.sealer?.framesSealed ?? 0;
+      rotations += c.sealer?.rotations ?? 0;
     }
+    this.stats.framesEncrypted = sealed;
+    this.stats.keyRotations = rotations;
   }
 
-  /** Sends one frame to every viewer; never blocks and never queues more than one frame per viewer. */
-  broadcast(frame: Frame): void {
-    if (this.#stopped) return;
+  #syncSignStats(): void {
+    let signed = 0;
+    for (const c of this.#cameras) signed += c.signer.framesSigned;
+    this.stats.framesSigned = signed;
+  }
+
+  /** Sends one frame of camera `camera` to its viewers; never blocks and never queues more than one frame per viewer. */
+  broadcast(frame: Frame, camera = 0): void {
+    const cam = this.#cameras[camera];
+    if (this.#stopped || !cam) return;
     this.stats.framesBroadcast++;
-    this.#toLancam(frame);
+    cam.framesBroadcast++;
+    this.#toLancam(cam, frame);
     // After the lancam viewers' datagrams are queued; the fit runs off the event loop.
-    if (this.#admission.classicCount > 0) this.#toClassic(frame);
+    if (camera === 0 && this.#admission.classicCount > 0) this.#toClassic(frame);
   }
 
-  #toLancam(original: Frame): void {
-    if (this.#fanout.size === 0) return;
+  #toLancam(cam: CameraStream, original: Frame): void {
+    if (cam.fanout.size === 0) return;
     const bytes = original.jpeg.length;
     if (bytes === 0 || bytes > this.#maxFrameBytes) {
       this.stats.framesNotSent++;
@@ -448,43 +499,47 @@ export class StreamServer implements AsyncDisposable {
       return;
     }
     // Once, before it is sealed and cut: every viewer and the group get the same signature.
-    const frame = this.#signer.sign(original);
-    this.stats.framesSigned = this.#signer.framesSigned;
+    const frame = cam.signer.sign(original);
+    this.#syncSignStats();
     let sealed: SealedFrame | null = null;
-    if (this.#sealer) {
-      this.#rotateIfDue();
-      const r = this.#sealer.seal(frame, this.#sealedFragmentSize);
+    if (cam.sealer) {
+      this.#rotateIfDue(cam);
+      const r = cam.sealer.seal(frame, this.#sealedFragmentSize);
       // The key ran out (or the numbering went back): its holders get the new one before these datagrams.
-      if (r.rotated) this.#sendKeyToAll();
+      if (r.rotated) this.#sendKeyToAll(cam);
       sealed = r.sealed;
-      this.stats.framesEncrypted = this.#sealer.framesSealed;
+      this.#syncSealStats();
     }
-    this.#fanout.send(frame, sealed);
+    cam.fanout.send(frame, sealed);
     // The smaller copies, only of the layers a viewer is on now, made off the event loop.
-    const encoder = this.#layerEncoder;
+    const encoder = cam.layerEncoder;
     if (!encoder) return;
-    const wanted = this.#fanout.wantedLayers();
+    const wanted = cam.fanout.wantedLayers();
     if (wanted.length === 0) return;
-    const layers = this.#fanout.layers;
+    const layers = cam.fanout.layers;
     encoder.push(original, new Map(wanted.flatMap((i) => (layers[i] ? [[i, { width: layers[i].width, height: layers[i].height }] as const] : []))));
     this.#syncLayerStats();
   }
 
-  /** A frame's smaller copies, signed each, to the viewers on their layers. */
-  #toLayers(frames: LayerFrames): void {
+  /** A frame's smaller copies, signed each, to the camera's viewers on their layers. */
+  #toLayers(cam: CameraStream, frames: LayerFrames): void {
     if (this.#stopped) return;
     for (const [index, f] of frames) {
       if (f.jpeg.length === 0 || f.jpeg.length > this.#maxFrameBytes) continue;
-      this.#fanout.send(this.#signer.sign(f), null, index);
+      cam.fanout.send(cam.signer.sign(f), null, index);
       this.stats.layerFramesEncoded++;
     }
-    this.stats.framesSigned = this.#signer.framesSigned;
+    this.#syncSignStats();
     this.#syncLayerStats();
   }
 
   #syncLayerStats(): void {
-    const e = this.#layerEncoder?.stats;
-    if (e) this.stats.layerFramesFailed = e.failed + e.superseded;
+    let failed = 0;
+    for (const c of this.#cameras) {
+      const e = c.layerEncoder?.stats;
+      if (e) failed += e.failed + e.superseded;
+    }
+    this.stats.layerFramesFailed = failed;
   }
 
   /** Fits the frame into one datagram (once for every classroom viewer) and hands it to them. */
@@ -522,24 +577,25 @@ export class StreamServer implements AsyncDisposable {
     }
   }
 
-  /** After a viewer left: a new key, sent to every viewer still here, before the next frame is sealed. */
-  #rotateIfDue(): void {
-    if (!this.#rekey || !this.#sealer) return;
-    this.#rekey = false;
-    this.#sealer.rotate();
-    this.stats.keyRotations = this.#sealer.rotations;
-    this.#sendKeyToAll();
+  /** After a viewer of the camera left: a new key, sent to its viewers still here, before its next frame is sealed. */
+  #rotateIfDue(cam: CameraStream): void {
+    if (!cam.rekey || !cam.sealer) return;
+    cam.rekey = false;
+    cam.sealer.rotate();
+    this.#syncSealStats();
+    this.#sendKeyToAll(cam);
   }
 
-  #sendKeyToAll(): void {
-    for (const sock of this.#conns.values()) if (sock.data.sessionId !== null) this.#sendKey(sock.data);
+  #sendKeyToAll(cam: CameraStream): void {
+    for (const sock of this.#conns.values()) if (sock.data.sessionId !== null && sock.data.camera === cam.index) this.#sendKey(sock.data);
   }
 
-  /** The current stream key, wrapped for this connection alone. */
+  /** The current stream key of its camera, wrapped for this connection alone. */
   #sendKey(conn: Conn): void {
     const wrap = conn.wrap;
-    if (!wrap || !this.#sealer) return;
-    const { id, key } = this.#sealer.current;
+    const sealer = this.#cameras[conn.camera]?.sealer;
+    if (!wrap || !sealer) return;
+    const { id, key } = sealer.current;
     // A counter, not randomness: one wrap key never sees the same nonce twice.
     const nonce = new Uint8Array(WRAP_NONCE_SIZE);
     new DataView(nonce.buffer).setBigUint64(4, BigInt(++wrap.sent));
@@ -553,9 +609,7 @@ export class StreamServer implements AsyncDisposable {
     if (msg.type === "welcome" && conn.repairs) msg = { ...msg, flags: msg.flags | WELCOME_REPAIR };
     if (msg.type === "welcome" && conn.tcpCapable) msg = { ...msg, flags: msg.flags | WELCOME_TCP_DELIVERY };
     if (msg.type === "welcome" && conn.sourceStatus) msg = { ...msg, flags: msg.flags | WELCOME_SOURCE_STATUS };
-    let sent = conn.channel.send(msg);
-    // A viewer that joins while the camera is away is told at once: it will wait for frames.
-    if (sent && msg.type === "welcome" && conn.sourceStatus && !this.#sourceAvailable) sent = conn.channel.send({ type: "source", state: SourceState.Unavailable });
+    const sent = conn.channel.send(msg);
     if (sent || !conn.channel.overflowed || conn.closing) return;
     this.#apply(this.#admission.stalled(conn.id, performance.now()));
   }
@@ -571,7 +625,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false, reportedRepair: null, tcpCapable: false, sourceStatus: false, fd: fdOf(sock) };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false, reportedRepair: null, tcpCapable: false, sourceStatus: false, fd: fdOf(sock), camera: 0 };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -601,7 +655,7 @@ export class StreamServer implements AsyncDisposable {
         continue;
       }
       if (msg.type === "hello") conn.verifies = (msg.capabilities & CAP_VERIFY) !== 0;
-      if (msg.type === "hello") conn.repairs = this.#repair !== null && (msg.capabilities & CAP_REPAIR) !== 0;
+      if (msg.type === "hello") conn.repairs = this.repairs && (msg.capabilities & CAP_REPAIR) !== 0;
       if (msg.type === "hello") conn.tcpCapable = (msg.capabilities & CAP_TCP_DELIVERY) !== 0;
       if (msg.type === "hello") conn.sourceStatus = (msg.capabilities & CAP_SOURCE_STATUS) !== 0;
       // Also not admission's: a switch from a viewer that negotiated it (else a protocol error there).
@@ -614,7 +668,7 @@ export class StreamServer implements AsyncDisposable {
         this.#answerRepair(conn, conn.sessionId, msg);
         continue;
       }
-      if (msg.type === "report" && msg.path && conn.sessionId !== null) this.#repair?.report(conn.sessionId, msg.path);
+      if (msg.type === "report" && msg.path && conn.sessionId !== null) this.#cameras[conn.camera]!.repair?.report(conn.sessionId, msg.path);
       if (msg.type === "report" && msg.repair && conn.repairs) conn.reportedRepair = msg.repair;
       this.#apply(this.#admission.received(conn.id, msg, performance.now()));
       if (msg.type === "report" && conn.sessionId !== null && !conn.closing) this.#transportReport(conn, conn.sessionId, msg);
@@ -634,7 +688,8 @@ export class StreamServer implements AsyncDisposable {
         continue;
       }
       if (a.kind === "datagram") {
-        this.#fanout.sendPicture(a.address, a.port, a.bytes);
+        // Classroom viewers watch camera 0.
+        this.#cameras[0]!.fanout.sendPicture(a.address, a.port, a.bytes);
         continue;
       }
       // Gone already when its socket closed while earlier actions were carried out.
@@ -648,34 +703,41 @@ export class StreamServer implements AsyncDisposable {
           conn.channel.secure(new ControlMac({ send: a.keys.serverMac, receive: a.keys.clientMac }));
           conn.wrap = { key: a.keys.wrap, sent: 0 };
           break;
-        case "start":
-          this.#fanout.start(a.session);
+        case "start": {
+          const cam = this.#cameras[a.session.camera ?? 0]!;
+          conn.camera = cam.index;
+          cam.fanout.start(a.session);
           conn.sessionId = a.session.id;
           this.#bySession.set(a.session.id, conn);
           this.#tcp.join(a.session.id, performance.now(), a.session.delivery === "multicast");
-          if (conn.repairs) this.#repair?.join(a.session.id, performance.now());
+          if (conn.repairs) cam.repair?.join(a.session.id, performance.now());
           // After the welcome, before its first datagram; a key someone who left knows is never sent.
-          if (this.#rekey) this.#rotateIfDue();
+          if (cam.rekey) this.#rotateIfDue(cam);
           else this.#sendKey(conn);
+          // A viewer that joins while its camera is away is told at once: it will wait for frames.
+          if (conn.sourceStatus && !cam.available) this.#sendTo(conn, { type: "source", state: SourceState.Unavailable });
           break;
+        }
         case "unicast":
-          if (conn.sessionId !== null) this.#fanout.unicast(conn.sessionId);
+          if (conn.sessionId !== null) this.#cameras[conn.camera]!.fanout.unicast(conn.sessionId);
           if (conn.sessionId !== null) this.#tcp.unicast(conn.sessionId);
           this.#syncStats();
           break;
-        case "stop":
-          if (conn.sessionId !== null) this.#logRepair(conn, this.#repair?.leave(conn.sessionId));
+        case "stop": {
+          const cam = this.#cameras[conn.camera]!;
+          if (conn.sessionId !== null) this.#logRepair(conn, cam.repair?.leave(conn.sessionId));
           if (conn.sessionId !== null) {
             this.#tcp.leave(conn.sessionId);
             this.#bySession.delete(conn.sessionId);
             this.#syncTransportStats();
           }
-          if (conn.sessionId !== null && this.#fanout.stop(conn.sessionId)) {
+          if (conn.sessionId !== null && cam.fanout.stop(conn.sessionId)) {
             conn.sessionId = null;
-            // It holds the current key: frames from now on go under a new one.
-            if (this.#sealer && !this.#stopped) this.#rekey = true;
+            // It holds its camera's current key: that camera's frames from now on go under a new one.
+            if (cam.sealer && !this.#stopped) cam.rekey = true;
           }
           break;
+        }
         case "close":
           conn.closing = true;
           conn.channel.finish();
@@ -690,14 +752,14 @@ export class StreamServer implements AsyncDisposable {
     }
     this.#syncClassicTicker();
     // At once, not at the next frame: the key reaches the others while the next frame is captured.
-    if (this.#rekey && this.#fanout.size > 0) this.#rotateIfDue();
+    for (const cam of this.#cameras) if (cam.rekey && cam.fanout.size > 0) this.#rotateIfDue(cam);
   }
 
   /** A path-reports viewer's report: its own delivery follows; an impossible one is counted, logged once per session. */
   #pathReport(conn: Conn, sessionId: number, path: PathCounters): void {
     // TCP paces itself: what its path carries is not UDP's to judge (the counters go on, for a return to UDP).
     if (this.#tcp.transport(sessionId) === "tcp") return;
-    const verdict = this.#fanout.pathReport(sessionId, path, performance.now());
+    const verdict = this.#cameraOf(sessionId).fanout.pathReport(sessionId, path, performance.now());
     if (verdict?.kind !== "refused") return;
     this.stats.pathReportsRefused++;
     if (conn.pathRefusedLogged) return;
@@ -724,13 +786,19 @@ export class StreamServer implements AsyncDisposable {
 
   /** A repair message: the resends go to the viewer alone, gone answers on its connection. */
   #answerRepair(conn: Conn, sessionId: number, msg: Repair): void {
-    const reply = this.#repair!.repair(sessionId, msg, performance.now(), (fn) => this.#fanout.layerOf(sessionId, fn));
-    this.#fanout.resend(sessionId, reply.datagrams);
+    const cam = this.#cameraOf(sessionId);
+    const reply = cam.repair!.repair(sessionId, msg, performance.now(), (fn) => cam.fanout.layerOf(sessionId, fn));
+    cam.fanout.resend(sessionId, reply.datagrams);
     for (const gone of reply.gone) this.#sendTo(conn, gone);
-    this.stats.repairDatagramsResent = this.#repair!.ring.datagramsResent;
-    this.stats.repairBytesResent = this.#repair!.ring.bytesResent;
-    this.stats.repairRequestsDropped = this.#repair!.requestsDropped;
-    this.stats.repairGoneSent = this.#repair!.goneSent;
+    const s = this.stats;
+    s.repairDatagramsResent = s.repairBytesResent = s.repairRequestsDropped = s.repairGoneSent = 0;
+    for (const c of this.#cameras) {
+      if (!c.repair) continue;
+      s.repairDatagramsResent += c.repair.ring.datagramsResent;
+      s.repairBytesResent += c.repair.ring.bytesResent;
+      s.repairRequestsDropped += c.repair.requestsDropped;
+      s.repairGoneSent += c.repair.goneSent;
+    }
   }
 
   /** What a repairing viewer was resent, logged as it leaves. */
@@ -749,8 +817,10 @@ export class StreamServer implements AsyncDisposable {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#ticker) clearInterval(this.#ticker);
-    this.#layerEncoder?.close();
-    this.#fanout.close();
+    for (const c of this.#cameras) {
+      c.layerEncoder?.close();
+      c.fanout.close();
+    }
     // Classroom viewers leave here too (no goodbye exists for them: their TCP closes).
     this.#apply(this.#admission.shutdown(performance.now()));
     // Give the goodbyes a moment to leave before the listener goes.
