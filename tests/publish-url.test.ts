@@ -3,6 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parsePublishCodec, PublishCodecError } from "../lib/publish/publish-process.ts";
 import {
+  withSubPath,
   parsePublishCredentials,
   parsePublishUrl,
   type PublishScheme,
@@ -209,4 +210,13 @@ test("parsePublishCodec takes copy or h264 and nothing else", () => {
   for (const bad of ["", "H264", "mjpeg", "x264"]) {
     expect(() => parsePublishCodec(bad)).toThrow(new PublishCodecError(`invalid --publish-codec=${bad}: expected copy or h264`));
   }
+});
+
+test("each of several cameras publishes one level below the URL given, before its query; the redacted form follows", () => {
+  const board = withSubPath(parsePublishUrl("rtsp://u:p@media:8554/classroom?token=s3cret"), "board");
+  expect(board.url).toBe("rtsp://u:p@media:8554/classroom/board?token=s3cret");
+  expect(board.redacted).toBe("rtsp://***@media:8554/classroom/board?token=***");
+  expect(board.path).toBe("/classroom/board");
+  expect(withSubPath(parsePublishUrl("rtsp://media/classroom/"), "1").url).toBe("rtsp://media/classroom/1");
+  expect(() => withSubPath(parsePublishUrl("rtsp://media/classroom"), "a/b")).toThrow(RangeError);
 });

@@ -48,6 +48,23 @@ export interface PublishTarget {
   readonly secrets: readonly string[];
 }
 
+/**
+ * The target one level down, for one of several cameras: `rtsp://h/classroom` becomes
+ * `rtsp://h/classroom/board` (before any query). `name` is a camera name or number
+ * (lib/wire/camera-name.ts), which needs no escaping in a path.
+ */
+export function withSubPath(target: PublishTarget, name: string): PublishTarget {
+  if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new RangeError(`path segment ${JSON.stringify(name)}: letters, digits, _ and - only`);
+  // No ? can come before the query: credentials and hosts cannot hold one (parsePublishUrl).
+  const insert = (url: string) => {
+    const q = url.indexOf("?");
+    const at = q < 0 ? url.length : q;
+    const base = url.slice(0, at).replace(/\/+$/, "");
+    return `${base}/${name}${url.slice(at)}`;
+  };
+  return { ...target, url: insert(target.url), redacted: insert(target.redacted), path: `${target.path.replace(/\/+$/, "")}/${name}` };
+}
+
 /** A user and password, as the server should receive them (not percent-encoded). */
 export interface PublishCredentials {
   user: string;
