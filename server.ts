@@ -14,6 +14,7 @@ import { multicastSettings, overlaySettings, publishTargets, SERVER_COMMAND, SER
 import { Publishers } from "./lib/publish/publishers.ts";
 import { versionReport } from "./lib/app/version.ts";
 import { openSource } from "./lib/capture/capture.ts";
+import { listCameras } from "./lib/capture/camera-list.ts";
 import { browserAdmission, serverState } from "./lib/app/browser-view.ts";
 import { HttpView } from "./lib/http/http-view.ts";
 import { tokenAuth } from "./lib/http/token-auth.ts";
@@ -32,6 +33,11 @@ async function main(): Promise<number> {
   }
   if (cli.action === "version") {
     console.log(await versionReport("lancam-server"));
+    return 0;
+  }
+  // Before anything opens: the point is to learn which camera to open.
+  if (cli.flags.listCameras) {
+    process.stdout.write(listCameras());
     return 0;
   }
   const { port, bind, source: spec, size, fps, quality, loop, log: logPath, maxClients, mtu, spread, http: httpPort, httpBind } = cli.flags;

@@ -5,6 +5,7 @@ namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   lancam::InitCapture(env, exports);
+  lancam::InitDevices(env, exports);
   lancam::InitCodec(env, exports);
   lancam::InitWindow(env, exports);
   lancam::InitTestPattern(env, exports);

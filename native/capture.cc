@@ -547,22 +547,11 @@ Napi::Value ProbeDevice(const Napi::CallbackInfo& info) {
   if (path.rfind("/dev/", 0) != 0 || path.size() > 64 || path.find('\0') != std::string::npos) {
     throw Napi::RangeError::New(env, "probeDevice: path must be a device under /dev/");
   }
-  auto name = [](int err) -> std::string {
-    switch (err) {
-      case ENOENT: return "ENOENT";
-      case ENODEV: return "ENODEV";
-      case ENXIO: return "ENXIO";
-      case EACCES: return "EACCES";
-      case EPERM: return "EPERM";
-      case EBUSY: return "EBUSY";
-      default: return std::strerror(err);
-    }
-  };
 #ifndef __linux__
   return Napi::String::New(env, "");  // V4L2 devices are Linux's
 #else
   int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return Napi::String::New(env, name(errno));
+  if (fd < 0) return Napi::String::New(env, ErrnoName(errno));
   // Another program streaming from it holds its buffer queue: asking to free the
   // queue (zero buffers) is refused with EBUSY then, and changes nothing otherwise.
   v4l2_requestbuffers req{};

@@ -3,7 +3,9 @@
 
 #include <napi.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <string>
 #include <utility>
@@ -14,6 +16,7 @@ namespace lancam {
 
 // One hook per concern; addon.cc only calls these.
 void InitCapture(Napi::Env env, Napi::Object exports);
+void InitDevices(Napi::Env env, Napi::Object exports);
 void InitCodec(Napi::Env env, Napi::Object exports);
 void InitWindow(Napi::Env env, Napi::Object exports);
 void InitTestPattern(Napi::Env env, Napi::Object exports);
@@ -76,6 +79,21 @@ inline int32_t Int32Arg(const Napi::CallbackInfo& info, size_t index, const char
   Napi::Value v = info[index];
   if (!v.IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + arg + " must be a number");
   return v.As<Napi::Number>().Int32Value();
+}
+
+// An errno as its name where TypeScript picks a fix by it ("EBUSY", "EACCES"), else
+// the C library's text for it.
+inline std::string ErrnoName(int err) {
+  switch (err) {
+    case ENOENT: return "ENOENT";
+    case ENODEV: return "ENODEV";
+    case ENXIO: return "ENXIO";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case EBUSY: return "EBUSY";
+    case ENOTTY: return "ENOTTY";
+    default: return std::strerror(err);
+  }
 }
 
 // "context: reason". OpenCV's `err` is the reason alone; `what()` would add the

@@ -138,7 +138,7 @@ describe("file source", () => {
 describe("camera source", () => {
   test("a camera that does not exist fails with the documented message", async () => {
     await expect(openSource({ kind: "camera", index: 57 }, { quality: 80 })).rejects.toThrow(
-      "cannot open camera:57 (no such device): check the camera or use --source test",
+      "cannot open camera:57 (no such device): check the camera (--list-cameras shows those there are) or use --source test",
     );
   });
 });

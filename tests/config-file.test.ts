@@ -299,7 +299,7 @@ describe("--print-config", () => {
     // Every flag but these is set away from its default, so each row's value is printed and
     // read back: a flag added to the table fails here until it joins the line above.
     const untouched = Object.entries(before.flags).filter(([key, v]) => Bun.deepEquals(v, defaults(SERVER_COMMAND)[key as never]));
-    expect(untouched.map(([key]) => key).sort()).toEqual(["config", "help", "printConfig", "token", "version"]);
+    expect(untouched.map(([key]) => key).sort()).toEqual(["config", "help", "listCameras", "printConfig", "token", "version"]);
     expect(settings(after)).toEqual(settings(before));
     // Written the way a person would: sizes with their unit, numbers as numbers.
     expect(printed).toContain('\nmax-size = "20G"\n');

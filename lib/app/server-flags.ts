@@ -149,6 +149,7 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
     bind: valueFlag("bind", "ADDR", "0.0.0.0", text, "address to listen on"),
     source: valueFlag<SourceSpec>("source", "SRC", { kind: "camera", index: 0 }, parseSourceFlag,
       "camera:N, test, gst:PIPELINE, or a video file", sourceSpelling),
+    listCameras: booleanFlag("list-cameras", "print each camera (/dev/video*) with its formats, sizes and frame\nrates, and the --source that picks it, and exit", { cliOnly: true }),
     loop: booleanFlag("loop", "replay a video file from the start when it ends"),
     size: valueFlag<{ width: number; height: number } | undefined>("size", "WxH", undefined, (raw, flag) => parseSize(flag, raw),
       `capture size (camera, test; ${TEST_DEFAULT.width}x${TEST_DEFAULT.height} for test unless given)`, undefined, { format: (v) => `${v.width}x${v.height}` }),

@@ -15,6 +15,7 @@ import type { Logger } from "../log/format.ts";
 import { silentLogger, throttled } from "../log/logger.ts";
 import { seqAdd } from "../wire/seq.ts";
 import { choosePath, type CapturePath, type PathChoice } from "./capture-path.ts";
+import { inUseFix, PERMISSION_FIX } from "./camera-fixes.ts";
 import { checkSourceJpeg } from "./jpeg-check.ts";
 import { formatOverlay, type OverlayFields, type OverlayPosition } from "./overlay-text.ts";
 import { UserError } from "../errors/user-error.ts";
@@ -552,14 +553,12 @@ function openFailure(spec: Exclude<SourceSpec, { kind: "test" }>): string {
       if (process.platform !== "linux") return `cannot open camera:${spec.index} (OpenCV could not open it): check the camera or use --source test`;
       // OpenCV says only that it failed; the device itself says which fix applies.
       const errno = cv().probeDevice(device);
-      if (errno === "EBUSY") return `cannot open camera:${spec.index}: ${device} is in use by another program; close it (\`fuser -v ${device}\` names it) or use another camera`;
-      if (errno === "EACCES" || errno === "EPERM") {
-        return `cannot open camera:${spec.index}: no permission to open ${device}; add your user to the video group (sudo usermod -aG video $USER, then log in again)`;
-      }
+      if (errno === "EBUSY") return `cannot open camera:${spec.index}: ${device} is in use by another program; ${inUseFix(device)} or use another camera`;
+      if (errno === "EACCES" || errno === "EPERM") return `cannot open camera:${spec.index}: no permission to open ${device}; ${PERMISSION_FIX}`;
       const why = errno === "ENOENT" || errno === "ENODEV" || errno === "ENXIO" || !existsSync(device)
         ? "no such device"
         : `${device} opens but OpenCV cannot capture from it: not a capture device, or a format it does not know`;
-      return `cannot open camera:${spec.index} (${why}): check the camera or use --source test`;
+      return `cannot open camera:${spec.index} (${why}): check the camera (--list-cameras shows those there are) or use --source test`;
     }
     case "file":
       return `cannot open video file ${spec.path}: OpenCV cannot read it (not a video, or an unsupported codec); ${TRY_TEST}`;

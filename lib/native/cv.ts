@@ -78,6 +78,67 @@ export type HeldJpeg = JpegImage | { jpeg: null; reason: string };
 /** Numeric capture properties (cv::CAP_PROP_*). */
 export type CaptureProperty = "width" | "height" | "fps" | "fourcc" | "posFrames" | "frameCount" | "bufferSize";
 
+/** Seconds per frame, as V4L2 gives it (30 fps is 1/30). */
+export interface FrameInterval {
+  numerator: number;
+  denominator: number;
+}
+
+/** The frame rates a camera offers at one size: a list, a range, or nothing said ("unknown"). */
+export type FrameRates =
+  | { kind: "discrete"; intervals: FrameInterval[] }
+  | { kind: "stepwise" | "continuous"; min: FrameInterval; max: FrameInterval; step: FrameInterval }
+  | { kind: "unknown" };
+
+/** One size a format comes in, or (stepwise, continuous) the range of sizes it takes. */
+export type FrameSize =
+  | { kind: "discrete"; width: number; height: number; rates: FrameRates }
+  | { kind: "stepwise" | "continuous"; minWidth: number; maxWidth: number; stepWidth: number; minHeight: number; maxHeight: number; stepHeight: number };
+
+/** A pixel format a camera delivers, with every size (at most 64) and rate (at most 32 a size) it lists. */
+export interface CameraFormat {
+  /** "MJPG", "YUYV"; "-BE" appended for a big-endian variant. */
+  fourcc: string;
+  /** The driver's name for it: "Motion-JPEG". */
+  description: string;
+  compressed: boolean;
+  sizes: FrameSize[];
+}
+
+/**
+ * What a /dev/video node is: a camera ("capture"), a camera only multi-planar buffers
+ * reach ("multiplanar"), a camera's metadata node ("metadata"), a memory-to-memory codec
+ * or scaler ("codec"), a video output ("output"), or something else.
+ */
+export type CameraKind = "capture" | "multiplanar" | "metadata" | "codec" | "output" | "other";
+
+/**
+ * One /dev/videoN: what its driver says, or why it could not be opened or asked: an errno's
+ * name where the fix depends on it ("EBUSY", "EACCES", "ENOTTY"), else the C library's text.
+ */
+export type CameraDevice =
+  | { path: string; index: number; error: string }
+  | {
+      path: string;
+      index: number;
+      error: null;
+      kind: CameraKind;
+      /** The device's name ("HD Webcam"), its driver ("uvcvideo") and where it sits ("usb-0000:00:14.0-1"). */
+      card: string;
+      driver: string;
+      bus: string;
+      /** Another program holds its buffers (streams from it) now. */
+      inUse: boolean;
+      /** Capture devices' formats (at most 64); none for other kinds. */
+      formats: CameraFormat[];
+    };
+
+/** Every /dev/video0../dev/video<lastIndex> that exists, in order. */
+export interface CameraList {
+  devices: CameraDevice[];
+  lastIndex: number;
+}
+
 /** A cv::VideoCapture. One operation at a time: a second concurrent open/read rejects. */
 export interface NativeCapture {
   /**
@@ -216,6 +277,12 @@ export interface CvAddon {
    * "EBUSY": another program streams from it), or "" when it opens and is free.
    */
   probeDevice(path: string): string;
+  /**
+   * Each /dev/videoN there is (N up to `lastIndex`) with its driver's description and,
+   * for a camera, its formats, sizes and frame rates. Never throws for a device: one that
+   * cannot be opened is listed with the errno's name. None on systems without V4L2.
+   */
+  listCameras(): CameraList;
   /** True when an X display opens (checked with Xlib, never through Qt, which would abort). */
   displayAvailable(): boolean;
   /** Creates a window now; throws when there is no display. */

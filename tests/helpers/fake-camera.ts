@@ -7,7 +7,10 @@ import { join } from "node:path";
 export interface FakeCamera {
   /** Its index: the camera answers for /dev/video<index>. */
   index: number;
-  /** FOURCC:WxH, the first the default, e.g. ["MJPG:640x360", "YUYV:320x240"]. */
+  /**
+   * FOURCC:WxH, the first the default, e.g. ["MJPG:640x360", "YUYV:320x240"]; a size may name
+   * the rates it offers, "MJPG:640x360@30/15" (listed only: frames still come at `fps`).
+   */
   formats: string[];
   fps?: number;
   /** A folder of .jpg files sent in name order, in a loop, as MJPG. */
@@ -19,6 +22,10 @@ export interface FakeCamera {
   busy?: boolean;
   /** Opening fails with EACCES. */
   denied?: boolean;
+  /** A metadata node (a UVC camera's second one): no picture. */
+  metadata?: boolean;
+  /** Every other /dev/video* is hidden (ENOENT), so the machine's own cameras do not show. */
+  hideReal?: boolean;
 }
 
 /** Builds the shim into `dir` (once per folder); its path. Throws with the compiler's output when it fails. */
@@ -43,5 +50,7 @@ export function fakeCameraEnv(shim: string, camera: FakeCamera): Record<string, 
   if (camera.unplugged) env.FAKE_V4L2_UNPLUGGED = camera.unplugged;
   if (camera.busy) env.FAKE_V4L2_BUSY = "1";
   if (camera.denied) env.FAKE_V4L2_DENIED = "1";
+  if (camera.metadata) env.FAKE_V4L2_METADATA = "1";
+  if (camera.hideReal) env.FAKE_V4L2_HIDE_REAL = "1";
   return env;
 }

@@ -6,7 +6,9 @@
 // Set by environment variables (read at the first open):
 //   FAKE_V4L2_DEVICE        the path it answers for, e.g. /dev/video7 (required)
 //   FAKE_V4L2_FORMATS       what it offers, the first being the default:
-//                           MJPG:1280x720,YUYV:640x480,YUYV:320x240
+//                           MJPG:1280x720,YUYV:640x480,YUYV:320x240; a size may add
+//                           the frame rates it offers, e.g. MJPG:640x480@30/15 (what
+//                           VIDIOC_ENUM_FRAMEINTERVALS answers; frames still come at FPS)
 //   FAKE_V4L2_FPS           frames per second (default 30)
 //   FAKE_V4L2_JPEGS         a folder of .jpg files sent in name order, in a loop, as MJPG
 //   FAKE_V4L2_UNPLUG_AFTER  after this many frames the camera is unplugged: the open
@@ -15,6 +17,9 @@
 //                           the unplug, and the camera is back once it is removed
 //   FAKE_V4L2_BUSY          1: opening fails with EBUSY (another program has it)
 //   FAKE_V4L2_DENIED        1: opening fails with EACCES (no permission)
+//   FAKE_V4L2_METADATA      1: it is a metadata node (a UVC camera's second one), no picture
+//   FAKE_V4L2_HIDE_REAL     1: every other /dev/video* fails with ENOENT, so what a test
+//                           sees does not depend on the cameras of the machine it runs on
 // Built by the tests with the system compiler: cc -shared -fPIC -O2 -o fake-v4l2.so fake-v4l2.c -ldl -lpthread
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -38,10 +43,13 @@
 #define MAX_FORMATS 8
 #define MAX_BUFFERS 8
 #define MAX_JPEGS 256
+#define MAX_RATES 8
 
 struct format {
   uint32_t fourcc;
   uint32_t width, height;
+  unsigned rates[MAX_RATES];  // frames per second offered at this size; none: FAKE_V4L2_FPS
+  int rateCount;
 };
 
 struct jpeg {
@@ -90,6 +98,8 @@ static long unplugAfter = -1;
 static const char* unpluggedFile;
 static int busy;
 static int denied;
+static int metadata;
+static int hideReal;
 static long framesDelivered;  // across opens, for FAKE_V4L2_UNPLUG_AFTER
 static pthread_mutex_t globalLock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -147,7 +157,12 @@ static void init(void) {
     char code[5] = {0};
     unsigned w = 0, h = 0;
     if (sscanf(tok, "%4[A-Z0-9]:%ux%u", code, &w, &h) == 3 && strlen(code) == 4 && w > 0 && h > 0) {
-      formats[formatCount++] = (struct format){v4l2_fourcc(code[0], code[1], code[2], code[3]), w, h};
+      struct format* f = &formats[formatCount++];
+      *f = (struct format){v4l2_fourcc(code[0], code[1], code[2], code[3]), w, h, {0}, 0};
+      for (char* r = strchr(tok, '@'); r && f->rateCount < MAX_RATES; r = strchr(r + 1, '/')) {
+        int rate = atoi(r + 1);
+        if (rate > 0) f->rates[f->rateCount++] = (unsigned)rate;
+      }
     }
   }
   const char* f = getenv("FAKE_V4L2_FPS");
@@ -161,6 +176,10 @@ static void init(void) {
   busy = b && strcmp(b, "1") == 0;
   const char* a = getenv("FAKE_V4L2_DENIED");
   denied = a && strcmp(a, "1") == 0;
+  const char* m = getenv("FAKE_V4L2_METADATA");
+  metadata = m && strcmp(m, "1") == 0;
+  const char* hide = getenv("FAKE_V4L2_HIDE_REAL");
+  hideReal = hide && strcmp(hide, "1") == 0;
 }
 
 static int unplugged(void) {
@@ -177,6 +196,19 @@ static struct device* find(int fd) {
   }
   pthread_mutex_unlock(&globalLock);
   return found;
+}
+
+// Another open descriptor holds buffers: it owns the buffer queue, and a driver (vb2,
+// uvcvideo) refuses buffer requests from any other descriptor with EBUSY meanwhile.
+static int queueOwnedElsewhere(struct device* d) {
+  pthread_mutex_lock(&globalLock);
+  int owned = 0;
+  for (int i = 0; i < MAX_OPEN; i++) {
+    struct device* o = devices[i];
+    if (o && o != d && o->count > 0 && !o->gone) owned = 1;
+  }
+  pthread_mutex_unlock(&globalLock);
+  return owned;
 }
 
 static uint32_t imageSize(const struct format* f) {
@@ -344,7 +376,7 @@ static int fakeIoctl(struct device* d, unsigned long request, void* arg) {
       snprintf((char*)c->card, sizeof c->card, "lancam test camera");
       snprintf((char*)c->bus_info, sizeof c->bus_info, "fake:%s", devicePath);
       c->version = 0x050a00;
-      c->device_caps = V4L2_CAP_VIDEO_CAPTURE | V4L2_CAP_STREAMING;
+      c->device_caps = (metadata ? V4L2_CAP_META_CAPTURE : V4L2_CAP_VIDEO_CAPTURE) | V4L2_CAP_STREAMING;
       c->capabilities = c->device_caps | V4L2_CAP_DEVICE_CAPS;
       return 0;
     }
@@ -398,12 +430,19 @@ static int fakeIoctl(struct device* d, unsigned long request, void* arg) {
       return fail(EINVAL);
     }
     case VIDIOC_ENUM_FRAMEINTERVALS: {
+      // The rates of the size asked about; a size it does not offer is an error, as on a driver.
       struct v4l2_frmivalenum* v = arg;
-      if (v->index != 0) return fail(EINVAL);
-      v->type = V4L2_FRMIVAL_TYPE_DISCRETE;
-      v->discrete.numerator = 1;
-      v->discrete.denominator = fps;
-      return 0;
+      for (int i = 0; i < formatCount; i++) {
+        const struct format* f = &formats[i];
+        if (f->fourcc != v->pixel_format || f->width != v->width || f->height != v->height) continue;
+        int count = f->rateCount > 0 ? f->rateCount : 1;
+        if (v->index >= (uint32_t)count) return fail(EINVAL);
+        v->type = V4L2_FRMIVAL_TYPE_DISCRETE;
+        v->discrete.numerator = 1;
+        v->discrete.denominator = f->rateCount > 0 ? f->rates[v->index] : fps;
+        return 0;
+      }
+      return fail(EINVAL);
     }
     case VIDIOC_G_FMT: {
       struct v4l2_format* f = arg;
@@ -443,7 +482,7 @@ static int fakeIoctl(struct device* d, unsigned long request, void* arg) {
     case VIDIOC_REQBUFS: {
       struct v4l2_requestbuffers* r = arg;
       if (r->type != V4L2_BUF_TYPE_VIDEO_CAPTURE || r->memory != V4L2_MEMORY_MMAP) return fail(EINVAL);
-      if (d->streaming) return fail(EBUSY);
+      if (d->streaming || queueOwnedElsewhere(d)) return fail(EBUSY);
       freeBuffers(d);
       if (r->count == 0) return 0;
       uint32_t count = r->count > MAX_BUFFERS ? MAX_BUFFERS : r->count;
@@ -542,7 +581,10 @@ int open(const char* path, int flags, ...) {
     mode = va_arg(ap, mode_t);
     va_end(ap);
   }
-  if (!devicePath || strcmp(path, devicePath) != 0) return real_open(path, flags, mode);
+  if (!devicePath || strcmp(path, devicePath) != 0) {
+    if (hideReal && strncmp(path, "/dev/video", strlen("/dev/video")) == 0) return fail(ENOENT);
+    return real_open(path, flags, mode);
+  }
   if (unplugged() || formatCount == 0) return fail(ENOENT);
   if (denied) return fail(EACCES);
   if (busy) return fail(EBUSY);
