@@ -320,7 +320,7 @@ describe("--print-config", () => {
       "10.0.0.7", "1234", "5000", "--classic", "--no-window", "--frames", "100", "--duration", "60", "--stats", join(dir, "s.json"), "--verify",
       "--out", join(dir, "rec"), "--no-record", "--segment", "60", "--container", "mkv", "--keep-days", "3", "--max-size", "1G", "--min-free", "2G",
       "--no-repair", "--max-delay", "20", "--record-delay", "900", "--recv-buffer", "8M", "--connect-timeout", "2.5", "--log", join(dir, "c.log"),
-      "--log-max", "1M", "--token-file", tokenFile, "--name", "room 12", "--transport", "tcp", "--fullscreen",
+      "--log-max", "1M", "--token-file", tokenFile, "--name", "room 12", "--transport", "tcp", "--fullscreen", "--camera", "desk",
     ];
     const { printed, before, after } = roundTrip(CLIENT_COMMAND, argv);
     // As for the server: a flag added to the table fails here until it joins the line above.
@@ -437,7 +437,7 @@ describe("README", () => {
     ]);
     const client = run(CLIENT_COMMAND, ["--config", configFile(withToken(blocks[1]!), "client.toml")]);
     expect(client.operands).toEqual({ host: "192.168.1.5", port: 9999, udpPort: 0 });
-    expect(client.flags).toMatchObject({ name: "front desk", keepDays: 14, tokenFile: { path: tokenFile, token: "3f0c1d2e4b5a69788796a5b4c3d2e1f0" } });
+    expect(client.flags).toMatchObject({ name: "front desk", camera: "board", keepDays: 14, tokenFile: { path: tokenFile, token: "3f0c1d2e4b5a69788796a5b4c3d2e1f0" } });
   });
 });
 

@@ -157,6 +157,24 @@ describe("the client's command line", () => {
     expect(run(CLIENT_COMMAND, ["h", "1", "0", "--transport=udp"]).flags.transport).toBe("udp");
     expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--transport", "sctp"])).toBe("invalid --transport=sctp: expected auto, udp or tcp");
   });
+
+  test("--camera: a number 0-7 or a camera name; camera 0 is the same as none given", () => {
+    const camera = (...argv: string[]) => run(CLIENT_COMMAND, ["h", "1", "0", ...argv]).flags.camera;
+    expect(camera()).toBe("");
+    expect(camera("--camera", "0")).toBe("");
+    expect(camera("--camera", "3")).toBe("3");
+    expect(camera("--camera", "07")).toBe("7");
+    expect(camera("--camera", "desk")).toBe("desk");
+    expect(camera("--camera=Board_2")).toBe("Board_2");
+    const cases: [string, string][] = [
+      ["8", "invalid --camera=8: a server has at most 8 cameras, numbered 0..7"],
+      ["-1", 'invalid --camera=-1: camera name "-1" is not allowed: a letter, then up to 31 letters, digits, _ or -'],
+      ["2b", 'invalid --camera=2b: camera name "2b" starts with a digit; numbers already call cameras by their place (0, 1, ...)'],
+      ["front desk", 'invalid --camera=front desk: camera name "front desk" is not allowed: a letter, then up to 31 letters, digits, _ or -'],
+    ];
+    for (const [raw, message] of cases) expect(usageError(CLIENT_COMMAND, ["h", "1", "0", `--camera=${raw}`])).toBe(message);
+    expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--camera"])).toBe("--camera needs a value");
+  });
 });
 
 describe("both programs", () => {
