@@ -10,7 +10,8 @@ import { securityLogSettings } from "./lib/app/log-flags.ts";
 import { checkCanRecord } from "./lib/app/record-check.ts";
 import { recordSettings } from "./lib/app/record-flags.ts";
 import { runMain, StopSignal } from "./lib/app/run-main.ts";
-import { multicastSettings, overlaySettings, publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
+import { multicastSettings, publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
+import { cameraSettings } from "./lib/app/cameras.ts";
 import { Publishers } from "./lib/publish/publishers.ts";
 import { versionReport } from "./lib/app/version.ts";
 import { openSource } from "./lib/capture/capture.ts";
@@ -40,7 +41,9 @@ async function main(): Promise<number> {
     process.stdout.write(listCameras());
     return 0;
   }
-  const { port, bind, source: spec, size, fps, quality, loop, log: logPath, maxClients, mtu, spread, http: httpPort, httpBind } = cli.flags;
+  const { port, bind, loop, log: logPath, maxClients, mtu, spread, http: httpPort, httpBind } = cli.flags;
+  // The first camera only, for now.
+  const { spec, size, fps, quality, overlay } = cameraSettings(cli)[0]!;
   const record = cli.flags.record === null ? null : { dir: cli.flags.record, ...recordSettings(cli.flags) };
   const targets = publishTargets(cli.flags);
   const multicast = multicastSettings(cli.flags);
@@ -73,7 +76,7 @@ async function main(): Promise<number> {
   // The camera's outages reach the viewers through the server, started just below.
   let onAvailability: (available: boolean) => void = () => {};
   await using source = await openSource(spec, {
-    size, fps, quality, loop, reencode: cli.flags.reencode, overlay: overlaySettings(cli.flags), log: log.child("capture"), onAvailability: (a) => onAvailability(a),
+    size, fps, quality, loop, reencode: cli.flags.reencode, overlay: overlay ?? undefined, log: log.child("capture"), onAvailability: (a) => onAvailability(a),
   });
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.
   await using server = await StreamServer.start({

@@ -31,7 +31,7 @@ describe("--print-config, run", () => {
       expect({ code: first.code, stderr: first.stderr }).toEqual({ code: 0, stderr: "" });
       const printed = Bun.TOML.parse(first.stdout) as Record<string, unknown>;
       if (script === "server.ts") {
-        expect(printed).toMatchObject({ port: 9000, "max-clients": 8, repair: false, source: "test", size: "640x480", fps: 15, quality: 80 });
+        expect(printed).toMatchObject({ port: 9000, "max-clients": 8, repair: false, source: [{ src: "test", size: "640x480", fps: 15, quality: 80 }] });
       } else {
         expect(printed).toMatchObject({ host: "10.1.2.3", port: 9999, "udp-port": 0, window: false, "recv-buffer": "8M", name: "room 12", record: true });
       }
@@ -56,7 +56,7 @@ describe("--print-config, run", () => {
 
 describe("a bad config file, run", () => {
   const cases: [string, string, string, string][] = [
-    ["server.ts", "server.toml", 'port = 9000\n\n[[source]]\nsrc = "test"\n[[source]]\nsrc = "camera:1"\n', "line 5: a second [[source]]: several cameras from one server are not supported yet; give one [[source]]"],
+    ["server.ts", "server.toml", 'port = 9000\n\n[[source]]\nsrc = "board=test"\n[[source]]\nname = "board"\nsrc = "camera:1"\n', 'line 6: [[source]] (camera 1) name = "board": camera 0 (line 4) is named board too; give each camera its own name'],
     ["server.ts", "server.toml", "port = 9000\nbind = \"0.0.0.0\"\n\nmax-clients = 9000\n", "line 4: max-clients = 9000: expected an integer 1..1024"],
     ["client.ts", "client.toml", 'host = "h"\nport = 9999\nudp-port = 0\nwindw = false\n', "line 4: unknown key windw; the keys are the flags' names, as in --help"],
     ["client.ts", "client.toml", 'host = "h"\nport = [9999\n', "line 2: TOML: Expected ',' or ']' in an array but found end of file"],

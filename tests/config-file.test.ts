@@ -2,12 +2,14 @@ import { describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseInteger, UsageError } from "../lib/app/cli.ts";
+import { cameraSettings } from "../lib/app/cameras.ts";
 import { CLIENT_COMMAND } from "../lib/app/client-flags.ts";
 import { ConfigError, MAX_CONFIG_KEYS, parseConfigText } from "../lib/app/config-file.ts";
 import { configLoader, MAX_CONFIG_BYTES } from "../lib/app/config-load.ts";
-import { defineCommand, parseCommandLine, valueFlag, type Command, type FlagTable, type OperandTable } from "../lib/app/flags.ts";
+import { defineCommand, listFlag, parseCommandLine, valueFlag, type Command, type FlagTable, type OperandTable } from "../lib/app/flags.ts";
 import { printConfig } from "../lib/app/print-config.ts";
 import { SERVER_COMMAND } from "../lib/app/server-flags.ts";
+import { parseCameraSource } from "../lib/app/source-flag.ts";
 import { keyLines } from "../lib/app/toml-lines.ts";
 import { prng } from "./helpers/prng.ts";
 import { ROOT } from "./helpers/process.ts";
@@ -58,14 +60,14 @@ const defaults = <F extends FlagTable, O extends OperandTable>(cmd: Command<F, O
 describe("precedence", () => {
   test("the file's values replace the defaults; what it leaves out keeps the default", () => {
     const path = configFile('port = 9000\nmax-clients = 8\nrepair = false\nmin-free = "2G"\n\n[[source]]\nsrc = "test"\nsize = "640x480"\nfps = 12.5\n');
-    const { flags } = run(SERVER_COMMAND, ["--config", path]);
-    expect(flags).toMatchObject({
-      port: 9000, maxClients: 8, repair: false, minFreeBytes: 2 * 1024 ** 3,
-      source: { kind: "test" }, size: { width: 640, height: 480 }, fps: 12.5,
-    });
+    const { flags, cameras } = run(SERVER_COMMAND, ["--config", path]);
+    expect(flags).toMatchObject({ port: 9000, maxClients: 8, repair: false, minFreeBytes: 2 * 1024 ** 3, source: [{ name: null, spec: { kind: "test" } }] });
+    // The camera's own size and rate are its own.
+    expect(cameras).toHaveLength(1);
+    expect(cameras[0]).toMatchObject({ source: [{ name: null, spec: { kind: "test" } }], size: { width: 640, height: 480 }, fps: 12.5, port: 9000 });
     // Everything else, as without a file.
-    const { port, maxClients, repair, minFreeBytes, source, size, fps, config, ...rest } = flags;
-    const { port: _p, maxClients: _m, repair: _r, minFreeBytes: _f, source: _s, size: _z, fps: _x, config: _c, ...restDefaults } = defaults(SERVER_COMMAND);
+    const { port, maxClients, repair, minFreeBytes, source, config, ...rest } = flags;
+    const { port: _p, maxClients: _m, repair: _r, minFreeBytes: _f, source: _s, config: _c, ...restDefaults } = defaults(SERVER_COMMAND);
     expect(rest).toEqual(restDefaults);
     expect(config).toBe(path);
   });
@@ -113,9 +115,9 @@ describe("a bad file is named with its line and key", () => {
     ["a number for an on/off flag", "repair = 0\n", "line 1: repair = 0: expected true or false"],
     ["a list for a single value", "quality = [80, 90]\n", "line 1: quality = [80, 90]: wrong type: expected one value for --quality Q, not a list"],
     ["a date", "http = 1979-05-27T07:32:00Z\n", "line 1: http = 1979-05-27T07:32:00Z: wrong type: expected one value for --http PORT, not a date or time"],
-    ["an inline table", "source = { src = \"test\" }\n", "line 1: source = {...}: wrong type: expected one value for --source SRC, not a table"],
+    ["an inline table", "source = { src = \"test\" }\n", "line 1: source = {...}: wrong type: expected a value for --source [NAME=]SRC, or a list of them, not a table"],
     ["a list of lists for a repeatable flag", "publish = [[\"rtsp://a/x\"]]\n", "line 1: publish: wrong type: expected a value for --publish URL, or a list of them, not a list"],
-    ["a number for a flag whose value is text", "\n[[source]]\nsrc = 0\n", 'line 3: [[source]] src = 0: wrong type: expected text for --source SRC, e.g. src = "0"'],
+    ["a number for a flag whose value is text", "\n[[source]]\nsrc = 0\n", 'line 3: [[source]] (camera 0) src = 0: wrong type: expected text for --source [NAME=]SRC, e.g. src = "0"'],
     ["a number in a list of URLs", 'publish = ["rtsp://a/x", 5]\n', 'line 1: publish: expected rtsp://HOST[:PORT]/PATH, e.g. rtsp://192.168.1.10:8554/classroom'],
     ["a value out of range", "port = 9000\nmax-clients = 9000\nmtu = 1400\n", "line 2: max-clients = 9000: expected an integer 1..1024"],
     ["a bad size", 'size = "640x481"\n', 'line 1: size = "640x481": expected WIDTHxHEIGHT with even sides, 16x16..7680x4320'],
@@ -128,16 +130,13 @@ describe("a bad file is named with its line and key", () => {
     ["TOML: a missing value", "port = 9000\nquality =\n", "line 2: TOML: Missing value after '='; values must be on the same line"],
     ["TOML: a key twice", "port = 9000\nmtu = 1400\nport = 9001\n", "line 3: TOML: Cannot redefine key 'port'"],
     ["TOML: after a string over several lines", 'log = """\nx.log"""\nport = "unterminated\n', "line 3: TOML: Unterminated string; newlines must be escaped in basic strings"],
-    ["two cameras", '[[source]]\nsrc = "camera:0"\n\n[[source]]\nsrc = "camera:2"\n', "line 4: a second [[source]]: several cameras from one server are not supported yet; give one [[source]]"],
-    ["a camera's name", '[[source]]\nsrc = "camera:0"\nname = "board"\n', "line 3: [[source]] name: naming a camera comes with several cameras from one server, which is not supported yet; leave it out"],
-    ["a camera's bad overlay position", '[[source]]\nsrc = "camera:0"\noverlay-pos = "middle"\n', "line 3: [[source]] overlay-pos = \"middle\": expected top-left, top-right, bottom-left or bottom-right"],
-    ["a camera in single brackets", 'port = 1\n[source]\nsrc = "test"\n', "line 2: [source] with one pair of brackets; write the camera as [[source]]"],
-    ["a camera without src", '[[source]]\nsize = "640x480"\n', 'line 1: [[source]] has no src; give one, e.g. src = "camera:0"'],
-    ["an unknown camera key", '[[source]]\nsrc = "test"\nloop = true\n', "line 3: unknown key loop in [[source]]; it takes src, size, fps, quality, overlay, overlay-pos"],
-    ["an object's own property name as a camera key", '[[source]]\nsrc = "test"\nconstructor = 1\n__proto__ = 2\n', "line 3: unknown key constructor in [[source]]; it takes src, size, fps, quality, overlay, overlay-pos"],
+    ["a camera's bad overlay position", '[[source]]\nsrc = "camera:0"\noverlay-pos = "middle"\n', "line 3: [[source]] (camera 0) overlay-pos = \"middle\": expected top-left, top-right, bottom-left or bottom-right"],
+    ["a camera in single brackets", 'port = 1\n[source]\nsrc = "test"\n', "line 2: [source] with one pair of brackets; write each camera as [[source]]"],
+    ["a camera without src", '[[source]]\nsize = "640x480"\n', 'line 1: [[source]] (camera 0) has no src; give one, e.g. src = "camera:0"'],
+    ["an unknown camera key", '[[source]]\nsrc = "test"\nloop = true\n', "line 3: unknown key loop in [[source]] (camera 0); it takes name, src, size, fps, quality, overlay, overlay-pos"],
+    ["an object's own property name as a camera key", '[[source]]\nsrc = "test"\nconstructor = 1\n__proto__ = 2\n', "line 3: unknown key constructor in [[source]] (camera 0); it takes name, src, size, fps, quality, overlay, overlay-pos"],
     ["an object's own property name as a key", "toString = 1\n", "line 1: unknown key toString; the keys are the flags' names, as in --help"],
-    ["a camera's bad value", '[[source]]\nsrc = "test"\nfps = 0\n', "line 3: [[source]] fps = 0: expected a number 0.1..240"],
-    ["a key at the top and in the camera", 'fps = 10\n[[source]]\nsrc = "test"\nfps = 12\n', "line 4: [[source]] fps is given in [[source]] and at the top (line 1); give it once"],
+    ["a camera's bad value", '[[source]]\nsrc = "test"\nfps = 0\n', "line 3: [[source]] (camera 0) fps = 0: expected a number 0.1..240"],
   ];
   for (const [what, text, message] of cases) {
     test(what, () => {
@@ -227,7 +226,7 @@ describe("[[source]] keys follow the flag table", () => {
   const withOverlay = defineCommand({
     role: "demo", script: "demo.ts", about: "a server with an overlay flag", operands: {},
     flags: {
-      source: valueFlag("source", "SRC", "camera:0", (raw) => raw, "the camera"),
+      source: listFlag("source", "[NAME=]SRC", parseCameraSource, "the cameras"),
       quality: valueFlag("quality", "Q", 80, (raw, flag) => parseInteger(flag, raw, 1, 100), "JPEG quality"),
       overlay: valueFlag<string | null>("overlay", "TEXT", null, (raw) => raw, "text on the picture"),
     },
@@ -235,11 +234,12 @@ describe("[[source]] keys follow the flag table", () => {
 
   test("a camera key is taken exactly when the program has a flag of its name", () => {
     const text = '[[source]]\nsrc = "camera:1"\noverlay = "%H:%M"\nquality = 70\n';
-    expect(parseConfigText(withOverlay, text, "demo.toml").flags).toEqual({ source: "camera:1", overlay: "%H:%M", quality: 70 });
+    const camera = { name: null, spec: { kind: "camera", index: 1 } };
+    expect(parseConfigText(withOverlay, text, "demo.toml").cameras).toEqual([{ source: [camera], overlay: "%H:%M", quality: 70 }]);
     // The server has --overlay: its camera takes one.
-    expect(parseConfigText(SERVER_COMMAND as Cmd, text, "server.toml").flags).toMatchObject({ source: { kind: "camera", index: 1 }, overlay: "%H:%M", quality: 70 });
+    expect(parseConfigText(SERVER_COMMAND as Cmd, text, "server.toml").cameras).toEqual([{ source: [camera], overlay: "%H:%M", quality: 70 }]);
     // A per-camera key the demo has no flag for is refused there as unknown.
-    expect(() => parseConfigText(withOverlay, '[[source]]\nsrc = "x"\nsize = "640x480"\n', "demo.toml")).toThrow("invalid demo.toml line 3: unknown key size in [[source]]; it takes src, quality, overlay");
+    expect(() => parseConfigText(withOverlay, '[[source]]\nsrc = "x"\nsize = "640x480"\n', "demo.toml")).toThrow("invalid demo.toml line 3: unknown key size in [[source]] (camera 0); it takes name, src, quality, overlay");
   });
 
   test("every top-level key is a flag's name: each row of both tables is taken under its own name", () => {
@@ -300,7 +300,9 @@ describe("--print-config", () => {
     // read back: a flag added to the table fails here until it joins the line above.
     const untouched = Object.entries(before.flags).filter(([key, v]) => Bun.deepEquals(v, defaults(SERVER_COMMAND)[key as never]));
     expect(untouched.map(([key]) => key).sort()).toEqual(["config", "help", "listCameras", "printConfig", "token", "version"]);
-    expect(settings(after)).toEqual(settings(before));
+    // The camera's settings went into its [[source]] table: read back, the camera has every flag as before.
+    expect(after.cameras.map((c) => ({ ...c, config: null }))).toEqual(before.cameras.map((c) => ({ ...c, config: null })));
+    expect(printed).toContain('\n[[source]]\nsrc = "gst:videotestsrc ! appsink"\nsize = "640x480"\nfps = 12.5\nquality = 55\noverlay = "%H:%M {camera}"\noverlay-pos = "bottom-right"\n');
     // Written the way a person would: sizes with their unit, numbers as numbers.
     expect(printed).toContain('\nmax-size = "20G"\n');
     expect(printed).toContain("\nmax-clients = 7\n");
@@ -318,7 +320,7 @@ describe("--print-config", () => {
       "10.0.0.7", "1234", "5000", "--classic", "--no-window", "--frames", "100", "--duration", "60", "--stats", join(dir, "s.json"), "--verify",
       "--out", join(dir, "rec"), "--no-record", "--segment", "60", "--container", "mkv", "--keep-days", "3", "--max-size", "1G", "--min-free", "2G",
       "--no-repair", "--max-delay", "20", "--record-delay", "900", "--recv-buffer", "8M", "--connect-timeout", "2.5", "--log", join(dir, "c.log"),
-      "--log-max", "1M", "--token-file", tokenFile, "--name", "room 12", "--transport", "tcp", "--fullscreen",
+      "--log-max", "1M", "--token-file", tokenFile, "--name", "room 12", "--transport", "tcp", "--fullscreen", "--camera", "desk",
     ];
     const { printed, before, after } = roundTrip(CLIENT_COMMAND, argv);
     // As for the server: a flag added to the table fails here until it joins the line above.
@@ -424,10 +426,18 @@ describe("README", () => {
     // The token files they name are the lab's; one that exists here stands in for them.
     const withToken = (text: string) => text.replace(/^token-file = .*$/m, `token-file = ${JSON.stringify(tokenFile)}`);
     const server = run(SERVER_COMMAND, ["--config", configFile(withToken(blocks[0]!))]);
-    expect(server.flags).toMatchObject({ port: 9999, maxClients: 40, source: { kind: "camera", index: 0 }, size: { width: 1280, height: 720 }, fps: 30, keepDays: 30 });
+    expect(server.flags).toMatchObject({ port: 9999, maxClients: 40, keepDays: 30 });
+    // The classroom's two cameras: the board at 1280x720, the desk smaller with the time on it; both at the file's 30 fps.
+    expect(cameraSettings(server, "lab-pc")).toEqual([
+      { index: 0, name: "board", named: true, spec: { kind: "camera", index: 0 }, size: { width: 1280, height: 720 }, fps: 30, quality: 80, overlay: null },
+      {
+        index: 1, name: "desk", named: true, spec: { kind: "camera", index: 2 }, size: { width: 640, height: 480 }, fps: 30, quality: 80,
+        overlay: { template: "{camera} %F %T", position: "bottom-right", camera: "desk", host: "lab-pc" },
+      },
+    ]);
     const client = run(CLIENT_COMMAND, ["--config", configFile(withToken(blocks[1]!), "client.toml")]);
     expect(client.operands).toEqual({ host: "192.168.1.5", port: 9999, udpPort: 0 });
-    expect(client.flags).toMatchObject({ name: "front desk", keepDays: 14, tokenFile: { path: tokenFile, token: "3f0c1d2e4b5a69788796a5b4c3d2e1f0" } });
+    expect(client.flags).toMatchObject({ name: "front desk", camera: "board", keepDays: 14, tokenFile: { path: tokenFile, token: "3f0c1d2e4b5a69788796a5b4c3d2e1f0" } });
   });
 });
 

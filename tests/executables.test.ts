@@ -125,7 +125,7 @@ describe("the built executables, copied to a folder of their own", () => {
     // Only the first line, naming the program that wrote it, differs.
     expect(built.stdout.split("\n")[0]).toBe("# lancam server settings, written by `lancam-server --print-config`.");
     expect(built.stdout.split("\n").slice(1)).toEqual(script.stdout.split("\n").slice(1));
-    expect(Bun.TOML.parse(built.stdout)).toMatchObject({ source: "camera:0", size: "1280x720", "token-file": tokenFile });
+    expect(Bun.TOML.parse(built.stdout)).toMatchObject({ source: [{ src: "camera:0", size: "1280x720" }], "token-file": tokenFile });
   });
 
   test("--version names lancam, Bun, OpenCV and the embedded ffmpeg, extracted into the user's cache", async () => {

@@ -9,7 +9,8 @@ import {
 } from "../lib/app/flags.ts";
 import { checkCanRecord } from "../lib/app/record-check.ts";
 import { recordSettings } from "../lib/app/record-flags.ts";
-import { parseSourceFlag, SERVER_COMMAND, SERVER_RECORD_CLI, sourceSpelling } from "../lib/app/server-flags.ts";
+import { SERVER_COMMAND, SERVER_RECORD_CLI } from "../lib/app/server-flags.ts";
+import { parseSourceFlag, sourceSpelling } from "../lib/app/source-flag.ts";
 import { RecordError } from "../lib/record/record-dir.ts";
 import { ROOT, spawnBun } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
@@ -49,7 +50,7 @@ function usageError<F extends FlagTable, O extends OperandTable>(cmd: Command<F,
 
 describe("a flag table", () => {
   test("gives defaults for what is not given, parsed values for what is", () => {
-    expect(run(DEMO, ["h"])).toEqual({ action: "run", operands: { host: "h" }, flags: { count: 3, outDir: "out", loud: false, window: true, version: false, help: false } });
+    expect(run(DEMO, ["h"])).toEqual({ action: "run", operands: { host: "h" }, flags: { count: 3, outDir: "out", loud: false, window: true, version: false, help: false }, cameras: [] });
     const cli = run(DEMO, ["--count", "7", "h", "--out-dir=x", "--loud", "--no-window"]);
     expect(cli.flags).toMatchObject({ count: 7, outDir: "x", loud: true, window: false });
   });
@@ -107,7 +108,7 @@ describe("the server's command line", () => {
   test("defaults", () => {
     const { flags } = run(SERVER_COMMAND, []);
     expect(flags).toMatchObject({
-      port: 9999, bind: "0.0.0.0", source: { kind: "camera", index: 0 }, loop: false, size: undefined, fps: undefined,
+      port: 9999, bind: "0.0.0.0", source: [{ name: null, spec: { kind: "camera", index: 0 } }], loop: false, size: undefined, fps: undefined,
       quality: 80, log: "lancam-server.log", maxClients: 32, mtu: 1400, spread: 0.25, record: null, tcpDelivery: true,
     });
     expect(run(SERVER_COMMAND, ["--no-tcp-delivery"]).flags.tcpDelivery).toBe(false);
@@ -128,7 +129,7 @@ describe("the server's command line", () => {
     expect(usageError(SERVER_COMMAND, ["--size", "640"])).toBe("invalid --size=640: expected WIDTHxHEIGHT with even sides, 16x16..7680x4320");
     expect(usageError(SERVER_COMMAND, ["--record", "r", "--segment", "0"])).toBe("invalid --segment=0: expected a number 1..86400");
     const { flags } = run(SERVER_COMMAND, ["--record", "rec", "--container", "mkv", "--max-size", "20G", "--source", "test", "--loop"]);
-    expect(flags).toMatchObject({ record: "rec", container: "mkv", maxBytes: 20 * 1024 ** 3, source: { kind: "test" }, loop: true });
+    expect(flags).toMatchObject({ record: "rec", container: "mkv", maxBytes: 20 * 1024 ** 3, source: [{ name: null, spec: { kind: "test" } }], loop: true });
   });
 });
 
@@ -155,6 +156,24 @@ describe("the client's command line", () => {
     expect(run(CLIENT_COMMAND, ["h", "1", "0", "--transport", "tcp"]).flags.transport).toBe("tcp");
     expect(run(CLIENT_COMMAND, ["h", "1", "0", "--transport=udp"]).flags.transport).toBe("udp");
     expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--transport", "sctp"])).toBe("invalid --transport=sctp: expected auto, udp or tcp");
+  });
+
+  test("--camera: a number 0-7 or a camera name; camera 0 is the same as none given", () => {
+    const camera = (...argv: string[]) => run(CLIENT_COMMAND, ["h", "1", "0", ...argv]).flags.camera;
+    expect(camera()).toBe("");
+    expect(camera("--camera", "0")).toBe("");
+    expect(camera("--camera", "3")).toBe("3");
+    expect(camera("--camera", "07")).toBe("7");
+    expect(camera("--camera", "desk")).toBe("desk");
+    expect(camera("--camera=Board_2")).toBe("Board_2");
+    const cases: [string, string][] = [
+      ["8", "invalid --camera=8: a server has at most 8 cameras, numbered 0..7"],
+      ["-1", 'invalid --camera=-1: camera name "-1" is not allowed: a letter, then up to 31 letters, digits, _ or -'],
+      ["2b", 'invalid --camera=2b: camera name "2b" starts with a digit; numbers already call cameras by their place (0, 1, ...)'],
+      ["front desk", 'invalid --camera=front desk: camera name "front desk" is not allowed: a letter, then up to 31 letters, digits, _ or -'],
+    ];
+    for (const [raw, message] of cases) expect(usageError(CLIENT_COMMAND, ["h", "1", "0", `--camera=${raw}`])).toBe(message);
+    expect(usageError(CLIENT_COMMAND, ["h", "1", "0", "--camera"])).toBe("--camera needs a value");
   });
 });
 

@@ -52,8 +52,8 @@ describe("--overlay and --overlay-pos", () => {
     expect(parseOverlayPosFlag("bottom-right")).toBe("bottom-right");
   });
 
-  test("the capture gets camera 0 and the host name, or nothing without --overlay", () => {
-    expect(overlaySettings({ overlay: null, overlayPos: "top-left" })).toBeUndefined();
-    expect(overlaySettings({ overlay: "%T", overlayPos: "top-right" }, "lab-pc")).toEqual({ template: "%T", position: "top-right", camera: "0", host: "lab-pc" });
+  test("the capture gets the camera's name and the host name, or nothing without --overlay", () => {
+    expect(overlaySettings({ overlay: null, overlayPos: "top-left" }, "0")).toBeUndefined();
+    expect(overlaySettings({ overlay: "%T", overlayPos: "top-right" }, "board", "lab-pc")).toEqual({ template: "%T", position: "top-right", camera: "board", host: "lab-pc" });
   });
 });

@@ -70,7 +70,7 @@ describe("scripts/lancam-server.service", () => {
     const [code, stdout, stderr] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()]);
     expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
     expect(Bun.TOML.parse(stdout)).toMatchObject({
-      port: 9999, "max-clients": 32, "token-file": tokenFile, source: "camera:0", size: "1280x720", fps: 30, quality: 80,
+      port: 9999, "max-clients": 32, "token-file": tokenFile, source: [{ name: "board", src: "camera:0", size: "1280x720", fps: 30, quality: 80 }],
       log: "/var/log/lancam/lancam-server.log", record: "/var/lib/lancam/recordings", "keep-days": 30, "min-free": "5G",
     });
   }, 20_000);

@@ -1,6 +1,7 @@
 import { DEFAULT_RECEIVE_BUFFER, MAX_SOCKET_BUFFER } from "../net/udp-buffer.ts";
 import type { RecordCliFlags } from "../record/record-dir.ts";
 import { nameProblem } from "../wire/control.ts";
+import { cameraNameProblem, MAX_CAMERAS } from "../wire/camera-name.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "../receive/handshake.ts";
 import { DEFAULT_MAX_DELAY_MS, DEFAULT_RECORD_DELAY_MS } from "../receive/repair.ts";
 import { TRANSPORT_MODES, type TransportMode } from "../receive/transport-choice.ts";
@@ -13,6 +14,23 @@ import { windowKeysHelp } from "../display/window-keys.ts";
 import { CONFIG_FLAGS } from "./config-flags.ts";
 
 const text = (raw: string) => raw;
+
+/**
+ * Parses `--camera`: a camera's number, 0 to MAX_CAMERAS-1, or a name by the camera name
+ * rule; which cameras the server has, only it knows. A number is written without leading
+ * zeros, and camera 0 as "", as when none is given: a server with one camera is asked
+ * the same either way.
+ */
+export function parseCameraFlag(raw: string, flag = "--camera"): string {
+  if (/^[0-9]+$/.test(raw)) {
+    const n = Number(raw);
+    if (n < MAX_CAMERAS) return n === 0 ? "" : String(n);
+    throw new UsageError(`invalid ${flag}=${raw}: a server has at most ${MAX_CAMERAS} cameras, numbered 0..${MAX_CAMERAS - 1}`);
+  }
+  const problem = cameraNameProblem(raw);
+  if (problem !== null) throw new UsageError(`invalid ${flag}=${raw}: ${problem}`);
+  return raw;
+}
 
 /** Help's words for --frames and --duration, whose 0 means no limit. */
 const untilStopped = () => "none: run until stopped";
@@ -62,6 +80,9 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
       if (bad) throw new UsageError(`invalid ${flag}: ${bad}`);
       return raw;
     }, "a name for this viewer in the server's log"),
+    // "" is camera 0, which every server has.
+    camera: valueFlag("camera", "N|NAME", "", (raw, flag) => parseCameraFlag(raw, flag),
+      "which of the server's cameras to watch: its number (from 0) or its name", () => "0", { format: (v) => v }),
     ...CONFIG_FLAGS,
   },
   footer: `Keys in the window:

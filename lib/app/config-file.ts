@@ -2,11 +2,13 @@
  * A config file's text into settings, or one precise error. The keys are the flags'
  * names as written on the command line (`max-clients = 8`, `repair = false`) and every
  * value goes through its flag's own parser, so the file and the command line have one
- * set of names and limits: the flag tables. The server's camera may also be written as
- * one `[[source]]` table (`src`, `size`, `fps`, `quality`).
+ * set of names and limits: the flag tables. The server's cameras may also be written as
+ * `[[source]]` tables, one per camera (`name`, `src`, and its own `size`, `fps`, ...).
  */
+import { cameraNameProblem, MAX_CAMERAS } from "../wire/camera-name.ts";
 import { UsageError } from "./cli.ts";
-import { operandKey, readTexts, type Command, type Flag, type FlagTable, type Operand, type OperandTable, type Preset, type ValueFlag } from "./flags.ts";
+import { CAMERA_FLAG, operandKey, readTexts, type Command, type Flag, type FlagTable, type Operand, type OperandTable, type Preset, type ValueFlag } from "./flags.ts";
+import type { CameraSource } from "./source-flag.ts";
 import { arrayTableLine, keyLines, topLine, type KeyLine } from "./toml-lines.ts";
 
 /** A config file that cannot be used: names the file, the line and the key; exit 2 like any usage error. */
@@ -17,21 +19,15 @@ export class ConfigError extends UsageError {
 /** What --print-config writes in place of a secret; a file that still holds it is refused. */
 export const REDACTED = "<redacted>";
 
-/** The table a server's camera is written in. */
-export const SOURCE_TABLE = "source";
-
 /**
- * Keys of a `[[source]]` table and the flag each sets. A key is taken only while the
- * program has a flag of that name, so a per-camera setting arrives with its flag.
+ * Keys of a `[[source]]` table, but `name`, and the flag each sets for its camera. A key
+ * is taken only while the program has a flag of that name, so a per-camera setting
+ * arrives with its flag.
  */
-const CAMERA_KEYS: Readonly<Record<string, string>> = { src: "source", size: "size", fps: "fps", quality: "quality", overlay: "overlay", "overlay-pos": "overlay-pos" };
+export const CAMERA_KEYS: Readonly<Record<string, string>> = { src: CAMERA_FLAG, size: "size", fps: "fps", quality: "quality", overlay: "overlay", "overlay-pos": "overlay-pos" };
 
-/** Why a camera key the program has no flag for is refused, where "unknown key" would mislead. */
-const CAMERA_NOT_YET: Readonly<Record<string, string>> = {
-  name: "naming a camera comes with several cameras from one server, which is not supported yet; leave it out",
-  overlay: "this server cannot draw text on the picture yet (it has no --overlay); leave it out",
-  "overlay-pos": "this server cannot draw text on the picture yet (it has no --overlay-pos); leave it out",
-};
+/** The key of a `[[source]]` table that names its camera (as NAME= does on the command line). */
+export const CAMERA_NAME_KEY = "name";
 
 /**
  * The most `=` a config file may hold. Bun's TOML parser takes time that grows with the
@@ -70,35 +66,25 @@ export function parseConfigText(cmd: Command<FlagTable, OperandTable>, text: str
 
   const flags: Record<string, unknown> = {};
   const operandValues: Record<string, unknown> = {};
-  /** Where each flag was set, for a key given both at the top and in [[source]]. */
-  const setAt = new Map<string, { line: number; where: string }>();
+  let cameras: Record<string, unknown>[] | undefined;
   const problems: Problem[] = [];
   const at = (line: number | null) => line ?? 1;
-
-  const setFlag = (name: string, value: unknown, line: number, label: string, where: string) => {
-    const [key, flag] = rows.get(name)!;
-    const before = setAt.get(key);
-    if (before) {
-      problems.push({ line, text: `${label} is given ${where} and ${before.where} (line ${before.line}); give it once` });
-      return;
-    }
-    const parsed = flagValue(flag, value, label);
-    if ("problem" in parsed) problems.push({ line, text: parsed.problem });
-    else {
-      flags[key] = parsed.value;
-      setAt.set(key, { line, where });
-    }
-  };
+  const cameraRow = rows.get(CAMERA_FLAG);
+  const hasCameras = cameraRow?.[1].kind === "value" && cameraRow[1].repeatable === true;
 
   for (const [name, value] of Object.entries(doc)) {
     const line = at(topLine(lines, name));
-    if (name === SOURCE_TABLE && rows.get(name)?.[1].kind === "value" && isTableArray(value)) {
-      problems.push(...cameraTables(value, lines, rows, setFlag));
+    if (name === CAMERA_FLAG && hasCameras && isTableArray(value)) {
+      const tables = cameraTables(value, lines, rows);
+      problems.push(...tables.problems);
+      cameras = tables.cameras;
+      // The flag lists every table's camera, as --source would.
+      flags[cameraRow![0]] = cameras.map((c) => (c[cameraRow![0]] as unknown[] | undefined)?.[0]);
       continue;
     }
     const header = lines.some((k) => k.header === "table" && k.path.length === 1 && k.path[0] === name);
-    if (name === SOURCE_TABLE && rows.get(name)?.[1].kind === "value" && isTable(value) && header) {
-      problems.push({ line, text: `[${SOURCE_TABLE}] with one pair of brackets; write the camera as [[${SOURCE_TABLE}]]` });
+    if (name === CAMERA_FLAG && hasCameras && isTable(value) && header) {
+      problems.push({ line, text: `[${CAMERA_FLAG}] with one pair of brackets; write each camera as [[${CAMERA_FLAG}]]` });
       continue;
     }
     const op = operands.get(name);
@@ -117,38 +103,82 @@ export function parseConfigText(cmd: Command<FlagTable, OperandTable>, text: str
       problems.push({ line, text: `${name}: only on the command line, not in a config file` });
       continue;
     }
-    setFlag(name, value, line, name, "at the top");
+    const parsed = flagValue(row[1], value, name);
+    if ("problem" in parsed) problems.push({ line, text: parsed.problem });
+    else flags[row[0]] = parsed.value;
   }
   const first = problems.sort((a, b) => a.line - b.line)[0];
   if (first) throw new ConfigError(`invalid ${file} line ${first.line}: ${first.text}`);
-  return { flags, operands: operandValues, file };
+  return { flags, operands: operandValues, file, ...(cameras ? { cameras } : {}) };
 }
 
-/** The single `[[source]]` table's keys, set as their flags; problems for anything else. */
-function cameraTables(
-  tables: Record<string, unknown>[], lines: readonly KeyLine[], rows: Map<string, [string, Flag]>,
-  setFlag: (name: string, value: unknown, line: number, label: string, where: string) => void,
-): Problem[] {
+/**
+ * The `[[source]]` tables, one camera each: every table's keys parsed by the flags they
+ * set, keyed like them (the camera under CAMERA_FLAG, a list of one, named by `name` or
+ * by NAME= in `src`); problems for a table too many, a key no flag takes, a bad value,
+ * a missing src and a name given twice.
+ */
+function cameraTables(tables: Record<string, unknown>[], lines: readonly KeyLine[], rows: Map<string, [string, Flag]>): { problems: Problem[]; cameras: Record<string, unknown>[] } {
   const problems: Problem[] = [];
-  const line = (index: number, key?: string) => arrayTableLine(lines, SOURCE_TABLE, index, key) ?? 1;
-  if (tables.length > 1) {
-    return [{ line: line(1), text: `a second [[${SOURCE_TABLE}]]: several cameras from one server are not supported yet; give one [[${SOURCE_TABLE}]]` }];
+  const line = (index: number, key?: string) => arrayTableLine(lines, CAMERA_FLAG, index, key) ?? 1;
+  if (tables.length > MAX_CAMERAS) {
+    problems.push({ line: line(MAX_CAMERAS), text: `a ${MAX_CAMERAS + 1}th [[${CAMERA_FLAG}]]: a server has at most ${MAX_CAMERAS} cameras` });
   }
-  const table = tables[0]!;
-  if (!Object.hasOwn(table, "src")) problems.push({ line: line(0), text: `[[${SOURCE_TABLE}]] has no src; give one, e.g. src = "camera:0"` });
-  for (const [key, value] of Object.entries(table)) {
-    // Own keys only: a key such as __proto__ or constructor names nothing here.
-    const name = Object.hasOwn(CAMERA_KEYS, key) ? CAMERA_KEYS[key]! : null;
-    const notYet = Object.hasOwn(CAMERA_NOT_YET, key) ? CAMERA_NOT_YET[key]! : null;
-    const label = `[[${SOURCE_TABLE}]] ${key}`;
-    if (name !== null && rows.has(name)) setFlag(name, value, line(0, key), label, `in [[${SOURCE_TABLE}]]`);
-    else if (notYet !== null) problems.push({ line: line(0, key), text: `${label}: ${notYet}` });
-    else {
-      const keys = Object.keys(CAMERA_KEYS).filter((k) => rows.has(CAMERA_KEYS[k]!));
-      problems.push({ line: line(0, key), text: `unknown key ${key} in [[${SOURCE_TABLE}]]; it takes ${keys.join(", ")}` });
+  const keys = [CAMERA_NAME_KEY, ...Object.keys(CAMERA_KEYS).filter((k) => rows.has(CAMERA_KEYS[k]!))];
+  /** Each name taken so far: its camera and line. */
+  const named = new Map<string, { index: number; line: number }>();
+  const cameras = tables.slice(0, MAX_CAMERAS).map((table, index) => {
+    const where = `[[${CAMERA_FLAG}]] (camera ${index})`;
+    const camera: Record<string, unknown> = {};
+    if (!Object.hasOwn(table, "src")) problems.push({ line: line(index), text: `${where} has no src; give one, e.g. src = "camera:0"` });
+    for (const [key, value] of Object.entries(table)) {
+      if (key === CAMERA_NAME_KEY) continue;
+      // Own keys only: a key such as __proto__ or constructor names nothing here.
+      const row = Object.hasOwn(CAMERA_KEYS, key) ? rows.get(CAMERA_KEYS[key]!) : undefined;
+      if (!row) {
+        problems.push({ line: line(index, key), text: `unknown key ${key} in ${where}; it takes ${keys.join(", ")}` });
+        continue;
+      }
+      // One value each, even for --source, which the command line repeats for more cameras.
+      const parsed = Array.isArray(value)
+        ? { problem: `${where} ${key} = ${showValue(value)}: wrong type: expected one value for --${row[1].name}${row[1].kind === "value" ? ` ${row[1].placeholder}` : ""}, not a list` }
+        : flagValue(row[1], value, `${where} ${key}`);
+      if ("problem" in parsed) problems.push({ line: line(index, key), text: parsed.problem });
+      else camera[row[0]] = parsed.value;
     }
+    const source = (camera[CAMERA_FLAG] as CameraSource[] | undefined)?.[0];
+    const name = cameraName(table, where, line(index, CAMERA_NAME_KEY), problems);
+    if (source && name !== null) {
+      if (source.name !== null) {
+        problems.push({ line: line(index, "src"), text: `${where} src = ${showValue(table.src)}: names the camera (${source.name}=) as ${CAMERA_NAME_KEY} does; give its name once` });
+      } else camera[CAMERA_FLAG] = [{ ...source, name }];
+    }
+    const given = name ?? source?.name ?? null;
+    if (given !== null) {
+      const key = name !== null ? CAMERA_NAME_KEY : "src";
+      const here = line(index, key);
+      const before = named.get(given);
+      if (before) problems.push({ line: here, text: `${where} ${key} = ${showValue(table[key])}: camera ${before.index} (line ${before.line}) is named ${given} too; give each camera its own name` });
+      else named.set(given, { index, line: here });
+    }
+    return camera;
+  });
+  return { problems, cameras };
+}
+
+/** A table's `name`, or null without one (or with a bad one, which goes to `problems`). */
+function cameraName(table: Record<string, unknown>, where: string, line: number, problems: Problem[]): string | null {
+  if (!Object.hasOwn(table, CAMERA_NAME_KEY)) return null;
+  const value = table[CAMERA_NAME_KEY];
+  const shown = `${where} ${CAMERA_NAME_KEY} = ${showValue(value)}`;
+  if (typeof value !== "string") {
+    problems.push({ line, text: `${shown}: wrong type: expected text, e.g. ${CAMERA_NAME_KEY} = "board"` });
+    return null;
   }
-  return problems;
+  const problem = cameraNameProblem(value);
+  if (problem === null) return value;
+  problems.push({ line, text: `${shown}: ${problem}` });
+  return null;
 }
 
 /**

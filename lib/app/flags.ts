@@ -37,6 +37,11 @@ export interface ValueFlag<T> {
   /** Given more than once, every value is kept (T is then an array; parse gets one value and returns [it]). */
   readonly repeatable?: boolean;
   /**
+   * For a repeatable flag: a check across all its values (how many, none alike), made
+   * wherever they come from; throws a UsageError naming `flag`.
+   */
+  readonly check?: (values: never, flag: string) => void;
+  /**
    * A value (one element, for a repeatable flag) written back as text `parse` reads: for
    * --print-config, which also tries String and keeps whichever reads back the same.
    */
@@ -119,9 +124,20 @@ export function valueFlag<T>(name: string, placeholder: string, defaultValue: T,
   return { kind: "value", name, placeholder, default: defaultValue, defaultText: show(defaultValue), parse, help, ...extras, ...(format ? { format } : {}) } as ValueFlag<T>;
 }
 
-/** A table row for a flag that may be given several times; its value is every one given, in order ([] when none). */
-export function listFlag<T>(name: string, placeholder: string, parse: (raw: string, flag: string) => T, help: string, extras: ValueFlagExtras<T> = {}): ValueFlag<T[]> {
-  return { kind: "value", name, placeholder, default: [], defaultText: null, parse: (raw, flag) => [parse(raw, flag)], help, repeatable: true, ...extras } as ValueFlag<T[]>;
+/** What a repeatable flag may add to its row, beyond what any value flag may. */
+export interface ListFlagExtras<T> extends ValueFlagExtras<T> {
+  /** The values when none is given ([] unless said); help names them, written by `format`. */
+  readonly default?: readonly T[];
+  /** A check across all the values given (see ValueFlag.check). */
+  readonly check?: (values: readonly T[], flag: string) => void;
+}
+
+/** A table row for a flag that may be given several times; its value is every one given, in order (its default when none). */
+export function listFlag<T>(name: string, placeholder: string, parse: (raw: string, flag: string) => T, help: string, extras: ListFlagExtras<T> = {}): ValueFlag<T[]> {
+  const { default: defaultValue = [], ...rest } = extras;
+  const write = (extras.format ?? String) as (v: T) => string;
+  const defaultText = defaultValue.length === 0 ? null : defaultValue.map(write).join(" ");
+  return { kind: "value", name, placeholder, default: defaultValue, defaultText, parse: (raw, flag) => [parse(raw, flag)], help, repeatable: true, ...rest } as ValueFlag<T[]>;
 }
 
 /** A positional argument. */
@@ -144,7 +160,13 @@ export function defineCommand<F extends FlagTable, O extends OperandTable>(spec:
 export type CommandLine<F extends FlagTable, O extends OperandTable> =
   | { readonly action: "help" }
   | { readonly action: "version" }
-  | { readonly action: "run"; readonly flags: FlagValues<F & typeof STANDARD_FLAGS>; readonly operands: OperandValues<O> };
+  | {
+    readonly action: "run";
+    readonly flags: FlagValues<F & typeof STANDARD_FLAGS>;
+    readonly operands: OperandValues<O>;
+    /** Each camera's flags, in camera order, for a command with a camera flag (see cameraFlags); none for any other. */
+    readonly cameras: readonly FlagValues<F & typeof STANDARD_FLAGS>[];
+  };
 
 /** How a flag is written where it is documented: `--port`, `--no-window`. */
 export function flagSpelling(flag: Flag): string {
@@ -157,6 +179,12 @@ export function flagSpellings(cmd: Command<FlagTable, OperandTable>): string[] {
 }
 
 /**
+ * The key of the flag that lists a server's cameras (`--source`, repeatable), and the
+ * name of the config file's tables that give one camera each (`[[source]]`).
+ */
+export const CAMERA_FLAG = "source";
+
+/**
  * Settings a config file gives, keyed like the command's tables, each value already
  * parsed by its row (so with the same limits as on the command line).
  */
@@ -165,6 +193,12 @@ export interface Preset {
   readonly operands: Readonly<Record<string, unknown>>;
   /** The file, for messages about what it lacks. */
   readonly file: string;
+  /**
+   * One per `[[source]]` table, in order: the flags it sets for its camera alone, keyed
+   * like `flags` (the camera itself under CAMERA_FLAG, a list of one). `flags` then holds
+   * every table's camera under CAMERA_FLAG too.
+   */
+  readonly cameras?: readonly Readonly<Record<string, unknown>>[];
 }
 
 /** Reads the file `--config` names into a Preset, or throws a UsageError naming the file, line and key. */
@@ -220,7 +254,27 @@ export function parseCommandLine<F extends FlagTable, O extends OperandTable>(cm
     if (raw === undefined && preset && Object.hasOwn(preset.flags, key)) flags[key] = preset.flags[key];
     else flags[key] = flag.kind === "boolean" ? readBoolean(flag, raw) : readValue(flag, raw);
   }
-  return { action: "run", flags: flags as FlagValues<F & typeof STANDARD_FLAGS>, operands };
+  const onCommandLine = (key: string) => Object.hasOwn(cmd.flags, key) && args[(cmd.flags as FlagTable)[key]!.name] !== undefined;
+  const cameras = cameraFlags(cmd, flags, preset, onCommandLine);
+  type Values = FlagValues<F & typeof STANDARD_FLAGS>;
+  return { action: "run", flags: flags as Values, operands, cameras: cameras as Values[] };
+}
+
+/**
+ * Each camera's flags: all of the command's flags, one set per camera. From a config
+ * file's `[[source]]` tables when it has them and the command line gives no --source:
+ * a table's own keys over the file's top and the defaults, and the command line over
+ * both, since a flag there is for every camera. Else one set per value of the camera
+ * flag (the command line's, the file's top, or the default), each with the flags as
+ * they are. None for a command without a repeatable camera flag.
+ */
+function cameraFlags(cmd: Command<FlagTable, OperandTable>, flags: Readonly<Record<string, unknown>>, preset: Preset | null, onCommandLine: (key: string) => boolean): Record<string, unknown>[] {
+  const row = Object.hasOwn(cmd.flags, CAMERA_FLAG) ? cmd.flags[CAMERA_FLAG] : undefined;
+  if (row?.kind !== "value" || !row.repeatable) return [];
+  if (preset?.cameras && preset.cameras.length > 0 && !onCommandLine(CAMERA_FLAG)) {
+    return preset.cameras.map((table) => ({ ...flags, ...Object.fromEntries(Object.entries(table).filter(([key]) => !onCommandLine(key))) }));
+  }
+  return (flags[CAMERA_FLAG] as unknown[]).map((camera) => ({ ...flags, [CAMERA_FLAG]: [camera] }));
 }
 
 function isOn(raw: unknown): boolean {
@@ -252,7 +306,10 @@ export function readTexts(flag: ValueFlag<unknown>, values: readonly string[], w
   // mri gives "" for a flag at the end of the line or followed by another flag.
   if (values.some((s) => s.trim() === "")) throw new UsageError(`${written} needs a value`);
   if (!flag.repeatable && values.length !== 1) throw new UsageError(`${written} given more than once`);
-  return flag.repeatable ? values.flatMap((s) => flag.parse(s, written) as unknown[]) : flag.parse(values[0]!, written);
+  if (!flag.repeatable) return flag.parse(values[0]!, written);
+  const all = values.flatMap((s) => flag.parse(s, written) as unknown[]);
+  (flag.check as ((values: unknown[], flag: string) => void) | undefined)?.(all, written);
+  return all;
 }
 
 /** The key a config file gives an operand under: `udpPort` is `udp-port`. */

@@ -2,16 +2,20 @@
  * `--print-config`: the settings in effect as a TOML config file, one key per flag with
  * its help above it, secrets replaced by REDACTED. Every value is written as text its
  * flag reads back to the same value (checked as it is written), so the output, given
- * back with --config, is the same settings.
+ * back with --config, is the same settings. A server's cameras are written as one
+ * `[[source]]` table each, at the end, with the settings each camera has.
  */
-import { REDACTED } from "./config-file.ts";
-import { operandKey, readTexts, type Command, type Flag, type FlagTable, type OperandTable, type ValueFlag } from "./flags.ts";
+import { CAMERA_KEYS, CAMERA_NAME_KEY, REDACTED } from "./config-file.ts";
+import { CAMERA_FLAG, operandKey, readTexts, type Command, type Flag, type FlagTable, type OperandTable, type ValueFlag } from "./flags.ts";
 import { invocation } from "./run-main.ts";
+import type { CameraSource } from "./source-flag.ts";
 
 /** What --print-config writes: the parsed operands and flags of a run. */
 export interface Settings {
   readonly flags: Readonly<Record<string, unknown>>;
   readonly operands: Readonly<Record<string, unknown>>;
+  /** Each camera's flags, for a program with cameras (as parseCommandLine gives them). */
+  readonly cameras?: readonly Readonly<Record<string, unknown>>[];
 }
 
 /** `settings` as a config file for `cmd`. */
@@ -27,21 +31,64 @@ export function printConfig(cmd: Command<FlagTable, OperandTable>, settings: Set
     const value = settings.operands[key];
     out.push(value === undefined ? `# ${operandKey(key)} = ${op.name}` : `${operandKey(key)} = ${tomlScalar(value, String(value))}`);
   }
+  const cameras = settings.cameras ?? [];
+  // Each camera's own settings go in its table, so each setting is written once.
+  const perCamera = new Set(cameras.length > 0 ? Object.values(CAMERA_KEYS) : []);
   for (const [key, flag] of Object.entries(cmd.flags) as [string, Flag][]) {
     if (flag.cliOnly) continue;
     out.push("");
     // An on/off flag's help says what its other setting does (`--no-window`: do not open a window).
     const help = flag.kind === "boolean" ? `${flag.name} = ${!flag.default}: ${flag.help}` : flag.help;
     for (const line of help.split("\n")) out.push(`# ${line}`);
+    if (flag.kind === "value" && perCamera.has(flag.name)) {
+      out.push(`# ${flag.name} = ${flag.placeholder}: ${key === CAMERA_FLAG ? "the cameras are" : "per camera, in"} the [[${CAMERA_FLAG}]] tables below`);
+      continue;
+    }
     const value = settings.flags[key];
     if (flag.kind === "boolean") {
       out.push(`${flag.name} = ${value === true}`);
       continue;
     }
-    const written = writeValue(flag, value);
-    out.push(written === null ? `# ${flag.name} = ${flag.placeholder}${flag.defaultText !== null ? ` (default ${flag.defaultText})` : ""}` : `${flag.name} = ${written}`);
+    out.push(valueLine(flag.name, flag, value));
   }
+  if (cameras.length > 0) out.push(...cameraTables(cmd, cameras));
   return out.join("\n") + "\n";
+}
+
+/** `key = value`, or the key commented out with the flag's placeholder (and default) where there is no value to write. */
+function valueLine(key: string, flag: ValueFlag<unknown>, value: unknown): string {
+  const written = writeValue(flag, value);
+  return written === null ? `# ${key} = ${flag.placeholder}${flag.defaultText !== null ? ` (default ${flag.defaultText})` : ""}` : `${key} = ${written}`;
+}
+
+/** One `[[source]]` table per camera: its name when it has one, its src, and every other key a table takes, with that camera's value. */
+function cameraTables(cmd: Command<FlagTable, OperandTable>, cameras: readonly Readonly<Record<string, unknown>>[]): string[] {
+  const rows = new Map<string, [string, ValueFlag<unknown>]>();
+  for (const [key, flag] of Object.entries(cmd.flags) as [string, Flag][]) if (flag.kind === "value") rows.set(flag.name, [key, flag]);
+  const out = [
+    "",
+    `# The cameras, one [[${CAMERA_FLAG}]] table each, numbered from 0 in this order. A table's keys`,
+    `# are for its camera alone, and it ends where the next [[${CAMERA_FLAG}]] starts.`,
+  ];
+  for (const [index, camera] of cameras.entries()) {
+    if (index > 0) out.push("");
+    out.push(`[[${CAMERA_FLAG}]]`);
+    for (const [tableKey, flagName] of Object.entries(CAMERA_KEYS)) {
+      const row = rows.get(flagName);
+      if (!row) continue;
+      const [key, flag] = row;
+      if (key !== CAMERA_FLAG) {
+        out.push(valueLine(tableKey, flag, camera[key]));
+        continue;
+      }
+      // The name in its own key; src the source alone.
+      const source = (camera[key] as CameraSource[])[0]!;
+      if (source.name !== null) out.push(`${CAMERA_NAME_KEY} = ${tomlString(source.name)}`);
+      const unnamed = { ...source, name: null };
+      out.push(`${tableKey} = ${writeOne(flag, unnamed, [unnamed])}`);
+    }
+  }
+  return out;
 }
 
 /**

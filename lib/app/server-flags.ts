@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { TEST_DEFAULT, type OverlayOptions, type SourceSpec } from "../capture/capture.ts";
+import { TEST_DEFAULT, type OverlayOptions } from "../capture/capture.ts";
 import { MAX_OVERLAY_CHARS, OVERLAY_POSITIONS, overlayTextProblem, type OverlayPosition } from "../capture/overlay-text.ts";
 import type { RecordCliFlags } from "../record/record-dir.ts";
 import { DEFAULT_MAX_PER_HOST } from "../send/admission.ts";
@@ -10,6 +10,7 @@ import { parsePublishCodec, PublishCodecError, type PublishCodec } from "../publ
 import { parsePublishUrl, PublishUrlError, readPublishTokenFile, redactUrl, REDACTED as URL_REDACTED, type PublishTarget } from "../publish/publish-url.ts";
 import { parsePublishTargets } from "../publish/publishers.ts";
 import { DEFAULT_MTU, MAX_MTU, MIN_MTU } from "../wire/datagram.ts";
+import { MAX_CAMERAS } from "../wire/camera-name.ts";
 import { autoGroupAddress, DEFAULT_GROUP_PORT, DEFAULT_MULTICAST_TTL, isAdminScopedGroup, normaliseIPv4, type GroupConfig } from "../net/multicast.ts";
 import { JPEG_QUALITY, parseInteger, parseNumber, parsePort, parseSize, UsageError } from "./cli.ts";
 import { booleanFlag, defineCommand, flagSpelling, listFlag, valueFlag } from "./flags.ts";
@@ -18,38 +19,7 @@ import { SERVER_TOKEN_FLAGS } from "./token-flags.ts";
 import { RECORD_FLAGS } from "./record-flags.ts";
 import { CONFIG_FLAGS } from "./config-flags.ts";
 import { REDACTED } from "./config-file.ts";
-
-/** Parses `--source`: "camera:N", "test", "gst:PIPELINE", "file:PATH" or a file path. */
-export function parseSourceFlag(s: string, flag = "--source"): SourceSpec {
-  if (s === "") throw new UsageError(`invalid ${flag}=: expected camera:N, test, gst:PIPELINE or a video file path`);
-  if (s === "test") return { kind: "test" };
-  if (s.startsWith("camera:")) {
-    const n = s.slice("camera:".length);
-    if (!/^\d{1,4}$/.test(n)) throw new UsageError(`invalid ${flag}=${s}: expected camera:N with N a camera index 0..9999`);
-    return { kind: "camera", index: Number(n) };
-  }
-  if (s.startsWith("gst:")) {
-    const pipeline = s.slice("gst:".length).trim();
-    if (!pipeline) throw new UsageError(`invalid ${flag}=${s}: expected gst:PIPELINE ending in appsink`);
-    return { kind: "gst", pipeline };
-  }
-  if (s.startsWith("file:")) {
-    const path = s.slice("file:".length);
-    if (!path) throw new UsageError(`invalid ${flag}=${s}: expected file:PATH`);
-    return { kind: "file", path };
-  }
-  return { kind: "file", path: s };
-}
-
-/** How --source names `spec`: the inverse of parseSourceFlag, for help's default. */
-export function sourceSpelling(spec: SourceSpec): string {
-  switch (spec.kind) {
-    case "camera": return `camera:${spec.index}`;
-    case "test": return "test";
-    case "gst": return `gst:${spec.pipeline}`;
-    case "file": return `file:${spec.path}`;
-  }
-}
+import { cameraSourceSpelling, checkCameraSources, DEFAULT_CAMERA, parseCameraSource, type CameraSource } from "./source-flag.ts";
 
 const text = (raw: string) => raw;
 
@@ -66,10 +36,10 @@ export function parseOverlayPosFlag(raw: string, flag = "--overlay-pos"): Overla
   throw new UsageError(`invalid ${flag}=${raw}: expected ${OVERLAY_POSITIONS.slice(0, -1).join(", ")} or ${OVERLAY_POSITIONS.at(-1)}`);
 }
 
-/** What the capture needs to draw --overlay, or undefined without it. One camera today: number 0. */
-export function overlaySettings(flags: { overlay: string | null; overlayPos: OverlayPosition }, host = hostname()): OverlayOptions | undefined {
+/** What the capture needs to draw --overlay on camera `camera` (its name, or its number), or undefined without it. */
+export function overlaySettings(flags: { overlay: string | null; overlayPos: OverlayPosition }, camera: string, host = hostname()): OverlayOptions | undefined {
   if (flags.overlay === null) return undefined;
-  return { template: flags.overlay, position: flags.overlayPos, camera: "0", host };
+  return { template: flags.overlay, position: flags.overlayPos, camera, host };
 }
 
 /** The TCP control port viewers connect to unless told otherwise. */
@@ -147,8 +117,14 @@ lancam viewer that connects. Prints "lancam server listening tcp=PORT ..." when 
   flags: {
     port: valueFlag("port", "N", DEFAULT_PORT, (raw, flag) => parsePort(flag, raw), "TCP control port; 0 picks a free port"),
     bind: valueFlag("bind", "ADDR", "0.0.0.0", text, "address to listen on"),
-    source: valueFlag<SourceSpec>("source", "SRC", { kind: "camera", index: 0 }, parseSourceFlag,
-      "camera:N, test, gst:PIPELINE, or a video file", sourceSpelling),
+    source: listFlag<CameraSource>("source", "[NAME=]SRC", parseCameraSource,
+      `camera:N, test, gst:PIPELINE, or a video file. Repeatable: one
+camera each, at most ${MAX_CAMERAS}, numbered from 0; NAME= names one (text
+before the first = is a name unless it holds : or /, so write a
+file whose name has = as ./PATH or file:PATH). On the command
+line --size, --fps, --quality and --overlay are for every camera,
+in a config file's [[source]] tables for one`,
+      { default: [DEFAULT_CAMERA], format: cameraSourceSpelling, check: checkCameraSources }),
     listCameras: booleanFlag("list-cameras", "print each camera (/dev/video*) with its formats, sizes and frame\nrates, and the --source that picks it, and exit", { cliOnly: true }),
     loop: booleanFlag("loop", "replay a video file from the start when it ends"),
     size: valueFlag<{ width: number; height: number } | undefined>("size", "WxH", undefined, (raw, flag) => parseSize(flag, raw),
