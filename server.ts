@@ -96,7 +96,7 @@ async function main(): Promise<number> {
     : await HttpView.start({
         port: httpPort, bind: httpBind, log: log.child("http"), startedAt, logViewers: false, admission: browserAdmission(server), maxViewers: maxClients,
         auth: token ? tokenAuth(browserViewToken(token.token)) : null,
-        state: serverState(server, { description: source.description, width: source.width, height: source.height, fps: source.fps }, () => framesCaptured,
+        state: serverState(server, () => [{ name: "0", description: source.description, width: source.width, height: source.height, fps: source.fps, available: true, framesCaptured }],
           () => publishers?.stats.map(({ url, codec, state, sent, dropped, reconnects, lastError }) => ({ url, codec, state, sent, dropped, reconnects, lastError })) ?? []),
       });
   await using writer = record

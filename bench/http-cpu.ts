@@ -33,7 +33,7 @@ async function serve(input: string, readers: number, seconds: number): Promise<v
   const [width, height] = (/(\d+)x(\d+)\.mjpeg$/.exec(input) ?? []).slice(1).map(Number) as [number, number];
   await using view = await HttpView.start({
     port: 0, bind: "127.0.0.1", log: silentLogger,
-    state: () => ({ source: { description: "bench", width, height, fps: FPS }, viewers: [], counters: { framesCaptured: 0, framesSent: 0, bytesSent: null, drops: {} } }),
+    state: () => ({ sources: [{ name: "0", description: "bench", width, height, fps: FPS, available: true, framesCaptured: 0 }], viewers: [], counters: { framesCaptured: 0, framesSent: 0, bytesSent: null, drops: {} } }),
   });
   console.log(`ready port=${view.port}`);
   let seq = 0;

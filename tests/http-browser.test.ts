@@ -9,7 +9,7 @@ import { nowMicros } from "../lib/wire/frame.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { ROOT, until } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
-import { fakeServerState } from "./helpers/fake-view-state.ts";
+import { fakeCamerasState, fakeServerState } from "./helpers/fake-view-state.ts";
 
 // Debian's chromium (scripts/setup.sh --test installs it); playwright-core only drives it.
 const CHROMIUM = "/usr/bin/chromium";
@@ -135,6 +135,84 @@ test("the viewers table shows a hostile name spelled out, never reversed or spli
     const kinds = (await page.locator("#viewers tbody tr[data-kind=udp] td:nth-child(3)").evaluateAll((tds) => tds.map((td) => [td.textContent, td.getAttribute("title")]))) as [string, string | null][];
     expect(kinds.map(([text]) => text)).toEqual(["UDP", "TCP", "UDP · none arrives"]);
     expect(kinds[2]![1]).toContain("firewall");
+  } finally {
+    await context.close();
+    clearInterval(feeder);
+  }
+}, 60_000);
+
+test("with two cameras the page shows both pictures, named and sized, each a link (token kept) to a page of its own; a failed camera is marked", async () => {
+  const cameras = [{ name: "board", width: W, height: H }, { name: "desk", width: 320, height: 180 }];
+  const frames = await Promise.all(cameras.map((c) => jpegFrames(4, c.width, c.height)));
+  const server = fakeCamerasState(cameras, FPS);
+  await using view = await HttpView.start({ port: 0, bind: "127.0.0.1", log: memoryLogger("http"), state: server.state, auth: tokenAuth("s3cret") });
+  let seq = 0;
+  const feeder = setInterval(() => {
+    cameras.forEach((c, i) => view.push({ seq, capturedAt: nowMicros(), width: c.width, height: c.height, jpeg: frames[i]![seq % 4]! }, i));
+    seq++;
+  }, 1000 / FPS);
+  const errors: string[] = [];
+  const context = await launch({ width: 1280, height: 720 });
+  try {
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(`page error: ${e.message}`));
+    page.on("console", (m) => {
+      if (m.type() === "error") errors.push(`console: ${m.text()}`);
+    });
+    await page.goto(`http://127.0.0.1:${view.port}/?token=s3cret`);
+    // Every camera's live picture, at its own size; the single picture is not shown.
+    const sizes = "[...document.querySelectorAll('#cameras .camera img')].map((i) => [i.naturalWidth, i.naturalHeight])";
+    await page.waitForFunction(`${sizes}.every(([w]) => w > 0)`, null, { timeout: 15_000 });
+    expect(await page.evaluate(sizes)).toEqual([[W, H], [320, 180]]);
+    expect(await page.locator("#live").isVisible()).toBe(false);
+    await page.waitForFunction("document.querySelector('#cameras .camera[data-camera=\"1\"] .size').textContent.includes('×')", null, { timeout: 10_000 });
+    const captions = await page.locator("#cameras figcaption").allInnerTexts();
+    expect(captions[0]).toMatch(new RegExp(`^board\\s+${W}×${H} · [\\d.]+ fps\\s+live$`));
+    expect(captions[1]).toMatch(/^desk\s+320×180 · [\d.]+ fps\s+live$/);
+    // The links keep the token: without it the camera's own page would be refused.
+    expect(await page.locator("#cameras .camera-name").evaluateAll((as) => as.map((a) => a.getAttribute("href")))).toEqual(["/?token=s3cret&camera=0", "/?token=s3cret&camera=1"]);
+
+    // The viewers table names each viewer's camera: the UDP viewer's and this page's two pictures.
+    await page.waitForFunction("document.querySelectorAll('#viewers tbody tr').length === 3", null, { timeout: 10_000 });
+    expect(await page.locator("#viewers thead th").first().innerText()).toBe("camera");
+    const byCamera = (await page.locator("#viewers tbody tr").evaluateAll((trs) => trs.map((tr) => `${tr.children[0]!.textContent} ${tr.getAttribute("data-kind")}`))) as string[];
+    expect(byCamera.sort()).toEqual(["board browser", "board udp", "desk browser"]);
+
+    // The desk camera fails: its picture is marked, the board's is not.
+    server.setAvailable(1, false);
+    await page.locator('#cameras .camera[data-camera="1"] .badge.unavailable').waitFor({ state: "visible", timeout: 10_000 });
+    expect(await page.locator('#cameras .camera[data-camera="0"] .badge.unavailable').isVisible()).toBe(false);
+    expect(await page.locator("#source").innerText()).toBe("2 (1 unavailable)");
+    mkdirSync(join(ROOT, "test-results"), { recursive: true });
+    await page.screenshot({ path: join(ROOT, "test-results", "browser-view-cameras.png") });
+
+    // A phone: the pictures one under the other, nothing to scroll sideways.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForFunction("window.innerWidth === 390", null, { timeout: 15_000 });
+    await page.waitForFunction("document.documentElement.scrollWidth <= document.documentElement.clientWidth", null, { timeout: 15_000 }).catch(() => {});
+    const [scrollWidth, clientWidth] = (await page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")) as [number, number];
+    expect(scrollWidth).toBeLessThanOrEqual(clientWidth);
+    const boxes = await Promise.all([0, 1].map(async (i) => (await page.locator(`#cameras .camera[data-camera="${i}"] img`).boundingBox())!));
+    expect(boxes[1]!.y).toBeGreaterThan(boxes[0]!.y + boxes[0]!.height - 1);
+    for (const b of boxes) expect(b.width).toBeLessThanOrEqual(390);
+    await page.setViewportSize({ width: 1280, height: 720 });
+
+    // The desk's own page: its picture alone, as the page of a single camera, marked unavailable, with a way back.
+    await page.locator("#cameras .camera-name", { hasText: "desk" }).click();
+    await page.waitForURL(/\/\?token=s3cret&camera=1$/, { timeout: 10_000 });
+    await page.waitForFunction("document.getElementById('live').naturalWidth > 0", null, { timeout: 15_000 });
+    expect(await page.evaluate("[document.getElementById('live').naturalWidth, document.getElementById('live').naturalHeight]")).toEqual([320, 180]);
+    expect(await page.locator("#camera").innerText()).toBe("desk");
+    await page.waitForFunction("document.getElementById('size').textContent === '320×180'", null, { timeout: 10_000 });
+    await page.locator("#unavailable").waitFor({ state: "visible", timeout: 10_000 });
+    expect(await page.locator("#all-cameras").getAttribute("href")).toBe("/?token=s3cret");
+    expect(await page.locator("#cameras").isVisible()).toBe(false);
+    // Its table lists the desk's viewers only.
+    await page.waitForFunction("[...document.querySelectorAll('#viewers tbody tr')].length >= 1", null, { timeout: 10_000 });
+    const cameraCells = (await page.locator("#viewers tbody tr").evaluateAll((trs) => trs.map((tr) => tr.children[0]!.textContent))) as string[];
+    expect(new Set(cameraCells)).toEqual(new Set(["desk"]));
+    await page.screenshot({ path: join(ROOT, "test-results", "browser-view-camera.png") });
+    expect(errors).toEqual([]);
   } finally {
     await context.close();
     clearInterval(feeder);

@@ -111,7 +111,7 @@ describe("rates", () => {
 });
 
 const viewer = (over: Partial<ViewerInfo>): ViewerInfo => ({
-  id: "00000001", kind: "udp", address: "10.0.0.5", port: 8888, name: "lab", joinedAt: 0,
+  id: "00000001", kind: "udp", address: "10.0.0.5", port: 8888, name: "lab", camera: "0", joinedAt: 0,
   framesSent: 100, framesReceived: 95, framesMissing: 3, framesIncomplete: 2, framesDropped: 5,
   framesRecorded: 90, fps: 30, latencyP50Ms: 12, bytesSent: null, ...over,
 });
@@ -139,8 +139,12 @@ describe("metrics", () => {
   const state = (viewers: ViewState["viewers"]): ViewState => ({
     startedAt: "2026-11-26T00:00:00.000Z", uptimeSec: 12,
     source: { description: "test", width: 640, height: 360, fps: 30, measuredFps: 29.5, bitsPerSecond: 3e6, lastFrame: null },
+    sources: [{
+      name: "0", description: "test", width: 640, height: 360, fps: 30, measuredFps: 29.5, bitsPerSecond: 3e6, lastFrame: null,
+      available: true, framesCaptured: 361, framesEncoded: 360, viewers: viewers.length, history: { t: [], streamFps: [], slowestViewerFps: [], worstLatencyMs: [] },
+    }],
     counters: {
-      framesCaptured: 361, framesEncoded: 360, framesSent: 700, bytesSent: null, drops: { datagramsDropped: 4, framesNotSent: 1 },
+      framesCaptured: 361, framesEncoded: 360, framesIgnored: 0, framesSent: 700, bytesSent: null, drops: { datagramsDropped: 4, framesNotSent: 1 },
       browser: { framesSent: 300, framesSkipped: 7, bytesSent: 9000, readersStalled: 1, readersRefused: 2 },
     },
     viewers,
@@ -166,9 +170,9 @@ describe("metrics", () => {
     const lines = out.split("\n").filter((l) => l.startsWith("lancam_"));
     for (const want of [
       "lancam_uptime_seconds 12",
-      "lancam_stream_bytes_per_second 375000",
-      "lancam_frames_captured_total 361",
-      "lancam_frames_encoded_total 360",
+      'lancam_stream_bytes_per_second{camera="0"} 375000',
+      'lancam_frames_captured_total{camera="0"} 361',
+      'lancam_frames_encoded_total{camera="0"} 360',
       'lancam_frames_sent_total{kind="udp"} 700',
       'lancam_frames_sent_total{kind="browser"} 300',
       'lancam_bytes_sent_total{kind="browser"} 9000',
@@ -177,12 +181,12 @@ describe("metrics", () => {
       'lancam_drops_total{reason="browserFramesSkipped"} 7',
       "lancam_browser_readers_stalled_total 1",
       "lancam_browser_readers_refused_total 2",
-      'lancam_viewers{kind="udp"} 1',
-      'lancam_viewers{kind="browser"} 1',
-      'lancam_viewers{kind="classic"} 0',
-      'lancam_viewer_loss_ratio{viewer="0",kind="udp"} 0.05',
-      'lancam_viewer_latency_seconds{viewer="0",kind="udp"} 0.012',
-      'lancam_viewer_fps{viewer="1",kind="browser"} 30',
+      'lancam_viewers{kind="udp",camera="0"} 1',
+      'lancam_viewers{kind="browser",camera="0"} 1',
+      'lancam_viewers{kind="classic",camera="0"} 0',
+      'lancam_viewer_loss_ratio{viewer="0",kind="udp",camera="0"} 0.05',
+      'lancam_viewer_latency_seconds{viewer="0",kind="udp",camera="0"} 0.012',
+      'lancam_viewer_fps{viewer="1",kind="browser",camera="0"} 30',
       'lancam_viewer_frames_dropped_total{kind="udp"} 5',
       'lancam_viewer_frames_dropped_total{kind="browser"} 7',
       'lancam_viewer_frames_dropped_total{kind="classic"} 0',
@@ -215,9 +219,9 @@ describe("metrics", () => {
   test("a viewer paced to its path shows its layer, picture width and path estimate; one sent the source as everyone shows none", async () => {
     const m = new ViewMetrics({ maxViewers: 4 });
     const out = await m.render(state([row({}), row({ id: "00000003", picture: { layer: 1, width: 640, height: 360 }, rateBytesPerS: 500_000, framesSkipped: 7 })]));
-    expect(out).toMatch(/^lancam_viewer_layer\{viewer="1",kind="udp"\} 1$/m);
-    expect(out).toMatch(/^lancam_viewer_picture_width_pixels\{viewer="1",kind="udp"\} 640$/m);
-    expect(out).toMatch(/^lancam_viewer_path_rate_bytes_per_second\{viewer="1",kind="udp"\} 500000$/m);
+    expect(out).toMatch(/^lancam_viewer_layer\{viewer="1",kind="udp",camera="0"\} 1$/m);
+    expect(out).toMatch(/^lancam_viewer_picture_width_pixels\{viewer="1",kind="udp",camera="0"\} 640$/m);
+    expect(out).toMatch(/^lancam_viewer_path_rate_bytes_per_second\{viewer="1",kind="udp",camera="0"\} 500000$/m);
     expect(out).not.toMatch(/^lancam_viewer_layer\{viewer="0"/m);
   });
 
@@ -231,12 +235,12 @@ describe("metrics", () => {
     st.counters.repair = { datagramsResent: 14, bytesResent: 19_600, requestsDropped: 1, goneSent: 2 };
     const out = await m.render(st);
     for (const want of [
-      'lancam_viewer_datagrams_repaired_by_parity{viewer="1",kind="udp"} 40',
-      'lancam_viewer_datagrams_repaired_by_resend{viewer="1",kind="udp"} 12',
-      'lancam_viewer_datagrams_unrepaired{viewer="1",kind="udp"} 3',
-      'lancam_viewer_frames_recorded_only{viewer="1",kind="udp"} 2',
-      'lancam_viewer_repair_delay_seconds{viewer="1",kind="udp"} 0.0015',
-      'lancam_viewer_resent_bytes{viewer="1",kind="udp"} 19600',
+      'lancam_viewer_datagrams_repaired_by_parity{viewer="1",kind="udp",camera="0"} 40',
+      'lancam_viewer_datagrams_repaired_by_resend{viewer="1",kind="udp",camera="0"} 12',
+      'lancam_viewer_datagrams_unrepaired{viewer="1",kind="udp",camera="0"} 3',
+      'lancam_viewer_frames_recorded_only{viewer="1",kind="udp",camera="0"} 2',
+      'lancam_viewer_repair_delay_seconds{viewer="1",kind="udp",camera="0"} 0.0015',
+      'lancam_viewer_resent_bytes{viewer="1",kind="udp",camera="0"} 19600',
       "lancam_repair_resent_bytes_total 19600",
       "lancam_repair_resent_datagrams_total 14",
     ]) expect(out.split("\n")).toContain(want);
@@ -266,7 +270,7 @@ describe("metrics", () => {
       present.push(viewer({ id: i.toString(16).padStart(8, "0"), kind: i % 3 === 0 ? "browser" : "udp", fps: 30 }));
       const out = await m.render(state(present.map((v) => ({ ...v, lossPercent: 1 }))));
       for (const v of labelValues(out, "lancam_viewer_fps", "viewer")) seen.add(v);
-      const firstSlot = out.match(/^lancam_viewer_fps\{viewer="(\d+)",kind="udp"\} 7$/m)?.[1];
+      const firstSlot = out.match(/^lancam_viewer_fps\{viewer="(\d+)",kind="udp",camera="0"\} 7$/m)?.[1];
       expect(firstSlot).toBeDefined();
       if (lastSlotOfFirst !== undefined) expect(firstSlot).toBe(lastSlotOfFirst);
       lastSlotOfFirst = firstSlot;
@@ -278,7 +282,7 @@ describe("metrics", () => {
     const m = new ViewMetrics({ maxViewers: 2 });
     const out = await m.render(state([1, 2, 3, 4, 5].map((i) => row({ id: `0000000${i}` }))));
     expect(labelValues(out, "lancam_viewer_fps", "viewer").sort()).toEqual(["0", "1"]);
-    expect(out).toContain('lancam_viewers{kind="udp"} 5');
+    expect(out).toContain('lancam_viewers{kind="udp",camera="0"} 5');
     expect(out).toContain('lancam_viewer_frames_dropped_total{kind="udp"} 25');
   });
 
@@ -295,7 +299,7 @@ describe("metrics", () => {
     // A report that dips does not make the counter go back.
     expect(await total([b(1)])).toBe(11);
     const out = await m.render(state([b(3), row({ id: "0000000c", fps: 11 })]));
-    expect(out).toContain('lancam_viewer_fps{viewer="0",kind="udp"} 11');
+    expect(out).toContain('lancam_viewer_fps{viewer="0",kind="udp",camera="0"} 11');
     expect(out).toContain('lancam_viewer_frames_dropped_total{kind="udp"} 17');
   });
 
@@ -312,8 +316,8 @@ describe("metrics", () => {
   test("a viewer that left disappears from the next scrape; two views never share a registry", async () => {
     const a = new ViewMetrics({ maxViewers: 4 });
     const b = new ViewMetrics({ maxViewers: 4 });
-    expect(await a.render(state([row({})]))).toContain('lancam_viewer_fps{viewer="0",kind="udp"} 30');
+    expect(await a.render(state([row({})]))).toContain('lancam_viewer_fps{viewer="0",kind="udp",camera="0"} 30');
     expect(await a.render(state([]))).not.toContain("lancam_viewer_fps{");
-    expect(await b.render(state([]))).toContain('lancam_viewers{kind="udp"} 0');
+    expect(await b.render(state([]))).toContain('lancam_viewers{kind="udp",camera="0"} 0');
   });
 });

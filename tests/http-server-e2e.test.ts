@@ -57,7 +57,7 @@ test("server --http: the page shows the live picture and lists a lancam viewer a
 
     // Per-viewer series are numbered by slot under --max-clients: two viewers, slots 0 and 1, no session ids.
     const metrics = await (await fetch(`${url}metrics`)).text();
-    expect([...metrics.matchAll(/^lancam_viewer_fps\{viewer="(\d+)",kind="(\w+)"\}/gm)].map((m) => `${m[1]} ${m[2]}`).sort()).toEqual(["0 udp", "1 browser"]);
+    expect([...metrics.matchAll(/^lancam_viewer_fps\{viewer="(\d+)",kind="(\w+)",camera="0"\}/gm)].map((m) => `${m[1]} ${m[2]}`).sort()).toEqual(["0 udp", "1 browser"]);
     if (PROMTOOL) expect(await promtoolCheck(metrics)).toEqual({ code: 0, output: "" });
   } finally {
     await context.close();

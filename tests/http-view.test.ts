@@ -238,6 +238,9 @@ describe("routes", () => {
     expect(s.source.measuredFps).toBeGreaterThan(0); // the feed's timer: how close to FPS depends on the load
     expect(s.source.bitsPerSecond).toBeGreaterThan(0);
     expect(s.source.lastFrame!.seq).toBeGreaterThan(0);
+    // One camera: sources has it alone, called 0, as source and history describe it.
+    expect(s.sources.map((c) => [c.name, c.width, c.height, c.available, c.viewers])).toEqual([["0", W, H, true, 1]]);
+    expect(s.sources[0]!.measuredFps).toBe(s.source.measuredFps);
     expect(s.counters.framesEncoded).toBeGreaterThan(0);
     expect(s.counters.drops).toEqual({ datagramsDropped: 4 });
     expect(s.counters.browser).toEqual({ framesSent: 0, framesSkipped: 0, bytesSent: 0, readersStalled: 0, readersRefused: 0 });
@@ -317,14 +320,14 @@ describe("routes", () => {
       if (line === "" || line.startsWith("# HELP ") || line.startsWith("# TYPE ")) continue;
       expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+$|^\S+ (NaN|[+-]Inf)$/);
     }
-    const encoded = Number(body.match(/^lancam_frames_encoded_total (\d+)$/m)?.[1]);
+    const encoded = Number(body.match(/^lancam_frames_encoded_total\{camera="0"\} (\d+)$/m)?.[1]);
     expect(encoded).toBeGreaterThanOrEqual(5);
     expect(body).toContain("# TYPE lancam_frames_sent_total counter");
-    expect(body).toContain('lancam_viewers{kind="udp"} 1');
-    expect(body).toContain('lancam_viewers{kind="browser"} 0');
+    expect(body).toContain('lancam_viewers{kind="udp",camera="0"} 1');
+    expect(body).toContain('lancam_viewers{kind="browser",camera="0"} 0');
     expect(body).toContain('lancam_drops_total{reason="datagramsDropped"} 4');
-    expect(body).toContain('lancam_viewer_latency_seconds{viewer="0",kind="udp"} 0.0125');
-    expect(body).toMatch(/^lancam_viewer_loss_ratio\{viewer="0",kind="udp"\} 0\.\d+$/m);
+    expect(body).toContain('lancam_viewer_latency_seconds{viewer="0",kind="udp",camera="0"} 0.0125');
+    expect(body).toMatch(/^lancam_viewer_loss_ratio\{viewer="0",kind="udp",camera="0"\} 0\.\d+$/m);
   });
 
   test.skipIf(promtoolSkip !== null)("/metrics passes promtool check metrics, with browser readers watching", async () => {
@@ -337,7 +340,7 @@ describe("routes", () => {
       }
       await until("two browser viewers", async () => (await v.state()).viewers.filter((x) => x.kind === "browser").length === 2);
       const body = await (await fetch(`${v.base}/metrics`)).text();
-      expect(body).toContain('lancam_viewers{kind="browser"} 2');
+      expect(body).toContain('lancam_viewers{kind="browser",camera="0"} 2');
       expect(await promtoolCheck(body)).toEqual({ code: 0, output: "" });
     } finally {
       ctl.abort();
@@ -369,7 +372,7 @@ describe("/stream.mjpg", () => {
     const row = s.viewers.find((x) => x.kind === "browser")!;
     expect(row).toMatchObject({ address: "127.0.0.1", name: "part-test", framesReceived: null, framesRecorded: null });
     expect(row.framesSent).toBeGreaterThanOrEqual(15);
-    expect(admission.admitted).toEqual([{ id: row.id, kind: "browser", address: "127.0.0.1", port: row.port, name: "part-test" }]);
+    expect(admission.admitted).toEqual([{ id: row.id, kind: "browser", address: "127.0.0.1", port: row.port, name: "part-test", camera: 0 }]);
     expect(v.log.lines.some((l) => / INFO \[http\] client joined client=127\.0\.0\.1:\d+ kind=browser session=http-1 name=part-test readers=1$/.test(l))).toBe(true);
     ctl.abort();
     await until("the leave", () => admission.left.length === 1);
@@ -574,7 +577,7 @@ describe("single executable", () => {
       `import { HttpView } from ${JSON.stringify(join(ROOT, "lib/http/http-view.ts"))};`,
       `import { silentLogger } from ${JSON.stringify(join(ROOT, "lib/log/logger.ts"))};`,
       `const view = await HttpView.start({ port: 0, bind: "127.0.0.1", log: silentLogger,`,
-      `  state: () => ({ source: { description: "test", width: 2, height: 2, fps: 1 }, viewers: [], counters: { framesCaptured: 0, framesSent: 0, bytesSent: null, drops: {} } }) });`,
+      `  state: () => ({ sources: [{ name: "0", description: "test", width: 2, height: 2, fps: 1, available: true, framesCaptured: 0 }], viewers: [], counters: { framesCaptured: 0, framesSent: 0, bytesSent: null, drops: {} } }) });`,
       `console.log("listening port=" + view.port);`,
       `setInterval(() => {}, 1000);`,
     ].join("\n"));
@@ -601,7 +604,7 @@ describe("single executable", () => {
     expect(uplot.status).toBe(200);
     expect((await uplot.text()).length).toBe(Bun.file(join(ROOT, "node_modules/uplot/dist/uPlot.iife.min.js")).size);
     expect(await (await fetch(`${base}/assets/page.js`)).text()).toBe(await Bun.file(join(ROOT, "lib/http/page.js")).text());
-    expect(await (await fetch(`${base}/metrics`)).text()).toContain("lancam_frames_encoded_total 0");
+    expect(await (await fetch(`${base}/metrics`)).text()).toContain('lancam_frames_encoded_total{camera="0"} 0');
   }, 60_000);
 });
 

@@ -1,25 +1,34 @@
 /**
- * Joins the browser view to the stream server: the view's state provider (every
- * viewer the server has, in the --stats counter names) and its admission hook (browser
- * readers take places under --max-clients, and the server logs them like any viewer).
+ * Joins the browser view to the stream server: the view's state provider (the cameras
+ * and every viewer the server has, in the --stats counter names) and its admission hook
+ * (browser readers take places under --max-clients, and the server logs them like any viewer).
  */
-import type { AdmissionHook, PublishTargetInfo, ServerState, SourceInfo, ViewerInfo, ViewerRepair } from "../http/viewer-info.ts";
+import type { AdmissionHook, CameraSourceInfo, PublishTargetInfo, ServerState, ViewerInfo, ViewerRepair } from "../http/viewer-info.ts";
 import type { ViewerSummary } from "../send/admission.ts";
 import type { ViewerRepairSummary } from "../send/viewer-summary.ts";
 import type { StreamServer } from "../send/stream-server.ts";
 
 /** The parts of the server the view needs (tests pass a fake). */
-export type ViewedServer = Pick<StreamServer, "viewers" | "admitOther" | "updateOther" | "leaveOther" | "stats"> & Partial<Pick<StreamServer, "repairs">>;
+export type ViewedServer = Pick<StreamServer, "viewers" | "updateOther" | "leaveOther" | "stats"> & Partial<Pick<StreamServer, "repairs">> & {
+  /** StreamServer.admitOther, told which camera (by number) the viewer watches. */
+  admitOther(kind: string, address: string, name: string, camera: number): { id: number } | { refused: string };
+};
 
-/** One server viewer as a row of the page's table; null for browsers (the view lists its own). */
-export function viewerRow(v: ViewerSummary): ViewerInfo | null {
+/**
+ * One server viewer as a row of the page's table; null for browsers (the view lists its
+ * own). `cameras`: the cameras' names, index = number, for the row's camera column.
+ */
+export function viewerRow(v: ViewerSummary, cameras: readonly string[]): ViewerInfo | null {
   if (v.kind !== "udp" && v.kind !== "classic") return null;
+  const camera = v.camera ?? 0;
   return {
     id: v.kind === "udp" ? v.id.toString(16).padStart(8, "0") : `classic-${v.id}`,
     kind: v.kind,
     address: v.address,
     port: v.udpPort ?? 0,
     name: v.name,
+    // A number the list does not have still shows, as the number, rather than as another camera.
+    camera: cameras[camera] ?? String(camera),
     joinedAt: v.joinedAt,
     framesSent: v.framesSent,
     framesReceived: v.framesReceived,
@@ -52,15 +61,21 @@ function repairRow(r: ViewerRepairSummary): ViewerRepair {
   };
 }
 
-/** The state provider for HttpView: source, viewers, the server's counters and where it publishes. */
-export function serverState(server: ViewedServer, source: SourceInfo, framesCaptured: () => number, publish: () => PublishTargetInfo[] = () => []): () => ServerState {
+/**
+ * The state provider for HttpView: the cameras, viewers, the server's counters and where
+ * it publishes. `sources` is asked on every call, so each camera's availability and frame
+ * count are those of the moment; its order is the cameras' numbers and must not change.
+ */
+export function serverState(server: ViewedServer, sources: () => CameraSourceInfo[], publish: () => PublishTargetInfo[] = () => []): () => ServerState {
   return () => {
     const s = server.stats;
+    const cameras = sources();
+    const names = cameras.map((c) => c.name);
     return {
-      source,
-      viewers: server.viewers().flatMap((v) => viewerRow(v) ?? []),
+      sources: cameras,
+      viewers: server.viewers().flatMap((v) => viewerRow(v, names) ?? []),
       counters: {
-        framesCaptured: framesCaptured(),
+        framesCaptured: cameras.reduce((n, c) => n + c.framesCaptured, 0),
         framesSent: s.framesBroadcast,
         bytesSent: null,
         drops: { datagramsDropped: s.datagramsDropped, datagramsSuperseded: s.datagramsSuperseded, framesNotSent: s.framesNotSent, framesSkipped: s.framesSkipped, tcpFramesSkipped: s.tcpFramesSkipped },
@@ -76,7 +91,7 @@ export function browserAdmission(server: ViewedServer): AdmissionHook {
   const ids = new Map<string, number>();
   return {
     admit(r) {
-      const verdict = server.admitOther("browser", r.address, r.name);
+      const verdict = server.admitOther("browser", r.address, r.name, r.camera);
       if ("refused" in verdict) return { ok: false, reason: verdict.refused };
       ids.set(r.id, verdict.id);
       return { ok: true };

@@ -1,16 +1,19 @@
 /**
  * The browser view: an HTTP server (Bun.serve) fed the frames the UDP viewers get,
- * encoded once. Routes:
+ * encoded once, of one camera or several. Routes:
  *
- *   /               the page: live picture, the stream's figures, who is watching, a chart
+ *   /               the page: live picture, the stream's figures, who is watching, a chart;
+ *                   with several cameras every camera's picture, /?camera=N one of them
  *   /stream.mjpg    multipart MJPEG (browsers' <img>, VLC, ffplay); newest frame per reader
  *   /snapshot.jpg   the newest frame
- *   /state          JSON: source, uptime, counters, every viewer, the last minute
+ *   /state          JSON: every camera, uptime, counters, every viewer, the last minute
  *   /metrics        Prometheus text format (own registry)
  *   /assets/...     the page's script and styles, and uPlot, all embedded
  *
- * The server gives it a state provider (source, UDP viewers, totals), an admission
- * hook (so browsers count toward the viewer limit) and, optionally, an access check.
+ * `?camera=N` (number from 0, or name) picks the camera of /, /stream.mjpg and
+ * /snapshot.jpg; without it they show camera 0 (the page: every camera). The server gives
+ * it a state provider (cameras, UDP viewers, totals), an admission hook (so browsers
+ * count toward the viewer limit) and, optionally, an access check.
  */
 import type { Server } from "bun";
 import pageHtml from "./page.html" with { type: "text" };
@@ -20,15 +23,19 @@ import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
 import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
 import { escapeBare, type Fields, type Logger } from "../log/format.ts";
 import { throttled } from "../log/logger.ts";
+import { MAX_CAMERAS } from "../wire/camera-name.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
+import { CameraFeed } from "./camera-feed.ts";
+import { cameraQuery } from "./camera-query.ts";
 import { ViewMetrics } from "./metrics.ts";
 import { MjpegReaders } from "./mjpeg-readers.ts";
 import { MJPEG_CONTENT_TYPE, PART_END, partHeader, STREAM_START, timestampHeader } from "./mjpeg-part.ts";
-import { CountRates, StreamMeter } from "./rates.ts";
+import { pageWithCameras } from "./page-cameras.ts";
+import { CountRates } from "./rates.ts";
 import { readerName } from "./reader-name.ts";
 import { AUTH_CHALLENGE, type AuthCheck } from "./token-auth.ts";
-import { lossPercent, ViewHistory, type ViewState } from "./view-state.ts";
-import type { AdmissionHook, BrowserLeaveReason, ServerState, ViewerInfo } from "./viewer-info.ts";
+import { lossPercent, type CameraView, type ViewState } from "./view-state.ts";
+import type { AdmissionHook, BrowserLeaveReason, CameraSourceInfo, ServerState, ViewerInfo } from "./viewer-info.ts";
 import { UserError } from "../errors/user-error.ts";
 import { plainAddress } from "../net/address.ts";
 
@@ -39,7 +46,11 @@ export interface HttpViewOptions {
   /** Address to listen on, as --http-bind gives it. */
   bind: string;
   log: Logger;
-  /** The server's side, asked on every /state, /metrics and once a second; keep it cheap. */
+  /**
+   * The server's side, asked on every /state, /metrics and once a second; keep it cheap.
+   * Its first answer, asked by start(), fixes the cameras the view serves: their number
+   * (1 to MAX_CAMERAS) and names.
+   */
   state: () => ServerState;
   /** The server's say over browser readers; without it every reader up to maxReaders is admitted. */
   admission?: AdmissionHook;
@@ -91,6 +102,7 @@ export class HttpStartError extends UserError {
 /** Per-connection state of one MJPEG reader. */
 interface ReaderConn {
   request: Request;
+  camera: number;
   controller: ReadableStreamDefaultController<Uint8Array>;
   /** Set while the connection waits for a frame: push() calls it. */
   wake: (() => void) | null;
@@ -124,12 +136,14 @@ export class HttpView implements AsyncDisposable {
   readonly #startedAt: number;
   readonly #readers: MjpegReaders;
   readonly #conns = new Map<string, ReaderConn>();
-  readonly #meter = new StreamMeter();
+  /** The cameras' names, index = number: fixed at start, so routes and labels never change under a reader. */
+  readonly #names: readonly string[];
+  readonly #feeds: CameraFeed[];
+  /** Each camera's availability at the last look at the server's state (once a second). */
+  readonly #available: boolean[];
   readonly #udpRates = new CountRates();
-  readonly #history = new ViewHistory(HISTORY_SECONDS);
   readonly #metrics: ViewMetrics;
-  readonly #counts = { framesEncoded: 0, readersStalled: 0, readersRefused: 0 };
-  #latest: Frame | null = null;
+  readonly #counts = { framesIgnored: 0, readersStalled: 0, readersRefused: 0 };
   #nextId = 0;
   #server!: Server<undefined>;
   #tick: Timer | null = null;
@@ -138,6 +152,7 @@ export class HttpView implements AsyncDisposable {
   readonly #warnUnauthorized = limitedLine((f) => this.#log.warn("unauthorized request", f));
   readonly #warnFailure = limitedLine((f) => this.#log.error("request failed", f));
   readonly #warnStateError = limitedLine((f) => this.#log.error("server state unavailable", f));
+  readonly #warnNoCamera = limitedLine((f) => this.#log.error("frame for no camera ignored", f));
 
   private constructor(opts: HttpViewOptions) {
     this.#log = opts.log;
@@ -150,9 +165,26 @@ export class HttpView implements AsyncDisposable {
     this.#startedAt = opts.startedAt ?? Date.now();
     this.#readers = new MjpegReaders({ maxReaders: this.#maxReaders, stallMs: this.#stallMs });
     this.#metrics = new ViewMetrics({ maxViewers: opts.maxViewers ?? this.#maxReaders });
+    const sources = opts.state().sources;
+    if (sources.length < 1 || sources.length > MAX_CAMERAS) throw new RangeError(`the browser view serves 1 to ${MAX_CAMERAS} cameras, the server's state lists ${sources.length}`);
+    this.#names = sources.map((s) => s.name);
+    this.#feeds = sources.map(() => new CameraFeed(HISTORY_SECONDS));
+    this.#available = sources.map((s) => s.available);
   }
 
-  /** Listens on bind:port; throws HttpStartError when it cannot. */
+  /** The server's cameras, checked against those the view serves: a list that changed is a fault, not something to guess around. */
+  #sourcesOf(server: ServerState): CameraSourceInfo[] {
+    const names = server.sources.map((s) => s.name);
+    if (names.length !== this.#names.length || names.some((n, i) => n !== this.#names[i])) throw new Error(`the server's cameras changed from ${this.#names.join(", ")} to ${names.join(", ") || "none"}`);
+    return server.sources;
+  }
+
+  /** Several cameras: log lines then say which one a browser watches. */
+  #cameraField(camera: number): string | undefined {
+    return this.#names.length > 1 ? this.#names[camera] : undefined;
+  }
+
+  /** Listens on bind:port; throws HttpStartError when it cannot, and what the state provider throws on its first call. */
   static async start(opts: HttpViewOptions): Promise<HttpView> {
     const view = new HttpView(opts);
     view.#open(opts.bind, opts.port);
@@ -200,13 +232,21 @@ export class HttpView implements AsyncDisposable {
     this.#sweep = setInterval(() => this.#onSweep(), Math.min(1000, this.#stallMs / 4));
   }
 
-  /** Offers a frame to every reader and to /snapshot.jpg; never blocks, never queues more than one per reader. */
-  push(frame: Frame): void {
+  /**
+   * Offers a frame of `camera` (its number) to that camera's readers and /snapshot.jpg;
+   * never blocks, never queues more than one per reader. A frame for a camera the view
+   * does not serve is dropped, counted (counters.framesIgnored) and logged.
+   */
+  push(frame: Frame, camera = 0): void {
     if (this.#stopped) return;
-    this.#latest = frame;
-    this.#counts.framesEncoded++;
-    this.#meter.frame(frame.jpeg.length, performance.now());
-    for (const id of this.#readers.push(frame)) this.#conns.get(id)?.wake?.();
+    const feed = this.#feeds[camera];
+    if (!feed) {
+      this.#counts.framesIgnored++;
+      this.#warnNoCamera({ camera, cameras: this.#names.length });
+      return;
+    }
+    feed.push(frame, performance.now());
+    for (const id of this.#readers.push(frame, camera)) this.#conns.get(id)?.wake?.();
   }
 
   /** The MJPEG readers as viewer rows (the server may want them for its own summaries). */
@@ -217,6 +257,7 @@ export class HttpView implements AsyncDisposable {
       address: r.address,
       port: r.port,
       name: r.name,
+      camera: this.#names[r.camera] ?? String(r.camera),
       joinedAt: this.#conns.get(r.id)?.joinedAtMs ?? 0,
       framesSent: r.framesSent,
       framesReceived: null,
@@ -233,23 +274,33 @@ export class HttpView implements AsyncDisposable {
   /** The body of /state; throws when the server's state provider does. */
   state(): ViewState {
     const server = this.#provider();
+    const cameras = this.#sourcesOf(server);
     const udp = server.viewers.map((v) => (v.fps === null ? { ...v, fps: this.#udpRates.rate(v.id) } : v));
     // Names come from viewers and errors from media servers: shown with hidden characters spelled out.
     const viewers = [...udp, ...this.browserViewers()].map((v) => ({ ...v, name: escapeBare(v.name), lossPercent: lossPercent(v) }));
+    const sources = cameras.map((c, i): CameraView => {
+      const feed = this.#feeds[i]!;
+      return {
+        name: c.name, description: c.description, width: c.width, height: c.height, fps: c.fps,
+        measuredFps: feed.meter.fps, bitsPerSecond: feed.meter.bitsPerSecond, lastFrame: feed.lastFrame(),
+        available: c.available, framesCaptured: c.framesCaptured, framesEncoded: feed.framesEncoded,
+        viewers: viewers.filter((v) => v.camera === c.name).length, history: feed.history.columns(),
+      };
+    });
+    const first = sources[0]!;
     const t = this.#readers.totals;
-    const latest = this.#latest;
     return {
       startedAt: new Date(this.#startedAt).toISOString(),
       uptimeSec: Math.max(0, (Date.now() - this.#startedAt) / 1000),
       source: {
-        ...server.source,
-        measuredFps: this.#meter.fps,
-        bitsPerSecond: this.#meter.bitsPerSecond,
-        lastFrame: latest ? { seq: latest.seq, capturedAt: latest.capturedAt } : null,
+        description: first.description, width: first.width, height: first.height, fps: first.fps,
+        measuredFps: first.measuredFps, bitsPerSecond: first.bitsPerSecond, lastFrame: first.lastFrame,
       },
+      sources,
       counters: {
         ...server.counters,
-        framesEncoded: this.#counts.framesEncoded,
+        framesEncoded: sources.reduce((n, s) => n + s.framesEncoded, 0),
+        framesIgnored: this.#counts.framesIgnored,
         browser: {
           framesSent: t.framesSent,
           framesSkipped: t.framesSkipped,
@@ -260,7 +311,7 @@ export class HttpView implements AsyncDisposable {
       },
       viewers,
       publish: (server.publish ?? []).map((t) => ({ ...t, lastError: t.lastError === null ? null : escapeBare(t.lastError) })),
-      history: this.#history.columns(),
+      history: first.history,
     };
   }
 
@@ -287,11 +338,14 @@ export class HttpView implements AsyncDisposable {
       switch (url.pathname) {
         case "/":
         case "/index.html":
-          return new Response(PAGE, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
         case "/stream.mjpg":
-          return this.#openStream(req, server, url, address, port);
-        case "/snapshot.jpg":
-          return this.#snapshot();
+        case "/snapshot.jpg": {
+          const chosen = cameraQuery(url, this.#names);
+          if ("refusal" in chosen) return text(404, `${chosen.refusal}\n`);
+          if (url.pathname === "/stream.mjpg") return this.#openStream(req, server, url, address, port, chosen.camera ?? 0);
+          if (url.pathname === "/snapshot.jpg") return this.#snapshot(chosen.camera ?? 0);
+          return new Response(pageWithCameras(PAGE, this.#names, chosen.camera), { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
+        }
         case "/state":
           return Response.json(this.state(), { headers: NO_STORE });
         case "/metrics":
@@ -306,15 +360,17 @@ export class HttpView implements AsyncDisposable {
     }
   }
 
-  #snapshot(): Response {
-    const f = this.#latest;
+  #snapshot(camera: number): Response {
+    // As its stream readers do, a snapshot reader learns of an outage rather than getting an old picture.
+    if (!this.#available[camera]) return text(503, "camera unavailable\n", { "retry-after": "1" });
+    const f = this.#feeds[camera]!.latest;
     if (!f) return text(503, "no frame yet\n", { "retry-after": "1" });
     return new Response(f.jpeg, {
       headers: { "content-type": "image/jpeg", ...NO_STORE, "x-timestamp": timestampHeader(f.capturedAt), "x-frame-number": String(f.seq) },
     });
   }
 
-  #openStream(req: Request, server: Server<undefined>, url: URL, address: string, port: number): Response {
+  #openStream(req: Request, server: Server<undefined>, url: URL, address: string, port: number, camera: number): Response {
     const headers = { "content-type": MJPEG_CONTENT_TYPE, "cache-control": "no-cache, no-store, must-revalidate", pragma: "no-cache" };
     if (req.method === "HEAD") return new Response(null, { headers });
     const id = `http-${++this.#nextId}`;
@@ -324,21 +380,21 @@ export class HttpView implements AsyncDisposable {
     let admissionAsked = false;
     const refuse = (reason: string) => {
       this.#counts.readersRefused++;
-      if (this.#logViewers || !admissionAsked) this.#log.warn("client refused", { client, kind: "browser", name: name || undefined, reason });
+      if (this.#logViewers || !admissionAsked) this.#log.warn("client refused", { client, kind: "browser", name: name || undefined, camera: this.#cameraField(camera), reason });
       return text(503, `refused: ${reason}\n`, { "retry-after": "5" });
     };
     if (this.#stopped) return refuse("shutting down");
     // Our own bound first: a refusal here must not leave the server counting a reader that never came.
     if (this.#readers.size >= this.#maxReaders) return refuse(`${this.#maxReaders} browser viewers already watching`);
     admissionAsked = true;
-    const verdict = this.#admission ? this.#admission.admit({ id, kind: "browser", address, port, name }) : { ok: true as const };
+    const verdict = this.#admission ? this.#admission.admit({ id, kind: "browser", address, port, name, camera }) : { ok: true as const };
     if (!verdict.ok) return refuse(verdict.reason);
-    this.#readers.add({ id, address, port, name }, performance.now());
+    this.#readers.add({ id, address, port, name, camera }, performance.now());
     // Stalls are detected here, per frame; Bun's idle timer would also cut a reader off while the source pauses.
     server.timeout(req, 0);
-    const conn: ReaderConn = { request: req, controller: null!, wake: null, client, joinedAtMs: Date.now() };
+    const conn: ReaderConn = { request: req, camera, controller: null!, wake: null, client, joinedAtMs: Date.now() };
     this.#conns.set(id, conn);
-    if (this.#logViewers) this.#log.info("client joined", { client, kind: "browser", session: id, name: name || undefined, readers: this.#readers.size });
+    if (this.#logViewers) this.#log.info("client joined", { client, kind: "browser", session: id, name: name || undefined, camera: this.#cameraField(camera), readers: this.#readers.size });
     const body = new ReadableStream<Uint8Array>({
       start: (c) => {
         conn.controller = c;
@@ -406,6 +462,7 @@ export class HttpView implements AsyncDisposable {
       kind: "browser",
       session: id,
       name: r?.name || undefined,
+      camera: this.#cameraField(conn.camera),
       reason,
       seconds: ((Date.now() - conn.joinedAtMs) / 1000).toFixed(1),
       framesSent: r?.framesSent,
@@ -426,17 +483,23 @@ export class HttpView implements AsyncDisposable {
   #onTick(): void {
     const now = performance.now();
     this.#readers.sample(now);
-    this.#meter.sample(now);
+    for (const feed of this.#feeds) feed.meter.sample(now);
     let server: ServerState;
+    let cameras: CameraSourceInfo[];
     try {
       server = this.#provider();
+      cameras = this.#sourcesOf(server);
     } catch (e) {
       this.#warnStateError({ error: (e as Error).message });
       return;
     }
+    cameras.forEach((c, i) => (this.#available[i] = c.available));
     this.#udpRates.sample(server.viewers.filter((v) => v.framesReceived !== null).map((v) => [v.id, v.framesReceived!] as [string, number]), now);
     const udp = server.viewers.map((v) => (v.fps === null ? { ...v, fps: this.#udpRates.rate(v.id) } : v));
-    this.#history.add(Date.now() / 1000, this.#meter.fps, [...udp, ...this.browserViewers()]);
+    const viewers = [...udp, ...this.browserViewers()];
+    const t = Date.now() / 1000;
+    // Each camera's chart sums up its own viewers: the slowest and the worst latency among those watching it.
+    this.#feeds.forEach((feed, i) => feed.history.add(t, feed.meter.fps, viewers.filter((v) => v.camera === this.#names[i])));
   }
 
   /** Ends every reader ("server shutdown" in the log) and closes the listener. */

@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import type { ViewerKind } from "./viewer-info.ts";
-import type { ViewState, ViewerRow } from "./view-state.ts";
+import type { CameraView, ViewState, ViewerRow } from "./view-state.ts";
 import { ViewerSlots } from "./viewer-slots.ts";
 
 /**
@@ -10,9 +10,14 @@ import { ViewerSlots } from "./viewer-slots.ts";
  *
  * Names follow the Prometheus naming guide, so `promtool check metrics` accepts them:
  * counters end in _total, units are base units (bytes, seconds), and no label holds a
- * session id, address or name. Per-viewer series carry a `viewer` slot number that is
- * reused once its viewer leaves, so there are never more of them than viewers the
+ * session id, address or a viewer's name. Per-viewer series carry a `viewer` slot number
+ * that is reused once its viewer leaves, so there are never more of them than viewers the
  * server admits at once (--max-clients); /state has who each viewer is.
+ *
+ * Each camera's own series (its stream, its viewers, each viewer's figures) carry a
+ * `camera` label, its name: a fixed set of at most MAX_CAMERAS, given at start. It is
+ * there with one camera too, so a query or dashboard works the same for one or several.
+ * The server's totals over every camera (frames sent, drops, publishing) carry none.
  */
 
 const VIEWER_KINDS: readonly ViewerKind[] = ["udp", "classic", "browser"];
@@ -87,11 +92,23 @@ export class ViewMetrics {
         this.set(value(state()));
       } });
 
+    const cameraGauge = (name: string, help: string, value: (c: CameraView) => number) =>
+      new Gauge({ name, help, labelNames: ["camera"], registers, collect() {
+        this.reset();
+        for (const c of state().sources) this.set({ camera: c.name }, value(c));
+      } });
+    const cameraTotal = (name: string, help: string, value: (c: CameraView) => number) =>
+      new Counter({ name, help, labelNames: ["camera"], registers, collect() {
+        this.reset();
+        for (const c of state().sources) this.inc({ camera: c.name }, value(c));
+      } });
+
     gauge("lancam_uptime_seconds", "Seconds since the server started.", (s) => s.uptimeSec);
-    gauge("lancam_stream_fps", "Frames per second of the stream over the last second.", (s) => s.source.measuredFps);
-    gauge("lancam_stream_bytes_per_second", "JPEG bytes per second of the stream over the last second.", (s) => s.source.bitsPerSecond / 8);
-    total("lancam_frames_captured_total", "Frames read from the source.", (s) => s.counters.framesCaptured);
-    total("lancam_frames_encoded_total", "Frames encoded (once, for every viewer).", (s) => s.counters.framesEncoded);
+    cameraGauge("lancam_stream_fps", "Frames per second of a camera's stream over the last second.", (c) => c.measuredFps);
+    cameraGauge("lancam_stream_bytes_per_second", "JPEG bytes per second of a camera's stream over the last second.", (c) => c.bitsPerSecond / 8);
+    cameraGauge("lancam_camera_available", "1 while a camera gives frames, 0 while it has failed (unplugged) and is being retried.", (c) => (c.available ? 1 : 0));
+    cameraTotal("lancam_frames_captured_total", "Frames read from a camera.", (c) => c.framesCaptured);
+    cameraTotal("lancam_frames_encoded_total", "Frames of a camera encoded (once, for every viewer).", (c) => c.framesEncoded);
 
     new Counter({ name: "lancam_frames_sent_total", help: "Frames handed to viewers, by kind of viewer.", labelNames: ["kind"], registers, collect() {
       const s = state();
@@ -114,9 +131,12 @@ export class ViewMetrics {
     total("lancam_browser_readers_stalled_total", "Browser readers dropped because they stopped reading.", (s) => s.counters.browser.readersStalled);
     total("lancam_browser_readers_refused_total", "Browser readers refused (server full, reader limit).", (s) => s.counters.browser.readersRefused);
 
-    new Gauge({ name: "lancam_viewers", help: "Viewers watching now, by kind.", labelNames: ["kind"], registers, collect() {
+    new Gauge({ name: "lancam_viewers", help: "Viewers watching now, by kind and camera.", labelNames: ["kind", "camera"], registers, collect() {
       const s = state();
-      for (const kind of VIEWER_KINDS) this.set({ kind }, s.viewers.filter((v) => v.kind === kind).length);
+      this.reset();
+      for (const { name: camera } of s.sources) {
+        for (const kind of VIEWER_KINDS) this.set({ kind, camera }, s.viewers.filter((v) => v.kind === kind && v.camera === camera).length);
+      }
     } });
     new Gauge({ name: "lancam_viewers_transport", help: "Lancam viewers watching now, by how their frames go (udp, or tcp when UDP does not reach them).", labelNames: ["transport"], registers, collect() {
       const s = state();
@@ -142,11 +162,11 @@ export class ViewMetrics {
     perTarget("lancam_publish_frames_dropped_total", "Frames a --publish target did not get (down, slow, or not carriable).", (t) => t.dropped);
     perTarget("lancam_publish_reconnects_total", "Connections to a --publish target after the first.", (t) => t.reconnects);
     const perViewer = (name: string, help: string, value: (v: ViewerRow) => number | null) =>
-      new Gauge({ name, help, labelNames: ["viewer", "kind"], registers, collect() {
+      new Gauge({ name, help, labelNames: ["viewer", "kind", "camera"], registers, collect() {
         this.reset();
         for (const { slot, row } of scrape().slotted) {
           const x = value(row);
-          if (x !== null) this.set({ viewer: String(slot), kind: row.kind }, x);
+          if (x !== null) this.set({ viewer: String(slot), kind: row.kind, camera: row.camera }, x);
         }
       } });
     perViewer("lancam_viewer_fps", "Frames per second a viewer gets, over the last second, by viewer slot.", (v) => v.fps);

@@ -4,8 +4,10 @@ import type { Frame } from "../wire/frame.ts";
  * Newest-frame-per-reader bookkeeping for MJPEG over HTTP. Each reader holds at most
  * one pending frame: a newer frame replaces it (the older one is counted as skipped),
  * so a slow reader gets the newest picture, never a backlog, and memory stays at one
- * frame reference per reader. No sockets: the wrapper calls take() when its
- * connection wants more, and the clock (ms) is passed in.
+ * frame reference per reader. Each reader watches one camera and is offered only that
+ * camera's frames; one set holds every camera's readers, so one limit bounds them. No
+ * sockets: the wrapper calls take() when its connection wants more, and the clock (ms)
+ * is passed in.
  */
 
 /** One MJPEG reader and its counters. */
@@ -14,6 +16,8 @@ export interface MjpegReader {
   readonly address: string;
   readonly port: number;
   readonly name: string;
+  /** The camera it watches, by number. */
+  readonly camera: number;
   /** Clock ms when it was added. */
   readonly joinedAt: number;
   framesSent: number;
@@ -70,12 +74,12 @@ export class MjpegReaders {
     return this.#readers.size;
   }
 
-  /** Adds a reader; throws ReadersFullError at the limit and RangeError for a known id. */
-  add(peer: { id: string; address: string; port: number; name: string }, nowMs: number): MjpegReader {
+  /** Adds a reader of `peer.camera` (default 0); throws ReadersFullError at the limit and RangeError for a known id. */
+  add(peer: { id: string; address: string; port: number; name: string; camera?: number }, nowMs: number): MjpegReader {
     if (this.#readers.has(peer.id)) throw new RangeError(`reader ${peer.id} already exists`);
     if (this.#readers.size >= this.#maxReaders) throw new ReadersFullError(`${this.#maxReaders} MJPEG readers already connected`);
     const r: ReaderState = {
-      ...peer, joinedAt: nowMs, framesSent: 0, framesSkipped: 0, bytesSent: 0, fps: 0, latencyP50Ms: null,
+      ...peer, camera: peer.camera ?? 0, joinedAt: nowMs, framesSent: 0, framesSkipped: 0, bytesSent: 0, fps: 0, latencyP50Ms: null,
       pending: null, waiting: false, lastTakeAt: nowMs, window: { at: nowMs, frames: 0, latencies: [] },
     };
     this.#readers.set(peer.id, r);
@@ -83,12 +87,13 @@ export class MjpegReaders {
   }
 
   /**
-   * Offers a frame to every reader. Returns the ids of readers that were waiting for
-   * one: their connections should call take() now.
+   * Offers a frame of `camera` to every reader of that camera. Returns the ids of those
+   * that were waiting for one: their connections should call take() now.
    */
-  push(frame: Frame): string[] {
+  push(frame: Frame, camera = 0): string[] {
     const wake: string[] = [];
     for (const r of this.#readers.values()) {
+      if (r.camera !== camera) continue;
       if (r.pending) {
         r.framesSkipped++;
         this.totals.framesSkipped++;

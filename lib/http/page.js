@@ -1,5 +1,6 @@
 // The lancam browser view: the live picture, the stream's figures, who is watching
-// and a chart of the last minute, refreshed from /state once a second.
+// and a chart of the last minute, refreshed from /state once a second. With several
+// cameras: every camera's picture, each a link to its own page (/?camera=N).
 // Plain browser JavaScript served as is: no build step, nothing from the internet.
 "use strict";
 (() => {
@@ -19,43 +20,109 @@
   }
   const $ = (id) => document.getElementById(id);
 
-  // --- the picture ------------------------------------------------------------
-  const img = $("live");
-  const pictureStatus = $("picture-status");
-  let retryMs = RETRY_MIN_MS;
-  let retryTimer = null;
+  // --- which cameras ------------------------------------------------------------
+  // The server writes the cameras' names (index = number) and the one the address asked
+  // for into <body>, so the pictures open before the first /state.
+  const cameras = JSON.parse(document.body.dataset.cameras || '["0"]');
+  const several = cameras.length > 1;
+  const asked = document.body.dataset.camera;
+  /** The camera this page shows alone, or null for every camera's picture. */
+  const shown = asked !== undefined ? Number(asked) : several ? null : 0;
+  /** A camera's stream address parameters: none with one camera, as before there were several. */
+  const cameraParams = (i) => (several ? { camera: String(i) } : {});
 
-  function openStream() {
-    clearTimeout(retryTimer);
-    retryTimer = null;
-    pictureStatus.textContent = "connecting…";
-    // A fresh address each time, so the browser never reuses a dead response.
-    img.src = url("stream.mjpg", { t: String(Date.now()) });
+  // --- the pictures -------------------------------------------------------------
+  /** One live picture: its stream, opened again (more slowly each time) when it fails; `status` says how it goes. */
+  function livePicture(img, status, camera) {
+    let retryMs = RETRY_MIN_MS;
+    let retryTimer = null;
+    function open() {
+      clearTimeout(retryTimer);
+      retryTimer = null;
+      status.textContent = "connecting…";
+      // A fresh address each time, so the browser never reuses a dead response.
+      img.src = url("stream.mjpg", { ...cameraParams(camera), t: String(Date.now()) });
+    }
+    function close() {
+      clearTimeout(retryTimer);
+      retryTimer = null;
+      img.removeAttribute("src");
+    }
+    img.addEventListener("load", () => {
+      retryMs = RETRY_MIN_MS;
+      status.textContent = "live";
+    });
+    img.addEventListener("error", () => {
+      if (document.hidden || retryTimer) return;
+      // Refused (server full) or cut off (server restarting): try again, more slowly each time.
+      status.textContent = `no picture; trying again in ${Math.round(retryMs / 1000)} s`;
+      retryTimer = setTimeout(open, retryMs);
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+    });
+    return { open, close };
   }
-  function closeStream() {
-    clearTimeout(retryTimer);
-    retryTimer = null;
-    img.removeAttribute("src");
+
+  /** Camera `i` among all of them: its picture and caption, both links to its own page. */
+  function cameraTile(i) {
+    const href = url("./", { camera: String(i) });
+    const figure = document.createElement("figure");
+    figure.className = "camera";
+    figure.dataset.camera = String(i);
+    const link = document.createElement("a");
+    link.href = href;
+    const img = document.createElement("img");
+    img.className = "live";
+    img.alt = `camera ${cameras[i]}`;
+    link.appendChild(img);
+    const caption = document.createElement("figcaption");
+    const name = document.createElement("a");
+    name.className = "camera-name";
+    name.href = href;
+    name.textContent = cameras[i];
+    const size = document.createElement("span");
+    size.className = "size";
+    const badge = document.createElement("span");
+    badge.className = "badge unavailable";
+    badge.textContent = "unavailable";
+    badge.hidden = true;
+    const status = document.createElement("span");
+    status.className = "picture-status";
+    caption.append(name, size, badge, status);
+    figure.append(link, caption);
+    return { figure, size, badge, picture: livePicture(img, status, i) };
   }
-  img.addEventListener("load", () => {
-    retryMs = RETRY_MIN_MS;
-    pictureStatus.textContent = "live";
-  });
-  img.addEventListener("error", () => {
-    if (document.hidden || retryTimer) return;
-    // Refused (server full) or cut off (server restarting): try again, more slowly each time.
-    pictureStatus.textContent = `no picture; trying again in ${Math.round(retryMs / 1000)} s`;
-    retryTimer = setTimeout(openStream, retryMs);
-    retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
-  });
-  // A hidden tab gives its place back instead of downloading frames nobody sees.
+
+  const tiles = shown === null ? cameras.map((_, i) => cameraTile(i)) : [];
+  const pictures = tiles.map((t) => t.picture);
+  if (shown === null) {
+    $("picture").hidden = true;
+    $("cameras").hidden = false;
+    $("cameras").append(...tiles.map((t) => t.figure));
+    // Every camera at once: one figure for all of them, the size and fps are each camera's own.
+    $("source-label").textContent = "cameras";
+    $("size").parentElement.hidden = true;
+    $("fps").parentElement.hidden = true;
+  } else {
+    pictures.push(livePicture($("live"), $("picture-status"), shown));
+    if (several) {
+      $("camera-fact").hidden = false;
+      $("camera").textContent = cameras[shown];
+      $("all-cameras").href = url("./");
+      $("all-cameras").hidden = false;
+      document.title = `lancam · ${cameras[shown]}`;
+    }
+  }
+  // A hidden tab gives its places back instead of downloading frames nobody sees.
   document.addEventListener("visibilitychange", () => {
-    if (document.hidden) closeStream();
-    else openStream();
+    for (const p of pictures) {
+      if (document.hidden) p.close();
+      else p.open();
+    }
   });
 
   // --- figures and the viewers table ------------------------------------------
   const num = (x, digits) => (x === null || x === undefined ? "—" : x.toFixed(digits));
+  const mbits = (bits) => `${num(bits / 1e6, 1)} Mbit/s`;
   function duration(sec) {
     const s = Math.floor(sec);
     const h = Math.floor(s / 3600);
@@ -64,7 +131,13 @@
     return `${h}:${two(m)}:${two(s % 60)}`;
   }
   const latency = (ms) => (ms === null ? "—" : `${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`);
-  const LABELS = ["address", "name", "kind", "fps", "loss", "latency", "recorded", "picture"];
+  // With several cameras each viewer's camera comes first.
+  const LABELS = [...(several ? ["camera"] : []), "address", "name", "kind", "fps", "loss", "latency", "recorded", "picture"];
+  if (several) {
+    const th = document.createElement("th");
+    th.textContent = "camera";
+    $("viewers").tHead.rows[0].prepend(th);
+  }
   /** A paced viewer's layer and path estimate; "—" for a viewer sent the source as everyone is. */
   function picture(v) {
     if (!v.picture) return "—";
@@ -82,12 +155,15 @@
     row.appendChild(td);
     return td;
   }
-  function renderViewers(viewers) {
+  function renderViewers(all) {
+    // One camera's page lists that camera's viewers.
+    const viewers = shown === null || !several ? all : all.filter((v) => v.camera === cameras[shown]);
     $("viewer-count").textContent = `(${viewers.length})`;
     const body = $("viewers").tBodies[0];
     const rows = viewers.map((v) => {
       const tr = document.createElement("tr");
       tr.dataset.kind = v.kind;
+      if (several) cell(tr, v.camera, "camera");
       cell(tr, `${v.address}:${v.port}`);
       cell(tr, v.name || "—", "name").title = v.name;
       const kind = cell(tr, "");
@@ -110,46 +186,75 @@
     body.replaceChildren(...rows);
   }
   function renderFacts(s) {
-    $("source").textContent = s.source.description;
-    $("size").textContent = `${s.source.width}×${s.source.height}`;
-    $("fps").textContent = `${num(s.source.measuredFps, 1)} of ${num(s.source.fps, 0)}`;
-    $("bitrate").textContent = `${num(s.source.bitsPerSecond / 1e6, 1)} Mbit/s`;
     $("uptime").textContent = duration(s.uptimeSec);
+    if (shown === null) {
+      const down = s.sources.filter((c) => !c.available).length;
+      $("source").textContent = `${s.sources.length}${down ? ` (${down} unavailable)` : ""}`;
+      $("bitrate").textContent = mbits(s.sources.reduce((n, c) => n + c.bitsPerSecond, 0));
+      s.sources.forEach((c, i) => {
+        const t = tiles[i];
+        if (!t) return;
+        t.size.textContent = `${c.width}×${c.height} · ${num(c.measuredFps, 1)} fps`;
+        t.badge.hidden = c.available;
+        t.figure.classList.toggle("down", !c.available);
+      });
+      return;
+    }
+    const c = s.sources[shown];
+    $("source").textContent = c.description;
+    $("size").textContent = `${c.width}×${c.height}`;
+    $("fps").textContent = `${num(c.measuredFps, 1)} of ${num(c.fps, 0)}`;
+    $("bitrate").textContent = mbits(c.bitsPerSecond);
+    $("unavailable").hidden = c.available;
+    $("picture").classList.toggle("down", !c.available);
   }
 
   // --- the chart ----------------------------------------------------------------
   const chartBox = $("chart");
   let chart = null;
-  function chartData(h) {
-    return [h.t, h.streamFps, h.slowestViewerFps, h.worstLatencyMs];
-  }
-  function renderChart(h) {
+  const PALETTE = ["#4fc3f7", "#81c784", "#ffb74d", "#f06292", "#ba68c8", "#fff176", "#4db6ac", "#e57373"];
+  const axis = { stroke: "#9aa0a6", grid: { stroke: "#2c3136" }, ticks: { stroke: "#2c3136" } };
+  const fpsRange = (u, min, max) => [0, Math.max(max || 0, 1) * 1.15];
+  /** What the chart draws: one camera's fps, its slowest viewer and worst latency; or every camera's fps. */
+  const CHART = shown === null
+    ? {
+        series: [{}, ...cameras.map((name, i) => ({ label: `${name} fps`, scale: "fps", stroke: PALETTE[i % PALETTE.length], width: 2 }))],
+        scales: { fps: { range: fpsRange } },
+        axes: [axis, { ...axis, scale: "fps", label: "fps", size: 45 }],
+        data: (s) => [s.sources[0].history.t, ...s.sources.map((c) => c.history.streamFps)],
+      }
+    : {
+        series: [
+          {},
+          { label: "stream fps", scale: "fps", stroke: "#4fc3f7", width: 2 },
+          { label: "slowest viewer fps", scale: "fps", stroke: "#81c784", width: 2 },
+          { label: "worst latency", scale: "ms", stroke: "#ffb74d", width: 2, value: (u, v) => (v === null ? "—" : `${Math.round(v)} ms`) },
+        ],
+        scales: { fps: { range: fpsRange }, ms: { range: (u, min, max) => [0, Math.max(max || 0, 10) * 1.15] } },
+        axes: [
+          axis,
+          { ...axis, scale: "fps", label: "fps", size: 45 },
+          { ...axis, scale: "ms", side: 1, label: "ms", grid: { show: false }, size: 50 },
+        ],
+        data: (s) => {
+          const h = s.sources[shown].history;
+          return [h.t, h.streamFps, h.slowestViewerFps, h.worstLatencyMs];
+        },
+      };
+  function renderChart(s) {
     if (typeof uPlot !== "function") return;
     if (chart) {
-      chart.setData(chartData(h));
+      chart.setData(CHART.data(s));
       return;
     }
-    const axis = { stroke: "#9aa0a6", grid: { stroke: "#2c3136" }, ticks: { stroke: "#2c3136" } };
     chart = new uPlot({
       width: chartBox.clientWidth || 320,
       height: CHART_HEIGHT,
       legend: { live: false },
-      series: [
-        {},
-        { label: "stream fps", scale: "fps", stroke: "#4fc3f7", width: 2 },
-        { label: "slowest viewer fps", scale: "fps", stroke: "#81c784", width: 2 },
-        { label: "worst latency", scale: "ms", stroke: "#ffb74d", width: 2, value: (u, v) => (v === null ? "—" : `${Math.round(v)} ms`) },
-      ],
-      scales: {
-        fps: { range: (u, min, max) => [0, Math.max(max || 0, 1) * 1.15] },
-        ms: { range: (u, min, max) => [0, Math.max(max || 0, 10) * 1.15] },
-      },
-      axes: [
-        axis,
-        { ...axis, scale: "fps", label: "fps", size: 45 },
-        { ...axis, scale: "ms", side: 1, label: "ms", grid: { show: false }, size: 50 },
-      ],
-    }, chartData(h), chartBox);
+      series: CHART.series,
+      scales: CHART.scales,
+      axes: CHART.axes,
+    }, CHART.data(s), chartBox);
     new ResizeObserver(() => chart.setSize({ width: chartBox.clientWidth, height: CHART_HEIGHT })).observe(chartBox);
   }
 
@@ -162,7 +267,7 @@
       const s = await r.json();
       renderFacts(s);
       renderViewers(s.viewers);
-      renderChart(s.history);
+      renderChart(s);
       stateStatus.textContent = "";
       stateStatus.classList.remove("error");
     } catch (e) {
@@ -173,6 +278,6 @@
     }
   }
 
-  if (!document.hidden) openStream();
+  if (!document.hidden) for (const p of pictures) p.open();
   poll();
 })();

@@ -1,4 +1,4 @@
-import type { PublishTargetInfo, ServerCounters, SourceInfo, ViewerInfo } from "./viewer-info.ts";
+import type { CameraSourceInfo, PublishTargetInfo, ServerCounters, SourceInfo, ViewerInfo } from "./viewer-info.ts";
 
 /** One viewers-table row: the viewer as the server or the view counts it, plus its loss. */
 export interface ViewerRow extends ViewerInfo {
@@ -17,21 +17,38 @@ export interface HistoryColumns {
   worstLatencyMs: (number | null)[];
 }
 
+/** One camera's stream as it reaches the view. */
+export interface SourceView extends SourceInfo {
+  /** Frames per second reaching the view, over the last second. */
+  measuredFps: number;
+  /** JPEG bits per second of the stream, over the last second. */
+  bitsPerSecond: number;
+  lastFrame: { seq: number; capturedAt: number } | null;
+}
+
+/** One camera in /state's `sources`: its stream, whether it gives frames, who watches it, its last minute. */
+export interface CameraView extends SourceView, CameraSourceInfo {
+  /** Frames of this camera encoded once and offered to its viewers. */
+  framesEncoded: number;
+  /** Viewers of every kind watching this camera now. */
+  viewers: number;
+  history: HistoryColumns;
+}
+
 /** The body of GET /state. */
 export interface ViewState {
   /** ISO 8601. */
   startedAt: string;
   uptimeSec: number;
-  source: SourceInfo & {
-    /** Frames per second reaching the view, over the last second. */
-    measuredFps: number;
-    /** JPEG bits per second of the stream, over the last second. */
-    bitsPerSecond: number;
-    lastFrame: { seq: number; capturedAt: number } | null;
-  };
+  /** Camera 0's stream, as before there were several (sources[0] has the same and more). */
+  source: SourceView;
+  /** Every camera, index = its number. */
+  sources: CameraView[];
   counters: ServerCounters & {
-    /** Frames encoded once and offered to every viewer. */
+    /** Frames encoded once and offered to every viewer, over every camera. */
     framesEncoded: number;
+    /** Frames handed to the view for a camera number it does not serve (a wiring fault; 0 normally), not shown anywhere. */
+    framesIgnored: number;
     browser: {
       framesSent: number;
       framesSkipped: number;
@@ -45,6 +62,7 @@ export interface ViewState {
   viewers: ViewerRow[];
   /** Media servers the stream is pushed to (--publish). */
   publish: PublishTargetInfo[];
+  /** Camera 0's last minute (sources[i].history has each camera's). */
   history: HistoryColumns;
 }
 

@@ -20,6 +20,8 @@ export interface ViewerInfo {
   /** UDP: the viewer's UDP port; browser: its TCP port. */
   port: number;
   name: string;
+  /** The name of the camera it watches (ServerState.sources' name). */
+  camera: string;
   /** Wall-clock ms since the Unix epoch. */
   joinedAt: number;
   /** Frames the server handed to this viewer. */
@@ -88,9 +90,19 @@ export interface SourceInfo {
   fps: number;
 }
 
+/** One of the server's cameras: what it captures, what it is called, whether it gives frames now. */
+export interface CameraSourceInfo extends SourceInfo {
+  /** Its name, or its number ("0", "1", ...) when it has none: what `?camera=` and the labels use. */
+  name: string;
+  /** False while the camera has failed (unplugged) and is being retried: its viewers get no frames. */
+  available: boolean;
+  /** Frames read from this camera since the start. */
+  framesCaptured: number;
+}
+
 /** The server's totals since start, shown in /state and /metrics. */
 export interface ServerCounters {
-  /** Frames read from the source (an encode failure counts here, not in framesEncoded). */
+  /** Frames read from every camera (an encode failure counts here, not in framesEncoded). */
   framesCaptured: number;
   /** UDP frames handed to the sender, summed over viewers. */
   framesSent: number;
@@ -118,7 +130,12 @@ export interface PublishTargetInfo {
 
 /** What the server tells the view on every request for /state, /metrics and the page. */
 export interface ServerState {
-  source: SourceInfo;
+  /**
+   * Every camera, index = its number: 1 to MAX_CAMERAS of them. The view takes their
+   * number and names from its first call and serves those for its whole life; a camera
+   * that fails stays listed, unavailable.
+   */
+  sources: CameraSourceInfo[];
   /** The UDP viewers; the view adds its own browser readers. */
   viewers: ViewerInfo[];
   counters: ServerCounters;
@@ -133,6 +150,8 @@ export interface AdmissionRequest {
   address: string;
   port: number;
   name: string;
+  /** The camera it asks to watch, by number (already known to exist). */
+  camera: number;
 }
 
 /** The server's answer: a place, or the reason there is none (sent to the browser, logged). */
