@@ -264,7 +264,7 @@ describe("the server's side", () => {
   function fakeServer() {
     const admitted: unknown[][] = [];
     const summary = (over: Partial<ViewerSummary>): ViewerSummary => ({
-      id: 0x0badf00d, kind: "udp", address: "10.77.0.5", udpPort: 8888, name: "lab-3", joinedAt: 1, framesSent: 10,
+      id: 0x0badf00d, kind: "udp", address: "10.77.0.5", udpPort: 8888, name: "lab-3", joinedAt: 1, camera: 0, framesSent: 10,
       framesReceived: 9, framesLost: 1, latencyP50Ms: 5, fps: 15, ...over,
     });
     const server: ViewedServer = {

@@ -41,8 +41,6 @@ export interface ViewerSummary {
   transport?: "udp" | "tcp" | null;
   /** Frames went to it by UDP and its reports said none arrived (a firewall, most likely). */
   noDatagrams?: boolean | null;
-  /** The camera it watches, by number; absent means camera 0. */
-  camera?: number;
 }
 
 /** One repairing viewer's repair, as the server knows it. */
