@@ -11,10 +11,12 @@ import { checkCanRecord } from "./lib/app/record-check.ts";
 import { recordSettings } from "./lib/app/record-flags.ts";
 import { runMain, StopSignal } from "./lib/app/run-main.ts";
 import { multicastSettings, publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
-import { cameraSettings } from "./lib/app/cameras.ts";
-import { Publishers } from "./lib/publish/publishers.ts";
+import { cameraSettings, type CameraSetting } from "./lib/app/cameras.ts";
+import { cameraRecordDir, captureLoop } from "./lib/app/capture-loop.ts";
+import { Publishers, type PublishTotals } from "./lib/publish/publishers.ts";
+import { withSubPath } from "./lib/publish/publish-url.ts";
 import { versionReport } from "./lib/app/version.ts";
-import { openSource } from "./lib/capture/capture.ts";
+import { openSource, type CaptureSource } from "./lib/capture/capture.ts";
 import { listCameras } from "./lib/capture/camera-list.ts";
 import { browserAdmission, serverState } from "./lib/app/browser-view.ts";
 import { HttpView } from "./lib/http/http-view.ts";
@@ -42,8 +44,8 @@ async function main(): Promise<number> {
     return 0;
   }
   const { port, bind, loop, log: logPath, maxClients, mtu, spread, http: httpPort, httpBind } = cli.flags;
-  // The first camera only, for now.
-  const { spec, size, fps, quality, overlay } = cameraSettings(cli)[0]!;
+  const cameras = cameraSettings(cli);
+  const several = cameras.length > 1;
   const record = cli.flags.record === null ? null : { dir: cli.flags.record, ...recordSettings(cli.flags) };
   const targets = publishTargets(cli.flags);
   const multicast = multicastSettings(cli.flags);
@@ -61,8 +63,11 @@ async function main(): Promise<number> {
   using securityFile = security.path === null ? null : new FileSink(security.path, { maxBytes: security.maxBytes, securityOnly: true, flag: "--security-log" });
   const log = createLogger("server", securityFile ? [stderrSink, logFile.sink, securityFile.sink] : [stderrSink, logFile.sink]);
   signal.onStop((sig) => log.info("stopping", { signal: sig }));
+  // Each camera's lines say which camera they are about where there are several.
+  const part = (name: string, c: CameraSetting) => (several ? `${name} ${c.name}` : name);
+  const recordDir = (c: CameraSetting) => cameraRecordDir(record!.dir, c.name, several);
   // Said before the camera opens, not after old recordings were repaired.
-  if (record) checkCanRecord(record.dir, SERVER_RECORD_CLI);
+  if (record) for (const c of cameras) checkCanRecord(recordDir(c), SERVER_RECORD_CLI);
   let token;
   try {
     token = setUpToken(tokens, logPath);
@@ -73,47 +78,76 @@ async function main(): Promise<number> {
   // A weak token or a token file others can read is for whoever audits the security log too.
   for (const w of [...config.warnings, ...(token?.warnings ?? [])]) log.security(w);
 
-  // The camera's outages reach the viewers through the server, started just below.
-  let onAvailability: (available: boolean) => void = () => {};
-  await using source = await openSource(spec, {
-    size, fps, quality, loop, reencode: cli.flags.reencode, overlay: overlay ?? undefined, log: log.child("capture"), onAvailability: (a) => onAvailability(a),
-  });
+  // A camera's outages reach its viewers through the server, started just below.
+  const onAvailability = cameras.map(() => (_available: boolean) => {});
+  await using opened = new AsyncDisposableStack();
+  const sources: CaptureSource[] = [];
+  for (const c of cameras) {
+    sources.push(opened.use(await openSource(c.spec, {
+      size: c.size, fps: c.fps, quality: c.quality, loop, reencode: cli.flags.reencode, overlay: c.overlay ?? undefined, log: log.child(part("capture", c)),
+      onAvailability: (a) => onAvailability[c.index]!(a),
+    })));
+  }
+  const first = sources[0]!;
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.
   await using server = await StreamServer.start({
-    port, bind, mtu, maxClients, spread, log, stream: { width: source.width, height: source.height, fps: source.fps },
-    maxPerHost: cli.flags.maxPerHost, token: token?.key ?? null, multicast, layers: cli.flags.layers, layerQuality: quality,
+    port, bind, mtu, maxClients, spread, log, stream: { width: first.width, height: first.height, fps: first.fps },
+    cameras: sources.map((s, i) => ({ name: cameras[i]!.name, width: s.width, height: s.height, fps: s.fps, layerQuality: cameras[i]!.quality })),
+    maxPerHost: cli.flags.maxPerHost, token: token?.key ?? null, multicast, layers: cli.flags.layers, layerQuality: cameras[0]!.quality,
     repair: cli.flags.repair ? { fec: cli.flags.fec } : null, tcpDelivery: cli.flags.tcpDelivery,
   });
-  onAvailability = (available) => server.sourceStatus(available);
+  for (const c of cameras) onAvailability[c.index] = (available) => server.sourceStatus(available, c.index);
   // Publishing never holds up the rest: frames for a server that is down or slow are dropped and counted.
-  await using publishers = targets.length === 0
+  // Each of several cameras goes one level below the URL given (rtsp://host/classroom/board).
+  await using publishing = new AsyncDisposableStack();
+  const publishers = cameras.map((c, i) => targets.length === 0
     ? null
-    : new Publishers({ targets, codec: cli.flags.publishCodec, fps: source.fps, log: log.child("publish") });
-  let framesCaptured = 0;
+    : publishing.use(new Publishers({ targets: several ? targets.map((t) => withSubPath(t, c.name)) : targets, codec: cli.flags.publishCodec, fps: sources[i]!.fps, log: log.child(part("publish", c)) })));
+  const framesCaptured = cameras.map(() => 0);
   const startedAt = Date.now();
   await using http = httpPort === null
     ? null
     : await HttpView.start({
         port: httpPort, bind: httpBind, log: log.child("http"), startedAt, logViewers: false, admission: browserAdmission(server), maxViewers: maxClients,
         auth: token ? tokenAuth(browserViewToken(token.token)) : null,
-        state: serverState(server, () => [{ name: "0", description: source.description, width: source.width, height: source.height, fps: source.fps, available: true, framesCaptured }],
-          () => publishers?.stats.map(({ url, codec, state, sent, dropped, reconnects, lastError }) => ({ url, codec, state, sent, dropped, reconnects, lastError })) ?? []),
+        state: serverState(server, () => {
+          const live = server.cameras;
+          return sources.map((s, i) => ({ name: cameras[i]!.name, description: s.description, width: s.width, height: s.height, fps: s.fps, available: live[i]!.available, framesCaptured: framesCaptured[i]! }));
+        }, () => publishers.flatMap((p) => p?.stats.map(({ url, codec, state, sent, dropped, reconnects, lastError }) => ({ url, codec, state, sent, dropped, reconnects, lastError })) ?? [])),
       });
-  await using writer = record
-    ? await SegmentWriter.open({ ...record, fps: source.fps, log: log.child("recorder"), cliFlags: SERVER_RECORD_CLI })
-    : null;
-  // Nothing to do, nothing done: with no viewer of any kind, no recorder and no publishing
-  // the source keeps its place (so the next viewer starts at once) but encodes nothing.
-  source.pauseWhile(() => server.viewerCount === 0 && writer === null && publishers === null);
-  log.info("started", { source: source.description, size: `${source.width}x${source.height}`, fps: source.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
+  await using recording = new AsyncDisposableStack();
+  const writers: (SegmentWriter | null)[] = [];
+  for (const [i, c] of cameras.entries()) {
+    writers.push(record ? recording.use(await SegmentWriter.open({ ...record, dir: recordDir(c), fps: sources[i]!.fps, log: log.child(part("recorder", c)), cliFlags: SERVER_RECORD_CLI })) : null);
+  }
+  // Nothing to do, nothing done: a camera with no viewer of any kind, no recorder and no
+  // publishing keeps its place (so its next viewer starts at once) but encodes nothing.
+  for (const [i, source] of sources.entries()) source.pauseWhile(() => server.viewerCountOf(i) === 0 && writers[i] === null && publishers[i] === null);
   const group = server.multicastGroup;
-  if (group) log.info("multicast: each datagram is sent once to the group; viewers it does not reach get unicast", { group: `${group.address}:${group.port}`, ttl: multicast!.ttl, interface: multicast!.interfaceAddress ?? "by route" });
+  if (several) {
+    log.info("started", { cameras: cameras.length, tcp: server.port, udp: server.udpPort, record: record?.dir });
+    for (const [i, s] of sources.entries()) log.info("camera", { camera: `${i}=${cameras[i]!.name}`, source: s.description, size: `${s.width}x${s.height}`, fps: s.fps, record: record ? recordDir(cameras[i]!) : undefined });
+  } else {
+    log.info("started", { source: first.description, size: `${first.width}x${first.height}`, fps: first.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
+  }
+  if (group) log.info("multicast: each datagram is sent once to the group; viewers it does not reach get unicast", { group: `${group.address}:${group.port}`, ttl: multicast!.ttl, interface: multicast!.interfaceAddress ?? "by route", cameras: several ? `port + camera number (${group.port}..${group.port + cameras.length - 1})` : undefined });
   if (token) log.info("token required: viewers prove it, frames are encrypted", { tokenFile: token.file?.path });
   else log.warn("no token: anyone on the network can watch this stream; start with --token auto to require one");
-  console.log(`lancam server listening tcp=${server.port} source=${source.description} size=${source.width}x${source.height} fps=${source.fps}${group ? ` multicast=${group.address}:${group.port}` : ""}`);
-  // Viewers print the same fingerprint: a user who compares them knows the frames are this server's.
-  console.log(`lancam server frame signing key fingerprint=${server.signingFingerprint} (new at each start)`);
-  log.info("frames are signed", { fingerprint: server.signingFingerprint });
+  if (several) {
+    console.log(`lancam server listening tcp=${server.port} cameras=${cameras.length}`);
+    for (const [i, cam] of server.cameras.entries()) {
+      const s = sources[i]!;
+      console.log(`lancam server camera ${i}=${cam.name} source=${s.description} size=${s.width}x${s.height} fps=${s.fps}${cam.group ? ` multicast=${cam.group.address}:${cam.group.port}` : ""}`);
+      // Each camera signs with its own key: a viewer of one prints its own camera's.
+      console.log(`lancam server camera ${i}=${cam.name} frame signing key fingerprint=${cam.fingerprint} (new at each start)`);
+      log.info("frames are signed", { camera: `${i}=${cam.name}`, fingerprint: cam.fingerprint });
+    }
+  } else {
+    console.log(`lancam server listening tcp=${server.port} source=${first.description} size=${first.width}x${first.height} fps=${first.fps}${group ? ` multicast=${group.address}:${group.port}` : ""}`);
+    // Viewers print the same fingerprint: a user who compares them knows the frames are this server's.
+    console.log(`lancam server frame signing key fingerprint=${server.signingFingerprint} (new at each start)`);
+    log.info("frames are signed", { fingerprint: server.signingFingerprint });
+  }
   // The token goes to the terminal only, never to the log.
   if (token?.file) {
     console.log(`lancam server token file=${token.file.path} (${token.file.created ? "new" : "kept from an earlier start"})`);
@@ -129,32 +163,38 @@ async function main(): Promise<number> {
     }
   }
 
-  let exitCode = 0;
-  try {
-    while (!signal.stopped) {
-      const frame = await signal.race(source.next());
-      if (!frame) {
-        if (!signal.stopped) log.info("source ended", { source: source.description });
-        break;
-      }
-      framesCaptured++;
-      server.broadcast(frame);
-      http?.push(frame);
-      writer?.write(frame);
-      publishers?.write(frame);
+  // One loop per camera. With one camera the server ends with it; with several, a camera
+  // whose source ended or failed is unavailable to its viewers, and the others go on.
+  let running = sources.length;
+  const ends = await Promise.all(sources.map(async (source, i) => {
+    const end = await captureLoop(source, signal, (frame) => {
+      framesCaptured[i]!++;
+      server.broadcast(frame, i);
+      http?.push(frame, i);
+      writers[i]?.write(frame);
+      publishers[i]?.write(frame);
+    }, log.child(part("capture", cameras[i]!)));
+    running--;
+    if (end !== "stopped" && several) {
+      server.sourceStatus(false, i);
+      if (running > 0) log.warn("camera stopped; its viewers are told it is unavailable and stay connected, the other cameras go on", { camera: `${i}=${cameras[i]!.name}`, why: end === "ended" ? "its source ended (no --loop)" : "capture failed" });
     }
-  } catch (e) {
-    log.error("capture failed", { source: source.description, error: (e as Error).message });
-    exitCode = 1;
-  }
+    return end;
+  }));
+  const exitCode = ends.includes("failed") ? 1 : 0;
   // Goodbyes first, so the last line sums up; the `using` declarations then close the
-  // writer, server (already stopped), source, log and signal handlers in reverse order.
+  // writers, server (already stopped), sources, log and signal handlers in reverse order.
   await http?.stop();
   await server.stop();
-  await publishers?.close();
-  const published = publishers?.totals;
+  for (const p of publishers) await p?.close();
+  const published = publishers.reduce<PublishTotals | null>((sum, p) => {
+    const t = p?.totals;
+    if (!t) return sum;
+    return sum ? { targets: sum.targets + t.targets, publishing: sum.publishing + t.publishing, sent: sum.sent + t.sent, dropped: sum.dropped + t.dropped, reconnects: sum.reconnects + t.reconnects } : t;
+  }, null);
+  if (several) for (const [i, s] of sources.entries()) log.info("camera stopped", { camera: `${i}=${cameras[i]!.name}`, framesCaptured: framesCaptured[i], ...s.stats });
   log.info("stopped", {
-    ...server.stats, ...source.stats,
+    ...server.stats, ...(several ? { framesCaptured: framesCaptured.reduce((a, b) => a + b, 0) } : first.stats),
     ...(published ? { publishTargets: published.targets, publishSent: published.sent, publishDropped: published.dropped, publishReconnects: published.reconnects } : {}),
   });
   return exitCode;

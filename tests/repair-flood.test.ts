@@ -72,7 +72,8 @@ describe("repair requests against a real server", () => {
       const entries = [...hostile.got.frames.keys()].map((frameNumber) => ({ frameNumber, first: 0, mask: 0xffff }));
       const flood = encodeControl({ type: "repair", entries });
       for (let k = 0; k < 2000; k++) hostile.tcp.write(flood);
-      await until(() => server.stats.repairRequestsDropped > 0 && server.stats.repairGoneSent > 0, 5000, "the flood was handled");
+      // The flood arrives in many TCP reads: wait until most of it was refused, not for the first refusal.
+      await until(() => server.stats.repairRequestsDropped > 1000 && server.stats.repairGoneSent > 0, 15_000, () => `the flood was handled (dropped ${server.stats.repairRequestsDropped} so far)`);
       // Every resend the server counts reaches the viewer (loopback loses nothing).
       await until(() => hostile.got.bytes - firstBytes === server.stats.repairBytesResent, 5000, "the resends arrived");
       const resent = hostile.got.bytes - firstBytes;
