@@ -95,7 +95,7 @@ async function main(): Promise<number> {
   const viewer: Watcher = createWatcher({
     protocol: cli.flags.classic ? "classic" : "lancam",
     host, port, udpPort, log, sinks, recordSinks, maxFrames,
-    repair: cli.flags.repair ? { maxDelayMs: cli.flags.maxDelay, recordDelayMs: recorder ? cli.flags.recordDelay : 0 } : null, maxSeconds, receiveBufferBytes, name, token: token?.key ?? null,
+    repair: cli.flags.repair ? { maxDelayMs: cli.flags.maxDelay, recordDelayMs: recorder ? cli.flags.recordDelay : 0 } : null, maxSeconds, receiveBufferBytes, name, camera: cli.flags.camera, token: token?.key ?? null,
     connectTimeoutMs: cli.flags.connectTimeout * 1000, transport: cli.flags.transport,
     // Not a flag: tests shorten the wait before UDP is tried again (default one minute).
     retryUdpMs: Number(process.env.LANCAM_UDP_RETRY_MS) > 0 ? Number(process.env.LANCAM_UDP_RETRY_MS) : undefined,

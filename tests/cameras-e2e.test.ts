@@ -3,7 +3,7 @@
 // their recordings, /state, a camera whose source ends while the other goes on, and a
 // viewer that asks for a camera the server does not have.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
@@ -50,6 +50,11 @@ describe("several cameras from one server", () => {
     // Each camera signs with its own key, and the server says so.
     await until(() => (server.stdout().match(/frame signing key fingerprint=/g) ?? []).length >= 2, 10_000, () => `two fingerprints in:\n${server.stdout()}`);
 
+    // Nobody watches yet: neither camera captures (a camera nobody watches encodes nothing).
+    type Captured = { name: string; framesCaptured: number };
+    const idle = ((await (await fetch(`${url}state`)).json()) as { sources: Captured[] }).sources;
+    expect(idle.map((s) => [s.name, s.framesCaptured])).toEqual([["board", 0], ["desk", 0]]);
+
     const viewer = (name: string, camera: string) => {
       const out = join(dir, `rec-${name}`);
       const stats = join(dir, `${name}.json`);
@@ -60,8 +65,8 @@ describe("several cameras from one server", () => {
     const desk = viewer("desk", "1");
     await using _b = board.child;
     await using _d = desk.child;
-    await board.child.waitFor(/connected .*camera=0=board .*size=640x360/, 30_000, "stderr");
-    await desk.child.waitFor(/connected .*camera=1=desk .*size=320x240/, 30_000, "stderr");
+    await board.child.waitFor(/connected .*camera=board .*size=640x360/, 30_000, "stderr");
+    await desk.child.waitFor(/connected .*camera=desk .*size=320x240/, 30_000, "stderr");
 
     type Source = { name: string; width: number; height: number; viewers: number; available: boolean };
     let sources: Source[] = [];
@@ -106,8 +111,22 @@ describe("several cameras from one server", () => {
     const code = await client.exited;
     expect(code).not.toBe(0);
     expect(client.stderr()).toContain('no camera "window" on this server; it has 2 cameras: 0=board, 1');
+    await server.waitFor(/client refused client=127\.0\.0\.1:\d+ udp=\d+ reason="no such camera" camera=window/, 10_000, "stderr");
     // By number, the unnamed second camera is there.
     await using second = spawnBun(["client.ts", "127.0.0.1", port, "0", "--camera", "1", "--no-window", "--no-record", "--frames", "5"]);
     expect(await second.exited).toBe(0);
+  }, 60_000);
+
+  test("--record on the server records every camera into a folder of its own, each at its own size", async () => {
+    const out = join(dir, "server-rec");
+    await using server = spawnBun(["server.ts", "--source", "board=test", "--source", "test", "--size", "320x240", "--port", "0", "--log", join(dir, "rec.log"),
+      "--record", out, "--segment", "1"]);
+    await server.waitFor(/lancam server listening tcp=(\d+)/, 30_000);
+    await until(() => ["board", "1"].every((cam) => existsSync(join(out, cam)) && filesUnder(join(out, cam)).some((f) => f.endsWith(".avi"))), 30_000,
+      () => `a finished segment in each camera's folder: ${existsSync(out) ? filesUnder(out).join(", ") : "none"}`);
+    for (const cam of ["board", "1"]) {
+      const f = filesUnder(join(out, cam)).find((x) => x.endsWith(".avi"))!;
+      expect(await probeVideo(join(out, cam, f))).toMatchObject({ codec: "mjpeg", width: 320, height: 240 });
+    }
   }, 60_000);
 });

@@ -480,5 +480,5 @@ export class Viewer implements AsyncDisposable {
 function cameraShown(w: Welcome): string | undefined {
   const c = w.camera;
   if (!c || (c.count === 1 && c.name === String(c.index))) return undefined;
-  return c.name === String(c.index) ? c.name : `${c.index}=${c.name}`;
+  return c.name;
 }
