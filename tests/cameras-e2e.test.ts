@@ -3,13 +3,14 @@
 // their recordings, /state, a camera whose source ends while the other goes on, and a
 // viewer that asks for a camera the server does not have.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { probeVideo } from "../lib/media/ffprobe.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { spawnBun, until } from "./helpers/process.ts";
+import { filesUnder } from "./helpers/files.ts";
 
 let dir: string;
 let clip: string;
@@ -26,14 +27,6 @@ beforeAll(() => {
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** Every file below `root`, relative paths, sorted. */
-function filesUnder(root: string): string[] {
-  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import("node:fs").Dirent[])
-    .filter((d) => d.isFile())
-    .map((d) => join(d.parentPath, d.name).slice(root.length + 1))
-    .sort();
-}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 

@@ -2,13 +2,14 @@
 // program's own viewer (run through its shim) on a lancam server beside lancam viewers,
 // and lancam's client --classic on the classroom program's own server.
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { probeVideo } from "../lib/media/ffprobe.ts";
 import { classroomSkipReason, freeUdpPort, startPythonServer, startPythonViewer, untilDecoded } from "./helpers/classic-python.ts";
 import { spawnBun, until, type Child } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
+import { filesUnder } from "./helpers/files.ts";
 
 const tempDir = tempDirs("lancam-classic-e2e-");
 const noProgram = classroomSkipReason() !== null;
@@ -205,10 +206,3 @@ describe.skipIf(noProgram)("lancam's client --classic on the classroom server", 
   }, 40_000);
 });
 
-/** Every file below `root`, relative paths, sorted. */
-function filesUnder(root: string): string[] {
-  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import("node:fs").Dirent[])
-    .filter((d) => d.isFile())
-    .map((d) => join(d.parentPath, d.name).slice(root.length + 1))
-    .sort();
-}

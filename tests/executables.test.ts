@@ -2,7 +2,7 @@
 // an embedded ffmpeg, copied into a fresh folder outside the repo, run from there with
 // no ffmpeg on PATH. Start-up times and sizes are measured in bench/startup.ts.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { accessSync, chmodSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, chmodSync, constants, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import pkg from "../package.json" with { type: "json" };
@@ -10,6 +10,7 @@ import { describeLoadFailure } from "../lib/native/cv.ts";
 import { probeVideo } from "../lib/media/ffprobe.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { ROOT, until } from "./helpers/process.ts";
+import { filesUnder } from "./helpers/files.ts";
 
 const BUILD_TIMEOUT_MS = 180_000;
 const SYSTEM_FFMPEG = Bun.which("ffmpeg");
@@ -57,12 +58,6 @@ function startIn(cmd: string[]) {
       await proc.exited;
     },
   };
-}
-
-function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile())
-    .map((e) => relative(dir, join(e.parentPath, e.name)));
 }
 
 beforeAll(async () => {

@@ -1,12 +1,13 @@
 // Recording end to end: real server and client processes on 127.0.0.1, then ffprobe
 // reads back what landed on disk.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { probeVideo } from "../lib/media/ffprobe.ts";
 import { logLine } from "./helpers/log-file.ts";
 import { spawnBun, until } from "./helpers/process.ts";
+import { filesUnder } from "./helpers/files.ts";
 
 let dir: string;
 beforeAll(() => {
@@ -15,14 +16,6 @@ beforeAll(() => {
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** Every file below `root`, relative paths, sorted. */
-function filesUnder(root: string): string[] {
-  return (readdirSync(root, { recursive: true, withFileTypes: true }) as import("node:fs").Dirent[])
-    .filter((d) => d.isFile())
-    .map((d) => join(d.parentPath, d.name).slice(root.length + 1))
-    .sort();
-}
 
 async function startServer(name: string, extra: string[]) {
   const log = join(dir, `${name}.log`);
