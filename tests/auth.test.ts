@@ -13,7 +13,7 @@ import { ConnectError, Handshake, type HandshakeAction } from "../lib/receive/ha
 import { Admission, type AdmissionAction, type AdmissionOptions } from "../lib/send/admission.ts";
 import { AuthLockout } from "../lib/send/auth-lockout.ts";
 import {
-  CAP_DECRYPT, CAP_MULTICAST, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED,
+  CAP_CAMERA, CAP_DECRYPT, CAP_MULTICAST, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED,
   type Challenge, type ControlMessage, type Hello, type Response, type Welcome,
 } from "../lib/wire/control.ts";
 
@@ -138,9 +138,9 @@ describe("token handshake, both machines", () => {
     expect(logLines(seen.serverActions)).toEqual(["INFO [server] client joined client=192.168.1.20:50001 udp=5000 session=00000100 name=v auth=token clients=1"]);
     expect(seen.serverForged + seen.clientForged).toBe(0);
     expect(seen.serverChannel.secured && seen.clientChannel.secured).toBe(true);
-    // Capabilities: token auth, decryption, resume, joining a multicast group, and frames over TCP.
+    // Capabilities: token auth, decryption, resume, joining a multicast group, frames over TCP, and naming its camera.
     const hello = seen.clientActions.find((a) => a.type === "send")! as { msg: Hello };
-    expect(hello.msg.capabilities).toBe(CAP_TOKEN_AUTH | CAP_DECRYPT | CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_TCP_DELIVERY | CAP_SOURCE_STATUS);
+    expect(hello.msg.capabilities).toBe(CAP_TOKEN_AUTH | CAP_DECRYPT | CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_TCP_DELIVERY | CAP_SOURCE_STATUS | CAP_CAMERA);
   });
 
   test("a wrong token on the viewer: refused with reason 4 (final), logged refused reason=auth; the viewer says so", () => {

@@ -4,7 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { classifyFirstBytes, decodeClassicAnswer, encodeClassicAnswer, encodeClassicPort, MAX_PORT_DIGITS } from "../lib/wire/classic.ts";
-import { encodeControl, PROTOCOL_VERSION } from "../lib/wire/control.ts";
+import { CAP_CAMERA, encodeControl, PROTOCOL_VERSION } from "../lib/wire/control.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
 
 /** Seeded, so a failure replays; bounded in runs and, on a slow machine, in time. */
@@ -28,7 +28,9 @@ describe("classic first bytes, generated", () => {
     const hello = fc.record({ udpPort: port, capabilities: fc.nat(), name: fc.string({ unit: "grapheme-ascii", maxLength: 64 }) });
     fc.assert(
       fc.property(hello, fc.integer({ min: 1, max: 80 }), ({ udpPort, capabilities, name }, n) => {
-        const bytes = encodeControl({ type: "hello", version: PROTOCOL_VERSION, udpPort, capabilities, name: name.replace(/[\u0000-\u001f\u007f]/g, "") });
+        // A hello that sets the camera capability names its camera (the encoder refuses one that does not).
+        const camera = capabilities & CAP_CAMERA ? "board" : undefined;
+        const bytes = encodeControl({ type: "hello", version: PROTOCOL_VERSION, udpPort, capabilities, name: name.replace(/[\u0000-\u001f\u007f]/g, ""), camera });
         expect(classifyFirstBytes(bytes.subarray(0, n))).toEqual({ kind: "lancam" });
       }),
       RUN,

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
-  ByeReason, decodeControl, encodeControl, FallbackReason, MAX_DELIVERY_LAYERS, MAX_FPS_MILLIHERTZ, MAX_MESSAGE_SIZE, MAX_NAME_BYTES, MAX_REFUSE_TEXT_BYTES, peekMessageSize,
+  CAP_CAMERA, WELCOME_CAMERA, type Hello, ByeReason, decodeControl, encodeControl, FallbackReason, MAX_DELIVERY_LAYERS, MAX_FPS_MILLIHERTZ, MAX_MESSAGE_SIZE, MAX_NAME_BYTES, MAX_REFUSE_TEXT_BYTES, peekMessageSize,
   PROTOCOL_VERSION, RefuseReason, SIGNING_KEY_SIZE, WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED, type ControlMessage, type Welcome,
 } from "../lib/wire/control.ts";
 import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE } from "../lib/wire/datagram.ts";
@@ -26,10 +26,15 @@ const text = (maxBytes: number) =>
     .map((s) => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, ""))
     .filter((s) => utf8Length(s) <= maxBytes);
 
+// A camera asked for: its capability bit is set exactly when the camera is there (as decoding gives it).
+const cameraText = (minLength: number) => fc.stringMatching(/^[!-~]{0,32}$/).filter((c) => c.length >= minLength);
 const hello = fc.record({
   type: fc.constant("hello" as const), version: fc.constant(PROTOCOL_VERSION), udpPort: fc.integer({ min: 1, max: 0xffff }), capabilities: u32,
   name: text(MAX_NAME_BYTES),
-});
+}).chain((h) =>
+  fc.option(cameraText(0), { nil: undefined })
+    .map((camera): Hello => (camera === undefined ? { ...h, capabilities: (h.capabilities & ~CAP_CAMERA) >>> 0 } : { ...h, capabilities: (h.capabilities | CAP_CAMERA) >>> 0, camera })),
+);
 const welcome = fc.integer({ min: 1, max: 0xfffe }).chain((heartbeatMs) =>
   fc.record({
     type: fc.constant("welcome" as const), sessionId: u32, width: fc.integer({ min: 1, max: 0xffff }), height: fc.integer({ min: 1, max: 0xffff }),
@@ -45,6 +50,10 @@ const welcome = fc.integer({ min: 1, max: 0xfffe }).chain((heartbeatMs) =>
   // A signing key, when the signed flag is set: its block follows the multicast block.
   fc.option(fc.record({ publicKey: fc.uint8Array({ minLength: SIGNING_KEY_SIZE, maxLength: SIGNING_KEY_SIZE }), streamId: u32 }), { nil: undefined })
     .map((signing): Welcome => (signing ? { ...w, flags: w.flags | WELCOME_SIGNED, signing } : w)),
+).chain((w) =>
+  // The camera it serves, when the camera flag is set: its block follows the signing block.
+  fc.option(fc.integer({ min: 1, max: 8 }).chain((count) => fc.record({ index: fc.integer({ min: 0, max: count - 1 }), count: fc.constant(count), name: cameraText(1) })), { nil: undefined })
+    .map((camera): Welcome => (camera ? { ...w, flags: w.flags | WELCOME_CAMERA, camera } : w)),
 );
 const fallback = fc.record({ type: fc.constant("fallback" as const), reason: fc.constantFrom(...Object.values(FallbackReason)) });
 const refuse = fc.record({ type: fc.constant("refuse" as const), reason: fc.constantFrom(...Object.values(RefuseReason)), text: text(MAX_REFUSE_TEXT_BYTES) });
