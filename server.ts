@@ -13,6 +13,7 @@ import { runMain, StopSignal } from "./lib/app/run-main.ts";
 import { multicastSettings, publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
 import { cameraSettings, type CameraSetting } from "./lib/app/cameras.ts";
 import { cameraRecordDir, captureLoop } from "./lib/app/capture-loop.ts";
+import { cameraLabel } from "./lib/wire/camera-name.ts";
 import { Publishers, type PublishTotals } from "./lib/publish/publishers.ts";
 import { withSubPath } from "./lib/publish/publish-url.ts";
 import { versionReport } from "./lib/app/version.ts";
@@ -126,7 +127,7 @@ async function main(): Promise<number> {
   const group = server.multicastGroup;
   if (several) {
     log.info("started", { cameras: cameras.length, tcp: server.port, udp: server.udpPort, record: record?.dir });
-    for (const [i, s] of sources.entries()) log.info("camera", { camera: `${i}=${cameras[i]!.name}`, source: s.description, size: `${s.width}x${s.height}`, fps: s.fps, record: record ? recordDir(cameras[i]!) : undefined });
+    for (const [i, s] of sources.entries()) log.info("camera", { camera: cameraLabel(i, cameras[i]!.name), source: s.description, size: `${s.width}x${s.height}`, fps: s.fps, record: record ? recordDir(cameras[i]!) : undefined });
   } else {
     log.info("started", { source: first.description, size: `${first.width}x${first.height}`, fps: first.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
   }
@@ -137,10 +138,10 @@ async function main(): Promise<number> {
     console.log(`lancam server listening tcp=${server.port} cameras=${cameras.length}`);
     for (const [i, cam] of server.cameras.entries()) {
       const s = sources[i]!;
-      console.log(`lancam server camera ${i}=${cam.name} source=${s.description} size=${s.width}x${s.height} fps=${s.fps}${cam.group ? ` multicast=${cam.group.address}:${cam.group.port}` : ""}`);
+      console.log(`lancam server camera ${cameraLabel(i, cam.name)} source=${s.description} size=${s.width}x${s.height} fps=${s.fps}${cam.group ? ` multicast=${cam.group.address}:${cam.group.port}` : ""}`);
       // Each camera signs with its own key: a viewer of one prints its own camera's.
-      console.log(`lancam server camera ${i}=${cam.name} frame signing key fingerprint=${cam.fingerprint} (new at each start)`);
-      log.info("frames are signed", { camera: `${i}=${cam.name}`, fingerprint: cam.fingerprint });
+      console.log(`lancam server camera ${cameraLabel(i, cam.name)} frame signing key fingerprint=${cam.fingerprint} (new at each start)`);
+      log.info("frames are signed", { camera: `${cameraLabel(i, cam.name)}`, fingerprint: cam.fingerprint });
     }
   } else {
     console.log(`lancam server listening tcp=${server.port} source=${first.description} size=${first.width}x${first.height} fps=${first.fps}${group ? ` multicast=${group.address}:${group.port}` : ""}`);
@@ -177,7 +178,7 @@ async function main(): Promise<number> {
     running--;
     if (end !== "stopped" && several) {
       server.sourceStatus(false, i);
-      if (running > 0) log.warn("camera stopped; its viewers are told it is unavailable and stay connected, the other cameras go on", { camera: `${i}=${cameras[i]!.name}`, why: end === "ended" ? "its source ended (no --loop)" : "capture failed" });
+      if (running > 0) log.warn("camera stopped; its viewers are told it is unavailable and stay connected, the other cameras go on", { camera: cameraLabel(i, cameras[i]!.name), why: end === "ended" ? "its source ended (no --loop)" : "capture failed" });
     }
     return end;
   }));
@@ -192,7 +193,7 @@ async function main(): Promise<number> {
     if (!t) return sum;
     return sum ? { targets: sum.targets + t.targets, publishing: sum.publishing + t.publishing, sent: sum.sent + t.sent, dropped: sum.dropped + t.dropped, reconnects: sum.reconnects + t.reconnects } : t;
   }, null);
-  if (several) for (const [i, s] of sources.entries()) log.info("camera stopped", { camera: `${i}=${cameras[i]!.name}`, framesCaptured: framesCaptured[i], ...s.stats });
+  if (several) for (const [i, s] of sources.entries()) log.info("camera stopped", { camera: cameraLabel(i, cameras[i]!.name), framesCaptured: framesCaptured[i], ...s.stats });
   log.info("stopped", {
     ...server.stats, ...(several ? { framesCaptured: framesCaptured.reduce((a, b) => a + b, 0) } : first.stats),
     ...(published ? { publishTargets: published.targets, publishSent: published.sent, publishDropped: published.dropped, publishReconnects: published.reconnects } : {}),

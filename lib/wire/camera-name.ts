@@ -35,9 +35,14 @@ export function pickCamera(selector: string, names: readonly string[]): number |
   return i >= 0 ? i : null;
 }
 
+/** Camera `index` as a user reads it: `0=board`, or `2` for one without a name. */
+export function cameraLabel(index: number, name: string): string {
+  return name === String(index) ? name : `${index}=${name}`;
+}
+
 /** The cameras as a user types them: `0=board, 1=desk, 2`. */
 export function cameraList(names: readonly string[]): string {
-  return names.map((n, i) => (n === String(i) ? n : `${i}=${n}`)).join(", ");
+  return names.map((n, i) => cameraLabel(i, n)).join(", ");
 }
 
 /** What a refusal says when the selector calls no camera. */
