@@ -19,7 +19,7 @@ import { withSubPath } from "./lib/publish/publish-url.ts";
 import { versionReport } from "./lib/app/version.ts";
 import { openSource, type CaptureSource } from "./lib/capture/capture.ts";
 import { listCameras } from "./lib/capture/camera-list.ts";
-import { browserAdmission, serverState } from "./lib/app/browser-view.ts";
+import { browserAdmission, browserLayers, serverState } from "./lib/app/browser-view.ts";
 import { HttpView } from "./lib/http/http-view.ts";
 import { tokenAuth } from "./lib/http/token-auth.ts";
 import { SegmentWriter } from "./lib/record/segment-writer.ts";
@@ -111,6 +111,8 @@ async function main(): Promise<number> {
     : await HttpView.start({
         port: httpPort, bind: httpBind, log: log.child("http"), startedAt, logViewers: false, admission: browserAdmission(server), maxViewers: maxClients,
         auth: token ? tokenAuth(browserViewToken(token.token)) : null,
+        // A browser reader that falls behind gets the next size down of the --layers ladder.
+        layers: browserLayers(cli.flags.layers, sources.map((s, i) => ({ width: s.width, height: s.height, quality: cameras[i]!.quality }))),
         state: serverState(server, () => {
           const live = server.cameras;
           return sources.map((s, i) => ({ name: cameras[i]!.name, description: s.description, width: s.width, height: s.height, fps: s.fps, available: live[i]!.available, framesCaptured: framesCaptured[i]! }));

@@ -13,7 +13,7 @@ import { newServerStats } from "../lib/send/server-stats.ts";
 import type { ViewerSummary } from "../lib/send/viewer-summary.ts";
 import { nowMicros, type Frame } from "../lib/wire/frame.ts";
 import { fakeCamerasState } from "./helpers/fake-view-state.ts";
-import { sofAt } from "./helpers/jpeg-bytes.ts";
+import { jpegSize } from "./helpers/jpeg-bytes.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { memoryLogger } from "./helpers/memory-logger.ts";
 import { takeParts } from "./helpers/mjpeg-parts.ts";
@@ -30,13 +30,6 @@ let jpegs: Uint8Array[][] = [];
 beforeAll(async () => {
   jpegs = await Promise.all(CAMERAS.map((c) => jpegFrames(10, c.width, c.height)));
 });
-
-/** Width and height from a baseline JPEG's frame header. */
-function jpegSize(jpeg: Uint8Array): [number, number] {
-  const at = sofAt(jpeg);
-  const view = new DataView(jpeg.buffer, jpeg.byteOffset, jpeg.byteLength);
-  return [view.getUint16(at + 7), view.getUint16(at + 5)];
-}
 
 /** A view of the two cameras, each fed its own pictures FPS times a second, stopped on dispose. */
 async function startCameras(opts: Partial<HttpViewOptions> = {}) {
@@ -93,8 +86,8 @@ describe("picking a camera", () => {
     const frame = (seq: number): Frame => ({ seq, capturedAt: 0, width: 2, height: 2, jpeg: new Uint8Array(10) });
     expect(rs.take("a", 0, 0)).toBeNull();
     expect(rs.take("b", 0, 0)).toBeNull();
-    expect(rs.push(frame(1), 1)).toEqual(["b"]);
-    expect(rs.push(frame(2))).toEqual(["a"]);
+    expect(rs.push(frame(1), 1, 0).wake).toEqual(["b"]);
+    expect(rs.push(frame(2), 0, 0).wake).toEqual(["a"]);
     expect(rs.take("a", 1, 0)?.seq).toBe(2);
     expect(rs.take("b", 1, 0)?.seq).toBe(1);
     expect(rs.get("b")).toMatchObject({ camera: 1, framesSent: 1, framesSkipped: 0 });

@@ -45,6 +45,8 @@ test("server --http: the page shows the live picture and lists a lancam viewer a
     const rows = page.locator("#viewers tbody tr");
     expect((await rows.filter({ hasText: "UDP" }).allInnerTexts()).join("")).toContain("lab-viewer");
     expect((await rows.filter({ hasText: "browser" }).allInnerTexts()).join("")).toMatch(/127\.0\.0\.1:\d+\s+Chrome \d+\s+browser/);
+    // Its picture's size: the source's, or a size of the --layers ladder were it to fall behind.
+    await until(async () => /\b(640×360|320×180|160×90)\b/.test((await rows.filter({ hasText: "browser" }).allInnerTexts()).join("")), 10_000, "the browser's picture size in the table");
     await page.waitForSelector("#chart canvas");
     await until(async () => (await state()).history.t.length >= 3, 15_000, "a few points on the chart for the picture below");
     mkdirSync(join(ROOT, "test-results"), { recursive: true });

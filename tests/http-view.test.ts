@@ -9,6 +9,7 @@ import type { ViewState } from "../lib/http/view-state.ts";
 import type { AdmissionHook, AdmissionRequest, BrowserLeaveReason, ServerState } from "../lib/http/viewer-info.ts";
 import { resolveFfmpeg, resolveFfprobe } from "../lib/media/ffmpeg.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
+import { padJpeg } from "./helpers/jpeg-bytes.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { ROOT } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
@@ -607,21 +608,3 @@ describe("single executable", () => {
     expect(await (await fetch(`${base}/metrics`)).text()).toContain('lancam_frames_encoded_total{camera="0"} 0');
   }, 60_000);
 });
-
-/**
- * Pads a JPEG with comment segments (skipped by every decoder) to about `size` bytes:
- * the test source compresses far better than a camera picture.
- */
-function padJpeg(jpeg: Uint8Array, size: number): Uint8Array {
-  const chunks: Uint8Array[] = [jpeg.subarray(0, 2)];
-  let total = jpeg.length;
-  while (total < size) {
-    const n = Math.min(65_533, size - total);
-    const seg = new Uint8Array(4 + n);
-    seg.set([0xff, 0xfe, (n + 2) >> 8, (n + 2) & 0xff]);
-    chunks.push(seg);
-    total += seg.length;
-  }
-  chunks.push(jpeg.subarray(2));
-  return Buffer.concat(chunks);
-}

@@ -1,10 +1,15 @@
 /**
  * Joins the browser view to the stream server: the view's state provider (the cameras
- * and every viewer the server has, in the --stats counter names) and its admission hook
- * (browser readers take places under --max-clients, and the server logs them like any viewer).
+ * and every viewer the server has, in the --stats counter names), its admission hook
+ * (browser readers take places under --max-clients, and the server logs them like any
+ * viewer) and the smaller pictures for browser readers that fall behind (the --layers ladder).
  */
+import type { ReaderLayers } from "../http/camera-layers.ts";
 import type { AdmissionHook, CameraSourceInfo, PublishTargetInfo, ServerState, ViewerInfo, ViewerRepair } from "../http/viewer-info.ts";
 import type { ViewerSummary } from "../send/admission.ts";
+import { LayerEncoder, type ScaleFunction } from "../send/layer-encoder.ts";
+import { LayersError, layerSizes, type LayersFlag, type Size } from "../send/layer-ladder.ts";
+import { StartError } from "../send/start-error.ts";
 import type { ViewerRepairSummary } from "../send/viewer-summary.ts";
 import type { StreamServer } from "../send/stream-server.ts";
 
@@ -104,4 +109,21 @@ export function browserAdmission(server: ViewedServer): AdmissionHook {
       server.leaveOther(serverId, reason);
     },
   };
+}
+
+/**
+ * The browser view's smaller pictures: each camera's --layers ladder, the source's size
+ * first, scaled by a layer encoder of the camera's own at its JPEG quality. Unlike the
+ * UDP stream's, the ladder stays with a token: the browser view is plain HTTP, its
+ * frames are never sealed. A StartError when the sizes asked for cannot be.
+ */
+export function browserLayers(flag: LayersFlag, cameras: readonly (Size & { quality?: number })[], scale?: ScaleFunction): ReaderLayers {
+  let sizes: Size[][];
+  try {
+    sizes = cameras.map((c) => layerSizes(flag, c));
+  } catch (e) {
+    if (e instanceof LayersError) throw new StartError(e.message);
+    throw e;
+  }
+  return { sizes, scaler: (camera, deliver) => new LayerEncoder(deliver, { quality: cameras[camera]?.quality, scale }) };
 }

@@ -4,7 +4,8 @@
  *
  *   /               the page: live picture, the stream's figures, who is watching, a chart;
  *                   with several cameras every camera's picture, /?camera=N one of them
- *   /stream.mjpg    multipart MJPEG (browsers' <img>, VLC, ffplay); newest frame per reader
+ *   /stream.mjpg    multipart MJPEG (browsers' <img>, VLC, ffplay); newest frame per reader,
+ *                   a smaller picture for a reader that falls behind (when given sizes)
  *   /snapshot.jpg   the newest frame
  *   /state          JSON: every camera, uptime, counters, every viewer, the last minute
  *   /metrics        Prometheus text format (own registry)
@@ -26,9 +27,10 @@ import { throttled } from "../log/logger.ts";
 import { MAX_CAMERAS } from "../wire/camera-name.ts";
 import { nowMicros, type Frame } from "../wire/frame.ts";
 import { CameraFeed } from "./camera-feed.ts";
+import { CameraLayers, SCALE_GIVE_UP_MS, type ReaderLayers } from "./camera-layers.ts";
 import { cameraQuery } from "./camera-query.ts";
 import { ViewMetrics } from "./metrics.ts";
-import { MjpegReaders } from "./mjpeg-readers.ts";
+import { MjpegReaders, type LayerMove, type MjpegReader, type PushResult } from "./mjpeg-readers.ts";
 import { MJPEG_CONTENT_TYPE, PART_END, partHeader, STREAM_START, timestampHeader } from "./mjpeg-part.ts";
 import { pageWithCameras } from "./page-cameras.ts";
 import { CountRates } from "./rates.ts";
@@ -66,6 +68,12 @@ export interface HttpViewOptions {
   startedAt?: number;
   /** Write browser joins, leaves and refusals here (default true); false where the server's admission logs every viewer itself. */
   logViewers?: boolean;
+  /**
+   * Smaller pictures for readers that fall behind: each camera's sizes and what makes
+   * them (the server's --layers ladder and layer encoder). Without it every reader gets
+   * the source's picture, skipping frames when it cannot take them all.
+   */
+  layers?: ReaderLayers;
 }
 
 /** Readers at once when the options say nothing: each costs one connection and kernel buffers. */
@@ -114,6 +122,9 @@ function text(status: number, body: string, headers: Record<string, string> = {}
   return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8", ...NO_STORE, ...headers } });
 }
 
+/** A picture size as log lines write it: 640x480. */
+const sizeText = (s: { width: number; height: number }) => `${s.width}x${s.height}`;
+
 /** One line at most every WARN_EVERY_MS, with the facts of the latest event; the next says how many were left out. */
 function limitedLine(emit: (fields: Fields) => void): (fields: Fields) => void {
   let latest: Fields = {};
@@ -139,6 +150,8 @@ export class HttpView implements AsyncDisposable {
   /** The cameras' names, index = number: fixed at start, so routes and labels never change under a reader. */
   readonly #names: readonly string[];
   readonly #feeds: CameraFeed[];
+  /** Each camera's picture sizes and the scaler of its smaller ones. */
+  readonly #layers: CameraLayers[];
   /** Each camera's availability at the last look at the server's state (once a second). */
   readonly #available: boolean[];
   readonly #udpRates = new CountRates();
@@ -163,13 +176,18 @@ export class HttpView implements AsyncDisposable {
     this.#maxReaders = opts.maxReaders ?? DEFAULT_MAX_READERS;
     this.#stallMs = opts.stallMs ?? DEFAULT_STALL_MS;
     this.#startedAt = opts.startedAt ?? Date.now();
-    this.#readers = new MjpegReaders({ maxReaders: this.#maxReaders, stallMs: this.#stallMs });
+    this.#readers = new MjpegReaders({ maxReaders: this.#maxReaders, stallMs: this.#stallMs, ladder: opts.layers?.ladder });
     this.#metrics = new ViewMetrics({ maxViewers: opts.maxViewers ?? this.#maxReaders });
     const sources = opts.state().sources;
     if (sources.length < 1 || sources.length > MAX_CAMERAS) throw new RangeError(`the browser view serves 1 to ${MAX_CAMERAS} cameras, the server's state lists ${sources.length}`);
     this.#names = sources.map((s) => s.name);
     this.#feeds = sources.map(() => new CameraFeed(HISTORY_SECONDS));
     this.#available = sources.map((s) => s.available);
+    const layers = opts.layers;
+    if (layers && layers.sizes.length !== sources.length) throw new RangeError(`the browser view has picture sizes for ${layers.sizes.length} cameras, the server's state lists ${sources.length}`);
+    this.#layers = sources.map((s, i) => layers
+      ? new CameraLayers(layers.sizes[i]!, (deliver) => layers.scaler(i, deliver), (frames) => this.#pushCopies(frames, i))
+      : new CameraLayers([{ width: s.width, height: s.height }], null, () => {}));
   }
 
   /** The server's cameras, checked against those the view serves: a list that changed is a fault, not something to guess around. */
@@ -245,8 +263,49 @@ export class HttpView implements AsyncDisposable {
       this.#warnNoCamera({ camera, cameras: this.#names.length });
       return;
     }
-    feed.push(frame, performance.now());
-    for (const id of this.#readers.push(frame, camera)) this.#conns.get(id)?.wake?.();
+    const now = performance.now();
+    feed.push(frame, now);
+    this.#pushed(this.#readers.push(frame, camera, now));
+    // After the readers: one that fell behind on this frame gets its copy of this frame.
+    this.#layers[camera]!.offer(frame, this.#readers.layersWanted(camera), now);
+  }
+
+  /** A frame's smaller copies, each to the readers of `camera` on its layer. */
+  #pushCopies(frames: Map<number, Frame>, camera: number): void {
+    if (this.#stopped) return;
+    const now = performance.now();
+    for (const [layer, frame] of frames) this.#pushed(this.#readers.push(frame, camera, now, layer));
+  }
+
+  #pushed({ wake, moved }: PushResult): void {
+    for (const id of wake) this.#conns.get(id)?.wake?.();
+    this.#logMoves(moved);
+  }
+
+  /**
+   * One line per move, as for UDP viewers: the ladder's hold (doubling after each failed
+   * try up) keeps them few. `why` when it was not the reader's doing.
+   */
+  #logMoves(moved: LayerMove[], why?: string): void {
+    for (const { reader: r, from } of moved) {
+      const conn = this.#conns.get(r.id);
+      if (!conn) continue;
+      this.#log.info("viewer layer", {
+        client: conn.client, kind: "browser", session: r.id, camera: this.#cameraField(r.camera), layer: r.layer,
+        picture: sizeText(this.#sizeOf(r)), why: why ?? (r.layer > from ? "fell behind" : "kept up"),
+      });
+    }
+  }
+
+  #sizeOf(r: MjpegReader): { width: number; height: number } {
+    const sizes = this.#layers[r.camera]!.sizes;
+    return sizes[r.layer] ?? sizes[0]!;
+  }
+
+  /** The size a reader is sent now; null when its camera has one size (every reader gets the source's, as UDP viewers not paced). */
+  #pictureOf(r: MjpegReader): { layer: number; width: number; height: number } | null {
+    if (this.#layers[r.camera]!.sizes.length < 2) return null;
+    return { layer: r.layer, ...this.#sizeOf(r) };
   }
 
   /** The MJPEG readers as viewer rows (the server may want them for its own summaries). */
@@ -268,6 +327,7 @@ export class HttpView implements AsyncDisposable {
       fps: r.fps,
       latencyP50Ms: r.latencyP50Ms,
       bytesSent: r.bytesSent,
+      picture: this.#pictureOf(r),
     }));
   }
 
@@ -389,7 +449,7 @@ export class HttpView implements AsyncDisposable {
     admissionAsked = true;
     const verdict = this.#admission ? this.#admission.admit({ id, kind: "browser", address, port, name, camera }) : { ok: true as const };
     if (!verdict.ok) return refuse(verdict.reason);
-    this.#readers.add({ id, address, port, name, camera }, performance.now());
+    this.#readers.add({ id, address, port, name, camera, layers: this.#layers[camera]!.sizes.length }, performance.now());
     // Stalls are detected here, per frame; Bun's idle timer would also cut a reader off while the source pauses.
     server.timeout(req, 0);
     const conn: ReaderConn = { request: req, camera, controller: null!, wake: null, client, joinedAtMs: Date.now() };
@@ -467,6 +527,8 @@ export class HttpView implements AsyncDisposable {
       seconds: ((Date.now() - conn.joinedAtMs) / 1000).toFixed(1),
       framesSent: r?.framesSent,
       framesSkipped: r?.framesSkipped,
+      // The size it had at the end, where its camera has more than one.
+      picture: r && this.#pictureOf(r) ? sizeText(this.#sizeOf(r)) : undefined,
       readers: this.#readers.size,
     };
     if (reason === "stalled") this.#log.warn("client left", { ...fields, stalledSec: this.#stallMs / 1000 });
@@ -474,10 +536,20 @@ export class HttpView implements AsyncDisposable {
   }
 
   #onSweep(): void {
-    for (const r of this.#readers.stalled(performance.now())) {
+    const now = performance.now();
+    for (const r of this.#readers.stalled(now)) {
       this.#counts.readersStalled++;
       this.#leave(r.id, "stalled");
     }
+    this.#layers.forEach((layers, camera) => {
+      if (!layers.failing(now)) return;
+      // Readers on a smaller picture that never comes would watch a frozen one: the source's is better than none.
+      this.#log.error("smaller pictures for browsers cannot be made; this camera's browser readers get the source's size", {
+        camera: this.#names[camera], why: layers.lastFailure ?? "no copy came", seconds: SCALE_GIVE_UP_MS / 1000,
+      });
+      layers.sourceOnly();
+      this.#logMoves(this.#readers.sourceOnly(camera, now), "no smaller copies");
+    });
   }
 
   #onTick(): void {
@@ -508,6 +580,7 @@ export class HttpView implements AsyncDisposable {
     this.#stopped = true;
     if (this.#tick) clearInterval(this.#tick);
     if (this.#sweep) clearInterval(this.#sweep);
+    for (const layers of this.#layers) layers.close();
     for (const id of [...this.#conns.keys()]) this.#leave(id, "server shutdown");
     await this.#server.stop(true);
   }

@@ -171,8 +171,8 @@ export class ViewMetrics {
       } });
     perViewer("lancam_viewer_fps", "Frames per second a viewer gets, over the last second, by viewer slot.", (v) => v.fps);
     perViewer("lancam_viewer_loss_ratio", "Frames a viewer never got, over frames meant for it, since it joined (0-1), by viewer slot.", (v) => (v.lossPercent === null ? null : v.lossPercent / 100));
-    perViewer("lancam_viewer_layer", "The quality layer a viewer is sent (0 = full size), by viewer slot; only viewers paced to their path.", (v) => v.picture?.layer ?? null);
-    perViewer("lancam_viewer_picture_width_pixels", "Width of the picture a viewer is sent, by viewer slot; only viewers paced to their path.", (v) => v.picture?.width ?? null);
+    perViewer("lancam_viewer_layer", "The quality layer a viewer is sent (0 = full size), by viewer slot; only viewers whose picture adapts (paced to their path, or browsers on a camera with layers).", (v) => v.picture?.layer ?? null);
+    perViewer("lancam_viewer_picture_width_pixels", "Width of the picture a viewer is sent, by viewer slot; only viewers whose picture adapts (paced to their path, or browsers on a camera with layers).", (v) => v.picture?.width ?? null);
     perViewer("lancam_viewer_path_rate_bytes_per_second", "The server's estimate of a viewer's path, by viewer slot; only while it limits that viewer.", (v) => v.rateBytesPerS ?? null);
     perViewer("lancam_viewer_latency_seconds", "Median capture-to-arrival time of a viewer's frames, by viewer slot.", (v) => (v.latencyP50Ms === null ? null : v.latencyP50Ms / 1000));
     perViewer("lancam_viewer_datagrams_repaired_by_parity", "Datagrams a repairing viewer rebuilt from parity since it started, by viewer slot (its own count).", (v) => v.repair?.datagramsRepairedByFec ?? null);

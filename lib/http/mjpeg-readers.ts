@@ -1,13 +1,17 @@
 import type { Frame } from "../wire/frame.ts";
+import { frameOffered, readerLayerStart, type ReaderLayerOptions, type ReaderLayerState } from "./reader-layer.ts";
 
 /**
  * Newest-frame-per-reader bookkeeping for MJPEG over HTTP. Each reader holds at most
  * one pending frame: a newer frame replaces it (the older one is counted as skipped),
  * so a slow reader gets the newest picture, never a backlog, and memory stays at one
  * frame reference per reader. Each reader watches one camera and is offered only that
- * camera's frames; one set holds every camera's readers, so one limit bounds them. No
- * sockets: the wrapper calls take() when its connection wants more, and the clock (ms)
- * is passed in.
+ * camera's frames; one set holds every camera's readers, so one limit bounds them.
+ *
+ * Each reader is also on one of its camera's picture sizes (layers, 0 = the source's)
+ * and is offered only that layer's frames; its skips move it between them
+ * (reader-layer.ts). No sockets and no scaling: the wrapper calls take() when its
+ * connection wants more and pushes each layer's frames, and the clock (ms) is passed in.
  */
 
 /** One MJPEG reader and its counters. */
@@ -18,6 +22,10 @@ export interface MjpegReader {
   readonly name: string;
   /** The camera it watches, by number. */
   readonly camera: number;
+  /** How many picture sizes its camera has (1: the source's only, it never moves). */
+  readonly layers: number;
+  /** The layer it is offered frames of now, 0 = the source's size. */
+  readonly layer: number;
   /** Clock ms when it was added. */
   readonly joinedAt: number;
   framesSent: number;
@@ -31,6 +39,9 @@ export interface MjpegReader {
 }
 
 interface ReaderState extends MjpegReader {
+  layers: number;
+  layer: number;
+  ladder: ReaderLayerState;
   pending: Frame | null;
   /** The connection asked for a frame and none was there: push() wakes it. */
   waiting: boolean;
@@ -54,6 +65,18 @@ function median(values: number[]): number | null {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/** A reader that moved to another layer, and the layer it left. */
+export interface LayerMove {
+  reader: MjpegReader;
+  from: number;
+}
+
+/** What push() did: the readers to wake (their connections should call take() now) and those that moved. */
+export interface PushResult {
+  wake: string[];
+  moved: LayerMove[];
+}
+
 /** The set of MJPEG readers, bounded by maxReaders. */
 export class MjpegReaders {
   /** Sums over every reader since the start, including those that left. */
@@ -61,25 +84,37 @@ export class MjpegReaders {
   readonly #readers = new Map<string, ReaderState>();
   readonly #maxReaders: number;
   readonly #stallMs: number;
+  readonly #ladder: ReaderLayerOptions;
 
-  /** `stallMs`: a reader that leaves a frame untaken this long is reported by stalled(). */
-  constructor(opts: { maxReaders: number; stallMs: number }) {
+  /**
+   * `stallMs`: a reader that leaves a frame untaken this long is reported by stalled().
+   * `ladder`: how readers move between layers (reader-layer.ts's defaults; tests shorten them).
+   */
+  constructor(opts: { maxReaders: number; stallMs: number; ladder?: ReaderLayerOptions }) {
     if (!(opts.maxReaders >= 1)) throw new RangeError(`maxReaders must be at least 1, got ${opts.maxReaders}`);
     if (!(opts.stallMs > 0)) throw new RangeError(`stallMs must be positive, got ${opts.stallMs}`);
     this.#maxReaders = opts.maxReaders;
     this.#stallMs = opts.stallMs;
+    this.#ladder = opts.ladder ?? {};
   }
 
   get size(): number {
     return this.#readers.size;
   }
 
-  /** Adds a reader of `peer.camera` (default 0); throws ReadersFullError at the limit and RangeError for a known id. */
-  add(peer: { id: string; address: string; port: number; name: string; camera?: number }, nowMs: number): MjpegReader {
+  /**
+   * Adds a reader of `peer.camera` (default 0), whose camera has `peer.layers` picture
+   * sizes (default 1), on the source's; throws ReadersFullError at the limit and
+   * RangeError for a known id.
+   */
+  add(peer: { id: string; address: string; port: number; name: string; camera?: number; layers?: number }, nowMs: number): MjpegReader {
     if (this.#readers.has(peer.id)) throw new RangeError(`reader ${peer.id} already exists`);
     if (this.#readers.size >= this.#maxReaders) throw new ReadersFullError(`${this.#maxReaders} MJPEG readers already connected`);
+    const layers = peer.layers ?? 1;
+    if (!(Number.isInteger(layers) && layers >= 1)) throw new RangeError(`a camera has at least 1 picture size, got ${layers}`);
     const r: ReaderState = {
-      ...peer, camera: peer.camera ?? 0, joinedAt: nowMs, framesSent: 0, framesSkipped: 0, bytesSent: 0, fps: 0, latencyP50Ms: null,
+      ...peer, camera: peer.camera ?? 0, layers, layer: 0, ladder: readerLayerStart(nowMs, this.#ladder),
+      joinedAt: nowMs, framesSent: 0, framesSkipped: 0, bytesSent: 0, fps: 0, latencyP50Ms: null,
       pending: null, waiting: false, lastTakeAt: nowMs, window: { at: nowMs, frames: 0, latencies: [] },
     };
     this.#readers.set(peer.id, r);
@@ -87,24 +122,56 @@ export class MjpegReaders {
   }
 
   /**
-   * Offers a frame of `camera` to every reader of that camera. Returns the ids of those
-   * that were waiting for one: their connections should call take() now.
+   * Offers a frame of `camera` at `layer` (0: the source's, as captured; else that
+   * layer's smaller copy) to every reader of that camera on that layer, at `nowMs`.
+   * Returns the readers that were waiting for one, and those whose skips moved them to
+   * another layer: from the next frame on they are offered that layer's.
    */
-  push(frame: Frame, camera = 0): string[] {
-    const wake: string[] = [];
+  push(frame: Frame, camera: number, nowMs: number, layer = 0): PushResult {
+    const out: PushResult = { wake: [], moved: [] };
     for (const r of this.#readers.values()) {
-      if (r.camera !== camera) continue;
-      if (r.pending) {
+      if (r.camera !== camera || r.layer !== layer) continue;
+      const skipped = r.pending !== null;
+      if (skipped) {
         r.framesSkipped++;
         this.totals.framesSkipped++;
       }
       r.pending = frame;
       if (r.waiting) {
         r.waiting = false;
-        wake.push(r.id);
+        out.wake.push(r.id);
+      }
+      r.ladder = frameOffered(r.ladder, skipped, r.layers, nowMs, this.#ladder);
+      if (r.ladder.layer !== r.layer) {
+        out.moved.push({ reader: r, from: r.layer });
+        r.layer = r.ladder.layer;
       }
     }
-    return wake;
+    return out;
+  }
+
+  /** The smaller layers (index above 0) some reader of `camera` is on now: the only ones worth making. */
+  layersWanted(camera: number): number[] {
+    const wanted = new Set<number>();
+    for (const r of this.#readers.values()) if (r.camera === camera && r.layer > 0) wanted.add(r.layer);
+    return [...wanted].sort((a, b) => a - b);
+  }
+
+  /**
+   * From now on `camera` has the source's size only (its smaller copies cannot be made):
+   * its readers are put back on it, and stay. Returns those that moved.
+   */
+  sourceOnly(camera: number, nowMs: number): LayerMove[] {
+    const moved: LayerMove[] = [];
+    for (const r of this.#readers.values()) {
+      if (r.camera !== camera) continue;
+      r.layers = 1;
+      r.ladder = readerLayerStart(nowMs, this.#ladder);
+      if (r.layer === 0) continue;
+      moved.push({ reader: r, from: r.layer });
+      r.layer = 0;
+    }
+    return moved;
   }
 
   /**

@@ -138,7 +138,7 @@
     th.textContent = "camera";
     $("viewers").tHead.rows[0].prepend(th);
   }
-  /** A paced viewer's layer and path estimate; "—" for a viewer sent the source as everyone is. */
+  /** The size a paced viewer or a browser is sent (and a paced viewer's path estimate); "—" for a viewer sent the source as everyone is. */
   function picture(v) {
     if (!v.picture) return "—";
     const size = `${v.picture.width}×${v.picture.height}`;

@@ -49,8 +49,9 @@ export interface ViewerInfo {
   /** Bytes of JPEG handed to this viewer; null when unknown. */
   bytesSent: number | null;
   /**
-   * The picture size the server sends it now (its quality layer, 0 = full size); absent
-   * or null when it gets the source's size as every viewer does.
+   * The picture size the server sends it now (its quality layer, 0 = full size): a
+   * paced UDP viewer's, or a browser's on a camera with smaller sizes (one that falls
+   * behind gets a smaller one); absent or null when it gets the source's size as every viewer does.
    */
   picture?: { layer: number; width: number; height: number } | null;
   /** The server's estimate of this viewer's path, bytes per second; absent or null while nothing limits it. */
