@@ -111,6 +111,13 @@ describe("cameras", () => {
     expect(m.viewerCount).toBe(0);
   });
 
+  test("a browser reader moved down the ladder leaves with the picture it was last sent", () => {
+    const m = twoCameras();
+    expect(m.admitOther(7, "browser", THERE, "Chrome", 0, 1).refused).toBeNull();
+    m.updateOther(7, { framesSent: 30, framesReceived: 28, framesLost: 2, picture: { layer: 1, width: 320, height: 240 } });
+    expect(lines(m.leaveOther(7, "closed", 2000))[0]).toContain("framesLost=2 picture=320x240");
+  });
+
   test("viewers served elsewhere count for the camera they watch; a camera out of range is a programming error", () => {
     const m = twoCameras();
     expect(m.admitOther(7, "browser", THERE, "Chrome", 0, 1).refused).toBeNull();

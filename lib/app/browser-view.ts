@@ -105,7 +105,7 @@ export function browserAdmission(server: ViewedServer): AdmissionHook {
       const serverId = ids.get(id);
       if (serverId === undefined) return;
       ids.delete(id);
-      server.updateOther(serverId, { framesSent: totals.framesSent + totals.framesSkipped, framesReceived: totals.framesSent, framesLost: totals.framesSkipped });
+      server.updateOther(serverId, { framesSent: totals.framesSent + totals.framesSkipped, framesReceived: totals.framesSent, framesLost: totals.framesSkipped, picture: totals.picture ?? null });
       server.leaveOther(serverId, reason);
     },
   };

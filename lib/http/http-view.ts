@@ -512,7 +512,7 @@ export class HttpView implements AsyncDisposable {
       this.#server.timeout(conn.request, DROP_GRACE_S);
     }
     try {
-      this.#admission?.left(id, reason, { framesSent: r?.framesSent ?? 0, framesSkipped: r?.framesSkipped ?? 0 });
+      this.#admission?.left(id, reason, { framesSent: r?.framesSent ?? 0, framesSkipped: r?.framesSkipped ?? 0, picture: r ? this.#pictureOf(r) : null });
     } catch (e) {
       this.#log.error("admission hook failed", { session: id, error: (e as Error).message });
     }

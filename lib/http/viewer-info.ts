@@ -166,6 +166,8 @@ export interface ReaderTotals {
   framesSent: number;
   /** Frames replaced by a newer one before the reader took them. */
   framesSkipped: number;
+  /** The picture it was last sent (its size on the --layers ladder); absent when unknown. */
+  picture?: { layer: number; width: number; height: number } | null;
 }
 
 /**

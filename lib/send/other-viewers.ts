@@ -79,12 +79,14 @@ export class OtherViewers {
     if (!v) return [];
     this.#viewers.delete(id);
     this.#capacity.remove(otherKey(id));
-    const { framesSent, framesReceived, framesLost } = v.counters;
+    const { framesSent, framesReceived, framesLost, picture } = v.counters;
     return [{
       kind: "log", level: "info", message: "client left",
       fields: {
         client: v.address, kind: v.kind, name: v.name || undefined, reason, seconds: ((now - v.joinedAt) / 1000).toFixed(1),
-        framesSent, framesReceived: framesReceived ?? undefined, framesLost: framesLost ?? undefined, clients: this.#capacity.size,
+        framesSent, framesReceived: framesReceived ?? undefined, framesLost: framesLost ?? undefined,
+        // A browser reader moved down the --layers ladder: the picture it was sent last.
+        picture: picture ? `${picture.width}x${picture.height}` : undefined, clients: this.#capacity.size,
       },
     }];
   }

@@ -81,4 +81,4 @@ export function summarize(
 }
 
 /** What a viewer served elsewhere reports about itself (see Admission.updateOther). */
-export type OtherCounters = Pick<ViewerSummary, "framesSent" | "framesReceived" | "framesLost" | "latencyP50Ms" | "fps">;
+export type OtherCounters = Pick<ViewerSummary, "framesSent" | "framesReceived" | "framesLost" | "latencyP50Ms" | "fps"> & Partial<Pick<ViewerSummary, "picture">>;
