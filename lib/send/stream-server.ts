@@ -2,7 +2,7 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_REPAIR, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_VERIFY, SourceState, WELCOME_REPAIR, WELCOME_SOURCE_STATUS, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
+import { CAP_REPAIR, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_VERIFY, SourceState, WELCOME_REPAIR, WELCOME_SOURCE_STATUS, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, MAX_WELCOME_CAMERAS, type ControlMessage, type Delivery, type LayerGroup, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
 import { frameMessages, TcpDelivery, type TransportOutcome } from "./tcp-delivery.ts";
 import { unsentBytes } from "../net/tcp-queue.ts";
 import { socketFd as fdOf } from "../net/udp-buffer.ts";
@@ -77,6 +77,12 @@ export const DEFAULT_SPREAD = 0.25;
 
 /** At most one warning line per kind in this interval (a dead peer can cause one per datagram). */
 const SEND_WARN_MS = 5000;
+
+/**
+ * Layer L of camera C is sent to the --multicast port + C + L x this: one more than the
+ * highest camera number, so no camera's layer group lands on another camera's port.
+ */
+export const LAYER_GROUP_PORT_STEP = MAX_WELCOME_CAMERAS;
 
 /**
  * How often admission hears the time: heartbeats, the hello deadline and the
@@ -304,6 +310,7 @@ export class StreamServer implements AsyncDisposable {
         name: c.name,
         stream: { width: c.options.width, height: c.options.height, fpsMillihertz: Math.round(c.options.fps * 1000), udpSourcePort: this.#udp.port, fragmentSize, signing: c.signer.signing },
         multicast: c.group && { ...c.group },
+        layerGroups: c.layerGroups.map((l) => ({ ...l })),
       }));
       this.#admission = new Admission({
         maxClients: this.#opts.maxClients,
@@ -357,16 +364,23 @@ export class StreamServer implements AsyncDisposable {
     const streamId = index === 0 ? this.#opts.streamId : randomStreamId();
     const group = g ? { address: g.address, port: g.port + index, streamId } : null;
     const repair = this.#opts.repair ? new RepairServer(this.#opts.repair) : null;
+    const layers = layerPlan(this.#opts.layers, o, this.#encrypted);
+    // Layer L of camera C at port + C + 8L: the full layers keep the ports they had
+    // (port + C, C < 8), and no two cameras' layers share one. Each its own stream id,
+    // so a datagram of one size is never taken for the other's under the same frame number.
+    const layerGroups: LayerGroup[] = g ? layers.slice(1).map((l, i) => ({ port: g.port + index + LAYER_GROUP_PORT_STEP * (i + 1), width: l.width, height: l.height, streamId: randomStreamId() })) : [];
+    const top = layerGroups.at(-1);
+    if (g && top && top.port > 0xffff) throw new StartError(`multicast port ${g.port} leaves no room for camera ${index}'s ${layers.length} layer groups (they take ports up to ${top.port}); choose a lower port or --layers off`);
     const fanout = new FrameFanout({
       socket: this.#udp, mtu: this.#opts.mtu, fps: o.fps, spread: this.#opts.spread, group, stats: this.stats, warnSend: this.#warnSend, repair,
-      layers: layerPlan(this.#opts.layers, o, this.#encrypted), tell: (id, msg) => this.#tellSession(id, msg),
+      layerGroups, layers, tell: (id, msg) => this.#tellSession(id, msg),
       tcp: { ready: (id) => this.#tcpReady(id), send: (id, datagrams) => this.#tcpSend(id, datagrams) },
     });
     let cam: CameraStream | null = null;
     const layerEncoder = fanout.layers.length > 1
       ? new LayerEncoder((frames) => cam && this.#toLayers(cam, frames), { quality: o.layerQuality ?? this.#opts.layerQuality, scale: this.#opts.scaleJpeg })
       : null;
-    cam = new CameraStream(index, o, fanout, new FrameSigner(streamId), this.#encrypted ? new FrameSealer() : null, repair, group, layerEncoder);
+    cam = new CameraStream(index, o, fanout, new FrameSigner(streamId), this.#encrypted ? new FrameSealer() : null, repair, group, layerEncoder, layerGroups);
     return cam;
   }
 
@@ -718,6 +732,10 @@ export class StreamServer implements AsyncDisposable {
           if (conn.sourceStatus && !cam.available) this.#sendTo(conn, { type: "source", state: SourceState.Unavailable });
           break;
         }
+        case "group-layer":
+          if (conn.sessionId === a.sessionId) this.#cameras[conn.camera]!.fanout.groupLayer(a.sessionId, a.layer);
+          this.stats.groupLayerMoves++;
+          break;
         case "unicast":
           if (conn.sessionId !== null) this.#cameras[conn.camera]!.fanout.unicast(conn.sessionId);
           if (conn.sessionId !== null) this.#tcp.unicast(conn.sessionId);

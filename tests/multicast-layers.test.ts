@@ -1,0 +1,251 @@
+// A multicast group per quality layer, on loopback: the server's side (which groups a
+// welcome lists and to whom, what a layer message moves, what is encoded and sent for
+// whom) and the protocol rules a hostile viewer meets.
+import { describe, expect, test } from "bun:test";
+import { cv } from "../lib/native/cv.ts";
+import { SIGNATURE_SIZE } from "../lib/net/frame-signature.ts";
+import { openGroupReceiver, type GroupReceiver } from "../lib/net/multicast.ts";
+import { Admission, type AdmissionAction, type ConnId } from "../lib/send/admission.ts";
+import { FrameFanout } from "../lib/send/frame-fanout.ts";
+import { newServerStats } from "../lib/send/server-stats.ts";
+import { LAYER_GROUP_PORT_STEP, StreamServer } from "../lib/send/stream-server.ts";
+import {
+  ByeReason, CAP_MULTICAST, CAP_MULTICAST_LAYERS, encodeControl, PROTOCOL_VERSION, WELCOME_MULTICAST, WELCOME_MULTICAST_LAYERS, type ControlMessage, type Welcome,
+} from "../lib/wire/control.ts";
+import { decodeDatagram } from "../lib/wire/datagram.ts";
+import { MessageReader } from "../lib/wire/message-reader.ts";
+import { jpegFrames } from "./helpers/jpeg-frames.ts";
+import { memoryLogger } from "./helpers/memory-logger.ts";
+import { until } from "./helpers/process.ts";
+
+const STREAM = { width: 640, height: 480, fpsMillihertz: 10_000, fragmentSize: 1368, udpSourcePort: 40_000 };
+const GROUP = { address: "239.255.10.1", port: 9998, streamId: 0x5eed };
+const LAYER_GROUPS = [{ port: 9998 + 8, width: 320, height: 240, streamId: 0x1001 }, { port: 9998 + 16, width: 160, height: 120, streamId: 0x1002 }];
+
+function admission(): Admission {
+  let id = 0x100;
+  return new Admission({
+    maxClients: 8, maxPending: 64, heartbeatMs: 1000, timeoutMs: 5000, stream: STREAM,
+    cameras: [{ name: "0", stream: STREAM, multicast: GROUP, layerGroups: LAYER_GROUPS }],
+    wallClockUs: (now) => 1_700_000_000_000_000 + now * 1000, randomId: () => id++,
+  });
+}
+
+const sentTo = (actions: AdmissionAction[], conn: ConnId) => actions.flatMap((a) => (a.kind === "send" && a.conn === conn ? [a.msg] : []));
+
+function join(m: Admission, conn: ConnId, capabilities: number): AdmissionAction[] {
+  m.connected(conn, { address: "10.77.0.11", port: 50_000 + conn }, 0);
+  return m.received(conn, { type: "hello", version: PROTOCOL_VERSION, udpPort: 8000 + conn, capabilities, name: "" }, 0);
+}
+
+describe("admission with a group per layer", () => {
+  test("a viewer that picks its own layer is welcomed with every layer's group; an older one gets the full layer's only", () => {
+    const m = admission();
+    const picks = sentTo(join(m, 1, CAP_MULTICAST | CAP_MULTICAST_LAYERS), 1)[0] as Welcome;
+    expect(picks).toMatchObject({ flags: WELCOME_MULTICAST, multicast: GROUP, layerGroups: LAYER_GROUPS });
+    const older = sentTo(join(m, 2, CAP_MULTICAST), 2)[0] as Welcome;
+    expect(older.layerGroups).toBeUndefined();
+    expect(older.flags & WELCOME_MULTICAST_LAYERS).toBe(0);
+    // A viewer that cannot join a group at all hears of none.
+    expect((sentTo(join(m, 3, CAP_MULTICAST_LAYERS), 3)[0] as Welcome).multicast).toBeUndefined();
+  });
+
+  test("a layer message moves the session; a repeat or one after a fallback changes nothing; the leave line names its group's layer", () => {
+    const m = admission();
+    join(m, 1, CAP_MULTICAST | CAP_MULTICAST_LAYERS);
+    expect(m.received(1, { type: "layer", layer: 2 }, 100)).toEqual([{ kind: "group-layer", conn: 1, sessionId: 0x100, layer: 2 }]);
+    expect(m.received(1, { type: "layer", layer: 2 }, 200)).toEqual([]);
+    const bye = m.received(1, { type: "bye", reason: ByeReason.UserQuit }, 300);
+    expect(bye.some((a) => a.kind === "log" && a.message === "client left" && a.fields.groupLayer === 2)).toBe(true);
+    join(m, 2, CAP_MULTICAST | CAP_MULTICAST_LAYERS);
+    m.received(2, { type: "fallback", reason: 1 }, 2100);
+    expect(m.received(2, { type: "layer", layer: 1 }, 2200)).toEqual([]);
+  });
+
+  test("a layer the welcome did not list, or a layer message from a viewer that was listed none, ends the session as a protocol error", () => {
+    const m = admission();
+    join(m, 1, CAP_MULTICAST | CAP_MULTICAST_LAYERS);
+    const out = m.received(1, { type: "layer", layer: 3 }, 100);
+    expect(sentTo(out, 1)).toContainEqual({ type: "bye", reason: ByeReason.ProtocolError });
+    expect(out.some((a) => a.kind === "group-layer")).toBe(false);
+    join(m, 2, CAP_MULTICAST);
+    expect(sentTo(m.received(2, { type: "layer", layer: 1 }, 100), 2)).toContainEqual({ type: "bye", reason: ByeReason.ProtocolError });
+  });
+});
+
+describe("the fan-out's layer groups", () => {
+  const fanout = () => new FrameFanout({
+    socket: { sendMany: () => 0, send: () => false } as never, mtu: 1400, fps: 10, spread: 0.25, group: GROUP, stats: newServerStats(), warnSend: () => {},
+    layers: [{ width: 640, height: 480 }, { width: 320, height: 240 }, { width: 160, height: 120 }], layerGroups: LAYER_GROUPS, now: () => 0,
+  });
+  const target = (id: number, delivery: "multicast" | "unicast") => ({ id, address: "10.77.0.11", tcpPort: 1, udpPort: 8000 + id, name: "", delivery, pathReports: false });
+
+  test("a layer is wanted only while a member is in its group; a unicast session cannot be moved into one, nor anyone into a layer without a group", () => {
+    const f = fanout();
+    f.start(target(1, "multicast"));
+    f.start(target(2, "unicast"));
+    expect(f.wantedLayers()).toEqual([]);
+    expect(f.groupLayer(1, 2)).toBe(true);
+    expect(f.wantedLayers()).toEqual([2]);
+    expect(f.groupMembers).toEqual([0, 0, 1]);
+    expect(f.groupLayer(2, 1)).toBe(false);
+    expect(f.groupLayer(1, 3)).toBe(false);
+    expect(f.groupMembers).toEqual([0, 0, 1]);
+    f.unicast(1);
+    expect(f.wantedLayers()).toEqual([]);
+    expect(f.groupMembers).toEqual([0, 0, 0]);
+    f.close();
+  });
+
+  test("more layer groups than smaller layers is a bug, refused at once", () => {
+    expect(() => new FrameFanout({
+      socket: {} as never, mtu: 1400, fps: 10, spread: 0.25, group: GROUP, stats: newServerStats(), warnSend: () => {}, layers: [{ width: 640, height: 480 }], layerGroups: LAYER_GROUPS,
+    })).toThrow(RangeError);
+  });
+});
+
+/** A viewer on 127.0.0.1 that picks its layer's group by hand: what a real one's machine does by its loss. */
+interface GroupViewer {
+  welcome: () => Welcome | undefined;
+  messages: ControlMessage[];
+  /** Whole frames by group port: frame number to picture size, signature stripped. */
+  frames: Map<number, Map<number, string>>;
+  /** Datagrams by group port whose session id was not that group's stream id. */
+  foreign: number;
+  join: (port: number, streamId: number) => Promise<void>;
+  leave: (port: number) => void;
+  send: (msg: ControlMessage) => void;
+  close: () => void;
+}
+
+async function groupViewer(tcpPort: number, capabilities: number, udpPort: number): Promise<GroupViewer> {
+  const reader = new MessageReader();
+  const groups = new Map<number, GroupReceiver>();
+  const v: GroupViewer = {
+    welcome: () => v.messages.find((m): m is Welcome => m.type === "welcome"), messages: [], frames: new Map(), foreign: 0,
+    join: async (port, streamId) => {
+      const parts = new Map<number, Uint8Array[]>();
+      const got = new Map<number, string>();
+      v.frames.set(port, got);
+      groups.set(port, await openGroupReceiver({
+        address: GROUP_ADDRESS, port, interfaceAddress: "127.0.0.1", receiveBufferBytes: 1 << 20,
+        onDatagram: (buf) => {
+          const d = decodeDatagram(new Uint8Array(buf));
+          const h = d.header;
+          if (h.sessionId !== streamId) {
+            v.foreign++;
+            return;
+          }
+          const list = parts.get(h.frameNumber) ?? new Array<Uint8Array>(h.fragmentCount);
+          list[h.fragmentIndex] = d.payload.slice();
+          parts.set(h.frameNumber, list);
+          if (list.filter(Boolean).length !== h.fragmentCount) return;
+          const whole = Buffer.concat(list);
+          const info = cv().jpegInfo(whole.subarray(0, whole.length - SIGNATURE_SIZE));
+          if (info) got.set(h.frameNumber, `${info.width}x${info.height}`);
+          parts.delete(h.frameNumber);
+        },
+      }));
+    },
+    leave: (port) => {
+      groups.get(port)?.close();
+      groups.delete(port);
+    },
+    send: () => {},
+    close: () => {},
+  };
+  const sock = await Bun.connect({ hostname: "127.0.0.1", port: tcpPort, socket: { data: (_s, chunk) => void v.messages.push(...reader.push(chunk)) } });
+  v.send = (msg) => void sock.write(encodeControl(msg));
+  v.close = () => {
+    for (const g of groups.values()) g.close();
+    groups.clear();
+    sock.end();
+  };
+  // Its own UDP port is never sent to while it is in a group: any free-looking number does.
+  v.send({ type: "hello", version: PROTOCOL_VERSION, udpPort, capabilities, name: "" });
+  await until(() => v.welcome() !== undefined, 3000, () => `welcomed; heard ${JSON.stringify(v.messages)}`);
+  return v;
+}
+
+/** A group and base port of our own, so runs beside each other do not share one. */
+const GROUP_ADDRESS = `239.255.${(crypto.getRandomValues(new Uint8Array(1))[0]! % 200) + 20}.${(crypto.getRandomValues(new Uint8Array(1))[0]! % 250) + 1}`;
+const BASE_PORT = 20_000 + (crypto.getRandomValues(new Uint16Array(1))[0]! % 20_000);
+
+describe("a server with a group per layer, on loopback", () => {
+  test("a member that moves to layer 1's group gets half-size frames there; layer 1 is encoded only while someone is in it; an older viewer keeps the full picture", async () => {
+    const jpegs = await jpegFrames(4, 640, 480);
+    const log = memoryLogger("server");
+    await using server = await StreamServer.start({
+      port: 0, bind: "127.0.0.1", mtu: 1400, maxClients: 4, log, stream: { width: 640, height: 480, fps: 10 },
+      multicast: { address: GROUP_ADDRESS, port: BASE_PORT, ttl: 1, interfaceAddress: "127.0.0.1" },
+    });
+    const picks = await groupViewer(server.port, CAP_MULTICAST | CAP_MULTICAST_LAYERS, 9);
+    const older = await groupViewer(server.port, CAP_MULTICAST, 10);
+    try {
+      const w = picks.welcome()!;
+      // --layers auto on 640x480: half and quarter, each at port + 8L with its own stream id.
+      expect(w.layerGroups).toEqual([
+        { port: BASE_PORT + LAYER_GROUP_PORT_STEP, width: 320, height: 240, streamId: expect.any(Number) },
+        { port: BASE_PORT + 2 * LAYER_GROUP_PORT_STEP, width: 160, height: 120, streamId: expect.any(Number) },
+      ]);
+      expect(new Set([w.multicast!.streamId, ...w.layerGroups!.map((g) => g.streamId)]).size).toBe(3);
+      expect(older.welcome()!.layerGroups).toBeUndefined();
+      const full = w.multicast!;
+      const half = w.layerGroups![0]!;
+      await picks.join(full.port, full.streamId);
+      await older.join(full.port, full.streamId);
+      // Layer 1's group joined before anyone says they are in it: nothing may arrive there.
+      await picks.join(half.port, half.streamId);
+      let seq = 0;
+      const frame = () => server.broadcast({ seq, capturedAt: seq * 100_000, width: 640, height: 480, jpeg: jpegs[seq++ % jpegs.length]! });
+      for (let i = 0; i < 3; i++) {
+        frame();
+        await until(() => picks.frames.get(full.port)!.has(seq - 1) && older.frames.get(full.port)!.has(seq - 1), 3000, "full frames by the group");
+      }
+      expect(server.stats.layerFramesEncoded).toBe(0);
+      expect(picks.frames.get(half.port)!.size).toBe(0);
+
+      // Into layer 1's group, out of the full one's.
+      picks.leave(full.port);
+      picks.send({ type: "layer", layer: 1 });
+      await until(() => server.stats.groupLayerMoves === 1, 3000, "the move heard");
+      const from = seq;
+      for (let i = 0; i < 5; i++) {
+        frame();
+        await until(() => older.frames.get(full.port)!.has(seq - 1), 3000, "the older viewer's full frame");
+      }
+      await until(() => picks.frames.get(half.port)!.size >= 3, 3000, "half-size frames by layer 1's group");
+      expect(new Set(picks.frames.get(half.port)!.values())).toEqual(new Set(["320x240"]));
+      expect([...picks.frames.get(half.port)!.keys()].every((n) => n >= from)).toBe(true);
+      expect(new Set([...older.frames.get(full.port)!.values()])).toEqual(new Set(["640x480"]));
+      expect(server.stats.layerFramesEncoded).toBeGreaterThan(0);
+      expect(server.stats.layerGroupFramesSent).toBe(server.stats.layerFramesEncoded);
+      expect(picks.foreign + older.foreign).toBe(0);
+
+      // Back to the full layer: layer 1 costs nothing again.
+      await picks.join(full.port, full.streamId);
+      picks.send({ type: "layer", layer: 0 });
+      await until(() => server.stats.groupLayerMoves === 2, 3000, "the move back heard");
+      const encoded = server.stats.layerFramesEncoded;
+      const back = seq;
+      for (let i = 0; i < 3; i++) {
+        frame();
+        await until(() => picks.frames.get(full.port)!.has(seq - 1), 3000, "full frames again");
+      }
+      // A copy of the frame broadcast just before the move may still have been in the making.
+      expect(server.stats.layerFramesEncoded).toBeLessThanOrEqual(encoded + 1);
+      expect([...picks.frames.get(half.port)!.keys()].filter((n) => n >= back)).toEqual([]);
+    } finally {
+      picks.close();
+      older.close();
+    }
+  });
+
+  test("a port with no room for the layer groups is refused at start, naming the way out", async () => {
+    const log = memoryLogger("server");
+    await expect(StreamServer.start({
+      port: 0, bind: "127.0.0.1", mtu: 1400, maxClients: 4, log, stream: { width: 640, height: 480, fps: 10 },
+      multicast: { address: GROUP_ADDRESS, port: 65_530, ttl: 1, interfaceAddress: "127.0.0.1" },
+    })).rejects.toThrow("--layers off");
+  });
+});
