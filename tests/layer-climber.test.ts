@@ -1,0 +1,93 @@
+// The viewer's choice of layer group (receiver-driven, as RLM): down on loss, up after a
+// hold, the hold doubling after each try the loss undid. A fake clock, 10 fps.
+import { describe, expect, test } from "bun:test";
+import { CLIMB_HOLD_MS, CLIMB_WINDOW_MS, LayerClimber, type LayerMove } from "../lib/receive/layer-climber.ts";
+
+/** A viewer at 10 fps ticking every 250 ms; `lossy(t)` says whether frames at time t are lost. */
+function run(climber: LayerClimber, fromMs: number, toMs: number, lossShare: (t: number, layer: number) => number, counts = { complete: 0, lost: 0 }): { moves: (LayerMove & { at: number })[]; counts: { complete: number; lost: number } } {
+  const moves: (LayerMove & { at: number })[] = [];
+  for (let t = fromMs; t <= toMs; t += 250) {
+    // 2.5 frames a tick: alternately 2 and 3.
+    const n = (t / 250) % 2 === 0 ? 2 : 3;
+    const lost = Math.round(n * lossShare(t, climber.layer));
+    counts.lost += lost;
+    counts.complete += n - lost;
+    const m = climber.tick(t, counts);
+    if (m) moves.push({ ...m, at: t });
+  }
+  return { moves, counts };
+}
+
+describe("LayerClimber", () => {
+  test("a clean path stays on the full layer", () => {
+    const c = new LayerClimber({ layers: 3 }, 0);
+    expect(run(c, 0, 60_000, () => 0).moves).toEqual([]);
+    expect(c.layer).toBe(0);
+  });
+
+  test("loss over 5 % drops one layer after a whole window, and again a window later if it goes on; never below the smallest", () => {
+    const c = new LayerClimber({ layers: 3 }, 0);
+    const { moves } = run(c, 0, 20_000, () => 0.2);
+    expect(moves.map((m) => [m.at, m.from, m.to, m.why])).toEqual([
+      [CLIMB_WINDOW_MS, 0, 1, "loss"],
+      [2 * CLIMB_WINDOW_MS, 1, 2, "loss"],
+    ]);
+    expect(moves[0]!.lossShare).toBeGreaterThan(0.05);
+    expect(c.layer).toBe(2);
+  });
+
+  test("loss at or under 5 % is no reason to move; nor are too few frames to tell", () => {
+    const c = new LayerClimber({ layers: 3 }, 0);
+    // One frame in 25 lost (4 %).
+    let i = 0;
+    expect(run(c, 0, 20_000, () => (i++ % 10 === 0 ? 0.4 : 0)).moves).toEqual([]);
+    const slow = new LayerClimber({ layers: 3 }, 0);
+    // Half of everything lost, but only 4 frames in a window (2 fps): not judged.
+    let counts = { complete: 0, lost: 0 };
+    for (let t = 0; t <= 10_000; t += 500) {
+      counts = t % 1000 === 0 ? { complete: counts.complete + 1, lost: counts.lost } : { complete: counts.complete, lost: counts.lost + 1 };
+      expect(slow.tick(t, counts)).toBeNull();
+    }
+  });
+
+  test("after the hold it tries the next larger layer; clean there, it stays, and each step up waits a hold", () => {
+    const c = new LayerClimber({ layers: 3 }, 0);
+    // Lossy for the first 3 s: down to layer 2 by 4 s, then clean.
+    const { moves } = run(c, 0, 30_000, (t) => (t < 3000 ? 0.5 : 0));
+    expect(moves.map((m) => [m.at, m.to, m.why])).toEqual([
+      [2000, 1, "loss"],
+      [4000, 2, "loss"],
+      [4000 + CLIMB_HOLD_MS, 1, "probe"],
+      [4000 + 2 * CLIMB_HOLD_MS, 0, "probe"],
+    ]);
+    expect(c.layer).toBe(0);
+  });
+
+  test("a try the loss undoes goes back down a window later, and the hold doubles after each failed try; a try that holds resets it", () => {
+    const c = new LayerClimber({ layers: 2 }, 0);
+    // The path carries layer 1 but not layer 0, for the first minute; then it carries both.
+    const { moves, counts } = run(c, 0, 60_000, (_t, layer) => (layer === 0 ? 0.3 : 0));
+    const pairs = moves.map((m) => [m.at, m.to, m.why, m.holdMs]);
+    expect(pairs.slice(0, 7)).toEqual([
+      [2000, 1, "loss", 5000],
+      [7000, 0, "probe", 5000],
+      [9000, 1, "loss", 10_000],
+      [19_000, 0, "probe", 10_000],
+      [21_000, 1, "loss", 20_000],
+      [41_000, 0, "probe", 20_000],
+      [43_000, 1, "loss", 40_000],
+    ]);
+    // Never faster than the hold: every try waited at least CLIMB_HOLD_MS after the drop before it.
+    for (let i = 1; i < moves.length; i++) if (moves[i]!.why === "probe") expect(moves[i]!.at - moves[i - 1]!.at).toBeGreaterThanOrEqual(CLIMB_HOLD_MS);
+    // The path heals: the next try holds, and after it the hold is back to its start.
+    const healed = run(c, 60_250, 150_000, () => 0, counts).moves;
+    expect(healed.map((m) => [m.at, m.to, m.why])).toEqual([[83_000, 0, "probe"]]);
+    expect(c.holdMs).toBe(CLIMB_HOLD_MS);
+  });
+
+  test("one layer: nothing to climb", () => {
+    const c = new LayerClimber({ layers: 1 }, 0);
+    expect(run(c, 0, 10_000, () => 1).moves).toEqual([]);
+    expect(() => new LayerClimber({ layers: 0 }, 0)).toThrow(RangeError);
+  });
+});
