@@ -13,6 +13,12 @@
 export const CLIMB_LOSS_SHARE = 0.05;
 /** How far back the loss is measured; also how long a new group is given before it is judged. */
 export const CLIMB_WINDOW_MS = 2000;
+/**
+ * After a move, frame counts are not taken for this long: the frames lost in the change
+ * itself (the old group's last partial ones, the gap before the new group's first) are the
+ * move's, not the path's, and would otherwise count against the new layer.
+ */
+export const CLIMB_SETTLE_MS = 500;
 /** Time on a smaller layer before the first try of the next larger one. */
 export const CLIMB_HOLD_MS = 5000;
 /** The hold never grows past this (a path that got better is tried again within minutes). */
@@ -51,6 +57,7 @@ export interface LayerClimberOptions {
   holdMs?: number;
   maxHoldMs?: number;
   minFrames?: number;
+  settleMs?: number;
 }
 
 /** One viewer's layer and its RLM timers. */
@@ -61,7 +68,10 @@ export class LayerClimber {
   readonly #baseHoldMs: number;
   readonly #maxHoldMs: number;
   readonly #minFrames: number;
+  readonly #settleMs: number;
   #layer = 0;
+  /** The last move, until the next: what revert() undoes. */
+  #last: LayerMove | null = null;
   /** Counts at each tick within the window, oldest first (cleared at each move: the old group's frames say nothing of the new one's). */
   #samples: { at: number; counts: ClimbCounts }[] = [];
   /** When the current group was joined: it is judged only once a whole window has passed. */
@@ -81,6 +91,7 @@ export class LayerClimber {
     this.#baseHoldMs = opts.holdMs ?? CLIMB_HOLD_MS;
     this.#maxHoldMs = opts.maxHoldMs ?? CLIMB_MAX_HOLD_MS;
     this.#minFrames = opts.minFrames ?? CLIMB_MIN_FRAMES;
+    this.#settleMs = opts.settleMs ?? CLIMB_SETTLE_MS;
     this.#holdMs = this.#baseHoldMs;
     this.#movedAt = now;
   }
@@ -100,6 +111,8 @@ export class LayerClimber {
    * Called about every few hundred ms; the caller makes the move (and says so) at once.
    */
   tick(now: number, counts: ClimbCounts): LayerMove | null {
+    const judgedFrom = this.#movedAt + this.#settleMs;
+    if (now < judgedFrom) return null;
     this.#samples.push({ at: now, counts: { ...counts } });
     // Keep one sample at or before the window's start: the window is measured from it.
     while (this.#samples.length > 2 && this.#samples[1]!.at <= now - this.#windowMs) this.#samples.shift();
@@ -108,7 +121,7 @@ export class LayerClimber {
       this.#probeAt = null;
       this.#holdMs = this.#baseHoldMs;
     }
-    if (now - this.#movedAt < this.#windowMs) return null;
+    if (now - judgedFrom < this.#windowMs) return null;
     const first = this.#samples[0]!.counts;
     const complete = counts.complete - first.complete;
     const lost = counts.lost - first.lost;
@@ -121,9 +134,28 @@ export class LayerClimber {
     return null;
   }
 
-  /** A try is judged for a window after its group has been given its window: loss within that undoes it. */
+  /**
+   * The last move could not be made (the new group could not be joined, or nothing came
+   * by it): back to the layer before, as if the move had never been. A try that could
+   * not be made is a failed try: the hold doubles.
+   */
+  revert(now: number): void {
+    const m = this.#last;
+    if (!m || m.to !== this.#layer) return;
+    this.#last = null;
+    this.#layer = m.from;
+    this.#movedAt = now;
+    this.#samples = [];
+    if (m.why === "probe") {
+      this.#probeAt = null;
+      this.#holdMs = Math.min(this.#holdMs * 2, this.#maxHoldMs);
+    }
+    this.#nextProbeAt = now + this.#holdMs;
+  }
+
+  /** A try is judged for its settling time and two windows: loss within that undoes it. */
   #judgingMs(): number {
-    return 2 * this.#windowMs;
+    return this.#settleMs + 2 * this.#windowMs;
   }
 
   #drop(now: number, share: number): LayerMove {
@@ -144,6 +176,7 @@ export class LayerClimber {
       // One step up per hold, however clean: each larger layer is a try of its own.
       this.#nextProbeAt = now + this.#holdMs;
     }
-    return { from, to, why, lossShare: share, holdMs: this.#holdMs };
+    this.#last = { from, to, why, lossShare: share, holdMs: this.#holdMs };
+    return this.#last;
   }
 }
