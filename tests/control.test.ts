@@ -714,7 +714,7 @@ const GOLDEN: Golden[] = [
   {
     name: "welcome to a multicast group with a group per layer",
     bytes: [
-      0x00, 0x3f, //             length 63 = type + 24 + 12 multicast + 2 + 2 x 12 layer groups
+      0x00, 0x47, //             length 71 = type + 24 + 12 multicast + 2 + 2 x 16 layer groups
       0x02, //                   type welcome
       0x00, 0x00, 0x00, 0x07, // session id 7
       0x05, 0x00, //             width 1280
@@ -731,12 +731,14 @@ const GOLDEN: Golden[] = [
       0x9a, 0xbc, 0xde, 0xf0, // stream id of the full layer's group
       0x02, //                   two layer groups
       0x00, //                   reserved
-      0x27, 0x16, //             layer 1's port 10006 (9998 + 8)
+      0xef, 0xff, 0x0a, 0x02, // layer 1's group 239.255.10.2
+      0x27, 0x0e, //             port 9998
       0x02, 0x80, //             640
       0x01, 0x68, //             x 360
       0x00, 0x00, //             reserved
       0x00, 0x00, 0x00, 0x11, // layer 1's stream id
-      0x27, 0x1e, //             layer 2's port 10014
+      0xef, 0xff, 0x0a, 0x03, // layer 2's group 239.255.10.3
+      0x27, 0x0e, //             port 9998
       0x01, 0x40, //             320
       0x00, 0xb4, //             x 180
       0x00, 0x00, //             reserved
@@ -746,7 +748,7 @@ const GOLDEN: Golden[] = [
       type: "welcome", sessionId: 7, width: 1280, height: 720, fpsMillihertz: 30000, fragmentSize: 1368,
       udpSourcePort: 40002, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_MULTICAST | WELCOME_MULTICAST_LAYERS,
       multicast: { address: "239.255.10.1", port: 9998, streamId: 0x9abcdef0 },
-      layerGroups: [{ port: 10006, width: 640, height: 360, streamId: 0x11 }, { port: 10014, width: 320, height: 180, streamId: 0x22 }],
+      layerGroups: [{ address: "239.255.10.2", port: 9998, width: 640, height: 360, streamId: 0x11 }, { address: "239.255.10.3", port: 9998, width: 320, height: 180, streamId: 0x22 }],
     },
   },
   {
@@ -1357,7 +1359,7 @@ describe("datagram messages (TCP delivery)", () => {
     expect(() => encodeControl({ type: "layer", layer: MAX_DELIVERY_LAYERS })).toThrow(RangeError);
     const w: Welcome = {
       type: "welcome", sessionId: 7, width: 1280, height: 720, fpsMillihertz: 30000, fragmentSize: 1368, udpSourcePort: 40002, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_MULTICAST,
-      multicast: { address: "239.255.10.1", port: 9998, streamId: 1 }, layerGroups: [{ port: 10006, width: 640, height: 360, streamId: 2 }],
+      multicast: { address: "239.255.10.1", port: 9998, streamId: 1 }, layerGroups: [{ address: "239.255.10.2", port: 9998, width: 640, height: 360, streamId: 2 }],
     };
     // The encoder sets the flag from the groups, as it does the signed and camera flags.
     expect(decodeControl(encodeControl(w))).toEqual({ ...w, flags: WELCOME_MULTICAST | WELCOME_MULTICAST_LAYERS });
@@ -1366,8 +1368,10 @@ describe("datagram messages (TCP delivery)", () => {
     expect(decodeError(good.map((b, i) => (i === at ? 0 : b))).code).toBe("bad-value"); // no groups
     expect(decodeError(good.map((b, i) => (i === at ? MAX_DELIVERY_LAYERS : b))).code).toBe("bad-value"); // more than the layers there can be
     expect(decodeError(good.map((b, i) => (i === at + 1 ? 1 : b))).code).toBe("bad-value"); // reserved
-    expect(decodeError(good.map((b, i) => (i === at + 2 + 3 ? 0x81 : b))).code).toBe("bad-value"); // odd width
-    expect(decodeError(good.map((b, i) => (i === at + 2 + 7 ? 1 : b))).code).toBe("bad-value"); // reserved
+    expect(decodeError(good.map((b, i) => (i === at + 2 ? 0x0a : b))).code).toBe("bad-value"); // not a multicast address
+    expect(decodeError(good.map((b, i) => (i === at + 2 + 7 ? 0x81 : b))).code).toBe("bad-value"); // odd width
+    expect(decodeError(good.map((b, i) => (i === at + 2 + 11 ? 1 : b))).code).toBe("bad-value"); // reserved
+    expect(() => encodeControl({ ...w, layerGroups: [{ ...w.layerGroups![0]!, address: "10.0.0.1" }] })).toThrow(RangeError);
     // Layer groups without the multicast group they sit beside.
     const noGroup = good.filter((_, i) => i < 3 + 24 || i >= at).map((b, i) => (i === 3 + 23 ? 0x00 : b));
     noGroup[0] = 0;

@@ -3,6 +3,10 @@
 import { describe, expect, test } from "bun:test";
 import { CLIMB_HOLD_MS, CLIMB_SETTLE_MS, CLIMB_WINDOW_MS, LayerClimber, type LayerMove } from "../lib/receive/layer-climber.ts";
 
+/** The times below are for a settling time of 0.5 s (the default is longer: what a switch takes to stop a group left). */
+const SETTLE_MS = 500;
+const climber = (layers: number, now = 0) => new LayerClimber({ layers, settleMs: SETTLE_MS }, now);
+
 /** A viewer at 10 fps ticking every 250 ms; `lossy(t)` says whether frames at time t are lost. */
 function run(climber: LayerClimber, fromMs: number, toMs: number, lossShare: (t: number, layer: number) => number, counts = { complete: 0, lost: 0 }): { moves: (LayerMove & { at: number })[]; counts: { complete: number; lost: number } } {
   const moves: (LayerMove & { at: number })[] = [];
@@ -20,15 +24,15 @@ function run(climber: LayerClimber, fromMs: number, toMs: number, lossShare: (t:
 
 describe("LayerClimber", () => {
   test("a clean path stays on the full layer", () => {
-    const c = new LayerClimber({ layers: 3 }, 0);
+    const c = climber(3);
     expect(run(c, 0, 60_000, () => 0).moves).toEqual([]);
     expect(c.layer).toBe(0);
   });
 
   test("loss over 5 % drops one layer after the settling time and a whole window, and again as long later if it goes on; never below the smallest", () => {
-    const c = new LayerClimber({ layers: 3 }, 0);
+    const c = climber(3);
     const { moves } = run(c, 0, 20_000, () => 0.2);
-    const step = CLIMB_SETTLE_MS + CLIMB_WINDOW_MS;
+    const step = SETTLE_MS + CLIMB_WINDOW_MS;
     expect(moves.map((m) => [m.at, m.from, m.to, m.why])).toEqual([
       [step, 0, 1, "loss"],
       [2 * step, 1, 2, "loss"],
@@ -38,11 +42,11 @@ describe("LayerClimber", () => {
   });
 
   test("loss at or under 5 % is no reason to move; nor are too few frames to tell", () => {
-    const c = new LayerClimber({ layers: 3 }, 0);
+    const c = climber(3);
     // One frame in 25 lost (4 %).
     let i = 0;
     expect(run(c, 0, 20_000, () => (i++ % 10 === 0 ? 0.4 : 0)).moves).toEqual([]);
-    const slow = new LayerClimber({ layers: 3 }, 0);
+    const slow = climber(3);
     // Half of everything lost, but only 4 frames in a window (2 fps): not judged.
     let counts = { complete: 0, lost: 0 };
     for (let t = 0; t <= 10_000; t += 500) {
@@ -52,7 +56,7 @@ describe("LayerClimber", () => {
   });
 
   test("after the hold it tries the next larger layer; clean there, it stays, and each step up waits a hold", () => {
-    const c = new LayerClimber({ layers: 3 }, 0);
+    const c = climber(3);
     // Lossy for the first 4 s: down to layer 2 by 5 s, then clean.
     const { moves } = run(c, 0, 30_000, (t) => (t < 4000 ? 0.5 : 0));
     expect(moves.map((m) => [m.at, m.to, m.why])).toEqual([
@@ -65,7 +69,7 @@ describe("LayerClimber", () => {
   });
 
   test("a try the loss undoes goes back down a window later, and the hold doubles after each failed try; a try that holds resets it", () => {
-    const c = new LayerClimber({ layers: 2 }, 0);
+    const c = climber(2);
     // The path carries layer 1 but not layer 0, for the first minute; then it carries both.
     const { moves, counts } = run(c, 0, 60_000, (_t, layer) => (layer === 0 ? 0.3 : 0));
     const pairs = moves.map((m) => [m.at, m.to, m.why, m.holdMs]);
@@ -87,7 +91,7 @@ describe("LayerClimber", () => {
   });
 
   test("a move that could not be made is undone; an undone try doubles the hold, an undone drop leaves it", () => {
-    const c = new LayerClimber({ layers: 2 }, 0);
+    const c = climber(2);
     const down = run(c, 0, 2500, () => 0.5).moves;
     expect(down.map((m) => m.to)).toEqual([1]);
     c.revert(2600);
@@ -95,7 +99,7 @@ describe("LayerClimber", () => {
     expect(c.holdMs).toBe(CLIMB_HOLD_MS);
     // The loss goes on: down again, once the full layer's window is judged anew.
     const again = run(c, 2750, 6000, () => 0.5).moves;
-    expect(again.map((m) => [m.at, m.to])).toEqual([[2600 + CLIMB_SETTLE_MS + CLIMB_WINDOW_MS + 150, 1]]);
+    expect(again.map((m) => [m.at, m.to])).toEqual([[2600 + SETTLE_MS + CLIMB_WINDOW_MS + 150, 1]]);
     const probe = run(c, 6250, 12_000, () => 0).moves;
     expect(probe.map((m) => m.why)).toEqual(["probe"]);
     c.revert(12_000);
@@ -105,8 +109,14 @@ describe("LayerClimber", () => {
     expect(c.layer).toBe(1);
   });
 
+  test("by default a group is given CLIMB_SETTLE_MS (a switch's IGMP leave) before its window is judged", () => {
+    const c = new LayerClimber({ layers: 2 }, 0);
+    const { moves } = run(c, 0, 10_000, () => 1);
+    expect(moves.map((m) => m.at)).toEqual([CLIMB_SETTLE_MS + CLIMB_WINDOW_MS]);
+  });
+
   test("one layer: nothing to climb", () => {
-    const c = new LayerClimber({ layers: 1 }, 0);
+    const c = climber(1);
     expect(run(c, 0, 10_000, () => 1).moves).toEqual([]);
     expect(() => new LayerClimber({ layers: 0 }, 0)).toThrow(RangeError);
   });

@@ -8,9 +8,9 @@ import { openGroupReceiver, type GroupReceiver } from "../lib/net/multicast.ts";
 import { Admission, type AdmissionAction, type ConnId } from "../lib/send/admission.ts";
 import { FrameFanout } from "../lib/send/frame-fanout.ts";
 import { newServerStats } from "../lib/send/server-stats.ts";
-import { LAYER_GROUP_PORT_STEP, StreamServer } from "../lib/send/stream-server.ts";
+import { StreamServer } from "../lib/send/stream-server.ts";
 import {
-  ByeReason, CAP_MULTICAST, CAP_MULTICAST_LAYERS, encodeControl, PROTOCOL_VERSION, WELCOME_MULTICAST, WELCOME_MULTICAST_LAYERS, type ControlMessage, type Welcome,
+  ByeReason, CAP_MULTICAST, CAP_MULTICAST_LAYERS, encodeControl, formatIPv4, parseIPv4, PROTOCOL_VERSION, WELCOME_MULTICAST, WELCOME_MULTICAST_LAYERS, type ControlMessage, type Welcome,
 } from "../lib/wire/control.ts";
 import { decodeDatagram } from "../lib/wire/datagram.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
@@ -20,7 +20,9 @@ import { until } from "./helpers/process.ts";
 
 const STREAM = { width: 640, height: 480, fpsMillihertz: 10_000, fragmentSize: 1368, udpSourcePort: 40_000 };
 const GROUP = { address: "239.255.10.1", port: 9998, streamId: 0x5eed };
-const LAYER_GROUPS = [{ port: 9998 + 8, width: 320, height: 240, streamId: 0x1001 }, { port: 9998 + 16, width: 160, height: 120, streamId: 0x1002 }];
+const LAYER_GROUPS = [
+  { address: "239.255.10.2", port: 9998, width: 320, height: 240, streamId: 0x1001 }, { address: "239.255.10.3", port: 9998, width: 160, height: 120, streamId: 0x1002 },
+];
 
 function admission(): Admission {
   let id = 0x100;
@@ -108,27 +110,27 @@ describe("the fan-out's layer groups", () => {
 interface GroupViewer {
   welcome: () => Welcome | undefined;
   messages: ControlMessage[];
-  /** Whole frames by group port: frame number to picture size, signature stripped. */
-  frames: Map<number, Map<number, string>>;
-  /** Datagrams by group port whose session id was not that group's stream id. */
+  /** Whole frames by group address: frame number to picture size, signature stripped. */
+  frames: Map<string, Map<number, string>>;
+  /** Datagrams by a group whose session id was not that group's stream id. */
   foreign: number;
-  join: (port: number, streamId: number) => Promise<void>;
-  leave: (port: number) => void;
+  join: (g: { address: string; port: number; streamId: number }) => Promise<void>;
+  leave: (address: string) => void;
   send: (msg: ControlMessage) => void;
   close: () => void;
 }
 
 async function groupViewer(tcpPort: number, capabilities: number, udpPort: number): Promise<GroupViewer> {
   const reader = new MessageReader();
-  const groups = new Map<number, GroupReceiver>();
+  const groups = new Map<string, GroupReceiver>();
   const v: GroupViewer = {
     welcome: () => v.messages.find((m): m is Welcome => m.type === "welcome"), messages: [], frames: new Map(), foreign: 0,
-    join: async (port, streamId) => {
+    join: async ({ address, port, streamId }) => {
       const parts = new Map<number, Uint8Array[]>();
       const got = new Map<number, string>();
-      v.frames.set(port, got);
-      groups.set(port, await openGroupReceiver({
-        address: GROUP_ADDRESS, port, interfaceAddress: "127.0.0.1", receiveBufferBytes: 1 << 20,
+      v.frames.set(address, got);
+      groups.set(address, await openGroupReceiver({
+        address, port, interfaceAddress: "127.0.0.1", receiveBufferBytes: 1 << 20,
         onDatagram: (buf) => {
           const d = decodeDatagram(new Uint8Array(buf));
           const h = d.header;
@@ -147,9 +149,9 @@ async function groupViewer(tcpPort: number, capabilities: number, udpPort: numbe
         },
       }));
     },
-    leave: (port) => {
-      groups.get(port)?.close();
-      groups.delete(port);
+    leave: (address) => {
+      groups.get(address)?.close();
+      groups.delete(address);
     },
     send: () => {},
     close: () => {},
@@ -167,6 +169,9 @@ async function groupViewer(tcpPort: number, capabilities: number, udpPort: numbe
   return v;
 }
 
+/** The group address `n` after `address`. */
+const plus = (address: string, n: number) => formatIPv4(parseIPv4(address)! + n);
+
 /** A group and base port of our own, so runs beside each other do not share one. */
 const GROUP_ADDRESS = `239.255.${(crypto.getRandomValues(new Uint8Array(1))[0]! % 200) + 20}.${(crypto.getRandomValues(new Uint8Array(1))[0]! % 250) + 1}`;
 const BASE_PORT = 20_000 + (crypto.getRandomValues(new Uint16Array(1))[0]! % 20_000);
@@ -183,69 +188,69 @@ describe("a server with a group per layer, on loopback", () => {
     const older = await groupViewer(server.port, CAP_MULTICAST, 10);
     try {
       const w = picks.welcome()!;
-      // --layers auto on 640x480: half and quarter, each at port + 8L with its own stream id.
+      // --layers auto on 640x480: half and quarter, each at the group's address + L with its own stream id.
       expect(w.layerGroups).toEqual([
-        { port: BASE_PORT + LAYER_GROUP_PORT_STEP, width: 320, height: 240, streamId: expect.any(Number) },
-        { port: BASE_PORT + 2 * LAYER_GROUP_PORT_STEP, width: 160, height: 120, streamId: expect.any(Number) },
+        { address: plus(GROUP_ADDRESS, 1), port: BASE_PORT, width: 320, height: 240, streamId: expect.any(Number) },
+        { address: plus(GROUP_ADDRESS, 2), port: BASE_PORT, width: 160, height: 120, streamId: expect.any(Number) },
       ]);
       expect(new Set([w.multicast!.streamId, ...w.layerGroups!.map((g) => g.streamId)]).size).toBe(3);
       expect(older.welcome()!.layerGroups).toBeUndefined();
       const full = w.multicast!;
       const half = w.layerGroups![0]!;
-      await picks.join(full.port, full.streamId);
-      await older.join(full.port, full.streamId);
+      await picks.join(full);
+      await older.join(full);
       // Layer 1's group joined before anyone says they are in it: nothing may arrive there.
-      await picks.join(half.port, half.streamId);
+      await picks.join(half);
       let seq = 0;
       const frame = () => server.broadcast({ seq, capturedAt: seq * 100_000, width: 640, height: 480, jpeg: jpegs[seq++ % jpegs.length]! });
       for (let i = 0; i < 3; i++) {
         frame();
-        await until(() => picks.frames.get(full.port)!.has(seq - 1) && older.frames.get(full.port)!.has(seq - 1), 3000, "full frames by the group");
+        await until(() => picks.frames.get(full.address)!.has(seq - 1) && older.frames.get(full.address)!.has(seq - 1), 3000, "full frames by the group");
       }
       expect(server.stats.layerFramesEncoded).toBe(0);
-      expect(picks.frames.get(half.port)!.size).toBe(0);
+      expect(picks.frames.get(half.address)!.size).toBe(0);
 
       // Into layer 1's group, out of the full one's.
-      picks.leave(full.port);
+      picks.leave(full.address);
       picks.send({ type: "layer", layer: 1 });
       await until(() => server.stats.groupLayerMoves === 1, 3000, "the move heard");
       const from = seq;
       for (let i = 0; i < 5; i++) {
         frame();
-        await until(() => older.frames.get(full.port)!.has(seq - 1), 3000, "the older viewer's full frame");
+        await until(() => older.frames.get(full.address)!.has(seq - 1), 3000, "the older viewer's full frame");
       }
-      await until(() => picks.frames.get(half.port)!.size >= 3, 3000, "half-size frames by layer 1's group");
-      expect(new Set(picks.frames.get(half.port)!.values())).toEqual(new Set(["320x240"]));
-      expect([...picks.frames.get(half.port)!.keys()].every((n) => n >= from)).toBe(true);
-      expect(new Set([...older.frames.get(full.port)!.values()])).toEqual(new Set(["640x480"]));
+      await until(() => picks.frames.get(half.address)!.size >= 3, 3000, "half-size frames by layer 1's group");
+      expect(new Set(picks.frames.get(half.address)!.values())).toEqual(new Set(["320x240"]));
+      expect([...picks.frames.get(half.address)!.keys()].every((n) => n >= from)).toBe(true);
+      expect(new Set([...older.frames.get(full.address)!.values()])).toEqual(new Set(["640x480"]));
       expect(server.stats.layerFramesEncoded).toBeGreaterThan(0);
       expect(server.stats.layerGroupFramesSent).toBe(server.stats.layerFramesEncoded);
       expect(picks.foreign + older.foreign).toBe(0);
 
       // Back to the full layer: layer 1 costs nothing again.
-      await picks.join(full.port, full.streamId);
+      await picks.join(full);
       picks.send({ type: "layer", layer: 0 });
       await until(() => server.stats.groupLayerMoves === 2, 3000, "the move back heard");
       const encoded = server.stats.layerFramesEncoded;
       const back = seq;
       for (let i = 0; i < 3; i++) {
         frame();
-        await until(() => picks.frames.get(full.port)!.has(seq - 1), 3000, "full frames again");
+        await until(() => picks.frames.get(full.address)!.has(seq - 1), 3000, "full frames again");
       }
       // A copy of the frame broadcast just before the move may still have been in the making.
       expect(server.stats.layerFramesEncoded).toBeLessThanOrEqual(encoded + 1);
-      expect([...picks.frames.get(half.port)!.keys()].filter((n) => n >= back)).toEqual([]);
+      expect([...picks.frames.get(half.address)!.keys()].filter((n) => n >= back)).toEqual([]);
     } finally {
       picks.close();
       older.close();
     }
   });
 
-  test("a port with no room for the layer groups is refused at start, naming the way out", async () => {
+  test("a group address with no room for the layer groups after it is refused at start, naming the way out", async () => {
     const log = memoryLogger("server");
     await expect(StreamServer.start({
       port: 0, bind: "127.0.0.1", mtu: 1400, maxClients: 4, log, stream: { width: 640, height: 480, fps: 10 },
-      multicast: { address: GROUP_ADDRESS, port: 65_530, ttl: 1, interfaceAddress: "127.0.0.1" },
+      multicast: { address: "239.255.255.254", port: BASE_PORT, ttl: 1, interfaceAddress: "127.0.0.1" },
     })).rejects.toThrow("--layers off");
   });
 });

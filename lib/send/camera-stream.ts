@@ -39,7 +39,7 @@ export class CameraStream {
     readonly repair: RepairServer | null,
     readonly group: { address: string; port: number; streamId: number } | null,
     readonly layerEncoder: LayerEncoder | null,
-    /** With a group and smaller layers: each smaller layer's own group (layer 1, 2, ...), at the group's address. */
+    /** With a group and smaller layers: each smaller layer's own group (layer 1, 2, ...). */
     readonly layerGroups: readonly LayerGroup[] = [],
   ) {}
 

@@ -74,9 +74,9 @@ export interface FanoutOptions {
   group: { address: string; port: number; streamId: number } | null;
   /**
    * With a group: the smaller layers' own groups (layer 1, 2, ... in order, at most one
-   * fewer than `layers`), at the group's address. A member in one is sent that layer.
+   * fewer than `layers`). A member in one is sent that layer.
    */
-  layerGroups?: { port: number; streamId: number }[];
+  layerGroups?: { address: string; port: number; streamId: number }[];
   /** Shared with the server: the send counters are bumped here. */
   stats: ServerStats;
   /** A failed send, worth a (throttled) warning. */
@@ -145,13 +145,13 @@ export class FrameFanout {
     this.#frameIntervalMs = 1000 / opts.fps;
     this.#now = opts.now ?? (() => performance.now());
     const g = opts.group;
-    const group = (layer: number, port: number, streamId: number): GroupStream => ({
-      kind: "group", layer, members: 0, fragmenter: new Fragmenter(opts.mtu), target: { address: g!.address, port }, streamId,
+    const group = (layer: number, to: { address: string; port: number; streamId: number }): GroupStream => ({
+      kind: "group", layer, members: 0, fragmenter: new Fragmenter(opts.mtu), target: { address: to.address, port: to.port }, streamId: to.streamId,
     });
-    this.#groups = g ? [group(0, g.port, g.streamId)] : [];
+    this.#groups = g ? [group(0, g)] : [];
     const extra = opts.layerGroups ?? [];
     if (g && extra.length >= Math.max(1, this.#layers.length)) throw new RangeError(`${extra.length} layer groups for ${this.#layers.length} layers`);
-    if (g) extra.forEach((l, i) => this.#groups.push(group(i + 1, l.port, l.streamId)));
+    if (g) extra.forEach((l, i) => this.#groups.push(group(i + 1, l)));
   }
 
   /** Sessions being sent to. */

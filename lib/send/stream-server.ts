@@ -2,7 +2,7 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_REPAIR, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_VERIFY, SourceState, WELCOME_REPAIR, WELCOME_SOURCE_STATUS, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, MAX_WELCOME_CAMERAS, type ControlMessage, type Delivery, type LayerGroup, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
+import { CAP_REPAIR, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_VERIFY, SourceState, WELCOME_REPAIR, WELCOME_SOURCE_STATUS, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, formatIPv4, isMulticastIPv4, parseIPv4, type ControlMessage, type Delivery, type LayerGroup, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
 import { frameMessages, TcpDelivery, type TransportOutcome } from "./tcp-delivery.ts";
 import { unsentBytes } from "../net/tcp-queue.ts";
 import { socketFd as fdOf } from "../net/udp-buffer.ts";
@@ -10,6 +10,7 @@ import type { SendCounters } from "./sessions.ts";
 import { DEFAULT_LAYER_QUALITY, LayerEncoder, type LayerFrames } from "./layer-encoder.ts";
 import { StartError } from "./start-error.ts";
 import { layerPlan } from "./layer-plan.ts";
+import type { Size } from "./layer-ladder.ts";
 import { RepairServer } from "./repair-server.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
@@ -78,11 +79,6 @@ export const DEFAULT_SPREAD = 0.25;
 /** At most one warning line per kind in this interval (a dead peer can cause one per datagram). */
 const SEND_WARN_MS = 5000;
 
-/**
- * Layer L of camera C is sent to the --multicast port + C + L x this: one more than the
- * highest camera number, so no camera's layer group lands on another camera's port.
- */
-export const LAYER_GROUP_PORT_STEP = MAX_WELCOME_CAMERAS;
 
 /**
  * How often admission hears the time: heartbeats, the hello deadline and the
@@ -94,6 +90,25 @@ const TICK_MS = 100;
 const SEND_BUFFER_BYTES = 4 << 20;
 
 export { StartError };
+
+/**
+ * The smaller layers' groups of a camera whose full layer goes to `address`:`port`: layer
+ * L at the address + L, on the same port. An address of its own, not a port: IGMP
+ * (and a switch's snooping) joins and leaves addresses, so a viewer that leaves a layer
+ * for a smaller one stops receiving it only when the two differ in address (measured:
+ * with one address and a port per layer, a viewer behind a 6 Mbit/s link that moved to
+ * the quarter picture still had every layer forwarded to it, and lost every frame). Each
+ * its own stream id, so a datagram of one size is never taken for another's under the
+ * same frame number. A StartError when an address would leave 224.0.0.0/4.
+ */
+function layerGroupsOf(address: string, port: number, smaller: readonly Size[]): LayerGroup[] {
+  const base = parseIPv4(address)!;
+  return smaller.map((l, i) => {
+    const a = base + i + 1;
+    if (!isMulticastIPv4(a)) throw new StartError(`multicast group ${address} leaves no room for ${smaller.length} layer groups after it (${formatIPv4(base + 1)}...); choose a lower group address or --layers off`);
+    return { address: formatIPv4(a), port, width: l.width, height: l.height, streamId: randomStreamId() };
+  });
+}
 
 /** A non-zero u32: the session id of the group's datagrams. */
 function randomStreamId(): number {
@@ -365,12 +380,7 @@ export class StreamServer implements AsyncDisposable {
     const group = g ? { address: g.address, port: g.port + index, streamId } : null;
     const repair = this.#opts.repair ? new RepairServer(this.#opts.repair) : null;
     const layers = layerPlan(this.#opts.layers, o, this.#encrypted);
-    // Layer L of camera C at port + C + 8L: the full layers keep the ports they had
-    // (port + C, C < 8), and no two cameras' layers share one. Each its own stream id,
-    // so a datagram of one size is never taken for the other's under the same frame number.
-    const layerGroups: LayerGroup[] = g ? layers.slice(1).map((l, i) => ({ port: g.port + index + LAYER_GROUP_PORT_STEP * (i + 1), width: l.width, height: l.height, streamId: randomStreamId() })) : [];
-    const top = layerGroups.at(-1);
-    if (g && top && top.port > 0xffff) throw new StartError(`multicast port ${g.port} leaves no room for camera ${index}'s ${layers.length} layer groups (they take ports up to ${top.port}); choose a lower port or --layers off`);
+    const layerGroups: LayerGroup[] = g ? layerGroupsOf(g.address, g.port + index, layers.slice(1)) : [];
     const fanout = new FrameFanout({
       socket: this.#udp, mtu: this.#opts.mtu, fps: o.fps, spread: this.#opts.spread, group, stats: this.stats, warnSend: this.#warnSend, repair,
       layerGroups, layers, tell: (id, msg) => this.#tellSession(id, msg),

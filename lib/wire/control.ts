@@ -315,8 +315,8 @@ export const WELCOME_CAMERA = 0x80;
  */
 export const WELCOME_MULTICAST_LAYERS = 0x100;
 const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR | WELCOME_TCP_DELIVERY | WELCOME_SOURCE_STATUS | WELCOME_CAMERA | WELCOME_MULTICAST_LAYERS;
-/** Bytes of one entry of a welcome's layer groups block: port, width, height, reserved, stream id. */
-export const WELCOME_LAYER_GROUP_SIZE = 12;
+/** Bytes of one entry of a welcome's layer groups block: address, port, width, height, reserved, stream id. */
+export const WELCOME_LAYER_GROUP_SIZE = 16;
 /** Longest camera selector or name on the wire (lib/wire/camera-name.ts MAX_CAMERA_NAME). */
 export const MAX_CAMERA_BYTES = 32;
 /** Cameras a welcome may say the server has. */
@@ -488,8 +488,14 @@ export interface WelcomeCamera {
   name: string;
 }
 
-/** One smaller layer's multicast group: same address as the full layer's, its own port and stream id. */
+/**
+ * One smaller layer's multicast group: an address of its own (IGMP joins and leaves
+ * addresses, not ports, so only a group of its own stops reaching a viewer that leaves
+ * it), its port and its stream id.
+ */
 export interface LayerGroup {
+  /** IPv4 dotted quad in 224.0.0.0/4. */
+  address: string;
   /** UDP port, 1..65535. */
   port: number;
   /** The layer's picture size: even sides, at least MIN_LAYER_SIDE. */
@@ -923,6 +929,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
         if (!msg.multicast) throw new RangeError("welcome layerGroups: only with a multicast group");
         checkInt("welcome layerGroups count", msg.layerGroups.length, 1, MAX_DELIVERY_LAYERS - 1);
         for (const g of msg.layerGroups) {
+          checkGroupAddress("welcome layer group address", g.address);
           checkInt("welcome layer group port", g.port, 1, 0xffff);
           checkSide("welcome layer group width", g.width);
           checkSide("welcome layer group height", g.height);
@@ -1036,7 +1043,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       if (msg.camera) w.u8(msg.camera.index).u8(msg.camera.count).u8(msg.camera.name.length).bytes(ascii.encode(msg.camera.name));
       if (msg.layerGroups) {
         w.u8(msg.layerGroups.length).u8(0);
-        for (const g of msg.layerGroups) w.u16(g.port).u16(g.width).u16(g.height).u16(0).u32(g.streamId);
+        for (const g of msg.layerGroups) w.u32(parseIPv4(g.address)!).u16(g.port).u16(g.width).u16(g.height).u16(0).u32(g.streamId);
       }
       if (msg.resume) w.bytes(msg.resume);
       break;
@@ -1296,12 +1303,14 @@ function decodeWelcome(r: BodyReader): Welcome {
     if (reserved !== 0) throw new DecodeError("bad-value", `welcome layer groups reserved byte ${hex(reserved)}, expected 0`);
     msg.layerGroups = [];
     for (let i = 0; i < count; i++) {
+      const address = r.u32("layer group address");
+      if (!isMulticastIPv4(address)) throw new DecodeError("bad-value", `welcome layer group address ${hex(address, 4)} is not in 224.0.0.0/4`);
       const port = range("welcome layer group port", r.u16("layer group port"), 1, 0xffff);
       const width = decodeSide(r, "width", "welcome layer group");
       const height = decodeSide(r, "height", "welcome layer group");
       const pad = r.u16("layer group reserved");
       if (pad !== 0) throw new DecodeError("bad-value", `welcome layer group reserved field ${hex(pad, 2)}, expected 0`);
-      msg.layerGroups.push({ port, width, height, streamId: r.u32("layer group stream id") });
+      msg.layerGroups.push({ address: formatIPv4(address), port, width, height, streamId: r.u32("layer group stream id") });
     }
     fixed += 2 + WELCOME_LAYER_GROUP_SIZE * count;
   }
