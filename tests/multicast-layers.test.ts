@@ -195,6 +195,7 @@ describe("a server with a group per layer, on loopback", () => {
       ]);
       expect(new Set([w.multicast!.streamId, ...w.layerGroups!.map((g) => g.streamId)]).size).toBe(3);
       expect(older.welcome()!.layerGroups).toBeUndefined();
+      expect(server.layerGroups).toEqual(w.layerGroups!);
       const full = w.multicast!;
       const half = w.layerGroups![0]!;
       await picks.join(full);

@@ -214,6 +214,11 @@ export class StreamServer implements AsyncDisposable {
     return g && { ...g };
   }
 
+  /** Camera 0's smaller layers' own groups (layer 1, 2, ...); empty without a group or layers. */
+  get layerGroups(): LayerGroup[] {
+    return this.#cameras[0]!.layerGroups.map((g) => ({ ...g }));
+  }
+
   /** Every camera by number: its name and picture, its signing key's fingerprint, its group, whether it delivers, its viewers of every kind. */
   get cameras(): { name: string; width: number; height: number; fps: number; fingerprint: string; group: { address: string; port: number; streamId: number } | null; available: boolean; viewers: number; framesBroadcast: number }[] {
     return this.#cameras.map((c) => ({
