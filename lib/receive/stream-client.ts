@@ -16,7 +16,7 @@ import { DEFAULT_RECEIVE_BUFFER, enlargeBuffer, enlargeReceiveBuffer, socketFd, 
 import { TransportChoice, type ChoiceAction, type ChoiceInput, type TransportMode } from "./transport-choice.ts";
 import { plainAddress } from "../net/address.ts";
 import { openGroupReceiver, type GroupReceiver } from "../net/multicast.ts";
-import { LayerClimber, type LayerMove } from "./layer-climber.ts";
+import { LayerClimber, type LayerClimberOptions, type LayerMove } from "./layer-climber.ts";
 
 /** How often the reassembler gives up on stale partial frames (its timeout is 500 ms), and the handshake is ticked. */
 const TICK_MS = 100;
@@ -97,6 +97,8 @@ export interface StreamClientOptions {
    * loss, or a try of a larger picture), or a move could not be made and was undone.
    */
   onGroupLayer?: (e: { move: LayerMove; width: number; height: number } | { undone: LayerMove; text: string }) => void;
+  /** The layer climber's timings and thresholds (default lib/receive/layer-climber.ts's; tests shorten them). */
+  climb?: Omit<LayerClimberOptions, "layers">;
   /** The group did not reach this viewer: the server was asked for unicast. */
   onFallback?: (reason: FallbackReason, text: string) => void;
   /** The server said what it sends this viewer now (checked against the welcome). */
@@ -449,7 +451,7 @@ export class StreamClient implements AsyncDisposable {
     const g = welcome.multicast;
     if (!g || !welcome.layerGroups || !localIp) return;
     const groups = [{ address: g.address, port: g.port, streamId: g.streamId, width: welcome.width, height: welcome.height }, ...welcome.layerGroups];
-    this.#layers = { localIp, groups, climber: new LayerClimber({ layers: groups.length }, this.#now()), gap: null, gapFrames: 0 };
+    this.#layers = { localIp, groups, climber: new LayerClimber({ ...this.#opts.climb, layers: groups.length }, this.#now()), gap: null, gapFrames: 0 };
   }
 
   /**
