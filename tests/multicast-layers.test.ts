@@ -99,6 +99,23 @@ describe("the fan-out's layer groups", () => {
     f.close();
   });
 
+  test("a member's repairs are cut from the layer each frame went to it at, though it moved since; a frame of a layer it was not in was never sent to it", () => {
+    const f = fanout();
+    f.start(target(1, "multicast"));
+    const frame = (seq: number) => ({ seq, capturedAt: seq, width: 640, height: 480, jpeg: new Uint8Array(100) });
+    f.send(frame(1), null, 0);
+    f.groupLayer(1, 2);
+    // Frame 1's half-size copy comes after the move: not this member's.
+    f.send(frame(1), null, 1);
+    f.send(frame(2), null, 0);
+    f.send(frame(2), null, 2);
+    expect([f.layerOf(1, 1), f.layerOf(1, 2)]).toEqual([0, 2]);
+    expect(f.sent(1)!.framesSent).toBe(2);
+    // Frame 3 is not cut yet: its layer will be the member's current one.
+    expect(f.layerOf(1, 3)).toBe(2);
+    f.close();
+  });
+
   test("more layer groups than smaller layers is a bug, refused at once", () => {
     expect(() => new FrameFanout({
       socket: {} as never, mtu: 1400, fps: 10, spread: 0.25, group: GROUP, stats: newServerStats(), warnSend: () => {}, layers: [{ width: 640, height: 480 }], layerGroups: LAYER_GROUPS,

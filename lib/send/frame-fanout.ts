@@ -256,9 +256,9 @@ export class FrameFanout {
     // The rest of the frame being paced goes to the group.
     this.#leave(stream);
     stream.delivery = "unicast";
-    // Sent alone at the full size, as any viewer that fell back.
+    // Sent alone at the full size, as any viewer that fell back (what it was sent by the
+    // group stays remembered at the layer it was sent at, for its repairs).
     stream.groupLayer = 0;
-    stream.sentFrames.clear();
   }
 
   /**

@@ -748,8 +748,7 @@ export class StreamServer implements AsyncDisposable {
           break;
         }
         case "group-layer":
-          if (conn.sessionId === a.sessionId) this.#cameras[conn.camera]!.fanout.groupLayer(a.sessionId, a.layer);
-          this.stats.groupLayerMoves++;
+          if (conn.sessionId === a.sessionId && this.#cameras[conn.camera]!.fanout.groupLayer(a.sessionId, a.layer)) this.stats.groupLayerMoves++;
           break;
         case "unicast":
           if (conn.sessionId !== null) this.#cameras[conn.camera]!.fanout.unicast(conn.sessionId);
