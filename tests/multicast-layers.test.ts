@@ -5,13 +5,15 @@ import { describe, expect, test } from "bun:test";
 import { cv } from "../lib/native/cv.ts";
 import { SIGNATURE_SIZE } from "../lib/net/frame-signature.ts";
 import { openGroupReceiver, type GroupReceiver } from "../lib/net/multicast.ts";
+import { Handshake, type HandshakeAction } from "../lib/receive/handshake.ts";
 import { Admission, type AdmissionAction, type ConnId } from "../lib/send/admission.ts";
 import { FrameFanout } from "../lib/send/frame-fanout.ts";
 import { newServerStats } from "../lib/send/server-stats.ts";
 import { StreamServer } from "../lib/send/stream-server.ts";
 import {
-  ByeReason, CAP_MULTICAST, CAP_MULTICAST_LAYERS, encodeControl, formatIPv4, parseIPv4, PROTOCOL_VERSION, WELCOME_MULTICAST, WELCOME_MULTICAST_LAYERS, type ControlMessage, type Welcome,
+  ByeReason, CAP_MULTICAST, CAP_MULTICAST_LAYERS, encodeControl, formatIPv4, parseIPv4, PROTOCOL_VERSION, WELCOME_MULTICAST, WELCOME_MULTICAST_LAYERS, type ControlMessage, type Hello, type Welcome,
 } from "../lib/wire/control.ts";
+import { welcome } from "./helpers/fake-server.ts";
 import { decodeDatagram } from "../lib/wire/datagram.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
@@ -72,6 +74,32 @@ describe("admission with a group per layer", () => {
     expect(out.some((a) => a.kind === "group-layer")).toBe(false);
     join(m, 2, CAP_MULTICAST);
     expect(sentTo(m.received(2, { type: "layer", layer: 1 }, 100), 2)).toContainEqual({ type: "bye", reason: ByeReason.ProtocolError });
+  });
+});
+
+describe("the viewer's machine", () => {
+  const machine = (multicast?: boolean) => new Handshake({
+    server: "10.77.0.1:9999", udpPort: 5000, multicast, wallClockMicros: () => 1,
+    report: () => ({ type: "report", framesReceived: 0, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0 }),
+    totals: () => ({ framesReceived: 0, framesLost: 0, framesIncomplete: 0, framesRecorded: 0 }),
+  });
+  const hello = (m: Handshake) => {
+    m.push({ type: "start" }, 0);
+    return (m.push({ type: "connected" }, 0)[0] as Extract<HandshakeAction, { type: "send" }>).msg as Hello;
+  };
+
+  test("offers to pick its own layer's group exactly when it offers to join a group", () => {
+    expect(hello(machine()).capabilities & (CAP_MULTICAST | CAP_MULTICAST_LAYERS)).toBe(CAP_MULTICAST | CAP_MULTICAST_LAYERS);
+    expect(hello(machine(false)).capabilities & (CAP_MULTICAST | CAP_MULTICAST_LAYERS)).toBe(0);
+  });
+
+  test("a welcome listing a layer larger than its stream is not believed (its size would be taken as a frame size)", () => {
+    const m = machine();
+    hello(m);
+    const w = welcome({ width: 640, height: 480, flags: WELCOME_MULTICAST, multicast: GROUP, layerGroups: [{ ...LAYER_GROUPS[0]!, width: 1280, height: 960 }] });
+    const out = m.push({ type: "message", msg: w }, 0);
+    expect(out.some((a) => a.type === "receive")).toBe(false);
+    expect(JSON.stringify(out.map((a) => ("error" in a ? a.error?.message : "cause" in a ? (a.cause as Error).message : a.type)))).toContain("layer group of 1280x960, larger than its stream's 640x480");
   });
 });
 
