@@ -133,7 +133,9 @@ async function main(): Promise<number> {
   } else {
     log.info("started", { source: first.description, size: `${first.width}x${first.height}`, fps: first.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
   }
-  if (group) log.info("multicast: each datagram is sent once to the group; viewers it does not reach get unicast", { group: `${group.address}:${group.port}`, ttl: multicast!.ttl, interface: multicast!.interfaceAddress ?? "by route", cameras: several ? `port + camera number (${group.port}..${group.port + cameras.length - 1})` : undefined });
+  // Each smaller layer in a group of its own, by address: viewers pick theirs by their loss (docs/protocol.md 8.1).
+  const layerGroups = server.layerGroups.map((g) => `${g.width}x${g.height}=${g.address}`).join(",");
+  if (group) log.info("multicast: each datagram is sent once to the group; viewers it does not reach get unicast", { group: `${group.address}:${group.port}`, ttl: multicast!.ttl, interface: multicast!.interfaceAddress ?? "by route", cameras: several ? `port + camera number (${group.port}..${group.port + cameras.length - 1})` : undefined, layerGroups: layerGroups || undefined });
   if (token) log.info("token required: viewers prove it, frames are encrypted", { tokenFile: token.file?.path });
   else log.warn("no token: anyone on the network can watch this stream; start with --token auto to require one");
   if (several) {

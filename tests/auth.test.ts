@@ -13,7 +13,7 @@ import { ConnectError, Handshake, type HandshakeAction } from "../lib/receive/ha
 import { Admission, type AdmissionAction, type AdmissionOptions } from "../lib/send/admission.ts";
 import { AuthLockout } from "../lib/send/auth-lockout.ts";
 import {
-  CAP_CAMERA, CAP_DECRYPT, CAP_MULTICAST, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED,
+  CAP_CAMERA, CAP_DECRYPT, CAP_MULTICAST, CAP_MULTICAST_LAYERS, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_PATH_REPORTS, CAP_RESUME, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED,
   type Challenge, type ControlMessage, type Hello, type Response, type Welcome,
 } from "../lib/wire/control.ts";
 
@@ -140,7 +140,7 @@ describe("token handshake, both machines", () => {
     expect(seen.serverChannel.secured && seen.clientChannel.secured).toBe(true);
     // Capabilities: token auth, decryption, resume, joining a multicast group, frames over TCP, and naming its camera.
     const hello = seen.clientActions.find((a) => a.type === "send")! as { msg: Hello };
-    expect(hello.msg.capabilities).toBe(CAP_TOKEN_AUTH | CAP_DECRYPT | CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_TCP_DELIVERY | CAP_SOURCE_STATUS | CAP_CAMERA);
+    expect(hello.msg.capabilities).toBe(CAP_TOKEN_AUTH | CAP_DECRYPT | CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_MULTICAST_LAYERS | CAP_TCP_DELIVERY | CAP_SOURCE_STATUS | CAP_CAMERA);
   });
 
   test("a wrong token on the viewer: refused with reason 4 (final), logged refused reason=auth; the viewer says so", () => {

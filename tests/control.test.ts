@@ -29,6 +29,8 @@ import {
   type Welcome,
   type PathCounters,
   type Delivery,
+  CAP_MULTICAST_LAYERS,
+  WELCOME_MULTICAST_LAYERS,
   MAX_QUEUE_DELAY_MS,
 } from "../lib/wire/control.ts";
 import { MAX_LAYERS, MIN_LAYER_WIDTH } from "../lib/send/layer-ladder.ts";
@@ -709,6 +711,68 @@ const GOLDEN: Golden[] = [
       udpSourcePort: 40000, heartbeatMs: 1000, timeoutMs: 5000, flags: 0x80, camera: { index: 1, count: 2, name: "doc" },
     },
   },
+  {
+    name: "welcome to a multicast group with a group per layer",
+    bytes: [
+      0x00, 0x47, //             length 71 = type + 24 + 12 multicast + 2 + 2 x 16 layer groups
+      0x02, //                   type welcome
+      0x00, 0x00, 0x00, 0x07, // session id 7
+      0x05, 0x00, //             width 1280
+      0x02, 0xd0, //             height 720
+      0x00, 0x00, 0x75, 0x30, // fps 30
+      0x05, 0x58, //             fragment size 1368
+      0x9c, 0x42, //             UDP source port 40002
+      0x03, 0xe8, //             heartbeat every 1000 ms
+      0x13, 0x88, //             timeout 5000 ms
+      0x00, 0x00, 0x01, 0x02, // server flags: multicast, multicast layers
+      0xef, 0xff, 0x0a, 0x01, // group 239.255.10.1
+      0x27, 0x0e, //             group port 9998: the full layer
+      0x00, 0x00, //             reserved
+      0x9a, 0xbc, 0xde, 0xf0, // stream id of the full layer's group
+      0x02, //                   two layer groups
+      0x00, //                   reserved
+      0xef, 0xff, 0x0a, 0x02, // layer 1's group 239.255.10.2
+      0x27, 0x0e, //             port 9998
+      0x02, 0x80, //             640
+      0x01, 0x68, //             x 360
+      0x00, 0x00, //             reserved
+      0x00, 0x00, 0x00, 0x11, // layer 1's stream id
+      0xef, 0xff, 0x0a, 0x03, // layer 2's group 239.255.10.3
+      0x27, 0x0e, //             port 9998
+      0x01, 0x40, //             320
+      0x00, 0xb4, //             x 180
+      0x00, 0x00, //             reserved
+      0x00, 0x00, 0x00, 0x22, // layer 2's stream id
+    ],
+    msg: {
+      type: "welcome", sessionId: 7, width: 1280, height: 720, fpsMillihertz: 30000, fragmentSize: 1368,
+      udpSourcePort: 40002, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_MULTICAST | WELCOME_MULTICAST_LAYERS,
+      multicast: { address: "239.255.10.1", port: 9998, streamId: 0x9abcdef0 },
+      layerGroups: [{ address: "239.255.10.2", port: 9998, width: 640, height: 360, streamId: 0x11 }, { address: "239.255.10.3", port: 9998, width: 320, height: 180, streamId: 0x22 }],
+    },
+  },
+  {
+    name: "layer: the viewer moved to layer 1's group",
+    bytes: [
+      0x00, 0x03, //             length 3 = type + 2
+      0x12, //                   type layer
+      0x01, //                   layer 1
+      0x00, //                   reserved
+    ],
+    msg: { type: "layer", layer: 1 },
+  },
+  {
+    name: "layer: back on the full layer's group, tagged",
+    bytes: [
+      0x00, 0x13, //             length 19 = type + 2 + tag 16
+      0x92, //                   type layer, T set
+      0x00, //                   layer 0
+      0x00, //                   reserved
+      0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, // tag
+      0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf,
+    ],
+    msg: { type: "layer", layer: 0, tag: bytes(0xc0, 16) },
+  },
 ];
 
 function decodeError(bytes: Uint8Array | number[]): DecodeError {
@@ -742,7 +806,7 @@ function frame(type: number, body: number[]): number[] {
 describe("golden control messages", () => {
   test("the table covers every message type", () => {
     // repair and gone: tests/repair-wire.test.ts; datagram (a viewer's reader only): "datagram messages" below.
-    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback", "delivery", "switch", "transport", "source"]));
+    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback", "delivery", "switch", "transport", "source", "layer"]));
     expect(GOLDEN.filter((g) => g.msg.tag).length).toBeGreaterThan(1);
   });
 
@@ -829,11 +893,11 @@ describe("framing", () => {
     expect(peekMessageSize(Uint8Array.from([0x03, 0xfe, 0x05]))).toBe(1024);
   });
 
-  test("every type byte but 1..13 and 15..17, with or without the T bit, is bad-type (14, datagram, to a server's reader too)", () => {
+  test("every type byte but 1..13 and 15..18, with or without the T bit, is bad-type (14, datagram, to a server's reader too)", () => {
     for (let t = 0; t < 256; t++) {
       const type = t & 0x7f;
       // repair (12) and gone (13) are tested in tests/repair-wire.test.ts
-      if (type >= 1 && type <= 17 && type !== 14) continue;
+      if (type >= 1 && type <= 18 && type !== 14) continue;
       const e = decodeError(frame(t, new Array(24).fill(0)));
       expect(e.code).toBe("bad-type");
       expect(e.message).toContain(`0x${t.toString(16).padStart(2, "0")}`);
@@ -918,7 +982,7 @@ describe("out-of-range values are bad-value", () => {
     ["welcome UDP source port 0", body("welcome", 14, [0, 0]), "bad-value"],
     ["welcome heartbeat 0", body("welcome", 16, [0, 0]), "bad-value"],
     ["welcome timeout equal to the heartbeat", body("welcome", 18, [0x03, 0xe8]), "bad-value"],
-    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 1, 0]), "bad-value"],
+    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 2, 0]), "bad-value"],
     ["welcome with the camera flag but no camera", body("welcome", 20, [0, 0, 0, 128]), "truncated"],
     ["welcome naming camera 2 of 2", body("welcome naming its camera", 24, [2]), "bad-value"],
     ["welcome naming camera 0 of 0", body("welcome naming its camera", 24, [0, 0]), "bad-value"],
@@ -1271,7 +1335,7 @@ describe("datagram messages (TCP delivery)", () => {
       type: "welcome", sessionId: 1, width: 640, height: 480, fpsMillihertz: 30000, fragmentSize: 1368, udpSourcePort: 5000, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_TCP_DELIVERY,
     };
     expect(decodeControl(encodeControl(w))).toEqual(w);
-    expect(decodeError([...encodeControl(w)].map((b, i) => (i === 3 + 20 + 2 ? 0x01 : b))).message).toContain("5 (tcp delivery), 6 (source status) and 7 (camera)");
+    expect(decodeError([...encodeControl(w)].map((b, i) => (i === 3 + 20 + 2 ? 0x02 : b))).message).toContain("5 (tcp delivery), 6 (source status), 7 (camera) and 8 (multicast layers)");
   });
 
   test("the camera's status takes the next free bits and type; a state or reserved byte it does not know is bad-value", () => {
@@ -1283,6 +1347,39 @@ describe("datagram messages (TCP delivery)", () => {
     expect(decodeError(frame(17, [1, 1])).code).toBe("bad-value");
     expect(decodeError(frame(17, [1])).code).toBe("truncated");
     expect(() => encodeControl({ type: "source", state: 5 as SourceState })).toThrow(RangeError);
+  });
+
+  test("multicast layers take the next free bits and type; a layer past MAX_DELIVERY_LAYERS, odd sizes and reserved bits are refused", () => {
+    expect(CAP_MULTICAST_LAYERS).toBe(0x400);
+    expect(WELCOME_MULTICAST_LAYERS).toBe(0x100);
+    expect(MessageType.Layer).toBe(18);
+    expect(decodeError(frame(18, [MAX_DELIVERY_LAYERS, 0])).code).toBe("bad-value");
+    expect(decodeError(frame(18, [1, 1])).code).toBe("bad-value");
+    expect(decodeError(frame(18, [1])).code).toBe("truncated");
+    expect(() => encodeControl({ type: "layer", layer: MAX_DELIVERY_LAYERS })).toThrow(RangeError);
+    const w: Welcome = {
+      type: "welcome", sessionId: 7, width: 1280, height: 720, fpsMillihertz: 30000, fragmentSize: 1368, udpSourcePort: 40002, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_MULTICAST,
+      multicast: { address: "239.255.10.1", port: 9998, streamId: 1 }, layerGroups: [{ address: "239.255.10.2", port: 9998, width: 640, height: 360, streamId: 2 }],
+    };
+    // The encoder sets the flag from the groups, as it does the signed and camera flags.
+    expect(decodeControl(encodeControl(w))).toEqual({ ...w, flags: WELCOME_MULTICAST | WELCOME_MULTICAST_LAYERS });
+    const good = [...encodeControl(w)];
+    const at = 3 + 24 + 12;
+    expect(decodeError(good.map((b, i) => (i === at ? 0 : b))).code).toBe("bad-value"); // no groups
+    expect(decodeError(good.map((b, i) => (i === at ? MAX_DELIVERY_LAYERS : b))).code).toBe("bad-value"); // more than the layers there can be
+    expect(decodeError(good.map((b, i) => (i === at + 1 ? 1 : b))).code).toBe("bad-value"); // reserved
+    expect(decodeError(good.map((b, i) => (i === at + 2 ? 0x0a : b))).code).toBe("bad-value"); // not a multicast address
+    expect(decodeError(good.map((b, i) => (i === at + 2 + 7 ? 0x81 : b))).code).toBe("bad-value"); // odd width
+    expect(decodeError(good.map((b, i) => (i === at + 2 + 11 ? 1 : b))).code).toBe("bad-value"); // reserved
+    expect(() => encodeControl({ ...w, layerGroups: [{ ...w.layerGroups![0]!, address: "10.0.0.1" }] })).toThrow(RangeError);
+    // Layer groups without the multicast group they sit beside.
+    const noGroup = good.filter((_, i) => i < 3 + 24 || i >= at).map((b, i) => (i === 3 + 23 ? 0x00 : b));
+    noGroup[0] = 0;
+    noGroup[1] = noGroup.length - 2;
+    expect(decodeError(noGroup).code).toBe("bad-value");
+    expect(() => encodeControl({ ...w, multicast: undefined, flags: 0 })).toThrow(RangeError);
+    expect(() => encodeControl({ ...w, layerGroups: [] })).toThrow(RangeError);
+    expect(() => encodeControl({ ...w, layerGroups: undefined, flags: WELCOME_MULTICAST | WELCOME_MULTICAST_LAYERS })).toThrow(RangeError);
   });
 
   test("switch and transport refuse unknown codes", () => {

@@ -48,3 +48,11 @@ test("a delivery message is a protocol error without path reports, larger than t
   expect(deliveryProblem(layered, { layer: 1, width: 640, height: 360 })).toBeNull();
   expect(deliveryProblem(layered, { layer: 0, width: 1280, height: 720 })).toBeNull();
 });
+
+test("the layer groups a welcome lists are sizes of the session, also without path reports; other sizes still are not", () => {
+  const s = new FrameSizes({ ...plain, layerGroups: [{ address: "239.255.10.2", port: 9998, width: 640, height: 360, streamId: 2 }, { address: "239.255.10.3", port: 9998, width: 320, height: 200, streamId: 3 }] });
+  expect(s.accepts(1280, 720)).toBe(true);
+  expect(s.accepts(640, 360)).toBe(true);
+  expect(s.accepts(320, 200)).toBe(true);
+  expect(s.accepts(320, 180)).toBe(false);
+});

@@ -1,7 +1,7 @@
 // The viewer's side of the control protocol as a plain state machine, driven with a
 // fake clock: every timing rule is checked to the millisecond without waiting.
 import { describe, expect, test } from "bun:test";
-import { ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_REPAIR, CAP_RESUME, CAP_SOURCE_STATUS, CAP_CAMERA, CAP_TCP_DELIVERY, SourceState, WELCOME_SOURCE_STATUS, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, refuseReasonText, TransportEvent, WELCOME_PATH_REPORTS, WELCOME_REPAIR, WELCOME_TCP_DELIVERY, type ByeTotals, type Hello, type ControlMessage, type Report } from "../lib/wire/control.ts";
+import { ByeReason, CAP_DECRYPT, CAP_MULTICAST, CAP_MULTICAST_LAYERS, CAP_PATH_REPORTS, CAP_REPAIR, CAP_RESUME, CAP_SOURCE_STATUS, CAP_CAMERA, CAP_TCP_DELIVERY, SourceState, WELCOME_SOURCE_STATUS, CAP_TOKEN_AUTH, CAP_VERIFY, PROTOCOL_VERSION, RefuseReason, refuseReasonText, TransportEvent, WELCOME_PATH_REPORTS, WELCOME_REPAIR, WELCOME_TCP_DELIVERY, type ByeTotals, type Hello, type ControlMessage, type Report } from "../lib/wire/control.ts";
 import { ConnectError, Handshake, reconnectDelayMs, type HandshakeAction, type HandshakeOptions, type SessionEnd } from "../lib/receive/handshake.ts";
 import { GoneReason } from "../lib/wire/repair.ts";
 import { classifyRefusal } from "../lib/receive/refusal.ts";
@@ -72,7 +72,7 @@ describe("handshake", () => {
     expect(m.push({ type: "start" }, 0)).toEqual([{ type: "connect" }]);
     expect(m.state).toBe("handshake");
     // Capability bit 2: it keeps the welcome's resume secret for its next hello.
-    expect(m.push({ type: "connected" }, 10)).toEqual([{ type: "send", msg: { type: "hello", version: 1, udpPort: 5000, capabilities: CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_TCP_DELIVERY | CAP_SOURCE_STATUS | CAP_CAMERA, name: "hall", camera: "" } }]);
+    expect(m.push({ type: "connected" }, 10)).toEqual([{ type: "send", msg: { type: "hello", version: 1, udpPort: 5000, capabilities: CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_MULTICAST_LAYERS | CAP_TCP_DELIVERY | CAP_SOURCE_STATUS | CAP_CAMERA, name: "hall", camera: "" } }]);
     const w = welcome({ sessionId: 9 });
     expect(m.push(msg(w), 20)).toEqual([{ type: "receive", welcome: w }]);
     expect(m.state).toBe("session");
@@ -245,7 +245,7 @@ describe("session", () => {
     const { m } = machine({ repair: true });
     m.push({ type: "start" }, 0);
     const hello = m.push({ type: "connected" }, 0)[0] as Extract<HandshakeAction, { type: "send" }>;
-    expect(hello.msg).toMatchObject({ type: "hello", capabilities: CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_REPAIR | CAP_TCP_DELIVERY | CAP_SOURCE_STATUS | CAP_CAMERA });
+    expect(hello.msg).toMatchObject({ type: "hello", capabilities: CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_MULTICAST_LAYERS | CAP_REPAIR | CAP_TCP_DELIVERY | CAP_SOURCE_STATUS | CAP_CAMERA });
     m.push(msg(welcome({ flags: WELCOME_REPAIR })), 0);
     expect(m.push(msg({ type: "gone", reason: GoneReason.Expired, frames: [7, 8] }), 10)).toEqual([{ type: "gone", frames: [7, 8], skipped: false }]);
     expect(m.push(msg({ type: "gone", reason: GoneReason.Skipped, frames: [9] }), 11)).toEqual([{ type: "gone", frames: [9], skipped: true }]);
@@ -317,7 +317,7 @@ describe("reconnecting", () => {
     retried(m.push({ type: "closed" }, 10));
     expect(m.push({ type: "tick" }, 510)).toEqual([{ type: "connect" }]);
     const [hello] = m.push({ type: "connected" }, 511);
-    expect(hello).toEqual({ type: "send", msg: { type: "hello", version: 1, udpPort: 5000, capabilities: CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_TCP_DELIVERY | CAP_SOURCE_STATUS | CAP_CAMERA, name: "hall", camera: "", resume: first } });
+    expect(hello).toEqual({ type: "send", msg: { type: "hello", version: 1, udpPort: 5000, capabilities: CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | CAP_MULTICAST | CAP_MULTICAST_LAYERS | CAP_TCP_DELIVERY | CAP_SOURCE_STATUS | CAP_CAMERA, name: "hall", camera: "", resume: first } });
     const second = new Uint8Array(16).fill(0xa2);
     m.push(msg(welcome({ resume: second })), 512);
     retried(m.push({ type: "closed" }, 600));

@@ -443,3 +443,47 @@ test("an authentic datagram dropped as a duplicate or late is told to the path m
   r.push(grams[0]!, 1);
   expect(redundant).toEqual([grams[0]!.length]);
 });
+
+describe("Reassembler, moving between layer groups", () => {
+  const A = 0xa0a0;
+  const B = 0xb0b0;
+  const group = (r: Reassembler, datagrams: Uint8Array[], now = 0) => datagrams.map((d) => r.push(d, now, true)).filter((f) => f !== null).map((f) => f!.frameNumber);
+
+  test("after a move only the new group's stream id counts; its frames start whole, after the last shown, and the old group's partial frame is let go uncounted", () => {
+    const r = make();
+    r.reset(SESSION, null, A);
+    expect(group(r, [1, 2, 3].flatMap((fn) => frame(fn, { session: A })))).toEqual([1, 2, 3]);
+    // Frame 4 in part by the old group, then the move.
+    group(r, frame(4, { session: A }).slice(0, 2));
+    r.moveGroup(B);
+    const before = { ...r.stats.incomplete, dropped: { ...r.stats.dropped } };
+    // The old group's rest: another stream id now.
+    expect(group(r, frame(4, { session: A }).slice(2))).toEqual([]);
+    expect(r.stats.dropped.wrongSession).toBe(before.dropped.wrongSession + 1);
+    // The new group's copy of frame 3 (shown already, in the other size) is late; the middle of frame 4 cannot start a frame.
+    expect(group(r, frame(3, { session: B, length: 6 }))).toEqual([]);
+    expect(group(r, frame(4, { session: B, length: 6 }).slice(1))).toEqual([]);
+    // Frame 5 whole, in the new size: shown, frame 4 counted missing (neither group brought it).
+    const f5 = frame(5, { session: B, length: 6 }).map((d) => r.push(d, 0, true)).find((f) => f !== null)!;
+    expect([f5.frameNumber, f5.jpeg.length, f5.missingBefore]).toEqual([5, 6, 1]);
+    expect(r.stats.incomplete).toEqual({ lostFragment: before.lostFragment, timeout: before.timeout, evicted: before.evicted });
+  });
+
+  test("a move far ahead of the last frame shown (the old group lost everything for seconds) goes on from the new group's first frame", () => {
+    const r = make();
+    r.reset(SESSION, null, A);
+    group(r, frame(1, { session: A }));
+    r.moveGroup(B);
+    expect(group(r, [500, 501].flatMap((fn) => frame(fn, { session: B })), 10)).toEqual([500, 501]);
+    expect(r.stats.dropped.unconfirmed).toBe(0);
+  });
+
+  test("in repair mode, frames given up move the floor too: after seconds of nothing but partial frames the next whole one is taken", () => {
+    const r = make({ maxInFlight: 4 });
+    r.reset(SESSION, null, A, null, { maxInFlight: 16, frameTimeoutMs: 750 });
+    group(r, frame(1, { session: A }), 0);
+    // 200 frames, each missing its last datagram, 33 ms apart: none completes, the stream stays live.
+    for (let fn = 2; fn <= 200; fn++) group(r, frame(fn, { session: A }).slice(0, 2), fn * 33);
+    expect(group(r, frame(201, { session: A }), 201 * 33)).toEqual([201]);
+  });
+});

@@ -17,16 +17,19 @@ const MAX_ANNOUNCED = 8;
  * that announces it comes by TCP, and the automatic layers (half, quarter) keep the
  * ratio. A layer of another ratio (`--layers` sizes) is accepted once announced.
  * Anything else is rejected, so a forged header cannot make the viewer decode a
- * picture larger than the server announced.
+ * picture larger than the server announced. The layer groups a welcome lists
+ * (WELCOME_MULTICAST_LAYERS) are announced with it.
  */
 export class FrameSizes {
   readonly #full: PictureSize;
   readonly #layered: boolean;
   readonly #announced: PictureSize[] = [];
 
-  constructor(welcome: Pick<Welcome, "width" | "height" | "flags">) {
+  constructor(welcome: Pick<Welcome, "width" | "height" | "flags" | "layerGroups">) {
     this.#full = { width: welcome.width, height: welcome.height };
     this.#layered = (welcome.flags & WELCOME_PATH_REPORTS) !== 0;
+    // A viewer that picks its own layer's group takes that layer's size, announced in the welcome.
+    for (const g of welcome.layerGroups ?? []) this.announce(g);
   }
 
   /** A delivery message's layer (checked with deliveryProblem): its size is accepted from now on. */
@@ -40,8 +43,8 @@ export class FrameSizes {
   accepts(width: number, height: number): boolean {
     const full = this.#full;
     if (width === full.width && height === full.height) return true;
-    if (!this.#layered) return false;
     if (this.#announced.some((s) => s.width === width && s.height === height)) return true;
+    if (!this.#layered) return false;
     return sameAspect(full, width, height);
   }
 }

@@ -2,7 +2,7 @@ import { escapeBare } from "../log/format.ts";
 import { unwrapStreamKey } from "../net/frame-cipher.ts";
 import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
-  ByeReason, CAP_DECRYPT, CAP_REPAIR, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, CAP_TCP_DELIVERY, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, WELCOME_REPAIR,
+  ByeReason, CAP_DECRYPT, CAP_REPAIR, CAP_MULTICAST, CAP_MULTICAST_LAYERS, CAP_PATH_REPORTS, CAP_RESUME, CAP_TCP_DELIVERY, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, WELCOME_REPAIR,
   WELCOME_TCP_DELIVERY, byeReasonText, refuseReasonText, CAP_SOURCE_STATUS, SourceState, WELCOME_SOURCE_STATUS, CAP_CAMERA,
   type ByeTotals, type Challenge, type ControlMessage, type Delivery, type Hello, type Key, type Report, type Transport, type Welcome,
 } from "../wire/control.ts";
@@ -250,7 +250,7 @@ export class Handshake {
       case "connected": {
         if (s.kind !== "handshake" || s.connected) return [];
         s.connected = true;
-        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST) | (this.#opts.repair ? CAP_REPAIR : 0) | (this.#opts.tcpDelivery === false ? 0 : CAP_TCP_DELIVERY) | CAP_SOURCE_STATUS | CAP_CAMERA;
+        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST | CAP_MULTICAST_LAYERS) | (this.#opts.repair ? CAP_REPAIR : 0) | (this.#opts.tcpDelivery === false ? 0 : CAP_TCP_DELIVERY) | CAP_SOURCE_STATUS | CAP_CAMERA;
         // Always named, "" for camera 0: the welcome then says which camera this is.
         const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities, name: this.#opts.name ?? "", camera: this.#opts.camera ?? "" };
         if (this.#resume) hello.resume = this.#resume;
@@ -359,6 +359,9 @@ export class Handshake {
     }
     if (s.keys && !encrypted) return this.#fail(authError(`server ${this.#server} proved the token but does not encrypt its frames`), now);
     if (!s.keys && encrypted) return this.#fail(new ConnectError(`server ${this.#server} encrypts its frames but never asked for a token`), now);
+    // A layer's size is accepted as a frame size: none may be larger than the stream's.
+    const larger = welcome.layerGroups?.find((g) => g.width > welcome.width || g.height > welcome.height);
+    if (larger) return this.#fail(new ConnectError(`server ${this.#server} lists a layer group of ${larger.width}x${larger.height}, larger than its stream's ${welcome.width}x${welcome.height}`), now);
     if (welcome.multicast && this.#opts.multicast === false) {
       return this.#fail(new ConnectError(`server ${this.#server} sends to a multicast group this viewer did not offer to join`), now);
     }

@@ -185,6 +185,8 @@ export class Reassembler {
   #sessionId = 0;
   /** The id of datagrams that came by the multicast group; null when the session has none. */
   #streamId: number | null = null;
+  /** The viewer moved to another layer's group and its first frame has not begun yet. */
+  #regrouped = false;
   /** A frame's first fragment has come by the group since the last reset. */
   #groupStarted = false;
   /** Frames at or before this number are late: delivered or given up. null before the first (re)sync. */
@@ -264,6 +266,7 @@ export class Reassembler {
     this.#done.clear();
     this.#streamId = streamId === null ? null : checkSessionId(streamId);
     this.#groupStarted = false;
+    this.#regrouped = false;
     this.#opener = opener;
     this.#verifier = verifier;
     for (const s of this.#pool) s.active = false;
@@ -271,6 +274,21 @@ export class Reassembler {
     this.#lastDelivered = null;
     this.#givenUpSinceDelivery = 0;
     this.#lastAcceptedMs = -Infinity;
+  }
+
+  /**
+   * The viewer moved to another layer's multicast group: datagrams by the group carry
+   * `streamId` from now on. The old group's partial frames are let go uncounted (the
+   * viewer left them; the same frame numbers come again in another size, which would
+   * not fit their slots), and the new group's first whole frame starts it, as at a join.
+   * The numbering stays: a frame neither group brought is still missing; the new
+   * group's first frame moves the position to it (see push).
+   */
+  moveGroup(streamId: number): void {
+    this.#streamId = checkSessionId(streamId);
+    this.#groupStarted = false;
+    this.#regrouped = true;
+    for (const s of this.#pool) s.active = false;
   }
 
   /**
@@ -313,6 +331,18 @@ export class Reassembler {
       if (h.fragmentIndex !== 0) {
         st.dropped.joinedMidFrame++;
         return null;
+      }
+      if (this.#regrouped) {
+        // A frame already shown (or passed) in the old group's size is late in the new one's.
+        if (this.#lastDelivered !== null && !seqLess(this.#lastDelivered, h.frameNumber)) {
+          st.dropped.late++;
+          return null;
+        }
+        // The new group's first frame is where the stream goes on, however far the old
+        // group's losses left the numbering behind (a stray datagram cannot do this: it
+        // came by a group this viewer just joined, from the server's address and port).
+        this.#regrouped = false;
+        this.#floor = seqAdd(h.frameNumber, -1);
       }
       this.#groupStarted = true;
     }
@@ -501,8 +531,15 @@ export class Reassembler {
       return;
     }
     this.#countGivenUp(why);
-    // Repair mode: the floor trails delivery (see #deliverRepaired); #done tells what is late.
-    if (this.#repair) return;
+    // Repair mode: the floor trails delivery (see #deliverRepaired), and given-up frames
+    // as well: under heavy loss (a multicast group wider than the viewer's path) nothing
+    // may be delivered for seconds, and a floor held at the last delivered frame would
+    // make every newer frame "too far ahead" while resends kept the stream live.
+    // #done tells what is late.
+    if (this.#repair) {
+      this.#raiseFloor(seqAdd(slot.frameNumber, -this.#maxInFlight));
+      return;
+    }
     // Only the oldest partial frame moves the floor: an older one may still complete.
     const older = this.#oldestActive();
     if (!older || seqLess(slot.frameNumber, older.frameNumber)) this.#raiseFloor(slot.frameNumber);

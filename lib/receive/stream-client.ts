@@ -8,7 +8,7 @@ import { HEADER_SIZE, PayloadType, payloadTypeOf, SESSION_ID_OFFSET, type Datagr
 import { RepairCounters, RepairSession } from "./repair-session.ts";
 import { FrameOpener, type OpenerCounters } from "./frame-opener.ts";
 import { FrameVerifier } from "./frame-verifier.ts";
-import { ConnectError, Handshake, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
+import { ConnectError, Handshake, MULTICAST_WAIT_MS, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
 import { Reassembler, type ReassembledFrame, type RepairMode } from "./reassembler.ts";
 import { DEFAULT_MAX_DELAY_MS } from "./repair.ts";
 import type { Arrival } from "./path-meter.ts";
@@ -16,6 +16,7 @@ import { DEFAULT_RECEIVE_BUFFER, enlargeBuffer, enlargeReceiveBuffer, socketFd, 
 import { TransportChoice, type ChoiceAction, type ChoiceInput, type TransportMode } from "./transport-choice.ts";
 import { plainAddress } from "../net/address.ts";
 import { openGroupReceiver, type GroupReceiver } from "../net/multicast.ts";
+import { LayerClimber, type LayerClimberOptions, type LayerMove } from "./layer-climber.ts";
 
 /** How often the reassembler gives up on stale partial frames (its timeout is 500 ms), and the handshake is ticked. */
 const TICK_MS = 100;
@@ -91,6 +92,13 @@ export interface StreamClientOptions {
   multicastWaitMs?: number;
   /** The session's multicast group was joined; `receiveBufferBytes` as the kernel granted it. */
   onGroupJoined?: (group: { address: string; port: number; interfaceAddress: string; receiveBufferBytes: number | null }) => void;
+  /**
+   * In a session with a group per layer: the viewer moves to another layer's group (its
+   * loss, or a try of a larger picture), or a move could not be made and was undone.
+   */
+  onGroupLayer?: (e: { move: LayerMove; width: number; height: number } | { undone: LayerMove; text: string }) => void;
+  /** The layer climber's timings and thresholds (default lib/receive/layer-climber.ts's; tests shorten them). */
+  climb?: Omit<LayerClimberOptions, "layers">;
   /** The group did not reach this viewer: the server was asked for unicast. */
   onFallback?: (reason: FallbackReason, text: string) => void;
   /** The server said what it sends this viewer now (checked against the welcome). */
@@ -107,13 +115,27 @@ export interface StreamClientOptions {
   onTransport?: (action: Exclude<ChoiceAction, { type: "send" }>) => void;
 }
 
-/** One session's membership of its multicast group; `receiver` is null until the join completes. */
+/** One session's membership of a multicast group; `receiver` is null until the join completes. */
 interface Membership {
+  /** Which layer's group (0: the full layer's, the welcome's), and the stream id its datagrams carry. */
+  layer: number;
+  streamId: number;
   receiver: GroupReceiver | null;
   /** Left (session over, fallback) before the join completed: close it as soon as it does. */
   left: boolean;
   /** Whether a datagram has come by the group yet. */
   arrived: boolean;
+  /** A layer group being moved to: nothing came by it by then, so the move is undone. Null until the server is told. */
+  deadline: number | null;
+}
+
+/** One layer's group in a session whose welcome listed them (index = layer). */
+interface LayerGroupInfo {
+  address: string;
+  port: number;
+  streamId: number;
+  width: number;
+  height: number;
 }
 
 /** One TCP connection attempt; its socket events count only while it is the current one. */
@@ -166,6 +188,13 @@ export class StreamClient implements AsyncDisposable {
   #source: { ip: string; port: number } | null = null;
   /** The current session's multicast group, while it is a member. */
   #group: Membership | null = null;
+  /**
+   * The layer group being moved to: joined alongside #group, which it replaces at its
+   * first datagram from the server (so the move leaves no gap); null when none is.
+   */
+  #pending: Membership | null = null;
+  /** In a session with a group per layer: the groups (full layer's first) and the choice among them. */
+  #layers: { localIp: string; groups: LayerGroupInfo[]; climber: LayerClimber; gap: "waiting" | null; gapFrames: number } | null = null;
   /** A channel still flushing its goodbye; at most one is kept. */
   #lingering: ControlChannel | null = null;
   readonly #queue: HandshakeAction[] = [];
@@ -296,6 +325,7 @@ export class StreamClient implements AsyncDisposable {
       const now = this.#now();
       this.#reassembler.sweep(now);
       this.#opener.expire(now);
+      this.#climb(now);
     }
     this.#push({ type: "tick" });
     this.#choose({ type: "tick" });
@@ -352,6 +382,7 @@ export class StreamClient implements AsyncDisposable {
         this.#opts.onWelcome?.(a.welcome);
         this.#source = { ip, port: a.welcome.udpSourcePort };
         if (a.welcome.multicast) this.#joinGroup(a.welcome.multicast, this.#conn?.localIp ?? null);
+        this.#startLayers(a.welcome, this.#conn?.localIp ?? null);
         this.#choose({ type: "welcome", offered: (a.welcome.flags & WELCOME_TCP_DELIVERY) !== 0, udpPort: this.#udp.port });
         return;
       }
@@ -370,6 +401,7 @@ export class StreamClient implements AsyncDisposable {
         return;
       case "leave-group":
         this.#leaveGroup();
+        this.#layers = null;
         this.#opts.onFallback?.(a.reason, a.text);
         return;
       case "key": {
@@ -382,6 +414,7 @@ export class StreamClient implements AsyncDisposable {
         this.#source = null;
         this.#stopRepair();
         this.#leaveGroup();
+        this.#layers = null;
         const channel = this.#conn?.channel;
         this.#conn = null;
         if (channel) this.#finish(channel);
@@ -412,10 +445,96 @@ export class StreamClient implements AsyncDisposable {
     this.#lingering = channel.closed ? null : channel;
   }
 
+  /** A welcome that lists a group per layer: the viewer starts in the full layer's and climbs by its own loss. */
+  #startLayers(welcome: Welcome, localIp: string | null): void {
+    this.#layers = null;
+    const g = welcome.multicast;
+    if (!g || !welcome.layerGroups || !localIp) return;
+    const groups = [{ address: g.address, port: g.port, streamId: g.streamId, width: welcome.width, height: welcome.height }, ...welcome.layerGroups];
+    this.#layers = { localIp, groups, climber: new LayerClimber({ ...this.#opts.climb, layers: groups.length }, this.#now()), gap: null, gapFrames: 0 };
+  }
+
+  /**
+   * Receiver-driven layers (lib/receive/layer-climber.ts): while the group flows, the
+   * viewer's own loss picks its layer's group. A move joins the new group first and
+   * leaves the old one when the new one's first datagram comes; one that cannot be
+   * made (the join fails, nothing comes by it in MULTICAST_WAIT_MS) is undone.
+   */
+  #climb(now: number): void {
+    const layers = this.#layers;
+    const current = this.#group;
+    if (!layers || !current || this.#machine.delivery !== "flowing") return;
+    const pending = this.#pending;
+    if (pending) {
+      if (pending.deadline !== null && now >= pending.deadline) this.#undoMove(pending, `nothing came by layer ${pending.layer}'s group within ${this.#groupWaitMs / 1000} s`, true);
+      return;
+    }
+    const st = this.#reassembler.stats;
+    const inc = st.incomplete;
+    const lost = st.framesMissing + inc.lostFragment + inc.timeout + inc.evicted - layers.gapFrames;
+    const move = layers.climber.tick(now, { complete: st.framesCompleted, lost });
+    if (!move) return;
+    const to = layers.groups[move.to]!;
+    this.#opts.onGroupLayer?.({ move, width: to.width, height: to.height });
+    const m: Membership = { layer: move.to, streamId: to.streamId, receiver: null, left: false, arrived: false, deadline: null };
+    this.#pending = m;
+    openGroupReceiver({
+      address: to.address, port: to.port, interfaceAddress: layers.localIp, receiveBufferBytes: this.#opts.receiveBufferBytes ?? 4 << 20,
+      onDatagram: (buf, port, addr) => this.#onGroupDatagram(m, buf, port, addr),
+    }).then(
+      (receiver) => {
+        if (m.left) return receiver.close();
+        m.receiver = receiver;
+        // Only now: the server sends the layer to a group this viewer is already in.
+        m.deadline = this.#now() + this.#groupWaitMs;
+        this.#conn?.channel?.send({ type: "layer", layer: m.layer });
+      },
+      (e: unknown) => {
+        if (this.#pending === m) this.#undoMove(m, (e as Error).message, false);
+      },
+    );
+  }
+
+  /** A move that could not be made: back to the group the viewer is still in (telling the server when it was told of the move). */
+  #undoMove(m: Membership, text: string, told: boolean): void {
+    m.left = true;
+    m.receiver?.close();
+    m.receiver = null;
+    this.#pending = null;
+    const layers = this.#layers;
+    const from = this.#group;
+    if (!layers || !from) return;
+    if (told) this.#conn?.channel?.send({ type: "layer", layer: from.layer });
+    layers.climber.revert(this.#now());
+    this.#opts.onGroupLayer?.({ undone: { from: from.layer, to: m.layer, why: from.layer < m.layer ? "loss" : "probe", lossShare: 0, holdMs: layers.climber.holdMs }, text });
+  }
+
+  /** How long a group is given to bring its first datagram. */
+  get #groupWaitMs(): number {
+    return this.#opts.multicastWaitMs ?? MULTICAST_WAIT_MS;
+  }
+
+  /** The new layer's group brought its first datagram: it replaces the old one, whose frames stop counting. */
+  #completeMove(m: Membership): void {
+    const old = this.#group;
+    this.#pending = null;
+    this.#group = m;
+    this.#streamId = m.streamId;
+    this.#reassembler.moveGroup(m.streamId);
+    // The frames between the old group's last and the new one's first are counted missing
+    // when that first one comes: the move's loss, not the new layer's (see #accept).
+    if (this.#layers) this.#layers.gap = "waiting";
+    if (old) {
+      old.left = true;
+      old.receiver?.close();
+      old.receiver = null;
+    }
+  }
+
   /** Joins the session's group; a join that fails makes the machine ask for unicast at once. */
-  #joinGroup(group: { address: string; port: number }, localIp: string | null): void {
+  #joinGroup(group: { address: string; port: number; streamId: number }, localIp: string | null): void {
     this.#leaveGroup();
-    const m: Membership = { receiver: null, left: false, arrived: false };
+    const m: Membership = { layer: 0, streamId: group.streamId, receiver: null, left: false, arrived: false, deadline: null };
     this.#group = m;
     if (!localIp) {
       queueMicrotask(() => this.#group === m && this.#push({ type: "multicast-failed", text: "the control connection has no local address" }));
@@ -437,6 +556,13 @@ export class StreamClient implements AsyncDisposable {
   }
 
   #leaveGroup(): void {
+    const p = this.#pending;
+    this.#pending = null;
+    if (p) {
+      p.left = true;
+      p.receiver?.close();
+      p.receiver = null;
+    }
     const m = this.#group;
     if (!m) return;
     this.#group = null;
@@ -453,7 +579,10 @@ export class StreamClient implements AsyncDisposable {
       this.droppedForeign.address++;
       return;
     }
-    if (!m.arrived) {
+    if (m === this.#pending) {
+      m.arrived = true;
+      this.#completeMove(m);
+    } else if (!m.arrived) {
       m.arrived = true;
       this.#push({ type: "multicast-arrived" });
     }
@@ -572,6 +701,11 @@ export class StreamClient implements AsyncDisposable {
     this.#current = { datagram, rebuilt };
     const frame = this.#reassembler.push(datagram, now, viaGroup);
     this.#current = null;
+    const layers = this.#layers;
+    if (frame && viaGroup && layers?.gap === "waiting") {
+      layers.gap = null;
+      layers.gapFrames += frame.missingBefore;
+    }
     if (frame) this.#frame(frame, now);
     else this.#noticeForged();
     if (!repair) return;

@@ -177,6 +177,18 @@ export class Viewer implements AsyncDisposable {
         this.#opts.onSource?.(available);
       },
       onGroupJoined: (g) => this.#log.info("multicast group joined", { group: `${g.address}:${g.port}`, interface: g.interfaceAddress, receiveBuffer: g.receiveBufferBytes ?? "unknown" }),
+      // Once per move: the climber's hold (doubling after each failed try) keeps them few.
+      onGroupLayer: (e) => {
+        if ("move" in e) {
+          const m = e.move;
+          this.#log.info("multicast layer", {
+            layer: m.to, picture: `${e.width}x${e.height}`, from: m.from, why: m.why === "loss" ? "frames lost" : "trying a larger picture",
+            lost: `${(m.lossShare * 100).toFixed(1)}%`, nextTryInSec: m.why === "loss" ? m.holdMs / 1000 : undefined,
+          });
+        } else {
+          this.#log.warn("multicast layer move undone", { layer: e.undone.from, wanted: e.undone.to, detail: e.text });
+        }
+      },
       onForged: (total) => this.#onForged(total),
       transport: this.#opts.transport, retryUdpMs: this.#opts.retryUdpMs,
       onTransport: (a) => this.#onTransport(a),

@@ -1,6 +1,6 @@
 import type { Fields } from "../log/format.ts";
 import type { SessionKeys } from "../net/session-keys.ts";
-import { MAX_REFUSE_TEXT_BYTES, type ControlMessage, type MulticastGroup, type PathCounters, type RefuseReason, type Welcome } from "../wire/control.ts";
+import { MAX_REFUSE_TEXT_BYTES, type ControlMessage, type LayerGroup, type MulticastGroup, type PathCounters, type RefuseReason, type Welcome } from "../wire/control.ts";
 import type { ConnId } from "./connection.ts";
 import type { SendCounters, StreamTarget } from "./sessions.ts";
 import type { AdmissionAuth } from "./token-exchange.ts";
@@ -28,6 +28,8 @@ export type AdmissionAction =
   | { kind: "start"; conn: ConnId; session: StreamTarget }
   /** The group does not reach this session's viewer: send to its own address and UDP port from now on. */
   | { kind: "unicast"; conn: ConnId }
+  /** The session's viewer moved to layer `layer`'s multicast group (one its welcome listed): count it there from the next frame on. */
+  | { kind: "group-layer"; conn: ConnId; sessionId: number; layer: number }
   | { kind: "stop"; conn: ConnId }
   /** A plausible report of a path-reports session carried path counters: its sender's estimate hears them. */
   | { kind: "path"; conn: ConnId; sessionId: number; path: PathCounters }
@@ -45,6 +47,8 @@ export interface AdmissionCamera {
   stream: StreamDescription;
   /** Its multicast group, or null: unicast only. */
   multicast: MulticastGroup | null;
+  /** Its smaller layers' groups (layer 1, 2, ...), offered to viewers that pick their own; absent or empty: the full layer's group only. */
+  layerGroups?: LayerGroup[];
 }
 
 /** How admission is set up; times in ms of the same clock as the `now` arguments. */

@@ -74,7 +74,7 @@ export class Admission {
       const group = cam.multicast ?? undefined;
       encodeControl({
         type: "welcome", sessionId: 0, ...cam.stream, heartbeatMs: opts.heartbeatMs, timeoutMs: opts.timeoutMs, flags: group ? WELCOME_MULTICAST : 0, multicast: group,
-        camera: { index, count: this.#cameras.length, name: cam.name },
+        camera: { index, count: this.#cameras.length, name: cam.name }, layerGroups: group && cam.layerGroups?.length ? cam.layerGroups : undefined,
       });
     }
     this.#opts = opts;
@@ -496,7 +496,7 @@ export class Admission {
     this.#bySession.set(s.id, streaming);
     this.#capacity.add(sessionKey(s), s.address);
     if (keys) out.push({ kind: "secure", conn: c.id, keys });
-    const welcome = welcomeFor(s, hello, !!keys, { ...this.#opts, stream: cam.stream, multicast: cam.multicast });
+    const welcome = welcomeFor(s, hello, !!keys, { ...this.#opts, stream: cam.stream, multicast: cam.multicast, layerGroups: cam.layerGroups });
     // Only a viewer that asked for a camera can read a welcome that names one.
     if (hello.camera !== undefined) welcome.camera = { index: camera, count: names.length, name: cam.name };
     out.push({ kind: "send", conn: c.id, msg: welcome });
@@ -550,6 +550,8 @@ export class Admission {
           reportsRefused: a?.reportsRefused || undefined,
           camera: this.#cameras.length > 1 ? this.#cameras[s.camera]!.name : undefined,
           delivery: this.#cameras[s.camera]!.multicast ? s.delivery : undefined,
+          // A viewer that picks its own layer's group: the one it was in at the end.
+          groupLayer: s.groupLayers > 0 && s.delivery === "multicast" ? s.groupLayer : undefined,
           // TCP delivery: the way its frames went at the end, and whether UDP ever reached it.
           transport: sent.transport?.transport, noDatagrams: sent.transport?.noDatagrams ? "yes" : undefined,
           tcpFramesSkipped: sent.transport?.tcpFramesSkipped || undefined, clients: this.viewerCount,

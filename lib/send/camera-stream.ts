@@ -1,3 +1,4 @@
+import type { LayerGroup } from "../wire/control.ts";
 import type { FrameFanout } from "./frame-fanout.ts";
 import type { FrameSealer } from "./frame-sealer.ts";
 import type { FrameSigner } from "./frame-signer.ts";
@@ -38,6 +39,8 @@ export class CameraStream {
     readonly repair: RepairServer | null,
     readonly group: { address: string; port: number; streamId: number } | null,
     readonly layerEncoder: LayerEncoder | null,
+    /** With a group and smaller layers: each smaller layer's own group (layer 1, 2, ...). */
+    readonly layerGroups: readonly LayerGroup[] = [],
   ) {}
 
   get name(): string {

@@ -21,6 +21,8 @@ interface Stream {
   target: StreamTarget;
   /** By the group until its viewer asks for unicast. */
   delivery: "multicast" | "unicast";
+  /** A group member's layer: whose group it said it is in (0, the full layer's, until it says otherwise). */
+  groupLayer: number;
   /** By UDP, or as datagram messages on its control connection (TCP delivery). */
   transport: "udp" | "tcp";
   sent: SendCounters;
@@ -40,7 +42,10 @@ interface Stream {
   framesSkipped: number;
   /** The latest frame number offered to it, sent or skipped. */
   lastOffered: number;
-  /** Its recent frames as sent (frame number → layer), oldest first: what its repairs may ask for. */
+  /**
+   * Its recent frames as sent (frame number → layer), oldest first: what its repairs may
+   * ask for. Kept for a group member only when the camera has a group per layer.
+   */
   sentFrames: Map<number, number>;
   /** What its last delivery message said (a new one goes out when its layer changes, or skips go on). */
   told: { layer: number; skipped: number; at: number };
@@ -48,9 +53,12 @@ interface Stream {
   tickedAt: number;
 }
 
-/** The multicast group's frames: cut once, sent once, for every viewer in the group. */
+/** A multicast group's frames (the full layer's, or a smaller one's): cut once, sent once, for every viewer in the group. */
 interface GroupStream {
   kind: "group";
+  layer: number;
+  /** Members in it now: nothing is cut or sent for a group nobody is in. */
+  members: number;
   fragmenter: Fragmenter;
   target: { address: string; port: number };
   streamId: number;
@@ -64,6 +72,11 @@ export interface FanoutOptions {
   fps: number;
   spread: number;
   group: { address: string; port: number; streamId: number } | null;
+  /**
+   * With a group: the smaller layers' own groups (layer 1, 2, ... in order, at most one
+   * fewer than `layers`). A member in one is sent that layer.
+   */
+  layerGroups?: { address: string; port: number; streamId: number }[];
   /** Shared with the server: the send counters are bumped here. */
   stats: ServerStats;
   /** A failed send, worth a (throttled) warning. */
@@ -115,9 +128,8 @@ export class FrameFanout {
   readonly #opts: FanoutOptions;
   readonly #streams = new Map<number, Stream>();
   readonly #pacer = new Pacer<Stream | GroupStream>();
-  readonly #group: GroupStream | null;
-  /** Viewers whose frames go by the group. */
-  #inGroup = 0;
+  /** The groups by layer: [0] is the full layer's (the welcome's), the rest the smaller layers' own; empty without multicast. */
+  readonly #groups: GroupStream[];
   readonly #sendBuf: (Uint8Array | number | string)[] = [];
   #pacing: Timer | null = null;
   /** When the pacing timer is set for; null when none is. */
@@ -133,7 +145,13 @@ export class FrameFanout {
     this.#frameIntervalMs = 1000 / opts.fps;
     this.#now = opts.now ?? (() => performance.now());
     const g = opts.group;
-    this.#group = g ? { kind: "group", fragmenter: new Fragmenter(opts.mtu), target: { address: g.address, port: g.port }, streamId: g.streamId } : null;
+    const group = (layer: number, to: { address: string; port: number; streamId: number }): GroupStream => ({
+      kind: "group", layer, members: 0, fragmenter: new Fragmenter(opts.mtu), target: { address: to.address, port: to.port }, streamId: to.streamId,
+    });
+    this.#groups = g ? [group(0, g)] : [];
+    const extra = opts.layerGroups ?? [];
+    if (g && extra.length >= Math.max(1, this.#layers.length)) throw new RangeError(`${extra.length} layer groups for ${this.#layers.length} layers`);
+    if (g) extra.forEach((l, i) => this.#groups.push(group(i + 1, l)));
   }
 
   /** Sessions being sent to. */
@@ -157,6 +175,7 @@ export class FrameFanout {
   wantedLayers(): number[] {
     const out = new Set<number>();
     for (const st of this.#streams.values()) if (st.rate && st.rate.layer > 0) out.add(st.rate.layer);
+    for (const g of this.#groups) if (g.layer > 0 && g.members > 0) out.add(g.layer);
     return [...out].sort((a, b) => a - b);
   }
 
@@ -187,7 +206,7 @@ export class FrameFanout {
   /** Starts sending to a session, counting from nothing. */
   start(target: StreamTarget): void {
     const stream: Stream = {
-      kind: "viewer", target, delivery: target.delivery, transport: "udp", sent: { framesSent: 0, firstFrame: null, lastFrame: null },
+      kind: "viewer", target, delivery: target.delivery, groupLayer: 0, transport: "udp", sent: { framesSent: 0, firstFrame: null, lastFrame: null },
       datagramsSent: 0, datagramsSuperseded: 0, fragmenter: new Fragmenter(this.#opts.mtu), spare: null, lastSentAt: -Infinity,
       rate: null, framesSkipped: 0, lastOffered: 0, sentFrames: new Map(), told: { layer: 0, skipped: 0, at: -Infinity }, tickedAt: this.#now(),
     };
@@ -196,7 +215,38 @@ export class FrameFanout {
       stream.rate = new ViewerRate(this.#layers, { fps: this.#opts.fps, downMargin: LADDER_DOWN_MARGIN }, stream.tickedAt);
     }
     this.#streams.set(target.id, stream);
-    if (stream.delivery === "multicast") this.#inGroup++;
+    if (stream.delivery === "multicast") this.#join(stream, 0);
+  }
+
+  /**
+   * A group member says it is in layer `layer`'s group now: from the next frame of that
+   * layer on it is counted there, and the layer is made while someone is in it. False
+   * (nothing changes) for a layer without a group or a session not in the group: no
+   * message makes anything be sent to a viewer's own address.
+   */
+  groupLayer(id: number, layer: number): boolean {
+    const stream = this.#streams.get(id);
+    if (stream?.delivery !== "multicast" || !Number.isInteger(layer) || !this.#groups[layer]) return false;
+    this.#leave(stream);
+    this.#join(stream, layer);
+    return true;
+  }
+
+  /** Group members of each layer, full layer first (for tests and status). */
+  get groupMembers(): number[] {
+    return this.#groups.map((g) => g.members);
+  }
+
+  #join(stream: Stream, layer: number): void {
+    stream.groupLayer = layer;
+    this.#groups[layer]!.members++;
+  }
+
+  /** Out of its group; a group left empty drops what it still had queued. */
+  #leave(stream: Stream): void {
+    const g = this.#groups[stream.groupLayer]!;
+    g.members--;
+    if (g.members === 0) this.#pacer.remove(g);
   }
 
   /** The group does not reach this session: the next frame goes to it alone. */
@@ -204,8 +254,11 @@ export class FrameFanout {
     const stream = this.#streams.get(id);
     if (stream?.delivery !== "multicast") return;
     // The rest of the frame being paced goes to the group.
+    this.#leave(stream);
     stream.delivery = "unicast";
-    this.#inGroup--;
+    // Sent alone at the full size, as any viewer that fell back (what it was sent by the
+    // group stays remembered at the layer it was sent at, for its repairs).
+    stream.groupLayer = 0;
   }
 
   /**
@@ -229,8 +282,7 @@ export class FrameFanout {
   stop(id: number): boolean {
     const stream = this.#streams.get(id);
     if (!stream) return false;
-    if (stream.delivery === "multicast") this.#inGroup--;
-    if (this.#inGroup === 0 && this.#group) this.#pacer.remove(this.#group);
+    if (stream.delivery === "multicast") this.#leave(stream);
     this.#streams.delete(id);
     this.#pacer.remove(stream);
     return true;
@@ -254,14 +306,17 @@ export class FrameFanout {
     let measured = false;
     for (const stream of this.#streams.values()) {
       const rate = stream.rate;
-      if ((rate?.layer ?? 0) !== layer) continue;
+      const multicast = stream.delivery === "multicast";
+      if ((multicast ? stream.groupLayer : (rate?.layer ?? 0)) !== layer) continue;
       const sent = stream.sent;
       sent.firstFrame ??= frame.seq;
       sent.lastFrame = frame.seq;
       stream.lastOffered = frame.seq;
-      // Its copy is the group's, cut and sent once below.
-      if (stream.delivery === "multicast") {
+      // Its copy is its layer group's, cut and sent once below.
+      if (multicast) {
         sent.framesSent++;
+        // Its repairs are cut from the layer it was sent each frame at: it may have moved since.
+        if (this.#groups.length > 1) this.#remember(stream, frame.seq, layer);
         continue;
       }
       const t = stream.target;
@@ -290,8 +345,7 @@ export class FrameFanout {
         this.#measure(layer, datagrams);
       }
       sent.framesSent++;
-      stream.sentFrames.set(frame.seq, layer);
-      if (stream.sentFrames.size > SENT_FRAMES_KEPT) stream.sentFrames.delete(stream.sentFrames.keys().next().value!);
+      this.#remember(stream, frame.seq, layer);
       if (pacing.kind === "free") {
         const superseded = this.#pacer.enqueue(stream, target, datagrams, now, spreadMs);
         stream.datagramsSuperseded += superseded;
@@ -301,12 +355,13 @@ export class FrameFanout {
       }
       if (rate) this.#tellIfDue(stream, rate, now);
     }
-    const group = this.#group;
-    if (layer === 0 && group && this.#inGroup > 0) {
-      const members = [...this.#streams.values()].filter((st) => st.delivery === "multicast").map((st) => st.target.id);
-      const datagrams = this.#repaired(sealed ? group.fragmenter.fragmentSealed(sealed, group.streamId) : group.fragmenter.fragment(frame, group.streamId), members, now);
+    const group = this.#groups[layer];
+    if (group && group.members > 0) {
+      const members = [...this.#streams.values()].filter((st) => st.delivery === "multicast" && st.groupLayer === layer).map((st) => st.target.id);
+      const datagrams = this.#repaired(sealed ? group.fragmenter.fragmentSealed(sealed, group.streamId) : group.fragmenter.fragment(frame, group.streamId), members, now, layer);
       stats.datagramsSuperseded += this.#pacer.enqueue(group, group.target, datagrams, now, spreadMs);
       stats.groupFramesSent++;
+      if (layer > 0) stats.layerGroupFramesSent++;
     }
     this.#pump();
   }
@@ -335,6 +390,12 @@ export class FrameFanout {
     }
     tcp.send(id, datagrams);
     if (stream.rate) this.#tellIfDue(stream, stream.rate, now);
+  }
+
+  /** Frame `seq` went to it at `layer`: kept for its repairs, the oldest forgotten past SENT_FRAMES_KEPT. */
+  #remember(stream: Stream, seq: number, layer: number): void {
+    stream.sentFrames.set(seq, layer);
+    if (stream.sentFrames.size > SENT_FRAMES_KEPT) stream.sentFrames.delete(stream.sentFrames.keys().next().value!);
   }
 
   /** A layer's mean bytes per frame as sent: what a viewer's estimate is held against. */
@@ -377,17 +438,18 @@ export class FrameFanout {
   /**
    * The layer session `id` was sent frame `frameNumber` at: what its repairs are cut
    * from. Null for a frame it was not sent (skipped for its path, or before it joined,
-   * or longer ago than SENT_FRAMES_KEPT frames); 0 for a group member (the group
-   * carries the full picture) and for a session it does not know; its current layer for
-   * a frame not offered to it yet.
+   * or longer ago than SENT_FRAMES_KEPT frames); 0 for a group member of a camera with
+   * one group (it carries the full picture) and for a session it does not know; its
+   * current layer for a frame not offered to it yet.
    */
   layerOf(id: number, frameNumber: number): number | null {
     const stream = this.#streams.get(id);
-    if (!stream || stream.delivery === "multicast") return 0;
+    if (!stream || (stream.delivery === "multicast" && this.#groups.length <= 1)) return 0;
     const layer = stream.sentFrames.get(frameNumber);
     if (layer !== undefined) return layer;
+    const current = stream.delivery === "multicast" ? stream.groupLayer : (stream.rate?.layer ?? 0);
     // Not offered to it yet (a layer still being cut): not skipped, its current layer's.
-    return seqLess(stream.lastOffered, frameNumber) ? (stream.rate?.layer ?? 0) : null;
+    return seqLess(stream.lastOffered, frameNumber) ? current : null;
   }
 
   /**

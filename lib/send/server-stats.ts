@@ -43,8 +43,12 @@ export interface ServerStats {
   framesEncrypted: number;
   /** Stream keys started after the first (viewers leaving, counters running out). */
   keyRotations: number;
-  /** Frames sent to the multicast group (once each, whatever the number of viewers in it). */
+  /** Frames sent to the multicast groups (once each per layer group, whatever the number of viewers in it). */
   groupFramesSent: number;
+  /** Frames sent to the smaller layers' own groups (counted in groupFramesSent too). */
+  layerGroupFramesSent: number;
+  /** Group members that said they moved to another layer's group. */
+  groupLayerMoves: number;
   /** Datagrams sent to the multicast group (counted in datagramsSent too). */
   groupDatagramsSent: number;
   /** Viewers the group did not reach, switched to unicast. */
@@ -84,7 +88,7 @@ export function newServerStats(): ServerStats {
     framesBroadcast: 0, datagramsSent: 0, sendRetries: 0, sendErrors: 0, icmpErrors: 0, datagramsDropped: 0, datagramsSuperseded: 0, framesNotSent: 0,
     classicDatagramsSent: 0, classicSendErrors: 0, classicFitFailures: 0, classicAnswersIgnored: 0, classicTcpBytesIgnored: 0,
     connectionsGoneAtOpen: 0, controlForged: 0, authFailures: 0, authProofsEvaluated: 0, authLockedRefusals: 0, authTableRefused: 0, reportsRejected: 0, pendingEvicted: 0, framesEncrypted: 0, keyRotations: 0,
-    groupFramesSent: 0, groupDatagramsSent: 0, fallbacks: 0, framesSigned: 0,
+    groupFramesSent: 0, layerGroupFramesSent: 0, groupLayerMoves: 0, groupDatagramsSent: 0, fallbacks: 0, framesSigned: 0,
     framesSkipped: 0, tcpFramesSent: 0, tcpFramesSkipped: 0, tcpDatagramsSent: 0, tcpViewers: 0, noDatagramsViewers: 0, pathReportsRefused: 0, layerChanges: 0, layerFramesEncoded: 0, layerFramesFailed: 0,
     repairDatagramsResent: 0, repairBytesResent: 0, repairRequestsDropped: 0, repairGoneSent: 0,
   };

@@ -1,5 +1,5 @@
 import {
-  ByeReason, CAP_MULTICAST, CAP_PATH_REPORTS, CAP_RESUME, fallbackReasonText, WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_PATH_REPORTS, type ByeTotals, type ControlMessage, type Hello, type Welcome,
+  ByeReason, CAP_MULTICAST, CAP_MULTICAST_LAYERS, CAP_PATH_REPORTS, CAP_RESUME, fallbackReasonText, WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_PATH_REPORTS, type ByeTotals, type ControlMessage, type Hello, type LayerGroup, type Welcome,
 } from "../wire/control.ts";
 import type { AdmissionAction, AdmissionOptions } from "./admission-types.ts";
 import { implausible, type ClaimedCounts } from "./report-check.ts";
@@ -53,16 +53,30 @@ export function sessionMessage(s: Session, msg: ControlMessage, ctx: SessionCont
         fields: { client: ctx.peer, udp: s.udpPort, session: sessionHex(s), reason: fallbackReasonText(msg.reason), detail: "multicast does not reach this viewer; sending to it alone" },
       });
       return { end: null };
+    case "layer":
+      // Only in a session whose welcome listed the layer groups, and only a layer listed
+      // there: a viewer cannot make the server encode a layer it does not have.
+      if (msg.layer >= s.groupLayers) return protocolError(msg, ctx, out);
+      // After a fallback it is sent alone, at the full size; a repeat changes nothing.
+      if (s.delivery !== "multicast" || msg.layer === s.groupLayer) return { end: null };
+      s.groupLayer = msg.layer;
+      out.push({ kind: "group-layer", conn: ctx.conn, sessionId: s.id, layer: msg.layer });
+      return { end: null };
     case "bye": {
       const bad = msg.totals && check(msg.totals);
       if (bad) reject(s, "bye totals", bad, ctx, out);
       return { end: "goodbye", totals: bad ? undefined : msg.totals };
     }
     default:
-      out.push({ kind: "log", level: "warn", message: "unexpected control message", fields: { client: ctx.peer, type: msg.type } });
-      out.push({ kind: "send", conn: ctx.conn, msg: { type: "bye", reason: ByeReason.ProtocolError } });
-      return { end: "protocol error" };
+      return protocolError(msg, ctx, out);
   }
+}
+
+/** A message no server expects here: logged, answered with bye 4, the session ended. */
+function protocolError(msg: ControlMessage, ctx: SessionContext, out: AdmissionAction[]): SessionVerdict {
+  out.push({ kind: "log", level: "warn", message: "unexpected control message", fields: { client: ctx.peer, type: msg.type } });
+  out.push({ kind: "send", conn: ctx.conn, msg: { type: "bye", reason: ByeReason.ProtocolError } });
+  return { end: "protocol error" };
 }
 
 /** Counted and ignored; logged once per session, so a viewer sending nonsense cannot fill the log. */
@@ -79,13 +93,19 @@ function reject(s: Session, what: string, why: string, ctx: SessionContext, out:
  * the session's delivery is set to match), the resume secret for a viewer that keeps it,
  * and path reports for a unicast viewer that sends them (its rate and layer follow its path).
  */
-export function welcomeFor(s: Session, hello: Hello, encrypted: boolean, opts: Pick<AdmissionOptions, "stream" | "heartbeatMs" | "timeoutMs" | "multicast">): Welcome {
+export function welcomeFor(s: Session, hello: Hello, encrypted: boolean, opts: Pick<AdmissionOptions, "stream" | "heartbeatMs" | "timeoutMs" | "multicast"> & { layerGroups?: LayerGroup[] }): Welcome {
   const welcome: Welcome = { type: "welcome", sessionId: s.id, ...opts.stream, heartbeatMs: opts.heartbeatMs, timeoutMs: opts.timeoutMs, flags: encrypted ? WELCOME_ENCRYPTED : 0 };
   const group = opts.multicast;
   if (group && hello.capabilities & CAP_MULTICAST) {
     welcome.flags |= WELCOME_MULTICAST;
     welcome.multicast = group;
     s.delivery = "multicast";
+    // A group per layer only for a viewer that picks its own (an older one stays in the full layer's).
+    const layers = opts.layerGroups ?? [];
+    if (layers.length > 0 && hello.capabilities & CAP_MULTICAST_LAYERS) {
+      welcome.layerGroups = layers.map((g) => ({ ...g }));
+      s.groupLayers = layers.length + 1;
+    }
   }
   if (hello.capabilities & CAP_RESUME) welcome.resume = s.resume;
   // Paced to its own path only when sent to alone (lib/send/frame-fanout.ts): the group's

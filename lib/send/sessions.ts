@@ -19,6 +19,13 @@ export interface Session {
    * viewer), or to its own address and UDP port.
    */
   delivery: "multicast" | "unicast";
+  /**
+   * Layers whose multicast groups its welcome listed (WELCOME_MULTICAST_LAYERS), the full
+   * one included; 0 when it listed none: the viewer then stays in the full layer's group.
+   */
+  groupLayers: number;
+  /** The layer group its viewer last said it is in (layer messages); 0 until it says otherwise. */
+  groupLayer: number;
   /** Its welcome set WELCOME_PATH_REPORTS: its reports' path counters steer its own rate and layer (unicast), and its parity (`--fec auto`). */
   pathReports: boolean;
   lastHeardAt: number;
@@ -123,7 +130,7 @@ export class SessionTable {
       id = this.#randomId() >>> 0;
     }
     const session: Session = {
-      id, camera: 0, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast", pathReports: false, lastReport: null, lastRepair: null, reportsRejected: 0,
+      id, camera: 0, ...peer, joinedAt: nowMs, lastHeardAt: nowMs, delivery: "unicast", groupLayers: 0, groupLayer: 0, pathReports: false, lastReport: null, lastRepair: null, reportsRejected: 0,
       unreachableSince: null, unreachableLastAt: 0, receivedWhenUnreachable: 0,
     };
     this.#sessions.set(id, session);

@@ -2,7 +2,7 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_REPAIR, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_VERIFY, SourceState, WELCOME_REPAIR, WELCOME_SOURCE_STATUS, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, type ControlMessage, type Delivery, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
+import { CAP_REPAIR, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_VERIFY, SourceState, WELCOME_REPAIR, WELCOME_SOURCE_STATUS, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, formatIPv4, isMulticastIPv4, parseIPv4, type ControlMessage, type Delivery, type LayerGroup, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
 import { frameMessages, TcpDelivery, type TransportOutcome } from "./tcp-delivery.ts";
 import { unsentBytes } from "../net/tcp-queue.ts";
 import { socketFd as fdOf } from "../net/udp-buffer.ts";
@@ -10,6 +10,7 @@ import type { SendCounters } from "./sessions.ts";
 import { DEFAULT_LAYER_QUALITY, LayerEncoder, type LayerFrames } from "./layer-encoder.ts";
 import { StartError } from "./start-error.ts";
 import { layerPlan } from "./layer-plan.ts";
+import type { Size } from "./layer-ladder.ts";
 import { RepairServer } from "./repair-server.ts";
 import { MAX_FRAGMENTS, MAX_FRAME_BYTES } from "../wire/datagram.ts";
 import { FrameSealer, type SealedFrame } from "./frame-sealer.ts";
@@ -78,6 +79,7 @@ export const DEFAULT_SPREAD = 0.25;
 /** At most one warning line per kind in this interval (a dead peer can cause one per datagram). */
 const SEND_WARN_MS = 5000;
 
+
 /**
  * How often admission hears the time: heartbeats, the hello deadline and the
  * silence timeout happen within this much of when they are due.
@@ -88,6 +90,25 @@ const TICK_MS = 100;
 const SEND_BUFFER_BYTES = 4 << 20;
 
 export { StartError };
+
+/**
+ * The smaller layers' groups of a camera whose full layer goes to `address`:`port`: layer
+ * L at the address + L, on the same port. An address of its own, not a port: IGMP
+ * (and a switch's snooping) joins and leaves addresses, so a viewer that leaves a layer
+ * for a smaller one stops receiving it only when the two differ in address (measured:
+ * with one address and a port per layer, a viewer behind a 6 Mbit/s link that moved to
+ * the quarter picture still had every layer forwarded to it, and lost every frame). Each
+ * its own stream id, so a datagram of one size is never taken for another's under the
+ * same frame number. A StartError when an address would leave 224.0.0.0/4.
+ */
+function layerGroupsOf(address: string, port: number, smaller: readonly Size[]): LayerGroup[] {
+  const base = parseIPv4(address)!;
+  return smaller.map((l, i) => {
+    const a = base + i + 1;
+    if (!isMulticastIPv4(a)) throw new StartError(`multicast group ${address} leaves no room for ${smaller.length} layer groups after it (${formatIPv4(base + 1)}...); choose a lower group address or --layers off`);
+    return { address: formatIPv4(a), port, width: l.width, height: l.height, streamId: randomStreamId() };
+  });
+}
 
 /** A non-zero u32: the session id of the group's datagrams. */
 function randomStreamId(): number {
@@ -191,6 +212,11 @@ export class StreamServer implements AsyncDisposable {
   get multicastGroup(): { address: string; port: number; streamId: number } | null {
     const g = this.#cameras[0]!.group;
     return g && { ...g };
+  }
+
+  /** Camera 0's smaller layers' own groups (layer 1, 2, ...); empty without a group or layers. */
+  get layerGroups(): LayerGroup[] {
+    return this.#cameras[0]!.layerGroups.map((g) => ({ ...g }));
   }
 
   /** Every camera by number: its name and picture, its signing key's fingerprint, its group, whether it delivers, its viewers of every kind. */
@@ -304,6 +330,7 @@ export class StreamServer implements AsyncDisposable {
         name: c.name,
         stream: { width: c.options.width, height: c.options.height, fpsMillihertz: Math.round(c.options.fps * 1000), udpSourcePort: this.#udp.port, fragmentSize, signing: c.signer.signing },
         multicast: c.group && { ...c.group },
+        layerGroups: c.layerGroups.map((l) => ({ ...l })),
       }));
       this.#admission = new Admission({
         maxClients: this.#opts.maxClients,
@@ -357,16 +384,18 @@ export class StreamServer implements AsyncDisposable {
     const streamId = index === 0 ? this.#opts.streamId : randomStreamId();
     const group = g ? { address: g.address, port: g.port + index, streamId } : null;
     const repair = this.#opts.repair ? new RepairServer(this.#opts.repair) : null;
+    const layers = layerPlan(this.#opts.layers, o, this.#encrypted);
+    const layerGroups: LayerGroup[] = g ? layerGroupsOf(g.address, g.port + index, layers.slice(1)) : [];
     const fanout = new FrameFanout({
       socket: this.#udp, mtu: this.#opts.mtu, fps: o.fps, spread: this.#opts.spread, group, stats: this.stats, warnSend: this.#warnSend, repair,
-      layers: layerPlan(this.#opts.layers, o, this.#encrypted), tell: (id, msg) => this.#tellSession(id, msg),
+      layerGroups, layers, tell: (id, msg) => this.#tellSession(id, msg),
       tcp: { ready: (id) => this.#tcpReady(id), send: (id, datagrams) => this.#tcpSend(id, datagrams) },
     });
     let cam: CameraStream | null = null;
     const layerEncoder = fanout.layers.length > 1
       ? new LayerEncoder((frames) => cam && this.#toLayers(cam, frames), { quality: o.layerQuality ?? this.#opts.layerQuality, scale: this.#opts.scaleJpeg })
       : null;
-    cam = new CameraStream(index, o, fanout, new FrameSigner(streamId), this.#encrypted ? new FrameSealer() : null, repair, group, layerEncoder);
+    cam = new CameraStream(index, o, fanout, new FrameSigner(streamId), this.#encrypted ? new FrameSealer() : null, repair, group, layerEncoder, layerGroups);
     return cam;
   }
 
@@ -718,6 +747,9 @@ export class StreamServer implements AsyncDisposable {
           if (conn.sourceStatus && !cam.available) this.#sendTo(conn, { type: "source", state: SourceState.Unavailable });
           break;
         }
+        case "group-layer":
+          if (conn.sessionId === a.sessionId && this.#cameras[conn.camera]!.fanout.groupLayer(a.sessionId, a.layer)) this.stats.groupLayerMoves++;
+          break;
         case "unicast":
           if (conn.sessionId !== null) this.#cameras[conn.camera]!.fanout.unicast(conn.sessionId);
           if (conn.sessionId !== null) this.#tcp.unicast(conn.sessionId);

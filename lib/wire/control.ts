@@ -240,6 +240,8 @@ export const MessageType = {
   Transport: 16,
   /** The camera failed and is retried, or is back. */
   Source: 17,
+  /** The viewer moved to another layer's multicast group. */
+  Layer: 18,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -281,6 +283,11 @@ export const CAP_SOURCE_STATUS = 0x100;
  * 0) and the client understands WELCOME_CAMERA. Derived from `Hello.camera` by the encoder.
  */
 export const CAP_CAMERA = 0x200;
+/**
+ * hello capability bit 10: the client understands WELCOME_MULTICAST_LAYERS, picks its
+ * own layer's group by its loss and says which with layer messages.
+ */
+export const CAP_MULTICAST_LAYERS = 0x400;
 
 /** welcome server flag bit 0: frames are encrypted; a key message follows the welcome. */
 export const WELCOME_ENCRYPTED = 0x1;
@@ -301,7 +308,15 @@ export const WELCOME_TCP_DELIVERY = 0x20;
 export const WELCOME_SOURCE_STATUS = 0x40;
 /** welcome server flag bit 7: the welcome names the camera it serves (only for a CAP_CAMERA hello). Derived from `Welcome.camera` by the encoder. */
 export const WELCOME_CAMERA = 0x80;
-const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR | WELCOME_TCP_DELIVERY | WELCOME_SOURCE_STATUS | WELCOME_CAMERA;
+/**
+ * welcome server flag bit 8: each smaller layer has its own multicast group, listed in
+ * the welcome (only for a CAP_MULTICAST_LAYERS hello welcomed to a group). Derived from
+ * `Welcome.layerGroups` by the encoder.
+ */
+export const WELCOME_MULTICAST_LAYERS = 0x100;
+const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR | WELCOME_TCP_DELIVERY | WELCOME_SOURCE_STATUS | WELCOME_CAMERA | WELCOME_MULTICAST_LAYERS;
+/** Bytes of one entry of a welcome's layer groups block: address, port, width, height, reserved, stream id. */
+export const WELCOME_LAYER_GROUP_SIZE = 16;
 /** Longest camera selector or name on the wire (lib/wire/camera-name.ts MAX_CAMERA_NAME). */
 export const MAX_CAMERA_BYTES = 32;
 /** Cameras a welcome may say the server has. */
@@ -454,6 +469,11 @@ export interface Welcome extends Taggable {
   signing?: FrameSigning;
   /** The camera this session shows, of `count` the server has; the encoder sets WELCOME_CAMERA exactly when present. */
   camera?: WelcomeCamera;
+  /**
+   * The smaller layers' groups (layer 1, 2, ...), at the multicast group's address; the
+   * encoder sets WELCOME_MULTICAST_LAYERS exactly when present (and non-empty).
+   */
+  layerGroups?: LayerGroup[];
   /** RESUME_SECRET_SIZE bytes the viewer presents when it reconnects; only for a CAP_RESUME hello. */
   resume?: Uint8Array;
 }
@@ -466,6 +486,23 @@ export interface WelcomeCamera {
   count: number;
   /** Its name (its number as text when it has none), 1..MAX_CAMERA_BYTES of printable ASCII. */
   name: string;
+}
+
+/**
+ * One smaller layer's multicast group: an address of its own (IGMP joins and leaves
+ * addresses, not ports, so only a group of its own stops reaching a viewer that leaves
+ * it), its port and its stream id.
+ */
+export interface LayerGroup {
+  /** IPv4 dotted quad in 224.0.0.0/4. */
+  address: string;
+  /** UDP port, 1..65535. */
+  port: number;
+  /** The layer's picture size: even sides, at least MIN_LAYER_SIDE. */
+  width: number;
+  height: number;
+  /** The session id of every datagram sent to this layer's group. */
+  streamId: number;
 }
 
 /** A multicast group the stream is sent to, once for every viewer in it. */
@@ -671,8 +708,18 @@ export interface SourceStatus extends Taggable {
   state: SourceState;
 }
 
+/**
+ * Client to server, in a WELCOME_MULTICAST_LAYERS session: the viewer is now in layer
+ * `layer`'s group (0: the full layer's, the welcome's multicast block), and left the one before.
+ */
+export interface LayerMessage extends Taggable {
+  type: "layer";
+  /** 0..MAX_DELIVERY_LAYERS-1; the server ends a session naming a layer it does not have. */
+  layer: number;
+}
+
 /** Any control message. */
-export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery | Repair | Gone | DatagramMessage | Switch | Transport | SourceStatus;
+export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery | Repair | Gone | DatagramMessage | Switch | Transport | SourceStatus | LayerMessage;
 
 const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   hello: MessageType.Hello,
@@ -692,6 +739,7 @@ const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   switch: MessageType.Switch,
   transport: MessageType.Transport,
   source: MessageType.Source,
+  layer: MessageType.Layer,
 };
 /** Largest framed datagram message: prefix, type and a datagram of MAX_DATAGRAM_SIZE. */
 export const DATAGRAM_MESSAGE_MAX = FRAME_HEADER_SIZE + MAX_DATAGRAM_SIZE;
@@ -701,6 +749,7 @@ const WELCOME_SIZE = 24;
 const REFUSE_FIXED = 2;
 const HEARTBEAT_SIZE = 8;
 const SOURCE_SIZE = 2;
+const LAYER_SIZE = 2;
 const REPORT_SIZE = 28;
 const REPORT_PATH_SIZE = 24;
 const REPORT_REPAIR_SIZE = 24;
@@ -857,7 +906,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("welcome heartbeatMs", msg.heartbeatMs, 1, 0xfffe);
       checkInt("welcome timeoutMs", msg.timeoutMs, msg.heartbeatMs + 1, 0xffff);
       checkInt("welcome flags", msg.flags, 0, U32_MAX);
-      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED, WELCOME_PATH_REPORTS, WELCOME_REPAIR, WELCOME_TCP_DELIVERY and WELCOME_SOURCE_STATUS are defined`);
+      if (msg.flags & ~WELCOME_KNOWN_FLAGS) throw new RangeError(`welcome flags=${msg.flags}: only WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED, WELCOME_PATH_REPORTS, WELCOME_REPAIR, WELCOME_TCP_DELIVERY, WELCOME_SOURCE_STATUS, WELCOME_CAMERA and WELCOME_MULTICAST_LAYERS are defined`);
       if (msg.flags & WELCOME_SIGNED && !msg.signing) throw new RangeError("welcome flags: WELCOME_SIGNED without a signing key");
       if (!!(msg.flags & WELCOME_MULTICAST) !== (msg.multicast !== undefined)) throw new RangeError("welcome multicast: the group must be given exactly when WELCOME_MULTICAST is set");
       if (msg.multicast) {
@@ -875,8 +924,20 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
         checkInt("welcome camera index", msg.camera.index, 0, msg.camera.count - 1);
         checkCamera("welcome camera name", msg.camera.name, 1);
       }
+      if (msg.flags & WELCOME_MULTICAST_LAYERS && !msg.layerGroups) throw new RangeError("welcome flags: WELCOME_MULTICAST_LAYERS without layer groups");
+      if (msg.layerGroups !== undefined) {
+        if (!msg.multicast) throw new RangeError("welcome layerGroups: only with a multicast group");
+        checkInt("welcome layerGroups count", msg.layerGroups.length, 1, MAX_DELIVERY_LAYERS - 1);
+        for (const g of msg.layerGroups) {
+          checkGroupAddress("welcome layer group address", g.address);
+          checkInt("welcome layer group port", g.port, 1, 0xffff);
+          checkSide("welcome layer group width", g.width);
+          checkSide("welcome layer group height", g.height);
+          checkInt("welcome layer group streamId", g.streamId, 0, U32_MAX);
+        }
+      }
       if (msg.resume !== undefined) checkBytes("welcome resume", msg.resume, RESUME_SECRET_SIZE);
-      bodySize = WELCOME_SIZE + (msg.multicast ? WELCOME_MULTICAST_SIZE : 0) + (msg.signing ? WELCOME_SIGNING_SIZE : 0) + (msg.camera ? 3 + msg.camera.name.length : 0) + (msg.resume ? RESUME_SECRET_SIZE : 0);
+      bodySize = WELCOME_SIZE + (msg.multicast ? WELCOME_MULTICAST_SIZE : 0) + (msg.signing ? WELCOME_SIGNING_SIZE : 0) + (msg.camera ? 3 + msg.camera.name.length : 0) + (msg.layerGroups ? 2 + WELCOME_LAYER_GROUP_SIZE * msg.layerGroups.length : 0) + (msg.resume ? RESUME_SECRET_SIZE : 0);
       break;
     case "refuse":
       if (!Object.hasOwn(REFUSE_TEXT, msg.reason)) throw new RangeError(`refuse reason=${msg.reason} is not a known reason code`);
@@ -955,6 +1016,10 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       if (msg.state !== SourceState.Unavailable && msg.state !== SourceState.Available) throw new RangeError(`source state=${msg.state}: expected 1 (unavailable) or 2 (available)`);
       bodySize = SOURCE_SIZE;
       break;
+    case "layer":
+      checkInt("layer layer", msg.layer, 0, MAX_DELIVERY_LAYERS - 1);
+      bodySize = LAYER_SIZE;
+      break;
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
   }
@@ -972,10 +1037,14 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "welcome":
       w.u32(msg.sessionId).u16(msg.width).u16(msg.height).u32(msg.fpsMillihertz);
-      w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32((msg.flags | (msg.signing ? WELCOME_SIGNED : 0) | (msg.camera ? WELCOME_CAMERA : 0)) >>> 0);
+      w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32((msg.flags | (msg.signing ? WELCOME_SIGNED : 0) | (msg.camera ? WELCOME_CAMERA : 0) | (msg.layerGroups ? WELCOME_MULTICAST_LAYERS : 0)) >>> 0);
       if (msg.multicast) w.u32(groupAddress).u16(msg.multicast.port).u16(0).u32(msg.multicast.streamId);
       if (msg.signing) w.bytes(msg.signing.publicKey).u32(msg.signing.streamId);
       if (msg.camera) w.u8(msg.camera.index).u8(msg.camera.count).u8(msg.camera.name.length).bytes(ascii.encode(msg.camera.name));
+      if (msg.layerGroups) {
+        w.u8(msg.layerGroups.length).u8(0);
+        for (const g of msg.layerGroups) w.u32(parseIPv4(g.address)!).u16(g.port).u16(g.width).u16(g.height).u16(0).u32(g.streamId);
+      }
       if (msg.resume) w.bytes(msg.resume);
       break;
     case "refuse":
@@ -1046,6 +1115,9 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "source":
       w.u8(msg.state).u8(0);
+      break;
+    case "layer":
+      w.u8(msg.layer).u8(0);
       break;
   }
   if (msg.tag) w.bytes(msg.tag);
@@ -1201,7 +1273,7 @@ function decodeWelcome(r: BodyReader): Welcome {
   const heartbeatMs = range("welcome heartbeat interval", r.u16("heartbeat interval"), 1, 0xfffe);
   const timeoutMs = range("welcome timeout", r.u16("timeout"), heartbeatMs + 1, 0xffff);
   const flags = r.u32("flags");
-  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed), 3 (path reports), 4 (repair), 5 (tcp delivery), 6 (source status) and 7 (camera) are defined`);
+  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed), 3 (path reports), 4 (repair), 5 (tcp delivery), 6 (source status), 7 (camera) and 8 (multicast layers) are defined`);
   const msg: Welcome = { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
   let fixed = WELCOME_SIZE;
   if (flags & WELCOME_MULTICAST) {
@@ -1223,6 +1295,24 @@ function decodeWelcome(r: BodyReader): Welcome {
     if (index >= count) throw new DecodeError("bad-value", `welcome camera number ${hex(index)} of ${count} cameras`);
     msg.camera = { index, count, name: readCamera(r, "welcome camera name", 1) };
     fixed += 3 + msg.camera.name.length;
+  }
+  if (flags & WELCOME_MULTICAST_LAYERS) {
+    if (!msg.multicast) throw new DecodeError("bad-value", "welcome multicast layers flag without the multicast flag");
+    const count = range("welcome layer groups count", r.u8("layer groups count"), 1, MAX_DELIVERY_LAYERS - 1);
+    const reserved = r.u8("layer groups reserved");
+    if (reserved !== 0) throw new DecodeError("bad-value", `welcome layer groups reserved byte ${hex(reserved)}, expected 0`);
+    msg.layerGroups = [];
+    for (let i = 0; i < count; i++) {
+      const address = r.u32("layer group address");
+      if (!isMulticastIPv4(address)) throw new DecodeError("bad-value", `welcome layer group address ${hex(address, 4)} is not in 224.0.0.0/4`);
+      const port = range("welcome layer group port", r.u16("layer group port"), 1, 0xffff);
+      const width = decodeSide(r, "width", "welcome layer group");
+      const height = decodeSide(r, "height", "welcome layer group");
+      const pad = r.u16("layer group reserved");
+      if (pad !== 0) throw new DecodeError("bad-value", `welcome layer group reserved field ${hex(pad, 2)}, expected 0`);
+      msg.layerGroups.push({ address: formatIPv4(address), port, width, height, streamId: r.u32("layer group stream id") });
+    }
+    fixed += 2 + WELCOME_LAYER_GROUP_SIZE * count;
   }
   if (r.remaining === 0) return msg;
   if (r.remaining !== RESUME_SECRET_SIZE) {
@@ -1365,6 +1455,14 @@ function decodeSource(r: BodyReader): SourceStatus {
   return { type: "source", state: state as SourceState };
 }
 
+function decodeLayer(r: BodyReader): LayerMessage {
+  const layer = range("layer layer", r.u8("layer"), 0, MAX_DELIVERY_LAYERS - 1);
+  const reserved = r.u8("reserved");
+  if (reserved !== 0) throw new DecodeError("bad-value", `layer reserved byte ${hex(reserved)}, expected 0`);
+  r.end();
+  return { type: "layer", layer };
+}
+
 function decodeSwitch(r: BodyReader): Switch {
   const transport = decodeTransportName(r, "switch");
   const reason = r.u8("reason");
@@ -1385,13 +1483,13 @@ function decodeTransport(r: BodyReader): Transport {
   return { type: "transport", transport, event: event as TransportEvent, framesSent, text };
 }
 
-function decodeSide(r: BodyReader, field: "width" | "height"): number {
-  const v = range(`delivery ${field}`, r.u16(field), MIN_LAYER_SIDE, 0xfffe);
-  if (v % 2 !== 0) throw new DecodeError("bad-value", `delivery ${field} ${hex(v, 2)} is odd`);
+function decodeSide(r: BodyReader, field: "width" | "height", message = "delivery"): number {
+  const v = range(`${message} ${field}`, r.u16(field), MIN_LAYER_SIDE, 0xfffe);
+  if (v % 2 !== 0) throw new DecodeError("bad-value", `${message} ${field} ${hex(v, 2)} is odd`);
   return v;
 }
 
-/** The type byte, T bit included: anything but 1..16 with or without T is an error; so is a datagram (14) tagged, or to a reader not made for them. */
+/** The type byte, T bit included: anything but 1..18 with or without T is an error; so is a datagram (14) tagged, or to a reader not made for them. */
 function checkType(typeByte: number, datagrams: boolean): void {
   const type = typeByte & ~TAGGED_BIT;
   if (type === MessageType.Datagram) {
@@ -1399,7 +1497,7 @@ function checkType(typeByte: number, datagrams: boolean): void {
     if (typeByte & TAGGED_BIT) throw new DecodeError("bad-type", `control type ${hex(typeByte)}: a datagram message is never tagged`);
     return;
   }
-  if (type >= MessageType.Hello && type <= MessageType.Source) return;
+  if (type >= MessageType.Hello && type <= MessageType.Layer) return;
   throw new DecodeError("bad-type", `control type ${hex(typeByte)} is unknown`);
 }
 
@@ -1491,6 +1589,8 @@ function decodeBody(type: number, body: Uint8Array): ControlMessage {
       return decodeTransport(new BodyReader("transport", body));
     case MessageType.Source:
       return decodeSource(new BodyReader("source", body));
+    case MessageType.Layer:
+      return decodeLayer(new BodyReader("layer", body));
     default:
       // peekMessageSize already rejected it; kept so a new type cannot slip through.
       throw new DecodeError("bad-type", `control type ${hex(type)} is unknown`);

@@ -54,11 +54,15 @@ export class NetnsLan {
   readonly #prefix: string;
   readonly #children: Child[] = [];
 
-  constructor(prefix: string, hosts: HostSpec[]) {
+  /**
+   * `igmpVersion`: the version the bridge's querier speaks (default 2, the Linux bridge's).
+   * Set at creation: a host that heard a v2 query stays in v2 mode for minutes.
+   */
+  constructor(prefix: string, hosts: HostSpec[], opts: { igmpVersion?: 2 | 3 } = {}) {
     this.#prefix = prefix;
     removeNamespaces(prefix);
     try {
-      this.#build(hosts);
+      this.#build(hosts, opts.igmpVersion ?? 2);
     } catch (e) {
       removeNamespaces(prefix);
       throw e;
@@ -70,13 +74,13 @@ export class NetnsLan {
     return this.#prefix + name;
   }
 
-  #build(hosts: HostSpec[]): void {
+  #build(hosts: HostSpec[], igmpVersion: 2 | 3): void {
     const p = this.#prefix;
     const br = `${p}br`;
     ip("netns", "add", br);
     // With IGMP snooping and a querier, as on a managed switch: without a querier a Linux
     // bridge floods every group to every port, and here each port's copy costs this CPU.
-    ip("-n", br, "link", "add", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier", "1");
+    ip("-n", br, "link", "add", "br0", "type", "bridge", "mcast_snooping", "1", "mcast_querier", "1", "mcast_igmp_version", String(igmpVersion));
     ip("-n", br, "link", "set", "br0", "up");
     let port = 0;
     const attach = (ns: string, address: string, prefixLen = 24) => {
