@@ -208,16 +208,23 @@ describe("a viewer cannot lie its way to more than its path carries", () => {
     const sent = { bytes: 1_000_000, datagrams: 1000 };
     const clear = { bytesReceived: 1_000_000, datagramsReceived: 1000, datagramsLost: 0, delayTrendUsPerS: 0, delaySamples: 30 };
     expect(est.report({ ...clear, bytesReceived: 2_000_000 }, sent, 1000).kind).toBe("refused");
-    expect(est.report({ ...clear, datagramsLost: 5000 }, sent, 1000).kind).toBe("refused");
     expect(est.report({ ...clear, delayTrendUsPerS: Number.NaN }, sent, 1000).kind).toBe("refused");
     expect(est.report({ ...clear, delayTrendUsPerS: -1e12 }, sent, 1000).kind).toBe("refused");
     expect(est.report({ ...clear, bytesReceived: -1 }, sent, 1000).kind).toBe("refused");
     expect(est.report({ ...clear, datagramsReceived: 1.5 }, sent, 1000).kind).toBe("refused");
     expect(est.bytesPerS).toBe(5 * MBIT);
-    expect(est.refused).toEqual({ backwards: 0, moreThanSent: 2, absurd: 4 });
+    expect(est.refused).toEqual({ backwards: 0, moreThanSent: 1, absurd: 4 });
     expect(est.report(clear, sent, 1000).kind).toBe("increase");
     expect(est.report({ ...clear, bytesReceived: 10 }, { bytes: 2_000_000, datagrams: 2000 }, 2000).kind).toBe("refused");
     expect(est.refused.backwards).toBe(1);
+  });
+
+  test("a count of lost datagrams above what was sent (frames the server cut short) is taken, and lowers the estimate", () => {
+    const est = new RateEstimator({ floorBytesPerS: FLOOR, ceilingBytesPerS: FULL, startBytesPerS: 5 * MBIT }, 0);
+    const verdict = est.report({ bytesReceived: 100_000, datagramsReceived: 100, datagramsLost: 5000, delayTrendUsPerS: 0, delaySamples: 30 }, { bytes: 1_000_000, datagrams: 1000 }, 1000);
+    expect(verdict.kind).toBe("decrease");
+    expect(est.bytesPerS).toBeLessThan(5 * MBIT);
+    expect(est.refused.moreThanSent).toBe(0);
   });
 
   test("a flood of reports raises the estimate no faster than one a second", () => {
