@@ -2,13 +2,18 @@
 // each in its own network namespace on one bridge, a camera-like 1280x720 MJPEG clip
 // (~210 KB a frame, ~50 Mbit/s at 30 fps) sent as it is. Cases:
 //  shared-N: N viewers sharing the server's link, limited to 100 Mbit/s (tbf);
+//  liar+N: the same link shared by N viewers and one that lies in its path reports
+//    (tests/helpers/lying-viewer.ts: never a loss, never a queue); run it beside
+//    shared-(N+1), where all are honest, to see what the lie costs the honest ones;
 //  slow+free: the server's link free, one viewer behind 10 Mbit/s (tbf on its bridge
 //    port, towards it) and one viewer on a free link beside it.
-// Per viewer: median fps, frames started but never completed, and whole-frame goodput.
+// Per viewer: median fps, frames started but never completed, whole-frame goodput, the
+// Mbit/s that reached it and the picture size most of its frames had; per case, Jain's
+// fairness index of the honest viewers' fps.
 // Run it before and after a change to delivery, with the same --seconds, and put the
 // two side by side; --server-arg passes a flag to the server (e.g. the one that turns
 // adaptive delivery on), --label names the column.
-//   bun bench/adaptive.ts [--cases shared-1,shared-2,shared-4,slow+free] [--seconds 10] [--label before] [--server-arg=--flag ...]
+//   bun bench/adaptive.ts [--cases shared-1,shared-2,shared-4,slow+free,liar+3] [--seconds 10] [--label before] [--server-arg=--flag ...]
 import mri from "mri";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -76,6 +81,8 @@ const median = (xs: number[]) => {
 interface ViewerRow {
   name: string;
   path: string;
+  /** The viewer that lies in its reports (liar+N). */
+  liar: boolean;
   fps: number;
   framesReceived: number;
   framesIncomplete: number;
@@ -85,6 +92,10 @@ interface ViewerRow {
   /** Completed frames' bytes over the datagram bytes the server sent towards this viewer, where the network can tell. */
   goodputOfSent: number | null;
   latencyP50Ms: number | null;
+  /** Datagram bytes that reached this viewer's link, Mbit/s over the run. */
+  arrivedMbps: number;
+  /** The picture size most of its completed frames had. */
+  picture: string;
 }
 
 interface CaseRow {
@@ -94,6 +105,15 @@ interface CaseRow {
   goodputOfSent: number;
   serverMbps: number;
   busyPct: number;
+  /** Jain's fairness index of the honest viewers' median fps (1: all equal). */
+  jainHonest: number;
+}
+
+/** Jain's fairness index: (Σx)² / (n·Σx²), 1 when all are equal, 1/n when one has everything. */
+function jain(xs: number[]): number {
+  const sum = xs.reduce((a, b) => a + b, 0);
+  const squares = xs.reduce((a, b) => a + b * b, 0);
+  return squares > 0 ? (sum * sum) / (xs.length * squares) : NaN;
 }
 
 /** Busy and total jiffies of the whole machine. */
@@ -105,9 +125,13 @@ function machineJiffies(): { busy: number; total: number } {
 
 /** One case in a fresh LAN: the server, the viewers for `seconds`, then the counters. */
 async function runCase(name: string, clip: string): Promise<CaseRow> {
-  const shared = /^shared-(\d+)$/.exec(name);
-  if (!shared && name !== "slow+free") throw new Error(`unknown case ${name}: expected shared-N or slow+free`);
-  const n = shared ? Number(shared[1]) : 2;
+  const honest = /^shared-(\d+)$/.exec(name);
+  const lying = /^liar\+(\d+)$/.exec(name);
+  const shared = honest ?? lying;
+  if (!shared && name !== "slow+free") throw new Error(`unknown case ${name}: expected shared-N, liar+N or slow+free`);
+  // liar+N: the liar is the last viewer, after the N honest ones.
+  const n = honest ? Number(honest[1]) : lying ? Number(lying[1]) + 1 : 2;
+  const liar = lying ? `v${n}` : null;
   const hosts: HostSpec[] = [{ name: "srv", address: SERVER, rate: shared ? "100mbit" : undefined }];
   for (let i = 1; i <= n; i++) hosts.push({ name: `v${i}`, address: `10.77.0.${10 + i}` });
   await using lan = new NetnsLan(PREFIX, hosts);
@@ -129,7 +153,10 @@ async function runCase(name: string, clip: string): Promise<CaseRow> {
   const viewers = Array.from({ length: n }, (_, k) => {
     const v = `v${k + 1}`;
     const stats = join(dir, `${v}.json`);
-    return { v, stats, child: lan.bun(v, ["client.ts", SERVER, port, "0", "--no-window", "--no-record", "--duration", String(seconds), "--stats", stats]) };
+    const command = v === liar
+      ? ["tests/helpers/lying-viewer.ts", SERVER, port, "--seconds", String(seconds), "--stats", stats]
+      : ["client.ts", SERVER, port, "0", "--no-window", "--no-record", "--duration", String(seconds), "--stats", stats];
+    return { v, stats, child: lan.bun(v, command) };
   });
   await Promise.all(viewers.map((x) => x.child.waitFor(/receiving udp=(\d+)/, 60_000)));
   const m0 = machineJiffies();
@@ -149,8 +176,9 @@ async function runCase(name: string, clip: string): Promise<CaseRow> {
     // shared link cannot be told from another's otherwise).
     const offered = !shared ? offeredDatagramBytes(qdiscStats(lan.ns("br"), paths.get(v)!)) : n === 1 ? serverOffered : null;
     const started = s.framesReceived + s.framesIncomplete;
+    const sizes = Object.entries(s.framesBySize as Record<string, number>).sort((a, b) => b[1] - a[1]);
     return {
-      name: v, path: shared ? `shared 100 Mbit/s` : slow ? "10 Mbit/s" : "free",
+      name: v, liar: v === liar, arrivedMbps: (arrived * 8) / seconds / 1e6, picture: sizes[0]?.[0] ?? "-", path: shared ? `shared 100 Mbit/s` : slow ? "10 Mbit/s" : "free",
       fps: s.framesReceived === 0 ? 0 : median(s.fpsPerSecond.slice(1, -1)), framesReceived: s.framesReceived, framesIncomplete: s.framesIncomplete,
       incompletePct: started ? (100 * s.framesIncomplete) / started : NaN,
       goodputOfArrived: arrived > 0 ? s.bytes / arrived : NaN,
@@ -162,6 +190,7 @@ async function runCase(name: string, clip: string): Promise<CaseRow> {
   return {
     name, viewers: rows, goodputOfSent: serverOffered > 0 ? completed / serverOffered : NaN,
     serverMbps: (serverOffered * 8) / wall / 1e6, busyPct: (100 * (m1.busy - m0.busy)) / (m1.total - m0.total),
+    jainHonest: jain(rows.filter((v) => !v.liar).map((v) => (Number.isFinite(v.fps) ? v.fps : 0))),
   };
 }
 
@@ -177,18 +206,37 @@ console.log(`# adaptive delivery (${label}): 1280x720 at ${FPS} fps, camera-like
 const results: CaseRow[] = [];
 for (const c of cases) {
   const r = await runCase(c, clip.path);
-  console.error(`${c}: ${r.viewers.map((v) => `${v.name} ${f(v.fps)} fps ${f(v.incompletePct)} % incomplete`).join(", ")}`);
+  console.error(`${c}: ${r.viewers.map((v) => `${v.name}${v.liar ? " (liar)" : ""} ${f(v.fps)} fps ${f(v.incompletePct)} % incomplete`).join(", ")}`);
   results.push(r);
 }
-console.log(`\n| case | viewer | path | fps (median) | frames completed | started, never completed | whole-frame goodput (of bytes arrived / sent) | latency p50 ms |`);
-console.log("|---|---|---|---|---|---|---|---|");
+console.log(`\n| case | viewer | path | fps (median) | frames completed | started, never completed | whole-frame goodput (of bytes arrived / sent) | latency p50 ms | Mbit/s arrived | picture (most frames) |`);
+console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const r of results) {
   for (const v of r.viewers) {
-    console.log(`| ${r.name} | ${v.name} | ${v.path} | ${f(v.fps)} | ${v.framesReceived} | ${v.framesIncomplete} (${f(v.incompletePct)} %) | ${pct(v.goodputOfArrived)} / ${pct(v.goodputOfSent)} | ${f(v.latencyP50Ms)} |`);
+    console.log(`| ${r.name} | ${v.name}${v.liar ? " (liar)" : ""} | ${v.path} | ${f(v.fps)} | ${v.framesReceived} | ${v.framesIncomplete} (${f(v.incompletePct)} %) | ${pct(v.goodputOfArrived)} / ${pct(v.goodputOfSent)} | ${f(v.latencyP50Ms)} | ${f(v.arrivedMbps)} | ${v.picture} |`);
   }
 }
-console.log(`\n| case | whole-frame goodput, all viewers (completed bytes / bytes the server sent) | server Mbit/s sent | machine CPU busy % |`);
-console.log("|---|---|---|---|");
-for (const r of results) console.log(`| ${r.name} | ${pct(r.goodputOfSent)} | ${f(r.serverMbps, 0)} | ${f(r.busyPct, 0)} |`);
+console.log(`\n| case | whole-frame goodput, all viewers (completed bytes / bytes the server sent) | server Mbit/s sent | machine CPU busy % | Jain's fairness, honest viewers' fps |`);
+console.log("|---|---|---|---|---|");
+for (const r of results) console.log(`| ${r.name} | ${pct(r.goodputOfSent)} | ${f(r.serverMbps, 0)} | ${f(r.busyPct, 0)} | ${f(r.jainHonest, 3)} |`);
+// What the liar cost the honest viewers: each liar+N beside shared-(N+1) of the same run.
+const pairs = results.flatMap((r) => {
+  const m = /^liar\+(\d+)$/.exec(r.name);
+  const all = m ? results.find((x) => x.name === `shared-${Number(m[1]) + 1}`) : undefined;
+  return all ? [{ lying: r, all }] : [];
+});
+if (pairs.length) {
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const honestOf = (r: CaseRow) => r.viewers.filter((v) => !v.liar);
+  const line = (label: string, vs: ViewerRow[]) =>
+    `${label} | ${f(mean(vs.map((v) => v.fps)))} | ${f(mean(vs.map((v) => v.incompletePct)))} % | ${f(mean(vs.map((v) => v.latencyP50Ms ?? NaN)))} | ${f(mean(vs.map((v) => v.arrivedMbps)))} |`;
+  console.log(`\n| run | viewers | fps (mean of medians) | started, never completed (mean) | latency p50 ms (mean) | Mbit/s arrived (mean) |`);
+  console.log("|---|---|---|---|---|---|");
+  for (const { lying, all } of pairs) {
+    console.log(`| ${all.name} | ${line("all honest", honestOf(all))}`);
+    console.log(`| ${lying.name} | ${line("the honest", honestOf(lying))}`);
+    console.log(`| ${lying.name} | ${line("the liar", lying.viewers.filter((v) => v.liar))}`);
+  }
+}
 console.error(`rows: ${JSON.stringify(results)}`);
 console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(" ")} at the end`);
