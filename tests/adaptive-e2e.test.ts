@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
-import { ip, NetnsLan, netnsUnavailable } from "./helpers/netns.ts";
+import { bridgePort, NetnsLan, netnsUnavailable, tc } from "./helpers/netns.ts";
 import { until } from "./helpers/process.ts";
 
 const PREFIX = "lcs18-";
@@ -31,20 +31,6 @@ beforeAll(() => {
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
-
-function tc(ns: string, ...args: string[]): void {
-  const r = Bun.spawnSync(["ip", "netns", "exec", ns, "tc", ...args], { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`tc ${args.join(" ")} in ${ns} failed: ${r.stderr.toString().trim()}`);
-}
-
-/** The bridge port that leads to a host (the peer of its eth0): a qdisc there limits what reaches it. */
-function bridgePort(lan: NetnsLan, host: string): string {
-  const [mine] = JSON.parse(ip("-n", lan.ns(host), "-j", "link", "show", "dev", "eth0")) as { link_index: number }[];
-  const ports = JSON.parse(ip("-n", lan.ns("br"), "-j", "link", "show")) as { ifindex: number; ifname: string }[];
-  const port = ports.find((p) => p.ifindex === mine?.link_index);
-  if (!port) throw new Error(`no bridge port for ${host}`);
-  return port.ifname;
-}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 const readStats = (path: string): StatsSummary => JSON.parse(readFileSync(path, "utf8"));

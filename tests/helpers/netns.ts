@@ -133,3 +133,19 @@ export class NetnsLan {
     removeNamespaces(this.#prefix);
   }
 }
+
+/** Runs `tc ARGS` inside namespace `ns`; its output, or an error naming the command. */
+export function tc(ns: string, ...args: string[]): string {
+  const r = Bun.spawnSync(["ip", "netns", "exec", ns, "tc", ...args], { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`tc ${args.join(" ")} in ${ns} failed: ${r.stderr.toString().trim()}`);
+  return r.stdout.toString();
+}
+
+/** The bridge port that leads to a host (the peer of its eth0): a qdisc there limits what reaches it. */
+export function bridgePort(lan: NetnsLan, host: string): string {
+  const [mine] = JSON.parse(ip("-n", lan.ns(host), "-j", "link", "show", "dev", "eth0")) as { link_index: number }[];
+  const ports = JSON.parse(ip("-n", lan.ns("br"), "-j", "link", "show")) as { ifindex: number; ifname: string }[];
+  const port = ports.find((p) => p.ifindex === mine?.link_index);
+  if (!port) throw new Error(`no bridge port for ${host}`);
+  return port.ifname;
+}
