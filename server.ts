@@ -199,7 +199,7 @@ async function main(): Promise<number> {
   }, null);
   if (several) for (const [i, s] of sources.entries()) log.info("camera stopped", { camera: cameraLabel(i, cameras[i]!.name), framesCaptured: framesCaptured[i], ...s.stats });
   log.info("stopped", {
-    ...server.stats, ...(several ? { framesCaptured: framesCaptured.reduce((a, b) => a + b, 0) } : first.stats),
+    ...server.stats, framesCaptured: framesCaptured.reduce((a, b) => a + b, 0), ...(several ? {} : first.stats),
     ...(published ? { publishTargets: published.targets, publishSent: published.sent, publishDropped: published.dropped, publishReconnects: published.reconnects } : {}),
   });
   return exitCode;
