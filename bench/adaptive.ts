@@ -26,7 +26,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { cameraClip } from "./camera-clip.ts";
-import { ip, NetnsLan, netnsUnavailable, type HostSpec } from "../tests/helpers/netns.ts";
+import { bridgePort, ip, NetnsLan, netnsUnavailable, tc, type HostSpec } from "../tests/helpers/netns.ts";
 
 const args = mri(process.argv.slice(2), { string: ["cases", "seconds", "label", "server-arg", "plot"] });
 const cases = String(args.cases ?? "shared-1,shared-2,shared-4,slow+free").split(",");
@@ -51,12 +51,6 @@ const work = mkdtempSync(join(tmpdir(), "lancam-bench-adaptive-"));
 process.on("exit", () => rmSync(work, { recursive: true, force: true }));
 
 
-function tc(ns: string, ...a: string[]): string {
-  const r = Bun.spawnSync(["ip", "netns", "exec", ns, "tc", ...a], { stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`tc ${a.join(" ")} in ${ns} failed: ${r.stderr.toString().trim()}`);
-  return r.stdout.toString();
-}
-
 /** A qdisc's counters: bytes and packets it sent on, packets it dropped. */
 function qdiscStats(ns: string, dev: string): { bytes: number; packets: number; drops: number } {
   const root = (JSON.parse(tc(ns, "-s", "-j", "qdisc", "show", "dev", dev)) as { root?: boolean; bytes: number; packets: number; drops: number }[]).find((q) => q.root);
@@ -76,15 +70,6 @@ function receivedDatagramBytes(ns: string): number {
   const [link] = JSON.parse(ip("-n", ns, "-s", "-j", "link", "show", "dev", "eth0")) as { stats64: { rx: { bytes: number; packets: number } } }[];
   const rx = link!.stats64.rx;
   return rx.bytes - rx.packets * (ETHERNET + IP_UDP);
-}
-
-/** The bridge port that leads to a host: the peer of its eth0 (veth), by interface index. */
-function bridgePort(lan: NetnsLan, host: string): string {
-  const [mine] = JSON.parse(ip("-n", lan.ns(host), "-j", "link", "show", "dev", "eth0")) as { link_index: number }[];
-  const ports = JSON.parse(ip("-n", lan.ns("br"), "-j", "link", "show")) as { ifindex: number; ifname: string }[];
-  const port = ports.find((p) => p.ifindex === mine!.link_index);
-  if (!port) throw new Error(`no bridge port for ${host}`);
-  return port.ifname;
 }
 
 /**
