@@ -64,8 +64,10 @@ describe.skipIf(why !== null)(`a multicast group per layer across namespaces${wh
     // Smaller frames are taken as the session's own (the welcome listed their size), and they arrive whole.
     expect(slow.framesRejected).toBe(0);
     const small = Object.entries(slow.framesBySize).filter(([size]) => size !== "640x360").reduce((n, [, c]) => n + c, 0);
-    // From about 5 s on it is on a smaller layer: at least 4 s of its frames arrive whole (typically 10-14 s).
-    expect(small).toBeGreaterThanOrEqual(4 * FPS);
+    // From about 5 s on it is on a smaller layer, with tries of the larger one between:
+    // typically 10-14 s of its frames arrive whole there; a machine kept busy by other
+    // work has given 3.6 s, so at least 2 s (a viewer that never moved would have none).
+    expect(small).toBeGreaterThanOrEqual(2 * FPS);
     // The free viewer was never moved, and got nearly every frame at full size.
     expect(viewers[1]!.stderr()).not.toContain("multicast layer");
     expect(Object.keys(free.framesBySize)).toEqual(["640x360"]);
