@@ -6,16 +6,17 @@
 #                                  the classroom program's Python OpenCV, Chromium for the browser view,
 #                                  promtool from the prometheus package to lint /metrics,
 #                                  stress-ng for scripts/stress-test.sh,
-#                                  iptables for the loss and firewall tests in network namespaces)
+#                                  iptables for the loss and firewall tests in network namespaces,
+#                                  PulseAudio for the tests of pulse: audio capture and output)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # --- Debian packages -------------------------------------------------------
-pkgs=(libopencv-dev libturbojpeg0-dev ffmpeg g++ pkg-config)
+pkgs=(libopencv-dev libturbojpeg0-dev libopus-dev ffmpeg g++ pkg-config)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(xvfb xauth xdotool imagemagick gstreamer1.0-plugins-base python3-opencv python3-numpy chromium prometheus stress-ng iptables)
+  pkgs+=(xvfb xauth xdotool imagemagick gstreamer1.0-plugins-base python3-opencv python3-numpy chromium prometheus stress-ng iptables pulseaudio pulseaudio-utils)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
