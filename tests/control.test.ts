@@ -25,6 +25,8 @@ import {
   SourceState,
   CAP_SOURCE_STATUS,
   WELCOME_SOURCE_STATUS,
+  CAP_AUDIO,
+  WELCOME_AUDIO,
   type ControlMessage,
   type Welcome,
   type PathCounters,
@@ -773,6 +775,53 @@ const GOLDEN: Golden[] = [
     ],
     msg: { type: "layer", layer: 0, tag: bytes(0xc0, 16) },
   },
+  {
+    name: "welcome to a stream with audio",
+    bytes: [
+      0x00, 0x21, //             length 33 = type + 24 + 8
+      0x02, //                   type welcome
+      0x00, 0x00, 0x00, 0x09, // session id 9
+      0x05, 0x00, //             width 1280
+      0x02, 0xd0, //             height 720
+      0x00, 0x00, 0x75, 0x30, // fps 30
+      0x05, 0x58, //             fragment size 1368
+      0x9c, 0x40, //             UDP source port 40000
+      0x03, 0xe8, //             heartbeat every 1000 ms
+      0x13, 0x88, //             timeout 5000 ms
+      0x00, 0x00, 0x02, 0x00, // server flags: audio
+      0x01, //                   codec 1 = Opus
+      0x01, //                   1 channel
+      0x14, //                   20 ms packets
+      0x00, //                   reserved
+      0x00, 0x00, 0xfa, 0x00, // 64000 bits per second
+    ],
+    msg: {
+      type: "welcome", sessionId: 9, width: 1280, height: 720, fpsMillihertz: 30000, fragmentSize: 1368,
+      udpSourcePort: 40000, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_AUDIO, audio: { codec: "opus", channels: 1, frameMs: 20, bitrate: 64000 },
+    },
+  },
+  {
+    name: "audio: the microphone is unavailable",
+    bytes: [
+      0x00, 0x03, //             length 3 = type + 2
+      0x13, //                   type audio
+      0x01, //                   unavailable
+      0x00, //                   reserved
+    ],
+    msg: { type: "audio", state: 1 },
+  },
+  {
+    name: "audio: the microphone is back, tagged",
+    bytes: [
+      0x00, 0x13, //             length 19 = type + 2 + tag 16
+      0x93, //                   type audio, T set
+      0x02, //                   available
+      0x00, //                   reserved
+      0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7, // tag
+      0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf,
+    ],
+    msg: { type: "audio", state: 2, tag: bytes(0xc0, 16) },
+  },
 ];
 
 function decodeError(bytes: Uint8Array | number[]): DecodeError {
@@ -806,7 +855,7 @@ function frame(type: number, body: number[]): number[] {
 describe("golden control messages", () => {
   test("the table covers every message type", () => {
     // repair and gone: tests/repair-wire.test.ts; datagram (a viewer's reader only): "datagram messages" below.
-    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback", "delivery", "switch", "transport", "source", "layer"]));
+    expect(new Set(GOLDEN.map((g) => g.msg.type))).toEqual(new Set(["hello", "welcome", "refuse", "heartbeat", "report", "bye", "challenge", "response", "key", "fallback", "delivery", "switch", "transport", "source", "layer", "audio"]));
     expect(GOLDEN.filter((g) => g.msg.tag).length).toBeGreaterThan(1);
   });
 
@@ -893,11 +942,11 @@ describe("framing", () => {
     expect(peekMessageSize(Uint8Array.from([0x03, 0xfe, 0x05]))).toBe(1024);
   });
 
-  test("every type byte but 1..13 and 15..18, with or without the T bit, is bad-type (14, datagram, to a server's reader too)", () => {
+  test("every type byte but 1..13 and 15..19, with or without the T bit, is bad-type (14, datagram, to a server's reader too)", () => {
     for (let t = 0; t < 256; t++) {
       const type = t & 0x7f;
       // repair (12) and gone (13) are tested in tests/repair-wire.test.ts
-      if (type >= 1 && type <= 18 && type !== 14) continue;
+      if (type >= 1 && type <= 19 && type !== 14) continue;
       const e = decodeError(frame(t, new Array(24).fill(0)));
       expect(e.code).toBe("bad-type");
       expect(e.message).toContain(`0x${t.toString(16).padStart(2, "0")}`);
@@ -982,7 +1031,8 @@ describe("out-of-range values are bad-value", () => {
     ["welcome UDP source port 0", body("welcome", 14, [0, 0]), "bad-value"],
     ["welcome heartbeat 0", body("welcome", 16, [0, 0]), "bad-value"],
     ["welcome timeout equal to the heartbeat", body("welcome", 18, [0x03, 0xe8]), "bad-value"],
-    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 2, 0]), "bad-value"],
+    ["welcome with an unknown server flag set", body("welcome", 20, [0, 0, 4, 0]), "bad-value"],
+    ["welcome with the audio flag but no audio block", body("welcome", 20, [0, 0, 2, 0]), "truncated"],
     ["welcome with the camera flag but no camera", body("welcome", 20, [0, 0, 0, 128]), "truncated"],
     ["welcome naming camera 2 of 2", body("welcome naming its camera", 24, [2]), "bad-value"],
     ["welcome naming camera 0 of 0", body("welcome naming its camera", 24, [0, 0]), "bad-value"],
@@ -1335,7 +1385,7 @@ describe("datagram messages (TCP delivery)", () => {
       type: "welcome", sessionId: 1, width: 640, height: 480, fpsMillihertz: 30000, fragmentSize: 1368, udpSourcePort: 5000, heartbeatMs: 1000, timeoutMs: 5000, flags: WELCOME_TCP_DELIVERY,
     };
     expect(decodeControl(encodeControl(w))).toEqual(w);
-    expect(decodeError([...encodeControl(w)].map((b, i) => (i === 3 + 20 + 2 ? 0x02 : b))).message).toContain("5 (tcp delivery), 6 (source status), 7 (camera) and 8 (multicast layers)");
+    expect(decodeError([...encodeControl(w)].map((b, i) => (i === 3 + 20 + 2 ? 0x04 : b))).message).toContain("5 (tcp delivery), 6 (source status), 7 (camera), 8 (multicast layers) and 9 (audio)");
   });
 
   test("the camera's status takes the next free bits and type; a state or reserved byte it does not know is bad-value", () => {
@@ -1347,6 +1397,32 @@ describe("datagram messages (TCP delivery)", () => {
     expect(decodeError(frame(17, [1, 1])).code).toBe("bad-value");
     expect(decodeError(frame(17, [1])).code).toBe("truncated");
     expect(() => encodeControl({ type: "source", state: 5 as SourceState })).toThrow(RangeError);
+  });
+
+  test("audio takes the next free bits and type; a codec, channel count, packet length, bit rate or reserved byte it does not know is bad-value", () => {
+    expect(CAP_AUDIO).toBe(0x800);
+    expect(WELCOME_AUDIO).toBe(0x200);
+    expect(MessageType.Audio).toBe(19);
+    expect(decodeError(frame(19, [3, 0])).code).toBe("bad-value");
+    expect(decodeError(frame(19, [1, 1])).code).toBe("bad-value");
+    expect(decodeError(frame(19, [1])).code).toBe("truncated");
+    expect(() => encodeControl({ type: "audio", state: 0 as SourceState })).toThrow(RangeError);
+    const w: Welcome = {
+      type: "welcome", sessionId: 7, width: 640, height: 480, fpsMillihertz: 30000, fragmentSize: 1368, udpSourcePort: 40002, heartbeatMs: 1000, timeoutMs: 5000, flags: 0,
+      audio: { codec: "opus", channels: 2, frameMs: 20, bitrate: 128000 },
+    };
+    // The encoder sets the flag from the block, as it does the camera flag.
+    expect(decodeControl(encodeControl(w))).toEqual({ ...w, flags: WELCOME_AUDIO });
+    const good = [...encodeControl(w)];
+    const at = 3 + 24;
+    expect(decodeError(good.map((b, i) => (i === at ? 2 : b))).code).toBe("bad-value"); // codec
+    expect(decodeError(good.map((b, i) => (i === at + 1 ? 3 : b))).code).toBe("bad-value"); // channels
+    expect(decodeError(good.map((b, i) => (i === at + 2 ? 25 : b))).code).toBe("bad-value"); // packet ms
+    expect(decodeError(good.map((b, i) => (i === at + 3 ? 1 : b))).code).toBe("bad-value"); // reserved
+    expect(decodeError(good.map((b, i) => (i === at + 4 ? 0x7f : b))).code).toBe("bad-value"); // bit rate far above 510k
+    expect(decodeError(good.slice(0, -1).map((b, i) => (i === 1 ? b - 1 : b))).code).toBe("truncated");
+    expect(() => encodeControl({ ...w, audio: { ...w.audio!, frameMs: 30 } })).toThrow(RangeError);
+    expect(() => encodeControl({ ...w, flags: WELCOME_AUDIO, audio: undefined })).toThrow(RangeError);
   });
 
   test("multicast layers take the next free bits and type; a layer past MAX_DELIVERY_LAYERS, odd sizes and reserved bits are refused", () => {

@@ -5,21 +5,15 @@
 // (a raw socket writes the UDP header itself: needs root). Over multicast it sends
 // them to the group with the stream id. The victim must neither show nor record one,
 // must count them as forged, and must say so once as a security event.
-import type { udp } from "bun";
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ControlChannel } from "../lib/net/control-channel.ts";
-import { ControlMac } from "../lib/net/control-mac.ts";
-import { tokenKey } from "../lib/net/session-keys.ts";
 import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { cv } from "../lib/native/cv.ts";
-import { Handshake, type HandshakeAction, type HandshakeInput } from "../lib/receive/handshake.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { Fragmenter } from "../lib/send/fragmenter.ts";
 import { FrameSealer } from "../lib/send/frame-sealer.ts";
 import { FrameSigner } from "../lib/send/frame-signer.ts";
-import type { Welcome } from "../lib/wire/control.ts";
 import { decodeDatagram, DEFAULT_MTU } from "../lib/wire/datagram.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { seqAdd, seqDiff } from "../lib/wire/seq.ts";
@@ -28,6 +22,7 @@ import { spawnBun, until } from "./helpers/process.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 import { readFrameNumber } from "./helpers/test-pattern.ts";
 import { rawUdpSender } from "./helpers/raw-udp.ts";
+import { CoViewer } from "./helpers/co-viewer.ts";
 
 const WIDTH = 640;
 const HEIGHT = 360;
@@ -40,92 +35,6 @@ const tempDir = tempDirs("lancam-forgery-");
 function group(): string {
   const r = crypto.getRandomValues(new Uint16Array(2));
   return `239.254.${(r[0]! % 200) + 20}.${(r[1]! % 250) + 1}:${20_000 + (r[0]! % 20_000)}`;
-}
-
-/**
- * A second viewer, run in this process with the library's own handshake: what any
- * viewer (with the token: any token holder) learns. Its welcome, its current stream
- * key, and the newest frame number of the live stream (from its own datagrams).
- */
-class CoViewer implements AsyncDisposable {
-  welcome: Welcome | null = null;
-  key: { id: number; key: Uint8Array } | null = null;
-  liveFrame: number | null = null;
-  readonly #machine: Handshake;
-  readonly #udp: udp.Socket<"buffer">;
-  readonly #ticker: Timer;
-  readonly #port: number;
-  #channel: ControlChannel | null = null;
-  #socket: { end(): void } | null = null;
-
-  private constructor(udp: udp.Socket<"buffer">, port: number, token: string | null) {
-    this.#udp = udp;
-    this.#port = port;
-    this.#machine = new Handshake({
-      server: `127.0.0.1:${port}`, udpPort: udp.port, name: "co-viewer", multicast: false,
-      auth: token ? { token: tokenKey(token) } : null,
-      report: () => ({ type: "report", framesReceived: 0, framesLost: 0, framesIncomplete: 0, datagramsDropped: 0, latencyP50Us: 0, latencyP95Us: 0, fpsMillihertz: 0 }),
-      totals: () => ({ framesReceived: 0, framesLost: 0, framesIncomplete: 0, framesRecorded: 0 }),
-    });
-    this.#ticker = setInterval(() => this.#push({ type: "tick" }), 100);
-    this.#push({ type: "start" });
-  }
-
-  static async join(port: number, token: string | null): Promise<CoViewer> {
-    let self: CoViewer | null = null;
-    const udp = await Bun.udpSocket({
-      hostname: "127.0.0.1", port: 0,
-      socket: {
-        data: (_s, buf) => {
-          try {
-            const h = decodeDatagram(buf).header;
-            if (self && (self.liveFrame === null || ((h.frameNumber - self.liveFrame) | 0) > 0)) self.liveFrame = h.frameNumber;
-          } catch {
-            // Not a lancam datagram: nothing to learn.
-          }
-        },
-      },
-    });
-    self = new CoViewer(udp, port, token);
-    return self;
-  }
-
-  #connect(): void {
-    void Bun.connect({
-      hostname: "127.0.0.1", port: this.#port,
-      socket: {
-        open: (tcp) => {
-          this.#socket = tcp;
-          this.#channel = new ControlChannel(tcp);
-          this.#push({ type: "connected" });
-        },
-        data: (_tcp, chunk) => {
-          for (const msg of this.#channel!.receive(chunk)) if (this.#channel!.authentic(msg)) this.#push({ type: "message", msg });
-        },
-        drain: () => this.#channel?.drain(),
-        close: () => this.#push({ type: "closed" }),
-      },
-    });
-  }
-
-  #push(input: HandshakeInput): void {
-    for (const a of this.#machine.push(input, performance.now())) this.#carryOut(a);
-  }
-
-  #carryOut(a: HandshakeAction): void {
-    if (a.type === "connect") this.#connect();
-    else if (a.type === "send") this.#channel?.send(a.msg);
-    else if (a.type === "secure") this.#channel?.secure(new ControlMac({ send: a.keys.clientMac, receive: a.keys.serverMac }));
-    else if (a.type === "receive") this.welcome = a.welcome;
-    else if (a.type === "key") this.key = { id: a.id, key: a.key };
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    clearInterval(this.#ticker);
-    this.#push({ type: "stop" });
-    this.#socket?.end();
-    this.#udp.close();
-  }
 }
 
 /**

@@ -5,7 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import {
-  CAP_CAMERA, WELCOME_CAMERA, type Hello, ByeReason, decodeControl, encodeControl, FallbackReason, MAX_DELIVERY_LAYERS, MAX_FPS_MILLIHERTZ, MAX_MESSAGE_SIZE, MAX_NAME_BYTES, MAX_REFUSE_TEXT_BYTES, peekMessageSize,
+  AUDIO_BITRATE_RANGE, AUDIO_FRAME_MS, WELCOME_AUDIO, CAP_CAMERA, WELCOME_CAMERA, type Hello, ByeReason, decodeControl, encodeControl, FallbackReason, MAX_DELIVERY_LAYERS, MAX_FPS_MILLIHERTZ, MAX_MESSAGE_SIZE, MAX_NAME_BYTES, MAX_REFUSE_TEXT_BYTES, peekMessageSize,
   PROTOCOL_VERSION, RefuseReason, SIGNING_KEY_SIZE, WELCOME_ENCRYPTED, WELCOME_MULTICAST, WELCOME_SIGNED, type ControlMessage, type Welcome,
 } from "../lib/wire/control.ts";
 import { MAX_FRAGMENT_SIZE, MIN_MTU, HEADER_SIZE as DATAGRAM_HEADER_SIZE } from "../lib/wire/datagram.ts";
@@ -54,6 +54,10 @@ const welcome = fc.integer({ min: 1, max: 0xfffe }).chain((heartbeatMs) =>
   // The camera it serves, when the camera flag is set: its block follows the signing block.
   fc.option(fc.integer({ min: 1, max: 8 }).chain((count) => fc.record({ index: fc.integer({ min: 0, max: count - 1 }), count: fc.constant(count), name: cameraText(1) })), { nil: undefined })
     .map((camera): Welcome => (camera ? { ...w, flags: w.flags | WELCOME_CAMERA, camera } : w)),
+).chain((w) =>
+  // The audio format, when the audio flag is set: its block follows the camera block.
+  fc.option(fc.record({ codec: fc.constant("opus" as const), channels: fc.constantFrom(1 as const, 2 as const), frameMs: fc.constantFrom(...AUDIO_FRAME_MS), bitrate: fc.integer({ min: AUDIO_BITRATE_RANGE.min, max: AUDIO_BITRATE_RANGE.max }) }), { nil: undefined })
+    .map((audio): Welcome => (audio ? { ...w, flags: w.flags | WELCOME_AUDIO, audio } : w)),
 );
 const fallback = fc.record({ type: fc.constant("fallback" as const), reason: fc.constantFrom(...Object.values(FallbackReason)) });
 const refuse = fc.record({ type: fc.constant("refuse" as const), reason: fc.constantFrom(...Object.values(RefuseReason)), text: text(MAX_REFUSE_TEXT_BYTES) });

@@ -122,7 +122,7 @@ export interface OggPacket {
  * ours, so a broken page means the pipe is broken, not that a byte was flipped.
  */
 export class OggReader {
-  #buf = new Uint8Array(0);
+  #buf: Uint8Array = new Uint8Array(0);
   #partial: Uint8Array[] = [];
   #partialBytes = 0;
   /** Pages read. */

@@ -8,7 +8,7 @@ import { HEADER_SIZE, SESSION_ID_OFFSET, SESSION_ID_SIZE, TAG_SIZE } from "../wi
  * A fragment is sealed on its own, so a viewer checks every datagram before it
  * touches the reassembler:
  *
- *   nonce (12)  = frame number (u32) || fragment index (u16) || 6 zero bytes
+ *   nonce (12)  = frame number (u32) || fragment index (u16) || payload type (u8) || 5 zero bytes
  *   AAD   (32)  = the datagram header with the session id field zeroed
  *   payload     = ciphertext of the fragment's bytes || 16-byte tag
  *
@@ -16,7 +16,9 @@ import { HEADER_SIZE, SESSION_ID_OFFSET, SESSION_ID_SIZE, TAG_SIZE } from "../wi
  * covering it would mean one encryption per viewer. Every other field (frame number,
  * index, count, lengths, key id, capture time) is authenticated. A nonce repeats only
  * if a frame number repeats under one key, which the sender's key schedule prevents
- * (lib/send/frame-sealer.ts).
+ * (lib/send/frame-sealer.ts). Audio packets (payload type 2) are numbered on their own
+ * under the same key: the payload type in the nonce keeps frame 7 and audio packet 7
+ * apart (JPEG is type 0, so frames' nonces are as they always were).
  */
 
 const ALGORITHM = "aes-256-gcm";
@@ -28,10 +30,11 @@ const WRAP_LABEL = Buffer.from("lancam-v1 stream key");
 /** AEAD operations done by this process: tests and benchmarks count them. */
 export const cipherCounters = { sealed: 0, opened: 0 };
 
-function datagramNonce(frameNumber: number, index: number): Buffer {
+function datagramNonce(frameNumber: number, index: number, payloadType: number): Buffer {
   const n = Buffer.alloc(NONCE_SIZE);
   n.writeUInt32BE(frameNumber >>> 0, 0);
   n.writeUInt16BE(index, 4);
+  n.writeUInt8(payloadType, 6);
   return n;
 }
 
@@ -46,8 +49,8 @@ export function aadOf(header: Uint8Array, into: Uint8Array): Uint8Array {
  * Encrypts one fragment: `out` receives plaintext.length bytes of ciphertext and the
  * TAG_SIZE tag. `aad` must be the fragment's header with the session id zeroed.
  */
-export function sealFragment(key: Uint8Array, aad: Uint8Array, frameNumber: number, index: number, plaintext: Uint8Array, out: Uint8Array): void {
-  const c = createCipheriv(ALGORITHM, key, datagramNonce(frameNumber, index), { authTagLength: TAG_SIZE });
+export function sealFragment(key: Uint8Array, aad: Uint8Array, frameNumber: number, index: number, plaintext: Uint8Array, out: Uint8Array, payloadType = 0): void {
+  const c = createCipheriv(ALGORITHM, key, datagramNonce(frameNumber, index, payloadType), { authTagLength: TAG_SIZE });
   c.setAAD(aad);
   const body = c.update(plaintext);
   c.final();
@@ -60,10 +63,10 @@ export function sealFragment(key: Uint8Array, aad: Uint8Array, frameNumber: numb
  * Decrypts one fragment's payload (ciphertext and tag) into `out`; false, with `out`
  * unspecified, when the tag does not check (forged, damaged, or another key).
  */
-export function openFragment(key: Uint8Array, aad: Uint8Array, frameNumber: number, index: number, payload: Uint8Array, out: Uint8Array): boolean {
+export function openFragment(key: Uint8Array, aad: Uint8Array, frameNumber: number, index: number, payload: Uint8Array, out: Uint8Array, payloadType = 0): boolean {
   if (payload.length < TAG_SIZE) return false;
   const n = payload.length - TAG_SIZE;
-  const d = createDecipheriv(ALGORITHM, key, datagramNonce(frameNumber, index), { authTagLength: TAG_SIZE });
+  const d = createDecipheriv(ALGORITHM, key, datagramNonce(frameNumber, index, payloadType), { authTagLength: TAG_SIZE });
   d.setAAD(aad);
   d.setAuthTag(payload.subarray(n));
   const body = d.update(payload.subarray(0, n));

@@ -26,6 +26,10 @@ import { SIGNING_KEY_SIZE } from "../wire/control.ts";
  *
  * Ed25519 hashes its whole message; hashing the JPEG first keeps that to one pass
  * over the frame (SHA-256), whatever Ed25519 does inside.
+ *
+ * An audio packet is signed the same way, its Opus bytes in place of the JPEG, its
+ * packet number in place of the frame number and the context "lancam audio v1": a
+ * signature of one can never pass for the other.
  */
 
 /** Bytes of an Ed25519 signature, the trailer of every signed frame. */
@@ -33,8 +37,15 @@ export const SIGNATURE_SIZE = 64;
 /** Bytes of what is signed. */
 export const SIGNED_MESSAGE_SIZE = 64;
 const CONTEXT_SIZE = 16;
-const CONTEXT = new Uint8Array(CONTEXT_SIZE);
-CONTEXT.set(new TextEncoder().encode("lancam frame v1"));
+function context(text: string): Uint8Array {
+  const c = new Uint8Array(CONTEXT_SIZE);
+  c.set(new TextEncoder().encode(text));
+  return c;
+}
+/** What a frame's signature starts with. */
+export const FRAME_CONTEXT = context("lancam frame v1");
+/** What an audio packet's signature starts with. */
+export const AUDIO_CONTEXT = context("lancam audio v1");
 const OFF_STREAM = 16;
 const OFF_FRAME = 20;
 const OFF_CAPTURED = 24;
@@ -49,9 +60,9 @@ export interface SignedFields {
   capturedAt: number;
 }
 
-/** Writes the signed message for a frame into `into` (SIGNED_MESSAGE_SIZE bytes) and returns it. */
-export function signedMessage(into: Uint8Array, f: SignedFields, jpeg: Uint8Array): Uint8Array {
-  into.set(CONTEXT, 0);
+/** Writes the signed message for a frame (or, with AUDIO_CONTEXT, an audio packet) into `into` (SIGNED_MESSAGE_SIZE bytes) and returns it. */
+export function signedMessage(into: Uint8Array, f: SignedFields, jpeg: Uint8Array, ctx: Uint8Array = FRAME_CONTEXT): Uint8Array {
+  into.set(ctx, 0);
   const dv = new DataView(into.buffer, into.byteOffset, SIGNED_MESSAGE_SIZE);
   dv.setUint32(OFF_STREAM, f.streamId);
   dv.setUint32(OFF_FRAME, f.frameNumber);

@@ -88,7 +88,7 @@ export class FrameOpener {
     const n = fragmentPayloadLength(h);
     if (this.#plain.length < n) this.#plain = new Uint8Array(Math.min(MAX_FRAGMENT_SIZE, Math.max(n, 2048)));
     const out = this.#plain.subarray(0, n);
-    if (!openFragment(k.key, aadOf(raw, this.#aad), h.frameNumber, h.fragmentIndex, payload, out)) {
+    if (!openFragment(k.key, aadOf(raw, this.#aad), h.frameNumber, h.fragmentIndex, payload, out, h.payloadType)) {
       this.counters.auth++;
       return "auth";
     }

@@ -1,5 +1,5 @@
 import type { KeyObject } from "node:crypto";
-import { checkSignature, keyFingerprint, SIGNATURE_SIZE, SIGNED_MESSAGE_SIZE, signedMessage, verifyingKey } from "../net/frame-signature.ts";
+import { AUDIO_CONTEXT, checkSignature, FRAME_CONTEXT, keyFingerprint, SIGNATURE_SIZE, SIGNED_MESSAGE_SIZE, signedMessage, verifyingKey } from "../net/frame-signature.ts";
 import type { FrameSigning } from "../wire/control.ts";
 
 /**
@@ -26,10 +26,15 @@ export class FrameVerifier {
    * The JPEG of a completed frame's payload (a view of it, the signature cut off),
    * or null when the signature does not check or there is no room for one.
    */
-  verify(frameNumber: number, capturedAt: number, payload: Uint8Array): Uint8Array | null {
+  verify(frameNumber: number, capturedAt: number, payload: Uint8Array, ctx: Uint8Array = FRAME_CONTEXT): Uint8Array | null {
     if (payload.length <= SIGNATURE_SIZE) return null;
     const jpeg = payload.subarray(0, payload.length - SIGNATURE_SIZE);
-    const message = signedMessage(this.#message, { streamId: this.#streamId, frameNumber, capturedAt }, jpeg);
+    const message = signedMessage(this.#message, { streamId: this.#streamId, frameNumber, capturedAt }, jpeg, ctx);
     return checkSignature(this.#key, message, payload.subarray(payload.length - SIGNATURE_SIZE)) ? jpeg : null;
+  }
+
+  /** The Opus bytes of an audio packet's payload (a view), or null when its signature does not check. */
+  verifyAudio(seq: number, capturedAt: number, payload: Uint8Array): Uint8Array | null {
+    return this.verify(seq, capturedAt, payload, AUDIO_CONTEXT);
   }
 }

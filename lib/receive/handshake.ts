@@ -3,7 +3,7 @@ import { unwrapStreamKey } from "../net/frame-cipher.ts";
 import { clientProof, deriveSessionKeys, randomNonce, type SessionKeys, type TokenKey } from "../net/session-keys.ts";
 import {
   ByeReason, CAP_DECRYPT, CAP_REPAIR, CAP_MULTICAST, CAP_MULTICAST_LAYERS, CAP_PATH_REPORTS, CAP_RESUME, CAP_TCP_DELIVERY, CAP_TOKEN_AUTH, CAP_VERIFY, FallbackReason, PROTOCOL_VERSION, RefuseReason, WELCOME_ENCRYPTED, WELCOME_REPAIR,
-  WELCOME_TCP_DELIVERY, byeReasonText, refuseReasonText, CAP_SOURCE_STATUS, SourceState, WELCOME_SOURCE_STATUS, CAP_CAMERA,
+  WELCOME_TCP_DELIVERY, byeReasonText, refuseReasonText, CAP_SOURCE_STATUS, SourceState, WELCOME_SOURCE_STATUS, CAP_CAMERA, CAP_AUDIO, WELCOME_AUDIO,
   type ByeTotals, type Challenge, type ControlMessage, type Delivery, type Hello, type Key, type Report, type Transport, type Welcome,
 } from "../wire/control.ts";
 import { nowMicros } from "../wire/frame.ts";
@@ -117,6 +117,8 @@ export type HandshakeAction =
   | { type: "gone"; frames: number[]; /** Never sent to this viewer (skipped for its path), not lost. */ skipped: boolean }
   /** The server's camera failed and is retried (false), or is back (true): a session whose welcome set WELCOME_SOURCE_STATUS. */
   | { type: "source"; available: boolean }
+  /** The server's microphone failed and is retried (false), or is back (true): a session whose welcome set WELCOME_AUDIO. */
+  | { type: "audio"; available: boolean }
   /** How the server sends now (TCP delivery, a session whose welcome set WELCOME_TCP_DELIVERY). */
   | { type: "transport"; msg: Transport }
   /**
@@ -168,6 +170,8 @@ export interface HandshakeOptions {
   tcpDelivery?: boolean;
   /** How long to wait for the group's first datagram (default MULTICAST_WAIT_MS). */
   multicastWaitMs?: number;
+  /** Offer to play audio (CAP_AUDIO): take audio datagrams and audio messages (default false). */
+  audio?: boolean;
 }
 
 /** Where a multicast session's datagrams come by: waiting for the group's first, the group, or unicast after a fallback. */
@@ -250,7 +254,7 @@ export class Handshake {
       case "connected": {
         if (s.kind !== "handshake" || s.connected) return [];
         s.connected = true;
-        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST | CAP_MULTICAST_LAYERS) | (this.#opts.repair ? CAP_REPAIR : 0) | (this.#opts.tcpDelivery === false ? 0 : CAP_TCP_DELIVERY) | CAP_SOURCE_STATUS | CAP_CAMERA;
+        const capabilities = CAP_RESUME | CAP_VERIFY | CAP_PATH_REPORTS | (this.#opts.auth ? CAP_TOKEN_AUTH | CAP_DECRYPT : 0) | (this.#opts.multicast === false ? 0 : CAP_MULTICAST | CAP_MULTICAST_LAYERS) | (this.#opts.repair ? CAP_REPAIR : 0) | (this.#opts.tcpDelivery === false ? 0 : CAP_TCP_DELIVERY) | CAP_SOURCE_STATUS | CAP_CAMERA | (this.#opts.audio ? CAP_AUDIO : 0);
         // Always named, "" for camera 0: the welcome then says which camera this is.
         const hello: Hello = { type: "hello", version: PROTOCOL_VERSION, udpPort: this.#opts.udpPort, capabilities, name: this.#opts.name ?? "", camera: this.#opts.camera ?? "" };
         if (this.#resume) hello.resume = this.#resume;
@@ -307,6 +311,10 @@ export class Handshake {
       if (msg.type === "source") {
         if ((s.welcome.flags & WELCOME_SOURCE_STATUS) === 0) return this.#end({ reason: "protocol error", text: "source message in a session whose welcome did not offer the camera's status" }, now);
         return [{ type: "source", available: msg.state === SourceState.Available }];
+      }
+      if (msg.type === "audio") {
+        if ((s.welcome.flags & WELCOME_AUDIO) === 0) return this.#end({ reason: "protocol error", text: "audio message in a session whose welcome announced no audio" }, now);
+        return [{ type: "audio", available: msg.state === SourceState.Available }];
       }
       if (msg.type === "transport") {
         if ((s.welcome.flags & WELCOME_TCP_DELIVERY) === 0) return this.#end({ reason: "protocol error", text: "transport message in a session whose welcome did not offer tcp delivery" }, now);

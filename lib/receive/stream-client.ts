@@ -7,6 +7,8 @@ import { DecodeError } from "../wire/decode-error.ts";
 import { HEADER_SIZE, PayloadType, payloadTypeOf, SESSION_ID_OFFSET, type DatagramHeader } from "../wire/datagram.ts";
 import { RepairCounters, RepairSession } from "./repair-session.ts";
 import { FrameOpener, type OpenerCounters } from "./frame-opener.ts";
+import { AudioReceiver, type AudioCounters } from "./audio-receiver.ts";
+import type { AudioPacket } from "../audio/audio-packet.ts";
 import { FrameVerifier } from "./frame-verifier.ts";
 import { ConnectError, Handshake, MULTICAST_WAIT_MS, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
 import { Reassembler, type ReassembledFrame, type RepairMode } from "./reassembler.ts";
@@ -105,6 +107,13 @@ export interface StreamClientOptions {
   onDelivery?: (delivery: Delivery) => void;
   /** The server's camera failed and is retried (false), or is back (true). */
   onSource?: (available: boolean) => void;
+  /**
+   * Offer to play audio: each audio packet that checks (session, key, signature), with
+   * when it arrived (ms, this client's monotonic clock). The welcome's `audio` says the format.
+   */
+  onAudio?: (packet: AudioPacket, nowMs: number) => void;
+  /** The server's microphone failed and is retried (false), or is back (true). */
+  onAudioStatus?: (available: boolean) => void;
   /** A complete frame failed the server's signature and was dropped; `total`: how many so far (cumulative). */
   onForged?: (total: number) => void;
   /** How frames should come: auto (UDP, TCP when UDP does not get through), udp or tcp (default auto). */
@@ -176,6 +185,9 @@ export class StreamClient implements AsyncDisposable {
   #repairTimer: Timer | null = null;
   readonly #opts: StreamClientOptions;
   readonly #opener = new FrameOpener();
+  readonly #audio = new AudioReceiver();
+  /** The welcome announced audio: audio datagrams go to #audio. */
+  #audioSession = false;
   readonly #now: () => number;
   #udp!: udp.Socket<"buffer">;
   #machine!: Handshake;
@@ -244,12 +256,17 @@ export class StreamClient implements AsyncDisposable {
       server: `${opts.host}:${opts.port}`, udpPort: c.#udp.port, name: opts.name, camera: opts.camera, connectTimeoutMs: opts.connectTimeoutMs,
       report: opts.report, totals: opts.totals, auth: opts.token ? { token: opts.token } : null,
       // A viewer that wants its frames over TCP has no use for the group (and a group member is refused TCP).
-      multicast: opts.transport === "tcp" ? false : opts.multicast, multicastWaitMs: opts.multicastWaitMs, repair: !!opts.repair,
+      multicast: opts.transport === "tcp" ? false : opts.multicast, multicastWaitMs: opts.multicastWaitMs, repair: !!opts.repair, audio: !!opts.onAudio,
     });
     return c;
   }
 
   /** Datagrams that failed their tag or came under a key this viewer does not hold (cumulative). */
+  /** The audio datagrams taken and dropped, by reason (cumulative). */
+  get audioCounters(): Readonly<AudioCounters> {
+    return this.#audio.counters;
+  }
+
   get keyDrops(): Readonly<OpenerCounters> {
     return this.#opener.counters;
   }
@@ -379,6 +396,9 @@ export class StreamClient implements AsyncDisposable {
         this.#startRepair(a.welcome);
         this.#streamId = a.welcome.multicast?.streamId ?? null;
         this.#reassembler.reset(a.welcome.sessionId, encrypted ? this.#opener : null, this.#streamId, verifier, this.#repair && repairMode(a.welcome, this.#opts.repair!.recordDelayMs));
+        // Audio only where the welcome announced it: any other audio datagram is foreign.
+        this.#audioSession = !!a.welcome.audio;
+        if (a.welcome.audio) this.#audio.reset(a.welcome.sessionId, this.#streamId, encrypted ? this.#opener : null, verifier);
         this.#opts.onWelcome?.(a.welcome);
         this.#source = { ip, port: a.welcome.udpSourcePort };
         if (a.welcome.multicast) this.#joinGroup(a.welcome.multicast, this.#conn?.localIp ?? null);
@@ -398,6 +418,9 @@ export class StreamClient implements AsyncDisposable {
         return;
       case "source":
         this.#opts.onSource?.(a.available);
+        return;
+      case "audio":
+        this.#opts.onAudioStatus?.(a.available);
         return;
       case "leave-group":
         this.#leaveGroup();
@@ -688,6 +711,12 @@ export class StreamClient implements AsyncDisposable {
 
   /** One datagram into the reassembler (a parity into the repair); `rebuilt`: parity made it. */
   #accept(datagram: Uint8Array, now: number, viaGroup = false, rebuilt = false): void {
+    // Audio only in a session whose welcome announced it; elsewhere the reassembler counts it as malformed, as ever.
+    if (this.#audioSession && payloadTypeOf(datagram) === PayloadType.Opus) {
+      const packet = this.#audio.push(datagram, now, viaGroup);
+      if (packet) this.#opts.onAudio?.(packet, now);
+      return;
+    }
     const repair = this.#repair;
     if (repair && payloadTypeOf(datagram) === PayloadType.Parity) {
       const id = viaGroup ? this.#streamId : this.#reassembler.sessionId;

@@ -1,3 +1,4 @@
+import type { AudioFormat } from "../audio/audio-packet.ts";
 import type { LayerGroup } from "../wire/control.ts";
 import type { FrameFanout } from "./frame-fanout.ts";
 import type { FrameSealer } from "./frame-sealer.ts";
@@ -14,6 +15,8 @@ export interface CameraOptions {
   fps: number;
   /** JPEG quality of its smaller layers (default: the server's layerQuality). */
   layerQuality?: number;
+  /** Its microphone's format; null or left out: no audio. */
+  audio?: AudioFormat | null;
 }
 
 /**
@@ -29,6 +32,12 @@ export class CameraStream {
   available = true;
   /** Frames broadcast from this camera. */
   framesBroadcast = 0;
+  /** Its microphone delivers (false while it failed and is being retried). */
+  audioAvailable = true;
+  /** The next audio packet's number: counted here, never reset, as it is part of the cipher's nonce. */
+  audioSeq = 0;
+  /** Sessions of this camera that play audio (their hello offered CAP_AUDIO). */
+  readonly audioSessions = new Set<number>();
 
   constructor(
     readonly index: number,
@@ -45,5 +54,9 @@ export class CameraStream {
 
   get name(): string {
     return this.options.name;
+  }
+
+  get audio(): AudioFormat | null {
+    return this.options.audio ?? null;
   }
 }

@@ -1,4 +1,5 @@
 import { seqLess } from "../wire/seq.ts";
+import { SESSION_ID_OFFSET } from "../wire/datagram.ts";
 import type { udp } from "bun";
 import type { Frame } from "../wire/frame.ts";
 import type { SealedFrame } from "./frame-sealer.ts";
@@ -96,7 +97,7 @@ export interface FanoutOptions {
    * TCP delivery: whether session `id`'s connection takes a whole frame now (asked before
    * the frame is cut; no means skipped), and the frame's datagrams to write at once.
    */
-  tcp?: { ready: (id: number) => boolean; send: (id: number, datagrams: Uint8Array[]) => void };
+  tcp?: { ready: (id: number) => boolean; send: (id: number, datagrams: Uint8Array[]) => void; sendAudio?: (id: number, datagram: Uint8Array) => boolean };
 }
 
 /** A path-reports viewer's estimate and layer hear the time this often. */
@@ -472,6 +473,56 @@ export class FrameFanout {
     this.#pump();
   }
 
+  /**
+   * One audio datagram (session id 0 in its header) to the viewers `plays` picks: at
+   * once, unpaced (a packet is a few hundred bytes every 20 ms), each unicast viewer its
+   * own copy with its session id, each multicast group with members that play audio one
+   * copy with the group's stream id, a TCP viewer as a datagram message.
+   */
+  sendAudio(datagram: Uint8Array, plays: (id: number) => boolean): void {
+    const stats = this.#opts.stats;
+    const groups = new Set<number>();
+    for (const stream of this.#streams.values()) {
+      const id = stream.target.id;
+      if (!plays(id)) continue;
+      if (stream.delivery === "multicast") {
+        groups.add(stream.groupLayer);
+        continue;
+      }
+      const copy = withSessionId(datagram, id);
+      if (stream.transport === "tcp") {
+        if (this.#opts.tcp?.sendAudio?.(id, copy)) stats.audioDatagramsSent++;
+        else stats.audioDatagramsDropped++;
+        continue;
+      }
+      this.#sendAudioTo(copy, stream.target.udpPort, stream.target.address);
+    }
+    for (const layer of groups) {
+      const g = this.#groups[layer];
+      if (g && this.#sendAudioTo(withSessionId(datagram, g.streamId), g.target.port, g.target.address)) stats.groupDatagramsSent++;
+    }
+  }
+
+  #sendAudioTo(bytes: Uint8Array, port: number, address: string): boolean {
+    const stats = this.#opts.stats;
+    // As in sending frames: an earlier datagram's ICMP error may surface on this call; try again.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        if (this.#opts.socket.send(bytes, port, address)) {
+          stats.audioDatagramsSent++;
+          stats.datagramsSent++;
+          return true;
+        }
+        break;
+      } catch (e) {
+        stats.sendErrors++;
+        this.#opts.warnSend(`${(e as Error).message} (sending to ${address}:${port})`);
+      }
+    }
+    stats.audioDatagramsDropped++;
+    return false;
+  }
+
   /** One classroom picture, one datagram. Not taken or failing, it is left to the viewer's resend. */
   sendPicture(address: string, port: number, bytes: Uint8Array): void {
     // As in sending datagrams: an earlier datagram's ICMP error may surface on this call; try again.
@@ -569,4 +620,11 @@ export class FrameFanout {
     }
     return took;
   };
+}
+
+/** A copy of `datagram` with `id` in its session id field. */
+function withSessionId(datagram: Uint8Array, id: number): Uint8Array {
+  const copy = datagram.slice();
+  new DataView(copy.buffer, copy.byteOffset + SESSION_ID_OFFSET, 4).setUint32(0, id >>> 0);
+  return copy;
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { aadOf, sealFragment, STREAM_KEY_SIZE } from "../net/frame-cipher.ts";
+import { encodeAudioHeader, sealedAudioSize } from "../wire/audio-datagram.ts";
 import { encodeDatagramHeader, fragmentCountFor, HEADER_SIZE, PayloadType, setFragmentIndex, TAG_SIZE } from "../wire/datagram.ts";
 import type { Frame } from "../wire/frame.ts";
 import { seqDiff } from "../wire/seq.ts";
@@ -49,6 +50,11 @@ export class FrameSealer {
   #last = 0;
   #buf = new Uint8Array(0);
   readonly #aad = new Uint8Array(HEADER_SIZE);
+  /** Audio packets under the current key, and the last one's number (null: none yet). */
+  #audio = 0;
+  #audioLast: number | null = null;
+  /** Audio packets sealed. */
+  audioSealed = 0;
   /** Keys started after the first. */
   rotations = 0;
   /** Frames sealed (each once, whatever the number of viewers). */
@@ -70,6 +76,8 @@ export class FrameSealer {
     this.#current = { id: (this.#current.id + 1) & 0xffff, key: this.#newKey() };
     this.#frames = 0;
     this.#first = null;
+    this.#audio = 0;
+    this.#audioLast = null;
     this.rotations++;
     return this.#current;
   }
@@ -102,6 +110,26 @@ export class FrameSealer {
     this.#last = frame.seq;
     this.framesSealed++;
     return { sealed: { seq: frame.seq, capturedAt: frame.capturedAt, length, fragmentSize, count, keyId: id, payloads: this.#buf }, rotated };
+  }
+
+  /**
+   * One audio datagram, sealed (session id 0: each copy gets its viewer's), from the
+   * packet's plaintext payload. Audio numbers its packets on its own; the nonce keeps
+   * them apart from frames (lib/net/frame-cipher.ts), and the same rules start a new
+   * key, so an audio nonce never repeats either. `rotated` as for `seal`.
+   */
+  sealAudio(seq: number, capturedAt: number, payload: Uint8Array): { datagram: Uint8Array; rotated: boolean } {
+    const last = this.#audioLast;
+    const rotated = last !== null && (this.#audio >= this.#maxFrames || seqDiff(seq, last) <= 0);
+    if (rotated) this.rotate();
+    const { id, key } = this.#current;
+    const datagram = new Uint8Array(sealedAudioSize(payload.length));
+    encodeAudioHeader(datagram, { sessionId: 0, seq, capturedAt, keyId: id }, payload.length);
+    sealFragment(key, aadOf(datagram, this.#aad), seq, 0, payload, datagram.subarray(HEADER_SIZE), PayloadType.Opus);
+    this.#audio++;
+    this.#audioLast = seq;
+    this.audioSealed++;
+    return { datagram, rotated };
   }
 
   #needsNewKey(seq: number): boolean {

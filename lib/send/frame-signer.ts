@@ -1,4 +1,5 @@
-import { keyFingerprint, SIGNATURE_SIZE, SIGNED_MESSAGE_SIZE, signedMessage, SigningKey } from "../net/frame-signature.ts";
+import { AUDIO_CONTEXT, keyFingerprint, SIGNATURE_SIZE, SIGNED_MESSAGE_SIZE, signedMessage, SigningKey } from "../net/frame-signature.ts";
+import type { AudioPacket } from "../audio/audio-packet.ts";
 import type { FrameSigning } from "../wire/control.ts";
 import type { Frame } from "../wire/frame.ts";
 
@@ -43,4 +44,18 @@ export class FrameSigner {
     this.framesSigned++;
     return { ...frame, jpeg: this.#buf.subarray(0, n + SIGNATURE_SIZE) };
   }
+
+  /** An audio packet's payload: its Opus bytes followed by their signature (a new buffer). */
+  signAudio(packet: Pick<AudioPacket, "seq" | "capturedAt" | "data">): Uint8Array {
+    const n = packet.data.length;
+    const out = new Uint8Array(n + SIGNATURE_SIZE);
+    out.set(packet.data, 0);
+    const message = signedMessage(this.#message, { streamId: this.signing.streamId, frameNumber: packet.seq, capturedAt: packet.capturedAt }, packet.data, AUDIO_CONTEXT);
+    out.set(this.#key.sign(message), n);
+    this.audioSigned++;
+    return out;
+  }
+
+  /** Audio packets signed. */
+  audioSigned = 0;
 }

@@ -80,6 +80,12 @@ export interface ServerStats {
   repairRequestsDropped: number;
   /** Gone messages sent (frames no longer held, or over a viewer's byte budget). */
   repairGoneSent: number;
+  /** Audio packets captured and sent on (once each, whatever the number of viewers). */
+  audioPacketsBroadcast: number;
+  /** Audio datagrams sent: one per packet to each unicast viewer that plays audio, one per group in use. */
+  audioDatagramsSent: number;
+  /** Audio datagrams not sent: the socket refused them, or a TCP viewer's connection was still full. */
+  audioDatagramsDropped: number;
 }
 
 /** Every counter at zero. */
@@ -91,5 +97,6 @@ export function newServerStats(): ServerStats {
     groupFramesSent: 0, layerGroupFramesSent: 0, groupLayerMoves: 0, groupDatagramsSent: 0, fallbacks: 0, framesSigned: 0,
     framesSkipped: 0, tcpFramesSent: 0, tcpFramesSkipped: 0, tcpDatagramsSent: 0, tcpViewers: 0, noDatagramsViewers: 0, pathReportsRefused: 0, layerChanges: 0, layerFramesEncoded: 0, layerFramesFailed: 0,
     repairDatagramsResent: 0, repairBytesResent: 0, repairRequestsDropped: 0, repairGoneSent: 0,
+    audioPacketsBroadcast: 0, audioDatagramsSent: 0, audioDatagramsDropped: 0,
   };
 }

@@ -2,7 +2,7 @@ import type { Socket, TCPSocketListener, udp } from "bun";
 import { ControlChannel } from "../net/control-channel.ts";
 import { ControlMac } from "../net/control-mac.ts";
 import { wrapStreamKey } from "../net/frame-cipher.ts";
-import { CAP_REPAIR, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_VERIFY, SourceState, WELCOME_REPAIR, WELCOME_SOURCE_STATUS, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, formatIPv4, isMulticastIPv4, parseIPv4, type ControlMessage, type Delivery, type LayerGroup, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
+import { CAP_AUDIO, CAP_REPAIR, CAP_SOURCE_STATUS, CAP_TCP_DELIVERY, CAP_VERIFY, SourceState, WELCOME_REPAIR, WELCOME_SOURCE_STATUS, WELCOME_TCP_DELIVERY, WRAP_NONCE_SIZE, formatIPv4, isMulticastIPv4, parseIPv4, type ControlMessage, type Delivery, type LayerGroup, type PathCounters, type RepairCounts, type Repair, type Report, type Switch } from "../wire/control.ts";
 import { frameMessages, TcpDelivery, type TransportOutcome } from "./tcp-delivery.ts";
 import { unsentBytes } from "../net/tcp-queue.ts";
 import { socketFd as fdOf } from "../net/udp-buffer.ts";
@@ -18,6 +18,8 @@ import { FrameSigner } from "./frame-signer.ts";
 import { SIGNATURE_SIZE } from "../net/frame-signature.ts";
 import { Fragmenter } from "./fragmenter.ts";
 import type { Frame } from "../wire/frame.ts";
+import type { AudioPacket } from "../audio/audio-packet.ts";
+import { encodeAudioDatagram } from "../wire/audio-datagram.ts";
 import type { Logger } from "../log/format.ts";
 import { throttled } from "../log/logger.ts";
 import { FrameFanout } from "./frame-fanout.ts";
@@ -67,6 +69,8 @@ interface Conn {
   fd: number | undefined;
   /** The camera its session watches (0 until one starts). */
   camera: number;
+  /** Its hello offered CAP_AUDIO: where its camera has audio, its welcome says so and it is sent the audio datagrams. */
+  audio: boolean;
 }
 
 /**
@@ -258,6 +262,46 @@ export class StreamServer implements AsyncDisposable {
     }
   }
 
+  /**
+   * One audio packet of camera `camera`'s microphone to its viewers that play audio:
+   * signed and sealed once, one datagram each (lib/wire/audio-datagram.ts). Numbered here.
+   */
+  broadcastAudio(packet: AudioPacket, camera = 0): void {
+    const cam = this.#cameras[camera];
+    if (this.#stopped || !cam || !cam.audio) return;
+    const seq = cam.audioSeq;
+    cam.audioSeq = (seq + 1) >>> 0;
+    this.stats.audioPacketsBroadcast++;
+    if (cam.audioSessions.size === 0) return;
+    const signed = cam.signer.signAudio({ seq, capturedAt: packet.capturedAt, data: packet.data });
+    let datagram: Uint8Array;
+    if (cam.sealer) {
+      this.#rotateIfDue(cam);
+      const r = cam.sealer.sealAudio(seq, packet.capturedAt, signed);
+      if (r.rotated) this.#sendKeyToAll(cam);
+      datagram = r.datagram;
+      this.#syncSealStats();
+    } else {
+      datagram = encodeAudioDatagram({ sessionId: 0, seq, capturedAt: packet.capturedAt }, signed);
+    }
+    cam.fanout.sendAudio(datagram, (id) => cam.audioSessions.has(id));
+  }
+
+  /**
+   * The camera's microphone failed and is being retried (false), or is back (true): its
+   * viewers that play audio are told (an audio message); one that joins meanwhile, after its welcome.
+   */
+  audioStatus(available: boolean, camera = 0): void {
+    const cam = this.#cameras[camera];
+    if (!cam || !cam.audio || available === cam.audioAvailable) return;
+    cam.audioAvailable = available;
+    const msg: ControlMessage = { type: "audio", state: available ? SourceState.Available : SourceState.Unavailable };
+    for (const sock of this.#conns.values()) {
+      const conn = sock.data;
+      if (conn.sessionId !== null && cam.audioSessions.has(conn.sessionId) && !conn.closing) this.#sendTo(conn, msg);
+    }
+  }
+
   /** Whether this server repairs losses for viewers that ask (not `--no-repair`). */
   get repairs(): boolean {
     return !!this.#opts.repair;
@@ -389,7 +433,7 @@ export class StreamServer implements AsyncDisposable {
     const fanout = new FrameFanout({
       socket: this.#udp, mtu: this.#opts.mtu, fps: o.fps, spread: this.#opts.spread, group, stats: this.stats, warnSend: this.#warnSend, repair,
       layerGroups, layers, tell: (id, msg) => this.#tellSession(id, msg),
-      tcp: { ready: (id) => this.#tcpReady(id), send: (id, datagrams) => this.#tcpSend(id, datagrams) },
+      tcp: { ready: (id) => this.#tcpReady(id), send: (id, datagrams) => this.#tcpSend(id, datagrams), sendAudio: (id, datagram) => this.#tcpSendAudio(id, datagram) },
     });
     let cam: CameraStream | null = null;
     const layerEncoder = fanout.layers.length > 1
@@ -434,6 +478,16 @@ export class StreamServer implements AsyncDisposable {
     this.#tcp.unsent(id);
     this.stats.tcpFramesSent--;
     this.stats.tcpFramesSkipped++;
+  }
+
+  /**
+   * An audio datagram to a TCP viewer, unless its connection still holds more than a
+   * frame's worth: the next packet is newer anyway, and the backlog bound is never hit.
+   */
+  #tcpSendAudio(id: number, datagram: Uint8Array): boolean {
+    const conn = this.#bySession.get(id);
+    if (!conn || conn.closing || conn.channel.queuedBytes > this.#opts.maxControlBacklog / 2) return false;
+    return conn.channel.send({ type: "datagram", bytes: datagram });
   }
 
   /** A viewer asks for its datagrams by UDP or TCP. */
@@ -638,6 +692,10 @@ export class StreamServer implements AsyncDisposable {
     if (msg.type === "welcome" && conn.repairs) msg = { ...msg, flags: msg.flags | WELCOME_REPAIR };
     if (msg.type === "welcome" && conn.tcpCapable) msg = { ...msg, flags: msg.flags | WELCOME_TCP_DELIVERY };
     if (msg.type === "welcome" && conn.sourceStatus) msg = { ...msg, flags: msg.flags | WELCOME_SOURCE_STATUS };
+    if (msg.type === "welcome" && conn.audio) {
+      const audio = this.#cameras[msg.camera?.index ?? 0]?.audio;
+      if (audio) msg = { ...msg, audio: { codec: audio.codec, channels: audio.channels, frameMs: audio.frameMs, bitrate: audio.bitrate } };
+    }
     const sent = conn.channel.send(msg);
     if (sent || !conn.channel.overflowed || conn.closing) return;
     this.#apply(this.#admission.stalled(conn.id, performance.now()));
@@ -654,7 +712,7 @@ export class StreamServer implements AsyncDisposable {
     const { address, port: tcpPort } = from;
     const id = this.#nextConnId++;
     const channel = new ControlChannel(sock, { maxPendingBytes: this.#opts.maxControlBacklog });
-    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false, reportedRepair: null, tcpCapable: false, sourceStatus: false, fd: fdOf(sock), camera: 0 };
+    sock.data = { id, channel, peer: `${address}:${tcpPort || "?"}`, closing: false, sessionId: null, wrap: null, verifies: false, pathRefusedLogged: false, layer: 0, repairs: false, reportedRepair: null, tcpCapable: false, sourceStatus: false, fd: fdOf(sock), camera: 0, audio: false };
     this.#conns.set(id, sock);
     this.#apply(this.#admission.connected(id, { address, port: tcpPort }, performance.now()));
   }
@@ -687,6 +745,7 @@ export class StreamServer implements AsyncDisposable {
       if (msg.type === "hello") conn.repairs = this.repairs && (msg.capabilities & CAP_REPAIR) !== 0;
       if (msg.type === "hello") conn.tcpCapable = (msg.capabilities & CAP_TCP_DELIVERY) !== 0;
       if (msg.type === "hello") conn.sourceStatus = (msg.capabilities & CAP_SOURCE_STATUS) !== 0;
+      if (msg.type === "hello") conn.audio = (msg.capabilities & CAP_AUDIO) !== 0;
       // Also not admission's: a switch from a viewer that negotiated it (else a protocol error there).
       if (msg.type === "switch" && conn.tcpCapable && conn.sessionId !== null) {
         this.#onSwitch(conn, conn.sessionId, msg);
@@ -745,6 +804,10 @@ export class StreamServer implements AsyncDisposable {
           else this.#sendKey(conn);
           // A viewer that joins while its camera is away is told at once: it will wait for frames.
           if (conn.sourceStatus && !cam.available) this.#sendTo(conn, { type: "source", state: SourceState.Unavailable });
+          if (conn.audio && cam.audio) {
+            cam.audioSessions.add(a.session.id);
+            if (!cam.audioAvailable) this.#sendTo(conn, { type: "audio", state: SourceState.Unavailable });
+          }
           break;
         }
         case "group-layer":
@@ -757,6 +820,7 @@ export class StreamServer implements AsyncDisposable {
           break;
         case "stop": {
           const cam = this.#cameras[conn.camera]!;
+          if (conn.sessionId !== null) cam.audioSessions.delete(conn.sessionId);
           if (conn.sessionId !== null) this.#logRepair(conn, cam.repair?.leave(conn.sessionId));
           if (conn.sessionId !== null) {
             this.#tcp.leave(conn.sessionId);

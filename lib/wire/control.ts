@@ -63,6 +63,12 @@ import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, typ
  * | camera number | cameras served|  name length  | name, ASCII,  |  (flag bit 7: only
  * +---------------+---------------+---------------+ 1..32 bytes ..|   for a CAP_CAMERA hello)
  * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+
+ * | layer groups (flag bit 8, docs/protocol.md 8.1) ...            |
+ * +---------------+---------------+---------------+---------------+
+ * | codec (1=Opus)|   channels    | packet ms     | reserved (0)  |  (flag bit 9: only
+ * +---------------+---------------+---------------+---------------+   for a CAP_AUDIO
+ * |             audio bit rate, bits per second (u32)             |   hello to a server
+ * +---------------------------------------------------------------+   with audio)
  * |   resume secret (optional, 16 bytes; for a CAP_RESUME hello)  |  after those
  * +- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -+
  * Flag bit 2 is not set by hand: the encoder sets it exactly when the welcome has
@@ -191,6 +197,12 @@ import { decodeGoneBody, decodeRepairBody, encodeGoneBody, encodeRepairBody, typ
  * +---------------+---------------+
  * |     state     | reserved (0)  |   0   state: 1 unavailable (failed, being retried), 2 available
  * +---------------+---------------+   2
+ *
+ * audio (19, server to client, to a WELCOME_AUDIO viewer): the microphone's state
+ * changed (the same body as source); the picture goes on either way
+ * +---------------+---------------+
+ * |     state     | reserved (0)  |   0   state: 1 unavailable (failed, being retried), 2 available
+ * +---------------+---------------+   2
  */
 
 /** Control protocol version carried in hello. */
@@ -242,6 +254,8 @@ export const MessageType = {
   Source: 17,
   /** The viewer moved to another layer's multicast group. */
   Layer: 18,
+  /** The microphone failed and is retried, or is back. */
+  Audio: 19,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -288,6 +302,11 @@ export const CAP_CAMERA = 0x200;
  * own layer's group by its loss and says which with layer messages.
  */
 export const CAP_MULTICAST_LAYERS = 0x400;
+/**
+ * hello capability bit 11: the client plays audio datagrams (payload type 2) and
+ * understands WELCOME_AUDIO and audio messages. A server sends audio only to such a viewer.
+ */
+export const CAP_AUDIO = 0x800;
 
 /** welcome server flag bit 0: frames are encrypted; a key message follows the welcome. */
 export const WELCOME_ENCRYPTED = 0x1;
@@ -314,7 +333,21 @@ export const WELCOME_CAMERA = 0x80;
  * `Welcome.layerGroups` by the encoder.
  */
 export const WELCOME_MULTICAST_LAYERS = 0x100;
-const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR | WELCOME_TCP_DELIVERY | WELCOME_SOURCE_STATUS | WELCOME_CAMERA | WELCOME_MULTICAST_LAYERS;
+/**
+ * welcome server flag bit 9: the stream has audio, sent to this viewer as audio datagrams;
+ * the welcome's audio block says its format (only for a CAP_AUDIO hello). Derived from
+ * `Welcome.audio` by the encoder.
+ */
+export const WELCOME_AUDIO = 0x200;
+const WELCOME_KNOWN_FLAGS = WELCOME_ENCRYPTED | WELCOME_MULTICAST | WELCOME_SIGNED | WELCOME_PATH_REPORTS | WELCOME_REPAIR | WELCOME_TCP_DELIVERY | WELCOME_SOURCE_STATUS | WELCOME_CAMERA | WELCOME_MULTICAST_LAYERS | WELCOME_AUDIO;
+/** Bytes of the welcome's audio block. */
+export const WELCOME_AUDIO_SIZE = 8;
+/** The audio codec numbers of the welcome's audio block. */
+export const AudioCodec = { Opus: 1 } as const;
+/** Packet durations a welcome may announce, ms (Opus's). */
+export const AUDIO_FRAME_MS = [10, 20, 40, 60] as const;
+/** The audio bit rates a welcome may announce, bits per second (libopus's range). */
+export const AUDIO_BITRATE_RANGE = { min: 6_000, max: 510_000 } as const;
 /** Bytes of one entry of a welcome's layer groups block: address, port, width, height, reserved, stream id. */
 export const WELCOME_LAYER_GROUP_SIZE = 16;
 /** Longest camera selector or name on the wire (lib/wire/camera-name.ts MAX_CAMERA_NAME). */
@@ -474,8 +507,20 @@ export interface Welcome extends Taggable {
    * encoder sets WELCOME_MULTICAST_LAYERS exactly when present (and non-empty).
    */
   layerGroups?: LayerGroup[];
+  /** The stream's audio; the encoder sets WELCOME_AUDIO exactly when present. */
+  audio?: WelcomeAudio;
   /** RESUME_SECRET_SIZE bytes the viewer presents when it reconnects; only for a CAP_RESUME hello. */
   resume?: Uint8Array;
+}
+
+/** The audio a welcome announces: Opus at 48 kHz. */
+export interface WelcomeAudio {
+  codec: "opus";
+  channels: 1 | 2;
+  /** Duration of one packet, one of AUDIO_FRAME_MS. */
+  frameMs: number;
+  /** The encoder's target, bits per second. */
+  bitrate: number;
 }
 
 /** Which camera a welcome's session shows. */
@@ -708,6 +753,12 @@ export interface SourceStatus extends Taggable {
   state: SourceState;
 }
 
+/** Server to client: the microphone failed and is retried, or is back. */
+export interface AudioStatus extends Taggable {
+  type: "audio";
+  state: SourceState;
+}
+
 /**
  * Client to server, in a WELCOME_MULTICAST_LAYERS session: the viewer is now in layer
  * `layer`'s group (0: the full layer's, the welcome's multicast block), and left the one before.
@@ -719,7 +770,7 @@ export interface LayerMessage extends Taggable {
 }
 
 /** Any control message. */
-export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery | Repair | Gone | DatagramMessage | Switch | Transport | SourceStatus | LayerMessage;
+export type ControlMessage = Hello | Welcome | Refuse | Heartbeat | Report | Bye | Challenge | Response | Key | Fallback | Delivery | Repair | Gone | DatagramMessage | Switch | Transport | SourceStatus | LayerMessage | AudioStatus;
 
 const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   hello: MessageType.Hello,
@@ -740,6 +791,7 @@ const TYPE_OF: Record<ControlMessage["type"], MessageType> = {
   transport: MessageType.Transport,
   source: MessageType.Source,
   layer: MessageType.Layer,
+  audio: MessageType.Audio,
 };
 /** Largest framed datagram message: prefix, type and a datagram of MAX_DATAGRAM_SIZE. */
 export const DATAGRAM_MESSAGE_MAX = FRAME_HEADER_SIZE + MAX_DATAGRAM_SIZE;
@@ -936,8 +988,15 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
           checkInt("welcome layer group streamId", g.streamId, 0, U32_MAX);
         }
       }
+      if (msg.flags & WELCOME_AUDIO && !msg.audio) throw new RangeError("welcome flags: WELCOME_AUDIO without an audio block");
+      if (msg.audio !== undefined) {
+        if (msg.audio.codec !== "opus") throw new RangeError(`welcome audio codec=${JSON.stringify(msg.audio.codec)}: expected opus`);
+        checkInt("welcome audio channels", msg.audio.channels, 1, 2);
+        if (!(AUDIO_FRAME_MS as readonly number[]).includes(msg.audio.frameMs)) throw new RangeError(`welcome audio frameMs=${msg.audio.frameMs}: expected one of ${AUDIO_FRAME_MS.join(", ")}`);
+        checkInt("welcome audio bitrate", msg.audio.bitrate, AUDIO_BITRATE_RANGE.min, AUDIO_BITRATE_RANGE.max);
+      }
       if (msg.resume !== undefined) checkBytes("welcome resume", msg.resume, RESUME_SECRET_SIZE);
-      bodySize = WELCOME_SIZE + (msg.multicast ? WELCOME_MULTICAST_SIZE : 0) + (msg.signing ? WELCOME_SIGNING_SIZE : 0) + (msg.camera ? 3 + msg.camera.name.length : 0) + (msg.layerGroups ? 2 + WELCOME_LAYER_GROUP_SIZE * msg.layerGroups.length : 0) + (msg.resume ? RESUME_SECRET_SIZE : 0);
+      bodySize = WELCOME_SIZE + (msg.multicast ? WELCOME_MULTICAST_SIZE : 0) + (msg.signing ? WELCOME_SIGNING_SIZE : 0) + (msg.camera ? 3 + msg.camera.name.length : 0) + (msg.layerGroups ? 2 + WELCOME_LAYER_GROUP_SIZE * msg.layerGroups.length : 0) + (msg.audio ? WELCOME_AUDIO_SIZE : 0) + (msg.resume ? RESUME_SECRET_SIZE : 0);
       break;
     case "refuse":
       if (!Object.hasOwn(REFUSE_TEXT, msg.reason)) throw new RangeError(`refuse reason=${msg.reason} is not a known reason code`);
@@ -1020,6 +1079,10 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       checkInt("layer layer", msg.layer, 0, MAX_DELIVERY_LAYERS - 1);
       bodySize = LAYER_SIZE;
       break;
+    case "audio":
+      if (msg.state !== SourceState.Unavailable && msg.state !== SourceState.Available) throw new RangeError(`audio state=${msg.state}: expected 1 (unavailable) or 2 (available)`);
+      bodySize = SOURCE_SIZE;
+      break;
     default:
       throw new RangeError(`unknown control message type ${JSON.stringify((msg as { type: unknown }).type)}`);
   }
@@ -1037,7 +1100,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "welcome":
       w.u32(msg.sessionId).u16(msg.width).u16(msg.height).u32(msg.fpsMillihertz);
-      w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32((msg.flags | (msg.signing ? WELCOME_SIGNED : 0) | (msg.camera ? WELCOME_CAMERA : 0) | (msg.layerGroups ? WELCOME_MULTICAST_LAYERS : 0)) >>> 0);
+      w.u16(msg.fragmentSize).u16(msg.udpSourcePort).u16(msg.heartbeatMs).u16(msg.timeoutMs).u32((msg.flags | (msg.signing ? WELCOME_SIGNED : 0) | (msg.camera ? WELCOME_CAMERA : 0) | (msg.layerGroups ? WELCOME_MULTICAST_LAYERS : 0) | (msg.audio ? WELCOME_AUDIO : 0)) >>> 0);
       if (msg.multicast) w.u32(groupAddress).u16(msg.multicast.port).u16(0).u32(msg.multicast.streamId);
       if (msg.signing) w.bytes(msg.signing.publicKey).u32(msg.signing.streamId);
       if (msg.camera) w.u8(msg.camera.index).u8(msg.camera.count).u8(msg.camera.name.length).bytes(ascii.encode(msg.camera.name));
@@ -1045,6 +1108,7 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
         w.u8(msg.layerGroups.length).u8(0);
         for (const g of msg.layerGroups) w.u32(parseIPv4(g.address)!).u16(g.port).u16(g.width).u16(g.height).u16(0).u32(g.streamId);
       }
+      if (msg.audio) w.u8(AudioCodec.Opus).u8(msg.audio.channels).u8(msg.audio.frameMs).u8(0).u32(msg.audio.bitrate);
       if (msg.resume) w.bytes(msg.resume);
       break;
     case "refuse":
@@ -1118,6 +1182,9 @@ export function encodeControl(msg: ControlMessage): Uint8Array {
       break;
     case "layer":
       w.u8(msg.layer).u8(0);
+      break;
+    case "audio":
+      w.u8(msg.state).u8(0);
       break;
   }
   if (msg.tag) w.bytes(msg.tag);
@@ -1273,7 +1340,7 @@ function decodeWelcome(r: BodyReader): Welcome {
   const heartbeatMs = range("welcome heartbeat interval", r.u16("heartbeat interval"), 1, 0xfffe);
   const timeoutMs = range("welcome timeout", r.u16("timeout"), heartbeatMs + 1, 0xffff);
   const flags = r.u32("flags");
-  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed), 3 (path reports), 4 (repair), 5 (tcp delivery), 6 (source status), 7 (camera) and 8 (multicast layers) are defined`);
+  if (flags & ~WELCOME_KNOWN_FLAGS) throw new DecodeError("bad-value", `welcome server flags ${hex(flags, 4)}: only bits 0 (frames encrypted), 1 (multicast), 2 (signed), 3 (path reports), 4 (repair), 5 (tcp delivery), 6 (source status), 7 (camera), 8 (multicast layers) and 9 (audio) are defined`);
   const msg: Welcome = { type: "welcome", sessionId, width, height, fpsMillihertz, fragmentSize, udpSourcePort, heartbeatMs, timeoutMs, flags };
   let fixed = WELCOME_SIZE;
   if (flags & WELCOME_MULTICAST) {
@@ -1313,6 +1380,18 @@ function decodeWelcome(r: BodyReader): Welcome {
       msg.layerGroups.push({ address: formatIPv4(address), port, width, height, streamId: r.u32("layer group stream id") });
     }
     fixed += 2 + WELCOME_LAYER_GROUP_SIZE * count;
+  }
+  if (flags & WELCOME_AUDIO) {
+    const codec = r.u8("audio codec");
+    if (codec !== AudioCodec.Opus) throw new DecodeError("bad-value", `welcome audio codec ${hex(codec)}: expected ${hex(AudioCodec.Opus)} (Opus)`);
+    const channels = range("welcome audio channels", r.u8("audio channels"), 1, 2) as 1 | 2;
+    const frameMs = r.u8("audio packet ms");
+    if (!(AUDIO_FRAME_MS as readonly number[]).includes(frameMs)) throw new DecodeError("bad-value", `welcome audio packet duration ${hex(frameMs)} ms: expected one of ${AUDIO_FRAME_MS.join(", ")}`);
+    const reserved = r.u8("audio reserved");
+    if (reserved !== 0) throw new DecodeError("bad-value", `welcome audio reserved byte ${hex(reserved)}, expected 0`);
+    const bitrate = range("welcome audio bit rate", r.u32("audio bit rate"), AUDIO_BITRATE_RANGE.min, AUDIO_BITRATE_RANGE.max);
+    msg.audio = { codec: "opus", channels, frameMs, bitrate };
+    fixed += WELCOME_AUDIO_SIZE;
   }
   if (r.remaining === 0) return msg;
   if (r.remaining !== RESUME_SECRET_SIZE) {
@@ -1455,6 +1534,15 @@ function decodeSource(r: BodyReader): SourceStatus {
   return { type: "source", state: state as SourceState };
 }
 
+function decodeAudioStatus(r: BodyReader): AudioStatus {
+  const state = r.u8("state");
+  if (state !== SourceState.Unavailable && state !== SourceState.Available) throw new DecodeError("bad-value", `audio state ${hex(state)} is unknown`);
+  const reserved = r.u8("reserved");
+  if (reserved !== 0) throw new DecodeError("bad-value", `audio reserved byte ${hex(reserved)}, expected 0`);
+  r.end();
+  return { type: "audio", state: state as SourceState };
+}
+
 function decodeLayer(r: BodyReader): LayerMessage {
   const layer = range("layer layer", r.u8("layer"), 0, MAX_DELIVERY_LAYERS - 1);
   const reserved = r.u8("reserved");
@@ -1497,7 +1585,7 @@ function checkType(typeByte: number, datagrams: boolean): void {
     if (typeByte & TAGGED_BIT) throw new DecodeError("bad-type", `control type ${hex(typeByte)}: a datagram message is never tagged`);
     return;
   }
-  if (type >= MessageType.Hello && type <= MessageType.Layer) return;
+  if (type >= MessageType.Hello && type <= MessageType.Audio) return;
   throw new DecodeError("bad-type", `control type ${hex(typeByte)} is unknown`);
 }
 
@@ -1591,6 +1679,8 @@ function decodeBody(type: number, body: Uint8Array): ControlMessage {
       return decodeSource(new BodyReader("source", body));
     case MessageType.Layer:
       return decodeLayer(new BodyReader("layer", body));
+    case MessageType.Audio:
+      return decodeAudioStatus(new BodyReader("audio", body));
     default:
       // peekMessageSize already rejected it; kept so a new type cannot slip through.
       throw new DecodeError("bad-type", `control type ${hex(type)} is unknown`);

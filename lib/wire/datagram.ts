@@ -29,7 +29,8 @@ import { DecodeError, hex } from "./decode-error.ts";
  * flags: E (bit 0) = payload encrypted: the fragment's bytes are AES-256-GCM
  *        ciphertext under the stream key named by the key id, followed by the tag;
  *        type (bits 1-3) = payload type, 0 = JPEG, 1 = FEC parity (another header:
- *        lib/wire/fec.ts; decodeDatagram rejects it); R (bits 4-7) must be 0.
+ *        lib/wire/fec.ts; decodeDatagram rejects it), 2 = one Opus packet (the same
+ *        header, one fragment: lib/wire/audio-datagram.ts); R (bits 4-7) must be 0.
  * session id: the welcome's session id on datagrams sent to one viewer; the welcome's
  *   stream id on datagrams sent once to a multicast group for every viewer in it.
  * frame length, fragment size: plaintext bytes, with or without E; the tag is extra.
@@ -70,7 +71,7 @@ const PAYLOAD_TYPE_MASK = 0x0e;
 const RESERVED_FLAGS_MASK = 0xf0;
 
 /** Payload types (flags bits 1-3). */
-export const PayloadType = { Jpeg: 0, Parity: 1 } as const;
+export const PayloadType = { Jpeg: 0, Parity: 1, Opus: 2 } as const;
 export type PayloadType = (typeof PayloadType)[keyof typeof PayloadType];
 
 /** Largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP). */
@@ -140,7 +141,7 @@ function checkInt(name: string, v: number, min: number, max: number): void {
 export function encodeDatagramHeader(into: Uint8Array, offset: number, h: DatagramHeader): number {
   checkInt("offset", offset, 0, Number.MAX_SAFE_INTEGER);
   if (into.length - offset < HEADER_SIZE) throw new RangeError(`datagram header needs ${HEADER_SIZE} bytes at offset ${offset}, buffer has ${into.length}`);
-  checkInt("payloadType", h.payloadType, PayloadType.Jpeg, PayloadType.Jpeg);
+  if (h.payloadType !== PayloadType.Jpeg && h.payloadType !== PayloadType.Opus) throw new RangeError(`datagram payloadType=${h.payloadType}: expected JPEG (0) or Opus (2)`);
   checkInt("sessionId", h.sessionId, 0, 0xffffffff);
   checkInt("frameNumber", h.frameNumber, 0, 0xffffffff);
   checkInt("frameLength", h.frameLength, 1, 0xffffffff);
@@ -193,9 +194,9 @@ export function payloadTypeOf(bytes: Uint8Array): number | null {
  * Decodes one datagram. Checks everything one datagram can tell on its own,
  * including that the payload length matches index, count, size and frame length;
  * whether fragments of one frame agree with each other is the reassembler's job.
- * Throws DecodeError.
+ * `accept`: the payload type wanted (JPEG; the audio codec asks for Opus). Throws DecodeError.
  */
-export function decodeDatagram(bytes: Uint8Array): Datagram {
+export function decodeDatagram(bytes: Uint8Array, accept: PayloadType = PayloadType.Jpeg): Datagram {
   if (bytes.length < HEADER_SIZE) {
     throw new DecodeError("truncated", `datagram of ${bytes.length} (${hex(bytes.length, 2)}) bytes is shorter than the ${HEADER_SIZE}-byte header`);
   }
@@ -210,7 +211,7 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
   const flags = dv.getUint8(OFF_FLAGS);
   if (flags & RESERVED_FLAGS_MASK) throw new DecodeError("bad-value", `datagram flags ${hex(flags)} set reserved bits ${hex(flags & RESERVED_FLAGS_MASK)}`);
   const payloadType = (flags & PAYLOAD_TYPE_MASK) >> PAYLOAD_TYPE_SHIFT;
-  if (payloadType !== PayloadType.Jpeg) throw new DecodeError("bad-type", `datagram payload type ${hex(payloadType)} is unknown (flags ${hex(flags)})`);
+  if (payloadType !== accept) throw new DecodeError("bad-type", `datagram payload type ${hex(payloadType)} is unknown (flags ${hex(flags)})`);
   const encrypted = (flags & FLAG_ENCRYPTED) !== 0;
   const keyId = dv.getUint16(OFF_KEY_ID);
   if (!encrypted && keyId !== 0) throw new DecodeError("bad-value", `datagram reserved field ${hex(keyId, 2)}, expected 0 without encryption`);
@@ -239,7 +240,7 @@ export function decodeDatagram(bytes: Uint8Array): Datagram {
   }
   const header: DatagramHeader = {
     encrypted,
-    payloadType: PayloadType.Jpeg,
+    payloadType: accept,
     sessionId: dv.getUint32(OFF_SESSION),
     frameNumber: dv.getUint32(OFF_FRAME),
     fragmentIndex,
