@@ -246,11 +246,16 @@ class FfmpegRun {
     });
   }
 
-  /** What ffmpeg said last, or how it ended. */
+  /** What ffmpeg said (its last few error lines, one line), or how it ended. */
   exitReason(): string {
-    const said = this.#stderr.trim().split("\n").filter((l) => l.trim() !== "").at(-1)?.trim();
-    const how = this.proc.signalCode ? `killed by ${this.proc.signalCode}` : `exit status ${this.proc.exitCode}`;
+    const how = this.proc.signalCode ? `killed by ${this.proc.signalCode}` : this.proc.exitCode === null ? "still running" : `exit status ${this.proc.exitCode}`;
+    const said = ffmpegSaid(this.#stderr);
     return said ? `${said} (ffmpeg ${how})` : `ffmpeg ended (${how})`;
+  }
+
+  /** Everything ffmpeg wrote to stderr (its last STDERR_KEEP bytes). */
+  get stderr(): string {
+    return this.#stderr;
   }
 
   /** Whether stop() was asked for. */
@@ -354,6 +359,16 @@ class FfmpegRun {
   }
 }
 
+/** The last SAID_LINES distinct lines of ffmpeg's errors, without their `[alsa @ 0x...]` prefixes or its advice on -map, on one line. */
+export function ffmpegSaid(stderr: string): string {
+  const lines = stderr.split("\n").map((l) => l.replace(/^\[[^\]]* @ 0x[0-9a-f]+\]\s*/, "").trim()).filter((l) => l !== "" && !l.startsWith("To ignore this"));
+  const text = [...new Set(lines)].slice(-SAID_LINES).join("; ");
+  return text.length > SAID_MAX ? `...${text.slice(-SAID_MAX)}` : text;
+}
+
+const SAID_LINES = 3;
+const SAID_MAX = 400;
+
 /** The inputs to try, in order, for `spec` (two for `default`: PulseAudio's, then ALSA's). */
 function inputsFor(spec: AudioSourceSpec, opts: AudioCaptureOptions): AudioInput[] {
   switch (spec.kind) {
@@ -366,11 +381,11 @@ function inputsFor(spec: AudioSourceSpec, opts: AudioCaptureOptions): AudioInput
 }
 
 /** The message for a source none of whose inputs opened. */
-function openFailure(spec: AudioSourceSpec, tried: { input: AudioInput; why: string }[]): string {
+function openFailure(spec: AudioSourceSpec, tried: { input: AudioInput; why: string; stderr: string }[]): string {
   const said = tried.map((t) => `${describeAudioInput(t.input)}: ${t.why}`).join("; ");
   if (spec.kind === "file") {
     const path = (tried[0]!.input as { path: string }).path;
-    if (/matches no streams/i.test(said)) return `--audio file: ${path} has no audio track; give --audio another source, or a --source file with sound`;
+    if (/matches no streams/i.test(tried[0]!.stderr)) return `--audio file: ${path} has no audio track; give --audio another source, or a --source file with sound`;
     return `--audio file: cannot read the audio of ${path}: ${said}`;
   }
   if (spec.kind === "test") return `--audio test: the audio encoder did not start: ${said}`;
@@ -407,7 +422,7 @@ export async function openAudioCapture(spec: AudioSourceSpec, opts: AudioCapture
     }, () => stats.badPackets++);
 
   // The first start: each input in turn until one delivers.
-  const tried: { input: AudioInput; why: string }[] = [];
+  const tried: { input: AudioInput; why: string; stderr: string }[] = [];
   let input: AudioInput | null = null;
   for (const candidate of inputs) {
     const r = start(candidate, opts.startDeadlineMs ?? AUDIO_START_DEADLINE_MS);
@@ -418,7 +433,7 @@ export async function openAudioCapture(spec: AudioSourceSpec, opts: AudioCapture
       break;
     }
     await r.done;
-    tried.push({ input: candidate, why: result.why });
+    tried.push({ input: candidate, why: result.why, stderr: r.stderr });
   }
   if (!run || !input) throw new AudioDeviceError(openFailure(spec, tried));
   const chosen = input;

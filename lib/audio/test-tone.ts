@@ -19,12 +19,15 @@ const FULL_SCALE = 32767;
 
 /** The epoch sample captured at `micros` (µs since the epoch), rounded down. */
 export function sampleAtMicros(micros: number): number {
-  return Math.floor((micros * TONE_RATE) / 1e6);
+  // In whole seconds and the rest: micros * 48000 is past 2^53 and would round.
+  const seconds = Math.floor(micros / 1e6);
+  return seconds * TONE_RATE + Math.floor(((micros - seconds * 1e6) * 6) / 125);
 }
 
 /** When epoch sample `sample` is captured, µs since the epoch (rounded to the µs). */
 export function microsOfSample(sample: number): number {
-  return Math.round((sample * 1e6) / TONE_RATE);
+  const seconds = Math.floor(sample / TONE_RATE);
+  return seconds * 1e6 + Math.round(((sample - seconds * TONE_RATE) * 125) / 6);
 }
 
 /** Whether epoch sample `sample` lies inside a beep. */
