@@ -268,7 +268,7 @@ describe("openAudioCapture", () => {
   test("a device that does not exist: AudioDeviceError naming it and how to list devices; the entry exits 2 with one line", async () => {
     const err = await openAudioCapture({ kind: "alsa", device: "nosuchdevice" }, { onPacket: () => undefined }).catch((e) => e);
     expect(err).toBeInstanceOf(AudioDeviceError);
-    expect(err.message).toStartWith("cannot open audio device alsa:nosuchdevice: alsa:nosuchdevice: ");
+    expect(err.message).toStartWith("cannot open audio device alsa:nosuchdevice: ");
     expect(err.message).toEndWith("; list them with `pactl list short sources` (PulseAudio, for --audio pulse:NAME) or `arecord -L` (ALSA, for --audio alsa:DEVICE)");
     const written: string[] = [];
     expect(reportFailure("lancam-server", "server.ts", err, (t) => written.push(t))).toBe(2);

@@ -7,7 +7,7 @@ export async function decodePackets(packets: readonly AudioPacket[]): Promise<In
   const w = new OggOpusWriter({ channels: 1, frameMs: 20 }, 1);
   const parts = [w.header(), ...packets.map((p, i) => w.page(p, i === packets.length - 1))];
   const dec = Bun.spawn([resolveFfmpeg().path, "-hide_banner", "-loglevel", "error", "-i", "pipe:0", "-f", "s16le", "-ar", "48000", "-ac", "1", "pipe:1"], {
-    stdin: new Blob(parts as BlobPart[]), stdout: "pipe", stderr: "pipe",
+    stdin: new Blob(parts), stdout: "pipe", stderr: "pipe",
   });
   const pcm = new Int16Array(await new Response(dec.stdout).arrayBuffer());
   if ((await dec.exited) !== 0) throw new Error(`ffmpeg could not decode: ${await new Response(dec.stderr).text()}`);
