@@ -293,7 +293,7 @@ describe("--print-config", () => {
       "--multicast", "239.255.1.2:5000", "--multicast-ttl", "4", "--multicast-if", "127.0.0.1", "--no-repair", "--fec", "10",
       "--http", "0", "--http-bind", "127.0.0.1", "--publish", "rtsp://a.example:8554/x", "--publish", "rtsps://b.example/y", "--publish-codec", "h264",
       "--publish-token-file", join(dir, "publish-token"), "--record", join(dir, "rec"), "--segment", "30", "--container", "mkv", "--keep-days", "0.5", "--max-size", "20G", "--min-free", "1500",
-      "--overlay", "%H:%M {camera}", "--overlay-pos", "bottom-right", "--no-tcp-delivery",
+      "--overlay", "%H:%M {camera}", "--overlay-pos", "bottom-right", "--no-tcp-delivery", "--audio", "pulse:desk mic.monitor", "--audio-bitrate", "96000",
     ];
     const { printed, before, after } = roundTrip(SERVER_COMMAND, argv);
     // Every flag but these is set away from its default, so each row's value is printed and
@@ -307,6 +307,8 @@ describe("--print-config", () => {
     expect(printed).toContain('\nmax-size = "20G"\n');
     expect(printed).toContain("\nmax-clients = 7\n");
     expect(printed).toContain('\nmulticast = "239.255.1.2:5000"\n');
+    expect(printed).toContain('\naudio = "pulse:desk mic.monitor"\n');
+    expect(printed).toContain('\naudio-bitrate = "96k"\n');
     expect(printed).toContain(`\ntoken-file = ${JSON.stringify(tokenFile)}\n`);
     // The token file's path, never the token in it.
     expect(printed).not.toContain("0123456789abcdef");

@@ -4,7 +4,7 @@ import { UsageError } from "./cli.ts";
 /**
  * Runs an entry script's main and exits with its status. A UsageError prints its
  * message and the usage hint with exit 2; any other UserError prints one line with
- * exit 1; anything else is a bug and prints its stack, exit 1.
+ * its exitCode (1 unless it says otherwise); anything else is a bug and prints its stack, exit 1.
  */
 export async function runMain(program: string, script: string, main: () => Promise<number>): Promise<never> {
   let code: number;
@@ -24,7 +24,7 @@ export function reportFailure(program: string, script: string, thrown: unknown, 
   }
   if (thrown instanceof UserError) {
     write(`${program}: error: ${thrown.message}\n`);
-    return 1;
+    return thrown.exitCode;
   }
   const err = thrown instanceof Error ? thrown : new Error(String(thrown));
   write(`${program}: unexpected error: ${err.stack ?? err.message}\n`);

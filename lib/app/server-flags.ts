@@ -20,6 +20,8 @@ import { RECORD_FLAGS } from "./record-flags.ts";
 import { CONFIG_FLAGS } from "./config-flags.ts";
 import { REDACTED } from "./config-file.ts";
 import { cameraSourceSpelling, checkCameraSources, DEFAULT_CAMERA, parseCameraSource, type CameraSource } from "./source-flag.ts";
+import { AUDIO_BITRATE, audioFilePath, audioSourceSpelling, AudioSpecError, formatAudioBitrate, parseAudioBitrate, parseAudioSource, type AudioSourceSpec } from "../audio/audio-source.ts";
+import { DEFAULT_AUDIO_FORMAT, type AudioFormat } from "../audio/audio-packet.ts";
 
 const text = (raw: string) => raw;
 
@@ -141,6 +143,14 @@ in a config file's [[source]] tables for one`,
 JPEG is then decoded and encoded again`, off),
     overlayPos: valueFlag<OverlayPosition>("overlay-pos", "CORNER", "top-left", (raw, flag) => parseOverlayPosFlag(raw, flag),
       OVERLAY_POSITIONS.join(", ")),
+    audio: valueFlag<AudioSourceSpec | null>("audio", "SRC", null, (raw, flag) => usage(() => parseAudioSource(raw, flag), AudioSpecError),
+      `also capture sound, sent as Opus: default (PulseAudio's default input,
+else ALSA's), pulse:NAME, alsa:DEVICE, file (the sound of the --source
+video file) or test (a 1 kHz beep at each whole second; the test
+pattern then flashes white at each whole second too)`, off, { format: audioSourceSpelling }),
+    audioBitrate: valueFlag<number | null>("audio-bitrate", "RATE", null, (raw, flag) => usage(() => parseAudioBitrate(raw, flag), AudioSpecError),
+      `Opus bit rate, ${formatAudioBitrate(AUDIO_BITRATE.min)}-${formatAudioBitrate(AUDIO_BITRATE.max)} bit/s, as 64k or 64000`, () => formatAudioBitrate(DEFAULT_AUDIO_FORMAT.bitrate),
+      { format: formatAudioBitrate }),
     log: valueFlag("log", "FILE", "lancam-server.log", text, "append joins and leaves here"),
     logMax: LOG_MAX_FLAG,
     securityLog: SECURITY_LOG_FLAG,
@@ -212,4 +222,34 @@ export function multicastSettings(flags: { multicast: GroupFlag | null; multicas
 export function publishTargets(flags: { publish: string[]; publishTokenFile: string | null }): PublishTarget[] {
   if (flags.publishTokenFile !== null && flags.publish.length === 0) throw new UsageError("--publish-token-file needs at least one --publish URL");
   return usage(() => parsePublishTargets(flags.publish, flags.publishTokenFile === null ? undefined : readPublishTokenFile(flags.publishTokenFile)), PublishUrlError);
+}
+
+/** What --audio asks the server to capture, or null without it. */
+export interface AudioSettings {
+  readonly spec: AudioSourceSpec;
+  readonly format: AudioFormat;
+  /** The video file `--audio file` reads (camera 0's --source), null for other sources. */
+  readonly file: string | null;
+  /** The test pattern flashes white at each whole second, matching the test tone's beeps. */
+  readonly flashEachSecond: boolean;
+}
+
+/**
+ * The audio the flags ask for (mono, 48 kHz, 20 ms Opus at --audio-bitrate), or null
+ * without --audio; UsageError for --audio-bitrate alone, or --audio file when camera 0
+ * is not a video file.
+ */
+export function audioSettings(flags: { audio: AudioSourceSpec | null; audioBitrate: number | null }, cameras: readonly CameraSource[]): AudioSettings | null {
+  if (flags.audio === null) {
+    if (flags.audioBitrate !== null) throw new UsageError("--audio-bitrate needs --audio");
+    return null;
+  }
+  const first = cameras[0]?.spec;
+  const file = usage(() => audioFilePath(flags.audio!, first), AudioSpecError);
+  return {
+    spec: flags.audio,
+    format: { ...DEFAULT_AUDIO_FORMAT, bitrate: flags.audioBitrate ?? DEFAULT_AUDIO_FORMAT.bitrate },
+    file,
+    flashEachSecond: flags.audio.kind === "test",
+  };
 }

@@ -18,6 +18,7 @@ import { choosePath, type CapturePath, type PathChoice } from "./capture-path.ts
 import { inUseFix, PERMISSION_FIX } from "./camera-fixes.ts";
 import { checkSourceJpeg } from "./jpeg-check.ts";
 import { formatOverlay, type OverlayFields, type OverlayPosition } from "./overlay-text.ts";
+import { firstOfSecond, whitenBelow } from "./second-flash.ts";
 import { UserError } from "../errors/user-error.ts";
 import { errorText } from "../errors/error-text.ts";
 
@@ -97,6 +98,12 @@ export interface OpenOptions {
   /** Text drawn on every picture before it is encoded (a source's own JPEG is then decoded first). */
   overlay?: OverlayOptions;
   log?: Logger;
+  /**
+   * Test pattern only: the first frame at or after each whole second of capture time
+   * is white but for its frame-number band (with `--audio test`, whose beeps start at
+   * the same seconds).
+   */
+  flashEachSecond?: boolean;
   /** A camera failed and is being retried (false), or is back (true); the server tells its viewers. */
   onAvailability?: (available: boolean) => void;
 }
@@ -215,7 +222,9 @@ function openTest(opts: OpenOptions, log: Logger): CaptureSource {
   let paused: (() => boolean) | null = null;
   let seq = 0;
   let closed = false;
-  log.info("opened source", { source: "test", width, height, fps, path: stats.capturePath, overlay: opts.overlay ? "drawn-before-encode" : undefined });
+  // When the last frame was captured or skipped, for the flash at each whole second.
+  let previous: number | null = null;
+  log.info("opened source", { source: "test", width, height, fps, path: stats.capturePath, overlay: opts.overlay ? "drawn-before-encode" : undefined, flash: opts.flashEachSecond ? "each-second" : undefined });
 
   const produce = async (): Promise<Frame | null> => {
     for (;;) {
@@ -224,11 +233,20 @@ function openTest(opts: OpenOptions, log: Logger): CaptureSource {
       if (closed) return null;
       if (paused?.()) {
         stats.framesIdle++;
+        if (opts.flashEachSecond) previous = nowMicros();
         continue;
       }
       const capturedAt = nowMicros();
       const text = `#${seq} ${new Date(capturedAt / 1000).toISOString()}`;
-      const jpeg = await renderer.render(width, height, seq, text, opts.quality, overlayFor(opts, seq, capturedAt));
+      let jpeg: Uint8Array = await renderer.render(width, height, seq, text, opts.quality, overlayFor(opts, seq, capturedAt));
+      if (opts.flashEachSecond && firstOfSecond(previous, capturedAt)) {
+        // Once a second: a decode and an encode more, on this thread (a few ms at 720p).
+        const picture = cv().decodeJpeg(jpeg);
+        whitenBelow(picture.bgr, picture.width, picture.height, cv().testPatternLayout.bandHeight);
+        jpeg = cv().encodeJpeg(picture.bgr, picture.width, picture.height, opts.quality);
+        stats.framesEncoded++;
+      }
+      previous = capturedAt;
       stats.framesEncoded++;
       const frame: Frame = { seq, capturedAt, width, height, jpeg };
       seq = seqAdd(seq, 1);

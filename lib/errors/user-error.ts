@@ -8,4 +8,11 @@
  */
 export class UserError extends Error {
   override name = "UserError";
+  /** The exit status the entry script ends with (1 unless the error says otherwise, e.g. 2 for a device that does not exist). */
+  readonly exitCode: number;
+
+  constructor(message: string, options?: ErrorOptions & { exitCode?: number }) {
+    super(message, options);
+    this.exitCode = options?.exitCode ?? 1;
+  }
 }

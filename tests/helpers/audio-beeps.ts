@@ -1,0 +1,39 @@
+import type { AudioPacket } from "../../lib/audio/audio-packet.ts";
+import { resolveFfmpeg } from "../../lib/media/ffmpeg.ts";
+import { OggOpusWriter, OPUS_PRE_SKIP } from "../../lib/mux/ogg-opus.ts";
+
+/** `packets` (mono) decoded by ffmpeg from the Ogg Opus that OggOpusWriter makes of them: 48 kHz PCM, pre-skip removed. */
+export async function decodePackets(packets: readonly AudioPacket[]): Promise<Int16Array> {
+  const w = new OggOpusWriter({ channels: 1, frameMs: 20 }, 1);
+  const parts = [w.header(), ...packets.map((p, i) => w.page(p, i === packets.length - 1))];
+  const dec = Bun.spawn([resolveFfmpeg().path, "-hide_banner", "-loglevel", "error", "-i", "pipe:0", "-f", "s16le", "-ar", "48000", "-ac", "1", "pipe:1"], {
+    stdin: new Blob(parts), stdout: "pipe", stderr: "pipe",
+  });
+  const pcm = new Int16Array(await new Response(dec.stdout).arrayBuffer());
+  if ((await dec.exited) !== 0) throw new Error(`ffmpeg could not decode: ${await new Response(dec.stderr).text()}`);
+  return pcm;
+}
+
+/**
+ * Capture times (µs) of the beep onsets in `packets`: the first sample above a tenth of
+ * full scale after at least 50 ms of quiet. The decoder drops the pre-skip, so PCM
+ * sample m was captured at the first packet's time plus (m + pre-skip) samples.
+ */
+export async function beepOnsets(packets: readonly AudioPacket[]): Promise<number[]> {
+  const pcm = await decodePackets(packets);
+  const start = packets[0]!.capturedAt;
+  const out: number[] = [];
+  let quiet = 2400;
+  for (let m = 0; m < pcm.length; m++) {
+    if (Math.abs(pcm[m]!) > 3277) {
+      if (quiet >= 2400) out.push(start + ((m + OPUS_PRE_SKIP) * 1e6) / 48000);
+      quiet = 0;
+    } else quiet++;
+  }
+  return out;
+}
+
+/** How far `micros` lies from the nearest whole second, µs (negative: before it). */
+export function fromWholeSecond(micros: number): number {
+  return ((((micros % 1e6) + 1e6 + 5e5) % 1e6) - 5e5);
+}
