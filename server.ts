@@ -10,7 +10,8 @@ import { securityLogSettings } from "./lib/app/log-flags.ts";
 import { checkCanRecord } from "./lib/app/record-check.ts";
 import { recordSettings } from "./lib/app/record-flags.ts";
 import { runMain, StopSignal } from "./lib/app/run-main.ts";
-import { multicastSettings, publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
+import { audioSettings, multicastSettings, publishTargets, SERVER_COMMAND, SERVER_RECORD_CLI } from "./lib/app/server-flags.ts";
+import { openAudioCapture } from "./lib/audio/audio-capture.ts";
 import { cameraSettings, type CameraSetting } from "./lib/app/cameras.ts";
 import { cameraRecordDir, captureLoop } from "./lib/app/capture-loop.ts";
 import { cameraLabel } from "./lib/wire/camera-name.ts";
@@ -52,6 +53,8 @@ async function main(): Promise<number> {
   const multicast = multicastSettings(cli.flags);
   const tokens = tokenSource(cli.flags, process.env);
   const security = securityLogSettings(cli.flags);
+  // One microphone, camera 0's (a file's own audio track with `--audio file`).
+  const audio = audioSettings(cli.flags, [{ name: null, spec: cameras[0]!.spec }]);
   // After the checks across flags, so what is printed passes every check made before a start opens anything.
   if (cli.flags.printConfig) {
     process.stdout.write(printConfig(SERVER_COMMAND, cli));
@@ -87,13 +90,15 @@ async function main(): Promise<number> {
     sources.push(opened.use(await openSource(c.spec, {
       size: c.size, fps: c.fps, quality: c.quality, loop, reencode: cli.flags.reencode, overlay: c.overlay ?? undefined, log: log.child(part("capture", c)),
       onAvailability: (a) => onAvailability[c.index]!(a),
+      // The test pattern flashes white at each whole second that the test audio beeps at.
+      flashEachSecond: c.index === 0 && audio?.flashEachSecond,
     })));
   }
   const first = sources[0]!;
   // Bind before recovering old recordings (which can take a while): a taken port is said at once.
   await using server = await StreamServer.start({
     port, bind, mtu, maxClients, spread, log, stream: { width: first.width, height: first.height, fps: first.fps },
-    cameras: sources.map((s, i) => ({ name: cameras[i]!.name, width: s.width, height: s.height, fps: s.fps, layerQuality: cameras[i]!.quality })),
+    cameras: sources.map((s, i) => ({ name: cameras[i]!.name, width: s.width, height: s.height, fps: s.fps, layerQuality: cameras[i]!.quality, audio: i === 0 ? audio?.format : null })),
     maxPerHost: cli.flags.maxPerHost, token: token?.key ?? null, multicast, layers: cli.flags.layers, layerQuality: cameras[0]!.quality,
     repair: cli.flags.repair ? { fec: cli.flags.fec } : null, tcpDelivery: cli.flags.tcpDelivery,
   });
@@ -123,6 +128,17 @@ async function main(): Promise<number> {
   for (const [i, c] of cameras.entries()) {
     writers.push(record ? recording.use(await SegmentWriter.open({ ...record, dir: recordDir(c), fps: sources[i]!.fps, log: log.child(part("recorder", c)), cliFlags: SERVER_RECORD_CLI })) : null);
   }
+  // The microphone, opened last, so each packet has everywhere to go from the first one on.
+  // A device that cannot be opened ends the start here (exit 2), before the ready line.
+  await using sound = audio === null
+    ? null
+    : await openAudioCapture(audio.spec, {
+        format: audio.format, videoSource: cameras[0]!.spec, loop, log,
+        onPacket: (p) => {
+          server.broadcastAudio(p, 0);
+        },
+        onAvailability: (available) => server.audioStatus(available, 0),
+      });
   // Nothing to do, nothing done: a camera with no viewer of any kind, no recorder and no
   // publishing keeps its place (so its next viewer starts at once) but encodes nothing.
   for (const [i, source] of sources.entries()) source.pauseWhile(() => server.viewerCountOf(i) === 0 && writers[i] === null && publishers[i] === null);
@@ -131,7 +147,7 @@ async function main(): Promise<number> {
     log.info("started", { cameras: cameras.length, tcp: server.port, udp: server.udpPort, record: record?.dir });
     for (const [i, s] of sources.entries()) log.info("camera", { camera: cameraLabel(i, cameras[i]!.name), source: s.description, size: `${s.width}x${s.height}`, fps: s.fps, record: record ? recordDir(cameras[i]!) : undefined });
   } else {
-    log.info("started", { source: first.description, size: `${first.width}x${first.height}`, fps: first.fps, tcp: server.port, udp: server.udpPort, record: record?.dir });
+    log.info("started", { source: first.description, size: `${first.width}x${first.height}`, fps: first.fps, tcp: server.port, udp: server.udpPort, record: record?.dir, audio: sound?.description });
   }
   // Each smaller layer in a group of its own, by address: viewers pick theirs by their loss (docs/protocol.md 8.1).
   const layerGroups = server.layerGroups.map((g) => `${g.width}x${g.height}=${g.address}`).join(",");
@@ -200,6 +216,7 @@ async function main(): Promise<number> {
   if (several) for (const [i, s] of sources.entries()) log.info("camera stopped", { camera: cameraLabel(i, cameras[i]!.name), framesCaptured: framesCaptured[i], ...s.stats });
   log.info("stopped", {
     ...server.stats, framesCaptured: framesCaptured.reduce((a, b) => a + b, 0), ...(several ? {} : first.stats),
+    ...(sound ? { audioPackets: sound.stats.packets, audioRestarts: sound.stats.restarts, audioOutages: sound.stats.outages } : {}),
     ...(published ? { publishTargets: published.targets, publishSent: published.sent, publishDropped: published.dropped, publishReconnects: published.reconnects } : {}),
   });
   return exitCode;
