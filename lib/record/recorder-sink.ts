@@ -27,6 +27,7 @@ export interface RecorderSinkOptions {
 
 const ZERO: SegmentWriterStats = {
   framesIn: 0, framesWritten: 0, repeats: 0, dropped: 0, rejected: 0, segmentsClosed: 0, ffmpegFailures: 0, bytesWritten: 0,
+  audioIn: 0, audioWritten: 0, audioDropped: 0, audioRejected: 0, audioConcealed: 0, audioSilenceMs: 0,
 };
 
 /**
