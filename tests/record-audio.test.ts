@@ -27,7 +27,7 @@ const AUDIO_START = T0 - 1_000_000 + GRID_OFFSET;
 const MAX_OFFSET_SEC = 0.045;
 
 let dark: Uint8Array[] = [];
-let white = new Uint8Array(0);
+let white: Uint8Array = new Uint8Array(0);
 let packets: AudioPacket[] = [];
 
 beforeAll(async () => {
