@@ -217,3 +217,39 @@ describe("recording with audio", () => {
     }, 60_000);
   }
 });
+
+describe("recording with audio when things go wrong", () => {
+  test("mkv: ffmpeg killed mid-segment: the repaired segment and the next ones keep their audio in sync", async () => {
+    let killed = false;
+    const run = await record("mkv", {
+      audioLagMicros: 100_000,
+      beforeFrame: async (writer, i) => {
+        if (i !== 100 || killed) return; // 1.33 s into the second segment
+        const partial = writer.openPartial!;
+        const until = performance.now() + 20_000;
+        while (statSync(partial).size < 100_000) {
+          if (performance.now() > until) throw new Error("nothing reached the partial");
+          await Bun.sleep(20);
+        }
+        process.kill(writer.ffmpegPid!, "SIGKILL");
+        killed = true;
+        while (writer.ffmpegPid !== null && performance.now() < until) await Bun.sleep(10);
+      },
+    });
+    const repaired = run.infos.filter((i) => i.recovered);
+    expect(repaired.length).toBe(1);
+    for (const info of run.infos) {
+      const streams = await streamInfo(info.path);
+      expect({ path: info.path, audio: streams.audio?.codec }).toEqual({ path: info.path, audio: "opus" });
+      const pics = await pictures(info.path);
+      const audio = await decodeAudio(info.path);
+      const audioEnd = audio.startPts + audio.samples.length / 48_000;
+      const onsets = beepOnsets(audio.samples).map((i) => audio.startPts + i / 48_000);
+      for (const w of pics.filter((p) => p.mean > 200 && p.pts < audioEnd - 0.15).map((p) => p.pts)) {
+        const o = onsets.reduce((b, x) => (Math.abs(x - w) < Math.abs(b - w) ? x : b), Number.POSITIVE_INFINITY);
+        expect({ path: info.path, w, ok: Math.abs(o - w) <= MAX_OFFSET_SEC }).toEqual({ path: info.path, w, ok: true });
+      }
+    }
+    expect(run.stats.ffmpegFailures).toBe(1);
+  }, 60_000);
+});

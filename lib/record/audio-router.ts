@@ -7,8 +7,11 @@ import type { AudioPacket } from "../audio/audio-packet.ts";
  * holds back to interleave the two (so a stopped audio stream never stalls the video).
  */
 export const AUDIO_WAIT_MICROS = 500_000;
-/** Packets kept while they are ahead of the video (about 4 s of 20 ms packets); more drop the oldest. */
-export const MAX_HELD_AUDIO = 200;
+/**
+ * Packets kept while they are ahead of the video (8 s of 20 ms packets: the viewer hands frames to
+ * its recorder up to 5 s late, --record-delay, while audio may come straight); more drop the oldest.
+ */
+export const MAX_HELD_AUDIO = 400;
 /** How far before its start a segment takes packets as pre-roll (SegmentAudio: 80 ms, and the packet that spans the start). */
 export const PREROLL_MICROS = 80_000;
 /** Recent packets kept for the next segment's pre-roll: 80 ms of 20 ms packets and the one that spans its start, twice over. */
