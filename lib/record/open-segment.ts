@@ -3,7 +3,7 @@ import { opusPacketSamples } from "../audio/opus-toc.ts";
 import { MkvStream } from "../mux/mkv-stream.ts";
 import { opusHead } from "../mux/ogg-opus.ts";
 import type { AudioTarget } from "./audio-router.ts";
-import { type AudioBlock, PREROLL_SAMPLES, SEGMENT_PRE_SKIP, SegmentAudio, type SegmentAudioCounts } from "./segment-audio.ts";
+import { type AudioBlock, SEGMENT_PRE_SKIP, SegmentAudio, type SegmentAudioCounts } from "./segment-audio.ts";
 import type { Container, SegmentPaths } from "./segment-naming.ts";
 import { SegmentProcess } from "./segment-process.ts";
 import { GapFiller } from "./segment-timeline.ts";
@@ -64,7 +64,7 @@ export class OpenSegment implements AudioTarget {
   readonly #gaps: GapFiller | null;
   readonly #intervalMicros: number;
   readonly #audio: SegmentAudio | null;
-  /** Timestamp of a frame in the Matroska stream: AVI with audio stamps slots, Matroska capture times. */
+  /** Added to a Matroska frame's capture offset: AUDIO_LEAD_MS with audio, else 0 (AVI stamps slots instead). */
   readonly #leadMs: number;
   #audioDropped = 0;
   #audioRejected = 0;
@@ -148,11 +148,6 @@ export class OpenSegment implements AudioTarget {
   /** Audio packets that were not Opus (no valid TOC). */
   get audioRejected(): number {
     return this.#audioRejected;
-  }
-
-  /** Samples in the audio track that play (pre-roll not counted; 0 without audio). */
-  get audioSamples(): number {
-    return Math.max(0, (this.#audio?.samples ?? 0) - PREROLL_SAMPLES);
   }
 
   /** From the first frame to the end of the last one handed over (AVI: repeats included). */
