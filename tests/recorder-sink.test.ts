@@ -15,7 +15,10 @@ const frame = (seq: number, buf = new Uint8Array([seq & 0xff])): Frame => ({ seq
 function fakeWriter(fps = 30) {
   const got: number[] = [];
   let closed = false;
-  const stats = { framesIn: 0, framesWritten: 0, repeats: 0, dropped: 0, rejected: 0, segmentsClosed: 0, ffmpegFailures: 0, bytesWritten: 0 };
+  const stats = {
+    framesIn: 0, framesWritten: 0, repeats: 0, dropped: 0, rejected: 0, segmentsClosed: 0, ffmpegFailures: 0, bytesWritten: 0,
+    audioIn: 0, audioWritten: 0, audioDropped: 0, audioRejected: 0, audioConcealed: 0, audioSilenceMs: 0,
+  };
   const w: Writer = {
     fps,
     stats,

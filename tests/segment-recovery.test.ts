@@ -122,7 +122,7 @@ describe("recoverPartial", () => {
     mkdirSync(join(dir, "2025-01-02"));
     writeFileSync(partial, "");
     const o = opts();
-    expect(await recoverPartial(partial, o)).toEqual({ partial, action: "removed", path: null, frames: 0, durationSec: null });
+    expect(await recoverPartial(partial, o)).toEqual({ partial, action: "removed", path: null, frames: 0, durationSec: null, audio: null });
     expect(existsSync(partial)).toBe(false);
     expect(o.log.lines.some((l) => l.includes("WARN [recorder] removed partial segment with nothing readable") && l.includes('why="empty file"'))).toBe(true);
   });

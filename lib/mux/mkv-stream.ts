@@ -1,5 +1,6 @@
 /**
- * A minimal live Matroska stream: one V_MJPEG track, SimpleBlocks with real capture timestamps.
+ * A minimal live Matroska stream: one V_MJPEG track and, optionally, one A_OPUS track, in
+ * SimpleBlocks with real capture timestamps.
  *
  * ffmpeg's `-f mjpeg` over a pipe has no timestamps (it assumes 25 fps), so the Matroska recorder
  * writes this stream into ffmpeg (`-f matroska -i pipe:0 -c copy`), which then writes a proper
@@ -9,10 +10,12 @@
  *   EBML header                         1A 45 DF A3 <size> { version 1, DocType "matroska" v4 }
  *   Segment                             18 53 80 67 01 FF FF FF FF FF FF FF (unknown size)
  *     Info                              15 49 A9 66 { TimecodeScale 1 ms, apps, DateUTC }
- *     Tracks                            16 54 AE 6B { TrackEntry #1 V_MJPEG WxH }
+ *     Tracks                            16 54 AE 6B { TrackEntry #1 V_MJPEG WxH
+ *                                                     [, TrackEntry #2 A_OPUS, CodecPrivate OpusHead] }
  *     Cluster                           1F 43 B6 75 01 FF FF FF FF FF FF FF (unknown size)
  *       Timecode                        E7 <size> <ms since segment start>
  *       SimpleBlock                     A3 <size> 81 <int16 ms from cluster> 80 <JPEG>
+ *       SimpleBlock                     A3 <size> 82 <int16 ms from cluster> 80 <Opus packet>
  *       SimpleBlock ...
  *     Cluster ...
  */
@@ -44,6 +47,11 @@ export const ID = {
   Video: 0xe0,
   PixelWidth: 0xb0,
   PixelHeight: 0xba,
+  CodecPrivate: 0x63a2,
+  SeekPreRoll: 0x56bb,
+  Audio: 0xe1,
+  SamplingFrequency: 0xb5,
+  Channels: 0x9f,
   Cluster: 0x1f43b675,
   Timecode: 0xe7,
   SimpleBlock: 0xa3,
@@ -53,8 +61,12 @@ export const ID = {
 export const TIMECODE_SCALE_NS = 1_000_000;
 /** A cluster is started at least this often, well inside the signed 16-bit block timecode. */
 export const MAX_CLUSTER_MS = 5_000;
-/** The only track. */
+/** The video track. */
 export const TRACK_NUMBER = 1;
+/** The audio track, when there is one. */
+export const AUDIO_TRACK_NUMBER = 2;
+/** Opus decoders need this much audio before a seek point to converge (RFC 7845 and Matroska's Opus mapping: 80 ms). */
+export const OPUS_SEEK_PREROLL_NS = 80_000_000;
 /** "Unknown size" as an 8-byte EBML size: all value bits set. */
 export const UNKNOWN_SIZE = Uint8Array.of(0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff);
 /** SimpleBlock header: track number (1-byte VINT), int16 timecode, flags. */
@@ -72,6 +84,18 @@ export interface MkvTrack {
   frameIntervalMicros: number;
   /** Wall-clock capture time of the first frame (µs since the Unix epoch), written as DateUTC. */
   startedAtMicros?: number;
+}
+
+/**
+ * The Opus track: its OpusHead goes into CodecPrivate. No CodecDelay is written: decoders take
+ * the pre-skip from the OpusHead, and ffmpeg 5.1's stream copy applies a CodecDelay twice (the
+ * audio moves that much early); a writer that wants sync to the sample stamps its video later by
+ * the pre-skip instead (see lib/record/open-segment.ts).
+ */
+export interface MkvAudioTrack {
+  channels: 1 | 2;
+  /** The OpusHead packet (RFC 7845 5.1), as lib/mux/ogg-opus.ts makes it. */
+  opusHead: Uint8Array;
 }
 
 /** Thrown for a value that cannot be encoded (a bug in the caller, never a stream condition). */
@@ -135,6 +159,13 @@ export function uintElement(id: number, value: number | bigint): Uint8Array {
   return element(id, Uint8Array.from(bytes));
 }
 
+/** A 64-bit float element (SamplingFrequency). */
+function floatElement(id: number, value: number): Uint8Array {
+  const payload = new Uint8Array(8);
+  new DataView(payload.buffer).setFloat64(0, value);
+  return element(id, payload);
+}
+
 /** A signed 64-bit integer element (DateUTC). */
 function int64Element(id: number, value: bigint): Uint8Array {
   const payload = new Uint8Array(8);
@@ -177,11 +208,11 @@ export function encodeInfo(startedAtMicros?: number): Uint8Array {
   return master(ID.Info, children);
 }
 
-/** Tracks with the single MJPEG video track. */
-export function encodeTracks(track: MkvTrack): Uint8Array {
+/** Tracks: the MJPEG video track, and the Opus track when `audio` is given. */
+export function encodeTracks(track: MkvTrack, audio?: MkvAudioTrack): Uint8Array {
   if (!(track.width > 0 && track.height > 0)) throw new MkvEncodeError(`bad frame size ${track.width}x${track.height}`);
   if (!(track.frameIntervalMicros > 0)) throw new MkvEncodeError(`bad frame interval ${track.frameIntervalMicros} µs`);
-  return master(ID.Tracks, [
+  const entries = [
     master(ID.TrackEntry, [
       uintElement(ID.TrackNumber, TRACK_NUMBER),
       uintElement(ID.TrackUID, 1),
@@ -191,12 +222,30 @@ export function encodeTracks(track: MkvTrack): Uint8Array {
       uintElement(ID.DefaultDuration, Math.round(track.frameIntervalMicros * 1000)),
       master(ID.Video, [uintElement(ID.PixelWidth, track.width), uintElement(ID.PixelHeight, track.height)]),
     ]),
+  ];
+  if (audio) entries.push(encodeAudioTrackEntry(audio));
+  return master(ID.Tracks, entries);
+}
+
+/** The A_OPUS TrackEntry (Matroska's Opus mapping: 48 kHz, CodecPrivate = OpusHead, 80 ms SeekPreRoll). */
+export function encodeAudioTrackEntry(audio: MkvAudioTrack): Uint8Array {
+  if (audio.channels !== 1 && audio.channels !== 2) throw new MkvEncodeError(`bad channel count ${String(audio.channels)}`);
+  if (audio.opusHead.length < 19) throw new MkvEncodeError(`OpusHead of ${audio.opusHead.length} bytes, expected at least 19`);
+  return master(ID.TrackEntry, [
+    uintElement(ID.TrackNumber, AUDIO_TRACK_NUMBER),
+    uintElement(ID.TrackUID, 2),
+    uintElement(ID.TrackType, 2), // audio
+    uintElement(ID.FlagLacing, 0),
+    stringElement(ID.CodecID, "A_OPUS"),
+    element(ID.CodecPrivate, audio.opusHead),
+    uintElement(ID.SeekPreRoll, OPUS_SEEK_PREROLL_NS),
+    master(ID.Audio, [floatElement(ID.SamplingFrequency, 48000), uintElement(ID.Channels, audio.channels)]),
   ]);
 }
 
 /** Everything before the first cluster: EBML header, Segment start, Info, Tracks. */
-export function encodeStreamHeader(track: MkvTrack): Uint8Array {
-  return concat([encodeEbmlHeader(), encodeSegmentStart(), encodeInfo(track.startedAtMicros), encodeTracks(track)]);
+export function encodeStreamHeader(track: MkvTrack, audio?: MkvAudioTrack): Uint8Array {
+  return concat([encodeEbmlHeader(), encodeSegmentStart(), encodeInfo(track.startedAtMicros), encodeTracks(track, audio)]);
 }
 
 /** A Cluster of unknown size and its Timecode (ms since the segment start). */
@@ -204,8 +253,8 @@ export function encodeClusterStart(timecodeMs: number): Uint8Array {
   return concat([idBytes(ID.Cluster), UNKNOWN_SIZE, uintElement(ID.Timecode, timecodeMs)]);
 }
 
-/** The SimpleBlock element header for a keyframe of `payloadLength` bytes; the payload follows it. */
-export function encodeSimpleBlockHeader(relativeMs: number, payloadLength: number): Uint8Array {
+/** The SimpleBlock element header for a keyframe of `payloadLength` bytes on `track`; the payload follows it. */
+export function encodeSimpleBlockHeader(relativeMs: number, payloadLength: number, track: number = TRACK_NUMBER): Uint8Array {
   if (!Number.isInteger(relativeMs) || relativeMs < -32768 || relativeMs > 32767) {
     throw new MkvEncodeError(`block timecode ${relativeMs} ms does not fit in int16`);
   }
@@ -214,25 +263,32 @@ export function encodeSimpleBlockHeader(relativeMs: number, payloadLength: numbe
   out[0] = ID.SimpleBlock;
   out.set(size, 1);
   const at = 1 + size.length;
-  out[at] = 0x80 | TRACK_NUMBER; // track number as a 1-byte VINT
+  if (!(Number.isInteger(track) && track >= 1 && track <= 126)) throw new MkvEncodeError(`track number ${track} is not a 1-byte VINT`);
+  out[at] = 0x80 | track; // track number as a 1-byte VINT
   new DataView(out.buffer).setInt16(at + 1, relativeMs);
   out[at + 3] = FLAG_KEYFRAME;
   return out;
 }
 
 /**
- * Turns frames with millisecond timestamps into stream chunks: starts clusters as needed and keeps
- * timestamps strictly increasing (a frame at or before the previous one is moved 1 ms after it).
+ * Turns frames (and Opus packets) with millisecond timestamps into stream chunks: starts clusters
+ * as needed and keeps each track's timestamps increasing (a frame at or before the previous one
+ * is moved 1 ms after it; an audio block never goes back before the previous one). The tracks may
+ * run a little apart (audio that arrives late); a block earlier than its cluster starts a new one.
  */
 export class MkvStream {
   #clusterMs = -1;
   #lastMs = -1;
+  #lastAudioMs = -1;
 
-  constructor(readonly track: MkvTrack) {}
+  constructor(
+    readonly track: MkvTrack,
+    readonly audioTrack?: MkvAudioTrack,
+  ) {}
 
   /** The bytes before the first frame. */
   header(): Uint8Array {
-    return encodeStreamHeader(this.track);
+    return encodeStreamHeader(this.track, this.audioTrack);
   }
 
   /**
@@ -242,12 +298,27 @@ export class MkvStream {
   frame(timeMs: number, jpeg: Uint8Array): { chunks: Uint8Array[]; timeMs: number } {
     const ms = Math.max(Math.round(timeMs), this.#lastMs + 1);
     this.#lastMs = ms;
+    return { chunks: this.#block(ms, jpeg, TRACK_NUMBER), timeMs: ms };
+  }
+
+  /**
+   * The chunks for one Opus packet at `timeMs` since the segment start (the time of its first
+   * sample), the last being `packet` itself. Only for a stream opened with an audio track.
+   */
+  audio(timeMs: number, packet: Uint8Array): { chunks: Uint8Array[]; timeMs: number } {
+    if (!this.audioTrack) throw new MkvEncodeError("audio block for a stream without an audio track");
+    const ms = Math.max(Math.round(timeMs), this.#lastAudioMs);
+    this.#lastAudioMs = ms;
+    return { chunks: this.#block(ms, packet, AUDIO_TRACK_NUMBER), timeMs: ms };
+  }
+
+  #block(ms: number, payload: Uint8Array, track: number): Uint8Array[] {
     const chunks: Uint8Array[] = [];
-    if (this.#clusterMs < 0 || ms - this.#clusterMs >= MAX_CLUSTER_MS) {
+    if (this.#clusterMs < 0 || ms < this.#clusterMs || ms - this.#clusterMs >= MAX_CLUSTER_MS) {
       this.#clusterMs = ms;
       chunks.push(encodeClusterStart(ms));
     }
-    chunks.push(encodeSimpleBlockHeader(ms - this.#clusterMs, jpeg.length), jpeg);
-    return { chunks, timeMs: ms };
+    chunks.push(encodeSimpleBlockHeader(ms - this.#clusterMs, payload.length, track), payload);
+    return chunks;
   }
 }

@@ -1,4 +1,9 @@
+import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
+import { opusPacketSamples } from "../audio/opus-toc.ts";
 import { MkvStream } from "../mux/mkv-stream.ts";
+import { opusHead } from "../mux/ogg-opus.ts";
+import type { AudioTarget } from "./audio-router.ts";
+import { type AudioBlock, SEGMENT_PRE_SKIP, SegmentAudio, type SegmentAudioCounts } from "./segment-audio.ts";
 import type { Container, SegmentPaths } from "./segment-naming.ts";
 import { SegmentProcess } from "./segment-process.ts";
 import { GapFiller } from "./segment-timeline.ts";
@@ -24,14 +29,33 @@ export interface OpenSegmentOptions {
   /** ffmpeg's command line (segmentArgs). */
   args: string[];
   maxQueuedBytes: number;
+  /** The audio track's format; null or absent for video only. */
+  audio?: AudioFormat | null;
 }
+
+/**
+ * Where a frame's timestamp sits in a Matroska stream with audio: its capture offset plus the
+ * segment's Opus pre-skip (86.5 ms). The audio track starts at 0 with its pre-roll and decoders
+ * drop the first pre-skip samples (pre-roll and the encoder's look-ahead), so the first sample
+ * they play, captured at the segment's start, is stamped pre-skip later; the video is moved by as
+ * much. (Matroska's CodecDelay could say this in the track header, but ffmpeg 5.1's stream copy
+ * applies it twice and moves the audio early; this way every timestamp is >= 0 and is copied as
+ * it is.)
+ */
+const AUDIO_LEAD_MS = (SEGMENT_PRE_SKIP * 1000) / 48_000;
 
 /**
  * One segment being written: its ffmpeg, the way frames reach it (AVI: repeats filling lost
  * slots, from {@link GapFiller}; Matroska: blocks stamped with capture times), and what it holds.
  * Its writer places frames and decides when it ends; this object only carries them out.
+ *
+ * With audio, frames and Opus packets travel together in one live Matroska stream on ffmpeg's
+ * stdin (mkv-stream.ts), for AVI too (the pictures stamped with their slots): one input, so
+ * ffmpeg never blocks on one pipe while the other is dry. The audio track is continuous from the
+ * segment's start ({@link SegmentAudio}); an audio block that finds the pipe over budget is
+ * dropped and later concealed, never queued without bound.
  */
-export class OpenSegment {
+export class OpenSegment implements AudioTarget {
   readonly paths: SegmentPaths;
   /** Capture time of the first frame, µs since the epoch. */
   readonly startedAt: number;
@@ -39,6 +63,11 @@ export class OpenSegment {
   readonly #mkv: MkvStream | null;
   readonly #gaps: GapFiller | null;
   readonly #intervalMicros: number;
+  readonly #audio: SegmentAudio | null;
+  /** Added to a Matroska frame's capture offset: AUDIO_LEAD_MS with audio, else 0 (AVI stamps slots instead). */
+  readonly #leadMs: number;
+  #audioDropped = 0;
+  #audioRejected = 0;
   #frames = 0;
   #repeats = 0;
   #bytes = 0;
@@ -52,10 +81,13 @@ export class OpenSegment {
     this.paths = o.paths;
     this.startedAt = o.startedAt;
     this.#intervalMicros = o.intervalMicros;
-    this.#mkv = o.container === "mkv"
-      ? new MkvStream({ width: o.width, height: o.height, frameIntervalMicros: o.intervalMicros, startedAtMicros: o.startedAt })
+    const audioTrack = o.audio ? { channels: o.audio.channels, opusHead: opusHead(o.audio, SEGMENT_PRE_SKIP) } : undefined;
+    this.#mkv = o.container === "mkv" || o.audio
+      ? new MkvStream({ width: o.width, height: o.height, frameIntervalMicros: o.intervalMicros, startedAtMicros: o.startedAt }, audioTrack)
       : null;
     this.#gaps = o.container === "avi" ? new GapFiller() : null;
+    this.#audio = o.audio ? new SegmentAudio(o.startedAt, o.audio) : null;
+    this.#leadMs = o.audio && o.container === "mkv" ? AUDIO_LEAD_MS : 0;
     this.#proc = new SegmentProcess(o.args, { maxQueuedBytes: o.maxQueuedBytes, onDrain: () => this.pump(), onBroken: () => this.#wake() });
     if (this.#mkv) this.#send(this.#mkv.header());
   }
@@ -103,9 +135,24 @@ export class OpenSegment {
     return this.#bytes;
   }
 
+  /** What the audio track holds (null without audio). */
+  get audio(): Readonly<SegmentAudioCounts> | null {
+    return this.#audio?.counts ?? null;
+  }
+
+  /** Audio packets not written: the pipe was over budget, or the segment had stopped. */
+  get audioDropped(): number {
+    return this.#audioDropped;
+  }
+
+  /** Audio packets that were not Opus (no valid TOC). */
+  get audioRejected(): number {
+    return this.#audioRejected;
+  }
+
   /** From the first frame to the end of the last one handed over (AVI: repeats included). */
   get durationSec(): number {
-    if (this.#mkv) return this.#lastMs / 1000 + this.#intervalMicros / 1e6;
+    if (!this.#gaps) return this.#lastMs / 1000 + this.#intervalMicros / 1e6;
     return ((this.#frames + this.#repeats) * this.#intervalMicros) / 1e6;
   }
 
@@ -127,9 +174,9 @@ export class OpenSegment {
 
   /** Writes a frame at its placement; AVI first fills the empty slots before it. Only when `writable`. */
   write(jpeg: Uint8Array, at: Placement): void {
-    if (this.#mkv) {
-      const { chunks, timeMs } = this.#mkv.frame(at.offsetMicros / 1000, jpeg);
-      this.#lastMs = timeMs;
+    if (this.#mkv && !this.#gaps) {
+      const { chunks, timeMs } = this.#mkv.frame(at.offsetMicros / 1000 + this.#leadMs, jpeg);
+      this.#lastMs = timeMs - this.#leadMs;
       for (const c of chunks) this.#send(c);
       this.#frames++;
       return;
@@ -144,7 +191,13 @@ export class OpenSegment {
     while (gaps && this.#proc.hasRoom && this.#proc.exitCode === null) {
       const picture = gaps.next();
       if (!picture) break;
-      this.#send(picture.bytes);
+      if (this.#mkv) {
+        // AVI with audio: the picture's slot is its timestamp (every slot has one picture).
+        const slot = this.#frames + this.#repeats;
+        for (const c of this.#mkv.frame((slot * this.#intervalMicros) / 1000, picture.bytes).chunks) this.#send(c);
+      } else {
+        this.#send(picture.bytes);
+      }
       if (picture.repeat) this.#repeats++;
       else this.#frames++;
     }
@@ -169,6 +222,37 @@ export class OpenSegment {
     return true;
   }
 
+  /** Places one audio packet of this segment (see SegmentAudio); dropped when the pipe is over budget. */
+  writeAudio(packet: AudioPacket): void {
+    this.#place(packet, "audio");
+  }
+
+  /** Places a packet from just before this segment's start as its pre-roll (see SegmentAudio.preroll). */
+  prerollAudio(packet: AudioPacket): void {
+    this.#place(packet, "preroll");
+  }
+
+  #place(packet: AudioPacket, kind: "audio" | "preroll"): void {
+    if (!this.#audio || this.#stopped || !this.#proc.hasRoom || this.#proc.exitCode !== null) {
+      if (kind === "audio") this.#audioDropped++;
+      return;
+    }
+    let samples: number;
+    try {
+      samples = opusPacketSamples(packet.data);
+    } catch {
+      if (kind === "audio") this.#audioRejected++;
+      return;
+    }
+    this.#sendAudio(kind === "audio" ? this.#audio.push(packet, samples) : this.#audio.preroll(packet, samples));
+  }
+
+  /** Silence in the audio track up to capture time `capturedAt` (see SegmentAudio.fillTo). */
+  fillAudio(capturedAt: number, whole: boolean): void {
+    if (!this.#audio || this.#stopped || !this.#proc.hasRoom || this.#proc.exitCode !== null) return;
+    this.#sendAudio(this.#audio.fillTo(capturedAt, whole));
+  }
+
   /** Takes no more frames and forgets what still waits; true when a frame was forgotten (not recorded). */
   stop(): boolean {
     this.#stopped = true;
@@ -186,6 +270,10 @@ export class OpenSegment {
   /** Kills a hung ffmpeg. */
   kill(): void {
     this.#proc.kill();
+  }
+
+  #sendAudio(blocks: AudioBlock[]): void {
+    for (const b of blocks) for (const c of this.#mkv!.audio((b.at * 1000) / 48_000, b.data).chunks) this.#send(c);
   }
 
   #send(chunk: Uint8Array): void {

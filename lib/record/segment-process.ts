@@ -1,4 +1,5 @@
 import type { Subprocess } from "bun";
+import type { AudioFormat } from "../audio/audio-packet.ts";
 import { forEachLine } from "../media/line-reader.ts";
 import { type Container, FFMPEG_FORMAT } from "./segment-naming.ts";
 
@@ -15,18 +16,35 @@ export interface SegmentArgs {
   startedAtMicros: number;
   /** The partial file ffmpeg writes. */
   output: string;
+  /** The audio track's format; null or absent for video only. */
+  audio?: AudioFormat | null;
 }
 
-/** ffmpeg's command line for one segment: stream copy from stdin (MJPEG for AVI, live Matroska for mkv). */
+/**
+ * What the audio becomes in each container. Matroska keeps the Opus packets as they came (codec
+ * copy, A_OPUS with its OpusHead). AVI gets 16-bit PCM, decoded from the Opus by ffmpeg: every AVI
+ * player plays PCM (WAVE_FORMAT_PCM), nothing is lost to a second lossy encoding, and PCM has no
+ * encoder delay or padding that an AVI could not declare (MP3 adds ~1100 samples of delay and
+ * pads to 1152-sample frames, which would move the audio against the video), so a sample's place
+ * in the file is its capture time. The cost, 768 kbit/s mono at 48 kHz, is small beside MJPEG.
+ */
+export const AUDIO_CODEC: Record<Container, string> = { avi: "pcm_s16le", mkv: "copy" };
+
+/**
+ * ffmpeg's command line for one segment: stream copy from stdin (MJPEG for AVI, live Matroska
+ * for mkv). With audio, both containers read one live Matroska stream holding both tracks.
+ */
 export function segmentArgs(a: SegmentArgs): string[] {
   const fps = String(a.fps);
-  const input = a.container === "avi" ? ["-f", "mjpeg", "-framerate", fps] : ["-f", "matroska"];
+  const muxed = a.container === "mkv" || !!a.audio;
+  const input = muxed ? ["-f", "matroska"] : ["-f", "mjpeg", "-framerate", fps];
+  const streams = a.audio ? ["-map", "0:v:0", "-map", "0:a:0", "-c:v", "copy", "-c:a", AUDIO_CODEC[a.container]] : ["-map", "0:v:0", "-c", "copy"];
   // Without an output rate, a stream-copied AVI gets time base 1/(2 x fps) and an empty chunk
   // after every frame (ffmpeg's "ticks per frame" heuristic): twice the rate, twice the index.
   const output = a.container === "avi" ? ["-r", fps] : [];
   return [
     a.ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning",
-    ...input, "-i", "pipe:0", "-map", "0:v:0", "-c", "copy", ...output,
+    ...input, "-i", "pipe:0", ...streams, ...output,
     "-metadata", `creation_time=${new Date(Math.floor(a.startedAtMicros / 1000)).toISOString()}`,
     // Each frame reaches the file as it is muxed, so a crash loses only what is in the pipe.
     "-flush_packets", "1",

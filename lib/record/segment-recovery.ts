@@ -1,4 +1,5 @@
 import { existsSync, renameSync, statSync, unlinkSync } from "node:fs";
+import { resolveFfprobe } from "../media/ffmpeg.ts";
 import { probeVideo } from "../media/ffprobe.ts";
 import type { Logger } from "../log/format.ts";
 import { FFMPEG_FORMAT, finalPathFor, parseSegmentPath, PARTIAL_SUFFIX } from "./segment-naming.ts";
@@ -7,7 +8,8 @@ import { scanDateFolders } from "./segment-scan.ts";
 /**
  * Turns `.partial` files (left by `kill -9`, a crash, or an ffmpeg that died) into finished
  * segments: remux with `-c copy` into a temporary file, check it with ffprobe, rename it to the
- * finished name. A partial that holds nothing readable is removed with a warning.
+ * finished name. A partial that holds nothing readable is removed with a warning. The audio track
+ * (Opus in Matroska, PCM in AVI), when there is one, is copied along with the video.
  */
 
 /** Suffix of the remux output while it is being written; a leftover one is garbage. */
@@ -21,6 +23,8 @@ export interface RecoveryResult {
   path: string | null;
   frames: number;
   durationSec: number | null;
+  /** The codec of the audio track kept (e.g. `opus`, `pcm_s16le`), or null when there is none. */
+  audio: string | null;
 }
 
 /** What recovery needs. */
@@ -57,18 +61,31 @@ async function run(args: string[]): Promise<{ code: number; stderr: string }> {
   return { code, stderr };
 }
 
+/** The codec of the first audio stream of `path`, or null when it has none (or ffprobe is missing). */
+async function probeAudioCodec(path: string, ffprobePath: string | undefined): Promise<string | null> {
+  try {
+    const proc = Bun.spawn([ffprobePath ?? resolveFfprobe(), "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=codec_name", "-of", "csv=p=0", path], {
+      stdin: "ignore", stdout: "pipe", stderr: "ignore",
+    });
+    const [out] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+    return out.trim() || null;
+  } catch {
+    return null;
+  }
+}
+
 /** Repairs one partial file into a finished segment, or removes it if it holds nothing readable. */
 export async function recoverPartial(partial: string, opts: RecoveryOptions): Promise<RecoveryResult> {
   const { log } = opts;
   const parsed = parseSegmentPath(partial);
   const fail = (message: string, fields: Record<string, string | number>): RecoveryResult => {
     log.error(message, { partial, ...fields });
-    return { partial, action: "failed", path: null, frames: 0, durationSec: null };
+    return { partial, action: "failed", path: null, frames: 0, durationSec: null, audio: null };
   };
   const remove = (why: string): RecoveryResult => {
     rmQuiet(partial);
     log.warn("removed partial segment with nothing readable", { partial, why });
-    return { partial, action: "removed", path: null, frames: 0, durationSec: null };
+    return { partial, action: "removed", path: null, frames: 0, durationSec: null, audio: null };
   };
   if (!parsed?.partial) return fail("not a partial segment name", {});
   let size: number;
@@ -89,7 +106,7 @@ export async function recoverPartial(partial: string, opts: RecoveryOptions): Pr
     remux = await run([
       opts.ffmpegPath, "-hide_banner", "-nostdin", "-loglevel", "error",
       "-fflags", fflags, "-f", format, "-i", partial,
-      "-map", "0:v:0", "-c", "copy", "-f", format, "-y", temp,
+      "-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-f", format, "-y", temp,
     ]);
   } catch (err) {
     return fail("cannot run ffmpeg to repair partial segment", { error: String(err) });
@@ -120,11 +137,12 @@ export async function recoverPartial(partial: string, opts: RecoveryOptions): Pr
     return remove(why);
   }
   try {
+    const audio = await probeAudioCodec(temp, opts.ffprobePath);
     const path = finalPathFor(partial, existsSync);
     renameSync(temp, path);
     rmQuiet(partial);
-    log.info("recovered partial segment", { partial, path, frames, duration: durationSec?.toFixed(3) });
-    return { partial, action: "recovered", path, frames, durationSec };
+    log.info("recovered partial segment", { partial, path, frames, duration: durationSec?.toFixed(3), audio: audio ?? undefined });
+    return { partial, action: "recovered", path, frames, durationSec, audio };
   } catch (err) {
     rmQuiet(temp);
     return fail("cannot rename repaired segment", { error: String(err) });

@@ -2,6 +2,9 @@ import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, unlin
 import { resolve } from "node:path";
 import type { Logger } from "../log/format.ts";
 import type { Frame } from "../wire/frame.ts";
+import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
+import { MAX_OPUS_PACKET } from "../audio/audio-packet.ts";
+import { AudioRouter } from "./audio-router.ts";
 import { resolveFfmpeg, resolveFfprobe } from "../media/ffmpeg.ts";
 import { OpenPartials } from "./open-partials.ts";
 import { OpenSegment } from "./open-segment.ts";
@@ -23,6 +26,13 @@ import { errorText } from "../errors/error-text.ts";
  *                                                                      └─> SegmentProcess: ffmpeg, stdin pipe
  *                                                                           └─> <out>/<date>/.<HH-MM-SS>.<ext>.partial
  *   rotation / close: stdin.end, wait for exit, rename to <HH-MM-SS>.<ext>; a dead ffmpeg's partial is repaired.
+ *
+ * With an audio format, writeAudio(packet) records Opus packets into the same segments, in sync
+ * by capture time: AudioRouter (audio-router.ts) picks each packet's segment, SegmentAudio
+ * (segment-audio.ts) its place in the segment's continuous track, and frames and packets reach
+ * ffmpeg together in one live Matroska stream (Matroska keeps the Opus, AVI gets PCM; see
+ * AUDIO_CODEC in segment-process.ts for why). A segment whose video has ended waits a little for
+ * its last audio (AUDIO_WAIT_MICROS) before it is finished.
  *
  * The writer owns what spans segments: naming (with OpenPartials, the segments not finished yet),
  * retention, repair, and the retry backoff after ffmpeg failures, paced by an injected clock. The
@@ -58,6 +68,11 @@ export interface SegmentWriterOptions {
   container: Container;
   /** Nominal frame rate of the source: the AVI frame rate and the Matroska frame duration. */
   fps: number;
+  /**
+   * The audio stream's format, when there is one: every segment then has an audio track (Opus
+   * in Matroska, PCM in AVI), silent while no audio comes. Null or absent: video only.
+   */
+  audio?: AudioFormat | null;
   /** Pass e.g. `log.child("recorder")`. */
   log: Logger;
   ffmpegPath?: string;
@@ -106,6 +121,21 @@ export interface SegmentWriterStats {
   ffmpegFailures: number;
   /** Bytes handed to ffmpeg's stdin. */
   bytesWritten: number;
+  /** Audio packets passed to writeAudio(). */
+  audioIn: number;
+  /** Audio packets placed in a segment. */
+  audioWritten: number;
+  /**
+   * Audio packets not recorded: outside every segment (before the first frame, in a hole, while
+   * retrying), too late for their place, duplicated, or ffmpeg was behind.
+   */
+  audioDropped: number;
+  /** Audio packets that were not one Opus packet. */
+  audioRejected: number;
+  /** Lost audio packets (gaps in packet numbers) filled with concealment. */
+  audioConcealed: number;
+  /** Milliseconds of silence written where no audio came. */
+  audioSilenceMs: number;
 }
 
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
@@ -113,7 +143,18 @@ const DEFAULT_MAX_QUEUED_BYTES = 2 * 1024 * 1024;
 const RETRY_MAX_MS = 30_000;
 
 /** Counters kept by the writer itself; the open segments keep the rest until they are done. */
-type OwnCounts = Omit<SegmentWriterStats, "framesWritten" | "repeats" | "bytesWritten">;
+type OwnCounts = Pick<SegmentWriterStats, "framesIn" | "dropped" | "rejected" | "segmentsClosed" | "ffmpegFailures" | "audioIn" | "audioRejected">;
+/** Counters the open segments keep until they are done. */
+type SegmentCounts = Pick<SegmentWriterStats, "framesWritten" | "repeats" | "bytesWritten" | "audioWritten" | "audioConcealed" | "audioSilenceMs" | "audioDropped">;
+
+function segmentCounts(seg: OpenSegment): SegmentCounts {
+  const a = seg.audio;
+  return {
+    framesWritten: seg.frames, repeats: seg.repeats, bytesWritten: seg.bytes,
+    audioWritten: a?.packets ?? 0, audioConcealed: a?.concealed ?? 0, audioSilenceMs: (a?.silenceSamples ?? 0) / 48,
+    audioDropped: (a?.late ?? 0) + seg.audioDropped,
+  };
+}
 
 function isCompleteJpeg(b: Uint8Array): boolean {
   const n = b.length;
@@ -147,9 +188,13 @@ export class SegmentWriter implements AsyncDisposable {
   readonly #intervalMicros: number;
   readonly #closeTimeoutMs: number;
   readonly #maxQueuedBytes: number;
-  readonly #counts: OwnCounts = { framesIn: 0, dropped: 0, rejected: 0, segmentsClosed: 0, ffmpegFailures: 0 };
+  readonly #counts: OwnCounts = { framesIn: 0, dropped: 0, rejected: 0, segmentsClosed: 0, ffmpegFailures: 0, audioIn: 0, audioRejected: 0 };
   /** What segments that are done handed to ffmpeg. */
-  readonly #doneCounts = { framesWritten: 0, repeats: 0, bytesWritten: 0 };
+  readonly #doneCounts: SegmentCounts = {
+    framesWritten: 0, repeats: 0, bytesWritten: 0, audioWritten: 0, audioConcealed: 0, audioSilenceMs: 0, audioDropped: 0,
+  };
+  /** Routes audio packets to segments; null without audio. */
+  readonly #router: AudioRouter<OpenSegment, string> | null;
   /** Segments started and not done yet (being written, finished or repaired). */
   readonly #live = new Set<OpenSegment>();
   readonly #finishing = new Set<Promise<unknown>>();
@@ -182,6 +227,7 @@ export class SegmentWriter implements AsyncDisposable {
     this.#timeline = new SegmentTimeline(opts.segmentSeconds * 1_000_000, this.#intervalMicros);
     this.#closeTimeoutMs = opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.#maxQueuedBytes = opts.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
+    this.#router = opts.audio ? new AudioRouter() : null;
   }
 
   /**
@@ -192,6 +238,10 @@ export class SegmentWriter implements AsyncDisposable {
     if (!(opts.segmentSeconds > 0)) throw new RangeError(`segmentSeconds must be > 0, got ${opts.segmentSeconds}`);
     if (!(opts.fps > 0 && opts.fps <= 1000)) throw new RangeError(`fps must be in (0, 1000], got ${opts.fps}`);
     if (!(opts.container in FFMPEG_FORMAT)) throw new RangeError(`container must be avi or mkv, got ${String(opts.container)}`);
+    const a = opts.audio;
+    if (a && !(a.codec === "opus" && a.sampleRate === 48000 && (a.channels === 1 || a.channels === 2) && [2.5, 5, 10, 20, 40, 60].includes(a.frameMs))) {
+      throw new RangeError(`audio must be Opus at 48000 Hz, 1 or 2 channels, 2.5-60 ms packets; got ${JSON.stringify(a)}`);
+    }
     const flags = opts.cliFlags;
     const dir = resolve(opts.dir);
     checkWritable(dir, flags);
@@ -226,6 +276,7 @@ export class SegmentWriter implements AsyncDisposable {
     }
     log.info("recording", {
       dir, container: opts.container, segment: opts.segmentSeconds, fps: opts.fps, ffmpeg,
+      audio: opts.audio ? `opus/${opts.audio.channels}ch` : "none",
       keepDays: opts.keepDays, maxBytes: opts.maxBytes, minFreeBytes: opts.minFreeBytes,
     });
     return new SegmentWriter({ ...opts, ffprobePath: ffprobe }, dir, ffmpeg, open, retention, lock.release);
@@ -233,18 +284,21 @@ export class SegmentWriter implements AsyncDisposable {
 
   /** Counters since open, as of this call. */
   get stats(): Readonly<SegmentWriterStats> {
-    let { framesWritten, repeats, bytesWritten } = this.#doneCounts;
-    for (const seg of this.#live) {
-      framesWritten += seg.frames;
-      repeats += seg.repeats;
-      bytesWritten += seg.bytes;
-    }
+    const s = { ...this.#doneCounts };
+    for (const seg of this.#live) addCounts(s, segmentCounts(seg));
     const c = this.#counts;
     // In the documented order: the "recorder closed" log line prints them as they come.
     return {
-      framesIn: c.framesIn, framesWritten, repeats, dropped: c.dropped, rejected: c.rejected,
-      segmentsClosed: c.segmentsClosed, ffmpegFailures: c.ffmpegFailures, bytesWritten,
+      framesIn: c.framesIn, framesWritten: s.framesWritten, repeats: s.repeats, dropped: c.dropped, rejected: c.rejected,
+      segmentsClosed: c.segmentsClosed, ffmpegFailures: c.ffmpegFailures, bytesWritten: s.bytesWritten,
+      audioIn: c.audioIn, audioWritten: s.audioWritten, audioDropped: s.audioDropped + (this.#router?.dropped ?? 0),
+      audioRejected: c.audioRejected, audioConcealed: s.audioConcealed, audioSilenceMs: Math.round(s.audioSilenceMs),
     };
+  }
+
+  /** The audio format this writer records, or null for video only. */
+  get audio(): AudioFormat | null {
+    return this.#opts.audio ?? null;
   }
 
   /**
@@ -282,21 +336,74 @@ export class SegmentWriter implements AsyncDisposable {
   write(frame: Frame): void {
     const c = this.#counts;
     c.framesIn++;
+    if (this.#closed) {
+      c.dropped++;
+      return;
+    }
+    if (!isCompleteJpeg(frame.jpeg) || !(frame.width > 0 && frame.height > 0)) {
+      c.rejected++;
+      if (!this.#rejectWarned) {
+        this.#rejectWarned = true;
+        this.#log.warn("frame is not one complete JPEG (FF D8 ... FF D9) with a size; not recorded", {
+          seq: frame.seq, bytes: frame.jpeg.length, width: frame.width, height: frame.height,
+        });
+      }
+      return;
+    }
+    this.#writeFrame(frame);
+    // Recorded or not, the frame moves the video on: the audio up to it can be placed.
+    if (this.#router) this.#guard(() => this.#finishAll(this.#router!.video(frame.capturedAt)));
+  }
+
+  /**
+   * Records one audio packet (only with an audio format; else it is counted as dropped). Never
+   * throws and never waits; the caller may reuse `packet.data` at once. Packets may come a little
+   * before or after the frames of the same capture time.
+   */
+  writeAudio(packet: AudioPacket): void {
+    const c = this.#counts;
+    c.audioIn++;
+    const router = this.#router;
+    if (!router || this.#closed) {
+      this.#doneCounts.audioDropped++;
+      return;
+    }
+    const n = packet.data?.length ?? 0;
+    if (n < 1 || n > MAX_OPUS_PACKET || !Number.isFinite(packet.capturedAt) || !Number.isInteger(packet.seq)) {
+      c.audioRejected++;
+      return;
+    }
+    this.#guard(() => this.#finishAll(router.audio(packet)));
+  }
+
+  /** Runs `fn`; an unexpected error is logged once, never thrown to the frame or audio path. */
+  #guard(fn: () => void): void {
     try {
-      if (this.#closed) {
-        c.dropped++;
-        return;
+      fn();
+    } catch (err) {
+      if (!this.#writeErrorLogged) {
+        this.#writeErrorLogged = true;
+        this.#log.error("unexpected error while recording", { error: errorText(err) });
       }
-      if (!isCompleteJpeg(frame.jpeg) || !(frame.width > 0 && frame.height > 0)) {
-        c.rejected++;
-        if (!this.#rejectWarned) {
-          this.#rejectWarned = true;
-          this.#log.warn("frame is not one complete JPEG (FF D8 ... FF D9) with a size; not recorded", {
-            seq: frame.seq, bytes: frame.jpeg.length, width: frame.width, height: frame.height,
-          });
-        }
-        return;
-      }
+    }
+  }
+
+  #finishAll(done: { seg: OpenSegment; reason: string }[]): void {
+    for (const d of done) this.#finishInBackground(d.seg, d.reason);
+  }
+
+  /** The open segment's video ends at `end`: finished now, or once its audio is in (see AudioRouter). */
+  #endCurrent(reason: string, end: number): void {
+    const seg = this.#current;
+    if (!seg) return;
+    this.#current = null;
+    if (this.#router) this.#finishAll(this.#router.endSegment(end, reason));
+    else this.#finishInBackground(seg, reason);
+  }
+
+  #writeFrame(frame: Frame): void {
+    const c = this.#counts;
+    try {
       const reason = this.#timeline.rotation(frame.capturedAt, frame.width, frame.height);
       if (reason !== null) {
         if (reason === "gap") {
@@ -304,7 +411,9 @@ export class SegmentWriter implements AsyncDisposable {
             gapSec: ((frame.capturedAt - this.#timeline.lastAt) / 1e6).toFixed(3), maxGapSec: this.#timeline.gapMicros / 1e6,
           });
         }
-        if (this.#current) this.#finishInBackground(this.#current, reason);
+        // After a hole or a clock step the video ended with its last frame; else where this one begins.
+        const end = reason === "gap" || reason === "clock" ? this.#timeline.lastAt + this.#intervalMicros : frame.capturedAt;
+        this.#endCurrent(reason, end);
         if (this.#now() < this.#retryAt || !this.#startSegment(frame, reason)) {
           c.dropped++;
           return;
@@ -319,7 +428,7 @@ export class SegmentWriter implements AsyncDisposable {
       c.dropped++;
       if (!this.#writeErrorLogged) {
         this.#writeErrorLogged = true;
-        this.#log.error("unexpected error while recording a frame", { error: errorText(err) });
+        this.#log.error("unexpected error while recording", { error: errorText(err) });
       }
     }
   }
@@ -330,6 +439,11 @@ export class SegmentWriter implements AsyncDisposable {
     this.#closed = true;
     const seg = this.#current;
     this.#current = null;
+    if (this.#router) {
+      // The open segment's audio is filled to the end of its last frame; one still waiting for its audio is done too.
+      const done = this.#router.close(this.#timeline.lastAt + this.#intervalMicros, "close");
+      this.#finishAll(done.filter((d) => d.seg !== seg));
+    }
     const info = seg ? await this.#finish(seg, "close") : null;
     while (this.#finishing.size > 0) await Promise.allSettled([...this.#finishing]);
     this.#releaseLock();
@@ -360,7 +474,10 @@ export class SegmentWriter implements AsyncDisposable {
       seg = new OpenSegment({
         paths, container, startedAt: frame.capturedAt, width: frame.width, height: frame.height,
         intervalMicros: this.#intervalMicros, maxQueuedBytes: this.#maxQueuedBytes,
-        args: segmentArgs({ ffmpeg: this.#ffmpeg, container, fps: this.#opts.fps, startedAtMicros: frame.capturedAt, output: paths.partial }),
+        audio: this.#opts.audio ?? null,
+        args: segmentArgs({
+          ffmpeg: this.#ffmpeg, container, fps: this.#opts.fps, startedAtMicros: frame.capturedAt, output: paths.partial, audio: this.#opts.audio,
+        }),
       });
     } catch (err) {
       try {
@@ -375,6 +492,7 @@ export class SegmentWriter implements AsyncDisposable {
     this.#live.add(seg);
     this.#current = seg;
     this.#timeline.begin(frame.capturedAt, frame.width, frame.height);
+    this.#router?.begin(seg);
     void seg.exited.then(() => this.#onExit(seg));
     this.#log.debug("segment started", { partial: paths.partial, reason, pid: seg.pid });
     return true;
@@ -455,9 +573,7 @@ export class SegmentWriter implements AsyncDisposable {
   #release(seg: OpenSegment): void {
     this.#open.delete(seg.paths.partial);
     if (!this.#live.delete(seg)) return;
-    this.#doneCounts.framesWritten += seg.frames;
-    this.#doneCounts.repeats += seg.repeats;
-    this.#doneCounts.bytesWritten += seg.bytes;
+    addCounts(this.#doneCounts, segmentCounts(seg));
   }
 
   #finished(info: SegmentInfo, reason: string): SegmentInfo {
@@ -479,6 +595,7 @@ export class SegmentWriter implements AsyncDisposable {
   async #onExit(seg: OpenSegment): Promise<void> {
     if (seg.inputEnded) return;
     if (seg.stop()) this.#counts.dropped++; // the frame it was waiting to take
+    this.#router?.forget(seg);
     if (this.#current === seg) {
       this.#current = null;
       this.#timeline.reset();
@@ -521,6 +638,10 @@ export class SegmentWriter implements AsyncDisposable {
 function retryText(waitMs: number): string {
   if (waitMs === 0) return "a new segment starts with the next frame";
   return `next attempt in ${waitMs >= 1000 ? `${waitMs / 1000} s` : `${waitMs} ms`}; frames until then are dropped`;
+}
+
+function addCounts(to: SegmentCounts, from: SegmentCounts): void {
+  for (const k of Object.keys(to) as (keyof SegmentCounts)[]) to[k] += from[k];
 }
 
 function sizeOf(path: string): number {
