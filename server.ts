@@ -126,7 +126,7 @@ async function main(): Promise<number> {
   await using recording = new AsyncDisposableStack();
   const writers: (SegmentWriter | null)[] = [];
   for (const [i, c] of cameras.entries()) {
-    writers.push(record ? recording.use(await SegmentWriter.open({ ...record, dir: recordDir(c), fps: sources[i]!.fps, log: log.child(part("recorder", c)), cliFlags: SERVER_RECORD_CLI })) : null);
+    writers.push(record ? recording.use(await SegmentWriter.open({ ...record, dir: recordDir(c), fps: sources[i]!.fps, audio: i === 0 ? audio?.format : null, log: log.child(part("recorder", c)), cliFlags: SERVER_RECORD_CLI })) : null);
   }
   // The microphone, opened last, so each packet has everywhere to go from the first one on.
   // A device that cannot be opened ends the start here (exit 2), before the ready line.
@@ -136,6 +136,7 @@ async function main(): Promise<number> {
         format: audio.format, videoSource: cameras[0]!.spec, loop, log,
         onPacket: (p) => {
           server.broadcastAudio(p, 0);
+          writers[0]?.writeAudio(p);
         },
         onAvailability: (available) => server.audioStatus(available, 0),
       });
