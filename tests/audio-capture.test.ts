@@ -146,19 +146,19 @@ describe("test tone", () => {
 });
 
 describe("capture clocks", () => {
-  test("StreamPosition by granule: ffmpeg's pages (first granule 960, pre-skip 312) put packet 0's first decoded sample 312 before the input's first", () => {
-    const p = new StreamPosition("granule", 312);
-    expect(p.push(960, 960n)).toBe(-312);
-    expect(p.push(960, 1920n)).toBe(648);
-    expect(p.push(960, -1n)).toBe(1608); // no granule on its page: counted on
-    expect(p.push(960, 10_000n)).toBe(10_000 - 960 - 312); // a jump in the granule (a file's gap) is followed
+  test("StreamPosition by granule: ffmpeg's pages (first granule 960) put packet 0 at the input's first sample", () => {
+    const p = new StreamPosition("granule");
+    expect(p.push(960, 960n)).toBe(0);
+    expect(p.push(960, 1920n)).toBe(960);
+    expect(p.push(960, -1n)).toBe(1920); // no granule on its page: counted on
+    expect(p.push(960, 10_000n)).toBe(10_000 - 960); // a jump in the granule (a file's gap) is followed
   });
 
   test("StreamPosition by count ignores granules", () => {
-    const p = new StreamPosition("count", 312);
-    expect(p.push(960, 99_999n)).toBe(-312);
-    expect(p.push(480, 5n)).toBe(648);
-    expect(p.push(960, 5n)).toBe(1128);
+    const p = new StreamPosition("count");
+    expect(p.push(960, 99_999n)).toBe(0);
+    expect(p.push(480, 5n)).toBe(960);
+    expect(p.push(960, 5n)).toBe(1440);
   });
 
   test("EnvelopeClock: the soonest arrival sets the offset; later packets' lateness does not move it", () => {

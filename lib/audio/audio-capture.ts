@@ -2,7 +2,7 @@
  * The server's audio: one ffmpeg process that reads the `--audio` source, encodes it
  * with libopus (20 ms packets) and writes Ogg with one packet per page on its stdout,
  * which OggReader turns back into packets. Each packet gets its number and the capture
- * time of its first decoded sample:
+ * time of the first input sample it encodes (lib/audio/capture-clock.ts says why):
  *
  * - test: the test tone is made here and written to ffmpeg's stdin in real time, so
  *   every sample's capture time is known exactly, and so is every packet's.
@@ -65,9 +65,9 @@ const TONE_MAX_WRITE = OPUS_RATE;
 export const LIVE_EXTRA_LATENCY_MICROS = 10_000;
 
 /**
- * The encoder's part of the shortest delay, µs: packet i holds the decoded samples from
- * input sample 960 i - preSkip on, and libopus gives it out only once input sample
- * 960 (i + 1) is in, a packet plus the pre-skip later.
+ * The encoder's part of the shortest delay, µs: packet i encodes input samples from
+ * 960 i on, and libopus gives it out only once it has looked the pre-skip past its
+ * end: a packet plus the pre-skip after its capture time.
  */
 export function encoderDelayMicros(format: AudioFormat, preSkip: number): number {
   return ((samplesPerPacket(format) + preSkip) * 1e6) / OPUS_RATE;
@@ -336,7 +336,7 @@ class FfmpegRun {
           if (headers === 0) {
             const head = decodeOpusHead(p.data);
             if (head.channels !== format.channels) throw new Error(`ffmpeg made ${head.channels} channels, not ${format.channels}`);
-            position = new StreamPosition(mode, head.preSkip);
+            position = new StreamPosition(mode);
             if (extra !== null) clock = new EnvelopeClock(encoderDelayMicros(format, head.preSkip) + extra);
             headers++;
           } else if (headers === 1) {

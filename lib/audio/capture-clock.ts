@@ -1,12 +1,13 @@
 /**
  * Capture times for the packets ffmpeg's Opus encoder hands back. Two pure parts:
  *
- * - StreamPosition: where each packet's first decoded sample lies in the encoder's
- *   input, in samples from its first input sample. Opus decodes with a delay (the
- *   OpusHead's pre-skip, 312 samples for libopus): decoded sample k of the stream is
- *   input sample k - preSkip. So a timestamp made from this position refers to the
- *   decoded sample that was captured then, which is what a player or a lip-sync check
- *   sees.
+ * - StreamPosition: where each packet starts in the encoder's input, in samples from
+ *   its first input sample: packet i encodes input samples 960 i on. That is the
+ *   capture time every AudioPacket carries, whoever made it. Opus decodes with a delay
+ *   (the OpusHead's pre-skip, 312 samples for libopus): decoded sample k of the stream is
+ *   input sample k - preSkip, so whoever decodes places a packet's decoded samples
+ *   pre-skip samples before its capture time (the player does; the recorder's and the
+ *   browser's containers say the pre-skip, and their decoders drop it).
  * - EnvelopeClock: for a live device, whose samples carry no wall-clock time of their
  *   own, ties the stream position to the wall clock by the lower envelope of
  *   (arrival - position): a packet never arrives before it was captured plus the
@@ -27,24 +28,23 @@ export type PositionMode = "granule" | "count";
  */
 export class StreamPosition {
   readonly #mode: PositionMode;
-  readonly #preSkip: number;
   /** Decoded samples before the next packet. */
   #decoded = 0;
 
-  constructor(mode: PositionMode, preSkip: number) {
-    if (!Number.isInteger(preSkip) || preSkip < 0 || preSkip > 65535) throw new RangeError(`StreamPosition: pre-skip must be 0..65535, got ${preSkip}`);
+  constructor(mode: PositionMode) {
     this.#mode = mode;
-    this.#preSkip = preSkip;
   }
 
   /**
-   * The input sample (from 0) captured as the packet's first decoded sample; `granule`
-   * is the packet's page granule, or -1 when another packet ended that page later.
+   * The input sample (from 0) the packet's encoding starts at; `granule` is the
+   * packet's page granule, or -1 when another packet ended that page later.
    */
   push(samples: number, granule: bigint): number {
-    // The granule counts decoded samples up to the packet's end, pre-skip included.
+    // The granule counts decoded samples up to the packet's end, pre-skip included; the
+    // decoded stream is the input delayed by the pre-skip, so a packet's decoded start
+    // is the input sample its encoding starts at.
     if (this.#mode === "granule" && granule >= 0n) this.#decoded = Number(granule) - samples;
-    const at = this.#decoded - this.#preSkip;
+    const at = this.#decoded;
     this.#decoded += samples;
     return at;
   }

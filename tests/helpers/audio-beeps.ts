@@ -1,6 +1,6 @@
 import type { AudioPacket } from "../../lib/audio/audio-packet.ts";
 import { resolveFfmpeg } from "../../lib/media/ffmpeg.ts";
-import { OggOpusWriter, OPUS_PRE_SKIP } from "../../lib/mux/ogg-opus.ts";
+import { OggOpusWriter } from "../../lib/mux/ogg-opus.ts";
 
 /** `packets` (mono) decoded by ffmpeg from the Ogg Opus that OggOpusWriter makes of them: 48 kHz PCM, pre-skip removed. */
 export async function decodePackets(packets: readonly AudioPacket[]): Promise<Int16Array> {
@@ -17,16 +17,17 @@ export async function decodePackets(packets: readonly AudioPacket[]): Promise<In
 /**
  * Capture times (µs) of the beep onsets in `packets`: the first sample above a tenth of
  * full scale after at least 50 ms of quiet. The decoder drops the pre-skip, so PCM
- * sample m was captured at the first packet's time plus (m + pre-skip) samples.
+ * sample m was captured at the first packet's time plus m samples.
  */
 export async function beepOnsets(packets: readonly AudioPacket[]): Promise<number[]> {
   const pcm = await decodePackets(packets);
   const start = packets[0]!.capturedAt;
   const out: number[] = [];
-  let quiet = 2400;
+  // Not loud at once: a stream that starts inside a beep has no onset there.
+  let quiet = 0;
   for (let m = 0; m < pcm.length; m++) {
     if (Math.abs(pcm[m]!) > 3277) {
-      if (quiet >= 2400) out.push(start + ((m + OPUS_PRE_SKIP) * 1e6) / 48000);
+      if (quiet >= 2400) out.push(start + (m * 1e6) / 48000);
       quiet = 0;
     } else quiet++;
   }
