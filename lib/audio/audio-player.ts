@@ -110,8 +110,8 @@ export class AudioPlayer implements AsyncDisposable {
     this.#channels = opts.format.channels;
     this.#start = start;
     this.#lead = out.sink.continuous ? FILE_LEAD_US : DEVICE_LEAD_US;
-    // A packet must be here a lead (and a tick late) before it plays.
-    this.#jitter = new JitterBuffer({ marginUs: this.#lead + TICK_MS * 1000 });
+    // A packet must be here a lead (and a tick late), and its lookahead, before it plays.
+    this.#jitter = new JitterBuffer({ marginUs: this.#lead + TICK_MS * 1000 + (OPUS_LOOKAHEAD_SAMPLES * 1000) / 48 });
     this.#decoder = OpusDecoder.create(opts.format.channels);
     if (opts.timer !== false) this.#timer = setInterval(() => this.tick(), TICK_MS);
   }
@@ -215,7 +215,8 @@ export class AudioPlayer implements AsyncDisposable {
       this.#written += Math.floor(skip);
       this.#own.samplesSkipped += Math.floor(skip);
     }
-    this.#take(this.#start + ((target - 0.5) * 1000) / 48);
+    // A packet's samples start OPUS_LOOKAHEAD_SAMPLES before its playout time: take it that much sooner.
+    this.#take(this.#start + ((target + OPUS_LOOKAHEAD_SAMPLES - 0.5) * 1000) / 48);
     this.#write(target);
   }
 
