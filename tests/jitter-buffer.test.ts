@@ -64,7 +64,7 @@ describe("JitterBuffer", () => {
 
   test("a lost packet is concealed when its turn comes; arriving after that it is late", () => {
     const jb = new JitterBuffer();
-    const arrivals = [0, 1, 2, 3, 4, 5, 6].map((s) => arrival(s, 5000));
+    const arrivals: (number | undefined)[] = [0, 1, 2, 3, 4, 5, 6].map((s) => arrival(s, 5000));
     arrivals[3] = undefined; // lost...
     const pulled = drive(jb, arrivals);
     expect(what(pulled.map((p) => p.out))).toEqual(["p0", "p1", "p2", "c3", "p4", "p5", "p6", "c7", "c8", "c9", "c10", "c11"]);
