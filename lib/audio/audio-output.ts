@@ -63,7 +63,7 @@ export function audioOutText(spec: AudioOutSpec): string {
 export interface AudioSink {
   /** As `--audio-out` spells it: "pulse:lc", "wav:out.wav", "none". */
   readonly name: string;
-  /** From a sample's write to its being heard, µs (an estimate for a device). */
+  /** From a sample's write to its being heard, µs (an estimate for a device; 0 for a file, whose positions are its times). */
   readonly latencyUs: number;
   /** True when every sample position must be written, a long stall included (a file); a device skips ahead instead. */
   readonly continuous: boolean;
@@ -198,8 +198,9 @@ export class DeviceSink implements AudioSink {
   /** Starts ffmpeg for `spec`; throws when it cannot be spawned. */
   constructor(spec: { kind: "pulse"; device: string | null } | { kind: "alsa"; device: string }, channels: number, ffmpeg: string) {
     this.name = audioOutText(spec);
-    // What the device adds after the write: its buffer (pulse) or ALSA's period, and ffmpeg's read of 1024 samples.
-    this.latencyUs = (spec.kind === "pulse" ? PULSE_BUFFER_MS : 40) * 1000 + 21_000;
+    // From the write to the ear: the server's buffer (pactl showed 61.5 ms of "Buffer Latency"
+    // for PULSE_BUFFER_MS 60; ALSA's an estimate), and ffmpeg's reads of 1024 samples (10 ms on average).
+    this.latencyUs = (spec.kind === "pulse" ? PULSE_BUFFER_MS : 40) * 1000 + 10_000;
     const input = ["-f", "s16le", "-ar", "48000", "-ac", String(channels), "-i", "pipe:0"];
     const output = spec.kind === "pulse"
       ? ["-f", "pulse", "-buffer_duration", String(PULSE_BUFFER_MS), ...(spec.device === null ? [] : ["-device", spec.device]), "-name", "lancam", "lancam"]

@@ -186,7 +186,10 @@ export class AudioPlayer implements AsyncDisposable {
    */
   playoutTimeOf(capturedAt: number): number | null {
     const t = this.#jitter.playoutTimeOf(capturedAt);
-    return t === null ? null : t + this.#out.sink.latencyUs;
+    if (t === null) return null;
+    // A device plays a sample its latency after the write, which came `lead` before the sample's time.
+    const sink = this.#out.sink;
+    return sink.continuous ? t : t + Math.max(0, sink.latencyUs - this.#lead);
   }
 
   /** The counters, for the stats file. */
