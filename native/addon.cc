@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   lancam::InitTestPattern(env, exports);
   lancam::InitOverlay(env, exports);
   lancam::InitWindowView(env, exports);
+  lancam::InitOpus(env, exports);
   exports.Set("opencvVersion", Napi::String::New(env, CV_VERSION));
   Napi::Object maxPicture = Napi::Object::New(env);
   maxPicture.Set("width", lancam::kMaxPictureWidth);

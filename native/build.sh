@@ -30,6 +30,11 @@ if ! pkg-config --exists libturbojpeg; then
   echo "error: pkg-config cannot find libturbojpeg; install libturbojpeg0-dev: sudo apt-get install libturbojpeg0-dev" >&2
   exit 1
 fi
+# libopus decodes the viewer's audio.
+if ! pkg-config --exists opus; then
+  echo "error: pkg-config cannot find opus; install libopus-dev: sudo apt-get install libopus-dev" >&2
+  exit 1
+fi
 addon_api="$root/node_modules/node-addon-api"
 api_headers="$root/node_modules/node-api-headers/include"
 if [[ ! -f "$addon_api/napi.h" || ! -f "$api_headers/node_api.h" ]]; then
@@ -55,10 +60,10 @@ start=$(date +%s.%N)
 # shellcheck disable=SC2046 # pkg-config output is a list of flags
 "$cxx" -O2 -shared -fPIC -std=c++17 -Wall -Wextra -Wno-unused-parameter \
   -DNAPI_VERSION=8 -DNODE_ADDON_API_CPP_EXCEPTIONS -DNODE_ADDON_API_CPP_EXCEPTIONS_ALL \
-  -I"$addon_api" -I"$api_headers" $(pkg-config --cflags opencv4 libturbojpeg) \
+  -I"$addon_api" -I"$api_headers" $(pkg-config --cflags opencv4 libturbojpeg opus) \
   "${sources[@]}" \
   -o "$tmp" \
-  $(pkg-config --libs-only-L opencv4) "${libs[@]}" $(pkg-config --libs libturbojpeg) -ldl
+  $(pkg-config --libs-only-L opencv4) "${libs[@]}" $(pkg-config --libs libturbojpeg opus) -ldl
 mv "$tmp" "$out"
 elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 echo "built $out in ${elapsed}s (OpenCV $(pkg-config --modversion opencv4))"

@@ -22,6 +22,7 @@ void InitWindow(Napi::Env env, Napi::Object exports);
 void InitTestPattern(Napi::Env env, Napi::Object exports);
 void InitOverlay(Napi::Env env, Napi::Object exports);
 void InitWindowView(Napi::Env env, Napi::Object exports);
+void InitOpus(Napi::Env env, Napi::Object exports);
 
 // The largest picture the addon decodes from caller bytes or renders: the largest
 // frame a lancam server sends. A JPEG header can claim 65535x65535 in a few hundred

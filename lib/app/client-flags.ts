@@ -12,6 +12,7 @@ import { CLIENT_TOKEN_FLAGS } from "./token-flags.ts";
 import { CONTAINERS, RECORD_FLAGS } from "./record-flags.ts";
 import { windowKeysHelp } from "../display/window-keys.ts";
 import { CONFIG_FLAGS } from "./config-flags.ts";
+import { AUDIO_OUT_FORMS, audioOutText, parseAudioOut, type AudioOutSpec } from "../audio/audio-output.ts";
 
 const text = (raw: string) => raw;
 
@@ -72,6 +73,13 @@ ESC or q in the window, closing the window, or Ctrl-C says goodbye and exits.`,
       "UDP receive buffer to ask the kernel for", formatByteSize),
     connectTimeout: valueFlag("connect-timeout", "S", DEFAULT_CONNECT_TIMEOUT_MS / 1000, (raw, flag) => parseNumber(flag, raw, 0.1, 24 * 3600),
       "give up connecting after S seconds; a server that is full or busy is\nasked again until then"),
+    audioOut: valueFlag<AudioOutSpec>("audio-out", "OUT", { kind: "default" }, (raw, flag) => {
+      const spec = parseAudioOut(raw);
+      if ("problem" in spec) throw new UsageError(`invalid ${flag}=${raw}: ${spec.problem}`);
+      return spec;
+    }, `where the server's sound plays: ${AUDIO_OUT_FORMS}.\ndefault: PulseAudio when a server answers, else ALSA's default device;\nwav:FILE: what would be heard, its comment says when sample 0 was`, audioOutText, { format: audioOutText }),
+    displayLog: valueFlag<string | null>("display-log", "FILE", null, text,
+      "write a line per frame drawn in the window: its capture time and when it\nwas shown (microseconds since the epoch), to measure latency and lip sync"),
     log: valueFlag<string | null>("log", "FILE", null, text, "also append log lines to FILE"),
     logMax: LOG_MAX_FLAG,
     ...CLIENT_TOKEN_FLAGS,

@@ -1,10 +1,11 @@
 /** What a key pressed in the viewer's window does. */
-export type WindowAction = "quit" | "fullscreen" | "info" | "save";
+export type WindowAction = "quit" | "fullscreen" | "info" | "mute" | "save";
 
 /** The window's keys, in the order --help lists them. */
 export const WINDOW_KEYS: readonly { keys: readonly string[]; action: WindowAction; help: string }[] = [
   { keys: ["f"], action: "fullscreen", help: "full screen on or off (the picture's shape kept, black bars)" },
   { keys: ["i"], action: "info", help: "show or hide the fps and latency line on the picture" },
+  { keys: ["m"], action: "mute", help: "mute or unmute the sound (the level meter says so)" },
   { keys: ["s"], action: "save", help: "save the picture shown as a JPEG into the --out folder" },
   { keys: ["q", "ESC"], action: "quit", help: "say goodbye and exit (as closing the window does)" },
 ];

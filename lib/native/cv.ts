@@ -214,6 +214,11 @@ export interface WindowText {
   bottom?: string;
 }
 
+/** A libopus decoder inside the addon (lib/audio/opus-decoder.ts wraps it); freed by opusDecoderDestroy or when collected. */
+export interface NativeOpusDecoder {
+  readonly __kind: "NativeOpusDecoder";
+}
+
 /** Everything the addon exports. */
 export interface CvAddon {
   /** OpenCV's CV_VERSION, e.g. "4.6.0". */
@@ -314,6 +319,21 @@ export interface CvAddon {
   /** The size of the window's picture area. */
   windowImageSize(name: string): { width: number; height: number };
   closeWindow(name: string): void;
+  /** libopus's version, e.g. "libopus 1.3.1". */
+  readonly opusVersion: string;
+  /** A 48 kHz Opus decoder for 1 or 2 channels, or a negative libopus error code. */
+  opusDecoderCreate(channels: number): NativeOpusDecoder | number;
+  /**
+   * One packet decoded to interleaved signed 16-bit samples (native byte order): at
+   * most `frameSamples` per channel (1..5760). With `packet` null, `frameSamples` of
+   * packet loss concealment (a multiple of 120). A negative libopus error code instead
+   * when the packet does not decode or the decoder was destroyed; never throws for data.
+   */
+  opusDecode(decoder: NativeOpusDecoder, packet: Uint8Array | null, frameSamples: number): Buffer | number;
+  /** Frees the decoder now; later decodes return an error code. Safe to call twice. */
+  opusDecoderDestroy(decoder: NativeOpusDecoder): void;
+  /** libopus's words for a (negative) error code. */
+  opusErrorText(code: number): string;
 }
 
 const BUILD_FIX = "run `bash native/build.sh` (needs libopencv-dev: sudo apt-get install libopencv-dev)";
@@ -364,6 +384,10 @@ export function describeLoadFailure(err: unknown, where: LoadContext = {}): stri
   // The addon's one library besides OpenCV: the TurboJPEG API, for raw YUV sources.
   if (soMissing?.startsWith("libturbojpeg.so")) {
     return `${soMissing}, the TurboJPEG library, is missing: sudo apt-get install libturbojpeg0 (${message})`;
+  }
+  // And libopus, for the viewer's audio.
+  if (soMissing?.startsWith("libopus.so")) {
+    return `${soMissing}, the Opus audio library, is missing: sudo apt-get install libopus0 (${message})`;
   }
   if (soMissing) {
     const opencv = /^libopencv_(\w+)\.so\.([\w.]+)$/.exec(soMissing);
