@@ -3,7 +3,7 @@
 // Where PulseAudio cannot run, the tests are skipped and the reason printed.
 import { afterAll, describe, expect, test } from "bun:test";
 import { AudioDeviceError, openAudioCapture } from "../lib/audio/audio-capture.ts";
-import type { AudioPacket } from "../lib/audio/audio-packet.ts";
+import type { AudioPacket } from "../lib/wire/audio-packet.ts";
 import { sampleAtMicros, testToneSamples } from "../lib/audio/test-tone.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { beepOnsets, fromWholeSecond } from "./helpers/audio-beeps.ts";

@@ -4,7 +4,8 @@ import { AudioReceiver } from "../lib/receive/audio-receiver.ts";
 import { FrameVerifier } from "../lib/receive/frame-verifier.ts";
 import { FrameSealer } from "../lib/send/frame-sealer.ts";
 import { FrameSigner } from "../lib/send/frame-signer.ts";
-import { decodeAudioDatagram, encodeAudioDatagram, MAX_AUDIO_PAYLOAD } from "../lib/wire/audio-datagram.ts";
+import { AUDIO_SIGNATURE_SIZE, decodeAudioDatagram, encodeAudioDatagram, MAX_AUDIO_PAYLOAD } from "../lib/wire/audio-datagram.ts";
+import { SIGNATURE_SIZE } from "../lib/net/frame-signature.ts";
 import { decodeDatagram, HEADER_SIZE } from "../lib/wire/datagram.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
 
@@ -48,6 +49,7 @@ describe("audio datagram codec", () => {
   });
 
   test("more than one fragment or more payload than the largest Opus packet is refused", () => {
+    expect(AUDIO_SIGNATURE_SIZE).toBe(SIGNATURE_SIZE);
     const big = new Uint8Array(MAX_AUDIO_PAYLOAD + 1);
     expect(() => encodeAudioDatagram({ sessionId: 1, seq: 1, capturedAt: 1 }, big)).toThrow(RangeError);
     const two = Uint8Array.from(GOLDEN.bytes);

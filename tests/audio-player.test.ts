@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { AudioPlayer } from "../lib/audio/audio-player.ts";
-import { DEFAULT_AUDIO_FORMAT, type AudioPacket } from "../lib/audio/audio-packet.ts";
+import { DEFAULT_AUDIO_FORMAT, type AudioPacket } from "../lib/wire/audio-packet.ts";
 import type { AudioOutSpec } from "../lib/audio/audio-output.ts";
 import { WAV_HEADER_BYTES } from "../lib/audio/wav-header.ts";
 import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";

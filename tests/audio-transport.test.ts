@@ -4,7 +4,7 @@
 // another) is counted and dropped; a viewer that does not offer audio gets none; the
 // microphone's outage is told; over multicast the group carries it once.
 import { describe, expect, test } from "bun:test";
-import { DEFAULT_AUDIO_FORMAT, type AudioPacket } from "../lib/audio/audio-packet.ts";
+import { DEFAULT_AUDIO_FORMAT, type AudioPacket } from "../lib/wire/audio-packet.ts";
 import { silentLogger } from "../lib/log/logger.ts";
 import { tokenKey } from "../lib/net/session-keys.ts";
 import { StreamClient } from "../lib/receive/stream-client.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import type { AudioPacket } from "../lib/audio/audio-packet.ts";
+import type { AudioPacket } from "../lib/wire/audio-packet.ts";
 import { INITIAL_TARGET_DELAY_US, JitterBuffer, MAX_CONCEALED_RUN, MAX_TARGET_DELAY_US, MIN_TARGET_DELAY_US, type Playout } from "../lib/audio/jitter-buffer.ts";
 import { prng } from "./helpers/prng.ts";
 

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { encodeOggPage, oggCrc, OggReader, OGG_BOS } from "../lib/mux/ogg.ts";
 import { decodeOpusHead, OggOpusWriter, opusHead } from "../lib/mux/ogg-opus.ts";
-import { opusPacketSamples } from "../lib/audio/opus-toc.ts";
+import { opusPacketSamples } from "../lib/wire/opus-toc.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
 import { opusPackets } from "./helpers/opus-packets.ts";
 

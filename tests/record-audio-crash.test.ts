@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { DEFAULT_AUDIO_FORMAT } from "../lib/audio/audio-packet.ts";
+import { DEFAULT_AUDIO_FORMAT } from "../lib/wire/audio-packet.ts";
 import { SegmentWriter } from "../lib/record/segment-writer.ts";
 import { beepOnsets, decodeAudio, median, pictures, streamInfo } from "./helpers/av-sync.ts";
 import { memoryLogger } from "./helpers/memory-logger.ts";
@@ -46,7 +46,7 @@ const lib = (name: string) => JSON.stringify(join(import.meta.dir, "..", name));
  */
 const CHILD = `
 import { SegmentWriter } from ${lib("lib/record/segment-writer.ts")};
-import { DEFAULT_AUDIO_FORMAT } from ${lib("lib/audio/audio-packet.ts")};
+import { DEFAULT_AUDIO_FORMAT } from ${lib("lib/wire/audio-packet.ts")};
 import { silentLogger } from ${lib("lib/log/logger.ts")};
 import { jpegFrames } from ${lib("tests/helpers/jpeg-frames.ts")};
 import { opusPackets } from ${lib("tests/helpers/opus-packets.ts")};

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { DEFAULT_AUDIO_FORMAT, type AudioFormat, type AudioPacket } from "../lib/audio/audio-packet.ts";
-import { opusPacketSamples } from "../lib/audio/opus-toc.ts";
+import { DEFAULT_AUDIO_FORMAT, type AudioFormat, type AudioPacket } from "../lib/wire/audio-packet.ts";
+import { opusPacketSamples } from "../lib/wire/opus-toc.ts";
 import { resolveFfmpeg, resolveFfprobe } from "../lib/media/ffmpeg.ts";
 import { silentLogger } from "../lib/log/logger.ts";
 import {

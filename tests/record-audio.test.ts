@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { statSync } from "node:fs";
-import { DEFAULT_AUDIO_FORMAT, type AudioPacket } from "../lib/audio/audio-packet.ts";
+import { DEFAULT_AUDIO_FORMAT, type AudioPacket } from "../lib/wire/audio-packet.ts";
 import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { type SegmentInfo, SegmentWriter, type SegmentWriterStats } from "../lib/record/segment-writer.ts";
 import { beepOnsets, decodeAudio, median, pictures, streamInfo } from "./helpers/av-sync.ts";

@@ -21,7 +21,7 @@ import { CONFIG_FLAGS } from "./config-flags.ts";
 import { REDACTED } from "./config-file.ts";
 import { cameraSourceSpelling, checkCameraSources, DEFAULT_CAMERA, parseCameraSource, type CameraSource } from "./source-flag.ts";
 import { AUDIO_BITRATE, audioFilePath, audioSourceSpelling, AudioSpecError, formatAudioBitrate, parseAudioBitrate, parseAudioSource, type AudioSourceSpec } from "../audio/audio-source.ts";
-import { DEFAULT_AUDIO_FORMAT, type AudioFormat } from "../audio/audio-packet.ts";
+import { DEFAULT_AUDIO_FORMAT, type AudioFormat } from "../wire/audio-packet.ts";
 
 const text = (raw: string) => raw;
 

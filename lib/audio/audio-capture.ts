@@ -23,10 +23,10 @@ import { resolveFfmpeg } from "../media/ffmpeg.ts";
 import { OggReader } from "../mux/ogg.ts";
 import { decodeOpusHead } from "../mux/ogg-opus.ts";
 import { nowMicros } from "../wire/frame.ts";
-import { DEFAULT_AUDIO_FORMAT, MAX_OPUS_PACKET, samplesPerPacket, type AudioFormat, type AudioPacket } from "./audio-packet.ts";
+import { DEFAULT_AUDIO_FORMAT, MAX_OPUS_PACKET, samplesPerPacket, type AudioFormat, type AudioPacket } from "../wire/audio-packet.ts";
 import { audioFilePath, audioSourceSpelling, type AudioSourceSpec, type VideoSourceKind } from "./audio-source.ts";
 import { EnvelopeClock, OPUS_RATE, StreamPosition, type PositionMode } from "./capture-clock.ts";
-import { opusPacketSamples } from "./opus-toc.ts";
+import { opusPacketSamples } from "../wire/opus-toc.ts";
 import { microsOfSample, sampleAtMicros, testToneSamples } from "./test-tone.ts";
 
 /** An audio source that does not exist or cannot be opened; exit status 2, like a bad flag. */

@@ -9,8 +9,8 @@
  * at the position its playout time gives, silence between; so a late timer writes
  * more at once and never shifts the sound (no drift accumulates).
  */
-import type { AudioFormat, AudioPacket } from "./audio-packet.ts";
-import { samplesPerPacket } from "./audio-packet.ts";
+import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
+import { samplesPerPacket } from "../wire/audio-packet.ts";
 import { AudioOutput, type AudioOutSpec } from "./audio-output.ts";
 import { JitterBuffer, type PushResult } from "./jitter-buffer.ts";
 import { LevelMeter } from "./level-meter.ts";

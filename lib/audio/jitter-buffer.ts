@@ -17,7 +17,7 @@
  * Since video frames carry capture times on the same clock, `playoutTimeOf` tells the
  * window when to show the picture that goes with the sound.
  */
-import type { AudioPacket } from "./audio-packet.ts";
+import type { AudioPacket } from "../wire/audio-packet.ts";
 import { seqAdd, seqDiff } from "../wire/seq.ts";
 
 /** The least and most target delay (above the least transit), µs. */

@@ -4,7 +4,7 @@
  */
 import { cv, type NativeOpusDecoder } from "../native/cv.ts";
 import { DecodeError } from "../wire/decode-error.ts";
-import { MAX_PACKET_SAMPLES } from "./opus-toc.ts";
+import { MAX_PACKET_SAMPLES } from "../wire/opus-toc.ts";
 
 /** Concealment comes in whole 2.5 ms steps (libopus's shortest frame): 120 samples at 48 kHz. */
 export const CONCEAL_STEP_SAMPLES = 120;

@@ -1,4 +1,4 @@
-import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { encodeOggPage, OGG_BOS, OGG_EOS } from "./ogg.ts";
 

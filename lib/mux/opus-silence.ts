@@ -1,4 +1,4 @@
-import { opusPacketSamples } from "../audio/opus-toc.ts";
+import { opusPacketSamples } from "../wire/opus-toc.ts";
 
 /*
  * Opus packets (RFC 6716) made without an encoder, for the stretches of a recording where no

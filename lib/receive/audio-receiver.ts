@@ -1,5 +1,5 @@
-import type { AudioPacket } from "../audio/audio-packet.ts";
-import { opusPacketSamples } from "../audio/opus-toc.ts";
+import type { AudioPacket } from "../wire/audio-packet.ts";
+import { opusPacketSamples } from "../wire/opus-toc.ts";
 import { decodeAudioDatagram } from "../wire/audio-datagram.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { seqDiff } from "../wire/seq.ts";

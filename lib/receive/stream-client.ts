@@ -8,7 +8,7 @@ import { HEADER_SIZE, PayloadType, payloadTypeOf, SESSION_ID_OFFSET, type Datagr
 import { RepairCounters, RepairSession } from "./repair-session.ts";
 import { FrameOpener, type OpenerCounters } from "./frame-opener.ts";
 import { AudioReceiver, type AudioCounters } from "./audio-receiver.ts";
-import type { AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioPacket } from "../wire/audio-packet.ts";
 import { FrameVerifier } from "./frame-verifier.ts";
 import { ConnectError, Handshake, MULTICAST_WAIT_MS, type HandshakeAction, type HandshakeInput, type SessionEnd } from "./handshake.ts";
 import { Reassembler, type ReassembledFrame, type RepairMode } from "./reassembler.ts";

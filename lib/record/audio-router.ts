@@ -1,4 +1,4 @@
-import type { AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioPacket } from "../wire/audio-packet.ts";
 
 /**
  * How long (capture time) audio may lag the video before its place is filled with silence, and

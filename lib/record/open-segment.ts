@@ -1,5 +1,5 @@
-import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
-import { opusPacketSamples } from "../audio/opus-toc.ts";
+import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
+import { opusPacketSamples } from "../wire/opus-toc.ts";
 import { MkvStream } from "../mux/mkv-stream.ts";
 import { opusHead } from "../mux/ogg-opus.ts";
 import type { AudioTarget } from "./audio-router.ts";

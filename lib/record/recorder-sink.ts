@@ -1,4 +1,4 @@
-import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
 import type { Logger } from "../log/format.ts";
 import type { Frame } from "../wire/frame.ts";
 import type { SegmentWriter, SegmentWriterStats } from "./segment-writer.ts";

@@ -1,4 +1,4 @@
-import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
 import { OPUS_PRE_SKIP } from "../mux/ogg-opus.ts";
 import { type MadePacket, OPUS_GRID_SAMPLES, opusConcealment, opusSilence } from "../mux/opus-silence.ts";
 

@@ -1,5 +1,5 @@
 import type { Subprocess } from "bun";
-import type { AudioFormat } from "../audio/audio-packet.ts";
+import type { AudioFormat } from "../wire/audio-packet.ts";
 import { forEachLine } from "../media/line-reader.ts";
 import { type Container, FFMPEG_FORMAT } from "./segment-naming.ts";
 

@@ -2,8 +2,8 @@ import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, unlin
 import { resolve } from "node:path";
 import type { Logger } from "../log/format.ts";
 import type { Frame } from "../wire/frame.ts";
-import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
-import { MAX_OPUS_PACKET } from "../audio/audio-packet.ts";
+import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
+import { MAX_OPUS_PACKET } from "../wire/audio-packet.ts";
 import { AudioRouter } from "./audio-router.ts";
 import { resolveFfmpeg, resolveFfprobe } from "../media/ffmpeg.ts";
 import { OpenPartials } from "./open-partials.ts";

@@ -1,4 +1,4 @@
-import type { AudioFormat } from "../audio/audio-packet.ts";
+import type { AudioFormat } from "../wire/audio-packet.ts";
 import type { LayerGroup } from "../wire/control.ts";
 import type { FrameFanout } from "./frame-fanout.ts";
 import type { FrameSealer } from "./frame-sealer.ts";

@@ -1,5 +1,5 @@
 import { AUDIO_CONTEXT, keyFingerprint, SIGNATURE_SIZE, SIGNED_MESSAGE_SIZE, signedMessage, SigningKey } from "../net/frame-signature.ts";
-import type { AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioPacket } from "../wire/audio-packet.ts";
 import type { FrameSigning } from "../wire/control.ts";
 import type { Frame } from "../wire/frame.ts";
 

@@ -18,7 +18,7 @@ import { FrameSigner } from "./frame-signer.ts";
 import { SIGNATURE_SIZE } from "../net/frame-signature.ts";
 import { Fragmenter } from "./fragmenter.ts";
 import type { Frame } from "../wire/frame.ts";
-import type { AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioPacket } from "../wire/audio-packet.ts";
 import { encodeAudioDatagram } from "../wire/audio-datagram.ts";
 import type { Logger } from "../log/format.ts";
 import { throttled } from "../log/logger.ts";

@@ -1,5 +1,4 @@
-import { MAX_OPUS_PACKET } from "../audio/audio-packet.ts";
-import { SIGNATURE_SIZE } from "../net/frame-signature.ts";
+import { MAX_OPUS_PACKET } from "./audio-packet.ts";
 import { DecodeError, hex } from "./decode-error.ts";
 import { decodeDatagram, encodeDatagramHeader, HEADER_SIZE, PayloadType, TAG_SIZE, type Datagram } from "./datagram.ts";
 
@@ -18,8 +17,10 @@ import { decodeDatagram, encodeDatagramHeader, HEADER_SIZE, PayloadType, TAG_SIZ
  *           (lib/net/frame-cipher.ts).
  */
 
+/** Bytes of the Ed25519 signature a signed stream appends to each packet (lib/net/frame-signature.ts). */
+export const AUDIO_SIGNATURE_SIZE = 64;
 /** Most plaintext payload bytes of one audio datagram: the largest Opus packet and a signature. */
-export const MAX_AUDIO_PAYLOAD = MAX_OPUS_PACKET + SIGNATURE_SIZE;
+export const MAX_AUDIO_PAYLOAD = MAX_OPUS_PACKET + AUDIO_SIGNATURE_SIZE;
 
 /** What names an audio datagram, besides its payload. */
 export interface AudioDatagramFields {

@@ -1,4 +1,4 @@
-import type { AudioPacket } from "../../lib/audio/audio-packet.ts";
+import type { AudioPacket } from "../../lib/wire/audio-packet.ts";
 import { resolveFfmpeg } from "../../lib/media/ffmpeg.ts";
 import { OggOpusWriter } from "../../lib/mux/ogg-opus.ts";
 

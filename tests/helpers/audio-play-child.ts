@@ -6,7 +6,7 @@
  * its packet until it has been heard (µs, PLAYOUT being playoutTimeOf then), and `done` when all are played; then closes the output.
  */
 import { AudioPlayer } from "../../lib/audio/audio-player.ts";
-import { DEFAULT_AUDIO_FORMAT } from "../../lib/audio/audio-packet.ts";
+import { DEFAULT_AUDIO_FORMAT } from "../../lib/wire/audio-packet.ts";
 import { parseAudioOut } from "../../lib/audio/audio-output.ts";
 import { createLogger, stderrSink } from "../../lib/log/logger.ts";
 import { nowMicros } from "../../lib/wire/frame.ts";

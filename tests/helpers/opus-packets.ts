@@ -1,6 +1,6 @@
 import { resolveFfmpeg } from "../../lib/media/ffmpeg.ts";
-import type { AudioPacket } from "../../lib/audio/audio-packet.ts";
-import { opusPacketSamples } from "../../lib/audio/opus-toc.ts";
+import type { AudioPacket } from "../../lib/wire/audio-packet.ts";
+import { opusPacketSamples } from "../../lib/wire/opus-toc.ts";
 import { OggReader } from "../../lib/mux/ogg.ts";
 
 /**

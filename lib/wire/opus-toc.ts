@@ -1,4 +1,4 @@
-import { DecodeError, hex } from "../wire/decode-error.ts";
+import { DecodeError, hex } from "./decode-error.ts";
 
 /*
  * The Opus TOC byte (RFC 6716 3.1) says how long a packet plays:
