@@ -26,6 +26,8 @@ import type { FrameSink } from "./lib/receive/viewer.ts";
 import { createWatcher, type Watcher } from "./lib/receive/watcher.ts";
 import { RecorderSink } from "./lib/record/recorder-sink.ts";
 import { SegmentWriter } from "./lib/record/segment-writer.ts";
+import { AudioPlayer } from "./lib/audio/audio-player.ts";
+import { DisplayLog } from "./lib/display/display-log.ts";
 
 async function main(): Promise<number> {
   const config = configLoader(CLIENT_COMMAND);
@@ -66,6 +68,13 @@ async function main(): Promise<number> {
   const token = setUpToken(tokens, null);
   for (const w of [...config.warnings, ...(token?.warnings ?? [])]) log.warn(w);
 
+  // Sound is offered to the server when it is heard or recorded; without either, none is sent.
+  const audioOut = cli.flags.audioOut;
+  const wantsAudio = !cli.flags.classic && (audioOut.kind !== "none" || record !== null);
+  // Opened at the first welcome that announces audio (its format comes with it).
+  let player = null as AudioPlayer | null;
+  using displayLog = cli.flags.displayLog === null ? null : new DisplayLog(cli.flags.displayLog, log);
+
   const windowed = cli.flags.window && displayAvailable();
   if (cli.flags.window && !windowed) log.warn("no display available; running without a window (pass --no-window to say so)");
   // The window says on the picture when it is not live; `s` saves the picture beside the recordings.
@@ -75,10 +84,16 @@ async function main(): Promise<number> {
     ? WindowSink.open(`lancam ${host}:${port}`, (reason) => {
         if (reason === "closed") log.info("window closed");
         viewer.stop();
-      }, { fullScreen: cli.flags.fullscreen, overlay: overlay!, onSave: (picture) => void saver.save(picture) })
+      }, {
+        fullScreen: cli.flags.fullscreen, overlay: overlay!, onSave: (picture) => void saver.save(picture),
+        // With sound, each picture is shown when its sound is heard (lip sync); `m` mutes.
+        playoutTimeOf: (capturedAt) => player?.playoutTimeOf(capturedAt) ?? null,
+        onMute: () => player?.toggleMute(),
+        onShown: displayLog ? (picture, shownAt) => displayLog.shown(picture.capturedAt, shownAt) : undefined,
+      })
     : null;
   const recorder = record
-    ? new RecorderSink({ log, open: (fps) => SegmentWriter.open({ ...record, fps, log: log.child("recorder"), cliFlags: CLIENT_RECORD_CLI }) })
+    ? new RecorderSink({ log, open: (fps, audio) => SegmentWriter.open({ ...record, fps, audio, log: log.child("recorder"), cliFlags: CLIENT_RECORD_CLI }) })
     : null;
   const verify = cli.flags.verify ? new FrameCheck() : null;
   const sinks: FrameSink[] = [];
@@ -101,10 +116,26 @@ async function main(): Promise<number> {
     retryUdpMs: Number(process.env.LANCAM_UDP_RETRY_MS) > 0 ? Number(process.env.LANCAM_UDP_RETRY_MS) : undefined,
     recordedFrames: () => recorder?.framesAccepted ?? 0,
     onBound: (bound) => console.log(`lancam client receiving udp=${bound} from ${host}:${port}`),
-    onStreamRate: (fps) => {
+    onStreamRate: async (fps, audio) => {
       overlay?.status.frameRate(fps);
-      return recorder?.onStreamRate(fps);
+      if (audio && audioOut.kind !== "none" && (!player || player.format.channels !== audio.channels)) {
+        await player?.[Symbol.asyncDispose]();
+        player = await AudioPlayer.open({ format: audio, output: audioOut, log: log.child("audio") });
+        overlay?.sound(player);
+      }
+      return recorder?.onStreamRate(fps, audio);
     },
+    audio: wantsAudio
+      ? {
+          onPacket: (packet, arrivedAt) => {
+            player?.push(packet, arrivedAt);
+            recorder?.writeAudio(packet);
+          },
+          onStatus: (available) => {
+            if (!available) player?.unavailable();
+          },
+        }
+      : undefined,
     onLink: overlay ? (state) => overlay.status.link(state, performance.now()) : undefined,
     onDatagram: overlay ? () => overlay.status.datagram(performance.now()) : undefined,
     onSource: overlay ? (available) => overlay.status.camera(available ? "available" : "unavailable") : undefined,
@@ -125,7 +156,11 @@ async function main(): Promise<number> {
     // Closed in reverse order when the run ends: the viewer says goodbye, the window
     // closes, the recorder finishes its segment. The summary below needs all three done.
     await using _recorder = recorder, _display = display, _viewer = viewer;
-    await viewer.run();
+    try {
+      await viewer.run();
+    } finally {
+      await player?.[Symbol.asyncDispose]();
+    }
     // A run that ends without a single frame is a failure the user must hear about, with the likeliest cause.
     const noFrame = viewer.noFrameReason?.() ?? null;
     if (noFrame) {
@@ -133,7 +168,8 @@ async function main(): Promise<number> {
       code = 1;
     }
   } finally {
-    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), repair: viewer.repairSummary?.() ?? null, recording: recorder?.stats ?? null, verify: verify?.counts ?? null, window: display ? { shown: display.shown, skipped: display.skipped } : null };
+    const summary = { ...viewer.stats.summary(viewer.datagramDrops()), repair: viewer.repairSummary?.() ?? null, recording: recorder?.stats ?? null, verify: verify?.counts ?? null, window: display ? { shown: display.shown, skipped: display.skipped, sync: display.sync } : null,
+      audio: wantsAudio ? { datagrams: viewer.audioCounters?.() ?? null, player: player?.stats ?? null } : null };
     if (statsPath !== null) {
       try {
         writeFileSync(statsPath, JSON.stringify(summary, null, 2) + "\n");

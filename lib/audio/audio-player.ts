@@ -193,6 +193,11 @@ export class AudioPlayer implements AsyncDisposable {
   }
 
   /** The counters, for the stats file. */
+  /** The stream's format it was opened for. */
+  get format(): AudioFormat {
+    return this.#format;
+  }
+
   get stats(): AudioPlayerStats {
     const j = this.#jitter.stats;
     return {

@@ -13,6 +13,8 @@ import { SkipLedger } from "./skip-ledger.ts";
 import { PathMeter } from "./path-meter.ts";
 import { ConnectError } from "./handshake.ts";
 import { StreamClient } from "./stream-client.ts";
+import type { AudioCounters } from "./audio-receiver.ts";
+import type { AudioPacket } from "../wire/audio-packet.ts";
 import { RecordOrder } from "./record-order.ts";
 import type { RepairSummary } from "./repair-session.ts";
 import type { ChoiceAction, TransportMode } from "./transport-choice.ts";
@@ -67,6 +69,12 @@ export interface ViewerOptions {
   onDatagram?: () => void;
   /** The server's camera failed and is being retried (false), or is back (true). */
   onSource?: (available: boolean) => void;
+  /**
+   * Offer to take the server's audio: each packet that checks (session, key, signature),
+   * with its arrival time (µs on the wall clock, as its capture time), and the
+   * microphone's outages. Left out: audio is not offered, and the server sends none.
+   */
+  audio?: { onPacket: (packet: AudioPacket, arrivedAt: number) => void; onStatus?: (available: boolean) => void };
   /** How frames should come: auto (default), udp or tcp (lib/receive/transport-choice.ts). */
   transport?: TransportMode;
   /** On TCP (auto), how long until UDP is tried again (default RETRY_UDP_MS). */
@@ -162,6 +170,7 @@ export class Viewer implements AsyncDisposable {
       host, port, udpPort: this.#opts.udpPort,
       receiveBufferBytes: this.#opts.receiveBufferBytes, name: this.#opts.name, camera: this.#opts.camera, token: this.#opts.token, connectTimeoutMs: this.#opts.connectTimeoutMs,
       onFrame: (f, nowMs, use) => this.#onFrame(f, nowMs, use),
+      ...(this.#opts.audio ? { onAudio: (p: AudioPacket) => this.#opts.audio!.onPacket(p, nowMicros()), onAudioStatus: (a: boolean) => this.#onAudioStatus(a) } : {}),
       onSettled: (fn) => this.#order && this.#record(this.#order.skip(fn)),
       repair: this.#opts.repair,
       onAccepted: (h, bytes, nowMs, how) => this.#path.datagram(h, bytes, nowMs, how),
@@ -234,6 +243,18 @@ export class Viewer implements AsyncDisposable {
     if (this.#setupError) throw this.#setupError;
   }
 
+  /** The server's microphone failed (false) or is back (true). */
+  #onAudioStatus(available: boolean): void {
+    if (available) this.#log.info("the server's audio is back");
+    else this.#log.warn("the server's audio is unavailable (its microphone went away or stopped); the server retries it, and the picture goes on");
+    this.#opts.audio?.onStatus?.(available);
+  }
+
+  /** Audio datagrams taken and dropped, by reason (null: audio was not offered). */
+  audioCounters(): Readonly<AudioCounters> | null {
+    return this.#opts.audio ? (this.#client?.audioCounters ?? null) : null;
+  }
+
   /** A welcome: frames of this session reach the sinks from now on. */
   #onWelcome(w: Welcome): void {
     const client = this.#client!;
@@ -260,6 +281,7 @@ export class Viewer implements AsyncDisposable {
       server: `${host}:${port}`, session: w.sessionId.toString(16).padStart(8, "0"), camera: cameraShown(w), size: `${w.width}x${w.height}`,
       fps: w.fpsMillihertz / 1000, udp: client.udpPort, encrypted: encrypted ? "yes" : "no",
       multicast: w.multicast ? `${w.multicast.address}:${w.multicast.port}` : undefined,
+      audio: w.audio ? `${w.audio.codec} ${w.audio.channels === 1 ? "mono" : "stereo"} ${w.audio.bitrate / 1000}k` : this.#opts.audio ? "none" : undefined,
     });
     const signedBy = client.signingFingerprint;
     if (signedBy) this.#log.info("frames are signed by the server", { fingerprint: signedBy });

@@ -4,7 +4,10 @@ import type { TokenKey } from "../net/session-keys.ts";
 import { formatPicture } from "../display/status-line.ts";
 import { ClassicWatcher } from "./classic-watcher.ts";
 import type { ReceiverStats } from "./receiver-stats.ts";
-import { Viewer, type FrameSink } from "./viewer.ts";
+import { Viewer, type FrameSink, type ViewerOptions } from "./viewer.ts";
+import type { AudioCounters } from "./audio-receiver.ts";
+import type { AudioFormat } from "../wire/audio-packet.ts";
+import type { Welcome } from "../wire/control.ts";
 import type { RepairSummary } from "./repair-session.ts";
 
 /** One viewing session as the client runs it, whichever program the server is. */
@@ -21,6 +24,8 @@ export interface Watcher extends AsyncDisposable {
   repairSummary?(): RepairSummary | null;
   /** Lancam only: why no frame arrived, when none did (null when frames did). */
   noFrameReason?(): string | null;
+  /** Lancam only: the audio datagrams taken and dropped (null when audio was not offered). */
+  audioCounters?(): Readonly<AudioCounters> | null;
 }
 
 /** How to watch; the sinks and callbacks are the same for either server. */
@@ -62,7 +67,9 @@ export interface WatcherOptions {
    * The stream's frame rate, once known (a lancam welcome says it; a classroom stream's
    * is measured over its first second). A failure stops the watcher and `run()` rejects with it.
    */
-  onStreamRate?: (fps: number) => void | Promise<void>;
+  onStreamRate?: (fps: number, audio: AudioFormat | null) => void | Promise<void>;
+  /** Lancam only: offer to take the server's audio (ViewerOptions.audio). */
+  audio?: ViewerOptions["audio"];
   /** About once a second, with the picture size once known ("1280x720"). */
   onSecond?: (stats: ReceiverStats, size: string | null) => void;
   /**
@@ -87,14 +94,20 @@ export function createWatcher(opts: WatcherOptions): Watcher {
       opts.onLink?.("connected");
       opts.onBound?.(bound);
     };
-    return new ClassicWatcher({ host, port, udpPort, log, sinks: [...sinks, ...(opts.recordSinks ?? [])], maxFrames, maxSeconds, onBound, onStreamRate: opts.onStreamRate, onSecond: opts.onSecond });
+    return new ClassicWatcher({ host, port, udpPort, log, sinks: [...sinks, ...(opts.recordSinks ?? [])], maxFrames, maxSeconds, onBound, onStreamRate: opts.onStreamRate && ((fps) => opts.onStreamRate!(fps, null)), onSecond: opts.onSecond });
   }
   return new Viewer({
     host, port, udpPort, log, sinks, recordSinks: opts.recordSinks, repair: opts.repair, maxFrames, maxSeconds,
     receiveBufferBytes: opts.receiveBufferBytes, name: opts.name, camera: opts.camera, recordedFrames: opts.recordedFrames, token: opts.token,
-    connectTimeoutMs: opts.connectTimeoutMs, onLink: opts.onLink, onDatagram: opts.onDatagram, onSource: opts.onSource, transport: opts.transport, retryUdpMs: opts.retryUdpMs,
+    connectTimeoutMs: opts.connectTimeoutMs, onLink: opts.onLink, onDatagram: opts.onDatagram, onSource: opts.onSource, transport: opts.transport, retryUdpMs: opts.retryUdpMs, audio: opts.audio,
     onBound: opts.onBound && ((bound) => opts.onBound!(bound)),
-    onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000)),
+    onWelcome: opts.onStreamRate && ((welcome) => opts.onStreamRate!(welcome.fpsMillihertz / 1000, audioFormatOf(welcome))),
     onSecond: opts.onSecond && ((stats, welcome, delivery) => opts.onSecond!(stats, welcome ? formatPicture(welcome, delivery) : null)),
   });
+}
+
+/** The stream's audio as its welcome says it: Opus at 48 kHz; null when it has none (or the viewer did not offer audio). */
+export function audioFormatOf(welcome: Welcome): AudioFormat | null {
+  const a = welcome.audio;
+  return a ? { codec: a.codec, sampleRate: 48000, channels: a.channels, frameMs: a.frameMs, bitrate: a.bitrate } : null;
 }
