@@ -130,7 +130,8 @@ export class OggReader {
 
   /** Packets completed by `bytes`. */
   push(bytes: Uint8Array): OggPacket[] {
-    this.#buf = this.#buf.length === 0 ? bytes.slice() : concat(this.#buf, bytes);
+    // A copy (new Uint8Array: a Buffer's slice is a view, and the CRC check writes into it).
+    this.#buf = this.#buf.length === 0 ? new Uint8Array(bytes) : concat(this.#buf, bytes);
     const out: OggPacket[] = [];
     for (;;) {
       const page = this.#page();
