@@ -8,7 +8,8 @@ import { AudioReaders } from "../lib/http/audio-readers.ts";
 import { AUDIO_CONTENT_TYPE, HttpView, type HttpViewOptions } from "../lib/http/http-view.ts";
 import { tokenAuth } from "../lib/http/token-auth.ts";
 import type { ViewState } from "../lib/http/view-state.ts";
-import { decodeOpusHead } from "../lib/mux/ogg-opus.ts";
+import { decodeOpusHead, OggOpusWriter } from "../lib/mux/ogg-opus.ts";
+import { padOpusPacket } from "../lib/http/opus-padding.ts";
 import { OggReader } from "../lib/mux/ogg.ts";
 import { resolveFfprobe } from "../lib/media/ffmpeg.ts";
 import { decodeMono, findBeeps } from "./helpers/beep-onsets.ts";
@@ -233,5 +234,32 @@ describe("AudioReaders", () => {
     expect(() => r.add({ ...peer, id: "b" }, fmt, 0)).toThrow("1 audio readers already listening");
     expect(() => new AudioReaders({ maxReaders: 0, stallMs: 1 })).toThrow(RangeError);
     expect(() => new AudioReaders({ maxReaders: 1, stallMs: 1, maxQueued: 0 })).toThrow(RangeError);
+  });
+});
+
+describe("padOpusPacket", () => {
+  test("pads a one-frame packet to the size asked, as RFC 6716 code 3 with padding, and decoders hear the same sound", async () => {
+    const p = packets[5]!.data;
+    expect(p[0]! & 3).toBe(0);
+    for (const size of [p.length + 3, p.length + 254 + 3, 1000, 3000]) {
+      const padded = padOpusPacket(p, size);
+      expect(padded.length).toBe(size);
+      expect(padded[0]).toBe(p[0]! | 3);
+      expect(padded[1]).toBe(0x41);
+    }
+    // Too small to pad, or not one frame: left as it is.
+    expect(padOpusPacket(p, p.length)).toBe(p);
+    const twoFrames = new Uint8Array([p[0]! | 1, 1, 2]);
+    expect(padOpusPacket(twoFrames, 500)).toBe(twoFrames);
+    expect(() => padOpusPacket(new Uint8Array(0), 10)).toThrow("TOC");
+    const ogg = (pad: number) => {
+      const w = new OggOpusWriter(DEFAULT_AUDIO_FORMAT);
+      return new Uint8Array(Buffer.concat([w.header(), ...packets.slice(0, 150).map((x) => w.page({ ...x, data: pad ? padOpusPacket(x.data, pad) : x.data }))]));
+    };
+    const plain = await decodeMono(ogg(0));
+    const padded = await decodeMono(ogg(1000));
+    expect(padded.length).toBe(plain.length);
+    expect(findBeeps(padded)).toEqual(findBeeps(plain));
+    expect(findBeeps(plain).length).toBe(3);
   });
 });

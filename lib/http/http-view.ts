@@ -44,6 +44,7 @@ import { UserError } from "../errors/user-error.ts";
 import { plainAddress } from "../net/address.ts";
 import { MAX_OPUS_PACKET, type AudioFormat, type AudioPacket } from "../audio/audio-packet.ts";
 import { AudioReaders } from "./audio-readers.ts";
+import { padOpusPacket } from "./opus-padding.ts";
 
 /** How the view is set up. */
 export interface HttpViewOptions {
@@ -85,12 +86,20 @@ export interface HttpViewOptions {
   audio?: readonly (AudioFormat | null)[];
   /** /audio.ogg listeners at once (default maxReaders); they are not viewers: the page that listens also watches. */
   maxAudioReaders?: number;
+  /** Each /audio.ogg packet padded to this many bytes (default DEFAULT_AUDIO_PACKET_BYTES; 0: none), see opus-padding.ts. */
+  audioPacketBytes?: number;
 }
 
 /** Readers at once when the options say nothing: each costs one connection and kernel buffers. */
 export const DEFAULT_MAX_READERS = 64;
 /** A reader silent this long has stopped reading (a frozen tab, a paused player). */
 export const DEFAULT_STALL_MS = 5000;
+
+/**
+ * /audio.ogg packets are padded to this size: 50 KB/s (400 kbit/s) a listener, so Chromium's
+ * ~32 KB reads come every 0.65 s instead of every 3 s, and its sound is that much nearer live.
+ */
+export const DEFAULT_AUDIO_PACKET_BYTES = 1000;
 
 /** Seconds of history the chart shows. */
 const HISTORY_SECONDS = 60;
@@ -184,6 +193,7 @@ export class HttpView implements AsyncDisposable {
   /** Each camera's audio format, null for one without. */
   readonly #audio: (AudioFormat | null)[];
   readonly #audioReaders: AudioReaders;
+  readonly #audioPacketBytes: number;
   readonly #audioConns = new Map<string, AudioConn>();
   readonly #audioCounts = { packetsIn: 0, packetsIgnored: 0, readersStalled: 0, readersRefused: 0 };
   #nextId = 0;
@@ -216,6 +226,10 @@ export class HttpView implements AsyncDisposable {
     const audio = opts.audio ?? [];
     if (audio.length > sources.length) throw new RangeError(`the browser view has audio formats for ${audio.length} cameras, the server's state lists ${sources.length}`);
     this.#audio = sources.map((_, i) => audio[i] ?? null);
+    this.#audioPacketBytes = opts.audioPacketBytes ?? DEFAULT_AUDIO_PACKET_BYTES;
+    if (!(Number.isInteger(this.#audioPacketBytes) && this.#audioPacketBytes >= 0 && this.#audioPacketBytes <= MAX_OPUS_PACKET)) {
+      throw new RangeError(`audioPacketBytes must be a whole number from 0 to ${MAX_OPUS_PACKET}, got ${this.#audioPacketBytes}`);
+    }
     this.#audioReaders = new AudioReaders({ maxReaders: opts.maxAudioReaders ?? this.#maxReaders, stallMs: this.#stallMs });
     const layers = opts.layers;
     if (layers && layers.sizes.length !== sources.length) throw new RangeError(`the browser view has picture sizes for ${layers.sizes.length} cameras, the server's state lists ${sources.length}`);
@@ -317,7 +331,9 @@ export class HttpView implements AsyncDisposable {
       return;
     }
     this.#audioCounts.packetsIn++;
-    for (const id of this.#audioReaders.push(packet, camera)) this.#audioConns.get(id)?.wake?.();
+    // Padded once, shared by every listener.
+    const sent = this.#audioPacketBytes > 0 ? { ...packet, data: padOpusPacket(packet.data, this.#audioPacketBytes) } : packet;
+    for (const id of this.#audioReaders.push(sent, camera)) this.#audioConns.get(id)?.wake?.();
   }
 
   /** A frame's smaller copies, each to the readers of `camera` on its layer. */

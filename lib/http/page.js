@@ -124,19 +124,27 @@
   // A camera with audio gets a speaker button: browsers start sound only after a gesture,
   // and the click is that gesture. The <audio> element plays the live Ogg Opus stream; the
   // page keeps it near live, since a media element would otherwise let its buffer grow.
-  /** Buffered ahead of what plays by more than this, s: play a little faster until caught up. */
+  // Chromium takes the stream in blocks, so what it holds ahead rises and falls between
+  // blocks: the least it held over the last two seconds is the surplus to play away.
+  /** Held ahead of what plays by more than this all the while, s: play a little faster. */
   const SOUND_LEAD_S = 0.3;
   /** Caught up: back to normal speed. */
   const SOUND_CAUGHT_UP_S = 0.1;
   /** So far behind that catching up would take long: open the stream again at its live edge. */
   const SOUND_REOPEN_S = 2;
   const SOUND_CATCH_UP_RATE = 1.25;
+  /** Far behind (a second or more, as when the stream starts): catch up faster. */
+  const SOUND_FAR_S = 1;
+  const SOUND_FAR_RATE = 1.5;
   const SOUND_CHECK_MS = 250;
+  /** Checks the surplus is the least of: two seconds. */
+  const SOUND_WINDOW = 8;
   function liveSound(audio, button, status, camera) {
     let on = false;
     let timer = null;
     let retryTimer = null;
     let retryMs = RETRY_MIN_MS;
+    let leads = [];
     /** Seconds of sound the element holds beyond what it plays now. */
     function lead() {
       const b = audio.buffered;
@@ -145,22 +153,31 @@
     function open() {
       clearTimeout(retryTimer);
       retryTimer = null;
-      audio.playbackRate = 1;
+      setRate(1);
+      leads = [];
       audio.src = url("audio.ogg", { ...cameraParams(camera), t: String(Date.now()) });
       audio.play().catch((e) => {
         if (on) status.textContent = `cannot play: ${e.message}`;
       });
     }
+    // Set only when it changes: Chromium holds back a stream that has not started yet while its rate is being set.
+    function setRate(rate) {
+      if (audio.playbackRate !== rate) audio.playbackRate = rate;
+    }
     function keepLive() {
-      if (!on || audio.paused) return;
-      const ahead = lead();
-      if (ahead > SOUND_REOPEN_S) {
+      // Nothing to judge before the element has sound to play.
+      if (!on || audio.paused || audio.readyState < 2) return;
+      leads.push(lead());
+      if (leads.length > SOUND_WINDOW) leads.shift();
+      const surplus = Math.min(...leads);
+      if (leads.length === SOUND_WINDOW && surplus > SOUND_REOPEN_S) {
         open();
         return;
       }
-      if (ahead > SOUND_LEAD_S) audio.playbackRate = SOUND_CATCH_UP_RATE;
-      else if (ahead < SOUND_CAUGHT_UP_S) audio.playbackRate = 1;
-      status.textContent = `${Math.round(ahead * 1000)} ms buffered`;
+      if (surplus > SOUND_FAR_S) setRate(SOUND_FAR_RATE);
+      else if (surplus > SOUND_LEAD_S) setRate(SOUND_CATCH_UP_RATE);
+      else if (surplus < SOUND_CAUGHT_UP_S) setRate(1);
+      status.textContent = `${Math.round(Math.max(...leads) * 1000)} ms buffered`;
     }
     function start() {
       on = true;
