@@ -7,12 +7,14 @@
  *   /stream.mjpg    multipart MJPEG (browsers' <img>, VLC, ffplay); newest frame per reader,
  *                   a smaller picture for a reader that falls behind (when given sizes)
  *   /snapshot.jpg   the newest frame
+ *   /audio.ogg      live Ogg Opus of a camera with audio (the page's speaker button, VLC, ffplay);
+ *                   404 for a camera without; a listener that falls behind skips packets
  *   /state          JSON: every camera, uptime, counters, every viewer, the last minute
  *   /metrics        Prometheus text format (own registry)
  *   /assets/...     the page's script and styles, and uPlot, all embedded
  *
- * `?camera=N` (number from 0, or name) picks the camera of /, /stream.mjpg and
- * /snapshot.jpg; without it they show camera 0 (the page: every camera). The server gives
+ * `?camera=N` (number from 0, or name) picks the camera of /, /stream.mjpg,
+ * /snapshot.jpg and /audio.ogg; without it they show camera 0 (the page: every camera). The server gives
  * it a state provider (cameras, UDP viewers, totals), an admission hook (so browsers
  * count toward the viewer limit) and, optionally, an access check.
  */
@@ -40,6 +42,9 @@ import { lossPercent, type CameraView, type ViewState } from "./view-state.ts";
 import type { AdmissionHook, BrowserLeaveReason, CameraSourceInfo, ServerState, ViewerInfo } from "./viewer-info.ts";
 import { UserError } from "../errors/user-error.ts";
 import { plainAddress } from "../net/address.ts";
+import { MAX_OPUS_PACKET, type AudioFormat, type AudioPacket } from "../audio/audio-packet.ts";
+import { AudioReaders } from "./audio-readers.ts";
+import { padOpusPacket } from "./opus-padding.ts";
 
 /** How the view is set up. */
 export interface HttpViewOptions {
@@ -74,12 +79,27 @@ export interface HttpViewOptions {
    * the source's picture, skipping frames when it cannot take them all.
    */
   layers?: ReaderLayers;
+  /**
+   * Each camera's audio (index = number), null or missing for one without: /audio.ogg serves
+   * those that have it, and the page shows their speaker button. Fixed at start, as the cameras are.
+   */
+  audio?: readonly (AudioFormat | null)[];
+  /** /audio.ogg listeners at once (default maxReaders); they are not viewers: the page that listens also watches. */
+  maxAudioReaders?: number;
+  /** Each /audio.ogg packet padded to this many bytes (default DEFAULT_AUDIO_PACKET_BYTES; 0: none), see opus-padding.ts. */
+  audioPacketBytes?: number;
 }
 
 /** Readers at once when the options say nothing: each costs one connection and kernel buffers. */
 export const DEFAULT_MAX_READERS = 64;
 /** A reader silent this long has stopped reading (a frozen tab, a paused player). */
 export const DEFAULT_STALL_MS = 5000;
+
+/**
+ * /audio.ogg packets are padded to this size: 50 KB/s (400 kbit/s) a listener, so Chromium's
+ * ~32 KB reads come every 0.65 s instead of every 3 s, and its sound is that much nearer live.
+ */
+export const DEFAULT_AUDIO_PACKET_BYTES = 1000;
 
 /** Seconds of history the chart shows. */
 const HISTORY_SECONDS = 60;
@@ -105,6 +125,19 @@ const PAGE = pageHtml as unknown as string;
 /** The view could not start (port in use, bad address); the message says what to do. */
 export class HttpStartError extends UserError {
   override name = "HttpStartError";
+}
+
+/** Content-Type of /audio.ogg (RFC 7845). */
+export const AUDIO_CONTENT_TYPE = "audio/ogg; codecs=opus";
+
+/** Per-connection state of one /audio.ogg listener. */
+interface AudioConn {
+  request: Request;
+  camera: number;
+  controller: ReadableStreamDefaultController<Uint8Array>;
+  wake: (() => void) | null;
+  client: string;
+  joinedAtMs: number;
 }
 
 /** Per-connection state of one MJPEG reader. */
@@ -157,6 +190,12 @@ export class HttpView implements AsyncDisposable {
   readonly #udpRates = new CountRates();
   readonly #metrics: ViewMetrics;
   readonly #counts = { framesIgnored: 0, readersStalled: 0, readersRefused: 0 };
+  /** Each camera's audio format, null for one without. */
+  readonly #audio: (AudioFormat | null)[];
+  readonly #audioReaders: AudioReaders;
+  readonly #audioPacketBytes: number;
+  readonly #audioConns = new Map<string, AudioConn>();
+  readonly #audioCounts = { packetsIn: 0, packetsIgnored: 0, readersStalled: 0, readersRefused: 0 };
   #nextId = 0;
   #server!: Server<undefined>;
   #tick: Timer | null = null;
@@ -166,6 +205,7 @@ export class HttpView implements AsyncDisposable {
   readonly #warnFailure = limitedLine((f) => this.#log.error("request failed", f));
   readonly #warnStateError = limitedLine((f) => this.#log.error("server state unavailable", f));
   readonly #warnNoCamera = limitedLine((f) => this.#log.error("frame for no camera ignored", f));
+  readonly #warnNoAudio = limitedLine((f) => this.#log.error("audio packet ignored", f));
 
   private constructor(opts: HttpViewOptions) {
     this.#log = opts.log;
@@ -183,6 +223,14 @@ export class HttpView implements AsyncDisposable {
     this.#names = sources.map((s) => s.name);
     this.#feeds = sources.map(() => new CameraFeed(HISTORY_SECONDS));
     this.#available = sources.map((s) => s.available);
+    const audio = opts.audio ?? [];
+    if (audio.length > sources.length) throw new RangeError(`the browser view has audio formats for ${audio.length} cameras, the server's state lists ${sources.length}`);
+    this.#audio = sources.map((_, i) => audio[i] ?? null);
+    this.#audioPacketBytes = opts.audioPacketBytes ?? DEFAULT_AUDIO_PACKET_BYTES;
+    if (!(Number.isInteger(this.#audioPacketBytes) && this.#audioPacketBytes >= 0 && this.#audioPacketBytes <= MAX_OPUS_PACKET)) {
+      throw new RangeError(`audioPacketBytes must be a whole number from 0 to ${MAX_OPUS_PACKET}, got ${this.#audioPacketBytes}`);
+    }
+    this.#audioReaders = new AudioReaders({ maxReaders: opts.maxAudioReaders ?? this.#maxReaders, stallMs: this.#stallMs });
     const layers = opts.layers;
     if (layers && layers.sizes.length !== sources.length) throw new RangeError(`the browser view has picture sizes for ${layers.sizes.length} cameras, the server's state lists ${sources.length}`);
     this.#layers = sources.map((s, i) => layers
@@ -270,6 +318,24 @@ export class HttpView implements AsyncDisposable {
     this.#layers[camera]!.offer(frame, this.#readers.layersWanted(camera), now);
   }
 
+  /**
+   * Offers an audio packet of `camera` to its /audio.ogg listeners; never blocks, each
+   * listener holds a bounded number (see AudioReaders). A packet for a camera without audio,
+   * or larger than any Opus packet, is dropped, counted (counters.audio.packetsIgnored) and logged.
+   */
+  pushAudio(packet: AudioPacket, camera = 0): void {
+    if (this.#stopped) return;
+    if (!this.#audio[camera] || packet.data.length === 0 || packet.data.length > MAX_OPUS_PACKET) {
+      this.#audioCounts.packetsIgnored++;
+      this.#warnNoAudio({ camera, bytes: packet.data.length, why: this.#audio[camera] ? "not an Opus packet's size" : "camera has no audio" });
+      return;
+    }
+    this.#audioCounts.packetsIn++;
+    // Padded once, shared by every listener.
+    const sent = this.#audioPacketBytes > 0 ? { ...packet, data: padOpusPacket(packet.data, this.#audioPacketBytes) } : packet;
+    for (const id of this.#audioReaders.push(sent, camera)) this.#audioConns.get(id)?.wake?.();
+  }
+
   /** A frame's smaller copies, each to the readers of `camera` on its layer. */
   #pushCopies(frames: Map<number, Frame>, camera: number): void {
     if (this.#stopped) return;
@@ -345,6 +411,7 @@ export class HttpView implements AsyncDisposable {
         measuredFps: feed.meter.fps, bitsPerSecond: feed.meter.bitsPerSecond, lastFrame: feed.lastFrame(),
         available: c.available, framesCaptured: c.framesCaptured, framesEncoded: feed.framesEncoded,
         viewers: viewers.filter((v) => v.camera === c.name).length, history: feed.history.columns(),
+        audio: this.#audio[i] ?? null, audioListeners: this.#audioReaders.count(i),
       };
     });
     const first = sources[0]!;
@@ -367,6 +434,14 @@ export class HttpView implements AsyncDisposable {
           bytesSent: t.bytesSent,
           readersStalled: this.#counts.readersStalled,
           readersRefused: this.#counts.readersRefused,
+        },
+        audio: {
+          listeners: this.#audioReaders.size,
+          packetsIn: this.#audioCounts.packetsIn,
+          packetsIgnored: this.#audioCounts.packetsIgnored,
+          ...this.#audioReaders.totals,
+          readersStalled: this.#audioCounts.readersStalled,
+          readersRefused: this.#audioCounts.readersRefused,
         },
       },
       viewers,
@@ -399,9 +474,11 @@ export class HttpView implements AsyncDisposable {
         case "/":
         case "/index.html":
         case "/stream.mjpg":
-        case "/snapshot.jpg": {
+        case "/snapshot.jpg":
+        case "/audio.ogg": {
           const chosen = cameraQuery(url, this.#names);
           if ("refusal" in chosen) return text(404, `${chosen.refusal}\n`);
+          if (url.pathname === "/audio.ogg") return this.#openAudio(req, server, address, port, chosen.camera ?? 0);
           if (url.pathname === "/stream.mjpg") return this.#openStream(req, server, url, address, port, chosen.camera ?? 0);
           if (url.pathname === "/snapshot.jpg") return this.#snapshot(chosen.camera ?? 0);
           return new Response(pageWithCameras(PAGE, this.#names, chosen.camera), { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
@@ -465,6 +542,79 @@ export class HttpView implements AsyncDisposable {
       cancel: () => this.#leave(id, "connection closed"),
     }, { highWaterMark: 0 });
     return new Response(body, { headers });
+  }
+
+  #openAudio(req: Request, server: Server<undefined>, address: string, port: number, camera: number): Response {
+    const format = this.#audio[camera];
+    if (!format) return text(404, `camera ${this.#names[camera]} has no audio\n`);
+    const headers = { "content-type": AUDIO_CONTENT_TYPE, "cache-control": "no-cache, no-store, must-revalidate", pragma: "no-cache" };
+    if (req.method === "HEAD") return new Response(null, { headers });
+    const client = `${address}:${port}`;
+    const refuse = (reason: string) => {
+      this.#audioCounts.readersRefused++;
+      this.#log.warn("audio listener refused", { client, camera: this.#cameraField(camera), reason });
+      return text(503, `refused: ${reason}\n`, { "retry-after": "5" });
+    };
+    if (this.#stopped) return refuse("shutting down");
+    if (this.#audioReaders.full) return refuse(`${this.#audioReaders.size} audio listeners already listening`);
+    const id = `audio-${++this.#nextId}`;
+    const header = this.#audioReaders.add({ id, address, port, camera }, format, performance.now());
+    server.timeout(req, 0);
+    const conn: AudioConn = { request: req, camera, controller: null!, wake: null, client, joinedAtMs: Date.now() };
+    this.#audioConns.set(id, conn);
+    this.#log.info("audio listener joined", { client, session: id, camera: this.#cameraField(camera), listeners: this.#audioReaders.size });
+    const body = new ReadableStream<Uint8Array>({
+      start: (c) => {
+        conn.controller = c;
+        c.enqueue(header);
+      },
+      pull: () => this.#pullAudio(id, conn),
+      cancel: () => this.#leaveAudio(id, "connection closed"),
+    }, { highWaterMark: 0 });
+    return new Response(body, { headers });
+  }
+
+  /** As #pull: the packets that came since the last take go out when the connection has room. */
+  #pullAudio(id: string, conn: AudioConn): Promise<void> | void {
+    if (this.#sendAudio(id, conn) || !this.#audioConns.has(id)) return;
+    return new Promise<void>((resolve) => {
+      conn.wake = () => {
+        conn.wake = null;
+        this.#sendAudio(id, conn);
+        resolve();
+      };
+    });
+  }
+
+  #sendAudio(id: string, conn: AudioConn): boolean {
+    const pages = this.#audioReaders.take(id, performance.now());
+    if (!pages) return false;
+    conn.controller.enqueue(pages);
+    return true;
+  }
+
+  #leaveAudio(id: string, reason: BrowserLeaveReason): void {
+    const conn = this.#audioConns.get(id);
+    if (!conn) return;
+    this.#audioConns.delete(id);
+    const r = this.#audioReaders.remove(id);
+    if (reason !== "connection closed") {
+      try {
+        if (reason === "stalled") conn.controller.error(new Error("listener stalled"));
+        else conn.controller.close();
+      } catch {
+        // Already closed by the other side.
+      }
+    }
+    conn.wake?.();
+    if (reason === "stalled") this.#server.timeout(conn.request, DROP_GRACE_S);
+    const fields = {
+      client: conn.client, session: id, camera: this.#cameraField(conn.camera), reason,
+      seconds: ((Date.now() - conn.joinedAtMs) / 1000).toFixed(1), packetsSent: r?.packetsSent, packetsSkipped: r?.packetsSkipped,
+      listeners: this.#audioReaders.size,
+    };
+    if (reason === "stalled") this.#log.warn("audio listener left", { ...fields, stalledSec: this.#stallMs / 1000 });
+    else this.#log.info("audio listener left", fields);
   }
 
   /** Bun asks for more only when the connection has taken what it had: the newest frame goes next. */
@@ -541,6 +691,10 @@ export class HttpView implements AsyncDisposable {
       this.#counts.readersStalled++;
       this.#leave(r.id, "stalled");
     }
+    for (const r of this.#audioReaders.stalled(now)) {
+      this.#audioCounts.readersStalled++;
+      this.#leaveAudio(r.id, "stalled");
+    }
     this.#layers.forEach((layers, camera) => {
       if (!layers.failing(now)) return;
       // Readers on a smaller picture that never comes would watch a frozen one: the source's is better than none.
@@ -582,6 +736,7 @@ export class HttpView implements AsyncDisposable {
     if (this.#sweep) clearInterval(this.#sweep);
     for (const layers of this.#layers) layers.close();
     for (const id of [...this.#conns.keys()]) this.#leave(id, "server shutdown");
+    for (const id of [...this.#audioConns.keys()]) this.#leaveAudio(id, "server shutdown");
     await this.#server.stop(true);
   }
 

@@ -130,6 +130,13 @@ export class ViewMetrics {
     } });
     total("lancam_browser_readers_stalled_total", "Browser readers dropped because they stopped reading.", (s) => s.counters.browser.readersStalled);
     total("lancam_browser_readers_refused_total", "Browser readers refused (server full, reader limit).", (s) => s.counters.browser.readersRefused);
+    cameraGauge("lancam_camera_audio", "1 when a camera has audio (its /audio.ogg and the page's speaker button), else 0.", (c) => (c.audio ? 1 : 0));
+    cameraGauge("lancam_audio_listeners", "Listeners of a camera's /audio.ogg now.", (c) => c.audioListeners ?? 0);
+    total("lancam_audio_packets_sent_total", "Opus packets written to /audio.ogg listeners, summed over them.", (s) => s.counters.audio?.packetsSent ?? 0);
+    total("lancam_audio_packets_skipped_total", "Opus packets /audio.ogg listeners lost by falling too far behind.", (s) => s.counters.audio?.packetsSkipped ?? 0);
+    total("lancam_audio_bytes_sent_total", "Ogg bytes written to /audio.ogg listeners.", (s) => s.counters.audio?.bytesSent ?? 0);
+    total("lancam_audio_listeners_stalled_total", "/audio.ogg listeners dropped because they stopped reading.", (s) => s.counters.audio?.readersStalled ?? 0);
+    total("lancam_audio_listeners_refused_total", "/audio.ogg listeners refused (their limit reached).", (s) => s.counters.audio?.readersRefused ?? 0);
 
     new Gauge({ name: "lancam_viewers", help: "Viewers watching now, by kind and camera.", labelNames: ["kind", "camera"], registers, collect() {
       const s = state();

@@ -120,6 +120,101 @@
     }
   });
 
+  // --- the sound -----------------------------------------------------------------
+  // A camera with audio gets a speaker button: browsers start sound only after a gesture,
+  // and the click is that gesture. The <audio> element plays the live Ogg Opus stream; the
+  // page keeps it near live, since a media element would otherwise let its buffer grow.
+  // Chromium takes the stream in blocks, so what it holds ahead rises and falls between
+  // blocks: the least it held over the last two seconds is the surplus to play away.
+  /** Held ahead of what plays by more than this all the while, s: play a little faster. */
+  const SOUND_LEAD_S = 0.3;
+  /** Caught up: back to normal speed. */
+  const SOUND_CAUGHT_UP_S = 0.1;
+  /** So far behind that catching up would take long: open the stream again at its live edge. */
+  const SOUND_REOPEN_S = 2;
+  const SOUND_CATCH_UP_RATE = 1.25;
+  /** Far behind (a second or more, as when the stream starts): catch up faster. */
+  const SOUND_FAR_S = 1;
+  const SOUND_FAR_RATE = 1.5;
+  const SOUND_CHECK_MS = 250;
+  /** Checks the surplus is the least of: two seconds. */
+  const SOUND_WINDOW = 8;
+  function liveSound(audio, button, status, camera) {
+    let on = false;
+    let timer = null;
+    let retryTimer = null;
+    let retryMs = RETRY_MIN_MS;
+    let leads = [];
+    /** Seconds of sound the element holds beyond what it plays now. */
+    function lead() {
+      const b = audio.buffered;
+      return b.length ? Math.max(0, b.end(b.length - 1) - audio.currentTime) : 0;
+    }
+    function open() {
+      clearTimeout(retryTimer);
+      retryTimer = null;
+      setRate(1);
+      leads = [];
+      audio.src = url("audio.ogg", { ...cameraParams(camera), t: String(Date.now()) });
+      audio.play().catch((e) => {
+        if (on) status.textContent = `cannot play: ${e.message}`;
+      });
+    }
+    // Set only when it changes: Chromium holds back a stream that has not started yet while its rate is being set.
+    function setRate(rate) {
+      if (audio.playbackRate !== rate) audio.playbackRate = rate;
+    }
+    function keepLive() {
+      // Nothing to judge before the element has sound to play.
+      if (!on || audio.paused || audio.readyState < 2) return;
+      leads.push(lead());
+      if (leads.length > SOUND_WINDOW) leads.shift();
+      const surplus = Math.min(...leads);
+      if (leads.length === SOUND_WINDOW && surplus > SOUND_REOPEN_S) {
+        open();
+        return;
+      }
+      if (surplus > SOUND_FAR_S) setRate(SOUND_FAR_RATE);
+      else if (surplus > SOUND_LEAD_S) setRate(SOUND_CATCH_UP_RATE);
+      else if (surplus < SOUND_CAUGHT_UP_S) setRate(1);
+      status.textContent = `${Math.round(Math.max(...leads) * 1000)} ms buffered`;
+    }
+    function start() {
+      on = true;
+      button.setAttribute("aria-pressed", "true");
+      button.textContent = "🔊 sound on";
+      status.textContent = "connecting…";
+      open();
+      timer = setInterval(keepLive, SOUND_CHECK_MS);
+    }
+    function stop() {
+      if (!on) return;
+      on = false;
+      clearInterval(timer);
+      clearTimeout(retryTimer);
+      timer = retryTimer = null;
+      button.setAttribute("aria-pressed", "false");
+      button.textContent = "🔈 sound";
+      status.textContent = "";
+      audio.pause();
+      // Without a source the element lets its connection go.
+      audio.removeAttribute("src");
+      audio.load();
+    }
+    audio.addEventListener("playing", () => {
+      retryMs = RETRY_MIN_MS;
+    });
+    audio.addEventListener("error", () => {
+      if (!on || retryTimer) return;
+      status.textContent = `no sound; trying again in ${Math.round(retryMs / 1000)} s`;
+      retryTimer = setTimeout(open, retryMs);
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+    });
+    button.addEventListener("click", () => (on ? stop() : start()));
+    return { stop };
+  }
+  const sound = shown === null ? null : liveSound($("audio"), $("speaker"), $("sound-status"), shown);
+
   // --- figures and the viewers table ------------------------------------------
   const num = (x, digits) => (x === null || x === undefined ? "—" : x.toFixed(digits));
   const mbits = (bits) => `${num(bits / 1e6, 1)} Mbit/s`;
@@ -201,6 +296,9 @@
       return;
     }
     const c = s.sources[shown];
+    // Only a camera with audio has something to play.
+    $("speaker").hidden = !c.audio;
+    if (!c.audio && sound) sound.stop();
     $("source").textContent = c.description;
     $("size").textContent = `${c.width}×${c.height}`;
     $("fps").textContent = `${num(c.measuredFps, 1)} of ${num(c.fps, 0)}`;

@@ -1,3 +1,4 @@
+import type { AudioFormat } from "../audio/audio-packet.ts";
 import type { CameraSourceInfo, PublishTargetInfo, ServerCounters, SourceInfo, ViewerInfo } from "./viewer-info.ts";
 
 /** One viewers-table row: the viewer as the server or the view counts it, plus its loss. */
@@ -33,6 +34,10 @@ export interface CameraView extends SourceView, CameraSourceInfo {
   /** Viewers of every kind watching this camera now. */
   viewers: number;
   history: HistoryColumns;
+  /** The camera's audio (codec, channels, rate), or null when it has none: the page shows a speaker button for it. */
+  audio?: AudioFormat | null;
+  /** /audio.ogg listeners of this camera now. */
+  audioListeners?: number;
 }
 
 /** The body of GET /state. */
@@ -56,6 +61,24 @@ export interface ViewState {
       /** Readers dropped because they stopped reading. */
       readersStalled: number;
       /** Readers refused (server full, reader limit). */
+      readersRefused: number;
+    };
+    /** /audio.ogg, over every camera (the view always fills it in). */
+    audio?: {
+      /** Listeners now. */
+      listeners: number;
+      /** Packets handed to the view for a camera with audio. */
+      packetsIn: number;
+      /** Packets for a camera without audio, or of no Opus packet's size: dropped. */
+      packetsIgnored: number;
+      /** Packets written to listeners, summed over them, since the start. */
+      packetsSent: number;
+      /** Packets listeners lost by falling more than their queue behind. */
+      packetsSkipped: number;
+      bytesSent: number;
+      /** Listeners dropped because they stopped reading. */
+      readersStalled: number;
+      /** Listeners refused (their limit, shutting down). */
       readersRefused: number;
     };
   };

@@ -39,6 +39,19 @@ export interface TsPiece {
   start: boolean;
   /** On a start piece: the frame is a keyframe (a target may begin or resume here). */
   key: boolean;
+  /** On a start piece: its PES header's presentation time (90 kHz, 33 bits), when it has one; else null. */
+  pts: number | null;
+}
+
+/** PTS values wrap at 2^33 (26.5 hours at 90 kHz). */
+export const PTS_WRAP = 2 ** 33;
+
+/** `pts` minus `base` in 90 kHz ticks, across a wrap: the shorter way round. */
+export function ptsDiff(pts: number, base: number): number {
+  let d = (pts - base) % PTS_WRAP;
+  if (d >= PTS_WRAP / 2) d -= PTS_WRAP;
+  if (d < -PTS_WRAP / 2) d += PTS_WRAP;
+  return d;
 }
 
 /** The stream is not MPEG-TS: a byte where a packet should begin is not 0x47. */
@@ -61,7 +74,7 @@ export class TsSplitter {
     let at = 0;
     let dataFrom = -1; // start, in `chunk`, of consecutive data packets not yet emitted
     const flushData = (end: number) => {
-      if (dataFrom >= 0 && end > dataFrom) out.push({ bytes: chunk.slice(dataFrom, end), start: false, key: false });
+      if (dataFrom >= 0 && end > dataFrom) out.push({ bytes: chunk.slice(dataFrom, end), start: false, key: false, pts: null });
       dataFrom = -1;
     };
     if (this.#partialLength > 0) {
@@ -111,14 +124,14 @@ export class TsSplitter {
     } else if (kind === "pes-start") {
       const key = isRandomAccess(packet);
       this.#head.push(packet);
-      out.push({ bytes: concat(this.#head), start: true, key });
+      out.push({ bytes: concat(this.#head), start: true, key, pts: pesPts(packet) });
       this.#head = [];
       this.#inData = true;
     } else if (this.#head.length > 0 || !this.#inData) {
       // Data before any PES start (the stream began mid-frame), or inside a head: not a frame of ours.
       if (this.#head.length > 0) this.#head.push(packet);
     } else {
-      out.push({ bytes: packet, start: false, key: false });
+      out.push({ bytes: packet, start: false, key: false, pts: null });
     }
   }
 }
@@ -141,6 +154,20 @@ function payloadStart(packet: Uint8Array): number {
   if (!(control & PAYLOAD_PRESENT)) return -1;
   const at = control & AF_PRESENT ? 5 + packet[4]! : 4;
   return at + 3 <= TS_PACKET ? at : -1;
+}
+
+/**
+ * The PTS of a packet that starts a PES (ISO/IEC 13818-1 2.4.3.7), or null when it carries none:
+ *
+ *   00 00 01 | stream id | length (2) | flags (2: PTS present = 0x80 of the second) | header length
+ *   | PTS: 0010 p32..30 1 | p29..22 | p21..15 1 | p14..7 | p6..0 1
+ */
+function pesPts(packet: Uint8Array): number | null {
+  const at = payloadStart(packet);
+  if (at < 0 || at + 14 > TS_PACKET) return null;
+  if (!(packet[at + 7]! & 0x80)) return null;
+  const b = packet.subarray(at + 9, at + 14);
+  return ((b[0]! >> 1) & 7) * 2 ** 30 + (b[1]! << 22) + ((b[2]! >> 1) << 15) + (b[3]! << 7) + (b[4]! >> 1);
 }
 
 function isRandomAccess(packet: Uint8Array): boolean {

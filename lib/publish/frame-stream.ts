@@ -12,6 +12,11 @@ export class FrameStream {
   readonly #mkv: MkvStream;
   readonly #origin: number;
 
+  /** Capture time (µs since the epoch) of the stream's time zero: its first frame. */
+  get origin(): number {
+    return this.#origin;
+  }
+
   /** A stream whose first frame is `first`, at nominal `fps` (the last frame's duration). */
   constructor(first: Frame, fps: number) {
     this.width = first.width;

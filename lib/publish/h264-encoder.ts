@@ -2,7 +2,7 @@ import type { Logger } from "../log/format.ts";
 import { resolveFfmpeg } from "../media/ffmpeg.ts";
 import type { Frame } from "../wire/frame.ts";
 import { FrameStream } from "./frame-stream.ts";
-import { type TsPiece, TsSplitter } from "../mux/mpegts.ts";
+import { ptsDiff, type TsPiece, TsSplitter } from "../mux/mpegts.ts";
 import { PublishLink, type PublishState, type PublishTimings, type StopReason } from "./publish-link.ts";
 import { encoderArgs, PublishProcess } from "./publish-process.ts";
 import { errorText } from "../errors/error-text.ts";
@@ -54,8 +54,11 @@ export interface EncoderStats {
 
 /** One target fed by the encoder. */
 export interface EncoderSubscriber {
-  /** A piece of the output; `generation` changes whenever ffmpeg was restarted (a new stream). */
-  piece(piece: TsPiece, generation: number): void;
+  /**
+   * A piece of the output; `generation` changes whenever ffmpeg was restarted (a new stream).
+   * A start piece comes with its frame's capture time (µs since the epoch), others with null.
+   */
+  piece(piece: TsPiece, generation: number, capturedAt: number | null): void;
   /** True while the target would take frames now (it is not waiting to retry, not closed). */
   wantsInput(now: number): boolean;
 }
@@ -80,6 +83,8 @@ interface Run {
   stream: FrameStream;
   splitter: TsSplitter;
   generation: number;
+  /** The PTS of the run's first output frame, which is its first input frame (the stream's origin). */
+  ptsBase: number | null;
   stopped?: { why: StopReason; waitedMs: number };
 }
 
@@ -277,7 +282,7 @@ export class H264Encoder implements AsyncDisposable {
       return;
     }
     const stream = new FrameStream(frame, this.#fps);
-    const run: Run = { process, stream, splitter, generation };
+    const run: Run = { process, stream, splitter, generation, ptsBase: null };
     this.#run = run;
     process.send([stream.header()], now);
     this.#send(run, frame, now);
@@ -305,13 +310,18 @@ export class H264Encoder implements AsyncDisposable {
       return;
     }
     for (const piece of pieces) {
+      let capturedAt: number | null = null;
+      if (piece.start && piece.pts !== null) {
+        run.ptsBase ??= piece.pts;
+        capturedAt = run.stream.origin + Math.round((ptsDiff(piece.pts, run.ptsBase) * 1000) / 90);
+      }
       if (piece.start) {
         this.#counts.encoded++;
         const now = this.#now();
         const startMs = Math.round(now - this.#link.since);
         if (this.#run === run && this.#link.publishing(now)) this.#log.info("encoding", { codec: "h264", startMs });
       }
-      for (const s of this.#subscribers) s.piece(piece, run.generation);
+      for (const s of this.#subscribers) s.piece(piece, run.generation, capturedAt);
     }
   }
 

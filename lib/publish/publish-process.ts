@@ -1,4 +1,5 @@
-import type { Subprocess } from "bun";
+import type { FileSink, Subprocess } from "bun";
+import { closeSync } from "node:fs";
 import { forEachLine } from "../media/line-reader.ts";
 import { redactSecrets, type PublishTarget } from "./publish-url.ts";
 import { UserError } from "../errors/user-error.ts";
@@ -40,14 +41,32 @@ const COMMON = ["-hide_banner", "-nostdin", "-nostats"];
 // Start from the first frame: the stream's own header already says what it is.
 const NO_PROBING = ["-probesize", "32", "-analyzeduration", "0"];
 
+/** Sound bytes that may wait for ffmpeg at once: about 2 s of 64 kbit/s Opus in Ogg. */
+const MAX_AUDIO_PENDING = 24 * 1024;
+
+/** The file descriptor ffmpeg reads a connection's sound from (Ogg Opus, see audio-stream.ts). */
+export const AUDIO_FD = 3;
+/**
+ * With sound, ffmpeg holds packets back until it has one of each track to send in order; a
+ * track that stops (a microphone gone) may hold the other back this long at most, µs.
+ */
+const MAX_INTERLEAVE_US = 500_000;
+
 /**
  * The ffmpeg command line of one connection to `target`: its input is live Matroska of JPEG
  * frames (copy), or the shared encoder's MPEG-TS (h264); both are sent on without re-encoding.
+ * With `audio`, Ogg Opus on fd 3 is a second input, sent on as an Opus track (RTP, RFC 7587).
  */
-export function targetArgs(ffmpeg: string, target: PublishTarget, input: "matroska" | "mpegts"): string[] {
+export function targetArgs(ffmpeg: string, target: PublishTarget, input: "matroska" | "mpegts", audio = false, originMicros?: number): string[] {
+  const sound = audio
+    ? { input: [...NO_PROBING, "-f", "ogg", "-i", `pipe:${AUDIO_FD}`], map: ["-map", "1:a:0", "-c:a", "copy", "-max_interleave_delta", String(MAX_INTERLEAVE_US)] }
+    : { input: [], map: [] };
   return [
     ffmpeg, ...COMMON, "-loglevel", "warning", "-progress", "pipe:1", "-stats_period", String(PROGRESS_PERIOD_S), ...NO_PROBING,
-    "-f", input, "-i", "pipe:0", "-map", "0:v:0", "-c:v", "copy",
+    "-f", input, "-i", "pipe:0", ...sound.input, "-map", "0:v:0", "-c:v", "copy", ...sound.map,
+    // RTCP's wall clock of time zero is the first frame's capture time, the same for every track:
+    // readers map both tracks, and the time they were taken, from it.
+    ...(originMicros !== undefined ? ["-start_time_realtime", String(Math.round(originMicros))] : []),
     // TCP: a frame is hundreds of packets, and UDP on a busy network loses some of every frame.
     "-f", "rtsp", "-rtsp_transport", "tcp", target.url,
   ];
@@ -104,17 +123,26 @@ export class PublishProcess {
   /** When a write last found ffmpeg's input full and is still waiting, else null. */
   pipeFullSince: number | null = null;
   #token = 0;
+  /** The sound's pipe (fd 3), when this run has one. */
+  #audio: { fd: number; sink: FileSink; pending: number; token: number; closed: boolean } | null = null;
 
   /**
    * Starts ffmpeg; `onOutput` gets its stdout as it comes. Throws when ffmpeg cannot be started.
    * `secrets` are redacted from every stderr line before it is kept.
    */
-  constructor(args: string[], readonly secrets: readonly string[], onOutput: (chunk: Uint8Array) => void) {
+  constructor(args: string[], readonly secrets: readonly string[], onOutput: (chunk: Uint8Array) => void, opts: { audio?: boolean } = {}) {
     // Its own session: a Ctrl-C at the terminal reaches lancam, which ends the stream in order.
     // If lancam dies, ffmpeg reads the end of its input and stops.
-    this.proc = Bun.spawn(args, { stdin: "pipe", stdout: "pipe", stderr: "pipe", detached: true });
+    this.proc = Bun.spawn(args, { stdio: opts.audio ? ["pipe", "pipe", "pipe", "pipe"] : ["pipe", "pipe", "pipe"], detached: true }) as Subprocess<"pipe", "pipe", "pipe">;
+    if (opts.audio) {
+      const fd = this.proc.stdio[AUDIO_FD] as unknown as number;
+      this.#audio = { fd, sink: Bun.file(fd).writer({ highWaterMark: 64 * 1024 }), pending: 0, token: 0, closed: false };
+    }
     this.outputDone = Promise.all([this.#readStdout(onOutput), forEachLine(this.proc.stderr, (line) => this.#keep(line))]).then(() => {});
-    this.exited = this.proc.exited.then(() => this.proc.exitCode);
+    this.exited = this.proc.exited.then(() => {
+      this.#closeAudio();
+      return this.proc.exitCode;
+    });
   }
 
   /** True until ffmpeg has exited. */
@@ -148,8 +176,59 @@ export class PublishProcess {
     return bytes;
   }
 
+  /**
+   * Hands sound bytes to ffmpeg's fd 3; never waits. Returns false, sending nothing, while
+   * MAX_AUDIO_PENDING bytes wait for ffmpeg to read them (the owner drops and counts the packet:
+   * ffmpeg reads its sound only once it has opened its picture, a few hundred ms after it starts),
+   * or when this run has no sound pipe.
+   */
+  sendAudio(bytes: Uint8Array): boolean {
+    const a = this.#audio;
+    if (!a || a.closed || a.pending + bytes.length > MAX_AUDIO_PENDING) return false;
+    try {
+      a.sink.write(bytes);
+      const flushed = a.sink.flush();
+      if (flushed instanceof Promise) {
+        a.pending += bytes.length;
+        const token = ++a.token;
+        // Flushes complete in order: when the latest settles, everything written has gone.
+        flushed.then(() => {
+          if (token === a.token) a.pending = 0;
+        }, () => this.#closeAudio());
+      } else {
+        a.pending = 0;
+      }
+      return true;
+    } catch {
+      this.#closeAudio(); // ffmpeg is gone; its exit is reported on its own
+      return false;
+    }
+  }
+
+  #closeAudio(): void {
+    const a = this.#audio;
+    if (!a || a.closed) return;
+    a.closed = true;
+    const close = () => {
+      try {
+        closeSync(a.fd);
+      } catch {
+        // already closed
+      }
+    };
+    // The sink does not own the descriptor: ffmpeg sees the end of its sound only once it is closed.
+    try {
+      const ended = a.sink.end();
+      if (ended instanceof Promise) void ended.then(close, close);
+      else close();
+    } catch {
+      close();
+    }
+  }
+
   /** Ends ffmpeg's input: it sends what it has, ends the session and exits. */
   end(): void {
+    this.#closeAudio();
     try {
       const r = this.proc.stdin.end();
       if (r instanceof Promise) r.catch(() => {});
@@ -161,6 +240,7 @@ export class PublishProcess {
   /** Ends ffmpeg at once (stuck, or being replaced): nothing of a live stream is worth waiting for. */
   kill(): void {
     if (this.running) this.proc.kill("SIGKILL");
+    this.#closeAudio();
   }
 
   /** The last stderr lines (redacted), or null when ffmpeg said nothing. */

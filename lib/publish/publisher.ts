@@ -9,6 +9,9 @@ import { type PublishCodec, PublishProcess, progressReader, targetArgs } from ".
 import type { PublishTarget } from "./publish-url.ts";
 import { rtpJpegProblem } from "../mux/rtp-jpeg.ts";
 import { errorText } from "../errors/error-text.ts";
+import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
+import { nowMicros } from "../wire/frame.ts";
+import { PublishAudioStream } from "./audio-stream.ts";
 
 /**
  * Pushes the live stream to one RTSP server with ffmpeg, beside the viewers and the recorder,
@@ -23,6 +26,11 @@ import { errorText } from "../errors/error-text.ts";
  * the frames' capture times (Matroska or MPEG-TS into ffmpeg, RTP timestamps out), so the server
  * sees when each frame was taken, not when it arrived. With h264 a connection starts, and after
  * dropping frames resumes, at a keyframe (one a second).
+ *
+ * With sound (`audio`), writeAudio(packet) feeds each connection's ffmpeg a second input, Ogg
+ * Opus on fd 3 timed against the connection's first frame (audio-stream.ts), which it sends as
+ * an Opus track next to the picture. Packets are dropped and counted, never queued, while there
+ * is no connection or ffmpeg has not taken the last one.
  */
 
 /** Options of a {@link Publisher}; the server's flags map onto them. */
@@ -45,6 +53,8 @@ export interface PublisherOptions {
   closeTimeoutMs?: number;
   /** Monotonic clock in ms (default performance.now). */
   now?: () => number;
+  /** The sound to publish next to the picture; none (the default): the session has a video track only. */
+  audio?: AudioFormat | null;
 }
 
 /** One target's state and counters, as /state, /metrics and the stop line show them. */
@@ -79,6 +89,12 @@ export interface PublisherStats {
   lastError: string | null;
   /** Bytes handed to ffmpeg. */
   bytesSent: number;
+  /** Sound packets passed to writeAudio() (0 without sound). */
+  audioPackets: number;
+  /** Sound packets handed to ffmpeg. */
+  audioSent: number;
+  /** Sound packets not sent: no connection, ffmpeg behind, or captured before the connection's first frame. */
+  audioDropped: number;
 }
 
 const DEFAULT_CLOSE_TIMEOUT_MS = 3000;
@@ -96,6 +112,8 @@ interface Run {
   generation?: number;
   /** h264: frames were dropped; the next one sent must be a keyframe. */
   needKey: boolean;
+  /** With sound: this connection's Ogg Opus, timed from its first frame. */
+  audio?: PublishAudioStream;
   /** Set when the link ended this run itself, and why. */
   stopped?: { why: StopReason; waitedMs: number };
 }
@@ -129,7 +147,8 @@ export class Publisher implements AsyncDisposable {
   #lastError: string | null = null;
   #rejectReason: string | null = null;
   #writeErrorLogged = false;
-  readonly #counts = { frames: 0, sent: 0, droppedOffline: 0, droppedSlow: 0, rejected: 0, bytesSent: 0 };
+  readonly #counts = { frames: 0, sent: 0, droppedOffline: 0, droppedSlow: 0, rejected: 0, bytesSent: 0, audioPackets: 0, audioSent: 0, audioDropped: 0 };
+  readonly #audio: AudioFormat | null;
 
   /** Checks the options (RangeError) and resolves ffmpeg (FfmpegNotFoundError); connects with the first frame. */
   constructor(opts: PublisherOptions) {
@@ -143,12 +162,13 @@ export class Publisher implements AsyncDisposable {
     this.#now = opts.now ?? (() => performance.now());
     this.#closeTimeoutMs = opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.#link = new PublishLink(opts.timings, this.#now());
+    this.#audio = opts.audio ?? null;
     if (opts.codec === "h264") {
       this.#ownsEncoder = !opts.encoder;
       this.#encoder = opts.encoder ?? new H264Encoder({
         fps: opts.fps, log: opts.log, ffmpegPath: this.#ffmpeg, timings: opts.timings, closeTimeoutMs: opts.closeTimeoutMs, now: opts.now,
       });
-      this.#unsubscribe = this.#encoder.subscribe({ piece: (p, g) => this.#piece(p, g), wantsInput: (now) => this.#wantsInput(now) });
+      this.#unsubscribe = this.#encoder.subscribe({ piece: (p, g, t) => this.#piece(p, g, t), wantsInput: (now) => this.#wantsInput(now) });
     } else {
       this.#ownsEncoder = false;
       this.#encoder = null;
@@ -186,8 +206,39 @@ export class Publisher implements AsyncDisposable {
       retryInMs: this.#link.retryIn(now),
       lastError: this.#lastError,
       bytesSent: c.bytesSent,
+      audioPackets: c.audioPackets,
+      audioSent: c.audioSent,
+      audioDropped: c.audioDropped,
     };
   }
+
+  /**
+   * A sound packet for every connection's Opus track; never throws, never waits. Ignored
+   * without sound; dropped and counted while no connection takes it.
+   */
+  readonly writeAudio = (packet: AudioPacket): void => {
+    if (!this.#audio) return;
+    const c = this.#counts;
+    c.audioPackets++;
+    try {
+      const run = this.#run;
+      const state = this.#link.state;
+      if (!run?.audio || this.#link.ending || (state !== "connecting" && state !== "publishing")) {
+        c.audioDropped++;
+        return;
+      }
+      const page = run.audio.page(packet);
+      if (!page || !run.process.sendAudio(page)) {
+        c.audioDropped++;
+        return;
+      }
+      c.audioSent++;
+      c.bytesSent += page.length;
+    } catch (err) {
+      c.audioDropped++;
+      this.#unexpected(err);
+    }
+  };
 
   /**
    * A FrameSink: never throws, never waits; the caller may reuse `frame.jpeg` once it returns.
@@ -286,12 +337,13 @@ export class Publisher implements AsyncDisposable {
       this.#startTimer = null;
       if (this.#link.state !== "connecting") return; // closed meanwhile
       const stream = new FrameStream(first, this.#fps);
-      const run = this.#spawn("matroska", { stream, needKey: false }, `${first.width}x${first.height}`);
+      const run = this.#spawn("matroska", { stream, needKey: false }, first.capturedAt, `${first.width}x${first.height}`);
       if (!run) {
         this.#counts.droppedOffline++;
         return;
       }
       this.#counts.bytesSent += run.process.send([stream.header()], this.#now());
+      this.#startAudio(run, first.capturedAt);
       this.#sendFrame(run, first, this.#now());
     });
   }
@@ -302,7 +354,7 @@ export class Publisher implements AsyncDisposable {
   }
 
   /** h264: a piece of the encoder's output. Runs in the encoder's output task, never in write(). */
-  #piece(piece: TsPiece, generation: number): void {
+  #piece(piece: TsPiece, generation: number, capturedAt: number | null): void {
     const c = this.#counts;
     try {
       const run = this.#run;
@@ -328,12 +380,15 @@ export class Publisher implements AsyncDisposable {
             return;
           }
           this.#link.started(now);
-          const started = this.#spawn("mpegts", { generation, needKey: false });
+          const origin = capturedAt ?? nowMicros();
+          const started = this.#spawn("mpegts", { generation, needKey: false }, origin);
           if (!started) {
             c.droppedOffline++;
             return;
           }
           this.#sendPiece(started, piece, now);
+          // The target's ffmpeg starts its picture's clock at this frame: the sound's starts there too.
+          this.#startAudio(started, origin);
           return;
         }
         case "send": {
@@ -369,6 +424,13 @@ export class Publisher implements AsyncDisposable {
     this.#counts.sent++;
   }
 
+  /** Opens the sound of a connection whose picture starts at capture time `origin` (µs). */
+  #startAudio(run: Run, origin: number): void {
+    if (!this.#audio) return;
+    run.audio = new PublishAudioStream(this.#audio, origin);
+    run.process.sendAudio(run.audio.header());
+  }
+
   /** h264: whether this target takes frames now, so the shared encoder keeps encoding. */
   #wantsInput(now: number): boolean {
     const state = this.#link.state;
@@ -376,14 +438,15 @@ export class Publisher implements AsyncDisposable {
   }
 
   /** Starts ffmpeg for one connection (the link has been told); null (and a back-off) when it cannot start. */
-  #spawn(input: "matroska" | "mpegts", feed: Pick<Run, "stream" | "generation" | "needKey">, size?: string): Run | null {
+  #spawn(input: "matroska" | "mpegts", feed: Pick<Run, "stream" | "generation" | "needKey">, origin: number, size?: string): Run | null {
     const now = this.#now();
     const attempt = this.#link.starts;
     let run: Run | undefined;
     let process: PublishProcess;
     try {
       const onFrames = progressReader((n) => run && this.#onProgress(run, n));
-      process = new PublishProcess(targetArgs(this.#ffmpeg, this.#target, input), this.#target.secrets, onFrames);
+      const audio = this.#audio !== null;
+      process = new PublishProcess(targetArgs(this.#ffmpeg, this.#target, input, audio, origin), this.#target.secrets, onFrames, { audio });
     } catch (err) {
       const ended = this.#link.ended(now);
       this.#lastError = `cannot start ffmpeg: ${errorText(err)}`;
@@ -466,5 +529,6 @@ export function statsFields(s: PublisherStats): Fields {
     url: s.url, codec: s.codec, state: s.state, frames: s.frames, sent: s.sent, published: s.published,
     dropped: s.dropped, droppedOffline: s.droppedOffline, droppedSlow: s.droppedSlow, rejected: s.rejected,
     reconnects: s.reconnects, failures: s.failures, lastError: s.lastError ?? undefined,
+    audioSent: s.audioPackets > 0 ? s.audioSent : undefined, audioDropped: s.audioPackets > 0 ? s.audioDropped : undefined,
   };
 }

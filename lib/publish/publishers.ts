@@ -1,4 +1,5 @@
 import type { Logger } from "../log/format.ts";
+import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
 import { resolveFfmpeg } from "../media/ffmpeg.ts";
 import type { Frame } from "../wire/frame.ts";
 import { type EncoderStats, H264Encoder } from "./h264-encoder.ts";
@@ -20,6 +21,8 @@ export interface PublishersOptions {
   ffmpegPath?: string;
   timings?: Partial<PublishTimings>;
   closeTimeoutMs?: number;
+  /** The sound every target publishes next to the picture (an Opus track); none: video only. */
+  audio?: AudioFormat | null;
 }
 
 /** Sums over every target, for a one-line summary. */
@@ -70,7 +73,7 @@ export class Publishers implements AsyncDisposable {
       : null;
     const encoder = this.#encoder ?? undefined;
     this.#list = opts.targets.map((target) => new Publisher({
-      target, codec: opts.codec, fps: opts.fps, log: opts.log, ffmpegPath, encoder, timings: opts.timings, closeTimeoutMs: opts.closeTimeoutMs,
+      target, codec: opts.codec, fps: opts.fps, log: opts.log, ffmpegPath, encoder, timings: opts.timings, closeTimeoutMs: opts.closeTimeoutMs, audio: opts.audio,
     }));
   }
 
@@ -78,6 +81,11 @@ export class Publishers implements AsyncDisposable {
   readonly write = (frame: Frame): void => {
     if (this.#encoder) this.#encoder.write(frame);
     else for (const p of this.#list) p.write(frame);
+  };
+
+  /** A sound packet for every target (ignored when built without sound); never throws, never waits. */
+  readonly writeAudio = (packet: AudioPacket): void => {
+    for (const p of this.#list) p.writeAudio(packet);
   };
 
   /** One snapshot per target, in the order of their targets. */
