@@ -108,13 +108,15 @@ async function main(): Promise<number> {
   await using publishing = new AsyncDisposableStack();
   const publishers = cameras.map((c, i) => targets.length === 0
     ? null
-    : publishing.use(new Publishers({ targets: several ? targets.map((t) => withSubPath(t, c.name)) : targets, codec: cli.flags.publishCodec, fps: sources[i]!.fps, log: log.child(part("publish", c)) })));
+    : publishing.use(new Publishers({ targets: several ? targets.map((t) => withSubPath(t, c.name)) : targets, codec: cli.flags.publishCodec, fps: sources[i]!.fps, audio: i === 0 ? audio?.format : null, log: log.child(part("publish", c)) })));
   const framesCaptured = cameras.map(() => 0);
   const startedAt = Date.now();
   await using http = httpPort === null
     ? null
     : await HttpView.start({
         port: httpPort, bind: httpBind, log: log.child("http"), startedAt, logViewers: false, admission: browserAdmission(server), maxViewers: maxClients,
+        // Camera 0's sound, as /audio.ogg and the page's speaker button.
+        audio: cameras.map((c) => (c.index === 0 ? (audio?.format ?? null) : null)),
         auth: token ? tokenAuth(browserViewToken(token.token)) : null,
         // A browser reader that falls behind gets the next size down of the --layers ladder.
         layers: browserLayers(cli.flags.layers, sources.map((s, i) => ({ width: s.width, height: s.height, quality: cameras[i]!.quality }))),
@@ -136,7 +138,9 @@ async function main(): Promise<number> {
         format: audio.format, videoSource: cameras[0]!.spec, loop, log,
         onPacket: (p) => {
           server.broadcastAudio(p, 0);
+          http?.pushAudio(p, 0);
           writers[0]?.writeAudio(p);
+          publishers[0]?.writeAudio(p);
         },
         onAvailability: (available) => server.audioStatus(available, 0),
       });

@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { chromium } from "playwright-core";
-import { DEFAULT_AUDIO_FORMAT } from "../lib/audio/audio-packet.ts";
+import { DEFAULT_AUDIO_FORMAT } from "../lib/wire/audio-packet.ts";
 import { HttpView } from "../lib/http/http-view.ts";
 import { tokenAuth } from "../lib/http/token-auth.ts";
 import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";

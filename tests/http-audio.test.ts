@@ -3,7 +3,7 @@
 // Opus packets paced in real time (tests/helpers/opus-packets.ts).
 import { beforeAll, describe, expect, test } from "bun:test";
 import net from "node:net";
-import { DEFAULT_AUDIO_FORMAT, MAX_OPUS_PACKET, type AudioPacket } from "../lib/audio/audio-packet.ts";
+import { DEFAULT_AUDIO_FORMAT, MAX_OPUS_PACKET, type AudioPacket } from "../lib/wire/audio-packet.ts";
 import { AudioReaders } from "../lib/http/audio-readers.ts";
 import { AUDIO_CONTENT_TYPE, HttpView, type HttpViewOptions } from "../lib/http/http-view.ts";
 import { tokenAuth } from "../lib/http/token-auth.ts";

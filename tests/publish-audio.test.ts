@@ -4,7 +4,7 @@
 // then, both fed in real time, so the received file shows how far apart they arrive.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { DEFAULT_AUDIO_FORMAT, type AudioPacket } from "../lib/audio/audio-packet.ts";
+import { DEFAULT_AUDIO_FORMAT, type AudioPacket } from "../lib/wire/audio-packet.ts";
 import { resolveFfprobe } from "../lib/media/ffmpeg.ts";
 import { cv } from "../lib/native/cv.ts";
 import { PublishAudioStream } from "../lib/publish/audio-stream.ts";

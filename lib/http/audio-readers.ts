@@ -1,4 +1,4 @@
-import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
 import { OggOpusWriter } from "../mux/ogg-opus.ts";
 
 /**

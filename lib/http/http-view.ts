@@ -42,7 +42,7 @@ import { lossPercent, type CameraView, type ViewState } from "./view-state.ts";
 import type { AdmissionHook, BrowserLeaveReason, CameraSourceInfo, ServerState, ViewerInfo } from "./viewer-info.ts";
 import { UserError } from "../errors/user-error.ts";
 import { plainAddress } from "../net/address.ts";
-import { MAX_OPUS_PACKET, type AudioFormat, type AudioPacket } from "../audio/audio-packet.ts";
+import { MAX_OPUS_PACKET, type AudioFormat, type AudioPacket } from "../wire/audio-packet.ts";
 import { AudioReaders } from "./audio-readers.ts";
 import { padOpusPacket } from "./opus-padding.ts";
 

@@ -1,4 +1,4 @@
-import type { AudioFormat } from "../audio/audio-packet.ts";
+import type { AudioFormat } from "../wire/audio-packet.ts";
 import type { CameraSourceInfo, PublishTargetInfo, ServerCounters, SourceInfo, ViewerInfo } from "./viewer-info.ts";
 
 /** One viewers-table row: the viewer as the server or the view counts it, plus its loss. */

@@ -1,4 +1,4 @@
-import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
 import { encodeOggPage, OGG_BOS } from "../mux/ogg.ts";
 import { OPUS_PRE_SKIP, opusHead, opusTags } from "../mux/ogg-opus.ts";
 

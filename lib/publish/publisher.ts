@@ -9,7 +9,7 @@ import { type PublishCodec, PublishProcess, progressReader, targetArgs } from ".
 import type { PublishTarget } from "./publish-url.ts";
 import { rtpJpegProblem } from "../mux/rtp-jpeg.ts";
 import { errorText } from "../errors/error-text.ts";
-import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
 import { nowMicros } from "../wire/frame.ts";
 import { PublishAudioStream } from "./audio-stream.ts";
 

@@ -1,5 +1,5 @@
 import type { Logger } from "../log/format.ts";
-import type { AudioFormat, AudioPacket } from "../audio/audio-packet.ts";
+import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
 import { resolveFfmpeg } from "../media/ffmpeg.ts";
 import type { Frame } from "../wire/frame.ts";
 import { type EncoderStats, H264Encoder } from "./h264-encoder.ts";
