@@ -7,7 +7,9 @@ import type { AudioPacket } from "../lib/wire/audio-packet.ts";
 import { sampleAtMicros, testToneSamples } from "../lib/audio/test-tone.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { beepOnsets, fromWholeSecond } from "./helpers/audio-beeps.ts";
-import { until } from "./helpers/process.ts";
+import { spawnBun, until } from "./helpers/process.ts";
+import { tempDirs } from "./helpers/temp-dirs.ts";
+import { join } from "node:path";
 import { startPulse } from "./helpers/pulse.ts";
 
 const pulse = await startPulse();
@@ -96,4 +98,28 @@ describe.skipIf(skip !== null)("--audio pulse (private PulseAudio, null sink)", 
     expect(availability).toEqual([false, true]);
     expect(packets.map((p) => p.seq)).toEqual(packets.map((_, i) => i));
   }, 120_000);
+
+  test("end to end: the server captures pulse:, its viewer hears it; when the sink goes away the picture goes on and the viewer is told, and again when it is back", async () => {
+    if ("skip" in pulse) return;
+    const dir = tempDirs("lancam-pulse-e2e-")();
+    await using tone = playTone();
+    await using server = spawnBun(["server.ts", "--source", "test", "--size", "320x240", "--fps", "20", "--audio", "pulse:lc.monitor", "--port", "0", "--bind", "127.0.0.1", "--log", join(dir, "server.log")], env);
+    const port = (await server.waitFor(/lancam server listening tcp=(\d+)/, 60_000))[1]!;
+    await using viewer = spawnBun(["client.ts", "127.0.0.1", port, "0", "--no-window", "--no-record", "--audio-out", `wav:${join(dir, "heard.wav")}`, "--stats", join(dir, "stats.json")], env);
+    await viewer.waitFor(/connected .*audio=opus mono 64k/, 60_000, "stderr");
+    await viewer.waitFor(/audio output started/, 60_000, "stderr");
+    await pulse.pactl("unload-module", "module-null-sink");
+    await viewer.waitFor(/WARN \[client\] the server's audio is unavailable/, 60_000, "stderr");
+    await pulse.pactl("load-module", "module-null-sink", "sink_name=lc");
+    await viewer.waitFor(/INFO \[client\] the server's audio is back/, 60_000, "stderr");
+    viewer.proc.kill("SIGTERM");
+    expect(await viewer.exited).toBe(0);
+    const stats = await Bun.file(join(dir, "stats.json")).json();
+    expect(stats.framesReceived).toBeGreaterThan(20);
+    // The picture went on without the sound: frames in every whole second of the run.
+    expect(stats.fpsPerSecond.slice(1, -1).filter((n: number) => n === 0)).toEqual([]);
+    expect(stats.audio.datagrams.received).toBeGreaterThan(10);
+    expect(stats.audio.datagrams.forged + stats.audio.datagrams.malformed).toBe(0);
+    expect(server.stderr()).toMatch(/WARN \[audio\]/);
+  }, 180_000);
 });

@@ -323,6 +323,7 @@ describe("--print-config", () => {
       "--out", join(dir, "rec"), "--no-record", "--segment", "60", "--container", "mkv", "--keep-days", "3", "--max-size", "1G", "--min-free", "2G",
       "--no-repair", "--max-delay", "20", "--record-delay", "900", "--recv-buffer", "8M", "--connect-timeout", "2.5", "--log", join(dir, "c.log"),
       "--log-max", "1M", "--token-file", tokenFile, "--name", "room 12", "--transport", "tcp", "--fullscreen", "--camera", "desk",
+      "--audio-out", `wav:${join(dir, "heard.wav")}`, "--display-log", join(dir, "shown.log"),
     ];
     const { printed, before, after } = roundTrip(CLIENT_COMMAND, argv);
     // As for the server: a flag added to the table fails here until it joins the line above.
