@@ -106,7 +106,7 @@ describe.skipIf(skip !== null)("--audio pulse (private PulseAudio, null sink)", 
     await using server = spawnBun(["server.ts", "--source", "test", "--size", "320x240", "--fps", "20", "--audio", "pulse:lc.monitor", "--port", "0", "--bind", "127.0.0.1", "--log", join(dir, "server.log")], env);
     const port = (await server.waitFor(/lancam server listening tcp=(\d+)/, 60_000))[1]!;
     await using viewer = spawnBun(["client.ts", "127.0.0.1", port, "0", "--no-window", "--no-record", "--audio-out", `wav:${join(dir, "heard.wav")}`, "--stats", join(dir, "stats.json")], env);
-    await viewer.waitFor(/connected .*audio=opus mono 64k/, 60_000, "stderr");
+    await viewer.waitFor(/connected .*audio="opus mono 64k"/, 60_000, "stderr");
     await viewer.waitFor(/audio output started/, 60_000, "stderr");
     await pulse.pactl("unload-module", "module-null-sink");
     await viewer.waitFor(/WARN \[client\] the server's audio is unavailable/, 60_000, "stderr");

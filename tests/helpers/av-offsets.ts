@@ -12,13 +12,16 @@ import { decodeAudio, pictures } from "./av-sync.ts";
 const QUIET_SAMPLES = 2400;
 const LOUD = 3000;
 
-/** Sample indices where a beep begins: loud after at least QUIET_SAMPLES of quiet seen in the file. */
+/** Beeps are a second apart: loudness within half a second after an onset is that beep's (concealment can break one up). */
+const SAME_BEEP_SAMPLES = 24_000;
+
+/** Sample indices where a beep begins: loud after at least QUIET_SAMPLES of quiet seen in the file, half a second or more after the last. */
 export function onsets(samples: Int16Array): number[] {
   const out: number[] = [];
   let quiet = 0;
   for (let i = 0; i < samples.length; i++) {
     if (Math.abs(samples[i]!) >= LOUD) {
-      if (quiet >= QUIET_SAMPLES) out.push(i);
+      if (quiet >= QUIET_SAMPLES && (out.length === 0 || i - out.at(-1)! >= SAME_BEEP_SAMPLES)) out.push(i);
       quiet = 0;
     } else quiet++;
   }
