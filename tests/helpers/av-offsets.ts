@@ -38,7 +38,8 @@ const BEEP_SAMPLES = 4800;
  * sync of the sound, not the loss of its first packet.
  */
 export function starts(samples: Int16Array, how: "onset" | "middle"): number[] {
-  const found = onsets(samples);
+  // A beep the file ends inside (a segment's last, the run's) is not whole: left out.
+  const found = onsets(samples).filter((i) => i + BEEP_SAMPLES * 1.5 <= samples.length);
   if (how === "onset") return found;
   return found.map((i) => {
     let sum = 0;
