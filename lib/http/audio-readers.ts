@@ -1,5 +1,6 @@
 import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
 import { OggOpusWriter } from "../mux/ogg-opus.ts";
+import { concatBytes } from "../wire/bytes.ts";
 
 /**
  * The listeners of /audio.ogg: each gets a live Ogg Opus stream of one camera's audio, its
@@ -117,14 +118,8 @@ export class AudioReaders {
     r.queue = [];
     r.waiting = false;
     r.lastTakeAt = nowMs;
-    let bytes = 0;
-    for (const p of pages) bytes += p.length;
-    const out = new Uint8Array(bytes);
-    let at = 0;
-    for (const p of pages) {
-      out.set(p, at);
-      at += p.length;
-    }
+    const out = concatBytes(pages);
+    const bytes = out.length;
     r.packetsSent += pages.length;
     r.bytesSent += bytes;
     this.totals.packetsSent += pages.length;

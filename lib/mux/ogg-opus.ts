@@ -1,4 +1,5 @@
 import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
+import { concatBytes } from "../wire/bytes.ts";
 import { DecodeError } from "../wire/decode-error.ts";
 import { encodeOggPage, OGG_BOS, OGG_EOS } from "./ogg.ts";
 
@@ -81,10 +82,7 @@ export class OggOpusWriter {
   header(): Uint8Array {
     const head = encodeOggPage({ headerType: OGG_BOS, granule: 0n, serial: this.#serial, pageSeq: this.#pageSeq++, packets: [opusHead({ channels: this.#channels })] });
     const tags = encodeOggPage({ headerType: 0, granule: 0n, serial: this.#serial, pageSeq: this.#pageSeq++, packets: [opusTags()] });
-    const out = new Uint8Array(head.length + tags.length);
-    out.set(head, 0);
-    out.set(tags, head.length);
-    return out;
+    return concatBytes([head, tags]);
   }
 
   /** The page for `packet`; a packet not newer than the last written is skipped (empty result). */

@@ -1,3 +1,4 @@
+import { concatBytes } from "../wire/bytes.ts";
 import { DecodeError, hex } from "../wire/decode-error.ts";
 
 /*
@@ -131,7 +132,7 @@ export class OggReader {
   /** Packets completed by `bytes`. */
   push(bytes: Uint8Array): OggPacket[] {
     // A copy (new Uint8Array: a Buffer's slice is a view, and the CRC check writes into it).
-    this.#buf = this.#buf.length === 0 ? new Uint8Array(bytes) : concat(this.#buf, bytes);
+    this.#buf = this.#buf.length === 0 ? new Uint8Array(bytes) : concatBytes([this.#buf, bytes]);
     const out: OggPacket[] = [];
     for (;;) {
       const page = this.#page();
@@ -188,7 +189,7 @@ export class OggReader {
   }
 
   #takePartial(): Uint8Array {
-    const data = this.#partial.length === 1 ? this.#partial[0]! : concat(...this.#partial);
+    const data = this.#partial.length === 1 ? this.#partial[0]! : concatBytes(this.#partial);
     this.#dropPartial();
     return data;
   }
@@ -197,16 +198,4 @@ export class OggReader {
     this.#partial = [];
     this.#partialBytes = 0;
   }
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

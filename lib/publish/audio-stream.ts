@@ -1,6 +1,7 @@
 import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
 import { encodeOggPage, OGG_BOS } from "../mux/ogg.ts";
 import { OPUS_PRE_SKIP, opusHead, opusTags } from "../mux/ogg-opus.ts";
+import { concatBytes } from "../wire/bytes.ts";
 
 /**
  * The sound of one publish connection as live Ogg Opus, timed by capture time against the
@@ -47,13 +48,7 @@ export class PublishAudioStream {
       encodeOggPage({ headerType: 0, granule: BigInt(OPUS_PRE_SKIP + SAMPLES_20MS), serial: this.#serial, pageSeq: this.#pageSeq++, packets: [silence] }),
     ];
     this.#endUs = (SAMPLES_20MS / 48_000) * 1e6;
-    const out = new Uint8Array(pages.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of pages) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
+    return concatBytes(pages);
   }
 
   /** The page of `packet`, or null when it cannot join this stream (before the origin, or out of order). */
