@@ -16,7 +16,9 @@ import { opusHead, opusTags } from "../lib/mux/ogg-opus.ts";
 import { opusConcealment, opusSilence } from "../lib/mux/opus-silence.ts";
 import { AUDIO_WAIT_MICROS, type AudioTarget, AudioRouter, MAX_HELD_AUDIO, PREROLL_MICROS } from "../lib/record/audio-router.ts";
 import { RecorderSink, type Writer } from "../lib/record/recorder-sink.ts";
-import { type AudioBlock, MAX_CONCEALED_PACKETS, PREROLL_SAMPLES, SEGMENT_PRE_SKIP, SegmentAudio } from "../lib/record/segment-audio.ts";
+import {
+  type AudioBlock, LOOKAHEAD_MICROS, MAX_CONCEALED_PACKETS, MAX_REPEATED_PACKETS, PREROLL_SAMPLES, SEGMENT_PRE_SKIP, SegmentAudio,
+} from "../lib/record/segment-audio.ts";
 import { segmentArgs } from "../lib/record/segment-process.ts";
 import { SegmentWriter } from "../lib/record/segment-writer.ts";
 import type { Frame } from "../lib/wire/frame.ts";
@@ -152,7 +154,8 @@ describe("SegmentAudio", () => {
     a.push(pkt(0, S), 960);
     const out = a.push(pkt(3, S + 60_000), 960);
     expect(at(out)).toEqual(["concealment@4800+960", "concealment@5760+960", "audio@6720+960"]);
-    expect(hex(out[0]!.data)).toBe("f8");
+    // Stand-ins: the packet before, and the one after (its CELT frame continues the sound).
+    expect(out.map((b) => hex(b.data))).toEqual(["f8 00 00 00", "f8 03 03 03", "f8 03 03 03"]);
     expect(a.counts.concealed).toBe(2);
     // A gap too long to conceal is placed by capture time, with silence.
     const b = new SegmentAudio(S, fmt);
@@ -161,6 +164,49 @@ describe("SegmentAudio", () => {
     expect(far.filter((x) => x.kind === "concealment")).toEqual([]);
     expect(far.at(-1)!.at).toBe(b.positionOf(S + (MAX_CONCEALED_PACKETS + 2) * 20_000));
     expect([b.counts.resyncs, b.counts.concealed]).toEqual([1, 0]);
+  });
+
+  test("stand-ins: the packet after when it continues the sound, else the one before; a long run is left to the decoder in the middle", () => {
+    /** CELT frames: 00 continues the sound (inter), 7e starts a new one (transient, intra). */
+    const inter = (seq: number, t: number): AudioPacket => ({ seq, capturedAt: t, samples: 960, data: Uint8Array.of(0xf8, 0x00, 0, 0, seq & 0xff) });
+    const intra = (seq: number, t: number): AudioPacket => ({ seq, capturedAt: t, samples: 960, data: Uint8Array.of(0xf8, 0x7e, 0, 0, seq & 0xff) });
+    const run = (next: (seq: number, t: number) => AudioPacket, lost: number) => {
+      const a = new SegmentAudio(S, fmt);
+      a.push(inter(0, S), 960);
+      const out = a.push(next(lost + 1, S + (lost + 1) * 20_000), 960);
+      expect(a.counts.concealed).toBe(lost);
+      return out.filter((b) => b.kind === "concealment").map((b) => hex(b.data));
+    };
+    expect(run(inter, 1)).toEqual(["f8 00 00 00 02"]); // the packet after: the decoder reaches the state it expects
+    expect(run(intra, 1)).toEqual(["f8 00 00 00 00"]); // a new sound is not played a packet early
+    expect(run(inter, 2)).toEqual(["f8 00 00 00 00", "f8 00 00 00 03"]);
+    expect(run(intra, 2)).toEqual(["f8 00 00 00 00", "f8 00 00 00 00"]);
+    expect(run(inter, 4)).toEqual(["f8 00 00 00 00", "f8 00 00 00 00", "f8", "f8 00 00 00 05"]); // at most two repeats, then a 0-byte frame
+    expect(MAX_REPEATED_PACKETS).toBe(2);
+  });
+
+  test("concealBefore: packets lost just before the end, told by the next segment's first packet, get stand-ins up to the end's sound", () => {
+    const a = new SegmentAudio(S, fmt);
+    a.push(pkt(0, S), 960);
+    a.push(pkt(1, S + 20_000), 960);
+    const end = S + 70_000; // packets 2 and 3 (40 and 60 ms) are this segment's, 4 (80 ms) is not
+    expect(at(a.concealBefore(pkt(5, S + 100_000), 960, end))).toEqual(["concealment@5760+960", "concealment@6720+960"]);
+    expect(a.counts.concealed).toBe(2);
+    expect(a.concealBefore(pkt(6, S + 120_000), 960, end)).toEqual([]); // once
+    // Sound captured up to the end is in the track (its look-ahead too): nothing to fill.
+    expect(a.fillTo(end, false)).toEqual([]);
+    const b = new SegmentAudio(S, fmt);
+    b.push(pkt(0, S), 960);
+    // The next one came after a gap its capture time does not agree with: not a loss.
+    expect(b.concealBefore(pkt(3, S + 200_000), 960, S + 100_000)).toEqual([]);
+  });
+
+  test("a tail packet (the next segment's, its sound beginning before the end) is placed but not counted", () => {
+    const a = new SegmentAudio(S, fmt);
+    a.push(pkt(0, S), 960);
+    expect(at(a.push(pkt(1, S + 20_000), 960, "tail"))).toEqual(["audio@4800+960"]);
+    expect(a.push(pkt(1, S + 20_000), 960, "tail")).toEqual([]);
+    expect([a.counts.packets, a.counts.late]).toEqual([1, 0]);
   });
 
   test("numbers wrap at 2^32", () => {
@@ -194,11 +240,12 @@ describe("SegmentAudio", () => {
     a.push(pkt(0, S), 960);
     expect(at(a.fillTo(S + 75_000, true))).toEqual(["silence@4800+960", "silence@5760+960"]);
     expect(a.fillTo(S + 75_000, true)).toEqual([]);
-    expect(at(a.fillTo(S + 75_000, false))).toEqual(["silence@6720+720"]); // 15 ms
-    expect(a.counts.silenceSamples).toBe(2640);
+    // 15 ms, and the look-ahead (312 samples) the sound captured before 75 ms reaches beyond it, to the nearest 2.5 ms.
+    expect(at(a.fillTo(S + 75_000, false))).toEqual(["silence@6720+960", "silence@7680+120"]);
+    expect(a.counts.silenceSamples).toBe(3000);
     const next = a.push(pkt(9, S + 180_000), 960);
-    expect(at(next).slice(-2)).toEqual(["silence@12240+240", `audio@${PREROLL_SAMPLES + 180 * 48}+960`]);
-    expect(next.reduce((n, b) => n + (b.kind === "silence" ? b.samples : 0), 0)).toBe(PREROLL_SAMPLES + 180 * 48 - 7440);
+    expect(at(next).slice(-2)).toEqual(["silence@11640+840", `audio@${PREROLL_SAMPLES + 180 * 48}+960`]);
+    expect(next.reduce((n, b) => n + (b.kind === "silence" ? b.samples : 0), 0)).toBe(PREROLL_SAMPLES + 180 * 48 - 7800);
   });
 
   test("pre-roll: packets of the 80 ms before the start go before it, uncounted; only before the segment's own", () => {
@@ -307,6 +354,33 @@ describe("AudioRouter", () => {
     expect(ev(a).length).toBe(50 - 5 + 1); // the packets before 1 s, less the 5 dropped, then the end fill
     expect(r.dropped).toBe(MAX_HELD_AUDIO + 5 - 45);
     expect(r.held).toBe(0);
+  });
+
+  test("a packet whose sound begins before a segment's end goes to its tail too; packets lost before the end are concealed there; held packets go in capture order", () => {
+    class TailSegment extends FakeSegment {
+      tailAudio(p: AudioPacket): void {
+        this.got.push(`t${p.seq}`);
+      }
+      concealBefore(p: AudioPacket, end: number): void {
+        this.got.push(`c${p.seq}@${end}`);
+      }
+    }
+    const r = new AudioRouter<TailSegment, string>();
+    const a = new TailSegment(S);
+    r.begin(a);
+    r.video(S + 1_960_000);
+    const B = S + 2_000_000;
+    // Audio ahead of the video: held; 3 and 4 arrive the wrong way round; 2 is lost.
+    for (const [seq, t] of [[1, B - 37_000], [4, B + 23_000], [3, B + 3_000], [5, B + 43_000]] as const) r.audio(pkt(seq, t));
+    r.endSegment(B, "length");
+    const b = new TailSegment(B);
+    r.begin(b);
+    // The old one is complete (audio came past its end and look-ahead): 3 starts 3 ms after the end, within the look-ahead.
+    expect(r.video(B).map((d) => d.seg)).toEqual([a]);
+    expect(3_000).toBeLessThan(LOOKAHEAD_MICROS);
+    expect(ev(a)).toEqual(["a1", "t3", `c3@${B}`, `end@${B}`]);
+    r.video(B + 60_000);
+    expect(ev(b)).toEqual(["p1", "a3", "a4", "a5"]);
   });
 
   test("a forgotten segment (its ffmpeg died) gets nothing more", () => {

@@ -253,3 +253,125 @@ describe("recording with audio when things go wrong", () => {
     expect(run.stats.ffmpegFailures).toBe(1);
   }, 60_000);
 });
+
+/*
+ * Segment boundaries on beeps, as a viewer records: 50 fps, 1 s segments starting at whole seconds
+ * (so every boundary falls on a beep and its white frame), the audio reaching the recorder half a
+ * second before the frames of the same capture time (the viewer delays its frames for repair),
+ * packets on a 20 ms grid at an offset from the frames, a tenth of them lost (a fixed seed), and at
+ * each boundary one of the packets around it lost on purpose: the last of the pre-roll, the one
+ * that spans the boundary, the first after it, or two of them; two packets swapped on the way.
+ */
+describe("segment boundaries on beeps with packets lost", () => {
+  const BFPS = 50;
+  const BINTERVAL = 1_000_000 / BFPS;
+  const BSECONDS = 9;
+  const LEAD = 500_000;
+  /**
+   * Loud milliseconds of a beep, at least: its 100 ms less one lost packet's worth (20 ms), and
+   * 5 ms for the decoder to come back to full strength after it (when the beep's first packet is
+   * lost, the next one decodes a little faint: CELT codes its energies as changes from the lost one).
+   */
+  const MIN_BEEP_MS = 75;
+  /**
+   * At boundary k (k s), which packets around it are lost, AROUND[k % 8], by their place from the
+   * one that spans the boundary (0; -1 is the last of the new segment's pre-roll, 1 the first after).
+   */
+  const AROUND: number[][] = [[], [-1], [0], [1], [-1, 0], [2], [-2], [-1, 1]];
+
+  /** Loud 1 ms steps (max |sample| >= 3000) in [from, to) seconds of a decoded track. */
+  function loudMs(a: { startPts: number; samples: Int16Array }, from: number, to: number): { ms: number; first: number | null } {
+    let ms = 0;
+    let first: number | null = null;
+    const i0 = Math.max(0, Math.round((from - a.startPts) * 48_000));
+    const i1 = Math.min(a.samples.length, Math.round((to - a.startPts) * 48_000));
+    for (let i = i0; i + 48 <= i1; i += 48) {
+      let m = 0;
+      for (let j = i; j < i + 48; j++) m = Math.max(m, Math.abs(a.samples[j]!));
+      if (m < 3000) continue;
+      ms++;
+      if (first === null) {
+        let j = i;
+        while (Math.abs(a.samples[j]!) < 3000) j++;
+        first = a.startPts + j / 48_000;
+      }
+    }
+    return { ms, first };
+  }
+
+  for (const [container, gridOffset] of [["mkv", 7_000], ["mkv", 0], ["mkv", 13_000], ["mkv", 19_000], ["avi", 7_000]] as const) {
+    test(`${container}, packets ${gridOffset / 1000} ms off the frames: every beep at a boundary is whole in its segment and on its white frame; the audio lasts as long as the recording`, async () => {
+      const start = T0 - 1_000_000 + gridOffset;
+      const all = await opusPackets({ seconds: BSECONDS + 2, startMicros: start, expr: `if(lt(mod(t+${gridOffset / 1e6}\\,1)\\,0.1)\\,0.5*sin(2*PI*1000*t)\\,0)` });
+      const rnd = prng(11 + gridOffset);
+      const lost = new Set<number>();
+      for (const p of all) if (rnd() < 0.1) lost.add(p.seq);
+      /** The packet whose 20 ms hold capture time `t`. */
+      const spanning = (t: number) => all.find((p) => p.capturedAt <= t && t < p.capturedAt + 20_000)!;
+      for (let k = 1; k < BSECONDS; k++) {
+        const s = spanning(T0 + k * 1_000_000).seq;
+        // Around a boundary only the chosen packets are lost, so that each case is what it says.
+        for (let d = -4; d <= 5; d++) lost.delete(s + d);
+        for (const d of AROUND[k % AROUND.length]!) lost.add(s + d);
+      }
+      const fed = all.filter((p) => !lost.has(p.seq));
+      type Ev = { at: number; frame?: number; packet?: AudioPacket };
+      const events: Ev[] = [];
+      const frames = BSECONDS * BFPS;
+      const at = (i: number) => T0 + i * BINTERVAL;
+      for (let i = 0; i < frames; i++) events.push({ at: at(i), frame: i });
+      for (const p of fed) events.push({ at: p.capturedAt - LEAD, packet: p });
+      events.sort((a, b) => a.at - b.at);
+      // Two packets just after the boundary at 4 s arrive the wrong way round.
+      const swap = events.findIndex((e) => e.packet && e.packet.capturedAt >= T0 + 4_030_000);
+      [events[swap], events[swap + 1]] = [events[swap + 1]!, events[swap]!];
+
+      const infos: SegmentInfo[] = [];
+      const writer = await SegmentWriter.open({
+        dir: tempDir(), segmentSeconds: 1, container, fps: BFPS, log: memoryLogger("recorder"), audio: DEFAULT_AUDIO_FORMAT, onSegment: (i) => infos.push(i),
+      });
+      for (const e of events) {
+        if (e.packet) {
+          writer.writeAudio(e.packet);
+          continue;
+        }
+        const i = e.frame!;
+        await writer.whenWritable();
+        writer.write({ seq: i, capturedAt: at(i), width: W, height: H, jpeg: i % BFPS === 0 ? white : dark[i % dark.length]! });
+      }
+      await writer.close();
+      infos.sort((a, b) => a.startedAt - b.startedAt);
+      expect(infos.map((i) => (i.startedAt - T0) / 1e6)).toEqual([...Array(BSECONDS).keys()]);
+
+      const decoded = await Promise.all(infos.map((i) => decodeAudio(i.path)));
+      const pics = await Promise.all(infos.map((i) => pictures(i.path)));
+      let played = 0;
+      const found: string[] = [];
+      for (const [k, a] of decoded.entries()) {
+        played += a.samples.length;
+        const w = pics[k]![0]!.pts; // every segment starts with its white frame
+        expect(pics[k]![0]!.mean).toBeGreaterThan(200);
+        const beep = loudMs(a, w - 0.045, w + 0.2);
+        // The previous segment holds at most the part of the packet that spans the boundary.
+        const prev = k > 0 ? decoded[k - 1]! : null;
+        const prevEnd = prev ? prev.startPts + prev.samples.length / 48_000 : 0;
+        const before = prev ? loudMs(prev, prevEnd - 0.045, prevEnd).ms : 0;
+        const onset = beep.first === null ? null : Math.round((beep.first - w) * 1000);
+        found.push(`${k}s: ${beep.ms} ms loud, onset ${onset} ms, ${before} ms before the boundary`);
+      }
+      console.log(`${container} grid ${gridOffset / 1000} ms, lost around the boundaries ${JSON.stringify(AROUND)}:\n  ${found.join("\n  ")}`);
+      for (const [k, f] of found.entries()) {
+        const [, ms, onset, before] = /(\d+) ms loud, onset (-?\d+|null) ms, (\d+) ms/.exec(f)!.map(Number);
+        expect({ k, f, whole: ms! >= MIN_BEEP_MS, onTime: Math.abs(onset!) <= MAX_OFFSET_SEC * 1000, once: before! <= 20 }).toEqual({ k, f, whole: true, onTime: true, once: true });
+      }
+      // Together the segments play the recorded span once (each may overlap the next by the part of a packet).
+      const span = frames * BINTERVAL;
+      const overlap = played / 48_000 - span / 1e6;
+      expect(overlap).toBeGreaterThanOrEqual(-0.0015);
+      expect(overlap).toBeLessThanOrEqual((infos.length - 1) * 0.02 + 0.0015);
+      const s = writer.stats;
+      expect([s.dropped, s.framesWritten]).toEqual([0, frames]);
+      expect(s.audioWritten).toBe(fed.filter((p) => p.capturedAt >= T0 && p.capturedAt < at(frames - 1) + BINTERVAL).length);
+    }, 60_000);
+  }
+});

@@ -1,4 +1,5 @@
 import type { AudioPacket } from "../wire/audio-packet.ts";
+import { LOOKAHEAD_MICROS } from "./segment-audio.ts";
 
 /**
  * How long (capture time) audio may lag the video before its place is filled with silence, and
@@ -25,8 +26,19 @@ export interface AudioTarget {
   writeAudio(packet: AudioPacket): void;
   /** Places a packet from just before the segment's start as pre-roll (decoded, not played). */
   prerollAudio(packet: AudioPacket): void;
+  /**
+   * Places a packet of the next segment whose sound begins before this one's end (it starts
+   * within LOOKAHEAD_MICROS after it): this segment plays that part (not counted here).
+   */
+  tailAudio?(packet: AudioPacket): void;
   /** Silence up to `capturedAt`: whole packets when `whole` (an outage going on), else as close as can be (the end). */
   fillAudio(capturedAt: number, whole: boolean): void;
+  /**
+   * The first packet known at or after the segment's end `end` (the next segment's, not placed
+   * here): packets lost before it whose sound begins before the end are concealed
+   * (segment-audio.ts).
+   */
+  concealBefore?(next: AudioPacket, end: number): void;
 }
 
 /** A segment whose video has ended and whose audio is complete: it may be finished. */
@@ -43,14 +55,21 @@ export interface AudioDone<S, R> {
  *
  *   - a packet is in segment S when S.start <= capturedAt < start of the next segment, so every
  *     packet lands in exactly one segment; the boundary is the capture time of the frame that
- *     began the next one (for a hole in capture: the end of the last frame before it);
+ *     began the next one (for a hole in capture: the end of the last frame before it). A packet's
+ *     sound begins LOOKAHEAD_MICROS before its capture time (the encoder's look-ahead), so the
+ *     packets of that much after a segment's end go to its tail too, else that much of the sound
+ *     at every boundary would be in neither segment;
  *   - a packet ahead of the video is held until a frame at or after its time has come: only then
  *     is it known which segment it is in (the frame may begin a new one);
- *   - a segment whose video has ended still takes its audio until a packet at or after its end has
- *     come, or the video is AUDIO_WAIT_MICROS past it (audio that is late or lost), then it is done;
+ *   - a segment whose video has ended still takes its audio until a packet at or after its end
+ *     (and look-ahead) has come, or the video is AUDIO_WAIT_MICROS past it (audio that is late or
+ *     lost), then it is done;
  *   - the open segment's audio is filled with silence once it lags the video by AUDIO_WAIT_MICROS;
  *   - the packets of the PREROLL_MICROS before a segment's start also go to it as pre-roll, which
- *     its decoder needs and does not play (segment-audio.ts).
+ *     its decoder needs and does not play (segment-audio.ts);
+ *   - held packets are released in capture order (the network may have swapped two);
+ *   - a segment is completed with the first packet known after its end, so that packets lost
+ *     just before the end are concealed there like any others, not left silent.
  *
  * Methods return the segments now done (their audio filled up to their end), for the writer to
  * finish.
@@ -140,22 +159,22 @@ export class AudioRouter<S extends AudioTarget, R> {
    */
   close(videoEnd: number, reason: R): AudioDone<S, R>[] {
     this.#release(videoEnd);
-    this.dropped += this.#held.length;
-    this.#held = [];
     const done = this.endSegment(videoEnd, reason);
     if (this.#ending) done.push(this.#complete(this.#ending));
     this.#ending = null;
+    this.dropped += this.#held.length;
+    this.#held = [];
     return done;
   }
 
   #release(before: number): void {
     if (this.#held.length === 0) return;
     const keep: AudioPacket[] = [];
-    for (const p of this.#held) {
-      if (p.capturedAt < before) this.#route(p);
-      else keep.push(p);
-    }
+    const go: AudioPacket[] = [];
+    for (const p of this.#held) (p.capturedAt < before ? go : keep).push(p);
     this.#held = keep;
+    go.sort((a, b) => a.capturedAt - b.capturedAt);
+    for (const p of go) this.#route(p);
   }
 
   /** Sends a packet (a copy the router may keep) to its segment. */
@@ -165,6 +184,7 @@ export class AudioRouter<S extends AudioTarget, R> {
     const ending = this.#ending;
     this.#recent.push(p);
     if (this.#recent.length > RECENT_AUDIO) this.#recent.shift();
+    if (ending && t >= ending.end && t < ending.end + LOOKAHEAD_MICROS) ending.seg.tailAudio?.(p);
     if (cur && t >= cur.startedAt) {
       cur.writeAudio(p);
       return;
@@ -180,13 +200,27 @@ export class AudioRouter<S extends AudioTarget, R> {
 
   #settle(): AudioDone<S, R>[] {
     const e = this.#ending;
-    if (!e || (this.#audioAt < e.end && this.#videoAt < e.end + AUDIO_WAIT_MICROS)) return [];
+    if (!e || (this.#audioAt < e.end + LOOKAHEAD_MICROS && this.#videoAt < e.end + AUDIO_WAIT_MICROS)) return [];
     this.#ending = null;
     return [this.#complete(e)];
   }
 
   #complete(e: AudioDone<S, R>): AudioDone<S, R> {
+    // Its tail among the packets still held (ahead of the video): no frame can change that they follow its end.
+    const tail = this.#held.filter((p) => p.capturedAt >= e.end && p.capturedAt < e.end + LOOKAHEAD_MICROS);
+    for (const p of tail.sort((a, b) => a.capturedAt - b.capturedAt)) e.seg.tailAudio?.(p);
+    const next = this.#firstFrom(e.end);
+    if (next) e.seg.concealBefore?.(next, e.end);
     e.seg.fillAudio(e.end, false);
     return e;
+  }
+
+  /** The packet with the earliest capture time at or after `t` among those held and routed last, if any. */
+  #firstFrom(t: number): AudioPacket | null {
+    let first: AudioPacket | null = null;
+    for (const list of [this.#held, this.#recent]) {
+      for (const p of list) if (p.capturedAt >= t && (!first || p.capturedAt < first.capturedAt)) first = p;
+    }
+    return first;
   }
 }

@@ -232,7 +232,12 @@ export class OpenSegment implements AudioTarget {
     this.#place(packet, "preroll");
   }
 
-  #place(packet: AudioPacket, kind: "audio" | "preroll"): void {
+  /** Places a packet of the next segment whose sound begins before this one's end (see AudioTarget.tailAudio). */
+  tailAudio(packet: AudioPacket): void {
+    this.#place(packet, "tail");
+  }
+
+  #place(packet: AudioPacket, kind: "audio" | "preroll" | "tail"): void {
     if (!this.#audio || this.#stopped || !this.#proc.hasRoom || this.#proc.exitCode !== null) {
       if (kind === "audio") this.#audioDropped++;
       return;
@@ -244,7 +249,19 @@ export class OpenSegment implements AudioTarget {
       if (kind === "audio") this.#audioRejected++;
       return;
     }
-    this.#sendAudio(kind === "audio" ? this.#audio.push(packet, samples) : this.#audio.preroll(packet, samples));
+    this.#sendAudio(kind === "preroll" ? this.#audio.preroll(packet, samples) : this.#audio.push(packet, samples, kind));
+  }
+
+  /** Conceals packets lost just before the segment's end, told by the first packet after it (see SegmentAudio.concealBefore). */
+  concealBefore(next: AudioPacket, end: number): void {
+    if (!this.#audio || this.#stopped || !this.#proc.hasRoom || this.#proc.exitCode !== null) return;
+    let samples: number;
+    try {
+      samples = opusPacketSamples(next.data);
+    } catch {
+      return; // not Opus: counted where it is placed
+    }
+    this.#sendAudio(this.#audio.concealBefore(next, samples, end));
   }
 
   /** Silence in the audio track up to capture time `capturedAt` (see SegmentAudio.fillTo). */
