@@ -32,25 +32,19 @@ export function onsets(samples: Int16Array): number[] {
 const BEEP_SAMPLES = 4800;
 
 /**
- * Where each beep starts, estimated from its middle: the mean index of its loud samples
- * less half a beep. Where a packet was lost, concealment may silence the beep's first
- * 20 ms, which moves its onset by 20 ms but its middle by half that: this measures the
- * sync of the sound, not the loss of its first packet.
+ * Where each beep starts. "onset": its first loud sample. "edges": the same when the beep is
+ * whole (100 ms loud); when it is shorter its first packet was lost (concealed from the
+ * silence before it, it starts up to 40 ms late), and its end, 100 ms after its start,
+ * says where it began. That measures the sync of the sound, not the loss of a packet.
  */
-export function starts(samples: Int16Array, how: "onset" | "middle"): number[] {
+export function starts(samples: Int16Array, how: "onset" | "edges"): number[] {
   // A beep the file ends inside (a segment's last, the run's) is not whole: left out.
   const found = onsets(samples).filter((i) => i + BEEP_SAMPLES * 1.5 <= samples.length);
   if (how === "onset") return found;
   return found.map((i) => {
-    let sum = 0;
-    let n = 0;
-    for (let j = Math.max(0, i - QUIET_SAMPLES); j < Math.min(samples.length, i + BEEP_SAMPLES * 1.5); j++) {
-      if (Math.abs(samples[j]!) >= LOUD / 2) {
-        sum += j;
-        n++;
-      }
-    }
-    return n === 0 ? i : sum / n - BEEP_SAMPLES / 2;
+    let last = i;
+    for (let j = i; j < i + BEEP_SAMPLES * 1.5; j++) if (Math.abs(samples[j]!) >= LOUD) last = j;
+    return last - i >= BEEP_SAMPLES * 0.95 ? i : last - BEEP_SAMPLES;
   });
 }
 
@@ -66,7 +60,7 @@ export function displayLog(path: string): [number, number][] {
  * nearest its showing. Beeps heard before the first or after the last shown frame are
  * left out.
  */
-export async function liveOffsets(wav: string, firstSampleAt: number, shown: [number, number][], how: "onset" | "middle" = "onset"): Promise<number[]> {
+export async function liveOffsets(wav: string, firstSampleAt: number, shown: [number, number][], how: "onset" | "edges" = "onset"): Promise<number[]> {
   const { samples } = await decodeAudio(wav);
   const heard = starts(samples, how).map((i) => firstSampleAt + (i * 1e6) / 48_000);
   const flashes: number[] = [];
@@ -81,7 +75,7 @@ export async function liveOffsets(wav: string, firstSampleAt: number, shown: [nu
 }
 
 /** Recorded offsets (ms) of one segment: each beep against the nearest white frame's timestamp. */
-export async function recordedOffsets(path: string, how: "onset" | "middle" = "onset"): Promise<number[]> {
+export async function recordedOffsets(path: string, how: "onset" | "edges" = "onset"): Promise<number[]> {
   const pics = await pictures(path);
   const white = pics.filter((p) => p.mean > 200).map((p) => p.pts);
   if (white.length === 0) return [];
