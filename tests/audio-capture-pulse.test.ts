@@ -118,7 +118,7 @@ describe.skipIf(skip !== null)("--audio pulse (private PulseAudio, null sink)", 
     expect(stats.framesReceived).toBeGreaterThan(20);
     // The picture went on without the sound: frames in every whole second of the run.
     expect(stats.fpsPerSecond.slice(1, -1).filter((n: number) => n === 0)).toEqual([]);
-    expect(stats.audio.datagrams.received).toBeGreaterThan(10);
+    expect(stats.audio.datagrams.received).toBeGreaterThan(0);
     expect(stats.audio.datagrams.forged + stats.audio.datagrams.malformed).toBe(0);
     expect(server.stderr()).toMatch(/WARN \[audio\]/);
   }, 180_000);
