@@ -6,36 +6,9 @@ import { SegmentWriter } from "../lib/record/segment-writer.ts";
 import { beepOnsets, decodeAudio, median, pictures, streamInfo } from "./helpers/av-sync.ts";
 import { memoryLogger } from "./helpers/memory-logger.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
+import { readLine, until } from "./helpers/process.ts";
 
 const tempDir = tempDirs("lancam-rec-audio-crash-");
-
-async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const until = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
-
-/** Reads lines from a child's stdout until one starts with `prefix`. */
-async function readLine(stream: ReadableStream<Uint8Array>, prefix: string, timeoutMs: number): Promise<string> {
-  const reader = stream.getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  const deadline = Bun.sleep(timeoutMs).then(() => null);
-  try {
-    for (;;) {
-      const r = await Promise.race([reader.read(), deadline]);
-      if (r === null) throw new Error(`no "${prefix}" line within ${timeoutMs} ms; got: ${text}`);
-      if (r.done) throw new Error(`child ended before printing "${prefix}"; got: ${text}`);
-      text += decoder.decode(r.value, { stream: true });
-      const line = text.split("\n").find((l) => l.startsWith(prefix));
-      if (line !== undefined && text.includes(line + "\n")) return line;
-    }
-  } finally {
-    reader.releaseLock();
-  }
-}
 
 const lib = (name: string) => JSON.stringify(join(import.meta.dir, "..", name));
 
@@ -80,7 +53,7 @@ describe("kill -9 of a recorder with audio", () => {
         const [, ffmpegPid, path, perSecond] = (await readLine(child.stdout, "ready ", 20_000)).split(" ");
         partial = path!;
         // About 1.3 s of the segment in the file (ffmpeg writes the video once the audio is there too).
-        await waitFor(() => statSync(partial).size > 1.3 * Number(perSecond), 20_000, "1.3 s of frames in the partial file");
+        await until(() => statSync(partial).size > 1.3 * Number(perSecond), 20_000, "1.3 s of frames in the partial file");
         // Nothing gets to finish the file: the recorder is stopped, then ffmpeg and the recorder are killed.
         process.kill(child.pid, "SIGSTOP");
         process.kill(Number(ffmpegPid), "SIGKILL");

@@ -10,36 +10,9 @@ import { findPartials, recoverPartial } from "../lib/record/segment-recovery.ts"
 import { SegmentWriter } from "../lib/record/segment-writer.ts";
 import { jpegFrames } from "./helpers/jpeg-frames.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
+import { readLine, until } from "./helpers/process.ts";
 
 const tempDir = tempDirs("lancam-recovery-");
-
-async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const until = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
-
-/** Reads lines from a child's stdout until one starts with `prefix`. */
-async function readLine(stream: ReadableStream<Uint8Array>, prefix: string, timeoutMs: number): Promise<string> {
-  const reader = stream.getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  const deadline = Bun.sleep(timeoutMs).then(() => null);
-  try {
-    for (;;) {
-      const r = await Promise.race([reader.read(), deadline]);
-      if (r === null) throw new Error(`no "${prefix}" line within ${timeoutMs} ms; got: ${text}`);
-      if (r.done) throw new Error(`child ended before printing "${prefix}"; got: ${text}`);
-      text += decoder.decode(r.value, { stream: true });
-      const line = text.split("\n").find((l) => l.startsWith(prefix));
-      if (line !== undefined && text.includes(line + "\n")) return line;
-    }
-  } finally {
-    reader.releaseLock();
-  }
-}
 
 const lib = (name: string) => JSON.stringify(join(import.meta.dir, "..", name));
 
@@ -72,7 +45,7 @@ describe("kill -9 of the recording process", () => {
       try {
         const [, ffmpegPid, path] = (await readLine(child.stdout, "ready ", 15_000)).split(" ");
         partial = path!;
-        await waitFor(() => statSync(partial).size > 100_000, 10_000, "frames in the partial file");
+        await until(() => statSync(partial).size > 100_000, 10_000, "frames in the partial file");
         // Stop the recorder first so it cannot react, then kill ffmpeg and the recorder without warning,
         // as a power cut or the OOM killer would: nothing gets to finish the file.
         process.kill(child.pid, "SIGSTOP");

@@ -12,7 +12,7 @@
 import type { AudioFormat, AudioPacket } from "../wire/audio-packet.ts";
 import { samplesPerPacket } from "../wire/audio-packet.ts";
 import { AudioOutput, type AudioOutSpec } from "./audio-output.ts";
-import { JitterBuffer, type PushResult } from "./jitter-buffer.ts";
+import { JitterBuffer, type JitterStats, type PushResult } from "./jitter-buffer.ts";
 import { LevelMeter } from "./level-meter.ts";
 import { OpusDecoder } from "./opus-decoder.ts";
 import type { Logger } from "../log/format.ts";
@@ -36,16 +36,8 @@ export const OPUS_LOOKAHEAD_SAMPLES = 312;
 /** Decoded packets waiting for their position, at most. */
 const MAX_CHUNKS = 64;
 
-/** What the player counted: the jitter buffer's counters and its own. */
-export interface AudioPlayerStats {
-  received: number;
-  played: number;
-  concealed: number;
-  silent: number;
-  late: number;
-  duplicate: number;
-  overflow: number;
-  resyncs: number;
+/** What the player counted: the jitter buffer's counters (lib/audio/jitter-buffer.ts) and its own. */
+export interface AudioPlayerStats extends Omit<JitterStats, "delayGrown" | "delayShrunk"> {
   /** Packets libopus refused (concealed instead). */
   undecodable: number;
   /** Samples (per channel) of a packet cut because its position had already been written. */

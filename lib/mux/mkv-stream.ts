@@ -20,6 +20,8 @@
  *     Cluster ...
  */
 
+import { concatBytes } from "../wire/bytes.ts";
+
 /** Element IDs (their length marker included, as written). */
 export const ID = {
   EBML: 0x1a45dfa3,
@@ -126,25 +128,14 @@ export function encodeVint(value: number): Uint8Array {
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** One element with a known size. */
 export function element(id: number, payload: Uint8Array): Uint8Array {
-  return concat([idBytes(id), encodeVint(payload.length), payload]);
+  return concatBytes([idBytes(id), encodeVint(payload.length), payload]);
 }
 
 function master(id: number, children: Uint8Array[]): Uint8Array {
-  return element(id, concat(children));
+  return element(id, concatBytes(children));
 }
 
 /** An unsigned integer element in the fewest bytes (at least one). */
@@ -192,7 +183,7 @@ export function encodeEbmlHeader(): Uint8Array {
 
 /** The Segment element's ID and unknown size: everything after it is its content. */
 export function encodeSegmentStart(): Uint8Array {
-  return concat([idBytes(ID.Segment), UNKNOWN_SIZE]);
+  return concatBytes([idBytes(ID.Segment), UNKNOWN_SIZE]);
 }
 
 /** Segment Info: 1 ms timecodes, the writing app, and the first frame's wall-clock time if known. */
@@ -245,12 +236,12 @@ export function encodeAudioTrackEntry(audio: MkvAudioTrack): Uint8Array {
 
 /** Everything before the first cluster: EBML header, Segment start, Info, Tracks. */
 export function encodeStreamHeader(track: MkvTrack, audio?: MkvAudioTrack): Uint8Array {
-  return concat([encodeEbmlHeader(), encodeSegmentStart(), encodeInfo(track.startedAtMicros), encodeTracks(track, audio)]);
+  return concatBytes([encodeEbmlHeader(), encodeSegmentStart(), encodeInfo(track.startedAtMicros), encodeTracks(track, audio)]);
 }
 
 /** A Cluster of unknown size and its Timecode (ms since the segment start). */
 export function encodeClusterStart(timecodeMs: number): Uint8Array {
-  return concat([idBytes(ID.Cluster), UNKNOWN_SIZE, uintElement(ID.Timecode, timecodeMs)]);
+  return concatBytes([idBytes(ID.Cluster), UNKNOWN_SIZE, uintElement(ID.Timecode, timecodeMs)]);
 }
 
 /** The SimpleBlock element header for a keyframe of `payloadLength` bytes on `track`; the payload follows it. */

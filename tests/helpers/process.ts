@@ -110,3 +110,23 @@ export async function exitWithin(child: Child, timeoutMs: number, what: string):
   await child[Symbol.asyncDispose]();
   throw new Error(`timed out after ${timeoutMs} ms: ${what} did not exit\nstdout:\n${child.stdout()}\nstderr:\n${child.stderr()}`);
 }
+
+/** Reads a child's stdout until a whole line starting with `prefix` came; that line. Throws at `timeoutMs` or if the child ends first. */
+export async function readLine(stream: ReadableStream<Uint8Array>, prefix: string, timeoutMs: number): Promise<string> {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const deadline = Bun.sleep(timeoutMs).then(() => null);
+  try {
+    for (;;) {
+      const r = await Promise.race([reader.read(), deadline]);
+      if (r === null) throw new Error(`no "${prefix}" line within ${timeoutMs} ms; got: ${text}`);
+      if (r.done) throw new Error(`child ended before printing "${prefix}"; got: ${text}`);
+      text += decoder.decode(r.value, { stream: true });
+      const line = text.split("\n").find((l) => l.startsWith(prefix));
+      if (line !== undefined && text.includes(line + "\n")) return line;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
