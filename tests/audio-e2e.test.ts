@@ -13,7 +13,7 @@ import { decodeAudio, streamInfo } from "./helpers/av-sync.ts";
 import { displayLog, liveOffsets, onsets, recordedOffsets } from "./helpers/av-offsets.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 import { netnsUnavailable, NetnsLan } from "./helpers/netns.ts";
-import { spawnBun, spawnChild, type Child } from "./helpers/process.ts";
+import { spawnBun, spawnChild, type Child, expectExit } from "./helpers/process.ts";
 import { startXvfb } from "./helpers/xvfb.ts";
 
 const tempDir = tempDirs("lancam-audio-e2e-");
@@ -40,7 +40,7 @@ async function watch(dir: string, port: string, host: string, display: string, s
   const statsPath = join(dir, "stats.json");
   const client = spawn(["client.ts", host, port, "0", "--audio-out", `wav:${wav}`, "--display-log", log, "--out", rec, "--segment", "2", "--container", container, "--duration", String(SECONDS), "--stats", statsPath], { DISPLAY: display });
   const firstSampleAt = Number((await client.waitFor(/audio output started .*firstSampleAt=(\d+)/, 30_000, "stderr"))[1]);
-  expect(await client.exited).toBe(0);
+  await expectExit(client, 0);
   expect(client.stderr()).not.toMatch(/unexpected error|^\s+at /m);
   const segments = listFiles(rec).filter((n) => n.endsWith(`.${container}`)).map((n) => join(rec, n));
   const perSegment: number[][] = [];
@@ -87,7 +87,7 @@ describe("audio end to end", () => {
       expectEverySegmentInSync(run);
       expect(run.stats.audio.datagrams).toMatchObject({ forged: 0, auth: 0, malformed: 0 });
       server.proc.kill("SIGTERM");
-      expect(await server.exited).toBe(0);
+      await expectExit(server, 0);
     }, 120_000);
   }
 

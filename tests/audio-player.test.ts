@@ -9,7 +9,7 @@ import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { memoryLogger } from "./helpers/memory-logger.ts";
 import { opusPackets } from "./helpers/opus-packets.ts";
 import { prng } from "./helpers/prng.ts";
-import { spawnBun, spawnChild, until } from "./helpers/process.ts";
+import { spawnBun, spawnChild, until, expectExit } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 import { peak, readWav, toneOnsets } from "./helpers/wav-audio.ts";
 
@@ -259,7 +259,7 @@ describe("AudioPlayer into PulseAudio", () => {
       await using child = spawnBun(["tests/helpers/audio-play-child.ts", "pulse:lc", "4"], pulse.env);
       const done = await child.waitFor(/done (.*)/, 30_000);
       expect({ stats: JSON.parse(done[1]!), stderr: child.stderr() }).toMatchObject({ stats: { output: "pulse:lc", late: 0 } });
-      expect(await child.exited).toBe(0);
+      await expectExit(child, 0);
       capture.proc.kill("SIGINT"); // ffmpeg finishes the file
       await capture.exited;
       const heard = readWav2(capturePath);

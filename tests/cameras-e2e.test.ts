@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { probeVideo } from "../lib/media/ffprobe.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
-import { spawnBun, until } from "./helpers/process.ts";
+import { spawnBun, until, expectExit } from "./helpers/process.ts";
 import { filesUnder } from "./helpers/files.ts";
 
 let dir: string;
@@ -79,8 +79,8 @@ describe("several cameras from one server", () => {
     }, 10_000, () => `desk unavailable in /state: ${JSON.stringify(sources)}`);
     expect(sources[0]!.available).toBe(true);
 
-    expect(await board.child.exited).toBe(0);
-    expect(await desk.child.exited).toBe(0);
+    await expectExit(board.child, 0);
+    await expectExit(desk.child, 0);
     const b = JSON.parse(readFileSync(board.stats, "utf8")) as StatsSummary;
     const d = JSON.parse(readFileSync(desk.stats, "utf8")) as StatsSummary;
     // The board camera went on at its rate while the desk's source ended beside it.
@@ -107,7 +107,7 @@ describe("several cameras from one server", () => {
     await server.waitFor(/client refused client=127\.0\.0\.1:\d+ udp=\d+ reason="no such camera" camera=window/, 10_000, "stderr");
     // By number, the unnamed second camera is there.
     await using second = spawnBun(["client.ts", "127.0.0.1", port, "0", "--camera", "1", "--no-window", "--no-record", "--frames", "5"]);
-    expect(await second.exited).toBe(0);
+    await expectExit(second, 0);
   }, 60_000);
 
   test("--record on the server records every camera into a folder of its own, each at its own size", async () => {

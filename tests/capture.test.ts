@@ -8,7 +8,7 @@ import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { StreamClient } from "../lib/receive/stream-client.ts";
 import type { ByeTotals, Report } from "../lib/wire/control.ts";
 import type { Frame } from "../lib/wire/frame.ts";
-import { spawnBun, until } from "./helpers/process.ts";
+import { spawnBun, until, expectExit } from "./helpers/process.ts";
 import { readFrameNumber } from "./helpers/test-pattern.ts";
 import { take } from "./helpers/take-frames.ts";
 
@@ -315,7 +315,7 @@ describe("pausing: nothing to do, nothing done", () => {
       await running;
       await server.waitFor(/client left/, 10_000, "stderr");
       server.proc.kill("SIGTERM");
-      expect(await server.exited).toBe(0);
+      await expectExit(server, 0);
 
       // Frames came after the welcome (how soon is a latency for bench/, not a test).
       expect(arrivals[0]!).toBeGreaterThanOrEqual(welcomedAt);

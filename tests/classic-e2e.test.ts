@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { probeVideo } from "../lib/media/ffprobe.ts";
 import { classroomSkipReason, freeUdpPort, startPythonServer, startPythonViewer, untilDecoded } from "./helpers/classic-python.ts";
-import { spawnBun, until, type Child } from "./helpers/process.ts";
+import { spawnBun, until, type Child, expectExit } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 import { filesUnder } from "./helpers/files.ts";
 
@@ -77,16 +77,16 @@ describe.skipIf(noProgram)("classroom viewers on a lancam server", () => {
 
     // One says end: it alone leaves.
     c.pressEsc();
-    expect(await c.child.exited).toBe(0);
+    await expectExit(c.child, 0);
     await until(() => classicLines(log, "client left", ports[2]!).length === 1, 10_000, "the leave after end");
     expect(classicLines(log, "client left", ports[2]!)[0]).toContain(" reason=end ");
     await eachGets([{ name: "classroom viewer b", count: b.decoded }], 15);
     expect(classicLines(log, "client left", ports[1]!)).toEqual([]);
 
     lancam.proc.kill("SIGTERM");
-    expect(await lancam.exited).toBe(0);
+    await expectExit(lancam, 0);
     server.proc.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
+    await expectExit(server, 0);
     expect(server.stderr()).not.toMatch(/ERROR|unexpected error/);
 
     // The lancam viewer had frames in every whole second it ran (the machine may be busy
@@ -134,7 +134,7 @@ describe.skipIf(noProgram)("--max-clients", () => {
     await until(() => classicLines(log, "client refused", ports[1]!).length === 1, 10_000, "the classroom viewer refused");
     expect(classicLines(log, "client refused", ports[1]!)[0]).toMatch(/WARN .* reason="server full" max=2$/);
     await using refused = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-window", "--no-record", "--connect-timeout", "1"]);
-    expect(await refused.exited).toBe(1);
+    await expectExit(refused, 1);
     expect(refused.stderr()).toContain("server full");
     // A leave makes room, for either kind.
     a.pressEsc();
@@ -163,7 +163,7 @@ describe.skipIf(noProgram)("lancam's client --classic on the classroom server", 
       const udp = Number((await c.waitFor(/lancam client receiving udp=(\d+) from 127\.0\.0\.1:\d+/))[1]);
       await until(() => py.log().includes(joinLine(udp)), 10_000, "the classroom server logging the join");
       await whileRunning?.(c);
-      expect(await c.exited).toBe(0);
+      await expectExit(c, 0);
       await until(() => py.log().includes(leaveLine(udp)), 10_000, "the classroom server logging the leave");
       expect(c.stderr()).not.toMatch(/ ERROR | WARN |error:/);
       return c.stderr();

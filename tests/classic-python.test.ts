@@ -16,7 +16,7 @@ import {
   startPythonViewer,
   untilDecoded,
 } from "./helpers/classic-python.ts";
-import { until } from "./helpers/process.ts";
+import { until, expectExit } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-classroom-");
@@ -85,7 +85,7 @@ describe.skipIf(noProgram)("classroom viewers (harness for the server-side tests
     expect(viewer.undecodable()).toBe(0);
     expect(server.log()).toContain(joinLine(udpPort));
     viewer.pressEsc();
-    expect(await viewer.child.exited).toBe(0);
+    await expectExit(viewer.child, 0);
     expect(viewer.child.stdout()).toMatch(/classroom-viewer esc\n[^]*classroom-viewer done decoded=\d+ written=\d+\n$/);
     expect(viewer.child.stderr()).not.toContain("Traceback");
     await until(() => server.log().includes(leaveLine(udpPort)), 5000, "the server logging the leave");
@@ -110,7 +110,7 @@ describe.skipIf(noProgram)("classroom viewers (harness for the server-side tests
     }
     expect(front.server.stats.classicFitFailures).toBe(0);
     first.pressEsc();
-    expect(await first.child.exited).toBe(0);
+    await expectExit(first.child, 0);
     await until(() => lines("client left").length === 1, 5000, "the leave");
     expect(lines("client left")[0]).toContain(` udp=${ports[0]} reason=end `);
     // The other goes on.

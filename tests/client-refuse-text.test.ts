@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { encodeControl, RefuseReason } from "../lib/wire/control.ts";
 import { fakeServer } from "./helpers/fake-server.ts";
-import { spawnBun } from "./helpers/process.ts";
+import { spawnBun, expectExit } from "./helpers/process.ts";
 
 test("the client prints a refuse text with bidi override, line separator and zero-width space spelled out, on one line", async () => {
   // RIGHT-TO-LEFT OVERRIDE turns what follows around, LINE SEPARATOR starts a fake second
@@ -15,7 +15,7 @@ test("the client prints a refuse text with bidi override, line separator and zer
     return encodeControl({ type: "refuse", reason: RefuseReason.BadHello, text: hostile });
   });
   await using client = spawnBun(["client.ts", "127.0.0.1", String(server.port), "0", "--no-window", "--no-record"]);
-  expect(await client.exited).toBe(1);
+  await expectExit(client, 1);
   const stderr = client.stderr();
   expect(stderr).not.toMatch(/[\u202e\u2028\u200b]/);
   // Log lines come first; the error is the last line, whole.

@@ -2,7 +2,7 @@
 // and gets in as soon as a place is free, or gives up with one line saying why.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { spawnBun, type Child } from "./helpers/process.ts";
+import { spawnBun, type Child, expectExit } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-retry-");
@@ -26,8 +26,8 @@ describe("a viewer refused because the server is full", () => {
     await using second = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-window", "--no-record", "--frames", "5", "--connect-timeout", "30"]);
     await second.waitFor(/WARN \[client\] server busy; trying again .*server full: 1 viewers already connected/, 15_000, "stderr");
     first.proc.kill("SIGTERM");
-    expect(await first.exited).toBe(0);
-    expect(await second.exited).toBe(0);
+    await expectExit(first, 0);
+    await expectExit(second, 0);
     expect(second.stderr()).toMatch(/INFO \[client\] connected /);
     expect(second.stderr()).not.toMatch(/ERROR|lancam-client: error/);
     await server.waitFor(/client joined .*clients=1/, 5000, "stderr");
@@ -39,7 +39,7 @@ describe("a viewer refused because the server is full", () => {
     await using _f = first;
     const started = performance.now();
     await using second = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-window", "--no-record", "--connect-timeout", "3"]);
-    expect(await second.exited).toBe(1);
+    await expectExit(second, 1);
     const seconds = (performance.now() - started) / 1000;
     const lines = second.stderr().trimEnd().split("\n");
     expect(lines.at(-1)).toMatch(new RegExp(

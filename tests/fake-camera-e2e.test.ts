@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { cv, renderTestFrame } from "../lib/native/cv.ts";
 import { buildFakeV4l2, fakeCameraEnv, type FakeCamera } from "./helpers/fake-camera.ts";
 import { streamParts, takeParts } from "./helpers/mjpeg-parts.ts";
-import { spawnBun, until } from "./helpers/process.ts";
+import { spawnBun, until, expectExit } from "./helpers/process.ts";
 import { readFrameNumber } from "./helpers/test-pattern.ts";
 
 // An index no machine running the tests has a real camera at.
@@ -140,7 +140,7 @@ describe("a fake V4L2 camera", () => {
     await using server = startServer({ index: INDEX, formats: [`MJPG:${W}x${H}`], jpegs: jpegDir, unplugAfter: 10, unplugged }, ["--record", join(dir, "rec")]);
     await server.waitFor(/camera unavailable: waiting for it to come back/, 30_000, "stderr");
     server.proc.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
+    await expectExit(server, 0);
     expect(server.stderr()).toMatch(/INFO \[server\] stopped .*cameraOutages=1/);
   }, 60_000);
 
@@ -200,7 +200,7 @@ describe("a fake V4L2 camera", () => {
       console.log(`frames resumed ${Math.round(resumedAfter)} ms after the replug`);
       // The lancam viewer stayed in its one session and got frames from after the replug too.
       viewer.proc.kill("SIGTERM");
-      expect(await viewer.exited).toBe(0);
+      await expectExit(viewer, 0);
       const s = JSON.parse(readFileSync(stats, "utf8")) as { framesReceived: number; reconnects: number };
       expect(s.reconnects).toBe(0);
       expect(s.framesReceived).toBeGreaterThan(UNPLUG_AFTER);

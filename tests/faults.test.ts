@@ -14,7 +14,7 @@ import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import type { SegmentWriterStats } from "../lib/record/segment-writer.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
 import { logLine } from "./helpers/log-file.ts";
-import { spawnBun, until, type Child } from "./helpers/process.ts";
+import { spawnBun, until, type Child, expectExit } from "./helpers/process.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-faults-");
@@ -164,7 +164,7 @@ describe("faults", () => {
     const finishedPaths = () => [...viewer.stderr().matchAll(/INFO \[recorder\] segment finished path=(\S+)/g)].map((m) => m[1]!);
     await until(() => finishedPaths().some((p) => !before.has(p)), 10_000, "a segment recorded after the reconnect");
     viewer.proc.kill("SIGTERM");
-    expect(await viewer.exited).toBe(0);
+    await expectExit(viewer, 0);
     expect(viewer.stderr()).not.toMatch(/ERROR |unexpected error/);
 
     const s = readStats(stats);
@@ -252,9 +252,9 @@ describe("faults", () => {
     expect(others).toEqual([]);
     expect(occurrences(server.stderr(), /WARN \[server\] /)).toBe(6 + occurrences(server.stderr(), /WARN \[server\] no token/));
 
-    expect(await viewer.exited).toBe(0);
+    await expectExit(viewer, 0);
     server.proc.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
+    await expectExit(server, 0);
     expect(server.stderr()).toMatch(/INFO \[server\] stopped .*pendingEvicted=184 /);
     expect(readFileSync(log, "utf8")).toContain(`similar=${summary[1]}`);
     const s = readStats(stats);
@@ -281,7 +281,7 @@ describe("faults", () => {
     expect(next!.partial).not.toBe(dead.partial);
     await viewer.waitFor(/ERROR \[recorder\] ffmpeg exited mid-segment; a new segment starts with the next frame .*signal=SIGKILL .*retryInMs=0/, 10_000, "stderr");
     await viewer.waitFor(/INFO \[recorder\] recovered partial segment /, 10_000, "stderr");
-    expect(await viewer.exited).toBe(0);
+    await expectExit(viewer, 0);
 
     const s = readStats(stats);
     console.log(`ffmpeg killed: viewer fps per second ${s.fpsPerSecond.join(" ")}`);

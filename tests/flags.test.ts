@@ -12,7 +12,7 @@ import { recordSettings } from "../lib/app/record-flags.ts";
 import { SERVER_COMMAND, SERVER_RECORD_CLI } from "../lib/app/server-flags.ts";
 import { parseSourceFlag, sourceSpelling } from "../lib/app/source-flag.ts";
 import { RecordError } from "../lib/record/record-dir.ts";
-import { ROOT, spawnBun } from "./helpers/process.ts";
+import { ROOT, spawnBun, expectExit } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-flags-");
@@ -404,7 +404,7 @@ describe("the programs, run", () => {
     ];
     for (const [argv, start] of runs) {
       await using p = spawnBun(argv, { FFMPEG_BIN: "/nope" });
-      expect(await p.exited).toBe(1);
+      await expectExit(p, 1);
       expect(p.stderr().split("\n")).toHaveLength(2);
       expect(p.stderr()).toStartWith(start);
       expect(p.stderr()).toEndWith(argv[0] === "server.ts" ? "; or run without --record\n" : "; or pass --no-record\n");

@@ -18,7 +18,7 @@ import { decodeDatagram, DEFAULT_MTU } from "../lib/wire/datagram.ts";
 import { nowMicros } from "../lib/wire/frame.ts";
 import { seqAdd, seqDiff } from "../lib/wire/seq.ts";
 import { jpegFrames, splitJpegs } from "./helpers/jpeg-frames.ts";
-import { spawnBun, until } from "./helpers/process.ts";
+import { spawnBun, until, expectExit } from "./helpers/process.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 import { readFrameNumber } from "./helpers/test-pattern.ts";
 import { rawUdpSender } from "./helpers/raw-udp.ts";
@@ -119,7 +119,7 @@ describe.skipIf(process.getuid?.() !== 0)("a co-viewer forging frames into anoth
         // (3 s) from the forger's start, however long a busy machine took for either.
         await until(() => seqDiff(forger.liveFrame!, firstLive) >= 90, 30_000, "90 live frames since the forger joined");
         victim.proc.kill("SIGINT");
-        expect(await victim.exited).toBe(0);
+        await expectExit(victim, 0);
         const stats: StatsSummary & { recording: { framesWritten: number } } = JSON.parse(readFileSync(statsPath, "utf8"));
         expect(sent).toBe(FORGED);
         // Each forged frame that completed was refused; one whose datagrams met the real

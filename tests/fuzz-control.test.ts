@@ -13,7 +13,7 @@ import {
 } from "../lib/wire/control.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
 import { MessageReader } from "../lib/wire/message-reader.ts";
-import { spawnBun, type Child } from "./helpers/process.ts";
+import { spawnBun, type Child, expectExit } from "./helpers/process.ts";
 import { prng } from "./helpers/prng.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
@@ -266,9 +266,9 @@ describe("a server fuzzed on its control port while viewers watch", () => {
       console.log(`${before.length + after.length + silent.length} hostile connections in ${fuzzSeconds.toFixed(1)} s; close after p50 ${closeMs[closeMs.length >> 1]!.toFixed(1)} ms, max ${closeMs.at(-1)!.toFixed(1)} ms`);
 
       for (const v of viewers) v.child.proc.kill("SIGTERM");
-      for (const v of viewers) expect(await v.child.exited).toBe(0);
+      for (const v of viewers) await expectExit(v.child, 0);
       server.proc.kill("SIGTERM");
-      expect(await server.exited).toBe(0);
+      await expectExit(server, 0);
       for (const v of viewers) {
         const s: StatsSummary = JSON.parse(readFileSync(v.stats, "utf8"));
         // Frames in every full second of the fuzz, in order. (These once had to keep 60% of

@@ -12,7 +12,7 @@ import {
   type DatagramHeader,
 } from "../lib/wire/datagram.ts";
 import { DecodeError } from "../lib/wire/decode-error.ts";
-import { spawnBun, type Child } from "./helpers/process.ts";
+import { spawnBun, type Child, expectExit } from "./helpers/process.ts";
 import { prng } from "./helpers/prng.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 import { rawUdpSender } from "./helpers/raw-udp.ts";
@@ -169,9 +169,9 @@ async function stream(): Promise<Stream> {
 /** Ends the stream and checks what every fuzz test needs: clean exits, frames throughout, bounded memory. */
 async function finish(s: Stream, rssBefore: number, rssAfter: number): Promise<StatsSummary> {
   s.viewer.proc.kill("SIGTERM");
-  expect(await s.viewer.exited).toBe(0);
+  await expectExit(s.viewer, 0);
   s.server.proc.kill("SIGTERM");
-  expect(await s.server.exited).toBe(0);
+  await expectExit(s.server, 0);
   for (const p of [s.server, s.viewer]) expect(p.stderr()).not.toMatch(/unexpected error|^\s+at /m);
   expect(s.viewer.stderr()).not.toContain("server went away");
   const summary: StatsSummary = JSON.parse(readFileSync(s.stats, "utf8"));

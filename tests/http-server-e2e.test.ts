@@ -4,7 +4,7 @@ import { expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { ROOT, spawnBun, until } from "./helpers/process.ts";
+import { ROOT, spawnBun, until, expectExit } from "./helpers/process.ts";
 import { PROMTOOL, promtoolCheck, promtoolSkipReason } from "./helpers/promtool.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
@@ -94,7 +94,7 @@ test("server --http with a token: every route needs the browser link's key, deri
   expect(((await state.json()) as { source: unknown }).source).toMatchObject({ width: 320, height: 240 });
   await until(() => / unauthorized request /.test(readFileSync(log, "utf8")), 10_000, "the 401 log line");
   server.proc.kill("SIGTERM");
-  expect(await server.exited).toBe(0);
+  await expectExit(server, 0);
   const lines = readFileSync(log, "utf8");
   expect(lines).not.toContain(token);
   expect(lines).not.toContain(key);

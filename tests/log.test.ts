@@ -7,7 +7,7 @@ import { FileSink } from "../lib/log/file-sink.ts";
 import { formatLine, type Sink } from "../lib/log/format.ts";
 import { createLogger, throttled } from "../lib/log/logger.ts";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
-import { spawnBun, until } from "./helpers/process.ts";
+import { spawnBun, until, expectExit } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-log-");
@@ -471,9 +471,9 @@ describe("a server and a viewer whose log disk is full", () => {
         await Promise.all(Array.from({ length: 20 }, () => badPeer(port, new Uint8Array([0x47, 0x47]), false)));
         closeMs.push(await badPeer(port, new Uint8Array([0x47, 0x47]), true));
       }
-      expect(await viewer.exited).toBe(0);
+      await expectExit(viewer, 0);
       server.proc.kill("SIGTERM");
-      expect(await server.exited).toBe(0);
+      await expectExit(server, 0);
 
       // At once, not at the 2 s hello deadline a silent peer would be closed at.
       expect(Math.max(...closeMs)).toBeLessThan(1900);

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
 import { NetnsLan, netnsUnavailable } from "./helpers/netns.ts";
-import { spawnBun, type Child } from "./helpers/process.ts";
+import { spawnBun, type Child, expectExit } from "./helpers/process.ts";
 
 let dir: string;
 beforeAll(() => {
@@ -72,7 +72,7 @@ describe("multicast on loopback", () => {
         const codes = await Promise.all(viewers.map((v) => v.child.exited));
         expect(codes).toEqual([0, 0, 0]);
         server.proc.kill("SIGTERM");
-        expect(await server.exited).toBe(0);
+        await expectExit(server, 0);
         for (const [i, v] of viewers.entries()) {
           const s = readStats(v.stats);
           expectEveryFrame(`viewer ${i}`, s, frames[i]!);
@@ -133,7 +133,7 @@ describe.skipIf(unavailable !== null)("multicast across network namespaces", () 
     const codes = await Promise.all(viewers.map((v) => v.child.exited));
     expect(codes).toEqual([0, 0, 0, 0]);
     server.proc.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
+    await expectExit(server, 0);
 
     for (const v of viewers) {
       const s = readStats(v.stats);

@@ -15,7 +15,7 @@ import { StreamClient } from "../lib/receive/stream-client.ts";
 import type { ByeTotals, Report } from "../lib/wire/control.ts";
 import type { Frame } from "../lib/wire/frame.ts";
 import { sofAt, withSize } from "./helpers/jpeg-bytes.ts";
-import { spawnBun, until } from "./helpers/process.ts";
+import { spawnBun, until, expectExit } from "./helpers/process.ts";
 import { take } from "./helpers/take-frames.ts";
 
 const W = 320;
@@ -191,7 +191,7 @@ describe("a server on an MJPEG file", () => {
       client.stop();
       await running;
       server.proc.kill("SIGTERM");
-      expect(await server.exited).toBe(0);
+      await expectExit(server, 0);
 
       expect(got.every((g) => g.index !== undefined)).toBe(true);
       for (let k = 1; k < got.length; k++) {

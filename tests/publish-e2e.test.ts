@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { probeVideo } from "../lib/media/ffprobe.ts";
 import { freePort, receiver } from "./helpers/rtsp-receiver.ts";
-import { spawnBun, until } from "./helpers/process.ts";
+import { spawnBun, until, expectExit } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-publish-e2e-");
@@ -48,9 +48,9 @@ test("the media server stops and comes back mid-stream: the UDP viewer keeps its
   second.proc.kill("SIGINT");
   await second.exited;
 
-  expect(await viewer.exited).toBe(0);
+  await expectExit(viewer, 0);
   server.proc.kill("SIGTERM");
-  expect(await server.exited).toBe(0);
+  await expectExit(server, 0);
 
   for (const file of ["first.mkv", "second.mkv"]) {
     const p = await probeVideo(join(dir, file));

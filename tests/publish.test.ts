@@ -14,7 +14,7 @@ import { probeVideo } from "../lib/media/ffprobe.ts";
 import type { Frame } from "../lib/wire/frame.ts";
 import { splitJpegs, jpegFrames } from "./helpers/jpeg-frames.ts";
 import { freePort, listening, receiver } from "./helpers/rtsp-receiver.ts";
-import { type Child, exitWithin, spawnChild, until } from "./helpers/process.ts";
+import { type Child, exitWithin, spawnChild, until, expectExit } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 import { readFrameNumber } from "./helpers/test-pattern.ts";
 
@@ -146,7 +146,7 @@ describe("publishing to a real RTSP server", () => {
     const pub = new Publisher({ target: parsePublishUrl(`rtsp://${USER}:${PASSWORD}@127.0.0.1:${port}/classroom`), codec: "copy", fps: FPS, log });
     await drive(pub, frames, { count: 3 * FPS }).done;
     await pub.close();
-    expect(await recv.exited).toBe(0); // the publisher ended the session; the receiver finished its file
+    await expectExit(recv, 0); // the publisher ended the session; the receiver finished its file
 
     const s = pub.stats;
     expect(s).toMatchObject({ state: "closed", frames: 3 * FPS, failures: 0, reconnects: 0, rejected: 0, url: `rtsp://***@127.0.0.1:${port}/classroom` });
@@ -172,7 +172,7 @@ describe("publishing to a real RTSP server", () => {
     const pub = new Publisher({ target: parsePublishUrl(`rtsp://${USER}:${PASSWORD}@127.0.0.1:${port}/classroom`), codec: "h264", fps: FPS, log });
     await drive(pub, any, { count: 3 * FPS }).done;
     await pub.close();
-    expect(await recv.exited).toBe(0);
+    await expectExit(recv, 0);
 
     const s = pub.stats;
     const e = pub.encoderStats!;
@@ -225,7 +225,7 @@ describe("publishing to a real RTSP server", () => {
       await until(() => pub.stats.state === "publishing" && pub.stats.published >= publishedBefore + FPS, 15_000, "publishing again for a second");
       await d.stop();
       await pub.close();
-      expect(await recv.exited).toBe(0);
+      await expectExit(recv, 0);
 
       // Writes during the outage returned at once, and returned nothing to wait on.
       expect(outage.length).toBeGreaterThan(10);

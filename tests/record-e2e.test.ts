@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { probeVideo } from "../lib/media/ffprobe.ts";
 import { logLine } from "./helpers/log-file.ts";
-import { spawnBun, until } from "./helpers/process.ts";
+import { spawnBun, until, expectExit } from "./helpers/process.ts";
 import { filesUnder } from "./helpers/files.ts";
 
 let dir: string;
@@ -33,7 +33,7 @@ describe("recording end to end", () => {
     await using client = spawnBun([
       "client.ts", "127.0.0.1", String(port), "0", "--no-window", "--duration", "5", "--segment", "2", "--out", out, "--stats", statsPath,
     ]);
-    expect(await client.exited).toBe(0);
+    await expectExit(client, 0);
     const stats = JSON.parse(readFileSync(statsPath, "utf8"));
     const rec = stats.recording;
     expect(rec.framesIn).toBe(stats.framesReceived);
@@ -62,7 +62,7 @@ describe("recording end to end", () => {
     await using client = spawnBun([
       "client.ts", "127.0.0.1", String(port), "0", "--no-window", "--frames", "149", "--out", join(dir, "leave-out"), "--stats", statsPath, "--name", "counted",
     ]);
-    expect(await client.exited).toBe(0);
+    await expectExit(client, 0);
     const leaveLine = await logLine(log, /client left /, 10_000, "the server's leave line");
     const fields = Object.fromEntries([...leaveLine.matchAll(/(\w+)=(\S+)/g)].map((m) => [m[1], m[2]]));
     const stats = JSON.parse(readFileSync(statsPath, "utf8"));
@@ -85,7 +85,7 @@ describe("recording end to end", () => {
     // Wait until the first segment has rotated, so at least two files exist at the end.
     await server.waitFor(/segment finished/, 15_000, "stderr");
     server.proc.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
+    await expectExit(server, 0);
     const closed = /recorder closed framesIn=(\d+) framesWritten=(\d+) repeats=(\d+) dropped=(\d+)/.exec(readFileSync(log, "utf8"));
     expect(closed).not.toBeNull();
     const [, framesIn, written, repeats, dropped] = closed!.map(Number);
@@ -137,7 +137,7 @@ describe("recording end to end", () => {
     const blocker = join(dir, "a-file");
     writeFileSync(blocker, "not a folder");
     await using client = spawnBun(["client.ts", "127.0.0.1", "9", "0", "--no-window", "--out", join(blocker, "rec")]);
-    expect(await client.exited).toBe(1);
+    await expectExit(client, 1);
     expect(client.stderr()).toContain(`cannot record into ${join(blocker, "rec")}`);
     expect(client.stderr()).toContain("choose another --out or pass --no-record");
     expect(client.stderr()).not.toContain("cannot connect");

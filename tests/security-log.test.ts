@@ -6,7 +6,7 @@ import { securityLogSettings } from "../lib/app/log-flags.ts";
 import { UsageError } from "../lib/app/cli.ts";
 import { DEFAULT_LOG_KEEP, FileSink, securityLogPath } from "../lib/log/file-sink.ts";
 import { createLogger } from "../lib/log/logger.ts";
-import { spawnBun, until } from "./helpers/process.ts";
+import { spawnBun, until, expectExit } from "./helpers/process.ts";
 import { tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-seclog-");
@@ -105,7 +105,7 @@ describe("the server's security log", () => {
     await until(() => readdirSync(dir).includes(`server.log.${DEFAULT_LOG_KEEP}`) && refusals() > 0 && !allLines(log).some((l) => l.includes("the token is")), 10_000,
       "the main log rotated past the warning");
     server.proc.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
+    await expectExit(server, 0);
     // Every file within its cap, and the warning only where churn cannot reach it.
     for (const f of readdirSync(dir).filter((f) => f.startsWith("server.log"))) expect(readFileSync(join(dir, f)).length).toBeLessThanOrEqual(4096);
     expect(allLines(log).some((l) => l.includes("the token is"))).toBe(false);
@@ -119,7 +119,7 @@ describe("the server's security log", () => {
   test("--security-log naming the main log is a usage error, nothing started", async () => {
     const dir = tempDir();
     await using p = spawnBun(["server.ts", "--source", "test", "--port", "0", "--log", join(dir, "s.log"), "--security-log", join(dir, "s.log")]);
-    expect(await p.exited).toBe(2);
+    await expectExit(p, 2);
     expect(p.stderr()).toStartWith(`lancam-server: invalid --security-log=${join(dir, "s.log")}: it is the --log file; choose another\n`);
   }, 15_000);
 });

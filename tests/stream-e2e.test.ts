@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
-import { exitWithin, spawnBun, spawnChild, until, type Child } from "./helpers/process.ts";
+import { exitWithin, spawnBun, spawnChild, until, type Child, expectExit } from "./helpers/process.ts";
 import { logLine } from "./helpers/log-file.ts";
 import { requestWindowClose } from "./helpers/x-close.ts";
 import { screenVariation, startXvfb } from "./helpers/xvfb.ts";
@@ -55,7 +55,7 @@ describe("streaming", () => {
       const codes = await Promise.all(clients.map((c) => c.client.exited));
       expect(codes).toEqual([0, 0, 0]);
       server.proc.kill("SIGTERM");
-      expect(await server.exited).toBe(0);
+      await expectExit(server, 0);
       for (const [i, c] of clients.entries()) {
         const s = readStats(c.stats);
         const joins = logLines(log, "client joined", udps[i]!);
@@ -127,7 +127,7 @@ describe("streaming", () => {
     try {
       await client.waitFor(/INFO \[client\] connected /, 10_000, "stderr");
       first.server.proc.kill("SIGTERM");
-      expect(await first.server.exited).toBe(0);
+      await expectExit(first.server, 0);
       await client.waitFor(/server went away; reconnecting/, 10_000, "stderr");
       const second = await startServer("restart-b", ["--size", "320x240", "--fps", "20", "--port", String(first.port)]);
       await using _s2 = second.server;
@@ -176,14 +176,14 @@ describe("streaming", () => {
     probe.stop(true);
     {
       await using c = spawnBun(["client.ts", "127.0.0.1", String(deadPort), "0", "--no-record", "--no-window"]);
-      expect(await c.exited).toBe(1);
+      await expectExit(c, 1);
       expect(c.stderr()).toContain(`cannot connect to 127.0.0.1:${deadPort}: connection refused`);
     }
     {
       const taken = Bun.listen({ hostname: "0.0.0.0", port: 0, socket: { data() {} } });
       try {
         await using c = spawnBun(["server.ts", "--source", "test", "--port", String(taken.port), "--log", join(dir, "taken.log")]);
-        expect(await c.exited).toBe(1);
+        await expectExit(c, 1);
         expect(c.stderr()).toContain(`lancam-server: error: cannot listen on 0.0.0.0:${taken.port}`);
         expect(c.stderr()).toContain("(port in use; choose another --port or 0)");
         expect(c.stderr()).not.toContain("    at ");
@@ -194,7 +194,7 @@ describe("streaming", () => {
     const busy = await Bun.udpSocket({ hostname: "0.0.0.0", port: 0, socket: { data() {} } });
     try {
       await using c = spawnBun(["client.ts", "127.0.0.1", String(deadPort), String(busy.port), "--no-record", "--no-window"]);
-      expect(await c.exited).toBe(1);
+      await expectExit(c, 1);
       expect(c.stderr()).toContain(`cannot receive on UDP port ${busy.port}: it is in use`);
     } finally {
       busy.close();
@@ -211,7 +211,7 @@ describe("streaming", () => {
     // It asks again until its connect timeout, then gives up (tests/connect-retry-e2e.test.ts).
     const second = startClient(port, "full-2", ["--connect-timeout", "1"]);
     await using _c = second.client;
-    expect(await second.client.exited).toBe(1);
+    await expectExit(second.client, 1);
     expect(second.client.stderr()).toContain(`server 127.0.0.1:${port} refused the session: server full: 1 viewers already connected`);
     await until(() => readFileSync(log, "utf8").includes("reason=\"server full\""), 10_000, "refusal in the log");
   }, 30_000);
@@ -220,7 +220,7 @@ describe("streaming", () => {
     const { server, port } = await startServer("headless", ["--size", "320x240", "--fps", "20"]);
     await using _s = server;
     await using client = spawnBun(["client.ts", "127.0.0.1", String(port), "0", "--no-record", "--frames", "30"], { DISPLAY: undefined, WAYLAND_DISPLAY: undefined });
-    expect(await client.exited).toBe(0);
+    await expectExit(client, 0);
     expect(client.stderr().match(/no display available; running without a window/g)).toHaveLength(1);
     expect(client.stderr()).toMatch(/INFO \[client\] stopped frames=30 /);
   }, 20_000);

@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { StatsSummary } from "../lib/receive/receiver-stats.ts";
-import { spawnBun, type Child } from "./helpers/process.ts";
+import { spawnBun, type Child, expectExit } from "./helpers/process.ts";
 import { listFiles, tempDirs } from "./helpers/temp-dirs.ts";
 
 const tempDir = tempDirs("lancam-token-e2e-");
@@ -41,7 +41,7 @@ describe("--token", () => {
     const out = join(dir, "recordings");
     const { client, stats } = startClient(port, dir, ["--token", token, "--frames", "40", "--out", out]);
     await using _c = client;
-    expect(await client.exited).toBe(0);
+    await expectExit(client, 0);
     const s: Stats = JSON.parse(readFileSync(stats, "utf8"));
     expect(s.framesReceived).toBe(40);
     expect(s.datagramsDropped.auth).toBe(0);
@@ -50,7 +50,7 @@ describe("--token", () => {
     expect(client.stderr()).toContain("encrypted=yes");
     expect(client.stderr()).not.toContain("anyone on the network");
     server.proc.kill("SIGTERM");
-    expect(await server.exited).toBe(0);
+    await expectExit(server, 0);
     const text = readFileSync(log, "utf8");
     expect(text).toMatch(/client joined .* auth=token/);
     expect(text).toMatch(/client left .*reason=goodbye .*framesReceived=40 /);
@@ -71,7 +71,7 @@ describe("--token", () => {
     await using _s = server;
     const { client } = startClient(port, dir, ["--token", "a-wrong-token-1234567890", "--no-record", "--frames", "10"]);
     await using _c = client;
-    expect(await client.exited).toBe(1);
+    await expectExit(client, 1);
     expect(client.stderr()).toContain(`lancam-client: error: server 127.0.0.1:${port} refused the session: wrong token (the viewer's token is not the server's)\n`);
     await server.waitFor(/refused reason=auth/, 5000, "stderr");
     expect(readFileSync(log, "utf8")).toMatch(/WARN \[server\] client refused reason=auth client=127\.0\.0\.1:\d+ detail="wrong token" udp=\d+ failures=1\n/);
@@ -79,7 +79,7 @@ describe("--token", () => {
     // No token at all against a server that needs one: as clear, and final.
     const { client: none } = startClient(port, dir, ["--no-record", "--frames", "10"]);
     await using _n = none;
-    expect(await none.exited).toBe(1);
+    await expectExit(none, 1);
     expect(none.stderr()).toContain("this server needs a token: run the viewer with --token or --token-file (or LANCAM_TOKEN)");
   }, 30_000);
 
@@ -89,7 +89,7 @@ describe("--token", () => {
     await using _s = server;
     const { client } = startClient(port, dir, ["--token", "some-token-1234567890", "--no-record", "--frames", "10"]);
     await using _c = client;
-    expect(await client.exited).toBe(1);
+    await expectExit(client, 1);
     expect(client.stderr()).toContain("does not ask for a token: anyone on the network can watch it");
   }, 30_000);
 
@@ -100,7 +100,7 @@ describe("--token", () => {
     expect(server.stderr()).toContain("WARN [server] no token: anyone on the network can watch this stream; start with --token auto to require one");
     const { client, stats } = startClient(port, dir, ["--no-record", "--frames", "20"]);
     await using _c = client;
-    expect(await client.exited).toBe(0);
+    await expectExit(client, 0);
     expect(client.stderr()).toContain("WARN [client] this server has no token: anyone on the network can watch this stream");
     expect(client.stderr()).toContain("encrypted=no");
     expect((JSON.parse(readFileSync(stats, "utf8")) as Stats).framesReceived).toBe(20);

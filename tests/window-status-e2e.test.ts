@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { resolveFfmpeg } from "../lib/media/ffmpeg.ts";
 import { cv } from "../lib/native/cv.ts";
-import { spawnBun, spawnChild, until, type Child } from "./helpers/process.ts";
+import { spawnBun, spawnChild, until, type Child, expectExit } from "./helpers/process.ts";
 import { startXvfb } from "./helpers/xvfb.ts";
 
 const SCREEN = { width: 1024, height: 768 };
@@ -109,18 +109,18 @@ async function startSession(x: { display: string }, name: string, clientArgs: st
   });
   await client.waitFor(/INFO \[client\] connected /, 15_000, "stderr");
   const find = spawnChild(["xdotool", "search", "--sync", "--name", `lancam 127.0.0.1:${port}`], { DISPLAY: x.display });
-  expect(await find.exited).toBe(0);
+  await expectExit(find, 0);
   return { server, client, window: find.stdout().trim().split("\n")[0]!, display: x.display };
 }
 
 async function press(s: Session, key: string): Promise<void> {
   const p = spawnChild(["xdotool", "windowfocus", "--sync", s.window, "key", key], { DISPLAY: s.display });
-  expect(await p.exited).toBe(0);
+  await expectExit(p, 0);
 }
 
 async function geometry(s: Session): Promise<{ width: number; height: number }> {
   const p = spawnChild(["xdotool", "getwindowgeometry", "--shell", s.window], { DISPLAY: s.display });
-  expect(await p.exited).toBe(0);
+  await expectExit(p, 0);
   const v = (k: string) => Number(new RegExp(`^${k}=(\\d+)$`, "m").exec(p.stdout())?.[1]);
   return { width: v("WIDTH"), height: v("HEIGHT") };
 }

@@ -130,3 +130,15 @@ export async function readLine(stream: ReadableStream<Uint8Array>, prefix: strin
     reader.releaseLock();
   }
 }
+
+/** The last `max` characters of a child's output, for a failure message. */
+const tail = (text: string, max = 4000): string => (text.length > max ? `[…${text.length - max} characters before]\n${text.slice(-max)}` : text);
+
+/**
+ * Waits for `child` to exit and checks its exit code. Any other code fails with the child's
+ * output, so a failure in CI says why the process ended, not only that it did.
+ */
+export async function expectExit(child: Child, code: number): Promise<void> {
+  const got = await child.exited;
+  if (got !== code) throw new Error(`exit code ${got}, expected ${code}\nstdout:\n${tail(child.stdout())}\nstderr:\n${tail(child.stderr())}`);
+}
