@@ -16,18 +16,23 @@ export async function decodePackets(packets: readonly AudioPacket[]): Promise<In
 
 /**
  * Capture times (µs) of the beep onsets in `packets`: the first sample above a tenth of
- * full scale after at least 50 ms of quiet. The decoder drops the pre-skip, so PCM
- * sample m was captured at the first packet's time plus m samples.
+ * full scale after at least 50 ms of quiet, timed by the capture time of the packet it
+ * is in, as a viewer times it. The decoder drops the pre-skip, so PCM sample m is input
+ * sample m: in the packet whose samples cover it.
  */
 export async function beepOnsets(packets: readonly AudioPacket[]): Promise<number[]> {
   const pcm = await decodePackets(packets);
-  const start = packets[0]!.capturedAt;
   const out: number[] = [];
+  let k = 0;
+  let first = 0; // input sample of packet k's start
   // Not loud at once: a stream that starts inside a beep has no onset there.
   let quiet = 0;
   for (let m = 0; m < pcm.length; m++) {
     if (Math.abs(pcm[m]!) > 3277) {
-      if (quiet >= 2400) out.push(start + (m * 1e6) / 48000);
+      if (quiet >= 2400) {
+        while (k < packets.length - 1 && m >= first + packets[k]!.samples) first += packets[k++]!.samples;
+        out.push(packets[k]!.capturedAt + ((m - first) * 1e6) / 48000);
+      }
       quiet = 0;
     } else quiet++;
   }
