@@ -1,6 +1,8 @@
-export {};
-// Reads bun's JUnit report and prints the closing line CI looks for:
-// "N passed, N failed[, N skipped]". Exits 1 when anything failed or nothing ran.
+// Reads bun's JUnit report and ends the output with each failed test and what it failed
+// on, then the closing line CI looks for: "N passed, N failed[, N skipped]". Exits 1 when
+// anything failed or nothing ran.
+import { summarizeJunit, summaryText } from "./junit-report.ts";
+
 const path = process.argv[2] ?? "test-results/junit.xml";
 const file = Bun.file(path);
 if (!(await file.exists())) {
@@ -8,18 +10,6 @@ if (!(await file.exists())) {
   console.error(`test-summary: no report at ${path}: bun test did not finish`);
   process.exit(1);
 }
-const xml = await file.text();
-const attr = (name: string) => Number(new RegExp(`<testsuites[^>]*\\s${name}="(\\d+)"`).exec(xml)?.[1] ?? NaN);
-let tests = attr("tests");
-let failures = attr("failures") + (attr("errors") || 0);
-let skipped = attr("skipped") || 0;
-if (!Number.isFinite(tests)) {
-  // Older reports: count the test cases themselves.
-  tests = (xml.match(/<testcase\b/g) ?? []).length;
-  failures = (xml.match(/<failure\b/g) ?? []).length + (xml.match(/<error\b/g) ?? []).length;
-  skipped = (xml.match(/<skipped\b/g) ?? []).length;
-}
-if (!Number.isFinite(failures)) failures = 0;
-const passed = tests - failures - skipped;
-console.log(`${passed} passed, ${failures} failed${skipped ? `, ${skipped} skipped` : ""}`);
-process.exit(failures > 0 || tests === 0 ? 1 : 0);
+const summary = summarizeJunit(await file.text());
+console.log(summaryText(summary));
+process.exit(summary.failed > 0 || summary.tests === 0 ? 1 : 0);
