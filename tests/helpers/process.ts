@@ -142,3 +142,24 @@ export async function expectExit(child: Child, code: number): Promise<void> {
   const got = await child.exited;
   if (got !== code) throw new Error(`exit code ${got}, expected ${code}\nstdout:\n${tail(child.stdout())}\nstderr:\n${tail(child.stderr())}`);
 }
+
+/**
+ * Does `act` (a key press, a close request) until `child` exits, again every `everyMs`
+ * while it runs, as a user presses again when nothing happens: on a loaded machine a
+ * request that comes while a window is still busy can go unanswered. `act` returns false
+ * once there is nothing left to act on (the window is gone: the child is ending), and the
+ * child is then only waited for. The exit code; past `times` tries this throws, naming
+ * `what` with `details()` and the child's output.
+ */
+export async function repeatUntilExit(child: Child, act: () => boolean | Promise<boolean>, what: string,
+  details: () => string = () => "", times = 10, everyMs = 2000): Promise<number> {
+  let open = true;
+  for (let tries = 1; ; tries++) {
+    if (open) open = await act();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const code = await Promise.race([child.exited, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), everyMs)))]);
+    clearTimeout(timer);
+    if (code !== null) return code;
+    if (tries >= times) throw new Error(`the process did not end after ${tries} ${what}, ${everyMs} ms apart\n${details()}\nstderr:\n${tail(child.stderr())}`);
+  }
+}
